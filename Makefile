@@ -1,0 +1,52 @@
+# StockWatch — the two front doors are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+export STOCKWATCH_CACHE_DIR ?= $(CURDIR)/.stack/cache
+export PIP_CACHE_DIR ?= $(STOCKWATCH_CACHE_DIR)/pip
+PYTEST_ARGS ?=
+
+.PHONY: venv stack-up stack-down stack-status test test-unit lint demo bench clean
+
+# The venv is rebuilt when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (StockWatch needs Python 3.11+)"; exit 1; }
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+stack-up: venv
+	bash stack/stack.sh up
+
+stack-down:
+	bash stack/stack.sh down
+
+stack-status: venv
+	bash stack/stack.sh status
+
+# Unit and integration tests against the local stack (started if needed, left running:
+# `make stack-down` stops it).
+test: stack-up
+	STOCKWATCH_KAFKA_BOOTSTRAP=$${STOCKWATCH_KAFKA_BOOTSTRAP:-127.0.0.1:9092} \
+	STOCKWATCH_MONGO_URI=$${STOCKWATCH_MONGO_URI:-mongodb://127.0.0.1:27017} \
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-unit: venv
+	$(VENV)/bin/pytest -m 'not integration' $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+demo: stack-up
+	$(VENV)/bin/python -m consumer.demo
+
+bench: venv
+	$(VENV)/bin/python -m bench
+
+clean: stack-down
+	rm -rf .stack/kafka .stack/ferretdb .demo .bench
