@@ -58,7 +58,8 @@ class Settings(BaseSettings):
     model_dir: Path = Path("./models")
     model_keep: int = Field(default=5, ge=1, description="How many published versions the store keeps.")
     model_signing_key: SecretStr | None = Field(
-        default=None, description="HMAC-SHA256 key: when set, models are signed on publish and verified on load."
+        default=None,
+        description="HMAC-SHA256 key: when set, models are signed on publish and verified on load.",
     )
     allow_sklearn_mismatch: bool = Field(
         default=False, description="Load models saved by another scikit-learn version."
@@ -70,7 +71,9 @@ class Settings(BaseSettings):
     poll_timeout_ms: int = Field(default=100, ge=0)
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
     model_poll_interval_s: float = Field(default=2.0, gt=0)
-    http_port: int = Field(default=9400, ge=0, le=65535, description="Metrics, /healthz and /readyz; 0 = off.")
+    http_port: int = Field(
+        default=9400, ge=0, le=65535, description="Metrics, /healthz and /readyz; 0 = off."
+    )
     audit_anomalies: bool = Field(default=False, description="Also write anomalies to Mongo `anomalies`.")
 
     # --- control plane ---

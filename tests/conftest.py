@@ -20,6 +20,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from pymongo import MongoClient
 
 DEFAULT_KAFKA = "127.0.0.1:9092"
 DEFAULT_MONGO = "mongodb://127.0.0.1:27017"
@@ -59,7 +62,9 @@ def _wait(what: str, check: Callable[[], None], hint: str) -> None:
 @pytest.fixture(scope="session")
 def _containers() -> Iterator[dict[str, str]]:
     """Start Kafka and MongoDB with testcontainers, only when no address is given and Docker answers."""
-    given = {k: os.environ[k] for k in ("STOCKWATCH_KAFKA_BOOTSTRAP", "STOCKWATCH_MONGO_URI") if k in os.environ}
+    given = {
+        k: os.environ[k] for k in ("STOCKWATCH_KAFKA_BOOTSTRAP", "STOCKWATCH_MONGO_URI") if k in os.environ
+    }
     if len(given) == 2 or not _docker_answers():
         yield given
         return
@@ -90,8 +95,6 @@ def kafka_bootstrap(_containers: dict[str, str]) -> str:
     bootstrap = _containers.get("STOCKWATCH_KAFKA_BOOTSTRAP", DEFAULT_KAFKA)
 
     def check() -> None:
-        from kafka import KafkaAdminClient
-
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
         try:
             admin.list_topics()
@@ -107,8 +110,6 @@ def mongo_uri(_containers: dict[str, str]) -> str:
     uri = _containers.get("STOCKWATCH_MONGO_URI", DEFAULT_MONGO)
 
     def check() -> None:
-        from pymongo import MongoClient
-
         client: Any = MongoClient(uri, serverSelectionTimeoutMS=3000)
         try:
             client.admin.command("ping")
@@ -131,9 +132,6 @@ def topic_factory(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
 
     The topics are deleted after the test.
     """
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, request_timeout_ms=10000)
     created: list[str] = []
 
@@ -161,8 +159,6 @@ def topic_factory(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
 @pytest.fixture
 def mongo_db(mongo_uri: str) -> Iterator[Any]:
     """A fresh database (pymongo ``Database``) dropped after the test."""
-    from pymongo import MongoClient
-
     client: Any = MongoClient(mongo_uri, serverSelectionTimeoutMS=5000)
     db = client[unique("sw").replace("-", "_")]
     try:

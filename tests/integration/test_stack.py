@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
 
 pytestmark = pytest.mark.integration
 
@@ -105,8 +106,6 @@ def test_offsets_sent_in_a_transaction_are_committed_for_the_group(
     producer.begin_transaction()
     for record in records:
         producer.send(sink, value=record.value)
-    from kafka.structs import OffsetAndMetadata
-
     tp = TopicPartition(source, 0)
     producer.send_offsets_to_transaction(
         {tp: OffsetAndMetadata(records[-1].offset + 1, "", -1)}, consumer.group_metadata()
@@ -116,7 +115,8 @@ def test_offsets_sent_in_a_transaction_are_committed_for_the_group(
 
     assert consumer.committed(tp) == 5
     consumer.close()
-    assert _read_all(kafka_bootstrap, sink, isolation="read_committed", expect=5) == [b"0", b"1", b"2", b"3", b"4"]
+    delivered = _read_all(kafka_bootstrap, sink, isolation="read_committed", expect=5)
+    assert delivered == [str(i).encode() for i in range(5)]
 
 
 def test_mongo_write_and_read(mongo_db: Any) -> None:
