@@ -76,8 +76,74 @@ class Settings(BaseSettings):
     )
     audit_anomalies: bool = Field(default=False, description="Also write anomalies to Mongo `anomalies`.")
 
+    # --- `stockwatch consume`: Kafka client tuning, delivery, health ---
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        default="earliest", description="Where a group without committed offsets starts reading."
+    )
+    max_poll_interval_ms: int = Field(default=300_000, ge=1000)
+    session_timeout_ms: int = Field(default=45_000, ge=1000)
+    producer_linger_ms: int = Field(default=5, ge=0, description="Producer batching delay.")
+    producer_batch_size: int = Field(default=131_072, ge=1024, description="Producer batch bytes.")
+    transactional_id: str | None = Field(
+        default=None,
+        description="Exactly-once only: the producer's transactional.id; must be stable across restarts "
+        "of one instance and distinct between instances (default: `<group_id>.<hostname>`).",
+    )
+    transaction_timeout_ms: int = Field(default=60_000, ge=1000)
+    create_missing_topics: bool = Field(
+        default=True, description="Create the output topics (anomalies, DLQ, decisions) if absent."
+    )
+    http_host: str = Field(default="0.0.0.0", description="Bind address of the metrics/health server.")
+    health_stale_s: float = Field(
+        default=30.0, gt=0, description="/healthz fails when the poll loop has not ticked for this long."
+    )
+    delivery_retry_backoff_s: float = Field(
+        default=1.0, gt=0, description="Pause before a batch whose outputs failed is retried."
+    )
+
     # --- control plane ---
     control_key: SecretStr | None = None
+
+    # --- retrain worker and control plane ---
+    retrain_interval_s: float = Field(default=86_400.0, gt=0, description="Scheduled retrain period (daily).")
+    retrain_cooldown_s: float = Field(
+        default=60.0, ge=0, description="`retrain` commands this soon after a retrain are coalesced."
+    )
+    retrain_batch_size: int = Field(default=5000, ge=10, description="Mongo cursor batch size of snapshots.")
+    retrain_progress_every: int = Field(default=100_000, ge=1, description="Log progress every N documents.")
+    retrain_max_attempts: int = Field(
+        default=3, ge=1, description="Attempts per retrain on Mongo/Kafka outages."
+    )
+    retrain_backoff_s: float = Field(
+        default=5.0, ge=0, description="First retry pause; doubles each attempt."
+    )
+    retrain_contamination: float = Field(
+        default=0.1, gt=0, le=0.5, description="IsolationForest contamination."
+    )
+    retrain_exclude_flagged: bool = Field(
+        default=True, description="Leave items the consumer flagged (Mongo `anomalies`) out of training."
+    )
+    retrain_flagged_collection: str = Field(
+        default="anomalies", description="Audit collection of flagged items."
+    )
+    retrain_exclude_filter: str | None = Field(
+        default=None, description="Extra Mongo filter (JSON) of inventory documents to leave out of training."
+    )
+    gate_rate_tolerance: float = Field(
+        default=0.5, gt=0, description="Training anomaly rate must lie in contamination * (1 +/- this)."
+    )
+    gate_max_rate_shift: float = Field(
+        default=0.15, gt=0, le=1, description="Max |candidate - current| anomaly rate on the same sample."
+    )
+    gate_max_ks: float = Field(
+        default=0.5, gt=0, le=1, description="Max KS distance between candidate and current scores."
+    )
+    gate_sample_size: int = Field(default=10_000, ge=10, description="Reservoir sample for the gate.")
+    lease_ttl_s: float = Field(default=60.0, gt=1, description="Retrain lease expiry; renewed every ttl/3.")
+    control_max_age_s: float = Field(
+        default=300.0, gt=0, description="Commands older (or further in the future) than this are rejected."
+    )
+    ctl_timeout_s: float = Field(default=120.0, gt=0, description="How long `stockwatch ctl` waits.")
 
     @model_validator(mode="after")
     def _distinct_topics(self) -> Settings:

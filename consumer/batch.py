@@ -1,0 +1,242 @@
+"""One poll batch, pure: raw records -> valid items / dead letters -> decisions -> output records.
+
+Nothing here talks to Kafka or Mongo, so every rule is unit-testable: :func:`validate_records`
+sorts records into items and dead letters, :func:`decide_batch` scores the valid items in ONE
+vectorised ``model.decide`` call and builds the output records. The hot path builds dicts and
+serialises them with orjson (no pydantic object per message); only anomalies (a few percent)
+and, when ``decisions_topic`` is set, compact decision events are produced.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+
+from consumer.events import EVENT_SCHEMA_VERSION, DlqReason, anomaly_id, dlq_headers
+from detection import FEATURE_NAMES, ItemValidationError, StockItem, parse_item
+
+UNVERSIONED = "unversioned"  # a model that was never published (tests, ad hoc scoring)
+
+__all__ = [
+    "BatchConfig",
+    "BatchResult",
+    "DecisionsLike",
+    "OutputRecord",
+    "ScoringModel",
+    "SourceRecord",
+    "ValidatedBatch",
+    "decide_batch",
+    "process_batch",
+    "validate_records",
+]
+
+
+class SourceRecord(Protocol):
+    """What a consumed record must offer (kafka-python's ConsumerRecord does)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int | None: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]] | None: ...
+
+
+class DecisionsLike(Protocol):
+    """The part of ``detection.Decisions`` the consumer uses."""
+
+    @property
+    def scores(self) -> np.ndarray[Any, Any]: ...
+    @property
+    def is_anomaly(self) -> np.ndarray[Any, Any]: ...
+    @property
+    def features(self) -> np.ndarray[Any, Any]: ...
+    def severity(self, i: int) -> Any: ...
+    def reasons(self, i: int) -> Sequence[str]: ...
+
+
+class ScoringModel(Protocol):
+    """The part of ``detection.AnomalyModel`` the consumer uses."""
+
+    @property
+    def version(self) -> str | None: ...
+    @property
+    def threshold(self) -> float: ...
+    def decide(self, items: Sequence[StockItem]) -> DecisionsLike: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRecord:
+    """One record to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchConfig:
+    """The settings a batch needs (taken from ``Settings`` at the entry point)."""
+
+    anomaly_topic: str
+    dlq_topic: str
+    decisions_topic: str | None = None
+    max_message_bytes: int = 1_048_576
+
+
+@dataclass(slots=True)
+class ValidatedBatch:
+    """Valid items with their source records, and the dead letters of the rest."""
+
+    items: list[StockItem] = field(default_factory=list)
+    sources: list[SourceRecord] = field(default_factory=list)
+    dead_letters: list[OutputRecord] = field(default_factory=list)
+    dlq_reasons: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """Everything the loop must publish for one batch, plus counts for metrics."""
+
+    outputs: list[OutputRecord]
+    n_in: int
+    n_valid: int
+    n_anomalies: int
+    dlq_reasons: Counter[str]
+    anomalies: list[dict[str, Any]]  # the anomaly event dicts (for the optional Mongo audit)
+    model_version: str
+
+
+def _reject(record: SourceRecord, reason: DlqReason, error: str, dlq_topic: str) -> OutputRecord:
+    value = record.value
+    if value is None and record.key is None:
+        value = b""  # a record needs a key or a value; an empty value stands for the keyless tombstone
+    headers = dlq_headers(
+        reason,
+        error,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        timestamp=record.timestamp,
+        original=record.headers or (),
+    )
+    return OutputRecord(dlq_topic, record.key, value, headers)
+
+
+def validate_records(records: Sequence[SourceRecord], config: BatchConfig) -> ValidatedBatch:
+    """Decode and validate each record; invalid ones become dead letters (never dropped)."""
+    out = ValidatedBatch()
+    loads = orjson.loads
+    for record in records:
+        value = record.value
+        if value is not None and len(value) > config.max_message_bytes:
+            error = f"value is {len(value)} bytes, over max_message_bytes={config.max_message_bytes}"
+            reason, obj = DlqReason.OVERSIZE, None
+        elif not value:
+            error, reason, obj = "empty or null value", DlqReason.EMPTY, None
+        else:
+            try:
+                obj = loads(value)
+            except orjson.JSONDecodeError as exc:
+                error, reason, obj = f"not JSON: {exc}", DlqReason.INVALID_JSON, None
+            else:
+                if isinstance(obj, dict):
+                    try:
+                        item = parse_item(obj)
+                    except ItemValidationError as exc:
+                        error, reason, obj = exc.reason, DlqReason.INVALID_ITEM, None
+                    else:
+                        out.items.append(item)
+                        out.sources.append(record)
+                        continue
+                else:
+                    error = f"JSON {type(obj).__name__}, not an object"
+                    reason, obj = DlqReason.NOT_AN_OBJECT, None
+        out.dead_letters.append(_reject(record, reason, error, config.dlq_topic))
+        out.dlq_reasons[reason.value] += 1
+    return out
+
+
+def _source(record: SourceRecord) -> dict[str, Any]:
+    return {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "timestamp": record.timestamp,
+    }
+
+
+def decide_batch(
+    batch: ValidatedBatch, model: ScoringModel, config: BatchConfig, *, now: datetime
+) -> BatchResult:
+    """Score the valid items in one call and build anomaly (and decision) records."""
+    outputs = list(batch.dead_letters)
+    anomalies: list[dict[str, Any]] = []
+    version = model.version or UNVERSIONED
+    n = len(batch.items)
+    if n:
+        decisions = model.decide(batch.items)
+        threshold = float(model.threshold)
+        detected_at = now.isoformat().replace("+00:00", "Z")
+        scores = decisions.scores
+        flags = decisions.is_anomaly
+        features = decisions.features
+        wanted = range(n) if config.decisions_topic else np.flatnonzero(flags).tolist()
+        for i in wanted:
+            record = batch.sources[i]
+            item = batch.items[i]
+            is_anomaly = bool(flags[i])
+            event: dict[str, Any] = {
+                "schema_version": EVENT_SCHEMA_VERSION,
+                "anomaly_id": anomaly_id(record.topic, record.partition, record.offset, version),
+                "item_id": item.item_id,
+                "event_id": item.event_id,
+                "is_anomaly": is_anomaly,
+                "score": float(scores[i]),
+                "threshold": threshold,
+                "model_version": version,
+                "features": dict(zip(FEATURE_NAMES, features[i].tolist(), strict=True)),
+                "source": _source(record),
+                "detected_at": detected_at,
+            }
+            key = str(item.item_id).encode()
+            if config.decisions_topic:
+                outputs.append(OutputRecord(config.decisions_topic, key, orjson.dumps(event)))
+            if is_anomaly:
+                event = dict(event)
+                event["item"] = item.model_dump(mode="json")
+                event["severity"] = decisions.severity(i)
+                event["reasons"] = [str(r) for r in decisions.reasons(i)]
+                anomalies.append(event)
+                outputs.append(OutputRecord(config.anomaly_topic, key, orjson.dumps(event)))
+    return BatchResult(
+        outputs=outputs,
+        n_in=n + len(batch.dead_letters),
+        n_valid=n,
+        n_anomalies=len(anomalies),
+        dlq_reasons=batch.dlq_reasons,
+        anomalies=anomalies,
+        model_version=version,
+    )
+
+
+def process_batch(
+    records: Sequence[SourceRecord], model: ScoringModel, config: BatchConfig, *, now: datetime
+) -> BatchResult:
+    """validate_records + decide_batch: the whole pure part of one poll batch."""
+    return decide_batch(validate_records(records, config), model, config, now=now)

@@ -1,0 +1,133 @@
+"""``stockwatch consume``: the streaming scorer (see :mod:`consumer.service` for the loop).
+
+Signals: the first SIGTERM/SIGINT finishes the current batch, flushes, commits and leaves the
+group (exit 0); a second one exits at once (exit 128 + signal number).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry
+
+from consumer.batch import BatchConfig
+from consumer.health import HealthServer, HealthState
+from consumer.kafka_io import KafkaSource, StatusListener, ensure_topics, make_sink
+from consumer.metrics import ConsumerMetrics
+from consumer.model_watcher import ModelWatcher
+from consumer.service import Audit, ScoringService
+from detection import ModelStore
+
+if TYPE_CHECKING:
+    from consumer.cli import Subparsers
+    from consumer.settings import Settings
+
+__all__ = ["build_service", "cmd_consume", "register"]
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
+    """Add the ``consume`` command."""
+    consume = subparsers.add_parser(
+        "consume",
+        parents=[common],
+        help="score stock updates from Kafka and publish anomaly events",
+        description="Consume inventory.stock-updates, score each batch with the current model, publish "
+        "anomalies (and dead letters); settings come from STOCKWATCH_* and the config file.",
+    )
+    consume.add_argument("--max-events", type=int, default=None, help="stop after this many input records")
+    consume.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    consume.set_defaults(handler=cmd_consume)
+
+
+def build_service(
+    settings: Settings, *, registry: CollectorRegistry | None = None, health: HealthState | None = None
+) -> ScoringService:
+    """Wire the service from settings (connects to Kafka; the caller runs and stops it)."""
+    metrics = ConsumerMetrics(registry)
+    key = settings.model_signing_key
+    store = ModelStore(
+        settings.model_dir,
+        signing_key=key.get_secret_value().encode() if key is not None else None,
+        keep=settings.model_keep,
+        allow_sklearn_mismatch=settings.allow_sklearn_mismatch,
+    )
+    if settings.create_missing_topics:
+        outputs = [settings.anomaly_topic, settings.dlq_topic, settings.status_topic]
+        ensure_topics(settings.kafka_bootstrap, [*outputs, settings.decisions_topic or ""])
+    watcher = ModelWatcher(
+        store,
+        interval_s=settings.model_poll_interval_s,
+        announcements=StatusListener(settings),
+        on_refusal=lambda reason: metrics.model_refusals.labels(reason).inc(),
+    )
+    audit: Audit | None = None
+    if settings.audit_anomalies:
+        from consumer.mongo_io import AnomalyAudit
+
+        audit = AnomalyAudit(settings.mongo_uri, settings.mongo_db)
+    return ScoringService(
+        source=KafkaSource(settings),
+        sink=make_sink(settings),
+        watcher=watcher,
+        config=BatchConfig(
+            anomaly_topic=settings.anomaly_topic,
+            dlq_topic=settings.dlq_topic,
+            decisions_topic=settings.decisions_topic,
+            max_message_bytes=settings.max_message_bytes,
+        ),
+        metrics=metrics,
+        health=health if health is not None else HealthState(stale_s=settings.health_stale_s),
+        audit=audit,
+        poll_timeout_ms=settings.poll_timeout_ms,
+        max_poll_records=settings.max_poll_records,
+        retry_backoff_s=settings.delivery_retry_backoff_s,
+        exactly_once=settings.delivery == "exactly-once",
+    )
+
+
+def _install_signal_handlers(service: ScoringService) -> None:
+    received: list[int] = []
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        if received:
+            os._exit(128 + signum)  # second signal: leave now, without cleanup
+        received.append(signum)
+        log.info("%s received: finishing the current batch, then stopping", signal.Signals(signum).name)
+        service.request_stop()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the scorer until a signal, ``--max-events`` or ``--timeout``."""
+    log.info(
+        "consume: %s -> %s (dlq %s), group %s, delivery %s, models in %s",
+        settings.input_topic,
+        settings.anomaly_topic,
+        settings.dlq_topic,
+        settings.group_id,
+        settings.delivery,
+        settings.model_dir,
+    )
+    service = build_service(settings)
+    server = None
+    if settings.http_port:
+        server = HealthServer(
+            service.health, service.metrics, host=settings.http_host, port=settings.http_port
+        )
+        server.start()
+    _install_signal_handlers(service)
+    try:
+        service.run(max_events=args.max_events, timeout=args.timeout)
+    finally:
+        if server is not None:
+            server.stop()
+    return 0

@@ -1,0 +1,304 @@
+"""The only module that imports kafka-python: consumer, sinks, status listener, topic admin.
+
+Two sinks implement the two delivery modes of `stockwatch consume`:
+
+* :class:`AtLeastOnceSink` — idempotent producer (acks=all); every output of a batch is sent,
+  ``flush()`` waits for the broker's acknowledgements, every future is checked, and only then
+  are the batch's offsets committed (explicit offsets, auto-commit off). A crash between
+  publish and commit redelivers the batch: duplicates are possible (same ``anomaly_id``),
+  losses are not.
+* :class:`TransactionalSink` — transactional producer; a batch's outputs and its consumed
+  offsets (``send_offsets_to_transaction`` with the consumer's group metadata, KIP-447) commit
+  in one transaction. On failure the transaction is aborted (or the fenced producer replaced)
+  and :class:`DeliveryFailedError` tells the loop to seek back to the committed offsets.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+
+from consumer.batch import OutputRecord
+from consumer.service import DeliveryError
+from consumer.settings import Settings
+
+__all__ = [
+    "AtLeastOnceSink",
+    "DeliveryFailedError",
+    "KafkaSource",
+    "StatusListener",
+    "TransactionalSink",
+    "ensure_topics",
+    "make_sink",
+]
+
+log = logging.getLogger(__name__)
+
+Offsets = Mapping[tuple[str, int], int]  # (topic, partition) -> next offset to read
+_PRODUCER_MAX_REQUEST = 16 * 1024 * 1024  # dead letters carry the original bytes plus headers
+
+
+class DeliveryFailedError(DeliveryError):
+    """A batch's outputs or commit did not go through; nothing of it counts as consumed."""
+
+
+def _tp_offsets(offsets: Offsets) -> dict[TopicPartition, OffsetAndMetadata]:
+    return {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
+
+
+class KafkaSource:
+    """The input side: a group member on ``input_topic`` with manual offset commits."""
+
+    def __init__(self, settings: Settings, *, client_id: str = "stockwatch-consume") -> None:
+        eos = settings.delivery == "exactly-once"
+        self.topic = settings.input_topic
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            client_id=client_id,
+            group_id=settings.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=settings.auto_offset_reset,
+            isolation_level="read_committed" if eos else "read_uncommitted",
+            max_poll_records=settings.max_poll_records,
+            max_poll_interval_ms=settings.max_poll_interval_ms,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=max(1000, settings.session_timeout_ms // 10),
+            fetch_max_wait_ms=min(500, max(10, settings.poll_timeout_ms)),
+            max_partition_fetch_bytes=max(1_048_576, settings.max_message_bytes + 65_536),
+        )
+
+    def subscribe(self) -> None:
+        """Join the group on the input topic (assignment happens inside ``poll``)."""
+        self._consumer.subscribe([self.topic])
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict[tuple[str, int], list[Any]]:
+        """Up to ``max_records`` records, grouped by (topic, partition), in offset order."""
+        polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        return {(tp.topic, tp.partition): recs for tp, recs in polled.items() if recs}
+
+    def assignment(self) -> set[tuple[str, int]]:
+        """The partitions assigned to this member right now."""
+        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def pause_all(self) -> None:
+        """Stop fetching from every assigned partition (the group membership stays alive)."""
+        tps = self._consumer.assignment()
+        if tps:
+            self._consumer.pause(*tps)
+
+    def resume_all(self) -> None:
+        """Fetch again from every assigned partition."""
+        tps = self._consumer.paused()
+        if tps:
+            self._consumer.resume(*tps)
+
+    def seek(self, offsets: Offsets) -> None:
+        """Rewind (or advance) assigned partitions; others (revoked meanwhile) are skipped."""
+        assigned = self._consumer.assignment()
+        for (topic, partition), offset in offsets.items():
+            tp = TopicPartition(topic, partition)
+            if tp in assigned:
+                self._consumer.seek(tp, offset)
+
+    def committed(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int | None]:
+        """The group's committed offsets (a broker round trip)."""
+        return {(t, p): self._consumer.committed(TopicPartition(t, p)) for t, p in partitions}
+
+    def commit(self, offsets: Offsets) -> None:
+        """Synchronously commit explicit offsets (next offset to read per partition)."""
+        self._consumer.commit(offsets=_tp_offsets(offsets))
+
+    def group_metadata(self) -> Any:
+        """The member's group metadata, for ``send_offsets_to_transaction``."""
+        return self._consumer.group_metadata()
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records behind the high watermark, for assigned partitions whose both ends are known."""
+        out = {}
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            if high is None:
+                continue
+            try:
+                pos = self._consumer.position(tp, timeout_ms=0)
+            except KafkaError:
+                continue
+            if pos is not None:
+                out[(tp.topic, tp.partition)] = max(0, high - pos)
+        return out
+
+    def close(self) -> None:
+        """Leave the group (a prompt rebalance for the others); never auto-commits."""
+        self._consumer.close(autocommit=False)
+
+
+def _producer_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": settings.producer_linger_ms,
+        "batch_size": settings.producer_batch_size,
+        "max_request_size": max(_PRODUCER_MAX_REQUEST, 2 * settings.max_message_bytes),
+    }
+
+
+def _send_all(producer: Any, outputs: Sequence[OutputRecord]) -> list[Any]:
+    send = producer.send
+    return [send(o.topic, value=o.value, key=o.key, headers=o.headers) for o in outputs]
+
+
+class AtLeastOnceSink:
+    """Publish, wait for every acknowledgement, then commit the offsets."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._producer = KafkaProducer(client_id="stockwatch-consume", **_producer_config(settings))
+
+    def deliver(self, outputs: Sequence[OutputRecord], offsets: Offsets, source: KafkaSource) -> None:
+        """All outputs acknowledged (acks=all), then ``offsets`` committed; else DeliveryFailedError."""
+        try:
+            futures = _send_all(self._producer, outputs)
+            if futures:
+                self._producer.flush()
+            failed = [f.exception for f in futures if f.failed()]
+            if failed:
+                raise DeliveryFailedError(f"{len(failed)} of {len(futures)} outputs failed: {failed[0]!r}")
+            source.commit(offsets)
+        except KafkaError as exc:
+            raise DeliveryFailedError(repr(exc)) from exc
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Flush what is buffered and close the producer."""
+        self._producer.close(timeout=timeout_s)
+
+
+class TransactionalSink:
+    """One Kafka transaction per batch: outputs + consumed offsets, all or nothing."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.transactional_id = settings.transactional_id or f"{settings.group_id}.{socket.gethostname()}"
+        self._producer = self._new_producer()
+
+    def _new_producer(self) -> Any:
+        producer = KafkaProducer(
+            client_id="stockwatch-consume-tx",
+            transactional_id=self.transactional_id,
+            transaction_timeout_ms=self._settings.transaction_timeout_ms,
+            **_producer_config(self._settings),
+        )
+        producer.init_transactions()  # fences older instances, aborts their open transaction
+        log.info("transactional producer ready", extra={"transactional_id": self.transactional_id})
+        return producer
+
+    def deliver(self, outputs: Sequence[OutputRecord], offsets: Offsets, source: KafkaSource) -> None:
+        """Commit outputs and offsets in one transaction; on any error abort and raise DeliveryFailedError."""
+        producer = self._producer
+        try:
+            producer.begin_transaction()
+            futures = _send_all(producer, outputs)
+            producer.send_offsets_to_transaction(_tp_offsets(offsets), source.group_metadata())
+            producer.commit_transaction()  # flushes; fails if any send failed
+            failed = [f.exception for f in futures if f.failed()]
+            if failed:  # cannot happen after a successful commit; kept as a guard
+                raise DeliveryFailedError(f"{len(failed)} outputs failed inside a committed transaction")
+        except KafkaError as exc:
+            self._recover(exc)
+            raise DeliveryFailedError(repr(exc)) from exc
+
+    def _recover(self, exc: BaseException) -> None:
+        try:
+            self._producer.abort_transaction()
+            log.warning("transaction aborted: %r", exc)
+        except KafkaError as abort_exc:  # fenced or fatal: this producer is finished
+            log.warning("abort failed (%r) after %r; replacing the producer", abort_exc, exc)
+            try:
+                self._producer.close(timeout=5)
+            finally:
+                self._producer = self._new_producer()
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Close the producer (no transaction is open between batches)."""
+        self._producer.close(timeout=timeout_s)
+
+
+def make_sink(settings: Settings) -> AtLeastOnceSink | TransactionalSink:
+    """The sink for ``settings.delivery``."""
+    return TransactionalSink(settings) if settings.delivery == "exactly-once" else AtLeastOnceSink(settings)
+
+
+class StatusListener:
+    """Reads `model_published` announcements from the status topic (no group: every instance hears all)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.status_topic
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            client_id="stockwatch-consume-status",
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
+        self._assigned = False
+
+    def _assign(self) -> bool:
+        partitions = self._consumer.partitions_for_topic(self.topic)
+        if not partitions:
+            return False
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        self._consumer.assign(tps)
+        self._consumer.seek_to_end(*tps)  # only announcements made from now on matter
+        self._assigned = True
+        return True
+
+    def poll(self, timeout_s: float) -> list[dict[str, Any]]:
+        """Announcements (JSON objects) received within ``timeout_s``; malformed ones are skipped."""
+        if not self._assigned and not self._assign():
+            self._consumer.poll(timeout_ms=int(timeout_s * 1000))  # keeps metadata fresh; nothing assigned
+            return []
+        out: list[dict[str, Any]] = []
+        for records in self._consumer.poll(timeout_ms=int(timeout_s * 1000)).values():
+            for record in records:
+                try:
+                    msg = orjson.loads(record.value) if record.value else None
+                except orjson.JSONDecodeError:
+                    msg = None
+                if isinstance(msg, dict):
+                    out.append(msg)
+                else:
+                    log.debug(
+                        "ignoring non-JSON status message",
+                        extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
+                    )
+        return out
+
+    def close(self) -> None:
+        """Close the listener's consumer."""
+        self._consumer.close(autocommit=False)
+
+
+def ensure_topics(bootstrap: str, topics: Iterable[str], *, partitions: int = 1) -> list[str]:
+    """Create the topics that do not exist yet; returns the ones created."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="stockwatch-admin")
+    try:
+        existing = set(admin.list_topics())
+        missing = sorted({t for t in topics if t and t not in existing})
+        created = []
+        for topic in missing:
+            try:
+                admin.create_topics({topic: {"num_partitions": partitions}}, wait_for_metadata=True)
+                created.append(topic)
+            except TopicAlreadyExistsError:
+                pass  # another instance was quicker
+        if created:
+            log.info("created topics %s", ", ".join(created))
+        return created
+    finally:
+        admin.close()

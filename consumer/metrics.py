@@ -1,0 +1,89 @@
+"""Prometheus metrics of `stockwatch consume`, on their own registry (never the global one)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+
+__all__ = ["ConsumerMetrics"]
+
+_BATCH_SIZE_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class ConsumerMetrics:
+    """All metrics of the scoring service; ``registry`` is what ``/metrics`` serves."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.events_in = Counter("stockwatch_events_in_total", "Input records consumed.", registry=r)
+        self.events_scored = Counter("stockwatch_events_scored_total", "Valid items scored.", registry=r)
+        self.anomalies_out = Counter(
+            "stockwatch_anomalies_total", "Anomaly events published.", ["model_version"], registry=r
+        )
+        self.decisions_out = Counter(
+            "stockwatch_decisions_published_total", "Decision events published (decisions_topic).", registry=r
+        )
+        self.dlq = Counter(
+            "stockwatch_dlq_total", "Records sent to the dead-letter topic.", ["reason"], registry=r
+        )
+        self.batch_size = Histogram(
+            "stockwatch_batch_size", "Records per processed batch.", buckets=_BATCH_SIZE_BUCKETS, registry=r
+        )
+        self.batch_seconds = Histogram(
+            "stockwatch_batch_seconds",
+            "Wall time to validate, score, publish and commit one batch.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.score_seconds = Histogram(
+            "stockwatch_score_seconds",
+            "Wall time of the vectorised scoring call.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.commits = Counter(
+            "stockwatch_commits_total", "Batches committed (offsets or transactions).", registry=r
+        )
+        self.delivery_failures = Counter(
+            "stockwatch_delivery_failures_total",
+            "Batches whose outputs or commit failed (retried / aborted).",
+            ["kind"],
+            registry=r,
+        )
+        self.model = Info("stockwatch_model", "The model version serving.", registry=r)
+        self.model_loaded = Gauge("stockwatch_model_loaded", "1 when a model is loaded, else 0.", registry=r)
+        self.model_created = Gauge(
+            "stockwatch_model_created_timestamp_seconds", "Training time of the serving model.", registry=r
+        )
+        self.model_age = Gauge(
+            "stockwatch_model_age_seconds", "Age of the serving model (now - created_at).", registry=r
+        )
+        self.model_swaps = Counter(
+            "stockwatch_model_swaps_total", "Models handed over to the loop.", registry=r
+        )
+        self.model_refusals = Counter(
+            "stockwatch_model_refusals_total",
+            "Models refused (verification or load failure).",
+            ["reason"],
+            registry=r,
+        )
+        self.waiting_for_model = Gauge(
+            "stockwatch_waiting_for_model", "1 while partitions are paused for lack of a model.", registry=r
+        )
+        self.lag = Gauge(
+            "stockwatch_consumer_lag", "Records behind the partition end.", ["topic", "partition"], registry=r
+        )
+        self.assigned_partitions = Gauge(
+            "stockwatch_assigned_partitions", "Input partitions assigned to this instance.", registry=r
+        )
+        self.last_tick = Gauge(
+            "stockwatch_loop_last_tick_timestamp_seconds", "Last time the poll loop ran.", registry=r
+        )
+        self.audit_writes = Counter(
+            "stockwatch_audit_writes_total", "Anomalies written to Mongo.", registry=r
+        )
+
+    def render(self) -> bytes:
+        """The text exposition format of the registry."""
+        return generate_latest(self.registry)

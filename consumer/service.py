@@ -1,0 +1,289 @@
+"""The scoring loop of `stockwatch consume`: poll, validate, score, publish, commit.
+
+One iteration handles one poll batch (at most ``max_poll_records``):
+
+1. between batches, take a newly loaded model from the :class:`ModelWatcher` (so every event of
+   a batch is scored by one version);
+2. without a model: pause every assigned partition, rewind anything already polled, and wait
+   (logged once, ``stockwatch_waiting_for_model`` = 1, ``/readyz`` says so) — nothing is
+   committed, nothing is dropped;
+3. with a model: :func:`consumer.batch.process_batch` (pure), the optional Mongo audit, then the
+   sink publishes the outputs and commits the offsets (see :mod:`consumer.kafka_io` for the two
+   delivery modes). If delivery fails the partitions are rewound and the batch is retried.
+
+Nothing slow happens in the loop itself: models are loaded by the watcher thread, so
+``max.poll.interval.ms`` is never at risk. :meth:`ScoringService.request_stop` (SIGTERM/SIGINT)
+lets the current batch finish, then the sink flushes and the consumer leaves the group.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from consumer.batch import UNVERSIONED, BatchConfig, OutputRecord, ScoringModel, process_batch
+from consumer.health import HealthState
+from consumer.metrics import ConsumerMetrics
+from consumer.model_watcher import ModelWatcher
+
+__all__ = ["Audit", "DeliveryError", "RunStats", "ScoringService", "Sink", "Source"]
+
+log = logging.getLogger(__name__)
+
+TopicPart = tuple[str, int]
+LAG_REFRESH_S = 1.0
+
+
+class DeliveryError(Exception):
+    """A batch was not delivered (sink or audit failed); its offsets are not committed."""
+
+
+class Source(Protocol):
+    """The input side (``consumer.kafka_io.KafkaSource``)."""
+
+    def subscribe(self) -> None: ...
+    def poll(self, timeout_ms: int, max_records: int) -> dict[TopicPart, list[Any]]: ...
+    def assignment(self) -> set[TopicPart]: ...
+    def pause_all(self) -> None: ...
+    def resume_all(self) -> None: ...
+    def seek(self, offsets: Mapping[TopicPart, int]) -> None: ...
+    def committed(self, partitions: Sequence[TopicPart]) -> dict[TopicPart, int | None]: ...
+    def lag(self) -> dict[TopicPart, int]: ...
+    def close(self) -> None: ...
+
+
+class Sink(Protocol):
+    """Publishes a batch's outputs and commits its offsets, all or nothing (raises on failure)."""
+
+    def deliver(
+        self, outputs: Sequence[OutputRecord], offsets: Mapping[TopicPart, int], source: Any
+    ) -> None: ...
+    def close(self, timeout_s: float = 10.0) -> None: ...
+
+
+class Audit(Protocol):
+    """Optional idempotent audit store for anomalies (``consumer.mongo_io.AnomalyAudit``)."""
+
+    def write(self, anomalies: Sequence[dict[str, Any]]) -> int: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class RunStats:
+    """What one :meth:`ScoringService.run` did."""
+
+    events_in: int = 0
+    scored: int = 0
+    anomalies: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    delivery_failures: int = 0
+    model_versions: list[str] = field(default_factory=list)
+    stopped_by: str = ""
+
+
+class ScoringService:
+    """The loop. Collaborators come in ready-made (see :func:`consumer.cli_consume.build_service`)."""
+
+    def __init__(
+        self,
+        *,
+        source: Source,
+        sink: Sink,
+        watcher: ModelWatcher,
+        config: BatchConfig,
+        metrics: ConsumerMetrics | None = None,
+        health: HealthState | None = None,
+        audit: Audit | None = None,
+        poll_timeout_ms: int = 100,
+        max_poll_records: int = 2000,
+        retry_backoff_s: float = 1.0,
+        exactly_once: bool = False,
+    ) -> None:
+        self.source = source
+        self.sink = sink
+        self.watcher = watcher
+        self.config = config
+        self.metrics = metrics if metrics is not None else ConsumerMetrics()
+        self.health = health if health is not None else HealthState()
+        self.audit = audit
+        self.poll_timeout_ms = poll_timeout_ms
+        self.max_poll_records = max_poll_records
+        self.retry_backoff_s = retry_backoff_s
+        self.exactly_once = exactly_once
+        self.model: ScoringModel | None = None
+        self._stop = threading.Event()
+        self._paused = False
+        self._next_lag = 0.0
+
+    def request_stop(self) -> None:
+        """Finish the current batch, then flush, commit and leave the group (signal-safe)."""
+        self._stop.set()
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self, *, max_events: int | None = None, timeout: float | None = None) -> RunStats:
+        """Run until stopped, ``max_events`` records are handled, or ``timeout`` seconds pass."""
+        stats = RunStats()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.source.subscribe()
+        self.watcher.start()
+        try:
+            while True:
+                if self._stop.is_set():
+                    stats.stopped_by = "signal"
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    stats.stopped_by = "timeout"
+                    break
+                if max_events is not None and stats.events_in >= max_events:
+                    stats.stopped_by = "max_events"
+                    break
+                self._tick()
+                self._maybe_swap(stats)
+                if self.model is None:
+                    self._wait_for_model()
+                    continue
+                limit = self.max_poll_records
+                if max_events is not None:
+                    limit = min(limit, max_events - stats.events_in)
+                polled = self.source.poll(self.poll_timeout_ms, limit)
+                if polled:
+                    self._handle(polled, self.model, stats)
+        finally:
+            self._shutdown()
+        log.info(
+            "stopped (%s) after %d records, %d anomalies, %d dead letters",
+            stats.stopped_by,
+            stats.events_in,
+            stats.anomalies,
+            stats.dead_letters,
+        )
+        return stats
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self.health.tick()
+        self.metrics.last_tick.set(time.time())
+        assigned = self.source.assignment()
+        self.health.assigned = len(assigned)
+        self.metrics.assigned_partitions.set(len(assigned))
+        if now >= self._next_lag:
+            self._next_lag = now + LAG_REFRESH_S
+            for (topic, partition), lag in self.source.lag().items():
+                self.metrics.lag.labels(topic, str(partition)).set(lag)
+            created = getattr(getattr(self.model, "metadata", None), "created_at", None)
+            if isinstance(created, datetime):
+                self.metrics.model_age.set(max(0.0, time.time() - created.timestamp()))
+
+    def _maybe_swap(self, stats: RunStats) -> None:
+        model = self.watcher.take()
+        if model is None:
+            return
+        old = self.model.version if self.model is not None else None
+        self.model = model
+        version = model.version or UNVERSIONED
+        stats.model_versions.append(version)
+        self.health.model_version = version
+        self.metrics.model.info({"version": version})
+        self.metrics.model_loaded.set(1)
+        self.metrics.model_swaps.inc()
+        created = getattr(getattr(model, "metadata", None), "created_at", None)
+        if isinstance(created, datetime):
+            self.metrics.model_created.set(created.timestamp())
+            self.metrics.model_age.set(max(0.0, time.time() - created.timestamp()))
+        if self._paused:
+            self.source.resume_all()
+            self._paused = False
+            self.health.waiting_for_model = False
+            self.metrics.waiting_for_model.set(0)
+            log.info("model %s loaded: resuming consumption", version)
+        else:
+            log.info("model swapped %s -> %s between batches", old, version)
+
+    def _wait_for_model(self) -> None:
+        """Keep the group membership alive without consuming; rewind anything polled."""
+        if not self._paused:
+            log.warning(
+                "no model published yet: pausing %d partitions until one is", len(self.source.assignment())
+            )
+            self.health.waiting_for_model = True
+            self.metrics.waiting_for_model.set(1)
+        self._paused = True
+        self.source.pause_all()  # every iteration: partitions assigned by a rebalance too
+        polled = self.source.poll(self.poll_timeout_ms, self.max_poll_records)
+        if polled:
+            self.source.seek({tp: recs[0].offset for tp, recs in polled.items()})
+
+    def _handle(self, polled: dict[TopicPart, list[Any]], model: ScoringModel, stats: RunStats) -> None:
+        started = time.perf_counter()
+        records = [r for recs in polled.values() for r in recs]
+        first = {tp: recs[0].offset for tp, recs in polled.items()}
+        after = {tp: recs[-1].offset + 1 for tp, recs in polled.items()}
+        result = process_batch(records, model, self.config, now=datetime.now(UTC))
+        scored_at = time.perf_counter()
+        try:
+            if self.audit is not None and result.anomalies:
+                self.audit.write(result.anomalies)
+                self.metrics.audit_writes.inc(len(result.anomalies))
+            self.sink.deliver(result.outputs, after, self.source)
+        except DeliveryError as exc:
+            self._rewind(first, exc, stats)
+            return
+        m = self.metrics
+        m.events_in.inc(result.n_in)
+        m.events_scored.inc(result.n_valid)
+        if result.n_anomalies:
+            m.anomalies_out.labels(result.model_version).inc(result.n_anomalies)
+        if self.config.decisions_topic:
+            m.decisions_out.inc(result.n_valid)
+        for reason, count in result.dlq_reasons.items():
+            m.dlq.labels(reason).inc(count)
+        m.commits.inc()
+        m.batch_size.observe(len(records))
+        m.score_seconds.observe(scored_at - started)
+        m.batch_seconds.observe(time.perf_counter() - started)
+        stats.batches += 1
+        stats.events_in += result.n_in
+        stats.scored += result.n_valid
+        stats.anomalies += result.n_anomalies
+        stats.dead_letters += result.n_in - result.n_valid
+
+    def _rewind(self, first: dict[TopicPart, int], exc: BaseException, stats: RunStats) -> None:
+        """Delivery failed: nothing of the batch counts; seek back and retry after a pause."""
+        stats.delivery_failures += 1
+        self.metrics.delivery_failures.labels(type(exc).__name__).inc()
+        target = dict(first)
+        if self.exactly_once:  # the transaction was aborted: go back to what the group committed
+            try:
+                for tp, offset in self.source.committed(list(first)).items():
+                    if offset is not None:
+                        target[tp] = offset
+            except Exception as committed_exc:  # the batch start is the committed offset anyway
+                log.warning(
+                    "could not read committed offsets (%r); rewinding to the batch start", committed_exc
+                )
+        log.warning(
+            "batch not delivered (%r); rewinding %s and retrying in %.1fs",
+            exc,
+            ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(target.items())),
+            self.retry_backoff_s,
+        )
+        self.source.seek(target)
+        self._stop.wait(self.retry_backoff_s)
+
+    def _shutdown(self) -> None:
+        self.health.stopping = True
+        self.watcher.stop()
+        for name, close in (("producer", self.sink.close), ("consumer", self.source.close)):
+            try:
+                close()
+            except Exception as exc:  # report and keep closing the rest
+                log.error("closing the %s failed: %r", name, exc)
+        if self.audit is not None:
+            self.audit.close()
