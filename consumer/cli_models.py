@@ -80,6 +80,9 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
 def open_store(args: argparse.Namespace, settings: Settings) -> ModelStore:
     """The model store named by ``--model-dir`` or the settings, with the settings' key and policy."""
     key = settings.model_signing_key
+    if key is not None and not key.get_secret_value():
+        _fail("model_signing_key (STOCKWATCH_MODEL_SIGNING_KEY) is set but empty; unset it or set a key")
+        raise SystemExit(EXIT_USAGE)
     return ModelStore(
         args.model_dir or settings.model_dir,
         signing_key=key.get_secret_value().encode() if key is not None else None,

@@ -117,8 +117,10 @@ class ModelStore:
     ) -> None:
         if keep < 1:
             raise ValueError(f"keep must be at least 1, got {keep}")
+        if signing_key is not None and not signing_key:
+            raise ValueError("signing_key must not be empty (None disables signing)")
         self.root = Path(root)
-        self._key = signing_key or None
+        self._key = signing_key
         self.keep = keep
         self.allow_sklearn_mismatch = allow_sklearn_mismatch
 

@@ -237,3 +237,11 @@ def test_console_script_end_to_end(tmp_path):
     assert [d["is_anomaly"] for d in decisions] == [False, True, False, True]
     for lineno in REJECTED_LINES:
         assert f"line {lineno}: rejected".encode() in score.stderr
+
+
+def test_empty_signing_key_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("STOCKWATCH_MODEL_SIGNING_KEY", "")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["models", "list", "--model-dir", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "set but empty" in capsys.readouterr().err

@@ -330,3 +330,52 @@ def test_metadata_and_versions_read_without_unpickling(tmp_path, model_a, monkey
     (info,) = store.versions()
     assert info.version == version and info.n_samples == 200 and info.is_current
     assert info.threshold == model_a.threshold and info.error is None
+
+
+def test_concurrent_publishers_are_serialised(tmp_path, model_a):
+    errors: list[BaseException] = []
+    published: list[str] = []
+
+    def publisher() -> None:
+        store = ModelStore(tmp_path, keep=20)
+        for _ in range(4):
+            try:
+                published.append(store.publish(model_a))
+            except BaseException as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=publisher) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    store = ModelStore(tmp_path, keep=20)
+    assert sorted(v.version for v in store.versions()) == sorted(published)
+    assert len(set(published)) == 12
+    assert store.current_version() in published
+    assert all(v.error is None for v in store.versions())
+
+
+def test_leftovers_of_a_crashed_publisher_are_ignored_then_removed(tmp_path, model_a):
+    store = ModelStore(tmp_path)
+    version = store.publish(model_a)
+    crashed = tmp_path / ".tmp-20991231T235959Z-0badc0de"
+    crashed.mkdir()
+    (crashed / MODEL_FILE).write_bytes(b"half a model")
+    assert [v.version for v in store.versions()] == [version]
+    assert store.load().version == version
+    store.publish(model_a)
+    assert not crashed.exists()
+
+
+def test_garbage_current_pointer_and_bad_arguments(tmp_path, model_a):
+    store = ModelStore(tmp_path)
+    store.publish(model_a)
+    (tmp_path / "CURRENT").write_text("../../etc/passwd\n")
+    with pytest.raises(ModelVerificationError, match="holds no version id"):
+        store.load()
+    with pytest.raises(ValueError, match="keep"):
+        ModelStore(tmp_path, keep=0)
+    with pytest.raises(ValueError, match="empty"):
+        ModelStore(tmp_path, signing_key=b"")
