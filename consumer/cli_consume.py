@@ -13,18 +13,12 @@ import signal
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry
+if TYPE_CHECKING:  # the service's modules (Kafka, numba) load only when `consume` runs
+    from prometheus_client import CollectorRegistry
 
-from consumer.batch import BatchConfig
-from consumer.health import HealthServer, HealthState
-from consumer.kafka_io import KafkaSource, StatusListener, ensure_topics, make_sink
-from consumer.metrics import ConsumerMetrics
-from consumer.model_watcher import ModelWatcher
-from consumer.service import Audit, ScoringService
-from detection import ModelStore
-
-if TYPE_CHECKING:
     from consumer.cli import Subparsers
+    from consumer.health import HealthState
+    from consumer.service import Audit, ScoringService
     from consumer.settings import Settings
 
 __all__ = ["build_service", "cmd_consume", "register"]
@@ -50,6 +44,14 @@ def build_service(
     settings: Settings, *, registry: CollectorRegistry | None = None, health: HealthState | None = None
 ) -> ScoringService:
     """Wire the service from settings (connects to Kafka; the caller runs and stops it)."""
+    from consumer.batch import BatchConfig
+    from consumer.health import HealthState
+    from consumer.kafka_io import KafkaSource, StatusListener, ensure_topics, make_sink
+    from consumer.metrics import ConsumerMetrics
+    from consumer.model_watcher import ModelWatcher
+    from consumer.service import ScoringService
+    from detection import ModelStore
+
     metrics = ConsumerMetrics(registry)
     key = settings.model_signing_key
     store = ModelStore(
@@ -117,6 +119,8 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
         settings.delivery,
         settings.model_dir,
     )
+    from consumer.health import HealthServer
+
     service = build_service(settings)
     server = None
     if settings.http_port:

@@ -31,9 +31,13 @@ from consumer.settings import Settings
 
 __all__ = [
     "AtLeastOnceSink",
+    "ControlSource",
     "DeliveryFailedError",
+    "JsonPublisher",
     "KafkaSource",
+    "KafkaUnavailableError",
     "StatusListener",
+    "StatusTail",
     "TransactionalSink",
     "ensure_topics",
     "make_sink",
@@ -302,3 +306,131 @@ def ensure_topics(bootstrap: str, topics: Iterable[str], *, partitions: int = 1)
         return created
     finally:
         admin.close()
+
+
+# =============================================================================================
+# --- retrain worker and control plane (consumer/worker.py, consumer/cli_retrain.py) ---
+# Everything below belongs to `stockwatch retrain-worker` / `ctl` / `scan`. Kafka errors are
+# re-raised as KafkaUnavailableError so callers never import kafka.
+# =============================================================================================
+
+
+class KafkaUnavailableError(RuntimeError):
+    """The broker could not be reached or did not acknowledge (retriable: try again later)."""
+
+
+class JsonPublisher:
+    """Sends JSON objects and waits for the broker's acknowledgement of each batch (acks=all)."""
+
+    def __init__(
+        self, bootstrap: str, *, client_id: str = "stockwatch-worker", timeout_s: float = 15.0
+    ) -> None:
+        self._timeout_s = timeout_s
+        try:
+            self._producer = KafkaProducer(
+                bootstrap_servers=bootstrap,
+                client_id=client_id,
+                acks="all",
+                max_block_ms=int(timeout_s * 1000),
+                request_timeout_ms=int(timeout_s * 1000),
+            )
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"cannot connect a producer to {bootstrap}: {exc!r}") from exc
+
+    def publish(self, topic: str, messages: Sequence[Mapping[str, Any]], *, key: bytes | None = None) -> None:
+        """Send every message to ``topic`` and wait until all are acknowledged."""
+        try:
+            futures = [
+                self._producer.send(topic, value=orjson.dumps(m, option=orjson.OPT_SERIALIZE_NUMPY), key=key)
+                for m in messages
+            ]
+            self._producer.flush(timeout=self._timeout_s)
+            for future in futures:
+                future.get(timeout=self._timeout_s)
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"publishing {len(messages)} messages to {topic}: {exc!r}") from exc
+
+    def close(self) -> None:
+        """Flush and close."""
+        self._producer.close(timeout=self._timeout_s)
+
+
+class ControlSource:
+    """Reads raw control commands as a group member (one worker handles each command)."""
+
+    def __init__(self, bootstrap: str, topic: str, *, group_id: str) -> None:
+        self.topic = topic
+        self._consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            client_id="stockwatch-retrain-worker",
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+
+    def poll(self, timeout_s: float) -> list[tuple[int, int, bytes | None]]:
+        """``(partition, offset, value)`` of the records received within ``timeout_s``, in order."""
+        try:
+            polled = self._consumer.poll(timeout_ms=int(timeout_s * 1000))
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"polling {self.topic}: {exc!r}") from exc
+        return [(r.partition, r.offset, r.value) for recs in polled.values() for r in recs]
+
+    def commit(self) -> None:
+        """Commit the positions of everything returned by ``poll`` so far."""
+        try:
+            self._consumer.commit()
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"committing {self.topic}: {exc!r}") from exc
+
+    def close(self) -> None:
+        """Leave the group."""
+        self._consumer.close(autocommit=False)
+
+
+class StatusTail:
+    """Reads the status topic from *now* on (no group); ``start()`` pins the end offsets first."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap, client_id="stockwatch-ctl", group_id=None, enable_auto_commit=False
+        )
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        """Assign every partition and resolve the end offsets, so nothing published later is missed."""
+        try:
+            partitions = self._consumer.partitions_for_topic(self.topic)
+            if not partitions:
+                ensure_topics(self._consumer.config["bootstrap_servers"], [self.topic])
+                self._consumer.poll(timeout_ms=100)
+                partitions = self._consumer.partitions_for_topic(self.topic) or {0}
+            tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            self._consumer.assign(tps)
+            ends = self._consumer.end_offsets(tps)
+            for tp in tps:
+                self._consumer.seek(tp, ends[tp])
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"reading {self.topic}: {exc!r}") from exc
+
+    def poll(self, timeout_s: float) -> list[dict[str, Any]]:
+        """JSON objects received within ``timeout_s`` (anything else is skipped)."""
+        out: list[dict[str, Any]] = []
+        try:
+            polled = self._consumer.poll(timeout_ms=int(timeout_s * 1000))
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"polling {self.topic}: {exc!r}") from exc
+        for records in polled.values():
+            for record in records:
+                try:
+                    msg = orjson.loads(record.value) if record.value else None
+                except orjson.JSONDecodeError:
+                    msg = None
+                if isinstance(msg, dict):
+                    out.append(msg)
+        return out
+
+    def close(self) -> None:
+        """Close the consumer."""
+        self._consumer.close(autocommit=False)

@@ -58,6 +58,7 @@ class ModelWatcher:
         self._refused: dict[str, str] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.first_check_done = threading.Event()  # set once the store has been looked at
 
     # ----------------------------------------------------------------- the loop's side
 
@@ -96,7 +97,10 @@ class ModelWatcher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.check()
+            try:
+                self.check()
+            finally:
+                self.first_check_done.set()
             self._wait()
 
     def _wait(self) -> None:

@@ -119,6 +119,7 @@ class ScoringService:
         self.model: ScoringModel | None = None
         self._stop = threading.Event()
         self._paused = False
+        self._announced_wait = False
         self._next_lag = 0.0
 
     def request_stop(self) -> None:
@@ -209,12 +210,13 @@ class ScoringService:
     def _wait_for_model(self) -> None:
         """Keep the group membership alive without consuming; rewind anything polled."""
         if not self._paused:
-            log.warning(
-                "no model published yet: pausing %d partitions until one is", len(self.source.assignment())
-            )
             self.health.waiting_for_model = True
             self.metrics.waiting_for_model.set(1)
-        self._paused = True
+            self._paused = True
+            self._announced_wait = False
+        if not self._announced_wait and self.watcher.first_check_done.is_set():
+            self._announced_wait = True  # logged once, after the watcher has looked at the store
+            log.warning("no usable model yet: partitions paused, nothing is consumed until one is published")
         self.source.pause_all()  # every iteration: partitions assigned by a rebalance too
         polled = self.source.poll(self.poll_timeout_ms, self.max_poll_records)
         if polled:

@@ -1,0 +1,620 @@
+"""`stockwatch consume` against the real broker (and Mongo for the audit): the issue's done-when list.
+
+Every test gets fresh topics, a fresh group and its own model directory. The service runs either
+in a thread through its API (``build_service(...).run(max_events=..., timeout=...)``) or, where a
+process must die or get a signal, as ``python -m consumer.cli consume`` in a subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from consumer.cli import main as cli_main
+from consumer.cli_consume import build_service
+from consumer.service import RunStats, ScoringService
+from consumer.settings import Settings
+from detection import ModelStore, parse_item, train_model
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+PLANTED_EVERY = 25  # every 25th update is a planted anomaly (4 %)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def make_item(i: int, rng: random.Random, *, planted: bool = False) -> dict[str, Any]:
+    item = {
+        "item_id": f"SKU-{i:05d}",
+        "event_id": f"evt-{i}",
+        "stock_quantity": rng.randint(30, 70),
+        "min_stock_level": 10,
+        "max_stock_level": 100,
+        "price": round(rng.uniform(10, 40), 2),
+    }
+    if planted:
+        item["stock_quantity"] = rng.choice([50_000, -500])
+        item["price"] = 999.0
+    return item
+
+
+def updates(n: int, *, seed: int = 1, start: int = 0) -> list[dict[str, Any]]:
+    rng = random.Random(seed + start)
+    return [make_item(i, rng, planted=i % PLANTED_EVERY == 0) for i in range(start, start + n)]
+
+
+def publish_model(model_dir: Path, *, seed: int = 42, n: int = 400) -> str:
+    rng = random.Random(seed)
+    items = [parse_item(make_item(i, rng)) for i in range(n)]
+    return ModelStore(model_dir).publish(train_model(items))
+
+
+def produce(
+    bootstrap: str, topic: str, values: list[bytes | dict[str, Any]], keys: list[bytes | None] | None = None
+) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    try:
+        for i, value in enumerate(values):
+            raw = value if isinstance(value, bytes) else orjson.dumps(value)
+            key = (
+                keys[i]
+                if keys is not None
+                else (value["item_id"].encode() if isinstance(value, dict) else None)
+            )
+            producer.send(topic, key=key, value=raw)
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    expect: int | None = None,
+    timeout: float = 15.0,
+    committed_only: bool = False,
+) -> list[Any]:
+    """Every record of ``topic`` (stops once ``expect`` are read, or when idle after ``timeout``)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed" if committed_only else "read_uncommitted",
+    )
+    try:
+        partitions = consumer.partitions_for_topic(topic) or {0}
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        idle_since = time.monotonic()
+        while time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=200)
+            got = [r for recs in batch.values() for r in recs]
+            out += got
+            if got:
+                idle_since = time.monotonic()
+            if expect is not None and len(out) >= expect:
+                # read a little longer to catch duplicates that should not be there
+                if time.monotonic() - idle_since > 0.5:
+                    break
+            elif expect is None and time.monotonic() - idle_since > 1.5:
+                break
+        return out
+    finally:
+        consumer.close()
+
+
+def committed(bootstrap: str, group: str, topic: str, partition: int = 0) -> int | None:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        return consumer.committed(TopicPartition(topic, partition))  # type: ignore[no-any-return]
+    finally:
+        consumer.close()
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 30.0, every: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def expected_anomalies(
+    model_dir: Path, objs: list[dict[str, Any]], version: str | None = None
+) -> dict[int, float]:
+    """offset -> score of the inputs the model flags (input offsets = list positions)."""
+    model = ModelStore(model_dir).load(version)
+    decisions = model.decide([parse_item(o) for o in objs])
+    return {i: float(decisions.scores[i]) for i in range(len(objs)) if decisions.is_anomaly[i]}
+
+
+def events_in(service: ScoringService) -> float:
+    return service.metrics.registry.get_sample_value("stockwatch_events_in_total") or 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def env(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], unique_name: Callable[[str], str], tmp_path: Path
+) -> dict[str, str]:
+    """STOCKWATCH_* for one test: fresh topics, group and model directory."""
+    return {
+        "STOCKWATCH_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "STOCKWATCH_INPUT_TOPIC": topic_factory("in"),
+        "STOCKWATCH_ANOMALY_TOPIC": topic_factory("anomalies"),
+        "STOCKWATCH_DLQ_TOPIC": topic_factory("dlq"),
+        "STOCKWATCH_STATUS_TOPIC": topic_factory("status"),
+        "STOCKWATCH_GROUP_ID": unique_name("group"),
+        "STOCKWATCH_MODEL_DIR": str(tmp_path / "models"),
+        "STOCKWATCH_HTTP_PORT": "0",
+        "STOCKWATCH_POLL_TIMEOUT_MS": "100",
+        "STOCKWATCH_MODEL_POLL_INTERVAL_S": "0.3",
+        "STOCKWATCH_SESSION_TIMEOUT_MS": "6000",
+        "STOCKWATCH_CREATE_MISSING_TOPICS": "false",
+    }
+
+
+def settings_from(env: dict[str, str], **overrides: Any) -> Settings:
+    values: dict[str, Any] = {k.removeprefix("STOCKWATCH_").lower(): v for k, v in env.items()}
+    values.update(overrides)
+    return Settings(**values)
+
+
+class Running:
+    """A service running in a thread (the API route)."""
+
+    def __init__(self, service: ScoringService, **bounds: Any) -> None:
+        self.service = service
+        self.stats: RunStats | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, kwargs=bounds, daemon=True)
+        self.thread.start()
+
+    def _run(self, **bounds: Any) -> None:
+        try:
+            self.stats = self.service.run(**bounds)
+        except BaseException as exc:
+            self.error = exc
+
+    def stop(self, timeout: float = 20.0) -> RunStats:
+        self.service.request_stop()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "service did not stop"
+        if self.error is not None:
+            raise self.error
+        assert self.stats is not None
+        return self.stats
+
+
+@pytest.fixture
+def run_service() -> Iterator[Callable[..., Running]]:
+    started: list[Running] = []
+
+    def start(settings: Settings, **bounds: Any) -> Running:
+        running = Running(build_service(settings), **bounds)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        if running.thread.is_alive():
+            running.stop()
+
+
+def spawn(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    full = {**os.environ, **env, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "consumer.cli", "consume", *args],
+        cwd=REPO,
+        env=full,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def anomaly_events(env: dict[str, str], expect: int | None = None, **kw: Any) -> list[dict[str, Any]]:
+    records = read_topic(
+        env["STOCKWATCH_KAFKA_BOOTSTRAP"], env["STOCKWATCH_ANOMALY_TOPIC"], expect=expect, **kw
+    )
+    return [orjson.loads(r.value) for r in records]
+
+
+# ---------------------------------------------------------------------------- 1. same as `stockwatch score`
+
+
+def test_anomaly_events_equal_stockwatch_score(
+    env: dict[str, str], run_service: Callable[..., Running], tmp_path: Path
+) -> None:
+    model_dir = Path(env["STOCKWATCH_MODEL_DIR"])
+    version = publish_model(model_dir)
+    objs = updates(400)
+    produce(env["STOCKWATCH_KAFKA_BOOTSTRAP"], env["STOCKWATCH_INPUT_TOPIC"], objs)
+
+    lines = tmp_path / "updates.jsonl"
+    lines.write_bytes(b"".join(orjson.dumps(o) + b"\n" for o in objs))
+    scored = tmp_path / "scored.jsonl"
+    assert (
+        cli_main(["score", "--model-dir", str(model_dir), "--input", str(lines), "--output", str(scored)])
+        == 0
+    )
+    by_cli = [orjson.loads(line) for line in scored.read_bytes().splitlines()]
+    cli_anomalies = {d["item_id"]: d["score"] for d in by_cli if d["is_anomaly"]}
+    assert sum(1 for i in range(400) if i % PLANTED_EVERY == 0) <= len(cli_anomalies)
+
+    running = run_service(settings_from(env, max_poll_records=150), max_events=len(objs), timeout=60)
+    running.thread.join(60)
+    stats = running.stop()
+    assert stats.events_in == 400 and stats.scored == 400 and stats.batches >= 3
+
+    events = anomaly_events(env, expect=len(cli_anomalies))
+    assert {e["item_id"]: e["score"] for e in events} == cli_anomalies  # same ids, bit-identical scores
+    assert len(events) == len(cli_anomalies)  # one event per anomalous item, no duplicates
+    for e in events:
+        assert e["model_version"] == version
+        assert e["source"]["topic"] == env["STOCKWATCH_INPUT_TOPIC"]
+        assert e["event_id"] == f"evt-{e['source']['offset']}"
+        assert e["item"]["item_id"] == e["item_id"]
+    assert (
+        committed(
+            env["STOCKWATCH_KAFKA_BOOTSTRAP"], env["STOCKWATCH_GROUP_ID"], env["STOCKWATCH_INPUT_TOPIC"]
+        )
+        == 400
+    )
+
+
+# ---------------------------------------------------------------------------- 2. dead letters
+
+
+def test_malformed_messages_go_to_the_dlq_and_neighbours_are_scored(
+    env: dict[str, str], run_service: Callable[..., Running]
+) -> None:
+    model_dir = Path(env["STOCKWATCH_MODEL_DIR"])
+    publish_model(model_dir)
+    rng = random.Random(5)
+    good = [make_item(i, rng, planted=i in (1, 9)) for i in range(10)]
+    bad: list[tuple[bytes | None, bytes, str]] = [
+        (b"K-json", b'{"item_id": "X", "stock_quantity": ', "invalid_json"),
+        (b"K-array", b"[1, 2, 3]", "not_an_object"),
+        (b"K-nan", b'{"item_id": "X1", "price": "NaN"}', "invalid_item"),
+        (b"K-bool", b'{"item_id": "X2", "stock_quantity": true}', "invalid_item"),
+        (b"K-str", b'{"item_id": "X3", "stock_quantity": "plenty"}', "invalid_item"),
+        (b"K-noid", b'{"stock_quantity": 5, "price": 2}', "invalid_item"),
+        (b"K-big", b'{"item_id": "X4", "note": "' + b"x" * 3000 + b'"}', "oversize"),
+        (None, b"\xff\xfe not utf-8", "invalid_json"),
+    ]
+    values: list[bytes | dict[str, Any]] = []
+    keys: list[bytes | None] = []
+    for i, item in enumerate(good):  # good, bad, good, bad, ...: bad input between valid neighbours
+        values.append(item)
+        keys.append(item["item_id"].encode())
+        if i < len(bad):
+            values.append(bad[i][1])
+            keys.append(bad[i][0])
+    bootstrap, topic = env["STOCKWATCH_KAFKA_BOOTSTRAP"], env["STOCKWATCH_INPUT_TOPIC"]
+    produce(bootstrap, topic, values, keys)
+
+    running = run_service(settings_from(env, max_message_bytes=2048), max_events=len(values), timeout=60)
+    running.thread.join(60)
+    stats = running.stop()
+    assert (stats.events_in, stats.scored, stats.dead_letters) == (18, 10, 8)
+
+    dlq = read_topic(bootstrap, env["STOCKWATCH_DLQ_TOPIC"], expect=len(bad))
+    assert len(dlq) == len(bad)
+    offsets = {i: (values[i], keys[i]) for i in range(len(values))}
+    for record, (key, value, reason) in zip(dlq, bad, strict=True):
+        headers = dict(record.headers)
+        assert (record.key, record.value) == (key, value)  # original bytes, original key
+        assert headers["dlq.reason"].decode() == reason
+        assert headers["dlq.error"]
+        assert headers["dlq.source.topic"].decode() == topic
+        assert headers["dlq.source.partition"] == b"0"
+        source_offset = int(headers["dlq.source.offset"])
+        assert offsets[source_offset] == (value, key)
+        assert int(headers["dlq.source.timestamp"]) > 0
+    reasons = Counter(dict(r.headers)["dlq.reason"].decode() for r in dlq)
+    assert reasons == Counter(reason for _, _, reason in bad)
+
+    flagged = {e["item_id"] for e in anomaly_events(env)}
+    assert {"SKU-00001", "SKU-00009"} <= flagged  # planted neighbours of bad input are still scored
+    assert committed(bootstrap, env["STOCKWATCH_GROUP_ID"], topic) == len(values)
+    metrics = running.service.metrics.render().decode()
+    assert 'stockwatch_dlq_total{reason="invalid_item"} 4.0' in metrics
+
+
+# ---------------------------------------------------------------------------- 3. SIGKILL and restart
+
+
+def _kill_and_restart(
+    env: dict[str, str], processes: list[subprocess.Popen[bytes]], n: int
+) -> list[dict[str, Any]]:
+    """Produce n updates in two halves; SIGKILL the consumer mid-stream, restart, let it drain."""
+    bootstrap, topic = env["STOCKWATCH_KAFKA_BOOTSTRAP"], env["STOCKWATCH_INPUT_TOPIC"]
+    objs = updates(n)
+    produce(bootstrap, topic, objs[: n // 2])
+    first = spawn(env)
+    processes.append(first)
+
+    def some_anomalies_out() -> bool:
+        return bool(read_topic(bootstrap, env["STOCKWATCH_ANOMALY_TOPIC"], expect=1, timeout=0.5))
+
+    wait_for("the first anomalies", some_anomalies_out, timeout=60, every=0.05)
+    feeder = threading.Thread(target=produce, args=(bootstrap, topic, objs[n // 2 :]))
+    feeder.start()  # keep the stream flowing while the process dies
+    time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    feeder.join(30)
+    group = env["STOCKWATCH_GROUP_ID"]
+    at_kill = committed(bootstrap, group, topic) or 0
+    assert at_kill < n, "the consumer must die with work left (mid-stream)"
+
+    second = spawn(env)
+    processes.append(second)
+    wait_for(
+        "the restarted consumer to commit everything",
+        lambda: committed(bootstrap, group, topic) == n,
+        timeout=90,
+        every=0.5,
+    )
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(30) == 0
+    return objs
+
+
+def test_sigkill_mid_stream_loses_nothing_at_least_once(
+    env: dict[str, str], processes: list[subprocess.Popen[bytes]]
+) -> None:
+    model_dir = Path(env["STOCKWATCH_MODEL_DIR"])
+    publish_model(model_dir)
+    env = env | {"STOCKWATCH_MAX_POLL_RECORDS": "40"}
+    objs = _kill_and_restart(env, processes, 1200)
+    want = expected_anomalies(model_dir, objs)
+    events = anomaly_events(env, expect=len(want))
+    seen = Counter(e["source"]["offset"] for e in events)
+    assert set(seen) == set(want)  # every anomalous input at least once, nothing else
+    for e in events:
+        assert e["score"] == want[e["source"]["offset"]]
+    # duplicates (if any) are recognisable: same anomaly_id for the same offset and model
+    ids_per_offset = {off: {e["anomaly_id"] for e in events if e["source"]["offset"] == off} for off in seen}
+    assert all(len(ids) == 1 for ids in ids_per_offset.values())
+
+
+def test_sigkill_mid_stream_exactly_once(
+    env: dict[str, str], processes: list[subprocess.Popen[bytes]], unique_name: Callable[[str], str]
+) -> None:
+    model_dir = Path(env["STOCKWATCH_MODEL_DIR"])
+    publish_model(model_dir)
+    env = env | {
+        "STOCKWATCH_MAX_POLL_RECORDS": "40",
+        "STOCKWATCH_DELIVERY": "exactly-once",
+        "STOCKWATCH_TRANSACTIONAL_ID": unique_name("tx"),
+    }
+    objs = _kill_and_restart(env, processes, 1200)
+    want = expected_anomalies(model_dir, objs)
+    records = read_topic(
+        env["STOCKWATCH_KAFKA_BOOTSTRAP"],
+        env["STOCKWATCH_ANOMALY_TOPIC"],
+        expect=len(want),
+        committed_only=True,
+    )
+    seen = Counter(orjson.loads(r.value)["source"]["offset"] for r in records)
+    assert set(seen) == set(want)
+    assert max(seen.values()) == 1, "a read_committed reader must see every anomaly exactly once"
+
+
+# ---------------------------------------------------------------------------- 4. hot swap and refusal
+
+
+def _tampered_publish(model_dir: Path, staging: Path) -> str:
+    """Publish a model whose file was altered after signing/checksumming, then point CURRENT at it."""
+    version = publish_model(staging, seed=99)
+    model_file = staging / version / "model.joblib"
+    data = bytearray(model_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model_file.write_bytes(bytes(data))
+    shutil.copytree(staging / version, model_dir / version)
+    tmp = model_dir / ".CURRENT.tmp-test"
+    tmp.write_text(version + "\n")
+    os.replace(tmp, model_dir / "CURRENT")
+    return version
+
+
+def test_new_model_swaps_mid_stream_and_a_tampered_one_is_refused(
+    env: dict[str, str],
+    run_service: Callable[..., Running],
+    tmp_path: Path,
+    unique_name: Callable[[str], str],
+    topic_factory: Callable[..., str],
+) -> None:
+    model_dir = Path(env["STOCKWATCH_MODEL_DIR"])
+    bootstrap, topic = env["STOCKWATCH_KAFKA_BOOTSTRAP"], env["STOCKWATCH_INPUT_TOPIC"]
+    v1 = publish_model(model_dir, seed=1)
+    # A long store-poll interval: only the status-topic announcement can make the swap quick.
+    settings = settings_from(env, decisions_topic=topic_factory("decisions"), model_poll_interval_s=60.0)
+    running = run_service(settings, timeout=90)
+    service = running.service
+
+    def announce(version: str) -> None:
+        produce(
+            bootstrap,
+            env["STOCKWATCH_STATUS_TOPIC"],
+            [orjson.dumps({"type": "model_published", "version": version})],
+            [None],
+        )
+
+    chunk = 150
+    produce(bootstrap, topic, updates(chunk, start=0))
+    wait_for("chunk 1", lambda: events_in(service) >= chunk)
+    v2 = publish_model(model_dir, seed=2)
+    announce(v2)
+    wait_for("the swap to v2", lambda: service.health.model_version == v2, timeout=15)
+    produce(bootstrap, topic, updates(chunk, start=chunk))
+    wait_for("chunk 2", lambda: events_in(service) >= 2 * chunk)
+    v3 = _tampered_publish(model_dir, tmp_path / "staging")
+    announce(v3)
+    wait_for(
+        "the refusal",
+        lambda: (
+            (
+                service.metrics.registry.get_sample_value(
+                    "stockwatch_model_refusals_total", {"reason": "verification"}
+                )
+                or 0
+            )
+            == 1
+        ),
+        timeout=15,
+    )
+    produce(bootstrap, topic, updates(chunk, start=2 * chunk))
+    wait_for("chunk 3", lambda: events_in(service) >= 3 * chunk)
+    running.stop()
+
+    decisions = [
+        orjson.loads(r.value) for r in read_topic(bootstrap, settings.decisions_topic or "", expect=3 * chunk)
+    ]
+    by_offset = {d["source"]["offset"]: d["model_version"] for d in decisions}
+    assert sorted(by_offset) == list(range(3 * chunk)) and len(decisions) == 3 * chunk  # no gap, no duplicate
+    assert {by_offset[o] for o in range(chunk)} == {v1}
+    assert {by_offset[o] for o in range(chunk, 3 * chunk)} == {v2}  # v3 refused: v2 keeps serving
+    assert v1 != v2
+    metrics = service.metrics.render().decode()
+    assert f'stockwatch_model_info{{version="{v2}"}} 1.0' in metrics
+    assert 'stockwatch_model_refusals_total{reason="verification"} 1.0' in metrics
+    assert v3 in service.watcher.refused
+
+
+# ---------------------------------------------------------------------------- 5. no model yet
+
+
+def test_without_a_model_nothing_is_committed_and_nothing_lost(
+    env: dict[str, str], run_service: Callable[..., Running], topic_factory: Callable[..., str]
+) -> None:
+    model_dir = Path(env["STOCKWATCH_MODEL_DIR"])
+    bootstrap, topic, group = (
+        env["STOCKWATCH_KAFKA_BOOTSTRAP"],
+        env["STOCKWATCH_INPUT_TOPIC"],
+        env["STOCKWATCH_GROUP_ID"],
+    )
+    objs = updates(200)
+    produce(bootstrap, topic, objs)
+    settings = settings_from(env, decisions_topic=topic_factory("decisions"))
+    running = run_service(settings, timeout=90)
+    service = running.service
+    wait_for("partitions assigned", lambda: service.health.assigned == 1)
+    time.sleep(1.5)  # it polls, pauses and waits
+    assert service.health.waiting_for_model
+    ready, body = service.health.readyz()
+    assert not ready and "waiting for a model" in body["missing"]
+    assert "stockwatch_waiting_for_model 1.0" in service.metrics.render().decode()
+    assert committed(bootstrap, group, topic) is None
+    assert events_in(service) == 0
+
+    version = publish_model(model_dir)
+    wait_for("everything scored", lambda: committed(bootstrap, group, topic) == len(objs))
+    assert service.health.readyz()[0]
+    assert not service.health.waiting_for_model
+    running.stop()
+    decisions = read_topic(bootstrap, settings.decisions_topic or "", expect=len(objs))
+    assert sorted(orjson.loads(r.value)["source"]["offset"] for r in decisions) == list(range(len(objs)))
+    want = expected_anomalies(model_dir, objs, version)
+    assert {e["source"]["offset"] for e in anomaly_events(env, expect=len(want))} == set(want)
+
+
+# ---------------------------------------------------------------------------- 6. SIGTERM + HTTP
+
+
+def test_sigterm_finishes_commits_and_exits_zero(
+    env: dict[str, str], processes: list[subprocess.Popen[bytes]], topic_factory: Callable[..., str]
+) -> None:
+    model_dir = Path(env["STOCKWATCH_MODEL_DIR"])
+    publish_model(model_dir)
+    bootstrap, topic, group = (
+        env["STOCKWATCH_KAFKA_BOOTSTRAP"],
+        env["STOCKWATCH_INPUT_TOPIC"],
+        env["STOCKWATCH_GROUP_ID"],
+    )
+    port = free_port()
+    decisions_topic = topic_factory("decisions")
+    env = env | {
+        "STOCKWATCH_HTTP_PORT": str(port),
+        "STOCKWATCH_HTTP_HOST": "127.0.0.1",
+        "STOCKWATCH_DECISIONS_TOPIC": decisions_topic,
+        "STOCKWATCH_MAX_POLL_RECORDS": "50",
+    }
+    objs = updates(600)
+    produce(bootstrap, topic, objs[:300])
+    proc = spawn(env)
+    processes.append(proc)
+
+    def get(path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+        except OSError:
+            return 0, b""
+
+    wait_for("/readyz", lambda: get("/readyz")[0] == 200, timeout=60)
+    assert get("/healthz")[0] == 200
+    feeder = threading.Thread(target=produce, args=(bootstrap, topic, objs[300:]))
+    feeder.start()
+    wait_for(
+        "some progress",
+        lambda: (
+            b"stockwatch_events_in_total" in get("/metrics")[1]
+            and (committed(bootstrap, group, topic) or 0) > 0
+        ),
+    )
+    status, metrics = get("/metrics")
+    assert (
+        status == 200
+        and b"stockwatch_consumer_lag" in metrics
+        and b"stockwatch_batch_seconds_bucket" in metrics
+    )
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    feeder.join(30)
+    done = committed(bootstrap, group, topic)
+    assert done is not None and done > 0
+    decisions = [orjson.loads(r.value) for r in read_topic(bootstrap, decisions_topic, expect=done)]
+    # everything published was committed and everything committed was published, once
+    assert sorted(d["source"]["offset"] for d in decisions) == list(range(done))
