@@ -158,6 +158,8 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
             if chunk:
                 _score_chunk(model, chunk, sink)
                 counts["scored"] += len(chunk)
+    except BrokenPipeError:
+        raise  # the reader of our output left; main() handles it
     except OSError as exc:
         _fail(f"score: {exc}")
         return EXIT_USAGE

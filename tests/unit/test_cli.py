@@ -245,3 +245,9 @@ def test_empty_signing_key_is_a_usage_error(tmp_path, capsys, monkeypatch):
         main(["models", "list", "--model-dir", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "set but empty" in capsys.readouterr().err
+
+
+def test_score_missing_input_file_is_a_usage_error(tmp_path, capsys, trained):
+    model_dir, _ = trained
+    code, out, err = run(capsys, "score", "--model-dir", str(model_dir), "--input", str(tmp_path / "nope"))
+    assert code == 2 and out == "" and "No such file" in err
