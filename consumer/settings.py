@@ -144,6 +144,10 @@ class Settings(BaseSettings):
         default=300.0, gt=0, description="Commands older (or further in the future) than this are rejected."
     )
     ctl_timeout_s: float = Field(default=120.0, gt=0, description="How long `stockwatch ctl` waits.")
+    control_group_id: str = Field(
+        default="stockwatch-retrain-worker",
+        description="Consumer group of the retrain workers on the control topic.",
+    )
 
     @model_validator(mode="after")
     def _distinct_topics(self) -> Settings:
