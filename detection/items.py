@@ -86,9 +86,13 @@ class _Rejected:
 
 
 class StockItem(BaseModel):
-    """The state of one item: the four numbers the features are built from, plus ids."""
+    """The state of one item: the four numbers the features are built from, plus ids.
 
-    model_config = ConfigDict(extra="ignore", frozen=True, coerce_numbers_to_str=True, populate_by_name=True)
+    Construct it with :func:`parse_item` (clear reasons) or ``StockItem.model_validate``; field
+    names and their aliases are both accepted. ``event_id`` is the upstream event's id, if any.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True, coerce_numbers_to_str=True)
 
     item_id: _Id | None = Field(default=None, validation_alias=AliasChoices(*_ID_KEYS))
     event_id: _Id | None = None

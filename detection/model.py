@@ -101,9 +101,11 @@ class Decisions:
         return np.flatnonzero(self.is_anomaly)
 
     def severity(self, i: int) -> Severity:
+        """``"none"`` for a normal row, else low/medium/high/critical (see :mod:`detection.explain`)."""
         return self.explainer.severity(float(self.scores[i]))
 
     def reasons(self, i: int) -> tuple[str, ...]:
+        """Up to three planner-readable reasons for an anomalous row; ``()`` for a normal one."""
         if not self.is_anomaly[i]:
             return ()
         return self.explainer.reasons(self.features[i])
@@ -164,8 +166,15 @@ class AnomalyModel:
         return new
 
     # -- read-only parts ------------------------------------------------------------------
-    scaler = property(lambda self: self._scaler, doc="The fitted StandardScaler.")
-    forest = property(lambda self: self._forest, doc="The fitted IsolationForest (offset_ set).")
+    @property
+    def scaler(self) -> Any:
+        """The fitted ``StandardScaler``."""
+        return self._scaler
+
+    @property
+    def forest(self) -> Any:
+        """The fitted ``IsolationForest`` (``offset_`` and ``contamination`` as a plain fit sets them)."""
+        return self._forest
 
     @property
     def metadata(self) -> ModelMetadata:
