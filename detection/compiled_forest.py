@@ -53,9 +53,12 @@ FloatArray = npt.NDArray[np.float64]
 #: One node, 8 bytes: a float32 threshold and ``link = child << shift | feature``.
 NODE_DTYPE = np.dtype([("threshold", np.float32), ("link", np.int32)])
 
-#: Batches at least this large use the multi-threaded kernel.
-PARALLEL_MIN_ROWS = 512
-_CHUNK_ROWS = 128
+#: Batches at least this large (training sets in ``fast_offset``) use the multi-threaded kernel.
+#: Kept high on purpose: on a busy 2-vCPU host (Kafka beside us) a parallel region waits for a
+#: descheduled worker and 1k-10k row batches ran 1.3-6x slower than the serial kernel, and idle
+#: OpenMP workers spin for a while after each region, slowing the next single-row calls.
+PARALLEL_MIN_ROWS = 65_536
+_CHUNK_ROWS = 4096
 _TWO = np.array(2.0)  # ``2 ** e`` with a weak Python int runs this same float64 power loop
 # numba's fallback "workqueue" threading layer aborts on concurrent parallel launches.
 _PARALLEL_LOCK = threading.Lock()
