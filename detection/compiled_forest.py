@@ -6,20 +6,21 @@ bit-identical to ``IsolationForest.score_samples`` / ``decision_function``.
 
 Layout
 ------
-``_nodes`` holds all nodes of all trees, 16 bytes each: ``threshold`` (float64), ``feature``
-(int32), ``child`` (int32). Nodes are ordered level by level across the whole forest (all roots
-first, in tree order, so root ``t`` is node ``t``; then every depth-1 node, ...), and the two
-children of a split are adjacent: ``right == left + 1 == child + 1``. ``feature`` is already mapped
-through ``estimators_features_`` to the column of the caller's matrix. A leaf loops onto itself
-(``child`` = its own index), stores its per-tree depth contribution in ``threshold`` and reads
-``feature = n_features``, a sentinel slot of the row buffer that holds ``-inf``; since
-``-inf > value`` is false a leaf never moves. Every tree is therefore walked branch-free for exactly
-its depth: ``node = child + (x[feature] > threshold)``.
+``nodes`` holds all nodes of all trees, 8 bytes each: a float32 ``threshold`` and ``link = child <<
+shift | feature`` (int32). Nodes are ordered level by level across the whole forest (all roots first,
+in tree order, so root ``t`` is node ``t``; then every depth-1 node, ...) and the two children of a
+split are adjacent (``right == child + 1``). ``feature`` is already mapped through
+``estimators_features_`` to the caller's column. A leaf loops onto itself (``child`` = its own index)
+and reads ``feature = n_features``, a sentinel slot of the row buffer holding ``-inf``, so it never
+moves; its float64 depth contribution lives in ``leaf_value``. Each row therefore walks all trees
+branch-free, one level at a time for the forest's depth (independent loads overlap):
+``node = child + (x[feature] > threshold)``; then the leaf values are summed in tree order.
 
 Exactness argument (scikit-learn 1.9, ``ensemble/_iforest.py`` and ``tree/_tree.pyx``)
 -------------------------------------------------------------------------------------
-* sklearn casts X to float32 and ``Tree.apply`` goes left iff ``float32 x <= float64 threshold``
-  (compared in double). The kernel compares ``float64(float32(x))`` with the float64 threshold.
+* sklearn casts X to float32 and ``Tree.apply`` goes left iff ``float32 x <= float64 threshold``.
+  The kernel stores ``floor32(threshold)``, the largest float32 <= threshold: for a float32 ``x``,
+  ``x > threshold`` iff ``x > floor32(threshold)``, so comparing in float32 is exact.
 * A NaN goes to the side chosen at fit time (``missing_go_to_left``, per node). Rows containing NaN
   take a (rare) branchy path that honours it; all other rows take the branch-free path.
 * Trees were fit on ``X[:, estimators_features_[t]]`` only when ``_max_features != n_features``
