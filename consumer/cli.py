@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import orjson
 from pydantic import ValidationError
 
-from consumer import cli_consume, cli_models
+from consumer import cli_consume, cli_models, cli_retrain
 from consumer.settings import Settings
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 COMMAND_GROUPS: list[Callable[[Subparsers, argparse.ArgumentParser], None]] = [
     cli_models.register,
     cli_consume.register,
+    cli_retrain.register,
 ]
 """One ``register(subparsers, common)`` per command group module, in ``--help`` order."""
 

@@ -337,11 +337,22 @@ class JsonPublisher:
         except KafkaError as exc:
             raise KafkaUnavailableError(f"cannot connect a producer to {bootstrap}: {exc!r}") from exc
 
-    def publish(self, topic: str, messages: Sequence[Mapping[str, Any]], *, key: bytes | None = None) -> None:
-        """Send every message to ``topic`` and wait until all are acknowledged."""
+    def publish(
+        self,
+        topic: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        key: bytes | None = None,
+        key_field: str | None = None,
+    ) -> None:
+        """Send every message to ``topic`` (keyed by ``key`` or ``str(message[key_field])``), wait for acks."""
         try:
             futures = [
-                self._producer.send(topic, value=orjson.dumps(m, option=orjson.OPT_SERIALIZE_NUMPY), key=key)
+                self._producer.send(
+                    topic,
+                    value=orjson.dumps(m, option=orjson.OPT_SERIALIZE_NUMPY),
+                    key=str(m[key_field]).encode() if key_field else key,
+                )
                 for m in messages
             ]
             self._producer.flush(timeout=self._timeout_s)

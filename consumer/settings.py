@@ -148,6 +148,11 @@ class Settings(BaseSettings):
         default="stockwatch-retrain-worker",
         description="Consumer group of the retrain workers on the control topic.",
     )
+    worker_mongo_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Mongo server-selection/connect timeout of the retrain worker and scan.",
+    )
 
     @model_validator(mode="after")
     def _distinct_topics(self) -> Settings:

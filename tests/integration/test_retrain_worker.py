@@ -1,0 +1,296 @@
+"""`stockwatch retrain-worker` and `stockwatch ctl` on the real broker and database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from consumer.cli import main
+from consumer.control import new_command
+from consumer.kafka_io import JsonPublisher
+from consumer.lease import Lease
+from consumer.mongo_io import WorkerMongo
+from consumer.retrain import Retrainer
+from consumer.retrain_commands import retrain_config, store_from_settings
+from tests.integration.retrain_support import (
+    KEY,
+    Status,
+    inventory_docs,
+    publish_model,
+    running_worker,
+    settings_factory,
+)
+
+pytestmark = pytest.mark.integration
+__all__ = ["settings_factory"]  # the fixture, re-exported for pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK = ROOT / "stack" / "stack.sh"
+
+
+def stack_env() -> dict[str, str]:
+    """The environment for ``stack.sh`` with the cache dir that actually holds the FerretDB binary."""
+    env = dict(os.environ)
+    if (
+        "STOCKWATCH_CACHE_DIR" not in env
+        or not (Path(env["STOCKWATCH_CACHE_DIR"]) / "bin" / "ferretdb").exists()
+    ):
+        for candidate in (ROOT / ".stack" / "cache", ROOT / ".stack"):
+            if (candidate / "bin" / "ferretdb").exists():
+                env["STOCKWATCH_CACHE_DIR"] = str(candidate)
+                break
+        else:
+            pytest.fail(
+                "the local stack's FerretDB binary is missing: cannot restart Mongo after the outage test"
+            )
+    return env
+
+
+def stack(action: str) -> None:
+    """``stack.sh stop-mongo|start-mongo`` (stops or starts FerretDB alone)."""
+    subprocess.run(
+        ["bash", str(STACK), action], check=True, capture_output=True, timeout=120, env=stack_env()
+    )
+
+
+def test_startup_then_ctl_retrain_promotes_a_new_version(
+    settings_factory: Any, mongo_db: Any, capsys: Any
+) -> None:
+    settings = settings_factory(retrain_cooldown_s=0)
+    mongo_db["inventory"].insert_many([*inventory_docs(300, 1), {"_id": "bad", "price": "NaN"}])
+    status = Status(settings)
+    try:
+        with running_worker(settings):
+            # Empty store: the worker trains at start-up.
+            status.wait(lambda seen: any(m.get("type") == "model_published" for m in seen))
+            first = status.of_type("model_published")[0]
+            assert first["trigger"]["kind"] == "startup"
+            capsys.readouterr()
+            assert main(["ctl", "retrain", "--timeout", "60"]) == 0
+            lines = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+            cid = lines[0]["command_id"]
+            assert lines[-1]["status"] == "done" and lines[-1]["result"]["status"] == "promoted"
+            status.wait(
+                lambda seen: any(m.get("command_id") == cid and m["type"] == "model_published" for m in seen)
+            )
+    finally:
+        status.close()
+    published = next(m for m in status.of_type("model_published") if m.get("command_id") == cid)
+    store = store_from_settings(settings)
+    assert published["version"] == store.current_version() != first["version"]
+    assert published["trigger"]["kind"] == "command" and published["n_samples"] == 300
+    assert published["training_stats"]["count"] == 300
+    assert "rate_shift" in published["gate"]["checks"]  # compared with the start-up model
+    assert (settings.model_dir / published["version"] / "report.png").stat().st_size > 1000
+    registry = list(mongo_db["model_versions"].find({"status": "promoted"}))
+    assert {d["_id"] for d in registry} == {first["version"], published["version"]}
+    assert all(d["snapshot"]["invalid"] == 1 for d in registry)
+
+
+def test_forged_expired_and_replayed_commands_change_nothing(settings_factory: Any, mongo_db: Any) -> None:
+    settings = settings_factory(retrain_cooldown_s=0)
+    mongo_db["inventory"].insert_many(inventory_docs(200, 2))
+    before = publish_model(settings)
+    good = new_command("retrain", KEY.encode(), issued_by="test")
+    forged = new_command("retrain", b"not the key", issued_by="mallory")
+    old = datetime.now(UTC) - timedelta(seconds=settings.control_max_age_s + 5)
+    expired = new_command("rollback", KEY.encode(), args={"version": before}, now=old)
+    raw_expired = expired.model_dump(mode="json")
+    unsigned = {
+        k: v
+        for k, v in new_command("reload", KEY.encode()).model_dump(mode="json").items()
+        if k != "signature"
+    }
+    status = Status(settings)
+    publisher = JsonPublisher(settings.kafka_bootstrap)
+    try:
+        with running_worker(settings):
+            publisher.publish(settings.control_topic, [forged.model_dump(mode="json"), raw_expired, unsigned])
+            status.wait(lambda seen: len([m for m in seen if m.get("status") == "rejected"]) >= 3)
+            publisher.publish(settings.control_topic, [good.model_dump(mode="json")])
+            status.wait(
+                lambda seen: any(
+                    m.get("command_id") == good.command_id and m.get("status") == "done" for m in seen
+                )
+            )
+            version_after_good = store_from_settings(settings).current_version()
+            publisher.publish(settings.control_topic, [good.model_dump(mode="json")])  # replay, byte for byte
+            status.wait(lambda seen: any(m.get("reason", "").startswith("replayed") for m in seen))
+    finally:
+        publisher.close()
+        status.close()
+    reasons = {m["command_id"]: m["reason"] for m in status.acks() if m["status"] == "rejected"}
+    assert reasons[forged.command_id] == "bad signature"
+    assert reasons[expired.command_id].startswith("expired")
+    assert reasons[unsigned["command_id"]] == "unsigned command"
+    assert reasons[good.command_id].startswith("replayed")
+    store = store_from_settings(settings)
+    assert store.current_version() == version_after_good  # the replay did not retrain
+    assert len(store.versions()) == 2  # the forged/expired/unsigned ones did nothing
+    assert mongo_db["model_versions"].count_documents({}) == 1
+
+
+def test_fifty_retrain_commands_in_a_burst_give_one_retrain(settings_factory: Any, mongo_db: Any) -> None:
+    settings = settings_factory(retrain_cooldown_s=600)
+    mongo_db["inventory"].insert_many(inventory_docs(300, 3))
+    publish_model(settings)
+    commands = [new_command("retrain", KEY.encode(), issued_by=f"burst-{i}") for i in range(50)]
+    ids = {c.command_id for c in commands}
+    status = Status(settings)
+    publisher = JsonPublisher(settings.kafka_bootstrap)
+    try:
+        publisher.publish(settings.control_topic, [c.model_dump(mode="json") for c in commands])
+        with running_worker(settings):
+
+            def all_terminal(seen: list[dict[str, Any]]) -> bool:
+                done = {
+                    m["command_id"]
+                    for m in seen
+                    if m.get("status") in ("coalesced", "done", "failed", "rejected")
+                }
+                return ids <= done
+
+            status.wait(all_terminal, timeout_s=90)
+    finally:
+        publisher.close()
+        status.close()
+    acks = [m for m in status.acks() if m["command_id"] in ids]
+    by_status: dict[str, int] = {}
+    for m in acks:
+        by_status[m["status"]] = by_status.get(m["status"], 0) + 1
+    assert by_status == {"accepted": 1, "done": 1, "coalesced": 49}
+    assert len(status.of_type("model_published")) == 1
+    assert len(store_from_settings(settings).versions()) == 2
+    assert mongo_db["model_versions"].count_documents({}) == 1
+
+
+def test_mongo_outage_mid_retrain_fails_cleanly_and_keeps_the_model(
+    settings_factory: Any, mongo_db: Any
+) -> None:
+    settings = settings_factory(retrain_cooldown_s=0, retrain_max_attempts=2, retrain_batch_size=50)
+    mongo_db["inventory"].insert_many(inventory_docs(400, 4))
+    serving = publish_model(settings)
+    stack_env()  # fail here, before stopping anything, if Mongo could not be started again
+    stopped: list[bool] = []
+
+    def stop_mongo_once(n_read: int) -> None:
+        if not stopped:
+            stopped.append(True)
+            stack("stop-mongo")
+
+    status = Status(settings)
+    try:
+        with running_worker(settings, on_chunk=stop_mongo_once):
+            cmd = new_command("retrain", KEY.encode(), issued_by="outage-test")
+            publisher = JsonPublisher(settings.kafka_bootstrap)
+            publisher.publish(settings.control_topic, [cmd.model_dump(mode="json")])
+            publisher.close()
+            try:
+                status.wait(
+                    lambda _: any(m["status"] == "failed" for m in status.acks(cmd.command_id)), timeout_s=90
+                )
+            finally:
+                stack("start-mongo")
+    finally:
+        status.close()
+    failed = next(m for m in status.acks(cmd.command_id) if m["status"] == "failed")
+    assert stopped and failed["result"]["attempts"] == 2
+    assert ("failed" in failed["reason"] and "reading" in failed["reason"]) or "Mongo" in failed["reason"]
+    store = store_from_settings(settings)
+    assert store.current_version() == serving and len(store.versions()) == 1
+    assert status.of_type("model_published") == []
+
+
+def test_gate_rejects_garbage_and_keeps_the_candidate_aside(settings_factory: Any, mongo_db: Any) -> None:
+    settings = settings_factory(retrain_cooldown_s=0)
+    serving = publish_model(settings)
+    retrainer = build_retrainer(settings)
+    # Half the snapshot planted anomalies: learnt as normal, so it flags far less than the current model.
+    mongo_db["inventory"].insert_many(inventory_docs(400, 5, planted=0.5))
+    planted = retrainer.run({"kind": "test"})
+    assert planted.status == "rejected", planted.reasons
+    assert any("shift" in r for r in planted.reasons)
+    kept = settings.model_dir / "rejected" / str(planted.candidate_id)
+    assert {p.name for p in kept.iterdir()} >= {"model.joblib", "metadata.json", "gate.json", "report.png"}
+    # All-identical items: a degenerate snapshot, rejected before training.
+    mongo_db["inventory"].delete_many({})
+    mongo_db["inventory"].insert_many(inventory_docs(50, 6, identical=True))
+    constant = retrainer.run({"kind": "test"})
+    assert constant.status == "rejected" and "degenerate" in constant.reasons[0]
+    # Fewer than 10 usable items: no model, a clear status.
+    mongo_db["inventory"].delete_many({})
+    mongo_db["inventory"].insert_many([*inventory_docs(9, 7), {"_id": "x", "stock_quantity": True}])
+    few = retrainer.run({"kind": "test"})
+    assert few.status == "insufficient_data" and few.snapshot["invalid"] == 1
+    store = store_from_settings(settings)
+    assert store.current_version() == serving and len(store.versions()) == 1
+    rejected = {d["_id"]: d for d in mongo_db["model_versions"].find({"status": "rejected"})}
+    assert set(rejected) == {planted.candidate_id, constant.candidate_id}
+    assert rejected[planted.candidate_id]["gate"]["reasons"] == planted.reasons
+    assert rejected[planted.candidate_id]["metadata"]["n_samples"] == 400
+
+
+def test_flagged_items_are_left_out_of_training(settings_factory: Any, mongo_db: Any) -> None:
+    settings = settings_factory()
+    docs = inventory_docs(100, 8)
+    mongo_db["inventory"].insert_many(docs)
+    mongo_db["anomalies"].insert_many(
+        [{"_id": f"a{i}", "item_id": d["_id"]} for i, d in enumerate(docs[:20])]
+    )
+    out = build_retrainer(settings).run({"kind": "test"})
+    assert (
+        out.status == "promoted" and out.snapshot["usable"] == 80 and out.snapshot["excluded_flagged"] == 20
+    )
+    settings = settings_factory(
+        retrain_exclude_filter='{"price": {"$gt": 25}}', retrain_exclude_flagged="false"
+    )
+    expected = sum(1 for d in docs if d["price"] <= 25)
+    out = build_retrainer(settings).run({"kind": "test"})
+    assert out.snapshot["usable"] == expected
+
+
+def test_lease_gives_one_run_at_a_time_across_workers(mongo_uri: str, mongo_db: Any) -> None:
+    a_db, b_db = WorkerMongo(mongo_uri, mongo_db.name), WorkerMongo(mongo_uri, mongo_db.name)
+    a, b = Lease(a_db, "worker-a", ttl_s=3), Lease(b_db, "worker-b", ttl_s=3)
+    try:
+        assert a.acquire()
+        assert not b.acquire()
+        assert b.held_by_other(b.state()) == "worker-a"
+        time.sleep(1.5)  # renewed in the background (every ttl/3): still a's
+        assert not b.acquire()
+        a.release({"status": "promoted"})
+        assert b.acquire()
+        assert a.seconds_since_finished(a.state()) is not None
+        b.release({"status": "promoted"})
+    finally:
+        a_db.close()
+        b_db.close()
+
+
+def test_scan_prints_the_anomalies_of_the_snapshot(settings_factory: Any, mongo_db: Any, capsys: Any) -> None:
+    settings = settings_factory()
+    publish_model(settings)
+    docs = inventory_docs(200, 9)
+    docs[0] |= {"stock_quantity": 80_000, "price": 1500.0}
+    mongo_db["inventory"].insert_many(docs)
+    assert main(["scan"]) == 0
+    events = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert docs[0]["_id"] in {e["item_id"] for e in events}
+    assert all(e["is_anomaly"] and e["source"]["topic"].startswith("mongo:") for e in events)
+    assert main(["scan", "--publish"]) == 0
+
+
+def build_retrainer(settings: Any) -> Retrainer:
+    """A retrainer on the real Mongo and store; status events are collected in ``.events``."""
+    db = WorkerMongo(settings.mongo_uri, settings.mongo_db, timeout_ms=3000)
+    events: list[dict[str, Any]] = []
+    return Retrainer(
+        db=db, store=store_from_settings(settings), announce=events.append, config=retrain_config(settings)
+    )
