@@ -9,6 +9,7 @@ and, when ``decisions_topic`` is set, compact decision events are produced.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,8 +19,11 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
+from consumer.columns import ItemColumns
 from consumer.events import EVENT_SCHEMA_VERSION, DlqReason, anomaly_id, dlq_headers
-from detection import FEATURE_NAMES, ItemValidationError, StockItem, parse_item
+from detection import FEATURE_NAMES, ItemValidationError
+
+log = logging.getLogger(__name__)
 
 UNVERSIONED = "unversioned"  # a model that was never published (tests, ad hoc scoring)
 
@@ -76,7 +80,7 @@ class ScoringModel(Protocol):
     def version(self) -> str | None: ...
     @property
     def threshold(self) -> float: ...
-    def decide(self, items: Sequence[StockItem]) -> DecisionsLike: ...
+    def decide_features(self, features: np.ndarray[Any, Any]) -> DecisionsLike: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +105,9 @@ class BatchConfig:
 
 @dataclass(slots=True)
 class ValidatedBatch:
-    """Valid items with their source records, and the dead letters of the rest."""
+    """Valid items (column-wise) with their source records, and the dead letters of the rest."""
 
-    items: list[StockItem] = field(default_factory=list)
+    columns: ItemColumns = field(default_factory=ItemColumns)
     sources: list[SourceRecord] = field(default_factory=list)
     dead_letters: list[OutputRecord] = field(default_factory=list)
     dlq_reasons: Counter[str] = field(default_factory=Counter)
@@ -142,6 +146,7 @@ def validate_records(records: Sequence[SourceRecord], config: BatchConfig) -> Va
     """Decode and validate each record; invalid ones become dead letters (never dropped)."""
     out = ValidatedBatch()
     loads = orjson.loads
+    append_fast = out.columns.append_fast
     for record in records:
         value = record.value
         if value is not None and len(value) > config.max_message_bytes:
@@ -155,13 +160,13 @@ def validate_records(records: Sequence[SourceRecord], config: BatchConfig) -> Va
             except orjson.JSONDecodeError as exc:
                 error, reason, obj = f"not JSON: {exc}", DlqReason.INVALID_JSON, None
             else:
-                if isinstance(obj, dict):
+                if type(obj) is dict:
                     try:
-                        item = parse_item(obj)
+                        if not append_fast(obj):
+                            out.columns.append_parsed(obj)  # the exact rules, and the reason
                     except ItemValidationError as exc:
                         error, reason, obj = exc.reason, DlqReason.INVALID_ITEM, None
                     else:
-                        out.items.append(item)
                         out.sources.append(record)
                         continue
                 else:
@@ -169,6 +174,15 @@ def validate_records(records: Sequence[SourceRecord], config: BatchConfig) -> Va
                     reason, obj = DlqReason.NOT_AN_OBJECT, None
         out.dead_letters.append(_reject(record, reason, error, config.dlq_topic))
         out.dlq_reasons[reason.value] += 1
+        log.warning(
+            "dead letter %s[%d]@%d (%s): %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            reason.value,
+            error,
+            extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
+        )
     return out
 
 
@@ -188,9 +202,10 @@ def decide_batch(
     outputs = list(batch.dead_letters)
     anomalies: list[dict[str, Any]] = []
     version = model.version or UNVERSIONED
-    n = len(batch.items)
+    columns = batch.columns
+    n = len(columns)
     if n:
-        decisions = model.decide(batch.items)
+        decisions = model.decide_features(columns.features())
         threshold = float(model.threshold)
         detected_at = now.isoformat().replace("+00:00", "Z")
         scores = decisions.scores
@@ -199,13 +214,13 @@ def decide_batch(
         wanted = range(n) if config.decisions_topic else np.flatnonzero(flags).tolist()
         for i in wanted:
             record = batch.sources[i]
-            item = batch.items[i]
+            item_id = columns.item_ids[i]
             is_anomaly = bool(flags[i])
             event: dict[str, Any] = {
                 "schema_version": EVENT_SCHEMA_VERSION,
                 "anomaly_id": anomaly_id(record.topic, record.partition, record.offset, version),
-                "item_id": item.item_id,
-                "event_id": item.event_id,
+                "item_id": item_id,
+                "event_id": columns.event_ids[i],
                 "is_anomaly": is_anomaly,
                 "score": float(scores[i]),
                 "threshold": threshold,
@@ -214,12 +229,12 @@ def decide_batch(
                 "source": _source(record),
                 "detected_at": detected_at,
             }
-            key = str(item.item_id).encode()
+            key = item_id.encode()
             if config.decisions_topic:
                 outputs.append(OutputRecord(config.decisions_topic, key, orjson.dumps(event)))
             if is_anomaly:
                 event = dict(event)
-                event["item"] = item.model_dump(mode="json")
+                event["item"] = columns.item(i)
                 event["severity"] = decisions.severity(i)
                 event["reasons"] = [str(r) for r in decisions.reasons(i)]
                 anomalies.append(event)

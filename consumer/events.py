@@ -21,7 +21,7 @@ from typing import Final, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from detection import FEATURE_NAMES, StockItem
+from detection import FEATURE_NAMES
 from detection.explain import Severity
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "AnomalyEvent",
     "DecisionEvent",
     "DlqReason",
+    "EventItem",
     "Features",
     "SourceCoordinates",
     "anomaly_id",
@@ -111,6 +112,19 @@ class SourceCoordinates(BaseModel):
     timestamp: int | None = Field(default=None, description="Kafka record timestamp, ms since the epoch.")
 
 
+class EventItem(BaseModel):
+    """The validated item state (detection.StockItem's fields, defaults applied, aliases resolved)."""
+
+    model_config = _STRICT
+
+    item_id: str
+    event_id: str | None = None
+    stock_quantity: float
+    min_stock_level: float
+    max_stock_level: float
+    price: float
+
+
 Features: type[BaseModel] = create_model(  # the 7 features, by name, in FEATURE_NAMES order
     "Features",
     __config__=_STRICT,
@@ -144,7 +158,7 @@ class AnomalyEvent(DecisionEvent):
     """One anomalous item state, published to ``anomaly_topic`` keyed by item id."""
 
     is_anomaly: Literal[True] = True
-    item: StockItem = Field(description="The validated item state that was scored.")
+    item: EventItem = Field(description="The validated item state that was scored.")
     severity: Severity = Field(description="How far below the threshold the score is (detection.explain).")
     reasons: list[str] = Field(description="Human-readable reasons, most important first.")
 

@@ -2,11 +2,10 @@
 
 Two sinks implement the two delivery modes of `stockwatch consume`:
 
-* :class:`AtLeastOnceSink` — idempotent producer (acks=all); every output of a batch is sent,
-  ``flush()`` waits for the broker's acknowledgements, every future is checked, and only then
-  are the batch's offsets committed (explicit offsets, auto-commit off). A crash between
-  publish and commit redelivers the batch: duplicates are possible (same ``anomaly_id``),
-  losses are not.
+* :class:`AtLeastOnceSink` — idempotent producer (acks=all); the loop commits a batch's offsets
+  (explicit offsets, auto-commit off) only after every output of that batch and of every earlier
+  batch was acknowledged by the broker. A crash between publish and commit redelivers the batch:
+  duplicates are possible (same ``anomaly_id``), losses are not.
 * :class:`TransactionalSink` — transactional producer; a batch's outputs and its consumed
   offsets (``send_offsets_to_transaction`` with the consumer's group metadata, KIP-447) commit
   in one transaction. On failure the transaction is aborted (or the fenced producer replaced)
@@ -15,6 +14,7 @@ Two sinks implement the two delivery modes of `stockwatch consume`:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,6 +36,7 @@ __all__ = [
     "JsonPublisher",
     "KafkaSource",
     "KafkaUnavailableError",
+    "PendingDelivery",
     "StatusListener",
     "StatusTail",
     "TransactionalSink",
@@ -55,6 +56,11 @@ class DeliveryFailedError(DeliveryError):
 
 def _tp_offsets(offsets: Offsets) -> dict[TopicPartition, OffsetAndMetadata]:
     return {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
+
+
+def _log_commit_failure(offsets: Any, response: Any) -> None:
+    if isinstance(response, Exception):
+        log.warning("async offset commit failed (%r); a later commit covers it", response)
 
 
 class KafkaSource:
@@ -115,9 +121,16 @@ class KafkaSource:
         """The group's committed offsets (a broker round trip)."""
         return {(t, p): self._consumer.committed(TopicPartition(t, p)) for t, p in partitions}
 
-    def commit(self, offsets: Offsets) -> None:
-        """Synchronously commit explicit offsets (next offset to read per partition)."""
-        self._consumer.commit(offsets=_tp_offsets(offsets))
+    def commit(self, offsets: Offsets, *, sync: bool = True) -> None:
+        """Commit explicit offsets (next offset to read) of partitions still assigned to us."""
+        assigned = self._consumer.assignment()
+        mine = {tp: om for tp, om in _tp_offsets(offsets).items() if tp in assigned}
+        if not mine:
+            return
+        if sync:
+            self._consumer.commit(offsets=mine)
+        else:
+            self._consumer.commit_async(offsets=mine, callback=_log_commit_failure)
 
     def group_metadata(self) -> Any:
         """The member's group metadata, for ``send_offsets_to_transaction``."""
@@ -159,24 +172,76 @@ def _send_all(producer: Any, outputs: Sequence[OutputRecord]) -> list[Any]:
     return [send(o.topic, value=o.value, key=o.key, headers=o.headers) for o in outputs]
 
 
+class PendingDelivery:
+    """The broker acknowledgements still to come for one batch's outputs."""
+
+    __slots__ = ("_futures",)
+
+    def __init__(self, futures: list[Any]) -> None:
+        self._futures = futures
+
+    def done(self) -> bool:
+        """Every output acknowledged or failed."""
+        return all(f.is_done for f in self._futures)
+
+    def wait(self) -> None:
+        """Block until every output is acknowledged or failed."""
+        for f in self._futures:
+            if not f.is_done:
+                with contextlib.suppress(KafkaError):  # a failure is reported by error()
+                    f.get()
+
+    def error(self) -> BaseException | None:
+        """The first failure (only meaningful once :meth:`done`)."""
+        for f in self._futures:
+            if f.is_done and f.exception is not None:
+                return DeliveryFailedError(f"output not acknowledged: {f.exception!r}")
+        return None
+
+
+class _Delivered:
+    """An already completed delivery (the transactional sink finishes inside ``publish``)."""
+
+    def done(self) -> bool:
+        return True
+
+    def error(self) -> BaseException | None:
+        return None
+
+    def wait(self) -> None:
+        return None
+
+
 class AtLeastOnceSink:
-    """Publish, wait for every acknowledgement, then commit the offsets."""
+    """Idempotent producer (acks=all); the loop commits a batch's offsets once all its outputs are acked.
+
+    ``publish`` only enqueues, so the producer's I/O thread sends a batch's few outputs while the
+    loop already polls and scores the next one; the loop commits in order, and only batches whose
+    every output was acknowledged.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._producer = KafkaProducer(client_id="stockwatch-consume", **_producer_config(settings))
 
-    def deliver(self, outputs: Sequence[OutputRecord], offsets: Offsets, source: KafkaSource) -> None:
-        """All outputs acknowledged (acks=all), then ``offsets`` committed; else DeliveryFailedError."""
+    def publish(
+        self, outputs: Sequence[OutputRecord], offsets: Offsets, source: KafkaSource
+    ) -> PendingDelivery:
+        """Enqueue the outputs; the returned handle tells when the broker acknowledged them."""
         try:
-            futures = _send_all(self._producer, outputs)
-            if futures:
-                self._producer.flush()
-            failed = [f.exception for f in futures if f.failed()]
-            if failed:
-                raise DeliveryFailedError(f"{len(failed)} of {len(futures)} outputs failed: {failed[0]!r}")
-            source.commit(offsets)
+            return PendingDelivery(_send_all(self._producer, outputs))
         except KafkaError as exc:
             raise DeliveryFailedError(repr(exc)) from exc
+
+    def commit(self, offsets: Offsets, source: KafkaSource, *, sync: bool) -> None:
+        """Commit offsets whose outputs are all acknowledged."""
+        try:
+            source.commit(offsets, sync=sync)
+        except KafkaError as exc:  # a later commit covers these offsets; a restart redelivers
+            log.warning("offset commit failed (%r); the batch may be redelivered", exc)
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Send everything buffered and wait for the acknowledgements."""
+        self._producer.flush(timeout=timeout_s)
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Flush what is buffered and close the producer."""
@@ -199,10 +264,10 @@ class TransactionalSink:
             **_producer_config(self._settings),
         )
         producer.init_transactions()  # fences older instances, aborts their open transaction
-        log.info("transactional producer ready", extra={"transactional_id": self.transactional_id})
+        log.info("transactional producer ready (transactional.id %s)", self.transactional_id)
         return producer
 
-    def deliver(self, outputs: Sequence[OutputRecord], offsets: Offsets, source: KafkaSource) -> None:
+    def publish(self, outputs: Sequence[OutputRecord], offsets: Offsets, source: KafkaSource) -> _Delivered:
         """Commit outputs and offsets in one transaction; on any error abort and raise DeliveryFailedError."""
         producer = self._producer
         try:
@@ -216,6 +281,13 @@ class TransactionalSink:
         except KafkaError as exc:
             self._recover(exc)
             raise DeliveryFailedError(repr(exc)) from exc
+        return _Delivered()
+
+    def commit(self, offsets: Offsets, source: KafkaSource, *, sync: bool) -> None:
+        """Nothing to do: the offsets were committed inside the transaction."""
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Nothing buffered between transactions."""
 
     def _recover(self, exc: BaseException) -> None:
         try:

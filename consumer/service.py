@@ -21,12 +21,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from consumer.batch import UNVERSIONED, BatchConfig, OutputRecord, ScoringModel, process_batch
+from consumer.batch import UNVERSIONED, BatchConfig, BatchResult, OutputRecord, ScoringModel, process_batch
 from consumer.health import HealthState
 from consumer.metrics import ConsumerMetrics
 from consumer.model_watcher import ModelWatcher
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 TopicPart = tuple[str, int]
 LAG_REFRESH_S = 1.0
+MAX_IN_FLIGHT = 2  # batches whose outputs may still await acknowledgement while the next is scored
 
 
 class DeliveryError(Exception):
@@ -57,12 +59,21 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-class Sink(Protocol):
-    """Publishes a batch's outputs and commits its offsets, all or nothing (raises on failure)."""
+class Delivery(Protocol):
+    """The acknowledgements of one batch's outputs (``consumer.kafka_io.PendingDelivery``)."""
 
-    def deliver(
+    def done(self) -> bool: ...
+    def error(self) -> BaseException | None: ...
+    def wait(self) -> None: ...
+
+
+class Sink(Protocol):
+    """Publishes a batch's outputs; commits offsets once they are acknowledged."""
+
+    def publish(
         self, outputs: Sequence[OutputRecord], offsets: Mapping[TopicPart, int], source: Any
-    ) -> None: ...
+    ) -> Delivery: ...
+    def commit(self, offsets: Mapping[TopicPart, int], source: Any, *, sync: bool) -> None: ...
     def close(self, timeout_s: float = 10.0) -> None: ...
 
 
@@ -71,6 +82,17 @@ class Audit(Protocol):
 
     def write(self, anomalies: Sequence[dict[str, Any]]) -> int: ...
     def close(self) -> None: ...
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """A published batch whose offsets are committed once its outputs are acknowledged."""
+
+    first: dict[TopicPart, int]
+    after: dict[TopicPart, int]
+    delivery: Delivery
+    result: BatchResult
+    n_records: int
 
 
 @dataclass
@@ -121,6 +143,7 @@ class ScoringService:
         self._paused = False
         self._announced_wait = False
         self._next_lag = 0.0
+        self._in_flight: deque[_InFlight] = deque()
 
     def request_stop(self) -> None:
         """Finish the current batch, then flush, commit and leave the group (signal-safe)."""
@@ -142,21 +165,26 @@ class ScoringService:
                 if deadline is not None and time.monotonic() >= deadline:
                     stats.stopped_by = "timeout"
                     break
-                if max_events is not None and stats.events_in >= max_events:
-                    stats.stopped_by = "max_events"
-                    break
+                limit = self.max_poll_records
+                if max_events is not None:
+                    limit = min(limit, max_events - stats.events_in - self._in_flight_records())
+                    if limit <= 0:  # everything asked for is read: wait for its acks, then stop
+                        self._settle(stats, block=True, sync=True)
+                        if stats.events_in >= max_events:
+                            stats.stopped_by = "max_events"
+                            break
+                        continue
                 self._tick()
                 self._maybe_swap(stats)
                 if self.model is None:
                     self._wait_for_model()
                     continue
-                limit = self.max_poll_records
-                if max_events is not None:
-                    limit = min(limit, max_events - stats.events_in)
                 polled = self.source.poll(self.poll_timeout_ms, limit)
                 if polled:
                     self._handle(polled, self.model, stats)
+                self._settle(stats, block=False)
         finally:
+            self._drain(stats)
             self._shutdown()
         log.info(
             "stopped (%s) after %d records, %d anomalies, %d dead letters",
@@ -233,10 +261,58 @@ class ScoringService:
             if self.audit is not None and result.anomalies:
                 self.audit.write(result.anomalies)
                 self.metrics.audit_writes.inc(len(result.anomalies))
-            self.sink.deliver(result.outputs, after, self.source)
+            delivery = self.sink.publish(result.outputs, after, self.source)
         except DeliveryError as exc:
-            self._rewind(first, exc, stats)
+            self._rewind(self._rewind_targets(first), exc, stats, from_committed=self.exactly_once)
             return
+        self._in_flight.append(_InFlight(first, after, delivery, result, len(records)))
+        self.metrics.batch_size.observe(len(records))
+        self.metrics.score_seconds.observe(scored_at - started)
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    def _in_flight_records(self) -> int:
+        return sum(b.n_records for b in self._in_flight)
+
+    def _settle(self, stats: RunStats, *, block: bool, sync: bool = False) -> None:
+        """Commit, in order, the batches whose outputs are all acknowledged.
+
+        Waits for the oldest batches while more than MAX_IN_FLIGHT are pending (all when
+        ``block``). A failed delivery rewinds to the first offsets of it and of every later batch.
+        """
+        to_commit: dict[TopicPart, int] = {}
+        while self._in_flight:
+            head = self._in_flight[0]
+            if not head.delivery.done():
+                if not block and len(self._in_flight) <= MAX_IN_FLIGHT:
+                    break
+                head.delivery.wait()
+            error = head.delivery.error()
+            if error is not None:
+                if to_commit:
+                    self.sink.commit(to_commit, self.source, sync=True)
+                    self.metrics.commits.inc()
+                targets = self._rewind_targets({})
+                self._in_flight.clear()
+                self._rewind(targets, error, stats, from_committed=False)
+                return
+            self._in_flight.popleft()
+            to_commit.update(head.after)
+            self._count(head.result, stats)
+        if to_commit:
+            self.sink.commit(to_commit, self.source, sync=sync)
+            self.metrics.commits.inc()
+
+    def _rewind_targets(self, first: dict[TopicPart, int]) -> dict[TopicPart, int]:
+        """The first offset per partition of every unsettled batch (oldest wins), then ``first``."""
+        targets: dict[TopicPart, int] = {}
+        for batch in self._in_flight:
+            for tp, offset in batch.first.items():
+                targets.setdefault(tp, offset)
+        for tp, offset in first.items():
+            targets.setdefault(tp, offset)
+        return targets
+
+    def _count(self, result: BatchResult, stats: RunStats) -> None:
         m = self.metrics
         m.events_in.inc(result.n_in)
         m.events_scored.inc(result.n_valid)
@@ -246,22 +322,27 @@ class ScoringService:
             m.decisions_out.inc(result.n_valid)
         for reason, count in result.dlq_reasons.items():
             m.dlq.labels(reason).inc(count)
-        m.commits.inc()
-        m.batch_size.observe(len(records))
-        m.score_seconds.observe(scored_at - started)
-        m.batch_seconds.observe(time.perf_counter() - started)
         stats.batches += 1
         stats.events_in += result.n_in
         stats.scored += result.n_valid
         stats.anomalies += result.n_anomalies
         stats.dead_letters += result.n_in - result.n_valid
 
-    def _rewind(self, first: dict[TopicPart, int], exc: BaseException, stats: RunStats) -> None:
+    def _drain(self, stats: RunStats) -> None:
+        """At shutdown: wait for every acknowledgement and commit synchronously."""
+        try:
+            self._settle(stats, block=True, sync=True)
+        except Exception as exc:  # uncommitted batches are redelivered after a restart
+            log.error("final flush/commit failed (%r); the last batches will be redelivered", exc)
+
+    def _rewind(
+        self, first: dict[TopicPart, int], exc: BaseException, stats: RunStats, *, from_committed: bool
+    ) -> None:
         """Delivery failed: nothing of the batch counts; seek back and retry after a pause."""
         stats.delivery_failures += 1
         self.metrics.delivery_failures.labels(type(exc).__name__).inc()
         target = dict(first)
-        if self.exactly_once:  # the transaction was aborted: go back to what the group committed
+        if from_committed:  # the transaction was aborted: go back to what the group committed
             try:
                 for tp, offset in self.source.committed(list(first)).items():
                     if offset is not None:

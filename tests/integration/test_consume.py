@@ -133,13 +133,20 @@ def committed(bootstrap: str, group: str, topic: str, partition: int = 0) -> int
         consumer.close()
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 30.0, every: float = 0.2) -> None:
+def wait_for(
+    what: str,
+    check: Callable[[], bool],
+    timeout: float = 45.0,
+    every: float = 0.2,
+    state: Callable[[], object] | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(every)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+    detail = f"; state: {state()!r}" if state is not None else ""
+    pytest.fail(f"timed out after {timeout}s waiting for {what}{detail}")
 
 
 def expected_anomalies(
@@ -177,7 +184,6 @@ def env(
         "STOCKWATCH_HTTP_PORT": "0",
         "STOCKWATCH_POLL_TIMEOUT_MS": "100",
         "STOCKWATCH_MODEL_POLL_INTERVAL_S": "0.3",
-        "STOCKWATCH_SESSION_TIMEOUT_MS": "6000",
         "STOCKWATCH_CREATE_MISSING_TOPICS": "false",
     }
 
@@ -366,6 +372,8 @@ def _kill_and_restart(
     env: dict[str, str], processes: list[subprocess.Popen[bytes]], n: int
 ) -> list[dict[str, Any]]:
     """Produce n updates in two halves; SIGKILL the consumer mid-stream, restart, let it drain."""
+    # The killed member's partitions return to the group after its session times out: keep it short.
+    env = env | {"STOCKWATCH_SESSION_TIMEOUT_MS": "6000"}
     bootstrap, topic = env["STOCKWATCH_KAFKA_BOOTSTRAP"], env["STOCKWATCH_INPUT_TOPIC"]
     objs = updates(n)
     produce(bootstrap, topic, objs[: n // 2])
@@ -538,7 +546,7 @@ def test_without_a_model_nothing_is_committed_and_nothing_lost(
     settings = settings_from(env, decisions_topic=topic_factory("decisions"))
     running = run_service(settings, timeout=90)
     service = running.service
-    wait_for("partitions assigned", lambda: service.health.assigned == 1)
+    wait_for("partitions assigned", lambda: service.health.assigned == 1, state=lambda: service.health)
     time.sleep(1.5)  # it polls, pauses and waits
     assert service.health.waiting_for_model
     ready, body = service.health.readyz()
@@ -548,7 +556,11 @@ def test_without_a_model_nothing_is_committed_and_nothing_lost(
     assert events_in(service) == 0
 
     version = publish_model(model_dir)
-    wait_for("everything scored", lambda: committed(bootstrap, group, topic) == len(objs))
+    wait_for(
+        "everything scored",
+        lambda: committed(bootstrap, group, topic) == len(objs),
+        state=lambda: (committed(bootstrap, group, topic), service.health, service.metrics.render().decode()),
+    )
     assert service.health.readyz()[0]
     assert not service.health.waiting_for_model
     running.stop()

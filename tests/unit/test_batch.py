@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from collections import namedtuple
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +14,7 @@ import pytest
 
 from consumer.batch import BatchConfig, process_batch, validate_records
 from consumer.events import AnomalyEvent, DecisionEvent, anomaly_id
-from detection import FEATURE_NAMES, StockItem, feature_matrix, parse_item, train_model
+from detection import FEATURE_NAMES, parse_item, train_model
 
 Rec = namedtuple("Rec", "topic partition offset timestamp key value headers")
 NOW = datetime(2026, 11, 25, 18, 0, 0, tzinfo=UTC)
@@ -44,9 +43,8 @@ class FakeModel:
     def __init__(self) -> None:
         self.calls: list[int] = []
 
-    def decide(self, items: Sequence[StockItem]) -> FakeDecisions:
-        self.calls.append(len(items))
-        x = feature_matrix(items)
+    def decide_features(self, x: np.ndarray[Any, Any]) -> FakeDecisions:
+        self.calls.append(len(x))
         scores = np.where(x[:, 0] > 1000, -0.2, 0.1)
         return FakeDecisions(scores, scores < self.threshold, x)
 
@@ -70,7 +68,7 @@ def item(i: int, stock: float = 50) -> dict[str, Any]:
 def test_valid_and_invalid_records_are_separated_in_order() -> None:
     records = [rec(0, item(0)), rec(1, None, raw=b"{oops"), rec(2, item(2)), rec(3, None, raw=b"[1]")]
     batch = validate_records(records, CONFIG)
-    assert [i.item_id for i in batch.items] == ["SKU-0", "SKU-2"]
+    assert batch.columns.item_ids == ["SKU-0", "SKU-2"]
     assert [r.offset for r in batch.sources] == [0, 2]
     assert [dict(d.headers)["dlq.source.offset"] for d in batch.dead_letters] == [b"1", b"3"]
     assert batch.dlq_reasons == {"invalid_json": 1, "not_an_object": 1}
@@ -152,3 +150,14 @@ def test_real_model_scores_match_a_direct_decide_call(real_model: Any) -> None:
     got = {a["item_id"]: a["score"] for a in result.anomalies}
     assert got == expected
     assert "SKU-99" in got
+
+
+def test_item_field_of_an_anomaly_equals_the_parsed_item(real_model: Any) -> None:
+    objs = [
+        item(1, stock=90_000),
+        {"sku": " S-2 ", "stock_quantity": "70000", "min_stock": 3, "max_stock": 9},
+    ]
+    result = process_batch([rec(i, o) for i, o in enumerate(objs)], real_model, CONFIG, now=NOW)
+    assert len(result.anomalies) == 2
+    for anomaly, obj in zip(result.anomalies, objs, strict=True):
+        assert anomaly["item"] == parse_item(obj).model_dump(mode="json")
