@@ -15,6 +15,7 @@ import numpy as np
 import orjson
 from pydantic import ValidationError
 
+from consumer.report import REPORT_FILE
 from detection import (
     FEATURE_NAMES,
     AnomalyModel,
@@ -261,6 +262,9 @@ def cmd_models_show(args: argparse.Namespace, settings: Settings) -> int:
         _fail(f"models show: {exc}")
         return EXIT_USAGE
     print(meta.model_dump_json(indent=2))
+    report = store.root / version / REPORT_FILE  # the retrain worker's PNG (not in the manifest)
+    if report.exists():
+        print(f"report: {report}", file=sys.stderr)
     return EXIT_OK
 
 

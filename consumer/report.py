@@ -49,7 +49,7 @@ def render_report(
     for j, name in enumerate(FEATURE_NAMES):
         ax = axes[(j + 1) // 4][(j + 1) % 4]
         column = features[:, j]
-        ax.hist(column[np.isfinite(column)], bins=50, color="#228833")
+        ax.hist(column[np.isfinite(column)], bins=50, color="#228833", log=True)  # log counts: outliers show
         ax.set_title(name, fontsize=9)
     fig.suptitle(title)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -89,6 +90,9 @@ def test_startup_then_ctl_retrain_promotes_a_new_version(
     assert published["training_stats"]["count"] == 300
     assert "rate_shift" in published["gate"]["checks"]  # compared with the start-up model
     assert (settings.model_dir / published["version"] / "report.png").stat().st_size > 1000
+    capsys.readouterr()
+    assert main(["models", "show"]) == 0
+    assert f"report: {settings.model_dir / published['version'] / 'report.png'}" in capsys.readouterr().err
     registry = list(mongo_db["model_versions"].find({"status": "promoted"}))
     assert {d["_id"] for d in registry} == {first["version"], published["version"]}
     assert all(d["snapshot"]["invalid"] == 1 for d in registry)
@@ -294,3 +298,72 @@ def build_retrainer(settings: Any) -> Retrainer:
     return Retrainer(
         db=db, store=store_from_settings(settings), announce=events.append, config=retrain_config(settings)
     )
+
+
+def test_ctl_status_rollback_reload_and_timeouts(settings_factory: Any, mongo_db: Any, capsys: Any) -> None:
+    settings = settings_factory()
+    first = publish_model(settings, seed=1)
+    second = publish_model(settings, seed=2)
+
+    def ctl(*argv: str) -> tuple[int, list[dict[str, Any]]]:
+        code = main(["ctl", *argv, "--timeout", "30"])
+        return code, [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+    status = Status(settings)
+    try:
+        with running_worker(settings):
+            code, out = ctl("status")
+            assert code == 0 and out[-1]["result"]["current_version"] == second
+            code, out = ctl("rollback", first)
+            assert code == 0 and out[-1]["status"] == "done"
+            assert store_from_settings(settings).current_version() == first
+            code, out = ctl("reload")
+            assert code == 0 and out[-1]["result"]["version"] == first
+            code, out = ctl("rollback", "20200101T000000Z-deadbeef")
+            assert code == 1 and out[-1]["status"] == "failed"
+            assert main(["ctl", "status", "--no-wait"]) == 0
+            status.wait(lambda seen: len([m for m in seen if m.get("type") == "model_published"]) >= 2)
+    finally:
+        status.close()
+    kinds = [m["trigger"]["command_id"] is not None for m in status.of_type("model_published")]
+    assert kinds == [True, True]  # rollback and reload each told the consumers
+    assert main(["ctl", "status", "--timeout", "1.5"]) == 3  # nobody answers: timeout
+    assert main(["models", "show"]) == 0
+    capsys.readouterr()
+
+
+def test_a_running_consumer_switches_to_the_retrained_model(
+    settings_factory: Any, mongo_db: Any, topic_factory: Any, unique_name: Any, capsys: Any
+) -> None:
+    from consumer.cli_consume import build_service
+
+    settings = settings_factory(
+        retrain_cooldown_s=0,
+        input_topic=topic_factory("in"),
+        dlq_topic=topic_factory("dlq"),
+        group_id=unique_name("scorers"),
+        http_port=0,
+        model_poll_interval_s=60,  # long: the switch must come from the model_published announcement
+    )
+    mongo_db["inventory"].insert_many(inventory_docs(300, 10))
+    serving = publish_model(settings)
+    service = build_service(settings)
+    thread = threading.Thread(target=service.run, kwargs={"timeout": 90}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while service.health.model_version != serving:
+            assert time.monotonic() < deadline, "the consumer never loaded the first model"
+            time.sleep(0.1)
+        with running_worker(settings):
+            assert main(["ctl", "retrain", "--timeout", "60"]) == 0
+        new = store_from_settings(settings).current_version()
+        assert new != serving
+        deadline = time.monotonic() + 20
+        while service.health.model_version != new:
+            assert time.monotonic() < deadline, "the consumer did not switch to the retrained model"
+            time.sleep(0.1)
+    finally:
+        service.request_stop()
+        thread.join(30)
+    capsys.readouterr()
