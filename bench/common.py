@@ -1,0 +1,261 @@
+"""Shared helpers of the benchmark scripts: servers, fresh topics, synthetic updates, tables, JSON.
+
+Every benchmark creates its topics under a per-run prefix (``bench-<hhmmss>-<hex>``) and deletes
+them afterwards; every wait is bounded by a timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.errors import KafkaError
+
+from detection import AnomalyModel, ForestParams, parse_item, train_model
+
+REPO = Path(__file__).resolve().parent.parent
+OUT_DIR = REPO / ".bench"
+BOOTSTRAP = os.environ.get("STOCKWATCH_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+MONGO_URI = os.environ.get("STOCKWATCH_MONGO_URI", "mongodb://127.0.0.1:27017")
+ANOMALY_EVERY = 33  # one planted anomaly per 33 updates: 3.0 %
+
+
+def run_prefix() -> str:
+    """A fresh, sortable name prefix for this run's topics and groups."""
+    return f"bench-{datetime.now(UTC):%H%M%S}-{secrets.token_hex(3)}"
+
+
+# ----------------------------------------------------------------------------- topics
+
+
+@contextlib.contextmanager
+def fresh_topics(names: list[str], *, partitions: int = 1) -> Iterator[list[str]]:
+    """Create ``names`` (which must not exist) and delete them when the block ends."""
+    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP, client_id="stockwatch-bench-admin")
+    try:
+        admin.create_topics({n: {"num_partitions": partitions} for n in names}, wait_for_metadata=True)
+        yield names
+    finally:
+        try:
+            admin.delete_topics(names, timeout_ms=30_000)
+        except KafkaError as exc:  # best effort: a leftover topic is named bench-* and harmless
+            print(f"  (could not delete topics {names}: {exc!r})", file=sys.stderr)
+        admin.close()
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def update_dict(i: int, rng: np.random.Generator, *, planted: bool) -> dict[str, Any]:
+    """One realistic stock update; a planted one has an absurd quantity and price."""
+    lo = int(rng.integers(20, 80))
+    hi = lo + int(rng.integers(100, 300))
+    stock = int(rng.integers(lo, hi))
+    price = round(float(rng.uniform(2.0, 60.0)), 2)
+    if planted:
+        stock = 50_000 if i % 2 else -500
+        price = round(price * 50, 2)
+    return {
+        "item_id": f"sku-{i % 50_000}",
+        "event_id": f"e-{i}",
+        "stock_quantity": stock,
+        "min_stock_level": lo,
+        "max_stock_level": hi,
+        "price": price,
+    }
+
+
+def is_planted(i: int) -> bool:
+    return i % ANOMALY_EVERY == ANOMALY_EVERY - 1
+
+
+def encoded_updates(start: int, n: int, *, seed: int = 7) -> list[tuple[bytes, bytes]]:
+    """(key, value) pairs of updates ``start .. start+n-1`` (≈3 % planted anomalies), vectorised."""
+    rng = np.random.default_rng(seed + start)
+    idx = np.arange(start, start + n)
+    lo = rng.integers(20, 80, n)
+    hi = lo + rng.integers(100, 300, n)
+    stock = rng.integers(lo, hi)
+    price = np.round(rng.uniform(2.0, 60.0, n), 2)
+    planted = idx % ANOMALY_EVERY == ANOMALY_EVERY - 1
+    stock = np.where(planted, np.where(idx % 2 == 1, 50_000, -500), stock)
+    price = np.where(planted, np.round(price * 50, 2), price)
+    out = []
+    dumps = orjson.dumps
+    for i, s, a, b, p in zip(
+        idx.tolist(), stock.tolist(), lo.tolist(), hi.tolist(), price.tolist(), strict=True
+    ):
+        item_id = f"sku-{i % 50_000}"
+        value = {"item_id": item_id, "event_id": f"e-{i}", "stock_quantity": s, "min_stock_level": a,
+                 "max_stock_level": b, "price": p}  # fmt: skip
+        out.append((item_id.encode(), dumps(value)))
+    return out
+
+
+def train_bench_model(*, seed: int = 42, n: int = 10_000) -> AnomalyModel:
+    """A model trained on normal updates only (the planted anomalies are far outside them)."""
+    rng = np.random.default_rng(seed)
+    items = [parse_item(update_dict(i, rng, planted=False)) for i in range(n)]
+    return train_model(items, ForestParams(contamination=0.01))
+
+
+def bulk_producer(**extra: Any) -> Any:
+    """A producer tuned for throughput (large batches, a few ms linger)."""
+    cfg: dict[str, Any] = {"linger_ms": 20, "batch_size": 512 * 1024, "acks": 1}
+    cfg.update(extra)
+    return KafkaProducer(bootstrap_servers=BOOTSTRAP, client_id="stockwatch-bench-producer", **cfg)
+
+
+def preload(topic: str, n: int, *, chunk: int = 50_000) -> float:
+    """Produce ``n`` updates to ``topic``; returns the rate (events/s) including the final flush."""
+    producer = bulk_producer()
+    started = time.perf_counter()
+    try:
+        for start in range(0, n, chunk):
+            for key, value in encoded_updates(start, min(chunk, n - start)):
+                producer.send(topic, value=value, key=key)
+        producer.flush(timeout=300)
+    finally:
+        producer.close(timeout=30)
+    return n / (time.perf_counter() - started)
+
+
+# ----------------------------------------------------------------------------- subprocesses
+
+
+def consume_env(settings: dict[str, Any]) -> dict[str, str]:
+    """The environment of a ``stockwatch consume`` subprocess with these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKWATCH_")}
+    env.update({f"STOCKWATCH_{k.upper()}": str(v) for k, v in settings.items()})
+    env.setdefault("STOCKWATCH_KAFKA_BOOTSTRAP", BOOTSTRAP)
+    env.setdefault("STOCKWATCH_HTTP_PORT", "0")
+    return env
+
+
+def start_consume(settings: dict[str, Any], log_path: Path) -> subprocess.Popen[bytes]:
+    """``python -m consumer.cli consume`` as a subprocess (stderr/stdout to ``log_path``)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = log_path.open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "consumer.cli", "consume"],
+        cwd=REPO,
+        env=consume_env(settings),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def stop_process(proc: subprocess.Popen[bytes], *, timeout_s: float = 30.0) -> int:
+    """SIGTERM, wait (bounded), SIGKILL if needed; returns the exit code."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return int(proc.returncode)
+
+
+def wait_until(cond: Callable[[], bool], timeout_s: float, step_s: float = 0.05) -> bool:
+    """Poll ``cond`` until it holds or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(step_s)
+    return cond()
+
+
+# ----------------------------------------------------------------------------- reporting
+
+
+@dataclass
+class Check:
+    """One figure next to its target."""
+
+    name: str
+    value: float
+    target: float
+    higher_is_better: bool
+    unit: str = ""
+    note: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.value >= self.target if self.higher_is_better else self.value <= self.target
+
+    def row(self) -> list[str]:
+        op = "≥" if self.higher_is_better else "≤"
+        return [self.name, f"{fmt(self.value)}{self.unit}", f"{op} {fmt(self.target)}{self.unit}",
+                "PASS" if self.passed else "MISS", self.note]  # fmt: skip
+
+
+@dataclass
+class Section:
+    """A benchmark's printable result: tables (header + rows), checks and raw JSON data."""
+
+    title: str
+    tables: list[tuple[list[str], list[list[str]]]] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def fmt(v: float) -> str:
+    if isinstance(v, int) or (abs(v) >= 100 and float(v).is_integer()):
+        return f"{int(v):,}"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def render(section: Section) -> str:
+    parts = [f"### {section.title}", ""]
+    for header, rows in section.tables:
+        parts += [markdown_table(header, rows), ""]
+    if section.checks:
+        rows = [c.row() for c in section.checks]
+        parts += [markdown_table(["figure", "measured", "target", "", "note"], rows), ""]
+    parts += [f"* {n}" for n in section.notes]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def machine_info() -> dict[str, Any]:
+    load = os.getloadavg()
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "loadavg": [round(x, 2) for x in load],
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def write_json(name: str, payload: dict[str, Any]) -> Path:
+    OUT_DIR.mkdir(exist_ok=True)
+    path = OUT_DIR / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2, default=str))
+    return path

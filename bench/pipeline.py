@@ -1,0 +1,209 @@
+"""Pipeline throughput: a preloaded topic read by (a) a bare consumer, (b) the service at-least-once,
+(c) the service exactly-once and (d) a naive one-``predict``-per-message consumer.
+
+(b) and (c) are the real service in this process (``build_service`` + ``run(max_events=N)``), each
+with a fresh group and fresh output topics, timed from the first polled record to the last commit.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from bench.common import (
+    BOOTSTRAP,
+    Check,
+    Section,
+    fmt,
+    fresh_topics,
+    preload,
+    run_prefix,
+    train_bench_model,
+)
+from consumer.cli_consume import build_service
+from consumer.settings import Settings
+from detection import AnomalyModel, ModelStore
+
+FETCH = {"max_poll_records": 2000, "fetch_max_wait_ms": 100, "max_partition_fetch_bytes": 1_114_112}
+
+
+def bare_consumer(topic: str, n: int, *, timeout_s: float) -> dict[str, Any]:
+    """(a): poll + orjson.loads only, no group (assign + seek to the beginning)."""
+    consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None, enable_auto_commit=False, **FETCH)
+    tp = TopicPartition(topic, 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    count, first, loads = 0, 0.0, orjson.loads
+    deadline = time.monotonic() + timeout_s
+    try:
+        while count < n and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=100, max_records=2000).values():
+                if not first:
+                    first = time.perf_counter()
+                for r in records:
+                    loads(r.value)
+                count += len(records)
+        last = time.perf_counter()
+    finally:
+        consumer.close(autocommit=False)
+    return {"events": count, "seconds": last - first, "events_per_s": count / (last - first)}
+
+
+def service_run(
+    prefix: str, topic: str, n: int, model_dir: Path, *, delivery: str, timeout_s: float
+) -> dict[str, Any]:
+    """(b)/(c): the real service, in this process, fresh group and output topics."""
+    tag = "eos" if delivery == "exactly-once" else "alo"
+    outputs = [f"{prefix}.{tag}.anomalies", f"{prefix}.{tag}.dlq", f"{prefix}.{tag}.status"]
+    with fresh_topics(outputs):
+        settings = Settings(
+            kafka_bootstrap=BOOTSTRAP,
+            input_topic=topic,
+            anomaly_topic=outputs[0],
+            dlq_topic=outputs[1],
+            status_topic=outputs[2],
+            group_id=f"{prefix}.{tag}",
+            transactional_id=f"{prefix}.{tag}.tx",
+            model_dir=model_dir,
+            delivery=delivery,
+            http_port=0,
+            create_missing_topics=False,
+        )
+        service = build_service(settings)
+        stamps = {"first": 0.0, "last": 0.0}
+        poll, publish, commit = service.source.poll, service.sink.publish, service.sink.commit
+
+        def timed_poll(timeout_ms: int, max_records: int) -> Any:
+            out = poll(timeout_ms, max_records)
+            if out and not stamps["first"]:
+                stamps["first"] = time.perf_counter()
+            return out
+
+        def timed_publish(*args: Any, **kwargs: Any) -> Any:
+            out = publish(*args, **kwargs)
+            stamps["last"] = time.perf_counter()  # EOS: the transaction (offsets included) committed
+            return out
+
+        def timed_commit(*args: Any, **kwargs: Any) -> None:
+            commit(*args, **kwargs)
+            stamps["last"] = time.perf_counter()
+
+        service.source.poll = timed_poll  # type: ignore[method-assign]
+        service.sink.publish = timed_publish  # type: ignore[method-assign]
+        service.sink.commit = timed_commit  # type: ignore[method-assign]
+        stats = service.run(max_events=n, timeout=timeout_s)
+        seconds = stamps["last"] - stamps["first"]
+    return {
+        "delivery": delivery,
+        "events": stats.events_in,
+        "anomalies": stats.anomalies,
+        "dead_letters": stats.dead_letters,
+        "batches": stats.batches,
+        "stopped_by": stats.stopped_by,
+        "seconds": seconds,
+        "events_per_s": stats.events_in / seconds,
+    }
+
+
+def naive_consumer(
+    prefix: str, topic: str, n: int, model: AnomalyModel, *, timeout_s: float
+) -> dict[str, Any]:
+    """(d): the straightforward build: json.loads, 7 features, sklearn ``predict`` per message."""
+    scaler, forest = model.scaler, model.forest
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=BOOTSTRAP, group_id=f"{prefix}.naive", auto_offset_reset="earliest"
+    )
+    producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
+    out_topic = f"{prefix}.naive.anomalies"
+    count, anomalies, first = 0, 0, 0.0
+    deadline = time.monotonic() + timeout_s
+    try:
+        for message in consumer:
+            if not first:
+                first = time.perf_counter()
+            item = json.loads(message.value)
+            s, lo = float(item.get("stock_quantity", 0)), float(item.get("min_stock_level", 1))
+            hi, p = float(item.get("max_stock_level", 100)), float(item.get("price", 0))
+            x = [[s, s / max(lo, 1), (s - lo) / max(hi - lo, 1), s * p, p, lo, hi]]
+            if forest.predict(scaler.transform(np.array(x)))[0] == -1:
+                anomalies += 1
+                producer.send(out_topic, json.dumps({"item": item, "is_anomaly": True}).encode())
+            count += 1
+            if count >= n or time.monotonic() > deadline:
+                break
+        producer.flush(timeout=30)
+        last = time.perf_counter()
+    finally:
+        consumer.close()
+        producer.close(timeout=10)
+    return {
+        "events": count,
+        "anomalies": anomalies,
+        "seconds": last - first,
+        "events_per_s": count / (last - first),
+    }
+
+
+def run(*, n: int = 500_000, naive_n: int = 10_000, timeout_s: float = 900.0) -> Section:
+    prefix = run_prefix()
+    topic = f"{prefix}.updates"
+    section = Section(title=f"2. Pipeline throughput ({n:,} preloaded updates, 1 partition)")
+    model = train_bench_model()
+    with (
+        tempfile.TemporaryDirectory(prefix="stockwatch-bench-") as tmp,
+        fresh_topics([topic, f"{prefix}.naive.anomalies"]),
+    ):
+        model_dir = Path(tmp) / "models"
+        version = ModelStore(model_dir).publish(model)
+        produce_rate = preload(topic, n)
+        print(f"  preloaded {n:,} updates at {produce_rate:,.0f}/s; model {version}", flush=True)
+        a = bare_consumer(topic, n, timeout_s=timeout_s)
+        print(f"  (a) bare consumer {a['events_per_s']:,.0f}/s", flush=True)
+        b = service_run(prefix, topic, n, model_dir, delivery="at-least-once", timeout_s=timeout_s)
+        print(f"  (b) at-least-once {b['events_per_s']:,.0f}/s", flush=True)
+        c = service_run(prefix, topic, n, model_dir, delivery="exactly-once", timeout_s=timeout_s)
+        print(f"  (c) exactly-once {c['events_per_s']:,.0f}/s", flush=True)
+        d = naive_consumer(prefix, topic, min(n, naive_n), model, timeout_s=timeout_s)
+        print(f"  (d) naive {d['events_per_s']:,.0f}/s", flush=True)
+    rows = [
+        ["(a) bare kafka-python poll + orjson.loads", a],
+        ["(b) `stockwatch consume`, at-least-once", b],
+        ["(c) `stockwatch consume`, exactly-once", c],
+        [f"(d) naive: json + sklearn predict per message (first {d['events']:,} only)", d],
+    ]
+    section.tables.append(
+        (
+            ["consumer", "events", "anomalies", "seconds", "events/s", "vs (a)"],
+            [
+                [
+                    name,
+                    f"{r['events']:,}",
+                    f"{r.get('anomalies', '')}",
+                    f"{r['seconds']:.2f}",
+                    fmt(r["events_per_s"]),
+                    f"{r['events_per_s'] / a['events_per_s']:.2f}",
+                ]
+                for name, r in rows
+            ],
+        )
+    )
+    section.checks += [
+        Check("(b)/(a)", b["events_per_s"] / a["events_per_s"], 0.8, True),
+        Check("(b)/(d)", b["events_per_s"] / d["events_per_s"], 100, True),
+    ]
+    section.notes += [
+        f"preload: {produce_rate:,.0f} updates/s (kafka-python producer, linger 20 ms, 512 KiB batches)",
+        f"(b) and (c) ran as the real service in-process, {b['batches']:,} / {c['batches']:,} batches; "
+        "(d) is measured on a bounded prefix",
+    ]
+    if b["anomalies"] != c["anomalies"]:
+        section.notes.append(f"WARNING: (b) found {b['anomalies']} anomalies, (c) {c['anomalies']}")
+    section.data = {"n": n, "produce_rate": produce_rate, "a": a, "b": b, "c": c, "d": d}
+    return section
