@@ -24,7 +24,13 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     worker.add_argument("--run-for", type=float, default=None, help=argparse.SUPPRESS)  # tests and demos
     worker.set_defaults(handler=cmd_retrain_worker)
 
-    ctl = subparsers.add_parser("ctl", parents=[common], help="send a signed command to the retrain workers")
+    ctl = subparsers.add_parser(
+        "ctl",
+        parents=[common],
+        help="send a signed command to the retrain workers",
+        description="Exit status: 0 done/coalesced, 1 rejected/failed, 2 usage, 3 no outcome before "
+        "--timeout, 4 a retrain ran but its candidate was not promoted (gate rejection, too few items).",
+    )
     ctl.add_argument("action", choices=["retrain", "rollback", "reload", "status"])
     ctl.add_argument("version", nargs="?", default=None, help="rollback: the version to make CURRENT")
     ctl.add_argument(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -441,16 +442,22 @@ class JsonPublisher:
 class ControlSource:
     """Reads raw control commands as a group member (one worker handles each command)."""
 
-    def __init__(self, bootstrap: str, topic: str, *, group_id: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, *, group_id: str, metadata_wait_s: float = 15.0) -> None:
         self.topic = topic
         self._consumer = KafkaConsumer(
-            topic,
             bootstrap_servers=bootstrap,
             client_id="stockwatch-retrain-worker",
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            metadata_max_age_ms=10_000,  # a topic unknown at join time is found within 10 s
         )
+        # Join only once the topic's partitions are known: a member that joins before that gets
+        # an empty assignment and waits for the next metadata refresh.
+        deadline = time.monotonic() + metadata_wait_s
+        while not self._consumer.partitions_for_topic(topic) and time.monotonic() < deadline:
+            time.sleep(0.2)  # partitions_for_topic asks the broker for the topic's metadata
+        self._consumer.subscribe([topic])
 
     def poll(self, timeout_s: float) -> list[tuple[int, int, bytes | None]]:
         """``(partition, offset, value)`` of the records received within ``timeout_s``, in order."""

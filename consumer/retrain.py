@@ -204,8 +204,12 @@ class Retrainer:
                 out.report = self._keep_rejected(out, model, snap)
         log.info("retrain %s: %s %s %s", out.run_id, out.status, out.version or out.candidate_id, out.reasons)
         self._record_best_effort(out, model)
-        if out.ok:
-            self._retry(lambda: self.announce(model_published_event(out)), "announcing the model")
+        if out.ok and not self._retry(
+            lambda: self.announce(model_published_event(out)), "announcing the model"
+        ):
+            out.reasons.append(
+                "published, but the model_published announcement failed: consumers find it by polling the store"
+            )
 
     def _report(self, path: Path, model: AnomalyModel, snap: Snapshot, title: str) -> str | None:
         try:

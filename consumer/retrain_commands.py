@@ -42,7 +42,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_NOT_PROMOTED = 0, 1, 2, 3, 4
 
 
 def store_from_settings(settings: Settings) -> ModelStore:
@@ -184,8 +184,13 @@ def _wait_for(tail: StatusTail, command_id: str, timeout_s: float) -> int:
                 continue
             print(orjson.dumps(msg).decode(), flush=True)
             status = msg.get("status")
+            if status in (Ack.REJECTED, Ack.FAILED):
+                return EXIT_FAILED
+            if status == Ack.DONE and msg.get("command") == "retrain":
+                promoted = (msg.get("result") or {}).get("status") == "promoted"
+                return EXIT_OK if promoted else EXIT_NOT_PROMOTED
             if status in TERMINAL_ACKS:
-                return EXIT_FAILED if status in (Ack.REJECTED, Ack.FAILED) else EXIT_OK
+                return EXIT_OK
     print(f"stockwatch ctl: no outcome for {command_id} within {timeout_s:g}s", file=sys.stderr)
     return EXIT_TIMEOUT
 

@@ -163,8 +163,10 @@ class ColumnItems(Sequence[StockItem]):
     would make this adapter unnecessary.)
     """
 
+    _BLOCK = 16_384
+
     def __init__(self, features: FloatArray) -> None:
-        self._cols = [features[:, j].tolist() for j in (0, 5, 6, 4)]
+        self._raw = features[:, (0, 5, 6, 4)]  # stock, min, max, price: 32 bytes per row
         self._n = int(features.shape[0])
 
     def __len__(self) -> int:
@@ -177,9 +179,10 @@ class ColumnItems(Sequence[StockItem]):
     def __getitem__(self, index: int | slice) -> StockItem | Sequence[StockItem]:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(self._n))]
-        s, lo, hi, p = (col[index] for col in self._cols)
+        s, lo, hi, p = self._raw[index].tolist()
         return cast(StockItem, _Row(s, lo, hi, p))
 
     def __iter__(self) -> Iterator[StockItem]:
-        for s, lo, hi, p in zip(*self._cols, strict=True):
-            yield cast(StockItem, _Row(s, lo, hi, p))
+        for start in range(0, self._n, self._BLOCK):  # Python floats for one block at a time only
+            for s, lo, hi, p in self._raw[start : start + self._BLOCK].tolist():
+                yield cast(StockItem, _Row(s, lo, hi, p))

@@ -238,8 +238,17 @@ class RetrainWorker:
     def _rollback(self, cmd: Command, trigger: dict[str, Any]) -> None:
         version = str(cmd.args["version"])
         try:
+            running = self._run is not None or self.lease.held_by_other(self.lease.state()) is not None
+            if running:  # the running retrain could publish right after and undo the rollback
+                raise ValueError("a retrain is running; roll back after it finishes")
             self.store.rollback(version)
-        except (ModelNotFoundError, ModelVerificationError, OSError) as exc:
+        except (
+            ModelNotFoundError,
+            ModelVerificationError,
+            MongoUnavailableError,
+            OSError,
+            ValueError,
+        ) as exc:
             self.ack(Ack.FAILED, cmd.command_id, "rollback", reason=str(exc))
             return
         self._emit(

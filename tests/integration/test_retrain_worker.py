@@ -322,6 +322,8 @@ def test_ctl_status_rollback_reload_and_timeouts(settings_factory: Any, mongo_db
             code, out = ctl("rollback", "20200101T000000Z-deadbeef")
             assert code == 1 and out[-1]["status"] == "failed"
             assert main(["ctl", "status", "--no-wait"]) == 0
+            code, out = ctl("retrain")  # the inventory is empty: it runs, but nothing is promoted
+            assert code == 4 and out[-1]["result"]["status"] == "insufficient_data"
             status.wait(lambda seen: len([m for m in seen if m.get("type") == "model_published"]) >= 2)
     finally:
         status.close()
