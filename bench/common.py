@@ -48,6 +48,10 @@ def fresh_topics(names: list[str], *, partitions: int = 1) -> Iterator[list[str]
     admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP, client_id="stockwatch-bench-admin")
     try:
         admin.create_topics({n: {"num_partitions": partitions} for n in names}, wait_for_metadata=True)
+        # A client that joins a group before the broker reports leaders for its topic gets no
+        # partitions until its next metadata refresh (up to metadata.max.age.ms = 5 min in
+        # kafka-python): wait until every partition of every new topic has a leader.
+        wait_until(lambda: _all_led(admin, names, partitions), 30.0, 0.1)
         yield names
     finally:
         try:
@@ -55,6 +59,16 @@ def fresh_topics(names: list[str], *, partitions: int = 1) -> Iterator[list[str]
         except KafkaError as exc:  # best effort: a leftover topic is named bench-* and harmless
             print(f"  (could not delete topics {names}: {exc!r})", file=sys.stderr)
         admin.close()
+
+
+def _all_led(admin: KafkaAdminClient, names: list[str], partitions: int) -> bool:
+    described = admin.describe_topics(names)
+    return len(described) == len(names) and all(
+        t["error_code"] == 0
+        and len(t["partitions"]) == partitions
+        and all(p["leader_id"] >= 0 for p in t["partitions"])
+        for t in described
+    )
 
 
 # ----------------------------------------------------------------------------- data

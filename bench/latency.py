@@ -1,0 +1,154 @@
+"""Latency: produce -> anomaly received, at fixed offered loads (10 % and 50 % of pipeline (b)).
+
+Per load: fresh topics, ``stockwatch consume`` (at-least-once) as a subprocess, a paced producer
+process, and a reader of the anomaly topic in this process. Latency of an anomaly = the reader's
+receive time minus the input record's timestamp (CreateTime: set by the producer when it called
+``send``; the anomaly event carries it in ``source.timestamp``). Same machine, same clock; ms
+resolution. The first ``WARMUP_S`` seconds of each load are not counted.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import (
+    OUT_DIR,
+    Check,
+    Section,
+    fmt,
+    fresh_topics,
+    run_prefix,
+    start_consume,
+    stop_process,
+    train_bench_model,
+)
+from bench.stream import OutputReader, send_probe, start_paced_producer
+from detection import ModelStore
+
+WARMUP_S = 2.0
+DEFAULT_B_RATE = 20_000.0  # used when the pipeline benchmark did not run first
+
+
+def one_load(rate: float, seconds: float, model_dir: Path, label: str) -> dict[str, Any]:
+    prefix = run_prefix()
+    topics = [f"{prefix}.updates", f"{prefix}.anomalies", f"{prefix}.dlq", f"{prefix}.status"]
+    with fresh_topics(topics):
+        settings = {
+            "input_topic": topics[0],
+            "anomaly_topic": topics[1],
+            "dlq_topic": topics[2],
+            "status_topic": topics[3],
+            "group_id": f"{prefix}.latency",
+            "model_dir": model_dir,
+            "create_missing_topics": "false",
+        }
+        proc = start_consume(settings, OUT_DIR / "logs" / f"latency-{label}.log")
+        reader = OutputReader(topics[1]).start()
+        try:
+            probes = 0
+            while not reader.records and probes < 120:  # the service is up once a probe comes back
+                send_probe(topics[0], probes)
+                probes += 1
+                reader.wait_for(1, 1.0)
+            if not reader.records:
+                raise RuntimeError(
+                    f"stockwatch consume produced nothing; see .bench/logs/latency-{label}.log"
+                )
+            began_ms = time.time() * 1000.0
+            producer, result_q = start_paced_producer(topics[0], rate, seconds)
+            produced = result_q.get(timeout=seconds * 3 + 120)
+            producer.join(30)
+            reader.wait_idle(2.0, 60.0)
+        finally:
+            reader.stop()
+            code = stop_process(proc)
+    start_ms = began_ms + WARMUP_S * 1000.0
+    lat = np.array(
+        [
+            r.recv_ms - r.event["source"]["timestamp"]
+            for r in reader.records
+            if r.event["source"]["timestamp"] >= start_ms
+        ]
+    )
+    if lat.size == 0:
+        raise RuntimeError(f"no anomaly received at {label}")
+    p50, p99, p999 = np.percentile(lat, [50, 99, 99.9])
+    return {
+        "label": label,
+        "offered_rate": rate,
+        "achieved_rate": produced["rate"],
+        "producer_max_behind_s": produced["max_behind_s"],
+        "sent": produced["sent"],
+        "samples": int(lat.size),
+        "p50_ms": float(p50),
+        "p99_ms": float(p99),
+        "p999_ms": float(p999),
+        "max_ms": float(lat.max()),
+        "consumer_exit": code,
+    }
+
+
+def run(*, b_rate: float | None = None, seconds: float = 30.0) -> Section:
+    source = "pipeline (b) of this run"
+    if b_rate is None:
+        saved = OUT_DIR / "pipeline.json"
+        if saved.exists():
+            b_rate, source = (
+                float(json.loads(saved.read_text())["b"]["events_per_s"]),
+                "pipeline (b), .bench/pipeline.json",
+            )
+        else:
+            b_rate, source = DEFAULT_B_RATE, "a default (pipeline did not run)"
+    section = Section(title=f"3. Latency, produce -> anomaly received ({seconds:.0f} s per load)")
+    with tempfile.TemporaryDirectory(prefix="stockwatch-bench-") as tmp:
+        model_dir = Path(tmp) / "models"
+        ModelStore(model_dir).publish(train_bench_model())
+        results = []
+        for pct in (10, 50):
+            r = one_load(b_rate * pct / 100, seconds, model_dir, f"{pct}pct")
+            print(
+                f"  {pct}%: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms ({r['samples']} samples)",
+                flush=True,
+            )
+            results.append((pct, r))
+    section.tables.append(
+        (
+            [
+                "load",
+                "offered ev/s",
+                "achieved ev/s",
+                "anomalies timed",
+                "p50 ms",
+                "p99 ms",
+                "p99.9 ms",
+                "max ms",
+            ],
+            [
+                [
+                    f"{pct} % of (b)",
+                    fmt(r["offered_rate"]),
+                    fmt(r["achieved_rate"]),
+                    f"{r['samples']:,}",
+                    f"{r['p50_ms']:.1f}",
+                    f"{r['p99_ms']:.1f}",
+                    f"{r['p999_ms']:.1f}",
+                    f"{r['max_ms']:.0f}",
+                ]
+                for pct, r in results
+            ],
+        )
+    )
+    section.checks.append(Check("p99 at 50 % load", results[1][1]["p99_ms"], 50, False, " ms"))
+    section.notes += [
+        f"(b) = {b_rate:,.0f} events/s from {source}; at-least-once, `stockwatch consume` subprocess, "
+        "default settings (max_poll_records 2000, poll timeout 100 ms, producer linger 5 ms)",
+        "latency = reader receive time - input CreateTime (ms resolution); p99.9 over few samples is indicative",
+    ]
+    section.data = {"b_rate": b_rate, "b_rate_source": source, "loads": {str(p): r for p, r in results}}
+    return section

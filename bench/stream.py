@@ -1,0 +1,137 @@
+"""Streaming helpers for the latency and hot-swap benchmarks.
+
+* :func:`start_paced_producer` — a child process (its own GIL) that produces updates at a fixed
+  rate: every 2 ms it sends the updates due by then, so the offered load is steady and the
+  Kafka record timestamp (CreateTime, set when ``send`` is called) is the send time.
+* :class:`OutputReader` — a thread reading an output topic from its beginning and keeping, per
+  record, the receive time (ms), the record timestamp and the decoded event.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import threading
+import time
+from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+from multiprocessing.queues import Queue
+from typing import Any
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from bench.common import BOOTSTRAP, encoded_updates, update_dict
+
+TICK_S = 0.002
+
+
+def _paced_produce(topic: str, rate: float, seconds: float, start: int, out: Queue[dict[str, Any]]) -> None:
+    n = int(rate * seconds)
+    updates = encoded_updates(start, n)
+    producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=1, acks=1, batch_size=256 * 1024)
+    sent, behind_max = 0, 0.0
+    began = time.perf_counter()
+    while sent < n:
+        now = time.perf_counter() - began
+        due = min(n, int(now * rate) + 1)
+        behind_max = max(behind_max, (due - sent) / rate)
+        while sent < due:
+            key, value = updates[sent]
+            producer.send(topic, value=value, key=key)
+            sent += 1
+        pause = (sent / rate) - (time.perf_counter() - began)
+        if pause > 0:
+            time.sleep(min(pause, TICK_S))
+    producer.flush(timeout=60)
+    elapsed = time.perf_counter() - began
+    producer.close(timeout=10)
+    out.put({"sent": sent, "seconds": elapsed, "rate": sent / elapsed, "max_behind_s": behind_max})
+
+
+def start_paced_producer(
+    topic: str, rate: float, seconds: float, *, start: int = 1_000_000
+) -> tuple[BaseProcess, Queue[dict[str, Any]]]:
+    """Start the producer process; its result dict arrives on the returned queue when done."""
+    ctx = mp.get_context("spawn")
+    out: Queue[dict[str, Any]] = ctx.Queue()
+    proc = ctx.Process(target=_paced_produce, args=(topic, rate, seconds, start, out), daemon=True)
+    proc.start()
+    return proc, out
+
+
+def send_probe(topic: str, i: int) -> None:
+    """One planted anomaly (to see that the consumer is up and scoring)."""
+    import numpy as np
+
+    producer = KafkaProducer(bootstrap_servers=BOOTSTRAP)
+    d = update_dict(i, np.random.default_rng(i), planted=True)
+    d["event_id"] = f"probe-{i}"
+    producer.send(topic, value=orjson.dumps(d), key=d["item_id"].encode())
+    producer.close(timeout=10)
+
+
+@dataclass
+class Received:
+    recv_ms: float
+    timestamp_ms: int
+    offset: int
+    event: dict[str, Any]
+
+
+@dataclass
+class OutputReader:
+    """Reads ``topic`` (partition 0) from the beginning in a thread until :meth:`stop`."""
+
+    topic: str
+    read_committed: bool = False
+    records: list[Received] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-reader", daemon=True)
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=BOOTSTRAP,
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=20,
+            isolation_level="read_committed" if self.read_committed else "read_uncommitted",
+        )
+        tp = TopicPartition(self.topic, 0)
+        self._consumer.assign([tp])
+        self._consumer.seek_to_beginning(tp)
+
+    def start(self) -> OutputReader:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        consumer, loads, out = self._consumer, orjson.loads, self.records
+        while not self._stop.is_set():
+            polled = consumer.poll(timeout_ms=50)
+            now = time.time() * 1000.0
+            for recs in polled.values():
+                out.extend(Received(now, r.timestamp, r.offset, loads(r.value)) for r in recs)
+
+    def wait_for(self, count: int, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if len(self.records) >= count:
+                return True
+            time.sleep(0.05)
+        return len(self.records) >= count
+
+    def wait_idle(self, idle_s: float, timeout_s: float) -> None:
+        """Return once nothing new arrived for ``idle_s`` (or after ``timeout_s``)."""
+        deadline = time.monotonic() + timeout_s
+        seen, since = len(self.records), time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            if len(self.records) != seen:
+                seen, since = len(self.records), time.monotonic()
+            elif time.monotonic() - since >= idle_s:
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._consumer.close(autocommit=False)
