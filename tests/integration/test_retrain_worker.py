@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -368,4 +370,32 @@ def test_a_running_consumer_switches_to_the_retrained_model(
     finally:
         service.request_stop()
         thread.join(30)
+    capsys.readouterr()
+
+
+def test_the_retrain_worker_process_serves_and_stops_on_sigterm(
+    settings_factory: Any, mongo_db: Any, capsys: Any
+) -> None:
+    settings = settings_factory()
+    mongo_db["inventory"].insert_many(inventory_docs(100, 11))
+    status = Status(settings)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "consumer.cli", "retrain-worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        status.wait(lambda seen: any(m.get("type") == "model_published" for m in seen))  # start-up retrain
+        assert main(["ctl", "status", "--timeout", "30"]) == 0
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        status.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert store_from_settings(settings).current_version() is not None
     capsys.readouterr()
