@@ -399,3 +399,25 @@ def test_the_retrain_worker_process_serves_and_stops_on_sigterm(
             proc.wait(10)
     assert store_from_settings(settings).current_version() is not None
     capsys.readouterr()
+
+
+def test_retrain_is_coalesced_while_another_worker_holds_the_lease_and_in_the_cooldown(
+    settings_factory: Any, mongo_db: Any, capsys: Any
+) -> None:
+    settings = settings_factory(retrain_cooldown_s=600)
+    publish_model(settings)
+    mongo_db["leases"].insert_one(
+        {"_id": "retrain", "owner": "other-worker", "expires_at": time.time() + 600}
+    )
+    with running_worker(settings):
+        capsys.readouterr()
+        assert main(["ctl", "retrain", "--timeout", "30"]) == 0
+        ack = orjson.loads(capsys.readouterr().out.splitlines()[-1])
+        assert ack["status"] == "coalesced" and "other-worker" in ack["reason"]
+        mongo_db["leases"].update_one(
+            {"_id": "retrain"}, {"$set": {"owner": None, "expires_at": 0.0, "finished_at": time.time()}}
+        )
+        assert main(["ctl", "retrain", "--timeout", "30"]) == 0
+        ack = orjson.loads(capsys.readouterr().out.splitlines()[-1])
+        assert ack["status"] == "coalesced" and "cooldown" in ack["reason"]
+    assert len(store_from_settings(settings).versions()) == 1
