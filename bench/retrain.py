@@ -1,0 +1,223 @@
+"""Retrain: wall time and peak RSS of one retrain from 10k / 100k / 1M Mongo documents.
+
+Inventories are seeded into ``stockwatch_bench.inventory_<n>`` with ``insert_many`` in batches of
+20,000 and reused by later runs when the collection already holds exactly ``n`` documents (the
+seed time is reported, or "reused"). Each size runs in its own subprocess, so its peak RSS
+(``os.wait4`` rusage) is its own. The steps are the retrain worker's:
+
+* read — ``WorkerMongo.iter_inventory`` (projection, cursor batches of 5,000) into
+  ``consumer.snapshot.collect`` (the worker's streamed feature matrix) when that module exists,
+  else a column-wise read with ``detection.parse_item`` per document (reported as "fallback");
+* fit — ``detection.train_model`` (scaler, IsolationForest ``contamination="auto"``, compile,
+  training scores), minus the threshold step;
+* threshold — ``fast_offset`` (timed inside ``train_model``);
+* validate — ``consumer.gate.evaluate`` on the snapshot and a 10,000-row sample;
+* publish — ``ModelStore.publish`` (files, checksums, fsync, CURRENT switch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from bench.common import MONGO_URI, REPO, Check, Section, fmt
+
+DB = "stockwatch_bench"
+SEED_BATCH = 20_000
+
+
+def _docs(start: int, n: int) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(start)
+    lo = rng.integers(5, 60, n)
+    hi = lo + rng.integers(50, 400, n)
+    stock = rng.integers(0, 500, n)
+    price = np.round(rng.lognormal(2.5, 0.8, n), 2)
+    out = []
+    for k, (s, a, b, p) in enumerate(
+        zip(stock.tolist(), lo.tolist(), hi.tolist(), price.tolist(), strict=True)
+    ):
+        i = start + k
+        out.append({"_id": f"sku-{i:07d}", "item_id": f"sku-{i:07d}", "name": f"item {i}", "warehouse": f"wh-{i % 7}",
+                    "stock_quantity": s, "min_stock_level": a, "max_stock_level": b, "price": p})  # fmt: skip
+    return out
+
+
+def seed(n: int) -> dict[str, Any]:
+    """Make ``inventory_<n>`` hold ``n`` documents (reused when it already does)."""
+    from pymongo import MongoClient
+
+    client: MongoClient[dict[str, Any]] = MongoClient(MONGO_URI, serverSelectionTimeoutMS=10_000)
+    try:
+        col = client[DB][f"inventory_{n}"]
+        if col.estimated_document_count() == n and col.count_documents({}) == n:
+            return {"collection": col.name, "reused": True, "seconds": 0.0}
+        col.drop()
+        started = time.perf_counter()
+        for start in range(0, n, SEED_BATCH):
+            col.insert_many(_docs(start, min(SEED_BATCH, n - start)), ordered=False)
+        return {"collection": col.name, "reused": False, "seconds": time.perf_counter() - started}
+    finally:
+        client.close()
+
+
+# ------------------------------------------------------------------------------- child side
+
+
+class _Row:
+    __slots__ = ("max_stock_level", "min_stock_level", "price", "stock_quantity")
+
+    def __init__(self, s: float, lo: float, hi: float, p: float) -> None:
+        self.stock_quantity, self.min_stock_level, self.max_stock_level, self.price = s, lo, hi, p
+
+
+def _read_fallback(docs: Iterator[dict[str, Any]]) -> np.ndarray:
+    from detection import ItemValidationError, parse_item
+    from detection.features import features_from_columns
+
+    cols: list[list[float]] = [[], [], [], []]
+    for doc in docs:
+        try:
+            item = parse_item(doc, require_id=False)
+        except ItemValidationError:
+            continue
+        for col, v in zip(
+            cols, (item.stock_quantity, item.min_stock_level, item.max_stock_level, item.price), strict=True
+        ):
+            col.append(v)
+    return features_from_columns(*cols)
+
+
+def child(collection: str, model_dir: Path) -> dict[str, Any]:
+    """One retrain, step by step (runs in the subprocess)."""
+    import detection.model as model_module
+    from consumer.gate import GateConfig, evaluate
+    from consumer.mongo_io import WorkerMongo
+    from detection import ForestParams, ModelStore, train_model
+
+    times: dict[str, float] = {}
+    began = time.perf_counter()
+    db = WorkerMongo(MONGO_URI, DB, inventory=collection)
+    docs = db.iter_inventory(batch_size=5000)
+    try:
+        from consumer.snapshot import ColumnItems, collect
+
+        features = collect(docs, chunk_size=5000).features
+        items: Any = ColumnItems(features)
+        reader = "consumer.snapshot.collect"
+    except ImportError:
+        features = _read_fallback(docs)
+        items = [_Row(r[0], r[5], r[6], r[4]) for r in features.tolist()]
+        reader = "fallback (parse_item per document)"
+    db.close()
+    times["read"] = time.perf_counter() - began
+
+    original = model_module.fast_offset
+
+    def timed_offset(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            times["threshold"] = time.perf_counter() - started
+
+    model_module.fast_offset = timed_offset  # type: ignore[assignment]
+    started = time.perf_counter()
+    model = train_model(items, ForestParams(contamination=0.1))
+    times["fit"] = time.perf_counter() - started - times["threshold"]
+    del items
+
+    started = time.perf_counter()
+    rng = np.random.default_rng(0)
+    sample = features[np.sort(rng.choice(len(features), size=min(10_000, len(features)), replace=False))]
+    gate = evaluate(model, features, sample, current=None, config=GateConfig(contamination=0.1))
+    times["validate"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    version = ModelStore(model_dir).publish(model)
+    times["publish"] = time.perf_counter() - started
+    times["total"] = time.perf_counter() - began
+    return {"items": int(features.shape[0]), "reader": reader, "gate_passed": gate.passed, "version": version,
+            "seconds": times}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------- parent side
+
+
+def one_size(n: int, seeded: dict[str, Any]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="stockwatch-bench-") as tmp:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.retrain", "--child", seeded["collection"], "--model-dir", tmp],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"retrain child for {n} items exited {proc.returncode}")
+    result: dict[str, Any] = orjson.loads(out.strip().splitlines()[-1])
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux: KiB
+    result["n"] = n
+    result["seed"] = seeded
+    return result
+
+
+def run(*, sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)) -> Section:
+    section = Section(title="5. Retrain from Mongo (FerretDB v1, SQLite backend)")
+    results = []
+    for n in sizes:
+        seeded = seed(n)
+        how = "reused" if seeded["reused"] else f"seeded in {seeded['seconds']:.1f} s"
+        print(f"  {n:,} documents: {how}", flush=True)
+        r = one_size(n, seeded)
+        print(f"  {n:,}: {r['seconds']['total']:.1f} s, peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+        results.append(r)
+    steps = ("read", "fit", "threshold", "validate", "publish")
+    section.tables.append(
+        (
+            ["documents", "total s", *[f"{s} s" for s in steps], "read docs/s", "peak RSS MB", "seed"],
+            [
+                [
+                    f"{r['n']:,}",
+                    f"{r['seconds']['total']:.2f}",
+                    *[f"{r['seconds'][s]:.2f}" for s in steps],
+                    fmt(r["n"] / r["seconds"]["read"]),
+                    f"{r['peak_rss_mb']:.0f}",
+                    "reused" if r["seed"]["reused"] else f"{r['seed']['seconds']:.0f} s",
+                ]
+                for r in results
+            ],
+        )
+    )
+    big = [r for r in results if r["n"] >= 1_000_000]
+    if big:
+        section.checks += [
+            Check("1M retrain wall time (read included)", big[0]["seconds"]["total"], 30, False, " s"),
+            Check("1M retrain peak RSS", big[0]["peak_rss_mb"], 1024, False, " MB"),
+        ]
+    section.notes += [
+        f"reader: {results[0]['reader']}; each size in its own subprocess (peak RSS from os.wait4, "
+        "includes the interpreter, numpy, sklearn and numba: ~150 MB before any data)",
+        f"collections {DB}.inventory_<n> are kept and reused when their count matches",
+    ]
+    section.data = {"results": results}
+    return section
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--child", required=True)
+    parser.add_argument("--model-dir", type=Path, required=True)
+    args = parser.parse_args()
+    print(orjson.dumps(child(args.child, args.model_dir)).decode())
