@@ -86,7 +86,13 @@ class KafkaSource:
         )
 
     def subscribe(self) -> None:
-        """Join the group on the input topic (assignment happens inside ``poll``)."""
+        """Join the group on the input topic (assignment happens inside ``poll``).
+
+        The topic's metadata is fetched first, so the first JoinGroup already sees its partitions
+        (otherwise the leader assigns nothing, and a second rebalance follows at once).
+        """
+        if not self._consumer.partitions_for_topic(self.topic):
+            log.warning("input topic %s does not exist (yet); waiting for it", self.topic)
         self._consumer.subscribe([self.topic])
 
     def poll(self, timeout_ms: int, max_records: int) -> dict[tuple[str, int], list[Any]]:
@@ -417,6 +423,7 @@ class JsonPublisher:
         *,
         key: bytes | None = None,
         key_field: str | None = None,
+        partition: int | None = None,
     ) -> None:
         """Send every message to ``topic`` (keyed by ``key`` or ``str(message[key_field])``), wait for acks."""
         try:
@@ -425,6 +432,7 @@ class JsonPublisher:
                     topic,
                     value=orjson.dumps(m, option=orjson.OPT_SERIALIZE_NUMPY),
                     key=str(m[key_field]).encode() if key_field else key,
+                    partition=partition,
                 )
                 for m in messages
             ]
@@ -466,6 +474,10 @@ class ControlSource:
         except KafkaError as exc:
             raise KafkaUnavailableError(f"polling {self.topic}: {exc!r}") from exc
         return [(r.partition, r.offset, r.value) for recs in polled.values() for r in recs]
+
+    def assignment(self) -> set[int]:
+        """The control-topic partitions this member holds right now."""
+        return {tp.partition for tp in self._consumer.assignment()}
 
     def commit(self) -> None:
         """Commit the positions of everything returned by ``poll`` so far."""

@@ -17,7 +17,7 @@ import pytest
 
 from consumer.cli import main
 from consumer.control import new_command
-from consumer.kafka_io import JsonPublisher
+from consumer.kafka_io import JsonPublisher, StatusTail
 from consumer.lease import Lease
 from consumer.mongo_io import WorkerMongo
 from consumer.retrain import Retrainer
@@ -290,7 +290,17 @@ def test_scan_prints_the_anomalies_of_the_snapshot(settings_factory: Any, mongo_
     events = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert docs[0]["_id"] in {e["item_id"] for e in events}
     assert all(e["is_anomaly"] and e["source"]["topic"].startswith("mongo:") for e in events)
-    assert main(["scan", "--publish"]) == 0
+    tail = StatusTail(settings.kafka_bootstrap, settings.anomaly_topic)
+    tail.start()
+    try:
+        assert main(["scan", "--publish"]) == 0
+        published: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 20
+        while len(published) < len(events) and time.monotonic() < deadline:
+            published += tail.poll(0.5)
+    finally:
+        tail.close()
+    assert sorted(e["anomaly_id"] for e in published) == sorted(e["anomaly_id"] for e in events)
 
 
 def build_retrainer(settings: Any) -> Retrainer:
@@ -421,3 +431,36 @@ def test_retrain_is_coalesced_while_another_worker_holds_the_lease_and_in_the_co
         ack = orjson.loads(capsys.readouterr().out.splitlines()[-1])
         assert ack["status"] == "coalesced" and "cooldown" in ack["reason"]
     assert len(store_from_settings(settings).versions()) == 1
+
+
+def test_two_workers_share_the_commands_and_run_one_retrain(
+    settings_factory: Any, mongo_db: Any, topic_factory: Any
+) -> None:
+    settings = settings_factory(retrain_cooldown_s=600, control_topic=topic_factory("control", partitions=2))
+    mongo_db["inventory"].insert_many(inventory_docs(300, 12))
+    publish_model(settings)
+    commands = [new_command("retrain", KEY.encode(), issued_by=f"two-{i}") for i in range(40)]
+    ids = {c.command_id for c in commands}
+    status = Status(settings)
+    publisher = JsonPublisher(settings.kafka_bootstrap)
+    try:
+        with running_worker(settings) as a, running_worker(settings) as b:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # wait until the group has given each worker a partition
+                if a.control.assignment() and b.control.assignment():  # type: ignore[attr-defined]
+                    break
+                time.sleep(0.2)
+            for i, c in enumerate(commands):
+                publisher.publish(settings.control_topic, [c.model_dump(mode="json")], partition=i % 2)
+            terminal = ("coalesced", "done", "failed", "rejected")
+            status.wait(
+                lambda seen: ids <= {m["command_id"] for m in seen if m.get("status") in terminal}, 90
+            )
+    finally:
+        publisher.close()
+        status.close()
+    acks = [m for m in status.acks() if m["command_id"] in ids]
+    assert {m["worker"] for m in acks} == {a.lease.owner, b.lease.owner}  # both handled commands
+    assert [m["status"] for m in acks].count("accepted") == 1
+    assert len(status.of_type("model_published")) == 1
+    assert len(store_from_settings(settings).versions()) == 2
