@@ -269,7 +269,7 @@ def test_lease_gives_one_run_at_a_time_across_workers(mongo_uri: str, mongo_db: 
         assert a.acquire()
         assert not b.acquire()
         assert b.held_by_other(b.state()) == "worker-a"
-        time.sleep(1.5)  # renewed in the background (every ttl/3): still a's
+        time.sleep(4)  # past the 3 s ttl, but renewed in the background every ttl/3: still a's
         assert not b.acquire()
         a.release({"status": "promoted"})
         assert b.acquire()
@@ -464,3 +464,17 @@ def test_two_workers_share_the_commands_and_run_one_retrain(
     assert [m["status"] for m in acks].count("accepted") == 1
     assert len(status.of_type("model_published")) == 1
     assert len(store_from_settings(settings).versions()) == 2
+
+
+def test_the_schedule_retrains_without_a_command(settings_factory: Any, mongo_db: Any) -> None:
+    settings = settings_factory(retrain_interval_s=2)
+    mongo_db["inventory"].insert_many(inventory_docs(200, 13))
+    publish_model(settings)
+    status = Status(settings)
+    try:
+        with running_worker(settings):
+            status.wait(lambda seen: any(m.get("type") == "model_published" for m in seen), timeout_s=60)
+    finally:
+        status.close()
+    published = status.of_type("model_published")[0]
+    assert published["trigger"]["kind"] == "schedule" and published["command_id"] is None
