@@ -152,8 +152,14 @@ class Retrainer:
         cfg = self.config
         exclude = self.db.flagged_item_ids(cfg.flagged_collection) if cfg.exclude_flagged else set()
         docs = self.db.iter_inventory(batch_size=cfg.batch_size, exclude=cfg.exclude_filter)
-        snap = collect(docs, chunk_size=cfg.batch_size, exclude_ids=exclude, expected=self.db.count_inventory(),
-                       progress_every=cfg.progress_every, on_chunk=self._on_chunk)  # fmt: skip
+        snap = collect(
+            docs,
+            chunk_size=cfg.batch_size,
+            exclude_ids=exclude,
+            expected=self.db.count_inventory(),
+            progress_every=cfg.progress_every,
+            on_chunk=self._on_chunk,
+        )
         out.snapshot = snap.summary()
         log.info("retrain %s: snapshot %s", out.run_id, out.snapshot)
         if snap.n_usable < MIN_TRAINING_ITEMS:

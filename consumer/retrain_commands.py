@@ -25,6 +25,7 @@ from consumer.lease import Lease
 from consumer.mongo_io import MongoUnavailableError, WorkerMongo
 from consumer.retrain import RetrainConfig, Retrainer
 from consumer.snapshot import DocCounts, iter_item_chunks
+from consumer.status import StatusReporter
 from consumer.worker import RetrainWorker
 from detection import FEATURE_NAMES, ForestParams, ModelNotFoundError, ModelStore, ModelVerificationError
 
@@ -107,8 +108,7 @@ def build_worker(settings: Settings, **retrainer_kw: Any) -> tuple[RetrainWorker
     key = settings.control_key.get_secret_value().encode() if settings.control_key else None
     worker = RetrainWorker(
         control=control,
-        status=publisher,
-        status_topic=settings.status_topic,
+        reporter=StatusReporter(publisher, settings.status_topic, worker=owner),
         db=db,
         store=store,
         retrainer=retrainer,
@@ -150,9 +150,12 @@ def cmd_ctl(args: argparse.Namespace, settings: Settings) -> int:
     if (args.action == "rollback") != (args.version is not None):
         print("stockwatch ctl: `rollback` takes a VERSION, the other actions none", file=sys.stderr)
         return EXIT_USAGE
-    cmd = new_command(args.action, settings.control_key.get_secret_value().encode(),
-                      args={"version": args.version} if args.version else {},
-                      issued_by=f"{getpass.getuser()}@{socket.gethostname()}")  # fmt: skip
+    cmd = new_command(
+        args.action,
+        settings.control_key.get_secret_value().encode(),
+        args={"version": args.version} if args.version else {},
+        issued_by=f"{getpass.getuser()}@{socket.gethostname()}",
+    )
     tail = None
     try:
         ensure_topics(settings.kafka_bootstrap, [settings.control_topic, settings.status_topic])
@@ -241,8 +244,12 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
         db.close()
         if publisher is not None:
             publisher.close()
-    print(orjson.dumps({"scanned": row, "anomalies": found, "invalid": counts.invalid, "model_version": model.version}).decode(),
-          file=sys.stderr)  # fmt: skip
+    print(
+        orjson.dumps(
+            {"scanned": row, "anomalies": found, "invalid": counts.invalid, "model_version": model.version}
+        ).decode(),
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 
@@ -259,20 +266,22 @@ def _scan_events(model: Any, chunk: list[Any], source: str, first_row: int) -> l
     events = []
     for i in np.flatnonzero(decisions.is_anomaly).tolist():
         item = chunk[i]
-        events.append({
-            "schema_version": EVENT_SCHEMA_VERSION,
-            "anomaly_id": anomaly_id(f"{source}/{item.item_id}", 0, 0, version),
-            "item_id": item.item_id,
-            "event_id": item.event_id,
-            "is_anomaly": True,
-            "score": float(decisions.scores[i]),
-            "threshold": float(model.threshold),
-            "model_version": version,
-            "features": dict(zip(FEATURE_NAMES, decisions.features[i].tolist(), strict=True)),
-            "source": {"topic": source, "partition": 0, "offset": first_row + i, "timestamp": None},
-            "detected_at": now,
-            "item": item.model_dump(mode="json"),
-            "severity": str(decisions.severity(i)),
-            "reasons": [str(r) for r in decisions.reasons(i)],
-        })  # fmt: skip
+        events.append(
+            {
+                "schema_version": EVENT_SCHEMA_VERSION,
+                "anomaly_id": anomaly_id(f"{source}/{item.item_id}", 0, 0, version),
+                "item_id": item.item_id,
+                "event_id": item.event_id,
+                "is_anomaly": True,
+                "score": float(decisions.scores[i]),
+                "threshold": float(model.threshold),
+                "model_version": version,
+                "features": dict(zip(FEATURE_NAMES, decisions.features[i].tolist(), strict=True)),
+                "source": {"topic": source, "partition": 0, "offset": first_row + i, "timestamp": None},
+                "detected_at": now,
+                "item": item.model_dump(mode="json"),
+                "severity": str(decisions.severity(i)),
+                "reasons": [str(r) for r in decisions.reasons(i)],
+            }
+        )
     return events

@@ -129,8 +129,13 @@ def collect(
         blocks.append(feature_matrix(chunk))
         if counts.read >= next_log:
             total = f"/~{expected}" if expected else ""
-            log.info("snapshot progress: %d%s documents read, %d invalid, %d excluded", counts.read, total,
-                     counts.invalid, counts.excluded)  # fmt: skip
+            log.info(
+                "snapshot progress: %d%s documents read, %d invalid, %d excluded",
+                counts.read,
+                total,
+                counts.invalid,
+                counts.excluded,
+            )
             next_log = counts.read + progress_every
         if on_chunk is not None:
             on_chunk(counts.read)

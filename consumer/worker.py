@@ -27,9 +27,10 @@ from consumer.kafka_io import KafkaUnavailableError
 from consumer.lease import Lease
 from consumer.mongo_io import MongoUnavailableError, WorkerMongo
 from consumer.retrain import Retrainer, RetrainOutcome
+from consumer.status import StatusReporter
 from detection import ModelNotFoundError, ModelStore, ModelVerificationError
 
-__all__ = ["ControlFeed", "RetrainWorker", "StatusSink"]
+__all__ = ["ControlFeed", "RetrainWorker"]
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +44,6 @@ class ControlFeed(Protocol):
     def commit(self) -> None: ...
 
 
-class StatusSink(Protocol):
-    """``consumer.kafka_io.JsonPublisher``."""
-
-    def publish(self, topic: str, messages: Any, *, key: bytes | None = None) -> None: ...
-
-
 class RetrainWorker:
     """Handles control commands and triggers; see the module docstring."""
 
@@ -56,8 +51,7 @@ class RetrainWorker:
         self,
         *,
         control: ControlFeed,
-        status: StatusSink,
-        status_topic: str,
+        reporter: StatusReporter,
         db: WorkerMongo,
         store: ModelStore,
         retrainer: Retrainer,
@@ -68,8 +62,9 @@ class RetrainWorker:
         max_age_s: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.control, self.status, self.status_topic = control, status, status_topic
-        self.db, self.store, self.retrainer, self.lease, self.key = db, store, retrainer, lease, key
+        self.control = control
+        self.reporter, self.db, self.store, self.retrainer = reporter, db, store, retrainer
+        self.lease, self.key = lease, key
         self.interval_s, self.cooldown_s, self.max_age_s, self._clock = (
             interval_s,
             cooldown_s,
@@ -92,8 +87,9 @@ class RetrainWorker:
         self._startup()
         while not self.stop_event.is_set() and (deadline is None or time.monotonic() < deadline):
             self.step(poll_s)
-        if self._run is not None:
-            self._run.join()
+        running = self._run  # the thread clears self._run when it ends
+        if running is not None:
+            running.join()
 
     def step(self, poll_s: float) -> None:
         """One poll of the control topic, plus the schedule and housekeeping."""
@@ -150,7 +146,7 @@ class RetrainWorker:
             self._check_replay(cmd)
         except CommandRejectedError as exc:
             log.warning("rejected control command %s: %s", exc.command_id, exc.reason)
-            self.ack(Ack.REJECTED, exc.command_id, exc.command, reason=exc.reason)
+            self.reporter.ack(Ack.REJECTED, exc.command_id, exc.command, reason=exc.reason)
             return
         log.info("control command %s %s from %s", cmd.command.value, cmd.command_id, cmd.issued_by)
         trigger = {"kind": "command", "by": cmd.issued_by, "command_id": cmd.command_id}
@@ -161,7 +157,7 @@ class RetrainWorker:
         elif cmd.command is CommandName.RELOAD:
             self._reload(cmd, trigger)
         else:
-            self.ack(Ack.DONE, cmd.command_id, cmd.command.value, result=self.describe())
+            self.reporter.ack(Ack.DONE, cmd.command_id, cmd.command.value, result=self.describe())
 
     def _check_replay(self, cmd: Command) -> None:
         try:
@@ -172,17 +168,21 @@ class RetrainWorker:
                 now=self._clock(),
             )
         except MongoUnavailableError as exc:
-            raise CommandRejectedError(f"cannot check for replay (Mongo unavailable): {exc}", command_id=cmd.command_id,
-                                  command=cmd.command.value) from exc  # fmt: skip
+            raise CommandRejectedError(
+                f"cannot check for replay (Mongo unavailable): {exc}",
+                command_id=cmd.command_id,
+                command=cmd.command.value,
+            ) from exc
         if not fresh:
-            raise CommandRejectedError("replayed: command_id was seen before", command_id=cmd.command_id,
-                                  command=cmd.command.value)  # fmt: skip
+            raise CommandRejectedError(
+                "replayed: command_id was seen before", command_id=cmd.command_id, command=cmd.command.value
+            )
 
     def request_retrain(self, trigger: dict[str, Any], cmd: Command | None) -> bool:
         """Start a retrain unless one runs or just ran (coalesced); True when one was started."""
         cid = cmd.command_id if cmd else None
         if self._run is not None and self._run.is_alive():
-            self.ack(
+            self.reporter.ack(
                 Ack.COALESCED,
                 cid,
                 "retrain",
@@ -195,20 +195,22 @@ class RetrainWorker:
             other = self.lease.held_by_other(doc)
             since = self.lease.seconds_since_finished(doc)
             if other is not None:
-                self.ack(Ack.COALESCED, cid, "retrain", reason=f"a retrain is running on {other}")
+                self.reporter.ack(Ack.COALESCED, cid, "retrain", reason=f"a retrain is running on {other}")
                 return False
             if cmd is not None and since is not None and since < self.cooldown_s:
                 last = (doc or {}).get("last") or {}
-                self.ack(Ack.COALESCED, cid, "retrain", reason=f"a retrain finished {since:.0f}s ago (cooldown {self.cooldown_s:g}s)",
-                         result={"last": last})  # fmt: skip
+                reason = f"a retrain finished {since:.0f}s ago (cooldown {self.cooldown_s:g}s)"
+                self.reporter.ack(Ack.COALESCED, cid, "retrain", reason=reason, result={"last": last})
                 return False
             if not self.lease.acquire():
-                self.ack(Ack.COALESCED, cid, "retrain", reason="another worker took the retrain lease")
+                self.reporter.ack(
+                    Ack.COALESCED, cid, "retrain", reason="another worker took the retrain lease"
+                )
                 return False
         except MongoUnavailableError as exc:
-            self.ack(Ack.FAILED, cid, "retrain", reason=f"Mongo unavailable: {exc}")
+            self.reporter.ack(Ack.FAILED, cid, "retrain", reason=f"Mongo unavailable: {exc}")
             return False
-        self.ack(Ack.ACCEPTED, cid, "retrain", result={"trigger": trigger})
+        self.reporter.ack(Ack.ACCEPTED, cid, "retrain", result={"trigger": trigger})
         self._run_trigger = trigger
         self._run = threading.Thread(
             target=self._retrain, args=(trigger, cid), name="stockwatch-retrain", daemon=True
@@ -231,16 +233,15 @@ class RetrainWorker:
             self.last_outcome = outcome
             self._run = None
         result = outcome.as_dict()
-        self._emit({"type": "retrain_finished", "command_id": cid, "result": result})
+        self.reporter.emit({"type": "retrain_finished", "command_id": cid, "result": result})
         ack = Ack.DONE if outcome.status in ("promoted", "rejected", "insufficient_data") else Ack.FAILED
-        self.ack(ack, cid, "retrain", reason="; ".join(outcome.reasons) or None, result=result)
+        self.reporter.ack(ack, cid, "retrain", reason="; ".join(outcome.reasons) or None, result=result)
 
     def _rollback(self, cmd: Command, trigger: dict[str, Any]) -> None:
         version = str(cmd.args["version"])
         try:
-            running = self._run is not None or self.lease.held_by_other(self.lease.state()) is not None
-            if running:  # the running retrain could publish right after and undo the rollback
-                raise ValueError("a retrain is running; roll back after it finishes")
+            if self._run is not None or self.lease.held_by_other(self.lease.state()) is not None:
+                raise ValueError("a retrain is running; roll back after it finishes")  # it would undo it
             self.store.rollback(version)
         except (
             ModelNotFoundError,
@@ -249,27 +250,26 @@ class RetrainWorker:
             OSError,
             ValueError,
         ) as exc:
-            self.ack(Ack.FAILED, cmd.command_id, "rollback", reason=str(exc))
+            self.reporter.ack(Ack.FAILED, cmd.command_id, "rollback", reason=str(exc))
             return
-        self._emit(
-            {"type": "model_published", "version": version, "trigger": trigger, "command_id": cmd.command_id}
-        )
-        self.ack(Ack.DONE, cmd.command_id, "rollback", result={"version": version})
+        self._announce(cmd, trigger, version)
 
     def _reload(self, cmd: Command, trigger: dict[str, Any]) -> None:
         try:
             version = self.store.current_version()
-        except ModelVerificationError as exc:
-            version, error = None, str(exc)
-        else:
-            error = f"no model published yet in {self.store.root}"
-        if version is None:
-            self.ack(Ack.FAILED, cmd.command_id, "reload", reason=error)
+            if version is None:
+                raise ModelNotFoundError(f"no model published yet in {self.store.root}")
+        except (ModelNotFoundError, ModelVerificationError) as exc:
+            self.reporter.ack(Ack.FAILED, cmd.command_id, "reload", reason=str(exc))
             return
-        self._emit(
+        self._announce(cmd, trigger, version)
+
+    def _announce(self, cmd: Command, trigger: dict[str, Any], version: str) -> None:
+        """Tell every consumer to load ``version`` (model_published), then acknowledge ``cmd``."""
+        self.reporter.emit(
             {"type": "model_published", "version": version, "trigger": trigger, "command_id": cmd.command_id}
         )
-        self.ack(Ack.DONE, cmd.command_id, "reload", result={"version": version})
+        self.reporter.ack(Ack.DONE, cmd.command_id, cmd.command.value, result={"version": version})
 
     def describe(self) -> dict[str, Any]:
         """The worker's state for a ``status`` command."""
@@ -288,25 +288,3 @@ class RetrainWorker:
             "lease": dict(lease) if lease else None,
             "last_outcome": self.last_outcome.as_dict() if self.last_outcome else None,
         }
-
-    # ------------------------------------------------------------------ status topic
-
-    def ack(self, status: Ack, command_id: str | None, command: str | None, *, reason: str | None = None,
-            result: Mapping[str, Any] | None = None) -> None:  # fmt: skip
-        """Publish a ``command_ack`` (only for commands: scheduled runs have no command_id)."""
-        if command_id is None and status is not Ack.REJECTED:
-            return
-        msg: dict[str, Any] = {"type": "command_ack", "status": status.value, "command_id": command_id,
-                               "command": command, "worker": self.lease.owner}  # fmt: skip
-        if reason:
-            msg["reason"] = reason
-        if result is not None:
-            msg["result"] = dict(result)
-        self._emit(msg)
-
-    def _emit(self, msg: dict[str, Any]) -> None:
-        msg.setdefault("at", datetime.now(UTC).isoformat())
-        try:
-            self.status.publish(self.status_topic, [msg])
-        except KafkaUnavailableError as exc:
-            log.error("could not publish %s for command %s: %s", msg.get("type"), msg.get("command_id"), exc)

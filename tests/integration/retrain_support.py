@@ -34,8 +34,15 @@ def inventory_docs(
             stock, price = int(rng.integers(20_000, 90_000)), round(float(rng.uniform(500, 2000)), 2)
         if identical:
             lo, hi, stock, price = 50, 200, 100, 10.0
-        docs.append({"_id": f"sku-{seed}-{i}", "stock_quantity": stock, "min_stock_level": lo,
-                     "max_stock_level": hi, "price": price})  # fmt: skip
+        docs.append(
+            {
+                "_id": f"sku-{seed}-{i}",
+                "stock_quantity": stock,
+                "min_stock_level": lo,
+                "max_stock_level": hi,
+                "price": price,
+            }
+        )
     return docs
 
 

@@ -20,8 +20,17 @@ def make_items(n: int, seed: int, planted: float = 0.0) -> list[StockItem]:
         stock, price = float(rng.integers(int(lo), int(hi))), float(rng.uniform(1, 50))
         if rng.random() < planted:
             stock, price = float(rng.integers(20_000, 90_000)), float(rng.uniform(500, 2000))
-        out.append(parse_item({"item_id": f"i{i}", "stock_quantity": stock, "min_stock_level": lo,
-                               "max_stock_level": hi, "price": price}))  # fmt: skip
+        out.append(
+            parse_item(
+                {
+                    "item_id": f"i{i}",
+                    "stock_quantity": stock,
+                    "min_stock_level": lo,
+                    "max_stock_level": hi,
+                    "price": price,
+                }
+            )
+        )
     return out
 
 
@@ -53,8 +62,9 @@ def test_a_fresh_clean_candidate_passes(current: object) -> None:
 
 def test_first_model_is_gated_without_comparison() -> None:
     items = make_items(200, 2)
-    result = evaluate(train_model(items), feature_matrix(items), feature_matrix(items), current=None,
-                      config=GateConfig())  # fmt: skip
+    result = evaluate(
+        train_model(items), feature_matrix(items), feature_matrix(items), current=None, config=GateConfig()
+    )
     assert result.passed and "rate_shift" not in result.checks
 
 

@@ -13,9 +13,16 @@ from detection.features import feature_matrix
 
 def docs(n: int) -> list[dict[str, object]]:
     rng = np.random.default_rng(0)
-    return [{"_id": f"s{i}", "stock_quantity": int(rng.integers(0, 500)), "min_stock_level": 10,
-             "max_stock_level": int(rng.integers(100, 900)), "price": float(rng.uniform(1, 9))}
-            for i in range(n)]  # fmt: skip
+    return [
+        {
+            "_id": f"s{i}",
+            "stock_quantity": int(rng.integers(0, 500)),
+            "min_stock_level": 10,
+            "max_stock_level": int(rng.integers(100, 900)),
+            "price": float(rng.uniform(1, 9)),
+        }
+        for i in range(n)
+    ]
 
 
 def test_collect_counts_invalid_and_excluded_and_keeps_order(caplog: object) -> None:
