@@ -50,6 +50,7 @@ def one_load(rate: float, seconds: float, model_dir: Path, label: str) -> dict[s
         }
         proc = start_consume(settings, OUT_DIR / "logs" / f"latency-{label}.log")
         reader = OutputReader(topics[1]).start()
+        floor = OutputReader(topics[0]).start()  # the same input read by a bare consumer: the floor
         try:
             probes = 0
             while not reader.records and probes < 120:  # the service is up once a probe comes back
@@ -67,6 +68,7 @@ def one_load(rate: float, seconds: float, model_dir: Path, label: str) -> dict[s
             reader.wait_idle(2.0, 60.0)
         finally:
             reader.stop()
+            floor.stop()
             code = stop_process(proc)
     start_ms = began_ms + WARMUP_S * 1000.0
     lat = np.array(
@@ -79,6 +81,8 @@ def one_load(rate: float, seconds: float, model_dir: Path, label: str) -> dict[s
     if lat.size == 0:
         raise RuntimeError(f"no anomaly received at {label}")
     p50, p99, p999 = np.percentile(lat, [50, 99, 99.9])
+    bare = np.array([r.recv_ms - r.timestamp_ms for r in floor.records if r.timestamp_ms >= start_ms])
+    f50, f99, f999 = np.percentile(bare, [50, 99, 99.9]) if bare.size else (np.nan, np.nan, np.nan)
     return {
         "label": label,
         "offered_rate": rate,
@@ -90,6 +94,10 @@ def one_load(rate: float, seconds: float, model_dir: Path, label: str) -> dict[s
         "p99_ms": float(p99),
         "p999_ms": float(p999),
         "max_ms": float(lat.max()),
+        "bare_samples": int(bare.size),
+        "bare_p50_ms": float(f50),
+        "bare_p99_ms": float(f99),
+        "bare_p999_ms": float(f999),
         "consumer_exit": code,
     }
 
@@ -139,6 +147,7 @@ def run(*, b_rate: float | None = None, seconds: float = 30.0) -> Section:
                     f"{r['p99_ms']:.1f}",
                     f"{r['p999_ms']:.1f}",
                     f"{r['max_ms']:.0f}",
+                    f"{r['bare_p50_ms']:.1f} / {r['bare_p99_ms']:.1f} / {r['bare_p999_ms']:.1f}",
                 ]
                 for pct, r in results
             ],
@@ -149,6 +158,8 @@ def run(*, b_rate: float | None = None, seconds: float = 30.0) -> Section:
         f"(b) = {b_rate:,.0f} events/s from {source}; at-least-once, `stockwatch consume` subprocess, "
         "default settings (max_poll_records 2000, poll timeout 100 ms, producer linger 5 ms)",
         "latency = reader receive time - input CreateTime (ms resolution); p99.9 over few samples is indicative",
+        "bare reader: a plain consumer of the input topic in the same run (producer -> broker -> client "
+        "only), the floor this machine and client give at that moment",
     ]
     section.data = {"b_rate": b_rate, "b_rate_source": source, "loads": {str(p): r for p, r in results}}
     return section
