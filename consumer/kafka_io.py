@@ -482,7 +482,14 @@ class ControlSource:
 
     def __init__(self, bootstrap: str, topic: str, *, group_id: str, metadata_wait_s: float = 15.0) -> None:
         self.topic = topic
-        self._consumer = KafkaConsumer(
+        try:
+            self._consumer = self._connect(bootstrap, topic, group_id, metadata_wait_s)
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"cannot read {topic} from {bootstrap}: {exc!r}") from exc
+
+    @staticmethod
+    def _connect(bootstrap: str, topic: str, group_id: str, metadata_wait_s: float) -> Any:
+        consumer = KafkaConsumer(
             bootstrap_servers=bootstrap,
             client_id="stockwatch-retrain-worker",
             group_id=group_id,
@@ -493,9 +500,10 @@ class ControlSource:
         # Join only once the topic's partitions are known: a member that joins before that gets
         # an empty assignment and waits for the next metadata refresh.
         deadline = time.monotonic() + metadata_wait_s
-        while not self._consumer.partitions_for_topic(topic) and time.monotonic() < deadline:
+        while not consumer.partitions_for_topic(topic) and time.monotonic() < deadline:
             time.sleep(0.2)  # partitions_for_topic asks the broker for the topic's metadata
-        self._consumer.subscribe([topic])
+        consumer.subscribe([topic])
+        return consumer
 
     def poll(self, timeout_s: float) -> list[tuple[int, int, bytes | None]]:
         """``(partition, offset, value)`` of the records received within ``timeout_s``, in order."""
@@ -526,9 +534,15 @@ class StatusTail:
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.topic = topic
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap, client_id="stockwatch-ctl", group_id=None, enable_auto_commit=False
-        )
+        try:
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=bootstrap,
+                client_id="stockwatch-ctl",
+                group_id=None,
+                enable_auto_commit=False,
+            )
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"cannot read {topic} from {bootstrap}: {exc!r}") from exc
 
     def start(self, timeout_s: float = 10.0) -> None:
         """Assign every partition and resolve the end offsets, so nothing published later is missed."""
@@ -566,3 +580,11 @@ class StatusTail:
     def close(self) -> None:
         """Close the consumer."""
         self._consumer.close(autocommit=False)
+
+
+def ensure_worker_topics(bootstrap: str, topics: Iterable[str]) -> list[str]:
+    """:func:`ensure_topics` for the retrain worker and ctl; broker errors become KafkaUnavailableError."""
+    try:
+        return ensure_topics(bootstrap, topics)
+    except KafkaError as exc:
+        raise KafkaUnavailableError(f"cannot reach the broker at {bootstrap}: {exc!r}") from exc

@@ -20,7 +20,13 @@ import orjson
 from consumer.control import TERMINAL_ACKS, Ack, new_command
 from consumer.events import EVENT_SCHEMA_VERSION, anomaly_id
 from consumer.gate import GateConfig
-from consumer.kafka_io import ControlSource, JsonPublisher, KafkaUnavailableError, StatusTail, ensure_topics
+from consumer.kafka_io import (
+    ControlSource,
+    JsonPublisher,
+    KafkaUnavailableError,
+    StatusTail,
+    ensure_worker_topics,
+)
 from consumer.lease import Lease
 from consumer.mongo_io import MongoUnavailableError, WorkerMongo
 from consumer.retrain import RetrainConfig, Retrainer
@@ -84,7 +90,7 @@ def retrain_config(settings: Settings) -> RetrainConfig:
 
 def build_worker(settings: Settings, **retrainer_kw: Any) -> tuple[RetrainWorker, list[Any]]:
     """A worker wired to the real Kafka, Mongo and model store; also returns what to close."""
-    ensure_topics(settings.kafka_bootstrap, [settings.control_topic, settings.status_topic])
+    ensure_worker_topics(settings.kafka_bootstrap, [settings.control_topic, settings.status_topic])
     owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     db = WorkerMongo(
         settings.mongo_uri,
@@ -144,7 +150,7 @@ def cmd_retrain_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_ctl(args: argparse.Namespace, settings: Settings) -> int:
     """Sign and publish a command; wait for its terminal acknowledgement unless ``--no-wait``."""
-    if settings.control_key is None:
+    if settings.control_key is None or not settings.control_key.get_secret_value():
         print("stockwatch ctl: set STOCKWATCH_CONTROL_KEY to sign commands", file=sys.stderr)
         return EXIT_USAGE
     if (args.action == "rollback") != (args.version is not None):
@@ -158,7 +164,7 @@ def cmd_ctl(args: argparse.Namespace, settings: Settings) -> int:
     )
     tail = None
     try:
-        ensure_topics(settings.kafka_bootstrap, [settings.control_topic, settings.status_topic])
+        ensure_worker_topics(settings.kafka_bootstrap, [settings.control_topic, settings.status_topic])
         if not args.no_wait:
             tail = StatusTail(settings.kafka_bootstrap, settings.status_topic)
             tail.start()
