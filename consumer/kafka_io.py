@@ -37,6 +37,7 @@ __all__ = [
     "JsonPublisher",
     "KafkaSource",
     "KafkaUnavailableError",
+    "OffsetCommitError",
     "PendingDelivery",
     "StatusListener",
     "StatusTail",
@@ -50,6 +51,10 @@ log = logging.getLogger(__name__)
 Offsets = Mapping[tuple[str, int], int]  # (topic, partition) -> next offset to read
 _PRODUCER_MAX_REQUEST = 16 * 1024 * 1024  # dead letters carry the original bytes plus headers
 _ASYNC_COMMIT_STALE_S = 10.0  # an async commit without a callback this long is not waited for
+
+
+class OffsetCommitError(DeliveryError):
+    """The offsets were not committed (the outputs were delivered); retried by the loop."""
 
 
 class DeliveryFailedError(DeliveryError):
@@ -270,11 +275,11 @@ class AtLeastOnceSink:
             raise DeliveryFailedError(repr(exc)) from exc
 
     def commit(self, offsets: Offsets, source: KafkaSource, *, sync: bool) -> None:
-        """Commit offsets whose outputs are all acknowledged."""
+        """Commit offsets whose outputs are all acknowledged; OffsetCommitError if refused now."""
         try:
             source.commit(offsets, sync=sync)
-        except KafkaError as exc:  # a later commit covers these offsets; a restart redelivers
-            log.warning("offset commit failed (%r); the batch may be redelivered", exc)
+        except KafkaError as exc:  # e.g. a rebalance in progress: the loop commits again later
+            raise OffsetCommitError(repr(exc)) from exc
 
     def flush(self, timeout_s: float | None = None) -> None:
         """Send everything buffered and wait for the acknowledgements."""
@@ -588,3 +593,45 @@ def ensure_worker_topics(bootstrap: str, topics: Iterable[str]) -> list[str]:
         return ensure_topics(bootstrap, topics)
     except KafkaError as exc:
         raise KafkaUnavailableError(f"cannot reach the broker at {bootstrap}: {exc!r}") from exc
+
+
+# =============================================================================================
+# --- tools: the demo's raw producer and topic reader ---
+# =============================================================================================
+
+
+class TopicTail:
+    """Reads every partition of a topic from the beginning, without a group (for demos and tools)."""
+
+    def __init__(self, bootstrap: str, topic: str, *, read_committed: bool = False) -> None:
+        self.topic = topic
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            isolation_level="read_committed" if read_committed else "read_uncommitted",
+        )
+        partitions = self._consumer.partitions_for_topic(topic) or {0}
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        self._consumer.assign(tps)
+        self._consumer.seek_to_beginning(*tps)
+
+    def poll(self, timeout_s: float) -> list[tuple[bytes | None, bytes, dict[str, bytes]]]:
+        """``(key, value, headers)`` of the records that arrived within ``timeout_s``."""
+        polled = self._consumer.poll(timeout_ms=int(timeout_s * 1000))
+        return [(r.key, r.value, dict(r.headers or [])) for recs in polled.values() for r in recs]
+
+    def close(self) -> None:
+        """Close the consumer."""
+        self._consumer.close()
+
+
+def publish_raw(bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, bytes]]) -> None:
+    """Send ``(key, value)`` byte pairs to ``topic`` and wait for every acknowledgement."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    try:
+        futures = [producer.send(topic, key=key, value=value) for key, value in records]
+        producer.flush()
+        for future in futures:
+            future.get(timeout=30)
+    finally:
+        producer.close()

@@ -207,3 +207,21 @@ class WorkerMongo:
             return int(
                 self._db[SEEN_COMMANDS_COLLECTION].delete_many({"seen_at": {"$lt": older_than}}).deleted_count
             )
+
+
+# =============================================================================================
+# --- tools: seeding an inventory (the demo) ---
+# =============================================================================================
+
+
+def replace_collection(uri: str, db: str, collection: str, docs: Sequence[Mapping[str, Any]]) -> int:
+    """Drop ``db.collection`` and insert ``docs`` into it; returns how many were inserted."""
+    client: MongoClient[dict[str, Any]] = MongoClient(uri, serverSelectionTimeoutMS=5000)
+    try:
+        with _mongo_errors(f"seeding {db}.{collection}"):
+            client[db].drop_collection(collection)
+            if docs:
+                client[db][collection].insert_many([dict(d) for d in docs], ordered=False)
+            return int(client[db][collection].count_documents({}))
+    finally:
+        client.close()
