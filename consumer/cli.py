@@ -80,6 +80,9 @@ def configure_logging(level: str) -> None:
     handler.setFormatter(JsonLogFormatter())
     root.addHandler(handler)
     root.setLevel(level)
+    # kafka-python logs every metadata refresh and connection at INFO; keep its warnings only,
+    # unless the whole process runs at DEBUG.
+    logging.getLogger("kafka").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
 
 
 def build_parser() -> argparse.ArgumentParser:
