@@ -221,7 +221,7 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
     source = f"mongo:{settings.mongo_db}.{settings.mongo_collection}"
     counts, row, found = DocCounts(), 0, 0
     try:
-        expected = db.count_inventory()
+        expected, next_log = db.count_inventory(), settings.retrain_progress_every
         docs = db.iter_inventory(batch_size=settings.retrain_batch_size)
         for chunk in iter_item_chunks(
             docs, chunk_size=settings.retrain_batch_size, require_id=True, counts=counts
@@ -236,13 +236,15 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
                     b"".join(orjson.dumps(e, option=orjson.OPT_APPEND_NEWLINE) for e in events)
                 )
                 sys.stdout.flush()
-            log.info(
-                "scan progress: %d/~%d documents, %d anomalies, %d invalid",
-                counts.read,
-                expected,
-                found,
-                counts.invalid,
-            )
+            if counts.read >= next_log:
+                next_log = counts.read + settings.retrain_progress_every
+                log.info(
+                    "scan progress: %d/~%d documents, %d anomalies, %d invalid",
+                    counts.read,
+                    expected,
+                    found,
+                    counts.invalid,
+                )
     except (MongoUnavailableError, KafkaUnavailableError) as exc:
         print(f"stockwatch scan: {exc}", file=sys.stderr)
         return EXIT_FAILED
