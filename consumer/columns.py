@@ -30,12 +30,9 @@ _MIN: Final[float] = _DEFAULTS["min_stock_level"]
 _MAX: Final[float] = _DEFAULTS["max_stock_level"]
 _PRICE: Final[float] = _DEFAULTS["price"]
 _ALIASES: Final = ("sku", "_id", "min_stock", "max_stock")  # alias resolution is parse_item's job
+_MAG: Final = MAX_MAGNITUDE
+_ID_MAX: Final = MAX_ID_LENGTH
 ITEM_FIELDS: Final = ("item_id", "event_id", "stock_quantity", "min_stock_level", "max_stock_level", "price")
-
-
-def _plain_number(v: Any) -> bool:
-    t = type(v)
-    return (t is float or t is int) and -MAX_MAGNITUDE <= v <= MAX_MAGNITUDE  # NaN fails both
 
 
 def _plain_id(v: Any) -> bool:
@@ -59,19 +56,30 @@ class ItemColumns:
     def append_fast(self, obj: dict[str, Any]) -> bool:
         """Append ``obj`` if it is plainly valid; False means "ask parse_item" (nothing appended)."""
         get = obj.get
-        item_id = get("item_id")
+        item_id: Any = get("item_id")
         event_id = get("event_id")
         s = get("stock_quantity", _STOCK)
         lo = get("min_stock_level", _MIN)
         hi = get("max_stock_level", _MAX)
         p = get("price", _PRICE)
+        # Inlined checks (this runs once per message): a str id without surrounding whitespace,
+        # int/float numbers within +/-MAX_MAGNITUDE (the chained comparison also rejects NaN).
+        if type(item_id) is not str or not 0 < len(item_id) <= _ID_MAX:
+            return False
+        if item_id[0].isspace() or item_id[-1].isspace():
+            return False
+        if event_id is not None and not _plain_id(event_id):
+            return False
+        ts, tlo, thi, tp = type(s), type(lo), type(hi), type(p)
         if not (
-            _plain_id(item_id)
-            and (event_id is None or _plain_id(event_id))
-            and _plain_number(s)
-            and _plain_number(lo)
-            and _plain_number(hi)
-            and _plain_number(p)
+            (ts is float or ts is int)
+            and (tlo is float or tlo is int)
+            and (thi is float or thi is int)
+            and (tp is float or tp is int)
+            and -_MAG <= s <= _MAG
+            and -_MAG <= lo <= _MAG
+            and -_MAG <= hi <= _MAG
+            and -_MAG <= p <= _MAG
         ):
             return False
         for alias in _ALIASES:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -21,6 +22,8 @@ from detection import ModelNotFoundError, ModelVerificationError
 __all__ = ["Announcements", "ModelSource", "ModelWatcher"]
 
 log = logging.getLogger(__name__)
+
+WAIT_SLICE_S = 0.5
 
 
 class ModelSource(Protocol):
@@ -104,19 +107,26 @@ class ModelWatcher:
             self._wait()
 
     def _wait(self) -> None:
-        """Sleep ``interval_s`` or until an announcement names a model we have not loaded."""
-        if self.announcements is None:
-            self._stop.wait(self.interval_s)
-            return
-        try:
-            messages = self.announcements.poll(self.interval_s)
-        except Exception as exc:  # the store poll still works without announcements
-            log.warning("status listener failed (%r); relying on the store poll", exc)
-            self._stop.wait(self.interval_s)
-            return
-        for msg in messages:
-            if msg.get("type") == "model_published":
-                log.info("model_published announcement for %s", msg.get("version"))
+        """Sleep ``interval_s``, or less: until stopped or a ``model_published`` announcement arrives."""
+        deadline = time.monotonic() + self.interval_s
+        while not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            step = min(remaining, WAIT_SLICE_S)  # stop() never waits long for this thread
+            if self.announcements is None:
+                self._stop.wait(step)
+                continue
+            try:
+                messages = self.announcements.poll(step)
+            except Exception as exc:  # the store poll still works without announcements
+                log.warning("status listener failed (%r); relying on the store poll", exc)
+                self._stop.wait(step)
+                continue
+            published = [m for m in messages if m.get("type") == "model_published"]
+            if published:
+                log.info("model_published announcement for %s", published[-1].get("version"))
+                return
 
     def check(self) -> bool:  # noqa: PLR0911 - one return per outcome reads best here
         """One look at the store; loads a new CURRENT. True when a new model is pending."""

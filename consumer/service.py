@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 TopicPart = tuple[str, int]
 LAG_REFRESH_S = 1.0
+FINAL_COMMIT_ATTEMPTS = 5
 MAX_IN_FLIGHT = 2  # batches whose outputs may still await acknowledgement while the next is scored
 
 
@@ -144,6 +145,8 @@ class ScoringService:
         self._announced_wait = False
         self._next_lag = 0.0
         self._in_flight: deque[_InFlight] = deque()
+        self._settled: dict[TopicPart, int] = {}  # highest acknowledged offsets, for the final commit
+        self._commit_failed = False
 
     def request_stop(self) -> None:
         """Finish the current batch, then flush, commit and leave the group (signal-safe)."""
@@ -289,18 +292,32 @@ class ScoringService:
             error = head.delivery.error()
             if error is not None:
                 if to_commit:
-                    self.sink.commit(to_commit, self.source, sync=True)
-                    self.metrics.commits.inc()
+                    self._commit(to_commit, sync=True)
                 targets = self._rewind_targets({})
                 self._in_flight.clear()
                 self._rewind(targets, error, stats, from_committed=False)
                 return
             self._in_flight.popleft()
             to_commit.update(head.after)
+            self._settled.update(head.after)
             self._count(head.result, stats)
         if to_commit:
-            self.sink.commit(to_commit, self.source, sync=sync)
-            self.metrics.commits.inc()
+            self._commit(to_commit, sync=sync)
+        elif self._commit_failed and self._settled and not self._in_flight:
+            self._commit(self._settled, sync=False)  # a refused commit (rebalance): try again
+
+    def _commit(self, offsets: dict[TopicPart, int], *, sync: bool) -> bool:
+        """Commit acknowledged offsets; a refusal is remembered and retried, never fatal."""
+        try:
+            self.sink.commit(offsets, self.source, sync=sync)
+        except DeliveryError as exc:
+            if not self._commit_failed:
+                log.warning("offset commit refused (%r); retrying after the next poll", exc)
+            self._commit_failed = True
+            return False
+        self._commit_failed = False
+        self.metrics.commits.inc()
+        return True
 
     def _rewind_targets(self, first: dict[TopicPart, int]) -> dict[TopicPart, int]:
         """The first offset per partition of every unsettled batch (oldest wins), then ``first``."""
@@ -332,6 +349,13 @@ class ScoringService:
         """At shutdown: wait for every acknowledgement and commit synchronously."""
         try:
             self._settle(stats, block=True, sync=True)
+            # Async commits may still be in flight or have been refused: finish with a synchronous
+            # one; a rebalance in progress is completed by a poll (nothing fetched is used).
+            for _attempt in range(FINAL_COMMIT_ATTEMPTS):
+                if not self._settled or self._commit(self._settled, sync=True):
+                    break
+                self.source.pause_all()
+                self.source.poll(self.poll_timeout_ms or 100, 1)
         except Exception as exc:  # uncommitted batches are redelivered after a restart
             log.error("final flush/commit failed (%r); the last batches will be redelivered", exc)
 

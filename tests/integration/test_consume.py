@@ -384,9 +384,16 @@ def _kill_and_restart(
         return bool(read_topic(bootstrap, env["STOCKWATCH_ANOMALY_TOPIC"], expect=1, timeout=0.5))
 
     wait_for("the first anomalies", some_anomalies_out, timeout=60, every=0.05)
-    feeder = threading.Thread(target=produce, args=(bootstrap, topic, objs[n // 2 :]))
-    feeder.start()  # keep the stream flowing while the process dies
-    time.sleep(0.2)
+
+    def feed_slowly() -> None:  # keep the stream flowing (~1.5 s) while the process dies
+        rest = objs[n // 2 :]
+        for start in range(0, len(rest), 60):
+            produce(bootstrap, topic, rest[start : start + 60])
+            time.sleep(0.15)
+
+    feeder = threading.Thread(target=feed_slowly)
+    feeder.start()
+    time.sleep(0.4)
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     feeder.join(30)
@@ -630,3 +637,33 @@ def test_sigterm_finishes_commits_and_exits_zero(
     decisions = [orjson.loads(r.value) for r in read_topic(bootstrap, decisions_topic, expect=done)]
     # everything published was committed and everything committed was published, once
     assert sorted(d["source"]["offset"] for d in decisions) == list(range(done))
+
+
+# ---------------------------------------------------------------------------- optional Mongo audit
+
+
+def test_audit_writes_anomalies_to_mongo_idempotently(
+    env: dict[str, str],
+    run_service: Callable[..., Running],
+    mongo_uri: str,
+    mongo_db: Any,
+    unique_name: Callable[[str], str],
+) -> None:
+    model_dir = Path(env["STOCKWATCH_MODEL_DIR"])
+    publish_model(model_dir)
+    objs = updates(150)
+    produce(env["STOCKWATCH_KAFKA_BOOTSTRAP"], env["STOCKWATCH_INPUT_TOPIC"], objs)
+    settings = settings_from(env, audit_anomalies=True, mongo_uri=mongo_uri, mongo_db=mongo_db.name)
+    first = run_service(settings, max_events=len(objs), timeout=60)
+    first.thread.join(60)
+    stats = first.stop()
+    docs = list(mongo_db["anomalies"].find())
+    assert len(docs) == stats.anomalies > 0
+    assert all(d["_id"] == d["anomaly_id"] for d in docs)
+    # a redelivery (here: a second group re-reading the topic) rewrites the same documents
+    again = run_service(
+        settings.model_copy(update={"group_id": unique_name("group")}), max_events=len(objs), timeout=60
+    )
+    again.thread.join(60)
+    again.stop()
+    assert mongo_db["anomalies"].count_documents({}) == len(docs)
