@@ -55,6 +55,10 @@ _ASYNC_COMMIT_STALE_S = 10.0  # an async commit without a callback this long is 
 # markers are still being written; kafka-python retries AddOffsetsToTxn after retry_backoff_ms
 # (default 100 ms), which stalled every few batches by 100-220 ms (bench/hotswap.py).
 _TXN_RETRY_BACKOFF_MS = 10
+# The transaction coordinator answers CONCURRENT_TRANSACTIONS while the previous transaction's
+# markers are still being written; kafka-python retries AddOffsetsToTxn after retry_backoff_ms
+# (default 100 ms), which stalled every few batches by 100-220 ms (bench/hotswap.py).
+_TXN_RETRY_BACKOFF_MS = 10
 
 
 class OffsetCommitError(DeliveryError):
@@ -307,6 +311,7 @@ class TransactionalSink:
             client_id="stockwatch-consume-tx",
             transactional_id=self.transactional_id,
             transaction_timeout_ms=self._settings.transaction_timeout_ms,
+            retry_backoff_ms=_TXN_RETRY_BACKOFF_MS,
             retry_backoff_ms=_TXN_RETRY_BACKOFF_MS,
             **_producer_config(self._settings),
         )
