@@ -23,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,51 +72,20 @@ def seed(n: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------- child side
 
 
-class _Row:
-    __slots__ = ("max_stock_level", "min_stock_level", "price", "stock_quantity")
-
-    def __init__(self, s: float, lo: float, hi: float, p: float) -> None:
-        self.stock_quantity, self.min_stock_level, self.max_stock_level, self.price = s, lo, hi, p
-
-
-def _read_fallback(docs: Iterator[dict[str, Any]]) -> np.ndarray:
-    from detection import ItemValidationError, parse_item
-    from detection.features import features_from_columns
-
-    cols: list[list[float]] = [[], [], [], []]
-    for doc in docs:
-        try:
-            item = parse_item(doc, require_id=False)
-        except ItemValidationError:
-            continue
-        for col, v in zip(
-            cols, (item.stock_quantity, item.min_stock_level, item.max_stock_level, item.price), strict=True
-        ):
-            col.append(v)
-    return features_from_columns(*cols)
-
-
 def child(collection: str, model_dir: Path) -> dict[str, Any]:
     """One retrain, step by step (runs in the subprocess)."""
     import detection.model as model_module
     from consumer.gate import GateConfig, evaluate
     from consumer.mongo_io import WorkerMongo
-    from detection import ForestParams, ModelStore, train_model
+    from consumer.snapshot import collect
+    from detection import ForestParams, ModelStore, train_on_features
 
     times: dict[str, float] = {}
     began = time.perf_counter()
     db = WorkerMongo(MONGO_URI, DB, inventory=collection)
     docs = db.iter_inventory(batch_size=5000)
-    try:
-        from consumer.snapshot import ColumnItems, collect
-
-        features = collect(docs, chunk_size=5000).features
-        items: Any = ColumnItems(features)
-        reader = "consumer.snapshot.collect"
-    except ImportError:
-        features = _read_fallback(docs)
-        items = [_Row(r[0], r[5], r[6], r[4]) for r in features.tolist()]
-        reader = "fallback (parse_item per document)"
+    features = collect(docs, chunk_size=5000).features
+    reader = "consumer.snapshot.collect"
     db.close()
     times["read"] = time.perf_counter() - began
 
@@ -132,9 +100,8 @@ def child(collection: str, model_dir: Path) -> dict[str, Any]:
 
     model_module.fast_offset = timed_offset  # type: ignore[assignment]
     started = time.perf_counter()
-    model = train_model(items, ForestParams(contamination=0.1))
+    model = train_on_features(features, ForestParams(contamination=0.1))
     times["fit"] = time.perf_counter() - started - times["threshold"]
-    del items
 
     started = time.perf_counter()
     rng = np.random.default_rng(0)

@@ -35,7 +35,7 @@ from consumer.gate import GateConfig, GateResult, check_snapshot, evaluate
 from consumer.kafka_io import KafkaUnavailableError
 from consumer.mongo_io import MongoUnavailableError
 from consumer.report import REPORT_FILE, render_report
-from consumer.snapshot import ColumnItems, Snapshot, collect
+from consumer.snapshot import Snapshot, collect
 from detection import (
     AnomalyModel,
     ForestParams,
@@ -264,10 +264,10 @@ class Retrainer:
 
 
 def train_model_on(snap: Snapshot, params: ForestParams) -> AnomalyModel:
-    """``detection.train_model`` on the snapshot's feature matrix (no per-item objects kept)."""
-    from detection import train_model
+    """Train on the snapshot's feature matrix (no per-item objects are ever built)."""
+    from detection import train_on_features
 
-    return train_model(ColumnItems(snap.features), params)
+    return train_on_features(snap.features, params)
 
 
 def model_published_event(out: RetrainOutcome) -> dict[str, Any]:

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast, overload
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from detection import FEATURE_NAMES, ItemValidationError, StockItem, feature_matrix, parse_item
 
-__all__ = ["ColumnItems", "DocCounts", "Snapshot", "collect", "iter_item_chunks"]
+__all__ = ["DocCounts", "Snapshot", "collect", "iter_item_chunks"]
 
 log = logging.getLogger(__name__)
 
@@ -148,46 +148,3 @@ def collect(
         invalid_examples=counts.examples,
         seconds=time.monotonic() - started,
     )
-
-
-class _Row:
-    """The four raw numbers of one row, read by ``detection.feature_matrix`` like a StockItem."""
-
-    __slots__ = ("max_stock_level", "min_stock_level", "price", "stock_quantity")
-
-    def __init__(self, stock: float, lo: float, hi: float, price: float) -> None:
-        self.stock_quantity, self.min_stock_level, self.max_stock_level, self.price = stock, lo, hi, price
-
-
-class ColumnItems(Sequence[StockItem]):
-    """A feature matrix seen as the item sequence ``detection.train_model`` takes.
-
-    ``train_model`` only reads the four raw numbers (through ``feature_matrix``); the raw values
-    are features 0, 5, 6 and 4, so rows are rebuilt lazily as light slot objects instead of
-    materialising one pydantic object per item. (A ``train_model`` that takes a feature matrix
-    would make this adapter unnecessary.)
-    """
-
-    _BLOCK = 16_384
-
-    def __init__(self, features: FloatArray) -> None:
-        self._raw = features[:, (0, 5, 6, 4)]  # stock, min, max, price: 32 bytes per row
-        self._n = int(features.shape[0])
-
-    def __len__(self) -> int:
-        return self._n
-
-    @overload
-    def __getitem__(self, index: int) -> StockItem: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[StockItem]: ...
-    def __getitem__(self, index: int | slice) -> StockItem | Sequence[StockItem]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self._n))]
-        s, lo, hi, p = self._raw[index].tolist()
-        return cast(StockItem, _Row(s, lo, hi, p))
-
-    def __iter__(self) -> Iterator[StockItem]:
-        for start in range(0, self._n, self._BLOCK):  # Python floats for one block at a time only
-            for s, lo, hi, p in self._raw[start : start + self._BLOCK].tolist():
-                yield cast(StockItem, _Row(s, lo, hi, p))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from detection.features import FEATURE_NAMES, feature_matrix
 from detection.items import ItemValidationError, StockItem, parse_item
-from detection.model import AnomalyModel, Decisions, ModelMetadata, train_model
+from detection.model import AnomalyModel, Decisions, ModelMetadata, train_model, train_on_features
 from detection.params import ForestParams, TrainingError
 from detection.store import ModelNotFoundError, ModelStore, ModelVerificationError
 
@@ -31,4 +31,5 @@ __all__ = [
     "feature_matrix",
     "parse_item",
     "train_model",
+    "train_on_features",
 ]

@@ -36,7 +36,14 @@ from detection.features import FEATURE_NAMES, N_FEATURES, feature_matrix
 from detection.items import StockItem
 from detection.params import MIN_TRAINING_ITEMS, ForestParams, TrainingError
 
-__all__ = ["AnomalyModel", "Decisions", "LibraryVersions", "ModelMetadata", "train_model"]
+__all__ = [
+    "AnomalyModel",
+    "Decisions",
+    "LibraryVersions",
+    "ModelMetadata",
+    "train_model",
+    "train_on_features",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -242,10 +249,28 @@ def train_model(
     Raises :class:`TrainingError` for fewer than ``MIN_TRAINING_ITEMS`` items, for items that are
     all identical (nothing to isolate), or when scikit-learn rejects the parameters.
     """
-    n = len(items)
+    if len(items) < MIN_TRAINING_ITEMS:
+        raise TrainingError(
+            f"need at least {MIN_TRAINING_ITEMS} valid items to train a model, got {len(items)}"
+        )
+    return train_on_features(feature_matrix(items), params, threshold=threshold)
+
+
+def train_on_features(
+    x: FloatArray,
+    params: ForestParams = ForestParams(),  # noqa: B008 (frozen, so a shared default is safe)
+    *,
+    threshold: float = 0.0,
+) -> AnomalyModel:
+    """:func:`train_model` on an ``(n, 7)`` feature matrix already built (streamed snapshots).
+
+    Same rules and result as ``train_model(items)`` when ``x == feature_matrix(items)``.
+    """
+    n = int(x.shape[0])
+    if x.ndim != 2 or x.shape[1] != N_FEATURES:
+        raise TrainingError(f"expected an (n, {N_FEATURES}) feature matrix, got shape {x.shape}")
     if n < MIN_TRAINING_ITEMS:
         raise TrainingError(f"need at least {MIN_TRAINING_ITEMS} valid items to train a model, got {n}")
-    x = feature_matrix(items)
     if np.all(x == x[0]):
         raise TrainingError(f"all {n} training items have identical features: there is nothing to learn")
     scaler = StandardScaler().fit(x)

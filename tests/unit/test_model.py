@@ -19,6 +19,7 @@ from detection import (
     feature_matrix,
     parse_item,
     train_model,
+    train_on_features,
 )
 from detection.params import MIN_TRAINING_ITEMS
 
@@ -236,3 +237,8 @@ def test_metadata_is_complete_and_json_round_trips(model: AnomalyModel, items: l
     published = model.with_version("20261125T180102Z-1a2b3c4d")
     assert published.version == published.metadata.version == "20261125T180102Z-1a2b3c4d"
     assert model.version is None
+
+
+def test_train_on_features_refuses_a_matrix_of_the_wrong_shape() -> None:
+    with pytest.raises(TrainingError, match=r"\(n, 7\) feature matrix"):
+        train_on_features(np.ones((20, 6)))

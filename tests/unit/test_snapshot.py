@@ -6,8 +6,8 @@ import logging
 
 import numpy as np
 
-from consumer.snapshot import ColumnItems, collect, iter_item_chunks
-from detection import parse_item, train_model
+from consumer.snapshot import collect, iter_item_chunks
+from detection import parse_item, train_model, train_on_features
 from detection.features import feature_matrix
 
 
@@ -47,13 +47,15 @@ def test_empty_snapshot() -> None:
     assert snap.features.shape == (0, 7) and snap.n_usable == 0
 
 
-def test_training_through_columns_equals_training_on_items() -> None:
+def test_training_on_the_snapshot_matrix_equals_training_on_items() -> None:
     items = [parse_item(d) for d in docs(200)]
-    via_columns = train_model(ColumnItems(feature_matrix(items)))
+    snap = collect(iter(docs(200)))
+    via_snapshot = train_on_features(snap.features)
     direct = train_model(items)
     x = feature_matrix(items)
-    np.testing.assert_array_equal(via_columns.score(x), direct.score(x))
-    assert len(ColumnItems(x)) == 200 and len(ColumnItems(x)[5:9]) == 4
+    np.testing.assert_array_equal(snap.features, x)
+    np.testing.assert_array_equal(via_snapshot.score(x), direct.score(x))
+    assert via_snapshot.metadata.offset == direct.metadata.offset
 
 
 def test_sample_is_a_subset_without_repeats() -> None:
