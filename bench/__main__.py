@@ -33,7 +33,7 @@ def _kernel(quick: bool, results: dict[str, Any]) -> Section | None:
 def _pipeline(quick: bool, results: dict[str, Any]) -> Section:
     from bench import pipeline
 
-    return pipeline.run(n=50_000 if quick else 500_000, naive_n=2_000 if quick else 10_000)
+    return pipeline.run(n=50_000 if quick else 500_000, naive_n=1_000 if quick else 5_000)
 
 
 def _latency(quick: bool, results: dict[str, Any]) -> Section:

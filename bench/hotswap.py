@@ -110,6 +110,12 @@ def run(*, swaps: int = 10, rate: float = 5_000.0) -> Section:
         for a, b in itertools.pairwise(flowing)
         if a.event["model_version"] != b.event["model_version"]
     ]
+    order = np.argsort(gaps)[::-1][:10]
+    top_gaps = [
+        {"ms": int(gaps[i]), "at_s": (flowing[i].timestamp_ms - stream_start_ms) / 1000.0,
+         "at_swap": flowing[i].event["model_version"] != flowing[i + 1].event["model_version"]}
+        for i in order.tolist() if i + 1 < len(flowing)
+    ]  # fmt: skip
     versions = sorted({r.event["model_version"] for r in reader.records})
     expected = {first_version, *(v for _, v in published)}
     section.tables.append(
@@ -165,6 +171,7 @@ def run(*, swaps: int = 10, rate: float = 5_000.0) -> Section:
         "duplicated": duplicated,
         "longest_gap_ms": longest,
         "swap_gaps_ms": swap_gaps,
+        "top_gaps": top_gaps,
         "gap_percentiles_ms": {str(p): float(np.percentile(gaps, p)) for p in (50, 99, 99.9)},
         "versions_seen": versions,
         "published": published,

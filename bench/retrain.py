@@ -72,6 +72,23 @@ def seed(n: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------- child side
 
 
+def _server_cpu_s() -> float | None:
+    """CPU seconds used so far by the local FerretDB (``.stack/ferretdb/ferretdb.pid``), if any."""
+    try:
+        pid = int((REPO / ".stack" / "ferretdb" / "ferretdb.pid").read_text().strip())
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _own_cpu_s() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def child(collection: str, model_dir: Path) -> dict[str, Any]:
     """One retrain, step by step (runs in the subprocess)."""
     import detection.model as model_module
@@ -81,6 +98,7 @@ def child(collection: str, model_dir: Path) -> dict[str, Any]:
     from detection import ForestParams, ModelStore, train_on_features
 
     times: dict[str, float] = {}
+    server_before, own_before = _server_cpu_s(), _own_cpu_s()
     began = time.perf_counter()
     db = WorkerMongo(MONGO_URI, DB, inventory=collection)
     docs = db.iter_inventory(batch_size=5000)
@@ -88,6 +106,13 @@ def child(collection: str, model_dir: Path) -> dict[str, Any]:
     reader = "consumer.snapshot.collect"
     db.close()
     times["read"] = time.perf_counter() - began
+    server_after = _server_cpu_s()
+    read_cpu = {
+        "reader_cpu_s": _own_cpu_s() - own_before,
+        "server_cpu_s": None
+        if server_before is None or server_after is None
+        else server_after - server_before,
+    }
 
     original = model_module.fast_offset
 
@@ -114,7 +139,7 @@ def child(collection: str, model_dir: Path) -> dict[str, Any]:
     times["publish"] = time.perf_counter() - started
     times["total"] = time.perf_counter() - began
     return {"items": int(features.shape[0]), "reader": reader, "gate_passed": gate.passed, "version": version,
-            "seconds": times}  # fmt: skip
+            "seconds": times, "read_cpu": read_cpu}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------- parent side
@@ -140,6 +165,11 @@ def one_size(n: int, seeded: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def _cpu(c: dict[str, float | None]) -> str:
+    server = "?" if c["server_cpu_s"] is None else f"{c['server_cpu_s']:.1f}"
+    return f"{server} / {c['reader_cpu_s']:.1f}"
+
+
 def run(*, sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)) -> Section:
     section = Section(title="5. Retrain from Mongo (FerretDB v1, SQLite backend)")
     results = []
@@ -153,13 +183,22 @@ def run(*, sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)) -> Section:
     steps = ("read", "fit", "threshold", "validate", "publish")
     section.tables.append(
         (
-            ["documents", "total s", *[f"{s} s" for s in steps], "read docs/s", "peak RSS MB", "seed"],
+            [
+                "documents",
+                "total s",
+                *[f"{s} s" for s in steps],
+                "read docs/s",
+                "read CPU s: FerretDB / reader",
+                "peak RSS MB",
+                "seed",
+            ],
             [
                 [
                     f"{r['n']:,}",
                     f"{r['seconds']['total']:.2f}",
                     *[f"{r['seconds'][s]:.2f}" for s in steps],
                     fmt(r["n"] / r["seconds"]["read"]),
+                    _cpu(r["read_cpu"]),
                     f"{r['peak_rss_mb']:.0f}",
                     "reused" if r["seed"]["reused"] else f"{r['seed']['seconds']:.0f} s",
                 ]
