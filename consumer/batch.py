@@ -186,15 +186,6 @@ def validate_records(records: Sequence[SourceRecord], config: BatchConfig) -> Va
     return out
 
 
-def _source(record: SourceRecord) -> dict[str, Any]:
-    return {
-        "topic": record.topic,
-        "partition": record.partition,
-        "offset": record.offset,
-        "timestamp": record.timestamp,
-    }
-
-
 def decide_batch(
     batch: ValidatedBatch, model: ScoringModel, config: BatchConfig, *, now: datetime
 ) -> BatchResult:
@@ -206,39 +197,21 @@ def decide_batch(
     n = len(columns)
     if n:
         decisions = model.decide_features(columns.features())
-        threshold = float(model.threshold)
-        detected_at = now.isoformat().replace("+00:00", "Z")
-        scores = decisions.scores
         flags = decisions.is_anomaly
-        features = decisions.features
-        wanted = range(n) if config.decisions_topic else np.flatnonzero(flags).tolist()
-        for i in wanted:
-            record = batch.sources[i]
-            item_id = columns.item_ids[i]
-            is_anomaly = bool(flags[i])
-            event: dict[str, Any] = {
-                "schema_version": EVENT_SCHEMA_VERSION,
-                "anomaly_id": anomaly_id(record.topic, record.partition, record.offset, version),
-                "item_id": item_id,
-                "event_id": columns.event_ids[i],
-                "is_anomaly": is_anomaly,
-                "score": float(scores[i]),
-                "threshold": threshold,
-                "model_version": version,
-                "features": dict(zip(FEATURE_NAMES, features[i].tolist(), strict=True)),
-                "source": _source(record),
-                "detected_at": detected_at,
-            }
-            key = item_id.encode()
-            if config.decisions_topic:
-                outputs.append(OutputRecord(config.decisions_topic, key, orjson.dumps(event)))
-            if is_anomaly:
-                event = dict(event)
-                event["item"] = columns.item(i)
-                event["severity"] = decisions.severity(i)
-                event["reasons"] = [str(r) for r in decisions.reasons(i)]
-                anomalies.append(event)
-                outputs.append(OutputRecord(config.anomaly_topic, key, orjson.dumps(event)))
+        # Only the rows that become events are converted to Python objects, in one go each.
+        rows = np.arange(n) if config.decisions_topic else np.flatnonzero(flags)
+        if len(rows):
+            _build_events(
+                batch,
+                decisions,
+                rows,
+                version=version,
+                threshold=float(model.threshold),
+                config=config,
+                now=now,
+                outputs=outputs,
+                anomalies=anomalies,
+            )
     return BatchResult(
         outputs=outputs,
         n_in=n + len(batch.dead_letters),
@@ -248,6 +221,59 @@ def decide_batch(
         anomalies=anomalies,
         model_version=version,
     )
+
+
+def _build_events(
+    batch: ValidatedBatch,
+    decisions: DecisionsLike,
+    rows: np.ndarray[Any, Any],
+    *,
+    version: str,
+    threshold: float,
+    config: BatchConfig,
+    now: datetime,
+    outputs: list[OutputRecord],
+    anomalies: list[dict[str, Any]],
+) -> None:
+    """Decision events (when ``decisions_topic`` is set) and anomaly events for ``rows``."""
+    columns, sources = batch.columns, batch.sources
+    detected_at = now.isoformat().replace("+00:00", "Z")
+    scores = decisions.scores[rows].tolist()
+    flags = decisions.is_anomaly[rows].tolist()
+    features = decisions.features[rows].tolist()
+    dumps = orjson.dumps
+    decisions_topic, anomaly_topic = config.decisions_topic, config.anomaly_topic
+    for j, i in enumerate(rows.tolist()):
+        record = sources[i]
+        item_id = columns.item_ids[i]
+        event: dict[str, Any] = {
+            "schema_version": EVENT_SCHEMA_VERSION,
+            "anomaly_id": anomaly_id(record.topic, record.partition, record.offset, version),
+            "item_id": item_id,
+            "event_id": columns.event_ids[i],
+            "is_anomaly": flags[j],
+            "score": scores[j],
+            "threshold": threshold,
+            "model_version": version,
+            "features": dict(zip(FEATURE_NAMES, features[j], strict=True)),
+            "source": {
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "timestamp": record.timestamp,
+            },
+            "detected_at": detected_at,
+        }
+        key = item_id.encode()
+        if decisions_topic:
+            outputs.append(OutputRecord(decisions_topic, key, dumps(event)))
+        if flags[j]:
+            event = dict(event)
+            event["item"] = columns.item(i)
+            event["severity"] = decisions.severity(i)
+            event["reasons"] = [str(r) for r in decisions.reasons(i)]
+            anomalies.append(event)
+            outputs.append(OutputRecord(anomaly_topic, key, dumps(event)))
 
 
 def process_batch(
