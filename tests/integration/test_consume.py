@@ -667,3 +667,47 @@ def test_audit_writes_anomalies_to_mongo_idempotently(
     again.thread.join(60)
     again.stop()
     assert mongo_db["anomalies"].count_documents({}) == len(docs)
+
+
+# ---------------------------------------------------------------------------- a group of two
+
+
+def test_two_instances_split_three_partitions_and_lose_nothing(
+    env: dict[str, str],
+    run_service: Callable[..., Running],
+    topic_factory: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    model_dir = Path(env["STOCKWATCH_MODEL_DIR"])
+    publish_model(model_dir)
+    bootstrap = env["STOCKWATCH_KAFKA_BOOTSTRAP"]
+    topic = topic_factory("in3", partitions=3)
+    env = env | {"STOCKWATCH_INPUT_TOPIC": topic}
+    objs = updates(600)
+    produce(bootstrap, topic, objs)  # keyed by item id: spread over the 3 partitions
+    settings = settings_from(env, max_poll_records=60)
+    first = run_service(settings, timeout=90)
+    second = run_service(settings, timeout=90)
+    group = env["STOCKWATCH_GROUP_ID"]
+
+    def all_committed() -> bool:
+        return sum(committed(bootstrap, group, topic, p) or 0 for p in range(3)) == len(objs)
+
+    wait_for("all three partitions committed", all_committed, timeout=60)
+    a, b = first.stop(), second.stop()
+    assert a.events_in + b.events_in >= len(objs)  # a rebalance may hand a batch to both (at-least-once)
+    lines = tmp_path / "u.jsonl"
+    lines.write_bytes(b"".join(orjson.dumps(o) + b"\n" for o in objs))
+    scored = tmp_path / "s.jsonl"
+    assert (
+        cli_main(["score", "--model-dir", str(model_dir), "--input", str(lines), "--output", str(scored)])
+        == 0
+    )
+    want = {
+        d["item_id"]: d["score"]
+        for d in map(orjson.loads, scored.read_bytes().splitlines())
+        if d["is_anomaly"]
+    }
+    got = anomaly_events(env, expect=len(want))
+    assert {e["item_id"]: e["score"] for e in got} == want
+    assert {e["source"]["partition"] for e in got} == {0, 1, 2}
