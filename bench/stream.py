@@ -70,6 +70,44 @@ def send_probe(topic: str, i: int) -> None:
     producer.close(timeout=10)
 
 
+def _floor_read(topic: str, stop: Any, out: Queue[Any]) -> None:
+    import numpy as np
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=BOOTSTRAP, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=20
+    )
+    tp = TopicPartition(topic, 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    stamps: list[int] = []
+    lat: list[float] = []
+    while not stop.is_set():
+        for recs in consumer.poll(timeout_ms=50).values():
+            now = time.time() * 1000.0
+            stamps.extend(r.timestamp for r in recs)
+            lat.extend(now - r.timestamp for r in recs)
+    consumer.close(autocommit=False)
+    out.put((np.array(stamps, dtype=np.int64), np.array(lat)))
+
+
+class FloorReader:
+    """A bare consumer of ``topic`` in its own process: receive time - CreateTime of every record."""
+
+    def __init__(self, topic: str) -> None:
+        ctx = mp.get_context("spawn")
+        self._stop = ctx.Event()
+        self._out: Queue[Any] = ctx.Queue()
+        self._proc = ctx.Process(target=_floor_read, args=(topic, self._stop, self._out), daemon=True)
+        self._proc.start()
+
+    def stop(self, timeout_s: float = 60.0) -> tuple[Any, Any]:
+        """Stop reading; returns (timestamps, latencies) arrays."""
+        self._stop.set()
+        result = self._out.get(timeout=timeout_s)
+        self._proc.join(10)
+        return result
+
+
 @dataclass
 class Received:
     recv_ms: float
