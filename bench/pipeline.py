@@ -11,7 +11,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import orjson
@@ -57,7 +57,13 @@ def bare_consumer(topic: str, n: int, *, timeout_s: float) -> dict[str, Any]:
 
 
 def service_run(
-    prefix: str, topic: str, n: int, model_dir: Path, *, delivery: str, timeout_s: float
+    prefix: str,
+    topic: str,
+    n: int,
+    model_dir: Path,
+    *,
+    delivery: Literal["at-least-once", "exactly-once"],
+    timeout_s: float,
 ) -> dict[str, Any]:
     """(b)/(c): the real service, in this process, fresh group and output topics."""
     tag = "eos" if delivery == "exactly-once" else "alo"
@@ -172,11 +178,11 @@ def run(*, n: int = 500_000, naive_n: int = 10_000, timeout_s: float = 900.0) ->
         print(f"  (c) exactly-once {c['events_per_s']:,.0f}/s", flush=True)
         d = naive_consumer(prefix, topic, min(n, naive_n), model, timeout_s=timeout_s)
         print(f"  (d) naive {d['events_per_s']:,.0f}/s", flush=True)
-    rows = [
-        ["(a) bare kafka-python poll + orjson.loads", a],
-        ["(b) `stockwatch consume`, at-least-once", b],
-        ["(c) `stockwatch consume`, exactly-once", c],
-        [f"(d) naive: json + sklearn predict per message (first {d['events']:,} only)", d],
+    rows: list[tuple[str, dict[str, Any]]] = [
+        ("(a) bare kafka-python poll + orjson.loads", a),
+        ("(b) `stockwatch consume`, at-least-once", b),
+        ("(c) `stockwatch consume`, exactly-once", c),
+        (f"(d) naive: json + sklearn predict per message (first {d['events']:,} only)", d),
     ]
     section.tables.append(
         (

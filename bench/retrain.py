@@ -114,7 +114,7 @@ def child(collection: str, model_dir: Path) -> dict[str, Any]:
         else server_after - server_before,
     }
 
-    original = model_module.fast_offset
+    original = vars(model_module)["fast_offset"]
 
     def timed_offset(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
@@ -123,7 +123,7 @@ def child(collection: str, model_dir: Path) -> dict[str, Any]:
         finally:
             times["threshold"] = time.perf_counter() - started
 
-    model_module.fast_offset = timed_offset  # type: ignore[assignment]
+    vars(model_module)["fast_offset"] = timed_offset  # the name train_on_features calls
     started = time.perf_counter()
     model = train_on_features(features, ForestParams(contamination=0.1))
     times["fit"] = time.perf_counter() - started - times["threshold"]

@@ -103,7 +103,7 @@ class FloorReader:
     def stop(self, timeout_s: float = 60.0) -> tuple[Any, Any]:
         """Stop reading; returns (timestamps, latencies) arrays."""
         self._stop.set()
-        result = self._out.get(timeout=timeout_s)
+        result: tuple[Any, Any] = self._out.get(timeout=timeout_s)
         self._proc.join(10)
         return result
 
