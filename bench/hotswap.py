@@ -80,7 +80,6 @@ def run(*, swaps: int = 10, rate: float = 5_000.0) -> Section:
                 reader.wait_for(1, 1.0)
             if not reader.records:
                 raise RuntimeError("stockwatch consume produced nothing; see .bench/logs/hotswap.log")
-            stream_start_ms = time.time() * 1000.0
             producer, result_q = start_paced_producer(topics[0], rate, seconds)
             time.sleep(LEAD_S)
             for model in models[1:]:
@@ -89,7 +88,6 @@ def run(*, swaps: int = 10, rate: float = 5_000.0) -> Section:
                 time.sleep(max(0.0, SWAP_EVERY_S - (time.monotonic() - began)))
             produced = result_q.get(timeout=seconds * 3 + 120)
             producer.join(30)
-            stream_end_ms = time.time() * 1000.0
             total_in = _end_offset(topics[0])
             reader.wait_for(total_in, 60.0)
             reader.wait_idle(1.0, 10.0)
@@ -99,9 +97,9 @@ def run(*, swaps: int = 10, rate: float = 5_000.0) -> Section:
     offsets = Counter(r.event["source"]["offset"] for r in reader.records)
     lost = sum(1 for o in range(total_in) if o not in offsets)
     duplicated = sum(c - 1 for c in offsets.values() if c > 1)
-    flowing = [
-        r for r in reader.records if stream_start_ms <= r.timestamp_ms <= stream_end_ms
-    ]  # offset order
+    # while input flows: from the first to the last decision on a paced update (probes excluded)
+    paced = [i for i, r in enumerate(reader.records) if str(r.event.get("event_id", "")).startswith("e-")]
+    flowing = reader.records[paced[0] : paced[-1] + 1] if paced else []  # offset order
     ts = np.array([r.timestamp_ms for r in flowing], dtype=np.int64)
     gaps = np.diff(ts) if ts.size > 1 else np.zeros(1, dtype=np.int64)
     longest = int(gaps.max())
@@ -112,7 +110,7 @@ def run(*, swaps: int = 10, rate: float = 5_000.0) -> Section:
     ]
     order = np.argsort(gaps)[::-1][:10]
     top_gaps = [
-        {"ms": int(gaps[i]), "at_s": (flowing[i].timestamp_ms - stream_start_ms) / 1000.0,
+        {"ms": int(gaps[i]), "at_s": (flowing[i].timestamp_ms - flowing[0].timestamp_ms) / 1000.0,
          "at_swap": flowing[i].event["model_version"] != flowing[i + 1].event["model_version"]}
         for i in order.tolist() if i + 1 < len(flowing)
     ]  # fmt: skip
