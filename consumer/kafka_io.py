@@ -50,11 +50,8 @@ log = logging.getLogger(__name__)
 
 Offsets = Mapping[tuple[str, int], int]  # (topic, partition) -> next offset to read
 _PRODUCER_MAX_REQUEST = 16 * 1024 * 1024  # dead letters carry the original bytes plus headers
+_SYNC_COMMIT_TIMEOUT_MS = 10_000  # a synchronous commit never blocks the loop longer than this
 _ASYNC_COMMIT_STALE_S = 10.0  # an async commit without a callback this long is not waited for
-# The transaction coordinator answers CONCURRENT_TRANSACTIONS while the previous transaction's
-# markers are still being written; kafka-python retries AddOffsetsToTxn after retry_backoff_ms
-# (default 100 ms), which stalled every few batches by 100-220 ms (bench/hotswap.py).
-_TXN_RETRY_BACKOFF_MS = 10
 # The transaction coordinator answers CONCURRENT_TRANSACTIONS while the previous transaction's
 # markers are still being written; kafka-python retries AddOffsetsToTxn after retry_backoff_ms
 # (default 100 ms), which stalled every few batches by 100-220 ms (bench/hotswap.py).
@@ -158,7 +155,7 @@ class KafkaSource:
         if sync:
             mine = self._take_pending()
             if mine:
-                self._consumer.commit(offsets=mine)
+                self._consumer.commit(offsets=mine, timeout_ms=_SYNC_COMMIT_TIMEOUT_MS)
         else:
             self._flush_async_commit()
 
@@ -311,7 +308,6 @@ class TransactionalSink:
             client_id="stockwatch-consume-tx",
             transactional_id=self.transactional_id,
             transaction_timeout_ms=self._settings.transaction_timeout_ms,
-            retry_backoff_ms=_TXN_RETRY_BACKOFF_MS,
             retry_backoff_ms=_TXN_RETRY_BACKOFF_MS,
             **_producer_config(self._settings),
         )

@@ -147,6 +147,7 @@ class ScoringService:
         self._in_flight: deque[_InFlight] = deque()
         self._settled: dict[TopicPart, int] = {}  # highest acknowledged offsets, for the final commit
         self._commit_failed = False
+        self._synced: dict[TopicPart, int] = {}  # what the last synchronous commit covered
 
     def request_stop(self) -> None:
         """Finish the current batch, then flush, commit and leave the group (signal-safe)."""
@@ -186,6 +187,8 @@ class ScoringService:
                 if polled:
                     self._handle(polled, self.model, stats)
                 self._settle(stats, block=False)
+                if not polled and not self._in_flight and self._settled != self._synced:
+                    self._commit_idle()
         finally:
             self._drain(stats)
             self._shutdown()
@@ -305,6 +308,17 @@ class ScoringService:
             self._commit(to_commit, sync=sync)
         elif self._commit_failed and self._settled and not self._in_flight:
             self._commit(self._settled, sync=False)  # a refused commit (rebalance): try again
+
+    def _commit_idle(self) -> None:
+        """Idle: make sure the acknowledged offsets are committed, synchronously.
+
+        Async commits are fire-and-forget (a failure only reaches a log line, and offsets of a
+        partition revoked at that moment are skipped); with no more input, no later commit would
+        cover them, so the stream's tail would stay uncommitted until shutdown.
+        """
+        settled = dict(self._settled)
+        if self._commit(settled, sync=True):
+            self._synced = settled
 
     def _commit(self, offsets: dict[TopicPart, int], *, sync: bool) -> bool:
         """Commit acknowledged offsets; a refusal is remembered and retried, never fatal."""

@@ -136,7 +136,7 @@ def committed(bootstrap: str, group: str, topic: str, partition: int = 0) -> int
 def wait_for(
     what: str,
     check: Callable[[], bool],
-    timeout: float = 45.0,
+    timeout: float = 60.0,
     every: float = 0.2,
     state: Callable[[], object] | None = None,
 ) -> None:
@@ -184,6 +184,9 @@ def env(
         "STOCKWATCH_HTTP_PORT": "0",
         "STOCKWATCH_POLL_TIMEOUT_MS": "100",
         "STOCKWATCH_MODEL_POLL_INTERVAL_S": "0.3",
+        # kafka-python 3.0 occasionally stalls in a rebalance until a session expires (commits are
+        # refused meanwhile, then retried): a 10 s session keeps such a stall short in tests.
+        "STOCKWATCH_SESSION_TIMEOUT_MS": "10000",
         "STOCKWATCH_CREATE_MISSING_TOPICS": "false",
     }
 
