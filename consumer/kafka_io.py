@@ -27,7 +27,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from consumer.batch import OutputRecord
-from consumer.service import DeliveryError
+from consumer.ports import DeliveryError
 from consumer.settings import Settings
 
 __all__ = [

@@ -22,67 +22,23 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
-from consumer.batch import UNVERSIONED, BatchConfig, BatchResult, OutputRecord, ScoringModel, process_batch
+from consumer.batch import UNVERSIONED, BatchConfig, BatchResult, ScoringModel, process_batch
 from consumer.health import HealthState
 from consumer.metrics import ConsumerMetrics
 from consumer.model_watcher import ModelWatcher
+from consumer.ports import Audit, Delivery, DeliveryError, Sink, Source, TopicPart
 
 __all__ = ["Audit", "DeliveryError", "RunStats", "ScoringService", "Sink", "Source"]
 
 log = logging.getLogger(__name__)
 
-TopicPart = tuple[str, int]
 LAG_REFRESH_S = 1.0
 FINAL_COMMIT_ATTEMPTS = 5
 MAX_IN_FLIGHT = 2  # batches whose outputs may still await acknowledgement while the next is scored
-
-
-class DeliveryError(Exception):
-    """A batch was not delivered (sink or audit failed); its offsets are not committed."""
-
-
-class Source(Protocol):
-    """The input side (``consumer.kafka_io.KafkaSource``)."""
-
-    def subscribe(self) -> None: ...
-    def poll(self, timeout_ms: int, max_records: int) -> dict[TopicPart, list[Any]]: ...
-    def assignment(self) -> set[TopicPart]: ...
-    def pause_all(self) -> None: ...
-    def resume_all(self) -> None: ...
-    def seek(self, offsets: Mapping[TopicPart, int]) -> None: ...
-    def committed(self, partitions: Sequence[TopicPart]) -> dict[TopicPart, int | None]: ...
-    def lag(self) -> dict[TopicPart, int]: ...
-    def close(self) -> None: ...
-
-
-class Delivery(Protocol):
-    """The acknowledgements of one batch's outputs (``consumer.kafka_io.PendingDelivery``)."""
-
-    def done(self) -> bool: ...
-    def error(self) -> BaseException | None: ...
-    def wait(self) -> None: ...
-
-
-class Sink(Protocol):
-    """Publishes a batch's outputs; commits offsets once they are acknowledged."""
-
-    def publish(
-        self, outputs: Sequence[OutputRecord], offsets: Mapping[TopicPart, int], source: Any
-    ) -> Delivery: ...
-    def commit(self, offsets: Mapping[TopicPart, int], source: Any, *, sync: bool) -> None: ...
-    def close(self, timeout_s: float = 10.0) -> None: ...
-
-
-class Audit(Protocol):
-    """Optional idempotent audit store for anomalies (``consumer.mongo_io.AnomalyAudit``)."""
-
-    def write(self, anomalies: Sequence[dict[str, Any]]) -> int: ...
-    def close(self) -> None: ...
 
 
 @dataclass(slots=True)

@@ -1,0 +1,60 @@
+"""What the scoring loop needs from the outside world, as protocols (the adapters implement them).
+
+``consumer.kafka_io`` provides :class:`Source` (``KafkaSource``) and :class:`Sink`
+(``AtLeastOnceSink`` / ``TransactionalSink``, whose ``publish`` returns a :class:`Delivery`);
+``consumer.mongo_io`` provides :class:`Audit` (``AnomalyAudit``). Tests can hand in fakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from consumer.batch import OutputRecord
+
+__all__ = ["Audit", "Delivery", "DeliveryError", "Sink", "Source", "TopicPart"]
+
+TopicPart = tuple[str, int]
+
+
+class DeliveryError(Exception):
+    """A batch was not delivered (sink or audit failed); its offsets are not committed."""
+
+
+class Source(Protocol):
+    """The input side (``consumer.kafka_io.KafkaSource``)."""
+
+    def subscribe(self) -> None: ...
+    def poll(self, timeout_ms: int, max_records: int) -> dict[TopicPart, list[Any]]: ...
+    def assignment(self) -> set[TopicPart]: ...
+    def pause_all(self) -> None: ...
+    def resume_all(self) -> None: ...
+    def seek(self, offsets: Mapping[TopicPart, int]) -> None: ...
+    def committed(self, partitions: Sequence[TopicPart]) -> dict[TopicPart, int | None]: ...
+    def lag(self) -> dict[TopicPart, int]: ...
+    def close(self) -> None: ...
+
+
+class Delivery(Protocol):
+    """The acknowledgements of one batch's outputs (``consumer.kafka_io.PendingDelivery``)."""
+
+    def done(self) -> bool: ...
+    def error(self) -> BaseException | None: ...
+    def wait(self) -> None: ...
+
+
+class Sink(Protocol):
+    """Publishes a batch's outputs; commits offsets once they are acknowledged."""
+
+    def publish(
+        self, outputs: Sequence[OutputRecord], offsets: Mapping[TopicPart, int], source: Any
+    ) -> Delivery: ...
+    def commit(self, offsets: Mapping[TopicPart, int], source: Any, *, sync: bool) -> None: ...
+    def close(self, timeout_s: float = 10.0) -> None: ...
+
+
+class Audit(Protocol):
+    """Optional idempotent audit store for anomalies (``consumer.mongo_io.AnomalyAudit``)."""
+
+    def write(self, anomalies: Sequence[dict[str, Any]]) -> int: ...
+    def close(self) -> None: ...
