@@ -90,6 +90,7 @@ def build_service(
         poll_timeout_ms=settings.poll_timeout_ms,
         max_poll_records=settings.max_poll_records,
         retry_backoff_s=settings.delivery_retry_backoff_s,
+        commit_interval_s=settings.commit_interval_ms / 1000,
         exactly_once=settings.delivery == "exactly-once",
     )
 

@@ -82,6 +82,7 @@ class ScoringService:
         poll_timeout_ms: int = 100,
         max_poll_records: int = 2000,
         retry_backoff_s: float = 1.0,
+        commit_interval_s: float = 0.0,
         exactly_once: bool = False,
     ) -> None:
         self.source = source
@@ -94,6 +95,7 @@ class ScoringService:
         self.poll_timeout_ms = poll_timeout_ms
         self.max_poll_records = max_poll_records
         self.retry_backoff_s = retry_backoff_s
+        self.commit_interval_s = commit_interval_s
         self.exactly_once = exactly_once
         self.model: ScoringModel | None = None
         self._stop = threading.Event()
@@ -104,6 +106,7 @@ class ScoringService:
         self._settled: dict[TopicPart, int] = {}  # highest acknowledged offsets, for the final commit
         self._commit_failed = False
         self._synced: dict[TopicPart, int] = {}  # what the last synchronous commit covered
+        self._next_commit = 0.0
 
     def request_stop(self) -> None:
         """Finish the current batch, then flush, commit and leave the group (signal-safe)."""
@@ -260,8 +263,11 @@ class ScoringService:
             to_commit.update(head.after)
             self._settled.update(head.after)
             self._count(head.result, stats)
-        if to_commit:
-            self._commit(to_commit, sync=sync)
+        if to_commit and (sync or time.monotonic() >= self._next_commit):
+            # Every acknowledged offset so far (a superset of to_commit), at most every
+            # commit_interval_s: fewer commit round trips; a crash redelivers at most that much more.
+            self._next_commit = time.monotonic() + self.commit_interval_s
+            self._commit(dict(self._settled), sync=sync)
         elif self._commit_failed and self._settled and not self._in_flight:
             self._commit(self._settled, sync=False)  # a refused commit (rebalance): try again
 

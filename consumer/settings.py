@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     delivery_retry_backoff_s: float = Field(
         default=1.0, gt=0, description="Pause before a batch whose outputs failed is retried."
     )
+    commit_interval_ms: int = Field(
+        default=200,
+        ge=0,
+        description="At-least-once: commit acknowledged offsets at most this often (idle, shutdown "
+        "and max-events always commit at once).",
+    )
 
     # --- control plane ---
     control_key: SecretStr | None = None
