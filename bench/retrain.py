@@ -6,11 +6,10 @@ seed time is reported, or "reused"). Each size runs in its own subprocess, which
 peak RSS (``VmHWM``; a child's rusage would include the parent pages it shared before ``exec``). The steps are the retrain worker's:
 
 * read — ``WorkerMongo.iter_inventory`` (projection, cursor batches of 5,000) into
-  ``consumer.snapshot.collect`` (the worker's streamed feature matrix) when that module exists,
-  else a column-wise read with ``detection.parse_item`` per document (reported as "fallback");
-* fit — ``detection.train_model`` (scaler, IsolationForest ``contamination="auto"``, compile,
-  training scores), minus the threshold step;
-* threshold — ``fast_offset`` (timed inside ``train_model``);
+  ``consumer.snapshot.collect`` (the worker's streamed feature matrix);
+* fit — ``detection.train_on_features`` (scaler, IsolationForest ``contamination="auto"``,
+  compile, training scores), minus the threshold step;
+* threshold — ``fast_offset`` (timed inside ``train_on_features``);
 * validate — ``consumer.gate.evaluate`` on the snapshot and a 10,000-row sample;
 * publish — ``ModelStore.publish`` (files, checksums, fsync, CURRENT switch).
 """
@@ -221,7 +220,7 @@ def run(*, sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)) -> Section:
         ]
     section.notes += [
         f"reader: {results[0]['reader']}; each size in its own subprocess (peak RSS = its VmHWM, "
-        "includes the interpreter, numpy, sklearn and numba: ~150 MB before any data)",
+        "includes the interpreter and numpy, sklearn, numba, pymongo: ~260 MB at 10k documents)",
         f"collections {DB}.inventory_<n> are kept and reused when their count matches",
     ]
     section.data = {"results": results}
