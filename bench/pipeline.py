@@ -56,6 +56,36 @@ def bare_consumer(topic: str, n: int, *, timeout_s: float) -> dict[str, Any]:
     return {"events": count, "seconds": last - first, "events_per_s": count / (last - first)}
 
 
+def confluent_consumer(topic: str, n: int, *, timeout_s: float) -> dict[str, Any] | None:
+    """(a'): the same bare loop with confluent-kafka (librdkafka decodes in C), when installed."""
+    try:
+        from confluent_kafka import OFFSET_BEGINNING, Consumer
+        from confluent_kafka import TopicPartition as CTopicPartition
+    except ImportError:
+        print("  (a') skipped: `pip install confluent-kafka` to compare with librdkafka", flush=True)
+        return None
+    consumer = Consumer(
+        {"bootstrap.servers": BOOTSTRAP, "group.id": f"{topic}.confluent", "enable.auto.commit": False}
+    )
+    consumer.assign([CTopicPartition(topic, 0, OFFSET_BEGINNING)])
+    count, first, loads = 0, 0.0, orjson.loads
+    deadline = time.monotonic() + timeout_s
+    try:
+        while count < n and time.monotonic() < deadline:
+            messages = consumer.consume(num_messages=2000, timeout=0.1)
+            if messages and not first:
+                first = time.perf_counter()
+            for m in messages:
+                value = m.value()
+                if m.error() is None and value is not None:
+                    loads(value)
+                    count += 1
+        last = time.perf_counter()
+    finally:
+        consumer.close()
+    return {"events": count, "seconds": last - first, "events_per_s": count / (last - first)}
+
+
 def service_run(
     prefix: str,
     topic: str,
@@ -172,6 +202,9 @@ def run(*, n: int = 500_000, naive_n: int = 10_000, timeout_s: float = 900.0) ->
         print(f"  preloaded {n:,} updates at {produce_rate:,.0f}/s; model {version}", flush=True)
         a = bare_consumer(topic, n, timeout_s=timeout_s)
         print(f"  (a) bare consumer {a['events_per_s']:,.0f}/s", flush=True)
+        a2 = confluent_consumer(topic, n, timeout_s=timeout_s)
+        if a2 is not None:
+            print(f"  (a') bare confluent-kafka consumer {a2['events_per_s']:,.0f}/s", flush=True)
         b = service_run(prefix, topic, n, model_dir, delivery="at-least-once", timeout_s=timeout_s)
         print(f"  (b) at-least-once {b['events_per_s']:,.0f}/s", flush=True)
         c = service_run(prefix, topic, n, model_dir, delivery="exactly-once", timeout_s=timeout_s)
@@ -180,6 +213,7 @@ def run(*, n: int = 500_000, naive_n: int = 10_000, timeout_s: float = 900.0) ->
         print(f"  (d) naive {d['events_per_s']:,.0f}/s", flush=True)
     rows: list[tuple[str, dict[str, Any]]] = [
         ("(a) bare kafka-python poll + orjson.loads", a),
+        *([("(a') the same with confluent-kafka (librdkafka), for reference", a2)] if a2 else []),
         ("(b) `stockwatch consume`, at-least-once", b),
         ("(c) `stockwatch consume`, exactly-once", c),
         (f"(d) naive: json + sklearn predict per message (first {d['events']:,} only)", d),
@@ -211,5 +245,5 @@ def run(*, n: int = 500_000, naive_n: int = 10_000, timeout_s: float = 900.0) ->
     ]
     if b["anomalies"] != c["anomalies"]:
         section.notes.append(f"WARNING: (b) found {b['anomalies']} anomalies, (c) {c['anomalies']}")
-    section.data = {"n": n, "produce_rate": produce_rate, "a": a, "b": b, "c": c, "d": d}
+    section.data = {"n": n, "produce_rate": produce_rate, "a": a, "a_confluent": a2, "b": b, "c": c, "d": d}
     return section
