@@ -50,16 +50,10 @@ def build_service(
     from consumer.metrics import ConsumerMetrics
     from consumer.model_watcher import ModelWatcher
     from consumer.service import ScoringService
-    from detection import ModelStore
+    from consumer.stores import store_from_settings
 
     metrics = ConsumerMetrics(registry)
-    key = settings.model_signing_key
-    store = ModelStore(
-        settings.model_dir,
-        signing_key=key.get_secret_value().encode() if key is not None else None,
-        keep=settings.model_keep,
-        allow_sklearn_mismatch=settings.allow_sklearn_mismatch,
-    )
+    store = store_from_settings(settings)
     if settings.create_missing_topics:
         outputs = [settings.anomaly_topic, settings.dlq_topic, settings.status_topic]
         ensure_topics(settings.kafka_bootstrap, [*outputs, settings.decisions_topic or ""])

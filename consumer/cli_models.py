@@ -31,6 +31,7 @@ from detection.store import ModelNotFoundError, ModelStore, ModelVerificationErr
 if TYPE_CHECKING:
     from consumer.cli import Subparsers
     from consumer.settings import Settings
+from consumer.stores import store_from_settings
 
 __all__ = ["open_store", "register"]
 
@@ -80,16 +81,11 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
 
 def open_store(args: argparse.Namespace, settings: Settings) -> ModelStore:
     """The model store named by ``--model-dir`` or the settings, with the settings' key and policy."""
-    key = settings.model_signing_key
-    if key is not None and not key.get_secret_value():
-        _fail("model_signing_key (STOCKWATCH_MODEL_SIGNING_KEY) is set but empty; unset it or set a key")
-        raise SystemExit(EXIT_USAGE)
-    return ModelStore(
-        args.model_dir or settings.model_dir,
-        signing_key=key.get_secret_value().encode() if key is not None else None,
-        keep=settings.model_keep,
-        allow_sklearn_mismatch=settings.allow_sklearn_mismatch,
-    )
+    try:
+        return store_from_settings(settings, args.model_dir)
+    except ValueError as exc:
+        _fail(str(exc))
+        raise SystemExit(EXIT_USAGE) from exc
 
 
 # ---------------------------------------------------------------------------- train

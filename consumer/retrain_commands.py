@@ -32,8 +32,9 @@ from consumer.mongo_io import MongoUnavailableError, WorkerMongo
 from consumer.retrain import RetrainConfig, Retrainer
 from consumer.snapshot import DocCounts, iter_item_chunks
 from consumer.status import StatusReporter
+from consumer.stores import store_from_settings
 from consumer.worker import RetrainWorker
-from detection import FEATURE_NAMES, ForestParams, ModelNotFoundError, ModelStore, ModelVerificationError
+from detection import FEATURE_NAMES, ForestParams, ModelNotFoundError, ModelVerificationError
 
 if TYPE_CHECKING:
     from consumer.settings import Settings
@@ -44,23 +45,11 @@ __all__ = [
     "cmd_retrain_worker",
     "cmd_scan",
     "retrain_config",
-    "store_from_settings",
 ]
 
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_NOT_PROMOTED = 0, 1, 2, 3, 4
-
-
-def store_from_settings(settings: Settings) -> ModelStore:
-    """The model store of ``settings`` (key, retention, sklearn policy)."""
-    key = settings.model_signing_key
-    return ModelStore(
-        settings.model_dir,
-        signing_key=key.get_secret_value().encode() if key is not None else None,
-        keep=settings.model_keep,
-        allow_sklearn_mismatch=settings.allow_sklearn_mismatch,
-    )
 
 
 def retrain_config(settings: Settings) -> RetrainConfig:

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from consumer.kafka_io import StatusTail
-from consumer.retrain_commands import build_worker, store_from_settings
+from consumer.retrain_commands import build_worker
 from consumer.settings import Settings
+from consumer.stores import store_from_settings
 from consumer.worker import RetrainWorker
 from detection import parse_item, train_model
 

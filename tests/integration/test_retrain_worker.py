@@ -21,7 +21,8 @@ from consumer.kafka_io import JsonPublisher, StatusTail
 from consumer.lease import Lease
 from consumer.mongo_io import WorkerMongo
 from consumer.retrain import Retrainer
-from consumer.retrain_commands import retrain_config, store_from_settings
+from consumer.retrain_commands import retrain_config
+from consumer.stores import store_from_settings
 from tests.integration.retrain_support import (
     KEY,
     Status,
