@@ -14,14 +14,15 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from operator import attrgetter
+from typing import Any, Final, Protocol
 
 import numpy as np
 import orjson
 
 from consumer.columns import ItemColumns
 from consumer.events import EVENT_SCHEMA_VERSION, DlqReason, anomaly_id, dlq_headers
-from detection import FEATURE_NAMES, ItemValidationError
+from detection import FEATURE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -143,35 +144,27 @@ def _reject(record: SourceRecord, reason: DlqReason, error: str, dlq_topic: str)
 
 
 def validate_records(records: Sequence[SourceRecord], config: BatchConfig) -> ValidatedBatch:
-    """Decode and validate each record; invalid ones become dead letters (never dropped)."""
+    """Decode and validate a batch; invalid records become dead letters (never dropped), in order.
+
+    A batch of plain records (values within ``max_message_bytes``, all JSON objects) is decoded
+    with one C-level ``map``; any other batch record by record. The objects are then validated
+    together by :meth:`ItemColumns.from_objects`.
+    """
     out = ValidatedBatch()
-    loads = orjson.loads
-    append_fast = out.columns.append_fast
-    for record in records:
-        value = record.value
-        if value is not None and len(value) > config.max_message_bytes:
-            error = f"value is {len(value)} bytes, over max_message_bytes={config.max_message_bytes}"
-            reason, obj = DlqReason.OVERSIZE, None
-        elif not value:
-            error, reason, obj = "empty or null value", DlqReason.EMPTY, None
-        else:
-            try:
-                obj = loads(value)
-            except orjson.JSONDecodeError as exc:
-                error, reason, obj = f"not JSON: {exc}", DlqReason.INVALID_JSON, None
-            else:
-                if type(obj) is dict:
-                    try:
-                        if not append_fast(obj):
-                            out.columns.append_parsed(obj)  # the exact rules, and the reason
-                    except ItemValidationError as exc:
-                        error, reason, obj = exc.reason, DlqReason.INVALID_ITEM, None
-                    else:
-                        out.sources.append(record)
-                        continue
-                else:
-                    error = f"JSON {type(obj).__name__}, not an object"
-                    reason, obj = DlqReason.NOT_AN_OBJECT, None
+    objs = _decode_plain(records, config.max_message_bytes)
+    candidates: Sequence[SourceRecord]
+    failures: list[_Failure]
+    if objs is not None:
+        candidates, failures = records, []
+    else:
+        objs, candidates, failures = _decode(records, config)
+    columns, index, rejects = ItemColumns.from_objects(objs)
+    out.columns = columns
+    out.sources = [candidates[i] for i in index] if len(index) < len(candidates) else list(candidates)
+    # Dead letters in arrival order: a decode failure sorts before the candidate that followed it.
+    failures += [(i, 1, candidates[i], DlqReason.INVALID_ITEM, reason) for i, reason in rejects]
+    failures.sort(key=lambda f: (f[0], f[1]))
+    for _, _, record, reason, error in failures:
         out.dead_letters.append(_reject(record, reason, error, config.dlq_topic))
         out.dlq_reasons[reason.value] += 1
         log.warning(
@@ -184,6 +177,53 @@ def validate_records(records: Sequence[SourceRecord], config: BatchConfig) -> Va
             extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
         )
     return out
+
+
+_DICT_TYPE: Final = frozenset((dict,))
+_VALUE: Final = attrgetter("value")
+_Failure = tuple[int, int, SourceRecord, DlqReason, str]  # (candidates before it, 0|1, record, reason, error)
+
+
+def _decode_plain(records: Sequence[SourceRecord], max_bytes: int) -> list[dict[str, Any]] | None:
+    """The decoded objects when every value is non-empty, within ``max_bytes`` and a JSON object."""
+    values: list[Any] = list(map(_VALUE, records))
+    if not values or None in values or not min(map(len, values)) > 0 or max(map(len, values)) > max_bytes:
+        return None
+    try:
+        objs: list[Any] = list(map(orjson.loads, values))
+    except orjson.JSONDecodeError:
+        return None
+    return objs if set(map(type, objs)) == _DICT_TYPE else None
+
+
+def _decode(
+    records: Sequence[SourceRecord], config: BatchConfig
+) -> tuple[list[dict[str, Any]], list[SourceRecord], list[_Failure]]:
+    """Record by record: the decoded objects, their records, and the records that fail decoding."""
+    objs: list[dict[str, Any]] = []
+    candidates: list[SourceRecord] = []
+    failures: list[_Failure] = []
+    loads = orjson.loads
+    for record in records:
+        value = record.value
+        if value is not None and len(value) > config.max_message_bytes:
+            error = f"value is {len(value)} bytes, over max_message_bytes={config.max_message_bytes}"
+            reason = DlqReason.OVERSIZE
+        elif not value:
+            error, reason = "empty or null value", DlqReason.EMPTY
+        else:
+            try:
+                obj = loads(value)
+            except orjson.JSONDecodeError as exc:
+                error, reason = f"not JSON: {exc}", DlqReason.INVALID_JSON
+            else:
+                if type(obj) is dict:
+                    objs.append(obj)
+                    candidates.append(record)
+                    continue
+                error, reason = f"JSON {type(obj).__name__}, not an object", DlqReason.NOT_AN_OBJECT
+        failures.append((len(objs), 0, record, reason, error))
+    return objs, candidates, failures
 
 
 def decide_batch(

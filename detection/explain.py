@@ -38,6 +38,7 @@ Reasons (:meth:`Explainer.reasons`)
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Final, Literal
 
 import numpy as np
@@ -138,7 +139,16 @@ def feature_stats(features: npt.NDArray[np.float64]) -> dict[str, FeatureStats]:
 class Explainer:
     """Severity and reasons for one model (built from its metadata; immutable, thread-safe)."""
 
-    __slots__ = ("_center", "_spread", "_stats", "_threshold", "_unit")
+    __slots__ = (
+        "_center",
+        "_center_list",
+        "_spread",
+        "_spread_list",
+        "_stats",
+        "_texts",
+        "_threshold",
+        "_unit",
+    )
 
     def __init__(self, *, features: Mapping[str, FeatureStats], scores: ScoreStats, threshold: float) -> None:
         self._stats = tuple(features[name] for name in FEATURE_NAMES)
@@ -150,6 +160,11 @@ class Explainer:
         self._spread = np.array(spread)
         self._threshold = float(threshold)
         self._unit = max(scores.std, MIN_SEVERITY_UNIT)
+        # Per-model constants of reasons(), computed once: the same float64 values as Python floats
+        # and the wording that depends only on the training statistics.
+        self._center_list: tuple[float, ...] = tuple(self._center.tolist())
+        self._spread_list: tuple[float, ...] = tuple(self._spread.tolist())
+        self._texts: list[_Texts | None] = [None] * len(self._stats)  # filled on first use (benign race)
 
     def severity(self, score: float) -> Severity:
         """Map a score to a severity (see the module docstring); monotone in ``score``."""
@@ -167,8 +182,8 @@ class Explainer:
 
     def reasons(self, row: Sequence[float] | npt.NDArray[np.float64]) -> tuple[str, ...]:
         """Up to :data:`MAX_REASONS` planner-readable reasons for one raw feature row, never empty."""
-        x = np.asarray(row, dtype=np.float64)
-        stock, _ratio, _pos, _value, price, lo, hi = (float(v) for v in x)
+        x: list[float] = np.asarray(row, dtype=np.float64).tolist()
+        stock, _ratio, _pos, _value, price, lo, hi = x
         out: list[str] = []
         covered: set[str] = set()
         if stock < 0:
@@ -180,7 +195,8 @@ class Explainer:
         if lo > hi:
             out.append(f"min level {_n(lo)} is above max level {_n(hi)}: a data-quality problem")
             covered |= {"min", "max"}
-        z = self.robust_z(x)
+        # robust_z in plain floats: the same IEEE operations as the numpy version, per element
+        z = [(v - c) / d for v, c, d in zip(x, self._center_list, self._spread_list, strict=True)]
         best: dict[str, int] = {}
         for j in sorted(range(len(FEATURE_NAMES)), key=lambda k: (-abs(z[k]), k)):
             best.setdefault(_CONCERNS[j], j)
@@ -189,32 +205,54 @@ class Explainer:
                 break
             if concern in covered or (out and abs(z[j]) < REASON_MIN_Z):
                 continue
-            out.append(self._phrase(j, x, float(z[j])))
+            out.append(self._phrase(j, x, z[j]))
         return tuple(out)  # never empty: the top concern is always taken when nothing came before
 
-    def _phrase(self, j: int, x: npt.NDArray[np.float64], z: float) -> str:  # noqa: PLR0911 (one per wording)
-        s = self._stats[j]
-        stock, ratio, pos, value, price, lo, hi = (float(v) for v in x)
-        usual, money = f"{_n(s.p25)}-{_n(s.p75)}", f"{_money(s.p25)}-{_money(s.p75)}"
+    def _phrase(self, j: int, x: list[float], z: float) -> str:  # noqa: PLR0911 (one per wording)
+        s, t = self._stats[j], self._texts[j]
+        if t is None:
+            t = self._texts[j] = _Texts.of(s)
+        stock, ratio, pos, value, price, lo, hi = x
         if j == 0:
-            return f"stock {_n(stock)} {_compare(stock, z, s, usual, _n(s.p50))}"
+            return f"stock {_n(stock)} {_compare(stock, z, s, t.usual, t.typical)}"
         if j == 1:
             if stock < lo:
-                return f"stock {_n(stock)} is below its min level {_n(lo)} (usually {usual} times the min)"
-            return f"stock {_n(stock)} is {_times(ratio)} its min level {_n(lo)} (usually {usual} times)"
+                return f"stock {_n(stock)} is below its min level {_n(lo)} (usually {t.usual} times the min)"
+            return f"stock {_n(stock)} is {_times(ratio)} its min level {_n(lo)} (usually {t.usual} times)"
         if j == 2:
-            span = f"(usually {_pct(s.p25)}-{_pct(s.p75)} of the way from min to max)"
+            span = t.span
             if stock > hi:
                 return f"stock {_n(stock)} is {_times(stock / max(hi, 1.0))} its max level {_n(hi)} {span}"
             if stock < lo:
                 return f"stock {_n(stock)} is below its min level {_n(lo)} {span}"
             return f"stock {_n(stock)} sits {_pct(pos)} of the way from min {_n(lo)} to max {_n(hi)} {span}"
         if j == 3:
-            return f"stock value {_money(value)} {_compare(value, z, s, money, _money(s.p50))}"
+            return f"stock value {_money(value)} {_compare(value, z, s, t.money, t.typical_money)}"
         if j == 4:
-            return f"price {_money(price)} {_compare(price, z, s, money, _money(s.p50))}"
+            return f"price {_money(price)} {_compare(price, z, s, t.money, t.typical_money)}"
         name, level = ("min level", lo) if j == 5 else ("max level", hi)
-        return f"{name} {_n(level)} {_compare(level, z, s, usual, _n(s.p50))}"
+        return f"{name} {_n(level)} {_compare(level, z, s, t.usual, t.typical)}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Texts:
+    """The parts of one feature's reasons that depend only on its training statistics."""
+
+    usual: str  # "8-15": the middle half, as a count
+    money: str  # "8.00-15.00": the middle half, as money
+    typical: str  # the median, as a count
+    typical_money: str  # the median, as money
+    span: str  # "(usually 20%-80% of the way from min to max)"
+
+    @classmethod
+    def of(cls, s: FeatureStats) -> _Texts:
+        return cls(
+            usual=f"{_n(s.p25)}-{_n(s.p75)}",
+            money=f"{_money(s.p25)}-{_money(s.p75)}",
+            typical=_n(s.p50),
+            typical_money=_money(s.p50),
+            span=f"(usually {_pct(s.p25)}-{_pct(s.p75)} of the way from min to max)",
+        )
 
 
 def _compare(value: float, z: float, s: FeatureStats, usual: str, typical: str) -> str:

@@ -161,3 +161,21 @@ def test_item_field_of_an_anomaly_equals_the_parsed_item(real_model: Any) -> Non
     assert len(result.anomalies) == 2
     for anomaly, obj in zip(result.anomalies, objs, strict=True):
         assert anomaly["item"] == parse_item(obj).model_dump(mode="json")
+
+
+def test_dead_letters_keep_arrival_order_across_decode_and_item_failures() -> None:
+    records = [
+        rec(0, {"item_id": "A", "price": "NaN"}),
+        rec(1, None, raw=b"{oops"),
+        rec(2, item(2)),
+        rec(3, {"price": 1}),
+        rec(4, None, raw=b"[1]"),
+        rec(5, {"sku": "S", "price": "2"}),
+    ]
+    batch = validate_records(records, CONFIG)
+    assert batch.columns.item_ids == ["SKU-2", "S"]
+    assert [r.offset for r in batch.sources] == [2, 5]
+    assert [dict(d.headers)["dlq.source.offset"] for d in batch.dead_letters] == [b"0", b"1", b"3", b"4"]
+    assert [dict(d.headers)["dlq.reason"] for d in batch.dead_letters] == [
+        b"invalid_item", b"invalid_json", b"invalid_item", b"not_an_object",
+    ]  # fmt: skip

@@ -78,3 +78,61 @@ def test_plain_items_take_the_fast_path() -> None:
             [parse_item({"item_id": "A", "stock_quantity": 5, "price": 2.5}), parse_item({"item_id": "B"})]
         ),
     )
+
+
+plain_numbers = st.one_of(
+    st.integers(min_value=-(10**12), max_value=10**12), st.floats(min_value=-1e12, max_value=1e12)
+)
+plain_objects = st.fixed_dictionaries(
+    {
+        "item_id": st.sampled_from(["SKU-1", "sku-2", "x" * 256]),
+        "event_id": st.one_of(st.none(), st.sampled_from(["e-1", "e-2"])),
+        "stock_quantity": plain_numbers,
+        "min_stock_level": plain_numbers,
+        "max_stock_level": plain_numbers,
+        "price": plain_numbers,
+    }
+)
+batches = st.one_of(
+    st.lists(plain_objects, min_size=1, max_size=12),  # the usual batch: every check passes at once
+    st.lists(st.one_of(plain_objects, objects), max_size=12),  # odd rows among plain ones
+)
+
+
+@settings(max_examples=800, deadline=None)
+@given(batches)
+def test_batch_path_agrees_with_parse_item_row_by_row(objs: list[dict[str, Any]]) -> None:
+    cols, index, rejects = ItemColumns.from_objects(objs)
+    expected_index, expected_rejects, parsed = [], [], []
+    for i, obj in enumerate(objs):
+        try:
+            item = parse_item(obj)
+        except ItemValidationError as exc:
+            expected_rejects.append((i, exc.reason))
+        else:
+            expected_index.append(i)
+            parsed.append(item)
+    assert index == expected_index
+    assert rejects == expected_rejects  # parse_item's reasons, in input order
+    assert len(cols) == len(parsed)
+    assert [cols.item(j) for j in range(len(cols))] == [p.model_dump(mode="json") for p in parsed]
+    if parsed:
+        assert np.array_equal(cols.features(), feature_matrix(parsed), equal_nan=True)
+
+
+def test_batch_path_keeps_order_around_odd_rows() -> None:
+    objs = [
+        {"item_id": "A", "event_id": "e-1", "stock_quantity": 5, "min_stock_level": 1, "max_stock_level": 9, "price": 2.5},
+        {"sku": "B", "price": "3"},  # alias and numeric string: parse_item accepts it, in place
+        {"item_id": "C", "price": float("nan")},  # rejected with parse_item's reason
+        {"item_id": " D ", "stock_quantity": True},
+        {"item_id": "E", "event_id": "e-5", "stock_quantity": 10**400},
+        {"item_id": "F"},
+    ]  # fmt: skip
+    cols, index, rejects = ItemColumns.from_objects(objs)
+    assert index == [0, 1, 5]
+    assert cols.item_ids == ["A", "B", "F"]
+    assert [i for i, _ in rejects] == [2, 3, 4]
+    assert rejects[0][1] == "price: must be a finite number, got NaN"
+    assert cols.item(1) == parse_item(objs[1]).model_dump(mode="json")
+    assert ItemColumns.from_objects([]) == (ItemColumns(), [], [])

@@ -17,6 +17,7 @@ from detection.explain import (
     feature_stats,
     score_stats,
 )
+from detection.features import features_from_columns
 
 RANK = {level: rank for rank, level in enumerate(SEVERITY_LEVELS)}
 
@@ -193,3 +194,98 @@ def test_robust_statistics_ignore_the_outliers_they_explain() -> None:
     e = Explainer(features=fs, scores=stats_with_std(0.1), threshold=0.0)
     z = e.robust_z(np.array([1e6] * 7))
     assert np.all(z > 1e5)  # the plain z-score of 1e6 here would be 2.0
+
+
+# ---------------------------------------------------------------- pinned wording
+
+
+def pinned_explainer() -> Explainer:
+    rng = np.random.default_rng(5)
+    lo = rng.integers(20, 80, 200).astype(float)
+    hi = lo + rng.integers(100, 300, 200)
+    stock = rng.integers(20, 300, 200).astype(float)
+    price = np.round(rng.uniform(2, 60, 200), 2)
+    train = features_from_columns(stock, lo, hi, price)
+    return Explainer(
+        features=feature_stats(train), scores=score_stats(np.linspace(-0.1, 0.2, 50), 0.0), threshold=0.0
+    )
+
+
+# (stock, min, max, price) -> reasons, as written by the implementation before the per-model
+# wording was precomputed (every branch of _phrase and of the data-quality rules is covered).
+PINNED_REASONS: list[tuple[tuple[float, float, float, float], tuple[str, ...]]] = [
+    (
+        (50000, 50, 200, 10),
+        (
+            "stock 50,000 is 250x its max level 200 (usually 20%-90% of the way from min to max)",
+            "stock value 500,000.00 is 135x the typical 3,698.40 (usual 1,543.25-7,317.03)",
+        ),
+    ),
+    ((-5, 50, 200, 10), ("stock is negative (-5): a data-quality problem",)),
+    (
+        (100, 50, 200, 999),
+        (
+            "price 999.00 is 34x the typical 29.45 (usual 14.68-44.65)",
+            "stock value 99,900.00 is 27x the typical 3,698.40 (usual 1,543.25-7,317.03)",
+        ),
+    ),
+    ((100, 50, 200, -3), ("price is negative (-3.00): a data-quality problem",)),
+    (
+        (100, 300, 200, 10),
+        (
+            "min level 300 is above max level 200: a data-quality problem",
+            "stock 100 is below its min level 300 (usually 20%-90% of the way from min to max)",
+        ),
+    ),
+    ((10, 50, 200, 10), ("stock 10 is below its min level 50 (usually 20%-90% of the way from min to max)",)),
+    (
+        (400, 50, 200, 10),
+        ("stock 400 is 2.0x its max level 200 (usually 20%-90% of the way from min to max)",),
+    ),
+    ((150, 50, 200, 10), ("price 10.00 is below the usual 14.68-44.65",)),
+    (
+        (100, 5000, 9000, 10),
+        (
+            "min level 5,000 is 103x the typical 48.5 (usual 34-65.25)",
+            "max level 9,000 is 37x the typical 241.5 (usual 193.5-287)",
+            "stock 100 is below its min level 5,000 (usually 20%-90% of the way from min to max)",
+        ),
+    ),
+    (
+        (0.5, 50, 200, 0.01),
+        ("stock 0.5 is below its min level 50 (usually 20%-90% of the way from min to max)",),
+    ),
+    (
+        (1e12, 1, 1e12, 1e12),
+        (
+            "stock value 1e+24 is 270,387,560,009,139,060,736x the typical 3,698.40 (usual 1,543.25-7,317.03)",
+            "stock 1,000,000,000,000 is 1,000,000,000,000x its min level 1 (usually 1.808-4.863 times)",
+            "price 1,000,000,000,000.00 is 33,955,857,385x the typical 29.45 (usual 14.68-44.65)",
+        ),
+    ),
+    (
+        (-1e12, 1e12, -1e12, -1e12),
+        (
+            "stock is negative (-1,000,000,000,000): a data-quality problem",
+            "price is negative (-1,000,000,000,000.00): a data-quality problem",
+            "min level 1,000,000,000,000 is above max level -1,000,000,000,000: a data-quality problem",
+        ),
+    ),
+    (
+        (123456.789, 50, 200, 12.345),
+        (
+            "stock 1.235e+05 is 617x its max level 200 (usually 20%-90% of the way from min to max)",
+            "stock value 1,524,074.06 is 412x the typical 3,698.40 (usual 1,543.25-7,317.03)",
+        ),
+    ),
+    ((75, 70, 80, 20), ("max level 80 is below the usual 193.5-287",)),
+    ((3, 1, 2, 0), ("max level 2 is below the usual 193.5-287",)),
+]
+
+
+def test_reasons_wording_is_pinned() -> None:
+    explainer = pinned_explainer()
+    columns = [np.array(c, dtype=np.float64) for c in zip(*(case for case, _ in PINNED_REASONS), strict=True)]
+    rows = features_from_columns(*columns)
+    assert [explainer.reasons(row) for row in rows] == [expected for _, expected in PINNED_REASONS]
+    assert [explainer.reasons(row.tolist()) for row in rows] == [expected for _, expected in PINNED_REASONS]
