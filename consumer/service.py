@@ -37,7 +37,7 @@ __all__ = ["Audit", "DeliveryError", "RunStats", "ScoringService", "Sink", "Sour
 log = logging.getLogger(__name__)
 
 LAG_REFRESH_S = 1.0
-FINAL_COMMIT_ATTEMPTS = 5
+FINAL_COMMIT_WAIT_S = 15.0  # shutdown waits this long for a rebalance to let the last commit through
 MAX_IN_FLIGHT = 2  # batches whose outputs may still await acknowledgement while the next is scored
 
 
@@ -326,9 +326,15 @@ class ScoringService:
         try:
             self._settle(stats, block=True, sync=True)
             # Async commits may still be in flight or have been refused: finish with a synchronous
-            # one; a rebalance in progress is completed by a poll (nothing fetched is used).
-            for _attempt in range(FINAL_COMMIT_ATTEMPTS):
-                if not self._settled or self._commit(self._settled, sync=True):
+            # one. During a rebalance the partitions are not assigned (a commit would skip them
+            # silently) or the broker refuses the commit: polls complete the rebalance (nothing
+            # fetched is used), for at most FINAL_COMMIT_WAIT_S.
+            deadline = time.monotonic() + FINAL_COMMIT_WAIT_S
+            while self._settled:
+                if set(self._settled) <= self.source.assignment() and self._commit(self._settled, sync=True):
+                    break
+                if time.monotonic() >= deadline:
+                    log.warning("final commit not possible (partitions not ours); they will be redelivered")
                     break
                 self.source.pause_all()
                 self.source.poll(self.poll_timeout_ms or 100, 1)
