@@ -307,11 +307,10 @@ def _build_events(
         key = item_id.encode()
         if decisions_topic:
             outputs.append(OutputRecord(decisions_topic, key, dumps(event)))
-        if flags[j]:
-            event = dict(event)
+        if flags[j]:  # the decision event (if any) is serialised already: extend the same dict
             event["item"] = columns.item(i)
             event["severity"] = decisions.severity(i)
-            event["reasons"] = [str(r) for r in decisions.reasons(i)]
+            event["reasons"] = list(map(str, decisions.reasons(i)))
             anomalies.append(event)
             outputs.append(OutputRecord(anomaly_topic, key, dumps(event)))
 
