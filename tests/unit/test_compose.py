@@ -25,7 +25,7 @@ def _env(service: dict[str, Any]) -> dict[str, Any]:
 
 def test_services_and_official_images() -> None:
     services = _compose()["services"]
-    assert {"kafka", "mongo", "consumer"} <= set(services)
+    assert {"kafka", "mongo", "consumer", "retrain-worker"} <= set(services)
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert services["mongo"]["image"].startswith("mongo:")
     for name in ("kafka", "mongo", "consumer"):
@@ -54,7 +54,7 @@ def test_stockwatch_env_names_are_real_settings() -> None:
     known = {f"STOCKWATCH_{name.upper()}" for name in Settings.model_fields}
     services = _compose()["services"]
     seen: set[str] = set()
-    for name in ("consumer", "trainer"):
+    for name in ("consumer", "retrain-worker", "trainer"):
         names = {k for k in _env(services[name]) if k.startswith("STOCKWATCH_")}
         assert names, f"{name} sets no STOCKWATCH_ variable"
         assert names <= known, f"{name}: unknown settings {sorted(names - known)}"
@@ -66,7 +66,7 @@ def test_services_share_the_model_volume() -> None:
     services = _compose()["services"]
     model_dirs = {
         name: {v for v in services[name]["volumes"] if v.endswith(":/models")}
-        for name in ("consumer", "trainer")
+        for name in ("consumer", "retrain-worker", "trainer")
     }
-    assert model_dirs["consumer"] == model_dirs["trainer"] == {"models:/models"}
+    assert all(dirs == {"models:/models"} for dirs in model_dirs.values()), model_dirs
     assert "models" in _compose()["volumes"]
