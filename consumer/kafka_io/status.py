@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -13,6 +13,25 @@ from kafka.errors import TopicAlreadyExistsError
 from consumer.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def json_objects(polled: Mapping[Any, Sequence[Any]]) -> list[dict[str, Any]]:
+    """The JSON-object values of polled records, in order; anything else is skipped (logged at DEBUG)."""
+    out: list[dict[str, Any]] = []
+    for records in polled.values():
+        for record in records:
+            try:
+                msg = orjson.loads(record.value) if record.value else None
+            except orjson.JSONDecodeError:
+                msg = None
+            if isinstance(msg, dict):
+                out.append(msg)
+            else:
+                log.debug(
+                    "ignoring a status message that is not a JSON object",
+                    extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
+                )
+    return out
 
 
 class StatusListener:
@@ -44,21 +63,7 @@ class StatusListener:
         if not self._assigned and not self._assign():
             self._consumer.poll(timeout_ms=int(timeout_s * 1000))  # keeps metadata fresh; nothing assigned
             return []
-        out: list[dict[str, Any]] = []
-        for records in self._consumer.poll(timeout_ms=int(timeout_s * 1000)).values():
-            for record in records:
-                try:
-                    msg = orjson.loads(record.value) if record.value else None
-                except orjson.JSONDecodeError:
-                    msg = None
-                if isinstance(msg, dict):
-                    out.append(msg)
-                else:
-                    log.debug(
-                        "ignoring non-JSON status message",
-                        extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
-                    )
-        return out
+        return json_objects(self._consumer.poll(timeout_ms=int(timeout_s * 1000)))
 
     def close(self) -> None:
         """Close the listener's consumer."""

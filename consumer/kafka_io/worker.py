@@ -11,7 +11,7 @@ import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from consumer.kafka_io.status import ensure_topics
+from consumer.kafka_io.status import ensure_topics, json_objects
 
 log = logging.getLogger(__name__)
 
@@ -154,20 +154,11 @@ class StatusTail:
 
     def poll(self, timeout_s: float) -> list[dict[str, Any]]:
         """JSON objects received within ``timeout_s`` (anything else is skipped)."""
-        out: list[dict[str, Any]] = []
         try:
             polled = self._consumer.poll(timeout_ms=int(timeout_s * 1000))
         except KafkaError as exc:
             raise KafkaUnavailableError(f"polling {self.topic}: {exc!r}") from exc
-        for records in polled.values():
-            for record in records:
-                try:
-                    msg = orjson.loads(record.value) if record.value else None
-                except orjson.JSONDecodeError:
-                    msg = None
-                if isinstance(msg, dict):
-                    out.append(msg)
-        return out
+        return json_objects(polled)
 
     def close(self) -> None:
         """Close the consumer."""
