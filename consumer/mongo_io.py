@@ -15,6 +15,7 @@ from pymongo import MongoClient, ReplaceOne, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from consumer.service import DeliveryError
+from detection.items import ITEM_INPUT_KEYS
 
 __all__ = ["AnomalyAudit", "AuditFailedError", "MongoUnavailableError", "WorkerMongo"]
 
@@ -66,19 +67,7 @@ class AnomalyAudit:
 REGISTRY_COLLECTION = "model_versions"
 LEASE_COLLECTION = "leases"
 SEEN_COMMANDS_COLLECTION = "control_commands"
-INVENTORY_PROJECTION: dict[str, int] = {
-    name: 1
-    for name in (
-        "item_id",
-        "sku",
-        "stock_quantity",
-        "min_stock_level",
-        "max_stock_level",
-        "price",
-        "min_stock",
-        "max_stock",
-    )
-}
+INVENTORY_PROJECTION: dict[str, int] = dict.fromkeys(ITEM_INPUT_KEYS, 1)  # what parse_item reads
 
 
 class MongoUnavailableError(RuntimeError):

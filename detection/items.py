@@ -51,6 +51,7 @@ from pydantic import (
 )
 
 __all__ = [
+    "ITEM_INPUT_KEYS",
     "MAX_ID_LENGTH",
     "MAX_MAGNITUDE",
     "ItemValidationError",
@@ -74,6 +75,8 @@ _NUMERIC_KEYS: Final = (
     "min_stock",
     "max_stock",
 )
+ITEM_INPUT_KEYS: Final = (*_ID_KEYS, *_NUMERIC_KEYS)
+"""Every key the parser reads (ids, numbers and their aliases): what a reader must fetch."""
 
 
 class _Rejected:
