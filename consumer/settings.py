@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     audit_anomalies: bool = Field(default=False, description="Also write anomalies to Mongo `anomalies`.")
 
     # --- `stockwatch consume`: Kafka client tuning, delivery, health ---
+    kafka_client: Literal["kafka-python", "confluent-kafka"] = Field(
+        default="kafka-python",
+        description="Client library of the consumer's hot path (input and outputs); confluent-kafka "
+        "(librdkafka, `pip install 'stockwatch[confluent]'`) decodes records in C.",
+    )
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         default="earliest", description="Where a group without committed offsets starts reading."
     )

@@ -168,12 +168,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
+@pytest.fixture(params=["kafka-python", "confluent-kafka"])
 def env(
-    kafka_bootstrap: str, topic_factory: Callable[..., str], unique_name: Callable[[str], str], tmp_path: Path
+    request: pytest.FixtureRequest,
+    kafka_bootstrap: str,
+    topic_factory: Callable[..., str],
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
 ) -> dict[str, str]:
-    """STOCKWATCH_* for one test: fresh topics, group and model directory."""
+    """STOCKWATCH_* for one test: fresh topics, group and model directory; each test runs with both
+    transports of the hot path (kafka-python, the default, and the librdkafka one)."""
     return {
+        "STOCKWATCH_KAFKA_CLIENT": request.param,
         "STOCKWATCH_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "STOCKWATCH_INPUT_TOPIC": topic_factory("in"),
         "STOCKWATCH_ANOMALY_TOPIC": topic_factory("anomalies"),
@@ -289,6 +295,8 @@ def test_anomaly_events_equal_stockwatch_score(
     assert sum(1 for i in range(400) if i % PLANTED_EVERY == 0) <= len(cli_anomalies)
 
     running = run_service(settings_from(env, max_poll_records=150), max_events=len(objs), timeout=60)
+    transport = {"kafka-python": "KafkaSource", "confluent-kafka": "ConfluentSource"}
+    assert type(running.service.source).__name__ == transport[env["STOCKWATCH_KAFKA_CLIENT"]]
     running.thread.join(60)
     stats = running.stop()
     assert stats.events_in == 400 and stats.scored == 400 and stats.batches >= 3

@@ -40,3 +40,9 @@ def test_only_the_kafka_adapter_imports_kafka_python() -> None:
 
 def test_only_the_mongo_adapter_imports_pymongo() -> None:
     assert _importers("consumer", "pymongo") == {"consumer/mongo_io.py"}
+
+
+def test_only_the_confluent_adapter_imports_confluent_kafka() -> None:
+    importers = _importers("consumer", "confluent_kafka")
+    assert importers, "the optional librdkafka transport must exist"
+    assert all(name.startswith("consumer/confluent_io/") for name in importers), importers

@@ -1,0 +1,184 @@
+"""The input side of `stockwatch consume` on librdkafka: a group member with explicit commits."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
+
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, Message, TopicPartition
+
+from consumer.ports import DeliveryError
+from consumer.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Offsets = Mapping[tuple[str, int], int]  # (topic, partition) -> next offset to read
+_TIMEOUT_S = 10.0  # a blocking broker call (sync commit, committed offsets) never waits longer
+
+
+class ConfluentCommitError(DeliveryError):
+    """The offsets were not committed (the outputs were delivered); retried by the loop."""
+
+
+class ConfluentRecord:
+    """A consumed message with the attributes of :class:`consumer.batch.SourceRecord`.
+
+    ``value`` is read eagerly (every record is decoded); the rest only when asked for (offsets of
+    a batch's first and last records, anomalies and dead letters).
+    """
+
+    __slots__ = ("_message", "value")
+
+    def __init__(self, message: Message) -> None:
+        self._message = message
+        self.value: bytes | None = message.value()
+
+    @property
+    def topic(self) -> str:
+        return str(self._message.topic())
+
+    @property
+    def partition(self) -> int:
+        return int(self._message.partition() or 0)
+
+    @property
+    def offset(self) -> int:
+        return int(self._message.offset() or 0)
+
+    @property
+    def timestamp(self) -> int | None:
+        kind, ts = self._message.timestamp()
+        return None if kind == 0 else ts  # 0 = TIMESTAMP_NOT_AVAILABLE
+
+    @property
+    def key(self) -> bytes | None:
+        key = self._message.key()
+        return key if key is None or isinstance(key, bytes) else bytes(key)
+
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]] | None:
+        return cast("Sequence[tuple[str, bytes]] | None", self._message.headers())
+
+
+def client_logger(name: str) -> logging.Logger:
+    """librdkafka's log lines go to Python logging (JSON logs like the rest), not raw stderr."""
+    return logging.getLogger(name)
+
+
+def consumer_config(settings: Settings, *, client_id: str) -> dict[str, Any]:
+    """The librdkafka consumer settings equivalent to :class:`consumer.kafka_io.KafkaSource`'s."""
+    eos = settings.delivery == "exactly-once"
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "client.id": client_id,
+        "group.id": settings.group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": settings.auto_offset_reset,
+        "isolation.level": "read_committed" if eos else "read_uncommitted",
+        "max.poll.interval.ms": settings.max_poll_interval_ms,
+        "session.timeout.ms": settings.session_timeout_ms,
+        "heartbeat.interval.ms": max(1000, settings.session_timeout_ms // 10),
+        "fetch.wait.max.ms": min(500, max(10, settings.poll_timeout_ms)),
+        "max.partition.fetch.bytes": max(1_048_576, settings.max_message_bytes + 65_536),
+        "logger": client_logger("consumer.confluent_io.librdkafka"),
+    }
+
+
+class ConfluentSource:
+    """The input side: a group member on ``input_topic`` with manual offset commits."""
+
+    def __init__(self, settings: Settings, *, client_id: str = "stockwatch-consume") -> None:
+        self.topic = settings.input_topic
+        self._consumer = Consumer(consumer_config(settings, client_id=client_id))
+
+    def subscribe(self) -> None:
+        """Join the group on the input topic (assignment happens inside ``poll``)."""
+        self._consumer.subscribe([self.topic])
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict[tuple[str, int], list[Any]]:
+        """Up to ``max_records`` records, grouped by (topic, partition), in offset order."""
+        messages = self._consumer.consume(num_messages=max_records, timeout=timeout_ms / 1000)
+        out: dict[Any, list[Any]] = {}  # (topic, partition) -> records
+        for message in messages:
+            error = message.error()
+            if error is not None:  # not a record: a client event (e.g. a broker connection lost)
+                if error.fatal():
+                    raise KafkaException(error)
+                log.warning("consumer: %s", error)
+                continue
+            tp = (message.topic(), message.partition())
+            records = out.get(tp)
+            if records is None:
+                records = out[tp] = []
+            records.append(ConfluentRecord(message))
+        return out
+
+    def assignment(self) -> set[tuple[str, int]]:
+        """The partitions assigned to this member right now."""
+        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def pause_all(self) -> None:
+        """Stop fetching from every assigned partition (the group membership stays alive)."""
+        tps = self._consumer.assignment()
+        if tps:
+            self._consumer.pause(tps)
+
+    def resume_all(self) -> None:
+        """Fetch again from every assigned partition."""
+        tps = self._consumer.assignment()
+        if tps:
+            self._consumer.resume(tps)
+
+    def seek(self, offsets: Offsets) -> None:
+        """Rewind (or advance) assigned partitions; others (revoked meanwhile) are skipped."""
+        assigned = self.assignment()
+        for (topic, partition), offset in offsets.items():
+            if (topic, partition) in assigned:
+                self._consumer.seek(TopicPartition(topic, partition, offset))
+
+    def committed(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int | None]:
+        """The group's committed offsets (a broker round trip)."""
+        tps = [TopicPartition(t, p) for t, p in partitions]
+        result = self._consumer.committed(tps, timeout=_TIMEOUT_S)
+        return {(tp.topic, tp.partition): None if tp.offset == OFFSET_INVALID else tp.offset for tp in result}
+
+    def commit(self, offsets: Offsets, *, sync: bool = True) -> None:
+        """Commit explicit offsets (next offset to read) of partitions still assigned to us."""
+        assigned = self.assignment()
+        tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items() if (t, p) in assigned]
+        if not tps:
+            return
+        try:
+            if sync:
+                for tp in self._consumer.commit(offsets=tps, asynchronous=False) or []:
+                    if tp.error is not None:
+                        raise ConfluentCommitError(f"commit of {tp.topic}[{tp.partition}]: {tp.error}")
+            else:  # the outcome is logged by librdkafka; a later commit covers a failed one
+                self._consumer.commit(offsets=tps, asynchronous=True)
+        except KafkaException as exc:
+            raise ConfluentCommitError(repr(exc)) from exc
+
+    def group_metadata(self) -> Any:
+        """The member's group metadata, for ``send_offsets_to_transaction``."""
+        return self._consumer.consumer_group_metadata()
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records behind the high watermark (as of the last fetch), for assigned partitions."""
+        tps = self._consumer.assignment()
+        if not tps:
+            return {}
+        out = {}
+        for tp in self._consumer.position(tps):
+            try:
+                _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high >= 0 and tp.offset >= 0:
+                out[(tp.topic, tp.partition)] = max(0, high - tp.offset)
+        return out
+
+    def close(self) -> None:
+        """Leave the group (a prompt rebalance for the others); never auto-commits."""
+        self._consumer.close()
