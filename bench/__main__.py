@@ -39,8 +39,7 @@ def _pipeline(quick: bool, results: dict[str, Any]) -> Section:
 def _latency(quick: bool, results: dict[str, Any]) -> Section:
     from bench import latency
 
-    rate = results.get("pipeline", {}).get("b", {}).get("events_per_s")
-    return latency.run(b_rate=rate, seconds=8.0 if quick else 30.0)
+    return latency.run(pipeline=results.get("pipeline"), seconds=8.0 if quick else 30.0)
 
 
 def _hotswap(quick: bool, results: dict[str, Any]) -> Section:

@@ -35,7 +35,7 @@ WARMUP_S = 2.0
 DEFAULT_B_RATE = 20_000.0  # used when the pipeline benchmark did not run first
 
 
-def one_load(rate: float, seconds: float, model_dir: Path, label: str) -> dict[str, Any]:
+def one_load(rate: float, seconds: float, model_dir: Path, label: str, client: str) -> dict[str, Any]:
     prefix = run_prefix()
     topics = [f"{prefix}.updates", f"{prefix}.anomalies", f"{prefix}.dlq", f"{prefix}.status"]
     with fresh_topics(topics):
@@ -47,6 +47,7 @@ def one_load(rate: float, seconds: float, model_dir: Path, label: str) -> dict[s
             "group_id": f"{prefix}.latency",
             "model_dir": model_dir,
             "create_missing_topics": "false",
+            "kafka_client": client,
         }
         proc = start_consume(settings, OUT_DIR / "logs" / f"latency-{label}.log")
         reader = OutputReader(topics[1]).start()
@@ -85,6 +86,8 @@ def one_load(rate: float, seconds: float, model_dir: Path, label: str) -> dict[s
     f50, f99, f999 = np.percentile(bare, [50, 99, 99.9]) if bare.size else (np.nan, np.nan, np.nan)
     return {
         "label": label,
+        "client": client,
+        "generator": produced["client"],
         "offered_rate": rate,
         "achieved_rate": produced["rate"],
         "producer_max_behind_s": produced["max_behind_s"],
@@ -102,32 +105,48 @@ def one_load(rate: float, seconds: float, model_dir: Path, label: str) -> dict[s
     }
 
 
-def run(*, b_rate: float | None = None, seconds: float = 30.0) -> Section:
-    source = "pipeline (b) of this run"
-    if b_rate is None:
+CLIENTS = {"kafka-python": ("b", "(b)"), "confluent-kafka": ("b_confluent", "(b')")}
+
+
+def _rates(pipeline: dict[str, Any] | None) -> tuple[dict[str, float], str]:
+    """(b) per transport: from this run's pipeline benchmark, else .bench/pipeline.json, else a default."""
+    source = "pipeline of this run"
+    if not pipeline:
         saved = OUT_DIR / "pipeline.json"
-        if saved.exists():
-            b_rate, source = (
-                float(json.loads(saved.read_text())["b"]["events_per_s"]),
-                "pipeline (b), .bench/pipeline.json",
-            )
-        else:
-            b_rate, source = DEFAULT_B_RATE, "a default (pipeline did not run)"
+        pipeline, source = (
+            (json.loads(saved.read_text()), ".bench/pipeline.json") if saved.exists() else ({}, "")
+        )
+    rates = {
+        client: float(pipeline[key]["events_per_s"])
+        for client, (key, _) in CLIENTS.items()
+        if (pipeline.get(key) or {}).get("events_per_s")
+    }
+    if not rates:
+        return {"kafka-python": DEFAULT_B_RATE}, "a default (pipeline did not run)"
+    return rates, source
+
+
+def run(*, pipeline: dict[str, Any] | None = None, seconds: float = 30.0) -> Section:
+    rates, source = _rates(pipeline)
     section = Section(title=f"3. Latency, produce -> anomaly received ({seconds:.0f} s per load)")
+    results: list[tuple[str, int, dict[str, Any]]] = []
     with tempfile.TemporaryDirectory(prefix="stockwatch-bench-") as tmp:
         model_dir = Path(tmp) / "models"
         ModelStore(model_dir).publish(train_bench_model())
-        results = []
-        for pct in (10, 50):
-            r = one_load(b_rate * pct / 100, seconds, model_dir, f"{pct}pct")
-            print(
-                f"  {pct}%: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms ({r['samples']} samples)",
-                flush=True,
-            )
-            results.append((pct, r))
+        for client, b_rate in rates.items():
+            for pct in (10, 50):
+                label = f"{pct}pct-{client}"
+                r = one_load(b_rate * pct / 100, seconds, model_dir, label, client)
+                print(
+                    f"  {client} {pct}%: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms "
+                    f"({r['samples']} samples)",
+                    flush=True,
+                )
+                results.append((client, pct, r))
     section.tables.append(
         (
             [
+                "transport",
                 "load",
                 "offered ev/s",
                 "achieved ev/s",
@@ -140,7 +159,8 @@ def run(*, b_rate: float | None = None, seconds: float = 30.0) -> Section:
             ],
             [
                 [
-                    f"{pct} % of (b)",
+                    client,
+                    f"{pct} % of {CLIENTS[client][1]}",
                     fmt(r["offered_rate"]),
                     fmt(r["achieved_rate"]),
                     f"{r['samples']:,}",
@@ -150,17 +170,22 @@ def run(*, b_rate: float | None = None, seconds: float = 30.0) -> Section:
                     f"{r['max_ms']:.0f}",
                     f"{r['bare_p50_ms']:.1f} / {r['bare_p99_ms']:.1f} / {r['bare_p999_ms']:.1f}",
                 ]
-                for pct, r in results
+                for client, pct, r in results
             ],
         )
     )
-    section.checks.append(Check("p99 at 50 % load", results[1][1]["p99_ms"], 50, False, " ms"))
+    for client, pct, r in results:
+        if pct == 50:
+            section.checks.append(Check(f"p99 at 50 % load, {client}", r["p99_ms"], 50, False, " ms"))
+    generator = results[0][2]["generator"] if results else "?"
     section.notes += [
-        f"(b) = {b_rate:,.0f} events/s from {source}; at-least-once, `stockwatch consume` subprocess, "
-        "default settings (max_poll_records 2000, poll timeout 100 ms, producer linger 5 ms)",
+        f"(b) per transport: {', '.join(f'{c} {v:,.0f} events/s' for c, v in rates.items())} ({source}); "
+        "at-least-once, `stockwatch consume` subprocess, default settings (max_poll_records 2000, "
+        "poll timeout 100 ms, producer linger 5 ms)",
+        f"load generator: a paced {generator} producer in its own process (acks=1, linger 1 ms)",
         "latency = reader receive time - input CreateTime (ms resolution); p99.9 over few samples is indicative",
-        "bare reader: a plain consumer of the input topic in the same run (producer -> broker -> client "
-        "only), the floor this machine and client give at that moment",
+        "bare reader: a plain consumer of the input topic in its own process, in the same run (producer -> "
+        "broker -> client only), the floor this machine gives at that moment",
     ]
-    section.data = {"b_rate": b_rate, "b_rate_source": source, "loads": {str(p): r for p, r in results}}
+    section.data = {"b_rates": rates, "b_rate_source": source, "loads": [r for _, _, r in results]}
     return section

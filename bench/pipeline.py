@@ -27,10 +27,11 @@ from bench.common import (
     run_prefix,
     train_bench_model,
 )
-from consumer.cli_consume import build_service
+from consumer.cli_consume import build_service, settle_heap
 from consumer.settings import Settings
 from detection import AnomalyModel, ModelStore
 
+CK: Literal["confluent-kafka"] = "confluent-kafka"
 FETCH = {"max_poll_records": 2000, "fetch_max_wait_ms": 100, "max_partition_fetch_bytes": 1_114_112}
 
 
@@ -94,9 +95,10 @@ def service_run(
     *,
     delivery: Literal["at-least-once", "exactly-once"],
     timeout_s: float,
+    client: Literal["kafka-python", "confluent-kafka"] = "kafka-python",
 ) -> dict[str, Any]:
     """(b)/(c): the real service, in this process, fresh group and output topics."""
-    tag = "eos" if delivery == "exactly-once" else "alo"
+    tag = ("eos" if delivery == "exactly-once" else "alo") + ("-ck" if client == "confluent-kafka" else "")
     outputs = [f"{prefix}.{tag}.anomalies", f"{prefix}.{tag}.dlq", f"{prefix}.{tag}.status"]
     with fresh_topics(outputs):
         settings = Settings(
@@ -109,10 +111,12 @@ def service_run(
             transactional_id=f"{prefix}.{tag}.tx",
             model_dir=model_dir,
             delivery=delivery,
+            kafka_client=client,
             http_port=0,
             create_missing_topics=False,
         )
         service = build_service(settings)
+        settle_heap()  # as `stockwatch consume` does before its loop
         stamps = {"first": 0.0, "last": 0.0}
         poll, publish, commit = service.source.poll, service.sink.publish, service.sink.commit
 
@@ -200,27 +204,46 @@ def run(*, n: int = 500_000, naive_n: int = 10_000, timeout_s: float = 900.0) ->
         version = ModelStore(model_dir).publish(model)
         produce_rate = preload(topic, n)
         print(f"  preloaded {n:,} updates at {produce_rate:,.0f}/s; model {version}", flush=True)
+        settle_heap()  # every row below runs after the same gc.freeze as `stockwatch consume`
         a = bare_consumer(topic, n, timeout_s=timeout_s)
         print(f"  (a) bare consumer {a['events_per_s']:,.0f}/s", flush=True)
-        a2 = confluent_consumer(topic, n, timeout_s=timeout_s)
-        if a2 is not None:
-            print(f"  (a') bare confluent-kafka consumer {a2['events_per_s']:,.0f}/s", flush=True)
         b = service_run(prefix, topic, n, model_dir, delivery="at-least-once", timeout_s=timeout_s)
         print(f"  (b) at-least-once {b['events_per_s']:,.0f}/s", flush=True)
         c = service_run(prefix, topic, n, model_dir, delivery="exactly-once", timeout_s=timeout_s)
         print(f"  (c) exactly-once {c['events_per_s']:,.0f}/s", flush=True)
+        a2 = confluent_consumer(topic, n, timeout_s=timeout_s)
+        b2 = c2 = None
+        if a2 is not None:
+            print(f"  (a') bare confluent-kafka consumer {a2['events_per_s']:,.0f}/s", flush=True)
+            b2 = service_run(
+                prefix, topic, n, model_dir, delivery="at-least-once", timeout_s=timeout_s, client=CK
+            )
+            print(f"  (b') at-least-once, confluent-kafka {b2['events_per_s']:,.0f}/s", flush=True)
+            c2 = service_run(
+                prefix, topic, n, model_dir, delivery="exactly-once", timeout_s=timeout_s, client=CK
+            )
+            print(f"  (c') exactly-once, confluent-kafka {c2['events_per_s']:,.0f}/s", flush=True)
         d = naive_consumer(prefix, topic, min(n, naive_n), model, timeout_s=timeout_s)
         print(f"  (d) naive {d['events_per_s']:,.0f}/s", flush=True)
-    rows: list[tuple[str, dict[str, Any]]] = [
-        ("(a) bare kafka-python poll + orjson.loads", a),
-        *([("(a') the same with confluent-kafka (librdkafka), for reference", a2)] if a2 else []),
-        ("(b) `stockwatch consume`, at-least-once", b),
-        ("(c) `stockwatch consume`, exactly-once", c),
-        (f"(d) naive: json + sklearn predict per message (first {d['events']:,} only)", d),
+    rows: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+        ("(a) bare kafka-python poll + orjson.loads", a, a),
+        ("(b) `stockwatch consume`, at-least-once", b, a),
+        ("(c) `stockwatch consume`, exactly-once", c, a),
     ]
+    if a2 is not None and b2 is not None and c2 is not None:
+        rows += [
+            ("(a') bare confluent-kafka (librdkafka) poll + orjson.loads", a2, a2),
+            (
+                "(b') `stockwatch consume` with `STOCKWATCH_KAFKA_CLIENT=confluent-kafka`, at-least-once",
+                b2,
+                a2,
+            ),
+            ("(c') the same, exactly-once", c2, a2),
+        ]
+    rows.append((f"(d) naive: json + sklearn predict per message (first {d['events']:,} only)", d, a))
     section.tables.append(
         (
-            ["consumer", "events", "anomalies", "seconds", "events/s", "vs (a)"],
+            ["consumer", "events", "anomalies", "seconds", "events/s", "vs its bare reader", "vs (a)"],
             [
                 [
                     name,
@@ -228,9 +251,10 @@ def run(*, n: int = 500_000, naive_n: int = 10_000, timeout_s: float = 900.0) ->
                     f"{r.get('anomalies', '')}",
                     f"{r['seconds']:.2f}",
                     fmt(r["events_per_s"]),
+                    f"{r['events_per_s'] / base['events_per_s']:.2f}",
                     f"{r['events_per_s'] / a['events_per_s']:.2f}",
                 ]
-                for name, r in rows
+                for name, r, base in rows
             ],
         )
     )
@@ -238,12 +262,25 @@ def run(*, n: int = 500_000, naive_n: int = 10_000, timeout_s: float = 900.0) ->
         Check("(b)/(a)", b["events_per_s"] / a["events_per_s"], 0.8, True),
         Check("(b)/(d)", b["events_per_s"] / d["events_per_s"], 100, True),
     ]
+    if a2 is not None and b2 is not None and c2 is not None:
+        section.checks += [
+            Check("(b')/(a'), confluent-kafka", b2["events_per_s"] / a2["events_per_s"], 0.8, True),
+        ]
     section.notes += [
         f"preload: {produce_rate:,.0f} updates/s (kafka-python producer, linger 20 ms, 512 KiB batches)",
         f"(b) and (c) ran as the real service in-process, {b['batches']:,} / {c['batches']:,} batches; "
         "(d) is measured on a bounded prefix",
+        "(b')/(c'): the same service with its optional librdkafka transport (consumer.confluent_io), "
+        "compared with its own bare reader (a'); kafka-python stays the default",
+        "every row runs after gc.collect() + gc.freeze(), as `stockwatch consume` does before its loop",
     ]
-    if b["anomalies"] != c["anomalies"]:
-        section.notes.append(f"WARNING: (b) found {b['anomalies']} anomalies, (c) {c['anomalies']}")
-    section.data = {"n": n, "produce_rate": produce_rate, "a": a, "a_confluent": a2, "b": b, "c": c, "d": d}
+    found = {r["anomalies"] for r in (b, c, b2, c2) if r is not None}
+    if len(found) > 1:
+        section.notes.append(f"WARNING: the service runs found different anomaly counts: {sorted(found)}")
+    section.data = {
+        "n": n,
+        "produce_rate": produce_rate,
+        **{"a": a, "b": b, "c": c, "d": d},
+        **{"a_confluent": a2, "b_confluent": b2, "c_confluent": c2},
+    }
     return section
