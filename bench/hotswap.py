@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from kafka import KafkaConsumer, TopicPartition
@@ -36,6 +37,7 @@ from detection import ModelStore
 
 SWAP_EVERY_S = 2.0
 LEAD_S = 3.0  # streaming before the first and after the last swap
+CLIENTS = ("kafka-python", "confluent-kafka")
 
 
 def _end_offset(topic: str) -> int:
@@ -47,11 +49,11 @@ def _end_offset(topic: str) -> int:
         consumer.close()
 
 
-def run(*, swaps: int = 10, rate: float = 5_000.0) -> Section:
+def one_client(client: str, *, swaps: int, rate: float) -> dict[str, Any]:
+    """One streaming run with ``swaps`` publications, the service on ``client``'s transport."""
     prefix = run_prefix()
     topics = [f"{prefix}.{t}" for t in ("updates", "anomalies", "dlq", "status", "decisions")]
     seconds = swaps * SWAP_EVERY_S + 2 * LEAD_S
-    section = Section(title=f"4. Hot swap: {swaps} model versions at {rate:,.0f} events/s, exactly-once")
     models = [train_bench_model(seed=100 + k) for k in range(swaps + 1)]  # fresh: trained in this run
     with tempfile.TemporaryDirectory(prefix="stockwatch-bench-") as tmp, fresh_topics(topics):
         store = ModelStore(Path(tmp) / "models", keep=swaps + 2)
@@ -68,8 +70,9 @@ def run(*, swaps: int = 10, rate: float = 5_000.0) -> Section:
             "model_dir": store.root,
             "model_poll_interval_s": 0.25,
             "create_missing_topics": "false",
+            "kafka_client": client,
         }
-        proc = start_consume(settings, OUT_DIR / "logs" / "hotswap.log")
+        proc = start_consume(settings, OUT_DIR / "logs" / f"hotswap-{client}.log")
         reader = OutputReader(topics[4], read_committed=True).start()
         published: list[tuple[float, str]] = []
         try:
@@ -79,7 +82,9 @@ def run(*, swaps: int = 10, rate: float = 5_000.0) -> Section:
                 probes += 1
                 reader.wait_for(1, 1.0)
             if not reader.records:
-                raise RuntimeError("stockwatch consume produced nothing; see .bench/logs/hotswap.log")
+                raise RuntimeError(
+                    f"stockwatch consume produced nothing; see .bench/logs/hotswap-{client}.log"
+                )
             producer, result_q = start_paced_producer(topics[0], rate, seconds)
             time.sleep(LEAD_S)
             for model in models[1:]:
@@ -116,9 +121,34 @@ def run(*, swaps: int = 10, rate: float = 5_000.0) -> Section:
     ]  # fmt: skip
     versions = sorted({r.event["model_version"] for r in reader.records})
     expected = {first_version, *(v for _, v in published)}
+    return {
+        "client": client,
+        "rate": rate,
+        "seconds": seconds,
+        "produced": produced,
+        "input_records": total_in,
+        "decisions": len(reader.records),
+        "distinct_offsets": len(offsets),
+        "lost": lost,
+        "duplicated": duplicated,
+        "longest_gap_ms": longest,
+        "swap_gaps_ms": swap_gaps,
+        "top_gaps": top_gaps,
+        "gap_percentiles_ms": {str(p): float(np.percentile(gaps, p)) for p in (50, 99, 99.9)},
+        "versions_seen": versions,
+        "versions_expected": len(expected),
+        "published": published,
+        "consumer_exit": code,
+    }
+
+
+def run(*, swaps: int = 10, rate: float = 5_000.0, clients: tuple[str, ...] = CLIENTS) -> Section:
+    section = Section(title=f"4. Hot swap: {swaps} model versions at {rate:,.0f} events/s, exactly-once")
+    results = [one_client(client, swaps=swaps, rate=rate) for client in clients]
     section.tables.append(
         (
             [
+                "transport",
                 "input records",
                 "decisions read",
                 "distinct offsets",
@@ -131,48 +161,40 @@ def run(*, swaps: int = 10, rate: float = 5_000.0) -> Section:
             ],
             [
                 [
-                    f"{total_in:,}",
-                    f"{len(reader.records):,}",
-                    f"{len(offsets):,}",
-                    str(lost),
-                    str(duplicated),
-                    f"{len(versions)} of {len(expected)}",
-                    f"{longest} ms",
-                    f"{max(swap_gaps, default=0)} ms",
-                    f"{np.percentile(gaps, 99):.0f} ms",
+                    r["client"],
+                    f"{r['input_records']:,}",
+                    f"{r['decisions']:,}",
+                    f"{r['distinct_offsets']:,}",
+                    str(r["lost"]),
+                    str(r["duplicated"]),
+                    f"{len(r['versions_seen'])} of {r['versions_expected']}",
+                    f"{r['longest_gap_ms']} ms",
+                    f"{max(r['swap_gaps_ms'], default=0)} ms",
+                    f"{r['gap_percentiles_ms']['99']:.0f} ms",
                 ]
+                for r in results
             ],
         )
     )
-    section.checks += [
-        Check("longest output gap while input flows", longest, 20, False, " ms"),
-        Check("lost input records", lost, 0, False),
-        Check("duplicated decisions", duplicated, 0, False),
-    ]
+    for r in results:
+        c = r["client"]
+        section.checks += [
+            Check(f"longest output gap while input flows, {c}", r["longest_gap_ms"], 20, False, " ms"),
+            Check(f"lost input records, {c}", r["lost"], 0, False),
+            Check(f"duplicated decisions, {c}", r["duplicated"], 0, False),
+        ]
+        if len(r["versions_seen"]) != r["versions_expected"]:
+            section.notes.append(
+                f"{c}: versions seen {len(r['versions_seen'])}, published {r['versions_expected']} "
+                "(a swap may coalesce)"
+            )
     section.notes += [
-        f"offered {rate:,.0f} events/s for {seconds:.0f} s (achieved {produced['rate']:,.0f}/s); a model "
-        f"published every {SWAP_EVERY_S:.0f} s; the watcher polls the store every 0.25 s",
+        f"offered {rate:,.0f} events/s for {results[0]['seconds']:.0f} s per transport (achieved "
+        + ", ".join(f"{r['produced']['rate']:,.0f}/s" for r in results)
+        + f"); a model published every {SWAP_EVERY_S:.0f} s; the watcher polls the store every 0.25 s",
         "decisions_topic is set so every input offset has exactly one decision (read_committed reader); "
         "gaps are between record timestamps of consecutive decisions (when the service produced them), "
         "ms resolution",
     ]
-    if set(versions) != expected:
-        section.notes.append(
-            f"versions seen {len(versions)}, published {len(expected)} (a swap may coalesce)"
-        )
-    section.data = {
-        "rate": rate,
-        "produced": produced,
-        "input_records": total_in,
-        "decisions": len(reader.records),
-        "lost": lost,
-        "duplicated": duplicated,
-        "longest_gap_ms": longest,
-        "swap_gaps_ms": swap_gaps,
-        "top_gaps": top_gaps,
-        "gap_percentiles_ms": {str(p): float(np.percentile(gaps, p)) for p in (50, 99, 99.9)},
-        "versions_seen": versions,
-        "published": published,
-        "consumer_exit": code,
-    }
+    section.data = {"runs": results}
     return section
