@@ -98,8 +98,21 @@ class ConfluentSource:
         self._consumer.subscribe([self.topic])
 
     def poll(self, timeout_ms: int, max_records: int) -> dict[tuple[str, int], list[Any]]:
-        """Up to ``max_records`` records, grouped by (topic, partition), in offset order."""
-        messages = self._consumer.consume(num_messages=max_records, timeout=timeout_ms / 1000)
+        """Up to ``max_records`` records, grouped by (topic, partition), in offset order.
+
+        Returns as soon as anything is there (as kafka-python's ``poll`` does): librdkafka's
+        ``consume(n, timeout)`` waits until ``n`` messages arrived or the timeout passed, which held
+        every batch of a stream slower than ``max_records`` per ``timeout_ms`` for the full timeout.
+        """
+        consume = self._consumer.consume
+        messages = consume(num_messages=max_records, timeout=0)
+        if not messages:
+            first = self._consumer.poll(timeout_ms / 1000)
+            if first is None:
+                return {}
+            messages = (
+                [first, *consume(num_messages=max_records - 1, timeout=0)] if max_records > 1 else [first]
+            )
         out: dict[Any, list[Any]] = {}  # (topic, partition) -> records
         for message in messages:
             error = message.error()
