@@ -10,10 +10,12 @@ scored by exactly one version. A version that fails verification is refused once
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from consumer.batch import ScoringModel
@@ -24,6 +26,22 @@ __all__ = ["Announcements", "ModelSource", "ModelWatcher"]
 log = logging.getLogger(__name__)
 
 WAIT_SLICE_S = 0.5
+# While a model loads here, the GIL changes hands every 0.5 ms instead of CPython's 5 ms: joblib
+# unpickles in pure Python (~20 ms for 100 trees), and each time the poll loop's network wait
+# ended during it, the loop waited up to a full switch interval for the GIL; an exactly-once batch
+# has several such waits, so output paused for tens of ms at every swap (bench/hotswap.py).
+LOAD_SWITCH_INTERVAL_S = 0.0005
+
+
+@contextlib.contextmanager
+def gil_yielding(interval_s: float = LOAD_SWITCH_INTERVAL_S) -> Iterator[None]:
+    """Lower the interpreter's thread switch interval for the block (restored afterwards)."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(min(previous, interval_s))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
 
 
 class ModelSource(Protocol):
@@ -143,7 +161,8 @@ class ModelWatcher:
                 return False
         log.info("loading model %s", version)
         try:
-            model = self.store.load(version)
+            with gil_yielding():
+                model = self.store.load(version)
         except ModelVerificationError as exc:
             self._refuse(version, "verification", exc)
             return False

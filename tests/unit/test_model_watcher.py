@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from consumer.health import HealthState
-from consumer.model_watcher import ModelWatcher
+from consumer.model_watcher import LOAD_SWITCH_INTERVAL_S, ModelWatcher
 from detection import ModelNotFoundError, ModelVerificationError
 
 
@@ -138,3 +139,21 @@ def test_health_and_readiness() -> None:
     assert not state.healthz()[0]
     state.tick()
     assert state.healthz()[0]
+
+
+def test_a_load_runs_with_a_short_gil_switch_interval_which_is_restored() -> None:
+    seen: list[float] = []
+
+    class RecordingStore(FakeStore):
+        def load(self, version: str | None = None) -> Any:
+            seen.append(sys.getswitchinterval())
+            return super().load(version)
+
+    before = sys.getswitchinterval()
+    store = RecordingStore(current="v1", broken={"v2"})
+    watcher = ModelWatcher(store)
+    assert watcher.check()
+    store.current = "v2"
+    assert not watcher.check()  # refused: the interval is restored on errors too
+    assert seen == [LOAD_SWITCH_INTERVAL_S, LOAD_SWITCH_INTERVAL_S] and before > LOAD_SWITCH_INTERVAL_S
+    assert sys.getswitchinterval() == before
