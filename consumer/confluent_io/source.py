@@ -66,6 +66,13 @@ def client_logger(name: str) -> logging.Logger:
     return logging.getLogger(name)
 
 
+def _log_commit(error: Any, partitions: list[TopicPartition]) -> None:
+    """librdkafka's commit callback (runs inside ``consume``/``poll``): report async failures."""
+    failed = [tp for tp in partitions if tp.error is not None]
+    if error is not None or failed:
+        log.warning("async offset commit failed (%s %s); a later commit covers it", error, failed)
+
+
 def consumer_config(settings: Settings, *, client_id: str) -> dict[str, Any]:
     """The librdkafka consumer settings equivalent to :class:`consumer.kafka_io.KafkaSource`'s."""
     eos = settings.delivery == "exactly-once"
@@ -83,6 +90,7 @@ def consumer_config(settings: Settings, *, client_id: str) -> dict[str, Any]:
         "fetch.wait.max.ms": min(500, max(10, settings.poll_timeout_ms)),
         "max.partition.fetch.bytes": max(1_048_576, settings.max_message_bytes + 65_536),
         "logger": client_logger("consumer.confluent_io.librdkafka"),
+        "on_commit": _log_commit,
     }
 
 
