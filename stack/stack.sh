@@ -9,6 +9,10 @@
 #   stack/stack.sh status    say what runs and whether it answers; exit 1 unless both are up
 #   stack/stack.sh stop-mongo|start-mongo   stop or start FerretDB alone (failure tests)
 #
+# FerretDB runs with GOGC/GOMEMLIMIT from STOCKWATCH_STACK_FERRETDB_GOGC / _GOMEMLIMIT (see below);
+# STOCKWATCH_STACK_FERRETDB_PPROF=127.0.0.1:6060 serves Go's pprof (e.g. `go tool pprof -top
+# http://127.0.0.1:6060/debug/pprof/profile?seconds=30`).
+#
 # Data, logs and pid files live under $STOCKWATCH_STACK_DIR (default .stack/ in the repo,
 # git-ignored); downloads and builds (Maven repository, Kafka jars, Go caches, the FerretDB
 # binary) under $STOCKWATCH_CACHE_DIR (default .stack/cache), which several clones may share.
@@ -23,6 +27,14 @@ CONTROLLER_PORT=${STOCKWATCH_STACK_CONTROLLER_PORT:-9093}
 MONGO_PORT=${STOCKWATCH_STACK_MONGO_PORT:-27017}
 KAFKA_HEAP=${STOCKWATCH_STACK_KAFKA_HEAP:-1g}
 READY_TIMEOUT=${STOCKWATCH_STACK_READY_TIMEOUT:-120}
+FERRET_PPROF=${STOCKWATCH_STACK_FERRETDB_PPROF:-} # e.g. 127.0.0.1:6060: serve Go's pprof (off by default)
+# FerretDB's Go GC: no proportional collection, collect only when the heap reaches the limit. Its live
+# heap is small but every document read allocates (JSON decode, projection, BSON encode): with the Go
+# default (GOGC=100) reading 1M documents cost it 71-72 CPU-s, with these 43-45 (the price: its
+# resident size grows to about the limit). STOCKWATCH_STACK_FERRETDB_GOGC=100 and
+# STOCKWATCH_STACK_FERRETDB_GOMEMLIMIT=off give Go's defaults back.
+FERRET_GOGC=${STOCKWATCH_STACK_FERRETDB_GOGC:-off}
+FERRET_GOMEMLIMIT=${STOCKWATCH_STACK_FERRETDB_GOMEMLIMIT:-256MiB}
 
 KAFKA_LIBS=$CACHE_DIR/kafka-libs
 KAFKA_HOME=$STACK_DIR/kafka
@@ -150,8 +162,10 @@ start_mongo() {
   fi
   port_busy "$MONGO_PORT" && die "port $MONGO_PORT is taken by another process; stop it or set STOCKWATCH_STACK_MONGO_PORT"
   mkdir -p "$FERRET_HOME/data"
-  log "starting FerretDB on 127.0.0.1:$MONGO_PORT"
-  setsid nohup "$FERRET_BIN" -listen "127.0.0.1:$MONGO_PORT" -data-dir "$FERRET_HOME/data" -log-level error \
+  log "starting FerretDB on 127.0.0.1:$MONGO_PORT (GOGC=$FERRET_GOGC GOMEMLIMIT=$FERRET_GOMEMLIMIT)"
+  local extra=()
+  [[ -n $FERRET_PPROF ]] && extra+=(-pprof "$FERRET_PPROF")
+  GOGC=$FERRET_GOGC GOMEMLIMIT=$FERRET_GOMEMLIMIT setsid nohup "$FERRET_BIN" -listen "127.0.0.1:$MONGO_PORT" -data-dir "$FERRET_HOME/data" -log-level error "${extra[@]}" \
     >"$FERRET_HOME/ferretdb.log" 2>&1 </dev/null &
   echo $! >"$pidfile"
 }

@@ -9,6 +9,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // served only when -pprof is set
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -21,6 +23,7 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on")
 	dataDir := flag.String("data-dir", "data", "directory for the SQLite databases (created if missing)")
 	logLevel := flag.String("log-level", "warn", "log level: debug, info, warn or error")
+	pprofAddr := flag.String("pprof", "", "if set, serve Go's net/http/pprof on this address (e.g. 127.0.0.1:6060)")
 	flag.Parse()
 
 	var level slog.Level
@@ -48,6 +51,14 @@ func main() {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "ferretdb: %v\n", err)
 		os.Exit(1)
+	}
+
+	if *pprofAddr != "" {
+		go func() {
+			// DefaultServeMux holds only the /debug/pprof/ handlers registered by the import.
+			err := http.ListenAndServe(*pprofAddr, nil) //nolint:gosec // local profiling only, off by default
+			logger.Error("pprof listener stopped", "addr", *pprofAddr, "err", err)
+		}()
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
