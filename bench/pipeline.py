@@ -32,7 +32,11 @@ from consumer.settings import Settings
 from detection import AnomalyModel, ModelStore
 
 CK: Literal["confluent-kafka"] = "confluent-kafka"
-FETCH = {"max_poll_records": 2000, "fetch_max_wait_ms": 100, "max_partition_fetch_bytes": 1_114_112}
+FETCH = {  # the service's defaults (KafkaSource), so (a) reads the topic the way (b) does
+    "max_poll_records": Settings.model_fields["max_poll_records"].default,
+    "fetch_max_wait_ms": Settings.model_fields["poll_timeout_ms"].default,
+    "max_partition_fetch_bytes": Settings.model_fields["max_partition_fetch_bytes"].default,
+}
 
 
 def bare_consumer(topic: str, n: int, *, timeout_s: float) -> dict[str, Any]:
@@ -66,7 +70,12 @@ def confluent_consumer(topic: str, n: int, *, timeout_s: float) -> dict[str, Any
         print("  (a') skipped: `pip install confluent-kafka` to compare with librdkafka", flush=True)
         return None
     consumer = Consumer(
-        {"bootstrap.servers": BOOTSTRAP, "group.id": f"{topic}.confluent", "enable.auto.commit": False}
+        {
+            "bootstrap.servers": BOOTSTRAP,
+            "group.id": f"{topic}.confluent",
+            "enable.auto.commit": False,
+            "max.partition.fetch.bytes": FETCH["max_partition_fetch_bytes"],
+        }
     )
     consumer.assign([CTopicPartition(topic, 0, OFFSET_BEGINNING)])
     count, first, loads = 0, 0.0, orjson.loads

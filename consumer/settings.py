@@ -86,6 +86,12 @@ class Settings(BaseSettings):
         default="earliest", description="Where a group without committed offsets starts reading."
     )
     max_poll_interval_ms: int = Field(default=300_000, ge=1000)
+    max_partition_fetch_bytes: int = Field(
+        default=8_388_608,
+        ge=65_536,
+        description="Fetch size per partition (raised to max_message_bytes + 64 KiB if smaller); "
+        "8 MiB instead of the clients' 1 MiB: fewer fetch round trips, +25 % events/s (README § Benchmarks).",
+    )
     session_timeout_ms: int = Field(default=45_000, ge=1000)
     producer_linger_ms: int = Field(default=5, ge=0, description="Producer batching delay.")
     producer_batch_size: int = Field(default=131_072, ge=1024, description="Producer batch bytes.")

@@ -88,7 +88,9 @@ def consumer_config(settings: Settings, *, client_id: str) -> dict[str, Any]:
         "session.timeout.ms": settings.session_timeout_ms,
         "heartbeat.interval.ms": max(1000, settings.session_timeout_ms // 10),
         "fetch.wait.max.ms": min(500, max(10, settings.poll_timeout_ms)),
-        "max.partition.fetch.bytes": max(1_048_576, settings.max_message_bytes + 65_536),
+        "max.partition.fetch.bytes": max(
+            settings.max_partition_fetch_bytes, settings.max_message_bytes + 65_536
+        ),
         "logger": client_logger("consumer.confluent_io.librdkafka"),
         "on_commit": _log_commit,
     }

@@ -56,7 +56,9 @@ class KafkaSource:
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=max(1000, settings.session_timeout_ms // 10),
             fetch_max_wait_ms=min(500, max(10, settings.poll_timeout_ms)),
-            max_partition_fetch_bytes=max(1_048_576, settings.max_message_bytes + 65_536),
+            max_partition_fetch_bytes=max(
+                settings.max_partition_fetch_bytes, settings.max_message_bytes + 65_536
+            ),
         )
         self._commit_in_flight = 0.0  # monotonic send time of the one async commit outstanding
         self._pending_commit: dict[TopicPartition, OffsetAndMetadata] = {}
