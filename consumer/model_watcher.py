@@ -33,15 +33,37 @@ WAIT_SLICE_S = 0.5
 LOAD_SWITCH_INTERVAL_S = 0.0005
 
 
-@contextlib.contextmanager
-def gil_yielding(interval_s: float = LOAD_SWITCH_INTERVAL_S) -> Iterator[None]:
-    """Lower the interpreter's thread switch interval for the block (restored afterwards)."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(min(previous, interval_s))
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
+class _SwitchInterval:
+    """The process-wide switch interval, lowered while at least one load runs (nesting-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved = 0.0
+
+    @contextlib.contextmanager
+    def lowered(self, interval_s: float) -> Iterator[None]:
+        with self._lock:
+            if self._depth == 0:
+                self._saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._saved, interval_s))
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0:  # the last load to finish restores the interval
+                    sys.setswitchinterval(self._saved)
+
+
+_SWITCH = _SwitchInterval()
+
+
+def gil_yielding(interval_s: float = LOAD_SWITCH_INTERVAL_S) -> contextlib.AbstractContextManager[None]:
+    """Lower the interpreter's thread switch interval for the block; restored when the last
+    concurrent block (several watchers in one process) ends."""
+    return _SWITCH.lowered(interval_s)
 
 
 class ModelSource(Protocol):

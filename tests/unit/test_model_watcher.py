@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consumer.health import HealthState
-from consumer.model_watcher import LOAD_SWITCH_INTERVAL_S, ModelWatcher
+from consumer.model_watcher import LOAD_SWITCH_INTERVAL_S, ModelWatcher, gil_yielding
 from detection import ModelNotFoundError, ModelVerificationError
 
 
@@ -156,4 +156,15 @@ def test_a_load_runs_with_a_short_gil_switch_interval_which_is_restored() -> Non
     store.current = "v2"
     assert not watcher.check()  # refused: the interval is restored on errors too
     assert seen == [LOAD_SWITCH_INTERVAL_S, LOAD_SWITCH_INTERVAL_S] and before > LOAD_SWITCH_INTERVAL_S
+    assert sys.getswitchinterval() == before
+
+
+def test_overlapping_loads_restore_the_original_interval() -> None:
+    before = sys.getswitchinterval()
+    first, second = gil_yielding(), gil_yielding()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first to start finishes first
+    assert sys.getswitchinterval() == LOAD_SWITCH_INTERVAL_S  # the second still loads
+    second.__exit__(None, None, None)
     assert sys.getswitchinterval() == before
