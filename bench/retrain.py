@@ -5,7 +5,8 @@ Inventories are seeded into ``stockwatch_bench.inventory_<n>`` with ``insert_man
 seed time is reported, or "reused"). Each size runs in its own subprocess, which reports its own
 peak RSS (``VmHWM``; a child's rusage would include the parent pages it shared before ``exec``). The steps are the retrain worker's:
 
-* read — ``WorkerMongo.iter_inventory`` (projection, cursor batches of 5,000) into
+* read — ``WorkerMongo.iter_inventory`` (projection, cursor batches of 5,000 fetched two ahead by a
+  helper thread) into
   ``consumer.snapshot.collect`` (the worker's streamed feature matrix);
 * fit — ``detection.train_on_features`` (scaler, IsolationForest ``contamination="auto"``,
   compile, training scores), minus the threshold step;

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+import queue
+import threading
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any
 
 from pymongo import MongoClient, ReplaceOne, ReturnDocument
@@ -82,6 +84,63 @@ def _mongo_errors(what: str) -> Iterator[None]:
         raise MongoUnavailableError(f"{what}: {exc!r}") from exc
 
 
+_Batches = Generator[list[dict[str, Any]], None, None]
+
+
+def _batches(cursor: Any, size: int) -> _Batches:
+    """The cursor's documents in lists of ``size``; the cursor is closed when this stops."""
+    with cursor:
+        batch: list[dict[str, Any]] = []
+        for doc in cursor:
+            batch.append(doc)
+            if len(batch) >= size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+def _read_ahead(batches: _Batches, *, depth: int) -> Iterator[list[dict[str, Any]]]:
+    """``batches``, produced by a helper thread at most ``depth`` items ahead of the consumer."""
+    slots: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def fill() -> None:
+        with contextlib.closing(batches):  # closes the cursor in the thread that uses it
+            try:
+                for batch in batches:
+                    if not put(("batch", batch)):
+                        return
+            except BaseException as exc:  # handed to the consumer, which re-raises it
+                put(("error", exc))
+                return
+        put(("done", None))
+
+    thread = threading.Thread(target=fill, name="mongo-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = slots.get()
+            if kind == "batch":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+        thread.join()
+
+
 class WorkerMongo:
     """The retrain worker's Mongo state: inventory snapshots, registry, lease, seen commands."""
 
@@ -109,16 +168,21 @@ class WorkerMongo:
             return int(self._db[self.inventory_name].estimated_document_count())
 
     def iter_inventory(
-        self, *, batch_size: int, exclude: Mapping[str, Any] | None = None
+        self, *, batch_size: int, exclude: Mapping[str, Any] | None = None, read_ahead: int = 2
     ) -> Iterator[dict[str, Any]]:
-        """Stream the inventory (``find({})`` minus ``exclude``) with a projection, in cursor batches."""
+        """Stream the inventory (``find({})`` minus ``exclude``) with a projection, in cursor batches.
+
+        A helper thread runs the cursor up to ``read_ahead`` batches ahead of the caller, so the
+        server prepares the next batch while the caller parses this one (a server answers one
+        ``getMore`` at a time and waits for the next request otherwise). The cursor is closed and the
+        thread joined when the caller stops early; its errors are re-raised here.
+        """
         query: dict[str, Any] = {"$nor": [dict(exclude)]} if exclude else {}
+        collection = self._db[self.inventory_name]
         with _mongo_errors(f"reading {self.inventory_name}"):
-            cursor = self._db[self.inventory_name].find(query, INVENTORY_PROJECTION, batch_size=batch_size)
-            try:
-                yield from cursor
-            finally:
-                cursor.close()
+            cursor = collection.find(query, INVENTORY_PROJECTION, batch_size=batch_size)
+            for batch in _read_ahead(_batches(cursor, batch_size), depth=read_ahead):
+                yield from batch
 
     def flagged_item_ids(self, collection: str) -> set[str]:
         """``item_id`` of every document of the anomaly audit collection (empty if it is absent)."""
