@@ -144,7 +144,11 @@ def _floor_read(topic: str, stop: Any, out: Queue[Any]) -> None:
         ck = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"{topic}.floor", "fetch.wait.max.ms": 20})
         ck.assign([CTopicPartition(topic, 0, OFFSET_BEGINNING)])
         while not stop.is_set():
-            messages = ck.consume(num_messages=10_000, timeout=0.05)
+            # consume(n, timeout) would wait for n messages: take what is there, else wait for one
+            messages = ck.consume(num_messages=10_000, timeout=0)
+            if not messages:
+                first = ck.poll(0.05)
+                messages = [] if first is None else [first]
             now = time.time() * 1000.0
             for m in messages:
                 if m.error() is None:
