@@ -97,6 +97,8 @@ def _transport(settings: Settings) -> tuple[Source, Sink]:
         try:
             from consumer.confluent_io import ConfluentSource, make_confluent_sink
         except ImportError as exc:
+            if exc.name != "confluent_kafka":
+                raise
             raise SystemExit(
                 "STOCKWATCH_KAFKA_CLIENT=confluent-kafka needs confluent-kafka: "
                 "pip install 'stockwatch[confluent]'"

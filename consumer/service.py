@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 LAG_REFRESH_S = 1.0
 FINAL_COMMIT_WAIT_S = 15.0  # shutdown waits this long for a rebalance to let the last commit through
+LOST_PARTITIONS_AFTER_S = 1.0  # settled partitions still not assigned after this long went elsewhere
 MAX_IN_FLIGHT = 2  # batches whose outputs may still await acknowledgement while the next is scored
 
 
@@ -329,11 +330,21 @@ class ScoringService:
             # one. During a rebalance the partitions are not assigned (a commit would skip them
             # silently) or the broker refuses the commit: polls complete the rebalance (nothing
             # fetched is used), for at most FINAL_COMMIT_WAIT_S.
-            deadline = time.monotonic() + FINAL_COMMIT_WAIT_S
+            started = time.monotonic()
             while self._settled:
-                if set(self._settled) <= self.source.assignment() and self._commit(self._settled, sync=True):
+                assigned = self.source.assignment()
+                mine = {tp: o for tp, o in self._settled.items() if tp in assigned}
+                waited = time.monotonic() - started
+                # All of them ours: commit. Some ours for a while: the others went to another member
+                # in a rebalance (it resumes from their committed offsets); commit ours.
+                if (len(mine) == len(self._settled) or (mine and waited >= LOST_PARTITIONS_AFTER_S)) and (
+                    self._commit(mine, sync=True)
+                ):
+                    if len(mine) < len(self._settled):
+                        lost = sorted(set(self._settled) - set(mine))
+                        log.info("partitions %s are no longer ours; their new owner resumes them", lost)
                     break
-                if time.monotonic() >= deadline:
+                if waited >= FINAL_COMMIT_WAIT_S:
                     log.warning("final commit not possible (partitions not ours); they will be redelivered")
                     break
                 self.source.pause_all()

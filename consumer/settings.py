@@ -67,7 +67,7 @@ class Settings(BaseSettings):
 
     # --- consumer loop ---
     delivery: Literal["at-least-once", "exactly-once"] = "at-least-once"
-    max_poll_records: int = Field(default=2000, ge=1)
+    max_poll_records: int = Field(default=2000, ge=1, le=1_000_000)
     poll_timeout_ms: int = Field(default=100, ge=0)
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
     model_poll_interval_s: float = Field(default=2.0, gt=0)
@@ -170,6 +170,15 @@ class Settings(BaseSettings):
         gt=0,
         description="Mongo server-selection/connect timeout of the retrain worker and scan.",
     )
+
+    @model_validator(mode="after")
+    def _client_limits(self) -> Settings:
+        if self.kafka_client == "confluent-kafka" and self.max_poll_interval_ms < self.session_timeout_ms:
+            raise ValueError(
+                "kafka_client confluent-kafka needs max_poll_interval_ms >= session_timeout_ms "
+                f"(got {self.max_poll_interval_ms} < {self.session_timeout_ms})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _distinct_topics(self) -> Settings:

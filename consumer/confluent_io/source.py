@@ -40,11 +40,11 @@ class ConfluentRecord:
 
     @property
     def partition(self) -> int:
-        return int(self._message.partition() or 0)
+        return cast(int, self._message.partition())  # set on every record (errors are filtered out)
 
     @property
     def offset(self) -> int:
-        return int(self._message.offset() or 0)
+        return cast(int, self._message.offset())
 
     @property
     def timestamp(self) -> int | None:
@@ -129,7 +129,7 @@ class ConfluentSource:
             if error is not None:  # not a record: a client event (e.g. a broker connection lost)
                 if error.fatal():
                     raise KafkaException(error)
-                log.warning("consumer: %s", error)
+                log.warning("consumer: %s (%s[%s])", error, message.topic(), message.partition())
                 continue
             tp = (message.topic(), message.partition())
             records = out.get(tp)
@@ -158,8 +158,20 @@ class ConfluentSource:
         """Rewind (or advance) assigned partitions; others (revoked meanwhile) are skipped."""
         assigned = self.assignment()
         for (topic, partition), offset in offsets.items():
-            if (topic, partition) in assigned:
+            if (topic, partition) not in assigned:
+                continue
+            try:
                 self._consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:
+                # Assigned but not fetched yet (just after a rebalance): it starts at the group's
+                # committed offset, which is never past a rewind target, so nothing is skipped.
+                log.warning(
+                    "seek %s[%d]@%d not possible (%s); it resumes from the committed offset",
+                    topic,
+                    partition,
+                    offset,
+                    exc,
+                )
 
     def committed(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int | None]:
         """The group's committed offsets (a broker round trip)."""

@@ -73,3 +73,11 @@ def test_shipped_config_file_matches_the_defaults() -> None:
         want = defaults[key]
         got = Path(value) if isinstance(want, Path) else value
         assert got == want, key
+
+
+def test_confluent_client_limits_are_checked_up_front() -> None:
+    with pytest.raises(ValidationError, match="max_poll_interval_ms >= session_timeout_ms"):
+        Settings(kafka_client="confluent-kafka", max_poll_interval_ms=20_000, session_timeout_ms=45_000)
+    Settings(kafka_client="kafka-python", max_poll_interval_ms=20_000, session_timeout_ms=45_000)
+    with pytest.raises(ValidationError, match="max_poll_records"):
+        Settings(max_poll_records=2_000_000)
