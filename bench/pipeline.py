@@ -69,6 +69,8 @@ def confluent_consumer(topic: str, n: int, *, timeout_s: float) -> dict[str, Any
     try:
         from confluent_kafka import OFFSET_BEGINNING, Consumer
         from confluent_kafka import TopicPartition as CTopicPartition
+
+        from consumer.confluent_io.source import FETCH_QUEUE_BACKOFF_MS
     except ImportError:
         print("  (a') skipped: `pip install confluent-kafka` to compare with librdkafka", flush=True)
         return None
@@ -78,6 +80,7 @@ def confluent_consumer(topic: str, n: int, *, timeout_s: float) -> dict[str, Any
             "group.id": f"{topic}.confluent",
             "enable.auto.commit": False,
             "max.partition.fetch.bytes": FETCH["max_partition_fetch_bytes"],
+            "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,  # as the service's transport
         }
     )
     consumer.assign([CTopicPartition(topic, 0, OFFSET_BEGINNING)])

@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 
 Offsets = Mapping[tuple[str, int], int]  # (topic, partition) -> next offset to read
 _TIMEOUT_S = 10.0  # a blocking broker call (sync commit, committed offsets) never waits longer
+FETCH_QUEUE_BACKOFF_MS = 10
 
 
 class ConfluentCommitError(DeliveryError):
@@ -91,6 +92,10 @@ def consumer_config(settings: Settings, *, client_id: str) -> dict[str, Any]:
         "max.partition.fetch.bytes": max(
             settings.max_partition_fetch_bytes, settings.max_message_bytes + 65_536
         ),
+        # librdkafka stops fetching while >= queued.min.messages (100k) are buffered and, by default,
+        # waits fetch.queue.backoff.ms = 1 s before the next fetch: with 8 MiB fetches the loop
+        # starved every second (b': 115k -> 238k events/s with 10 ms, back to back).
+        "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
         "logger": client_logger("consumer.confluent_io.librdkafka"),
         "on_commit": _log_commit,
     }
