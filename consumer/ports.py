@@ -1,7 +1,8 @@
 """What the scoring loop needs from the outside world, as protocols (the adapters implement them).
 
-``consumer.kafka_io`` provides :class:`Source` (``KafkaSource``) and :class:`Sink`
-(``AtLeastOnceSink`` / ``TransactionalSink``, whose ``publish`` returns a :class:`Delivery`);
+``consumer.kafka_io`` (kafka-python, the default) and ``consumer.confluent_io`` (librdkafka,
+``STOCKWATCH_KAFKA_CLIENT=confluent-kafka``) each provide a :class:`Source` and the two sinks of
+:class:`Sink` (at-least-once, exactly-once), whose ``publish`` returns a :class:`Delivery`;
 ``consumer.mongo_io`` provides :class:`Audit` (``AnomalyAudit``). Tests can hand in fakes.
 """
 
@@ -12,7 +13,7 @@ from typing import Any, Protocol
 
 from consumer.batch import OutputRecord
 
-__all__ = ["Audit", "Delivery", "DeliveryError", "Sink", "Source", "TopicPart"]
+__all__ = ["Audit", "Delivered", "Delivery", "DeliveryError", "Sink", "Source", "TopicPart"]
 
 TopicPart = tuple[str, int]
 
@@ -41,6 +42,19 @@ class Delivery(Protocol):
     def done(self) -> bool: ...
     def error(self) -> BaseException | None: ...
     def wait(self) -> None: ...
+
+
+class Delivered:
+    """A delivery already complete when ``publish`` returns (a transaction committed inside it)."""
+
+    def done(self) -> bool:
+        return True
+
+    def error(self) -> BaseException | None:
+        return None
+
+    def wait(self) -> None:
+        return None
 
 
 class Sink(Protocol):

@@ -23,7 +23,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer, Topic
 
 from consumer.batch import OutputRecord
 from consumer.confluent_io.source import ConfluentSource, client_logger
-from consumer.ports import DeliveryError
+from consumer.ports import Delivered, DeliveryError
 from consumer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -153,19 +153,6 @@ class ConfluentAtLeastOnceSink:
             log.warning("%d outputs not acknowledged at close; their offsets were not committed", left)
 
 
-class _Done:
-    """An already completed delivery (the transaction finished inside ``publish``)."""
-
-    def done(self) -> bool:
-        return True
-
-    def error(self) -> BaseException | None:
-        return None
-
-    def wait(self) -> None:
-        return None
-
-
 class ConfluentTransactionalSink:
     """One Kafka transaction per batch: outputs + consumed offsets, all or nothing."""
 
@@ -188,7 +175,9 @@ class ConfluentTransactionalSink:
         log.info("transactional producer ready (transactional.id %s)", self.transactional_id)
         return producer
 
-    def publish(self, outputs: Sequence[OutputRecord], offsets: Offsets, source: ConfluentSource) -> _Done:
+    def publish(
+        self, outputs: Sequence[OutputRecord], offsets: Offsets, source: ConfluentSource
+    ) -> Delivered:
         """Commit outputs and offsets in one transaction; on any error abort and raise."""
         if self._producer is None:  # a replacement failed (broker down): try again now
             try:
@@ -213,7 +202,7 @@ class ConfluentTransactionalSink:
             raise ConfluentDeliveryError(repr(exc)) from exc
         if failed:  # cannot happen after a successful commit; kept as a guard
             raise ConfluentDeliveryError(f"{len(failed)} outputs failed inside a committed transaction")
-        return _Done()
+        return Delivered()
 
     def _commit_transaction(self) -> None:
         """Commit; a retriable error (e.g. a coordinator moving) is retried until the deadline."""

@@ -29,6 +29,7 @@ from consumer.kafka_io.source import (
     Offsets,
     _tp_offsets,
 )
+from consumer.ports import Delivered
 from consumer.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -82,19 +83,6 @@ class PendingDelivery:
         for f in self._futures:
             if f.is_done and f.exception is not None:
                 return DeliveryFailedError(f"output not acknowledged: {f.exception!r}")
-        return None
-
-
-class _Delivered:
-    """An already completed delivery (the transactional sink finishes inside ``publish``)."""
-
-    def done(self) -> bool:
-        return True
-
-    def error(self) -> BaseException | None:
-        return None
-
-    def wait(self) -> None:
         return None
 
 
@@ -154,7 +142,7 @@ class TransactionalSink:
         log.info("transactional producer ready (transactional.id %s)", self.transactional_id)
         return producer
 
-    def publish(self, outputs: Sequence[OutputRecord], offsets: Offsets, source: KafkaSource) -> _Delivered:
+    def publish(self, outputs: Sequence[OutputRecord], offsets: Offsets, source: KafkaSource) -> Delivered:
         """Commit outputs and offsets in one transaction; on any error abort and raise DeliveryFailedError."""
         producer = self._producer
         try:
@@ -168,7 +156,7 @@ class TransactionalSink:
         except KafkaError as exc:
             self._recover(exc)
             raise DeliveryFailedError(repr(exc)) from exc
-        return _Delivered()
+        return Delivered()
 
     def commit(self, offsets: Offsets, source: KafkaSource, *, sync: bool) -> None:
         """Nothing to do: the offsets were committed inside the transaction."""
