@@ -32,7 +32,7 @@ from bench.common import (
     stop_process,
     train_bench_model,
 )
-from bench.stream import OutputReader, send_probe, start_paced_producer
+from bench.stream import OutputReader, start_paced_producer, wait_until_scoring
 from detection import ModelStore
 
 SWAP_EVERY_S = 2.0
@@ -77,15 +77,7 @@ def one_client(client: str, *, swaps: int, rate: float) -> dict[str, Any]:
         reader = OutputReader(topics[4], read_committed=True).start()
         published: list[tuple[float, str]] = []
         try:
-            probes = 0
-            while not reader.records and probes < 120:
-                send_probe(topics[0], probes)
-                probes += 1
-                reader.wait_for(1, 1.0)
-            if not reader.records:
-                raise RuntimeError(
-                    f"stockwatch consume produced nothing; see .bench/logs/hotswap-{client}.log"
-                )
+            wait_until_scoring(reader, topics[0], f"hotswap-{client}.log")
             producer, result_q = start_paced_producer(topics[0], rate, seconds)
             time.sleep(LEAD_S)
             for model in models[1:]:

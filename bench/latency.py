@@ -28,7 +28,7 @@ from bench.common import (
     stop_process,
     train_bench_model,
 )
-from bench.stream import FloorReader, OutputReader, send_probe, start_paced_producer
+from bench.stream import FloorReader, OutputReader, start_paced_producer, wait_until_scoring
 from detection import ModelStore
 
 WARMUP_S = 2.0
@@ -53,15 +53,7 @@ def one_load(rate: float, seconds: float, model_dir: Path, label: str, client: s
         reader = OutputReader(topics[1]).start()
         floor = FloorReader(topics[0])  # the same input read by a bare consumer (own process): the floor
         try:
-            probes = 0
-            while not reader.records and probes < 120:  # the service is up once a probe comes back
-                send_probe(topics[0], probes)
-                probes += 1
-                reader.wait_for(1, 1.0)
-            if not reader.records:
-                raise RuntimeError(
-                    f"stockwatch consume produced nothing; see .bench/logs/latency-{label}.log"
-                )
+            wait_until_scoring(reader, topics[0], f"latency-{label}.log")
             began_ms = time.time() * 1000.0
             producer, result_q = start_paced_producer(topics[0], rate, seconds)
             produced = result_q.get(timeout=seconds * 3 + 120)
@@ -105,36 +97,31 @@ def one_load(rate: float, seconds: float, model_dir: Path, label: str, client: s
     }
 
 
-# Both transports at the same offered loads: 10 % and 50 % of the default's (b) (kafka-python).
-CLIENTS = {"kafka-python": ("b", "(b)"), "confluent-kafka": ("b", "(b)")}
+CLIENTS = ("kafka-python", "confluent-kafka")  # both at the same offered loads, shares of the default's (b)
 
 
-def _rates(pipeline: dict[str, Any] | None) -> tuple[dict[str, float], str]:
-    """The (b) each transport's loads are a share of: this run's pipeline, else .bench/pipeline.json."""
+def _b_rate(pipeline: dict[str, Any] | None) -> tuple[float, str]:
+    """(b), which the loads are shares of: this run's pipeline, else .bench/pipeline.json, else a default."""
     source = "pipeline of this run"
     if not pipeline:
         saved = OUT_DIR / "pipeline.json"
         pipeline, source = (
             (json.loads(saved.read_text()), ".bench/pipeline.json") if saved.exists() else ({}, "")
         )
-    rates = {
-        client: float(pipeline[key]["events_per_s"])
-        for client, (key, _) in CLIENTS.items()
-        if (pipeline.get(key) or {}).get("events_per_s")
-    }
-    if not rates:
-        return {"kafka-python": DEFAULT_B_RATE}, "a default (pipeline did not run)"
-    return rates, source
+    rate = (pipeline.get("b") or {}).get("events_per_s")
+    if not rate:
+        return DEFAULT_B_RATE, "a default (pipeline did not run)"
+    return float(rate), source
 
 
 def run(*, pipeline: dict[str, Any] | None = None, seconds: float = 30.0) -> Section:
-    rates, source = _rates(pipeline)
+    b_rate, source = _b_rate(pipeline)
     section = Section(title=f"3. Latency, produce -> anomaly received ({seconds:.0f} s per load)")
     results: list[tuple[str, int, dict[str, Any]]] = []
     with tempfile.TemporaryDirectory(prefix="stockwatch-bench-") as tmp:
         model_dir = Path(tmp) / "models"
         ModelStore(model_dir).publish(train_bench_model())
-        for client, b_rate in rates.items():
+        for client in CLIENTS:
             for pct in (10, 50):
                 label = f"{pct}pct-{client}"
                 r = one_load(b_rate * pct / 100, seconds, model_dir, label, client)
@@ -161,7 +148,7 @@ def run(*, pipeline: dict[str, Any] | None = None, seconds: float = 30.0) -> Sec
             [
                 [
                     client,
-                    f"{pct} % of {CLIENTS[client][1]}",
+                    f"{pct} % of (b)",
                     fmt(r["offered_rate"]),
                     fmt(r["achieved_rate"]),
                     f"{r['samples']:,}",
@@ -180,7 +167,7 @@ def run(*, pipeline: dict[str, Any] | None = None, seconds: float = 30.0) -> Sec
             section.checks.append(Check(f"p99 at 50 % load, {client}", r["p99_ms"], 50, False, " ms"))
     generator = results[0][2]["generator"] if results else "?"
     section.notes += [
-        f"loads as a share of (b) = {next(iter(rates.values())):,.0f} events/s ({source}), the same for both "
+        f"loads as a share of (b) = {b_rate:,.0f} events/s ({source}), the same for both "
         "transports; "
         "at-least-once, `stockwatch consume` subprocess, default settings (max_poll_records 2000, "
         "poll timeout 100 ms, producer linger 5 ms)",
@@ -189,5 +176,5 @@ def run(*, pipeline: dict[str, Any] | None = None, seconds: float = 30.0) -> Sec
         "bare reader: a plain consumer of the input topic in its own process, in the same run (producer -> "
         "broker -> client only), the floor this machine gives at that moment",
     ]
-    section.data = {"b_rates": rates, "b_rate_source": source, "loads": [r for _, _, r in results]}
+    section.data = {"b_rate": b_rate, "b_rate_source": source, "loads": [r for _, _, r in results]}
     return section

@@ -119,6 +119,16 @@ def send_probe(topic: str, i: int) -> None:
     producer.close(timeout=10)
 
 
+def wait_until_scoring(reader: OutputReader, topic: str, log_name: str, *, attempts: int = 120) -> None:
+    """Send planted anomalies to ``topic`` (one a second) until one comes back through ``reader``:
+    the service under test is up and scoring. Raises after ``attempts`` probes."""
+    for i in range(attempts):
+        send_probe(topic, i)
+        if reader.wait_for(1, 1.0):
+            return
+    raise RuntimeError(f"stockwatch consume produced nothing; see .bench/logs/{log_name}")
+
+
 def _floor_read(topic: str, stop: Any, out: Queue[Any]) -> None:
     import numpy as np
 
