@@ -22,7 +22,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from consumer.batch import OutputRecord
-from consumer.confluent_io.source import ConfluentSource, client_logger
+from consumer.confluent_io.source import LIBRDKAFKA_LOG, ConfluentSource
 from consumer.ports import Delivered, DeliveryError
 from consumer.settings import Settings
 
@@ -58,7 +58,7 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "message.timeout.ms": min(
             120_000, settings.max_poll_interval_ms // 2, settings.transaction_timeout_ms
         ),
-        "logger": client_logger("consumer.confluent_io.librdkafka"),
+        "logger": LIBRDKAFKA_LOG,
     }
 
 

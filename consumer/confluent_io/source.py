@@ -14,6 +14,8 @@ from consumer.settings import Settings
 log = logging.getLogger(__name__)
 
 Offsets = Mapping[tuple[str, int], int]  # (topic, partition) -> next offset to read
+# librdkafka's own log lines go to Python logging (JSON logs like the rest), not raw stderr.
+LIBRDKAFKA_LOG = logging.getLogger("consumer.confluent_io.librdkafka")
 _TIMEOUT_S = 10.0  # a blocking broker call (sync commit, committed offsets) never waits longer
 FETCH_QUEUE_BACKOFF_MS = 10
 
@@ -62,11 +64,6 @@ class ConfluentRecord:
         return cast("Sequence[tuple[str, bytes]] | None", self._message.headers())
 
 
-def client_logger(name: str) -> logging.Logger:
-    """librdkafka's log lines go to Python logging (JSON logs like the rest), not raw stderr."""
-    return logging.getLogger(name)
-
-
 def _log_commit(error: Any, partitions: list[TopicPartition]) -> None:
     """librdkafka's commit callback (runs inside ``consume``/``poll``): report async failures."""
     failed = [tp for tp in partitions if tp.error is not None]
@@ -96,7 +93,7 @@ def consumer_config(settings: Settings, *, client_id: str) -> dict[str, Any]:
         # waits fetch.queue.backoff.ms = 1 s before the next fetch: with 8 MiB fetches the loop
         # starved every second (b': 115k -> 238k events/s with 10 ms, back to back).
         "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
-        "logger": client_logger("consumer.confluent_io.librdkafka"),
+        "logger": LIBRDKAFKA_LOG,
         "on_commit": _log_commit,
     }
 
