@@ -41,9 +41,10 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 demo: stack-up
-	$(VENV)/bin/python -m consumer.demo
+	$(VENV)/bin/python -m scripts.demo
 
 bench: venv
 	$(VENV)/bin/python -m bench

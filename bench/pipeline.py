@@ -28,8 +28,8 @@ from bench.common import (
     run_prefix,
     train_bench_model,
 )
-from consumer.cli_consume import build_service, settle_heap
-from consumer.settings import Settings
+from config.settings import Settings
+from consumer.scoring.wiring import build_service, settle_heap
 from detection import AnomalyModel, ModelStore
 
 CK: Literal["confluent-kafka"] = "confluent-kafka"
@@ -70,7 +70,7 @@ def confluent_consumer(topic: str, n: int, *, timeout_s: float) -> dict[str, Any
         from confluent_kafka import OFFSET_BEGINNING, Consumer
         from confluent_kafka import TopicPartition as CTopicPartition
 
-        from consumer.confluent_io.source import FETCH_QUEUE_BACKOFF_MS
+        from consumer.adapters.confluent.source import FETCH_QUEUE_BACKOFF_MS
     except ImportError:
         print("  (a') skipped: `pip install confluent-kafka` to compare with librdkafka", flush=True)
         return None
@@ -308,7 +308,7 @@ def run(*, n: int = 500_000, naive_n: int = 10_000, timeout_s: float = 900.0, re
         f"preload: {produce_rate:,.0f} updates/s (kafka-python producer, linger 20 ms, 512 KiB batches)",
         f"(b) and (c) ran as the real service in-process, {b['batches']:,} / {c['batches']:,} batches; "
         "(d) is measured on a bounded prefix",
-        "(b')/(c'): the same service with its optional librdkafka transport (consumer.confluent_io), "
+        "(b')/(c'): the same service with its optional librdkafka transport (consumer.adapters.confluent), "
         "compared with its own bare reader (a'); kafka-python stays the default",
         "every row runs after gc.collect() + gc.freeze(), as `stockwatch consume` does before its loop",
         f"each row ran {repeats} times, round-robin; the table shows the best run of each (all runs: "

@@ -7,11 +7,11 @@ peak RSS (``VmHWM``; a child's rusage would include the parent pages it shared b
 
 * read — ``WorkerMongo.iter_inventory`` (projection, cursor batches of 5,000 fetched two ahead by a
   helper thread) into
-  ``consumer.snapshot.collect`` (the worker's streamed feature matrix);
+  ``consumer.retraining.snapshot.collect`` (the worker's streamed feature matrix);
 * fit — ``detection.train_on_features`` (scaler, IsolationForest ``contamination="auto"``,
   compile, training scores), minus the threshold step;
 * threshold — ``fast_offset`` (timed inside ``train_on_features``);
-* validate — ``consumer.gate.evaluate`` on the snapshot and a 10,000-row sample;
+* validate — ``consumer.retraining.gate.evaluate`` on the snapshot and a 10,000-row sample;
 * publish — ``ModelStore.publish`` (files, checksums, fsync, CURRENT switch).
 """
 
@@ -92,9 +92,9 @@ def _own_cpu_s() -> float:
 def child(collection: str, model_dir: Path) -> dict[str, Any]:
     """One retrain, step by step (runs in the subprocess)."""
     import detection.model as model_module
-    from consumer.gate import GateConfig, evaluate
-    from consumer.mongo_io import WorkerMongo
-    from consumer.snapshot import collect
+    from consumer.adapters.mongo import WorkerMongo
+    from consumer.retraining.gate import GateConfig, evaluate
+    from consumer.retraining.snapshot import collect
     from detection import ForestParams, ModelStore, train_on_features
 
     times: dict[str, float] = {}
@@ -103,7 +103,7 @@ def child(collection: str, model_dir: Path) -> dict[str, Any]:
     db = WorkerMongo(MONGO_URI, DB, inventory=collection)
     docs = db.iter_inventory(batch_size=5000)
     features = collect(docs, chunk_size=5000).features
-    reader = "consumer.snapshot.collect"
+    reader = "consumer.retraining.snapshot.collect"
     db.close()
     times["read"] = time.perf_counter() - began
     server_after = _server_cpu_s()

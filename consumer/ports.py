@@ -1,29 +1,79 @@
 """What the scoring loop needs from the outside world, as protocols (the adapters implement them).
 
-``consumer.kafka_io`` (kafka-python, the default) and ``consumer.confluent_io`` (librdkafka,
+``consumer.adapters.kafka`` (kafka-python, the default) and ``consumer.adapters.confluent`` (librdkafka,
 ``STOCKWATCH_KAFKA_CLIENT=confluent-kafka``) each provide a :class:`Source` and the two sinks of
 :class:`Sink` (at-least-once, exactly-once), whose ``publish`` returns a :class:`Delivery`;
-``consumer.mongo_io`` provides :class:`Audit` (``AnomalyAudit``). Tests can hand in fakes.
+``consumer.adapters.mongo`` provides :class:`Audit` (``AnomalyAudit``). Tests can hand in fakes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from consumer.batch import OutputRecord
-
-__all__ = ["Audit", "Delivered", "Delivery", "DeliveryError", "Sink", "Source", "TopicPart"]
+__all__ = [
+    "Audit",
+    "Delivered",
+    "Delivery",
+    "DeliveryError",
+    "KafkaUnavailableError",
+    "MongoUnavailableError",
+    "Offsets",
+    "OutputRecord",
+    "Sink",
+    "Source",
+    "SourceRecord",
+    "TopicPart",
+]
 
 TopicPart = tuple[str, int]
+Offsets = Mapping[TopicPart, int]  # (topic, partition) -> next offset to read
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRecord:
+    """One record to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+class SourceRecord(Protocol):
+    """What a consumed record must offer (kafka-python's ConsumerRecord does)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int | None: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]] | None: ...
 
 
 class DeliveryError(Exception):
     """A batch was not delivered (sink or audit failed); its offsets are not committed."""
 
 
+class KafkaUnavailableError(RuntimeError):
+    """The broker could not be reached or did not acknowledge (retriable: try again later)."""
+
+
+class MongoUnavailableError(RuntimeError):
+    """Mongo could not be reached or refused an operation (retriable: try again later)."""
+
+
 class Source(Protocol):
-    """The input side (``consumer.kafka_io.KafkaSource``)."""
+    """The input side (``consumer.adapters.kafka.KafkaSource``)."""
 
     def subscribe(self) -> None: ...
     def poll(self, timeout_ms: int, max_records: int) -> dict[TopicPart, list[Any]]: ...
@@ -37,7 +87,7 @@ class Source(Protocol):
 
 
 class Delivery(Protocol):
-    """The acknowledgements of one batch's outputs (``consumer.kafka_io.PendingDelivery``)."""
+    """The acknowledgements of one batch's outputs (``consumer.adapters.kafka.PendingDelivery``)."""
 
     def done(self) -> bool: ...
     def error(self) -> BaseException | None: ...
@@ -68,7 +118,7 @@ class Sink(Protocol):
 
 
 class Audit(Protocol):
-    """Optional idempotent audit store for anomalies (``consumer.mongo_io.AnomalyAudit``)."""
+    """Optional idempotent audit store for anomalies (``consumer.adapters.mongo.AnomalyAudit``)."""
 
     def write(self, anomalies: Sequence[dict[str, Any]]) -> int: ...
     def close(self) -> None: ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from consumer.settings import Settings
+from config.settings import Settings
 from detection import ModelStore
 
 __all__ = ["store_from_settings"]

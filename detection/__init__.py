@@ -10,11 +10,43 @@ The public API is the contract with ``consumer/`` (see ``docs/architecture.md``)
 
 from __future__ import annotations
 
-from detection.features import FEATURE_NAMES, feature_matrix
-from detection.items import ItemValidationError, StockItem, parse_item
-from detection.model import AnomalyModel, Decisions, ModelMetadata, train_model, train_on_features
-from detection.params import ForestParams, TrainingError
-from detection.store import ModelNotFoundError, ModelStore, ModelVerificationError
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from detection.features import FEATURE_NAMES, feature_matrix
+    from detection.items import ItemValidationError, StockItem, parse_item
+    from detection.metadata import ModelMetadata
+    from detection.model import AnomalyModel, Decisions, train_model, train_on_features
+    from detection.params import ForestParams, TrainingError
+    from detection.store import ModelNotFoundError, ModelStore, ModelVerificationError
+
+# Names are imported on first use (PEP 562): listing models must not pay for sklearn and numba.
+_HOMES = {
+    "FEATURE_NAMES": "features",
+    "feature_matrix": "features",
+    "ItemValidationError": "items",
+    "StockItem": "items",
+    "parse_item": "items",
+    "ModelMetadata": "metadata",
+    "AnomalyModel": "model",
+    "Decisions": "model",
+    "train_model": "model",
+    "train_on_features": "model",
+    "ForestParams": "params",
+    "TrainingError": "params",
+    "ModelNotFoundError": "store",
+    "ModelStore": "store",
+    "ModelVerificationError": "store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'detection' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"detection.{home}"), name)
+
 
 __all__ = [
     "FEATURE_NAMES",

@@ -15,25 +15,22 @@ the training set.
 
 from __future__ import annotations
 
-import platform
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import numba
 import numpy as np
 import numpy.typing as npt
-import sklearn
-from pydantic import BaseModel, ConfigDict, Field
 from sklearn.ensemble import IsolationForest
 from sklearn.preprocessing import StandardScaler
 
 from detection.compiled_forest import CompiledForest, fast_offset
-from detection.explain import Explainer, FeatureStats, ScoreStats, Severity, feature_stats, score_stats
+from detection.explain import Explainer, Severity, feature_stats, score_stats
 from detection.features import FEATURE_NAMES, N_FEATURES, feature_matrix
 from detection.items import StockItem
+from detection.metadata import LibraryVersions, ModelMetadata
 from detection.params import MIN_TRAINING_ITEMS, ForestParams, TrainingError
 
 __all__ = [
@@ -46,42 +43,6 @@ __all__ = [
 ]
 
 FloatArray = npt.NDArray[np.float64]
-
-
-class LibraryVersions(BaseModel):
-    """Versions the model was trained with (the store refuses another sklearn by default)."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-    sklearn: str
-    numpy: str
-    python: str
-    numba: str | None = None
-
-    @classmethod
-    def current(cls) -> LibraryVersions:
-        return cls(sklearn=sklearn.__version__, numpy=np.__version__, python=platform.python_version(),
-                   numba=numba.__version__)  # fmt: skip
-
-
-class ModelMetadata(BaseModel):
-    """Everything known about a trained model, JSON-serialisable (``model_dump_json``).
-
-    ``extra="ignore"``: metadata written by a newer release still loads in an older one (a
-    rolled-back binary must be able to list and load the versions it finds).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-    version: str | None = None
-    created_at: datetime
-    n_samples: int = Field(ge=1)
-    params: ForestParams
-    effective_max_samples: int
-    feature_names: tuple[str, ...] = FEATURE_NAMES
-    library_versions: LibraryVersions
-    threshold: float = 0.0
-    offset: float
-    training_scores: ScoreStats
-    feature_stats: dict[str, FeatureStats]
 
 
 @dataclass(frozen=True, slots=True, eq=False)

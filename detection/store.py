@@ -29,14 +29,16 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib.metadata import version as _dist_version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import joblib
 import orjson
-import sklearn
 
-from detection.model import AnomalyModel, ModelMetadata
+from detection.metadata import ModelMetadata
+
+if TYPE_CHECKING:  # scoring needs sklearn and numba; listing and verifying versions does not
+    from detection.model import AnomalyModel
 
 __all__ = ["ModelNotFoundError", "ModelStore", "ModelVerificationError", "VersionInfo"]
 
@@ -178,6 +180,8 @@ class ModelStore:
     def publish(self, model: AnomalyModel) -> str:
         """Write ``model`` as a new version, switch CURRENT to it, prune old versions; returns its id."""
         buffer = io.BytesIO()
+        import joblib
+
         joblib.dump({"scaler": model.scaler, "forest": model.forest}, buffer)
         model_bytes = buffer.getvalue()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -191,7 +195,7 @@ class ModelStore:
                 "format_version": FORMAT_VERSION,
                 "version": version,
                 "published_at": now.strftime(_TIME_FORMAT),
-                "sklearn_version": sklearn.__version__,
+                "sklearn_version": _sklearn_version(),
                 "files": {name: {"sha256": _sha256(data), "size": len(data)} for name, data in files.items()},
             }
             files[MANIFEST_FILE] = orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
@@ -228,6 +232,10 @@ class ModelStore:
         self._check_sklearn(version, manifest)
         files = {name: self._verified_file(version, manifest, name) for name in _PAYLOAD_FILES}
         # Only verified bytes reach joblib (never a path that could be swapped after hashing).
+        import joblib
+
+        from detection.model import AnomalyModel
+
         payload = joblib.load(io.BytesIO(files[MODEL_FILE]))
         if not isinstance(payload, dict) or not {"scaler", "forest"} <= payload.keys():
             raise ModelVerificationError(f"model {version}: {MODEL_FILE} does not hold a scaler and a forest")
@@ -266,9 +274,9 @@ class ModelStore:
 
     def _check_sklearn(self, version: str, manifest: dict[str, Any]) -> None:
         saved = manifest.get("sklearn_version")
-        if saved != sklearn.__version__ and not self.allow_sklearn_mismatch:
+        if saved != _sklearn_version() and not self.allow_sklearn_mismatch:
             raise ModelVerificationError(
-                f"model {version} was saved with scikit-learn {saved} but this is {sklearn.__version__}; "
+                f"model {version} was saved with scikit-learn {saved} but this is {_sklearn_version()}; "
                 "retrain it, or set allow_sklearn_mismatch (STOCKWATCH_ALLOW_SKLEARN_MISMATCH=1)"
             )
 
@@ -340,3 +348,8 @@ class ModelStore:
                 yield
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _sklearn_version() -> str:
+    """The installed scikit-learn's version, read without importing it."""
+    return _dist_version("scikit-learn")

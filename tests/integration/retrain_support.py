@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from consumer.kafka_io import StatusTail
-from consumer.retrain_commands import build_worker
-from consumer.settings import Settings
+from config.settings import Settings
+from consumer.adapters.kafka import StatusTail
+from consumer.retraining.wiring import build_worker
+from consumer.retraining.worker import RetrainWorker
 from consumer.stores import store_from_settings
-from consumer.worker import RetrainWorker
 from detection import parse_item, train_model
 
 KEY = "integration-control-key"

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 from kafka import KafkaProducer
 
-from consumer.confluent_io import ConfluentSource
-from consumer.settings import Settings
+from config.settings import Settings
+from consumer.adapters.confluent import ConfluentSource
 
 pytestmark = pytest.mark.integration
 

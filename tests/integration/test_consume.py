@@ -26,10 +26,10 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from config.settings import Settings
 from consumer.cli import main as cli_main
-from consumer.cli_consume import build_service
-from consumer.service import RunStats, ScoringService
-from consumer.settings import Settings
+from consumer.scoring.loop import RunStats, ScoringService
+from consumer.scoring.wiring import build_service
 from detection import ModelStore, parse_item, train_model
 
 pytestmark = pytest.mark.integration

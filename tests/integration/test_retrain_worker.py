@@ -15,14 +15,14 @@ from typing import Any
 import orjson
 import pytest
 
+from consumer.adapters.kafka import JsonPublisher, StatusTail
+from consumer.adapters.mongo import WorkerMongo
 from consumer.cli import main
-from consumer.control import new_command
-from consumer.kafka_io import JsonPublisher, StatusTail
-from consumer.lease import Lease
-from consumer.mongo_io import WorkerMongo
-from consumer.retrain import Retrainer
-from consumer.retrain_commands import retrain_config
+from consumer.retraining.lease import Lease
+from consumer.retraining.retrainer import Retrainer
+from consumer.retraining.wiring import retrain_config
 from consumer.stores import store_from_settings
+from consumer.wire.control import new_command
 from tests.integration.retrain_support import (
     KEY,
     Status,
@@ -350,7 +350,7 @@ def test_ctl_status_rollback_reload_and_timeouts(settings_factory: Any, mongo_db
 def test_a_running_consumer_switches_to_the_retrained_model(
     settings_factory: Any, mongo_db: Any, topic_factory: Any, unique_name: Any, capsys: Any
 ) -> None:
-    from consumer.cli_consume import build_service
+    from consumer.scoring.wiring import build_service
 
     settings = settings_factory(
         retrain_cooldown_s=0,

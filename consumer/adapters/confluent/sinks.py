@@ -1,0 +1,253 @@
+"""The two delivery modes of `stockwatch consume` on librdkafka (same rules as consumer.adapters.kafka.sinks).
+
+* :class:`ConfluentAtLeastOnceSink` — idempotent producer (acks=all); ``publish`` only enqueues
+  and returns a :class:`ConfluentDelivery`, and the loop commits a batch's offsets once every
+  output of it and of every earlier batch was acknowledged.
+* :class:`ConfluentTransactionalSink` — one transaction per batch with the outputs and the
+  consumed offsets (``send_offsets_to_transaction``); on failure the transaction is aborted (a
+  fatal error replaces the producer) and :class:`ConfluentDeliveryError` makes the loop seek back.
+
+librdkafka reports acknowledgements through callbacks that run inside ``poll``/``flush``; the
+delivery handle polls the producer when asked whether it is done.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from config.settings import Settings
+from consumer.adapters.confluent.source import LIBRDKAFKA_LOG, ConfluentSource
+from consumer.ports import Delivered, DeliveryError, OutputRecord
+
+log = logging.getLogger(__name__)
+
+Offsets = Mapping[tuple[str, int], int]
+_PRODUCER_MAX_REQUEST = 16 * 1024 * 1024  # dead letters carry the original bytes plus headers
+_TXN_TIMEOUT_S = 30.0  # one transactional call (commit, abort, send offsets) waits at most this long
+_QUEUE_FULL_WAIT_S = 0.05
+# The coordinator answers CONCURRENT_TRANSACTIONS while the previous transaction's markers are
+# being written; librdkafka retries AddOffsetsToTxn after retry.backoff.ms (default 100 ms; 38.6k
+# -> 97k events/s in exactly-once with 10 ms) but AddPartitionsToTxn after a fixed 20 ms.
+_TXN_RETRY_BACKOFF_MS = 10
+
+
+class ConfluentDeliveryError(DeliveryError):
+    """A batch's outputs or its transaction did not go through; nothing of it counts as consumed."""
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    """The librdkafka producer settings equivalent to consumer.adapters.kafka.sinks'."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": settings.producer_linger_ms,
+        "batch.size": settings.producer_batch_size,
+        "message.max.bytes": max(_PRODUCER_MAX_REQUEST, 2 * settings.max_message_bytes),
+        # An unacknowledged output fails after this long, so a broker outage reaches the loop
+        # (rewind, retry) well before max.poll.interval.ms evicts the member (librdkafka's default
+        # equals max.poll.interval.ms' 300 s; kafka-python's delivery timeout is 120 s).
+        # (librdkafka also requires it <= transaction.timeout.ms for a transactional producer.)
+        "message.timeout.ms": min(
+            120_000, settings.max_poll_interval_ms // 2, settings.transaction_timeout_ms
+        ),
+        "logger": LIBRDKAFKA_LOG,
+    }
+
+
+class ConfluentDelivery:
+    """The broker acknowledgements still to come for one batch's outputs."""
+
+    __slots__ = ("_errors", "_pending", "_producer", "fatal")
+
+    def __init__(self, producer: Producer, expected: int) -> None:
+        self._producer = producer
+        self._pending = expected
+        self._errors: list[KafkaError] = []
+        self.fatal = False  # the producer is unusable (an idempotence error): the sink replaces it
+
+    def acknowledged(self, err: KafkaError | None, _message: Message) -> None:
+        """librdkafka's delivery callback (runs inside the producer's ``poll``/``flush``)."""
+        self._pending -= 1
+        if err is not None:
+            self._errors.append(err)
+            self.fatal = self.fatal or err.fatal()
+
+    def done(self) -> bool:
+        """Every output acknowledged or failed (serves pending callbacks first)."""
+        if self._pending > 0:
+            self._producer.poll(0)
+        return self._pending <= 0
+
+    def wait(self) -> None:
+        """Block until every output is acknowledged or failed."""
+        while self._pending > 0:
+            self._producer.poll(0.1)
+
+    def error(self) -> BaseException | None:
+        """The first failure (only meaningful once :meth:`done`)."""
+        if self._errors:
+            return ConfluentDeliveryError(f"output not acknowledged: {self._errors[0]}")
+        return None
+
+
+def _produce_all(producer: Producer, outputs: Sequence[OutputRecord], on_delivery: Any) -> None:
+    produce = producer.produce
+    for o in outputs:
+        headers: Any = o.headers or None
+        while True:
+            try:
+                produce(o.topic, o.value, o.key, headers=headers, on_delivery=on_delivery)
+                break
+            except BufferError:  # the local queue is full: let the I/O thread drain it
+                producer.poll(_QUEUE_FULL_WAIT_S)
+
+
+class ConfluentAtLeastOnceSink:
+    """Idempotent producer (acks=all); the loop commits a batch's offsets once all its outputs are acked."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._config = {"client.id": "stockwatch-consume", **producer_config(settings)}
+        self._producer = Producer(self._config)
+        self._last: ConfluentDelivery | None = None
+
+    def publish(
+        self, outputs: Sequence[OutputRecord], offsets: Offsets, source: ConfluentSource
+    ) -> ConfluentDelivery:
+        """Enqueue the outputs; the returned handle tells when the broker acknowledged them.
+
+        After a fatal error (the idempotent producer can't go on) the producer is replaced first:
+        the loop has rewound to the failed batch, so its outputs are produced again.
+        """
+        if self._last is not None and self._last.fatal:
+            log.warning("the producer hit a fatal error; replacing it")
+            self._producer = Producer(self._config)
+        delivery = self._last = ConfluentDelivery(self._producer, len(outputs))
+        try:
+            _produce_all(self._producer, outputs, delivery.acknowledged)
+        except KafkaException as exc:
+            delivery.fatal = bool(exc.args) and isinstance(exc.args[0], KafkaError) and exc.args[0].fatal()
+            raise ConfluentDeliveryError(repr(exc)) from exc
+        self._producer.poll(0)
+        return delivery
+
+    def commit(self, offsets: Offsets, source: ConfluentSource, *, sync: bool) -> None:
+        """Commit offsets whose outputs are all acknowledged; a refusal raises a DeliveryError."""
+        source.commit(offsets, sync=sync)
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Send everything buffered and wait for the acknowledgements."""
+        self._producer.flush(-1 if timeout_s is None else timeout_s)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Flush what is buffered (the producer is released with the object)."""
+        left = self._producer.flush(timeout_s)
+        if left:
+            log.warning("%d outputs not acknowledged at close; their offsets were not committed", left)
+
+
+class ConfluentTransactionalSink:
+    """One Kafka transaction per batch: outputs + consumed offsets, all or nothing."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.transactional_id = settings.transactional_id or f"{settings.group_id}.{socket.gethostname()}"
+        self._producer: Producer | None = self._new_producer()
+
+    def _new_producer(self) -> Producer:
+        producer = Producer(
+            {
+                "client.id": "stockwatch-consume-tx",
+                "transactional.id": self.transactional_id,
+                "transaction.timeout.ms": self._settings.transaction_timeout_ms,
+                "retry.backoff.ms": _TXN_RETRY_BACKOFF_MS,
+                **producer_config(self._settings),
+            }
+        )
+        producer.init_transactions(_TXN_TIMEOUT_S)  # fences older instances, aborts their transaction
+        log.info("transactional producer ready (transactional.id %s)", self.transactional_id)
+        return producer
+
+    def publish(
+        self, outputs: Sequence[OutputRecord], offsets: Offsets, source: ConfluentSource
+    ) -> Delivered:
+        """Commit outputs and offsets in one transaction; on any error abort and raise."""
+        if self._producer is None:  # a replacement failed (broker down): try again now
+            try:
+                self._producer = self._new_producer()
+            except KafkaException as exc:
+                raise ConfluentDeliveryError(f"no transactional producer: {exc!r}") from exc
+        producer = self._producer
+        failed: list[KafkaError] = []
+
+        def on_delivery(err: KafkaError | None, _message: Message) -> None:
+            if err is not None:
+                failed.append(err)
+
+        try:
+            producer.begin_transaction()
+            _produce_all(producer, outputs, on_delivery)
+            positions = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+            producer.send_offsets_to_transaction(positions, source.group_metadata(), _TXN_TIMEOUT_S)
+            self._commit_transaction()
+        except KafkaException as exc:
+            self._recover(exc)
+            raise ConfluentDeliveryError(repr(exc)) from exc
+        if failed:  # cannot happen after a successful commit; kept as a guard
+            raise ConfluentDeliveryError(f"{len(failed)} outputs failed inside a committed transaction")
+        return Delivered()
+
+    def _commit_transaction(self) -> None:
+        """Commit; a retriable error (e.g. a coordinator moving) is retried until the deadline."""
+        deadline = time.monotonic() + _TXN_TIMEOUT_S
+        assert self._producer is not None
+        while True:
+            try:
+                self._producer.commit_transaction(_TXN_TIMEOUT_S)
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if not error.retriable() or time.monotonic() >= deadline:
+                    raise
+
+    def commit(self, offsets: Offsets, source: ConfluentSource, *, sync: bool) -> None:
+        """Nothing to do: the offsets were committed inside the transaction."""
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Nothing buffered between transactions."""
+
+    def _recover(self, exc: KafkaException) -> None:
+        error = exc.args[0] if exc.args else None
+        if self._producer is not None and isinstance(error, KafkaError) and not error.fatal():
+            try:
+                self._producer.abort_transaction(_TXN_TIMEOUT_S)
+                log.warning("transaction aborted: %s", error)
+                return
+            except KafkaException as abort_exc:
+                log.warning("abort failed (%r) after %s; replacing the producer", abort_exc, error)
+        else:
+            log.warning("fatal producer error (%r); replacing the producer", exc)
+        self._producer = None  # if the replacement fails too, the next publish tries again
+        try:
+            self._producer = self._new_producer()
+        except KafkaException as init_exc:
+            log.warning("no transactional producer for now (%r); retried with the next batch", init_exc)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """No transaction is open between batches: nothing to send (librdkafka frees the producer
+        with the object)."""
+        if self._producer is not None:
+            self._producer.flush(timeout_s)
+
+
+def make_confluent_sink(settings: Settings) -> ConfluentAtLeastOnceSink | ConfluentTransactionalSink:
+    """The sink for ``settings.delivery``."""
+    if settings.delivery == "exactly-once":
+        return ConfluentTransactionalSink(settings)
+    return ConfluentAtLeastOnceSink(settings)

@@ -1,0 +1,221 @@
+"""The input side of `stockwatch consume` on librdkafka: a group member with explicit commits."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
+
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, Message, TopicPartition
+
+from config.settings import Settings
+from consumer.ports import DeliveryError
+
+log = logging.getLogger(__name__)
+
+Offsets = Mapping[tuple[str, int], int]  # (topic, partition) -> next offset to read
+# librdkafka's own log lines go to Python logging (JSON logs like the rest), not raw stderr.
+LIBRDKAFKA_LOG = logging.getLogger("consumer.adapters.confluent.librdkafka")
+_TIMEOUT_S = 10.0  # a blocking broker call (sync commit, committed offsets) never waits longer
+FETCH_QUEUE_BACKOFF_MS = 10
+
+
+class ConfluentCommitError(DeliveryError):
+    """The offsets were not committed (the outputs were delivered); retried by the loop."""
+
+
+class ConfluentRecord:
+    """A consumed message with the attributes of :class:`consumer.scoring.batch.SourceRecord`.
+
+    ``value`` is read eagerly (every record is decoded); the rest only when asked for (offsets of
+    a batch's first and last records, anomalies and dead letters).
+    """
+
+    __slots__ = ("_message", "value")
+
+    def __init__(self, message: Message) -> None:
+        self._message = message
+        self.value: bytes | None = message.value()
+
+    @property
+    def topic(self) -> str:
+        return str(self._message.topic())
+
+    @property
+    def partition(self) -> int:
+        return cast(int, self._message.partition())  # set on every record (errors are filtered out)
+
+    @property
+    def offset(self) -> int:
+        return cast(int, self._message.offset())
+
+    @property
+    def timestamp(self) -> int | None:
+        kind, ts = self._message.timestamp()
+        return None if kind == 0 else ts  # 0 = TIMESTAMP_NOT_AVAILABLE
+
+    @property
+    def key(self) -> bytes | None:
+        key = self._message.key()
+        return key if key is None or isinstance(key, bytes) else bytes(key)
+
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]] | None:
+        return cast("Sequence[tuple[str, bytes]] | None", self._message.headers())
+
+
+def _log_commit(error: Any, partitions: list[TopicPartition]) -> None:
+    """librdkafka's commit callback (runs inside ``consume``/``poll``): report async failures."""
+    failed = [tp for tp in partitions if tp.error is not None]
+    if error is not None or failed:
+        log.warning("async offset commit failed (%s %s); a later commit covers it", error, failed)
+
+
+def consumer_config(settings: Settings, *, client_id: str) -> dict[str, Any]:
+    """The librdkafka consumer settings equivalent to :class:`consumer.adapters.kafka.KafkaSource`'s."""
+    eos = settings.delivery == "exactly-once"
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "client.id": client_id,
+        "group.id": settings.group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": settings.auto_offset_reset,
+        "isolation.level": "read_committed" if eos else "read_uncommitted",
+        "max.poll.interval.ms": settings.max_poll_interval_ms,
+        "session.timeout.ms": settings.session_timeout_ms,
+        "heartbeat.interval.ms": max(1000, settings.session_timeout_ms // 10),
+        "fetch.wait.max.ms": min(500, max(10, settings.poll_timeout_ms)),
+        "max.partition.fetch.bytes": max(
+            settings.max_partition_fetch_bytes, settings.max_message_bytes + 65_536
+        ),
+        # librdkafka stops fetching while >= queued.min.messages (100k) are buffered and, by default,
+        # waits fetch.queue.backoff.ms = 1 s before the next fetch: with 8 MiB fetches the loop
+        # starved every second (b': 115k -> 238k events/s with 10 ms, back to back).
+        "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,
+        "logger": LIBRDKAFKA_LOG,
+        "on_commit": _log_commit,
+    }
+
+
+class ConfluentSource:
+    """The input side: a group member on ``input_topic`` with manual offset commits."""
+
+    def __init__(self, settings: Settings, *, client_id: str = "stockwatch-consume") -> None:
+        self.topic = settings.input_topic
+        self._consumer = Consumer(consumer_config(settings, client_id=client_id))
+
+    def subscribe(self) -> None:
+        """Join the group on the input topic (assignment happens inside ``poll``)."""
+        self._consumer.subscribe([self.topic])
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict[tuple[str, int], list[Any]]:
+        """Up to ``max_records`` records, grouped by (topic, partition), in offset order.
+
+        Returns as soon as anything is there (as kafka-python's ``poll`` does): librdkafka's
+        ``consume(n, timeout)`` waits until ``n`` messages arrived or the timeout passed, which held
+        every batch of a stream slower than ``max_records`` per ``timeout_ms`` for the full timeout.
+        """
+        consume = self._consumer.consume
+        messages = consume(num_messages=max_records, timeout=0)
+        if not messages:
+            first = self._consumer.poll(timeout_ms / 1000)
+            if first is None:
+                return {}
+            messages = (
+                [first, *consume(num_messages=max_records - 1, timeout=0)] if max_records > 1 else [first]
+            )
+        out: dict[Any, list[Any]] = {}  # (topic, partition) -> records
+        for message in messages:
+            error = message.error()
+            if error is not None:  # not a record: a client event (e.g. a broker connection lost)
+                if error.fatal():
+                    raise KafkaException(error)
+                log.warning("consumer: %s (%s[%s])", error, message.topic(), message.partition())
+                continue
+            tp = (message.topic(), message.partition())
+            records = out.get(tp)
+            if records is None:
+                records = out[tp] = []
+            records.append(ConfluentRecord(message))
+        return out
+
+    def assignment(self) -> set[tuple[str, int]]:
+        """The partitions assigned to this member right now."""
+        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def pause_all(self) -> None:
+        """Stop fetching from every assigned partition (the group membership stays alive)."""
+        tps = self._consumer.assignment()
+        if tps:
+            self._consumer.pause(tps)
+
+    def resume_all(self) -> None:
+        """Fetch again from every assigned partition."""
+        tps = self._consumer.assignment()
+        if tps:
+            self._consumer.resume(tps)
+
+    def seek(self, offsets: Offsets) -> None:
+        """Rewind (or advance) assigned partitions; others (revoked meanwhile) are skipped."""
+        assigned = self.assignment()
+        for (topic, partition), offset in offsets.items():
+            if (topic, partition) not in assigned:
+                continue
+            try:
+                self._consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:
+                # Assigned but not fetched yet (just after a rebalance): it starts at the group's
+                # committed offset, which is never past a rewind target, so nothing is skipped.
+                log.warning(
+                    "seek %s[%d]@%d not possible (%s); it resumes from the committed offset",
+                    topic,
+                    partition,
+                    offset,
+                    exc,
+                )
+
+    def committed(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int | None]:
+        """The group's committed offsets (a broker round trip)."""
+        tps = [TopicPartition(t, p) for t, p in partitions]
+        result = self._consumer.committed(tps, timeout=_TIMEOUT_S)
+        return {(tp.topic, tp.partition): None if tp.offset == OFFSET_INVALID else tp.offset for tp in result}
+
+    def commit(self, offsets: Offsets, *, sync: bool = True) -> None:
+        """Commit explicit offsets (next offset to read) of partitions still assigned to us."""
+        assigned = self.assignment()
+        tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items() if (t, p) in assigned]
+        if not tps:
+            return
+        try:
+            if sync:
+                for tp in self._consumer.commit(offsets=tps, asynchronous=False) or []:
+                    if tp.error is not None:
+                        raise ConfluentCommitError(f"commit of {tp.topic}[{tp.partition}]: {tp.error}")
+            else:  # the outcome is logged by librdkafka; a later commit covers a failed one
+                self._consumer.commit(offsets=tps, asynchronous=True)
+        except KafkaException as exc:
+            raise ConfluentCommitError(repr(exc)) from exc
+
+    def group_metadata(self) -> Any:
+        """The member's group metadata, for ``send_offsets_to_transaction``."""
+        return self._consumer.consumer_group_metadata()
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records behind the high watermark (as of the last fetch), for assigned partitions."""
+        tps = self._consumer.assignment()
+        if not tps:
+            return {}
+        out = {}
+        for tp in self._consumer.position(tps):
+            try:
+                _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high >= 0 and tp.offset >= 0:
+                out[(tp.topic, tp.partition)] = max(0, high - tp.offset)
+        return out
+
+    def close(self) -> None:
+        """Leave the group (a prompt rebalance for the others); never auto-commits."""
+        self._consumer.close()

@@ -1,0 +1,170 @@
+"""Kafka for the retrain worker and `stockwatch ctl`: JSON publisher, control source, status tail."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
+
+from consumer.adapters.kafka.topics import ensure_topics, json_objects
+from consumer.ports import KafkaUnavailableError
+
+log = logging.getLogger(__name__)
+
+
+class JsonPublisher:
+    """Sends JSON objects and waits for the broker's acknowledgement of each batch (acks=all)."""
+
+    def __init__(
+        self, bootstrap: str, *, client_id: str = "stockwatch-worker", timeout_s: float = 15.0
+    ) -> None:
+        self._timeout_s = timeout_s
+        try:
+            self._producer = KafkaProducer(
+                bootstrap_servers=bootstrap,
+                client_id=client_id,
+                acks="all",
+                max_block_ms=int(timeout_s * 1000),
+                request_timeout_ms=int(timeout_s * 1000),
+            )
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"cannot connect a producer to {bootstrap}: {exc!r}") from exc
+
+    def publish(
+        self,
+        topic: str,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        key: bytes | None = None,
+        key_field: str | None = None,
+        partition: int | None = None,
+    ) -> None:
+        """Send every message to ``topic`` (keyed by ``key`` or ``str(message[key_field])``), wait for acks."""
+        try:
+            futures = [
+                self._producer.send(
+                    topic,
+                    value=orjson.dumps(m, option=orjson.OPT_SERIALIZE_NUMPY),
+                    key=str(m[key_field]).encode() if key_field else key,
+                    partition=partition,
+                )
+                for m in messages
+            ]
+            self._producer.flush(timeout=self._timeout_s)
+            for future in futures:
+                future.get(timeout=self._timeout_s)
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"publishing {len(messages)} messages to {topic}: {exc!r}") from exc
+
+    def close(self) -> None:
+        """Flush and close."""
+        self._producer.close(timeout=self._timeout_s)
+
+
+class ControlSource:
+    """Reads raw control commands as a group member (one worker handles each command)."""
+
+    def __init__(self, bootstrap: str, topic: str, *, group_id: str, metadata_wait_s: float = 15.0) -> None:
+        self.topic = topic
+        try:
+            self._consumer = self._connect(bootstrap, topic, group_id, metadata_wait_s)
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"cannot read {topic} from {bootstrap}: {exc!r}") from exc
+
+    @staticmethod
+    def _connect(bootstrap: str, topic: str, group_id: str, metadata_wait_s: float) -> Any:
+        consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            client_id="stockwatch-retrain-worker",
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            metadata_max_age_ms=10_000,  # a topic unknown at join time is found within 10 s
+        )
+        # Join only once the topic's partitions are known: a member that joins before that gets
+        # an empty assignment and waits for the next metadata refresh.
+        deadline = time.monotonic() + metadata_wait_s
+        while not consumer.partitions_for_topic(topic) and time.monotonic() < deadline:
+            time.sleep(0.2)  # partitions_for_topic asks the broker for the topic's metadata
+        consumer.subscribe([topic])
+        return consumer
+
+    def poll(self, timeout_s: float) -> list[tuple[int, int, bytes | None]]:
+        """``(partition, offset, value)`` of the records received within ``timeout_s``, in order."""
+        try:
+            polled = self._consumer.poll(timeout_ms=int(timeout_s * 1000))
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"polling {self.topic}: {exc!r}") from exc
+        return [(r.partition, r.offset, r.value) for recs in polled.values() for r in recs]
+
+    def assignment(self) -> set[int]:
+        """The control-topic partitions this member holds right now."""
+        return {tp.partition for tp in self._consumer.assignment()}
+
+    def commit(self) -> None:
+        """Commit the positions of everything returned by ``poll`` so far."""
+        try:
+            self._consumer.commit()
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"committing {self.topic}: {exc!r}") from exc
+
+    def close(self) -> None:
+        """Leave the group."""
+        self._consumer.close(autocommit=False)
+
+
+class StatusTail:
+    """Reads the status topic from *now* on (no group); ``start()`` pins the end offsets first."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        try:
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=bootstrap,
+                client_id="stockwatch-ctl",
+                group_id=None,
+                enable_auto_commit=False,
+            )
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"cannot read {topic} from {bootstrap}: {exc!r}") from exc
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        """Assign every partition and resolve the end offsets, so nothing published later is missed."""
+        try:
+            partitions = self._consumer.partitions_for_topic(self.topic)
+            if not partitions:
+                ensure_topics(self._consumer.config["bootstrap_servers"], [self.topic])
+                self._consumer.poll(timeout_ms=100)
+                partitions = self._consumer.partitions_for_topic(self.topic) or {0}
+            tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+            self._consumer.assign(tps)
+            ends = self._consumer.end_offsets(tps)
+            for tp in tps:
+                self._consumer.seek(tp, ends[tp])
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"reading {self.topic}: {exc!r}") from exc
+
+    def poll(self, timeout_s: float) -> list[dict[str, Any]]:
+        """JSON objects received within ``timeout_s`` (anything else is skipped)."""
+        try:
+            polled = self._consumer.poll(timeout_ms=int(timeout_s * 1000))
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"polling {self.topic}: {exc!r}") from exc
+        return json_objects(polled)
+
+    def close(self) -> None:
+        """Close the consumer."""
+        self._consumer.close(autocommit=False)
+
+
+def ensure_worker_topics(bootstrap: str, topics: Iterable[str]) -> list[str]:
+    """:func:`ensure_topics` for the retrain worker and ctl; broker errors become KafkaUnavailableError."""
+    try:
+        return ensure_topics(bootstrap, topics)
+    except KafkaError as exc:
+        raise KafkaUnavailableError(f"cannot reach the broker at {bootstrap}: {exc!r}") from exc

@@ -1,0 +1,135 @@
+"""The ``stockwatch`` command line: a thin argparse dispatcher over one module per command group.
+
+Each command group module exposes ``register(subparsers, common)``: it adds its sub-commands
+(``common`` is a parent parser with the options every command takes) and sets
+``handler=fn`` where ``fn(args, settings) -> int`` returns the exit status. To add a group
+(``consume``, ``retrain-worker``, ``ctl``, ``scan`` …) append its ``register`` to
+:data:`COMMAND_GROUPS`. Settings are read once, here, and handed to the handler; logging is
+configured only here (JSON lines on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import orjson
+from pydantic import ValidationError
+
+from config.settings import Settings
+from consumer.cli import consume, ctl, models, scan, worker
+
+if TYPE_CHECKING:
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+__all__ = ["COMMAND_GROUPS", "Handler", "build_parser", "configure_logging", "main"]
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+"""What a sub-command runs: gets the parsed arguments and the settings, returns the exit status."""
+
+COMMAND_GROUPS: list[Callable[[Subparsers, argparse.ArgumentParser], None]] = [
+    models.register,
+    consume.register,
+    worker.register,
+    ctl.register,
+    scan.register,
+]
+"""One ``register(subparsers, common)`` per command group module, in ``--help`` order."""
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+EXIT_USAGE = 2
+EXIT_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a killed pipeline stage
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg (+ exc when there is a traceback)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at emit time (so in-process callers can capture it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def configure_logging(level: str) -> None:
+    """Install the JSON stderr handler on the root logger (replacing one a previous call installed)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, _StderrHandler):
+            root.removeHandler(handler)
+    handler = _StderrHandler()
+    handler.setFormatter(JsonLogFormatter())
+    root.addHandler(handler)
+    root.setLevel(level)
+    # kafka-python logs every metadata refresh and connection at INFO; keep its warnings only,
+    # unless the whole process runs at DEBUG.
+    logging.getLogger("kafka").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("stockwatch")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser: global options plus every registered command group."""
+    parser = argparse.ArgumentParser(
+        prog="stockwatch", description="Streaming anomaly detection for warehouse inventory."
+    )
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="INFO", type=str.upper)
+    parser.add_argument("--version", action="version", version=f"stockwatch {_version()}")
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: given after the sub-command it wins, absent it leaves the global value alone.
+    common.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS, type=str.upper)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for register in COMMAND_GROUPS:
+        register(subparsers, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``stockwatch`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"stockwatch: invalid settings: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    handler: Handler = args.handler
+    try:
+        return handler(args, settings)
+    except BrokenPipeError:  # `stockwatch score ... | head`: the reader left, not an error of ours
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_PIPE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""`python -m consumer.cli` = the `stockwatch` command."""
+
+import sys
+
+from consumer.cli import main
+
+sys.exit(main())

@@ -1,0 +1,82 @@
+"""``stockwatch consume``: the streaming scorer (see :mod:`consumer.scoring.loop` for the loop).
+
+Signals: the first SIGTERM/SIGINT finishes the current batch, flushes, commits and leaves the
+group (exit 0); a second one exits at once (exit 128 + signal number).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the service's modules (Kafka, numba) load only when `consume` runs
+    from config import Settings
+    from consumer.cli import Subparsers
+    from consumer.scoring.loop import ScoringService
+
+__all__ = ["cmd_consume", "register"]
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
+    """Add the ``consume`` command."""
+    consume = subparsers.add_parser(
+        "consume",
+        parents=[common],
+        help="score stock updates from Kafka and publish anomaly events",
+        description="Consume inventory.stock-updates, score each batch with the current model, publish "
+        "anomalies (and dead letters); settings come from STOCKWATCH_* and the config file.",
+    )
+    consume.add_argument("--max-events", type=int, default=None, help="stop after this many input records")
+    consume.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    consume.set_defaults(handler=cmd_consume)
+
+
+def _install_signal_handlers(service: ScoringService) -> None:
+    received: list[int] = []
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        if received:
+            os._exit(128 + signum)  # second signal: leave now, without cleanup
+        received.append(signum)
+        log.info("%s received: finishing the current batch, then stopping", signal.Signals(signum).name)
+        service.request_stop()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the scorer until a signal, ``--max-events`` or ``--timeout``."""
+    log.info(
+        "consume: %s -> %s (dlq %s), group %s, delivery %s, models in %s",
+        settings.input_topic,
+        settings.anomaly_topic,
+        settings.dlq_topic,
+        settings.group_id,
+        settings.delivery,
+        settings.model_dir,
+    )
+    from consumer.scoring.health import HealthServer
+    from consumer.scoring.wiring import build_service, settle_heap
+
+    service = build_service(settings)
+    server = None
+    if settings.http_port:
+        server = HealthServer(
+            service.health, service.metrics, host=settings.http_host, port=settings.http_port
+        )
+        server.start()
+    _install_signal_handlers(service)
+    settle_heap()
+    try:
+        service.run(max_events=args.max_events, timeout=args.timeout)
+    finally:
+        if server is not None:
+            server.stop()
+    return 0

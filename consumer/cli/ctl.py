@@ -1,0 +1,102 @@
+"""``stockwatch ctl retrain|rollback VERSION|reload|status``: signed commands to the retrain workers."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import socket
+import sys
+import time
+from typing import TYPE_CHECKING
+
+import orjson
+
+from consumer.wire.control import TERMINAL_ACKS, Ack, new_command
+
+if TYPE_CHECKING:
+    from config import Settings
+    from consumer.adapters.kafka import StatusTail
+    from consumer.cli import Subparsers
+
+__all__ = ["cmd_ctl", "register"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_NOT_PROMOTED = 0, 1, 2, 3, 4
+
+
+def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
+    """Add the ``ctl`` command."""
+    ctl = subparsers.add_parser(
+        "ctl",
+        parents=[common],
+        help="send a signed command to the retrain workers",
+        description="Exit status: 0 done/coalesced, 1 rejected/failed, 2 usage, 3 no outcome before "
+        "--timeout, 4 a retrain ran but its candidate was not promoted (gate rejection, too few items).",
+    )
+    ctl.add_argument("action", choices=["retrain", "rollback", "reload", "status"])
+    ctl.add_argument("version", nargs="?", default=None, help="rollback: the version to make CURRENT")
+    ctl.add_argument(
+        "--no-wait", action="store_true", help="publish and exit without waiting for the outcome"
+    )
+    ctl.add_argument(
+        "--timeout", type=float, default=None, help="seconds to wait (default: settings ctl_timeout_s)"
+    )
+    ctl.set_defaults(handler=cmd_ctl)
+
+
+def cmd_ctl(args: argparse.Namespace, settings: Settings) -> int:
+    """Sign and publish a command; wait for its terminal acknowledgement unless ``--no-wait``."""
+    if settings.control_key is None or not settings.control_key.get_secret_value():
+        print("stockwatch ctl: set STOCKWATCH_CONTROL_KEY to sign commands", file=sys.stderr)
+        return EXIT_USAGE
+    if (args.action == "rollback") != (args.version is not None):
+        print("stockwatch ctl: `rollback` takes a VERSION, the other actions none", file=sys.stderr)
+        return EXIT_USAGE
+    cmd = new_command(
+        args.action,
+        settings.control_key.get_secret_value().encode(),
+        args={"version": args.version} if args.version else {},
+        issued_by=f"{getpass.getuser()}@{socket.gethostname()}",
+    )
+    from consumer.adapters.kafka import JsonPublisher, StatusTail, ensure_worker_topics
+    from consumer.ports import KafkaUnavailableError
+
+    tail = None
+    try:
+        ensure_worker_topics(settings.kafka_bootstrap, [settings.control_topic, settings.status_topic])
+        if not args.no_wait:
+            tail = StatusTail(settings.kafka_bootstrap, settings.status_topic)
+            tail.start()
+        publisher = JsonPublisher(settings.kafka_bootstrap, client_id="stockwatch-ctl")
+        try:
+            publisher.publish(settings.control_topic, [cmd.model_dump(mode="json")])
+        finally:
+            publisher.close()
+        print(orjson.dumps({"sent": cmd.command.value, "command_id": cmd.command_id}).decode(), flush=True)
+        if tail is None:
+            return EXIT_OK
+        return _wait_for(tail, cmd.command_id, args.timeout or settings.ctl_timeout_s)
+    except KafkaUnavailableError as exc:
+        print(f"stockwatch ctl: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        if tail is not None:
+            tail.close()
+
+
+def _wait_for(tail: StatusTail, command_id: str, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for msg in tail.poll(min(1.0, max(0.05, deadline - time.monotonic()))):
+            if msg.get("type") != "command_ack" or msg.get("command_id") != command_id:
+                continue
+            print(orjson.dumps(msg).decode(), flush=True)
+            status = msg.get("status")
+            if status in (Ack.REJECTED, Ack.FAILED):
+                return EXIT_FAILED
+            if status == Ack.DONE and msg.get("command") == "retrain":
+                promoted = (msg.get("result") or {}).get("status") == "promoted"
+                return EXIT_OK if promoted else EXIT_NOT_PROMOTED
+            if status in TERMINAL_ACKS:
+                return EXIT_OK
+    print(f"stockwatch ctl: no outcome for {command_id} within {timeout_s:g}s", file=sys.stderr)
+    return EXIT_TIMEOUT

@@ -1,0 +1,100 @@
+"""Single flight across worker instances: a lease document in Mongo, renewed while a run lasts.
+
+The lease ``{_id: "retrain", owner, expires_at, finished_at, last}`` is taken with one atomic
+``find_one_and_update(upsert=True)`` whose filter matches only a free, expired or already-owned
+lease (a held lease makes the upsert collide on ``_id`` — nobody else gets it). A background
+thread renews it every ``ttl_s / 3``; a worker that dies stops renewing and the lease expires
+after ``ttl_s``. ``finished_at`` (set on release) drives the cooldown that coalesces ``retrain``
+commands arriving just after a run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+__all__ = ["Lease", "LeaseBackend"]
+
+log = logging.getLogger(__name__)
+
+
+class LeaseBackend(Protocol):
+    """The Mongo operations the lease needs (``consumer.adapters.mongo.WorkerMongo``)."""
+
+    def try_acquire_lease(
+        self, name: str, owner: str, *, ttl_s: float, now: float
+    ) -> dict[str, Any] | None: ...
+    def renew_lease(self, name: str, owner: str, *, ttl_s: float, now: float) -> bool: ...
+    def release_lease(self, name: str, owner: str, *, now: float, outcome: Mapping[str, Any]) -> None: ...
+    def read_lease(self, name: str) -> dict[str, Any] | None: ...
+
+
+class Lease:
+    """One named lease held by ``owner``; use :meth:`acquire`, then :meth:`release` when done."""
+
+    def __init__(
+        self,
+        backend: LeaseBackend,
+        owner: str,
+        *,
+        name: str = "retrain",
+        ttl_s: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.backend, self.owner, self.name, self.ttl_s, self._clock = backend, owner, name, ttl_s, clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lost = threading.Event()
+
+    def state(self) -> dict[str, Any] | None:
+        """The stored lease document."""
+        return self.backend.read_lease(self.name)
+
+    def held_by_other(self, doc: Mapping[str, Any] | None) -> str | None:
+        """The other live owner named by ``doc``, if any."""
+        if not doc or not doc.get("owner") or doc["owner"] == self.owner:
+            return None
+        return str(doc["owner"]) if float(doc.get("expires_at") or 0) >= self._clock() else None
+
+    def seconds_since_finished(self, doc: Mapping[str, Any] | None) -> float | None:
+        """Seconds since the last run released the lease (None when none has)."""
+        if not doc or doc.get("finished_at") is None:
+            return None
+        return self._clock() - float(doc["finished_at"])
+
+    def acquire(self) -> bool:
+        """Take the lease and start renewing it; False when another owner holds it."""
+        doc = self.backend.try_acquire_lease(self.name, self.owner, ttl_s=self.ttl_s, now=self._clock())
+        if doc is None:
+            return False
+        self._stop.clear()
+        self.lost.clear()
+        self._thread = threading.Thread(target=self._renew, name="stockwatch-lease", daemon=True)
+        self._thread.start()
+        return True
+
+    def release(self, outcome: Mapping[str, Any]) -> None:
+        """Stop renewing and free the lease, recording ``outcome``; failures are logged (it expires)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+        try:
+            self.backend.release_lease(self.name, self.owner, now=self._clock(), outcome=outcome)
+        except Exception as exc:  # Mongo down: the lease simply expires after ttl_s
+            log.warning(
+                "could not release lease %s (%r); it expires in at most %gs", self.name, exc, self.ttl_s
+            )
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.ttl_s / 3):
+            try:
+                if not self.backend.renew_lease(self.name, self.owner, ttl_s=self.ttl_s, now=self._clock()):
+                    log.error("lease %s was taken over by another worker", self.name)
+                    self.lost.set()
+                    return
+            except Exception as exc:  # transient: keep trying until the lease would expire
+                log.warning("renewing lease %s failed: %r", self.name, exc)

@@ -1,0 +1,294 @@
+"""One poll batch, pure: raw records -> valid items / dead letters -> decisions -> output records.
+
+Nothing here talks to Kafka or Mongo, so every rule is unit-testable: :func:`validate_records`
+sorts records into items and dead letters, :func:`decide_batch` scores the valid items in ONE
+vectorised ``model.decide`` call and builds the output records. The hot path builds dicts and
+serialises them with orjson (no pydantic object per message); only anomalies (a few percent)
+and, when ``decisions_topic`` is set, compact decision events are produced.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from operator import attrgetter
+from typing import Any, Final, Protocol
+
+import numpy as np
+import orjson
+
+from consumer.ports import OutputRecord, SourceRecord
+from consumer.scoring.columns import ItemColumns
+from consumer.wire.events import EVENT_SCHEMA_VERSION, DlqReason, anomaly_id, dlq_headers
+from detection import FEATURE_NAMES
+
+log = logging.getLogger(__name__)
+
+UNVERSIONED = "unversioned"  # a model that was never published (tests, ad hoc scoring)
+
+__all__ = [
+    "BatchConfig",
+    "BatchResult",
+    "DecisionsLike",
+    "OutputRecord",
+    "ScoringModel",
+    "SourceRecord",
+    "ValidatedBatch",
+    "decide_batch",
+    "process_batch",
+    "validate_records",
+]
+
+
+class DecisionsLike(Protocol):
+    """The part of ``detection.Decisions`` the consumer uses."""
+
+    @property
+    def scores(self) -> np.ndarray[Any, Any]: ...
+    @property
+    def is_anomaly(self) -> np.ndarray[Any, Any]: ...
+    @property
+    def features(self) -> np.ndarray[Any, Any]: ...
+    def severity(self, i: int) -> Any: ...
+    def reasons(self, i: int) -> Sequence[str]: ...
+
+
+class ScoringModel(Protocol):
+    """The part of ``detection.AnomalyModel`` the consumer uses."""
+
+    @property
+    def version(self) -> str | None: ...
+    @property
+    def threshold(self) -> float: ...
+    def decide_features(self, features: np.ndarray[Any, Any]) -> DecisionsLike: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BatchConfig:
+    """The settings a batch needs (taken from ``Settings`` at the entry point)."""
+
+    anomaly_topic: str
+    dlq_topic: str
+    decisions_topic: str | None = None
+    max_message_bytes: int = 1_048_576
+
+
+@dataclass(slots=True)
+class ValidatedBatch:
+    """Valid items (column-wise) with their source records, and the dead letters of the rest."""
+
+    columns: ItemColumns = field(default_factory=ItemColumns)
+    sources: list[SourceRecord] = field(default_factory=list)
+    dead_letters: list[OutputRecord] = field(default_factory=list)
+    dlq_reasons: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """Everything the loop must publish for one batch, plus counts for metrics."""
+
+    outputs: list[OutputRecord]
+    n_in: int
+    n_valid: int
+    n_anomalies: int
+    dlq_reasons: Counter[str]
+    anomalies: list[dict[str, Any]]  # the anomaly event dicts (for the optional Mongo audit)
+    model_version: str
+
+
+def _reject(record: SourceRecord, reason: DlqReason, error: str, dlq_topic: str) -> OutputRecord:
+    value = record.value
+    if value is None and record.key is None:
+        value = b""  # a record needs a key or a value; an empty value stands for the keyless tombstone
+    headers = dlq_headers(
+        reason,
+        error,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        timestamp=record.timestamp,
+        original=record.headers or (),
+    )
+    return OutputRecord(dlq_topic, record.key, value, headers)
+
+
+def validate_records(records: Sequence[SourceRecord], config: BatchConfig) -> ValidatedBatch:
+    """Decode and validate a batch; invalid records become dead letters (never dropped), in order.
+
+    A batch of plain records (values within ``max_message_bytes``, all JSON objects) is decoded
+    with one C-level ``map``; any other batch record by record. The objects are then validated
+    together by :meth:`ItemColumns.from_objects`.
+    """
+    out = ValidatedBatch()
+    objs = _decode_plain(records, config.max_message_bytes)
+    candidates: Sequence[SourceRecord]
+    failures: list[_Failure]
+    if objs is not None:
+        candidates, failures = records, []
+    else:
+        objs, candidates, failures = _decode(records, config)
+    columns, index, rejects = ItemColumns.from_objects(objs)
+    out.columns = columns
+    out.sources = [candidates[i] for i in index] if len(index) < len(candidates) else list(candidates)
+    # Dead letters in arrival order: a decode failure sorts before the candidate that followed it.
+    failures += [(i, 1, candidates[i], DlqReason.INVALID_ITEM, reason) for i, reason in rejects]
+    failures.sort(key=lambda f: (f[0], f[1]))
+    for _, _, record, reason, error in failures:
+        out.dead_letters.append(_reject(record, reason, error, config.dlq_topic))
+        out.dlq_reasons[reason.value] += 1
+        log.warning(
+            "dead letter %s[%d]@%d (%s): %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            reason.value,
+            error,
+            extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
+        )
+    return out
+
+
+_DICT_TYPE: Final = frozenset((dict,))
+_VALUE: Final = attrgetter("value")
+_Failure = tuple[int, int, SourceRecord, DlqReason, str]  # (candidates before it, 0|1, record, reason, error)
+
+
+def _decode_plain(records: Sequence[SourceRecord], max_bytes: int) -> list[dict[str, Any]] | None:
+    """The decoded objects when every value is non-empty, within ``max_bytes`` and a JSON object."""
+    values: list[Any] = list(map(_VALUE, records))
+    if not values or None in values or not min(map(len, values)) > 0 or max(map(len, values)) > max_bytes:
+        return None
+    try:
+        objs: list[Any] = list(map(orjson.loads, values))
+    except orjson.JSONDecodeError:
+        return None
+    return objs if set(map(type, objs)) == _DICT_TYPE else None
+
+
+def _decode(
+    records: Sequence[SourceRecord], config: BatchConfig
+) -> tuple[list[dict[str, Any]], list[SourceRecord], list[_Failure]]:
+    """Record by record: the decoded objects, their records, and the records that fail decoding."""
+    objs: list[dict[str, Any]] = []
+    candidates: list[SourceRecord] = []
+    failures: list[_Failure] = []
+    loads = orjson.loads
+    for record in records:
+        value = record.value
+        if value is not None and len(value) > config.max_message_bytes:
+            error = f"value is {len(value)} bytes, over max_message_bytes={config.max_message_bytes}"
+            reason = DlqReason.OVERSIZE
+        elif not value:
+            error, reason = "empty or null value", DlqReason.EMPTY
+        else:
+            try:
+                obj = loads(value)
+            except orjson.JSONDecodeError as exc:
+                error, reason = f"not JSON: {exc}", DlqReason.INVALID_JSON
+            else:
+                if type(obj) is dict:
+                    objs.append(obj)
+                    candidates.append(record)
+                    continue
+                error, reason = f"JSON {type(obj).__name__}, not an object", DlqReason.NOT_AN_OBJECT
+        failures.append((len(objs), 0, record, reason, error))
+    return objs, candidates, failures
+
+
+def decide_batch(
+    batch: ValidatedBatch, model: ScoringModel, config: BatchConfig, *, now: datetime
+) -> BatchResult:
+    """Score the valid items in one call and build anomaly (and decision) records."""
+    outputs = list(batch.dead_letters)
+    anomalies: list[dict[str, Any]] = []
+    version = model.version or UNVERSIONED
+    columns = batch.columns
+    n = len(columns)
+    if n:
+        decisions = model.decide_features(columns.features())
+        flags = decisions.is_anomaly
+        # Only the rows that become events are converted to Python objects, in one go each.
+        rows = np.arange(n) if config.decisions_topic else np.flatnonzero(flags)
+        if len(rows):
+            _build_events(
+                batch,
+                decisions,
+                rows,
+                version=version,
+                threshold=float(model.threshold),
+                config=config,
+                now=now,
+                outputs=outputs,
+                anomalies=anomalies,
+            )
+    return BatchResult(
+        outputs=outputs,
+        n_in=n + len(batch.dead_letters),
+        n_valid=n,
+        n_anomalies=len(anomalies),
+        dlq_reasons=batch.dlq_reasons,
+        anomalies=anomalies,
+        model_version=version,
+    )
+
+
+def _build_events(
+    batch: ValidatedBatch,
+    decisions: DecisionsLike,
+    rows: np.ndarray[Any, Any],
+    *,
+    version: str,
+    threshold: float,
+    config: BatchConfig,
+    now: datetime,
+    outputs: list[OutputRecord],
+    anomalies: list[dict[str, Any]],
+) -> None:
+    """Decision events (when ``decisions_topic`` is set) and anomaly events for ``rows``."""
+    columns, sources = batch.columns, batch.sources
+    detected_at = now.isoformat().replace("+00:00", "Z")
+    scores = decisions.scores[rows].tolist()
+    flags = decisions.is_anomaly[rows].tolist()
+    features = decisions.features[rows].tolist()
+    dumps = orjson.dumps
+    decisions_topic, anomaly_topic = config.decisions_topic, config.anomaly_topic
+    for j, i in enumerate(rows.tolist()):
+        record = sources[i]
+        item_id = columns.item_ids[i]
+        event: dict[str, Any] = {
+            "schema_version": EVENT_SCHEMA_VERSION,
+            "anomaly_id": anomaly_id(record.topic, record.partition, record.offset, version),
+            "item_id": item_id,
+            "event_id": columns.event_ids[i],
+            "is_anomaly": flags[j],
+            "score": scores[j],
+            "threshold": threshold,
+            "model_version": version,
+            "features": dict(zip(FEATURE_NAMES, features[j], strict=True)),
+            "source": {
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "timestamp": record.timestamp,
+            },
+            "detected_at": detected_at,
+        }
+        key = item_id.encode()
+        if decisions_topic:
+            outputs.append(OutputRecord(decisions_topic, key, dumps(event)))
+        if flags[j]:  # the decision event (if any) is serialised already: extend the same dict
+            event["item"] = columns.item(i)
+            event["severity"] = decisions.severity(i)
+            event["reasons"] = list(map(str, decisions.reasons(i)))
+            anomalies.append(event)
+            outputs.append(OutputRecord(anomaly_topic, key, dumps(event)))
+
+
+def process_batch(
+    records: Sequence[SourceRecord], model: ScoringModel, config: BatchConfig, *, now: datetime
+) -> BatchResult:
+    """validate_records + decide_batch: the whole pure part of one poll batch."""
+    return decide_batch(validate_records(records, config), model, config, now=now)

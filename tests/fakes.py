@@ -1,0 +1,156 @@
+"""In-memory fakes shared by the unit tests of pure logic (never stand-ins for Kafka or Mongo behaviour)."""
+
+from __future__ import annotations
+
+import threading
+from collections import namedtuple
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from consumer.ports import DeliveryError, OutputRecord
+
+Rec = namedtuple("Rec", "topic partition offset timestamp key value headers")
+TP = ("in", 0)
+
+
+@dataclass
+class FakeDecisions:
+    scores: np.ndarray[Any, Any]
+    is_anomaly: np.ndarray[Any, Any]
+    features: np.ndarray[Any, Any]
+
+    def severity(self, i: int) -> str:
+        return "high"
+
+    def reasons(self, i: int) -> tuple[str, ...]:
+        return (f"row {i} looks odd",)
+
+
+class FakeModel:
+    """Anomalous <=> stock above 1000; counts decide calls to prove one call per batch."""
+
+    version = "20261125T180102Z-1a2b3c4d"
+    threshold = 0.0
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def decide_features(self, x: np.ndarray[Any, Any]) -> FakeDecisions:
+        self.calls.append(len(x))
+        scores = np.where(x[:, 0] > 1000, -0.2, 0.1)
+        return FakeDecisions(scores, scores < self.threshold, x)
+
+
+def rec(offset: int, obj: Any, *, partition: int = 0, raw: bytes | None = None) -> Rec:
+    value = raw if raw is not None else orjson.dumps(obj)
+    key = obj.get("item_id", "").encode() if isinstance(obj, dict) else None
+    return Rec("in", partition, offset, 1_000 + offset, key, value, [])
+
+
+def item(i: int, stock: float = 50) -> dict[str, Any]:
+    return {
+        "item_id": f"SKU-{i}",
+        "stock_quantity": stock,
+        "min_stock_level": 10,
+        "max_stock_level": 100,
+        "price": 5,
+    }
+
+
+class FakeSource:
+    """One or more partitions of JSON records; ``poll`` hands out up to ``max_records`` per call."""
+
+    def __init__(self, records: dict[tuple[str, int], list[Rec]]) -> None:
+        self.records = records
+        self.position = dict.fromkeys(records, 0)
+        self.assigned = set(records)
+        self.seeks: list[dict[tuple[str, int], int]] = []
+
+    def subscribe(self) -> None: ...
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict[tuple[str, int], list[Rec]]:
+        out = {}
+        for tp in sorted(self.assigned):
+            recs = self.records[tp][self.position[tp] : self.position[tp] + max_records]
+            if recs:
+                out[tp] = recs
+                self.position[tp] += len(recs)
+                break
+        return out
+
+    def assignment(self) -> set[tuple[str, int]]:
+        return set(self.assigned)
+
+    def pause_all(self) -> None: ...
+    def resume_all(self) -> None: ...
+
+    def seek(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        self.seeks.append(dict(offsets))
+        self.position.update(offsets)
+
+    def committed(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int | None]:
+        return dict.fromkeys(partitions)
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        return {}
+
+    def close(self) -> None: ...
+
+
+class Acked:
+    def __init__(self, error: BaseException | None = None) -> None:
+        self._error = error
+
+    def done(self) -> bool:
+        return True
+
+    def error(self) -> BaseException | None:
+        return self._error
+
+    def wait(self) -> None: ...
+
+
+class FakeSink:
+    """Acknowledges every publish except the ``fail_at``-th (0-based), whose delivery fails."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.fail_at = fail_at
+        self.published: list[list[OutputRecord]] = []
+        self.commits: list[dict[tuple[str, int], int]] = []
+        self.acked_up_to: list[int] = []  # per publish: its end offset in TP if acknowledged, else -1
+
+    def publish(self, outputs: Sequence[OutputRecord], offsets: Mapping[Any, int], source: Any) -> Acked:
+        failed = len(self.published) == self.fail_at
+        self.published.append(list(outputs))
+        self.acked_up_to.append(-1 if failed else offsets.get(TP, -1))
+        return Acked(DeliveryError("broker said no") if failed else None)
+
+    def commit(self, offsets: Mapping[tuple[str, int], int], source: Any, *, sync: bool) -> None:
+        # the rule: a commit never passes an offset whose batch was not acknowledged (yet)
+        covered = 0
+        for end in sorted(e for e in self.acked_up_to if e >= 0):
+            if end - 10 > covered:
+                break
+            covered = end
+        assert offsets.get(TP, 0) <= covered, (offsets, self.acked_up_to)
+        self.commits.append(dict(offsets))
+
+    def close(self, timeout_s: float = 10.0) -> None: ...
+
+
+class FakeWatcher:
+    def __init__(self) -> None:
+        self.first_check_done = threading.Event()
+        self.first_check_done.set()
+        self._model: FakeModel | None = FakeModel()
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+    def take(self) -> FakeModel | None:
+        model, self._model = self._model, None
+        return model

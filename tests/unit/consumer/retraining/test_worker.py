@@ -1,0 +1,152 @@
+"""The worker's command handling with in-memory collaborators (the real ones: tests/integration)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import orjson
+import pytest
+
+from consumer.retraining.lease import Lease
+from consumer.retraining.retrainer import Retrainer, RetrainOutcome
+from consumer.retraining.status import StatusReporter
+from consumer.retraining.worker import RetrainWorker
+from consumer.wire.control import new_command
+from detection import ModelStore
+
+KEY = b"unit-key"
+
+
+class FakeDB:
+    """Lease and seen-command state of WorkerMongo, in memory."""
+
+    def __init__(self) -> None:
+        self.lease: dict[str, Any] = {}
+        self.seen: set[str] = set()
+
+    def try_acquire_lease(self, name: str, owner: str, *, ttl_s: float, now: float) -> dict[str, Any] | None:
+        free = (
+            not self.lease.get("owner")
+            or self.lease.get("expires_at", 0) < now
+            or self.lease["owner"] == owner
+        )
+        if not free:
+            return None
+        self.lease |= {"owner": owner, "expires_at": now + ttl_s}
+        return self.lease
+
+    def renew_lease(self, name: str, owner: str, *, ttl_s: float, now: float) -> bool:
+        return self.lease.get("owner") == owner
+
+    def release_lease(self, name: str, owner: str, *, now: float, outcome: Mapping[str, Any]) -> None:
+        self.lease |= {"owner": None, "expires_at": 0.0, "finished_at": now, "last": dict(outcome)}
+
+    def read_lease(self, name: str) -> dict[str, Any] | None:
+        return dict(self.lease) or None
+
+    def remember_command(self, command_id: str, *, command: str, issued_at: str, now: float) -> bool:
+        fresh = command_id not in self.seen
+        self.seen.add(command_id)
+        return fresh
+
+    def prune_commands(self, *, older_than: float) -> int:
+        return 0
+
+
+class FakeRetrainer:
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.runs = 0
+
+    def run(self, trigger: dict[str, Any], **_: Any) -> RetrainOutcome:
+        self.runs += 1
+        self.release.wait(10)
+        return RetrainOutcome(run_id=f"r{self.runs}", status="promoted", trigger=trigger, version="v2")
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    def publish(self, topic: str, messages: Any, *, key: bytes | None = None) -> None:
+        self.messages += messages
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> tuple[RetrainWorker, Sink, FakeRetrainer, FakeDB]:
+    db, sink, retrainer = FakeDB(), Sink(), FakeRetrainer()
+    worker = RetrainWorker(
+        control=cast(Any, None),
+        reporter=StatusReporter(sink, "status", worker="w1"),
+        db=cast(Any, db),
+        store=ModelStore(tmp_path / "models"),
+        retrainer=cast(Retrainer, retrainer),
+        lease=Lease(cast(Any, db), "w1", ttl_s=30),
+        key=KEY,
+        interval_s=86_400,
+        cooldown_s=60,
+        max_age_s=300,
+    )
+    return worker, sink, retrainer, db
+
+
+def acks(sink: Sink, command_id: str) -> list[str]:
+    return [
+        m["status"] for m in sink.messages if m.get("type") == "command_ack" and m["command_id"] == command_id
+    ]
+
+
+def wait_idle(worker: RetrainWorker) -> None:
+    run = worker._run
+    if run is not None:
+        run.join(10)
+
+
+def test_retrains_coalesce_while_running_and_in_the_cooldown(parts: Any) -> None:
+    worker, sink, retrainer, _ = parts
+    first, second, third = (new_command("retrain", KEY) for _ in range(3))
+    worker.handle(first.to_json())
+    worker.handle(second.to_json())  # the first is still running
+    retrainer.release.set()
+    wait_idle(worker)
+    worker.handle(third.to_json())  # just finished: cooldown
+    assert acks(sink, first.command_id) == ["accepted", "done"]
+    assert acks(sink, second.command_id) == ["coalesced"]
+    assert acks(sink, third.command_id) == ["coalesced"]
+    assert retrainer.runs == 1
+
+
+def test_forged_and_replayed_commands_are_rejected(parts: Any) -> None:
+    worker, sink, retrainer, _ = parts
+    forged = new_command("retrain", b"wrong")
+    worker.handle(forged.to_json())
+    status = new_command("status", KEY)
+    worker.handle(status.to_json())
+    worker.handle(status.to_json())
+    assert acks(sink, forged.command_id) == ["rejected"]
+    assert acks(sink, status.command_id) == ["done", "rejected"]
+    assert retrainer.runs == 0
+    rejected = [m for m in sink.messages if m["status"] == "rejected"]
+    assert [m["reason"] for m in rejected] == ["bad signature", "replayed: command_id was seen before"]
+
+
+def test_rollback_is_refused_while_a_retrain_runs(parts: Any) -> None:
+    worker, sink, retrainer, _ = parts
+    worker.handle(new_command("retrain", KEY).to_json())
+    rollback = new_command("rollback", KEY, args={"version": "20260101T000000Z-00000000"})
+    worker.handle(rollback.to_json())
+    retrainer.release.set()
+    wait_idle(worker)
+    assert acks(sink, rollback.command_id) == ["failed"]
+    assert "running" in next(m["reason"] for m in sink.messages if m.get("command_id") == rollback.command_id)
+
+
+def test_undecodable_message_is_reported(parts: Any) -> None:
+    worker, sink, *_ = parts
+    worker.handle(b"{not json")
+    worker.handle(orjson.dumps({"command": "retrain"}))
+    assert [m["status"] for m in sink.messages] == ["rejected", "rejected"]
+    assert sink.messages[0]["command_id"] is None

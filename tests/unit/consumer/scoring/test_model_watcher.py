@@ -1,0 +1,170 @@
+"""ModelWatcher (with an in-memory store) and the health state: pure logic, no Kafka."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from consumer.scoring.health import HealthState
+from consumer.scoring.model_watcher import LOAD_SWITCH_INTERVAL_S, ModelWatcher, gil_yielding
+from detection import ModelNotFoundError, ModelVerificationError
+
+
+@dataclass
+class FakeModel:
+    version: str
+    threshold: float = 0.0
+
+
+@dataclass
+class FakeStore:
+    current: str | None = None
+    broken: set[str] = field(default_factory=set)
+    flaky: int = 0  # this many OSErrors first
+    loads: list[str] = field(default_factory=list)
+
+    def current_version(self) -> str | None:
+        return self.current
+
+    def load(self, version: str | None = None) -> Any:
+        assert version is not None
+        self.loads.append(version)
+        if self.flaky:
+            self.flaky -= 1
+            raise OSError("disk hiccup")
+        if version in self.broken:
+            raise ModelVerificationError(f"model {version}: checksum mismatch")
+        if version == "gone":
+            raise ModelNotFoundError("pruned")
+        return FakeModel(version)
+
+
+def test_nothing_published_means_nothing_to_take() -> None:
+    watcher = ModelWatcher(FakeStore())
+    assert not watcher.check()
+    assert watcher.take() is None
+
+
+def test_a_new_version_is_handed_over_once() -> None:
+    store = FakeStore(current="v1")
+    watcher = ModelWatcher(store)
+    assert watcher.check()
+    model = watcher.take()
+    assert model is not None and model.version == "v1"
+    assert watcher.take() is None
+    assert not watcher.check()  # same version: not loaded again
+    assert store.loads == ["v1"]
+    store.current = "v2"
+    assert watcher.check()
+    assert watcher.take().version == "v2"  # type: ignore[union-attr]
+
+
+def test_a_tampered_version_is_refused_once_and_counted() -> None:
+    refusals: list[str] = []
+    store = FakeStore(current="v1", broken={"v2"})
+    watcher = ModelWatcher(store, on_refusal=refusals.append)
+    watcher.check()
+    assert watcher.take() is not None
+    store.current = "v2"
+    assert not watcher.check()
+    assert not watcher.check()  # not retried
+    assert watcher.take() is None  # the loop keeps serving v1
+    assert refusals == ["verification"]
+    assert "checksum mismatch" in watcher.refused["v2"]
+    assert store.loads == ["v1", "v2"]
+
+
+def test_transient_errors_are_retried_not_refused() -> None:
+    refusals: list[str] = []
+    store = FakeStore(current="v1", flaky=1)
+    watcher = ModelWatcher(store, on_refusal=refusals.append)
+    assert not watcher.check()
+    assert watcher.check()
+    assert refusals == []
+    store.current = "gone"
+    assert not watcher.check()
+    assert refusals == [] and watcher.refused == {}
+
+
+class Feed:
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.closed = False
+
+    def poll(self, timeout_s: float) -> list[dict[str, Any]]:
+        out, self.messages = self.messages, []
+        if not out:
+            time.sleep(min(timeout_s, 0.01))
+        return out
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_an_announcement_cuts_the_wait_short_and_stop_is_prompt() -> None:
+    store = FakeStore(current="v1")
+    feed = Feed()
+    watcher = ModelWatcher(store, interval_s=60.0, announcements=feed)
+    watcher.start()
+    try:
+        deadline = time.monotonic() + 5
+        while watcher.take() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        store.current = "v2"
+        feed.messages.append({"type": "model_published", "version": "v2"})
+        deadline = time.monotonic() + 5
+        while (model := watcher.take()) is None:
+            assert time.monotonic() < deadline, "the announcement did not trigger a check"
+            time.sleep(0.01)
+        assert model.version == "v2"
+    finally:
+        started = time.monotonic()
+        watcher.stop()
+        assert time.monotonic() - started < 2
+    assert feed.closed
+
+
+def test_health_and_readiness() -> None:
+    state = HealthState(stale_s=0.05)
+    ok, _ = state.healthz()
+    assert ok
+    ready, body = state.readyz()
+    assert not ready and body["missing"] == ["no partitions assigned", "waiting for a model"]
+    state.assigned, state.model_version = 2, "v1"
+    assert state.readyz()[0]
+    time.sleep(0.06)
+    assert not state.healthz()[0]
+    state.tick()
+    assert state.healthz()[0]
+
+
+def test_a_load_runs_with_a_short_gil_switch_interval_which_is_restored() -> None:
+    seen: list[float] = []
+
+    class RecordingStore(FakeStore):
+        def load(self, version: str | None = None) -> Any:
+            seen.append(sys.getswitchinterval())
+            return super().load(version)
+
+    before = sys.getswitchinterval()
+    store = RecordingStore(current="v1", broken={"v2"})
+    watcher = ModelWatcher(store)
+    assert watcher.check()
+    store.current = "v2"
+    assert not watcher.check()  # refused: the interval is restored on errors too
+    assert seen == [LOAD_SWITCH_INTERVAL_S, LOAD_SWITCH_INTERVAL_S] and before > LOAD_SWITCH_INTERVAL_S
+    assert sys.getswitchinterval() == before
+
+
+def test_overlapping_loads_restore_the_original_interval() -> None:
+    before = sys.getswitchinterval()
+    first, second = gil_yielding(), gil_yielding()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first to start finishes first
+    assert sys.getswitchinterval() == LOAD_SWITCH_INTERVAL_S  # the second still loads
+    second.__exit__(None, None, None)
+    assert sys.getswitchinterval() == before
