@@ -37,7 +37,7 @@ Exactness argument (scikit-learn 1.9, ``ensemble/_iforest.py`` and ``tree/_tree.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -47,12 +47,12 @@ from sklearn.ensemble import IsolationForest
 from sklearn.ensemble._iforest import _average_path_length
 from sklearn.utils.validation import check_is_fitted
 
+from detection.scorer_arrays import NODE_DTYPE, check_arrays
+
 __all__ = ["CompiledForest", "fast_offset"]
 
 FloatArray = npt.NDArray[np.float64]
 
-#: One node, 8 bytes: a float32 threshold and ``link = child << shift | feature``.
-NODE_DTYPE = np.dtype([("threshold", np.float32), ("link", np.int32)])
 
 #: Batches at least this large (training sets in ``fast_offset``) use the multi-threaded kernel.
 #: Kept high on purpose: on a busy 2-vCPU host (Kafka beside us) a parallel region waits for a
@@ -223,6 +223,37 @@ class CompiledForest:
             denominator=float(c[0]),
             n_features=n_features,
             offset=float(forest.offset_),
+        )
+
+    def to_arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """The forest as plain arrays (the serving format, see :mod:`detection.scorer_arrays`)."""
+        nodes, leaf_value, missing_left, n_trees, depth, shift, denominator = self._kernel_args
+        return {
+            "nodes": nodes,
+            "leaf_value": leaf_value,
+            "missing_left": missing_left,
+            "n_trees": np.asarray(n_trees, dtype=np.int64),
+            "depth": np.asarray(depth, dtype=np.int64),
+            "shift": np.asarray(shift, dtype=np.int64),
+            "denominator": np.asarray(denominator, dtype=np.float64),
+            "n_features": np.asarray(self.n_features, dtype=np.int64),
+            "offset": np.asarray(self.offset, dtype=np.float64),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, npt.NDArray[Any]]) -> CompiledForest:
+        """The forest of :meth:`to_arrays`, after proving the kernel can walk it safely."""
+        check_arrays(arrays)
+        return cls(
+            nodes=np.ascontiguousarray(arrays["nodes"], dtype=NODE_DTYPE),
+            leaf_value=np.ascontiguousarray(arrays["leaf_value"], dtype=np.float64),
+            missing_left=np.ascontiguousarray(arrays["missing_left"], dtype=np.uint8),
+            n_trees=int(arrays["n_trees"]),
+            depth=int(arrays["depth"]),
+            shift=int(arrays["shift"]),
+            denominator=float(arrays["denominator"]),
+            n_features=int(arrays["n_features"]),
+            offset=float(arrays["offset"]),
         )
 
     def _exponents(self, X: npt.ArrayLike) -> FloatArray:  # noqa: N803

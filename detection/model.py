@@ -16,7 +16,7 @@ the training set.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -104,12 +104,27 @@ class AnomalyModel:
             raise TypeError(f"scaler must be a fitted StandardScaler with mean and std, got {scaler!r}")
         if not isinstance(forest, IsolationForest):
             raise TypeError(f"forest must be a fitted IsolationForest, got {forest!r}")
-        self._init(scaler, forest, metadata, threshold, CompiledForest.from_sklearn(forest))
+        mean, scale = np.asarray(scaler.mean_, np.float64), np.asarray(scaler.scale_, np.float64)
+        self._init((scaler, forest), (mean, scale), metadata, threshold, CompiledForest.from_sklearn(forest))
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, npt.NDArray[Any]], metadata: ModelMetadata) -> AnomalyModel:
+        """A scorer from the serving arrays (:meth:`to_arrays`), checked first; no sklearn objects."""
+        compiled = CompiledForest.from_arrays(arrays)
+        mean = np.asarray(arrays["mean"], dtype=np.float64)
+        scale = np.asarray(arrays["scale"], dtype=np.float64)
+        model = object.__new__(cls)
+        model._init((None, None), (mean, scale), metadata, None, compiled)
+        return model
+
+    def to_arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """Everything scoring needs, as plain arrays (see :mod:`detection.scorer_arrays`)."""
+        return {"mean": self._mean, "scale": self._scale, **self._compiled.to_arrays()}
 
     def _init(
         self,
-        scaler: Any,
-        forest: Any,
+        sklearn_objects: tuple[Any, Any],
+        mean_scale: tuple[FloatArray, FloatArray],
         metadata: ModelMetadata,
         threshold: float | None,
         compiled: CompiledForest,
@@ -119,29 +134,30 @@ class AnomalyModel:
         t = metadata.threshold if threshold is None else float(threshold)
         if not np.isfinite(t):
             raise ValueError(f"threshold must be finite, got {t}")
-        self._scaler, self._forest, self._compiled = scaler, forest, compiled
+        (self._scaler, self._forest), self._compiled = sklearn_objects, compiled
         self._metadata = metadata if t == metadata.threshold else metadata.model_copy(update={"threshold": t})
         self._threshold = t
-        self._mean = np.asarray(scaler.mean_, dtype=np.float64)
-        self._scale = np.asarray(scaler.scale_, dtype=np.float64)
+        self._mean, self._scale = mean_scale
         self._explainer = Explainer(
             features=metadata.feature_stats, scores=metadata.training_scores, threshold=t
         )
 
     def _replace(self, metadata: ModelMetadata, threshold: float) -> AnomalyModel:
         new = object.__new__(AnomalyModel)
-        new._init(self._scaler, self._forest, metadata, threshold, self._compiled)
+        new._init(
+            (self._scaler, self._forest), (self._mean, self._scale), metadata, threshold, self._compiled
+        )
         return new
 
     # -- read-only parts ------------------------------------------------------------------
     @property
     def scaler(self) -> Any:
-        """The fitted ``StandardScaler``."""
+        """The fitted ``StandardScaler`` (None for a model loaded from its serving arrays)."""
         return self._scaler
 
     @property
     def forest(self) -> Any:
-        """The fitted ``IsolationForest`` (``offset_`` and ``contamination`` as a plain fit sets them)."""
+        """The fitted ``IsolationForest`` (None when loaded from arrays; ``offset_`` as a plain fit sets it)."""
         return self._forest
 
     @property
@@ -265,5 +281,6 @@ def train_on_features(
         feature_stats=feature_stats(x),
     )
     model = object.__new__(AnomalyModel)
-    model._init(scaler, forest, metadata, threshold, compiled)
+    mean, scale = np.asarray(scaler.mean_, np.float64), np.asarray(scaler.scale_, np.float64)
+    model._init((scaler, forest), (mean, scale), metadata, threshold, compiled)
     return model

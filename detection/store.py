@@ -5,13 +5,16 @@ Layout under the model directory::
     CURRENT                         the current version id (switched with os.replace)
     .lock                           flock taken by writers (publish, rollback, pruning)
     20261125T180102Z-1a2b3c4d/      one directory per version, renamed into place whole
-        model.joblib                joblib dump of {"scaler": ..., "forest": ...}
-        metadata.json               ModelMetadata as JSON (never pickled)
+        scorer.npz                  what scoring needs, plain arrays (detection.scorer_arrays)
+        model.joblib                the scikit-learn objects, for people and notebooks: never loaded here
+        metadata.json               ModelMetadata as JSON
         manifest.json               format version, version id, sklearn version, file sha256 + size
         manifest.sig                hex HMAC-SHA256 of the manifest bytes (only when signed)
 
-Nothing is unpickled before the manifest signature (when a key is set) and every file checksum
-has been verified; the bytes that were hashed are the bytes that are unpickled.
+Nothing is ever unpickled: a scorer is built from ``scorer.npz`` read with ``allow_pickle=False``
+and checked index by index, so write access to the model directory cannot run code here (with
+or without a signing key). Every file is opened as a regular file with a size cap, and the
+bytes that were hashed are the bytes that are parsed.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from detection.metadata import ModelMetadata
+from detection.scorer_arrays import ScorerArrayError, dump_arrays, load_arrays
+from detection.store_files import UnsafeFileError, fsync_dir, read_capped, sha256, write_synced
 
 if TYPE_CHECKING:  # scoring needs sklearn and numba; listing and verifying versions does not
     from detection.model import AnomalyModel
@@ -44,15 +49,19 @@ __all__ = ["ModelNotFoundError", "ModelStore", "ModelVerificationError", "Versio
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CURRENT_FILE = "CURRENT"
+SCORER_FILE = "scorer.npz"
 MODEL_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
 MANIFEST_FILE = "manifest.json"
 SIGNATURE_FILE = "manifest.sig"
-_PAYLOAD_FILES = (MODEL_FILE, METADATA_FILE)
+_PAYLOAD_FILES = (SCORER_FILE, MODEL_FILE, METADATA_FILE)
 _VERSION_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+# Read caps: far above what a real version holds, low enough that no file can exhaust memory.
+_CAPS = {CURRENT_FILE: 256, MANIFEST_FILE: 65_536, SIGNATURE_FILE: 1024, METADATA_FILE: 4 << 20}
+_PAYLOAD_CAP = 512 << 20
 
 
 class ModelVerificationError(ValueError):
@@ -74,25 +83,6 @@ class VersionInfo:
     is_current: bool
     signed: bool
     error: str | None = None
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with path.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def _check_version_id(version: str) -> str:
@@ -131,11 +121,11 @@ class ModelStore:
     def current_version(self) -> str | None:
         """The version CURRENT points at, or None before the first publish (reads one small file)."""
         try:
-            text = (self.root / CURRENT_FILE).read_text(encoding="ascii").strip()
+            text = _read(self.root / CURRENT_FILE).decode("ascii", "replace").strip()
         except FileNotFoundError:
             return None
-        if not _VERSION_RE.match(text):
-            raise ModelVerificationError(f"{self.root / CURRENT_FILE} holds no version id: {text[:60]!r}")
+        if not _VERSION_RE.match(text):  # its content is not echoed: it may be anything
+            raise ModelVerificationError(f"{self.root / CURRENT_FILE} does not hold a version id")
         return text
 
     def load(self, version: str | None = None) -> AnomalyModel:
@@ -155,10 +145,22 @@ class ModelStore:
         raise ModelNotFoundError(f"CURRENT in {self.root} kept moving while loading; try again")
 
     def metadata(self, version: str) -> ModelMetadata:
-        """The verified metadata of ``version`` (signature and checksum checked, nothing unpickled)."""
-        manifest = self._verified_manifest(_check_version_id(version))
-        data = self._verified_file(version, manifest, METADATA_FILE)
-        return ModelMetadata.model_validate_json(data)
+        """The metadata of ``version`` after the same checks as :meth:`load` (nothing is unpickled)."""
+        return self.verify(_check_version_id(version))[1]
+
+    def verify(self, version: str) -> tuple[dict[str, Any], ModelMetadata]:
+        """Everything :meth:`load` checks, without building the scorer: its arrays and metadata."""
+        manifest = self._verified_manifest(version)
+        self._check_sklearn(version, manifest)
+        files = {name: self._verified_file(version, manifest, name) for name in _PAYLOAD_FILES}
+        try:
+            arrays = load_arrays(files[SCORER_FILE])
+            meta = ModelMetadata.model_validate_json(files[METADATA_FILE])
+        except (ScorerArrayError, ValueError) as exc:
+            raise ModelVerificationError(f"model {version}: unusable files ({str(exc)[:200]})") from None
+        if meta.version != version:
+            raise ModelVerificationError(f"model {version}: metadata names version {meta.version!r}")
+        return arrays, meta
 
     def versions(self) -> list[VersionInfo]:
         """Every stored version, oldest first. Problems are reported in ``VersionInfo.error``."""
@@ -167,8 +169,8 @@ class ModelStore:
         for version in self._version_ids():
             signed = (self.root / version / SIGNATURE_FILE).exists()
             try:
-                meta = self.metadata(version)
-            except (ModelVerificationError, ModelNotFoundError, ValueError) as exc:
+                meta = self.verify(version)[1]
+            except (ModelVerificationError, ModelNotFoundError) as exc:
                 infos.append(VersionInfo(version, None, None, None, version == current, signed, str(exc)))
                 continue
             info = (meta.created_at, meta.n_samples, meta.threshold)
@@ -179,24 +181,27 @@ class ModelStore:
 
     def publish(self, model: AnomalyModel) -> str:
         """Write ``model`` as a new version, switch CURRENT to it, prune old versions; returns its id."""
-        buffer = io.BytesIO()
-        import joblib
+        scorer_bytes = dump_arrays(model.to_arrays())
+        files = {SCORER_FILE: scorer_bytes}
+        if model.forest is not None:  # inspection copy; a model loaded from arrays has none
+            import joblib
 
-        joblib.dump({"scaler": model.scaler, "forest": model.forest}, buffer)
-        model_bytes = buffer.getvalue()
+            buffer = io.BytesIO()
+            joblib.dump({"scaler": model.scaler, "forest": model.forest}, buffer)
+            files[MODEL_FILE] = buffer.getvalue()
         self.root.mkdir(parents=True, exist_ok=True)
         with self._lock():
             self._remove_leftovers()
             now = datetime.now(UTC)
             version = self._new_version_id(now)
             meta = model.metadata.model_copy(update={"version": version, "threshold": model.threshold})
-            files = {MODEL_FILE: model_bytes, METADATA_FILE: meta.model_dump_json(indent=2).encode()}
+            files[METADATA_FILE] = meta.model_dump_json(indent=2).encode()
             manifest = {
                 "format_version": FORMAT_VERSION,
                 "version": version,
                 "published_at": now.strftime(_TIME_FORMAT),
                 "sklearn_version": _sklearn_version(),
-                "files": {name: {"sha256": _sha256(data), "size": len(data)} for name, data in files.items()},
+                "files": {name: {"sha256": sha256(data), "size": len(data)} for name, data in files.items()},
             }
             files[MANIFEST_FILE] = orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
             if self._key is not None:
@@ -204,21 +209,18 @@ class ModelStore:
             tmp = self.root / f".tmp-{version}"
             tmp.mkdir()
             for name, data in files.items():
-                _write_synced(tmp / name, data)
-            _fsync_dir(tmp)
+                write_synced(tmp / name, data)
+            fsync_dir(tmp)
             tmp.rename(self.root / version)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
             self._set_current(version)
             self._prune(current=version)
-        logger.info("published model %s (%d bytes, signed=%s)", version, len(model_bytes), bool(self._key))
+        logger.info("published model %s (%d bytes, signed=%s)", version, len(scorer_bytes), bool(self._key))
         return version
 
     def rollback(self, version: str) -> None:
-        """Switch CURRENT to a kept ``version`` after verifying its files (nothing is unpickled)."""
-        manifest = self._verified_manifest(_check_version_id(version))
-        self._check_sklearn(version, manifest)
-        for name in _PAYLOAD_FILES:
-            self._verified_file(version, manifest, name)
+        """Switch CURRENT to a kept ``version`` after the same checks as :meth:`load`."""
+        self.verify(_check_version_id(version))
         with self._lock():
             if not (self.root / version).is_dir():
                 raise ModelNotFoundError(f"model version {version} disappeared from {self.root}")
@@ -228,34 +230,23 @@ class ModelStore:
     # ------------------------------------------------------------------ internals
 
     def _load(self, version: str) -> AnomalyModel:
-        manifest = self._verified_manifest(version)
-        self._check_sklearn(version, manifest)
-        files = {name: self._verified_file(version, manifest, name) for name in _PAYLOAD_FILES}
-        # Only verified bytes reach joblib (never a path that could be swapped after hashing).
-        import joblib
-
         from detection.model import AnomalyModel
 
-        payload = joblib.load(io.BytesIO(files[MODEL_FILE]))
-        if not isinstance(payload, dict) or not {"scaler", "forest"} <= payload.keys():
-            raise ModelVerificationError(f"model {version}: {MODEL_FILE} does not hold a scaler and a forest")
-        meta = ModelMetadata.model_validate_json(files[METADATA_FILE])
-        if meta.version != version:
-            raise ModelVerificationError(f"model {version}: metadata names version {meta.version!r}")
-        return AnomalyModel(
-            scaler=payload["scaler"], forest=payload["forest"], metadata=meta, threshold=meta.threshold
-        )
+        arrays, meta = self.verify(version)
+        return AnomalyModel.from_arrays(arrays, meta)
 
     def _verified_manifest(self, version: str) -> dict[str, Any]:
         """Read manifest.json once; check its signature (when keyed) and its structure."""
         vdir = self.root / version
         try:
-            raw = (vdir / MANIFEST_FILE).read_bytes()
+            raw = _read(vdir / MANIFEST_FILE)
         except FileNotFoundError:
+            if vdir.exists():  # a version without a manifest is a refusal, not "not there yet"
+                raise ModelVerificationError(f"model {version} has no {MANIFEST_FILE}") from None
             raise ModelNotFoundError(f"model version {version} not found in {self.root}") from None
         if self._key is not None:
             try:
-                signature = (vdir / SIGNATURE_FILE).read_text(encoding="ascii").strip()
+                signature = _read(vdir / SIGNATURE_FILE).decode("ascii", "replace").strip()
             except FileNotFoundError:
                 raise ModelVerificationError(
                     f"model {version} is unsigned but a signing key is set"
@@ -265,7 +256,9 @@ class ModelStore:
         try:
             manifest = dict(orjson.loads(raw))
             ok = manifest["version"] == version and manifest["format_version"] == FORMAT_VERSION
-            ok = ok and all(isinstance(manifest["files"][name], dict) for name in _PAYLOAD_FILES)
+            ok = ok and all(
+                isinstance(manifest["files"][name], dict) for name in (SCORER_FILE, METADATA_FILE)
+            )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             ok = False
         if not ok:
@@ -282,12 +275,16 @@ class ModelStore:
 
     def _verified_file(self, version: str, manifest: dict[str, Any], name: str) -> bytes:
         """The bytes of one file, read once and checked against the manifest's size and sha256."""
+        entry = manifest["files"].get(name)
+        if entry is None and name == MODEL_FILE:
+            return b""  # the inspection copy is optional; when listed, it must match
+        if not isinstance(entry, dict):
+            raise ModelVerificationError(f"model {version}: {MANIFEST_FILE} does not list {name}")
         try:
-            data = (self.root / version / name).read_bytes()
+            data = _read(self.root / version / name)
         except FileNotFoundError:
-            raise ModelNotFoundError(f"model version {version}: {name} is missing") from None
-        entry = manifest["files"][name]
-        if len(data) != entry.get("size") or _sha256(data) != entry.get("sha256"):
+            raise ModelVerificationError(f"model version {version}: {name} is missing") from None
+        if len(data) != entry.get("size") or sha256(data) != entry.get("sha256"):
             raise ModelVerificationError(f"model {version}: checksum mismatch for {name}; refusing it")
         return data
 
@@ -303,8 +300,8 @@ class ModelStore:
         for entry in self.root.iterdir():
             if entry.is_dir() and _VERSION_RE.match(entry.name):
                 try:
-                    published = str(orjson.loads((entry / MANIFEST_FILE).read_bytes())["published_at"])
-                except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+                    published = str(orjson.loads(_read(entry / MANIFEST_FILE))["published_at"])
+                except (OSError, ModelVerificationError, orjson.JSONDecodeError, KeyError, TypeError):
                     published = ""
                 keyed.append((published or entry.name, entry.name))
         return [name for _, name in sorted(keyed)]
@@ -317,9 +314,9 @@ class ModelStore:
 
     def _set_current(self, version: str) -> None:
         tmp = self.root / f".{CURRENT_FILE}.tmp-{secrets.token_hex(4)}"
-        _write_synced(tmp, f"{version}\n".encode("ascii"))
+        write_synced(tmp, f"{version}\n".encode("ascii"))
         os.replace(tmp, self.root / CURRENT_FILE)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
     def _prune(self, *, current: str) -> None:
         old = self._version_ids()[: -self.keep]
@@ -353,3 +350,11 @@ class ModelStore:
 def _sklearn_version() -> str:
     """The installed scikit-learn's version, read without importing it."""
     return _dist_version("scikit-learn")
+
+
+def _read(path: Path) -> bytes:
+    """``read_capped`` with the cap of the file's kind; an unsafe file is a verification failure."""
+    try:
+        return read_capped(path, _CAPS.get(path.name, _PAYLOAD_CAP))
+    except UnsafeFileError as exc:
+        raise ModelVerificationError(str(exc)) from None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import pickle
@@ -23,6 +22,7 @@ from detection.store import (
     MANIFEST_FILE,
     METADATA_FILE,
     MODEL_FILE,
+    SCORER_FILE,
     SIGNATURE_FILE,
     ModelNotFoundError,
     ModelStore,
@@ -101,7 +101,7 @@ def test_round_trip_gives_identical_scores(tmp_path, model_a, items):
     np.testing.assert_array_equal(loaded.score(feature_matrix(items)), model_a.score(feature_matrix(items)))
     manifest = json.loads((tmp_path / version / MANIFEST_FILE).read_text())
     assert manifest["version"] == version
-    assert set(manifest["files"]) == {MODEL_FILE, METADATA_FILE}
+    assert set(manifest["files"]) == {SCORER_FILE, MODEL_FILE, METADATA_FILE}
     assert not (tmp_path / version / SIGNATURE_FILE).exists()
 
 
@@ -179,7 +179,7 @@ def test_reader_racing_publisher_never_sees_a_partial_model(tmp_path, model_a, m
     assert len(store.versions()) == 2
 
 
-@pytest.mark.parametrize("name", [MODEL_FILE, METADATA_FILE])
+@pytest.mark.parametrize("name", [SCORER_FILE, MODEL_FILE, METADATA_FILE])
 def test_flipped_byte_is_refused_and_old_model_keeps_serving(tmp_path, model_a, model_b, items, name):
     store = ModelStore(tmp_path)
     old = store.publish(model_a)
@@ -237,19 +237,21 @@ def test_signed_store_refuses_rewritten_manifest_before_unpickling(tmp_path, mod
     assert not marker.exists()
 
 
-def test_joblib_loads_only_verified_bytes(tmp_path, model_a, monkeypatch):
+def test_loading_never_unpickles(tmp_path, model_a, monkeypatch):
     store = ModelStore(tmp_path)
     store.publish(model_a)
     seen: list[object] = []
-    real_load = joblib.load
 
-    def spy(source, *args, **kwargs):
-        seen.append(source)
-        return real_load(source, *args, **kwargs)
+    def spy(*args, **kwargs):
+        seen.append(args)
+        raise AssertionError("unpickling on the serving path")
 
     monkeypatch.setattr(joblib, "load", spy)
+    monkeypatch.setattr(pickle, "loads", spy)
+    monkeypatch.setattr(pickle, "load", spy)
     store.load()
-    assert len(seen) == 1 and isinstance(seen[0], io.BytesIO)
+    store.versions()
+    assert seen == []
 
 
 def test_signature(tmp_path, model_a, items):
@@ -373,8 +375,9 @@ def test_garbage_current_pointer_and_bad_arguments(tmp_path, model_a):
     store = ModelStore(tmp_path)
     store.publish(model_a)
     (tmp_path / "CURRENT").write_text("../../etc/passwd\n")
-    with pytest.raises(ModelVerificationError, match="holds no version id"):
+    with pytest.raises(ModelVerificationError, match="does not hold a version id") as caught:
         store.load()
+    assert "passwd" not in str(caught.value)
     with pytest.raises(ValueError, match="keep"):
         ModelStore(tmp_path, keep=0)
     with pytest.raises(ValueError, match="empty"):
