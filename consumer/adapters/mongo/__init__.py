@@ -16,6 +16,7 @@ from typing import Any
 from pymongo import MongoClient, ReplaceOne, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from consumer.chunks import chunked
 from consumer.ports import DeliveryError, MongoUnavailableError
 from detection.items import ITEM_INPUT_KEYS
 
@@ -86,14 +87,7 @@ _Batches = Generator[list[dict[str, Any]], None, None]
 def _batches(cursor: Any, size: int) -> _Batches:
     """The cursor's documents in lists of ``size``; the cursor is closed when this stops."""
     with cursor:
-        batch: list[dict[str, Any]] = []
-        for doc in cursor:
-            batch.append(doc)
-            if len(batch) >= size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        yield from chunked(cursor, size)
 
 
 def _read_ahead(batches: _Batches, *, depth: int) -> Iterator[list[dict[str, Any]]]:
