@@ -1,0 +1,25 @@
+"""Tools around the services: seeding an inventory (the demo)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pymongo import MongoClient
+
+from consumer.adapters.mongo.errors import mongo_errors
+
+__all__ = ["replace_collection"]
+
+
+def replace_collection(uri: str, db: str, collection: str, docs: Sequence[Mapping[str, Any]]) -> int:
+    """Drop ``db.collection`` and insert ``docs`` into it; returns how many were inserted."""
+    client: MongoClient[dict[str, Any]] = MongoClient(uri, serverSelectionTimeoutMS=5000)
+    try:
+        with mongo_errors(f"seeding {db}.{collection}"):
+            client[db].drop_collection(collection)
+            if docs:
+                client[db][collection].insert_many([dict(d) for d in docs], ordered=False)
+            return int(client[db][collection].count_documents({}))
+    finally:
+        client.close()
