@@ -4,9 +4,16 @@ worker's state (`retrain-worker`, `ctl`, `scan`) and the demo's seeding tool.
 Every pymongo error leaves it as :class:`MongoUnavailableError` (or :class:`AuditFailedError`).
 """
 
-from consumer.adapters.mongo.admin import replace_collection
+from consumer.adapters.mongo.admin import drop_database, replace_collection
 from consumer.adapters.mongo.audit import AnomalyAudit, AuditFailedError
 from consumer.adapters.mongo.worker import WorkerMongo
 from consumer.ports import MongoUnavailableError
 
-__all__ = ["AnomalyAudit", "AuditFailedError", "MongoUnavailableError", "WorkerMongo", "replace_collection"]
+__all__ = [
+    "AnomalyAudit",
+    "AuditFailedError",
+    "MongoUnavailableError",
+    "WorkerMongo",
+    "drop_database",
+    "replace_collection",
+]
