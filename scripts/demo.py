@@ -8,12 +8,19 @@
 5. ``stockwatch ctl retrain``: a new model version is hot-swapped in, mid-stream;
 6. stop both services with SIGTERM and check that they exit cleanly.
 
-Every run uses its own topics (``demo.<run>.*``), database and model dir (``.demo/``), so runs never
-see each other's data. Settings not overridden here come from the usual sources.
+It passes (exit 0) when every planted anomaly is caught, every malformed message is dead-lettered,
+the retrained model scores the later updates without a restart and both services exit with 0.
+``--quick`` (the integration test) runs the same story on fewer items and waits only until
+what it waits for has arrived.
+
+Every run uses its own topics (``demo.<run>.*``) and model dir (``.demo/`` or ``--work``), so runs
+never see each other's data; ``--quick`` also uses a database of its own, dropped at the end.
+Settings not overridden here come from the usual sources.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
 import shutil
@@ -21,7 +28,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +38,27 @@ import orjson
 
 from config.settings import Settings
 from consumer.adapters.kafka import TopicTail, ensure_topics, publish_raw
-from consumer.adapters.mongo import replace_collection
+from consumer.adapters.mongo import drop_database, replace_collection
 from consumer.wire.events import DLQ_HEADER_ERROR, DLQ_HEADER_REASON
 
 ROOT = Path(__file__).resolve().parent.parent
 N_INVENTORY = 3000
-N_UPDATES = 800
 DEMO_DB = "stockwatch_demo"
 CATEGORIES = ((20, 80, 4.0), (50, 200, 12.0), (100, 400, 30.0), (10, 60, 180.0))  # min, max, price
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How much the demo publishes and how long it watches the anomaly topic."""
+
+    inventory: int = N_INVENTORY
+    updates: int = 800
+    watch_s: tuple[float, float] = (12.0, 10.0)  # before and after the retrain
+    until_caught: bool = False  # stop watching once every planted anomaly so far has arrived
+
+
+FULL = Plan()
+QUICK = Plan(inventory=1000, updates=200, watch_s=(60.0, 60.0), until_caught=True)
 
 
 def say(text: str) -> None:
@@ -74,12 +95,12 @@ MALFORMED: tuple[tuple[bytes | None, bytes], ...] = (
 
 
 def updates(
-    rng: np.random.Generator, count: int, tag: str, *, planted_every: int = 40
+    rng: np.random.Generator, count: int, tag: str, *, inventory: int, planted_every: int = 40
 ) -> list[dict[str, Any]]:
     """``count`` updates of known items, one planted anomaly every ``planted_every``."""
     out: list[dict[str, Any]] = []
     for i in range(count):
-        item = normal_item(rng, f"sku-{int(rng.integers(N_INVENTORY)):05d}")
+        item = normal_item(rng, f"sku-{int(rng.integers(inventory)):05d}")
         item["event_id"] = f"{tag}{i}"
         if i % planted_every == planted_every // 2:
             label, fields = PLANTED[(i // planted_every) % len(PLANTED)]
@@ -138,11 +159,19 @@ def show_event(event: dict[str, Any], labels: Mapping[str, str]) -> str:
     )
 
 
-def drain(tail: TopicTail, seconds: float, sink: list[dict[str, Any]], labels: Mapping[str, str]) -> None:
+def drain(
+    tail: TopicTail,
+    seconds: float,
+    sink: list[dict[str, Any]],
+    labels: Mapping[str, str],
+    *,
+    until_caught: bool = False,
+) -> None:
     """Print anomaly events as they arrive for ``seconds``: planted ones and medium severity or worse.
 
     With the seed's contamination of 0.1 the model flags about one normal update in ten at low
-    severity; those are counted, not printed, to keep the story readable.
+    severity; those are counted, not printed, to keep the story readable. ``until_caught`` stops
+    as soon as every planted item in ``labels`` has had its event.
     """
     quiet = 0
     deadline = time.monotonic() + seconds
@@ -154,10 +183,12 @@ def drain(tail: TopicTail, seconds: float, sink: list[dict[str, Any]], labels: M
                 say(show_event(event, labels))
             else:
                 quiet += 1
+        if until_caught and set(labels) <= {e["item_id"] for e in sink}:
+            break
     say(f"  (+ {quiet} low-severity anomaly events not shown)")
 
 
-def demo_env(run: str, work: Path) -> tuple[dict[str, str], dict[str, str]]:
+def demo_env(run: str, work: Path, db: str) -> tuple[dict[str, str], dict[str, str]]:
     """Topics and the services' environment for one run."""
     topics = {
         "input": f"demo.{run}.stock-updates",
@@ -175,7 +206,7 @@ def demo_env(run: str, work: Path) -> tuple[dict[str, str], dict[str, str]]:
         "STOCKWATCH_STATUS_TOPIC": topics["status"],
         "STOCKWATCH_GROUP_ID": f"demo-{run}",
         "STOCKWATCH_CONTROL_GROUP_ID": f"demo-{run}-workers",
-        "STOCKWATCH_MONGO_DB": DEMO_DB,
+        "STOCKWATCH_MONGO_DB": db,
         "STOCKWATCH_MODEL_DIR": str(work / "models"),
         "STOCKWATCH_CONTROL_KEY": secrets.token_hex(16),
         "STOCKWATCH_MODEL_POLL_INTERVAL_S": "0.5",
@@ -207,6 +238,19 @@ def read_dead_letters(bootstrap: str, topic: str, expect: int) -> list[str]:
     return dead
 
 
+def wait_for_status(bootstrap: str, topic: str, kind: str, timeout: float) -> None:
+    """Wait until the status topic carries a message of type ``kind`` (read from its beginning)."""
+    status = TopicTail(bootstrap, topic)
+    try:
+        wait_for(
+            f"a {kind} status message",
+            lambda: any(orjson.loads(v).get("type") == kind for _k, v, _h in status.poll(0.5)),
+            timeout,
+        )
+    finally:
+        status.close()
+
+
 def retrain_summary(stdout: bytes) -> str:
     """One line from ``stockwatch ctl retrain``'s final acknowledgement."""
     lines = [orjson.loads(line) for line in stdout.splitlines() if line.startswith(b"{")]
@@ -220,23 +264,63 @@ def retrain_summary(stdout: bytes) -> str:
     )
 
 
-def main() -> int:
-    run = secrets.token_hex(3)
-    base = Settings()
-    work = ROOT / ".demo"
-    shutil.rmtree(work, ignore_errors=True)
-    (work / "logs").mkdir(parents=True)
-    topics, env = demo_env(run, work)
-    bootstrap = base.kafka_bootstrap
-    rng = np.random.default_rng(2026)
+def swapped_in(log: Path, version: str) -> Callable[[], bool]:
+    """Whether the consumer's log (JSON lines) has a line about swapping ``version`` in."""
 
-    say(f"== StockWatch demo (run {run}): Kafka {bootstrap}, MongoDB {base.mongo_uri}")
-    inventory = [normal_item(rng, f"sku-{i:05d}") for i in range(N_INVENTORY)]
-    count = replace_collection(base.mongo_uri, DEMO_DB, base.mongo_collection, inventory)
-    say(f"1. seeded {count} items into {DEMO_DB}.{base.mongo_collection}")
+    def check() -> bool:
+        lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+        return any("swap" in line and version in line for line in lines)
+
+    return check
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One run's names: id, database, work dir and topics."""
+
+    id: str
+    db: str
+    work: Path
+    topics: Mapping[str, str]
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m scripts.demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer items, no fixed waits (the test)")
+    parser.add_argument("--work", type=Path, default=ROOT / ".demo", help="model dir and logs")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    run_id = secrets.token_hex(3)
+    db = f"{DEMO_DB}_{run_id}" if args.quick else DEMO_DB
+    base = Settings()
+    work = args.work.resolve()
+    for previous in ("models", "logs"):  # only what a previous run left here
+        shutil.rmtree(work / previous, ignore_errors=True)
+    (work / "logs").mkdir(parents=True)
+    topics, env = demo_env(run_id, work, db)
+    services = Services(env, work / "logs")
+    try:
+        return tell(QUICK if args.quick else FULL, base, Run(run_id, db, work, topics), services)
+    finally:
+        services.stop_all()  # a no-op after a whole story; stops them when a wait gave up
+        if args.quick:
+            drop_database(base.mongo_uri, db)
+
+
+def tell(plan: Plan, base: Settings, run: Run, services: Services) -> int:
+    """The demo's story (see the module docstring); returns its exit status."""
+    rng = np.random.default_rng(2026)
+    db, work, topics = run.db, run.work, run.topics
+    bootstrap = base.kafka_bootstrap
+    say(f"== StockWatch demo (run {run.id}): Kafka {bootstrap}, MongoDB {base.mongo_uri}")
+    inventory = [normal_item(rng, f"sku-{i:05d}") for i in range(plan.inventory)]
+    count = replace_collection(base.mongo_uri, db, base.mongo_collection, inventory)
+    say(f"1. seeded {count} items into {db}.{base.mongo_collection}")
     ensure_topics(bootstrap, topics.values())
 
-    services = Services(env, work / "logs")
     services.start("retrain-worker", "retrain-worker")
     services.start("consume", "consume")
     current = work / "models" / "CURRENT"
@@ -245,23 +329,27 @@ def main() -> int:
     say(f"2. the retrain worker trained model {first} at start-up; the consumer picked it up")
 
     labels: dict[str, str] = {}
-    batch = updates(rng, N_UPDATES, "a")
+    batch = updates(rng, plan.updates, "a", inventory=plan.inventory)
     publish_updates(bootstrap, topics["input"], batch, labels)
     publish_raw(bootstrap, topics["input"], list(MALFORMED))
     say(f"3. published {len(batch)} updates ({len(labels)} planted anomalies) and {len(MALFORMED)} malformed")
     say("4. anomaly events as they arrive:")
     events: list[dict[str, Any]] = []
     tail = TopicTail(bootstrap, topics["anomaly"])
-    drain(tail, 12, events, labels)
+    drain(tail, plan.watch_s[0], events, labels, until_caught=plan.until_caught)
 
+    # The start-up run writes its report after publishing; a retrain sent before it ends is coalesced.
+    wait_for_status(bootstrap, topics["status"], "retrain_finished", 120)
     say("5. stockwatch ctl retrain: a signed command on the control topic")
     ctl = services.run("ctl", "retrain", "--timeout", "120", timeout=180)
     say(f"   {retrain_summary(ctl.stdout)}")
     wait_for("the new model", lambda: current.read_text().strip() != first, 60)
-    more = updates(rng, N_UPDATES // 4, "b")
+    second = current.read_text().strip()
+    wait_for(f"the consumer to swap in {second}", swapped_in(work / "logs" / "consume.log", second), 60)
+    more = updates(rng, plan.updates // 4, "b", inventory=plan.inventory)
     publish_updates(bootstrap, topics["input"], more, labels)
-    say(f"   published {len(more)} more updates, now scored by {current.read_text().strip()}:")
-    drain(tail, 10, events, labels)
+    say(f"   published {len(more)} more updates, now scored by {second}:")
+    drain(tail, plan.watch_s[1], events, labels, until_caught=plan.until_caught)
     tail.close()
 
     dead = read_dead_letters(bootstrap, topics["dlq"], len(MALFORMED))
@@ -275,10 +363,20 @@ def main() -> int:
         f"6. stopped with SIGTERM: exit codes {codes}\n"
         f"== {len(events)} anomaly events for {len(batch) + len(more)} updates; planted anomalies caught: "
         f"{len(caught)}/{len(labels)}; model versions seen: {', '.join(versions)}; "
-        f"dead letters: {len(dead)}/{len(MALFORMED)}. Logs: .demo/logs/"
+        f"dead letters: {len(dead)}/{len(MALFORMED)}. Logs: {work / 'logs'}"
     )
-    ok = all(c == 0 for c in codes.values()) and len(caught) == len(labels) and len(dead) == len(MALFORMED)
-    return 0 if ok else 1
+    failed = [
+        what
+        for what, ok in (
+            ("a service did not exit with 0", all(c == 0 for c in codes.values())),
+            ("a planted anomaly was missed", len(caught) == len(labels)),
+            ("a malformed message was not dead-lettered", len(dead) == len(MALFORMED)),
+            (f"no event was scored by the retrained model {second}", second in versions),
+        )
+        if not ok
+    ]
+    say(f"== FAIL: {'; '.join(failed)}" if failed else "== PASS")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -5,24 +5,22 @@ Each command group module exposes ``register(subparsers, common)``: it adds its 
 ``handler=fn`` where ``fn(args, settings) -> int`` returns the exit status. To add a group
 (``consume``, ``retrain-worker``, ``ctl``, ``scan`` …) append its ``register`` to
 :data:`COMMAND_GROUPS`. Settings are read once, here, and handed to the handler; logging is
-configured only here (JSON lines on stderr).
+configured only here (JSON lines on stderr, :mod:`consumer.cli.logs`).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-import orjson
 from pydantic import ValidationError
 
 from config.settings import Settings
 from consumer.cli import consume, ctl, models, scan, worker
+from consumer.cli.logs import configure_logging
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -44,47 +42,6 @@ COMMAND_GROUPS: list[Callable[[Subparsers, argparse.ArgumentParser], None]] = [
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 EXIT_USAGE = 2
 EXIT_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a killed pipeline stage
-
-
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, msg (+ exc when there is a traceback)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, object] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
-
-
-class _StderrHandler(logging.Handler):
-    """Writes to whatever ``sys.stderr`` is at emit time (so in-process callers can capture it)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            sys.stderr.write(self.format(record) + "\n")
-            sys.stderr.flush()
-        except Exception:
-            self.handleError(record)
-
-
-def configure_logging(level: str) -> None:
-    """Install the JSON stderr handler on the root logger (replacing one a previous call installed)."""
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if isinstance(handler, _StderrHandler):
-            root.removeHandler(handler)
-    handler = _StderrHandler()
-    handler.setFormatter(JsonLogFormatter())
-    root.addHandler(handler)
-    root.setLevel(level)
-    # kafka-python logs every metadata refresh and connection at INFO; keep its warnings only,
-    # unless the whole process runs at DEBUG.
-    logging.getLogger("kafka").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
 
 
 def _version() -> str:

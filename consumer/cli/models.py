@@ -129,6 +129,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     """Score JSON lines chunk by chunk; one decision per valid line, rejections on stderr."""
+    from consumer.chunks import chunked
     from detection import ModelNotFoundError, ModelVerificationError
 
     try:
@@ -139,14 +140,8 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     counts = {"scored": 0, "rejected": 0}
     try:
         with _open_in(args.input) as source, _open_out(args.output) as sink:
-            chunk: list[StockItem] = []
-            for _, item in _valid_lines(source, require_id=True, counts=counts):
-                chunk.append(item)
-                if len(chunk) >= args.chunk_size:
-                    _score_chunk(model, chunk, sink)
-                    counts["scored"] += len(chunk)
-                    chunk = []
-            if chunk:
+            items = (item for _, item in _valid_lines(source, require_id=True, counts=counts))
+            for chunk in chunked(items, args.chunk_size):
                 _score_chunk(model, chunk, sink)
                 counts["scored"] += len(chunk)
     except BrokenPipeError:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import joblib
 import numpy as np
@@ -50,6 +50,7 @@ __all__ = ["RetrainConfig", "RetrainOutcome", "Retrainer", "SnapshotDB"]
 log = logging.getLogger(__name__)
 
 RETRIABLE = (MongoUnavailableError, KafkaUnavailableError)
+T = TypeVar("T")
 REJECTED_DIR = "rejected"
 
 
@@ -124,25 +125,24 @@ class Retrainer:
     ) -> RetrainOutcome:
         """Snapshot, train, gate and promote or reject, retrying outages (see the module docstring)."""
         out = RetrainOutcome(run_id=secrets.token_hex(6), status="failed", trigger=dict(trigger))
-        for attempt in range(1, self.config.max_attempts + 1):
-            out.attempts = attempt
-            try:
-                decided = self._attempt(out)
-            except RETRIABLE as exc:
-                out.reasons = [f"attempt {attempt}/{self.config.max_attempts} failed: {exc}"]
-                log.warning("retrain %s: %s", out.run_id, out.reasons[0])
-                if attempt < self.config.max_attempts:
-                    self._sleep(self.config.backoff_s * 2 ** (attempt - 1))
-                continue
-            if decided is None:
-                return out  # insufficient data: nothing trained, nothing to publish
-            if should_abort():
-                out.status, out.reasons = "failed", ["lost the retrain lease; not publishing"]
-                return out
-            self._finish(out, *decided)
+
+        def attempt(number: int) -> tuple[AnomalyModel | None, Snapshot, GateResult] | None:
+            out.attempts = number
+            return self._attempt(out)
+
+        try:
+            decided = self._with_backoff(attempt, f"retrain {out.run_id}")
+        except RETRIABLE as exc:
+            out.status, out.reasons = "failed", [f"attempt {out.attempts}/{out.attempts} failed: {exc}"]
+            log.error("retrain %s failed: gave up after %d attempts", out.run_id, out.attempts)
+            self._record_best_effort(out, None)
             return out
-        out.status = "failed"
-        self._record_best_effort(out, None)
+        if decided is None:
+            return out  # insufficient data: nothing trained, nothing to publish
+        if should_abort():
+            out.status, out.reasons = "failed", ["lost the retrain lease; not publishing"]
+            return out
+        self._finish(out, *decided)
         return out
 
     # ------------------------------------------------------------------ attempt (retriable)
@@ -160,7 +160,9 @@ class Retrainer:
             on_chunk=self._on_chunk,
         )
         out.snapshot = snap.summary()
-        log.info("retrain %s: snapshot %s", out.run_id, out.snapshot)
+        log.info(
+            "retrain %s: snapshot read", out.run_id, extra={"run_id": out.run_id, "snapshot": out.snapshot}
+        )
         if snap.n_usable < MIN_TRAINING_ITEMS:
             out.status = "insufficient_data"
             out.reasons = [
@@ -207,7 +209,13 @@ class Retrainer:
             out.candidate_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
             if model is not None:
                 out.report = self._keep_rejected(out, model, snap)
-        log.info("retrain %s: %s %s %s", out.run_id, out.status, out.version or out.candidate_id, out.reasons)
+        log.info(
+            "retrain %s: %s %s",
+            out.run_id,
+            out.status,
+            out.version or out.candidate_id,
+            extra={"run_id": out.run_id, "status": out.status, "reasons": out.reasons},
+        )
         self._record_best_effort(out, model)
         if out.ok and not self._retry(
             lambda: self.announce(model_published_event(out)), "announcing the model"
@@ -250,16 +258,24 @@ class Retrainer:
         self._retry(lambda: self.db.record_version(doc), "recording the model registry entry")
 
     def _retry(self, action: Callable[[], None], what: str) -> bool:
-        for attempt in range(1, self.config.max_attempts + 1):
+        """``action()`` with retries; False (logged) when every attempt hit an outage."""
+        try:
+            self._with_backoff(lambda _number: action(), what)
+        except RETRIABLE:
+            log.error("%s gave up after %d attempts", what, self.config.max_attempts)
+            return False
+        return True
+
+    def _with_backoff(self, action: Callable[[int], T], what: str) -> T:
+        """``action(attempt_number)``, retried on outages after ``backoff_s * 2**k``; the last one raises."""
+        attempts = self.config.max_attempts
+        for number in range(1, attempts):
             try:
-                action()
-                return True
+                return action(number)
             except RETRIABLE as exc:
-                log.warning("%s failed (attempt %d/%d): %s", what, attempt, self.config.max_attempts, exc)
-                if attempt < self.config.max_attempts:
-                    self._sleep(self.config.backoff_s * 2 ** (attempt - 1))
-        log.error("%s gave up after %d attempts", what, self.config.max_attempts)
-        return False
+                log.warning("%s failed (attempt %d/%d): %s", what, number, attempts, exc)
+                self._sleep(self.config.backoff_s * 2 ** (number - 1))
+        return action(attempts)
 
 
 def train_model_on(snap: Snapshot, params: ForestParams) -> AnomalyModel:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from consumer.chunks import chunked
 from detection import FEATURE_NAMES, ItemValidationError, StockItem, feature_matrix, parse_item
 
 __all__ = ["DocCounts", "Snapshot", "collect", "iter_item_chunks"]
@@ -85,7 +86,18 @@ def iter_item_chunks(
 ) -> Iterator[list[StockItem]]:
     """Valid items in chunks of at most ``chunk_size``; invalid/excluded documents are counted."""
     counts = counts if counts is not None else DocCounts()
-    chunk: list[StockItem] = []
+    return chunked(
+        _valid_items(docs, require_id=require_id, exclude_ids=exclude_ids, counts=counts), chunk_size
+    )
+
+
+def _valid_items(
+    docs: Iterable[Mapping[str, Any]],
+    *,
+    require_id: bool,
+    exclude_ids: frozenset[str] | set[str],
+    counts: DocCounts,
+) -> Iterator[StockItem]:
     for doc in docs:
         counts.read += 1
         try:
@@ -98,12 +110,7 @@ def iter_item_chunks(
         if exclude_ids and item.item_id is not None and item.item_id in exclude_ids:
             counts.excluded += 1
             continue
-        chunk.append(item)
-        if len(chunk) >= chunk_size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+        yield item
 
 
 def collect(

@@ -1,4 +1,4 @@
-"""The read-ahead behind ``WorkerMongo.iter_inventory`` (no server needed)."""
+"""The prefetch behind ``WorkerMongo.iter_inventory`` (no server needed)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from consumer.adapters.mongo import _read_ahead
+from consumer.adapters.mongo.prefetch import prefetched
 
 Batch = list[dict[str, Any]]
 
@@ -28,7 +28,7 @@ def _source(
 
 def test_read_ahead_keeps_order_and_ends() -> None:
     closed: list[bool] = []
-    got = [b[0]["i"] for b in _read_ahead(_source(50, closed=closed), depth=2)]
+    got = [b[0]["i"] for b in prefetched(_source(50, closed=closed), depth=2)]
     assert got == list(range(50))
     assert closed == [True]
 
@@ -36,7 +36,7 @@ def test_read_ahead_keeps_order_and_ends() -> None:
 def test_read_ahead_reraises_the_source_error_after_the_batches_before_it() -> None:
     got: list[int] = []
     with pytest.raises(RuntimeError, match="boom at 3"):
-        for b in _read_ahead(_source(10, fail_at=3), depth=2):
+        for b in prefetched(_source(10, fail_at=3), depth=2):
             got.append(b[0]["i"])
     assert got == [0, 1, 2]
 
@@ -44,7 +44,7 @@ def test_read_ahead_reraises_the_source_error_after_the_batches_before_it() -> N
 def test_read_ahead_stops_the_thread_and_closes_the_source_when_the_caller_stops() -> None:
     closed: list[bool] = []
     before = threading.active_count()
-    it = _read_ahead(_source(1000, closed=closed), depth=2)
+    it = prefetched(_source(1000, closed=closed), depth=2)
     assert next(it)[0]["i"] == 0
     it.close()
     assert closed == [True]

@@ -1,0 +1,61 @@
+"""Logging of every ``stockwatch`` command: one JSON object per line on stderr.
+
+Each line has ``ts``, ``level``, ``logger``, ``msg`` (``exc`` with a traceback) and every field a
+call passes in ``extra=`` — ``log.warning("dead letter", extra={"topic": t, "offset": o})`` gives
+``{..., "msg": "dead letter", "topic": t, "offset": o}``. Nothing is redacted here: secrets are
+never handed to a logger in the first place.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from pythonjsonlogger.orjson import OrjsonFormatter
+
+__all__ = ["THIRD_PARTY_LOGGERS", "JsonLogFormatter", "configure_logging"]
+
+THIRD_PARTY_LOGGERS = ("kafka", "pymongo", "consumer.adapters.confluent.librdkafka")
+"""Client libraries that log every connection and metadata refresh at INFO: WARNING unless DEBUG."""
+
+_FIELD_NAMES = {"levelname": "level", "name": "logger", "message": "msg", "exc_info": "exc"}
+
+
+class JsonLogFormatter(OrjsonFormatter):
+    """``ts``, ``level``, ``logger``, ``msg``, then the record's ``extra=`` fields (see the module)."""
+
+    def __init__(self) -> None:
+        super().__init__(["levelname", "name", "message"], rename_fields=_FIELD_NAMES)
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        log_data["ts"] = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        super().add_fields(log_data, record, message_dict)
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at emit time (so in-process callers can capture it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def configure_logging(level: str) -> None:
+    """Install the JSON stderr handler on the root logger (replacing one a previous call installed)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, _StderrHandler):
+            root.removeHandler(handler)
+    handler = _StderrHandler()
+    handler.setFormatter(JsonLogFormatter())
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in THIRD_PARTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)

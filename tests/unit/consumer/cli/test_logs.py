@@ -1,0 +1,73 @@
+"""The JSON log lines of every command: fixed fields plus whatever a call passes in ``extra=``."""
+
+import json
+import logging
+
+import pytest
+
+from consumer.cli.logs import THIRD_PARTY_LOGGERS, configure_logging
+
+
+@pytest.fixture
+def json_logs(capsys):
+    """Configure logging as ``main()`` does; yields a reader of the JSON lines written so far."""
+    root = logging.getLogger()
+    before = (list(root.handlers), root.level)
+    levels = {name: logging.getLogger(name).level for name in THIRD_PARTY_LOGGERS}
+
+    def read() -> list[dict]:
+        return [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+
+    yield read
+    root.handlers[:] = before[0]
+    root.setLevel(before[1])
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def test_extra_fields_become_json_fields(json_logs):
+    configure_logging("INFO")
+    logging.getLogger("stockwatch.test").warning(
+        "dead letter %s", "bad_json", extra={"topic": "in", "partition": 3, "offset": 41, "tags": ["a"]}
+    )
+    (line,) = json_logs()
+    assert line["msg"] == "dead letter bad_json"
+    assert (line["level"], line["logger"]) == ("WARNING", "stockwatch.test")
+    assert (line["topic"], line["partition"], line["offset"], line["tags"]) == ("in", 3, 41, ["a"])
+    assert line["ts"].endswith("+00:00")
+
+
+def test_secret_looking_fields_are_not_special_cased(json_logs):
+    """The formatter does not guess at secrets (callers never log them): a field is a field."""
+    configure_logging("INFO")
+    logging.getLogger("stockwatch.test").info("x", extra={"password": "hunter2", "api_key": "k"})
+    (line,) = json_logs()
+    assert (line["password"], line["api_key"]) == ("hunter2", "k")
+
+
+def test_traceback_goes_in_exc(json_logs):
+    configure_logging("INFO")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logging.getLogger("stockwatch.test").exception("failed", extra={"run_id": "r1"})
+    (line,) = json_logs()
+    assert "ValueError: boom" in line["exc"] and line["run_id"] == "r1"
+
+
+def test_one_handler_however_often_it_is_configured(json_logs):
+    configure_logging("INFO")
+    configure_logging("INFO")
+    logging.getLogger("stockwatch.test").info("once")
+    assert [line["msg"] for line in json_logs()] == ["once"]
+
+
+@pytest.mark.parametrize("name", ["kafka.conn", "pymongo.topology", "consumer.adapters.confluent.librdkafka"])
+def test_client_noise_is_kept_to_warnings_unless_debug(json_logs, name):
+    configure_logging("INFO")
+    logging.getLogger(name).info("connected")
+    logging.getLogger(name).warning("connection lost")
+    assert [line["msg"] for line in json_logs()] == ["connection lost"]
+    configure_logging("DEBUG")
+    logging.getLogger(name).debug("metadata refresh")
+    assert [line["msg"] for line in json_logs()] == ["metadata refresh"]
