@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import numba
 import numpy as np
@@ -71,6 +71,8 @@ class ModelMetadata(BaseModel):
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
+    detector: Literal["seed", "default"] = "seed"
+    """Which detector scores with this model: ``seed`` (state features) or ``default`` (changes)."""
     version: str | None = None
     created_at: datetime
     n_samples: int = Field(ge=1)
