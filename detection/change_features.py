@@ -41,7 +41,9 @@ CHANGE_FEATURE_NAMES: Final[tuple[str, ...]] = (
 CLIP: Final = 12.0
 PRICE_FLOOR: Final = 1e-4  # log of a zero price stays finite; rules judge non-positive prices
 ALPHA_MIN: Final = 0.1  # EWMA weight once an item has a history (~10 updates of memory)
-REF_PRICE_ALPHA: Final = 0.5  # the regular price follows price changes, half way each time
+REF_PRICE_DECAY: Final = 0.99
+"""The regular price is the upper envelope of accepted prices, decaying 1 % per update: a promotion
+(a temporary cut) leaves it in place, a permanent price cut is followed within some updates."""
 LEVEL_ALPHA: Final = 0.1
 
 
@@ -140,11 +142,9 @@ def advance(prev: StateRows, m: Merged, accepted: BoolArray) -> StateRows:
         a, prev["usual_level"] + LEVEL_ALPHA * (s1 - prev["usual_level"]), prev["usual_level"]
     )
     ref = np.maximum(prev["ref_price"].astype(np.float64), PRICE_FLOOR)
-    moved = a & (m.price != prev["price"]) & (m.price > 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        new_ref = ref * np.exp(REF_PRICE_ALPHA * np.log(np.maximum(m.price, PRICE_FLOOR) / ref))
+    with np.errstate(invalid="ignore"):
         gap = m.time - prev["last_time"]
-    new["ref_price"] = np.where(moved, new_ref, ref)
+    new["ref_price"] = np.where(a & (m.price > 0), np.maximum(m.price, ref * REF_PRICE_DECAY), ref)
     ug = prev["usual_gap"]
     has_gap = a & ~np.isnan(gap) & (gap >= 0)
     new["usual_gap"] = np.where(has_gap, np.where(ug > 0, ug + 0.2 * (gap - ug), gap), ug)

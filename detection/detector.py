@@ -38,6 +38,7 @@ from detection.change_features import (
 )
 from detection.compiled_forest import CompiledForest
 from detection.detector_meta import DetectorMetadata
+from detection.hull import Hull
 from detection.item_state import STATE_DTYPE, StateRows, StateTable, group_code
 from detection.peers import PeerStats
 from detection.rules import RuleSet
@@ -69,8 +70,8 @@ class StateChanges:
 class ChangeDetector:
     """Scaler + forest + compiled scorer over change features, with rules, peers and calibration."""
 
-    __slots__ = ("_compiled", "_forest", "_mean", "_metadata", "_peers", "_rules", "_scale", "_scaler",
-                 "_severity", "_threshold")  # fmt: skip
+    __slots__ = ("_compiled", "_forest", "_hull", "_mean", "_metadata", "_peers", "_rules", "_scale",
+                 "_scaler", "_severity", "_threshold")  # fmt: skip
 
     def __init__(self, *, scaler: Any, forest: Any, metadata: DetectorMetadata, compiled: CompiledForest | None = None) -> None:  # fmt: skip
         if tuple(metadata.feature_names) != CHANGE_FEATURE_NAMES:
@@ -82,6 +83,7 @@ class ChangeDetector:
         self._mean = np.asarray(scaler.mean_, dtype=np.float64)
         self._scale = np.asarray(scaler.scale_, dtype=np.float64)
         self._threshold = float(metadata.threshold)
+        self._hull = Hull(metadata.hull_low, metadata.hull_high, metadata.hull_weight)
         self._rules = RuleSet(metadata.rules)
         self._peers = PeerStats(metadata.peer_groups)
         self._severity = SeverityScale(metadata.score_quantiles, metadata.alert_budget_per_1000 / 1000.0)
@@ -118,9 +120,10 @@ class ChangeDetector:
 
     # -- scoring -------------------------------------------------------------------------------
     def score(self, features: npt.ArrayLike) -> FloatArray:
-        """``decision_function`` of the scaled change features: below the threshold = anomalous."""
+        """The forest's ``decision_function`` of the scaled change features minus the hull penalty
+        (:class:`detection.hull.Hull`): below the threshold = anomalous."""
         x = np.asarray(features, dtype=np.float64).reshape(-1, len(CHANGE_FEATURE_NAMES))
-        return self._compiled.decision_function((x - self._mean) / self._scale)
+        return self._compiled.decision_function((x - self._mean) / self._scale) - self._hull.penalty(x)
 
     def baseline(self, snapshot: UpdateBatch) -> StateTable:
         """A state table holding every complete item of a snapshot (see :func:`baseline_table`)."""

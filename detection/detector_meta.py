@@ -32,5 +32,8 @@ class DetectorMetadata(ModelMetadata):
     peer_groups: dict[str, list[float]] = Field(default_factory=dict)  # group: [median, spread, n]
     rules: list[dict[str, str]] = Field(default_factory=list)
     score_quantiles: list[float]
+    hull_low: list[float]  # per feature: the 0.1 % quantile of normal motion
+    hull_high: list[float]  # per feature: the 99.9 % quantile of normal motion
+    hull_weight: list[float]  # score lost per hull width beyond it (0: feature not penalised)
     n_training_rows: int = Field(ge=1)
     training_steps: int = Field(ge=1)

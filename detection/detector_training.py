@@ -18,10 +18,11 @@ from sklearn.ensemble import IsolationForest
 from sklearn.preprocessing import StandardScaler
 
 from detection.change_features import CHANGE_FEATURE_NAMES
-from detection.compiled_forest import CompiledForest, fast_offset
+from detection.compiled_forest import CompiledForest
 from detection.detector import ChangeDetector, baseline_table
 from detection.detector_meta import DEFAULT_ALERT_BUDGET_PER_1000, DetectorMetadata
 from detection.explain import FeatureStats, score_stats
+from detection.hull import Hull
 from detection.items import StockItem
 from detection.model import AnomalyModel, LibraryVersions, train_model
 from detection.normal_motion import normal_transitions
@@ -37,6 +38,7 @@ DetectorName = Literal["seed", "default"]
 DETECTORS: tuple[DetectorName, ...] = ("seed", "default")
 TRAINING_ROWS = 60_000  # synthetic normal updates: enough for the budget's quantile at 1/1000
 MAX_TRAINING_ITEMS = 20_000
+HULL_WEIGHTS = (0.25,) * 10 + (0.0,)  # every change feature but the gap: long pauses are not errors
 
 
 def train_detector(
@@ -68,17 +70,19 @@ def train_detector(
         warnings.simplefilter("ignore", UserWarning)
         forest.fit(xs)
     budget = alert_budget_per_1000 / 1000.0
-    forest.offset_ = fast_offset(forest, xs, budget)
+    hull = Hull.fit(x, HULL_WEIGHTS)
+    raw = CompiledForest.from_sklearn(forest).score_samples(xs) - hull.penalty(x)
+    forest.offset_ = float(np.quantile(raw, budget))
     forest.contamination = budget
     compiled = CompiledForest.from_sklearn(forest)
-    scores = compiled.decision_function(xs)
+    scores = compiled.decision_function(xs) - hull.penalty(x)
     meta = DetectorMetadata(
         created_at=datetime.now(UTC), n_samples=n_items, params=params,
         effective_max_samples=int(forest.max_samples_), library_versions=LibraryVersions.current(),
         offset=float(forest.offset_), training_scores=score_stats(scores, 0.0),
         feature_stats=_feature_stats(x), alert_budget_per_1000=alert_budget_per_1000,
         group_field=group_field, peer_groups=peers.to_json(), rules=RuleSet(rules).table(),
-        score_quantiles=calibrate(scores), n_training_rows=int(x.shape[0]), training_steps=steps,
+        score_quantiles=calibrate(scores), **hull.to_json(), n_training_rows=int(x.shape[0]), training_steps=steps,
     )  # fmt: skip
     return ChangeDetector(scaler=scaler, forest=forest, metadata=meta, compiled=compiled)
 

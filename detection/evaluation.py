@@ -77,10 +77,10 @@ def evaluate(
         t0 = time.perf_counter()
         model = train_named(name, snapshot, stock_items, params, **options)
         if isinstance(model, ChangeDetector):
-            rank, alert, scored = _replay_default(model, snapshot, updates, batch_size)
+            replay = _replay_default(model, snapshot, updates, batch_size)
         else:
-            rank, alert, scored = _replay_seed(model, items, events)
-        out[name] = _metrics(name, kinds, rank, alert, scored, time.perf_counter() - t0)
+            replay = _replay_seed(model, items, events)
+        out[name] = _metrics(name, kinds, replay, time.perf_counter() - t0)
     return out
 
 
@@ -117,8 +117,9 @@ def _replay_seed(model: AnomalyModel, items: Sequence[Mapping[str, Any]], events
     return -decisions.scores, decisions.is_anomaly, np.ones(len(events), bool)
 
 
-def _metrics(name: str, kinds: list[str], rank: FloatArray, alert: npt.NDArray[np.bool_],
-             scored: npt.NDArray[np.bool_], seconds: float) -> EvalResult:  # fmt: skip
+def _metrics(name: str, kinds: list[str], replay: tuple[FloatArray, npt.NDArray[np.bool_], npt.NDArray[np.bool_]],
+             seconds: float) -> EvalResult:  # fmt: skip
+    rank, alert, scored = replay
     k = np.array(kinds, dtype=object)[scored]
     y = k != ""
     r, a = rank[scored], alert[scored]

@@ -8,10 +8,10 @@ serving features cannot drift apart. The priors describe retail motion in genera
 each item's own levels, never absolute units:
 
 * most updates are sales: 1 + Poisson units, the item's sale size drawn once per item between
-  0.5 % and 8 % of its max level, spikes (promotions, weekends) up to ~3x;
+  0.5 % and 10 % of its max level, spikes (promotions, weekends) up to ~4x;
 * at or below ~1.3x its min level an item is restocked (half the time: lead time), up to its max
   level or by its min-max range, +/- 10 %;
-* a few price moves: repricing (about +/-8 %), promotions (10-40 % off), promotion ends;
+* a few price moves: repricing (about +/-10 %), promotions (5-50 % off), promotion ends;
 * rarely the levels are re-planned (x0.8-1.3); gaps between updates ~ exponential, the mean
   drawn per item between 10 minutes and 2 days.
 
@@ -34,14 +34,14 @@ __all__ = ["PRIORS", "normal_transitions"]
 FloatArray = npt.NDArray[np.float64]
 
 PRIORS: Final = {
-    "sale_size_share": (0.005, 0.08),  # log-uniform, of the max level
-    "sale_spike_sigma": 0.5,  # lognormal spread of a sale around the item's size
+    "sale_size_share": (0.005, 0.1),  # log-uniform, of the max level
+    "sale_spike_sigma": 0.6,  # lognormal spread of a sale around the item's size
     "restock_below_min": 1.3,
-    "restock_wait": 0.5,  # chance that a due restock waits (lead time)
+    "restock_wait": 0.7,  # chance that a due restock waits (lead time: stock may reach 0)
     "restock_accuracy": (0.9, 1.1),
-    "price_event": 0.04,  # chance an update moves the price
-    "reprice_sigma": 0.08,
-    "promo_cut": (0.1, 0.4),
+    "price_event": 0.06,  # chance an update moves the price
+    "reprice_sigma": 0.1,
+    "promo_cut": (0.05, 0.5),
     "level_event": 0.005,
     "level_factor": (0.8, 1.3),
     "gap_mean_s": (600.0, 172_800.0),  # log-uniform
