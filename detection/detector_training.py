@@ -82,7 +82,7 @@ def train_detector(
         offset=float(forest.offset_), training_scores=score_stats(scores, 0.0),
         feature_stats=_feature_stats(x), alert_budget_per_1000=alert_budget_per_1000,
         group_field=group_field, peer_groups=peers.to_json(), rules=RuleSet(rules).table(),
-        score_quantiles=calibrate(scores), **hull.to_json(), n_training_rows=int(x.shape[0]), training_steps=steps,
+        score_quantiles=calibrate(scores), hull_low=hull.low, hull_high=hull.high, hull_weight=hull.weight, n_training_rows=int(x.shape[0]), training_steps=steps,
     )  # fmt: skip
     return ChangeDetector(scaler=scaler, forest=forest, metadata=meta, compiled=compiled)
 

@@ -47,9 +47,14 @@ class Hull:
         result: FloatArray = beyond @ self._weight
         return result
 
-    def to_json(self) -> dict[str, list[float]]:
-        return {
-            "hull_low": self._low.tolist(),
-            "hull_high": self._high.tolist(),
-            "hull_weight": self._weight.tolist(),
-        }
+    @property
+    def low(self) -> list[float]:
+        return [float(v) for v in self._low]
+
+    @property
+    def high(self) -> list[float]:
+        return [float(v) for v in self._high]
+
+    @property
+    def weight(self) -> list[float]:
+        return [float(v) for v in self._weight]

@@ -131,7 +131,7 @@ class StateTable:
         rows = self.lookup(item_ids)
         missing = np.flatnonzero(rows < 0)
         if missing.size:
-            rows[missing] = self._append([item_ids[i] for i in missing])
+            rows[missing] = self._append([item_ids[int(i)] for i in missing])
         self._rows[rows] = records
 
     def _append(self, item_ids: list[str]) -> npt.NDArray[np.intp]:

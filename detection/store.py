@@ -6,7 +6,9 @@ Layout under the model directory::
     .lock                           flock taken by writers (publish, rollback, pruning)
     20261125T180102Z-1a2b3c4d/      one directory per version, renamed into place whole
         model.joblib                joblib dump of {"scaler": ..., "forest": ...}
-        metadata.json               ModelMetadata as JSON (never pickled)
+        metadata.json               ModelMetadata as JSON (never pickled); for a ``default``
+                                    detector a DetectorMetadata: also its rules table, peer
+                                    statistics, hull and severity calibration (plain JSON)
         manifest.json               format version, version id, sklearn version, file sha256 + size
         manifest.sig                hex HMAC-SHA256 of the manifest bytes (only when signed)
 
@@ -36,6 +38,8 @@ import joblib
 import orjson
 import sklearn
 
+from detection.detector import ChangeDetector
+from detection.detector_meta import DetectorMetadata
 from detection.model import AnomalyModel, ModelMetadata
 
 __all__ = ["ModelNotFoundError", "ModelStore", "ModelVerificationError", "VersionInfo"]
@@ -137,7 +141,18 @@ class ModelStore:
         return text
 
     def load(self, version: str | None = None) -> AnomalyModel:
-        """Verify and load ``version`` (None = CURRENT). Raises ModelNotFoundError / ModelVerificationError."""
+        """Verify and load a ``seed`` model (None = CURRENT). Raises ModelNotFoundError /
+        ModelVerificationError (also for a ``default`` detector: load it with :meth:`load_detector`)."""
+        model = self.load_detector(version)
+        if not isinstance(model, AnomalyModel):
+            raise ModelVerificationError(
+                f"model {model.version} is a {model.metadata.detector!r} detector; "
+                "this caller loads seed models only (use ModelStore.load_detector)"
+            )
+        return model
+
+    def load_detector(self, version: str | None = None) -> AnomalyModel | ChangeDetector:
+        """Verify and load ``version`` (None = CURRENT) as the detector its metadata names."""
         if version is not None:
             return self._load(_check_version_id(version))
         for _attempt in range(5):
@@ -175,7 +190,7 @@ class ModelStore:
 
     # ------------------------------------------------------------------ writing
 
-    def publish(self, model: AnomalyModel) -> str:
+    def publish(self, model: AnomalyModel | ChangeDetector) -> str:
         """Write ``model`` as a new version, switch CURRENT to it, prune old versions; returns its id."""
         buffer = io.BytesIO()
         joblib.dump({"scaler": model.scaler, "forest": model.forest}, buffer)
@@ -223,7 +238,7 @@ class ModelStore:
 
     # ------------------------------------------------------------------ internals
 
-    def _load(self, version: str) -> AnomalyModel:
+    def _load(self, version: str) -> AnomalyModel | ChangeDetector:
         manifest = self._verified_manifest(version)
         self._check_sklearn(version, manifest)
         files = {name: self._verified_file(version, manifest, name) for name in _PAYLOAD_FILES}
@@ -234,6 +249,9 @@ class ModelStore:
         meta = ModelMetadata.model_validate_json(files[METADATA_FILE])
         if meta.version != version:
             raise ModelVerificationError(f"model {version}: metadata names version {meta.version!r}")
+        if meta.detector == "default":
+            detail = DetectorMetadata.model_validate_json(files[METADATA_FILE])
+            return ChangeDetector(scaler=payload["scaler"], forest=payload["forest"], metadata=detail)
         return AnomalyModel(
             scaler=payload["scaler"], forest=payload["forest"], metadata=meta, threshold=meta.threshold
         )

@@ -115,8 +115,8 @@ def parse_updates(
         groups.append(None if group is None else str(group))
         event = msg.get("event_id")
         event_ids.append(None if event is None else str(event))
-    arrays = [np.array(c, dtype=np.float64) for c in cols]
-    return UpdateBatch(ids, *arrays, groups, event_ids), rejects
+    stock, min_, max_, price, occurred_at = (np.array(c, dtype=np.float64) for c in cols)
+    return UpdateBatch(ids, stock, min_, max_, price, occurred_at, groups, event_ids), rejects
 
 
 def _item_id(msg: Mapping[str, Any]) -> str:

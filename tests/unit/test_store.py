@@ -379,3 +379,25 @@ def test_garbage_current_pointer_and_bad_arguments(tmp_path, model_a):
         ModelStore(tmp_path, keep=0)
     with pytest.raises(ValueError, match="empty"):
         ModelStore(tmp_path, signing_key=b"")
+
+
+def test_default_detector_round_trips_and_seed_only_callers_refuse_it(tmp_path):
+    from detection import ChangeDetector, parse_updates, train_detector
+
+    docs = [{"item_id": f"s{i}", "category": "c", "stock_quantity": 50 + i, "min_stock_level": 10,
+             "max_stock_level": 200, "price": 5.0 + i % 7} for i in range(60)]  # fmt: skip
+    snapshot = parse_updates(docs)[0]
+    detector = train_detector(snapshot)
+    store = ModelStore(tmp_path, signing_key=KEY)
+    version = store.publish(detector)
+    loaded = store.load_detector()
+    assert isinstance(loaded, ChangeDetector) and loaded.version == version
+    assert loaded.metadata.model_copy(update={"version": None}) == detector.metadata
+    updates = parse_updates([{"item_id": "s1", "stock_quantity": 3000}, {"item_id": "s2", "price": 0.5}])[0]
+    a, _ = detector.decide_batch(detector.baseline(snapshot), updates)
+    b, _ = loaded.decide_batch(loaded.baseline(snapshot), updates)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    np.testing.assert_array_equal(a.severity_score, b.severity_score)
+    assert json.loads((tmp_path / version / METADATA_FILE).read_text())["detector"] == "default"
+    with pytest.raises(ModelVerificationError, match="load_detector"):
+        store.load()
