@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detection.change_reasons import change_reasons
-from detection.item_state import StateRows
+from detection.item_state import STATE_DTYPE
 from detection.rules import RuleSet
 from detection.severity import Level, level_of
 from detection.updates import MissingFieldError
@@ -39,7 +39,7 @@ class ChangeDecisions:
     threshold: float
     rejected: dict[int, MissingFieldError]
     # context for reasons: the baseline each row was judged against and the merged new numbers
-    baseline: StateRows
+    baseline: FloatArray  # (n, 16): the STATE_DTYPE fields in order
     new_values: FloatArray  # (n, 4): stock, min, max, price
     peer_median: FloatArray
     rules: RuleSet
@@ -70,7 +70,8 @@ class ChangeDecisions:
         if not self.is_anomaly[i]:
             return ()
         out = list(self.rules.describe(int(self.rule_bits[i])))
-        out += change_reasons(
-            self.features[i], self.baseline[i], self.new_values[i], float(self.peer_median[i])
-        )
+        record = np.zeros(1, STATE_DTYPE)
+        for j, name in enumerate(STATE_DTYPE.names or ()):
+            record[name] = self.baseline[i, j]
+        out += change_reasons(self.features[i], record[0], self.new_values[i], float(self.peer_median[i]))
         return tuple(out[:4]) if out else ("unusual combination of changes for this item",)

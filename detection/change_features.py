@@ -111,7 +111,7 @@ def change_features(
         out[:, 2] = np.log1p(np.maximum(-delta, 0.0) / np.maximum(prev["usual_drop"], 0.5))
         out[:, 3] = np.log1p(np.maximum(delta, 0.0) / np.maximum(prev["usual_rise"], 0.5))
         out[:, 4] = log_p1 - np.log(np.maximum(prev["price"], PRICE_FLOOR))
-        out[:, 5] = log_p1 - np.log(np.maximum(prev["ref_price"], PRICE_FLOOR))
+        out[:, 5] = log_p1 - np.log(np.maximum(prev["ref_price"].astype(np.float64), PRICE_FLOOR))
         out[:, 6] = np.where(np.isnan(peer_median), 0.0, (log_p1 - peer_median) / peer_spread)
         out[:, 7] = np.log((np.maximum(m.min, 0.0) + 1.0) / (np.maximum(prev["min"], 0.0) + 1.0))
         out[:, 8] = np.log((np.maximum(m.max, 0.0) + 1.0) / (np.maximum(prev["max"], 0.0) + 1.0))

@@ -20,8 +20,10 @@ for the caller to apply (``table.apply``) once the batch's results are safely pu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import compress
 from typing import Any, Final
 
 import numpy as np
@@ -31,12 +33,11 @@ from detection.change_decisions import ChangeDecisions
 from detection.change_features import (
     CHANGE_FEATURE_NAMES,
     Merged,
-    advance,
-    change_features,
     initial_states,
     merge,
 )
 from detection.compiled_forest import CompiledForest
+from detection.decide_kernel import decide_rows
 from detection.detector_meta import DetectorMetadata
 from detection.hull import Hull
 from detection.item_state import STATE_DTYPE, StateRows, StateTable, group_code
@@ -70,8 +71,8 @@ class StateChanges:
 class ChangeDetector:
     """Scaler + forest + compiled scorer over change features, with rules, peers and calibration."""
 
-    __slots__ = ("_compiled", "_forest", "_hull", "_mean", "_metadata", "_peers", "_rules", "_scale",
-                 "_scaler", "_severity", "_threshold")  # fmt: skip
+    __slots__ = ("_compiled", "_forest", "_hull", "_kernel", "_mean", "_metadata", "_peers", "_rules",
+                 "_scale", "_scaler", "_severity", "_threshold")  # fmt: skip
 
     def __init__(self, *, scaler: Any, forest: Any, metadata: DetectorMetadata, compiled: CompiledForest | None = None) -> None:  # fmt: skip
         if tuple(metadata.feature_names) != CHANGE_FEATURE_NAMES:
@@ -87,6 +88,10 @@ class ChangeDetector:
         self._rules = RuleSet(metadata.rules)
         self._peers = PeerStats(metadata.peer_groups)
         self._severity = SeverityScale(metadata.score_quantiles, metadata.alert_budget_per_1000 / 1000.0)
+        rules = self._rules.clause_matrix()
+        self._kernel = (*self._peers.arrays(), self._mean, self._scale, *self._hull.arrays(),
+                        self._compiled._kernel_args, self._compiled.offset, self._threshold, rules,
+                        len(self._rules.names), *self._severity.arrays(), float(REBASELINE_RUN))  # fmt: skip
 
     # -- parts ---------------------------------------------------------------------------------
     scaler = property(lambda self: self._scaler, doc="The fitted ``StandardScaler``.")
@@ -107,6 +112,14 @@ class ChangeDetector:
     @property
     def rules(self) -> RuleSet:
         return self._rules
+
+    @property
+    def peers(self) -> PeerStats:
+        return self._peers
+
+    @property
+    def severity_scale(self) -> SeverityScale:
+        return self._severity
 
     def with_version(self, version: str | None) -> ChangeDetector:
         meta = self._metadata.model_copy(update={"version": version})
@@ -132,64 +145,34 @@ class ChangeDetector:
     def decide_batch(self, table: StateTable, batch: UpdateBatch) -> tuple[ChangeDecisions, StateChanges]:
         """Decide a batch in stream order (see the module docstring); ``table`` is not modified."""
         n = len(batch)
-        uniq, u, gen = _generations(batch.item_ids)
+        first = dict.fromkeys(batch.item_ids)
+        uniq = list(first)
+        pos = dict(zip(uniq, range(len(uniq)), strict=True))
+        u = np.fromiter(map(pos.__getitem__, batch.item_ids), dtype=np.intp, count=n)
         rows = table.lookup(uniq)
-        known_u = rows >= 0
+        known = rows >= 0
         local = np.zeros(len(uniq), STATE_DTYPE)
-        local[known_u] = table.gather(rows[known_u])
+        local[known] = table.gather(rows[known])
+        state = np.empty((len(uniq), len(_FIELDS)))
+        for j, name in enumerate(_FIELDS):
+            state[:, j] = local[name]
+        upd = np.stack([batch.stock, batch.min, batch.max, batch.price, batch.occurred_at], axis=1)
+        grp = _group_codes(batch.groups).astype(np.float64)
+        out_f = np.zeros((n, 9))
+        out_bits = np.zeros(n, np.uint32)
+        out_x = np.zeros((n, len(CHANGE_FEATURE_NAMES)))
+        out_base = np.zeros((n, len(_FIELDS)))
         touched = np.zeros(len(uniq), dtype=bool)
-        groups = _group_codes(batch.groups)
-        scores, sev = np.full(n, np.nan), np.zeros(n)
-        bits = np.zeros(n, np.uint32)
-        feats = np.zeros((n, len(CHANGE_FEATURE_NAMES)))
-        anomaly = np.zeros(n, dtype=bool)
-        base_all = np.zeros(n, STATE_DTYPE)
-        new_values, peer_med = np.full((n, 4), np.nan), np.full(n, np.nan)
-        rejected: dict[int, MissingFieldError] = {}
-        for g in range(int(gen.max(initial=-1)) + 1):
-            sel = np.flatnonzero(gen == g) if g or gen.any() else np.arange(n)
-            us = u[sel]
-            prev, known = local[us], known_u[us]
-            raw = Merged(
-                batch.stock[sel],
-                batch.min[sel],
-                batch.max[sel],
-                batch.price[sel],
-                batch.occurred_at[sel],
-                groups[sel],
-            )
-            m, incomplete = merge(prev, known, raw)
-            ok = ~incomplete
-            for k in np.flatnonzero(incomplete):
-                missing = [f for f, col in zip(("stock_quantity", "min_stock_level", "max_stock_level", "price"),
-                                               (m.stock, m.min, m.max, m.price), strict=True) if np.isnan(col[k])]  # fmt: skip
-                rejected[int(sel[k])] = MissingFieldError(batch.item_ids[int(sel[k])], missing)
-            new_item = ~known & ok
-            base = prev
-            if new_item.any():
-                base = prev.copy()
-                base[new_item] = initial_states(m)[new_item]
-            median, spread = self._peers.lookup(m.group)
-            x = change_features(base, m, median, spread)
-            s = self.score(x)
-            b = self._rules.evaluate(_rule_env(base, m, known), sel.size)
-            flagged = ((s < self._threshold) | (b != 0)) & ok
-            rebase = (base["flag_run"] >= REBASELINE_RUN - 1) & (b == 0)
-            accepted = ok & (~flagged | new_item | rebase)
-            nxt = advance(base, m, accepted)
-            local[us[ok]] = nxt[ok]
-            known_u[us[ok]] = True
-            touched[us[ok]] = True
-            scores[sel] = np.where(ok, s, np.nan)
-            bits[sel], feats[sel], anomaly[sel], base_all[sel] = np.where(ok, b, 0), x, flagged, base
-            sev[sel] = np.where(ok, self._severity.severity(s, b != 0), 0.0)
-            new_values[sel] = np.stack([m.stock, m.min, m.max, m.price], axis=1)
-            peer_med[sel] = median
-        sev = np.where(anomaly, np.maximum(sev, 50.0), np.minimum(sev, 49.9))
-        decisions = ChangeDecisions(scores, anomaly, sev, bits, feats, self._threshold, rejected,
-                                    base_all, new_values, peer_med, self._rules)  # fmt: skip
+        decide_rows(u, upd, grp, state, known, self._kernel, out_f, out_bits, out_x, out_base, touched)
+        ok = out_f[:, 3] != 0
+        rejected = {int(i): _missing(batch.item_ids[int(i)], out_f[i, 4:8]) for i in np.flatnonzero(~ok)}
+        decisions = ChangeDecisions(out_f[:, 0], out_f[:, 2] != 0, out_f[:, 1], out_bits, out_x, self._threshold,
+                                    rejected, out_base, out_f[:, 4:8], out_f[:, 8], self._rules)  # fmt: skip
         changed = np.flatnonzero(touched)
-        return decisions, StateChanges([uniq[k] for k in changed], local[changed])
+        records = np.zeros(changed.size, STATE_DTYPE)
+        for j, name in enumerate(_FIELDS):
+            records[name] = state[changed, j]
+        return decisions, StateChanges(list(compress(uniq, touched)), records)
 
 
 def baseline_table(snapshot: UpdateBatch) -> StateTable:
@@ -206,31 +189,40 @@ def baseline_table(snapshot: UpdateBatch) -> StateTable:
     return table
 
 
+_FIELDS: Final = tuple(STATE_DTYPE.names or ())
+_REQUIRED: Final = ("stock_quantity", "min_stock_level", "max_stock_level", "price")
+
+
+def _missing(item_id: str, merged: FloatArray) -> MissingFieldError:
+    return MissingFieldError(
+        item_id, [f for f, v in zip(_REQUIRED, merged.tolist(), strict=True) if math.isnan(v)]
+    )
+
+
 def _generations(ids: Sequence[str]) -> tuple[list[str], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
     """Unique ids, each row's index into them, and its generation (earlier updates of its item)."""
     n = len(ids)
-    first: dict[str, int] = dict.fromkeys(ids, 0)
-    if len(first) == n:
+    pos: dict[str, int] = {}
+    for i in ids:  # C-level setdefault: first occurrence order
+        pos.setdefault(i, len(pos))
+    if len(pos) == n:
         return list(ids), np.arange(n), np.zeros(n, dtype=np.intp)
-    pos = {i: k for k, i in enumerate(first)}
-    u = np.fromiter((pos[i] for i in ids), dtype=np.intp, count=n)
-    seen = np.zeros(len(pos), dtype=np.intp)
+    u = np.fromiter(map(pos.__getitem__, ids), dtype=np.intp, count=n)
+    order = np.argsort(u, kind="stable")
+    su = u[order]
+    starts = np.r_[True, su[1:] != su[:-1]]
+    first = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
     gen = np.empty(n, dtype=np.intp)
-    for k in range(n):
-        gen[k] = seen[u[k]]
-        seen[u[k]] += 1
-    return list(first), u, gen
+    gen[order] = np.arange(n) - first
+    return list(pos), u, gen
 
 
 def _group_codes(groups: Sequence[str | None]) -> npt.NDArray[np.uint32]:
-    cache: dict[str | None, int] = {None: 0}
-    out = np.empty(len(groups), dtype=np.uint32)
-    for k, g in enumerate(groups):
-        code = cache.get(g)
-        if code is None:
-            code = cache[g] = group_code(g)
-        out[k] = code
-    return out
+    n = len(groups)
+    if groups.count(None) == n:
+        return np.zeros(n, dtype=np.uint32)
+    codes = {g: group_code(g) for g in set(groups)}
+    return np.fromiter(map(codes.__getitem__, groups), dtype=np.uint32, count=n)
 
 
 def _rule_env(base: StateRows, m: Merged, known: npt.NDArray[np.bool_]) -> dict[str, FloatArray]:

@@ -47,6 +47,10 @@ class Hull:
         result: FloatArray = beyond @ self._weight
         return result
 
+    def arrays(self) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """(low, high, width, weight) for the compiled kernel."""
+        return self._low, self._high, self._width, self._weight
+
     @property
     def low(self) -> list[float]:
         return [float(v) for v in self._low]

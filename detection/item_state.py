@@ -24,6 +24,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from itertools import repeat
 from typing import Final
 
 import numpy as np
@@ -119,8 +120,7 @@ class StateTable:
 
     def lookup(self, item_ids: Sequence[str]) -> npt.NDArray[np.intp]:
         """Row index of each id, -1 for unknown ids."""
-        get = self._index.get
-        return np.fromiter((get(i, -1) for i in item_ids), dtype=np.intp, count=len(item_ids))
+        return np.fromiter(map(self._index.get, item_ids, repeat(-1)), dtype=np.intp, count=len(item_ids))
 
     def gather(self, rows: npt.NDArray[np.intp]) -> StateRows:
         """A copy of the given rows (indices must be valid)."""

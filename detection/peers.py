@@ -61,5 +61,9 @@ class PeerStats:
         hit = (self._codes[at] == codes) & (codes != 0)
         return np.where(hit, self._median[at], np.nan), np.where(hit, self._spread[at], 1.0)
 
+    def arrays(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """(sorted codes as float64, median, spread) for the compiled kernel."""
+        return self._codes.astype(np.float64), self._median, self._spread
+
     def to_json(self) -> dict[str, list[float]]:
         return {k: [m, s, float(c)] for k, (m, s, c) in self.groups.items()}

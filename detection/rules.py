@@ -147,6 +147,16 @@ class RuleSet:
                 mask[fired] |= np.uint32(1 << k)
         return mask
 
+    def clause_matrix(self) -> npt.NDArray[np.float64]:
+        """Rows (rule, lhs coef, lhs var or -1, op, rhs coef, rhs var or -1) for the compiled kernel."""
+        ops = list(_OPS)
+        rows = [
+            [k, lhs.coef, _var(lhs), ops.index(op), rhs.coef, _var(rhs)]
+            for k, rule in enumerate(self._rules)
+            for lhs, op, rhs in rule.clauses
+        ]
+        return np.array(rows, dtype=np.float64).reshape(-1, 6)
+
     def fired(self, bits: int) -> tuple[str, ...]:
         """Names of the rules set in ``bits``, in table order."""
         return tuple(r.name for k, r in enumerate(self._rules) if bits >> k & 1)
@@ -154,3 +164,7 @@ class RuleSet:
     def describe(self, bits: int) -> tuple[str, ...]:
         """``"negative_stock: stock is negative"`` for each rule set in ``bits``."""
         return tuple(f"{r.name}: {r.says}" for k, r in enumerate(self._rules) if bits >> k & 1)
+
+
+def _var(term: _Term) -> int:
+    return -1 if term.name is None else RULE_VARIABLES.index(term.name)

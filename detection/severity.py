@@ -62,6 +62,10 @@ class SeverityScale:
         self._slope = (TAIL_LOG10[k] - TAIL_LOG10[0]) / max(q[k] - q[0], 1e-12)  # log10 p per unit
         self._budget_log10 = float(np.log10(budget))
 
+    def arrays(self) -> tuple[FloatArray, FloatArray, float, float]:
+        """(quantiles, their log10 tail probabilities, slope below, log10 budget) for the kernel."""
+        return self._q, TAIL_LOG10, float(self._slope), self._budget_log10
+
     def tail_log10(self, scores: FloatArray) -> FloatArray:
         """log10 of the share of training scores at or below each score."""
         inside = np.interp(scores, self._q, TAIL_LOG10)
