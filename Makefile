@@ -6,7 +6,7 @@ export STOCKWATCH_CACHE_DIR ?= $(CURDIR)/.stack/cache
 export PIP_CACHE_DIR ?= $(STOCKWATCH_CACHE_DIR)/pip
 PYTEST_ARGS ?=
 
-.PHONY: venv stack-up stack-down stack-status test test-unit lint demo bench clean
+.PHONY: venv stack-up stack-down stack-status test test-unit lint demo bench eval clean
 
 # The venv is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -48,6 +48,14 @@ demo: stack-up
 
 bench: venv
 	$(VENV)/bin/python -m bench
+
+# Seed vs default detector on simulator data: `make eval` simulates (EVAL_SEED, EVAL_ITEMS);
+# `make eval EVAL_ARGS="--items S --events E --labels L"` evaluates given files.
+EVAL_SEED ?= 1
+EVAL_ITEMS ?= 3000
+EVAL_ARGS ?= --simulate --seed $(EVAL_SEED) --items-count $(EVAL_ITEMS)
+eval: venv
+	$(VENV)/bin/python -m scripts.eval_detectors $(EVAL_ARGS)
 
 clean: stack-down
 	rm -rf .stack/kafka .stack/ferretdb .demo .bench

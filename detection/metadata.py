@@ -9,6 +9,7 @@ from __future__ import annotations
 import platform
 from datetime import datetime
 from importlib.metadata import version
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,6 +47,8 @@ class ModelMetadata(BaseModel):
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
+    detector: Literal["seed", "default"] = "seed"
+    """Which detector scores with this model: ``seed`` (state features) or ``default`` (changes)."""
     version: str | None = None
     created_at: datetime
     n_samples: int = Field(ge=1)

@@ -1,0 +1,77 @@
+"""Decisions of the ``default`` detector for one batch: arrays for the hot path, words on demand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from detection.change_reasons import change_reasons
+from detection.item_state import STATE_DTYPE
+from detection.rules import RuleSet
+from detection.severity import Level, level_of
+from detection.updates import MissingFieldError
+
+__all__ = ["ChangeDecisions", "Kind"]
+
+FloatArray = npt.NDArray[np.float64]
+Kind = Literal["none", "model", "data_quality", "missing_field"]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ChangeDecisions:
+    """Row ``i`` = update ``i`` of the batch.
+
+    ``scores`` follow scikit-learn's sign (below ``threshold`` = anomalous by the model);
+    ``severity_score`` is the calibrated 0-100 value; ``rule_bits`` has bit ``k`` set when rule ``k``
+    fired (such a row is an anomaly of kind ``data_quality`` whatever the score). ``rejected`` maps
+    rows that could not be scored to their error (dead letter, reason ``missing_field``); such rows
+    have ``is_anomaly`` False and NaN scores.
+    """
+
+    scores: FloatArray
+    is_anomaly: npt.NDArray[np.bool_]
+    severity_score: FloatArray
+    rule_bits: npt.NDArray[np.uint32]
+    features: FloatArray
+    threshold: float
+    rejected: dict[int, MissingFieldError]
+    # context for reasons: the baseline each row was judged against and the merged new numbers
+    baseline: FloatArray  # (n, 16): the STATE_DTYPE fields in order
+    new_values: FloatArray  # (n, 4): stock, min, max, price
+    peer_median: FloatArray
+    rules: RuleSet
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    @property
+    def anomaly_indices(self) -> npt.NDArray[np.intp]:
+        return np.flatnonzero(self.is_anomaly)
+
+    def kind(self, i: int) -> Kind:
+        if i in self.rejected:
+            return "missing_field"
+        if self.rule_bits[i]:
+            return "data_quality"
+        return "model" if self.is_anomaly[i] else "none"
+
+    def level(self, i: int) -> Level:
+        """none / low / medium / high / critical, from the severity score."""
+        return level_of(float(self.severity_score[i]), bool(self.is_anomaly[i]))
+
+    def rules_fired(self, i: int) -> tuple[str, ...]:
+        return self.rules.fired(int(self.rule_bits[i]))
+
+    def reasons(self, i: int) -> tuple[str, ...]:
+        """Rule descriptions first, then up to three reasons from the item's history and peers."""
+        if not self.is_anomaly[i]:
+            return ()
+        out = list(self.rules.describe(int(self.rule_bits[i])))
+        record = np.zeros(1, STATE_DTYPE)
+        for j, name in enumerate(STATE_DTYPE.names or ()):
+            record[name] = self.baseline[i, j]
+        out += change_reasons(self.features[i], record[0], self.new_values[i], float(self.peer_median[i]))
+        return tuple(out[:4]) if out else ("unusual combination of changes for this item",)

@@ -1,0 +1,84 @@
+"""Planner-readable reasons for a change: phrased against the item's own history and its peers.
+
+Each concern (stock level, stock movement, price, levels, timing) is reported when its feature
+is far from a normal update's (:data:`FAR`), largest first, at most :data:`MAX_REASONS`::
+
+    stock 1,440 is 12x this item's max level 120 (usually ~95)
+    stock fell from 800 to 0 (-800), 40x this item's usual decrease of ~20
+    price 199.90 is 10.0x the previous 19.99 (regular ~19.99; group median 21.00)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["FAR", "MAX_REASONS", "change_reasons"]
+
+FAR: Final = {"stock_vs_max": math.log1p(1.5), "drop_vs_usual": math.log1p(6.0),
+              "rise_vs_usual": math.log1p(2.5), "price_step": math.log(1.5),
+              "price_vs_peers": 3.0, "level_step": math.log(1.5), "gap_vs_usual": math.log(20.0)}  # fmt: skip
+MAX_REASONS: Final = 3
+
+
+def change_reasons(
+    features: npt.NDArray[np.float64], baseline: np.void, new: npt.NDArray[np.float64], peer_median: float
+) -> list[str]:
+    """Up to :data:`MAX_REASONS` reasons (may be empty when no single change stands out)."""
+    f = features.tolist()
+    s1, m1, hi1, p1 = (float(v) for v in new)
+    s0, p0, hi0, m0 = (float(baseline[k]) for k in ("stock", "price", "max", "min"))
+    ranked: list[tuple[float, str]] = []
+    if f[0] >= FAR["stock_vs_max"]:
+        usual = float(baseline["usual_level"])
+        ranked.append((f[0] / FAR["stock_vs_max"],
+                       f"stock {_n(s1)} is {_x(s1 / max(hi0, m0, 1.0))} this item's max level {_n(hi0)} (usually ~{_n(usual)})"))  # fmt: skip
+    if f[2] >= FAR["drop_vs_usual"]:
+        usual = float(baseline["usual_drop"])
+        ranked.append((f[2] / FAR["drop_vs_usual"],
+                       f"stock fell from {_n(s0)} to {_n(s1)} ({_n(s1 - s0)}), {_x((s0 - s1) / max(usual, 0.5))} this item's usual decrease of ~{_n(usual)}"))  # fmt: skip
+    if f[3] >= FAR["rise_vs_usual"]:
+        usual = float(baseline["usual_rise"])
+        ranked.append((f[3] / FAR["rise_vs_usual"],
+                       f"stock rose from {_n(s0)} to {_n(s1)} (+{_n(s1 - s0)}), {_x((s1 - s0) / max(usual, 0.5))} this item's usual increase of ~{_n(usual)}"))  # fmt: skip
+    if abs(f[4]) >= FAR["price_step"] or abs(f[6]) >= FAR["price_vs_peers"]:
+        peers = f"; group median {_money(math.exp(peer_median))}" if not math.isnan(peer_median) else ""
+        ratio = p1 / p0 if p0 > 0 else math.inf
+        ranked.append((max(abs(f[4]) / FAR["price_step"], abs(f[6]) / FAR["price_vs_peers"]),
+                       f"price {_money(p1)} is {_x(ratio)} the previous {_money(p0)} (regular ~{_money(float(baseline['ref_price']))}{peers})"))  # fmt: skip
+    for j, name, old, value in ((7, "min level", m0, m1), (8, "max level", hi0, hi1)):
+        if abs(f[j]) >= FAR["level_step"]:
+            ranked.append(
+                (
+                    abs(f[j]) / FAR["level_step"],
+                    f"{name} {_n(value)} was {_n(old)} ({_x(value / max(old, 1.0))})",
+                )
+            )
+    if f[10] >= FAR["gap_vs_usual"]:
+        ranked.append((f[10] / FAR["gap_vs_usual"],
+                       f"first update in {_dur(float(baseline['usual_gap']) * math.exp(f[10]))}, usually every ~{_dur(float(baseline['usual_gap']))}"))  # fmt: skip
+    ranked.sort(key=lambda r: -r[0])
+    return [text for _, text in ranked[:MAX_REASONS]]
+
+
+def _n(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 10 or x == int(x) else f"{x:,.2f}"
+
+
+def _money(x: float) -> str:
+    return f"{x:,.2f}"
+
+
+def _x(k: float) -> str:
+    if not math.isfinite(k):
+        return "infinitely many times"
+    return f"{k:,.0f}x" if abs(k) >= 10 else f"{k:.1f}x"
+
+
+def _dur(seconds: float) -> str:
+    if seconds >= 86_400:
+        return f"{seconds / 86_400:.1f} days"
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"

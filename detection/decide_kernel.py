@@ -1,0 +1,181 @@
+"""The serving path of ``decide_batch`` as one compiled loop over the batch, in stream order.
+
+The numpy path (:mod:`detection.change_features`, :class:`detection.rules.RuleSet`, ...) stays the
+reference and the training path; this kernel does the same arithmetic row by row in numba, so
+several updates of one item need no generation splitting and no per-generation numpy overhead.
+``tests/unit/test_decide_kernel.py`` holds the two to the same results.
+
+State rows are a float64 matrix of the :data:`~detection.item_state.STATE_DTYPE` fields in order;
+the float32 fields are rounded to float32 whenever written, as the record would store them.
+"""
+
+# ruff: noqa: PLR0917, PLR0915, PLW3301  (numba kernels: positional scalars, one long loop, nested max)
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from detection.compiled_forest import _score_rows
+
+# state columns (STATE_DTYPE order)
+S, MN, MX, P, REF, UD, UR, UL, UG, LT, GRP, NU, NF, FR = range(14)
+F4_COLS = (REF, UD, UR, UL, UG)
+N_STATE = 16
+
+
+@njit(cache=True, nogil=True)
+def _f4(x):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    return np.float64(np.float32(x))
+
+
+@njit(cache=True, nogil=True)
+def _rules(env, clauses, n_rules):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    """Bitmask of the rules whose clauses all hold; clause = (rule, lcoef, lvar, op, rcoef, rvar)."""
+    ok = np.ones(n_rules, np.bool_)
+    for c in range(clauses.shape[0]):
+        r = int(clauses[c, 0])
+        lhs = clauses[c, 1] if clauses[c, 2] < 0 else clauses[c, 1] * env[int(clauses[c, 2])]
+        rhs = clauses[c, 4] if clauses[c, 5] < 0 else clauses[c, 4] * env[int(clauses[c, 5])]
+        op = int(clauses[c, 3])
+        if np.isnan(lhs) or np.isnan(rhs):
+            ok[r] = False
+        elif op == 0:
+            ok[r] &= lhs < rhs
+        elif op == 1:
+            ok[r] &= lhs <= rhs
+        elif op == 2:
+            ok[r] &= lhs > rhs
+        elif op == 3:
+            ok[r] &= lhs >= rhs
+        elif op == 4:
+            ok[r] &= lhs == rhs
+        else:
+            ok[r] &= lhs != rhs
+    bits = np.uint32(0)
+    for r in range(n_rules):
+        if ok[r]:
+            bits |= np.uint32(1) << np.uint32(r)
+    return bits
+
+
+@njit(cache=True, nogil=True)
+def _initial(m, t, g, out):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    out[:] = 0.0
+    scale = max(max(m[2], m[1]), 1.0)
+    out[S], out[MN], out[MX], out[P] = m[0], m[1], m[2], m[3]
+    out[REF] = _f4(max(m[3], 1e-4))
+    out[UD] = _f4(max(0.05 * scale, 1.0))
+    out[UR] = _f4(max(0.7 * max(m[2] - m[1], 0.3 * scale), 1.0))
+    out[UL] = _f4(m[0])
+    out[LT], out[GRP] = t, g
+
+
+@njit(cache=True, nogil=True)
+def _features(b, m, t, med, spread, x):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    s0, s1 = max(b[S], 0.0), max(m[0], 0.0)
+    scale = max(max(b[MX], b[MN]), 1.0)
+    c = 0.05 * scale + 1.0
+    d = s1 - s0
+    lp = np.log(max(m[3], 1e-4))
+    x[0] = np.log1p(s1 / scale)
+    x[1] = np.log((s1 + c) / (s0 + c))
+    x[2] = np.log1p(max(-d, 0.0) / max(b[UD], 0.5))
+    x[3] = np.log1p(max(d, 0.0) / max(b[UR], 0.5))
+    x[4] = lp - np.log(max(b[P], 1e-4))
+    x[5] = lp - np.log(max(b[REF], 1e-4))
+    x[6] = 0.0 if np.isnan(med) else (lp - med) / spread
+    x[7] = np.log((max(m[1], 0.0) + 1.0) / (max(b[MN], 0.0) + 1.0))
+    x[8] = np.log((max(m[2], 0.0) + 1.0) / (max(b[MX], 0.0) + 1.0))
+    x[9] = max(m[1], 0.0) / max(m[2], 1.0)
+    gap = t - b[LT]
+    x[10] = np.log((max(gap, 0.0) + 60.0) / (b[UG] + 60.0)) if (not np.isnan(gap) and b[UG] > 0) else 0.0
+    for j in range(x.shape[0]):
+        v = x[j]
+        x[j] = 0.0 if np.isnan(v) else min(max(v, -12.0), 12.0)
+
+
+@njit(cache=True, nogil=True)
+def _advance(b, m, t, g, a, out):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    out[:] = b
+    alpha = max(0.1, 1.0 / (b[NU] + 2.0))
+    drop, rise = max(b[S] - m[0], 0.0), max(m[0] - b[S], 0.0)
+    if a and drop > 0:
+        out[UD] = _f4(b[UD] + alpha * (drop - b[UD]))
+    if a and rise > 0:
+        out[UR] = _f4(b[UR] + alpha * (rise - b[UR]))
+    ref = max(b[REF], 1e-4)
+    out[REF] = _f4(max(m[3], ref * 0.99) if (a and m[3] > 0) else ref)
+    gap = t - b[LT]
+    if a and not np.isnan(gap) and gap >= 0:
+        out[UG] = _f4(b[UG] + 0.2 * (gap - b[UG]) if b[UG] > 0 else gap)
+    if a:
+        out[UL] = _f4(b[UL] + 0.1 * (m[0] - b[UL]))
+        out[LT] = t if np.isnan(b[LT]) else (b[LT] if np.isnan(t) else max(b[LT], t))
+        out[S], out[MN], out[MX], out[P], out[GRP] = m[0], m[1], m[2], m[3], g
+        out[NU], out[FR] = b[NU] + 1, 0.0
+    else:
+        out[NF], out[FR] = min(b[NF] + 1, 65535.0), min(b[FR] + 1, 65535.0)
+
+
+@njit(cache=True, nogil=True)
+def decide_rows(u, upd, grp, state, known, model, out_f, out_bits, out_x, out_base, touched) -> None:  # type: ignore[no-untyped-def]  # noqa: ANN001
+    """Decide every row in order; ``out_f`` columns: score, severity, anomaly, ok, stock, min, max,
+    price, peer median. ``model`` is the tuple built by ``ChangeDetector._kernel_model``."""
+    (codes, med_a, spr_a, mean, scl, lo, hi, width, weight, forest, offset, threshold,
+     clauses, n_rules, q, tail, slope, blog, rebase_run) = model  # fmt: skip
+    nf = mean.shape[0]
+    m = np.empty(4)
+    b = np.empty(state.shape[1])
+    xs = np.empty((1, nf))
+    e = np.empty(1)
+    env = np.empty(10)
+    for i in range(u.shape[0]):
+        k = u[i]
+        kn = known[k]
+        incomplete = False
+        for j in range(4):
+            v = upd[i, j]
+            m[j] = v if not np.isnan(v) else (state[k, j] if kn else np.nan)
+            incomplete |= np.isnan(m[j])
+        out_f[i, 0], out_f[i, 3] = np.nan, 0.0
+        out_f[i, 4:8] = m
+        if incomplete:
+            continue
+        t = upd[i, 4]
+        g = grp[i] if grp[i] != 0 else (state[k, GRP] if kn else 0.0)
+        if kn:
+            b[:] = state[k]
+        else:
+            _initial(m, t, g, b)
+        at = min(np.searchsorted(codes, g), codes.shape[0] - 1) if codes.shape[0] else 0
+        hit = codes.shape[0] > 0 and codes[at] == g and g != 0
+        med, spread = (med_a[at], spr_a[at]) if hit else (np.nan, 1.0)
+        x = out_x[i]
+        _features(b, m, t, med, spread, x)
+        pen = 0.0
+        for j in range(nf):
+            xs[0, j] = (x[j] - mean[j]) / scl[j]
+            pen += weight[j] * max(max(x[j] - hi[j], lo[j] - x[j]), 0.0) / width[j]
+        _score_rows(xs, 0, 1, forest, e)
+        s = -offset - 2.0 ** e[0] - pen
+        env[0], env[1], env[2], env[3] = m[0], m[1], m[2], m[3]
+        for j in range(4):
+            env[4 + j] = b[j] if kn else np.nan
+        env[8] = b[LT] - t if kn else np.nan
+        env[9] = 1.0 if (kn and m[0] == b[S] and m[1] == b[MN] and m[2] == b[MX] and m[3] == b[P]) else 0.0
+        bits = _rules(env, clauses, n_rules)
+        flagged = s < threshold or bits != 0
+        accepted = (not flagged) or (not kn) or (b[FR] >= rebase_run - 1 and bits == 0)
+        out_base[i] = b
+        _advance(b, m, t, g, accepted, state[k])
+        known[k], touched[k] = True, True
+        lp = np.interp(s, q, tail) if s >= q[0] else tail[0] - slope * (q[0] - s)
+        lp = max(lp, -12.0)
+        sev = (
+            50.0 * min(max(lp / blog, 0.0), 1.0) if lp >= blog else 50.0 + 50.0 * min(1.0, (blog - lp) / 3.0)
+        )
+        if bits != 0:
+            sev = max(sev, 85.0)
+        sev = max(sev, 50.0) if flagged else min(sev, 49.9)
+        out_f[i, 0], out_f[i, 1], out_f[i, 2], out_f[i, 3], out_f[i, 8] = s, sev, flagged, 1.0, med
+        out_bits[i] = bits

@@ -1,0 +1,99 @@
+"""The numpy reference of the default detector's batch decision (tests hold the kernel to it).
+
+One vectorised pass per *generation* (the k-th update of an item within the batch), through the
+same feature, rule, severity and state functions that training uses.
+"""
+
+from __future__ import annotations
+
+from itertools import compress
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from detection.change_decisions import ChangeDecisions
+from detection.change_features import (
+    CHANGE_FEATURE_NAMES,
+    Merged,
+    advance,
+    change_features,
+    initial_states,
+    merge,
+)
+from detection.detector import REBASELINE_RUN, StateChanges, _generations, _group_codes, _rule_env
+from detection.item_state import STATE_DTYPE, StateRows, StateTable
+from detection.updates import MissingFieldError, UpdateBatch
+
+if TYPE_CHECKING:
+    from detection.detector import ChangeDetector
+
+__all__ = ["decide_batch_reference"]
+
+
+def _as_matrix(rows: StateRows) -> np.ndarray:
+    return np.stack([rows[name].astype(np.float64) for name in STATE_DTYPE.names or ()], axis=1)
+
+
+def decide_batch_reference(
+    self: ChangeDetector, table: StateTable, batch: UpdateBatch
+) -> tuple[ChangeDecisions, StateChanges]:
+    """The numpy reference of :meth:`ChangeDetector.decide_batch`: one vectorised pass per generation."""
+    n = len(batch)
+    uniq, u, gen = _generations(batch.item_ids)
+    rows = table.lookup(uniq)
+    known_u = rows >= 0
+    local = np.zeros(len(uniq), STATE_DTYPE)
+    local[known_u] = table.gather(rows[known_u])
+    touched = np.zeros(len(uniq), dtype=bool)
+    groups = _group_codes(batch.groups)
+    scores, sev = np.full(n, np.nan), np.zeros(n)
+    bits = np.zeros(n, np.uint32)
+    feats = np.zeros((n, len(CHANGE_FEATURE_NAMES)))
+    anomaly = np.zeros(n, dtype=bool)
+    base_all = np.zeros(n, STATE_DTYPE)
+    new_values, peer_med = np.full((n, 4), np.nan), np.full(n, np.nan)
+    rejected: dict[int, MissingFieldError] = {}
+    for g in range(int(gen.max(initial=-1)) + 1):
+        sel = np.flatnonzero(gen == g) if g or gen.any() else np.arange(n)
+        us = u[sel]
+        prev, known = local[us], known_u[us]
+        raw = Merged(
+            batch.stock[sel],
+            batch.min[sel],
+            batch.max[sel],
+            batch.price[sel],
+            batch.occurred_at[sel],
+            groups[sel],
+        )
+        m, incomplete = merge(prev, known, raw)
+        ok = ~incomplete
+        for k in np.flatnonzero(incomplete):
+            missing = [f for f, col in zip(("stock_quantity", "min_stock_level", "max_stock_level", "price"),
+                                           (m.stock, m.min, m.max, m.price), strict=True) if np.isnan(col[k])]  # fmt: skip
+            rejected[int(sel[k])] = MissingFieldError(batch.item_ids[int(sel[k])], missing)
+        new_item = ~known & ok
+        base = prev
+        if new_item.any():
+            base = prev.copy()
+            base[new_item] = initial_states(m)[new_item]
+        median, spread = self.peers.lookup(m.group)
+        x = change_features(base, m, median, spread)
+        s = self.score(x)
+        b = self.rules.evaluate(_rule_env(base, m, known), sel.size)
+        flagged = ((s < self.threshold) | (b != 0)) & ok
+        rebase = (base["flag_run"] >= REBASELINE_RUN - 1) & (b == 0)
+        accepted = ok & (~flagged | new_item | rebase)
+        nxt = advance(base, m, accepted)
+        local[us[ok]] = nxt[ok]
+        known_u[us[ok]] = True
+        touched[us[ok]] = True
+        scores[sel] = np.where(ok, s, np.nan)
+        bits[sel], feats[sel], anomaly[sel], base_all[sel] = np.where(ok, b, 0), x, flagged, base
+        sev[sel] = np.where(ok, self.severity_scale.severity(s, b != 0), 0.0)
+        new_values[sel] = np.stack([m.stock, m.min, m.max, m.price], axis=1)
+        peer_med[sel] = median
+    sev = np.where(anomaly, np.maximum(sev, 50.0), np.minimum(sev, 49.9))
+    decisions = ChangeDecisions(scores, anomaly, sev, bits, feats, self.threshold, rejected,
+                                _as_matrix(base_all), new_values, peer_med, self.rules)  # fmt: skip
+    changed = np.flatnonzero(touched)
+    return decisions, StateChanges(list(compress(uniq, touched)), local[changed])

@@ -1,0 +1,237 @@
+"""The ``default`` detector: each update judged as a change of its item, rules beside the model.
+
+Pipeline per batch (:meth:`ChangeDetector.decide_batch`), vectorised per *generation* (the k-th
+update of an item within the batch is in generation k, so several updates of one item apply in
+order while each generation is scored in one call):
+
+1. gather each item's last accepted state from the :class:`~detection.item_state.StateTable`;
+   merge the partial update onto it (an unknown item must bring all four numbers, else the row is
+   rejected with :class:`~detection.updates.MissingFieldError`);
+2. change features (:mod:`detection.change_features`), scaled by the ``StandardScaler`` and scored
+   by the compiled ``IsolationForest``: ``score < threshold`` (0 by default) is an anomaly;
+3. data-quality rules (:mod:`detection.rules`) on the same rows: a firing rule is an anomaly of
+   kind ``data_quality``; calibrated severity (:mod:`detection.severity`);
+4. accepted rows advance their item's state; flagged rows do not (except after
+   :data:`REBASELINE_RUN` consecutive model-only flags: a lasting change becomes the new normal).
+
+``decide_batch`` does not modify the table: it returns the new records (:class:`StateChanges`)
+for the caller to apply (``table.apply``) once the batch's results are safely published.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import compress
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from detection.change_decisions import ChangeDecisions
+from detection.change_features import (
+    CHANGE_FEATURE_NAMES,
+    Merged,
+    initial_states,
+    merge,
+)
+from detection.compiled_forest import CompiledForest
+from detection.decide_kernel import decide_rows
+from detection.detector_meta import DetectorMetadata
+from detection.hull import Hull
+from detection.item_state import STATE_DTYPE, StateRows, StateTable, group_code
+from detection.peers import PeerStats
+from detection.rules import RuleSet
+from detection.severity import SeverityScale
+from detection.updates import MissingFieldError, UpdateBatch
+
+__all__ = ["REBASELINE_RUN", "ChangeDetector", "StateChanges", "baseline_table"]
+
+FloatArray = npt.NDArray[np.float64]
+REBASELINE_RUN: Final = 3
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class StateChanges:
+    """New records of the items a batch touched: apply with :meth:`apply_to`, log with :meth:`packed`."""
+
+    item_ids: list[str]
+    records: StateRows
+
+    def apply_to(self, table: StateTable) -> None:
+        if self.item_ids:
+            table.scatter(self.item_ids, self.records)
+
+    def packed(self) -> list[tuple[str, bytes]]:
+        """(item id, 80-byte record) pairs, e.g. for a compacted changelog topic."""
+        return [(i, self.records[k : k + 1].tobytes()) for k, i in enumerate(self.item_ids)]
+
+
+class ChangeDetector:
+    """Scaler + forest + compiled scorer over change features, with rules, peers and calibration."""
+
+    __slots__ = ("_compiled", "_forest", "_hull", "_kernel", "_mean", "_metadata", "_peers", "_rules",
+                 "_scale", "_scaler", "_severity", "_threshold")  # fmt: skip
+
+    def __init__(self, *, scaler: Any, forest: Any, metadata: DetectorMetadata, compiled: CompiledForest | None = None) -> None:  # fmt: skip
+        if tuple(metadata.feature_names) != CHANGE_FEATURE_NAMES:
+            raise ValueError(f"model features {metadata.feature_names} do not match {CHANGE_FEATURE_NAMES}")
+        self._scaler, self._forest, self._metadata = scaler, forest, metadata
+        self._compiled = compiled or CompiledForest.from_sklearn(forest)
+        if self._compiled.n_features != len(CHANGE_FEATURE_NAMES):
+            raise ValueError("the forest was not fitted on the change features")
+        self._mean = np.asarray(scaler.mean_, dtype=np.float64)
+        self._scale = np.asarray(scaler.scale_, dtype=np.float64)
+        self._threshold = float(metadata.threshold)
+        self._hull = Hull(metadata.hull_low, metadata.hull_high, metadata.hull_weight)
+        self._rules = RuleSet(metadata.rules)
+        self._peers = PeerStats(metadata.peer_groups)
+        self._severity = SeverityScale(metadata.score_quantiles, metadata.alert_budget_per_1000 / 1000.0)
+        rules = self._rules.clause_matrix()
+        self._kernel = (*self._peers.arrays(), self._mean, self._scale, *self._hull.arrays(),
+                        self._compiled._kernel_args, self._compiled.offset, self._threshold, rules,
+                        len(self._rules.names), *self._severity.arrays(), float(REBASELINE_RUN))  # fmt: skip
+
+    # -- parts ---------------------------------------------------------------------------------
+    scaler = property(lambda self: self._scaler, doc="The fitted ``StandardScaler``.")
+    forest = property(lambda self: self._forest, doc="The fitted ``IsolationForest``.")
+
+    @property
+    def metadata(self) -> DetectorMetadata:
+        return self._metadata
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold
+
+    @property
+    def version(self) -> str | None:
+        return self._metadata.version
+
+    @property
+    def rules(self) -> RuleSet:
+        return self._rules
+
+    @property
+    def peers(self) -> PeerStats:
+        return self._peers
+
+    @property
+    def severity_scale(self) -> SeverityScale:
+        return self._severity
+
+    def with_version(self, version: str | None) -> ChangeDetector:
+        meta = self._metadata.model_copy(update={"version": version})
+        return ChangeDetector(
+            scaler=self._scaler, forest=self._forest, metadata=meta, compiled=self._compiled
+        )
+
+    def __repr__(self) -> str:
+        m = self._metadata
+        return f"ChangeDetector(version={m.version!r}, n_samples={m.n_samples}, budget={m.alert_budget_per_1000}/1000)"
+
+    # -- scoring -------------------------------------------------------------------------------
+    def score(self, features: npt.ArrayLike) -> FloatArray:
+        """The forest's ``decision_function`` of the scaled change features minus the hull penalty
+        (:class:`detection.hull.Hull`): below the threshold = anomalous."""
+        x = np.asarray(features, dtype=np.float64).reshape(-1, len(CHANGE_FEATURE_NAMES))
+        return self._compiled.decision_function((x - self._mean) / self._scale) - self._hull.penalty(x)
+
+    def baseline(self, snapshot: UpdateBatch) -> StateTable:
+        """A state table holding every complete item of a snapshot (see :func:`baseline_table`)."""
+        return baseline_table(snapshot)
+
+    def decide_batch(self, table: StateTable, batch: UpdateBatch) -> tuple[ChangeDecisions, StateChanges]:
+        """Decide a batch in stream order (see the module docstring); ``table`` is not modified."""
+        n = len(batch)
+        first = dict.fromkeys(batch.item_ids)
+        uniq = list(first)
+        pos = dict(zip(uniq, range(len(uniq)), strict=True))
+        u = np.fromiter(map(pos.__getitem__, batch.item_ids), dtype=np.intp, count=n)
+        rows = table.lookup(uniq)
+        known = rows >= 0
+        local = np.zeros(len(uniq), STATE_DTYPE)
+        local[known] = table.gather(rows[known])
+        state = np.empty((len(uniq), len(_FIELDS)))
+        for j, name in enumerate(_FIELDS):
+            state[:, j] = local[name]
+        upd = np.stack([batch.stock, batch.min, batch.max, batch.price, batch.occurred_at], axis=1)
+        grp = _group_codes(batch.groups).astype(np.float64)
+        out_f = np.zeros((n, 9))
+        out_bits = np.zeros(n, np.uint32)
+        out_x = np.zeros((n, len(CHANGE_FEATURE_NAMES)))
+        out_base = np.zeros((n, len(_FIELDS)))
+        touched = np.zeros(len(uniq), dtype=bool)
+        decide_rows(u, upd, grp, state, known, self._kernel, out_f, out_bits, out_x, out_base, touched)
+        ok = out_f[:, 3] != 0
+        rejected = {int(i): _missing(batch.item_ids[int(i)], out_f[i, 4:8]) for i in np.flatnonzero(~ok)}
+        decisions = ChangeDecisions(out_f[:, 0], out_f[:, 2] != 0, out_f[:, 1], out_bits, out_x, self._threshold,
+                                    rejected, out_base, out_f[:, 4:8], out_f[:, 8], self._rules)  # fmt: skip
+        changed = np.flatnonzero(touched)
+        records = np.zeros(changed.size, STATE_DTYPE)
+        for j, name in enumerate(_FIELDS):
+            records[name] = state[changed, j]
+        return decisions, StateChanges(list(compress(uniq, touched)), records)
+
+
+def baseline_table(snapshot: UpdateBatch) -> StateTable:
+    """A state table of a snapshot's complete items, with priors for their usual motion."""
+    table = StateTable(capacity=len(snapshot))
+    groups = _group_codes(snapshot.groups)
+    empty = np.zeros(len(snapshot), STATE_DTYPE)
+    raw = Merged(snapshot.stock, snapshot.min, snapshot.max, snapshot.price, snapshot.occurred_at, groups)
+    m, incomplete = merge(empty, np.zeros(len(snapshot), bool), raw)
+    rows = initial_states(m)
+    last: dict[str, int] = {i: k for k, i in enumerate(snapshot.item_ids) if not incomplete[k]}
+    keep = np.fromiter(last.values(), dtype=np.intp, count=len(last))
+    table.scatter(list(last), rows[keep])
+    return table
+
+
+_FIELDS: Final = tuple(STATE_DTYPE.names or ())
+_REQUIRED: Final = ("stock_quantity", "min_stock_level", "max_stock_level", "price")
+
+
+def _missing(item_id: str, merged: FloatArray) -> MissingFieldError:
+    return MissingFieldError(
+        item_id, [f for f, v in zip(_REQUIRED, merged.tolist(), strict=True) if math.isnan(v)]
+    )
+
+
+def _generations(ids: Sequence[str]) -> tuple[list[str], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Unique ids, each row's index into them, and its generation (earlier updates of its item)."""
+    n = len(ids)
+    pos: dict[str, int] = {}
+    for i in ids:  # C-level setdefault: first occurrence order
+        pos.setdefault(i, len(pos))
+    if len(pos) == n:
+        return list(ids), np.arange(n), np.zeros(n, dtype=np.intp)
+    u = np.fromiter(map(pos.__getitem__, ids), dtype=np.intp, count=n)
+    order = np.argsort(u, kind="stable")
+    su = u[order]
+    starts = np.r_[True, su[1:] != su[:-1]]
+    first = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+    gen = np.empty(n, dtype=np.intp)
+    gen[order] = np.arange(n) - first
+    return list(pos), u, gen
+
+
+def _group_codes(groups: Sequence[str | None]) -> npt.NDArray[np.uint32]:
+    n = len(groups)
+    if groups.count(None) == n:
+        return np.zeros(n, dtype=np.uint32)
+    codes = {g: group_code(g) for g in set(groups)}
+    return np.fromiter(map(codes.__getitem__, groups), dtype=np.uint32, count=n)
+
+
+def _rule_env(base: StateRows, m: Merged, known: npt.NDArray[np.bool_]) -> dict[str, FloatArray]:
+    def prev(name: str) -> FloatArray:
+        return np.where(known, base[name], np.nan)
+
+    unchanged = known & (m.stock == base["stock"]) & (m.min == base["min"]) & (m.max == base["max"])
+    unchanged &= m.price == base["price"]
+    return {"stock": m.stock, "min": m.min, "max": m.max, "price": m.price,
+            "prev_stock": prev("stock"), "prev_min": prev("min"), "prev_max": prev("max"),
+            "prev_price": prev("price"), "age": prev("last_time") - m.time,
+            "unchanged": unchanged.astype(np.float64)}  # fmt: skip

@@ -1,0 +1,170 @@
+"""Deterministic data-quality rules beside the model: named data, evaluated on a whole batch.
+
+A rule is a plain dict (so a TOML table can replace the defaults)::
+
+    {"name": "negative_stock", "kind": "data_quality", "when": "stock < 0",
+     "says": "stock is negative"}
+
+``when`` is one or more comparisons joined by ``and``; each side is a number, a variable or
+``number * variable``. Variables (NaN where unknown, and any comparison with NaN is false):
+
+    stock, min, max, price                 the update merged onto the item's last accepted state
+    prev_stock, prev_min, prev_max, prev_price   that last accepted state (NaN for a new item)
+    age          seconds the update's occurred_at lies before the item's latest one
+    unchanged    1 when a known item's four numbers are all unchanged, else 0
+
+A firing rule makes the decision an anomaly of kind ``data_quality`` whatever the model says;
+every decision carries the bitmask of the rules that fired (at most 32 rules).
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["DEFAULT_RULES", "RULE_VARIABLES", "RuleError", "RuleSet"]
+
+FloatArray = npt.NDArray[np.float64]
+
+DEFAULT_RULES: Final[tuple[dict[str, str], ...]] = (
+    {"name": "negative_stock", "kind": "data_quality", "when": "stock < 0",
+     "says": "stock is negative"},
+    {"name": "negative_level", "kind": "data_quality", "when": "min < 0",
+     "says": "the min level is negative"},
+    {"name": "max_zero", "kind": "data_quality", "when": "max <= 0",
+     "says": "the max level is zero or negative"},
+    {"name": "min_ge_max", "kind": "data_quality", "when": "min >= max and max > 0",
+     "says": "the min level is not below the max level"},
+    {"name": "price_nonpositive_with_stock", "kind": "data_quality", "when": "price <= 0 and stock > 0",
+     "says": "an item in stock has no positive price"},
+    # A restock orders up to the max level: ten times the max in one move is a unit error.
+    {"name": "stock_10x_max", "kind": "data_quality", "when": "stock > 10 * prev_max and prev_max >= 1",
+     "says": "stock rose past ten times the max level in one update"},
+    # No repricing or promotion moves a price ninefold in one step; a decimal shift does.
+    {"name": "price_jump_9x", "kind": "data_quality", "when": "price > 9 * prev_price and prev_price > 0",
+     "says": "the price rose more than ninefold in one update"},
+    {"name": "price_drop_9x", "kind": "data_quality", "when": "9 * price < prev_price and price > 0",
+     "says": "the price fell more than ninefold in one update"},
+    # Late by more than five minutes: an old state re-sent; applying it would undo newer ones.
+    {"name": "stale_update", "kind": "data_quality", "when": "age > 300",
+     "says": "occurred_at is older than the item's latest update"},
+    {"name": "duplicate_update", "kind": "data_quality", "when": "age == 0 and unchanged == 1",
+     "says": "the same state with the same occurred_at was already received"},
+)  # fmt: skip
+
+RULE_VARIABLES: Final = ("stock", "min", "max", "price", "prev_stock", "prev_min", "prev_max",
+                         "prev_price", "age", "unchanged")  # fmt: skip
+_OPS: Final[dict[str, Callable[[Any, Any], Any]]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
+    "!=": lambda a, b: (a != b) & ~np.isnan(a) & ~np.isnan(b),
+}  # fmt: skip
+_CLAUSE = re.compile(r"^\s*(.+?)\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*$")
+_TERM = re.compile(
+    r"^(?:([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*\*\s*)?([a-z_]+)$|^([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)$"
+)
+
+
+class RuleError(ValueError):
+    """A rule table that cannot be used (unknown variable, bad syntax, duplicate name, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Term:
+    coef: float
+    name: str | None  # None: the constant ``coef``
+
+    def value(self, env: Mapping[str, FloatArray]) -> FloatArray | float:
+        return self.coef if self.name is None else self.coef * env[self.name]
+
+
+def _term(text: str, rule: str) -> _Term:
+    m = _TERM.match(text.strip())
+    if not m:
+        raise RuleError(f"rule {rule!r}: cannot read {text!r} (a number, a variable or number * variable)")
+    if m.group(3) is not None:
+        return _Term(float(m.group(3)), None)
+    name = m.group(2)
+    if name not in RULE_VARIABLES:
+        raise RuleError(f"rule {rule!r}: unknown variable {name!r} (known: {', '.join(RULE_VARIABLES)})")
+    return _Term(float(m.group(1)) if m.group(1) else 1.0, name)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    name: str
+    kind: str
+    says: str
+    when: str
+    clauses: tuple[tuple[_Term, str, _Term], ...]
+
+
+class RuleSet:
+    """A compiled rule table; :meth:`evaluate` returns one uint32 bitmask per row."""
+
+    __slots__ = ("_rules",)
+
+    def __init__(self, rules: Sequence[Mapping[str, Any]] = DEFAULT_RULES) -> None:
+        if len(rules) > 32:
+            raise RuleError(f"at most 32 rules, got {len(rules)}")
+        compiled: list[_Rule] = []
+        for spec in rules:
+            name = str(spec.get("name", ""))
+            when = str(spec.get("when", ""))
+            if not name or not when or any(r.name == name for r in compiled):
+                raise RuleError(f"every rule needs a unique name and a 'when': {dict(spec)!r}")
+            clauses = []
+            for part in re.split(r"\s+and\s+", when):
+                m = _CLAUSE.match(part)
+                if not m:
+                    raise RuleError(f"rule {name!r}: cannot read {part!r} (like 'stock < 0')")
+                clauses.append((_term(m.group(1), name), m.group(2), _term(m.group(3), name)))
+            kind, says = str(spec.get("kind", "data_quality")), str(spec.get("says", when))
+            compiled.append(_Rule(name, kind, says, when, tuple(clauses)))
+        self._rules = tuple(compiled)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(r.name for r in self._rules)
+
+    def table(self) -> list[dict[str, str]]:
+        """The rules as plain dicts (what the model metadata stores)."""
+        return [{"name": r.name, "kind": r.kind, "when": r.when, "says": r.says} for r in self._rules]
+
+    def evaluate(self, env: Mapping[str, FloatArray], n: int) -> npt.NDArray[np.uint32]:
+        """Bit ``k`` of row ``i`` is set when rule ``k`` fires for row ``i``."""
+        mask = np.zeros(n, dtype=np.uint32)
+        with np.errstate(invalid="ignore"):
+            for k, rule in enumerate(self._rules):
+                fired = np.ones(n, dtype=bool)
+                for lhs, op, rhs in rule.clauses:
+                    fired &= _OPS[op](lhs.value(env), rhs.value(env))
+                mask[fired] |= np.uint32(1 << k)
+        return mask
+
+    def clause_matrix(self) -> npt.NDArray[np.float64]:
+        """Rows (rule, lhs coef, lhs var or -1, op, rhs coef, rhs var or -1) for the compiled kernel."""
+        ops = list(_OPS)
+        rows = [
+            [k, lhs.coef, _var(lhs), ops.index(op), rhs.coef, _var(rhs)]
+            for k, rule in enumerate(self._rules)
+            for lhs, op, rhs in rule.clauses
+        ]
+        return np.array(rows, dtype=np.float64).reshape(-1, 6)
+
+    def fired(self, bits: int) -> tuple[str, ...]:
+        """Names of the rules set in ``bits``, in table order."""
+        return tuple(r.name for k, r in enumerate(self._rules) if bits >> k & 1)
+
+    def describe(self, bits: int) -> tuple[str, ...]:
+        """``"negative_stock: stock is negative"`` for each rule set in ``bits``."""
+        return tuple(f"{r.name}: {r.says}" for k, r in enumerate(self._rules) if bits >> k & 1)
+
+
+def _var(term: _Term) -> int:
+    return -1 if term.name is None else RULE_VARIABLES.index(term.name)

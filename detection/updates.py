@@ -1,0 +1,166 @@
+"""Change events as columns: partial updates (item id + changed fields) ready for batch scoring.
+
+An update names an item and carries only what changed; absent numbers are NaN here and are
+merged onto the item's last accepted state by the detector. Values are checked as
+:mod:`detection.items` checks states (finite, at most 1e12, no booleans, numeric strings ok);
+``occurred_at`` is an ISO-8601 string (``Z`` allowed) or epoch seconds. The peer-group field
+(``category`` by default) is kept as text.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from detection.items import MAX_ID_LENGTH, MAX_MAGNITUDE, ItemValidationError
+
+__all__ = ["REQUIRED_FIELDS", "MissingFieldError", "UpdateBatch", "parse_updates"]
+
+FloatArray = npt.NDArray[np.float64]
+
+REQUIRED_FIELDS: Final = ("stock_quantity", "min_stock_level", "max_stock_level", "price")
+_ALIASES: Final = {
+    "stock_quantity": ("stock_quantity",),
+    "min_stock_level": ("min_stock_level", "min_stock"),
+    "max_stock_level": ("max_stock_level", "max_stock"),
+    "price": ("price",),
+}
+_ID_KEYS: Final = ("item_id", "sku", "_id")
+
+
+class MissingFieldError(ItemValidationError):
+    """An update of an item with no known state lacks numbers: dead-letter it as ``missing_field``."""
+
+    kind: Final = "missing_field"
+
+    def __init__(self, item_id: str, fields: Sequence[str]) -> None:
+        self.item_id = item_id
+        self.fields = tuple(fields)
+        super().__init__(
+            f"missing_field: {', '.join(self.fields)} (item {item_id!r} has no known state; "
+            "its first update must carry the full state)"
+        )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class UpdateBatch:
+    """Columns of ``n`` updates in stream order; NaN marks a field the update did not carry."""
+
+    item_ids: list[str]
+    stock: FloatArray
+    min: FloatArray
+    max: FloatArray
+    price: FloatArray
+    occurred_at: FloatArray  # epoch seconds
+    groups: list[str | None]
+    event_ids: list[str | None]
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    @classmethod
+    def from_columns(
+        cls,
+        item_ids: Sequence[str],
+        *,
+        stock: npt.ArrayLike,
+        min_: npt.ArrayLike,
+        max_: npt.ArrayLike,
+        price: npt.ArrayLike,
+        occurred_at: npt.ArrayLike | None = None,
+        groups: Sequence[str | None] | None = None,
+        event_ids: Sequence[str | None] | None = None,
+    ) -> UpdateBatch:
+        """A batch from ready columns (NaN = absent), e.g. built by the consumer's column parser."""
+        n = len(item_ids)
+
+        def col(values: npt.ArrayLike | None) -> FloatArray:
+            out = np.full(n, np.nan) if values is None else np.asarray(values, dtype=np.float64)
+            if out.shape != (n,):
+                raise ValueError(f"column of shape {out.shape}, expected ({n},)")
+            return out
+
+        return cls(list(item_ids), col(stock), col(min_), col(max_), col(price), col(occurred_at),
+                   list(groups) if groups is not None else [None] * n,
+                   list(event_ids) if event_ids is not None else [None] * n)  # fmt: skip
+
+
+def parse_updates(
+    messages: Iterable[Mapping[str, Any]], *, group_field: str = "category"
+) -> tuple[UpdateBatch, list[tuple[int, str]]]:
+    """Validate change events into an :class:`UpdateBatch`; returns it and ``(index, reason)`` rejects."""
+    ids: list[str] = []
+    cols: list[list[float]] = [[], [], [], [], []]
+    groups: list[str | None] = []
+    event_ids: list[str | None] = []
+    rejects: list[tuple[int, str]] = []
+    for index, msg in enumerate(messages):
+        try:
+            item_id = _item_id(msg)
+            values = [_field(msg, key) for key in REQUIRED_FIELDS]
+            values.append(_time(msg.get("occurred_at")))
+        except ItemValidationError as exc:
+            rejects.append((index, exc.reason))
+            continue
+        ids.append(item_id)
+        for c, v in zip(cols, values, strict=True):
+            c.append(v)
+        group = msg.get(group_field)
+        groups.append(None if group is None else str(group))
+        event = msg.get("event_id")
+        event_ids.append(None if event is None else str(event))
+    stock, min_, max_, price, occurred_at = (np.array(c, dtype=np.float64) for c in cols)
+    return UpdateBatch(ids, stock, min_, max_, price, occurred_at, groups, event_ids), rejects
+
+
+def _item_id(msg: Mapping[str, Any]) -> str:
+    for key in _ID_KEYS:
+        value = msg.get(key)
+        if value is not None and not isinstance(value, bool) and isinstance(value, str | int):
+            text = str(value).strip()
+            if 0 < len(text) <= MAX_ID_LENGTH:
+                return text
+    raise ItemValidationError("item_id: required (send it as item_id, sku or _id)")
+
+
+def _field(msg: Mapping[str, Any], key: str) -> float:
+    for alias in _ALIASES[key]:
+        if alias in msg:
+            return _number(alias, msg[alias])
+    return math.nan
+
+
+def _number(key: str, value: Any) -> float:
+    if isinstance(value, bool) or value is None:
+        raise ItemValidationError(f"{key}: must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ItemValidationError(f"{key}: must be a number, got {str(value)[:40]!r}") from None
+    if not math.isfinite(number) or abs(number) > MAX_MAGNITUDE:
+        raise ItemValidationError(f"{key}: must be a finite number of at most 1e12, got {number!r}")
+    return number
+
+
+def _time(value: Any) -> float:
+    """Epoch seconds of ``occurred_at`` (NaN when absent)."""
+    if value is None:
+        return math.nan
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            pass
+        else:
+            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    raise ItemValidationError(
+        f"occurred_at: must be an ISO-8601 time or epoch seconds, got {str(value)[:40]!r}"
+    )
