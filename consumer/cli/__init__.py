@@ -22,7 +22,7 @@ import orjson
 from pydantic import ValidationError
 
 from config.settings import Settings
-from consumer.cli import consume, ctl, models, scan, worker
+from consumer.cli import consume, ctl, keygen, models, scan, worker
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -38,6 +38,7 @@ COMMAND_GROUPS: list[Callable[[Subparsers, argparse.ArgumentParser], None]] = [
     worker.register,
     ctl.register,
     scan.register,
+    keygen.register,
 ]
 """One ``register(subparsers, common)`` per command group module, in ``--help`` order."""
 
