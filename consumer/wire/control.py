@@ -58,9 +58,7 @@ __all__ = [
 MAX_COMMAND_BYTES = 16_384
 MAX_ARGS_DEPTH = 8  # objects/arrays nested inside ``args``, ``args`` itself counting as one
 MAX_SIGNATURE_CHARS = 128
-# Brackets outside JSON strings; strings are blanked first (escapes included) so "[" in a value is not counted.
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_BRACKET = re.compile(rb"[\[\]{}]")
+_STRUCTURAL = re.compile(rb'[\[\]{}"\\]')  # what the depth scan looks at: brackets, quotes, escapes
 _ID_PEEK = re.compile(rb'"command_id"\s*:\s*"([^"\\]{1,128})"')
 PEEK_PREFIX_BYTES = 4096  # ctl writes command_id second, well within this
 
@@ -137,12 +135,30 @@ def _deeper_than(value: object, limit: int) -> bool:
 
 
 def _raw_depth_exceeds(value: bytes, limit: int) -> bool:
-    """Whether the JSON text nests brackets deeper than ``limit``, without parsing it."""
-    depth = 0
-    for match in _BRACKET.finditer(_JSON_STRING.sub(b'""', value)):
-        depth += 1 if match.group() in (b"{", b"[") else -1
-        if depth > limit:
-            return True
+    """Whether the JSON text nests brackets (outside strings) deeper than ``limit``, without parsing it.
+
+    One pass over the structural bytes: linear on any input (a regex for whole strings backtracks
+    quadratically on unterminated ones: 0.6 s for 11 KB of escaped quotes).
+    """
+    depth, in_string, escaped_at = 0, False, -1
+    for match in _STRUCTURAL.finditer(value):
+        at = match.start()
+        if at == escaped_at:
+            continue
+        char = value[at]
+        if in_string:
+            if char == 0x5C:  # backslash: the next byte is escaped
+                escaped_at = at + 1
+            elif char == 0x22:
+                in_string = False
+        elif char == 0x22:
+            in_string = True
+        elif char in b"[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in b"]}":
+            depth -= 1
     return False
 
 

@@ -19,6 +19,7 @@ from consumer.wire.control import (
     Command,
     CommandName,
     CommandRejectedError,
+    _raw_depth_exceeds,
     canonical_bytes,
     message_is_signed,
     new_command,
@@ -263,3 +264,18 @@ def test_verifying_a_hostile_status_message_never_raises() -> None:
     assert not message_is_signed(hostile, KEY)
     assert not message_is_signed({"type": "command_ack", "signature": "é" * 64}, KEY)
     assert not message_is_signed({"signature": 7}, KEY)
+
+
+def depth_of(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(depth_of, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(depth_of, value), default=0)
+    return 0
+
+
+@given(JSON_VALUES | st.text(alphabet='[]{}"\\\\ab', max_size=30), st.integers(0, 6))
+def test_the_raw_depth_scan_agrees_with_the_parsed_depth(value: object, limit: int) -> None:
+    """Brackets inside strings, escaped quotes and backslashes do not fool the pre-parse scan."""
+    text = orjson.dumps({"args": value, "note": value if isinstance(value, str) else '\\\\"[{'})
+    assert _raw_depth_exceeds(text, limit) == (1 + depth_of(value) > limit)
