@@ -96,7 +96,7 @@ def cmd_ctl(args: argparse.Namespace, settings: Settings) -> int:
 
 def _wait_for(tail: StatusTail, command_id: str, timeout_s: float, *, key: bytes, digest: str) -> int:
     deadline = time.monotonic() + timeout_s
-    unverified = 0
+    unverified, accepted = 0, False
     while time.monotonic() < deadline:
         for msg in tail.poll(min(1.0, max(0.05, deadline - time.monotonic()))):
             if msg.get("type") != "command_ack" or msg.get("command_id") != command_id:
@@ -106,9 +106,11 @@ def _wait_for(tail: StatusTail, command_id: str, timeout_s: float, *, key: bytes
                 unverified += 1
                 log.warning("ignored an unsigned or forged %s acknowledgement of %s", status, command_id)
                 continue
-            if status == Ack.REJECTED and msg.get("digest") != digest:
+            if status == Ack.REJECTED and (accepted or msg.get("digest") != digest):
+                # another message with our id, or a replayed copy of ours after it was accepted
                 log.warning("ignored the rejection of another message that claimed the id %s", command_id)
                 continue
+            accepted = accepted or status == Ack.ACCEPTED
             print(orjson.dumps(msg).decode(), flush=True)
             if status in (Ack.REJECTED, Ack.FAILED):
                 return EXIT_FAILED

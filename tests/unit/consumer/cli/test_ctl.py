@@ -66,3 +66,14 @@ def test_a_rejection_counts_only_when_it_quotes_the_digest_of_what_ctl_sent() ->
     assert wait([impostor], cmd.command_id, digest) == EXIT_TIMEOUT
     own = sign_message(ack(cmd.command_id, "rejected", digest=digest), KEY)
     assert wait([impostor, own], cmd.command_id, digest) == EXIT_FAILED
+
+
+def test_a_replayed_copy_rejected_after_acceptance_does_not_end_the_wait() -> None:
+    cmd = new_command("retrain", KEY)
+    digest = command_digest(cmd.to_json())
+    acks = [
+        sign_message(ack(cmd.command_id, "accepted"), KEY),
+        sign_message(ack(cmd.command_id, "rejected", digest=digest, reason="replayed"), KEY),  # the copy
+        sign_message(ack(cmd.command_id, "done", **PROMOTED), KEY),
+    ]
+    assert wait(acks, cmd.command_id, digest) == EXIT_OK
