@@ -11,13 +11,15 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from config.keys import check_key
 
 # Shipped inside the package (package data), so an installed wheel finds it from any directory.
 DEFAULT_CONFIG_FILE = Path(__file__).resolve().parent / "stockwatch.toml"
@@ -36,6 +38,7 @@ class Settings(BaseSettings):
         extra="forbid",
         frozen=True,
         case_sensitive=False,
+        hide_input_in_errors=True,  # a refused value may be a key: errors never echo it
     )
 
     # --- connections (names fixed by the issues; users and scripts rely on them) ---
@@ -171,6 +174,11 @@ class Settings(BaseSettings):
         gt=0,
         description="Mongo server-selection/connect timeout of the retrain worker and scan.",
     )
+
+    @field_validator("control_key", "model_signing_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        return check_key(str(info.field_name), value)
 
     @model_validator(mode="after")
     def _client_limits(self) -> Settings:

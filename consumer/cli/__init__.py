@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from config.settings import Settings
-from consumer.cli import consume, ctl, models, scan, worker
+from consumer.cli import consume, ctl, keygen, models, scan, worker
 from consumer.cli.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ COMMAND_GROUPS: list[Callable[[Subparsers, argparse.ArgumentParser], None]] = [
     worker.register,
     ctl.register,
     scan.register,
+    keygen.register,
 ]
 """One ``register(subparsers, common)`` per command group module, in ``--help`` order."""
 

@@ -1,9 +1,15 @@
-"""``stockwatch ctl retrain|rollback VERSION|reload|status``: signed commands to the retrain workers."""
+"""``stockwatch ctl retrain|rollback VERSION|reload|status``: signed commands to the retrain workers.
+
+Only acknowledgements signed with the control key count (the worker signs everything it says on
+the status topic); a ``rejected`` one must also quote the digest of the bytes this ``ctl`` sent,
+so a message that merely claims our ``command_id`` cannot end the wait.
+"""
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import socket
 import sys
 import time
@@ -11,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from consumer.wire.control import TERMINAL_ACKS, Ack, new_command
+from consumer.wire.control import TERMINAL_ACKS, Ack, command_digest, message_is_signed, new_command
 
 if TYPE_CHECKING:
     from config import Settings
@@ -19,6 +25,8 @@ if TYPE_CHECKING:
     from consumer.cli import Subparsers
 
 __all__ = ["cmd_ctl", "register"]
+
+log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_NOT_PROMOTED = 0, 1, 2, 3, 4
 
@@ -51,12 +59,14 @@ def cmd_ctl(args: argparse.Namespace, settings: Settings) -> int:
     if (args.action == "rollback") != (args.version is not None):
         print("stockwatch ctl: `rollback` takes a VERSION, the other actions none", file=sys.stderr)
         return EXIT_USAGE
+    key = settings.control_key.get_secret_value().encode()
     cmd = new_command(
         args.action,
-        settings.control_key.get_secret_value().encode(),
+        key,
         args={"version": args.version} if args.version else {},
         issued_by=f"{getpass.getuser()}@{socket.gethostname()}",
     )
+    wire = cmd.to_json()
     from consumer.adapters.kafka import JsonPublisher, StatusTail, ensure_worker_topics
     from consumer.ports import KafkaUnavailableError
 
@@ -68,13 +78,14 @@ def cmd_ctl(args: argparse.Namespace, settings: Settings) -> int:
             tail.start()
         publisher = JsonPublisher(settings.kafka_bootstrap, client_id="stockwatch-ctl")
         try:
-            publisher.publish(settings.control_topic, [cmd.model_dump(mode="json")])
+            publisher.publish_bytes(settings.control_topic, [(None, wire)])
         finally:
             publisher.close()
         print(orjson.dumps({"sent": cmd.command.value, "command_id": cmd.command_id}).decode(), flush=True)
         if tail is None:
             return EXIT_OK
-        return _wait_for(tail, cmd.command_id, args.timeout or settings.ctl_timeout_s)
+        timeout_s = args.timeout or settings.ctl_timeout_s
+        return _wait_for(tail, cmd.command_id, timeout_s, key=key, digest=command_digest(wire))
     except KafkaUnavailableError as exc:
         print(f"stockwatch ctl: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -83,14 +94,24 @@ def cmd_ctl(args: argparse.Namespace, settings: Settings) -> int:
             tail.close()
 
 
-def _wait_for(tail: StatusTail, command_id: str, timeout_s: float) -> int:
+def _wait_for(tail: StatusTail, command_id: str, timeout_s: float, *, key: bytes, digest: str) -> int:
     deadline = time.monotonic() + timeout_s
+    unverified, accepted = 0, False
     while time.monotonic() < deadline:
         for msg in tail.poll(min(1.0, max(0.05, deadline - time.monotonic()))):
             if msg.get("type") != "command_ack" or msg.get("command_id") != command_id:
                 continue
-            print(orjson.dumps(msg).decode(), flush=True)
             status = msg.get("status")
+            if not message_is_signed(msg, key):
+                unverified += 1
+                log.warning("ignored an unsigned or forged %s acknowledgement of %s", status, command_id)
+                continue
+            if status == Ack.REJECTED and (accepted or msg.get("digest") != digest):
+                # another message with our id, or a replayed copy of ours after it was accepted
+                log.warning("ignored the rejection of another message that claimed the id %s", command_id)
+                continue
+            accepted = accepted or status == Ack.ACCEPTED
+            print(orjson.dumps(msg).decode(), flush=True)
             if status in (Ack.REJECTED, Ack.FAILED):
                 return EXIT_FAILED
             if status == Ack.DONE and msg.get("command") == "retrain":
@@ -98,5 +119,11 @@ def _wait_for(tail: StatusTail, command_id: str, timeout_s: float) -> int:
                 return EXIT_OK if promoted else EXIT_NOT_PROMOTED
             if status in TERMINAL_ACKS:
                 return EXIT_OK
-    print(f"stockwatch ctl: no outcome for {command_id} within {timeout_s:g}s", file=sys.stderr)
+    hint = (
+        f" ({unverified} acknowledgement(s) were not signed with this STOCKWATCH_CONTROL_KEY: a worker "
+        "without the key or with another one, or a forgery)"
+        if unverified
+        else ""
+    )
+    print(f"stockwatch ctl: no outcome for {command_id} within {timeout_s:g}s{hint}", file=sys.stderr)
     return EXIT_TIMEOUT

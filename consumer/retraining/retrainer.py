@@ -6,7 +6,7 @@ anything is published — the snapshot is read completely, or not used — and r
 ``backoff_s * 2**k``. Only after the gate has decided does the run write anything:
 
 * promoted: ``ModelStore.publish`` (atomic: temp dir + rename + CURRENT switch), ``report.png`` in
-  the version dir, a ``model_versions`` registry document, then a ``model_published`` event on
+  the version dir, a ``model_versions`` registry document, then a signed ``model_published`` event on
   the status topic (how every consumer instance learns of it; consumers also poll the store);
 * rejected: the candidate's files under ``<model_dir>/rejected/<candidate_id>/`` (model.joblib,
   metadata.json, gate.json, report.png; the newest ``keep`` are kept) and a registry document

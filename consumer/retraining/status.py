@@ -1,4 +1,8 @@
-"""What the retrain worker says on ``stockwatch.status``: command acknowledgements and events."""
+"""What the retrain worker says on ``stockwatch.status``: command acknowledgements and events.
+
+Every message is signed with the control key (:func:`consumer.wire.control.sign_message`, the
+commands' scheme), so ``stockwatch ctl`` and the consumers can tell the worker's word from a forgery.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from consumer.ports import KafkaUnavailableError
-from consumer.wire.control import Ack
+from consumer.wire.control import Ack, sign_message
 
 __all__ = ["StatusReporter", "StatusSink"]
 
@@ -22,10 +26,15 @@ class StatusSink(Protocol):
 
 
 class StatusReporter:
-    """Publishes to ``topic``; a broker outage is logged, never raised (the worker keeps serving)."""
+    """Signs with ``key`` (unsigned without one) and publishes to ``topic``.
 
-    def __init__(self, sink: StatusSink, topic: str, *, worker: str) -> None:
+    :meth:`emit` and :meth:`ack` log a broker outage and return (the worker keeps serving);
+    :meth:`publish` raises it, for callers that retry.
+    """
+
+    def __init__(self, sink: StatusSink, topic: str, *, worker: str, key: bytes | None = None) -> None:
         self.sink, self.topic, self.worker = sink, topic, worker
+        self._key = key
 
     def ack(
         self,
@@ -35,8 +44,13 @@ class StatusReporter:
         *,
         reason: str | None = None,
         result: Mapping[str, Any] | None = None,
+        digest: str | None = None,
     ) -> None:
-        """Publish a ``command_ack`` (only for commands: scheduled runs have no command_id)."""
+        """Publish a ``command_ack`` (only for commands: scheduled runs have no command_id).
+
+        ``digest``: sha256 of the raw message a ``rejected`` ack answers, so the sender can tell
+        a rejection of its own command from one of a message that merely claims its id.
+        """
         if command_id is None and status is not Ack.REJECTED:
             return
         msg: dict[str, Any] = {
@@ -50,12 +64,18 @@ class StatusReporter:
             msg["reason"] = reason
         if result is not None:
             msg["result"] = dict(result)
+        if digest is not None:
+            msg["digest"] = digest
         self.emit(msg)
 
-    def emit(self, msg: dict[str, Any]) -> None:
-        """Publish one status message (``at`` is added when absent)."""
-        msg.setdefault("at", datetime.now(UTC).isoformat())
+    def emit(self, msg: Mapping[str, Any]) -> None:
+        """Publish one status message (``at`` is added when absent); an outage is logged."""
         try:
-            self.sink.publish(self.topic, [msg])
+            self.publish(msg)
         except KafkaUnavailableError as exc:
             log.error("could not publish %s for command %s: %s", msg.get("type"), msg.get("command_id"), exc)
+
+    def publish(self, msg: Mapping[str, Any]) -> None:
+        """Sign and publish one status message; raises ``KafkaUnavailableError``."""
+        fields = {"at": datetime.now(UTC).isoformat(), **msg}
+        self.sink.publish(self.topic, [sign_message(fields, self._key)])

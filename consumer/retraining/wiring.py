@@ -70,16 +70,14 @@ def build_worker(settings: Settings, **retrainer_kw: Any) -> tuple[RetrainWorker
         settings.kafka_bootstrap, settings.control_topic, group_id=settings.control_group_id
     )
 
-    def announce(event: dict[str, Any]) -> None:
-        publisher.publish(settings.status_topic, [event])
-
-    retrainer = Retrainer(
-        db=db, store=store, announce=announce, config=retrain_config(settings), **retrainer_kw
-    )
     key = settings.control_key.get_secret_value().encode() if settings.control_key else None
+    reporter = StatusReporter(publisher, settings.status_topic, worker=owner, key=key)
+    retrainer = Retrainer(  # announcements are signed like acks: consumers act only on verified ones
+        db=db, store=store, announce=reporter.publish, config=retrain_config(settings), **retrainer_kw
+    )
     worker = RetrainWorker(
         control=control,
-        reporter=StatusReporter(publisher, settings.status_topic, worker=owner),
+        reporter=reporter,
         db=db,
         store=store,
         retrainer=retrainer,

@@ -4,7 +4,9 @@ The loop polls ``stockwatch.control`` (as a member of ``control_group_id``: each
 handled by one worker), verifies each command (:mod:`consumer.wire.control`: signature, age; then
 replay: its ``command_id`` is inserted into Mongo ``control_commands`` under a unique ``_id``),
 and acknowledges every command on ``stockwatch.status`` as ``{"type": "command_ack", "status":
-accepted|coalesced|rejected|done|failed, "command_id": ..., ...}``.
+accepted|coalesced|rejected|done|failed, "command_id": ..., ...}``. No message can stop the
+loop: whatever handling one raises becomes its ``rejected`` (or ``failed``) ack, and each
+record's offset is committed as soon as it is acknowledged, so a bad record is read once.
 
 Retrains start on a ``retrain`` command, on the schedule (``retrain_interval_s`` after the last
 run finished, read from the lease so all workers share one schedule) and at start-up when the
@@ -26,7 +28,16 @@ from consumer.ports import KafkaUnavailableError, MongoUnavailableError
 from consumer.retraining.lease import Lease
 from consumer.retraining.retrainer import Retrainer, RetrainOutcome
 from consumer.retraining.status import StatusReporter
-from consumer.wire.control import Ack, Command, CommandName, CommandRejectedError, parse_command, verify
+from consumer.wire.control import (
+    Ack,
+    Command,
+    CommandName,
+    CommandRejectedError,
+    command_digest,
+    parse_command,
+    peek_command_id,
+    verify,
+)
 from detection import ModelNotFoundError, ModelStore, ModelVerificationError
 
 __all__ = ["ControlFeed", "RetrainWorker"]
@@ -40,7 +51,7 @@ class ControlFeed(Protocol):
     """``consumer.adapters.kafka.ControlSource``."""
 
     def poll(self, timeout_s: float) -> list[tuple[int, int, bytes | None]]: ...
-    def commit(self) -> None: ...
+    def commit(self, partition: int, offset: int) -> None: ...
 
 
 class CommandLog(Protocol):
@@ -108,11 +119,16 @@ class RetrainWorker:
         for partition, offset, value in records:
             log.info("control command at partition %d offset %d", partition, offset)
             self.handle(value)
-        if records:
-            try:
-                self.control.commit()
+            try:  # per record: a crash later in the batch never brings this one back
+                self.control.commit(partition, offset)
             except KafkaUnavailableError as exc:
-                log.warning("could not commit control offsets (commands may be seen again): %s", exc)
+                log.warning(
+                    "could not commit control partition %d offset %d (it may be read again and then "
+                    "rejected as replayed): %s",
+                    partition,
+                    offset,
+                    exc,
+                )
         self._housekeeping()
 
     def _startup(self) -> None:
@@ -146,14 +162,29 @@ class RetrainWorker:
     # ------------------------------------------------------------------ commands
 
     def handle(self, value: bytes | None) -> None:
-        """Verify one raw command and act on it; every outcome is acknowledged on the status topic."""
+        """Verify one raw command and act on it; every outcome is acknowledged, nothing is raised."""
+        digest = command_digest(value or b"")
         try:
             cmd = verify(parse_command(value), self.key, now=datetime.now(UTC), max_age_s=self.max_age_s)
             self._check_replay(cmd)
         except CommandRejectedError as exc:
             log.warning("rejected control command %s: %s", exc.command_id, exc.reason)
-            self.reporter.ack(Ack.REJECTED, exc.command_id, exc.command, reason=exc.reason)
+            self.reporter.ack(Ack.REJECTED, exc.command_id, exc.command, reason=exc.reason, digest=digest)
             return
+        except Exception as exc:  # a bug met by one command must not stop the control plane
+            cid = peek_command_id(value)
+            log.error("control command %s could not be verified: %r", cid, exc)
+            reason = f"internal error while verifying: {type(exc).__name__}"
+            self.reporter.ack(Ack.REJECTED, cid, None, reason=reason, digest=digest)
+            return
+        try:
+            self._dispatch(cmd)
+        except Exception as exc:  # same: the command fails, the worker keeps serving
+            log.error("control command %s %s failed: %r", cmd.command.value, cmd.command_id, exc)
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+            self.reporter.ack(Ack.FAILED, cmd.command_id, cmd.command.value, reason=reason)
+
+    def _dispatch(self, cmd: Command) -> None:
         log.info("control command %s %s from %s", cmd.command.value, cmd.command_id, cmd.issued_by)
         trigger = {"kind": "command", "by": cmd.issued_by, "command_id": cmd.command_id}
         if cmd.command is CommandName.RETRAIN:

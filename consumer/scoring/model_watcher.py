@@ -1,7 +1,7 @@
 """Finds, verifies and loads new model versions off the poll loop, and hands them over.
 
 A background thread checks the store's ``current_version()`` every ``interval_s`` and at once
-when a ``{"type": "model_published", ...}`` announcement arrives on the status topic. A new
+when a signed ``{"type": "model_published", ...}`` announcement arrives on the status topic. A new
 version is loaded (the store verifies checksums / signature before unpickling) in this thread;
 the poll loop picks it up with :meth:`ModelWatcher.take` *between* batches, so a batch is always
 scored by exactly one version. A version that fails verification is refused once, counted in

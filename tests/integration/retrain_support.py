@@ -18,7 +18,7 @@ from consumer.retraining.worker import RetrainWorker
 from consumer.stores import store_from_settings
 from detection import parse_item, train_model
 
-KEY = "integration-control-key"
+KEY = "integration-control-key-0123456789"
 
 
 def inventory_docs(

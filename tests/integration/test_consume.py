@@ -30,6 +30,7 @@ from config.settings import Settings
 from consumer.cli import main as cli_main
 from consumer.scoring.loop import RunStats, ScoringService
 from consumer.scoring.wiring import build_service
+from consumer.wire.control import sign_message
 from detection import ModelStore, parse_item, train_model
 
 pytestmark = pytest.mark.integration
@@ -494,17 +495,16 @@ def test_new_model_swaps_mid_stream_and_a_tampered_one_is_refused(
     bootstrap, topic = env["STOCKWATCH_KAFKA_BOOTSTRAP"], env["STOCKWATCH_INPUT_TOPIC"]
     v1 = publish_model(model_dir, seed=1)
     # A long store-poll interval: only the status-topic announcement can make the swap quick.
-    settings = settings_from(env, decisions_topic=topic_factory("decisions"), model_poll_interval_s=60.0)
+    key = "announce-control-key-0123456789abcdef"
+    settings = settings_from(
+        env, decisions_topic=topic_factory("decisions"), model_poll_interval_s=60.0, control_key=key
+    )
     running = run_service(settings, timeout=90)
     service = running.service
 
-    def announce(version: str) -> None:
-        produce(
-            bootstrap,
-            env["STOCKWATCH_STATUS_TOPIC"],
-            [orjson.dumps({"type": "model_published", "version": version})],
-            [None],
-        )
+    def announce(version: str) -> None:  # signed as the retrain worker signs: unsigned ones are ignored
+        signed = sign_message({"type": "model_published", "version": version}, key.encode())
+        produce(bootstrap, env["STOCKWATCH_STATUS_TOPIC"], [orjson.dumps(signed)], [None])
 
     chunk = 150
     produce(bootstrap, topic, updates(chunk, start=0))

@@ -106,7 +106,7 @@ def test_forged_expired_and_replayed_commands_change_nothing(settings_factory: A
     mongo_db["inventory"].insert_many(inventory_docs(200, 2))
     before = publish_model(settings)
     good = new_command("retrain", KEY.encode(), issued_by="test")
-    forged = new_command("retrain", b"not the key", issued_by="mallory")
+    forged = new_command("retrain", b"not-the-control-key-0123456789abcdef", issued_by="mallory")
     old = datetime.now(UTC) - timedelta(seconds=settings.control_max_age_s + 5)
     expired = new_command("rollback", KEY.encode(), args={"version": before}, now=old)
     raw_expired = expired.model_dump(mode="json")

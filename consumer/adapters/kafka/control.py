@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
 
 from consumer.adapters.kafka.topics import ensure_topics, json_objects
@@ -45,21 +45,29 @@ class JsonPublisher:
         partition: int | None = None,
     ) -> None:
         """Send every message to ``topic`` (keyed by ``key`` or ``str(message[key_field])``), wait for acks."""
+        records = [
+            (
+                str(m[key_field]).encode() if key_field else key,
+                orjson.dumps(m, option=orjson.OPT_SERIALIZE_NUMPY),
+            )
+            for m in messages
+        ]
+        self.publish_bytes(topic, records, partition=partition)
+
+    def publish_bytes(
+        self, topic: str, records: Sequence[tuple[bytes | None, bytes]], *, partition: int | None = None
+    ) -> None:
+        """Send ``(key, value)`` records as they are (e.g. a signed command), wait for acks."""
         try:
             futures = [
-                self._producer.send(
-                    topic,
-                    value=orjson.dumps(m, option=orjson.OPT_SERIALIZE_NUMPY),
-                    key=str(m[key_field]).encode() if key_field else key,
-                    partition=partition,
-                )
-                for m in messages
+                self._producer.send(topic, value=value, key=key, partition=partition)
+                for key, value in records
             ]
             self._producer.flush(timeout=self._timeout_s)
             for future in futures:
                 future.get(timeout=self._timeout_s)
         except KafkaError as exc:
-            raise KafkaUnavailableError(f"publishing {len(messages)} messages to {topic}: {exc!r}") from exc
+            raise KafkaUnavailableError(f"publishing {len(records)} messages to {topic}: {exc!r}") from exc
 
     def close(self) -> None:
         """Flush and close."""
@@ -106,10 +114,11 @@ class ControlSource:
         """The control-topic partitions this member holds right now."""
         return {tp.partition for tp in self._consumer.assignment()}
 
-    def commit(self) -> None:
-        """Commit the positions of everything returned by ``poll`` so far."""
+    def commit(self, partition: int, offset: int) -> None:
+        """Commit ``offset`` of ``partition`` as handled (the group resumes after it), synchronously."""
+        position = OffsetAndMetadata(offset + 1, "", -1)
         try:
-            self._consumer.commit()
+            self._consumer.commit({TopicPartition(self.topic, partition): position})
         except KafkaError as exc:
             raise KafkaUnavailableError(f"committing {self.topic}: {exc!r}") from exc
 

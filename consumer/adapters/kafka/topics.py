@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -11,6 +12,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import TopicAlreadyExistsError
 
 from config.settings import Settings
+from consumer.wire.control import message_is_signed
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +37,26 @@ def json_objects(polled: Mapping[Any, Sequence[Any]]) -> list[dict[str, Any]]:
 
 
 class StatusListener:
-    """Reads `model_published` announcements from the status topic (no group: every instance hears all)."""
+    """Reads verified `model_published` announcements from the status topic (no group: every
+    instance hears all).
+
+    Only announcements signed with the control key count; unsigned or forged ones are dropped,
+    counted in :attr:`forged` and logged. Without a control key nothing can be verified: the
+    topic is not read at all and new models are found by the store poll alone.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.topic = settings.status_topic
+        self._key = settings.control_key.get_secret_value().encode() if settings.control_key else None
+        self.forged = 0
+        self._assigned = False
+        self._consumer: KafkaConsumer | None = None
+        if self._key is None:
+            log.info(
+                "no control key: model_published announcements cannot be verified and are ignored; "
+                "new models are found by polling the store every model_poll_interval_s"
+            )
+            return
         self._consumer = KafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,
             client_id="stockwatch-consume-status",
@@ -46,28 +64,47 @@ class StatusListener:
             enable_auto_commit=False,
             isolation_level="read_committed",
         )
-        self._assigned = False
 
-    def _assign(self) -> bool:
-        partitions = self._consumer.partitions_for_topic(self.topic)
+    def _assign(self, consumer: KafkaConsumer) -> bool:
+        partitions = consumer.partitions_for_topic(self.topic)
         if not partitions:
             return False
         tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-        self._consumer.assign(tps)
-        self._consumer.seek_to_end(*tps)  # only announcements made from now on matter
+        consumer.assign(tps)
+        consumer.seek_to_end(*tps)  # only announcements made from now on matter
         self._assigned = True
         return True
 
     def poll(self, timeout_s: float) -> list[dict[str, Any]]:
-        """Announcements (JSON objects) received within ``timeout_s``; malformed ones are skipped."""
-        if not self._assigned and not self._assign():
-            self._consumer.poll(timeout_ms=int(timeout_s * 1000))  # keeps metadata fresh; nothing assigned
+        """Verified ``model_published`` announcements received within ``timeout_s``."""
+        consumer, key = self._consumer, self._key
+        if consumer is None or key is None:
+            time.sleep(timeout_s)  # the watcher paces its store poll on this call
             return []
-        return json_objects(self._consumer.poll(timeout_ms=int(timeout_s * 1000)))
+        if not self._assigned and not self._assign(consumer):
+            consumer.poll(timeout_ms=int(timeout_s * 1000))  # keeps metadata fresh; nothing assigned
+            return []
+        published = [
+            m
+            for m in json_objects(consumer.poll(timeout_ms=int(timeout_s * 1000)))
+            if m.get("type") == "model_published"
+        ]
+        verified = [m for m in published if message_is_signed(m, key)]
+        if len(verified) < len(published):
+            self.forged += len(published) - len(verified)
+            log.warning(
+                "ignored %d model_published announcement(s) on %s not signed with the control key "
+                "(%d so far)",
+                len(published) - len(verified),
+                self.topic,
+                self.forged,
+            )
+        return verified
 
     def close(self) -> None:
         """Close the listener's consumer."""
-        self._consumer.close(autocommit=False)
+        if self._consumer is not None:
+            self._consumer.close(autocommit=False)
 
 
 def ensure_topics(bootstrap: str, topics: Iterable[str], *, partitions: int = 1) -> list[str]:

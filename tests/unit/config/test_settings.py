@@ -58,11 +58,11 @@ def test_input_topic_must_not_be_an_output(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_secrets_are_not_shown(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STOCKWATCH_MODEL_SIGNING_KEY", "hunter2")
+    monkeypatch.setenv("STOCKWATCH_MODEL_SIGNING_KEY", "hunter2-hunter2-hunter2-hunter2-hunter2")
     s = Settings()
     assert "hunter2" not in repr(s)
     assert s.model_signing_key is not None
-    assert s.model_signing_key.get_secret_value() == "hunter2"
+    assert s.model_signing_key.get_secret_value() == "hunter2-hunter2-hunter2-hunter2-hunter2"
 
 
 def test_shipped_config_file_matches_the_defaults() -> None:

@@ -160,12 +160,12 @@ def test_score_without_a_model_is_a_usage_error(tmp_path, capsys):
 
 def test_model_dir_and_signing_key_come_from_settings(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("STOCKWATCH_MODEL_DIR", str(tmp_path / "from-env"))
-    monkeypatch.setenv("STOCKWATCH_MODEL_SIGNING_KEY", "sekrit")
+    monkeypatch.setenv("STOCKWATCH_MODEL_SIGNING_KEY", "sekrit-signing-key-0123456789abcdef")
     code, out, _ = run(capsys, "train", "--items", str(write_items(tmp_path / "items.jsonl")))
     assert code == 0
     version = json.loads(out)["version"]
     assert (tmp_path / "from-env" / version / "manifest.sig").exists()
-    monkeypatch.setenv("STOCKWATCH_MODEL_SIGNING_KEY", "another")
+    monkeypatch.setenv("STOCKWATCH_MODEL_SIGNING_KEY", "another-signing-key-0123456789abcdef")
     code, _, err = run(capsys, "score", "--input", os.devnull)
     assert code == 2 and "signature" in err
 
@@ -241,10 +241,52 @@ def test_console_script_end_to_end(tmp_path):
 
 def test_empty_signing_key_is_a_usage_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("STOCKWATCH_MODEL_SIGNING_KEY", "")
-    with pytest.raises(SystemExit) as exit_info:
-        main(["models", "list", "--model-dir", str(tmp_path)])
-    assert exit_info.value.code == 2
-    assert "set but empty" in capsys.readouterr().err
+    code, _, err = run(capsys, "models", "list", "--model-dir", str(tmp_path))
+    assert code == 2
+    assert "STOCKWATCH_MODEL_SIGNING_KEY is set but empty" in err
+
+
+@pytest.mark.parametrize("variable", ["STOCKWATCH_CONTROL_KEY", "STOCKWATCH_MODEL_SIGNING_KEY"])
+def test_keys_shorter_than_32_bytes_are_refused_without_echoing_them(tmp_path, capsys, monkeypatch, variable):
+    monkeypatch.setenv("STOCKWATCH_MODEL_DIR", str(tmp_path))
+    monkeypatch.setenv(variable, "shortkey-" + "x" * 22)  # 31 bytes
+    code, out, err = run(capsys, "models", "list")
+    assert code == 2 and out == ""
+    assert f"{variable} is only 31 bytes long; keys need at least 32 bytes" in err
+    assert "shortkey" not in err
+    monkeypatch.setenv(variable, "x" * 32)
+    code, _, err = run(capsys, "models", "list")
+    assert "keys need" not in err
+
+
+def test_keygen_prints_a_fresh_key_the_settings_accept(capsys, monkeypatch):
+    monkeypatch.setenv("STOCKWATCH_CONTROL_KEY", "x")  # the short key keygen is run to replace
+    keys = []
+    for _ in range(2):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["keygen"])
+        assert exit_info.value.code == 0
+        keys.append(capsys.readouterr().out.strip())
+    assert keys[0] != keys[1]
+    assert all(len(k.encode()) >= 32 for k in keys)
+    from config import Settings
+
+    monkeypatch.setenv("STOCKWATCH_CONTROL_KEY", keys[0])
+    settings = Settings()
+    assert settings.control_key is not None and settings.control_key.get_secret_value() == keys[0]
+
+
+def test_keygen_imports_no_heavy_library():
+    code = (
+        "import sys; from consumer.cli import main\n"
+        "try:\n    main(['keygen'])\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in ('numba', 'sklearn', 'kafka', 'confluent_kafka') if m in sys.modules)\n"
+        "print(heavy, file=sys.stderr)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(detection.__file__).parents[1])})  # fmt: skip
+    assert done.stderr.strip() == "[]"
+    assert len(done.stdout.strip()) >= 32
 
 
 def test_score_missing_input_file_is_a_usage_error(tmp_path, capsys, trained):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,10 +15,10 @@ from consumer.retraining.lease import Lease
 from consumer.retraining.retrainer import Retrainer, RetrainOutcome
 from consumer.retraining.status import StatusReporter
 from consumer.retraining.worker import RetrainWorker
-from consumer.wire.control import new_command
+from consumer.wire.control import message_is_signed, new_command
 from detection import ModelStore
 
-KEY = b"unit-key"
+KEY = b"unit-control-key-0123456789abcdef"
 
 
 class FakeDB:
@@ -80,7 +81,7 @@ def parts(tmp_path: Path) -> tuple[RetrainWorker, Sink, FakeRetrainer, FakeDB]:
     db, sink, retrainer = FakeDB(), Sink(), FakeRetrainer()
     worker = RetrainWorker(
         control=cast(Any, None),
-        reporter=StatusReporter(sink, "status", worker="w1"),
+        reporter=StatusReporter(sink, "status", worker="w1", key=KEY),
         db=cast(Any, db),
         store=ModelStore(tmp_path / "models"),
         retrainer=cast(Retrainer, retrainer),
@@ -121,7 +122,7 @@ def test_retrains_coalesce_while_running_and_in_the_cooldown(parts: Any) -> None
 
 def test_forged_and_replayed_commands_are_rejected(parts: Any) -> None:
     worker, sink, retrainer, _ = parts
-    forged = new_command("retrain", b"wrong")
+    forged = new_command("retrain", b"wrong-key-0123456789abcdef-0123456")
     worker.handle(forged.to_json())
     status = new_command("status", KEY)
     worker.handle(status.to_json())
@@ -150,3 +151,81 @@ def test_undecodable_message_is_reported(parts: Any) -> None:
     worker.handle(orjson.dumps({"command": "retrain"}))
     assert [m["status"] for m in sink.messages] == ["rejected", "rejected"]
     assert sink.messages[0]["command_id"] is None
+
+
+# --- no command can stop the worker; every ack is signed (issue 13, defects 1 and 6) ---------------
+
+DEEP = (
+    b'{"command":"status","command_id":"deep-1","issued_at":"2026-11-25T18:00:00Z","args":'
+    + b'{"a":' * 300
+    + b"1"
+    + b"}" * 300
+    + b',"signature":"00"}'
+)
+
+
+class Feed:
+    """A control topic in memory: hands out its records once, records each commit."""
+
+    def __init__(self, records: list[tuple[int, int, bytes | None]], sink: Sink) -> None:
+        self.records, self.sink = records, sink
+        self.commits: list[tuple[int, int, int]] = []  # partition, offset, status messages by then
+
+    def poll(self, timeout_s: float) -> list[tuple[int, int, bytes | None]]:
+        records, self.records = self.records, []
+        return records
+
+    def commit(self, partition: int, offset: int) -> None:
+        self.commits.append((partition, offset, len(self.sink.messages)))
+
+
+def test_the_300_level_command_is_rejected_with_its_id_and_the_next_one_is_served(parts: Any) -> None:
+    worker, sink, *_ = parts
+    status = new_command("status", KEY)
+    worker.control = Feed([(0, 7, DEEP), (0, 8, b"\xff\xfe\x00garbage"), (0, 9, status.to_json())], sink)
+    worker.step(0.01)
+    assert acks(sink, "deep-1") == ["rejected"]
+    assert "deeper than 8" in sink.messages[0]["reason"]
+    assert acks(sink, status.command_id) == ["done"]
+    # each offset is committed right after its own acknowledgement, not after the batch
+    assert worker.control.commits == [(0, 7, 1), (0, 8, 2), (0, 9, 3)]
+
+
+def test_an_unexpected_error_while_verifying_becomes_a_rejection(parts: Any, monkeypatch: Any) -> None:
+    worker, sink, _, db = parts
+
+    def broken(*_: Any, **__: Any) -> bool:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(db, "remember_command", broken)
+    cmd = new_command("status", KEY)
+    worker.handle(cmd.to_json())
+    assert acks(sink, cmd.command_id) == ["rejected"]
+    assert sink.messages[-1]["reason"] == "internal error while verifying: RuntimeError"
+
+
+def test_an_unexpected_error_while_acting_becomes_a_failure(parts: Any, monkeypatch: Any) -> None:
+    worker, sink, *_ = parts
+
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(worker, "describe", broken)
+    cmd = new_command("status", KEY)
+    worker.handle(cmd.to_json())
+    assert acks(sink, cmd.command_id) == ["failed"]
+    assert "RuntimeError: a bug" in sink.messages[-1]["reason"]
+
+
+def test_every_status_message_is_signed_and_rejections_quote_the_message_digest(parts: Any) -> None:
+    worker, sink, retrainer, _ = parts
+    retrainer.release.set()
+    retrain = new_command("retrain", KEY)
+    worker.handle(retrain.to_json())
+    wait_idle(worker)
+    worker.handle(DEEP)
+    worker.reporter.publish({"type": "model_published", "version": "v2"})
+    kinds = [m.get("status", m["type"]) for m in sink.messages]
+    assert kinds == ["accepted", "retrain_finished", "done", "rejected", "model_published"]
+    assert all(message_is_signed(orjson.loads(orjson.dumps(m)), KEY) for m in sink.messages)
+    assert sink.messages[3]["digest"] == hashlib.sha256(DEEP).hexdigest()

@@ -1,0 +1,23 @@
+"""Minimum strength of the HMAC keys (``control_key``, ``model_signing_key``), checked at start-up."""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+
+__all__ = ["MIN_KEY_BYTES", "check_key"]
+
+MIN_KEY_BYTES = 32  # HMAC-SHA256's output size: a shorter key is the weak link
+
+
+def check_key(name: str, value: SecretStr | None) -> SecretStr | None:
+    """``value`` unchanged, or ``ValueError`` naming the variable (never the key) when it is too short."""
+    if value is None:
+        return None
+    size = len(value.get_secret_value().encode())
+    if size < MIN_KEY_BYTES:
+        what = "set but empty" if size == 0 else f"only {size} byte{'s' * (size != 1)} long"
+        raise ValueError(
+            f"STOCKWATCH_{name.upper()} is {what}; keys need at least {MIN_KEY_BYTES} bytes "
+            "(make one with `stockwatch keygen`)"
+        )
+    return value

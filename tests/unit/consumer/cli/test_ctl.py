@@ -1,0 +1,79 @@
+"""`stockwatch ctl` believes only acknowledgements the worker signed (issue 13, defect 6) — no Kafka."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import orjson
+import pytest
+
+from consumer.cli.ctl import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, _wait_for
+from consumer.wire.control import command_digest, new_command, sign_message
+
+KEY = b"ctl-unit-control-key-0123456789abcdef"
+OTHER = b"not-the-control-key-0123456789abcdef"
+
+
+class Tail:
+    """The status topic as ctl's StatusTail returns it: decoded JSON objects, once each."""
+
+    def __init__(self, messages: list[dict[str, Any]]) -> None:
+        self.messages = [orjson.loads(orjson.dumps(m)) for m in messages]
+
+    def poll(self, timeout_s: float) -> list[dict[str, Any]]:
+        out, self.messages = self.messages, []
+        return out
+
+
+def ack(cid: str, status: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "command_ack", "status": status, "command_id": cid, "command": "retrain", **extra}
+
+
+PROMOTED = {"result": {"status": "promoted", "version": "v9"}}
+
+
+def wait(messages: list[dict[str, Any]], cid: str, digest: str = "d") -> int:
+    return _wait_for(cast(Any, Tail(messages)), cid, 0.3, key=KEY, digest=digest)
+
+
+def test_a_forged_promotion_is_ignored_and_ctl_times_out(capsys: pytest.CaptureFixture[str]) -> None:
+    cid = new_command("retrain", KEY).command_id
+    forged = [
+        ack(cid, "done", **PROMOTED),  # unsigned
+        sign_message(ack(cid, "done", **PROMOTED), OTHER),  # signed with another key
+        sign_message(ack(cid, "accepted"), KEY) | {"status": "done", **PROMOTED},  # tampered
+    ]
+    assert wait(forged, cid) == EXIT_TIMEOUT
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "3 acknowledgement(s) were not signed with this STOCKWATCH_CONTROL_KEY" in err
+
+
+def test_the_signed_promotion_is_believed(capsys: pytest.CaptureFixture[str]) -> None:
+    cid = new_command("retrain", KEY).command_id
+    signed = [sign_message(ack(cid, "accepted"), KEY), sign_message(ack(cid, "done", **PROMOTED), KEY)]
+    assert wait(signed, cid) == EXIT_OK
+    assert [orjson.loads(line)["status"] for line in capsys.readouterr().out.splitlines()] == [
+        "accepted",
+        "done",
+    ]
+
+
+def test_a_rejection_counts_only_when_it_quotes_the_digest_of_what_ctl_sent() -> None:
+    cmd = new_command("retrain", KEY)
+    digest = command_digest(cmd.to_json())
+    impostor = sign_message(ack(cmd.command_id, "rejected", digest=command_digest(b"{}")), KEY)
+    assert wait([impostor], cmd.command_id, digest) == EXIT_TIMEOUT
+    own = sign_message(ack(cmd.command_id, "rejected", digest=digest), KEY)
+    assert wait([impostor, own], cmd.command_id, digest) == EXIT_FAILED
+
+
+def test_a_replayed_copy_rejected_after_acceptance_does_not_end_the_wait() -> None:
+    cmd = new_command("retrain", KEY)
+    digest = command_digest(cmd.to_json())
+    acks = [
+        sign_message(ack(cmd.command_id, "accepted"), KEY),
+        sign_message(ack(cmd.command_id, "rejected", digest=digest, reason="replayed"), KEY),  # the copy
+        sign_message(ack(cmd.command_id, "done", **PROMOTED), KEY),
+    ]
+    assert wait(acks, cmd.command_id, digest) == EXIT_OK
