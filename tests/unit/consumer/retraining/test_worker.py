@@ -16,6 +16,7 @@ from consumer.retraining.status import StatusReporter
 from consumer.retraining.worker import RetrainWorker
 from consumer.wire.control import new_command
 from detection import ModelStore
+from tests.schemas import validate_all
 
 KEY = b"unit-key"
 
@@ -150,3 +151,19 @@ def test_undecodable_message_is_reported(parts: Any) -> None:
     worker.handle(orjson.dumps({"command": "retrain"}))
     assert [m["status"] for m in sink.messages] == ["rejected", "rejected"]
     assert sink.messages[0]["command_id"] is None
+
+
+def test_every_status_message_fits_the_documented_schema(parts: Any, tmp_path: Path) -> None:
+    worker, sink, retrainer, _ = parts
+    retrain, status = new_command("retrain", KEY), new_command("status", KEY)
+    worker.handle(retrain.to_json())
+    worker.handle(new_command("retrain", KEY).to_json())  # coalesced
+    retrainer.release.set()
+    wait_idle(worker)
+    worker.handle(status.to_json())
+    worker.handle(status.to_json())  # replayed
+    worker.handle(new_command("reload", KEY).to_json())  # failed: no model yet
+    worker.handle(b"{not json")
+    kinds = {(m["type"], m.get("status")) for m in validate_all("status-message", sink.messages)}
+    assert {("command_ack", s) for s in ("accepted", "done", "coalesced", "rejected", "failed")} <= kinds
+    assert ("retrain_finished", None) in kinds
