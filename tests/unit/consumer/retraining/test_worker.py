@@ -11,12 +11,12 @@ import orjson
 import pytest
 
 from consumer.retraining.lease import Lease
-from consumer.retraining.retrainer import Retrainer, RetrainOutcome
+from consumer.retraining.retrainer import Retrainer, RetrainOutcome, model_published_event
 from consumer.retraining.status import StatusReporter
 from consumer.retraining.worker import RetrainWorker
 from consumer.wire.control import new_command
 from detection import ModelStore
-from tests.schemas import validate_all
+from tests.schemas import validate, validate_all
 
 KEY = b"unit-key"
 
@@ -167,3 +167,18 @@ def test_every_status_message_fits_the_documented_schema(parts: Any, tmp_path: P
     kinds = {(m["type"], m.get("status")) for m in validate_all("status-message", sink.messages)}
     assert {("command_ack", s) for s in ("accepted", "done", "coalesced", "rejected", "failed")} <= kinds
     assert ("retrain_finished", None) in kinds
+
+
+def test_a_retrains_model_published_announcement_fits_the_status_schema() -> None:
+    out = RetrainOutcome(
+        run_id="r1",
+        status="promoted",
+        trigger={"kind": "schedule"},
+        version="20261125T180102Z-1a2b3c4d",
+        snapshot={"usable": 300},
+        gate={"passed": True, "checks": {"training_anomaly_rate": 0.1}},
+        training_stats={"count": 300},
+        report="/models/20261125T180102Z-1a2b3c4d/report.png",
+    )
+    event = validate("status-message", model_published_event(out))
+    assert (event["command_id"], event["anomaly_rate"], event["n_samples"]) == (None, 0.1, 300)
