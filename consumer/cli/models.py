@@ -8,8 +8,9 @@ import logging
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import orjson
 
@@ -128,8 +129,9 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
-    """Score JSON lines chunk by chunk; one decision per valid line, rejections on stderr."""
+    """Score JSON lines chunk by chunk; one event per valid line (docs/schemas/score-line), rejections on stderr."""
     from consumer.chunks import chunked
+    from consumer.wire.events import STDIN_SOURCE
     from detection import ModelNotFoundError, ModelVerificationError
 
     try:
@@ -138,11 +140,11 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
         _fail(f"score: {exc}")
         return EXIT_USAGE
     counts = {"scored": 0, "rejected": 0}
+    topic = STDIN_SOURCE if args.input == "-" else f"file:{args.input}"
     try:
         with _open_in(args.input) as source, _open_out(args.output) as sink:
-            items = (item for _, item in _valid_lines(source, require_id=True, counts=counts))
-            for chunk in chunked(items, args.chunk_size):
-                _score_chunk(model, chunk, sink)
+            for chunk in chunked(_valid_lines(source, require_id=True, counts=counts), args.chunk_size):
+                _score_chunk(model, chunk, topic, sink)
                 counts["scored"] += len(chunk)
     except BrokenPipeError:
         raise  # the reader of our output left; main() handles it
@@ -155,32 +157,30 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_REJECTED if counts["rejected"] else EXIT_OK
 
 
-def _score_chunk(model: AnomalyModel, chunk: list[StockItem], sink: IO[bytes]) -> None:
-    """Decide a whole chunk in one vectorised call and write one JSON line per item, in order."""
+def _score_chunk(
+    model: AnomalyModel, chunk: list[tuple[int, StockItem]], topic: str, sink: IO[bytes]
+) -> None:
+    """Decide a chunk in one vectorised call; one event line per item, in order: an anomaly event
+    when anomalous, else a decision event (source = ``topic``, partition 0, offset = line number)."""
     import numpy as np
 
-    from detection import FEATURE_NAMES
+    from consumer.wire.events import UNVERSIONED, Coordinates, build_events
 
-    decisions = model.decide(chunk)
-    scores = np.asarray(decisions.scores, dtype=np.float64).tolist()
-    flags = np.asarray(decisions.is_anomaly, dtype=bool).tolist()
-    features = np.asarray(decisions.features, dtype=np.float64).tolist()
-    out = bytearray()
-    for i, item in enumerate(chunk):
-        record: dict[str, Any] = {"item_id": item.item_id}
-        if item.event_id is not None:
-            record["event_id"] = item.event_id
-        record |= {
-            "score": scores[i],
-            "is_anomaly": flags[i],
-            "severity": decisions.severity(i),
-            "reasons": decisions.reasons(i),
-            "threshold": model.threshold,
-            "model_version": model.version,
-            "features": dict(zip(FEATURE_NAMES, features[i], strict=True)),
-        }
-        out += orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
-    sink.write(out)
+    items = [item for _, item in chunk]
+    decisions = model.decide(items)
+    events = build_events(
+        decisions,
+        np.arange(len(items)),
+        item_ids=cast(list[str], [item.item_id for item in items]),  # require_id=True: never None
+        event_ids=[item.event_id for item in items],
+        sources=[Coordinates(topic, 0, lineno) for lineno, _ in chunk],
+        item=lambda i: items[i].model_dump(mode="json"),
+        version=model.version or UNVERSIONED,
+        threshold=float(model.threshold),
+        now=datetime.now(UTC),
+    )
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    sink.write(b"".join(dumps(anomaly or decision, option=newline) for _, decision, anomaly in events))
     sink.flush()
 
 

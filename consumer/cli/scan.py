@@ -39,6 +39,7 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.retraining.snapshot import DocCounts, iter_item_chunks
     from consumer.retraining.wiring import worker_mongo
     from consumer.stores import store_from_settings
+    from consumer.wire.events import UNVERSIONED
     from detection import ModelNotFoundError, ModelVerificationError
 
     try:
@@ -46,6 +47,7 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
     except (ModelNotFoundError, ModelVerificationError) as exc:
         print(f"stockwatch scan: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    version = model.version or UNVERSIONED
     db = worker_mongo(settings)
     publisher = JsonPublisher(settings.kafka_bootstrap, client_id="stockwatch-scan") if args.publish else None
     source = f"mongo:{settings.mongo_db}.{settings.mongo_collection}"
@@ -82,49 +84,33 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
         db.close()
         if publisher is not None:
             publisher.close()
-    print(
-        orjson.dumps(
-            {"scanned": row, "anomalies": found, "invalid": counts.invalid, "model_version": model.version}
-        ).decode(),
-        file=sys.stderr,
-    )
+    summary = {"scanned": row, "anomalies": found, "invalid": counts.invalid, "model_version": version}
+    print(orjson.dumps(summary).decode(), file=sys.stderr)
     return EXIT_OK
 
 
 def _scan_events(model: Any, chunk: list[Any], source: str, first_row: int) -> list[dict[str, Any]]:
-    """Anomaly events (the consumer's AnomalyEvent shape) for one chunk of items.
+    """Anomaly events for one chunk of items (the one builder of :mod:`consumer.wire.events`).
 
-    ``source.topic`` is ``mongo:<db>.<collection>`` and ``offset`` the row of the scan; the
-    ``anomaly_id`` is derived from the item id and the model version, so scanning an unchanged
-    item with the same model again yields the same id.
+    ``source`` is ``mongo:<db>.<collection>``, partition 0, offset the row of the scan; since rows
+    shift between scans, the ``anomaly_id`` is derived from the item id (``IdBy.ITEM``): scanning an
+    item again with the same model yields the same id.
     """
     import numpy as np
 
-    from consumer.wire.events import EVENT_SCHEMA_VERSION, anomaly_id
-    from detection import FEATURE_NAMES
+    from consumer.wire.events import UNVERSIONED, Coordinates, IdBy, build_events
 
     decisions = model.decide(chunk)
-    version = model.version or "unversioned"
-    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    events = []
-    for i in np.flatnonzero(decisions.is_anomaly).tolist():
-        item = chunk[i]
-        events.append(
-            {
-                "schema_version": EVENT_SCHEMA_VERSION,
-                "anomaly_id": anomaly_id(f"{source}/{item.item_id}", 0, 0, version),
-                "item_id": item.item_id,
-                "event_id": item.event_id,
-                "is_anomaly": True,
-                "score": float(decisions.scores[i]),
-                "threshold": float(model.threshold),
-                "model_version": version,
-                "features": dict(zip(FEATURE_NAMES, decisions.features[i].tolist(), strict=True)),
-                "source": {"topic": source, "partition": 0, "offset": first_row + i, "timestamp": None},
-                "detected_at": now,
-                "item": item.model_dump(mode="json"),
-                "severity": str(decisions.severity(i)),
-                "reasons": [str(r) for r in decisions.reasons(i)],
-            }
-        )
-    return events
+    events = build_events(
+        decisions,
+        np.flatnonzero(decisions.is_anomaly),
+        item_ids=[item.item_id for item in chunk],
+        event_ids=[item.event_id for item in chunk],
+        sources=[Coordinates(source, 0, first_row + i) for i in range(len(chunk))],
+        item=lambda i: chunk[i].model_dump(mode="json"),
+        version=model.version or UNVERSIONED,
+        threshold=float(model.threshold),
+        now=datetime.now(UTC),
+        id_by=IdBy.ITEM,
+    )
+    return [anomaly for _, _, anomaly in events if anomaly is not None]

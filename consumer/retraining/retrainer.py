@@ -286,7 +286,8 @@ def train_model_on(snap: Snapshot, params: ForestParams) -> AnomalyModel:
 
 
 def model_published_event(out: RetrainOutcome) -> dict[str, Any]:
-    """The ``model_published`` status event of a promoted run."""
+    """The ``model_published`` status event of a promoted run (``at``, like every status message)."""
+    now = datetime.now(UTC).isoformat()
     return {
         "type": "model_published",
         "version": out.version,
@@ -297,6 +298,7 @@ def model_published_event(out: RetrainOutcome) -> dict[str, Any]:
         "run_id": out.run_id,
         "gate": out.gate,
         "report": out.report,
-        "published_at": datetime.now(UTC).isoformat(),
+        "published_at": now,
         "anomaly_rate": float(np.round(out.gate.get("checks", {}).get("training_anomaly_rate", 0.0), 6)),
+        "at": now,
     }

@@ -2,8 +2,8 @@
 
 Nothing here talks to Kafka or Mongo, so every rule is unit-testable: :func:`validate_records`
 sorts records into items and dead letters, :func:`decide_batch` scores the valid items in ONE
-vectorised ``model.decide`` call and builds the output records. The hot path builds dicts and
-serialises them with orjson (no pydantic object per message); only anomalies (a few percent)
+vectorised ``model.decide`` call and builds the output records. The hot path builds dicts
+(:func:`consumer.wire.events.build_events`, shared with ``scan`` and ``score``) and serialises them with orjson (no pydantic object per message); only anomalies (a few percent)
 and, when ``decisions_topic`` is set, compact decision events are produced.
 """
 
@@ -22,14 +22,12 @@ import orjson
 
 from consumer.ports import OutputRecord, SourceRecord
 from consumer.scoring.columns import ItemColumns
-from consumer.wire.events import EVENT_SCHEMA_VERSION, DlqReason, anomaly_id, dlq_headers
-from detection import FEATURE_NAMES
+from consumer.wire.events import UNVERSIONED, DecisionsLike, DlqReason, build_events, dlq_headers
 
 log = logging.getLogger(__name__)
 
-UNVERSIONED = "unversioned"  # a model that was never published (tests, ad hoc scoring)
-
 __all__ = [
+    "UNVERSIONED",
     "BatchConfig",
     "BatchResult",
     "DecisionsLike",
@@ -41,19 +39,6 @@ __all__ = [
     "process_batch",
     "validate_records",
 ]
-
-
-class DecisionsLike(Protocol):
-    """The part of ``detection.Decisions`` the consumer uses."""
-
-    @property
-    def scores(self) -> np.ndarray[Any, Any]: ...
-    @property
-    def is_anomaly(self) -> np.ndarray[Any, Any]: ...
-    @property
-    def features(self) -> np.ndarray[Any, Any]: ...
-    def severity(self, i: int) -> Any: ...
-    def reasons(self, i: int) -> Sequence[str]: ...
 
 
 class ScoringModel(Protocol):
@@ -248,43 +233,27 @@ def _build_events(
     anomalies: list[dict[str, Any]],
 ) -> None:
     """Decision events (when ``decisions_topic`` is set) and anomaly events for ``rows``."""
-    columns, sources = batch.columns, batch.sources
-    detected_at = now.isoformat().replace("+00:00", "Z")
-    scores = decisions.scores[rows].tolist()
-    flags = decisions.is_anomaly[rows].tolist()
-    features = decisions.features[rows].tolist()
+    columns = batch.columns
     dumps = orjson.dumps
     decisions_topic, anomaly_topic = config.decisions_topic, config.anomaly_topic
-    for j, i in enumerate(rows.tolist()):
-        record = sources[i]
-        item_id = columns.item_ids[i]
-        event: dict[str, Any] = {
-            "schema_version": EVENT_SCHEMA_VERSION,
-            "anomaly_id": anomaly_id(record.topic, record.partition, record.offset, version),
-            "item_id": item_id,
-            "event_id": columns.event_ids[i],
-            "is_anomaly": flags[j],
-            "score": scores[j],
-            "threshold": threshold,
-            "model_version": version,
-            "features": dict(zip(FEATURE_NAMES, features[j], strict=True)),
-            "source": {
-                "topic": record.topic,
-                "partition": record.partition,
-                "offset": record.offset,
-                "timestamp": record.timestamp,
-            },
-            "detected_at": detected_at,
-        }
-        key = item_id.encode()
+    events = build_events(
+        decisions,
+        rows,
+        item_ids=columns.item_ids,
+        event_ids=columns.event_ids,
+        sources=batch.sources,
+        item=columns.item,
+        version=version,
+        threshold=threshold,
+        now=now,
+    )
+    for _, event, anomaly in events:
+        key = event["item_id"].encode()
         if decisions_topic:
             outputs.append(OutputRecord(decisions_topic, key, dumps(event)))
-        if flags[j]:  # the decision event (if any) is serialised already: extend the same dict
-            event["item"] = columns.item(i)
-            event["severity"] = decisions.severity(i)
-            event["reasons"] = list(map(str, decisions.reasons(i)))
-            anomalies.append(event)
-            outputs.append(OutputRecord(anomaly_topic, key, dumps(event)))
+        if anomaly is not None:
+            anomalies.append(anomaly)
+            outputs.append(OutputRecord(anomaly_topic, key, dumps(anomaly)))
 
 
 def process_batch(

@@ -1,28 +1,40 @@
-"""Output events of `stockwatch consume` and dead-letter records — pure, no I/O.
+"""The one builder of decision and anomaly events (``consume``, ``scan``, ``score``) — pure, no I/O.
 
-The pydantic models here are the *documentation* of the event format: their JSON Schema is
-committed as ``docs/schemas/*.schema.json`` (regenerate with ``python -m consumer.wire.events``).
-The hot path does not instantiate them: :mod:`consumer.scoring.batch` builds plain dicts of the same
-shape and serialises them with orjson; a unit test validates those dicts against the models.
+:func:`build_events` turns one vectorised ``decide`` result into plain dicts of the documented
+shape (:mod:`consumer.wire.schemas` holds the pydantic models and renders ``docs/schemas``). The
+consume hot path calls it for the flagged rows only and serialises with orjson: no pydantic object
+per message, and the per-batch arrays are converted with one ``.tolist()`` each.
 
-``anomaly_id`` is a pure function of the source coordinates and the model version, so a
-redelivered input scored by the same model yields the same id (consumers deduplicate on it).
+``anomaly_id`` is a pure function of where the input was read and the model version, so a
+redelivered input scored by the same model yields the same id (consumers deduplicate on it):
+
+* records with coordinates (Kafka, ``score``'s lines): :func:`anomaly_id` of topic, partition,
+  offset, model version;
+* ``scan`` (rows of a Mongo collection, whose order shifts between scans): :func:`item_anomaly_id`
+  of the source name ``mongo:<db>.<collection>``, the item id and the model version.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from enum import StrEnum
-from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, NamedTuple, Protocol
 
-import orjson
-from pydantic import BaseModel, ConfigDict, Field, create_model
+import numpy as np
 
+from consumer.wire.dlq import (
+    DLQ_HEADER_ERROR,
+    DLQ_HEADER_REASON,
+    DLQ_HEADER_SOURCE_OFFSET,
+    DLQ_HEADER_SOURCE_PARTITION,
+    DLQ_HEADER_SOURCE_TIMESTAMP,
+    DLQ_HEADER_SOURCE_TOPIC,
+    DlqReason,
+    dlq_headers,
+)
 from detection import FEATURE_NAMES
-from detection.explain import Severity
 
 __all__ = [
     "DLQ_HEADER_ERROR",
@@ -32,39 +44,66 @@ __all__ = [
     "DLQ_HEADER_SOURCE_TIMESTAMP",
     "DLQ_HEADER_SOURCE_TOPIC",
     "EVENT_SCHEMA_VERSION",
-    "SCHEMA_DIR",
-    "AnomalyEvent",
-    "DecisionEvent",
+    "STDIN_SOURCE",
+    "UNVERSIONED",
+    "Coordinates",
+    "DecisionsLike",
     "DlqReason",
-    "EventItem",
-    "Features",
-    "SourceCoordinates",
+    "IdBy",
+    "SourceLike",
     "anomaly_id",
+    "build_events",
+    "detected_at",
     "dlq_headers",
-    "render_schemas",
+    "item_anomaly_id",
 ]
 
 EVENT_SCHEMA_VERSION: Final = 1
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "docs" / "schemas"
-ANOMALY_ID_HEX_CHARS = 32
-MAX_ERROR_HEADER_CHARS = 1000
-
-DLQ_HEADER_REASON = "dlq.reason"
-DLQ_HEADER_ERROR = "dlq.error"
-DLQ_HEADER_SOURCE_TOPIC = "dlq.source.topic"
-DLQ_HEADER_SOURCE_PARTITION = "dlq.source.partition"
-DLQ_HEADER_SOURCE_OFFSET = "dlq.source.offset"
-DLQ_HEADER_SOURCE_TIMESTAMP = "dlq.source.timestamp"
+UNVERSIONED: Final = "unversioned"  # a model that was never published (tests, ad hoc scoring)
+ANOMALY_ID_HEX_CHARS: Final = 32
+STDIN_SOURCE: Final = "stdin"  # the source topic of `score` lines read from stdin
 
 
-class DlqReason(StrEnum):
-    """Why a message went to the dead-letter topic (the ``dlq.reason`` header)."""
+class DecisionsLike(Protocol):
+    """The part of ``detection.Decisions`` the builder uses."""
 
-    OVERSIZE = "oversize"  # value longer than max_message_bytes; not decoded at all
-    EMPTY = "empty"  # null (tombstone) or zero-length value
-    INVALID_JSON = "invalid_json"  # not UTF-8 JSON (orjson is strict: no NaN literals)
-    NOT_AN_OBJECT = "not_an_object"  # JSON, but an array / string / number / null
-    INVALID_ITEM = "invalid_item"  # an object that fails item validation (missing id, NaN, booleans...)
+    @property
+    def scores(self) -> np.ndarray[Any, Any]: ...
+    @property
+    def is_anomaly(self) -> np.ndarray[Any, Any]: ...
+    @property
+    def features(self) -> np.ndarray[Any, Any]: ...
+    def severity(self, i: int) -> Any: ...
+    def reasons(self, i: int) -> Sequence[str]: ...
+
+
+class SourceLike(Protocol):
+    """Where an input was read (a consumed Kafka record, or :class:`Coordinates`)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int | None: ...
+
+
+class Coordinates(NamedTuple):
+    """Source coordinates of an input that did not come from Kafka (a file line, a Mongo row)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int | None = None
+
+
+class IdBy(StrEnum):
+    """What an event's ``anomaly_id`` is derived from (besides the model version)."""
+
+    SOURCE = "source"  # topic, partition, offset: consume, score
+    ITEM = "item"  # source topic and item id: scan
 
 
 def anomaly_id(topic: str, partition: int, offset: int, model_version: str) -> str:
@@ -73,114 +112,77 @@ def anomaly_id(topic: str, partition: int, offset: int, model_version: str) -> s
     return hashlib.sha256(raw).hexdigest()[:ANOMALY_ID_HEX_CHARS]
 
 
-def dlq_headers(
-    reason: DlqReason,
-    error: str,
+def item_anomaly_id(source: str, item_id: str, model_version: str) -> str:
+    """Deterministic id of the decision on one item of a collection by one model version (hex).
+
+    Three fields where :func:`anomaly_id` hashes four, and ``source`` is ``mongo:<db>.<coll>`` (a
+    Kafka topic name cannot contain ``:``), so the two never produce the same preimage.
+    """
+    raw = f"{source}\x1f{item_id}\x1f{model_version}".encode()
+    return hashlib.sha256(raw).hexdigest()[:ANOMALY_ID_HEX_CHARS]
+
+
+def detected_at(now: datetime) -> str:
+    """The ``detected_at`` text of a batch scored at ``now`` (UTC, ISO 8601 with ``Z``)."""
+    return now.isoformat().replace("+00:00", "Z")
+
+
+def build_events(
+    decisions: DecisionsLike,
+    rows: np.ndarray[Any, Any],
     *,
-    topic: str,
-    partition: int,
-    offset: int,
-    timestamp: int | None,
-    original: Sequence[tuple[str, bytes]] = (),
-) -> list[tuple[str, bytes]]:
-    """Headers of a dead-letter record: the original headers, then reason and source coordinates."""
-    headers = list(original)
-    headers += [
-        (DLQ_HEADER_REASON, reason.value.encode()),
-        (DLQ_HEADER_ERROR, error[:MAX_ERROR_HEADER_CHARS].encode("utf-8", "replace")),
-        (DLQ_HEADER_SOURCE_TOPIC, topic.encode()),
-        (DLQ_HEADER_SOURCE_PARTITION, str(partition).encode()),
-        (DLQ_HEADER_SOURCE_OFFSET, str(offset).encode()),
-        (DLQ_HEADER_SOURCE_TIMESTAMP, b"" if timestamp is None else str(timestamp).encode()),
-    ]
-    return headers
+    item_ids: Sequence[str],
+    event_ids: Sequence[str | None],
+    sources: Sequence[SourceLike],
+    item: Callable[[int], dict[str, Any]],
+    version: str,
+    threshold: float,
+    now: datetime,
+    id_by: IdBy = IdBy.SOURCE,
+) -> Iterator[tuple[int, dict[str, Any], dict[str, Any] | None]]:
+    """``(row, decision event, anomaly event or None)`` for each of ``rows``, in order.
 
-
-# ---------------------------------------------------------------------------- event models
-
-_STRICT = ConfigDict(extra="forbid", frozen=True)
-
-
-class SourceCoordinates(BaseModel):
-    """Where the scored input record was read."""
-
-    model_config = _STRICT
-
-    topic: str
-    partition: int = Field(ge=0)
-    offset: int = Field(ge=0)
-    timestamp: int | None = Field(default=None, description="Kafka record timestamp, ms since the epoch.")
-
-
-class EventItem(BaseModel):
-    """The validated item state (detection.StockItem's fields, defaults applied, aliases resolved)."""
-
-    model_config = _STRICT
-
-    item_id: str
-    event_id: str | None = None
-    stock_quantity: float
-    min_stock_level: float
-    max_stock_level: float
-    price: float
-
-
-Features: type[BaseModel] = create_model(  # the 7 features, by name, in FEATURE_NAMES order
-    "Features",
-    __config__=_STRICT,
-    __doc__="The 7 features the model scored, by name (detection.FEATURE_NAMES).",
-    **{name: (float, ...) for name in FEATURE_NAMES},  # type: ignore[call-overload]
-)
-
-
-class DecisionEvent(BaseModel):
-    """One scoring decision (published to ``decisions_topic`` when set, for every valid input)."""
-
-    model_config = _STRICT
-
-    schema_version: Literal[1] = 1
-    anomaly_id: str = Field(
-        pattern=f"^[0-9a-f]{{{ANOMALY_ID_HEX_CHARS}}}$",
-        description="sha256(topic, partition, offset, model_version) hex prefix: same input + model => same id.",
-    )
-    item_id: str
-    event_id: str | None = Field(default=None, description="The input's `event_id`, when it had one.")
-    is_anomaly: bool
-    score: float = Field(description="Model score (sklearn decision_function scale); lower = more anomalous.")
-    threshold: float = Field(description="The model's threshold: score < threshold => anomaly.")
-    model_version: str
-    features: Features  # type: ignore[valid-type]
-    source: SourceCoordinates
-    detected_at: datetime = Field(description="When the batch was scored (UTC, ISO 8601).")
-
-
-class AnomalyEvent(DecisionEvent):
-    """One anomalous item state, published to ``anomaly_topic`` keyed by item id."""
-
-    is_anomaly: Literal[True] = True
-    item: EventItem = Field(description="The validated item state that was scored.")
-    severity: Severity = Field(description="How far below the threshold the score is (detection.explain).")
-    reasons: list[str] = Field(description="Human-readable reasons, most important first.")
-
-
-def render_schemas() -> dict[str, bytes]:
-    """The JSON Schema files as committed under ``docs/schemas`` (file name -> bytes)."""
-    out = {}
-    for name, model in (("anomaly-event", AnomalyEvent), ("decision-event", DecisionEvent)):
-        schema = model.model_json_schema(mode="serialization")
-        schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
-        out[f"{name}.schema.json"] = (
-            orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
-        )
-    return out
-
-
-def _write_schemas(directory: Path = SCHEMA_DIR) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, data in render_schemas().items():
-        (directory / name).write_bytes(data)
-        print(f"wrote {directory / name}")
-
-
-if __name__ == "__main__":
-    _write_schemas()
+    ``rows`` index the batch (``item_ids``, ``event_ids``, ``sources`` and the ``decisions`` arrays);
+    ``item(row)`` is the validated item state, asked for flagged rows only. The anomaly event is a
+    new dict: the decision event's fields, then ``item``, ``severity`` and ``reasons``.
+    """
+    when = detected_at(now)
+    scores = decisions.scores[rows].tolist()
+    flags = decisions.is_anomaly[rows].tolist()
+    features = decisions.features[rows].tolist()
+    by_item = id_by is IdBy.ITEM
+    for j, i in enumerate(rows.tolist()):
+        record = sources[i]
+        item_id = item_ids[i]
+        topic, partition, offset = record.topic, record.partition, record.offset
+        event: dict[str, Any] = {
+            "schema_version": EVENT_SCHEMA_VERSION,
+            "anomaly_id": (
+                item_anomaly_id(topic, item_id, version)
+                if by_item
+                else anomaly_id(topic, partition, offset, version)
+            ),
+            "item_id": item_id,
+            "event_id": event_ids[i],
+            "is_anomaly": flags[j],
+            "score": scores[j],
+            "threshold": threshold,
+            "model_version": version,
+            "features": dict(zip(FEATURE_NAMES, features[j], strict=True)),
+            "source": {
+                "topic": topic,
+                "partition": partition,
+                "offset": offset,
+                "timestamp": record.timestamp,
+            },
+            "detected_at": when,
+        }
+        if not flags[j]:
+            yield i, event, None
+            continue
+        anomaly = event | {
+            "item": item(i),
+            "severity": decisions.severity(i),
+            "reasons": list(map(str, decisions.reasons(i))),
+        }
+        yield i, event, anomaly

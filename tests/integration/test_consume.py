@@ -31,7 +31,9 @@ from consumer.cli import main as cli_main
 from consumer.scoring.loop import RunStats, ScoringService
 from consumer.scoring.wiring import build_service
 from consumer.wire.control import sign_message
+from consumer.wire.events import anomaly_id
 from detection import ModelStore, parse_item, train_model
+from tests.schemas import dlq_headers, validate, validate_all
 
 pytestmark = pytest.mark.integration
 
@@ -291,7 +293,7 @@ def test_anomaly_events_equal_stockwatch_score(
         cli_main(["score", "--model-dir", str(model_dir), "--input", str(lines), "--output", str(scored)])
         == 0
     )
-    by_cli = [orjson.loads(line) for line in scored.read_bytes().splitlines()]
+    by_cli = validate_all("score-line", (orjson.loads(line) for line in scored.read_bytes().splitlines()))
     cli_anomalies = {d["item_id"]: d["score"] for d in by_cli if d["is_anomaly"]}
     assert sum(1 for i in range(400) if i % PLANTED_EVERY == 0) <= len(cli_anomalies)
 
@@ -302,10 +304,18 @@ def test_anomaly_events_equal_stockwatch_score(
     stats = running.stop()
     assert stats.events_in == 400 and stats.scored == 400 and stats.batches >= 3
 
-    events = anomaly_events(env, expect=len(cli_anomalies))
+    events = validate_all("anomaly-event", anomaly_events(env, expect=len(cli_anomalies)))
     assert {e["item_id"]: e["score"] for e in events} == cli_anomalies  # same ids, bit-identical scores
     assert len(events) == len(cli_anomalies)  # one event per anomalous item, no duplicates
+    # one builder: the event of `consume` is the line of `score` but for where it was read (and when)
+    cli_by_item = {d["item_id"]: d for d in by_cli}
+    where = {"anomaly_id", "source", "detected_at"}
     for e in events:
+        assert {k: v for k, v in e.items() if k not in where} == {
+            k: v for k, v in cli_by_item[e["item_id"]].items() if k not in where
+        }
+        source = e["source"]
+        assert e["anomaly_id"] == anomaly_id(source["topic"], source["partition"], source["offset"], version)
         assert e["model_version"] == version
         assert e["source"]["topic"] == env["STOCKWATCH_INPUT_TOPIC"]
         assert e["event_id"] == f"evt-{e['source']['offset']}"
@@ -358,6 +368,7 @@ def test_malformed_messages_go_to_the_dlq_and_neighbours_are_scored(
     assert len(dlq) == len(bad)
     offsets = {i: (values[i], keys[i]) for i in range(len(values))}
     for record, (key, value, reason) in zip(dlq, bad, strict=True):
+        validate("dlq-headers", dlq_headers(record.headers))
         headers = dict(record.headers)
         assert (record.key, record.value) == (key, value)  # original bytes, original key
         assert headers["dlq.reason"].decode() == reason
@@ -533,9 +544,13 @@ def test_new_model_swaps_mid_stream_and_a_tampered_one_is_refused(
     wait_for("chunk 3", lambda: events_in(service) >= 3 * chunk)
     running.stop()
 
-    decisions = [
-        orjson.loads(r.value) for r in read_topic(bootstrap, settings.decisions_topic or "", expect=3 * chunk)
-    ]
+    decisions = validate_all(
+        "decision-event",
+        (
+            orjson.loads(r.value)
+            for r in read_topic(bootstrap, settings.decisions_topic or "", expect=3 * chunk)
+        ),
+    )
     by_offset = {d["source"]["offset"]: d["model_version"] for d in decisions}
     assert sorted(by_offset) == list(range(3 * chunk)) and len(decisions) == 3 * chunk  # no gap, no duplicate
     assert {by_offset[o] for o in range(chunk)} == {v1}
@@ -645,7 +660,9 @@ def test_sigterm_finishes_commits_and_exits_zero(
     feeder.join(30)
     done = committed(bootstrap, group, topic)
     assert done is not None and done > 0
-    decisions = [orjson.loads(r.value) for r in read_topic(bootstrap, decisions_topic, expect=done)]
+    decisions = validate_all(
+        "decision-event", (orjson.loads(r.value) for r in read_topic(bootstrap, decisions_topic, expect=done))
+    )
     # everything published was committed and everything committed was published, once
     assert sorted(d["source"]["offset"] for d in decisions) == list(range(done))
 
@@ -671,6 +688,7 @@ def test_audit_writes_anomalies_to_mongo_idempotently(
     docs = list(mongo_db["anomalies"].find())
     assert len(docs) == stats.anomalies > 0
     assert all(d["_id"] == d["anomaly_id"] for d in docs)
+    validate_all("anomaly-event", ({k: v for k, v in d.items() if k != "_id"} for d in docs))
     # a redelivery (here: a second group re-reading the topic) rewrites the same documents
     again = run_service(
         settings.model_copy(update={"group_id": unique_name("group")}), max_events=len(objs), timeout=60

@@ -23,6 +23,7 @@ from consumer.retraining.retrainer import Retrainer
 from consumer.retraining.wiring import retrain_config
 from consumer.stores import store_from_settings
 from consumer.wire.control import new_command
+from consumer.wire.events import item_anomaly_id
 from tests.integration.retrain_support import (
     KEY,
     Status,
@@ -31,6 +32,7 @@ from tests.integration.retrain_support import (
     running_worker,
     settings_factory,
 )
+from tests.schemas import validate, validate_all
 
 pytestmark = pytest.mark.integration
 __all__ = ["settings_factory"]  # the fixture, re-exported for pytest
@@ -78,7 +80,9 @@ def test_startup_then_ctl_retrain_promotes_a_new_version(
             assert first["trigger"]["kind"] == "startup"
             capsys.readouterr()
             assert main(["ctl", "retrain", "--timeout", "60"]) == 0
-            lines = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+            lines = validate_all(
+                "ctl-line", (orjson.loads(line) for line in capsys.readouterr().out.splitlines())
+            )
             cid = lines[0]["command_id"]
             assert lines[-1]["status"] == "done" and lines[-1]["result"]["status"] == "promoted"
             status.wait(
@@ -86,6 +90,7 @@ def test_startup_then_ctl_retrain_promotes_a_new_version(
             )
     finally:
         status.close()
+    validate_all("status-message", status.seen)  # every message, as read back from the topic
     published = next(m for m in status.of_type("model_published") if m.get("command_id") == cid)
     store = store_from_settings(settings)
     assert published["version"] == store.current_version() != first["version"]
@@ -133,6 +138,8 @@ def test_forged_expired_and_replayed_commands_change_nothing(settings_factory: A
     finally:
         publisher.close()
         status.close()
+    validate_all("status-message", status.seen)
+    validate("control-command", good.model_dump(mode="json"))  # what the worker accepted, as sent
     reasons = {m["command_id"]: m["reason"] for m in status.acks() if m["status"] == "rejected"}
     assert reasons[forged.command_id] == "bad signature"
     assert reasons[expired.command_id].startswith("expired")
@@ -168,6 +175,7 @@ def test_fifty_retrain_commands_in_a_burst_give_one_retrain(settings_factory: An
     finally:
         publisher.close()
         status.close()
+    validate_all("status-message", status.seen)
     acks = [m for m in status.acks() if m["command_id"] in ids]
     by_status: dict[str, int] = {}
     for m in acks:
@@ -283,14 +291,20 @@ def test_lease_gives_one_run_at_a_time_across_workers(mongo_uri: str, mongo_db: 
 
 def test_scan_prints_the_anomalies_of_the_snapshot(settings_factory: Any, mongo_db: Any, capsys: Any) -> None:
     settings = settings_factory()
-    publish_model(settings)
+    version = publish_model(settings)
     docs = inventory_docs(200, 9)
     docs[0] |= {"stock_quantity": 80_000, "price": 1500.0}
     mongo_db["inventory"].insert_many(docs)
     assert main(["scan"]) == 0
-    events = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    out, err = capsys.readouterr()
+    events = validate_all("anomaly-event", (orjson.loads(line) for line in out.splitlines()))
     assert docs[0]["_id"] in {e["item_id"] for e in events}
-    assert all(e["is_anomaly"] and e["source"]["topic"].startswith("mongo:") for e in events)
+    source = f"mongo:{settings.mongo_db}.{settings.mongo_collection}"
+    for e in events:
+        assert e["source"]["topic"] == source and e["model_version"] == version
+        assert e["anomaly_id"] == item_anomaly_id(source, e["item_id"], version)
+    summary = validate("scan-summary", orjson.loads(err.splitlines()[-1]))
+    assert summary == {"scanned": 200, "anomalies": len(events), "invalid": 0, "model_version": version}
     tail = StatusTail(settings.kafka_bootstrap, settings.anomaly_topic)
     tail.start()
     try:
@@ -320,7 +334,8 @@ def test_ctl_status_rollback_reload_and_timeouts(settings_factory: Any, mongo_db
 
     def ctl(*argv: str) -> tuple[int, list[dict[str, Any]]]:
         code = main(["ctl", *argv, "--timeout", "30"])
-        return code, [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+        out = capsys.readouterr().out.splitlines()
+        return code, validate_all("ctl-line", (orjson.loads(line) for line in out))
 
     status = Status(settings)
     try:
@@ -340,6 +355,7 @@ def test_ctl_status_rollback_reload_and_timeouts(settings_factory: Any, mongo_db
             status.wait(lambda seen: len([m for m in seen if m.get("type") == "model_published"]) >= 2)
     finally:
         status.close()
+    validate_all("status-message", status.seen)  # incl. the short model_published of rollback/reload
     kinds = [m["trigger"]["command_id"] is not None for m in status.of_type("model_published")]
     assert kinds == [True, True]  # rollback and reload each told the consumers
     assert main(["ctl", "status", "--timeout", "1.5"]) == 3  # nobody answers: timeout

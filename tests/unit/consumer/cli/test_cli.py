@@ -14,8 +14,10 @@ import pytest
 
 import detection
 from consumer.cli import main
+from consumer.wire.events import anomaly_id
 from detection import parse_item
 from detection.store import ModelStore
+from tests.schemas import validate, validate_all
 
 PLANTED = [
     b'{"item_id": "ok-1", "event_id": "e1", "stock_quantity": 120, "min_stock_level": 50, '
@@ -32,6 +34,7 @@ PLANTED = [
     b"[1, 2, 3]",  # line 9: not an object
 ]
 VALID_IDS = ["ok-1", "huge", "ok-2", "negative"]
+VALID_LINES = [1, 2, 5, 8]
 REJECTED_LINES = [3, 4, 6, 9]
 
 
@@ -83,7 +86,7 @@ def test_train_prints_summary_and_publishes(tmp_path, capsys):
                        "--contamination", "0.05", "--n-estimators", "50", "--max-samples", "128",
                        "--random-state", "7")  # fmt: skip
     assert code == 0
-    summary = json.loads(out)
+    summary = validate("train-summary", json.loads(out))
     assert summary["version"] == ModelStore(tmp_path / "m").current_version()
     assert summary["n_samples"] == 300 and summary["threshold"] == 0.0
     assert 0.0 < summary["anomaly_rate"] < 0.2 and summary["training_seconds"] >= 0
@@ -122,13 +125,23 @@ def test_score_flags_planted_anomalies_and_reports_bad_lines(tmp_path, capsys, t
     flagged = {d["item_id"]: d["is_anomaly"] for d in decisions}
     assert flagged["huge"] and flagged["negative"]
     assert not flagged["ok-1"] and not flagged["ok-2"]
-    for d in decisions:
+    # One schema for every line: an anomaly event when anomalous, else a decision event.
+    validate_all("score-line", decisions)
+    topic = f"file:{updates}"
+    for d, lineno in zip(decisions, VALID_LINES, strict=True):
         assert d["model_version"] == version and d["threshold"] == 0.0
-        assert len(d["features"]) == 7 and isinstance(d["reasons"], list)
-        assert d["severity"] in {"none", "low", "medium", "high", "critical"}
-        assert (d["severity"] == "none") == (not d["is_anomaly"])
+        assert d["source"] == {"topic": topic, "partition": 0, "offset": lineno, "timestamp": None}
+        assert d["anomaly_id"] == anomaly_id(topic, 0, lineno, version)
+        assert len(d["features"]) == 7
+        if d["is_anomaly"]:
+            validate("anomaly-event", d)
+            assert d["severity"] in {"low", "medium", "high", "critical"} and d["reasons"]
+            assert d["item"]["item_id"] == d["item_id"]
+        else:
+            validate("decision-event", d)
+            assert not {"severity", "reasons", "item"} & d.keys()
     assert decisions[1]["features"]["stock_quantity"] == 50000.0
-    assert decisions[1]["reasons"]
+    assert decisions[1]["item"]["stock_quantity"] == 50000.0
     for lineno in REJECTED_LINES:
         assert f"line {lineno}: rejected" in err
     assert "NaN" in err and "boolean" in err
@@ -149,8 +162,16 @@ def test_score_all_valid_exits_zero_and_chunks_keep_order(tmp_path, capsys, trai
     assert code == 0 and "rejected:" not in err
     code, chunked, _ = run(capsys, "score", "--model-dir", str(model_dir), "--input", str(updates),
                            "--chunk-size", "5")  # fmt: skip
-    assert code == 0 and chunked == whole
-    assert [json.loads(line)["item_id"] for line in whole.splitlines()] == [f"sku-{i}" for i in range(57)]
+    assert code == 0
+
+    def lines(out: str) -> list[dict[str, object]]:  # detected_at: when each chunk was scored
+        return [
+            {k: v for k, v in json.loads(line).items() if k != "detected_at"} for line in out.splitlines()
+        ]
+
+    assert lines(chunked) == lines(whole)
+    assert [d["item_id"] for d in lines(whole)] == [f"sku-{i}" for i in range(57)]
+    assert [d["source"]["offset"] for d in lines(whole)] == list(range(1, 58))  # type: ignore[index]
 
 
 def test_score_without_a_model_is_a_usage_error(tmp_path, capsys):
@@ -177,7 +198,7 @@ def test_models_list_show_rollback(tmp_path, capsys, trained):
     second = json.loads(out)["version"]
 
     code, out, _ = run(capsys, "models", "list", "--model-dir", str(model_dir), "--json")
-    rows = json.loads(out)
+    rows = validate("models-list", json.loads(out))
     assert code == 0 and [r["version"] for r in rows] == [first, second]
     assert [r["is_current"] for r in rows] == [False, True] and rows[0]["n_samples"] == 300
 
@@ -187,12 +208,15 @@ def test_models_list_show_rollback(tmp_path, capsys, trained):
     assert table[2].startswith(f"* {second}") and table[1].startswith(f"  {first}")
 
     code, out, _ = run(capsys, "models", "show", first, "--model-dir", str(model_dir))
-    meta = json.loads(out)
+    meta = validate("models-show", json.loads(out))
     assert code == 0 and meta["version"] == first and meta["n_samples"] == 300
     assert len(meta["feature_names"]) == 7
 
     code, out, _ = run(capsys, "models", "rollback", first, "--model-dir", str(model_dir))
-    assert code == 0 and json.loads(out) == {"current": first, "previous": second}
+    assert code == 0 and validate("models-rollback", json.loads(out)) == {
+        "current": first,
+        "previous": second,
+    }
     assert ModelStore(model_dir).current_version() == first
     code, out, _ = run(capsys, "models", "show", "--model-dir", str(model_dir))
     assert json.loads(out)["version"] == first
@@ -231,8 +255,11 @@ def test_console_script_end_to_end(tmp_path):
     score = subprocess.run([script, "score", "--model-dir", model_dir], input=b"\n".join(PLANTED),
                            env=env, capture_output=True, check=False)  # fmt: skip
     assert score.returncode == 1
-    decisions = [json.loads(line) for line in score.stdout.splitlines()]
+    decisions = validate_all("score-line", (json.loads(line) for line in score.stdout.splitlines()))
     assert [d["item_id"] for d in decisions] == VALID_IDS
+    assert [(d["source"]["topic"], d["source"]["offset"]) for d in decisions] == [
+        ("stdin", n) for n in VALID_LINES
+    ]
     assert all(d["model_version"] == version for d in decisions)
     assert [d["is_anomaly"] for d in decisions] == [False, True, False, True]
     for lineno in REJECTED_LINES:

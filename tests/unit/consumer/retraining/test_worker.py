@@ -12,11 +12,12 @@ import orjson
 import pytest
 
 from consumer.retraining.lease import Lease
-from consumer.retraining.retrainer import Retrainer, RetrainOutcome
+from consumer.retraining.retrainer import Retrainer, RetrainOutcome, model_published_event
 from consumer.retraining.status import StatusReporter
 from consumer.retraining.worker import RetrainWorker
 from consumer.wire.control import message_is_signed, new_command
 from detection import ModelStore
+from tests.schemas import validate, validate_all
 
 KEY = b"unit-control-key-0123456789abcdef"
 
@@ -229,3 +230,34 @@ def test_every_status_message_is_signed_and_rejections_quote_the_message_digest(
     assert kinds == ["accepted", "retrain_finished", "done", "rejected", "model_published"]
     assert all(message_is_signed(orjson.loads(orjson.dumps(m)), KEY) for m in sink.messages)
     assert sink.messages[3]["digest"] == hashlib.sha256(DEEP).hexdigest()
+
+
+def test_every_status_message_fits_the_documented_schema(parts: Any, tmp_path: Path) -> None:
+    worker, sink, retrainer, _ = parts
+    retrain, status = new_command("retrain", KEY), new_command("status", KEY)
+    worker.handle(retrain.to_json())
+    worker.handle(new_command("retrain", KEY).to_json())  # coalesced
+    retrainer.release.set()
+    wait_idle(worker)
+    worker.handle(status.to_json())
+    worker.handle(status.to_json())  # replayed
+    worker.handle(new_command("reload", KEY).to_json())  # failed: no model yet
+    worker.handle(b"{not json")
+    kinds = {(m["type"], m.get("status")) for m in validate_all("status-message", sink.messages)}
+    assert {("command_ack", s) for s in ("accepted", "done", "coalesced", "rejected", "failed")} <= kinds
+    assert ("retrain_finished", None) in kinds
+
+
+def test_a_retrains_model_published_announcement_fits_the_status_schema() -> None:
+    out = RetrainOutcome(
+        run_id="r1",
+        status="promoted",
+        trigger={"kind": "schedule"},
+        version="20261125T180102Z-1a2b3c4d",
+        snapshot={"usable": 300},
+        gate={"passed": True, "checks": {"training_anomaly_rate": 0.1}},
+        training_stats={"count": 300},
+        report="/models/20261125T180102Z-1a2b3c4d/report.png",
+    )
+    event = validate("status-message", model_published_event(out))
+    assert (event["command_id"], event["anomaly_rate"], event["n_samples"]) == (None, 0.1, 300)

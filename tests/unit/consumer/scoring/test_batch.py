@@ -11,9 +11,11 @@ import orjson
 import pytest
 
 from consumer.scoring.batch import BatchConfig, process_batch, validate_records
-from consumer.wire.events import AnomalyEvent, DecisionEvent, anomaly_id
+from consumer.wire.events import anomaly_id
+from consumer.wire.schemas import AnomalyEvent, DecisionEvent
 from detection import FEATURE_NAMES, parse_item, train_model
 from tests.fakes import FakeModel, item, rec
+from tests.schemas import validate
 
 NOW = datetime(2026, 11, 25, 18, 0, 0, tzinfo=UTC)
 CONFIG = BatchConfig(anomaly_topic="anomalies", dlq_topic="dlq", max_message_bytes=4096)
@@ -58,8 +60,8 @@ def test_built_events_validate_against_the_documented_models() -> None:
         by_topic.setdefault(out.topic, []).append(orjson.loads(out.value or b""))
     assert len(by_topic["decisions"]) == 2 and len(by_topic["anomalies"]) == 1
     for decision in by_topic["decisions"]:
-        DecisionEvent.model_validate(decision)
-    anomaly = AnomalyEvent.model_validate(by_topic["anomalies"][0])
+        DecisionEvent.model_validate(validate("decision-event", decision))
+    anomaly = AnomalyEvent.model_validate(validate("anomaly-event", by_topic["anomalies"][0]))
     assert anomaly.event_id == "evt-42"
     assert anomaly.anomaly_id == by_topic["decisions"][1]["anomaly_id"]
 

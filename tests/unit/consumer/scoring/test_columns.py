@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumer.scoring.columns import ITEM_FIELDS, ItemColumns
-from consumer.wire.events import EventItem
+from consumer.wire.schemas import EventItem
 from detection import ItemValidationError, StockItem, feature_matrix, parse_item
 
 KEYS = (

@@ -1,0 +1,176 @@
+"""The documented shapes of the control/status topics and of the CLI's JSON lines — pure, no I/O.
+
+Documentation models (see :mod:`consumer.wire.schemas`): the retrain worker and the CLI build
+plain dicts; tests validate what they really emit against the schemas rendered from these.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+from consumer.wire.control import Ack, Command, CommandName
+from detection.params import ForestParams
+
+__all__ = [
+    "CommandAck",
+    "CtlLine",
+    "CtlSent",
+    "ModelListRow",
+    "ModelPublished",
+    "ModelsList",
+    "ModelsRollback",
+    "RetrainFinished",
+    "SignedCommand",
+    "StatusMessage",
+    "TrainSummary",
+]
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class SignedCommand(Command):
+    """A command on ``stockwatch.control``: HMAC-SHA256 (``STOCKWATCH_CONTROL_KEY``) over the canonical
+    JSON (sorted keys, no whitespace) of every other field. ``rollback`` needs ``args.version``."""
+
+    signature: str = Field(pattern="^[0-9a-f]{64}$", description="Hex HMAC-SHA256.")
+
+
+# ---------------------------------------------------------------------------- stockwatch.status
+
+
+class CommandAck(BaseModel):
+    """The worker's answer to a command: ``accepted`` first for a retrain, then one terminal status."""
+
+    model_config = _STRICT
+
+    type: Literal["command_ack"]
+    status: Ack
+    command_id: str | None = Field(description="Null only for a rejected command whose id was unreadable.")
+    command: str | None = Field(description="The command's name, as sent (null when unreadable).")
+    worker: str = Field(description="Which worker answered (host-pid-random).")
+    reason: str | None = Field(default=None, description="Why (rejections, failures, coalescing).")
+    result: dict[str, Any] | None = Field(
+        default=None, description="e.g. {version} after rollback/reload, the outcome of a retrain."
+    )
+    digest: str | None = Field(
+        default=None, description="A rejection's sha256 of the raw message it answers (hex)."
+    )
+    at: datetime
+    signature: str | None = Field(
+        default=None,
+        pattern="^[0-9a-f]{64}$",
+        description="Hex HMAC-SHA256 with the control key over the message without this field "
+        "(absent when the worker has no key; ctl and the consumer ignore unsigned messages).",
+    )
+
+
+class ModelPublished(BaseModel):
+    """A new CURRENT model: every ``consume`` instance loads it. A retrain's announcement has every
+    field; a rollback's or reload's only ``type``, ``version``, ``trigger``, ``command_id`` and ``at``."""
+
+    model_config = _STRICT
+
+    type: Literal["model_published"]
+    version: str
+    trigger: dict[str, Any] = Field(description="What caused it: {kind, by, command_id} or a schedule.")
+    command_id: str | None
+    n_samples: int | None = None
+    training_stats: dict[str, Any] | None = None
+    run_id: str | None = None
+    gate: dict[str, Any] | None = None
+    report: str | None = Field(default=None, description="Path of the run's PNG report.")
+    published_at: datetime | None = None
+    anomaly_rate: float | None = None
+    at: datetime
+    signature: str | None = Field(
+        default=None,
+        pattern="^[0-9a-f]{64}$",
+        description="Hex HMAC-SHA256 with the control key over the message without this field "
+        "(absent when the worker has no key; ctl and the consumer ignore unsigned messages).",
+    )
+
+
+class RetrainFinished(BaseModel):
+    """A retrain run ended (any status); the terminal ``command_ack`` follows for a commanded run."""
+
+    model_config = _STRICT
+
+    type: Literal["retrain_finished"]
+    command_id: str | None
+    result: dict[str, Any]
+    at: datetime
+    signature: str | None = Field(
+        default=None,
+        pattern="^[0-9a-f]{64}$",
+        description="Hex HMAC-SHA256 with the control key over the message without this field "
+        "(absent when the worker has no key; ctl and the consumer ignore unsigned messages).",
+    )
+
+
+class StatusMessage(
+    RootModel[Annotated[CommandAck | ModelPublished | RetrainFinished, Field(discriminator="type")]]
+):
+    """A message on ``stockwatch.status``."""
+
+
+# ---------------------------------------------------------------------------- CLI output
+
+
+class CtlSent(BaseModel):
+    """``stockwatch ctl``'s first line: the command went out."""
+
+    model_config = _STRICT
+
+    sent: CommandName
+    command_id: str
+
+
+class CtlLine(RootModel[CtlSent | CommandAck]):
+    """A line ``stockwatch ctl`` prints: the sent line, then the command's acknowledgement (unless
+    ``--no-wait``)."""
+
+
+class TrainSummary(BaseModel):
+    """``stockwatch train``'s JSON summary on stdout."""
+
+    model_config = _STRICT
+
+    version: str
+    model_dir: str
+    n_samples: int = Field(ge=1)
+    rejected_lines: int = Field(ge=0)
+    threshold: float
+    offset: float = Field(description="The forest's offset_ (training-set percentile of score 0).")
+    anomaly_rate: float = Field(ge=0.0, le=1.0, description="Share of the training items flagged.")
+    training_seconds: float = Field(ge=0.0)
+    params: ForestParams
+
+
+class ModelListRow(BaseModel):
+    """One stored version (an unreadable one has ``error`` set and nulls)."""
+
+    model_config = _STRICT
+
+    version: str
+    created_at: datetime | None
+    n_samples: int | None
+    threshold: float | None
+    is_current: bool
+    signed: bool
+    error: str | None
+
+
+class ModelsList(RootModel[list[ModelListRow]]):
+    """``stockwatch models list --json``: stored versions, oldest first."""
+
+
+class ModelsRollback(BaseModel):
+    """``stockwatch models rollback``'s line."""
+
+    model_config = _STRICT
+
+    current: str
+    previous: str | None

@@ -1,0 +1,170 @@
+"""The documented shapes of every event and line StockWatch emits, and their committed JSON Schemas.
+
+The pydantic models here are the *documentation*: ``python -m consumer.wire.schemas`` writes their
+JSON Schemas to ``docs/schemas/*.schema.json`` (a unit test fails when a file is stale), and tests
+validate real output against those files. The hot path never instantiates them: events are built
+as plain dicts by :func:`consumer.wire.events.build_events`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, RootModel, TypeAdapter, create_model
+
+from consumer.wire.dlq import DlqHeaders
+from consumer.wire.events import ANOMALY_ID_HEX_CHARS
+from consumer.wire.messages import (
+    CtlLine,
+    ModelsList,
+    ModelsRollback,
+    SignedCommand,
+    StatusMessage,
+    TrainSummary,
+)
+from detection import FEATURE_NAMES
+from detection.explain import Severity
+from detection.metadata import ModelMetadata
+
+__all__ = [
+    "SCHEMAS",
+    "SCHEMA_DIR",
+    "AnomalyEvent",
+    "DecisionEvent",
+    "EventItem",
+    "Features",
+    "ScanSummary",
+    "ScoreLine",
+    "SourceCoordinates",
+    "render_schemas",
+]
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "docs" / "schemas"
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceCoordinates(BaseModel):
+    """Where the scored input was read.
+
+    ``consume``: the Kafka record. ``score``: ``file:<path as given>`` or ``stdin``, partition 0,
+    offset = line number (from 1). ``scan``: ``mongo:<db>.<collection>``, partition 0, offset = row.
+    """
+
+    model_config = _STRICT
+
+    topic: str
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+    timestamp: int | None = Field(default=None, description="Kafka record timestamp, ms since the epoch.")
+
+
+class EventItem(BaseModel):
+    """The validated item state (detection.StockItem's fields, defaults applied, aliases resolved)."""
+
+    model_config = _STRICT
+
+    item_id: str
+    event_id: str | None = None
+    stock_quantity: float
+    min_stock_level: float
+    max_stock_level: float
+    price: float
+
+
+Features: type[BaseModel] = create_model(  # the 7 features, by name, in FEATURE_NAMES order
+    "Features",
+    __config__=_STRICT,
+    __doc__="The 7 features the model scored, by name (detection.FEATURE_NAMES).",
+    **{name: (float, ...) for name in FEATURE_NAMES},  # type: ignore[call-overload]
+)
+
+
+class DecisionEvent(BaseModel):
+    """One scoring decision (``decisions_topic`` of consume; the normal lines of ``score``)."""
+
+    model_config = _STRICT
+
+    schema_version: Literal[1] = 1
+    anomaly_id: str = Field(
+        pattern=f"^[0-9a-f]{{{ANOMALY_ID_HEX_CHARS}}}$",
+        description="Hex prefix of sha256(topic, partition, offset, model_version); for `scan`, of "
+        "sha256(source topic, item_id, model_version). Same input + model => same id.",
+    )
+    item_id: str
+    event_id: str | None = Field(default=None, description="The input's `event_id`, when it had one.")
+    is_anomaly: bool
+    score: float = Field(description="Model score (sklearn decision_function scale); lower = more anomalous.")
+    threshold: float = Field(description="The model's threshold: score < threshold => anomaly.")
+    model_version: str = Field(description="The model's version id; `unversioned` if it never had one.")
+    features: Features  # type: ignore[valid-type]
+    source: SourceCoordinates
+    detected_at: datetime = Field(description="When the batch was scored (UTC, ISO 8601).")
+
+
+class AnomalyEvent(DecisionEvent):
+    """One anomalous item state (``anomaly_topic`` keyed by item id; ``scan``; anomalous ``score`` lines)."""
+
+    is_anomaly: Literal[True] = True
+    item: EventItem = Field(description="The validated item state that was scored.")
+    severity: Severity = Field(description="How far below the threshold the score is (detection.explain).")
+    reasons: list[str] = Field(description="Human-readable reasons, most important first.")
+
+
+class ScoreLine(RootModel[AnomalyEvent | DecisionEvent]):
+    """A line of ``stockwatch score``: an anomaly event when anomalous, else a decision event."""
+
+
+class ScanSummary(BaseModel):
+    """The last line ``stockwatch scan`` prints on stderr (its anomalies are anomaly events)."""
+
+    model_config = _STRICT
+
+    scanned: int = Field(ge=0, description="Valid items scored.")
+    anomalies: int = Field(ge=0)
+    invalid: int = Field(ge=0, description="Documents skipped as invalid items.")
+    model_version: str
+
+
+# name of the file under docs/schemas (without .schema.json) -> what it documents
+SCHEMAS: dict[str, Any] = {
+    "anomaly-event": AnomalyEvent,
+    "decision-event": DecisionEvent,
+    "score-line": ScoreLine,
+    "scan-summary": ScanSummary,
+    "dlq-headers": DlqHeaders,
+    "control-command": SignedCommand,
+    "status-message": StatusMessage,
+    "ctl-line": CtlLine,
+    "train-summary": TrainSummary,
+    "models-list": ModelsList,
+    "models-show": ModelMetadata,
+    "models-rollback": ModelsRollback,
+}
+
+
+def render_schemas() -> dict[str, bytes]:
+    """The JSON Schema files as committed under ``docs/schemas`` (file name -> bytes)."""
+    out = {}
+    for name, shape in SCHEMAS.items():
+        schema = TypeAdapter(shape).json_schema(mode="serialization")
+        schema = {"$schema": JSON_SCHEMA_DIALECT, **schema}
+        out[f"{name}.schema.json"] = (
+            orjson.dumps(schema, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+        )
+    return out
+
+
+def _write_schemas(directory: Path = SCHEMA_DIR) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, data in render_schemas().items():
+        (directory / name).write_bytes(data)
+        print(f"wrote {directory / name}")
+
+
+if __name__ == "__main__":
+    _write_schemas()

@@ -1,0 +1,91 @@
+"""Dead-letter records: original bytes, key and headers, reason and coordinates, per the documented schema."""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import jsonschema
+import pytest
+
+from consumer.scoring.batch import BatchConfig, validate_records
+from consumer.wire.dlq import DlqReason, dlq_headers
+from tests.schemas import dlq_headers as decoded_headers
+from tests.schemas import validate
+
+Rec = namedtuple("Rec", "topic partition offset timestamp key value headers")
+CONFIG = BatchConfig(anomaly_topic="out", dlq_topic="dlq", max_message_bytes=1024)
+
+
+def _headers(record_headers: list[tuple[str, bytes]]) -> dict[str, bytes]:
+    return dict(record_headers)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason", "needle"),
+    [
+        (b"{not json", DlqReason.INVALID_JSON, "not JSON"),
+        (b"\xff\xfe\x00garbage", DlqReason.INVALID_JSON, "not JSON"),
+        (b"NaN", DlqReason.INVALID_JSON, "not JSON"),
+        (b"[1, 2, 3]", DlqReason.NOT_AN_OBJECT, "list"),
+        (b'"a string"', DlqReason.NOT_AN_OBJECT, "str"),
+        (b"null", DlqReason.NOT_AN_OBJECT, "NoneType"),
+        (b'{"stock_quantity": 5}', DlqReason.INVALID_ITEM, "item_id"),
+        (b'{"item_id": "A", "price": "NaN"}', DlqReason.INVALID_ITEM, "price"),
+        (b'{"item_id": "A", "stock_quantity": true}', DlqReason.INVALID_ITEM, "boolean"),
+        (b'{"item_id": "A", "stock_quantity": "lots"}', DlqReason.INVALID_ITEM, "stock_quantity"),
+        (b'{"item_id": "A", "price": 1e400}', DlqReason.INVALID_JSON, "not JSON"),
+        (b"", DlqReason.EMPTY, "empty"),
+        (None, DlqReason.EMPTY, "empty"),
+        (b'{"item_id": "A", "pad": "' + b"x" * 2000 + b'"}', DlqReason.OVERSIZE, "max_message_bytes"),
+    ],
+)
+def test_dead_letter_records_carry_original_bytes_key_reason_and_coordinates(
+    value: bytes | None, reason: DlqReason, needle: str
+) -> None:
+    original_headers = [("trace-id", b"abc")]
+    record = Rec("inventory.stock-updates", 2, 77, 1_700_000_000_123, b"SKU-1", value, original_headers)
+    batch = validate_records([record], CONFIG)
+    assert len(batch.columns) == 0
+    [dead] = batch.dead_letters
+    assert dead.topic == "dlq"
+    assert dead.key == b"SKU-1"
+    assert dead.value == value
+    h = _headers(dead.headers)
+    assert h["dlq.reason"] == reason.value.encode()
+    assert needle in h["dlq.error"].decode()
+    assert h["dlq.source.topic"] == b"inventory.stock-updates"
+    assert h["dlq.source.partition"] == b"2"
+    assert h["dlq.source.offset"] == b"77"
+    assert h["dlq.source.timestamp"] == b"1700000000123"
+    assert h["trace-id"] == b"abc"  # upstream headers are kept
+    assert batch.dlq_reasons == {reason.value: 1}
+    validate("dlq-headers", decoded_headers(dead.headers))
+
+
+def test_keyless_tombstone_gets_an_empty_value_so_it_can_be_produced() -> None:
+    batch = validate_records([Rec("t", 0, 1, None, None, None, None)], CONFIG)
+    [dead] = batch.dead_letters
+    assert (dead.key, dead.value) == (None, b"")
+    assert _headers(dead.headers)["dlq.source.timestamp"] == b""
+    validate("dlq-headers", decoded_headers(dead.headers))
+
+
+def test_error_header_is_bounded() -> None:
+    headers = dict(
+        dlq_headers(DlqReason.INVALID_ITEM, "x" * 10_000, topic="t", partition=0, offset=0, timestamp=0)
+    )
+    assert len(headers["dlq.error"]) == 1000
+
+
+def test_headers_schema_refuses_a_missing_reason_or_a_non_numeric_offset() -> None:
+    good = decoded_headers(
+        dlq_headers(DlqReason.EMPTY, "e", topic="t", partition=1, offset=2, timestamp=None)
+    )
+    validate("dlq-headers", good | {"trace-id": "abc"})
+    for bad in (
+        {k: v for k, v in good.items() if k != "dlq.reason"},
+        good | {"dlq.reason": "because"},
+        good | {"dlq.source.offset": "two"},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            validate("dlq-headers", bad)
