@@ -19,10 +19,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import orjson
-from pydantic import ValidationError
 
-from config.settings import Settings
-from consumer.cli import consume, ctl, models, scan, worker
+from config import Settings, SettingsError, load_settings
+from consumer.cli import config, consume, ctl, models, scan, worker
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -38,6 +37,7 @@ COMMAND_GROUPS: list[Callable[[Subparsers, argparse.ArgumentParser], None]] = [
     worker.register,
     ctl.register,
     scan.register,
+    config.register,
 ]
 """One ``register(subparsers, common)`` per command group module, in ``--help`` order."""
 
@@ -118,9 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
     try:
-        settings = Settings()
-    except ValidationError as exc:
-        print(f"stockwatch: invalid settings: {exc}", file=sys.stderr)
+        settings = load_settings()
+    except SettingsError as exc:  # one line per mistake, naming the variable or key; no values of secrets
+        for problem in exc.problems:
+            print(f"stockwatch: {problem}", file=sys.stderr)
         return EXIT_USAGE
     handler: Handler = args.handler
     try:

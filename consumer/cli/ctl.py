@@ -45,7 +45,8 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
 
 def cmd_ctl(args: argparse.Namespace, settings: Settings) -> int:
     """Sign and publish a command; wait for its terminal acknowledgement unless ``--no-wait``."""
-    if settings.control_key is None or not settings.control_key.get_secret_value():
+    key, topics = settings.control.key, settings.kafka.topics
+    if key is None or not key.get_secret_value():
         print("stockwatch ctl: set STOCKWATCH_CONTROL_KEY to sign commands", file=sys.stderr)
         return EXIT_USAGE
     if (args.action == "rollback") != (args.version is not None):
@@ -53,7 +54,7 @@ def cmd_ctl(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_USAGE
     cmd = new_command(
         args.action,
-        settings.control_key.get_secret_value().encode(),
+        key.get_secret_value().encode(),
         args={"version": args.version} if args.version else {},
         issued_by=f"{getpass.getuser()}@{socket.gethostname()}",
     )
@@ -62,19 +63,20 @@ def cmd_ctl(args: argparse.Namespace, settings: Settings) -> int:
 
     tail = None
     try:
-        ensure_worker_topics(settings.kafka_bootstrap, [settings.control_topic, settings.status_topic])
+        bootstrap = settings.kafka.bootstrap
+        ensure_worker_topics(bootstrap, [topics.control, topics.status])
         if not args.no_wait:
-            tail = StatusTail(settings.kafka_bootstrap, settings.status_topic)
+            tail = StatusTail(bootstrap, topics.status)
             tail.start()
-        publisher = JsonPublisher(settings.kafka_bootstrap, client_id="stockwatch-ctl")
+        publisher = JsonPublisher(bootstrap, client_id="stockwatch-ctl")
         try:
-            publisher.publish(settings.control_topic, [cmd.model_dump(mode="json")])
+            publisher.publish(topics.control, [cmd.model_dump(mode="json")])
         finally:
             publisher.close()
         print(orjson.dumps({"sent": cmd.command.value, "command_id": cmd.command_id}).decode(), flush=True)
         if tail is None:
             return EXIT_OK
-        return _wait_for(tail, cmd.command_id, args.timeout or settings.ctl_timeout_s)
+        return _wait_for(tail, cmd.command_id, args.timeout or settings.control.ctl_timeout_s)
     except KafkaUnavailableError as exc:
         print(f"stockwatch ctl: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -10,7 +10,7 @@ import orjson
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import TopicAlreadyExistsError
 
-from config.settings import Settings
+from config.kafka import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,10 @@ def json_objects(polled: Mapping[Any, Sequence[Any]]) -> list[dict[str, Any]]:
 class StatusListener:
     """Reads `model_published` announcements from the status topic (no group: every instance hears all)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.topic = settings.status_topic
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self.topic = kafka.topics.status
         self._consumer = KafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            bootstrap_servers=kafka.bootstrap,
             client_id="stockwatch-consume-status",
             group_id=None,
             enable_auto_commit=False,

@@ -16,6 +16,7 @@ from typing import Any
 from pymongo import MongoClient, ReplaceOne, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from config.groups import MongoSettings
 from consumer.ports import DeliveryError, MongoUnavailableError
 from detection.items import ITEM_INPUT_KEYS
 
@@ -40,6 +41,11 @@ class AnomalyAudit:
             uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
         )
         self._collection = self._client[db][collection]
+
+    @classmethod
+    def from_settings(cls, mongo: MongoSettings) -> AnomalyAudit:
+        """The audit trail in ``mongo.db`` (with the consumer's timeout, not the worker's)."""
+        return cls(mongo.uri, mongo.db)
 
     def write(self, anomalies: Sequence[dict[str, Any]]) -> int:
         """Upsert each event under ``_id = anomaly_id``; returns how many were written."""
@@ -146,6 +152,11 @@ class WorkerMongo:
         )
         self._db = self._client[db]
         self.inventory_name = inventory
+
+    @classmethod
+    def from_settings(cls, mongo: MongoSettings) -> WorkerMongo:
+        """The worker's (and `stockwatch scan`'s) Mongo of ``mongo``."""
+        return cls(mongo.uri, mongo.db, inventory=mongo.collection, timeout_ms=int(mongo.timeout_s * 1000))
 
     def close(self) -> None:
         """Close the client."""
