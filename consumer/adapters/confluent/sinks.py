@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -38,7 +38,7 @@ class ConfluentDeliveryError(DeliveryError):
     """A batch's outputs or its transaction did not go through; nothing of it counts as consumed."""
 
 
-def producer_config(config: dict[str, Any], kafka: KafkaSettings) -> dict[str, Any]:
+def producer_config(config: Mapping[str, Any], kafka: KafkaSettings) -> dict[str, Any]:
     """librdkafka's names for a producer config of :class:`config.KafkaSettings`, plus its delivery timeout."""
     return {
         **librdkafka_config(config),
