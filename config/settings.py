@@ -1,37 +1,60 @@
-"""StockWatch settings: one frozen pydantic model, read once at the entry point.
+"""StockWatch settings: one flat, frozen pydantic model read once at the entry point, seen through slices.
 
-Sources, strongest first: keyword arguments (tests), environment variables
-(``STOCKWATCH_*``), the TOML config file (``STOCKWATCH_CONFIG``, default
-``config/stockwatch.toml``), then the defaults below.
+Sources, strongest first: keyword arguments (tests), environment variables (``STOCKWATCH_*``),
+the TOML config file (``STOCKWATCH_CONFIG``, default the ``stockwatch.toml`` shipped in this
+package), then the defaults below. The flat names are the user's (variables, TOML keys); the
+code gets frozen slices per concern (:mod:`config.groups`, :mod:`config.kafka`).
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Generic, TypeVar, overload
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from config import groups
+from config.groups import Slice, mask_uri
+from config.kafka import Delivery, KafkaClient, KafkaSettings, OffsetReset
 from config.keys import check_key
+from config.sources import DEFAULT_CONFIG_FILE, CheckedEnvSource, ConfigFileSource, config_file
 
-# Shipped inside the package (package data), so an installed wheel finds it from any directory.
-DEFAULT_CONFIG_FILE = Path(__file__).resolve().parent / "stockwatch.toml"
+__all__ = ["DEFAULT_CONFIG_FILE", "SECRET_FIELDS", "Settings", "config_file"]
+
+SECRET_FIELDS = frozenset({"control_key", "model_signing_key", "mongo_uri"})
+"""Never printed as written: SecretStr keys, and the Mongo URI (its password)."""
+
+_S = TypeVar("_S", bound=Slice)
 
 
-def config_file() -> Path:
-    """The TOML file settings are read from (``STOCKWATCH_CONFIG`` overrides the default)."""
-    return Path(os.environ.get("STOCKWATCH_CONFIG", DEFAULT_CONFIG_FILE))
+class SliceOf(Generic[_S]):
+    """A read-only attribute of :class:`Settings`: its slice of kind ``_S``, validated from the flat values."""
+
+    def __init__(self, kind: type[_S]) -> None:
+        self.kind = kind
+
+    @overload
+    def __get__(self, settings: None, owner: type[Any]) -> SliceOf[_S]: ...
+    @overload
+    def __get__(self, settings: Settings, owner: type[Any]) -> _S: ...
+    def __get__(self, settings: Settings | None, owner: type[Any]) -> _S | SliceOf[_S]:
+        if settings is None:
+            return self
+        values = dict(settings)
+        return self.kind.model_validate({**values, "topics": values})
+
+
+def _conflict(message: str, *fields: str) -> PydanticCustomError:
+    """A cross-field error; ``fields`` lets the loader say where each involved value came from."""
+    return PydanticCustomError("settings_conflict", message, {"fields": " ".join(fields)})
 
 
 class Settings(BaseSettings):
-    """Every knob of the services. Env names are ``STOCKWATCH_`` + the field name in capitals."""
+    """Every knob of the services, flat. Env names are ``STOCKWATCH_`` + the field name in capitals;
+    code reads the frozen slices (:attr:`kafka`, :attr:`mongo`, …) rather than the flat fields."""
 
     model_config = SettingsConfigDict(
         env_prefix="STOCKWATCH_",
@@ -39,6 +62,7 @@ class Settings(BaseSettings):
         frozen=True,
         case_sensitive=False,
         hide_input_in_errors=True,  # a refused value may be a key: errors never echo it
+        ignored_types=(SliceOf,),  # the slices are views, not fields
     )
 
     # --- connections (names fixed by the issues; users and scripts rely on them) ---
@@ -70,7 +94,7 @@ class Settings(BaseSettings):
     )
 
     # --- consumer loop ---
-    delivery: Literal["at-least-once", "exactly-once"] = "at-least-once"
+    delivery: Delivery = "at-least-once"
     max_poll_records: int = Field(default=2000, ge=1, le=1_000_000)
     poll_timeout_ms: int = Field(default=100, ge=0)
     max_message_bytes: int = Field(default=1_048_576, ge=1024)
@@ -81,12 +105,12 @@ class Settings(BaseSettings):
     audit_anomalies: bool = Field(default=False, description="Also write anomalies to Mongo `anomalies`.")
 
     # --- `stockwatch consume`: Kafka client tuning, delivery, health ---
-    kafka_client: Literal["kafka-python", "confluent-kafka"] = Field(
+    kafka_client: KafkaClient = Field(
         default="kafka-python",
         description="Client library of the consumer's hot path (input and outputs); confluent-kafka "
         "(librdkafka, `pip install 'stockwatch[confluent]'`) decodes records in C.",
     )
-    auto_offset_reset: Literal["earliest", "latest"] = Field(
+    auto_offset_reset: OffsetReset = Field(
         default="earliest", description="Where a group without committed offsets starts reading."
     )
     max_poll_interval_ms: int = Field(default=300_000, ge=1000)
@@ -183,19 +207,26 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _client_limits(self) -> Settings:
         if self.kafka_client == "confluent-kafka" and self.max_poll_interval_ms < self.session_timeout_ms:
-            raise ValueError(
+            raise _conflict(
                 "kafka_client confluent-kafka needs max_poll_interval_ms >= session_timeout_ms "
-                f"(got {self.max_poll_interval_ms} < {self.session_timeout_ms})"
+                f"(got {self.max_poll_interval_ms} < {self.session_timeout_ms})",
+                "kafka_client",
+                "max_poll_interval_ms",
+                "session_timeout_ms",
             )
         return self
 
     @model_validator(mode="after")
     def _distinct_topics(self) -> Settings:
-        outputs = [self.anomaly_topic, self.dlq_topic, self.status_topic]
+        outputs = {"anomaly_topic": self.anomaly_topic, "dlq_topic": self.dlq_topic}
+        outputs["status_topic"] = self.status_topic
         if self.decisions_topic:
-            outputs.append(self.decisions_topic)
-        if self.input_topic in outputs:
-            raise ValueError(f"input_topic {self.input_topic!r} must differ from every output topic")
+            outputs["decisions_topic"] = self.decisions_topic
+        clash = [name for name, topic in outputs.items() if topic == self.input_topic]
+        if clash:
+            raise _conflict(
+                f"input_topic {self.input_topic!r} must differ from every output topic", "input_topic", *clash
+            )
         return self
 
     @classmethod
@@ -207,4 +238,18 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file()))
+        return (init_settings, CheckedEnvSource(settings_cls), ConfigFileSource(settings_cls))
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, mask_uri(value) if name == "mongo_uri" and isinstance(value, str) else value
+
+    # --- the slices: rebuilt on each access, so ``model_copy(update=...)`` is seen by them ---
+    kafka = SliceOf(KafkaSettings)  # broker, topics, client library, consumer/producer knobs
+    mongo = SliceOf(groups.MongoSettings)  # URI, database, inventory collection, timeout
+    models = SliceOf(groups.ModelSettings)  # the model store and hot-swap polling
+    scoring = SliceOf(groups.ScoringSettings)  # `stockwatch consume` beyond its Kafka client
+    http = SliceOf(groups.HttpSettings)  # the metrics and health server
+    retrain = SliceOf(groups.RetrainSettings)  # the retrain worker
+    gate = SliceOf(groups.GateSettings)  # the validation gate of retrained candidates
+    control = SliceOf(groups.ControlSettings)  # the signed control plane and `stockwatch ctl`

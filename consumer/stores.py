@@ -11,19 +11,20 @@ __all__ = ["store_from_settings"]
 
 
 def store_from_settings(settings: Settings, model_dir: Path | None = None) -> ModelStore:
-    """``ModelStore`` at ``model_dir`` (default ``settings.model_dir``) with the settings' signing key.
+    """``ModelStore`` at ``model_dir`` (default ``model_dir`` of the settings) with their signing key.
 
     Raises ``ValueError`` when ``STOCKWATCH_MODEL_SIGNING_KEY`` is set but empty: an empty key would
     sign nothing worth trusting, and silently running unsigned is worse than refusing to start.
     """
-    key = settings.model_signing_key
+    models = settings.models
+    key = models.signing_key
     if key is not None and not key.get_secret_value():
         raise ValueError(
             "model_signing_key (STOCKWATCH_MODEL_SIGNING_KEY) is set but empty; unset it or set a key"
         )
     return ModelStore(
-        model_dir or settings.model_dir,
+        model_dir or models.dir,
         signing_key=key.get_secret_value().encode() if key is not None else None,
-        keep=settings.model_keep,
-        allow_sklearn_mismatch=settings.allow_sklearn_mismatch,
+        keep=models.keep,
+        allow_sklearn_mismatch=models.allow_sklearn_mismatch,
     )

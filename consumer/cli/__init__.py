@@ -16,10 +16,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
-from config.settings import Settings
-from consumer.cli import consume, ctl, keygen, models, scan, worker
+from config import Settings, SettingsError, load_settings
+from consumer.cli import config, consume, ctl, keygen, models, scan, worker
 from consumer.cli.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -37,6 +35,7 @@ COMMAND_GROUPS: list[Callable[[Subparsers, argparse.ArgumentParser], None]] = [
     ctl.register,
     scan.register,
     keygen.register,
+    config.register,
 ]
 """One ``register(subparsers, common)`` per command group module, in ``--help`` order."""
 
@@ -76,9 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging(args.log_level)
     try:
-        settings = Settings()
-    except ValidationError as exc:
-        print(f"stockwatch: invalid settings: {exc}", file=sys.stderr)
+        settings = load_settings()
+    except SettingsError as exc:  # one line per mistake, naming the variable or key; no values of secrets
+        for problem in exc.problems:
+            print(f"stockwatch: {problem}", file=sys.stderr)
         return EXIT_USAGE
     handler: Handler = args.handler
     try:

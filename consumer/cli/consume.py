@@ -53,24 +53,23 @@ def _install_signal_handlers(service: ScoringService) -> None:
 
 def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     """Run the scorer until a signal, ``--max-events`` or ``--timeout``."""
+    kafka, http = settings.kafka, settings.http
     log.info(
         "consume: %s -> %s (dlq %s), group %s, delivery %s, models in %s",
-        settings.input_topic,
-        settings.anomaly_topic,
-        settings.dlq_topic,
-        settings.group_id,
-        settings.delivery,
-        settings.model_dir,
+        kafka.topics.input,
+        kafka.topics.anomalies,
+        kafka.topics.dlq,
+        kafka.group_id,
+        kafka.delivery,
+        settings.models.dir,
     )
     from consumer.scoring.health import HealthServer
     from consumer.scoring.wiring import build_service, settle_heap
 
     service = build_service(settings)
     server = None
-    if settings.http_port:
-        server = HealthServer(
-            service.health, service.metrics, host=settings.http_host, port=settings.http_port
-        )
+    if http.port:
+        server = HealthServer(service.health, service.metrics, host=http.host, port=http.port)
         server.start()
     _install_signal_handlers(service)
     settle_heap()

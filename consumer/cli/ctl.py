@@ -53,13 +53,14 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
 
 def cmd_ctl(args: argparse.Namespace, settings: Settings) -> int:
     """Sign and publish a command; wait for its terminal acknowledgement unless ``--no-wait``."""
-    if settings.control_key is None or not settings.control_key.get_secret_value():
+    secret, topics = settings.control.key, settings.kafka.topics
+    if secret is None or not secret.get_secret_value():
         print("stockwatch ctl: set STOCKWATCH_CONTROL_KEY to sign commands", file=sys.stderr)
         return EXIT_USAGE
     if (args.action == "rollback") != (args.version is not None):
         print("stockwatch ctl: `rollback` takes a VERSION, the other actions none", file=sys.stderr)
         return EXIT_USAGE
-    key = settings.control_key.get_secret_value().encode()
+    key = secret.get_secret_value().encode()
     cmd = new_command(
         args.action,
         key,
@@ -72,19 +73,20 @@ def cmd_ctl(args: argparse.Namespace, settings: Settings) -> int:
 
     tail = None
     try:
-        ensure_worker_topics(settings.kafka_bootstrap, [settings.control_topic, settings.status_topic])
+        bootstrap = settings.kafka.bootstrap
+        ensure_worker_topics(bootstrap, [topics.control, topics.status])
         if not args.no_wait:
-            tail = StatusTail(settings.kafka_bootstrap, settings.status_topic)
+            tail = StatusTail(bootstrap, topics.status)
             tail.start()
-        publisher = JsonPublisher(settings.kafka_bootstrap, client_id="stockwatch-ctl")
+        publisher = JsonPublisher(bootstrap, client_id="stockwatch-ctl")
         try:
-            publisher.publish_bytes(settings.control_topic, [(None, wire)])
+            publisher.publish_bytes(topics.control, [(None, wire)])
         finally:
             publisher.close()
         print(orjson.dumps({"sent": cmd.command.value, "command_id": cmd.command_id}).decode(), flush=True)
         if tail is None:
             return EXIT_OK
-        timeout_s = args.timeout or settings.ctl_timeout_s
+        timeout_s = args.timeout or settings.control.ctl_timeout_s
         return _wait_for(tail, cmd.command_id, timeout_s, key=key, digest=command_digest(wire))
     except KafkaUnavailableError as exc:
         print(f"stockwatch ctl: {exc}", file=sys.stderr)

@@ -49,27 +49,26 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_USAGE
     version = model.version or UNVERSIONED
     db = worker_mongo(settings)
-    publisher = JsonPublisher(settings.kafka_bootstrap, client_id="stockwatch-scan") if args.publish else None
-    source = f"mongo:{settings.mongo_db}.{settings.mongo_collection}"
+    kafka, retrain = settings.kafka, settings.retrain
+    publisher = JsonPublisher(kafka.bootstrap, client_id="stockwatch-scan") if args.publish else None
+    source = f"mongo:{settings.mongo.db}.{settings.mongo.collection}"
     counts, row, found = DocCounts(), 0, 0
     try:
-        expected, next_log = db.count_inventory(), settings.retrain_progress_every
-        docs = db.iter_inventory(batch_size=settings.retrain_batch_size)
-        for chunk in iter_item_chunks(
-            docs, chunk_size=settings.retrain_batch_size, require_id=True, counts=counts
-        ):
+        expected, next_log = db.count_inventory(), retrain.progress_every
+        docs = db.iter_inventory(batch_size=retrain.batch_size)
+        for chunk in iter_item_chunks(docs, chunk_size=retrain.batch_size, require_id=True, counts=counts):
             events = _scan_events(model, chunk, source, row)
             row += len(chunk)
             found += len(events)
             if publisher is not None:
-                publisher.publish(settings.anomaly_topic, events, key_field="item_id")
+                publisher.publish(kafka.topics.anomalies, events, key_field="item_id")
             else:
                 sys.stdout.buffer.write(
                     b"".join(orjson.dumps(e, option=orjson.OPT_APPEND_NEWLINE) for e in events)
                 )
                 sys.stdout.flush()
             if counts.read >= next_log:
-                next_log = counts.read + settings.retrain_progress_every
+                next_log = counts.read + retrain.progress_every
                 log.info(
                     "scan progress: %d/~%d documents, %d anomalies, %d invalid",
                     counts.read,

@@ -30,7 +30,7 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
 
 def cmd_retrain_worker(args: argparse.Namespace, settings: Settings) -> int:
     """Run the worker until SIGTERM/SIGINT (or ``--run-for`` seconds)."""
-    if settings.control_key is None:
+    if settings.control.key is None:
         log.warning("no STOCKWATCH_CONTROL_KEY: every control command will be rejected")
     from consumer.ports import KafkaUnavailableError, MongoUnavailableError
     from consumer.retraining.wiring import build_worker
@@ -43,7 +43,7 @@ def cmd_retrain_worker(args: argparse.Namespace, settings: Settings) -> int:
     stop = lambda *_: worker.stop_event.set()  # noqa: E731
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("retrain worker %s listening on %s", worker.lease.owner, settings.control_topic)
+    log.info("retrain worker %s listening on %s", worker.lease.owner, settings.kafka.topics.control)
     try:
         worker.run(timeout_s=args.run_for)
     finally:

@@ -25,53 +25,48 @@ __all__ = ["build_worker", "retrain_config", "worker_mongo"]
 
 def worker_mongo(settings: Settings) -> WorkerMongo:
     """The Mongo adapter of the retrain worker and `stockwatch scan`."""
-    return WorkerMongo(
-        settings.mongo_uri,
-        settings.mongo_db,
-        inventory=settings.mongo_collection,
-        timeout_ms=int(settings.worker_mongo_timeout_s * 1000),
-    )
+    return WorkerMongo.from_settings(settings.mongo)
 
 
 def retrain_config(settings: Settings) -> RetrainConfig:
-    """The retrain knobs of ``settings``."""
-    extra = orjson.loads(settings.retrain_exclude_filter) if settings.retrain_exclude_filter else None
+    """The retrain knobs of ``settings`` (the retrain and gate slices, and the store's retention)."""
+    retrain, gate = settings.retrain, settings.gate
+    extra = orjson.loads(retrain.exclude_filter) if retrain.exclude_filter else None
     if extra is not None and not isinstance(extra, dict):
         raise ValueError("retrain_exclude_filter must be a JSON object (a Mongo filter)")
     return RetrainConfig(
-        batch_size=settings.retrain_batch_size,
-        progress_every=settings.retrain_progress_every,
-        max_attempts=settings.retrain_max_attempts,
-        backoff_s=settings.retrain_backoff_s,
-        params=ForestParams(contamination=settings.retrain_contamination),
-        exclude_flagged=settings.retrain_exclude_flagged,
-        flagged_collection=settings.retrain_flagged_collection,
+        batch_size=retrain.batch_size,
+        progress_every=retrain.progress_every,
+        max_attempts=retrain.max_attempts,
+        backoff_s=retrain.backoff_s,
+        params=ForestParams(contamination=retrain.contamination),
+        exclude_flagged=retrain.exclude_flagged,
+        flagged_collection=retrain.flagged_collection,
         exclude_filter=extra,
         gate=GateConfig(
-            contamination=settings.retrain_contamination,
-            rate_tolerance=settings.gate_rate_tolerance,
-            max_rate_shift=settings.gate_max_rate_shift,
-            max_ks=settings.gate_max_ks,
+            contamination=retrain.contamination,
+            rate_tolerance=gate.rate_tolerance,
+            max_rate_shift=gate.max_rate_shift,
+            max_ks=gate.max_ks,
         ),
-        sample_size=settings.gate_sample_size,
-        keep_rejected=settings.model_keep,
+        sample_size=gate.sample_size,
+        keep_rejected=settings.models.keep,
     )
 
 
 def build_worker(settings: Settings, **retrainer_kw: Any) -> tuple[RetrainWorker, list[Any]]:
     """A worker wired to the real Kafka, Mongo and model store; also returns what to close."""
-    ensure_worker_topics(settings.kafka_bootstrap, [settings.control_topic, settings.status_topic])
+    kafka, topics, control_settings = settings.kafka, settings.kafka.topics, settings.control
+    ensure_worker_topics(kafka.bootstrap, [topics.control, topics.status])
     owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     db = worker_mongo(settings)
     db.ensure_indexes()
     store = store_from_settings(settings)
-    publisher = JsonPublisher(settings.kafka_bootstrap)
-    control = ControlSource(
-        settings.kafka_bootstrap, settings.control_topic, group_id=settings.control_group_id
-    )
+    publisher = JsonPublisher(kafka.bootstrap)
+    control = ControlSource(kafka.bootstrap, topics.control, group_id=control_settings.group_id)
 
-    key = settings.control_key.get_secret_value().encode() if settings.control_key else None
-    reporter = StatusReporter(publisher, settings.status_topic, worker=owner, key=key)
+    key = control_settings.key.get_secret_value().encode() if control_settings.key else None
+    reporter = StatusReporter(publisher, topics.status, worker=owner, key=key)
     retrainer = Retrainer(  # announcements are signed like acks: consumers act only on verified ones
         db=db, store=store, announce=reporter.publish, config=retrain_config(settings), **retrainer_kw
     )
@@ -81,10 +76,10 @@ def build_worker(settings: Settings, **retrainer_kw: Any) -> tuple[RetrainWorker
         db=db,
         store=store,
         retrainer=retrainer,
-        lease=Lease(db, owner, ttl_s=settings.lease_ttl_s),
+        lease=Lease(db, owner, ttl_s=settings.retrain.lease_ttl_s),
         key=key,
-        interval_s=settings.retrain_interval_s,
-        cooldown_s=settings.retrain_cooldown_s,
-        max_age_s=settings.control_max_age_s,
+        interval_s=settings.retrain.interval_s,
+        cooldown_s=settings.retrain.cooldown_s,
+        max_age_s=control_settings.max_age_s,
     )
     return worker, [control, publisher, db]

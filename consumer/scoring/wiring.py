@@ -5,7 +5,9 @@ from __future__ import annotations
 import gc
 from typing import TYPE_CHECKING
 
-from config import Settings
+from pydantic import SecretStr
+
+from config import KafkaSettings, Settings
 from consumer.scoring.batch import BatchConfig
 from consumer.scoring.health import HealthState
 from consumer.scoring.loop import ScoringService
@@ -29,47 +31,47 @@ def build_service(
     from consumer.scoring.health import HealthState
     from consumer.scoring.loop import ScoringService
 
+    kafka, topics, scoring = settings.kafka, settings.kafka.topics, settings.scoring
     metrics = ConsumerMetrics(registry)
     store = store_from_settings(settings)
-    if settings.create_missing_topics:
-        outputs = [settings.anomaly_topic, settings.dlq_topic, settings.status_topic]
-        ensure_topics(settings.kafka_bootstrap, [*outputs, settings.decisions_topic or ""])
+    if scoring.create_missing_topics:
+        ensure_topics(kafka.bootstrap, [topics.anomalies, topics.dlq, topics.status, topics.decisions or ""])
     watcher = ModelWatcher(
         store,
-        interval_s=settings.model_poll_interval_s,
-        announcements=StatusListener(settings),
+        interval_s=settings.models.poll_interval_s,
+        announcements=StatusListener(kafka, key=_key_bytes(settings.control.key)),
         on_refusal=lambda reason: metrics.model_refusals.labels(reason).inc(),
     )
     audit: Audit | None = None
-    if settings.audit_anomalies:
+    if scoring.audit_anomalies:
         from consumer.adapters.mongo import AnomalyAudit
 
-        audit = AnomalyAudit(settings.mongo_uri, settings.mongo_db)
-    source, sink = _transport(settings)
+        audit = AnomalyAudit.from_settings(settings.mongo)
+    source, sink = _transport(kafka)
     return ScoringService(
         source=source,
         sink=sink,
         watcher=watcher,
         config=BatchConfig(
-            anomaly_topic=settings.anomaly_topic,
-            dlq_topic=settings.dlq_topic,
-            decisions_topic=settings.decisions_topic,
-            max_message_bytes=settings.max_message_bytes,
+            anomaly_topic=topics.anomalies,
+            dlq_topic=topics.dlq,
+            decisions_topic=topics.decisions,
+            max_message_bytes=kafka.max_message_bytes,
         ),
         metrics=metrics,
-        health=health if health is not None else HealthState(stale_s=settings.health_stale_s),
+        health=health if health is not None else HealthState(stale_s=scoring.health_stale_s),
         audit=audit,
-        poll_timeout_ms=settings.poll_timeout_ms,
-        max_poll_records=settings.max_poll_records,
-        retry_backoff_s=settings.delivery_retry_backoff_s,
-        commit_interval_s=settings.commit_interval_ms / 1000,
-        exactly_once=settings.delivery == "exactly-once",
+        poll_timeout_ms=kafka.poll_timeout_ms,
+        max_poll_records=kafka.max_poll_records,
+        retry_backoff_s=scoring.retry_backoff_s,
+        commit_interval_s=scoring.commit_interval_ms / 1000,
+        exactly_once=kafka.exactly_once,
     )
 
 
-def _transport(settings: Settings) -> tuple[Source, Sink]:
-    """The input and output adapters of ``settings.kafka_client``."""
-    if settings.kafka_client == "confluent-kafka":
+def _transport(kafka: KafkaSettings) -> tuple[Source, Sink]:
+    """The input and output adapters of ``kafka.client``."""
+    if kafka.client == "confluent-kafka":
         try:
             from consumer.adapters.confluent import ConfluentSource, make_confluent_sink
         except ImportError as exc:
@@ -79,10 +81,10 @@ def _transport(settings: Settings) -> tuple[Source, Sink]:
                 "STOCKWATCH_KAFKA_CLIENT=confluent-kafka needs confluent-kafka: "
                 "pip install 'stockwatch[confluent]'"
             ) from exc
-        return ConfluentSource(settings), make_confluent_sink(settings)
+        return ConfluentSource(kafka), make_confluent_sink(kafka)
     from consumer.adapters.kafka import KafkaSource, make_sink
 
-    return KafkaSource(settings), make_sink(settings)
+    return KafkaSource(kafka), make_sink(kafka)
 
 
 def settle_heap() -> None:
@@ -95,3 +97,7 @@ def settle_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def _key_bytes(key: SecretStr | None) -> bytes | None:
+    return key.get_secret_value().encode() if key is not None else None

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 
 def _source(bootstrap: str, topic: str, group: str) -> ConfluentSource:
-    return ConfluentSource(Settings(kafka_bootstrap=bootstrap, input_topic=topic, group_id=group))
+    return ConfluentSource(Settings(kafka_bootstrap=bootstrap, input_topic=topic, group_id=group).kafka)
 
 
 def _produce(bootstrap: str, topic: str, n: int, start: int = 0) -> None:

@@ -14,21 +14,18 @@ delivery handle polls the producer when asked whether it is done.
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from config.settings import Settings
-from consumer.adapters.confluent.source import LIBRDKAFKA_LOG, ConfluentSource
-from consumer.ports import Delivered, DeliveryError, OutputRecord
+from config.kafka import KafkaSettings
+from consumer.adapters.confluent.source import LIBRDKAFKA_LOG, ConfluentSource, librdkafka_config
+from consumer.ports import Delivered, DeliveryError, Offsets, OutputRecord
 
 log = logging.getLogger(__name__)
 
-Offsets = Mapping[tuple[str, int], int]
-_PRODUCER_MAX_REQUEST = 16 * 1024 * 1024  # dead letters carry the original bytes plus headers
 _TXN_TIMEOUT_S = 30.0  # one transactional call (commit, abort, send offsets) waits at most this long
 _QUEUE_FULL_WAIT_S = 0.05
 # The coordinator answers CONCURRENT_TRANSACTIONS while the previous transaction's markers are
@@ -41,22 +38,15 @@ class ConfluentDeliveryError(DeliveryError):
     """A batch's outputs or its transaction did not go through; nothing of it counts as consumed."""
 
 
-def producer_config(settings: Settings) -> dict[str, Any]:
-    """The librdkafka producer settings equivalent to consumer.adapters.kafka.sinks'."""
+def producer_config(config: Mapping[str, Any], kafka: KafkaSettings) -> dict[str, Any]:
+    """librdkafka's names for a producer config of :class:`config.KafkaSettings`, plus its delivery timeout."""
     return {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "acks": "all",
-        "enable.idempotence": True,
-        "linger.ms": settings.producer_linger_ms,
-        "batch.size": settings.producer_batch_size,
-        "message.max.bytes": max(_PRODUCER_MAX_REQUEST, 2 * settings.max_message_bytes),
+        **librdkafka_config(config),
         # An unacknowledged output fails after this long, so a broker outage reaches the loop
         # (rewind, retry) well before max.poll.interval.ms evicts the member (librdkafka's default
         # equals max.poll.interval.ms' 300 s; kafka-python's delivery timeout is 120 s).
         # (librdkafka also requires it <= transaction.timeout.ms for a transactional producer.)
-        "message.timeout.ms": min(
-            120_000, settings.max_poll_interval_ms // 2, settings.transaction_timeout_ms
-        ),
+        "message.timeout.ms": kafka.delivery_timeout_ms,
         "logger": LIBRDKAFKA_LOG,
     }
 
@@ -112,8 +102,8 @@ def _produce_all(producer: Producer, outputs: Sequence[OutputRecord], on_deliver
 class ConfluentAtLeastOnceSink:
     """Idempotent producer (acks=all); the loop commits a batch's offsets once all its outputs are acked."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._config = {"client.id": "stockwatch-consume", **producer_config(settings)}
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self._config = producer_config(kafka.producer_config(client_id="stockwatch-consume"), kafka)
         self._producer = Producer(self._config)
         self._last: ConfluentDelivery | None = None
 
@@ -155,21 +145,16 @@ class ConfluentAtLeastOnceSink:
 class ConfluentTransactionalSink:
     """One Kafka transaction per batch: outputs + consumed offsets, all or nothing."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self.transactional_id = settings.transactional_id or f"{settings.group_id}.{socket.gethostname()}"
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self._config = {
+            "retry.backoff.ms": _TXN_RETRY_BACKOFF_MS,
+            **producer_config(kafka.transactional_producer_config(client_id="stockwatch-consume-tx"), kafka),
+        }
+        self.transactional_id: str = self._config["transactional.id"]
         self._producer: Producer | None = self._new_producer()
 
     def _new_producer(self) -> Producer:
-        producer = Producer(
-            {
-                "client.id": "stockwatch-consume-tx",
-                "transactional.id": self.transactional_id,
-                "transaction.timeout.ms": self._settings.transaction_timeout_ms,
-                "retry.backoff.ms": _TXN_RETRY_BACKOFF_MS,
-                **producer_config(self._settings),
-            }
-        )
+        producer = Producer(self._config)
         producer.init_transactions(_TXN_TIMEOUT_S)  # fences older instances, aborts their transaction
         log.info("transactional producer ready (transactional.id %s)", self.transactional_id)
         return producer
@@ -246,8 +231,6 @@ class ConfluentTransactionalSink:
             self._producer.flush(timeout_s)
 
 
-def make_confluent_sink(settings: Settings) -> ConfluentAtLeastOnceSink | ConfluentTransactionalSink:
-    """The sink for ``settings.delivery``."""
-    if settings.delivery == "exactly-once":
-        return ConfluentTransactionalSink(settings)
-    return ConfluentAtLeastOnceSink(settings)
+def make_confluent_sink(kafka: KafkaSettings) -> ConfluentAtLeastOnceSink | ConfluentTransactionalSink:
+    """The sink for ``kafka.delivery``."""
+    return ConfluentTransactionalSink(kafka) if kafka.exactly_once else ConfluentAtLeastOnceSink(kafka)

@@ -8,16 +8,18 @@ from typing import Any, cast
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, Message, TopicPartition
 
-from config.settings import Settings
-from consumer.ports import DeliveryError
+from config.kafka import KafkaSettings
+from consumer.ports import DeliveryError, Offsets
 
 log = logging.getLogger(__name__)
 
-Offsets = Mapping[tuple[str, int], int]  # (topic, partition) -> next offset to read
 # librdkafka's own log lines go to Python logging (JSON logs like the rest), not raw stderr.
 LIBRDKAFKA_LOG = logging.getLogger("consumer.adapters.confluent.librdkafka")
 _TIMEOUT_S = 10.0  # a blocking broker call (sync commit, committed offsets) never waits longer
 FETCH_QUEUE_BACKOFF_MS = 10
+# The Java client's property names (config.KafkaSettings) that librdkafka spells differently.
+_LIBRDKAFKA_NAMES = {"fetch.max.wait.ms": "fetch.wait.max.ms", "max.request.size": "message.max.bytes"}
+_JAVA_ONLY = frozenset({"max.poll.records"})  # librdkafka has none: ``consume(num_messages=)`` bounds a poll
 
 
 class ConfluentCommitError(DeliveryError):
@@ -71,24 +73,18 @@ def _log_commit(error: Any, partitions: list[TopicPartition]) -> None:
         log.warning("async offset commit failed (%s %s); a later commit covers it", error, failed)
 
 
-def consumer_config(settings: Settings, *, client_id: str) -> dict[str, Any]:
-    """The librdkafka consumer settings equivalent to :class:`consumer.adapters.kafka.KafkaSource`'s."""
-    eos = settings.delivery == "exactly-once"
+def librdkafka_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The Java client's property names of :class:`config.KafkaSettings` as librdkafka's."""
     return {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "client.id": client_id,
-        "group.id": settings.group_id,
-        "enable.auto.commit": False,
+        _LIBRDKAFKA_NAMES.get(name, name): value for name, value in config.items() if name not in _JAVA_ONLY
+    }
+
+
+def consumer_config(kafka: KafkaSettings, *, client_id: str) -> dict[str, Any]:
+    """The librdkafka consumer settings equivalent to :class:`consumer.adapters.kafka.KafkaSource`'s."""
+    return {
+        **librdkafka_config(kafka.consumer_config(client_id=client_id)),
         "enable.auto.offset.store": False,
-        "auto.offset.reset": settings.auto_offset_reset,
-        "isolation.level": "read_committed" if eos else "read_uncommitted",
-        "max.poll.interval.ms": settings.max_poll_interval_ms,
-        "session.timeout.ms": settings.session_timeout_ms,
-        "heartbeat.interval.ms": max(1000, settings.session_timeout_ms // 10),
-        "fetch.wait.max.ms": min(500, max(10, settings.poll_timeout_ms)),
-        "max.partition.fetch.bytes": max(
-            settings.max_partition_fetch_bytes, settings.max_message_bytes + 65_536
-        ),
         # librdkafka stops fetching while >= queued.min.messages (100k) are buffered and, by default,
         # waits fetch.queue.backoff.ms = 1 s before the next fetch: with 8 MiB fetches the loop
         # starved every second (b': 115k -> 238k events/s with 10 ms, back to back).
@@ -99,11 +95,11 @@ def consumer_config(settings: Settings, *, client_id: str) -> dict[str, Any]:
 
 
 class ConfluentSource:
-    """The input side: a group member on ``input_topic`` with manual offset commits."""
+    """The input side: a group member on the input topic with manual offset commits."""
 
-    def __init__(self, settings: Settings, *, client_id: str = "stockwatch-consume") -> None:
-        self.topic = settings.input_topic
-        self._consumer = Consumer(consumer_config(settings, client_id=client_id))
+    def __init__(self, kafka: KafkaSettings, *, client_id: str = "stockwatch-consume") -> None:
+        self.topic = kafka.topics.input
+        self._consumer = Consumer(consumer_config(kafka, client_id=client_id))
 
     def subscribe(self) -> None:
         """Join the group on the input topic (assignment happens inside ``poll``)."""

@@ -14,43 +14,30 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 from collections.abc import Sequence
 from typing import Any
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from config.settings import Settings
+from config.kafka import KafkaSettings
 from consumer.adapters.kafka.source import (
     DeliveryFailedError,
     KafkaSource,
     OffsetCommitError,
-    Offsets,
     _tp_offsets,
+    kafka_python_config,
 )
-from consumer.ports import Delivered, OutputRecord
+from consumer.ports import Delivered, Offsets, OutputRecord
 
 log = logging.getLogger(__name__)
 
-_PRODUCER_MAX_REQUEST = 16 * 1024 * 1024  # dead letters carry the original bytes plus headers
 # The transaction coordinator answers CONCURRENT_TRANSACTIONS while the previous transaction's
 # markers are still being written; kafka-python retries AddOffsetsToTxn after retry_backoff_ms
 # (default 100 ms), which stalled every few batches by 100-220 ms (bench/hotswap.py). At 5k
 # events/s a transaction took p50 6.5 / p99 31 ms with 10 ms, p50 5.8 / p99 13 ms with 2 ms.
 # (librdkafka hard-codes 20 ms for this error: the confluent transport's p99 stays ~25 ms.)
 _TXN_RETRY_BACKOFF_MS = 2
-
-
-def _producer_config(settings: Settings) -> dict[str, Any]:
-    return {
-        "bootstrap_servers": settings.kafka_bootstrap,
-        "acks": "all",
-        "enable_idempotence": True,
-        "linger_ms": settings.producer_linger_ms,
-        "batch_size": settings.producer_batch_size,
-        "max_request_size": max(_PRODUCER_MAX_REQUEST, 2 * settings.max_message_bytes),
-    }
 
 
 def _send_all(producer: Any, outputs: Sequence[OutputRecord]) -> list[Any]:
@@ -93,8 +80,10 @@ class AtLeastOnceSink:
     every output was acknowledged.
     """
 
-    def __init__(self, settings: Settings) -> None:
-        self._producer = KafkaProducer(client_id="stockwatch-consume", **_producer_config(settings))
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self._producer = KafkaProducer(
+            **kafka_python_config(kafka.producer_config(client_id="stockwatch-consume"))
+        )
 
     def publish(
         self, outputs: Sequence[OutputRecord], offsets: Offsets, source: KafkaSource
@@ -124,19 +113,15 @@ class AtLeastOnceSink:
 class TransactionalSink:
     """One Kafka transaction per batch: outputs + consumed offsets, all or nothing."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self.transactional_id = settings.transactional_id or f"{settings.group_id}.{socket.gethostname()}"
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self._config = kafka_python_config(
+            kafka.transactional_producer_config(client_id="stockwatch-consume-tx")
+        )
+        self.transactional_id: str = self._config["transactional_id"]
         self._producer = self._new_producer()
 
     def _new_producer(self) -> Any:
-        producer = KafkaProducer(
-            client_id="stockwatch-consume-tx",
-            transactional_id=self.transactional_id,
-            transaction_timeout_ms=self._settings.transaction_timeout_ms,
-            retry_backoff_ms=_TXN_RETRY_BACKOFF_MS,
-            **_producer_config(self._settings),
-        )
+        producer = KafkaProducer(retry_backoff_ms=_TXN_RETRY_BACKOFF_MS, **self._config)
         producer.init_transactions()  # fences older instances, aborts their open transaction
         log.info("transactional producer ready (transactional.id %s)", self.transactional_id)
         return producer
@@ -179,6 +164,6 @@ class TransactionalSink:
         self._producer.close(timeout=timeout_s)
 
 
-def make_sink(settings: Settings) -> AtLeastOnceSink | TransactionalSink:
-    """The sink for ``settings.delivery``."""
-    return TransactionalSink(settings) if settings.delivery == "exactly-once" else AtLeastOnceSink(settings)
+def make_sink(kafka: KafkaSettings) -> AtLeastOnceSink | TransactionalSink:
+    """The sink for ``kafka.delivery``."""
+    return TransactionalSink(kafka) if kafka.exactly_once else AtLeastOnceSink(kafka)

@@ -11,12 +11,11 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from config.settings import Settings
-from consumer.ports import DeliveryError
+from config.kafka import KafkaSettings
+from consumer.ports import DeliveryError, Offsets
 
 log = logging.getLogger(__name__)
 
-Offsets = Mapping[tuple[str, int], int]  # (topic, partition) -> next offset to read
 _SYNC_COMMIT_TIMEOUT_MS = 10_000  # a synchronous commit never blocks the loop longer than this
 _ASYNC_COMMIT_STALE_S = 10.0  # an async commit without a callback this long is not waited for
 
@@ -29,6 +28,11 @@ class DeliveryFailedError(DeliveryError):
     """A batch's outputs or commit did not go through; nothing of it counts as consumed."""
 
 
+def kafka_python_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The Java client's property names of :class:`config.KafkaSettings` as kafka-python's keywords."""
+    return {name.replace(".", "_"): value for name, value in config.items()}
+
+
 def _tp_offsets(offsets: Offsets) -> dict[TopicPartition, OffsetAndMetadata]:
     return {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
 
@@ -39,27 +43,11 @@ def _log_commit_failure(offsets: Any, response: Any) -> None:
 
 
 class KafkaSource:
-    """The input side: a group member on ``input_topic`` with manual offset commits."""
+    """The input side: a group member on the input topic with manual offset commits."""
 
-    def __init__(self, settings: Settings, *, client_id: str = "stockwatch-consume") -> None:
-        eos = settings.delivery == "exactly-once"
-        self.topic = settings.input_topic
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            client_id=client_id,
-            group_id=settings.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset=settings.auto_offset_reset,
-            isolation_level="read_committed" if eos else "read_uncommitted",
-            max_poll_records=settings.max_poll_records,
-            max_poll_interval_ms=settings.max_poll_interval_ms,
-            session_timeout_ms=settings.session_timeout_ms,
-            heartbeat_interval_ms=max(1000, settings.session_timeout_ms // 10),
-            fetch_max_wait_ms=min(500, max(10, settings.poll_timeout_ms)),
-            max_partition_fetch_bytes=max(
-                settings.max_partition_fetch_bytes, settings.max_message_bytes + 65_536
-            ),
-        )
+    def __init__(self, kafka: KafkaSettings, *, client_id: str = "stockwatch-consume") -> None:
+        self.topic = kafka.topics.input
+        self._consumer = KafkaConsumer(**kafka_python_config(kafka.consumer_config(client_id=client_id)))
         self._commit_in_flight = 0.0  # monotonic send time of the one async commit outstanding
         self._pending_commit: dict[TopicPartition, OffsetAndMetadata] = {}
 

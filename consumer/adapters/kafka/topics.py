@@ -11,7 +11,7 @@ import orjson
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import TopicAlreadyExistsError
 
-from config.settings import Settings
+from config.kafka import KafkaSettings
 from consumer.wire.control import message_is_signed
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,9 @@ class StatusListener:
     topic is not read at all and new models are found by the store poll alone.
     """
 
-    def __init__(self, settings: Settings) -> None:
-        self.topic = settings.status_topic
-        self._key = settings.control_key.get_secret_value().encode() if settings.control_key else None
+    def __init__(self, kafka: KafkaSettings, *, key: bytes | None) -> None:
+        self.topic = kafka.topics.status
+        self._key = key
         self.forged = 0
         self._assigned = False
         self._consumer: KafkaConsumer | None = None
@@ -58,7 +58,7 @@ class StatusListener:
             )
             return
         self._consumer = KafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            bootstrap_servers=kafka.bootstrap,
             client_id="stockwatch-consume-status",
             group_id=None,
             enable_auto_commit=False,

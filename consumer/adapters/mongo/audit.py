@@ -12,6 +12,7 @@ from typing import Any
 from pymongo import MongoClient, ReplaceOne
 from pymongo.errors import PyMongoError
 
+from config.groups import MongoSettings
 from consumer.ports import DeliveryError
 
 __all__ = ["AUDIT_COLLECTION", "AnomalyAudit", "AuditFailedError"]
@@ -33,6 +34,11 @@ class AnomalyAudit:
             uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
         )
         self._collection = self._client[db][collection]
+
+    @classmethod
+    def from_settings(cls, mongo: MongoSettings) -> AnomalyAudit:
+        """The audit trail in ``mongo.db`` (with the consumer's timeout, not the worker's)."""
+        return cls(mongo.uri, mongo.db)
 
     def write(self, anomalies: Sequence[dict[str, Any]]) -> int:
         """Upsert each event under ``_id = anomaly_id``; returns how many were written."""

@@ -10,6 +10,7 @@ from typing import Any
 from pymongo import MongoClient, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from config.groups import MongoSettings
 from consumer.adapters.mongo.errors import mongo_errors
 from consumer.adapters.mongo.prefetch import cursor_batches, prefetched
 from consumer.ports import MongoUnavailableError
@@ -32,6 +33,11 @@ class WorkerMongo:
         )
         self._db = self._client[db]
         self.inventory_name = inventory
+
+    @classmethod
+    def from_settings(cls, mongo: MongoSettings) -> WorkerMongo:
+        """The worker's (and `stockwatch scan`'s) Mongo of ``mongo``."""
+        return cls(mongo.uri, mongo.db, inventory=mongo.collection, timeout_ms=int(mongo.timeout_s * 1000))
 
     def close(self) -> None:
         """Close the client."""

@@ -1,22 +1,15 @@
-"""Settings: the issue's exact names and defaults, and the precedence env > file > default."""
+"""Settings: the issue's exact names and defaults, the precedence env > file > default, the slices."""
 
 from __future__ import annotations
 
-import os
 import tomllib
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from config.settings import DEFAULT_CONFIG_FILE, Settings
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in list(os.environ):
-        if key.startswith("STOCKWATCH_"):
-            monkeypatch.delenv(key)
+from config import DEFAULT_CONFIG_FILE, Settings, SettingsError, TopicSettings
+from config.groups import Slice
 
 
 def test_defaults_are_the_documented_ones() -> None:
@@ -47,7 +40,7 @@ def test_unknown_keys_in_the_file_are_errors(tmp_path: Path, monkeypatch: pytest
     cfg = tmp_path / "sw.toml"
     cfg.write_text('anomaly_topik = "typo"\n')
     monkeypatch.setenv("STOCKWATCH_CONFIG", str(cfg))
-    with pytest.raises(ValidationError, match="anomaly_topik"):
+    with pytest.raises(SettingsError, match="anomaly_topik"):
         Settings()
 
 
@@ -81,3 +74,55 @@ def test_confluent_client_limits_are_checked_up_front() -> None:
     Settings(kafka_client="kafka-python", max_poll_interval_ms=20_000, session_timeout_ms=45_000)
     with pytest.raises(ValidationError, match="max_poll_records"):
         Settings(max_poll_records=2_000_000)
+
+
+def test_the_packaged_defaults_file_is_found_from_any_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert DEFAULT_CONFIG_FILE.is_file()
+    assert (
+        DEFAULT_CONFIG_FILE.parent.name == "config" and (DEFAULT_CONFIG_FILE.parent / "__init__.py").is_file()
+    )
+    cfg = tmp_path / "stockwatch.toml"  # a file of that name in the working directory is not read
+    cfg.write_text('group_id = "from-cwd"\n')
+    assert Settings().group_id == "stockwatch-scorer"
+
+
+def _slices() -> dict[str, type[Slice]]:
+    return {
+        name: type(getattr(Settings(), name))
+        for name in ("kafka", "mongo", "models", "scoring", "http", "retrain", "gate", "control")
+    }
+
+
+def test_every_setting_is_in_exactly_one_slice_with_the_same_type() -> None:
+    """The slices are views of the flat names: none is lost, none is shown twice, types agree."""
+    seen: dict[str, str] = {}
+    for slice_name, kind in [*_slices().items(), ("kafka.topics", TopicSettings)]:
+        for name, field in kind.model_fields.items():
+            if name == "topics":
+                continue
+            flat = field.validation_alias or name
+            assert isinstance(flat, str) and flat in Settings.model_fields, (slice_name, name)
+            assert flat not in seen, f"{flat} in {seen.get(flat)} and {slice_name}"
+            seen[flat] = slice_name
+            assert field.annotation == Settings.model_fields[flat].annotation, (slice_name, name)
+    assert sorted(seen) == sorted(Settings.model_fields)
+
+
+def test_slices_are_frozen_and_follow_model_copy() -> None:
+    s = Settings(group_id="a", kafka_bootstrap="b:1", mongo_db="m", retrain_batch_size=77)
+    assert (s.kafka.group_id, s.kafka.bootstrap, s.mongo.db, s.retrain.batch_size) == ("a", "b:1", "m", 77)
+    with pytest.raises(ValidationError):
+        s.kafka.group_id = "x"  # type: ignore[misc]
+    copy = s.model_copy(update={"group_id": "other"})
+    assert copy.kafka.group_id == "other" and s.kafka.group_id == "a"
+
+
+def test_the_mongo_password_is_not_in_reprs() -> None:
+    s = Settings(mongo_uri="mongodb://app:s3cr3t-pw@db.example:27017/warehouse")
+    for text in (repr(s), str(s), repr(s.mongo), str(s.mongo)):
+        assert "s3cr3t-pw" not in text
+    assert s.mongo.uri.endswith("@db.example:27017/warehouse")
+    assert s.mongo.safe_uri == "mongodb://app:**********@db.example:27017/warehouse"

@@ -43,7 +43,8 @@ def _hermetic_settings(monkeypatch, tmp_path):
     for name in list(os.environ):
         if name.startswith("STOCKWATCH_"):
             monkeypatch.delenv(name)
-    monkeypatch.setenv("STOCKWATCH_CONFIG", str(tmp_path / "absent.toml"))
+    (tmp_path / "empty.toml").touch()  # no file settings; a missing STOCKWATCH_CONFIG file is an error
+    monkeypatch.setenv("STOCKWATCH_CONFIG", str(tmp_path / "empty.toml"))
 
 
 def write_items(path: Path, n: int = 300, seed: int = 0) -> Path:
@@ -243,7 +244,7 @@ def test_console_script_end_to_end(tmp_path):
     """The installed ``stockwatch`` script: train, then score stdin to stdout."""
     script = Path(sys.executable).parent / "stockwatch"
     env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKWATCH_")}
-    env["STOCKWATCH_CONFIG"] = str(tmp_path / "absent.toml")
+    env["STOCKWATCH_CONFIG"] = str(tmp_path / "empty.toml")
     # The tree under test first on the path (independent of how the editable install resolves it).
     env["PYTHONPATH"] = str(Path(detection.__file__).parent.parent)
     model_dir = str(tmp_path / "models")

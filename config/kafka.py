@@ -1,0 +1,138 @@
+"""The Kafka slice of the settings, and what both Kafka transports derive from it (client-neutral).
+
+The two transports of `stockwatch consume` (kafka-python and confluent-kafka) take the same
+knobs; the values they hand their client are derived here, once, under the Java client's
+property names (``bootstrap.servers``, ``fetch.max.wait.ms`` …). Each transport only translates
+those names into its client's spelling.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any, Literal
+
+from pydantic import Field
+
+from config.groups import Slice
+
+__all__ = [
+    "FETCH_HEADROOM_BYTES",
+    "PRODUCER_MAX_REQUEST_BYTES",
+    "Delivery",
+    "KafkaClient",
+    "KafkaSettings",
+    "OffsetReset",
+    "TopicSettings",
+]
+
+Delivery = Literal["at-least-once", "exactly-once"]
+KafkaClient = Literal["kafka-python", "confluent-kafka"]
+OffsetReset = Literal["earliest", "latest"]
+
+FETCH_HEADROOM_BYTES = 65_536  # a record of max_message_bytes plus its batch and record headers
+PRODUCER_MAX_REQUEST_BYTES = 16 * 1024 * 1024  # dead letters carry the original bytes plus headers
+_DELIVERY_TIMEOUT_CAP_MS = 120_000  # kafka-python's default delivery timeout
+
+
+class TopicSettings(Slice):
+    """The topics of the services (flat names ``<what>_topic``)."""
+
+    input: str = Field(validation_alias="input_topic")
+    anomalies: str = Field(validation_alias="anomaly_topic")
+    dlq: str = Field(validation_alias="dlq_topic")
+    decisions: str | None = Field(validation_alias="decisions_topic")
+    control: str = Field(validation_alias="control_topic")
+    status: str = Field(validation_alias="status_topic")
+
+
+class KafkaSettings(Slice):
+    """Broker, topics, client library and the consumer/producer knobs of `stockwatch consume`."""
+
+    bootstrap: str = Field(validation_alias="kafka_bootstrap")
+    client: KafkaClient = Field(validation_alias="kafka_client")
+    topics: TopicSettings
+    group_id: str
+    delivery: Delivery
+    auto_offset_reset: OffsetReset
+    max_poll_records: int
+    poll_timeout_ms: int
+    max_poll_interval_ms: int
+    session_timeout_ms: int
+    max_partition_fetch_bytes: int
+    max_message_bytes: int
+    producer_linger_ms: int
+    producer_batch_size: int
+    transactional_id: str | None
+    transaction_timeout_ms: int
+
+    @property
+    def exactly_once(self) -> bool:
+        """Outputs and consumed offsets commit in one transaction."""
+        return self.delivery == "exactly-once"
+
+    @property
+    def heartbeat_interval_ms(self) -> int:
+        """A tenth of the session timeout (at least 1 s): ten missed heartbeats before eviction."""
+        return max(1000, self.session_timeout_ms // 10)
+
+    @property
+    def fetch_max_wait_ms(self) -> int:
+        """How long the broker holds a fetch for data: the poll timeout, within 10-500 ms."""
+        return min(500, max(10, self.poll_timeout_ms))
+
+    @property
+    def partition_fetch_bytes(self) -> int:
+        """Fetch size per partition, raised so that one record of ``max_message_bytes`` always fits."""
+        return max(self.max_partition_fetch_bytes, self.max_message_bytes + FETCH_HEADROOM_BYTES)
+
+    @property
+    def producer_max_request_bytes(self) -> int:
+        """Largest produce request: a dead letter holds a whole input record plus headers."""
+        return max(PRODUCER_MAX_REQUEST_BYTES, 2 * self.max_message_bytes)
+
+    @property
+    def delivery_timeout_ms(self) -> int:
+        """An unacknowledged output fails after this long: well before the member is evicted for
+        not polling, and never after the transaction times out."""
+        return min(_DELIVERY_TIMEOUT_CAP_MS, self.max_poll_interval_ms // 2, self.transaction_timeout_ms)
+
+    def transactional_id_or_default(self, hostname: str | None = None) -> str:
+        """``transactional_id``, or ``<group_id>.<hostname>``: stable across restarts of one host."""
+        return self.transactional_id or f"{self.group_id}.{hostname or socket.gethostname()}"
+
+    def consumer_config(self, *, client_id: str) -> dict[str, Any]:
+        """The input side's consumer, under the Java client's property names."""
+        return {
+            "bootstrap.servers": self.bootstrap,
+            "client.id": client_id,
+            "group.id": self.group_id,
+            "enable.auto.commit": False,  # offsets are committed explicitly, after publishing
+            "auto.offset.reset": self.auto_offset_reset,
+            "isolation.level": "read_committed" if self.exactly_once else "read_uncommitted",
+            "max.poll.records": self.max_poll_records,
+            "max.poll.interval.ms": self.max_poll_interval_ms,
+            "session.timeout.ms": self.session_timeout_ms,
+            "heartbeat.interval.ms": self.heartbeat_interval_ms,
+            "fetch.max.wait.ms": self.fetch_max_wait_ms,
+            "max.partition.fetch.bytes": self.partition_fetch_bytes,
+        }
+
+    def producer_config(self, *, client_id: str) -> dict[str, Any]:
+        """The output side's idempotent producer (acks=all), under the Java client's names."""
+        return {
+            "bootstrap.servers": self.bootstrap,
+            "client.id": client_id,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": self.producer_linger_ms,
+            "batch.size": self.producer_batch_size,
+            "max.request.size": self.producer_max_request_bytes,
+        }
+
+    def transactional_producer_config(self, *, client_id: str) -> dict[str, Any]:
+        """:meth:`producer_config` plus the transaction's id and timeout (exactly-once)."""
+        return {
+            **self.producer_config(client_id=client_id),
+            "transactional.id": self.transactional_id_or_default(),
+            "transaction.timeout.ms": self.transaction_timeout_ms,
+        }

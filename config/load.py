@@ -1,0 +1,103 @@
+"""Reading the settings at an entry point: every user mistake reported at once, in the user's words.
+
+:func:`load_settings` is what the CLI calls: unknown variables and keys, a missing or broken
+config file and every invalid value become one :class:`SettingsError` whose lines name the
+variable (``STOCKWATCH_MAX_POLL_RECORDS``) or key and file (``max_poll_records in /etc/sw.toml``)
+and never show a secret. :func:`effective_settings` is what `stockwatch config` prints.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from pydantic import SecretStr, ValidationError
+
+from config.errors import SettingsError
+from config.groups import SECRET_MASK, mask_uri
+from config.settings import SECRET_FIELDS, Settings
+from config.sources import (
+    Origins,
+    env_name,
+    read_config_file,
+    unknown_env_problems,
+    unknown_key_problems,
+)
+
+__all__ = ["EffectiveSetting", "effective_settings", "load_settings", "shown_value"]
+
+
+class EffectiveSetting(NamedTuple):
+    """One row of `stockwatch config`: the setting, its variable, its value (secrets masked), its source."""
+
+    name: str
+    env: str
+    value: Any
+    source: str
+
+
+def _origins(environ: Mapping[str, str]) -> Origins:
+    path, table = read_config_file(environ)
+    return Origins(environ, path, table)
+
+
+def load_settings() -> Settings:
+    """The settings from the environment and the config file; SettingsError lists every mistake."""
+    environ = dict(os.environ)
+    fields = Settings.model_fields
+    problems = unknown_env_problems(environ, fields)
+    try:
+        path, table = read_config_file(environ)
+    except SettingsError as exc:
+        raise SettingsError([*problems, *exc.problems]) from None
+    problems += unknown_key_problems(path, table, fields)
+    if problems:
+        raise SettingsError(problems)
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(validation_problems(exc, Origins(environ, path, table))) from None
+
+
+def validation_problems(exc: ValidationError, origins: Origins) -> list[str]:
+    """One line per pydantic error, naming what the user wrote; secret values are never shown."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc, msg = error["loc"], error["msg"]
+        if error["type"] == "settings_conflict":
+            involved = str((error.get("ctx") or {}).get("fields", "")).split()
+            whence = "; ".join(f"{f}: {origins.source(f)}" for f in involved)
+            problems.append(f"{msg} ({whence})" if whence else msg)
+        elif loc and isinstance(loc[0], str) and loc[0] in Settings.model_fields:
+            field = loc[0]
+            raw = origins.raw(field)
+            shown = mask_uri(raw) if field == "mongo_uri" and isinstance(raw, str) else raw
+            hidden = raw is None or (field in SECRET_FIELDS and shown is raw)
+            got = "" if hidden else f" (got {shown!r})"
+            problems.append(f"{origins.written_as(field)}: {msg}{got}")
+        else:
+            problems.append(msg)
+    return problems
+
+
+def shown_value(field: str, value: Any) -> Any:
+    """A setting's value as it may be printed: keys masked, the Mongo URI's password masked."""
+    if isinstance(value, SecretStr):
+        return SECRET_MASK
+    if field in SECRET_FIELDS and isinstance(value, str):
+        return mask_uri(value) if field == "mongo_uri" else SECRET_MASK
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def effective_settings(
+    settings: Settings, environ: Mapping[str, str] | None = None
+) -> list[EffectiveSetting]:
+    """Every setting with its printable value and where it came from (env, the file's path, default)."""
+    origins = _origins(os.environ if environ is None else environ)
+    return [
+        EffectiveSetting(name, env_name(name), shown_value(name, value), origins.source(name))
+        for name, value in settings
+    ]
