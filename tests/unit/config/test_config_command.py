@@ -49,14 +49,14 @@ def test_without_stockwatch_config_the_packaged_file_is_the_source(
 def test_secrets_are_masked_in_the_table_and_the_json(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("STOCKWATCH_CONTROL_KEY", "hunter2-key")
-    monkeypatch.setenv("STOCKWATCH_MODEL_SIGNING_KEY", "sign-me-secret")
+    monkeypatch.setenv("STOCKWATCH_CONTROL_KEY", "hunter2-key-0123456789abcdefghijklmnop")
+    monkeypatch.setenv("STOCKWATCH_MODEL_SIGNING_KEY", "sign-me-secret-0123456789abcdefghijkl")
     monkeypatch.setenv("STOCKWATCH_MONGO_URI", "mongodb://app:mongo-pass-word@db:27017/?authSource=admin")
     code, table = run_config(capsys)
     _, as_json = run_config(capsys, "--json")
     assert code == 0
     for out in (table, as_json):
-        assert not any(s in out for s in ("hunter2-key", "sign-me-secret", "mongo-pass-word")), out
+        assert not any(s in out for s in ("hunter2-key-0123456789abcdefghijklmnop", "sign-me-secret-0123456789abcdefghijkl", "mongo-pass-word")), out
     shown = json.loads(as_json)
     assert shown["control_key"]["value"] == shown["model_signing_key"]["value"] == "**********"
     assert shown["mongo_uri"]["value"] == "mongodb://app:**********@db:27017/?authSource=admin"
