@@ -21,14 +21,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from consumer.ports import Audit, Delivery, DeliveryError, Sink, Source, TopicPart
+from consumer.ports import Audit, DeliveryError, Sink, Source, TopicPart
 from consumer.scoring.batch import UNVERSIONED, BatchConfig, BatchResult, ScoringModel, process_batch
 from consumer.scoring.health import HealthState
+from consumer.scoring.ledger import OffsetLedger
 from consumer.scoring.metrics import ConsumerMetrics
 from consumer.scoring.model_watcher import ModelWatcher
 
@@ -40,17 +40,6 @@ LAG_REFRESH_S = 1.0
 FINAL_COMMIT_WAIT_S = 15.0  # shutdown waits this long for a rebalance to let the last commit through
 LOST_PARTITIONS_AFTER_S = 1.0  # settled partitions still not assigned after this long went elsewhere
 MAX_IN_FLIGHT = 2  # batches whose outputs may still await acknowledgement while the next is scored
-
-
-@dataclass(slots=True)
-class _InFlight:
-    """A published batch whose offsets are committed once its outputs are acknowledged."""
-
-    first: dict[TopicPart, int]
-    after: dict[TopicPart, int]
-    delivery: Delivery
-    result: BatchResult
-    n_records: int
 
 
 @dataclass
@@ -65,6 +54,14 @@ class RunStats:
     delivery_failures: int = 0
     model_versions: list[str] = field(default_factory=list)
     stopped_by: str = ""
+
+    def add(self, result: BatchResult) -> None:
+        """Count a settled batch."""
+        self.batches += 1
+        self.events_in += result.n_in
+        self.scored += result.n_valid
+        self.anomalies += result.n_anomalies
+        self.dead_letters += result.n_in - result.n_valid
 
 
 class ScoringService:
@@ -103,10 +100,8 @@ class ScoringService:
         self._paused = False
         self._announced_wait = False
         self._next_lag = 0.0
-        self._in_flight: deque[_InFlight] = deque()
-        self._settled: dict[TopicPart, int] = {}  # highest acknowledged offsets, for the final commit
+        self.ledger: OffsetLedger[BatchResult] = OffsetLedger()
         self._commit_failed = False
-        self._synced: dict[TopicPart, int] = {}  # what the last synchronous commit covered
         self._next_commit = 0.0
 
     def request_stop(self) -> None:
@@ -131,7 +126,8 @@ class ScoringService:
                     break
                 limit = self.max_poll_records
                 if max_events is not None:
-                    limit = min(limit, max_events - stats.events_in - self._in_flight_records())
+                    in_flight = sum(r.n_in for r in self.ledger.pending)
+                    limit = min(limit, max_events - stats.events_in - in_flight)
                     if limit <= 0:  # everything asked for is read: wait for its acks, then stop
                         self._settle(stats, block=True, sync=True)
                         if stats.events_in >= max_events:
@@ -147,7 +143,7 @@ class ScoringService:
                 if polled:
                     self._handle(polled, self.model, stats)
                 self._settle(stats, block=False)
-                if not polled and not self._in_flight and self._settled != self._synced:
+                if not polled and not self.ledger.pending and self.ledger.needs_sync():
                     self._commit_idle()
         finally:
             self._drain(stats)
@@ -166,6 +162,7 @@ class ScoringService:
         self.health.tick()
         self.metrics.last_tick.set(time.time())
         assigned = self.source.assignment()
+        self.ledger.retain(assigned, now)
         self.health.assigned = len(assigned)
         self.metrics.assigned_partitions.set(len(assigned))
         if now >= self._next_lag:
@@ -229,48 +226,33 @@ class ScoringService:
                 self.metrics.audit_writes.inc(len(result.anomalies))
             delivery = self.sink.publish(result.outputs, after, self.source)
         except DeliveryError as exc:
-            self._rewind(self._rewind_targets(first), exc, stats, from_committed=self.exactly_once)
+            self._rewind(self.ledger.rewind_targets(first), exc, stats, from_committed=self.exactly_once)
             return
-        self._in_flight.append(_InFlight(first, after, delivery, result, len(records)))
+        self.ledger.record(first, after, delivery, result)
         self.metrics.batch_size.observe(len(records))
         self.metrics.score_seconds.observe(scored_at - started)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
-    def _in_flight_records(self) -> int:
-        return sum(b.n_records for b in self._in_flight)
-
     def _settle(self, stats: RunStats, *, block: bool, sync: bool = False) -> None:
-        """Commit, in order, the batches whose outputs are all acknowledged.
+        """Commit, in order, the batches whose outputs are all acknowledged (see OffsetLedger.settle).
 
-        Waits for the oldest batches while more than MAX_IN_FLIGHT are pending (all when
-        ``block``). A failed delivery rewinds to the first offsets of it and of every later batch.
+        A failed delivery rewinds to the oldest unsettled offset of every partition.
         """
-        to_commit: dict[TopicPart, int] = {}
-        while self._in_flight:
-            head = self._in_flight[0]
-            if not head.delivery.done():
-                if not block and len(self._in_flight) <= MAX_IN_FLIGHT:
-                    break
-                head.delivery.wait()
-            error = head.delivery.error()
-            if error is not None:
-                if to_commit:
-                    self._commit(to_commit, sync=True)
-                targets = self._rewind_targets({})
-                self._in_flight.clear()
-                self._rewind(targets, error, stats, from_committed=False)
-                return
-            self._in_flight.popleft()
-            to_commit.update(head.after)
-            self._settled.update(head.after)
-            self._count(head.result, stats)
-        if to_commit and (sync or time.monotonic() >= self._next_commit):
-            # Every acknowledged offset so far (a superset of to_commit), at most every
-            # commit_interval_s: fewer commit round trips; a crash redelivers at most that much more.
+        settled = self.ledger.settle(block=block, max_pending=MAX_IN_FLIGHT)
+        for result in settled.acked:
+            self.metrics.count_batch(result, decisions=bool(self.config.decisions_topic))
+            stats.add(result)
+        if settled.error is not None:
+            if settled.acked:
+                self._commit(self.ledger.committable(), sync=True)
+            self._rewind(settled.rewind, settled.error, stats, from_committed=False)
+        elif settled.acked and (sync or time.monotonic() >= self._next_commit):
+            # Every acknowledged offset so far, at most every commit_interval_s: fewer commit
+            # round trips; a crash redelivers at most that much more.
             self._next_commit = time.monotonic() + self.commit_interval_s
-            self._commit(dict(self._settled), sync=sync)
-        elif self._commit_failed and self._settled and not self._in_flight:
-            self._commit(self._settled, sync=False)  # a refused commit (rebalance): try again
+            self._commit(self.ledger.committable(), sync=sync)
+        elif self._commit_failed and self.ledger.committable() and not self.ledger.pending:
+            self._commit(self.ledger.committable(), sync=False)  # a refused commit (rebalance): try again
 
     def _commit_idle(self) -> None:
         """Idle: make sure the acknowledged offsets are committed, synchronously.
@@ -279,9 +261,7 @@ class ScoringService:
         partition revoked at that moment are skipped); with no more input, no later commit would
         cover them, so the stream's tail would stay uncommitted until shutdown.
         """
-        settled = dict(self._settled)
-        if self._commit(settled, sync=True):
-            self._synced = settled
+        self._commit(self.ledger.committable(), sync=True)
 
     def _commit(self, offsets: dict[TopicPart, int], *, sync: bool) -> bool:
         """Commit acknowledged offsets; a refusal is remembered and retried, never fatal."""
@@ -293,34 +273,9 @@ class ScoringService:
             self._commit_failed = True
             return False
         self._commit_failed = False
+        self.ledger.committed(offsets, sync=sync)
         self.metrics.commits.inc()
         return True
-
-    def _rewind_targets(self, first: dict[TopicPart, int]) -> dict[TopicPart, int]:
-        """The first offset per partition of every unsettled batch (oldest wins), then ``first``."""
-        targets: dict[TopicPart, int] = {}
-        for batch in self._in_flight:
-            for tp, offset in batch.first.items():
-                targets.setdefault(tp, offset)
-        for tp, offset in first.items():
-            targets.setdefault(tp, offset)
-        return targets
-
-    def _count(self, result: BatchResult, stats: RunStats) -> None:
-        m = self.metrics
-        m.events_in.inc(result.n_in)
-        m.events_scored.inc(result.n_valid)
-        if result.n_anomalies:
-            m.anomalies_out.labels(result.model_version).inc(result.n_anomalies)
-        if self.config.decisions_topic:
-            m.decisions_out.inc(result.n_valid)
-        for reason, count in result.dlq_reasons.items():
-            m.dlq.labels(reason).inc(count)
-        stats.batches += 1
-        stats.events_in += result.n_in
-        stats.scored += result.n_valid
-        stats.anomalies += result.n_anomalies
-        stats.dead_letters += result.n_in - result.n_valid
 
     def _drain(self, stats: RunStats) -> None:
         """At shutdown: wait for every acknowledgement and commit synchronously."""
@@ -331,17 +286,16 @@ class ScoringService:
             # silently) or the broker refuses the commit: polls complete the rebalance (nothing
             # fetched is used), for at most FINAL_COMMIT_WAIT_S.
             started = time.monotonic()
-            while self._settled:
-                assigned = self.source.assignment()
-                mine = {tp: o for tp, o in self._settled.items() if tp in assigned}
+            while settled := self.ledger.committable():
+                mine = self.ledger.committable(self.source.assignment())
                 waited = time.monotonic() - started
                 # All of them ours: commit. Some ours for a while: the others went to another member
                 # in a rebalance (it resumes from their committed offsets); commit ours.
-                if (len(mine) == len(self._settled) or (mine and waited >= LOST_PARTITIONS_AFTER_S)) and (
+                if (len(mine) == len(settled) or (mine and waited >= LOST_PARTITIONS_AFTER_S)) and (
                     self._commit(mine, sync=True)
                 ):
-                    if len(mine) < len(self._settled):
-                        lost = sorted(set(self._settled) - set(mine))
+                    if len(mine) < len(settled):
+                        lost = sorted(set(settled) - set(mine))
                         log.info("partitions %s are no longer ours; their new owner resumes them", lost)
                     break
                 if waited >= FINAL_COMMIT_WAIT_S:

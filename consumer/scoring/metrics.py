@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+
+if TYPE_CHECKING:
+    from consumer.scoring.batch import BatchResult
 
 __all__ = ["ConsumerMetrics"]
 
@@ -83,6 +88,17 @@ class ConsumerMetrics:
         self.audit_writes = Counter(
             "stockwatch_audit_writes_total", "Anomalies written to Mongo.", registry=r
         )
+
+    def count_batch(self, result: BatchResult, *, decisions: bool) -> None:
+        """Count a batch whose outputs were all delivered (``decisions``: decision events too)."""
+        self.events_in.inc(result.n_in)
+        self.events_scored.inc(result.n_valid)
+        if result.n_anomalies:
+            self.anomalies_out.labels(result.model_version).inc(result.n_anomalies)
+        if decisions:
+            self.decisions_out.inc(result.n_valid)
+        for reason, count in result.dlq_reasons.items():
+            self.dlq.labels(reason).inc(count)
 
     def render(self) -> bytes:
         """The text exposition format of the registry."""
