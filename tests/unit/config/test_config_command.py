@@ -56,7 +56,14 @@ def test_secrets_are_masked_in_the_table_and_the_json(
     _, as_json = run_config(capsys, "--json")
     assert code == 0
     for out in (table, as_json):
-        assert not any(s in out for s in ("hunter2-key-0123456789abcdefghijklmnop", "sign-me-secret-0123456789abcdefghijkl", "mongo-pass-word")), out
+        assert not any(
+            s in out
+            for s in (
+                "hunter2-key-0123456789abcdefghijklmnop",
+                "sign-me-secret-0123456789abcdefghijkl",
+                "mongo-pass-word",
+            )
+        ), out
     shown = json.loads(as_json)
     assert shown["control_key"]["value"] == shown["model_signing_key"]["value"] == "**********"
     assert shown["mongo_uri"]["value"] == "mongodb://app:**********@db:27017/?authSource=admin"
