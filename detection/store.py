@@ -30,7 +30,6 @@ import re
 import secrets
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version as _dist_version
 from pathlib import Path
@@ -41,6 +40,7 @@ import orjson
 from detection.metadata import ModelMetadata
 from detection.scorer_arrays import ScorerArrayError, dump_arrays, load_arrays
 from detection.store_files import UnsafeFileError, fsync_dir, read_capped, sha256, write_synced
+from detection.store_types import ModelNotFoundError, ModelVerificationError, VersionInfo
 
 if TYPE_CHECKING:  # scoring needs sklearn and numba; listing and verifying versions does not
     from detection.model import AnomalyModel
@@ -62,27 +62,6 @@ _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 # Read caps: far above what a real version holds, low enough that no file can exhaust memory.
 _CAPS = {CURRENT_FILE: 256, MANIFEST_FILE: 65_536, SIGNATURE_FILE: 1024, METADATA_FILE: 4 << 20}
 _PAYLOAD_CAP = 512 << 20
-
-
-class ModelVerificationError(ValueError):
-    """A model's files, signature or scikit-learn version did not pass verification."""
-
-
-class ModelNotFoundError(LookupError):
-    """No model has been published yet, or the requested version does not exist."""
-
-
-@dataclass(frozen=True, slots=True)
-class VersionInfo:
-    """One stored version as listed by :meth:`ModelStore.versions` (read without unpickling)."""
-
-    version: str
-    created_at: datetime | None
-    n_samples: int | None
-    threshold: float | None
-    is_current: bool
-    signed: bool
-    error: str | None = None
 
 
 def _check_version_id(version: str) -> str:

@@ -40,11 +40,11 @@ from config.settings import Settings
 from consumer.adapters.kafka import TopicTail, ensure_topics, publish_raw
 from consumer.adapters.mongo import drop_database, replace_collection
 from consumer.wire.events import DLQ_HEADER_ERROR, DLQ_HEADER_REASON
+from scripts.demo_data import MALFORMED, normal_item, updates
 
 ROOT = Path(__file__).resolve().parent.parent
 N_INVENTORY = 3000
 DEMO_DB = "stockwatch_demo"
-CATEGORIES = ((20, 80, 4.0), (50, 200, 12.0), (100, 400, 30.0), (10, 60, 180.0))  # min, max, price
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,52 +63,6 @@ QUICK = Plan(inventory=1000, updates=200, watch_s=(60.0, 60.0), until_caught=Tru
 
 def say(text: str) -> None:
     print(text, flush=True)
-
-
-def normal_item(rng: np.random.Generator, item_id: str) -> dict[str, Any]:
-    """A believable item: stock inside its min-max band, a price around its category's."""
-    lo, hi, price = CATEGORIES[int(rng.integers(len(CATEGORIES)))]
-    return {
-        "item_id": item_id,
-        "stock_quantity": int(rng.integers(lo, hi + 1)),
-        "min_stock_level": lo,
-        "max_stock_level": hi,
-        "price": round(float(price * rng.uniform(0.8, 1.2)), 2),
-    }
-
-
-PLANTED: tuple[tuple[str, dict[str, Any]], ...] = (
-    (
-        "stock 50,000 in a 50-200 band",
-        {"stock_quantity": 50_000, "min_stock_level": 50, "max_stock_level": 200},
-    ),
-    ("negative stock", {"stock_quantity": -40, "min_stock_level": 50, "max_stock_level": 200}),
-    ("price typo x1000", {"price": 12_000.0, "min_stock_level": 50, "max_stock_level": 200}),
-    ("min level above max", {"min_stock_level": 900, "max_stock_level": 200, "stock_quantity": 150}),
-    ("empty shelf", {"stock_quantity": 0, "min_stock_level": 100, "max_stock_level": 400, "price": 30.0}),
-)
-MALFORMED: tuple[tuple[bytes | None, bytes], ...] = (
-    (b"sku-broken-1", b'{"item_id": "sku-broken-1", "stock_quantity": '),  # truncated JSON
-    (b"sku-broken-2", b'{"item_id": "sku-broken-2", "stock_quantity": "NaN"}'),
-    (None, b'{"stock_quantity": 10, "min_stock_level": 1}'),  # no item id
-)
-
-
-def updates(
-    rng: np.random.Generator, count: int, tag: str, *, inventory: int, planted_every: int = 40
-) -> list[dict[str, Any]]:
-    """``count`` updates of known items, one planted anomaly every ``planted_every``."""
-    out: list[dict[str, Any]] = []
-    for i in range(count):
-        item = normal_item(rng, f"sku-{int(rng.integers(inventory)):05d}")
-        item["event_id"] = f"{tag}{i}"
-        if i % planted_every == planted_every // 2:
-            label, fields = PLANTED[(i // planted_every) % len(PLANTED)]
-            item.update({"stock_quantity": 120, "price": 12.0, **fields})
-            item["item_id"] = f"planted-{tag}{i}"
-            item["_label"] = label
-        out.append(item)
-    return out
 
 
 class Services:
