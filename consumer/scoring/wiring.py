@@ -93,7 +93,7 @@ def settle_heap() -> None:
     The scoring loop allocates a few objects per record, so generation-2 collections run every
     few seconds; each walked the ~1M objects that numpy, scikit-learn and numba leave behind at
     import. ``gc.freeze`` parks them in the permanent generation (they live as long as the
-    process anyway): measured +6-9 % events/s for `stockwatch consume` (README § Benchmarks).
+    process anyway), so the collector stops re-walking them (figures in README § Benchmarks).
     """
     gc.collect()
     gc.freeze()

@@ -32,11 +32,8 @@ from consumer.ports import Delivered, Offsets, OutputRecord
 
 log = logging.getLogger(__name__)
 
-# The transaction coordinator answers CONCURRENT_TRANSACTIONS while the previous transaction's
-# markers are still being written; kafka-python retries AddOffsetsToTxn after retry_backoff_ms
-# (default 100 ms), which stalled every few batches by 100-220 ms (bench/hotswap.py). At 5k
-# events/s a transaction took p50 6.5 / p99 31 ms with 10 ms, p50 5.8 / p99 13 ms with 2 ms.
-# (librdkafka hard-codes 20 ms for this error: the confluent transport's p99 stays ~25 ms.)
+# CONCURRENT_TRANSACTIONS (previous markers still being written) is retried after retry_backoff_ms:
+# the 100 ms default stalls every few batches, so it is short (figures in bench/hotswap.py output).
 _TXN_RETRY_BACKOFF_MS = 2
 
 
