@@ -64,6 +64,7 @@ def build_service(
         retry_backoff_s=settings.delivery_retry_backoff_s,
         commit_interval_s=settings.commit_interval_ms / 1000,
         exactly_once=settings.delivery == "exactly-once",
+        stall_after_s=settings.stall_after_s,
     )
 
 

@@ -16,14 +16,15 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from config.settings import Settings
 from consumer.adapters.confluent.source import LIBRDKAFKA_LOG, ConfluentSource
-from consumer.ports import Delivered, DeliveryError, OutputRecord
+from consumer.ports import Delivered, DeliveryError, OutputFailure, OutputRecord
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,24 @@ _QUEUE_FULL_WAIT_S = 0.05
 # being written; librdkafka retries AddOffsetsToTxn after retry.backoff.ms (default 100 ms; 38.6k
 # -> 97k events/s in exactly-once with 10 ms) but AddPartitionsToTxn after a fixed 20 ms.
 _TXN_RETRY_BACKOFF_MS = 10
+_TOO_LARGE = frozenset((KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE))
+_INVALID = frozenset((KafkaError.INVALID_RECORD, KafkaError.INVALID_MSG))
+
+Report = Callable[[int, KafkaError | None, Message | None], None]  # (output index, error, message)
 
 
 class ConfluentDeliveryError(DeliveryError):
     """A batch's outputs or its transaction did not go through; nothing of it counts as consumed."""
+
+
+def _failures(errors: Sequence[tuple[int, KafkaError]]) -> list[OutputFailure]:
+    """The outputs that failed, and whether the record itself was refused."""
+    out = []
+    for index, err in errors:
+        code = err.code()
+        kind = "too_large" if code in _TOO_LARGE else "invalid" if code in _INVALID else "transient"
+        out.append(OutputFailure(index, kind, str(err)))
+    return out
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
@@ -69,14 +84,14 @@ class ConfluentDelivery:
     def __init__(self, producer: Producer, expected: int) -> None:
         self._producer = producer
         self._pending = expected
-        self._errors: list[KafkaError] = []
+        self._errors: list[tuple[int, KafkaError]] = []
         self.fatal = False  # the producer is unusable (an idempotence error): the sink replaces it
 
-    def acknowledged(self, err: KafkaError | None, _message: Message) -> None:
-        """librdkafka's delivery callback (runs inside the producer's ``poll``/``flush``)."""
+    def acknowledged(self, index: int, err: KafkaError | None, _message: Message | None) -> None:
+        """librdkafka's delivery callback for output ``index`` (runs inside ``poll``/``flush``)."""
         self._pending -= 1
         if err is not None:
-            self._errors.append(err)
+            self._errors.append((index, err))
             self.fatal = self.fatal or err.fatal()
 
     def done(self) -> bool:
@@ -93,20 +108,27 @@ class ConfluentDelivery:
     def error(self) -> BaseException | None:
         """The first failure (only meaningful once :meth:`done`)."""
         if self._errors:
-            return ConfluentDeliveryError(f"output not acknowledged: {self._errors[0]}")
+            failures = _failures(self._errors)
+            return ConfluentDeliveryError(f"output not acknowledged: {failures[0].error}", failures=failures)
         return None
 
 
-def _produce_all(producer: Producer, outputs: Sequence[OutputRecord], on_delivery: Any) -> None:
+def _produce_all(producer: Producer, outputs: Sequence[OutputRecord], report: Report) -> None:
     produce = producer.produce
-    for o in outputs:
+    for i, o in enumerate(outputs):
         headers: Any = o.headers or None
         while True:
             try:
-                produce(o.topic, o.value, o.key, headers=headers, on_delivery=on_delivery)
+                produce(o.topic, o.value, o.key, headers=headers, on_delivery=partial(report, i))
                 break
             except BufferError:  # the local queue is full: let the I/O thread drain it
                 producer.poll(_QUEUE_FULL_WAIT_S)
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                if not isinstance(error, KafkaError) or error.code() not in _TOO_LARGE:
+                    raise
+                report(i, error, None)  # over message.max.bytes: refused before sending
+                break
 
 
 class ConfluentAtLeastOnceSink:
@@ -184,21 +206,23 @@ class ConfluentTransactionalSink:
             except KafkaException as exc:
                 raise ConfluentDeliveryError(f"no transactional producer: {exc!r}") from exc
         producer = self._producer
-        failed: list[KafkaError] = []
+        failed: list[tuple[int, KafkaError]] = []
 
-        def on_delivery(err: KafkaError | None, _message: Message) -> None:
+        def on_delivery(index: int, err: KafkaError | None, _message: Message | None) -> None:
             if err is not None:
-                failed.append(err)
+                failed.append((index, err))
 
         try:
             producer.begin_transaction()
             _produce_all(producer, outputs, on_delivery)
+            if failed:  # refused before sending: the transaction must not commit without it
+                raise KafkaException(failed[0][1])
             positions = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
             producer.send_offsets_to_transaction(positions, source.group_metadata(), _TXN_TIMEOUT_S)
             self._commit_transaction()
         except KafkaException as exc:
             self._recover(exc)
-            raise ConfluentDeliveryError(repr(exc)) from exc
+            raise ConfluentDeliveryError(repr(exc), failures=_failures(failed)) from exc
         if failed:  # cannot happen after a successful commit; kept as a guard
             raise ConfluentDeliveryError(f"{len(failed)} outputs failed inside a committed transaction")
         return Delivered()
