@@ -80,6 +80,7 @@ class ScoringSettings(Slice):
     health_stale_s: float
     audit_anomalies: bool
     create_missing_topics: bool
+    stall_after_s: float
 
 
 class HttpSettings(Slice):

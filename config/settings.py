@@ -139,6 +139,12 @@ class Settings(BaseSettings):
     delivery_retry_backoff_s: float = Field(
         default=1.0, gt=0, description="Pause before a batch whose outputs failed is retried."
     )
+    stall_after_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="/readyz fails (stockwatch_partition_stalled = 1) when a partition with work pending "
+        "has not committed for this long.",
+    )
     commit_interval_ms: int = Field(
         default=200,
         ge=0,

@@ -2,8 +2,9 @@
 
 * ``/healthz`` — 200 while the poll loop has ticked within ``stale_s`` (the process is alive
   *and* making progress), else 503.
-* ``/readyz`` — 200 when partitions are assigned and a model is loaded, else 503 with what is
-  missing (for example ``waiting for a model``).
+* ``/readyz`` — 200 when partitions are assigned, a model is loaded and no partition is stalled
+  (work pending — lag, or records polled — and no commit for ``stall_after_s``; see
+  :class:`StallWatch`), else 503 with what is missing (for example ``waiting for a model``).
 * ``/metrics`` — the Prometheus text format of the service's own registry.
 
 The loop writes :class:`HealthState` (plain attribute stores, atomic under the GIL); the server
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -22,9 +24,10 @@ from typing import Any
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from consumer.ports import TopicPart
 from consumer.scoring.metrics import ConsumerMetrics
 
-__all__ = ["HealthServer", "HealthState"]
+__all__ = ["HealthServer", "HealthState", "StallWatch"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,7 @@ class HealthState:
     model_version: str | None = None
     waiting_for_model: bool = False
     stopping: bool = False
+    stalled: list[str] = field(default_factory=list)  # "topic[partition]" (see StallWatch)
 
     def tick(self) -> None:
         """The loop is alive."""
@@ -58,8 +62,40 @@ class HealthState:
             missing.append("waiting for a model")
         if self.stopping:
             missing.append("shutting down")
+        if self.stalled:
+            missing.append("partitions stalled (no commit with work pending): " + ", ".join(self.stalled))
         body = {"assigned_partitions": self.assigned, "model_version": self.model_version, "missing": missing}
         return not missing, body
+
+
+class StallWatch:
+    """Assigned partitions with work pending whose committed offset has not moved for ``after_s``.
+
+    Work pending: lag (records behind the partition end) or records polled and not committed.
+    A partition with nothing to do, newly assigned, or whose commit moved starts a new period.
+    """
+
+    def __init__(self, after_s: float, metrics: ConsumerMetrics) -> None:
+        self.after_s = after_s
+        self.metrics = metrics
+        self._since: dict[TopicPart, tuple[float, int | None]] = {}  # start of the period, commit then
+
+    def update(
+        self, now: float, assigned: Set[TopicPart], busy: Set[TopicPart], committed: Mapping[TopicPart, int]
+    ) -> list[TopicPart]:
+        """The stalled partitions (also ``stockwatch_partition_stalled``)."""
+        stalled = []
+        for tp in set(self._since) - assigned:
+            del self._since[tp]
+            self.metrics.partition_stalled.labels(tp[0], str(tp[1])).set(0)
+        for tp in sorted(assigned):
+            since = self._since.get(tp)
+            if since is None or tp not in busy or since[1] != committed.get(tp):
+                self._since[tp] = (now, committed.get(tp))
+            elif now - since[0] >= self.after_s:
+                stalled.append(tp)
+            self.metrics.partition_stalled.labels(tp[0], str(tp[1])).set(1 if tp in stalled else 0)
+        return stalled
 
 
 class HealthServer:

@@ -88,6 +88,26 @@ class ConsumerMetrics:
         self.audit_writes = Counter(
             "stockwatch_audit_writes_total", "Anomalies written to Mongo.", registry=r
         )
+        self.audit_failures = Counter(
+            "stockwatch_audit_failures_total", "Failed audit writes (Mongo down or refusing).", registry=r
+        )
+        self.audit_skipped = Counter(
+            "stockwatch_audit_skipped_total",
+            "Anomalies published without an audit write (Mongo failing for too long).",
+            registry=r,
+        )
+        self.parked = Counter(
+            "stockwatch_parked_records_total",
+            "Input records whose outputs the broker refused even reduced: logged, offset committed past.",
+            ["reason"],
+            registry=r,
+        )
+        self.partition_stalled = Gauge(
+            "stockwatch_partition_stalled",
+            "1 while an assigned partition with work pending has not committed for stall_after_s.",
+            ["topic", "partition"],
+            registry=r,
+        )
 
     def count_batch(self, result: BatchResult, *, decisions: bool) -> None:
         """Count a batch whose outputs were all delivered (``decisions``: decision events too)."""

@@ -66,6 +66,7 @@ def build_service(
         retry_backoff_s=scoring.retry_backoff_s,
         commit_interval_s=scoring.commit_interval_ms / 1000,
         exactly_once=kafka.exactly_once,
+        stall_after_s=scoring.stall_after_s,
     )
 
 
