@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     http_port: int = Field(
         default=9400, ge=0, le=65535, description="Metrics, /healthz and /readyz; 0 = off."
     )
+    worker_http_port: int = Field(
+        default=9401, ge=0, le=65535, description="The retrain worker's metrics, /healthz, /readyz; 0 = off."
+    )
     audit_anomalies: bool = Field(default=False, description="Also write anomalies to Mongo `anomalies`.")
 
     # --- `stockwatch consume`: Kafka client tuning, delivery, health ---
@@ -132,7 +135,10 @@ class Settings(BaseSettings):
     create_missing_topics: bool = Field(
         default=True, description="Create the output topics (anomalies, DLQ, decisions) if absent."
     )
-    http_host: str = Field(default="0.0.0.0", description="Bind address of the metrics/health server.")
+    http_host: str = Field(
+        default="127.0.0.1",
+        description="Bind address of both services' metrics/health servers (0.0.0.0 in a container).",
+    )
     health_stale_s: float = Field(
         default=30.0, gt=0, description="/healthz fails when the poll loop has not ticked for this long."
     )
