@@ -81,6 +81,20 @@ class Settings(BaseSettings):
         default=None, description="When set, every decision (not only anomalies) is published here."
     )
     group_id: str = "stockwatch-scorer"
+    output_partitions: int = Field(
+        default=0,
+        ge=0,
+        le=10_000,
+        description="Partitions of the output topics StockWatch creates (anomalies, DLQ, decisions); "
+        "0 = as many as the input topic.",
+    )
+    replication_factor: int = Field(
+        default=1,
+        ge=1,
+        le=32_767,
+        description="Replication factor of the topics StockWatch creates; 1 fits the one-broker local "
+        "stack, production wants 3 (with the broker's min.insync.replicas=2).",
+    )
 
     # --- models ---
     model_dir: Path = Path("./models")

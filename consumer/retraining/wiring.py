@@ -79,7 +79,9 @@ def build_worker(
     """A worker wired to the real Kafka, Mongo and model store; also returns what to close."""
     monitor = monitor if monitor is not None else worker_monitor(settings)
     kafka, topics, control_settings = settings.kafka, settings.kafka.topics, settings.control
-    ensure_worker_topics(kafka.bootstrap, [topics.control, topics.status])
+    ensure_worker_topics(
+        kafka.bootstrap, [topics.control, topics.status], replication_factor=topics.replication_factor
+    )
     owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     db = worker_mongo(settings)
     db.ensure_indexes()
