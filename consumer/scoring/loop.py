@@ -169,9 +169,6 @@ class ScoringService:
             self._next_lag = now + LAG_REFRESH_S
             for (topic, partition), lag in self.source.lag().items():
                 self.metrics.lag.labels(topic, str(partition)).set(lag)
-            created = getattr(getattr(self.model, "metadata", None), "created_at", None)
-            if isinstance(created, datetime):
-                self.metrics.model_age.set(max(0.0, time.time() - created.timestamp()))
 
     def _maybe_swap(self, stats: RunStats) -> None:
         model = self.watcher.take()
@@ -186,9 +183,7 @@ class ScoringService:
         self.metrics.model_loaded.set(1)
         self.metrics.model_swaps.inc()
         created = getattr(getattr(model, "metadata", None), "created_at", None)
-        if isinstance(created, datetime):
-            self.metrics.model_created.set(created.timestamp())
-            self.metrics.model_age.set(max(0.0, time.time() - created.timestamp()))
+        self.metrics.set_model_created(created.timestamp() if isinstance(created, datetime) else None)
         if self._paused:
             self.source.resume_all()
             self._paused = False
@@ -311,7 +306,7 @@ class ScoringService:
     ) -> None:
         """Delivery failed: nothing of the batch counts; seek back and retry after a pause."""
         stats.delivery_failures += 1
-        self.metrics.delivery_failures.labels(type(exc).__name__).inc()
+        self.metrics.count_delivery_failure(exc)
         target = dict(first)
         if from_committed:  # the transaction was aborted: go back to what the group committed
             try:
