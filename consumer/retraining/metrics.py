@@ -67,6 +67,11 @@ class WorkerMetrics:
             "Control-topic partitions assigned to this worker.",
             registry=r,
         )
+        self.retrain_interval = Gauge(
+            "stockwatch_worker_retrain_interval_seconds",
+            "The configured schedule (retrain_interval_s), for alerts on the model's age.",
+            registry=r,
+        )
         self.last_tick = Gauge(
             "stockwatch_worker_loop_last_tick_timestamp_seconds",
             "Last time the control loop ran.",

@@ -58,7 +58,9 @@ def retrain_config(settings: Settings) -> RetrainConfig:
 
 def worker_monitor(settings: Settings) -> WorkerMonitor:
     """The worker's metrics and probe state (``/healthz`` goes stale after ``health_stale_s``)."""
-    return WorkerMonitor(health=WorkerHealth(stale_s=settings.scoring.health_stale_s))
+    monitor = WorkerMonitor(health=WorkerHealth(stale_s=settings.scoring.health_stale_s))
+    monitor.metrics.retrain_interval.set(settings.retrain.interval_s)
+    return monitor
 
 
 def worker_server(monitor: WorkerMonitor, settings: Settings, *, port: int | None = None) -> ProbeServer:
