@@ -154,7 +154,9 @@ class Settings(BaseSettings):
         description="Bind address of both services' metrics/health servers (0.0.0.0 in a container).",
     )
     health_stale_s: float = Field(
-        default=30.0, gt=0, description="/healthz fails when the poll loop has not ticked for this long."
+        default=30.0,
+        gt=0,
+        description="/healthz (of the consumer and of the worker) fails when the loop has not ticked for this long.",
     )
     delivery_retry_backoff_s: float = Field(
         default=1.0, gt=0, description="Pause before a batch whose outputs failed is retried."
