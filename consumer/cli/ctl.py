@@ -73,12 +73,12 @@ def cmd_ctl(args: argparse.Namespace, settings: Settings) -> int:
 
     tail = None
     try:
-        bootstrap = settings.kafka.bootstrap
-        ensure_worker_topics(bootstrap, [topics.control, topics.status])
+        broker = settings.kafka  # its address, security and client properties
+        ensure_worker_topics(broker, [topics.control, topics.status])
         if not args.no_wait:
-            tail = StatusTail(bootstrap, topics.status)
+            tail = StatusTail(broker, topics.status)
             tail.start()
-        publisher = JsonPublisher(bootstrap, client_id="stockwatch-ctl")
+        publisher = JsonPublisher(broker, client_id="stockwatch-ctl")
         try:
             publisher.publish_bytes(topics.control, [(None, wire)])
         finally:

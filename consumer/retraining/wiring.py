@@ -57,13 +57,13 @@ def retrain_config(settings: Settings) -> RetrainConfig:
 def build_worker(settings: Settings, **retrainer_kw: Any) -> tuple[RetrainWorker, list[Any]]:
     """A worker wired to the real Kafka, Mongo and model store; also returns what to close."""
     kafka, topics, control_settings = settings.kafka, settings.kafka.topics, settings.control
-    ensure_worker_topics(kafka.bootstrap, [topics.control, topics.status])
+    ensure_worker_topics(kafka, [topics.control, topics.status])
     owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     db = worker_mongo(settings)
     db.ensure_indexes()
     store = store_from_settings(settings)
-    publisher = JsonPublisher(kafka.bootstrap)
-    control = ControlSource(kafka.bootstrap, topics.control, group_id=control_settings.group_id)
+    publisher = JsonPublisher(kafka)
+    control = ControlSource(kafka, topics.control, group_id=control_settings.group_id)
 
     key = control_settings.key.get_secret_value().encode() if control_settings.key else None
     reporter = StatusReporter(publisher, topics.status, worker=owner, key=key)

@@ -35,7 +35,7 @@ def build_service(
     metrics = ConsumerMetrics(registry)
     store = store_from_settings(settings)
     if scoring.create_missing_topics:
-        ensure_topics(kafka.bootstrap, [topics.anomalies, topics.dlq, topics.status, topics.decisions or ""])
+        ensure_topics(kafka, [topics.anomalies, topics.dlq, topics.status, topics.decisions or ""])
     watcher = ModelWatcher(
         store,
         interval_s=settings.models.poll_interval_s,

@@ -79,7 +79,7 @@ class AtLeastOnceSink:
 
     def __init__(self, kafka: KafkaSettings) -> None:
         self._producer = KafkaProducer(
-            **kafka_python_config(kafka.producer_config(client_id="stockwatch-consume"))
+            **kafka_python_config(kafka.producer_config(client_id="stockwatch-consume"), KafkaProducer)
         )
 
     def publish(
@@ -112,7 +112,7 @@ class TransactionalSink:
 
     def __init__(self, kafka: KafkaSettings) -> None:
         self._config = kafka_python_config(
-            kafka.transactional_producer_config(client_id="stockwatch-consume-tx")
+            kafka.transactional_producer_config(client_id="stockwatch-consume-tx"), KafkaProducer
         )
         self.transactional_id: str = self._config["transactional_id"]
         self._producer = self._new_producer()

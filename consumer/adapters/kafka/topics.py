@@ -12,6 +12,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import TopicAlreadyExistsError
 
 from config.kafka import KafkaSettings
+from consumer.adapters.kafka.source import kafka_python_config
 from consumer.wire.control import message_is_signed
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,7 @@ class StatusListener:
             )
             return
         self._consumer = KafkaConsumer(
-            bootstrap_servers=kafka.bootstrap,
-            client_id="stockwatch-consume-status",
+            **kafka_python_config(kafka.client_config(client_id="stockwatch-consume-status")),
             group_id=None,
             enable_auto_commit=False,
             isolation_level="read_committed",
@@ -107,9 +107,14 @@ class StatusListener:
             self._consumer.close(autocommit=False)
 
 
-def ensure_topics(bootstrap: str, topics: Iterable[str], *, partitions: int = 1) -> list[str]:
+def ensure_topics(broker: str | KafkaSettings, topics: Iterable[str], *, partitions: int = 1) -> list[str]:
     """Create the topics that do not exist yet; returns the ones created."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="stockwatch-admin")
+    if isinstance(broker, str):
+        admin = KafkaAdminClient(bootstrap_servers=broker, client_id="stockwatch-admin")
+    else:
+        admin = KafkaAdminClient(
+            **kafka_python_config(broker.client_config(client_id="stockwatch-admin"), KafkaAdminClient)
+        )
     try:
         existing = set(admin.list_topics())
         missing = sorted({t for t in topics if t and t not in existing})
