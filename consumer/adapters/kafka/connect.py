@@ -21,8 +21,9 @@ def address(broker: Broker) -> str:
     return broker if isinstance(broker, str) else broker.bootstrap
 
 
-def client_kwargs(broker: Broker, client: type, *, client_id: str) -> dict[str, Any]:
-    """``client``'s keywords for ``broker``: bootstrap, client id, security, client properties."""
+def client_kwargs(broker: Broker, client: type, *, client_id: str, **fixed: Any) -> dict[str, Any]:
+    """``client``'s keywords for ``broker``: bootstrap, client id, security, client properties,
+    then ``fixed`` (what this client needs; it wins over a client property of the same name)."""
     if isinstance(broker, str):
-        return {"bootstrap_servers": broker, "client_id": client_id}
-    return kafka_python_config(broker.client_config(client_id=client_id), client)
+        return {"bootstrap_servers": broker, "client_id": client_id, **fixed}
+    return {**kafka_python_config(broker.client_config(client_id=client_id), client), **fixed}

@@ -27,10 +27,14 @@ class JsonPublisher:
         self._timeout_s = timeout_s
         try:
             self._producer = KafkaProducer(
-                **client_kwargs(broker, KafkaProducer, client_id=client_id),
-                acks="all",
-                max_block_ms=int(timeout_s * 1000),
-                request_timeout_ms=int(timeout_s * 1000),
+                **client_kwargs(
+                    broker,
+                    KafkaProducer,
+                    client_id=client_id,
+                    acks="all",
+                    max_block_ms=int(timeout_s * 1000),
+                    request_timeout_ms=int(timeout_s * 1000),
+                )
             )
         except KafkaError as exc:
             raise KafkaUnavailableError(f"cannot connect a producer to {address(broker)}: {exc!r}") from exc
@@ -87,11 +91,15 @@ class ControlSource:
     @staticmethod
     def _connect(broker: Broker, topic: str, group_id: str, metadata_wait_s: float) -> Any:
         consumer = KafkaConsumer(
-            **client_kwargs(broker, KafkaConsumer, client_id="stockwatch-retrain-worker"),
-            group_id=group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            metadata_max_age_ms=10_000,  # a topic unknown at join time is found within 10 s
+            **client_kwargs(
+                broker,
+                KafkaConsumer,
+                client_id="stockwatch-retrain-worker",
+                group_id=group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                metadata_max_age_ms=10_000,  # a topic unknown at join time is found within 10 s
+            )
         )
         # Join only once the topic's partitions are known: a member that joins before that gets
         # an empty assignment and waits for the next metadata refresh.
@@ -134,9 +142,9 @@ class StatusTail:
         self._broker = broker
         try:
             self._consumer = KafkaConsumer(
-                **client_kwargs(broker, KafkaConsumer, client_id="stockwatch-ctl"),
-                group_id=None,
-                enable_auto_commit=False,
+                **client_kwargs(
+                    broker, KafkaConsumer, client_id="stockwatch-ctl", group_id=None, enable_auto_commit=False
+                )
             )
         except KafkaError as exc:
             raise KafkaUnavailableError(f"cannot read {topic} from {address(broker)}: {exc!r}") from exc

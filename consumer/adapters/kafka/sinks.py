@@ -118,7 +118,7 @@ class TransactionalSink:
         self._producer = self._new_producer()
 
     def _new_producer(self) -> Any:
-        producer = KafkaProducer(retry_backoff_ms=_TXN_RETRY_BACKOFF_MS, **self._config)
+        producer = KafkaProducer(**{**self._config, "retry_backoff_ms": _TXN_RETRY_BACKOFF_MS})
         producer.init_transactions()  # fences older instances, aborts their open transaction
         log.info("transactional producer ready (transactional.id %s)", self.transactional_id)
         return producer

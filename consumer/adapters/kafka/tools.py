@@ -18,9 +18,13 @@ class TopicTail:
     def __init__(self, broker: Broker, topic: str, *, read_committed: bool = False) -> None:
         self.topic = topic
         self._consumer = KafkaConsumer(
-            **client_kwargs(broker, KafkaConsumer, client_id="stockwatch-tail"),
-            enable_auto_commit=False,
-            isolation_level="read_committed" if read_committed else "read_uncommitted",
+            **client_kwargs(
+                broker,
+                KafkaConsumer,
+                client_id="stockwatch-tail",
+                enable_auto_commit=False,
+                isolation_level="read_committed" if read_committed else "read_uncommitted",
+            )
         )
         partitions = self._consumer.partitions_for_topic(topic) or {0}
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
@@ -40,7 +44,7 @@ class TopicTail:
 def publish_raw(broker: Broker, topic: str, records: Sequence[tuple[bytes | None, bytes]]) -> None:
     """Send ``(key, value)`` byte pairs to ``topic`` and wait for every acknowledgement."""
     producer = KafkaProducer(
-        **client_kwargs(broker, KafkaProducer, client_id="stockwatch-publish"), acks="all", linger_ms=5
+        **client_kwargs(broker, KafkaProducer, client_id="stockwatch-publish", acks="all", linger_ms=5)
     )
     try:
         futures = [producer.send(topic, key=key, value=value) for key, value in records]

@@ -58,11 +58,9 @@ class StatusListener:
                 "new models are found by polling the store every model_poll_interval_s"
             )
             return
+        config = kafka_python_config(kafka.client_config(client_id="stockwatch-consume-status"))
         self._consumer = KafkaConsumer(
-            **kafka_python_config(kafka.client_config(client_id="stockwatch-consume-status")),
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
+            **{**config, "group_id": None, "enable_auto_commit": False, "isolation_level": "read_committed"}
         )
 
     def _assign(self, consumer: KafkaConsumer) -> bool:

@@ -66,3 +66,16 @@ def test_librdkafka_takes_the_names_as_they_are(tmp_path: Path) -> None:
 
     Consumer(offline(config)).close()  # librdkafka refuses names it does not know: these it knows
     Producer(offline(librdkafka_config(kafka.producer_config(client_id="p"))))
+
+
+def test_what_a_client_needs_wins_over_a_client_property_of_the_same_name(tmp_path: Path) -> None:
+    kafka = secured(
+        tmp_path, kafka_client_properties={"request.timeout.ms": 99, "metadata.max.age.ms": 7}
+    ).kafka
+    kw = client_kwargs(kafka, KafkaProducer, client_id="p", request_timeout_ms=5000)
+    assert kw["request_timeout_ms"] == 5000 and kw["metadata_max_age_ms"] == 7
+    assert client_kwargs("127.0.0.1:1", KafkaConsumer, client_id="c", group_id=None) == {
+        "bootstrap_servers": "127.0.0.1:1",
+        "client_id": "c",
+        "group_id": None,
+    }
