@@ -2,8 +2,9 @@
 
 The two transports of `stockwatch consume` (kafka-python and confluent-kafka) take the same
 knobs; the values they hand their client are derived here, once, under the Java client's
-property names (``bootstrap.servers``, ``fetch.max.wait.ms`` …). Each transport only translates
-those names into its client's spelling.
+property names (``bootstrap.servers``, ``fetch.max.wait.ms`` …; the security ones under
+librdkafka's, see :mod:`config.kafka_security`). Each transport only translates those names into
+its client's spelling. Every client of either transport starts from :meth:`KafkaSettings.client_config`.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from typing import Any, Literal
 from pydantic import Field
 
 from config.groups import Slice
+from config.kafka_security import KafkaSecurity
 
 __all__ = [
     "FETCH_HEADROOM_BYTES",
     "PRODUCER_MAX_REQUEST_BYTES",
+    "RESERVED_PROPERTIES",
     "Delivery",
     "KafkaClient",
     "KafkaSettings",
@@ -32,6 +35,19 @@ OffsetReset = Literal["earliest", "latest"]
 FETCH_HEADROOM_BYTES = 65_536  # a record of max_message_bytes plus its batch and record headers
 PRODUCER_MAX_REQUEST_BYTES = 16 * 1024 * 1024  # dead letters carry the original bytes plus headers
 _DELIVERY_TIMEOUT_CAP_MS = 120_000  # kafka-python's default delivery timeout
+# Properties the derived configs set (their settings own them; kafka_client_properties may not).
+RESERVED_PROPERTIES = frozenset(
+    {
+        "bootstrap.servers", "client.id", "group.id", "enable.auto.commit", "enable.auto.offset.store",
+        "auto.offset.reset", "isolation.level", "max.poll.records", "max.poll.interval.ms",
+        "session.timeout.ms", "heartbeat.interval.ms", "fetch.max.wait.ms", "fetch.wait.max.ms",
+        "max.partition.fetch.bytes", "acks", "enable.idempotence", "linger.ms", "batch.size",
+        "max.request.size", "message.max.bytes", "message.timeout.ms", "transactional.id",
+        "transaction.timeout.ms", "security.protocol", "sasl.mechanism", "sasl.mechanisms",
+        "sasl.username", "sasl.password", "ssl.ca.location", "ssl.certificate.location",
+        "ssl.key.location", "ssl.endpoint.identification.algorithm",
+    }
+)  # fmt: skip
 
 
 class TopicSettings(Slice):
@@ -53,6 +69,7 @@ class KafkaSettings(Slice):
     bootstrap: str = Field(validation_alias="kafka_bootstrap")
     client: KafkaClient = Field(validation_alias="kafka_client")
     topics: TopicSettings
+    security: KafkaSecurity
     group_id: str
     delivery: Delivery
     auto_offset_reset: OffsetReset
@@ -102,11 +119,20 @@ class KafkaSettings(Slice):
         """``transactional_id``, or ``<group_id>.<hostname>``: stable across restarts of one host."""
         return self.transactional_id or f"{self.group_id}.{hostname or socket.gethostname()}"
 
-    def consumer_config(self, *, client_id: str) -> dict[str, Any]:
-        """The input side's consumer, under the Java client's property names."""
+    def client_config(self, *, client_id: str) -> dict[str, Any]:
+        """What every client gets (consumer, producer, admin, tools): the broker, the client id,
+        the security properties and the user's ``kafka_client_properties``."""
         return {
             "bootstrap.servers": self.bootstrap,
             "client.id": client_id,
+            **self.security.config(),
+            **self.security.client_properties,
+        }
+
+    def consumer_config(self, *, client_id: str) -> dict[str, Any]:
+        """The input side's consumer, under the Java client's property names."""
+        return {
+            **self.client_config(client_id=client_id),
             "group.id": self.group_id,
             "enable.auto.commit": False,  # offsets are committed explicitly, after publishing
             "auto.offset.reset": self.auto_offset_reset,
@@ -122,8 +148,7 @@ class KafkaSettings(Slice):
     def producer_config(self, *, client_id: str) -> dict[str, Any]:
         """The output side's idempotent producer (acks=all), under the Java client's names."""
         return {
-            "bootstrap.servers": self.bootstrap,
-            "client.id": client_id,
+            **self.client_config(client_id=client_id),
             "acks": "all",
             "enable.idempotence": True,
             "linger.ms": self.producer_linger_ms,

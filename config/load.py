@@ -16,6 +16,7 @@ from pydantic import SecretStr, ValidationError
 
 from config.errors import SettingsError
 from config.groups import SECRET_MASK, mask_uri
+from config.kafka_security import shown_properties
 from config.settings import SECRET_FIELDS, Settings
 from config.sources import (
     Origins,
@@ -85,6 +86,8 @@ def shown_value(field: str, value: Any) -> Any:
     """A setting's value as it may be printed: keys masked, the Mongo URI's password masked."""
     if isinstance(value, SecretStr):
         return SECRET_MASK
+    if field == "kafka_client_properties" and isinstance(value, dict):
+        return shown_properties(value)
     if field in SECRET_FIELDS and isinstance(value, str):
         return mask_uri(value) if field == "mongo_uri" else SECRET_MASK
     if value is None or isinstance(value, str | int | float | bool):

@@ -18,14 +18,18 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from config import groups
 from config.groups import Slice, mask_uri
-from config.kafka import Delivery, KafkaClient, KafkaSettings, OffsetReset
+from config.kafka import RESERVED_PROPERTIES, Delivery, KafkaClient, KafkaSettings, OffsetReset
+from config.kafka_security import KafkaSecurity, SaslMechanism, SecurityProtocol, security_problems
 from config.keys import check_key
 from config.sources import DEFAULT_CONFIG_FILE, CheckedEnvSource, ConfigFileSource, config_file
 
 __all__ = ["DEFAULT_CONFIG_FILE", "SECRET_FIELDS", "Settings", "config_file"]
 
-SECRET_FIELDS = frozenset({"control_key", "model_signing_key", "mongo_uri"})
-"""Never printed as written: SecretStr keys, and the Mongo URI (its password)."""
+SECRET_FIELDS = frozenset(
+    {"control_key", "model_signing_key", "mongo_uri", "kafka_sasl_password", "kafka_client_properties"}
+)
+"""Never printed as written: SecretStr keys and passwords, the Mongo URI's password, and the
+password-like client properties."""
 
 _S = TypeVar("_S", bound=Slice)
 
@@ -44,7 +48,7 @@ class SliceOf(Generic[_S]):
         if settings is None:
             return self
         values = dict(settings)
-        return self.kind.model_validate({**values, "topics": values})
+        return self.kind.model_validate({**values, "topics": values, "security": values})
 
 
 def _conflict(message: str, *fields: str) -> PydanticCustomError:
@@ -174,6 +178,27 @@ class Settings(BaseSettings):
         "and max-events always commit at once).",
     )
 
+    # --- Kafka security: every client of both transports (consumer, producers, admin, control, ctl) ---
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism | None = Field(
+        default=None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SASL_* protocols)."
+    )
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(
+        default=None, description="PEM CA bundle the broker's certificate is checked against (SSL, SASL_SSL)."
+    )
+    kafka_ssl_certfile: Path | None = Field(default=None, description="PEM client certificate (mutual TLS).")
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="PEM key of kafka_ssl_certfile.")
+    kafka_ssl_check_hostname: bool = Field(
+        default=True, description="Check that the broker's certificate names the host connected to."
+    )
+    kafka_client_properties: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="Further client properties (librdkafka's names; a JSON object in the environment, a "
+        "TOML table in the file) for every client of both transports (README 'Kafka security').",
+    )
+
     # --- control plane ---
     control_key: SecretStr | None = None
 
@@ -242,6 +267,13 @@ class Settings(BaseSettings):
                 "max_poll_interval_ms",
                 "session_timeout_ms",
             )
+        return self
+
+    @model_validator(mode="after")
+    def _kafka_security(self) -> Settings:
+        security = KafkaSecurity.model_validate(dict(self))
+        for message, fields in security_problems(security, RESERVED_PROPERTIES):
+            raise _conflict(message, *fields)  # the first; once fixed, the next is reported
         return self
 
     @model_validator(mode="after")

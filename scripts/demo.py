@@ -38,6 +38,7 @@ import orjson
 
 from config.settings import Settings
 from consumer.adapters.kafka import TopicTail, ensure_topics, publish_raw
+from consumer.adapters.kafka.connect import Broker
 from consumer.adapters.mongo import drop_database, replace_collection
 from consumer.wire.events import DLQ_HEADER_ERROR, DLQ_HEADER_REASON
 from scripts.demo_data import MALFORMED, normal_item, updates
@@ -171,13 +172,15 @@ def demo_env(run: str, work: Path, db: str) -> tuple[dict[str, str], dict[str, s
     return topics, env
 
 
-def publish_updates(bootstrap: str, topic: str, batch: list[dict[str, Any]], labels: dict[str, str]) -> None:
+def publish_updates(
+    bootstrap: Broker, topic: str, batch: list[dict[str, Any]], labels: dict[str, str]
+) -> None:
     """Publish ``batch`` keyed by item id; remember which items were planted (and why)."""
     labels.update({u["item_id"]: u.pop("_label") for u in batch if "_label" in u})
     publish_raw(bootstrap, topic, [(u["item_id"].encode(), orjson.dumps(u)) for u in batch])
 
 
-def read_dead_letters(bootstrap: str, topic: str, expect: int) -> list[str]:
+def read_dead_letters(bootstrap: Broker, topic: str, expect: int) -> list[str]:
     """``reason: error`` of each dead letter (waits up to 10 s for ``expect`` of them)."""
     dlq = TopicTail(bootstrap, topic)
     dead: list[str] = []
@@ -193,7 +196,7 @@ def read_dead_letters(bootstrap: str, topic: str, expect: int) -> list[str]:
     return dead
 
 
-def wait_for_status(bootstrap: str, topic: str, kind: str, timeout: float) -> None:
+def wait_for_status(bootstrap: Broker, topic: str, kind: str, timeout: float) -> None:
     """Wait until the status topic carries a message of type ``kind`` (read from its beginning)."""
     status = TopicTail(bootstrap, topic)
     try:
@@ -269,8 +272,8 @@ def tell(plan: Plan, base: Settings, run: Run, services: Services) -> int:
     """The demo's story (see the module docstring); returns its exit status."""
     rng = np.random.default_rng(2026)
     db, work, topics = run.db, run.work, run.topics
-    bootstrap = base.kafka_bootstrap
-    say(f"== StockWatch demo (run {run.id}): Kafka {bootstrap}, MongoDB {base.mongo_uri}")
+    bootstrap = base.kafka  # the address, security settings and client properties
+    say(f"== StockWatch demo (run {run.id}): Kafka {base.kafka_bootstrap}, MongoDB {base.mongo_uri}")
     inventory = [normal_item(rng, f"sku-{i:05d}") for i in range(plan.inventory)]
     count = replace_collection(base.mongo_uri, db, base.mongo_collection, inventory)
     say(f"1. seeded {count} items into {db}.{base.mongo_collection}")

@@ -1,6 +1,7 @@
 """Readiness probe for the local stack: succeeds once a real client call answers.
 
 Kafka: a kafka-python admin client lists topics (the broker has joined its KRaft quorum).
+Kafka SASL_SSL: the same through the second listener, with the settings of its ``client.env``.
 Mongo: pymongo runs ``ping`` and a write (FerretDB's SQLite backend is usable).
 """
 
@@ -10,12 +11,27 @@ import argparse
 import logging
 import sys
 import time
+from typing import Any
 
 
-def kafka_ready(bootstrap: str) -> None:
+def sasl_client_config(env_file: str) -> dict[str, Any]:
+    """kafka-python's keywords for the SASL_SSL listener, from the stack's ``client.env``."""
+    with open(env_file, encoding="utf-8") as handle:
+        env = dict(line.strip().split("=", 1) for line in handle if "=" in line)
+    return {
+        "bootstrap_servers": env["STOCKWATCH_KAFKA_BOOTSTRAP"],
+        "security_protocol": env["STOCKWATCH_KAFKA_SECURITY_PROTOCOL"],
+        "sasl_mechanism": env["STOCKWATCH_KAFKA_SASL_MECHANISM"],
+        "sasl_plain_username": env["STOCKWATCH_KAFKA_SASL_USERNAME"],
+        "sasl_plain_password": env["STOCKWATCH_KAFKA_SASL_PASSWORD"],
+        "ssl_cafile": env["STOCKWATCH_KAFKA_SSL_CAFILE"],
+    }
+
+
+def kafka_ready(**config: Any) -> None:
     from kafka import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    admin = KafkaAdminClient(request_timeout_ms=5000, **config)
     try:
         admin.list_topics()
         admin.describe_cluster()
@@ -36,10 +52,11 @@ def mongo_ready(uri: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("service", choices=["kafka", "mongo"])
+    parser.add_argument("service", choices=["kafka", "kafka-sasl", "mongo"])
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--kafka", default="127.0.0.1:9092")
     parser.add_argument("--mongo", default="mongodb://127.0.0.1:27017")
+    parser.add_argument("--sasl-env", default=".stack/kafka-sasl/client.env")
     args = parser.parse_args()
     logging.basicConfig(level=logging.CRITICAL)  # kafka-python logs every refused connection
 
@@ -48,7 +65,9 @@ def main() -> int:
     while time.monotonic() < deadline:
         try:
             if args.service == "kafka":
-                kafka_ready(args.kafka)
+                kafka_ready(bootstrap_servers=args.kafka)
+            elif args.service == "kafka-sasl":
+                kafka_ready(**sasl_client_config(args.sasl_env))
             else:
                 mongo_ready(args.mongo)
             return 0

@@ -7,7 +7,14 @@
 #   stack/stack.sh up        install, then start both servers and wait until a real client answers
 #   stack/stack.sh down      stop what `up` started (TERM, then KILL after a grace period)
 #   stack/stack.sh status    say what runs and whether it answers; exit 1 unless both are up
+#                            (the SASL_SSL listener is reported, not counted)
 #   stack/stack.sh stop-mongo|start-mongo   stop or start FerretDB alone (failure tests)
+#
+# Kafka listens twice: PLAINTEXT on 127.0.0.1:$STOCKWATCH_STACK_KAFKA_PORT (9092) and SASL_SSL
+# (SCRAM-SHA-512/256 or PLAIN, TLS from a CA the script makes) on $STOCKWATCH_STACK_SASL_PORT
+# (9094); the client settings for the second are in $STOCKWATCH_STACK_DIR/kafka-sasl/client.env
+# (stack/kafka/sasl.sh). Another instance beside the usual one: set STOCKWATCH_STACK_DIR and the
+# four ports (KAFKA, SASL, CONTROLLER, MONGO).
 #
 # FerretDB runs with GOGC/GOMEMLIMIT from STOCKWATCH_STACK_FERRETDB_GOGC / _GOMEMLIMIT (see below);
 # STOCKWATCH_STACK_FERRETDB_PPROF=127.0.0.1:6060 serves Go's pprof (e.g. `go tool pprof -top
@@ -24,6 +31,7 @@ CACHE_DIR=${STOCKWATCH_CACHE_DIR:-$STACK_DIR/cache}
 PYTHON=${STOCKWATCH_PYTHON:-$ROOT/.venv/bin/python}
 KAFKA_PORT=${STOCKWATCH_STACK_KAFKA_PORT:-9092}
 CONTROLLER_PORT=${STOCKWATCH_STACK_CONTROLLER_PORT:-9093}
+SASL_PORT=${STOCKWATCH_STACK_SASL_PORT:-9094}
 MONGO_PORT=${STOCKWATCH_STACK_MONGO_PORT:-27017}
 KAFKA_HEAP=${STOCKWATCH_STACK_KAFKA_HEAP:-1g}
 READY_TIMEOUT=${STOCKWATCH_STACK_READY_TIMEOUT:-120}
@@ -40,6 +48,10 @@ KAFKA_LIBS=$CACHE_DIR/kafka-libs
 KAFKA_HOME=$STACK_DIR/kafka
 FERRET_BIN=$CACHE_DIR/bin/ferretdb
 FERRET_HOME=$STACK_DIR/ferretdb
+SASL_DIR=$STACK_DIR/kafka-sasl
+
+# shellcheck source=stack/kafka/sasl.sh
+source "$ROOT/stack/kafka/sasl.sh"
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 die() { printf '[stack] error: %s\n' "$*" >&2; exit 1; }
@@ -97,10 +109,10 @@ alive() { # alive PIDFILE
   [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null
 }
 
-probe() { # probe kafka|mongo TIMEOUT
+probe() { # probe kafka|kafka-sasl|mongo TIMEOUT
   [[ -x $PYTHON ]] || die "no Python venv at $PYTHON: run 'make venv' first"
   "$PYTHON" "$ROOT/stack/probe.py" "$1" --timeout "$2" \
-    --kafka "127.0.0.1:$KAFKA_PORT" --mongo "mongodb://127.0.0.1:$MONGO_PORT"
+    --kafka "127.0.0.1:$KAFKA_PORT" --mongo "mongodb://127.0.0.1:$MONGO_PORT" --sasl-env "$SASL_DIR/client.env"
 }
 
 port_busy() {
@@ -114,16 +126,19 @@ start_kafka() {
     return 0
   fi
   port_busy "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process; stop it or set STOCKWATCH_STACK_KAFKA_PORT"
+  port_busy "$SASL_PORT" && die "port $SASL_PORT is taken by another process; stop it or set STOCKWATCH_STACK_SASL_PORT"
+  make_sasl_material
   mkdir -p "$KAFKA_HOME/data"
   local props=$KAFKA_HOME/server.properties
+  (umask 077 && : >"$props")
   cat >"$props" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT,SASL_SSL://127.0.0.1:$SASL_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$SASL_PORT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$KAFKA_HOME/data
 num.partitions=1
@@ -136,15 +151,19 @@ transaction.state.log.num.partitions=10
 group.initial.rebalance.delay.ms=0
 message.max.bytes=2097152
 EOF
+  sasl_properties >>"$props"
   local cp="$KAFKA_LIBS/*"
   if [[ ! -f $KAFKA_HOME/data/meta.properties ]]; then
     local cluster_id
     cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
-    log "formatting Kafka storage (cluster id $cluster_id)"
+    log "formatting Kafka storage (cluster id $cluster_id) with the SCRAM user stockwatch"
+    scram_format_args
     java -cp "$cp" -Dlog4j2.configurationFile="$ROOT/stack/kafka/log4j2.properties" \
       -Dkafka.log.file="$KAFKA_HOME/format.log" \
-      kafka.tools.StorageTool format -t "$cluster_id" -c "$props" --ignore-formatted >"$KAFKA_HOME/format.out" 2>&1 \
+      kafka.tools.StorageTool format -t "$cluster_id" -c "$props" --ignore-formatted "${SCRAM_ARGS[@]}" \
+      >"$KAFKA_HOME/format.out" 2>&1 \
       || { cat "$KAFKA_HOME/format.out" >&2; die "Kafka storage format failed"; }
+    scram_stamp_value >"$KAFKA_HOME/scram-users.sha256"
   fi
   log "starting Kafka on 127.0.0.1:$KAFKA_PORT"
   setsid nohup java -Xms256m -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -Djava.awt.headless=true \
@@ -205,7 +224,16 @@ cmd_up() {
   start_mongo
   wait_ready mongo "$FERRET_HOME/ferretdb.log"
   wait_ready kafka "$KAFKA_HOME/server.log"
-  log "stack up in $((SECONDS - t0))s: Kafka 127.0.0.1:$KAFKA_PORT, MongoDB protocol mongodb://127.0.0.1:$MONGO_PORT"
+  # A broker started by an older stack.sh has no SASL_SSL listener: say so, restart nothing.
+  if grep -q '^listeners=.*SASL_SSL' "$KAFKA_HOME/server.properties" 2>/dev/null; then
+    ensure_scram_users
+    wait_ready kafka-sasl "$KAFKA_HOME/server.log"
+  else
+    log "warning: the running Kafka has no SASL_SSL listener (started by an older stack.sh);" \
+      "'bash stack/stack.sh down' then 'up' adds it"
+  fi
+  log "stack up in $((SECONDS - t0))s: Kafka 127.0.0.1:$KAFKA_PORT (SASL_SSL 127.0.0.1:$SASL_PORT," \
+    "settings in $SASL_DIR/client.env), MongoDB protocol mongodb://127.0.0.1:$MONGO_PORT"
 }
 
 cmd_down() {
@@ -223,6 +251,12 @@ cmd_status() {
       rc=1
     fi
   done
+  # Reported, not counted: a broker from an older stack.sh lacks the listener but still serves.
+  if probe kafka-sasl 3 >/dev/null 2>&1; then
+    log "kafka SASL_SSL listener (127.0.0.1:$SASL_PORT): up"
+  else
+    log "kafka SASL_SSL listener (127.0.0.1:$SASL_PORT): down"
+  fi
   return $rc
 }
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from config import Settings, SettingsError, load_settings
-from consumer.cli import config, consume, ctl, keygen, models, scan, worker
+from consumer.cli import config, consume, ctl, keygen, models, scan, seed, worker
 from consumer.cli.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ COMMAND_GROUPS: list[Callable[[Subparsers, argparse.ArgumentParser], None]] = [
     worker.register,
     ctl.register,
     scan.register,
+    seed.register,
     keygen.register,
     config.register,
 ]

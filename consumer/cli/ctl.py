@@ -73,14 +73,14 @@ def cmd_ctl(args: argparse.Namespace, settings: Settings) -> int:
 
     tail = None
     try:
-        bootstrap = settings.kafka.bootstrap
+        broker = settings.kafka  # its address, security and client properties
         ensure_worker_topics(
-            bootstrap, [topics.control, topics.status], replication_factor=topics.replication_factor
+            broker, [topics.control, topics.status], replication_factor=topics.replication_factor
         )
         if not args.no_wait:
-            tail = StatusTail(bootstrap, topics.status)
+            tail = StatusTail(broker, topics.status)
             tail.start()
-        publisher = JsonPublisher(bootstrap, client_id="stockwatch-ctl")
+        publisher = JsonPublisher(broker, client_id="stockwatch-ctl")
         try:
             publisher.publish_bytes(topics.control, [(None, wire)])
         finally:

@@ -50,7 +50,7 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
     version = model.version or UNVERSIONED
     db = worker_mongo(settings)
     kafka, retrain = settings.kafka, settings.retrain
-    publisher = JsonPublisher(kafka.bootstrap, client_id="stockwatch-scan") if args.publish else None
+    publisher = JsonPublisher(kafka, client_id="stockwatch-scan") if args.publish else None
     source = f"mongo:{settings.mongo.db}.{settings.mongo.collection}"
     counts, row, found = DocCounts(), 0, 0
     try:

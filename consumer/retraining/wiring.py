@@ -81,15 +81,13 @@ def build_worker(
     """A worker wired to the real Kafka, Mongo and model store; also returns what to close."""
     monitor = monitor if monitor is not None else worker_monitor(settings)
     kafka, topics, control_settings = settings.kafka, settings.kafka.topics, settings.control
-    ensure_worker_topics(
-        kafka.bootstrap, [topics.control, topics.status], replication_factor=topics.replication_factor
-    )
+    ensure_worker_topics(kafka, [topics.control, topics.status], replication_factor=topics.replication_factor)
     owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     db = worker_mongo(settings)
     db.ensure_indexes()
     store = store_from_settings(settings)
-    publisher = JsonPublisher(kafka.bootstrap)
-    control = ControlSource(kafka.bootstrap, topics.control, group_id=control_settings.group_id)
+    publisher = JsonPublisher(kafka)
+    control = ControlSource(kafka, topics.control, group_id=control_settings.group_id)
 
     key = control_settings.key.get_secret_value().encode() if control_settings.key else None
     reporter = StatusReporter(publisher, topics.status, worker=owner, key=key, monitor=monitor)

@@ -79,13 +79,13 @@ def ensure_output_topics(kafka: KafkaSettings) -> list[str]:
     outputs = [topics.anomalies, topics.dlq, topics.decisions or ""]
     rf = topics.replication_factor
     created = ensure_topics(
-        kafka.bootstrap,
+        kafka,
         outputs,
         partitions=topics.output_partitions,
         replication_factor=rf,
         partitions_like=topics.input,
     )
-    return created + ensure_topics(kafka.bootstrap, [topics.status], replication_factor=rf)
+    return created + ensure_topics(kafka, [topics.status], replication_factor=rf)
 
 
 def _transport(kafka: KafkaSettings) -> tuple[Source, Sink]:

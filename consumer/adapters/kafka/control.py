@@ -11,6 +11,7 @@ import orjson
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
 
+from consumer.adapters.kafka.connect import Broker, address, client_kwargs
 from consumer.adapters.kafka.topics import ensure_topics, json_objects
 from consumer.ports import KafkaUnavailableError
 
@@ -21,19 +22,22 @@ class JsonPublisher:
     """Sends JSON objects and waits for the broker's acknowledgement of each batch (acks=all)."""
 
     def __init__(
-        self, bootstrap: str, *, client_id: str = "stockwatch-worker", timeout_s: float = 15.0
+        self, broker: Broker, *, client_id: str = "stockwatch-worker", timeout_s: float = 15.0
     ) -> None:
         self._timeout_s = timeout_s
         try:
             self._producer = KafkaProducer(
-                bootstrap_servers=bootstrap,
-                client_id=client_id,
-                acks="all",
-                max_block_ms=int(timeout_s * 1000),
-                request_timeout_ms=int(timeout_s * 1000),
+                **client_kwargs(
+                    broker,
+                    KafkaProducer,
+                    client_id=client_id,
+                    acks="all",
+                    max_block_ms=int(timeout_s * 1000),
+                    request_timeout_ms=int(timeout_s * 1000),
+                )
             )
         except KafkaError as exc:
-            raise KafkaUnavailableError(f"cannot connect a producer to {bootstrap}: {exc!r}") from exc
+            raise KafkaUnavailableError(f"cannot connect a producer to {address(broker)}: {exc!r}") from exc
 
     def publish(
         self,
@@ -77,22 +81,25 @@ class JsonPublisher:
 class ControlSource:
     """Reads raw control commands as a group member (one worker handles each command)."""
 
-    def __init__(self, bootstrap: str, topic: str, *, group_id: str, metadata_wait_s: float = 15.0) -> None:
+    def __init__(self, broker: Broker, topic: str, *, group_id: str, metadata_wait_s: float = 15.0) -> None:
         self.topic = topic
         try:
-            self._consumer = self._connect(bootstrap, topic, group_id, metadata_wait_s)
+            self._consumer = self._connect(broker, topic, group_id, metadata_wait_s)
         except KafkaError as exc:
-            raise KafkaUnavailableError(f"cannot read {topic} from {bootstrap}: {exc!r}") from exc
+            raise KafkaUnavailableError(f"cannot read {topic} from {address(broker)}: {exc!r}") from exc
 
     @staticmethod
-    def _connect(bootstrap: str, topic: str, group_id: str, metadata_wait_s: float) -> Any:
+    def _connect(broker: Broker, topic: str, group_id: str, metadata_wait_s: float) -> Any:
         consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap,
-            client_id="stockwatch-retrain-worker",
-            group_id=group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            metadata_max_age_ms=10_000,  # a topic unknown at join time is found within 10 s
+            **client_kwargs(
+                broker,
+                KafkaConsumer,
+                client_id="stockwatch-retrain-worker",
+                group_id=group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                metadata_max_age_ms=10_000,  # a topic unknown at join time is found within 10 s
+            )
         )
         # Join only once the topic's partitions are known: a member that joins before that gets
         # an empty assignment and waits for the next metadata refresh.
@@ -130,24 +137,24 @@ class ControlSource:
 class StatusTail:
     """Reads the status topic from *now* on (no group); ``start()`` pins the end offsets first."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, broker: Broker, topic: str) -> None:
         self.topic = topic
+        self._broker = broker
         try:
             self._consumer = KafkaConsumer(
-                bootstrap_servers=bootstrap,
-                client_id="stockwatch-ctl",
-                group_id=None,
-                enable_auto_commit=False,
+                **client_kwargs(
+                    broker, KafkaConsumer, client_id="stockwatch-ctl", group_id=None, enable_auto_commit=False
+                )
             )
         except KafkaError as exc:
-            raise KafkaUnavailableError(f"cannot read {topic} from {bootstrap}: {exc!r}") from exc
+            raise KafkaUnavailableError(f"cannot read {topic} from {address(broker)}: {exc!r}") from exc
 
     def start(self, timeout_s: float = 10.0) -> None:
         """Assign every partition and resolve the end offsets, so nothing published later is missed."""
         try:
             partitions = self._consumer.partitions_for_topic(self.topic)
             if not partitions:
-                ensure_topics(self._consumer.config["bootstrap_servers"], [self.topic])
+                ensure_topics(self._broker, [self.topic])
                 self._consumer.poll(timeout_ms=100)
                 partitions = self._consumer.partitions_for_topic(self.topic) or {0}
             tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
@@ -171,9 +178,9 @@ class StatusTail:
         self._consumer.close(autocommit=False)
 
 
-def ensure_worker_topics(bootstrap: str, topics: Iterable[str], *, replication_factor: int = 1) -> list[str]:
+def ensure_worker_topics(broker: Broker, topics: Iterable[str], *, replication_factor: int = 1) -> list[str]:
     """:func:`ensure_topics` for the retrain worker and ctl; broker errors become KafkaUnavailableError."""
     try:
-        return ensure_topics(bootstrap, topics, replication_factor=replication_factor)
+        return ensure_topics(broker, topics, replication_factor=replication_factor)
     except KafkaError as exc:
-        raise KafkaUnavailableError(f"cannot reach the broker at {bootstrap}: {exc!r}") from exc
+        raise KafkaUnavailableError(f"cannot reach the broker at {address(broker)}: {exc!r}") from exc

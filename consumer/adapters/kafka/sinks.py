@@ -130,7 +130,9 @@ class AtLeastOnceSink:
     """
 
     def __init__(self, kafka: KafkaSettings) -> None:
-        self._config = kafka_python_config(kafka.producer_config(client_id="stockwatch-consume"))
+        self._config = kafka_python_config(
+            kafka.producer_config(client_id="stockwatch-consume"), KafkaProducer
+        )
         self._producer = KafkaProducer(**self._config)
         self._first = _FirstFailures()
 
@@ -174,14 +176,14 @@ class TransactionalSink:
 
     def __init__(self, kafka: KafkaSettings) -> None:
         self._config = kafka_python_config(
-            kafka.transactional_producer_config(client_id="stockwatch-consume-tx")
+            kafka.transactional_producer_config(client_id="stockwatch-consume-tx"), KafkaProducer
         )
         self.transactional_id: str = self._config["transactional_id"]
         self._producer = self._new_producer()
         self._first = _FirstFailures()
 
     def _new_producer(self) -> Any:
-        producer = KafkaProducer(retry_backoff_ms=_TXN_RETRY_BACKOFF_MS, **self._config)
+        producer = KafkaProducer(**{**self._config, "retry_backoff_ms": _TXN_RETRY_BACKOFF_MS})
         producer.init_transactions()  # fences older instances, aborts their open transaction
         log.info("transactional producer ready (transactional.id %s)", self.transactional_id)
         return producer

@@ -12,12 +12,14 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from config.kafka import KafkaSettings
+from config.kafka_security import KAFKA_PYTHON_NAMES
 from consumer.ports import DeliveryError, Offsets
 
 log = logging.getLogger(__name__)
 
 _SYNC_COMMIT_TIMEOUT_MS = 10_000  # a synchronous commit never blocks the loop longer than this
 _ASYNC_COMMIT_STALE_S = 10.0  # an async commit without a callback this long is not waited for
+_DROPPED: set[tuple[str, str]] = set()  # (client class, property) already warned about
 
 
 class OffsetCommitError(DeliveryError):
@@ -28,9 +30,23 @@ class DeliveryFailedError(DeliveryError):
     """A batch's outputs or commit did not go through; nothing of it counts as consumed."""
 
 
-def kafka_python_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The Java client's property names of :class:`config.KafkaSettings` as kafka-python's keywords."""
-    return {name.replace(".", "_"): value for name, value in config.items()}
+def kafka_python_config(config: Mapping[str, Any], client: type = KafkaConsumer) -> dict[str, Any]:
+    """The property names of :class:`config.KafkaSettings`' configs as ``client``'s keywords.
+
+    kafka-python refuses keywords it does not know: a property (from kafka_client_properties)
+    that this kind of client lacks is left out, and said once at WARNING.
+    """
+    out = {}
+    for name, value in config.items():
+        keyword = KAFKA_PYTHON_NAMES.get(name, name.replace(".", "_"))
+        if name == "ssl.endpoint.identification.algorithm":
+            out["ssl_check_hostname"] = value == "https"
+        elif keyword in getattr(client, "DEFAULT_CONFIG", ()):
+            out[keyword] = value
+        elif (client.__name__, name) not in _DROPPED:
+            _DROPPED.add((client.__name__, name))
+            log.warning("kafka-python's %s has no property %s: not applied to it", client.__name__, name)
+    return out
 
 
 def _tp_offsets(offsets: Offsets) -> dict[TopicPartition, OffsetAndMetadata]:

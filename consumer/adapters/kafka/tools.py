@@ -7,18 +7,24 @@ from collections.abc import Sequence
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from consumer.adapters.kafka.connect import Broker, client_kwargs
+
 log = logging.getLogger(__name__)
 
 
 class TopicTail:
     """Reads every partition of a topic from the beginning, without a group (for demos and tools)."""
 
-    def __init__(self, bootstrap: str, topic: str, *, read_committed: bool = False) -> None:
+    def __init__(self, broker: Broker, topic: str, *, read_committed: bool = False) -> None:
         self.topic = topic
         self._consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap,
-            enable_auto_commit=False,
-            isolation_level="read_committed" if read_committed else "read_uncommitted",
+            **client_kwargs(
+                broker,
+                KafkaConsumer,
+                client_id="stockwatch-tail",
+                enable_auto_commit=False,
+                isolation_level="read_committed" if read_committed else "read_uncommitted",
+            )
         )
         partitions = self._consumer.partitions_for_topic(topic) or {0}
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
@@ -35,9 +41,11 @@ class TopicTail:
         self._consumer.close()
 
 
-def publish_raw(bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, bytes]]) -> None:
+def publish_raw(broker: Broker, topic: str, records: Sequence[tuple[bytes | None, bytes]]) -> None:
     """Send ``(key, value)`` byte pairs to ``topic`` and wait for every acknowledgement."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = KafkaProducer(
+        **client_kwargs(broker, KafkaProducer, client_id="stockwatch-publish", acks="all", linger_ms=5)
+    )
     try:
         futures = [producer.send(topic, key=key, value=value) for key, value in records]
         producer.flush()

@@ -12,6 +12,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import InvalidPartitionsError, InvalidReplicationFactorError, TopicAlreadyExistsError
 
 from config.kafka import KafkaSettings
+from consumer.adapters.kafka.source import kafka_python_config
 from consumer.wire.control import message_is_signed
 
 log = logging.getLogger(__name__)
@@ -57,12 +58,9 @@ class StatusListener:
                 "new models are found by polling the store every model_poll_interval_s"
             )
             return
+        config = kafka_python_config(kafka.client_config(client_id="stockwatch-consume-status"))
         self._consumer = KafkaConsumer(
-            bootstrap_servers=kafka.bootstrap,
-            client_id="stockwatch-consume-status",
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
+            **{**config, "group_id": None, "enable_auto_commit": False, "isolation_level": "read_committed"}
         )
 
     def _assign(self, consumer: KafkaConsumer) -> bool:
@@ -108,7 +106,7 @@ class StatusListener:
 
 
 def ensure_topics(
-    bootstrap: str,
+    broker: str | KafkaSettings,
     topics: Iterable[str],
     *,
     partitions: int = 1,
@@ -121,7 +119,12 @@ def ensure_topics(
     input: every input partition's outputs can be written and read in parallel), or 1 when that
     topic does not exist yet.
     """
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="stockwatch-admin")
+    if isinstance(broker, str):
+        admin = KafkaAdminClient(bootstrap_servers=broker, client_id="stockwatch-admin")
+    else:
+        admin = KafkaAdminClient(
+            **kafka_python_config(broker.client_config(client_id="stockwatch-admin"), KafkaAdminClient)
+        )
     try:
         existing = set(admin.list_topics())
         missing = sorted({t for t in topics if t and t not in existing})

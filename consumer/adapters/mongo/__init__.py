@@ -1,10 +1,10 @@
 """The only package that imports pymongo: the anomaly audit (`stockwatch consume`), the retrain
-worker's state (`retrain-worker`, `ctl`, `scan`) and the demo's seeding tool.
+worker's state (`retrain-worker`, `ctl`, `scan`) and seeding (`stockwatch seed`, the demo).
 
 Every pymongo error leaves it as :class:`MongoUnavailableError` (or :class:`AuditFailedError`).
 """
 
-from consumer.adapters.mongo.admin import drop_database, replace_collection
+from consumer.adapters.mongo.admin import drop_database, replace_collection, upsert_items
 from consumer.adapters.mongo.audit import AnomalyAudit, AuditFailedError
 from consumer.adapters.mongo.worker import WorkerMongo
 from consumer.ports import MongoUnavailableError
@@ -16,4 +16,5 @@ __all__ = [
     "WorkerMongo",
     "drop_database",
     "replace_collection",
+    "upsert_items",
 ]

@@ -1,4 +1,4 @@
-"""Tools around the services: seeding an inventory and dropping a database (the demo)."""
+"""Tools around the services: seeding an inventory (`stockwatch seed`, the demo), dropping a database."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from pymongo import MongoClient
+from pymongo import MongoClient, ReplaceOne
 
 from consumer.adapters.mongo.errors import mongo_errors
+from consumer.chunks import chunked
 
-__all__ = ["drop_database", "replace_collection"]
+__all__ = ["drop_database", "replace_collection", "upsert_items"]
+
+_REPLACE_BATCH = 50  # FerretDB 1.24 stalled (> 10 s) on one update command of 160 replacements
 
 
 @contextlib.contextmanager
@@ -30,6 +33,42 @@ def replace_collection(uri: str, db: str, collection: str, docs: Sequence[Mappin
         if docs:
             client[db][collection].insert_many([dict(d) for d in docs], ordered=False)
         return int(client[db][collection].count_documents({}))
+
+
+def upsert_items(
+    uri: str, db: str, collection: str, docs: Sequence[Mapping[str, Any]], *, timeout_ms: int = 5000
+) -> tuple[int, int]:
+    """Write each document over the one with its ``item_id`` (others stay); ``(inserted, replaced)``.
+
+    ``docs`` must not repeat an ``item_id`` (the caller keeps the last of each).
+    """
+    with mongo_errors(f"seeding {db}.{collection}"):  # a malformed URI fails in the constructor
+        client: MongoClient[dict[str, Any]] = MongoClient(
+            uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, socketTimeoutMS=60_000
+        )
+        try:
+            if not docs:
+                client.admin.command("ping")  # an empty file still proves the database answers
+                return 0, 0
+            inventory = client[db][collection]
+            # One lookup per batch, then writes by _id: a filter on item_id per document scans the
+            # whole collection each time on FerretDB (no index on it).
+            ids = [d["item_id"] for d in docs]
+            existing = {
+                doc["item_id"]: doc["_id"]
+                for doc in inventory.find({"item_id": {"$in": ids}}, {"item_id": 1, "_id": 1})
+            }
+            new = [dict(d) for d in docs if d["item_id"] not in existing]
+            if new:
+                inventory.insert_many(new, ordered=False)
+            old = [
+                ReplaceOne({"_id": existing[d["item_id"]]}, dict(d)) for d in docs if d["item_id"] in existing
+            ]
+            for ops in chunked(old, _REPLACE_BATCH):
+                inventory.bulk_write(ops, ordered=False)
+            return len(new), len(old)
+        finally:
+            client.close()
 
 
 def drop_database(uri: str, db: str) -> None:

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from config import DEFAULT_CONFIG_FILE, Settings, SettingsError, TopicSettings
 from config.groups import Slice
+from config.kafka_security import KafkaSecurity
 
 
 def test_defaults_are_the_documented_ones() -> None:
@@ -99,9 +100,10 @@ def _slices() -> dict[str, type[Slice]]:
 def test_every_setting_is_in_exactly_one_slice_with_the_same_type() -> None:
     """The slices are views of the flat names: none is lost, none is shown twice, types agree."""
     seen: dict[str, str] = {}
-    for slice_name, kind in [*_slices().items(), ("kafka.topics", TopicSettings)]:
+    nested = [("kafka.topics", TopicSettings), ("kafka.security", KafkaSecurity)]
+    for slice_name, kind in [*_slices().items(), *nested]:
         for name, field in kind.model_fields.items():
-            if name == "topics":
+            if name in ("topics", "security"):
                 continue
             flat = field.validation_alias or name
             assert isinstance(flat, str) and flat in Settings.model_fields, (slice_name, name)
