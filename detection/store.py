@@ -217,6 +217,8 @@ class ModelStore:
     def _verified_manifest(self, version: str) -> dict[str, Any]:
         """Read manifest.json once; check its signature (when keyed) and its structure."""
         vdir = self.root / version
+        if vdir.is_symlink():  # its files could live anywhere the link points
+            raise ModelVerificationError(f"model {version}: its directory is a symlink; refusing it")
         try:
             raw = _read(vdir / MANIFEST_FILE)
         except FileNotFoundError:
