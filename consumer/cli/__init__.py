@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from config import Settings, SettingsError, load_settings
-from consumer.cli import config, consume, ctl, keygen, models, scan, worker
+from consumer.cli import config, consume, ctl, keygen, models, scan, versions, worker
+from consumer.cli.failures import EXIT_STATUS_HELP, explain
 from consumer.cli.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 COMMAND_GROUPS: list[Callable[[Subparsers, argparse.ArgumentParser], None]] = [
     models.register,
+    versions.register,
     consume.register,
     worker.register,
     ctl.register,
@@ -56,13 +58,19 @@ def _version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The full parser: global options plus every registered command group."""
     parser = argparse.ArgumentParser(
-        prog="stockwatch", description="Streaming anomaly detection for warehouse inventory."
+        prog="stockwatch",
+        description=f"Streaming anomaly detection for warehouse inventory. {EXIT_STATUS_HELP}",
     )
-    parser.add_argument("--log-level", choices=LOG_LEVELS, default="INFO", type=str.upper)
-    parser.add_argument("--version", action="version", version=f"stockwatch {_version()}")
+    level_help = "log level (default: STOCKWATCH_LOG_LEVEL, INFO)"
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default=None, type=str.upper, help=level_help)
+    parser.add_argument(
+        "--version", action="version", version=f"stockwatch {_version()}", help="print the version and exit"
+    )
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: given after the sub-command it wins, absent it leaves the global value alone.
-    common.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS, type=str.upper)
+    common.add_argument(
+        "--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS, type=str.upper, help=level_help
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for register in COMMAND_GROUPS:
         register(subparsers, common)
@@ -73,13 +81,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stockwatch`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args.log_level)
     try:
         settings = load_settings()
     except SettingsError as exc:  # one line per mistake, naming the variable or key; no values of secrets
+        configure_logging(args.log_level or "INFO")
         for problem in exc.problems:
             print(f"stockwatch: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    configure_logging(args.log_level or settings.logs.level)  # the flag wins over the setting
     handler: Handler = args.handler
     try:
         return handler(args, settings)
@@ -87,6 +96,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_PIPE
+    except Exception as exc:  # last resort: what a user can cause is one line; a bug keeps its traceback
+        known = explain(exc, settings)
+        if known is None:
+            raise
+        message, status = known
+        print(f"stockwatch {_command_name(args)}: {message}", file=sys.stderr, flush=True)
+        return status
+
+
+def _command_name(args: argparse.Namespace) -> str:
+    sub = getattr(args, "models_command", None)
+    return f"{args.command} {sub}" if sub else str(args.command)
 
 
 if __name__ == "__main__":

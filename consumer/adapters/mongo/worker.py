@@ -28,9 +28,10 @@ class WorkerMongo:
     """The retrain worker's Mongo state: inventory snapshots, registry, lease, seen commands."""
 
     def __init__(self, uri: str, db: str, *, inventory: str = "inventory", timeout_ms: int = 5000) -> None:
-        self._client: MongoClient[dict[str, Any]] = MongoClient(
-            uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, socketTimeoutMS=30_000
-        )
+        with mongo_errors("connecting"):  # a malformed URI is refused here, before any I/O
+            self._client: MongoClient[dict[str, Any]] = MongoClient(
+                uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, socketTimeoutMS=30_000
+            )
         self._db = self._client[db]
         self.inventory_name = inventory
 
