@@ -89,12 +89,15 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
         store_from_settings(settings)
     except ValueError as exc:  # an empty signing key
         raise UserFacingError(str(exc), status=2) from None
-    existing_topics(kafka.bootstrap, timeout_s=kafka.bootstrap_timeout_s)
+    probe_s = min(
+        kafka.bootstrap_timeout_s, args.timeout or kafka.bootstrap_timeout_s
+    )  # --timeout bounds it too
+    existing_topics(kafka.bootstrap, timeout_s=probe_s)
     service = build_service(settings)
     server = None
     if http.port:
-        server = HealthServer(service.health, service.metrics, host=http.host, port=http.port)
-        try:
+        try:  # the constructor binds the port
+            server = HealthServer(service.health, service.metrics, host=http.host, port=http.port)
             server.start()
         except OSError as exc:
             raise UserFacingError(

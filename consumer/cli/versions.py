@@ -27,7 +27,9 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
         help="list, show or roll back stored model versions",
         description=f"List, show or roll back the versions in the model directory. {usage}",
     )
-    actions = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    actions = models.add_subparsers(
+        dest="models_command", metavar="ACTION", required=True, help="what to do with the versions"
+    )
     listing = actions.add_parser("list", parents=[store_opts], help="stored versions, oldest first")
     listing.add_argument("--json", action="store_true", help="JSON instead of a table")
     listing.set_defaults(handler=cmd_models_list)
