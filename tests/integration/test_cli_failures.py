@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +165,27 @@ def test_scan_of_an_empty_collection_warns_and_exits_0(
         w["level"] == "WARNING" and f"{mongo_db.name}.{collection}" in w["msg"] and "no documents" in w["msg"]
         for w in warnings
     ), proc.stderr
+
+
+def test_ctl_retrain_force_sends_a_signed_force_arg(
+    base_env: dict[str, str], kafka_bootstrap: str, topic_factory: Callable[..., str]
+) -> None:
+    from consumer.adapters.kafka import TopicTail
+    from consumer.wire.control import verify
+
+    control = topic_factory("control")
+    env = base_env | {"STOCKWATCH_CONTROL_TOPIC": control, "STOCKWATCH_STATUS_TOPIC": topic_factory("status")}
+    proc = stockwatch(env, "ctl", "retrain", "--force", "--no-wait", "--timeout", "20")
+    assert proc.returncode == 0, proc.stderr
+    tail = TopicTail(kafka_bootstrap, control)
+    try:
+        records = []
+        for _ in range(20):
+            records += tail.poll(0.5)
+            if records:
+                break
+    finally:
+        tail.close()
+    assert len(records) == 1
+    cmd = verify(orjson.loads(records[0][1]), KEY.encode(), now=datetime.now(UTC), max_age_s=300)
+    assert cmd.command.value == "retrain" and cmd.args == {"force": True}
