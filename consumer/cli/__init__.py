@@ -101,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if known is None:
             raise
         message, status = known
-        print(f"stockwatch {_command_name(args)}: {message}", file=sys.stderr, flush=True)
+        one_line = " ".join(message.split())  # a client's multi-line message stays one line
+        print(f"stockwatch {_command_name(args)}: {one_line}", file=sys.stderr, flush=True)
         return status
 
 
