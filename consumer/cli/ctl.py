@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from consumer.cli.argtypes import seconds
+from consumer.cli.failures import kafka_unreachable
 from consumer.wire.control import TERMINAL_ACKS, Ack, command_digest, message_is_signed, new_command
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ def cmd_ctl(args: argparse.Namespace, settings: Settings) -> int:
             return EXIT_OK
         return _wait_for(tail, cmd.command_id, deadline, timeout_s, key=key, digest=command_digest(wire))
     except KafkaUnavailableError as exc:
-        print(f"stockwatch ctl: {exc}", file=sys.stderr)
+        print(f"stockwatch ctl: {' '.join(kafka_unreachable(settings, exc).split())}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         if tail is not None:
