@@ -5,7 +5,8 @@ Each command group module exposes ``register(subparsers, common)``: it adds its 
 ``handler=fn`` where ``fn(args, settings) -> int`` returns the exit status. To add a group
 (``consume``, ``retrain-worker``, ``ctl``, ``scan`` …) append its ``register`` to
 :data:`COMMAND_GROUPS`. Settings are read once, here, and handed to the handler; logging is
-configured only here (JSON lines on stderr, :mod:`consumer.cli.logs`).
+configured only here (JSON lines on stderr, :mod:`consumer.cli.logs`). Whatever a user can cause
+ends as one line and an exit status (:mod:`consumer.cli.failures`); a bug keeps its traceback.
 """
 
 from __future__ import annotations
