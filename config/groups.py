@@ -85,13 +85,16 @@ class ScoringSettings(Slice):
     health_stale_s: float
     audit_anomalies: bool
     create_missing_topics: bool
+    stall_after_s: float
 
 
 class HttpSettings(Slice):
-    """The metrics and health server of `stockwatch consume` (port 0 = off)."""
+    """The metrics and health servers: `stockwatch consume` on ``port``, the retrain worker on
+    ``worker_port`` (0 = off), both bound to ``host``."""
 
     host: str = Field(validation_alias="http_host")
     port: int = Field(validation_alias="http_port")
+    worker_port: int = Field(validation_alias="worker_http_port")
 
 
 class RetrainSettings(Slice):

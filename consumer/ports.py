@@ -20,6 +20,7 @@ __all__ = [
     "KafkaUnavailableError",
     "MongoUnavailableError",
     "Offsets",
+    "OutputFailure",
     "OutputRecord",
     "Sink",
     "Source",
@@ -60,8 +61,24 @@ class SourceRecord(Protocol):
     def headers(self) -> Sequence[tuple[str, bytes]] | None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class OutputFailure:
+    """One output of a batch the broker did not take, and whether sending it again can help."""
+
+    index: int  # its position in the outputs handed to ``Sink.publish``
+    kind: str  # "too_large" / "invalid": the record itself is refused (never retry it as is); "transient"
+    error: str
+
+
 class DeliveryError(Exception):
-    """A batch was not delivered (sink or audit failed); its offsets are not committed."""
+    """A batch was not delivered (sink or audit failed); its offsets are not committed.
+
+    ``failures`` names the outputs that failed, when the transport can tell.
+    """
+
+    def __init__(self, *args: object, failures: Sequence[OutputFailure] = ()) -> None:
+        super().__init__(*args)
+        self.failures = tuple(failures)
 
 
 class KafkaUnavailableError(RuntimeError):

@@ -48,21 +48,40 @@ def cmd_retrain_worker(args: argparse.Namespace, settings: Settings) -> int:
     if settings.control.key is None:
         log.warning("no STOCKWATCH_CONTROL_KEY: every control command will be rejected")
     from consumer.adapters.kafka import existing_topics
-    from consumer.retraining.wiring import build_worker
+    from consumer.retraining.wiring import build_worker, worker_monitor, worker_server
 
-    # A short, quiet probe first: the clients below retry a missing broker for half a minute.
-    existing_topics(settings.kafka.bootstrap, timeout_s=settings.kafka.bootstrap_timeout_s)
+    monitor = worker_monitor(settings)
+    http = settings.http
+    server = None
+    if http.worker_port:
+        try:  # bound before connecting anywhere: a taken port fails at once
+            server = worker_server(monitor, settings)
+        except OSError as exc:
+            raise UserFacingError(
+                f"cannot serve metrics on {http.host}:{http.worker_port} "
+                f"(STOCKWATCH_WORKER_HTTP_PORT, STOCKWATCH_HTTP_HOST): {exc.strerror or exc}"
+            ) from None
     try:
-        worker, closables = build_worker(settings)
+        # A short, quiet probe first: the clients below retry a missing broker for half a minute.
+        existing_topics(settings.kafka.bootstrap, timeout_s=settings.kafka.bootstrap_timeout_s)
+        worker, closables = build_worker(settings, monitor=monitor)
     except ValueError as exc:  # an unusable setting (exclude filter, signing key)
         raise UserFacingError(str(exc), status=2) from None
+    except BaseException:  # Kafka, Mongo: one line from main(); the port is released first
+        if server is not None:
+            server.stop()
+        raise
     stop = lambda *_: worker.stop_event.set()  # noqa: E731
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     log.info("retrain worker %s listening on %s", worker.lease.owner, settings.kafka.topics.control)
+    if server is not None:
+        server.start()
     try:
         worker.run(timeout_s=args.run_for)
     finally:
+        if server is not None:
+            server.stop()
         for c in closables:
             c.close()
     return EXIT_OK

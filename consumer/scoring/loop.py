@@ -7,9 +7,12 @@ One iteration handles one poll batch (at most ``max_poll_records``):
 2. without a model: pause every assigned partition, rewind anything already polled, and wait
    (logged once, ``stockwatch_waiting_for_model`` = 1, ``/readyz`` says so) — nothing is
    committed, nothing is dropped;
-3. with a model: :func:`consumer.scoring.batch.process_batch` (pure), the optional Mongo audit, then the
-   sink publishes the outputs and commits the offsets (see :mod:`consumer.adapters.kafka` for the two
-   delivery modes). If delivery fails the partitions are rewound and the batch is retried.
+3. with a model: :func:`consumer.scoring.batch.process_batch` (pure), the optional Mongo audit
+   (bounded: :mod:`consumer.scoring.audit_guard`), then the sink publishes the outputs and the
+   offsets are committed once they are acknowledged (:mod:`consumer.scoring.ledger`; see
+   :mod:`consumer.adapters.kafka` for the two delivery modes). If delivery fails the partitions
+   are rewound and the batch is retried: at once when the broker refused an output as such (it is
+   reduced, then parked: :mod:`consumer.scoring.poison`), else after a growing pause.
 
 Nothing slow happens in the loop itself: models are loaded by the watcher thread, so
 ``max.poll.interval.ms`` is never at risk. :meth:`ScoringService.request_stop` (SIGTERM/SIGINT)
@@ -26,20 +29,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 from consumer.ports import Audit, DeliveryError, Sink, Source, TopicPart
-from consumer.scoring.batch import UNVERSIONED, BatchConfig, BatchResult, ScoringModel, process_batch
-from consumer.scoring.health import HealthState
+from consumer.scoring.audit_guard import AuditGuard
+from consumer.scoring.batch import BatchConfig, BatchResult, ScoringModel, process_batch
+from consumer.scoring.commits import Committer
+from consumer.scoring.health import HealthState, StallWatch
 from consumer.scoring.ledger import OffsetLedger
 from consumer.scoring.metrics import ConsumerMetrics
+from consumer.scoring.model_gate import ModelGate
 from consumer.scoring.model_watcher import ModelWatcher
+from consumer.scoring.poison import PoisonRecords
 
 __all__ = ["Audit", "DeliveryError", "RunStats", "ScoringService", "Sink", "Source"]
 
 log = logging.getLogger(__name__)
 
 LAG_REFRESH_S = 1.0
-FINAL_COMMIT_WAIT_S = 15.0  # shutdown waits this long for a rebalance to let the last commit through
-LOST_PARTITIONS_AFTER_S = 1.0  # settled partitions still not assigned after this long went elsewhere
 MAX_IN_FLIGHT = 2  # batches whose outputs may still await acknowledgement while the next is scored
+MAX_RETRY_BACKOFF_S = 30.0  # the pause before a retry doubles per failure in a row, up to this
 
 
 @dataclass
@@ -52,6 +58,7 @@ class RunStats:
     dead_letters: int = 0
     batches: int = 0
     delivery_failures: int = 0
+    parked: int = 0
     model_versions: list[str] = field(default_factory=list)
     stopped_by: str = ""
 
@@ -82,6 +89,7 @@ class ScoringService:
         retry_backoff_s: float = 1.0,
         commit_interval_s: float = 0.0,
         exactly_once: bool = False,
+        stall_after_s: float = 60.0,
     ) -> None:
         self.source = source
         self.sink = sink
@@ -89,20 +97,19 @@ class ScoringService:
         self.config = config
         self.metrics = metrics if metrics is not None else ConsumerMetrics()
         self.health = health if health is not None else HealthState()
-        self.audit = audit
+        self.audit = AuditGuard(audit, self.metrics) if audit is not None else None
         self.poll_timeout_ms = poll_timeout_ms
         self.max_poll_records = max_poll_records
         self.retry_backoff_s = retry_backoff_s
-        self.commit_interval_s = commit_interval_s
         self.exactly_once = exactly_once
-        self.model: ScoringModel | None = None
-        self._stop = threading.Event()
-        self._paused = False
-        self._announced_wait = False
-        self._next_lag = 0.0
+        self.models = ModelGate(watcher, source, self.metrics, self.health)
         self.ledger: OffsetLedger[BatchResult] = OffsetLedger()
-        self._commit_failed = False
-        self._next_commit = 0.0
+        self.poison = PoisonRecords()
+        self.stalls = StallWatch(stall_after_s, self.metrics)
+        self.commits = Committer(sink, source, self.ledger, self.metrics, interval_s=commit_interval_s)
+        self._stop = threading.Event()
+        self._next_lag = 0.0
+        self._failures_in_row = 0
 
     def request_stop(self) -> None:
         """Finish the current batch, then flush, commit and leave the group (signal-safe)."""
@@ -135,16 +142,16 @@ class ScoringService:
                             break
                         continue
                 self._tick()
-                self._maybe_swap(stats)
-                if self.model is None:
-                    self._wait_for_model()
+                model = self.models.current(stats.model_versions)
+                if model is None:
+                    self.models.wait(self.poll_timeout_ms, self.max_poll_records)
                     continue
                 polled = self.source.poll(self.poll_timeout_ms, limit)
                 if polled:
-                    self._handle(polled, self.model, stats)
+                    self._handle(polled, model, stats)
                 self._settle(stats, block=False)
                 if not polled and not self.ledger.pending and self.ledger.needs_sync():
-                    self._commit_idle()
+                    self.commits.idle()
         finally:
             self._drain(stats)
             self._shutdown()
@@ -162,56 +169,17 @@ class ScoringService:
         self.health.tick()
         self.metrics.last_tick.set(time.time())
         assigned = self.source.assignment()
-        self.ledger.retain(assigned, now)
+        self.poison.forget(self.ledger.retain(assigned, now))
         self.health.assigned = len(assigned)
         self.metrics.assigned_partitions.set(len(assigned))
         if now >= self._next_lag:
             self._next_lag = now + LAG_REFRESH_S
-            for (topic, partition), lag in self.source.lag().items():
-                self.metrics.lag.labels(topic, str(partition)).set(lag)
-            created = getattr(getattr(self.model, "metadata", None), "created_at", None)
-            if isinstance(created, datetime):
-                self.metrics.model_age.set(max(0.0, time.time() - created.timestamp()))
-
-    def _maybe_swap(self, stats: RunStats) -> None:
-        model = self.watcher.take()
-        if model is None:
-            return
-        old = self.model.version if self.model is not None else None
-        self.model = model
-        version = model.version or UNVERSIONED
-        stats.model_versions.append(version)
-        self.health.model_version = version
-        self.metrics.model.info({"version": version})
-        self.metrics.model_loaded.set(1)
-        self.metrics.model_swaps.inc()
-        created = getattr(getattr(model, "metadata", None), "created_at", None)
-        if isinstance(created, datetime):
-            self.metrics.model_created.set(created.timestamp())
-            self.metrics.model_age.set(max(0.0, time.time() - created.timestamp()))
-        if self._paused:
-            self.source.resume_all()
-            self._paused = False
-            self.health.waiting_for_model = False
-            self.metrics.waiting_for_model.set(0)
-            log.info("model %s loaded: resuming consumption", version)
-        else:
-            log.info("model swapped %s -> %s between batches", old, version)
-
-    def _wait_for_model(self) -> None:
-        """Keep the group membership alive without consuming; rewind anything polled."""
-        if not self._paused:
-            self.health.waiting_for_model = True
-            self.metrics.waiting_for_model.set(1)
-            self._paused = True
-            self._announced_wait = False
-        if not self._announced_wait and self.watcher.first_check_done.is_set():
-            self._announced_wait = True  # logged once, after the watcher has looked at the store
-            log.warning("no usable model yet: partitions paused, nothing is consumed until one is published")
-        self.source.pause_all()  # every iteration: partitions assigned by a rebalance too
-        polled = self.source.poll(self.poll_timeout_ms, self.max_poll_records)
-        if polled:
-            self.source.seek({tp: recs[0].offset for tp, recs in polled.items()})
+            lag = self.source.lag()
+            for (topic, partition), behind in lag.items():
+                self.metrics.lag.labels(topic, str(partition)).set(behind)
+            busy = {tp for tp, behind in lag.items() if behind > 0} | self.ledger.uncommitted()
+            stalled = self.stalls.update(now, assigned, busy, self.ledger.last_committed)
+            self.health.stalled = [f"{t}[{p}]" for t, p in stalled]
 
     def _handle(self, polled: dict[TopicPart, list[Any]], model: ScoringModel, stats: RunStats) -> None:
         started = time.perf_counter()
@@ -220,13 +188,18 @@ class ScoringService:
         after = {tp: recs[-1].offset + 1 for tp, recs in polled.items()}
         result = process_batch(records, model, self.config, now=datetime.now(UTC))
         scored_at = time.perf_counter()
+        result.outputs, parked = self.poison.apply(result.outputs)
+        for record in parked:  # logged by apply
+            stats.parked += 1
+            self.metrics.parked.labels(record.kind).inc()
         try:
             if self.audit is not None and result.anomalies:
-                self.audit.write(result.anomalies)
-                self.metrics.audit_writes.inc(len(result.anomalies))
+                self.audit.write(result.anomalies, ", ".join(f"{t}[{p}]@{o}" for (t, p), o in first.items()))
             delivery = self.sink.publish(result.outputs, after, self.source)
         except DeliveryError as exc:
-            self._rewind(self.ledger.rewind_targets(first), exc, stats, from_committed=self.exactly_once)
+            refused = self.poison.note(result.outputs, exc.failures)
+            targets = self.ledger.rewind_targets(first)
+            self._rewind(targets, exc, stats, from_committed=self.exactly_once, at_once=refused)
             return
         self.ledger.record(first, after, delivery, result)
         self.metrics.batch_size.observe(len(records))
@@ -234,7 +207,7 @@ class ScoringService:
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
     def _settle(self, stats: RunStats, *, block: bool, sync: bool = False) -> None:
-        """Commit, in order, the batches whose outputs are all acknowledged (see OffsetLedger.settle).
+        """Count and commit, in order, the batches whose outputs are all acknowledged.
 
         A failed delivery rewinds to the oldest unsettled offset of every partition.
         """
@@ -242,76 +215,45 @@ class ScoringService:
         for result in settled.acked:
             self.metrics.count_batch(result, decisions=bool(self.config.decisions_topic))
             stats.add(result)
-        if settled.error is not None:
-            if settled.acked:
-                self._commit(self.ledger.committable(), sync=True)
-            self._rewind(settled.rewind, settled.error, stats, from_committed=False)
-        elif settled.acked and (sync or time.monotonic() >= self._next_commit):
-            # Every acknowledged offset so far, at most every commit_interval_s: fewer commit
-            # round trips; a crash redelivers at most that much more.
-            self._next_commit = time.monotonic() + self.commit_interval_s
-            self._commit(self.ledger.committable(), sync=sync)
-        elif self._commit_failed and self.ledger.committable() and not self.ledger.pending:
-            self._commit(self.ledger.committable(), sync=False)  # a refused commit (rebalance): try again
-
-    def _commit_idle(self) -> None:
-        """Idle: make sure the acknowledged offsets are committed, synchronously.
-
-        Async commits are fire-and-forget (a failure only reaches a log line, and offsets of a
-        partition revoked at that moment are skipped); with no more input, no later commit would
-        cover them, so the stream's tail would stay uncommitted until shutdown.
-        """
-        self._commit(self.ledger.committable(), sync=True)
-
-    def _commit(self, offsets: dict[TopicPart, int], *, sync: bool) -> bool:
-        """Commit acknowledged offsets; a refusal is remembered and retried, never fatal."""
-        try:
-            self.sink.commit(offsets, self.source, sync=sync)
-        except DeliveryError as exc:
-            if not self._commit_failed:
-                log.warning("offset commit refused (%r); retrying after the next poll", exc)
-            self._commit_failed = True
-            return False
-        self._commit_failed = False
-        self.ledger.committed(offsets, sync=sync)
-        self.metrics.commits.inc()
-        return True
+        if settled.acked:
+            self._failures_in_row = 0
+            self.poison.settled(self.ledger.committable())
+        if settled.error is None:
+            self.commits.after_settle(bool(settled.acked), sync=sync)
+            return
+        if settled.acked:
+            self.commits.commit(self.ledger.committable(), sync=True)
+        refused = False
+        for batch in settled.failed:  # remember every refused output, not only the first batch's
+            error = batch.delivery.error() if batch.delivery.done() else None
+            if isinstance(error, DeliveryError):
+                refused = self.poison.note(batch.item.outputs, error.failures) or refused
+        self._rewind(settled.rewind, settled.error, stats, from_committed=False, at_once=refused)
 
     def _drain(self, stats: RunStats) -> None:
         """At shutdown: wait for every acknowledgement and commit synchronously."""
         try:
             self._settle(stats, block=True, sync=True)
-            # Async commits may still be in flight or have been refused: finish with a synchronous
-            # one. During a rebalance the partitions are not assigned (a commit would skip them
-            # silently) or the broker refuses the commit: polls complete the rebalance (nothing
-            # fetched is used), for at most FINAL_COMMIT_WAIT_S.
-            started = time.monotonic()
-            while settled := self.ledger.committable():
-                mine = self.ledger.committable(self.source.assignment())
-                waited = time.monotonic() - started
-                # All of them ours: commit. Some ours for a while: the others went to another member
-                # in a rebalance (it resumes from their committed offsets); commit ours.
-                if (len(mine) == len(settled) or (mine and waited >= LOST_PARTITIONS_AFTER_S)) and (
-                    self._commit(mine, sync=True)
-                ):
-                    if len(mine) < len(settled):
-                        lost = sorted(set(settled) - set(mine))
-                        log.info("partitions %s are no longer ours; their new owner resumes them", lost)
-                    break
-                if waited >= FINAL_COMMIT_WAIT_S:
-                    log.warning("final commit not possible (partitions not ours); they will be redelivered")
-                    break
-                self.source.pause_all()
-                self.source.poll(self.poll_timeout_ms or 100, 1)
+            self.commits.final()
         except Exception as exc:  # uncommitted batches are redelivered after a restart
             log.error("final flush/commit failed (%r); the last batches will be redelivered", exc)
 
     def _rewind(
-        self, first: dict[TopicPart, int], exc: BaseException, stats: RunStats, *, from_committed: bool
+        self,
+        first: dict[TopicPart, int],
+        exc: BaseException,
+        stats: RunStats,
+        *,
+        from_committed: bool,
+        at_once: bool = False,
     ) -> None:
-        """Delivery failed: nothing of the batch counts; seek back and retry after a pause."""
+        """Delivery failed: nothing of the batch counts; seek back and retry.
+
+        At once when an output was refused as such (the next attempt reduces or parks it), else
+        after ``retry_backoff_s``, doubled per failure in a row up to MAX_RETRY_BACKOFF_S.
+        """
         stats.delivery_failures += 1
-        self.metrics.delivery_failures.labels(type(exc).__name__).inc()
+        self.metrics.count_delivery_failure(exc)
         target = dict(first)
         if from_committed:  # the transaction was aborted: go back to what the group committed
             try:
@@ -322,14 +264,20 @@ class ScoringService:
                 log.warning(
                     "could not read committed offsets (%r); rewinding to the batch start", committed_exc
                 )
+        self._failures_in_row += 1
+        pause = 0.0 if at_once else self.retry_backoff_s * 2 ** min(self._failures_in_row - 1, 16)
+        pause = min(pause, MAX_RETRY_BACKOFF_S)
         log.warning(
             "batch not delivered (%r); rewinding %s and retrying in %.1fs",
             exc,
             ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(target.items())),
-            self.retry_backoff_s,
+            pause,
         )
         self.source.seek(target)
-        self._stop.wait(self.retry_backoff_s)
+        resume = time.monotonic() + pause
+        while not self._stop.is_set() and (left := resume - time.monotonic()) > 0:
+            self._stop.wait(min(left, 1.0))
+            self._tick()  # /healthz stays alive, /readyz reports partitions stalled meanwhile
 
     def _shutdown(self) -> None:
         self.health.stopping = True

@@ -122,7 +122,8 @@ def test_ctl_ignores_forged_acknowledgements_and_times_out(
 
 def test_the_consumer_hears_only_signed_model_announcements(settings_factory: Any) -> None:
     settings = settings_factory()
-    listener = StatusListener(settings)
+    key = settings.control.key.get_secret_value().encode() if settings.control.key else None
+    listener = StatusListener(settings.kafka, key=key)
     publisher = JsonPublisher(settings.kafka_bootstrap)
     try:
         deadline = time.monotonic() + 30

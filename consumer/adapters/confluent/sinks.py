@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from config.kafka import KafkaSettings
 from consumer.adapters.confluent.source import LIBRDKAFKA_LOG, ConfluentSource, librdkafka_config
-from consumer.ports import Delivered, DeliveryError, Offsets, OutputRecord
+from consumer.ports import Delivered, DeliveryError, Offsets, OutputFailure, OutputRecord
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +31,24 @@ _TXN_TIMEOUT_S = 30.0  # one transactional call (commit, abort, send offsets) wa
 _QUEUE_FULL_WAIT_S = 0.05
 # CONCURRENT_TRANSACTIONS (previous markers still being written) is retried after retry.backoff.ms: keep it short.
 _TXN_RETRY_BACKOFF_MS = 10
+_TOO_LARGE = frozenset((KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE))
+_INVALID = frozenset((KafkaError.INVALID_RECORD, KafkaError.INVALID_MSG))
+
+Report = Callable[[int, KafkaError | None, Message | None], None]  # (output index, error, message)
 
 
 class ConfluentDeliveryError(DeliveryError):
     """A batch's outputs or its transaction did not go through; nothing of it counts as consumed."""
+
+
+def _failures(errors: Sequence[tuple[int, KafkaError]]) -> list[OutputFailure]:
+    """The outputs that failed, and whether the record itself was refused."""
+    out = []
+    for index, err in errors:
+        code = err.code()
+        kind = "too_large" if code in _TOO_LARGE else "invalid" if code in _INVALID else "transient"
+        out.append(OutputFailure(index, kind, str(err)))
+    return out
 
 
 def producer_config(config: Mapping[str, Any], kafka: KafkaSettings) -> dict[str, Any]:
@@ -57,14 +72,14 @@ class ConfluentDelivery:
     def __init__(self, producer: Producer, expected: int) -> None:
         self._producer = producer
         self._pending = expected
-        self._errors: list[KafkaError] = []
+        self._errors: list[tuple[int, KafkaError]] = []
         self.fatal = False  # the producer is unusable (an idempotence error): the sink replaces it
 
-    def acknowledged(self, err: KafkaError | None, _message: Message) -> None:
-        """librdkafka's delivery callback (runs inside the producer's ``poll``/``flush``)."""
+    def acknowledged(self, index: int, err: KafkaError | None, _message: Message | None) -> None:
+        """librdkafka's delivery callback for output ``index`` (runs inside ``poll``/``flush``)."""
         self._pending -= 1
         if err is not None:
-            self._errors.append(err)
+            self._errors.append((index, err))
             self.fatal = self.fatal or err.fatal()
 
     def done(self) -> bool:
@@ -81,20 +96,27 @@ class ConfluentDelivery:
     def error(self) -> BaseException | None:
         """The first failure (only meaningful once :meth:`done`)."""
         if self._errors:
-            return ConfluentDeliveryError(f"output not acknowledged: {self._errors[0]}")
+            failures = _failures(self._errors)
+            return ConfluentDeliveryError(f"output not acknowledged: {failures[0].error}", failures=failures)
         return None
 
 
-def _produce_all(producer: Producer, outputs: Sequence[OutputRecord], on_delivery: Any) -> None:
+def _produce_all(producer: Producer, outputs: Sequence[OutputRecord], report: Report) -> None:
     produce = producer.produce
-    for o in outputs:
+    for i, o in enumerate(outputs):
         headers: Any = o.headers or None
         while True:
             try:
-                produce(o.topic, o.value, o.key, headers=headers, on_delivery=on_delivery)
+                produce(o.topic, o.value, o.key, headers=headers, on_delivery=partial(report, i))
                 break
             except BufferError:  # the local queue is full: let the I/O thread drain it
                 producer.poll(_QUEUE_FULL_WAIT_S)
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                if not isinstance(error, KafkaError) or error.code() not in _TOO_LARGE:
+                    raise
+                report(i, error, None)  # over message.max.bytes: refused before sending
+                break
 
 
 class ConfluentAtLeastOnceSink:
@@ -167,21 +189,23 @@ class ConfluentTransactionalSink:
             except KafkaException as exc:
                 raise ConfluentDeliveryError(f"no transactional producer: {exc!r}") from exc
         producer = self._producer
-        failed: list[KafkaError] = []
+        failed: list[tuple[int, KafkaError]] = []
 
-        def on_delivery(err: KafkaError | None, _message: Message) -> None:
+        def on_delivery(index: int, err: KafkaError | None, _message: Message | None) -> None:
             if err is not None:
-                failed.append(err)
+                failed.append((index, err))
 
         try:
             producer.begin_transaction()
             _produce_all(producer, outputs, on_delivery)
+            if failed:  # refused before sending: the transaction must not commit without it
+                raise KafkaException(failed[0][1])
             positions = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
             producer.send_offsets_to_transaction(positions, source.group_metadata(), _TXN_TIMEOUT_S)
             self._commit_transaction()
         except KafkaException as exc:
             self._recover(exc)
-            raise ConfluentDeliveryError(repr(exc)) from exc
+            raise ConfluentDeliveryError(repr(exc), failures=_failures(failed)) from exc
         if failed:  # cannot happen after a successful commit; kept as a guard
             raise ConfluentDeliveryError(f"{len(failed)} outputs failed inside a committed transaction")
         return Delivered()

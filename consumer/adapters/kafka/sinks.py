@@ -18,7 +18,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import (
+    CorruptRecordError,
+    InvalidRecordError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+)
+from kafka.future import Future
 
 from config.kafka import KafkaSettings
 from consumer.adapters.kafka.source import (
@@ -28,27 +35,72 @@ from consumer.adapters.kafka.source import (
     _tp_offsets,
     kafka_python_config,
 )
-from consumer.ports import Delivered, Offsets, OutputRecord
+from consumer.ports import Delivered, Offsets, OutputFailure, OutputRecord
 
 log = logging.getLogger(__name__)
 
 # CONCURRENT_TRANSACTIONS (previous markers still being written) is retried after retry_backoff_ms:
 # the 100 ms default stalls every few batches, so it is short (figures in bench/hotswap.py output).
 _TXN_RETRY_BACKOFF_MS = 2
+_MAX_FAILURES_KEPT = 4096  # exception objects remembered to tell a refused record from collateral failures
 
 
-def _send_all(producer: Any, outputs: Sequence[OutputRecord]) -> list[Any]:
-    send = producer.send
-    return [send(o.topic, value=o.value, key=o.key, headers=o.headers) for o in outputs]
+class _FirstFailures:
+    """Which record failed first with each exception object.
+
+    kafka-python's idempotent producer takes a refused record as fatal and then fails every
+    record in flight with the same exception object; the record refused is the first one failed
+    with it (the others are collateral: reported as transient).
+    """
+
+    def __init__(self) -> None:
+        self._first: dict[int, Any] = {}  # id(exception) -> the future failed first with it
+
+    def watch(self, future: Any) -> Any:
+        future.add_errback(self._failed, future)
+        return future
+
+    def _failed(self, future: Any, exc: BaseException) -> None:  # runs in the producer's I/O thread
+        if len(self._first) >= _MAX_FAILURES_KEPT:  # a long outage: forget the oldest half
+            for key in list(self._first)[: _MAX_FAILURES_KEPT // 2]:
+                self._first.pop(key, None)
+        self._first.setdefault(id(exc), future)
+
+    def failures(self, futures: Sequence[Any]) -> list[OutputFailure]:
+        """The outputs whose send failed, and whether the record itself was refused."""
+        out = []
+        for i, f in enumerate(futures):
+            if not (f.is_done and f.exception is not None):
+                continue
+            exc, kind = f.exception, "transient"
+            if self._first.get(id(exc)) is f:
+                if isinstance(exc, MessageSizeTooLargeError | RecordListTooLargeError):
+                    kind = "too_large"
+                elif isinstance(exc, InvalidRecordError | CorruptRecordError):
+                    kind = "invalid"
+            out.append(OutputFailure(i, kind, repr(exc)))
+        return out
+
+
+def _send_all(producer: Any, outputs: Sequence[OutputRecord], watch: _FirstFailures) -> list[Any]:
+    send, watched = producer.send, watch.watch
+    futures = []
+    for o in outputs:
+        try:
+            futures.append(watched(send(o.topic, value=o.value, key=o.key, headers=o.headers)))
+        except MessageSizeTooLargeError as exc:  # over max_request_size: refused before sending
+            futures.append(watched(Future().failure(exc)))
+    return futures
 
 
 class PendingDelivery:
     """The broker acknowledgements still to come for one batch's outputs."""
 
-    __slots__ = ("_futures",)
+    __slots__ = ("_first", "_futures")
 
-    def __init__(self, futures: list[Any]) -> None:
+    def __init__(self, futures: list[Any], first: _FirstFailures) -> None:
         self._futures = futures
+        self._first = first
 
     def done(self) -> bool:
         """Every output acknowledged or failed."""
@@ -63,9 +115,9 @@ class PendingDelivery:
 
     def error(self) -> BaseException | None:
         """The first failure (only meaningful once :meth:`done`)."""
-        for f in self._futures:
-            if f.is_done and f.exception is not None:
-                return DeliveryFailedError(f"output not acknowledged: {f.exception!r}")
+        failures = self._first.failures(self._futures)
+        if failures:
+            return DeliveryFailedError(f"output not acknowledged: {failures[0].error}", failures=failures)
         return None
 
 
@@ -78,16 +130,26 @@ class AtLeastOnceSink:
     """
 
     def __init__(self, kafka: KafkaSettings) -> None:
-        self._producer = KafkaProducer(
-            **kafka_python_config(kafka.producer_config(client_id="stockwatch-consume"))
-        )
+        self._config = kafka_python_config(kafka.producer_config(client_id="stockwatch-consume"))
+        self._producer = KafkaProducer(**self._config)
+        self._first = _FirstFailures()
 
     def publish(
         self, outputs: Sequence[OutputRecord], offsets: Offsets, source: KafkaSource
     ) -> PendingDelivery:
-        """Enqueue the outputs; the returned handle tells when the broker acknowledged them."""
+        """Enqueue the outputs; the returned handle tells when the broker acknowledged them.
+
+        After a fatal error (kafka-python's idempotent producer takes any refused record as one)
+        the producer is replaced first: the loop has rewound to the failed batch.
+        """
+        manager = getattr(self._producer, "_transaction_manager", None)  # no public accessor
+        if manager is not None and manager.has_fatal_error():
+            log.warning("the producer hit a fatal error (%r); replacing it", manager.last_error)
+            self._producer.close(timeout=0)  # every record it held has failed already
+            self._producer = KafkaProducer(**self._config)
+            self._first = _FirstFailures()
         try:
-            return PendingDelivery(_send_all(self._producer, outputs))
+            return PendingDelivery(_send_all(self._producer, outputs, self._first), self._first)
         except KafkaError as exc:
             raise DeliveryFailedError(repr(exc)) from exc
 
@@ -116,6 +178,7 @@ class TransactionalSink:
         )
         self.transactional_id: str = self._config["transactional_id"]
         self._producer = self._new_producer()
+        self._first = _FirstFailures()
 
     def _new_producer(self) -> Any:
         producer = KafkaProducer(retry_backoff_ms=_TXN_RETRY_BACKOFF_MS, **self._config)
@@ -126,9 +189,13 @@ class TransactionalSink:
     def publish(self, outputs: Sequence[OutputRecord], offsets: Offsets, source: KafkaSource) -> Delivered:
         """Commit outputs and offsets in one transaction; on any error abort and raise DeliveryFailedError."""
         producer = self._producer
+        futures: list[Any] = []
         try:
             producer.begin_transaction()
-            futures = _send_all(producer, outputs)
+            futures = _send_all(producer, outputs, self._first)
+            refused = next((f.exception for f in futures if f.failed()), None)
+            if refused is not None:  # refused before sending: the transaction must not commit without it
+                raise refused
             producer.send_offsets_to_transaction(_tp_offsets(offsets), source.group_metadata())
             producer.commit_transaction()  # flushes; fails if any send failed
             failed = [f.exception for f in futures if f.failed()]
@@ -136,7 +203,7 @@ class TransactionalSink:
                 raise DeliveryFailedError(f"{len(failed)} outputs failed inside a committed transaction")
         except KafkaError as exc:
             self._recover(exc)
-            raise DeliveryFailedError(repr(exc)) from exc
+            raise DeliveryFailedError(repr(exc), failures=self._first.failures(futures)) from exc
         return Delivered()
 
     def commit(self, offsets: Offsets, source: KafkaSource, *, sync: bool) -> None:

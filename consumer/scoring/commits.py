@@ -1,0 +1,101 @@
+"""When the loop commits the acknowledged offsets of its :class:`OffsetLedger`, and how.
+
+* after batches settle: every acknowledged offset so far, at most every ``interval_s`` (fewer
+  commit round trips; a crash redelivers at most that much more); synchronously when asked;
+* idle: synchronously, because async commits are fire-and-forget (a failure only reaches a log
+  line, and offsets of a partition revoked at that moment are skipped) and with no more input no
+  later commit would cover them;
+* at shutdown: synchronously, waiting up to FINAL_COMMIT_WAIT_S for a rebalance in progress;
+* a refused commit (a rebalance) is remembered and retried, never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from consumer.ports import DeliveryError, Sink, Source, TopicPart
+from consumer.scoring.ledger import OffsetLedger
+from consumer.scoring.metrics import ConsumerMetrics
+
+__all__ = ["FINAL_COMMIT_WAIT_S", "LOST_PARTITIONS_AFTER_S", "Committer"]
+
+log = logging.getLogger(__name__)
+
+FINAL_COMMIT_WAIT_S = 15.0  # shutdown waits this long for a rebalance to let the last commit through
+LOST_PARTITIONS_AFTER_S = 1.0  # settled partitions still not assigned after this long went elsewhere
+
+
+class Committer:
+    """Commits what the ledger says may be committed (exactly-once: the sink's commit is a no-op)."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        source: Source,
+        ledger: OffsetLedger[Any],
+        metrics: ConsumerMetrics,
+        *,
+        interval_s: float,
+    ) -> None:
+        self.sink = sink
+        self.source = source
+        self.ledger = ledger
+        self.metrics = metrics
+        self.interval_s = interval_s
+        self._failed = False
+        self._next = 0.0
+
+    def after_settle(self, acked: bool, *, sync: bool) -> None:
+        """Batches were (``acked``) or may have been settled: commit if due, or retry a refused one."""
+        if acked and (sync or time.monotonic() >= self._next):
+            self._next = time.monotonic() + self.interval_s
+            self.commit(self.ledger.committable(), sync=sync)
+        elif self._failed and self.ledger.committable() and not self.ledger.pending:
+            self.commit(self.ledger.committable(), sync=False)
+
+    def idle(self) -> None:
+        """No input: make sure the acknowledged offsets are committed, synchronously."""
+        self.commit(self.ledger.committable(), sync=True)
+
+    def commit(self, offsets: dict[TopicPart, int], *, sync: bool) -> bool:
+        """Commit acknowledged offsets; a refusal is remembered and retried, never fatal."""
+        try:
+            self.sink.commit(offsets, self.source, sync=sync)
+        except DeliveryError as exc:
+            if not self._failed:
+                log.warning("offset commit refused (%r); retrying after the next poll", exc)
+            self._failed = True
+            return False
+        self._failed = False
+        self.ledger.committed(offsets, sync=sync)
+        self.metrics.commits.inc()
+        return True
+
+    def final(self) -> None:
+        """At shutdown, after every acknowledgement: one synchronous commit of what is still ours.
+
+        Async commits may still be in flight or have been refused. During a rebalance the
+        partitions are not assigned (a commit would skip them silently) or the broker refuses the
+        commit: polls complete the rebalance (nothing fetched is used), for at most
+        FINAL_COMMIT_WAIT_S.
+        """
+        started = time.monotonic()
+        while settled := self.ledger.committable():
+            mine = self.ledger.committable(self.source.assignment())
+            waited = time.monotonic() - started
+            # All of them ours: commit. Some ours for a while: the others went to another member
+            # in a rebalance (it resumes from their committed offsets); commit ours.
+            if (len(mine) == len(settled) or (mine and waited >= LOST_PARTITIONS_AFTER_S)) and self.commit(
+                mine, sync=True
+            ):
+                if len(mine) < len(settled):
+                    lost = sorted(set(settled) - set(mine))
+                    log.info("partitions %s are no longer ours; their new owner resumes them", lost)
+                return
+            if waited >= FINAL_COMMIT_WAIT_S:
+                log.warning("final commit not possible (partitions not ours); they will be redelivered")
+                return
+            self.source.pause_all()
+            self.source.poll(100, 1)

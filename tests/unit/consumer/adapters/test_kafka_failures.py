@@ -1,0 +1,38 @@
+"""Which output a failed kafka-python delivery refused (pure: futures completed by hand, no broker).
+
+kafka-python's idempotent producer takes a record refused as too large as a fatal error and fails
+every other record in flight with the same exception object: only the first one failed with it
+is the record refused, the others are collateral (transient).
+"""
+
+from __future__ import annotations
+
+from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
+from kafka.future import Future
+
+from consumer.adapters.kafka.sinks import _FirstFailures
+
+
+def test_only_the_first_record_failed_with_a_shared_exception_is_refused() -> None:
+    first = _FirstFailures()
+    a = [first.watch(Future()) for _ in range(3)]  # one delivery
+    b = [first.watch(Future()) for _ in range(2)]  # a later one, in flight at the same time
+    fatal = MessageSizeTooLargeError(None)
+    a[0].success(None)
+    b[1].failure(fatal)  # the refused record (the broker's answer comes first)
+    for f in (a[1], a[2], b[0]):
+        f.failure(fatal)  # the producer aborts everything else in flight with the same object
+    assert [(f.index, f.kind) for f in first.failures(a)] == [(1, "transient"), (2, "transient")]
+    assert [(f.index, f.kind) for f in first.failures(b)] == [(0, "transient"), (1, "too_large")]
+
+
+def test_separate_refusals_and_transient_errors() -> None:
+    first = _FirstFailures()
+    futures = [first.watch(Future()) for _ in range(3)]
+    futures[0].failure(MessageSizeTooLargeError(None))
+    futures[1].failure(MessageSizeTooLargeError(None))  # its own refusal (e.g. over max_request_size)
+    futures[2].failure(KafkaTimeoutError())
+    kinds = [f.kind for f in first.failures(futures)]
+    assert kinds == ["too_large", "too_large", "transient"]
+    late = first.watch(Future().failure(MessageSizeTooLargeError(None)))  # failed before it is watched
+    assert [f.kind for f in first.failures([late])] == ["too_large"]
