@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 from pathlib import Path
@@ -79,20 +80,18 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
         settings.models.dir,
     )
     from consumer.adapters.kafka import existing_topics
-    from consumer.scoring.health import HealthServer
-    from consumer.scoring.wiring import build_service, settle_heap
-
-    # A short, quiet probe first: the clients below retry a missing broker for half a minute.
     from consumer.stores import store_from_settings
 
     try:
         store_from_settings(settings)
     except ValueError as exc:  # an empty signing key
         raise UserFacingError(str(exc), status=2) from None
-    probe_s = min(
-        kafka.bootstrap_timeout_s, args.timeout or kafka.bootstrap_timeout_s
-    )  # --timeout bounds it too
-    existing_topics(kafka.bootstrap, timeout_s=probe_s)
+    # A short, quiet probe (bounded by --timeout too) before the heavy imports (numba, scikit-learn):
+    # the clients below would retry a missing broker for half a minute, with an ERROR line each time.
+    existing_topics(kafka.bootstrap, timeout_s=min(kafka.bootstrap_timeout_s, args.timeout or math.inf))
+    from consumer.scoring.health import HealthServer
+    from consumer.scoring.wiring import build_service, settle_heap
+
     service = build_service(settings)
     server = None
     if http.port:

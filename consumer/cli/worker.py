@@ -48,6 +48,10 @@ def cmd_retrain_worker(args: argparse.Namespace, settings: Settings) -> int:
     if settings.control.key is None:
         log.warning("no STOCKWATCH_CONTROL_KEY: every control command will be rejected")
     from consumer.adapters.kafka import existing_topics
+
+    # A short, quiet probe first, before the heavy imports (scikit-learn, seconds on a busy host):
+    # the clients below would retry a missing broker for half a minute.
+    existing_topics(settings.kafka.bootstrap, timeout_s=settings.kafka.bootstrap_timeout_s)
     from consumer.retraining.wiring import build_worker, worker_monitor, worker_server
 
     monitor = worker_monitor(settings)
@@ -62,8 +66,6 @@ def cmd_retrain_worker(args: argparse.Namespace, settings: Settings) -> int:
                 f"(STOCKWATCH_WORKER_HTTP_PORT, STOCKWATCH_HTTP_HOST): {exc.strerror or exc}"
             ) from None
     try:
-        # A short, quiet probe first: the clients below retry a missing broker for half a minute.
-        existing_topics(settings.kafka.bootstrap, timeout_s=settings.kafka.bootstrap_timeout_s)
         worker, closables = build_worker(settings, monitor=monitor)
     except ValueError as exc:  # an unusable setting (exclude filter, signing key)
         raise UserFacingError(str(exc), status=2) from None

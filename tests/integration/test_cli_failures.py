@@ -40,6 +40,7 @@ def base_env(tmp_path: Path, kafka_bootstrap: str, mongo_uri: str) -> dict[str, 
         "STOCKWATCH_WORKER_MONGO_TIMEOUT_S": "2",
         "STOCKWATCH_MODEL_DIR": str(models),
         "STOCKWATCH_HTTP_PORT": "0",
+        "STOCKWATCH_WORKER_HTTP_PORT": "0",
         "STOCKWATCH_CONTROL_KEY": KEY,
     }
 
