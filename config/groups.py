@@ -8,6 +8,7 @@ The Kafka slice, with its derived client configuration, lives in :mod:`config.ka
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -16,6 +17,8 @@ __all__ = [
     "ControlSettings",
     "GateSettings",
     "HttpSettings",
+    "LogLevel",
+    "LogSettings",
     "ModelSettings",
     "MongoSettings",
     "RetrainSettings",
@@ -25,6 +28,8 @@ __all__ = [
 ]
 
 SECRET_MASK = "**********"
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
 def mask_uri(uri: str) -> str:
@@ -124,3 +129,9 @@ class ControlSettings(Slice):
     max_age_s: float = Field(validation_alias="control_max_age_s")
     group_id: str = Field(validation_alias="control_group_id")
     ctl_timeout_s: float
+
+
+class LogSettings(Slice):
+    """Logging of every command (the ``--log-level`` flag wins over it)."""
+
+    level: LogLevel = Field(validation_alias="log_level")

@@ -67,6 +67,7 @@ class KafkaSettings(Slice):
     """Broker, topics, client library and the consumer/producer knobs of `stockwatch consume`."""
 
     bootstrap: str = Field(validation_alias="kafka_bootstrap")
+    bootstrap_timeout_s: float = Field(validation_alias="kafka_bootstrap_timeout_s")
     client: KafkaClient = Field(validation_alias="kafka_client")
     topics: TopicSettings
     security: KafkaSecurity

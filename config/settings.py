@@ -17,7 +17,7 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from config import groups
-from config.groups import Slice, mask_uri
+from config.groups import LogLevel, Slice, mask_uri
 from config.kafka import RESERVED_PROPERTIES, Delivery, KafkaClient, KafkaSettings, OffsetReset
 from config.kafka_security import KafkaSecurity, SaslMechanism, SecurityProtocol, security_problems
 from config.keys import check_key
@@ -71,6 +71,12 @@ class Settings(BaseSettings):
 
     # --- connections (names fixed by the issues; users and scripts rely on them) ---
     kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_bootstrap_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="How long a command waits to reach Kafka at start-up before it gives up.",
+    )
     mongo_uri: str = "mongodb://127.0.0.1:27017"
     mongo_db: str = "warehouse"
     mongo_collection: str = "inventory"
@@ -202,6 +208,11 @@ class Settings(BaseSettings):
     # --- control plane ---
     control_key: SecretStr | None = None
 
+    # --- every command ---
+    log_level: LogLevel = Field(
+        default="INFO", description="Log level of every command (the --log-level flag wins)."
+    )
+
     # --- retrain worker and control plane ---
     retrain_interval_s: float = Field(default=86_400.0, gt=0, description="Scheduled retrain period (daily).")
     retrain_cooldown_s: float = Field(
@@ -251,6 +262,11 @@ class Settings(BaseSettings):
         gt=0,
         description="Mongo server-selection/connect timeout of the retrain worker and scan.",
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("control_key", "model_signing_key")
     @classmethod
@@ -313,3 +329,4 @@ class Settings(BaseSettings):
     retrain = SliceOf(groups.RetrainSettings)  # the retrain worker
     gate = SliceOf(groups.GateSettings)  # the validation gate of retrained candidates
     control = SliceOf(groups.ControlSettings)  # the signed control plane and `stockwatch ctl`
+    logs = SliceOf(groups.LogSettings)  # the log level of every command

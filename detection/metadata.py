@@ -17,7 +17,10 @@ from detection.explain import FeatureStats, ScoreStats
 from detection.features import FEATURE_NAMES
 from detection.params import ForestParams
 
-__all__ = ["LibraryVersions", "ModelMetadata"]
+__all__ = ["MAX_ABS_SCORE", "MAX_SAMPLES", "LibraryVersions", "ModelMetadata"]
+
+MAX_SAMPLES = 10**12  # no training set comes near it; beyond it the metadata is forged or corrupt
+MAX_ABS_SCORE = 1e6  # forest scores lie within [-1, 1]; a finite bound keeps every comparison sane
 
 
 class LibraryVersions(BaseModel):
@@ -46,17 +49,17 @@ class ModelMetadata(BaseModel):
     rolled-back binary must be able to list and load the versions it finds).
     """
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
     detector: Literal["seed", "default"] = "seed"
     """Which detector scores with this model: ``seed`` (state features) or ``default`` (changes)."""
     version: str | None = None
     created_at: datetime
-    n_samples: int = Field(ge=1)
+    n_samples: int = Field(ge=1, le=MAX_SAMPLES)
     params: ForestParams
-    effective_max_samples: int
+    effective_max_samples: int = Field(ge=1, le=MAX_SAMPLES)
     feature_names: tuple[str, ...] = FEATURE_NAMES
     library_versions: LibraryVersions
-    threshold: float = 0.0
-    offset: float
+    threshold: float = Field(default=0.0, ge=-MAX_ABS_SCORE, le=MAX_ABS_SCORE)
+    offset: float = Field(ge=-MAX_ABS_SCORE, le=MAX_ABS_SCORE)
     training_scores: ScoreStats
     feature_stats: dict[str, FeatureStats]

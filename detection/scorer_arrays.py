@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+from numpy.lib import format as npformat
 
 __all__ = ["NODE_DTYPE", "SCORER_KEYS", "ScorerArrayError", "check_arrays", "dump_arrays", "load_arrays"]
 
@@ -38,6 +39,7 @@ SCORER_KEYS: Final = (
 )
 _SCALARS: Final = ("n_trees", "depth", "shift", "denominator", "n_features", "offset")
 MAX_NODES: Final = 1 << 26  # far above any forest the project trains (100 trees x 511 nodes)
+MAX_FEATURES: Final = 4096  # far above the feature count of any detector
 
 
 class ScorerArrayError(ValueError):
@@ -54,18 +56,89 @@ def dump_arrays(arrays: Mapping[str, npt.NDArray[np.generic]]) -> bytes:
 
 
 def load_arrays(data: bytes) -> dict[str, npt.NDArray[np.generic]]:
-    """Read and check ``.npz`` bytes without unpickling; raises :class:`ScorerArrayError`."""
+    """Read and check ``.npz`` bytes without unpickling; raises :class:`ScorerArrayError`.
+
+    Every member's ``.npy`` header is read and checked (dtype, shape, uncompressed size) before
+    any data is: a small compressed member cannot expand into more than its checked shape.
+    """
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            if set(npz.files) != set(SCORER_KEYS):
-                raise ScorerArrayError(f"expected arrays {sorted(SCORER_KEYS)}, got {sorted(npz.files)}")
-            arrays = {k: npz[k] for k in SCORER_KEYS}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        if isinstance(exc, ScorerArrayError):
-            raise
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = _members(archive)
+            headers = {key: _header(archive, info) for key, info in members.items()}
+            scalars = {k: _read_member(archive, members[k]) for k in _SCALARS}
+            _check_shapes(headers, scalars)
+            rest = {k: _read_member(archive, members[k]) for k in SCORER_KEYS if k not in scalars}
+            arrays = {k: scalars[k] if k in scalars else rest[k] for k in SCORER_KEYS}
+    except ScorerArrayError:
+        raise
+    except MemoryError:
+        raise ScorerArrayError("an array does not fit in memory") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise ScorerArrayError(f"not a readable array file: {exc}") from None
     check_arrays(arrays)
     return arrays
+
+
+def _members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    """The archive's members by array name: exactly :data:`SCORER_KEYS`, each once."""
+    infos = archive.infolist()
+    names = [info.filename for info in infos]
+    expected = {f"{k}.npy" for k in SCORER_KEYS}
+    if len(names) != len(set(names)) or set(names) != expected:
+        raise ScorerArrayError(f"expected the members {sorted(expected)} once each, got {sorted(names)}")
+    return {info.filename.removesuffix(".npy"): info for info in infos}
+
+
+def _header(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """A member's shape and dtype from its ``.npy`` header, after checking its declared size."""
+    with archive.open(info) as stream:
+        major_minor = npformat.read_magic(stream)
+        if major_minor == (1, 0):
+            shape, _fortran, dtype = npformat.read_array_header_1_0(stream)
+        elif major_minor == (2, 0):
+            shape, _fortran, dtype = npformat.read_array_header_2_0(stream)
+        else:
+            raise ScorerArrayError(f"{info.filename}: unsupported .npy format {major_minor}")
+        header_bytes = stream.tell()
+    if dtype.hasobject:
+        raise ScorerArrayError(f"{info.filename}: object arrays are refused")
+    count = 1
+    for dim in shape:
+        count *= int(dim)
+    if len(shape) > 1 or count > MAX_NODES:
+        raise ScorerArrayError(f"{info.filename}: shape {shape} is outside the limits")
+    if info.file_size != header_bytes + count * dtype.itemsize:
+        raise ScorerArrayError(f"{info.filename}: {info.file_size} bytes do not match its header")
+    return tuple(int(d) for d in shape), dtype
+
+
+def _check_shapes(
+    headers: Mapping[str, tuple[tuple[int, ...], np.dtype[Any]]],
+    scalars: Mapping[str, npt.NDArray[np.generic]],
+) -> None:
+    """The arrays' declared shapes against the scalars, before their data is read."""
+    n_features = int(_scalar(scalars, "n_features", "iu"))
+    if not 1 <= n_features <= MAX_FEATURES:
+        raise ScorerArrayError(f"n_features must be 1..{MAX_FEATURES}")
+    nodes_shape = headers["nodes"][0]
+    expected: dict[str, tuple[tuple[int, ...], Any]] = {
+        "mean": ((n_features,), np.float64),
+        "scale": ((n_features,), np.float64),
+        "nodes": (nodes_shape, NODE_DTYPE),
+        "leaf_value": (nodes_shape, np.float64),
+        "missing_left": (nodes_shape, np.uint8),
+    }
+    for name, (shape, dtype) in expected.items():
+        if headers[name] != (shape, np.dtype(dtype)) or len(shape) != 1:
+            raise ScorerArrayError(f"{name} must be 1-d {np.dtype(dtype)} of shape {shape}")
+    for name in _SCALARS:
+        if headers[name][0] != ():
+            raise ScorerArrayError(f"{name} must be a scalar")
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> npt.NDArray[np.generic]:
+    with archive.open(info) as stream:
+        return np.asarray(npformat.read_array(stream, allow_pickle=False))
 
 
 def _scalar(arrays: Mapping[str, npt.NDArray[np.generic]], name: str, kind: str) -> float:
@@ -84,6 +157,8 @@ def check_arrays(arrays: Mapping[str, npt.NDArray[np.generic]]) -> None:
     if missing:
         raise ScorerArrayError(f"missing arrays: {sorted(missing)}")
     n_features = int(_scalar(arrays, "n_features", "iu"))
+    if n_features > MAX_FEATURES:
+        raise ScorerArrayError(f"n_features must be at most {MAX_FEATURES}")
     n_trees = int(_scalar(arrays, "n_trees", "iu"))
     depth = int(_scalar(arrays, "depth", "iu"))
     shift = int(_scalar(arrays, "shift", "iu"))

@@ -26,7 +26,6 @@ import hmac
 import io
 import logging
 import os
-import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -40,7 +39,8 @@ import orjson
 from detection.metadata import ModelMetadata
 from detection.scorer_arrays import ScorerArrayError, dump_arrays, load_arrays
 from detection.store_files import UnsafeFileError, fsync_dir, read_capped, sha256, write_synced
-from detection.store_types import ModelNotFoundError, ModelVerificationError, VersionInfo
+from detection.store_types import VERSION_EXAMPLE, ModelNotFoundError, ModelVerificationError, VersionInfo
+from detection.store_types import VERSION_RE as _VERSION_RE
 
 if TYPE_CHECKING:  # scoring needs sklearn and numba; listing and verifying versions does not
     from detection.model import AnomalyModel
@@ -57,7 +57,6 @@ METADATA_FILE = "metadata.json"
 MANIFEST_FILE = "manifest.json"
 SIGNATURE_FILE = "manifest.sig"
 _PAYLOAD_FILES = (SCORER_FILE, MODEL_FILE, METADATA_FILE)
-_VERSION_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 # Read caps: far above what a real version holds, low enough that no file can exhaust memory.
 _CAPS = {CURRENT_FILE: 256, MANIFEST_FILE: 65_536, SIGNATURE_FILE: 1024, METADATA_FILE: 4 << 20}
@@ -66,7 +65,7 @@ _PAYLOAD_CAP = 512 << 20
 
 def _check_version_id(version: str) -> str:
     if not _VERSION_RE.match(version):
-        raise ModelNotFoundError(f"{version!r} is not a version id (like 20261125T180102Z-1a2b3c4d)")
+        raise ModelNotFoundError(f"{version!r} is not a version id (like {VERSION_EXAMPLE})")
     return version
 
 
@@ -217,6 +216,8 @@ class ModelStore:
     def _verified_manifest(self, version: str) -> dict[str, Any]:
         """Read manifest.json once; check its signature (when keyed) and its structure."""
         vdir = self.root / version
+        if vdir.is_symlink():  # its files could live anywhere the link points
+            raise ModelVerificationError(f"model {version}: its directory is a symlink; refusing it")
         try:
             raw = _read(vdir / MANIFEST_FILE)
         except FileNotFoundError:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
-__all__ = ["ModelNotFoundError", "ModelVerificationError", "VersionInfo"]
+__all__ = ["VERSION_EXAMPLE", "VERSION_RE", "ModelNotFoundError", "ModelVerificationError", "VersionInfo"]
+
+VERSION_RE: Final = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
+"""A version id: the UTC publish time and 8 random hex digits."""
+VERSION_EXAMPLE: Final = "20261125T180102Z-1a2b3c4d"
 
 
 class ModelVerificationError(ValueError):

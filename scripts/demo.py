@@ -258,6 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for previous in ("models", "logs"):  # only what a previous run left here
         shutil.rmtree(work / previous, ignore_errors=True)
     (work / "logs").mkdir(parents=True)
+    (work / "models").mkdir()  # consume refuses a missing model directory (a typo), waits in an empty one
     topics, env = demo_env(run_id, work, db)
     services = Services(env, work / "logs")
     try:

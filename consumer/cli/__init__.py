@@ -5,7 +5,8 @@ Each command group module exposes ``register(subparsers, common)``: it adds its 
 ``handler=fn`` where ``fn(args, settings) -> int`` returns the exit status. To add a group
 (``consume``, ``retrain-worker``, ``ctl``, ``scan`` …) append its ``register`` to
 :data:`COMMAND_GROUPS`. Settings are read once, here, and handed to the handler; logging is
-configured only here (JSON lines on stderr, :mod:`consumer.cli.logs`).
+configured only here (JSON lines on stderr, :mod:`consumer.cli.logs`). Whatever a user can cause
+ends as one line and an exit status (:mod:`consumer.cli.failures`); a bug keeps its traceback.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from config import Settings, SettingsError, load_settings
-from consumer.cli import config, consume, ctl, keygen, models, scan, seed, worker
+from consumer.cli import config, consume, ctl, keygen, models, scan, seed, versions, worker
+from consumer.cli.failures import EXIT_STATUS_HELP, explain
 from consumer.cli.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -30,6 +32,7 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 COMMAND_GROUPS: list[Callable[[Subparsers, argparse.ArgumentParser], None]] = [
     models.register,
+    versions.register,
     consume.register,
     worker.register,
     ctl.register,
@@ -57,13 +60,19 @@ def _version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The full parser: global options plus every registered command group."""
     parser = argparse.ArgumentParser(
-        prog="stockwatch", description="Streaming anomaly detection for warehouse inventory."
+        prog="stockwatch",
+        description=f"Streaming anomaly detection for warehouse inventory. {EXIT_STATUS_HELP}",
     )
-    parser.add_argument("--log-level", choices=LOG_LEVELS, default="INFO", type=str.upper)
-    parser.add_argument("--version", action="version", version=f"stockwatch {_version()}")
+    level_help = "log level (default: STOCKWATCH_LOG_LEVEL, INFO)"
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default=None, type=str.upper, help=level_help)
+    parser.add_argument(
+        "--version", action="version", version=f"stockwatch {_version()}", help="print the version and exit"
+    )
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: given after the sub-command it wins, absent it leaves the global value alone.
-    common.add_argument("--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS, type=str.upper)
+    common.add_argument(
+        "--log-level", choices=LOG_LEVELS, default=argparse.SUPPRESS, type=str.upper, help=level_help
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for register in COMMAND_GROUPS:
         register(subparsers, common)
@@ -74,13 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stockwatch`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    configure_logging(args.log_level)
     try:
         settings = load_settings()
     except SettingsError as exc:  # one line per mistake, naming the variable or key; no values of secrets
+        configure_logging(args.log_level or "INFO")
         for problem in exc.problems:
             print(f"stockwatch: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    configure_logging(args.log_level or settings.logs.level)  # the flag wins over the setting
     handler: Handler = args.handler
     try:
         return handler(args, settings)
@@ -88,6 +98,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_PIPE
+    except Exception as exc:  # last resort: what a user can cause is one line; a bug keeps its traceback
+        known = explain(exc, settings)
+        if known is None:
+            raise
+        message, status = known
+        one_line = " ".join(message.split())  # a client's multi-line message stays one line
+        print(f"stockwatch {_command_name(args)}: {one_line}", file=sys.stderr, flush=True)
+        return status
+
+
+def _command_name(args: argparse.Namespace) -> str:
+    sub = getattr(args, "models_command", None)
+    return f"{args.command} {sub}" if sub else str(args.command)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
+
+from consumer.cli.argtypes import positive_int, seconds
+from consumer.cli.failures import EXIT_STATUS_HELP, UserFacingError, missing_model_dir
 
 if TYPE_CHECKING:  # the service's modules (Kafka, numba) load only when `consume` runs
     from config import Settings
@@ -30,10 +35,16 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="score stock updates from Kafka and publish anomaly events",
         description="Consume inventory.stock-updates, score each batch with the current model, publish "
-        "anomalies (and dead letters); settings come from STOCKWATCH_* and the config file.",
+        "anomalies (and dead letters); settings come from STOCKWATCH_* and the config file. "
+        f"{EXIT_STATUS_HELP}",
     )
-    consume.add_argument("--max-events", type=int, default=None, help="stop after this many input records")
-    consume.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    consume.add_argument(
+        "--max-events", type=positive_int, default=None, help="stop after this many input records"
+    )
+    consume.add_argument("--timeout", type=seconds, default=None, help="stop after this many seconds")
+    consume.add_argument(
+        "--model-dir", type=Path, default=None, help="model directory (default: STOCKWATCH_MODEL_DIR)"
+    )
     consume.set_defaults(handler=cmd_consume)
 
 
@@ -53,6 +64,11 @@ def _install_signal_handlers(service: ScoringService) -> None:
 
 def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     """Run the scorer until a signal, ``--max-events`` or ``--timeout``."""
+    if args.model_dir is not None:
+        settings = settings.model_copy(update={"model_dir": args.model_dir})
+    problem = missing_model_dir(settings.models.dir, args.model_dir)
+    if problem is not None:
+        raise problem
     kafka, http = settings.kafka, settings.http
     log.info(
         "consume: %s -> %s (dlq %s), group %s, delivery %s, models in %s",
@@ -63,14 +79,30 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
         kafka.delivery,
         settings.models.dir,
     )
+    from consumer.adapters.kafka import existing_topics
+    from consumer.stores import store_from_settings
+
+    try:
+        store_from_settings(settings)
+    except ValueError as exc:  # an empty signing key
+        raise UserFacingError(str(exc), status=2) from None
+    # A short, quiet probe (bounded by --timeout too) before the heavy imports (numba, scikit-learn):
+    # the clients below would retry a missing broker for half a minute, with an ERROR line each time.
+    existing_topics(kafka.bootstrap, timeout_s=min(kafka.bootstrap_timeout_s, args.timeout or math.inf))
     from consumer.scoring.health import HealthServer
     from consumer.scoring.wiring import build_service, settle_heap
 
     service = build_service(settings)
     server = None
     if http.port:
-        server = HealthServer(service.health, service.metrics, host=http.host, port=http.port)
-        server.start()
+        try:  # the constructor binds the port
+            server = HealthServer(service.health, service.metrics, host=http.host, port=http.port)
+            server.start()
+        except OSError as exc:
+            raise UserFacingError(
+                f"cannot serve metrics on {http.host}:{http.port} (STOCKWATCH_HTTP_PORT, "
+                f"STOCKWATCH_HTTP_HOST): {exc.strerror or exc}"
+            ) from None
     _install_signal_handlers(service)
     settle_heap()
     try:

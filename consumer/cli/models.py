@@ -1,4 +1,4 @@
-"""``stockwatch train``, ``stockwatch score`` and ``stockwatch models list|show|rollback``."""
+"""``stockwatch train`` and ``stockwatch score`` (``models list|show|rollback``: :mod:`.versions`)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,15 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 import orjson
 
+from consumer.cli.argtypes import finite_float
+from consumer.cli.failures import EXIT_STATUS_HELP, UserFacingError, missing_model_dir
+
 if TYPE_CHECKING:  # detection's model code (sklearn, numba) loads only in the commands that score
     from config import Settings
     from consumer.cli import Subparsers
     from detection import AnomalyModel, ModelStore, StockItem
 
-__all__ = ["open_store", "register"]
+__all__ = ["EXIT_OK", "EXIT_USAGE", "fail", "open_store", "register", "store_options"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,52 +31,84 @@ CHUNK_LINES = 10_000
 
 
 def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
-    """Add the train, score and models commands."""
-    store_opts = argparse.ArgumentParser(add_help=False, parents=[common])
-    store_opts.add_argument(
-        "--model-dir", type=Path, default=None, help="model directory (default: settings model_dir)"
-    )
+    """Add the train and score commands."""
+    store_opts = store_options(common)
+    usage = f"{EXIT_STATUS_HELP}"
 
-    train = subparsers.add_parser("train", parents=[store_opts], help="train a model and publish it")
+    train = subparsers.add_parser(
+        "train",
+        parents=[store_opts],
+        help="train a model and publish it",
+        description="Train an IsolationForest on a JSON-lines file and publish it to the model directory "
+        f"(created if missing); prints a JSON summary. {usage}",
+    )
     train.add_argument("--items", type=Path, required=True, help="JSON lines, one item per line")
-    train.add_argument("--contamination", type=_auto_or(float), default=None)
-    train.add_argument("--n-estimators", type=int, default=None)
-    train.add_argument("--max-samples", type=_auto_or(_int_or_float), default=None)
-    train.add_argument("--random-state", type=int, default=None)
-    train.add_argument("--threshold", type=float, default=0.0, help="score < threshold => anomaly")
+    train.add_argument(
+        "--contamination",
+        type=_auto_or(float),
+        default=None,
+        help="expected share of anomalies in the training items, or auto (default: 0.1)",
+    )
+    train.add_argument(
+        "--n-estimators", type=int, default=None, help="number of trees in the forest (default: 100)"
+    )
+    train.add_argument(
+        "--max-samples",
+        type=_auto_or(_int_or_float),
+        default=None,
+        help="items drawn per tree: a count, a fraction, or auto (default: auto)",
+    )
+    train.add_argument(
+        "--random-state", type=int, default=None, help="seed, for a reproducible forest (default: 42)"
+    )
+    train.add_argument(
+        "--threshold", type=finite_float, default=0.0, help="score < threshold => anomaly (default: 0)"
+    )
     train.set_defaults(handler=cmd_train)
 
-    score = subparsers.add_parser("score", parents=[store_opts], help="score JSON lines of stock updates")
+    score = subparsers.add_parser(
+        "score",
+        parents=[store_opts],
+        help="score JSON lines of stock updates",
+        description="One decision line per valid input line; rejected lines are reported on stderr. "
+        "Exit status: 0 every line scored; 1 some lines were rejected, or the model directory "
+        "is missing; 2 usage (a bad flag, input file or setting, no model or a refused one).",
+    )
     score.add_argument("--input", default="-", help="JSON lines file, or - for stdin (default)")
     score.add_argument("--output", default="-", help="decisions file, or - for stdout (default)")
     score.add_argument(
-        "--version", dest="model_version", default=None, help="model version (default: CURRENT)"
+        "--model-version", dest="model_version", default=None, help="model version (default: CURRENT)"
     )
+    # `--version` was this flag's first name; it still works, but `stockwatch --version` is the program's.
+    score.add_argument("--version", dest="model_version", default=None, help=argparse.SUPPRESS)
     score.add_argument("--chunk-size", type=int, default=CHUNK_LINES, help=argparse.SUPPRESS)
     score.set_defaults(handler=cmd_score)
 
-    models = subparsers.add_parser("models", help="list, show or roll back stored model versions")
-    actions = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
-    listing = actions.add_parser("list", parents=[store_opts], help="stored versions, oldest first")
-    listing.add_argument("--json", action="store_true", help="JSON instead of a table")
-    listing.set_defaults(handler=cmd_models_list)
-    show = actions.add_parser("show", parents=[store_opts], help="a version's metadata as JSON")
-    show.add_argument("version", nargs="?", default=None, help="version id (default: CURRENT)")
-    show.set_defaults(handler=cmd_models_show)
-    rollback = actions.add_parser("rollback", parents=[store_opts], help="point CURRENT at a kept version")
-    rollback.add_argument("version")
-    rollback.set_defaults(handler=cmd_models_rollback)
+
+def store_options(common: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """A parent parser: ``common`` plus ``--model-dir``."""
+    store_opts = argparse.ArgumentParser(add_help=False, parents=[common])
+    store_opts.add_argument(
+        "--model-dir", type=Path, default=None, help="model directory (default: STOCKWATCH_MODEL_DIR)"
+    )
+    return store_opts
 
 
-def open_store(args: argparse.Namespace, settings: Settings) -> ModelStore:
-    """The model store named by ``--model-dir`` or the settings, with the settings' key and policy."""
+def open_store(args: argparse.Namespace, settings: Settings, *, must_exist: bool = True) -> ModelStore:
+    """The model store named by ``--model-dir`` or the settings, with the settings' key and policy.
+
+    ``must_exist``: a missing directory is a one-line failure (exit 1) rather than an empty store.
+    """
     from consumer.stores import store_from_settings
 
+    if must_exist:
+        problem = missing_model_dir(args.model_dir or settings.models.dir, args.model_dir)
+        if problem is not None:
+            raise problem
     try:
         return store_from_settings(settings, args.model_dir)
     except ValueError as exc:
-        _fail(str(exc))
-        raise SystemExit(EXIT_USAGE) from exc
+        raise UserFacingError(str(exc), EXIT_USAGE) from None
 
 
 # ---------------------------------------------------------------------------- train
@@ -101,13 +136,13 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         model = train_model(items, params, threshold=args.threshold)
         seconds = time.perf_counter() - started
     except (TrainingError, ValidationError, OSError) as exc:
-        _fail(f"train: {exc}")
+        fail(f"train: {exc}")
         return EXIT_USAGE
-    store = open_store(args, settings)
+    store = open_store(args, settings, must_exist=False)
     try:
         version = store.publish(model)
     except OSError as exc:
-        _fail(f"train: cannot publish to {store.root}: {exc}")
+        fail(f"train: cannot publish to {store.root}: {exc}")
         return EXIT_USAGE
     summary = {
         "version": version,
@@ -137,7 +172,7 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     try:
         model = open_store(args, settings).load(args.model_version)
     except (ModelNotFoundError, ModelVerificationError) as exc:
-        _fail(f"score: {exc}")
+        fail(f"score: {exc}")
         return EXIT_USAGE
     counts = {"scored": 0, "rejected": 0}
     topic = STDIN_SOURCE if args.input == "-" else f"file:{args.input}"
@@ -149,7 +184,7 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     except BrokenPipeError:
         raise  # the reader of our output left; main() handles it
     except OSError as exc:
-        _fail(f"score: {exc}")
+        fail(f"score: {exc}")
         return EXIT_USAGE
     logger.info(
         "scored %d lines, rejected %d (model %s)", counts["scored"], counts["rejected"], model.version
@@ -208,79 +243,10 @@ def _valid_lines(
         yield lineno, item
 
 
-# ---------------------------------------------------------------------------- models
-
-
-def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
-    """Print the stored versions as a table or as JSON."""
-    infos = open_store(args, settings).versions()
-    if args.json:
-        rows = [
-            {
-                "version": info.version,
-                "created_at": info.created_at.isoformat() if info.created_at else None,
-                "n_samples": info.n_samples,
-                "threshold": info.threshold,
-                "is_current": info.is_current,
-                "signed": info.signed,
-                "error": info.error,
-            }
-            for info in infos
-        ]
-        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
-        return EXIT_OK
-    print(f"  {'VERSION':<26} {'CREATED (UTC)':<20} {'SAMPLES':>8} {'THRESHOLD':>10} SIGNED  ERROR")
-    for info in infos:
-        created = info.created_at.strftime("%Y-%m-%d %H:%M:%S") if info.created_at else "-"
-        samples = "-" if info.n_samples is None else str(info.n_samples)
-        threshold = "-" if info.threshold is None else f"{info.threshold:g}"
-        print(
-            f"{'*' if info.is_current else ' '} {info.version:<26} {created:<20} {samples:>8} "
-            f"{threshold:>10} {'yes' if info.signed else 'no':<7} {info.error or ''}".rstrip()
-        )
-    return EXIT_OK
-
-
-def cmd_models_show(args: argparse.Namespace, settings: Settings) -> int:
-    """Print one version's verified metadata as JSON."""
-    from consumer.retraining.report import REPORT_FILE
-    from detection import ModelNotFoundError, ModelVerificationError
-
-    store = open_store(args, settings)
-    try:
-        version = args.version or store.current_version()
-        if version is None:
-            raise ModelNotFoundError(f"no model published yet in {store.root}")
-        meta = store.metadata(version)
-    except (ModelNotFoundError, ModelVerificationError) as exc:
-        _fail(f"models show: {exc}")
-        return EXIT_USAGE
-    print(meta.model_dump_json(indent=2))
-    report = store.root / version / REPORT_FILE  # the retrain worker's PNG (not in the manifest)
-    if report.exists():
-        print(f"report: {report}", file=sys.stderr)
-    return EXIT_OK
-
-
-def cmd_models_rollback(args: argparse.Namespace, settings: Settings) -> int:
-    """Verify a kept version and switch CURRENT to it."""
-    from detection import ModelNotFoundError, ModelVerificationError
-
-    store = open_store(args, settings)
-    try:
-        previous = store.current_version()
-        store.rollback(args.version)
-    except (ModelNotFoundError, ModelVerificationError) as exc:
-        _fail(f"models rollback: {exc}")
-        return EXIT_USAGE
-    print(orjson.dumps({"current": args.version, "previous": previous}).decode())
-    return EXIT_OK
-
-
 # ---------------------------------------------------------------------------- helpers
 
 
-def _fail(message: str) -> None:
+def fail(message: str) -> None:
     print(f"stockwatch {message}", file=sys.stderr)
 
 

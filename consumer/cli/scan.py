@@ -6,9 +6,12 @@ import argparse
 import logging
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from consumer.cli.failures import EXIT_STATUS_HELP, UserFacingError, missing_model_dir
 
 if TYPE_CHECKING:
     from config import Settings
@@ -18,39 +21,50 @@ __all__ = ["cmd_scan", "register"]
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_USAGE = 0, 2
 
 
 def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     """Add the ``scan`` command."""
     scan = subparsers.add_parser(
-        "scan", parents=[common], help="score the whole Mongo inventory with the current model"
+        "scan",
+        parents=[common],
+        help="score the whole Mongo inventory with the current model",
+        description="Score every document of the inventory collection once with CURRENT; anomaly "
+        f"events as JSON lines on stdout (or to the anomaly topic), a summary on stderr. {EXIT_STATUS_HELP}",
     )
     scan.add_argument(
         "--publish", action="store_true", help="publish anomalies to the anomaly topic instead of stdout"
+    )
+    scan.add_argument(
+        "--model-dir", type=Path, default=None, help="model directory (default: STOCKWATCH_MODEL_DIR)"
     )
     scan.set_defaults(handler=cmd_scan)
 
 
 def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
     """Score the Mongo inventory snapshot with CURRENT; anomalies as JSON lines or to the anomaly topic."""
-    from consumer.adapters.kafka import JsonPublisher
-    from consumer.ports import KafkaUnavailableError, MongoUnavailableError
+    from consumer.adapters.kafka import JsonPublisher, existing_topics
     from consumer.retraining.snapshot import DocCounts, iter_item_chunks
     from consumer.retraining.wiring import worker_mongo
     from consumer.stores import store_from_settings
     from consumer.wire.events import UNVERSIONED
-    from detection import ModelNotFoundError, ModelVerificationError
 
+    problem = missing_model_dir(args.model_dir or settings.models.dir, args.model_dir)
+    if problem is not None:
+        raise problem
     try:
-        model = store_from_settings(settings).load()
-    except (ModelNotFoundError, ModelVerificationError) as exc:
-        print(f"stockwatch scan: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        store = store_from_settings(settings, args.model_dir)
+    except ValueError as exc:  # an empty signing key
+        raise UserFacingError(str(exc), EXIT_USAGE) from None
+    model = store.load()  # refusals: one line from main()
     version = model.version or UNVERSIONED
-    db = worker_mongo(settings)
     kafka, retrain = settings.kafka, settings.retrain
-    publisher = JsonPublisher(kafka, client_id="stockwatch-scan") if args.publish else None
+    publisher = None
+    if args.publish:  # reach Kafka before reading Mongo: a scan is not worth running unpublishable
+        existing_topics(kafka, timeout_s=kafka.bootstrap_timeout_s)
+        publisher = JsonPublisher(kafka, client_id="stockwatch-scan")
+    db = worker_mongo(settings)
     source = f"mongo:{settings.mongo.db}.{settings.mongo.collection}"
     counts, row, found = DocCounts(), 0, 0
     try:
@@ -76,13 +90,14 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
                     found,
                     counts.invalid,
                 )
-    except (MongoUnavailableError, KafkaUnavailableError) as exc:
-        print(f"stockwatch scan: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    finally:
+    finally:  # Mongo and Kafka failures: one line from main()
         db.close()
         if publisher is not None:
             publisher.close()
+    if counts.read == 0:
+        log.warning(
+            "%s.%s holds no documents: nothing was scanned", settings.mongo.db, settings.mongo.collection
+        )
     summary = {"scanned": row, "anomalies": found, "invalid": counts.invalid, "model_version": version}
     print(orjson.dumps(summary).decode(), file=sys.stderr)
     return EXIT_OK

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from consumer.cli.argtypes import seconds
+from consumer.cli.failures import EXIT_STATUS_HELP, UserFacingError
 
 if TYPE_CHECKING:
     from config import Settings
@@ -22,17 +25,33 @@ EXIT_OK, EXIT_FAILED = 0, 1
 def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     """Add the ``retrain-worker`` command."""
     worker = subparsers.add_parser(
-        "retrain-worker", parents=[common], help="keep the model fresh (control topic, schedule)"
+        "retrain-worker",
+        parents=[common],
+        help="keep the model fresh (control topic, schedule)",
+        description="Retrain on `stockwatch ctl retrain`, on the schedule and at start-up when the store "
+        f"is empty; publish to the model directory (created if missing). {EXIT_STATUS_HELP}",
     )
-    worker.add_argument("--run-for", type=float, default=None, help=argparse.SUPPRESS)  # tests and demos
+    worker.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help="model directory to publish to (default: STOCKWATCH_MODEL_DIR)",
+    )
+    worker.add_argument("--run-for", type=seconds, default=None, help=argparse.SUPPRESS)  # tests and demos
     worker.set_defaults(handler=cmd_retrain_worker)
 
 
 def cmd_retrain_worker(args: argparse.Namespace, settings: Settings) -> int:
     """Run the worker until SIGTERM/SIGINT (or ``--run-for`` seconds)."""
+    if args.model_dir is not None:
+        settings = settings.model_copy(update={"model_dir": args.model_dir})
     if settings.control.key is None:
         log.warning("no STOCKWATCH_CONTROL_KEY: every control command will be rejected")
-    from consumer.ports import KafkaUnavailableError, MongoUnavailableError
+    from consumer.adapters.kafka import existing_topics
+
+    # A short, quiet probe first, before the heavy imports (scikit-learn, seconds on a busy host):
+    # the clients below would retry a missing broker for half a minute.
+    existing_topics(settings.kafka.bootstrap, timeout_s=settings.kafka.bootstrap_timeout_s)
     from consumer.retraining.wiring import build_worker, worker_monitor, worker_server
 
     monitor = worker_monitor(settings)
@@ -42,19 +61,18 @@ def cmd_retrain_worker(args: argparse.Namespace, settings: Settings) -> int:
         try:  # bound before connecting anywhere: a taken port fails at once
             server = worker_server(monitor, settings)
         except OSError as exc:
-            print(
-                f"stockwatch retrain-worker: cannot serve metrics on {http.host}:{http.worker_port} "
-                f"(STOCKWATCH_WORKER_HTTP_PORT, STOCKWATCH_HTTP_HOST): {exc.strerror or exc}",
-                file=sys.stderr,
-            )
-            return EXIT_FAILED
+            raise UserFacingError(
+                f"cannot serve metrics on {http.host}:{http.worker_port} "
+                f"(STOCKWATCH_WORKER_HTTP_PORT, STOCKWATCH_HTTP_HOST): {exc.strerror or exc}"
+            ) from None
     try:
         worker, closables = build_worker(settings, monitor=monitor)
-    except (KafkaUnavailableError, MongoUnavailableError, ValueError) as exc:
-        print(f"stockwatch retrain-worker: {exc}", file=sys.stderr)
+    except ValueError as exc:  # an unusable setting (exclude filter, signing key)
+        raise UserFacingError(str(exc), status=2) from None
+    except BaseException:  # Kafka, Mongo: one line from main(); the port is released first
         if server is not None:
             server.stop()
-        return EXIT_FAILED
+        raise
     stop = lambda *_: worker.stop_event.set()  # noqa: E731
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

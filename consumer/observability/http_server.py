@@ -66,8 +66,9 @@ class ProbeServer:
         log.info("serving /metrics, /healthz, /readyz on %s:%d", self.host, self.port)
 
     def stop(self) -> None:
-        """Stop serving and release the port."""
-        self._server.shutdown()
+        """Stop serving and release the port (also when it never started serving)."""
+        if self._thread is not None:  # shutdown() waits for a serve_forever loop: never without one
+            self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(5)

@@ -12,7 +12,8 @@ Retrains start on a ``retrain`` command, on the schedule (``retrain_interval_s``
 run finished, read from the lease so all workers share one schedule) and at start-up when the
 store has no model. They run in a background thread holding the Mongo lease (single flight
 across instances); a ``retrain`` that arrives while one runs (here or elsewhere) or within
-``retrain_cooldown_s`` after the last run is *coalesced*.
+``retrain_cooldown_s`` after the last run is *coalesced* (unless it carries ``"force": true``,
+which bypasses the cooldown only: a running retrain still coalesces it).
 """
 
 from __future__ import annotations
@@ -245,7 +246,8 @@ class RetrainWorker:
             if other is not None:
                 self.reporter.ack(Ack.COALESCED, cid, "retrain", reason=f"a retrain is running on {other}")
                 return False
-            if cmd is not None and since is not None and since < self.cooldown_s:
+            forced = cmd is not None and cmd.args.get("force") is True  # `ctl retrain --force`
+            if cmd is not None and not forced and since is not None and since < self.cooldown_s:
                 last = (doc or {}).get("last") or {}
                 reason = f"a retrain finished {since:.0f}s ago (cooldown {self.cooldown_s:g}s)"
                 self.reporter.ack(Ack.COALESCED, cid, "retrain", reason=reason, result={"last": last})

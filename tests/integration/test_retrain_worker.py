@@ -487,16 +487,21 @@ def test_retrain_is_coalesced_while_another_worker_holds_the_lease_and_in_the_co
     )
     with running_worker(settings):
         capsys.readouterr()
-        assert main(["ctl", "retrain", "--timeout", "30"]) == 0
-        ack = orjson.loads(capsys.readouterr().out.splitlines()[-1])
+        assert main(["ctl", "retrain", "--timeout", "30"]) == 5  # coalesced has its own exit status
+        out, err = capsys.readouterr()
+        ack = orjson.loads(out.splitlines()[-1])
         assert ack["status"] == "coalesced" and "other-worker" in ack["reason"]
+        assert "was coalesced" in err
         mongo_db["leases"].update_one(
             {"_id": "retrain"}, {"$set": {"owner": None, "expires_at": 0.0, "finished_at": time.time()}}
         )
-        assert main(["ctl", "retrain", "--timeout", "30"]) == 0
+        assert main(["ctl", "retrain", "--timeout", "30"]) == 5
         ack = orjson.loads(capsys.readouterr().out.splitlines()[-1])
         assert ack["status"] == "coalesced" and "cooldown" in ack["reason"]
-    assert len(store_from_settings(settings).versions()) == 1
+        assert len(store_from_settings(settings).versions()) == 1
+        code = main(["ctl", "retrain", "--force", "--timeout", "60"])  # --force: past the cooldown
+        statuses = [orjson.loads(line).get("status") for line in capsys.readouterr().out.splitlines()]
+        assert statuses[1] == "accepted" and code in (0, 4), statuses
 
 
 def test_two_workers_share_the_commands_and_run_one_retrain(

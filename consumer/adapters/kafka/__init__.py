@@ -23,7 +23,7 @@ from consumer.adapters.kafka.control import (
 from consumer.adapters.kafka.sinks import AtLeastOnceSink, PendingDelivery, TransactionalSink, make_sink
 from consumer.adapters.kafka.source import DeliveryFailedError, KafkaSource, OffsetCommitError
 from consumer.adapters.kafka.tools import TopicTail, publish_raw
-from consumer.adapters.kafka.topics import StatusListener, ensure_topics
+from consumer.adapters.kafka.topics import StatusListener, ensure_topics, existing_topics, quiet_kafka_logs
 
 __all__ = [
     "AtLeastOnceSink",
@@ -39,6 +39,8 @@ __all__ = [
     "TransactionalSink",
     "ensure_topics",
     "ensure_worker_topics",
+    "existing_topics",
     "make_sink",
     "publish_raw",
+    "quiet_kafka_logs",
 ]

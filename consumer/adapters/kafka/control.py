@@ -12,7 +12,7 @@ from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartitio
 from kafka.errors import KafkaError
 
 from consumer.adapters.kafka.connect import Broker, address, client_kwargs
-from consumer.adapters.kafka.topics import ensure_topics, json_objects
+from consumer.adapters.kafka.topics import client_timeouts, ensure_topics, json_objects, quiet_kafka_logs
 from consumer.ports import KafkaUnavailableError
 
 log = logging.getLogger(__name__)
@@ -26,18 +26,22 @@ class JsonPublisher:
     ) -> None:
         self._timeout_s = timeout_s
         try:
-            self._producer = KafkaProducer(
-                **client_kwargs(
-                    broker,
-                    KafkaProducer,
-                    client_id=client_id,
-                    acks="all",
-                    max_block_ms=int(timeout_s * 1000),
-                    request_timeout_ms=int(timeout_s * 1000),
+            with quiet_kafka_logs():
+                self._producer = KafkaProducer(
+                    **client_kwargs(
+                        broker,
+                        KafkaProducer,
+                        client_id=client_id,
+                        acks="all",
+                        max_block_ms=int(timeout_s * 1000),
+                        **client_timeouts(timeout_s),
+                    )
                 )
-            )
         except KafkaError as exc:
-            raise KafkaUnavailableError(f"cannot connect a producer to {address(broker)}: {exc!r}") from exc
+            raise KafkaUnavailableError(
+                f"cannot connect a producer to Kafka at {address(broker)} (STOCKWATCH_KAFKA_BOOTSTRAP): "
+                f"{type(exc).__name__}"
+            ) from exc
 
     def publish(
         self,
@@ -135,24 +139,41 @@ class ControlSource:
 
 
 class StatusTail:
-    """Reads the status topic from *now* on (no group); ``start()`` pins the end offsets first."""
+    """Reads the status topic from *now* on (no group); ``start()`` pins the end offsets first.
 
-    def __init__(self, broker: Broker, topic: str) -> None:
+    ``timeout_s`` bounds the bootstrap and every request of its client (``stockwatch ctl --timeout``).
+    """
+
+    def __init__(self, broker: Broker, topic: str, *, timeout_s: float = 30.0) -> None:
         self.topic = topic
         self._broker = broker
         try:
-            self._consumer = KafkaConsumer(
-                **client_kwargs(
-                    broker, KafkaConsumer, client_id="stockwatch-ctl", group_id=None, enable_auto_commit=False
+            with quiet_kafka_logs():
+                self._consumer = KafkaConsumer(
+                    **client_kwargs(
+                        broker,
+                        KafkaConsumer,
+                        client_id="stockwatch-ctl",
+                        group_id=None,
+                        enable_auto_commit=False,
+                        **client_timeouts(timeout_s),
+                    )
                 )
-            )
         except KafkaError as exc:
-            raise KafkaUnavailableError(f"cannot read {topic} from {address(broker)}: {exc!r}") from exc
+            raise KafkaUnavailableError(
+                f"cannot read {topic} from Kafka at {address(broker)} (STOCKWATCH_KAFKA_BOOTSTRAP): "
+                f"{type(exc).__name__}"
+            ) from exc
 
-    def start(self, timeout_s: float = 10.0) -> None:
-        """Assign every partition and resolve the end offsets, so nothing published later is missed."""
+    def start(self, *, create: bool = True) -> None:
+        """Assign every partition and resolve the end offsets, so nothing published later is missed.
+
+        ``create``: create the topic when it is missing (``stockwatch ctl`` passes False).
+        """
         try:
             partitions = self._consumer.partitions_for_topic(self.topic)
+            if not partitions and not create:
+                raise KafkaUnavailableError(f"topic {self.topic} does not exist")
             if not partitions:
                 ensure_topics(self._broker, [self.topic])
                 self._consumer.poll(timeout_ms=100)

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.errors import InvalidPartitionsError, InvalidReplicationFactorError, TopicAlreadyExistsError
+from kafka.errors import (
+    InvalidPartitionsError,
+    InvalidReplicationFactorError,
+    KafkaError,
+    TopicAlreadyExistsError,
+)
 
 from config.kafka import KafkaSettings
+from consumer.adapters.kafka.connect import Broker, address, client_kwargs
 from consumer.adapters.kafka.source import kafka_python_config
+from consumer.ports import KafkaUnavailableError
 from consumer.wire.control import message_is_signed
 
 log = logging.getLogger(__name__)
@@ -157,6 +165,46 @@ def ensure_topics(
         return created
     finally:
         admin.close()
+
+
+@contextlib.contextmanager
+def quiet_kafka_logs() -> Iterator[None]:
+    """Silence kafka-python's own per-attempt ERROR/WARNING lines; the caller reports the outcome once."""
+    kafka_log = logging.getLogger("kafka")
+    level = kafka_log.level
+    kafka_log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        kafka_log.setLevel(level)
+
+
+def client_timeouts(timeout_s: float) -> dict[str, int]:
+    """kafka-python's bootstrap and request timeouts for a client that must give up within ``timeout_s``."""
+    ms = max(500, int(timeout_s * 1000))
+    return {"bootstrap_timeout_ms": ms, "request_timeout_ms": max(1000, ms)}
+
+
+def existing_topics(broker: Broker, *, timeout_s: float) -> set[str]:
+    """The broker's topics, or :class:`KafkaUnavailableError` within about ``timeout_s`` (one line, quiet)."""
+    started = time.monotonic()
+    with quiet_kafka_logs():
+        try:
+            admin = KafkaAdminClient(
+                **client_kwargs(
+                    broker, KafkaAdminClient, client_id="stockwatch-probe", **client_timeouts(timeout_s)
+                )
+            )
+            try:
+                return set(admin.list_topics())
+            finally:
+                admin.close()
+        except KafkaError as exc:
+            waited = time.monotonic() - started
+            raise KafkaUnavailableError(
+                f"cannot reach Kafka at {address(broker)} (STOCKWATCH_KAFKA_BOOTSTRAP) within {waited:.1f}s: "
+                f"{type(exc).__name__}"
+            ) from None
 
 
 def _partition_count(admin: KafkaAdminClient, topic: str | None) -> int:

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pymongo import MongoClient, ReturnDocument
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from config.groups import MongoSettings
 from consumer.adapters.mongo.errors import mongo_errors
@@ -28,9 +28,12 @@ class WorkerMongo:
     """The retrain worker's Mongo state: inventory snapshots, registry, lease, seen commands."""
 
     def __init__(self, uri: str, db: str, *, inventory: str = "inventory", timeout_ms: int = 5000) -> None:
-        self._client: MongoClient[dict[str, Any]] = MongoClient(
-            uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, socketTimeoutMS=30_000
-        )
+        try:  # a malformed URI is refused here, before any I/O (pymongo raises ValueError for some)
+            self._client: MongoClient[dict[str, Any]] = MongoClient(
+                uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, socketTimeoutMS=30_000
+            )
+        except (PyMongoError, ValueError) as exc:
+            raise MongoUnavailableError(f"unusable URI: {exc}") from None
         self._db = self._client[db]
         self.inventory_name = inventory
 

@@ -176,6 +176,7 @@ def test_score_all_valid_exits_zero_and_chunks_keep_order(tmp_path, capsys, trai
 
 
 def test_score_without_a_model_is_a_usage_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
     code, _, err = run(capsys, "score", "--model-dir", str(tmp_path / "empty"), "--input", os.devnull)
     assert code == 2 and "no model published yet" in err
 

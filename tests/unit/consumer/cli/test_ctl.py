@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any, cast
 
 import orjson
 import pytest
 
-from consumer.cli.ctl import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, _wait_for
+from consumer.cli import main
+from consumer.cli.ctl import EXIT_COALESCED, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, _wait_for
 from consumer.wire.control import command_digest, new_command, sign_message
 
 KEY = b"ctl-unit-control-key-0123456789abcdef"
@@ -33,7 +36,7 @@ PROMOTED = {"result": {"status": "promoted", "version": "v9"}}
 
 
 def wait(messages: list[dict[str, Any]], cid: str, digest: str = "d") -> int:
-    return _wait_for(cast(Any, Tail(messages)), cid, 0.3, key=KEY, digest=digest)
+    return _wait_for(cast(Any, Tail(messages)), cid, time.monotonic() + 0.3, 0.3, key=KEY, digest=digest)
 
 
 def test_a_forged_promotion_is_ignored_and_ctl_times_out(capsys: pytest.CaptureFixture[str]) -> None:
@@ -77,3 +80,55 @@ def test_a_replayed_copy_rejected_after_acceptance_does_not_end_the_wait() -> No
         sign_message(ack(cmd.command_id, "done", **PROMOTED), KEY),
     ]
     assert wait(acks, cmd.command_id, digest) == EXIT_OK
+
+
+def test_a_coalesced_retrain_says_so_and_exits_5(capsys: pytest.CaptureFixture[str]) -> None:
+    cid = new_command("retrain", KEY).command_id
+    coalesced = sign_message(ack(cid, "coalesced", reason="a retrain finished 3s ago (cooldown 60s)"), KEY)
+    assert wait([coalesced], cid) == EXIT_COALESCED == 5
+    err = capsys.readouterr().err
+    assert f"{cid} was coalesced: a retrain finished 3s ago" in err
+
+
+@pytest.fixture
+def ctl_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    for name in list(os.environ):
+        if name.startswith("STOCKWATCH_"):
+            monkeypatch.delenv(name)
+    (tmp_path / "empty.toml").touch()
+    monkeypatch.setenv("STOCKWATCH_CONFIG", str(tmp_path / "empty.toml"))
+    monkeypatch.setenv("STOCKWATCH_CONTROL_KEY", KEY.decode())
+    monkeypatch.setenv("STOCKWATCH_KAFKA_BOOTSTRAP", "127.0.0.1:1")  # closed: nothing may reach Kafka
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "inf", "1e309", "soon"])
+def test_timeout_must_be_finite_and_positive(ctl_env: None, capsys: pytest.CaptureFixture[str], timeout: str):
+    with pytest.raises(SystemExit) as exited:
+        main(["ctl", "status", "--timeout", timeout])
+    assert exited.value.code == 2
+    assert "--timeout" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv", [["rollback", "../../etc"], ["rollback", "latest"], ["status", "--force"], ["rollback"]]
+)
+def test_bad_arguments_fail_locally_before_kafka(
+    ctl_env: None, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    started = time.monotonic()
+    assert main(["ctl", *argv, "--timeout", "30"]) == 2
+    assert time.monotonic() - started < 5  # refused before any connection attempt (bootstrap is closed)
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_unreachable_kafka_is_one_line_within_the_timeout(
+    ctl_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = time.monotonic()
+    assert main(["ctl", "status", "--timeout", "2"]) == EXIT_FAILED
+    elapsed = time.monotonic() - started
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "STOCKWATCH_KAFKA_BOOTSTRAP" in err[0] and "127.0.0.1:1" in err[0]
+    assert elapsed < 2 + 5  # was 30.7 s: the timeout now bounds the connection

@@ -78,3 +78,18 @@ def test_a_silent_client_loses_its_connection_after_the_timeout(server: ProbeSer
 def test_a_port_in_use_fails_in_the_constructor(server: ProbeServer) -> None:
     with pytest.raises(OSError):
         ProbeServer(render_metrics=lambda: b"", probes={}, host="127.0.0.1", port=server.port)
+
+
+def test_a_server_that_never_served_stops_at_once_and_frees_its_port(flag: Flag) -> None:
+    import threading
+
+    unstarted = ProbeServer(
+        render_metrics=lambda: b"", probes={"/healthz": flag.probe}, host="127.0.0.1", port=0
+    )
+    port = unstarted.port
+    stopper = threading.Thread(target=unstarted.stop, daemon=True)
+    stopper.start()
+    stopper.join(5)
+    assert not stopper.is_alive(), "stop() of a server that never served must not block"
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", port))

@@ -126,6 +126,22 @@ def test_retrains_coalesce_while_running_and_in_the_cooldown(parts: Any) -> None
     assert retrainer.runs == 1
 
 
+def test_a_forced_retrain_bypasses_the_cooldown_but_not_a_running_retrain(parts: Any) -> None:
+    worker, sink, retrainer, _ = parts
+    first = new_command("retrain", KEY)
+    worker.handle(first.to_json())
+    while_running = new_command("retrain", KEY, args={"force": True})
+    worker.handle(while_running.to_json())
+    retrainer.release.set()
+    wait_idle(worker)
+    forced = new_command("retrain", KEY, args={"force": True})
+    worker.handle(forced.to_json())  # inside the cooldown, but forced
+    wait_idle(worker)
+    assert acks(sink, while_running.command_id) == ["coalesced"]
+    assert acks(sink, forced.command_id) == ["accepted", "done"]
+    assert retrainer.runs == 2
+
+
 def test_forged_and_replayed_commands_are_rejected(parts: Any) -> None:
     worker, sink, retrainer, _ = parts
     forged = new_command("retrain", b"wrong-key-0123456789abcdef-0123456")

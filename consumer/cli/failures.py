@@ -1,0 +1,103 @@
+"""What a user can cause, as one line on stderr and an exit status (never a traceback).
+
+Exit statuses shared by every command (``ctl`` and ``score`` add their own, see their ``--help``):
+0 success; 1 something outside the command is unavailable or missing (Kafka, Mongo, the HTTP
+port, the model directory); 2 usage: a bad flag, setting or input, or a model that is refused.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from config import Settings
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_STATUS_HELP",
+    "EXIT_USAGE",
+    "UserFacingError",
+    "explain",
+    "kafka_unreachable",
+    "missing_model_dir",
+    "mongo_message",
+    "say",
+]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_STATUS_HELP = (
+    "Exit status: 0 success; 1 Kafka, Mongo, the HTTP port or the model directory is unavailable "
+    "or missing; 2 usage (a bad flag, setting or input, or a refused model)."
+)
+
+
+class UserFacingError(Exception):
+    """A failure the user caused or can fix: ``main`` prints it in one line and exits ``status``."""
+
+    def __init__(self, message: str, status: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def say(command: str, message: str) -> None:
+    """One line on stderr: ``stockwatch <command>: <message>``."""
+    print(f"stockwatch {command}: {message}", file=sys.stderr, flush=True)
+
+
+def model_dir_origin(flag: Path | None) -> str:
+    return "--model-dir" if flag is not None else "STOCKWATCH_MODEL_DIR"
+
+
+def missing_model_dir(path: Path, flag: Path | None) -> UserFacingError | None:
+    """An error when ``path`` (from ``--model-dir`` or the setting) is not a usable directory."""
+    origin = model_dir_origin(flag)
+    try:
+        if not path.exists():
+            return UserFacingError(f"model directory {path} ({origin}) does not exist")
+        if not path.is_dir():
+            return UserFacingError(f"model directory {path} ({origin}) is not a directory", EXIT_USAGE)
+    except OSError as exc:
+        return UserFacingError(f"model directory {path} ({origin}) cannot be read: {exc.strerror}")
+    return None
+
+
+def kafka_unreachable(settings: Settings, exc: BaseException) -> str:
+    """The message of a Kafka failure, naming the setting and the address."""
+    bootstrap = settings.kafka.bootstrap
+    reason = str(exc)
+    if bootstrap in reason and "STOCKWATCH_KAFKA_BOOTSTRAP" in reason:
+        return reason
+    return f"Kafka at {bootstrap} (STOCKWATCH_KAFKA_BOOTSTRAP) is unavailable: {reason}"
+
+
+def mongo_message(settings: Settings, exc: BaseException) -> str:
+    """The message of a Mongo failure, naming the setting and the masked URI; no password in it."""
+    mongo = settings.mongo
+    reason = str(exc).replace(mongo.uri, mongo.safe_uri)
+    _head, at, _tail = mongo.uri.rpartition("@")
+    password = mongo.uri.partition("://")[2].rpartition("@")[0].partition(":")[2] if at else ""
+    if password:
+        reason = reason.replace(password, "**********")
+    return f"Mongo at {mongo.safe_uri} (STOCKWATCH_MONGO_URI) is unavailable: {reason[:300]}"
+
+
+def explain(exc: BaseException, settings: Settings | None) -> tuple[str, int] | None:
+    """The one-line message and exit status of an exception a user can cause; None for bugs."""
+    from config import SettingsError
+    from consumer.ports import KafkaUnavailableError, MongoUnavailableError
+    from detection.store_types import ModelNotFoundError, ModelVerificationError
+
+    if isinstance(exc, UserFacingError):
+        return str(exc), exc.status
+    if isinstance(exc, SettingsError):
+        return "; ".join(exc.problems), EXIT_USAGE
+    if isinstance(exc, KafkaUnavailableError):
+        return (kafka_unreachable(settings, exc) if settings else str(exc)), EXIT_FAILED
+    if isinstance(exc, MongoUnavailableError):
+        return (mongo_message(settings, exc) if settings else str(exc)), EXIT_FAILED
+    if isinstance(exc, ModelNotFoundError | ModelVerificationError):
+        return str(exc), EXIT_USAGE
+    return None
