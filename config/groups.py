@@ -8,6 +8,7 @@ The Kafka slice, with its derived client configuration, lives in :mod:`config.ka
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -69,6 +70,7 @@ class ModelSettings(Slice):
     keep: int = Field(validation_alias="model_keep")
     signing_key: SecretStr | None = Field(validation_alias="model_signing_key")
     allow_sklearn_mismatch: bool
+    detector: Literal["seed", "default"]
     poll_interval_s: float = Field(validation_alias="model_poll_interval_s")
 
 

@@ -21,7 +21,7 @@ for the caller to apply (``table.apply``) once the batch's results are safely pu
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import compress
 from typing import Any, Final
@@ -75,14 +75,36 @@ class ChangeDetector:
                  "_scale", "_scaler", "_severity", "_threshold")  # fmt: skip
 
     def __init__(self, *, scaler: Any, forest: Any, metadata: DetectorMetadata, compiled: CompiledForest | None = None) -> None:  # fmt: skip
+        mean, scale = np.asarray(scaler.mean_, dtype=np.float64), np.asarray(scaler.scale_, dtype=np.float64)
+        self._init(
+            scaler, forest, metadata, compiled or CompiledForest.from_sklearn(forest), mean=mean, scale=scale
+        )
+
+    @classmethod
+    def from_arrays(
+        cls, arrays: Mapping[str, npt.NDArray[Any]], metadata: DetectorMetadata
+    ) -> ChangeDetector:
+        """The detector from its serving arrays (:meth:`to_arrays`, checked) and metadata; no sklearn
+        objects. Raises ``ValueError`` (incl. ``RuleError``) when the two do not make a detector."""
+        compiled = CompiledForest.from_arrays(arrays)
+        detector = object.__new__(cls)
+        mean = np.asarray(arrays["mean"], dtype=np.float64)
+        scale = np.asarray(arrays["scale"], dtype=np.float64)
+        detector._init(None, None, metadata, compiled, mean=mean, scale=scale)
+        return detector
+
+    def to_arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """Scaler and forest as plain arrays (:mod:`detection.scorer_arrays`); the rest is metadata."""
+        return {"mean": self._mean, "scale": self._scale, **self._compiled.to_arrays()}
+
+    def _init(self, scaler: Any, forest: Any, metadata: DetectorMetadata, compiled: CompiledForest, *,
+              mean: FloatArray, scale: FloatArray) -> None:  # fmt: skip
         if tuple(metadata.feature_names) != CHANGE_FEATURE_NAMES:
             raise ValueError(f"model features {metadata.feature_names} do not match {CHANGE_FEATURE_NAMES}")
-        self._scaler, self._forest, self._metadata = scaler, forest, metadata
-        self._compiled = compiled or CompiledForest.from_sklearn(forest)
-        if self._compiled.n_features != len(CHANGE_FEATURE_NAMES):
+        if compiled.n_features != len(CHANGE_FEATURE_NAMES):
             raise ValueError("the forest was not fitted on the change features")
-        self._mean = np.asarray(scaler.mean_, dtype=np.float64)
-        self._scale = np.asarray(scaler.scale_, dtype=np.float64)
+        self._scaler, self._forest, self._metadata, self._compiled = scaler, forest, metadata, compiled
+        self._mean, self._scale = mean, scale
         self._threshold = float(metadata.threshold)
         self._hull = Hull(metadata.hull_low, metadata.hull_high, metadata.hull_weight)
         self._rules = RuleSet(metadata.rules)
@@ -122,10 +144,10 @@ class ChangeDetector:
         return self._severity
 
     def with_version(self, version: str | None) -> ChangeDetector:
+        new = object.__new__(ChangeDetector)
         meta = self._metadata.model_copy(update={"version": version})
-        return ChangeDetector(
-            scaler=self._scaler, forest=self._forest, metadata=meta, compiled=self._compiled
-        )
+        new._init(self._scaler, self._forest, meta, self._compiled, mean=self._mean, scale=self._scale)
+        return new
 
     def __repr__(self) -> str:
         m = self._metadata

@@ -53,8 +53,11 @@ def dump_arrays(arrays: Mapping[str, npt.NDArray[np.generic]]) -> bytes:
     return buffer.getvalue()
 
 
-def load_arrays(data: bytes) -> dict[str, npt.NDArray[np.generic]]:
-    """Read and check ``.npz`` bytes without unpickling; raises :class:`ScorerArrayError`."""
+def load_arrays(data: bytes, *, n_features: int | None = None) -> dict[str, npt.NDArray[np.generic]]:
+    """Read and check ``.npz`` bytes without unpickling; raises :class:`ScorerArrayError`.
+
+    ``n_features``: the feature count the model's metadata names (None: whatever the arrays say).
+    """
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             if set(npz.files) != set(SCORER_KEYS):
@@ -64,7 +67,7 @@ def load_arrays(data: bytes) -> dict[str, npt.NDArray[np.generic]]:
         if isinstance(exc, ScorerArrayError):
             raise
         raise ScorerArrayError(f"not a readable array file: {exc}") from None
-    check_arrays(arrays)
+    check_arrays(arrays, n_features=n_features)
     return arrays
 
 
@@ -78,12 +81,21 @@ def _scalar(arrays: Mapping[str, npt.NDArray[np.generic]], name: str, kind: str)
     return value
 
 
-def check_arrays(arrays: Mapping[str, npt.NDArray[np.generic]]) -> None:
-    """Raise :class:`ScorerArrayError` unless every kernel index is in range and every walk ends."""
+def check_arrays(arrays: Mapping[str, npt.NDArray[np.generic]], *, n_features: int | None = None) -> None:
+    """Raise :class:`ScorerArrayError` unless every kernel index is in range and every walk ends.
+
+    ``n_features``: the expected feature count (from the model's metadata: 7 for ``seed``, 11 for
+    ``default``); None accepts the count the arrays declare.
+    """
     missing = set(SCORER_KEYS) - set(arrays)
     if missing:
         raise ScorerArrayError(f"missing arrays: {sorted(missing)}")
-    n_features = int(_scalar(arrays, "n_features", "iu"))
+    declared = int(_scalar(arrays, "n_features", "iu"))
+    if n_features is not None and declared != n_features:
+        raise ScorerArrayError(
+            f"the arrays hold a forest of {declared} features, the metadata names {n_features}"
+        )
+    n_features = declared
     n_trees = int(_scalar(arrays, "n_trees", "iu"))
     depth = int(_scalar(arrays, "depth", "iu"))
     shift = int(_scalar(arrays, "shift", "iu"))

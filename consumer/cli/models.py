@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import sys
 import time
@@ -14,12 +13,16 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 import orjson
 
+from consumer.cli.files import fail, open_in, open_out
+
 if TYPE_CHECKING:  # detection's model code (sklearn, numba) loads only in the commands that score
     from config import Settings
     from consumer.cli import Subparsers
     from detection import AnomalyModel, ModelStore, StockItem
 
 __all__ = ["open_store", "register"]
+
+_fail, _open_in, _open_out = fail, open_in, open_out
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +44,14 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     train.add_argument("--max-samples", type=_auto_or(_int_or_float), default=None)
     train.add_argument("--random-state", type=int, default=None)
     train.add_argument("--threshold", type=float, default=0.0, help="score < threshold => anomaly")
+    train.add_argument(
+        "--detector",
+        choices=("seed", "default"),
+        default=None,
+        help="seed (state features) or default (changes per item); default: settings detector",
+    )
+    train.add_argument("--alert-budget-per-1000", type=float, default=None,
+                       help="default detector: model alerts per 1,000 normal updates (default 2)")  # fmt: skip
     train.set_defaults(handler=cmd_train)
 
     score = subparsers.add_parser("score", parents=[store_opts], help="score JSON lines of stock updates")
@@ -48,6 +59,12 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     score.add_argument("--output", default="-", help="decisions file, or - for stdout (default)")
     score.add_argument(
         "--version", dest="model_version", default=None, help="model version (default: CURRENT)"
+    )
+    score.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="default detector: JSON lines snapshot seeding the item states (what Mongo holds)",
     )
     score.add_argument("--chunk-size", type=int, default=CHUNK_LINES, help=argparse.SUPPRESS)
     score.set_defaults(handler=cmd_score)
@@ -86,6 +103,14 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
     from detection import ForestParams, TrainingError, train_model
 
+    detector = args.detector or settings.models.detector
+    if detector == "default":
+        from consumer.cli.changes import train_default
+
+        return train_default(args, settings)
+    if args.alert_budget_per_1000 is not None:
+        _fail("train: --alert-budget-per-1000 applies to --detector default only")
+        return EXIT_USAGE
     chosen = {
         "contamination": args.contamination,
         "n_estimators": args.n_estimators,
@@ -119,6 +144,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         "anomaly_rate": float(np.mean(model.decide(items).is_anomaly)),
         "training_seconds": round(seconds, 3),
         "params": params.model_dump(mode="json"),
+        "detector": "seed",
     }
     sys.stdout.buffer.write(orjson.dumps(summary, option=orjson.OPT_APPEND_NEWLINE))
     sys.stdout.flush()
@@ -132,20 +158,27 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     """Score JSON lines chunk by chunk; one event per valid line (docs/schemas/score-line), rejections on stderr."""
     from consumer.chunks import chunked
     from consumer.wire.events import STDIN_SOURCE
-    from detection import ModelNotFoundError, ModelVerificationError
+    from detection import ChangeDetector, ModelNotFoundError, ModelVerificationError
 
     try:
-        model = open_store(args, settings).load(args.model_version)
+        model = open_store(args, settings).load_any(args.model_version)
     except (ModelNotFoundError, ModelVerificationError) as exc:
         _fail(f"score: {exc}")
         return EXIT_USAGE
     counts = {"scored": 0, "rejected": 0}
     topic = STDIN_SOURCE if args.input == "-" else f"file:{args.input}"
     try:
-        with _open_in(args.input) as source, _open_out(args.output) as sink:
-            for chunk in chunked(_valid_lines(source, require_id=True, counts=counts), args.chunk_size):
-                _score_chunk(model, chunk, topic, sink)
-                counts["scored"] += len(chunk)
+        if isinstance(model, ChangeDetector):
+            from consumer.cli.changes import score_default
+
+            score_default(model, args, topic, counts)
+        else:
+            if args.baseline is not None:
+                logger.info("a seed model judges each state alone: --baseline is not used")
+            with _open_in(args.input) as source, _open_out(args.output) as sink:
+                for chunk in chunked(_valid_lines(source, require_id=True, counts=counts), args.chunk_size):
+                    _score_chunk(model, chunk, topic, sink)
+                    counts["scored"] += len(chunk)
     except BrokenPipeError:
         raise  # the reader of our output left; main() handles it
     except OSError as exc:
@@ -224,18 +257,21 @@ def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
                 "is_current": info.is_current,
                 "signed": info.signed,
                 "error": info.error,
+                "detector": info.detector,
             }
             for info in infos
         ]
         print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return EXIT_OK
-    print(f"  {'VERSION':<26} {'CREATED (UTC)':<20} {'SAMPLES':>8} {'THRESHOLD':>10} SIGNED  ERROR")
+    print(
+        f"  {'VERSION':<26} {'DETECTOR':<9} {'CREATED (UTC)':<20} {'SAMPLES':>8} {'THRESHOLD':>10} SIGNED  ERROR"
+    )
     for info in infos:
         created = info.created_at.strftime("%Y-%m-%d %H:%M:%S") if info.created_at else "-"
         samples = "-" if info.n_samples is None else str(info.n_samples)
         threshold = "-" if info.threshold is None else f"{info.threshold:g}"
         print(
-            f"{'*' if info.is_current else ' '} {info.version:<26} {created:<20} {samples:>8} "
+            f"{'*' if info.is_current else ' '} {info.version:<26} {info.detector or '-':<9} {created:<20} {samples:>8} "
             f"{threshold:>10} {'yes' if info.signed else 'no':<7} {info.error or ''}".rstrip()
         )
     return EXIT_OK
@@ -278,28 +314,6 @@ def cmd_models_rollback(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def _fail(message: str) -> None:
-    print(f"stockwatch {message}", file=sys.stderr)
-
-
-@contextlib.contextmanager
-def _open_in(name: str) -> Iterator[IO[bytes]]:
-    if name == "-":
-        yield sys.stdin.buffer
-        return
-    with open(name, "rb") as fh:
-        yield fh
-
-
-@contextlib.contextmanager
-def _open_out(name: str) -> Iterator[IO[bytes]]:
-    if name == "-":
-        yield sys.stdout.buffer
-        return
-    with open(name, "wb") as fh:
-        yield fh
 
 
 def _auto_or(convert: Any) -> Any:

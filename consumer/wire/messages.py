@@ -144,9 +144,17 @@ class TrainSummary(BaseModel):
     rejected_lines: int = Field(ge=0)
     threshold: float
     offset: float = Field(description="The forest's offset_ (training-set percentile of score 0).")
-    anomaly_rate: float = Field(ge=0.0, le=1.0, description="Share of the training items flagged.")
+    anomaly_rate: float = Field(
+        ge=0.0, le=1.0,
+        description="Share of the training items flagged (`default`: of the synthetic normal updates, "
+        "the alert budget / 1000).",
+    )  # fmt: skip
     training_seconds: float = Field(ge=0.0)
     params: ForestParams
+    detector: Literal["seed", "default"] = Field(default="seed", description="The detector trained.")
+    alert_budget_per_1000: float | None = Field(
+        default=None, description="`default` only: model alerts per 1,000 normal updates."
+    )
 
 
 class ModelListRow(BaseModel):
@@ -161,6 +169,7 @@ class ModelListRow(BaseModel):
     is_current: bool
     signed: bool
     error: str | None
+    detector: Literal["seed", "default"] | None = None
 
 
 class ModelsList(RootModel[list[ModelListRow]]):
