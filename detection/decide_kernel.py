@@ -122,7 +122,7 @@ def decide_rows(u, upd, grp, state, known, model, out_f, out_bits, out_x, out_ba
     """Decide every row in order; ``out_f`` columns: score, severity, anomaly, ok, stock, min, max,
     price, peer median. ``model`` is the tuple built by ``ChangeDetector._kernel_model``."""
     (codes, med_a, spr_a, mean, scl, lo, hi, width, weight, forest, offset, threshold,
-     clauses, n_rules, q, tail, slope, blog, rebase_run) = model  # fmt: skip
+     clauses, n_rules, q, tail, slope, blog, rebase_run, inside) = model  # fmt: skip
     nf = mean.shape[0]
     m = np.empty(4)
     b = np.empty(state.shape[1])
@@ -158,6 +158,8 @@ def decide_rows(u, upd, grp, state, known, model, out_f, out_bits, out_x, out_ba
             pen += weight[j] * max(max(x[j] - hi[j], lo[j] - x[j]), 0.0) / width[j]
         _score_rows(xs, 0, 1, forest, e)
         s = -offset - 2.0 ** e[0] - pen
+        if pen <= 0.0:  # inside the hull of normal motion: never a model alert (kept in order)
+            s += inside
         env[0], env[1], env[2], env[3] = m[0], m[1], m[2], m[3]
         for j in range(4):
             env[4 + j] = b[j] if kn else np.nan

@@ -46,10 +46,11 @@ from detection.rules import RuleSet
 from detection.severity import SeverityScale
 from detection.updates import MissingFieldError, UpdateBatch
 
-__all__ = ["REBASELINE_RUN", "ChangeDetector", "StateChanges", "baseline_table"]
+__all__ = ["REBASELINE_RUN", "ChangeDetector", "StateChanges", "baseline_table", "gate"]
 
 FloatArray = npt.NDArray[np.float64]
 REBASELINE_RUN: Final = 3
+INSIDE_SHIFT: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -113,7 +114,7 @@ class ChangeDetector:
         rules = self._rules.clause_matrix()
         self._kernel = (*self._peers.arrays(), self._mean, self._scale, *self._hull.arrays(),
                         self._compiled._kernel_args, self._compiled.offset, self._threshold, rules,
-                        len(self._rules.names), *self._severity.arrays(), float(REBASELINE_RUN))  # fmt: skip
+                        len(self._rules.names), *self._severity.arrays(), float(REBASELINE_RUN), INSIDE_SHIFT)  # fmt: skip
 
     # -- parts ---------------------------------------------------------------------------------
     scaler = property(lambda self: self._scaler, doc="The fitted ``StandardScaler``.")
@@ -156,9 +157,10 @@ class ChangeDetector:
     # -- scoring -------------------------------------------------------------------------------
     def score(self, features: npt.ArrayLike) -> FloatArray:
         """The forest's ``decision_function`` of the scaled change features minus the hull penalty
-        (:class:`detection.hull.Hull`): below the threshold = anomalous."""
+        (:class:`detection.hull.Hull`), floored at 0 inside the hull: below the threshold = anomalous."""
         x = np.asarray(features, dtype=np.float64).reshape(-1, len(CHANGE_FEATURE_NAMES))
-        return self._compiled.decision_function((x - self._mean) / self._scale) - self._hull.penalty(x)
+        pen = self._hull.penalty(x)
+        return gate(self._compiled.decision_function((x - self._mean) / self._scale) - pen, pen)
 
     def baseline(self, snapshot: UpdateBatch) -> StateTable:
         """A state table holding every complete item of a snapshot (see :func:`baseline_table`)."""
@@ -195,6 +197,15 @@ class ChangeDetector:
         for j, name in enumerate(_FIELDS):
             records[name] = state[changed, j]
         return decisions, StateChanges(list(compress(uniq, touched)), records)
+
+
+def gate(scores: FloatArray, penalty: FloatArray) -> FloatArray:
+    """Scores of changes inside the hull (penalty 0) raised by :data:`INSIDE_SHIFT`.
+
+    A forest score is at most ``-offset`` (``score_samples`` is negative), so after the shift every
+    change inside the hull of normal motion scores above 0 and above every change beyond it: the
+    model alerts only beyond the hull, and inside it the forest still orders the changes."""
+    return np.where(penalty > 0.0, scores, scores + INSIDE_SHIFT)
 
 
 def baseline_table(snapshot: UpdateBatch) -> StateTable:
