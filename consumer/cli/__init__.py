@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from config import Settings, SettingsError, load_settings
-from consumer.cli import config, consume, ctl, keygen, models, scan, worker
+from consumer.cli import config, consume, ctl, eval, keygen, models, scan, worker
 from consumer.cli.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 COMMAND_GROUPS: list[Callable[[Subparsers, argparse.ArgumentParser], None]] = [
     models.register,
+    eval.register,
     consume.register,
     worker.register,
     ctl.register,

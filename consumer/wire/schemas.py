@@ -19,6 +19,7 @@ from consumer.wire.dlq import DlqHeaders
 from consumer.wire.events import ANOMALY_ID_HEX_CHARS
 from consumer.wire.messages import (
     CtlLine,
+    EvalReport,
     ModelsList,
     ModelsRollback,
     SignedCommand,
@@ -168,6 +169,7 @@ SCHEMAS: dict[str, Any] = {
     "models-list": ModelsList,
     "models-show": DetectorMetadata | ModelMetadata,
     "models-rollback": ModelsRollback,
+    "eval-report": EvalReport,
 }
 
 
