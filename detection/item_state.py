@@ -126,6 +126,10 @@ class StateTable:
         """A copy of the given rows (indices must be valid)."""
         return self._rows[rows]
 
+    def write_rows(self, rows: npt.NDArray[np.intp], records: StateRows) -> None:
+        """Overwrite existing rows (from :meth:`lookup`: rows never move) with ``records``."""
+        self._rows[rows] = records
+
     def scatter(self, item_ids: Sequence[str], records: StateRows) -> None:
         """Write ``records`` for ``item_ids`` (new ids are added)."""
         rows = self.lookup(item_ids)
