@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-import orjson
+from pydantic import BaseModel, ConfigDict
 
 from detection.metadata import ModelMetadata
 from detection.store_types import ModelVerificationError
@@ -31,14 +31,19 @@ NOT_SERVED: Final[dict[str, str]] = {
 }
 
 
+class _Named(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    detector: DetectorKind = "seed"
+
+
 def parse_metadata(data: bytes) -> ModelMetadata | DetectorMetadata:
     """The metadata of either detector (``ValueError`` when it is not valid for the one it names)."""
     from detection.detector_meta import DetectorMetadata
 
     try:
-        named = orjson.loads(data).get("detector", "seed")
-    except (orjson.JSONDecodeError, AttributeError):
-        named = "seed"  # let pydantic say what is wrong
+        named = _Named.model_validate_json(data).detector
+    except ValueError:
+        named = "seed"  # let the full model say what is wrong
     if named == "default":
         return DetectorMetadata.model_validate_json(data)
     return ModelMetadata.model_validate_json(data)
