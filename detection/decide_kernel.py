@@ -31,9 +31,11 @@ def _f4(x):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
 
 
 @njit(cache=True, nogil=True)
-def _rules(env, clauses, n_rules):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
-    """Bitmask of the rules whose clauses all hold; clause = (rule, lcoef, lvar, op, rcoef, rvar)."""
-    ok = np.ones(n_rules, np.bool_)
+def _rules(env, clauses, ok):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    """Bitmask of the rules whose clauses all hold; clause = (rule, lcoef, lvar, op, rcoef, rvar).
+    ``ok`` is a scratch buffer of one bool per rule."""
+    n_rules = ok.shape[0]
+    ok[:] = True
     for c in range(clauses.shape[0]):
         r = int(clauses[c, 0])
         lhs = clauses[c, 1] if clauses[c, 2] < 0 else clauses[c, 1] * env[int(clauses[c, 2])]
@@ -58,6 +60,23 @@ def _rules(env, clauses, n_rules):  # type: ignore[no-untyped-def]  # noqa: ANN0
         if ok[r]:
             bits |= np.uint32(1) << np.uint32(r)
     return bits
+
+
+@njit(cache=True, nogil=True)
+def _interp(x, xp, fp):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    """``np.interp`` of one value (``xp`` ascending, ``x >= xp[0]``) without allocating."""
+    n = xp.shape[0]
+    if x >= xp[n - 1]:
+        return fp[n - 1]
+    lo, hi = 0, n - 1  # xp[lo] <= x < xp[hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if xp[mid] <= x:
+            lo = mid
+        else:
+            hi = mid
+    step = xp[hi] - xp[lo]
+    return fp[lo] if step == 0.0 else fp[lo] + (x - xp[lo]) * (fp[hi] - fp[lo]) / step
 
 
 @njit(cache=True, nogil=True)
@@ -156,6 +175,7 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
     row32[nf] = -np.inf  # the leaves' sentinel feature
     walk = np.empty(forest[3], np.int64)
     env = np.empty(10)
+    ok = np.empty(n_rules, np.bool_)
     for i in range(u.shape[0]):
         k = u[i]
         kn = known[k]
@@ -191,14 +211,14 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
             env[4 + j] = b[j] if kn else np.nan
         env[8] = b[LT] - t if kn else np.nan
         env[9] = 1.0 if (kn and m[0] == b[S] and m[1] == b[MN] and m[2] == b[MX] and m[3] == b[P]) else 0.0
-        bits = _rules(env, clauses, n_rules)
+        bits = _rules(env, clauses, ok)
         flagged = s < threshold or bits != 0
         accepted = (not flagged) or (not kn) or (b[FR] >= rebase_run - 1 and bits == 0)
         out_base[i] = b
         _advance(b, m, t, g, accepted, nxt)
         _store(nxt, local, k)
         known[k], touched[k] = True, True
-        lp = np.interp(s, q, tail) if s >= q[0] else tail[0] - slope * (q[0] - s)
+        lp = _interp(s, q, tail) if s >= q[0] else tail[0] - slope * (q[0] - s)
         lp = max(lp, -12.0)
         sev = (
             50.0 * min(max(lp / blog, 0.0), 1.0) if lp >= blog else 50.0 + 50.0 * min(1.0, (blog - lp) / 3.0)
