@@ -39,7 +39,7 @@ from detection.compiled_forest import CompiledForest
 from detection.decide_kernel import decide_rows
 from detection.detector_meta import DetectorMetadata
 from detection.hull import Hull
-from detection.item_state import STATE_DTYPE, StateRows, StateTable, group_code
+from detection.item_state import STATE_DTYPE, StateRows, StateTable, group_code, words
 from detection.peers import PeerStats
 from detection.rules import RuleSet
 from detection.severity import SeverityScale
@@ -200,8 +200,8 @@ class ChangeDetector:
             keys[new] = [-1 - slot.setdefault(ids[i], len(slot)) for i in new.tolist()]
         uniq, first, u = np.unique(keys, return_index=True, return_inverse=True)
         known = uniq >= 0
-        local = np.zeros(uniq.size, STATE_DTYPE)
-        local[known] = table.gather(uniq[known])
+        n_new = int(uniq.size - np.count_nonzero(known))  # new items sort first (negative keys)
+        local = table.gather(uniq[n_new:], lead=n_new)
         upd = np.stack([batch.stock, batch.min, batch.max, batch.price, batch.occurred_at], axis=1)
         grp = self._group_codes(batch.groups)
         out_f = np.zeros((n, 9))
@@ -222,7 +222,8 @@ class ChangeDetector:
                                     rejected, out_base, out_f[:, 4:8], out_f[:, 8], self._rules)  # fmt: skip
         rows = np.where(known, uniq, -1)
         if not touched.all():
-            rows, local, first = rows[touched], local[touched], first[touched]
+            rows, first = rows[touched], first[touched]
+            local = words(local)[touched].reshape(-1).view(STATE_DTYPE)
         return decisions, StateChanges(rows, local, batch.item_ids, first)
 
     def _group_codes(self, groups: Sequence[str | None]) -> FloatArray:
