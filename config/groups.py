@@ -74,6 +74,7 @@ class ModelSettings(Slice):
     keep: int = Field(validation_alias="model_keep")
     signing_key: SecretStr | None = Field(validation_alias="model_signing_key")
     allow_sklearn_mismatch: bool
+    detector: Literal["seed", "default"]
     poll_interval_s: float = Field(validation_alias="model_poll_interval_s")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, overload
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     )
     allow_sklearn_mismatch: bool = Field(
         default=False, description="Load models saved by another scikit-learn version."
+    )
+    detector: Literal["seed", "default"] = Field(
+        default="seed",
+        description="What `train` fits: `seed` (state features, contamination) or `default` (changes of "
+        "each item, rules, alert budget). `seed` until `consume` serves `default` models.",
     )
 
     # --- consumer loop ---

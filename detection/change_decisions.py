@@ -62,6 +62,10 @@ class ChangeDecisions:
         """none / low / medium / high / critical, from the severity score."""
         return level_of(float(self.severity_score[i]), bool(self.is_anomaly[i]))
 
+    def severity(self, i: int) -> Level:
+        """The level (as the seed's ``Decisions.severity``), from the calibrated severity score."""
+        return self.level(i)
+
     def rules_fired(self, i: int) -> tuple[str, ...]:
         return self.rules.fired(int(self.rule_bits[i]))
 

@@ -78,41 +78,49 @@ def _jit(**options: Any) -> Callable[[Callable[..., Any]], Any]:
 
 
 @_jit()
+def _score_one(row, at, forest):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    """``-(sum of leaf values / denominator)`` of one float32 ``row`` (its last slot = -inf, the
+    leaves' sentinel feature); ``at`` is a scratch buffer of one int64 per tree. Allocates nothing."""
+    nodes, leaf_value, missing_left, n_trees, depth, shift, denominator = forest
+    n_features = row.shape[0] - 1
+    mask = (1 << shift) - 1
+    has_nan = False
+    for j in range(n_features):
+        has_nan |= np.isnan(row[j])
+    if not has_nan:  # all trees advance one level at a time: independent loads overlap
+        for t in range(n_trees):
+            at[t] = t
+        for _ in range(depth):
+            for t in range(n_trees):
+                rec = nodes[at[t]]
+                link = rec.link
+                at[t] = (link >> shift) + (row[link & mask] > rec.threshold)
+    else:  # NaN goes where the tree sent the missing values at fit time
+        for t in range(n_trees):
+            node = t
+            while nodes[node].link & mask != n_features:
+                rec = nodes[node]
+                v = row[rec.link & mask]
+                go_right = (missing_left[node] == 0) if np.isnan(v) else (v > rec.threshold)
+                node = (rec.link >> shift) + go_right
+            at[t] = node
+    acc = 0.0
+    for t in range(n_trees):  # tree order, as sklearn accumulates
+        acc += leaf_value[at[t]]
+    return -(acc / denominator) if denominator != 0.0 else -1.0
+
+
+@_jit()
 def _score_rows(data, start, stop, forest, out):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
     """Write ``-(sum of leaf values / denominator)`` of rows ``start:stop`` into ``out``."""
-    nodes, leaf_value, missing_left, n_trees, depth, shift, denominator = forest
     n_features = data.shape[1]
-    mask = (1 << shift) - 1
     row = np.empty(n_features + 1, np.float32)
     row[n_features] = -np.inf  # the leaves' sentinel feature
-    at = np.empty(n_trees, np.int64)
+    at = np.empty(forest[3], np.int64)
     for i in range(start, stop):
-        has_nan = False
         for j in range(n_features):
-            v = np.float32(data[i, j])
-            row[j] = v
-            has_nan |= np.isnan(v)
-        if not has_nan:  # all trees advance one level at a time: independent loads overlap
-            for t in range(n_trees):
-                at[t] = t
-            for _ in range(depth):
-                for t in range(n_trees):
-                    rec = nodes[at[t]]
-                    link = rec.link
-                    at[t] = (link >> shift) + (row[link & mask] > rec.threshold)
-        else:  # NaN goes where the tree sent the missing values at fit time
-            for t in range(n_trees):
-                node = t
-                while nodes[node].link & mask != n_features:
-                    rec = nodes[node]
-                    v = row[rec.link & mask]
-                    go_right = (missing_left[node] == 0) if np.isnan(v) else (v > rec.threshold)
-                    node = (rec.link >> shift) + go_right
-                at[t] = node
-        acc = 0.0
-        for t in range(n_trees):  # tree order, as sklearn accumulates
-            acc += leaf_value[at[t]]
-        out[i] = -(acc / denominator) if denominator != 0.0 else -1.0
+            row[j] = np.float32(data[i, j])
+        out[i] = _score_one(row, at, forest)
 
 
 @_jit()

@@ -5,8 +5,10 @@ reference and the training path; this kernel does the same arithmetic row by row
 several updates of one item need no generation splitting and no per-generation numpy overhead.
 ``tests/unit/test_decide_kernel.py`` holds the two to the same results.
 
-State rows are a float64 matrix of the :data:`~detection.item_state.STATE_DTYPE` fields in order;
-the float32 fields are rounded to float32 whenever written, as the record would store them.
+The kernel reads and writes the items' :data:`~detection.item_state.STATE_DTYPE` records directly
+and works on a float64 copy of one record at a time (fields in order); the float32 fields are
+rounded to float32 whenever written, as the record stores them. The forest is walked row by row
+with buffers allocated once per batch (:func:`detection.compiled_forest._score_one`).
 """
 
 # ruff: noqa: PLR0917, PLR0915, PLW3301  (numba kernels: positional scalars, one long loop, nested max)
@@ -15,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from detection.compiled_forest import _score_rows
+from detection.compiled_forest import _score_one
 
 # state columns (STATE_DTYPE order)
 S, MN, MX, P, REF, UD, UR, UL, UG, LT, GRP, NU, NF, FR = range(14)
@@ -29,9 +31,11 @@ def _f4(x):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
 
 
 @njit(cache=True, nogil=True)
-def _rules(env, clauses, n_rules):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
-    """Bitmask of the rules whose clauses all hold; clause = (rule, lcoef, lvar, op, rcoef, rvar)."""
-    ok = np.ones(n_rules, np.bool_)
+def _rules(env, clauses, ok):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    """Bitmask of the rules whose clauses all hold; clause = (rule, lcoef, lvar, op, rcoef, rvar).
+    ``ok`` is a scratch buffer of one bool per rule."""
+    n_rules = ok.shape[0]
+    ok[:] = True
     for c in range(clauses.shape[0]):
         r = int(clauses[c, 0])
         lhs = clauses[c, 1] if clauses[c, 2] < 0 else clauses[c, 1] * env[int(clauses[c, 2])]
@@ -56,6 +60,23 @@ def _rules(env, clauses, n_rules):  # type: ignore[no-untyped-def]  # noqa: ANN0
         if ok[r]:
             bits |= np.uint32(1) << np.uint32(r)
     return bits
+
+
+@njit(cache=True, nogil=True)
+def _interp(x, xp, fp):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    """``np.interp`` of one value (``xp`` ascending, ``x >= xp[0]``) without allocating."""
+    n = xp.shape[0]
+    if x >= xp[n - 1]:
+        return fp[n - 1]
+    lo, hi = 0, n - 1  # xp[lo] <= x < xp[hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if xp[mid] <= x:
+            lo = mid
+        else:
+            hi = mid
+    step = xp[hi] - xp[lo]
+    return fp[lo] if step == 0.0 else fp[lo] + (x - xp[lo]) * (fp[hi] - fp[lo]) / step
 
 
 @njit(cache=True, nogil=True)
@@ -118,34 +139,60 @@ def _advance(b, m, t, g, a, out):  # type: ignore[no-untyped-def]  # noqa: ANN00
 
 
 @njit(cache=True, nogil=True)
-def decide_rows(u, upd, grp, state, known, model, out_f, out_bits, out_x, out_base, touched) -> None:  # type: ignore[no-untyped-def]  # noqa: ANN001
+def _load(local, k, b):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    """Record ``k`` of a STATE_DTYPE array into the float64 row ``b`` (columns in field order)."""
+    r = local[k]
+    b[S], b[MN], b[MX], b[P] = r.stock, r.min, r.max, r.price
+    b[REF], b[UD], b[UR], b[UL], b[UG] = r.ref_price, r.usual_drop, r.usual_rise, r.usual_level, r.usual_gap
+    b[LT], b[GRP], b[NU], b[NF], b[FR] = r.last_time, r.group, r.n_updates, r.n_flagged, r.flag_run
+    b[14], b[15] = r.episode_start, r.episode_n
+
+
+@njit(cache=True, nogil=True)
+def _store(b, local, k):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    """The float64 row ``b`` into record ``k`` (float32 and integer fields take their type)."""
+    r = local[k]
+    r.stock, r.min, r.max, r.price = b[S], b[MN], b[MX], b[P]
+    r.ref_price, r.usual_drop, r.usual_rise = np.float32(b[REF]), np.float32(b[UD]), np.float32(b[UR])
+    r.usual_level, r.usual_gap, r.last_time = np.float32(b[UL]), np.float32(b[UG]), b[LT]
+    r.group, r.n_updates = np.uint32(b[GRP]), np.uint32(b[NU])
+    r.n_flagged, r.flag_run = np.uint16(b[NF]), np.uint16(b[FR])
+    r.episode_start, r.episode_n = np.int32(b[14]), np.int32(b[15])
+
+
+@njit(cache=True, nogil=True)
+def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_base, touched) -> None:  # type: ignore[no-untyped-def]  # noqa: ANN001
     """Decide every row in order; ``out_f`` columns: score, severity, anomaly, ok, stock, min, max,
-    price, peer median. ``model`` is the tuple built by ``ChangeDetector._kernel_model``."""
+    price, peer median. ``model`` is the tuple built by ``ChangeDetector._kernel_model``. ``local``
+    holds the items' records (STATE_DTYPE, row ``u[i]`` for update ``i``): updated in place."""
     (codes, med_a, spr_a, mean, scl, lo, hi, width, weight, forest, offset, threshold,
-     clauses, n_rules, q, tail, slope, blog, rebase_run) = model  # fmt: skip
+     clauses, n_rules, q, tail, slope, blog, rebase_run, inside) = model  # fmt: skip
     nf = mean.shape[0]
     m = np.empty(4)
-    b = np.empty(state.shape[1])
-    xs = np.empty((1, nf))
-    e = np.empty(1)
+    b = np.empty(N_STATE)
+    nxt = np.empty(N_STATE)
+    row32 = np.empty(nf + 1, np.float32)
+    row32[nf] = -np.inf  # the leaves' sentinel feature
+    walk = np.empty(forest[3], np.int64)
     env = np.empty(10)
+    ok = np.empty(n_rules, np.bool_)
     for i in range(u.shape[0]):
         k = u[i]
         kn = known[k]
+        if kn:
+            _load(local, k, b)
         incomplete = False
         for j in range(4):
             v = upd[i, j]
-            m[j] = v if not np.isnan(v) else (state[k, j] if kn else np.nan)
+            m[j] = v if not np.isnan(v) else (b[j] if kn else np.nan)
             incomplete |= np.isnan(m[j])
         out_f[i, 0], out_f[i, 3] = np.nan, 0.0
         out_f[i, 4:8] = m
         if incomplete:
             continue
         t = upd[i, 4]
-        g = grp[i] if grp[i] != 0 else (state[k, GRP] if kn else 0.0)
-        if kn:
-            b[:] = state[k]
-        else:
+        g = grp[i] if grp[i] != 0 else (b[GRP] if kn else 0.0)
+        if not kn:
             _initial(m, t, g, b)
         at = min(np.searchsorted(codes, g), codes.shape[0] - 1) if codes.shape[0] else 0
         hit = codes.shape[0] > 0 and codes[at] == g and g != 0
@@ -154,22 +201,24 @@ def decide_rows(u, upd, grp, state, known, model, out_f, out_bits, out_x, out_ba
         _features(b, m, t, med, spread, x)
         pen = 0.0
         for j in range(nf):
-            xs[0, j] = (x[j] - mean[j]) / scl[j]
+            row32[j] = np.float32((x[j] - mean[j]) / scl[j])
             pen += weight[j] * max(max(x[j] - hi[j], lo[j] - x[j]), 0.0) / width[j]
-        _score_rows(xs, 0, 1, forest, e)
-        s = -offset - 2.0 ** e[0] - pen
+        s = -offset - 2.0 ** _score_one(row32, walk, forest) - pen
+        if pen <= 0.0:  # inside the hull of normal motion: never a model alert (kept in order)
+            s += inside
         env[0], env[1], env[2], env[3] = m[0], m[1], m[2], m[3]
         for j in range(4):
             env[4 + j] = b[j] if kn else np.nan
         env[8] = b[LT] - t if kn else np.nan
         env[9] = 1.0 if (kn and m[0] == b[S] and m[1] == b[MN] and m[2] == b[MX] and m[3] == b[P]) else 0.0
-        bits = _rules(env, clauses, n_rules)
+        bits = _rules(env, clauses, ok)
         flagged = s < threshold or bits != 0
         accepted = (not flagged) or (not kn) or (b[FR] >= rebase_run - 1 and bits == 0)
         out_base[i] = b
-        _advance(b, m, t, g, accepted, state[k])
+        _advance(b, m, t, g, accepted, nxt)
+        _store(nxt, local, k)
         known[k], touched[k] = True, True
-        lp = np.interp(s, q, tail) if s >= q[0] else tail[0] - slope * (q[0] - s)
+        lp = _interp(s, q, tail) if s >= q[0] else tail[0] - slope * (q[0] - s)
         lp = max(lp, -12.0)
         sev = (
             50.0 * min(max(lp / blog, 0.0), 1.0) if lp >= blog else 50.0 + 50.0 * min(1.0, (blog - lp) / 3.0)

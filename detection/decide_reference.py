@@ -96,4 +96,4 @@ def decide_batch_reference(
     decisions = ChangeDecisions(scores, anomaly, sev, bits, feats, self.threshold, rejected,
                                 _as_matrix(base_all), new_values, peer_med, self.rules)  # fmt: skip
     changed = np.flatnonzero(touched)
-    return decisions, StateChanges(list(compress(uniq, touched)), local[changed])
+    return decisions, StateChanges.of(table, list(compress(uniq, touched)), local[changed])

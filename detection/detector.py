@@ -21,9 +21,8 @@ for the caller to apply (``table.apply``) once the batch's results are safely pu
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import compress
 from typing import Any, Final
 
 import numpy as np
@@ -40,28 +39,52 @@ from detection.compiled_forest import CompiledForest
 from detection.decide_kernel import decide_rows
 from detection.detector_meta import DetectorMetadata
 from detection.hull import Hull
-from detection.item_state import STATE_DTYPE, StateRows, StateTable, group_code
+from detection.item_state import STATE_DTYPE, StateRows, StateTable, group_code, words
 from detection.peers import PeerStats
 from detection.rules import RuleSet
 from detection.severity import SeverityScale
 from detection.updates import MissingFieldError, UpdateBatch
 
-__all__ = ["REBASELINE_RUN", "ChangeDetector", "StateChanges", "baseline_table"]
+__all__ = ["REBASELINE_RUN", "ChangeDetector", "StateChanges", "baseline_table", "gate"]
 
 FloatArray = npt.NDArray[np.float64]
 REBASELINE_RUN: Final = 3
+INSIDE_SHIFT: Final = 1.0
+MAX_CACHED_GROUPS: Final = 100_000
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class StateChanges:
-    """New records of the items a batch touched: apply with :meth:`apply_to`, log with :meth:`packed`."""
+    """New records of the items a batch touched: apply with :meth:`apply_to`, log with :meth:`packed`.
 
-    item_ids: list[str]
+    ``rows`` are the items' rows in the table the batch was decided against (-1 for items it did not
+    hold yet), so applying writes the known items without looking their ids up again.
+    """
+
+    rows: npt.NDArray[np.intp]
     records: StateRows
+    _ids: Sequence[str]
+    _first: npt.NDArray[np.intp]  # per record: a batch row of its item (its id is _ids[_first[k]])
+
+    @classmethod
+    def of(cls, table: StateTable, item_ids: Sequence[str], records: StateRows) -> StateChanges:
+        """Changes of the given items (looked up in ``table``, the one the batch was decided against)."""
+        return cls(table.lookup(item_ids), records, list(item_ids), np.arange(len(item_ids)))
+
+    @property
+    def item_ids(self) -> list[str]:
+        ids = self._ids
+        return [ids[i] for i in self._first.tolist()]
 
     def apply_to(self, table: StateTable) -> None:
-        if self.item_ids:
-            table.scatter(self.item_ids, self.records)
+        """Write the records (the table the batch was decided against: rows never move)."""
+        known = self.rows >= 0
+        if known.all():
+            table.write_rows(self.rows, self.records)
+            return
+        table.write_rows(self.rows[known], self.records[known])
+        new = np.flatnonzero(~known)
+        table.scatter([self._ids[i] for i in self._first[new].tolist()], self.records[new])
 
     def packed(self) -> list[tuple[str, bytes]]:
         """(item id, 80-byte record) pairs, e.g. for a compacted changelog topic."""
@@ -71,18 +94,41 @@ class StateChanges:
 class ChangeDetector:
     """Scaler + forest + compiled scorer over change features, with rules, peers and calibration."""
 
-    __slots__ = ("_compiled", "_forest", "_hull", "_kernel", "_mean", "_metadata", "_peers", "_rules",
-                 "_scale", "_scaler", "_severity", "_threshold")  # fmt: skip
+    __slots__ = ("_compiled", "_forest", "_groups", "_hull", "_kernel", "_mean", "_metadata", "_peers",
+                 "_rules", "_scale", "_scaler", "_severity", "_threshold")  # fmt: skip
 
     def __init__(self, *, scaler: Any, forest: Any, metadata: DetectorMetadata, compiled: CompiledForest | None = None) -> None:  # fmt: skip
+        mean, scale = np.asarray(scaler.mean_, dtype=np.float64), np.asarray(scaler.scale_, dtype=np.float64)
+        self._init(
+            scaler, forest, metadata, compiled or CompiledForest.from_sklearn(forest), mean=mean, scale=scale
+        )
+
+    @classmethod
+    def from_arrays(
+        cls, arrays: Mapping[str, npt.NDArray[Any]], metadata: DetectorMetadata
+    ) -> ChangeDetector:
+        """The detector from its serving arrays (:meth:`to_arrays`, checked) and metadata; no sklearn
+        objects. Raises ``ValueError`` (incl. ``RuleError``) when the two do not make a detector."""
+        compiled = CompiledForest.from_arrays(arrays)
+        detector = object.__new__(cls)
+        mean = np.asarray(arrays["mean"], dtype=np.float64)
+        scale = np.asarray(arrays["scale"], dtype=np.float64)
+        detector._init(None, None, metadata, compiled, mean=mean, scale=scale)
+        return detector
+
+    def to_arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """Scaler and forest as plain arrays (:mod:`detection.scorer_arrays`); the rest is metadata."""
+        return {"mean": self._mean, "scale": self._scale, **self._compiled.to_arrays()}
+
+    def _init(self, scaler: Any, forest: Any, metadata: DetectorMetadata, compiled: CompiledForest, *,
+              mean: FloatArray, scale: FloatArray) -> None:  # fmt: skip
         if tuple(metadata.feature_names) != CHANGE_FEATURE_NAMES:
             raise ValueError(f"model features {metadata.feature_names} do not match {CHANGE_FEATURE_NAMES}")
-        self._scaler, self._forest, self._metadata = scaler, forest, metadata
-        self._compiled = compiled or CompiledForest.from_sklearn(forest)
-        if self._compiled.n_features != len(CHANGE_FEATURE_NAMES):
+        if compiled.n_features != len(CHANGE_FEATURE_NAMES):
             raise ValueError("the forest was not fitted on the change features")
-        self._mean = np.asarray(scaler.mean_, dtype=np.float64)
-        self._scale = np.asarray(scaler.scale_, dtype=np.float64)
+        self._scaler, self._forest, self._metadata, self._compiled = scaler, forest, metadata, compiled
+        self._mean, self._scale = mean, scale
+        self._groups: dict[str | None, float] = {None: 0.0}
         self._threshold = float(metadata.threshold)
         self._hull = Hull(metadata.hull_low, metadata.hull_high, metadata.hull_weight)
         self._rules = RuleSet(metadata.rules)
@@ -91,7 +137,7 @@ class ChangeDetector:
         rules = self._rules.clause_matrix()
         self._kernel = (*self._peers.arrays(), self._mean, self._scale, *self._hull.arrays(),
                         self._compiled._kernel_args, self._compiled.offset, self._threshold, rules,
-                        len(self._rules.names), *self._severity.arrays(), float(REBASELINE_RUN))  # fmt: skip
+                        len(self._rules.names), *self._severity.arrays(), float(REBASELINE_RUN), INSIDE_SHIFT)  # fmt: skip
 
     # -- parts ---------------------------------------------------------------------------------
     scaler = property(lambda self: self._scaler, doc="The fitted ``StandardScaler``.")
@@ -122,10 +168,10 @@ class ChangeDetector:
         return self._severity
 
     def with_version(self, version: str | None) -> ChangeDetector:
+        new = object.__new__(ChangeDetector)
         meta = self._metadata.model_copy(update={"version": version})
-        return ChangeDetector(
-            scaler=self._scaler, forest=self._forest, metadata=meta, compiled=self._compiled
-        )
+        new._init(self._scaler, self._forest, meta, self._compiled, mean=self._mean, scale=self._scale)
+        return new
 
     def __repr__(self) -> str:
         m = self._metadata
@@ -134,9 +180,10 @@ class ChangeDetector:
     # -- scoring -------------------------------------------------------------------------------
     def score(self, features: npt.ArrayLike) -> FloatArray:
         """The forest's ``decision_function`` of the scaled change features minus the hull penalty
-        (:class:`detection.hull.Hull`): below the threshold = anomalous."""
+        (:class:`detection.hull.Hull`), floored at 0 inside the hull: below the threshold = anomalous."""
         x = np.asarray(features, dtype=np.float64).reshape(-1, len(CHANGE_FEATURE_NAMES))
-        return self._compiled.decision_function((x - self._mean) / self._scale) - self._hull.penalty(x)
+        pen = self._hull.penalty(x)
+        return gate(self._compiled.decision_function((x - self._mean) / self._scale) - pen, pen)
 
     def baseline(self, snapshot: UpdateBatch) -> StateTable:
         """A state table holding every complete item of a snapshot (see :func:`baseline_table`)."""
@@ -145,34 +192,59 @@ class ChangeDetector:
     def decide_batch(self, table: StateTable, batch: UpdateBatch) -> tuple[ChangeDecisions, StateChanges]:
         """Decide a batch in stream order (see the module docstring); ``table`` is not modified."""
         n = len(batch)
-        first = dict.fromkeys(batch.item_ids)
-        uniq = list(first)
-        pos = dict(zip(uniq, range(len(uniq)), strict=True))
-        u = np.fromiter(map(pos.__getitem__, batch.item_ids), dtype=np.intp, count=n)
-        rows = table.lookup(uniq)
-        known = rows >= 0
-        local = np.zeros(len(uniq), STATE_DTYPE)
-        local[known] = table.gather(rows[known])
-        state = np.empty((len(uniq), len(_FIELDS)))
-        for j, name in enumerate(_FIELDS):
-            state[:, j] = local[name]
+        keys = table.lookup(batch.item_ids)  # the item's table row, or -(1 + j) for new item j
+        new = np.flatnonzero(keys < 0)
+        if new.size:
+            slot: dict[str, int] = {}
+            ids = batch.item_ids
+            keys[new] = [-1 - slot.setdefault(ids[i], len(slot)) for i in new.tolist()]
+        uniq, first, u = np.unique(keys, return_index=True, return_inverse=True)
+        known = uniq >= 0
+        n_new = int(uniq.size - np.count_nonzero(known))  # new items sort first (negative keys)
+        local = table.gather(uniq[n_new:], lead=n_new)
         upd = np.stack([batch.stock, batch.min, batch.max, batch.price, batch.occurred_at], axis=1)
-        grp = _group_codes(batch.groups).astype(np.float64)
+        grp = self._group_codes(batch.groups)
         out_f = np.zeros((n, 9))
         out_bits = np.zeros(n, np.uint32)
         out_x = np.zeros((n, len(CHANGE_FEATURE_NAMES)))
         out_base = np.zeros((n, len(_FIELDS)))
-        touched = np.zeros(len(uniq), dtype=bool)
-        decide_rows(u, upd, grp, state, known, self._kernel, out_f, out_bits, out_x, out_base, touched)
+        touched = np.zeros(uniq.size, dtype=bool)
+        decide_rows(
+            u.reshape(-1), upd, grp, local, known, self._kernel, out_f, out_bits, out_x, out_base, touched
+        )
         ok = out_f[:, 3] != 0
-        rejected = {int(i): _missing(batch.item_ids[int(i)], out_f[i, 4:8]) for i in np.flatnonzero(~ok)}
+        rejected = (
+            {}
+            if ok.all()
+            else {int(i): _missing(batch.item_ids[int(i)], out_f[i, 4:8]) for i in np.flatnonzero(~ok)}
+        )
         decisions = ChangeDecisions(out_f[:, 0], out_f[:, 2] != 0, out_f[:, 1], out_bits, out_x, self._threshold,
                                     rejected, out_base, out_f[:, 4:8], out_f[:, 8], self._rules)  # fmt: skip
-        changed = np.flatnonzero(touched)
-        records = np.zeros(changed.size, STATE_DTYPE)
-        for j, name in enumerate(_FIELDS):
-            records[name] = state[changed, j]
-        return decisions, StateChanges(list(compress(uniq, touched)), records)
+        rows = np.where(known, uniq, -1)
+        if not touched.all():
+            rows, first = rows[touched], first[touched]
+            local = words(local)[touched].reshape(-1).view(STATE_DTYPE)
+        return decisions, StateChanges(rows, local, batch.item_ids, first)
+
+    def _group_codes(self, groups: Sequence[str | None]) -> FloatArray:
+        """Peer-group codes as float64 (cached per value: a stream has few distinct groups)."""
+        cache = self._groups
+        try:
+            return np.fromiter(map(cache.__getitem__, groups), dtype=np.float64, count=len(groups))
+        except KeyError:
+            if len(cache) > MAX_CACHED_GROUPS:
+                cache.clear()
+            cache.update((g, float(group_code(g))) for g in set(groups) if g not in cache)
+            return np.fromiter(map(cache.__getitem__, groups), dtype=np.float64, count=len(groups))
+
+
+def gate(scores: FloatArray, penalty: FloatArray) -> FloatArray:
+    """Scores of changes inside the hull (penalty 0) raised by :data:`INSIDE_SHIFT`.
+
+    A forest score is at most ``-offset`` (``score_samples`` is negative), so after the shift every
+    change inside the hull of normal motion scores above 0 and above every change beyond it: the
+    model alerts only beyond the hull, and inside it the forest still orders the changes."""
+    return np.where(penalty > 0.0, scores, scores + INSIDE_SHIFT)
 
 
 def baseline_table(snapshot: UpdateBatch) -> StateTable:

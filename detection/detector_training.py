@@ -19,7 +19,7 @@ from sklearn.preprocessing import StandardScaler
 
 from detection.change_features import CHANGE_FEATURE_NAMES
 from detection.compiled_forest import CompiledForest
-from detection.detector import ChangeDetector, baseline_table
+from detection.detector import ChangeDetector, baseline_table, gate
 from detection.detector_meta import DEFAULT_ALERT_BUDGET_PER_1000, DetectorMetadata
 from detection.explain import FeatureStats, score_stats
 from detection.hull import Hull
@@ -72,11 +72,11 @@ def train_detector(
         forest.fit(xs)
     budget = alert_budget_per_1000 / 1000.0
     hull = Hull.fit(x, HULL_WEIGHTS)
-    raw = CompiledForest.from_sklearn(forest).score_samples(xs) - hull.penalty(x)
-    forest.offset_ = float(np.quantile(raw, budget))
+    pen = hull.penalty(x)
+    forest.offset_ = budget_offset(CompiledForest.from_sklearn(forest).score_samples(xs) - pen, pen, budget)
     forest.contamination = budget
     compiled = CompiledForest.from_sklearn(forest)
-    scores = compiled.decision_function(xs) - hull.penalty(x)
+    scores = gate(compiled.decision_function(xs) - pen, pen)
     meta = DetectorMetadata(
         created_at=datetime.now(UTC), n_samples=n_items, params=params,
         effective_max_samples=int(forest.max_samples_), library_versions=LibraryVersions.current(),
@@ -86,6 +86,19 @@ def train_detector(
         score_quantiles=calibrate(scores), hull_low=hull.low, hull_high=hull.high, hull_weight=hull.weight, n_training_rows=int(x.shape[0]), training_steps=steps,
     )  # fmt: skip
     return ChangeDetector(scaler=scaler, forest=forest, metadata=meta, compiled=compiled)
+
+
+def budget_offset(raw: np.ndarray[Any, np.dtype[np.float64]], penalty: np.ndarray[Any, np.dtype[np.float64]],
+                  budget: float) -> float:  # fmt: skip
+    """The offset flagging a share ``budget`` of the training rows; only rows beyond the hull can be
+    flagged (:func:`detection.detector.gate`), so when fewer lie beyond, all of them are."""
+    beyond = np.sort(raw[penalty > 0.0])
+    k = int(budget * raw.size)
+    if beyond.size == 0:
+        return float(raw.min()) - 1.0  # nothing to flag
+    if k >= beyond.size:
+        return float(np.nextafter(beyond[-1], np.inf))
+    return float(beyond[k])
 
 
 def train_named(name: DetectorName, snapshot: UpdateBatch, items: Sequence[StockItem],

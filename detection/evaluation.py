@@ -72,6 +72,11 @@ def evaluate(
     if rejects:
         raise ValueError(f"{len(rejects)} events are invalid, first: {rejects[0]}")
     kinds = [labels.get(e or "", "") for e in updates.event_ids]
+    n_errors = sum(1 for k in kinds if k)
+    if not 0 < n_errors < len(kinds):
+        raise ValueError(
+            f"the labels name {n_errors} of the {len(kinds)} events: need both errors and normal events"
+        )
     out: dict[str, EvalResult] = {}
     for name in detectors:
         t0 = time.perf_counter()

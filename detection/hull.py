@@ -7,7 +7,13 @@ beyond the 0.1-99.9 % range of normal motion in units of that range, times a wei
 
     penalty = sum_j weight_j * max(0, x_j - high_j, low_j - x_j) / max(high_j - low_j, MIN_WIDTH)
 
-Inside the hull it is 0 and the forest alone decides.
+The range is that of the feature's normal *moves* (its non-zero values, widened to include 0):
+most features are 0 on most updates (a price or level moves on a few in a hundred), and quantiles
+over all rows would put a routine re-plan of the levels outside.
+
+Inside the hull the penalty is 0 and the model does not alert at all (the detector floors the
+score at 0): a combination of changes each within normal motion is not worth an alert. Beyond
+it, the forest's score decides how far beyond is far enough (a tie-breaker among the outliers).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ __all__ = ["HULL_QUANTILES", "MIN_WIDTH", "Hull"]
 FloatArray = npt.NDArray[np.float64]
 HULL_QUANTILES: Final = (0.001, 0.999)
 MIN_WIDTH: Final = 0.1
+MOVE_EPS: Final = 1e-6  # below this a feature did not move (float32 state rounding stays below)
+MIN_MOVES: Final = 50  # fewer non-zero values than this: the range of all values
 
 
 class Hull:
@@ -39,8 +47,15 @@ class Hull:
 
     @classmethod
     def fit(cls, x: FloatArray, weight: Sequence[float]) -> Hull:
-        low, high = np.quantile(x, HULL_QUANTILES, axis=0)
-        return cls(low.tolist(), high.tolist(), weight)
+        """The 0.1-99.9 % range of each feature's non-zero values (0 included)."""
+        low, high = [], []
+        for j in range(x.shape[1]):
+            col = x[:, j]
+            moves = col[np.abs(col) > MOVE_EPS]
+            q = np.quantile(moves if moves.size >= MIN_MOVES else col, HULL_QUANTILES)
+            low.append(min(float(q[0]), 0.0))
+            high.append(max(float(q[1]), 0.0))
+        return cls(low, high, weight)
 
     def penalty(self, x: FloatArray) -> FloatArray:
         beyond = np.maximum(np.maximum(x - self._high, self._low - x), 0.0) / self._width

@@ -56,6 +56,10 @@ DEFAULT_RULES: Final[tuple[dict[str, str], ...]] = (
      "says": "occurred_at is older than the item's latest update"},
     {"name": "duplicate_update", "kind": "data_quality", "when": "age == 0 and unchanged == 1",
      "says": "the same state with the same occurred_at was already received"},
+    # An item has one state per instant: another state stamped with the latest occurred_at is a
+    # replay (e.g. a re-sent report after an update that carried no time).
+    {"name": "same_time_other_state", "kind": "data_quality", "when": "age == 0 and unchanged == 0",
+     "says": "another state with the same occurred_at as the item's latest update"},
 )  # fmt: skip
 
 RULE_VARIABLES: Final = ("stock", "min", "max", "price", "prev_stock", "prev_min", "prev_max",

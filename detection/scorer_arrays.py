@@ -55,9 +55,10 @@ def dump_arrays(arrays: Mapping[str, npt.NDArray[np.generic]]) -> bytes:
     return buffer.getvalue()
 
 
-def load_arrays(data: bytes) -> dict[str, npt.NDArray[np.generic]]:
+def load_arrays(data: bytes, *, n_features: int | None = None) -> dict[str, npt.NDArray[np.generic]]:
     """Read and check ``.npz`` bytes without unpickling; raises :class:`ScorerArrayError`.
 
+    ``n_features``: the feature count the model's metadata names (None: whatever the arrays say).
     Every member's ``.npy`` header is read and checked (dtype, shape, uncompressed size) before
     any data is: a small compressed member cannot expand into more than its checked shape.
     """
@@ -75,7 +76,7 @@ def load_arrays(data: bytes) -> dict[str, npt.NDArray[np.generic]]:
         raise ScorerArrayError("an array does not fit in memory") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise ScorerArrayError(f"not a readable array file: {exc}") from None
-    check_arrays(arrays)
+    check_arrays(arrays, n_features=n_features)
     return arrays
 
 
@@ -151,14 +152,28 @@ def _scalar(arrays: Mapping[str, npt.NDArray[np.generic]], name: str, kind: str)
     return value
 
 
-def check_arrays(arrays: Mapping[str, npt.NDArray[np.generic]]) -> None:
-    """Raise :class:`ScorerArrayError` unless every kernel index is in range and every walk ends."""
+def _feature_count(arrays: Mapping[str, npt.NDArray[np.generic]], expected: int | None) -> int:
+    """The feature count the arrays declare, if it is the expected one and within MAX_FEATURES."""
+    declared = int(_scalar(arrays, "n_features", "iu"))
+    if expected is not None and declared != expected:
+        raise ScorerArrayError(
+            f"the arrays hold a forest of {declared} features, the metadata names {expected}"
+        )
+    if declared > MAX_FEATURES:
+        raise ScorerArrayError(f"n_features must be at most {MAX_FEATURES}")
+    return declared
+
+
+def check_arrays(arrays: Mapping[str, npt.NDArray[np.generic]], *, n_features: int | None = None) -> None:
+    """Raise :class:`ScorerArrayError` unless every kernel index is in range and every walk ends.
+
+    ``n_features``: the expected feature count (from the model's metadata: 7 for ``seed``, 11 for
+    ``default``); None accepts the count the arrays declare.
+    """
     missing = set(SCORER_KEYS) - set(arrays)
     if missing:
         raise ScorerArrayError(f"missing arrays: {sorted(missing)}")
-    n_features = int(_scalar(arrays, "n_features", "iu"))
-    if n_features > MAX_FEATURES:
-        raise ScorerArrayError(f"n_features must be at most {MAX_FEATURES}")
+    n_features = _feature_count(arrays, n_features)
     n_trees = int(_scalar(arrays, "n_trees", "iu"))
     depth = int(_scalar(arrays, "depth", "iu"))
     shift = int(_scalar(arrays, "shift", "iu"))

@@ -5,9 +5,10 @@ Layout under the model directory::
     CURRENT                         the current version id (switched with os.replace)
     .lock                           flock taken by writers (publish, rollback, pruning)
     20261125T180102Z-1a2b3c4d/      one directory per version, renamed into place whole
-        scorer.npz                  what scoring needs, plain arrays (detection.scorer_arrays)
+        scorer.npz                  scaler + forest as plain arrays (detection.scorer_arrays), either detector
         model.joblib                the scikit-learn objects, for people and notebooks: never loaded here
-        metadata.json               ModelMetadata as JSON
+        metadata.json               ModelMetadata as JSON; a ``default`` detector's rules, peers, hull and
+                                    calibration too (DetectorMetadata, detection.served)
         manifest.json               format version, version id, sklearn version, file sha256 + size
         manifest.sig                hex HMAC-SHA256 of the manifest bytes (only when signed)
 
@@ -32,17 +33,21 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib.metadata import version as _dist_version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
 from detection.metadata import ModelMetadata
 from detection.scorer_arrays import ScorerArrayError, dump_arrays, load_arrays
+from detection.served import ALL_KINDS, SEED_ONLY, DetectorKind, build_served, parse_metadata
 from detection.store_files import UnsafeFileError, fsync_dir, read_capped, sha256, write_synced
 from detection.store_types import VERSION_EXAMPLE, ModelNotFoundError, ModelVerificationError, VersionInfo
 from detection.store_types import VERSION_RE as _VERSION_RE
 
 if TYPE_CHECKING:  # scoring needs sklearn and numba; listing and verifying versions does not
+    from collections.abc import Collection
+
+    from detection.detector import ChangeDetector
     from detection.model import AnomalyModel
 
 __all__ = ["ModelNotFoundError", "ModelStore", "ModelVerificationError", "VersionInfo"]
@@ -94,8 +99,6 @@ class ModelStore:
         self.keep = keep
         self.allow_sklearn_mismatch = allow_sklearn_mismatch
 
-    # ------------------------------------------------------------------ reading
-
     def current_version(self) -> str | None:
         """The version CURRENT points at, or None before the first publish (reads one small file)."""
         try:
@@ -107,15 +110,25 @@ class ModelStore:
         return text
 
     def load(self, version: str | None = None) -> AnomalyModel:
-        """Verify and load ``version`` (None = CURRENT). Raises ModelNotFoundError / ModelVerificationError."""
+        """Verify and load seed model ``version`` (None = CURRENT); a ``default`` one is a verification refusal."""
+        return cast("AnomalyModel", self._load_current(version, SEED_ONLY))
+
+    def load_any(self, version: str | None = None) -> AnomalyModel | ChangeDetector:
+        """:meth:`load` for callers that serve both detectors: an ``AnomalyModel`` or a ``ChangeDetector``."""
+        return self._load_current(version, ALL_KINDS)
+
+    def _load_current(
+        self, version: str | None, kinds: Collection[DetectorKind]
+    ) -> AnomalyModel | ChangeDetector:
+        """Raises ModelNotFoundError / ModelVerificationError."""
         if version is not None:
-            return self._load(_check_version_id(version))
+            return self._load(_check_version_id(version), kinds)
         for _attempt in range(5):
             current = self.current_version()
             if current is None:
                 raise ModelNotFoundError(f"no model published yet in {self.root}")
             try:
-                return self._load(current)
+                return self._load(current, kinds)
             except ModelNotFoundError:
                 # CURRENT moved on and retention removed the version we were reading: try again.
                 if self.current_version() == current:
@@ -132,8 +145,8 @@ class ModelStore:
         self._check_sklearn(version, manifest)
         files = {name: self._verified_file(version, manifest, name) for name in _PAYLOAD_FILES}
         try:
-            arrays = load_arrays(files[SCORER_FILE])
-            meta = ModelMetadata.model_validate_json(files[METADATA_FILE])
+            meta = parse_metadata(files[METADATA_FILE])
+            arrays = load_arrays(files[SCORER_FILE], n_features=len(meta.feature_names))
         except (ScorerArrayError, ValueError) as exc:
             raise ModelVerificationError(f"model {version}: unusable files ({str(exc)[:200]})") from None
         if meta.version != version:
@@ -152,12 +165,10 @@ class ModelStore:
                 infos.append(VersionInfo(version, None, None, None, version == current, signed, str(exc)))
                 continue
             info = (meta.created_at, meta.n_samples, meta.threshold)
-            infos.append(VersionInfo(version, *info, version == current, signed))
+            infos.append(VersionInfo(version, *info, version == current, signed, detector=meta.detector))
         return infos
 
-    # ------------------------------------------------------------------ writing
-
-    def publish(self, model: AnomalyModel) -> str:
+    def publish(self, model: AnomalyModel | ChangeDetector) -> str:
         """Write ``model`` as a new version, switch CURRENT to it, prune old versions; returns its id."""
         scorer_bytes = dump_arrays(model.to_arrays())
         files = {SCORER_FILE: scorer_bytes}
@@ -205,13 +216,9 @@ class ModelStore:
             self._set_current(version)
         logger.info("rolled back CURRENT to model %s", version)
 
-    # ------------------------------------------------------------------ internals
-
-    def _load(self, version: str) -> AnomalyModel:
-        from detection.model import AnomalyModel
-
+    def _load(self, version: str, kinds: Collection[DetectorKind]) -> AnomalyModel | ChangeDetector:
         arrays, meta = self.verify(version)
-        return AnomalyModel.from_arrays(arrays, meta)
+        return build_served(version, arrays, meta, kinds)
 
     def _verified_manifest(self, version: str) -> dict[str, Any]:
         """Read manifest.json once; check its signature (when keyed) and its structure."""

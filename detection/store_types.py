@@ -33,3 +33,4 @@ class VersionInfo:
     is_current: bool
     signed: bool
     error: str | None = None
+    detector: str | None = None  # "seed" or "default" (None when unreadable)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from config import Settings, SettingsError, load_settings
-from consumer.cli import config, consume, ctl, keygen, models, scan, seed, versions, worker
+from consumer.cli import config, consume, ctl, eval, keygen, models, scan, seed, versions, worker
 from consumer.cli.failures import EXIT_STATUS_HELP, explain
 from consumer.cli.logs import configure_logging
 
@@ -33,6 +33,7 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 COMMAND_GROUPS: list[Callable[[Subparsers, argparse.ArgumentParser], None]] = [
     models.register,
     versions.register,
+    eval.register,
     consume.register,
     worker.register,
     ctl.register,

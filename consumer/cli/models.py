@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import sys
 import time
@@ -16,6 +15,7 @@ import orjson
 
 from consumer.cli.argtypes import finite_float
 from consumer.cli.failures import EXIT_STATUS_HELP, UserFacingError, missing_model_dir
+from consumer.cli.files import fail, open_in, open_out
 
 if TYPE_CHECKING:  # detection's model code (sklearn, numba) loads only in the commands that score
     from config import Settings
@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # detection's model code (sklearn, numba) loads only in the c
     from detection import AnomalyModel, ModelStore, StockItem
 
 __all__ = ["EXIT_OK", "EXIT_USAGE", "fail", "open_store", "register", "store_options"]
+
+_fail, _open_in, _open_out = fail, open_in, open_out
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +66,14 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--threshold", type=finite_float, default=0.0, help="score < threshold => anomaly (default: 0)"
     )
+    train.add_argument(
+        "--detector",
+        choices=("seed", "default"),
+        default=None,
+        help="seed (state features) or default (changes per item); default: settings detector",
+    )
+    train.add_argument("--alert-budget-per-1000", type=float, default=None,
+                       help="default detector: model alerts per 1,000 normal updates (default 2)")  # fmt: skip
     train.set_defaults(handler=cmd_train)
 
     score = subparsers.add_parser(
@@ -81,6 +91,12 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     )
     # `--version` was this flag's first name; it still works, but `stockwatch --version` is the program's.
     score.add_argument("--version", dest="model_version", default=None, help=argparse.SUPPRESS)
+    score.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="default detector: JSON lines snapshot seeding the item states (what Mongo holds)",
+    )
     score.add_argument("--chunk-size", type=int, default=CHUNK_LINES, help=argparse.SUPPRESS)
     score.set_defaults(handler=cmd_score)
 
@@ -121,6 +137,14 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
     from detection import ForestParams, TrainingError, train_model
 
+    detector = args.detector or settings.models.detector
+    if detector == "default":
+        from consumer.cli.changes import train_default
+
+        return train_default(args, settings)
+    if args.alert_budget_per_1000 is not None:
+        _fail("train: --alert-budget-per-1000 applies to --detector default only")
+        return EXIT_USAGE
     chosen = {
         "contamination": args.contamination,
         "n_estimators": args.n_estimators,
@@ -154,6 +178,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         "anomaly_rate": float(np.mean(model.decide(items).is_anomaly)),
         "training_seconds": round(seconds, 3),
         "params": params.model_dump(mode="json"),
+        "detector": "seed",
     }
     sys.stdout.buffer.write(orjson.dumps(summary, option=orjson.OPT_APPEND_NEWLINE))
     sys.stdout.flush()
@@ -167,20 +192,27 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     """Score JSON lines chunk by chunk; one event per valid line (docs/schemas/score-line), rejections on stderr."""
     from consumer.chunks import chunked
     from consumer.wire.events import STDIN_SOURCE
-    from detection import ModelNotFoundError, ModelVerificationError
+    from detection import ChangeDetector, ModelNotFoundError, ModelVerificationError
 
     try:
-        model = open_store(args, settings).load(args.model_version)
+        model = open_store(args, settings).load_any(args.model_version)
     except (ModelNotFoundError, ModelVerificationError) as exc:
         fail(f"score: {exc}")
         return EXIT_USAGE
     counts = {"scored": 0, "rejected": 0}
     topic = STDIN_SOURCE if args.input == "-" else f"file:{args.input}"
     try:
-        with _open_in(args.input) as source, _open_out(args.output) as sink:
-            for chunk in chunked(_valid_lines(source, require_id=True, counts=counts), args.chunk_size):
-                _score_chunk(model, chunk, topic, sink)
-                counts["scored"] += len(chunk)
+        if isinstance(model, ChangeDetector):
+            from consumer.cli.changes import score_default
+
+            score_default(model, args, topic, counts)
+        else:
+            if args.baseline is not None:
+                logger.info("a seed model judges each state alone: --baseline is not used")
+            with _open_in(args.input) as source, _open_out(args.output) as sink:
+                for chunk in chunked(_valid_lines(source, require_id=True, counts=counts), args.chunk_size):
+                    _score_chunk(model, chunk, topic, sink)
+                    counts["scored"] += len(chunk)
     except BrokenPipeError:
         raise  # the reader of our output left; main() handles it
     except OSError as exc:
@@ -241,31 +273,6 @@ def _valid_lines(
                 counts["rejected"] += 1
             continue
         yield lineno, item
-
-
-# ---------------------------------------------------------------------------- helpers
-
-
-def fail(message: str) -> None:
-    print(f"stockwatch {message}", file=sys.stderr)
-
-
-@contextlib.contextmanager
-def _open_in(name: str) -> Iterator[IO[bytes]]:
-    if name == "-":
-        yield sys.stdin.buffer
-        return
-    with open(name, "rb") as fh:
-        yield fh
-
-
-@contextlib.contextmanager
-def _open_out(name: str) -> Iterator[IO[bytes]]:
-    if name == "-":
-        yield sys.stdout.buffer
-        return
-    with open(name, "wb") as fh:
-        yield fh
 
 
 def _auto_or(convert: Any) -> Any:

@@ -67,18 +67,21 @@ def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
                 "is_current": info.is_current,
                 "signed": info.signed,
                 "error": info.error,
+                "detector": info.detector,
             }
             for info in infos
         ]
         print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return EXIT_OK
-    print(f"  {'VERSION':<26} {'CREATED (UTC)':<20} {'SAMPLES':>8} {'THRESHOLD':>10} SIGNED  ERROR")
+    print(
+        f"  {'VERSION':<26} {'DETECTOR':<9} {'CREATED (UTC)':<20} {'SAMPLES':>8} {'THRESHOLD':>10} SIGNED  ERROR"
+    )
     for info in infos:
         created = info.created_at.strftime("%Y-%m-%d %H:%M:%S") if info.created_at else "-"
         samples = "-" if info.n_samples is None else str(info.n_samples)
         threshold = "-" if info.threshold is None else f"{info.threshold:g}"
         print(
-            f"{'*' if info.is_current else ' '} {info.version:<26} {created:<20} {samples:>8} "
+            f"{'*' if info.is_current else ' '} {info.version:<26} {info.detector or '-':<9} {created:<20} {samples:>8} "
             f"{threshold:>10} {'yes' if info.signed else 'no':<7} {info.error or ''}".rstrip()
         )
     return EXIT_OK

@@ -20,7 +20,7 @@ import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Final, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -46,6 +46,7 @@ __all__ = [
     "EVENT_SCHEMA_VERSION",
     "STDIN_SOURCE",
     "UNVERSIONED",
+    "ChangeDecisionsLike",
     "Coordinates",
     "DecisionsLike",
     "DlqReason",
@@ -75,6 +76,17 @@ class DecisionsLike(Protocol):
     def features(self) -> np.ndarray[Any, Any]: ...
     def severity(self, i: int) -> Any: ...
     def reasons(self, i: int) -> Sequence[str]: ...
+
+
+@runtime_checkable
+class ChangeDecisionsLike(Protocol):
+    """What the ``default`` detector's decisions (``detection.ChangeDecisions``) add."""
+
+    @property
+    def severity_score(self) -> np.ndarray[Any, Any]: ...
+    def level(self, i: int) -> str: ...
+    def kind(self, i: int) -> str: ...
+    def rules_fired(self, i: int) -> Sequence[str]: ...
 
 
 class SourceLike(Protocol):
@@ -139,17 +151,24 @@ def build_events(
     threshold: float,
     now: datetime,
     id_by: IdBy = IdBy.SOURCE,
+    feature_names: Sequence[str] = FEATURE_NAMES,
 ) -> Iterator[tuple[int, dict[str, Any], dict[str, Any] | None]]:
     """``(row, decision event, anomaly event or None)`` for each of ``rows``, in order.
 
     ``rows`` index the batch (``item_ids``, ``event_ids``, ``sources`` and the ``decisions`` arrays);
     ``item(row)`` is the validated item state, asked for flagged rows only. The anomaly event is a
     new dict: the decision event's fields, then ``item``, ``severity`` and ``reasons``.
+
+    Decisions of the ``default`` detector (:class:`ChangeDecisionsLike`, ``feature_names`` = the
+    change features) add ``severity_score`` (calibrated 0-100) to every event and ``kind`` and
+    ``rules`` to anomalies; their ``severity`` is the level of ``severity_score``.
     """
     when = detected_at(now)
     scores = decisions.scores[rows].tolist()
     flags = decisions.is_anomaly[rows].tolist()
     features = decisions.features[rows].tolist()
+    change = decisions if isinstance(decisions, ChangeDecisionsLike) else None
+    calibrated = change.severity_score[rows].tolist() if change is not None else None
     by_item = id_by is IdBy.ITEM
     for j, i in enumerate(rows.tolist()):
         record = sources[i]
@@ -168,7 +187,7 @@ def build_events(
             "score": scores[j],
             "threshold": threshold,
             "model_version": version,
-            "features": dict(zip(FEATURE_NAMES, features[j], strict=True)),
+            "features": dict(zip(feature_names, features[j], strict=True)),
             "source": {
                 "topic": topic,
                 "partition": partition,
@@ -177,12 +196,23 @@ def build_events(
             },
             "detected_at": when,
         }
+        if calibrated is not None:
+            event["severity_score"] = round(calibrated[j], 3)
         if not flags[j]:
             yield i, event, None
             continue
-        anomaly = event | {
-            "item": item(i),
-            "severity": decisions.severity(i),
-            "reasons": list(map(str, decisions.reasons(i))),
-        }
+        if change is not None:
+            anomaly = event | {
+                "item": item(i),
+                "severity": change.level(i),
+                "reasons": list(map(str, decisions.reasons(i))),
+                "kind": change.kind(i),
+                "rules": list(change.rules_fired(i)),
+            }
+        else:
+            anomaly = event | {
+                "item": item(i),
+                "severity": decisions.severity(i),
+                "reasons": list(map(str, decisions.reasons(i))),
+            }
         yield i, event, anomaly

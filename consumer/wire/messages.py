@@ -18,6 +18,8 @@ __all__ = [
     "CommandAck",
     "CtlLine",
     "CtlSent",
+    "EvalReport",
+    "EvalResultRow",
     "ModelListRow",
     "ModelPublished",
     "ModelsList",
@@ -144,9 +146,17 @@ class TrainSummary(BaseModel):
     rejected_lines: int = Field(ge=0)
     threshold: float
     offset: float = Field(description="The forest's offset_ (training-set percentile of score 0).")
-    anomaly_rate: float = Field(ge=0.0, le=1.0, description="Share of the training items flagged.")
+    anomaly_rate: float = Field(
+        ge=0.0, le=1.0,
+        description="Share of the training items flagged (`default`: of the synthetic normal updates, "
+        "the alert budget / 1000).",
+    )  # fmt: skip
     training_seconds: float = Field(ge=0.0)
     params: ForestParams
+    detector: Literal["seed", "default"] = Field(default="seed", description="The detector trained.")
+    alert_budget_per_1000: float | None = Field(
+        default=None, description="`default` only: model alerts per 1,000 normal updates."
+    )
 
 
 class ModelListRow(BaseModel):
@@ -161,6 +171,31 @@ class ModelListRow(BaseModel):
     is_current: bool
     signed: bool
     error: str | None
+    detector: Literal["seed", "default"] | None = None
+
+
+class EvalResultRow(BaseModel):
+    """One detector's quality on one replay (detection.evaluation.EvalResult)."""
+
+    model_config = _STRICT
+
+    detector: Literal["seed", "default"]
+    n_events: int = Field(ge=0, description="Events scored (rejected ones excluded).")
+    n_errors: int = Field(ge=0, description="Labelled events among them.")
+    average_precision: float = Field(ge=0.0, le=1.0)
+    roc_auc: float = Field(ge=0.0, le=1.0)
+    precision: float = Field(ge=0.0, le=1.0, description="At the detector's default threshold.")
+    recall: float = Field(ge=0.0, le=1.0, description="At the detector's default threshold.")
+    alerts_per_1000: float = Field(ge=0.0, le=1000.0)
+    auc_per_kind: dict[str, float] = Field(
+        description="ROC-AUC of each labelled kind against all normal events."
+    )
+    n_rejected: int = Field(ge=0, description="Events rejected (missing_field) and not scored.")
+    seconds: float = Field(ge=0.0, description="Training plus replay.")
+
+
+class EvalReport(RootModel[dict[str, EvalResultRow]]):
+    """``stockwatch eval --json``: one result per detector, by name."""
 
 
 class ModelsList(RootModel[list[ModelListRow]]):

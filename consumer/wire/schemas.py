@@ -19,13 +19,15 @@ from consumer.wire.dlq import DlqHeaders
 from consumer.wire.events import ANOMALY_ID_HEX_CHARS
 from consumer.wire.messages import (
     CtlLine,
+    EvalReport,
     ModelsList,
     ModelsRollback,
     SignedCommand,
     StatusMessage,
     TrainSummary,
 )
-from detection import FEATURE_NAMES
+from detection import CHANGE_FEATURE_NAMES, FEATURE_NAMES
+from detection.detector_meta import DetectorMetadata
 from detection.explain import Severity
 from detection.metadata import ModelMetadata
 
@@ -33,6 +35,7 @@ __all__ = [
     "SCHEMAS",
     "SCHEMA_DIR",
     "AnomalyEvent",
+    "ChangeFeatures",
     "DecisionEvent",
     "EventItem",
     "Features",
@@ -83,6 +86,13 @@ Features: type[BaseModel] = create_model(  # the 7 features, by name, in FEATURE
     **{name: (float, ...) for name in FEATURE_NAMES},  # type: ignore[call-overload]
 )
 
+ChangeFeatures: type[BaseModel] = create_model(  # the default detector's change features
+    "ChangeFeatures",
+    __config__=_STRICT,
+    __doc__="The change features the `default` detector scored, by name (detection.CHANGE_FEATURE_NAMES).",
+    **{name: (float, ...) for name in CHANGE_FEATURE_NAMES},  # type: ignore[call-overload]
+)
+
 
 class DecisionEvent(BaseModel):
     """One scoring decision (``decisions_topic`` of consume; the normal lines of ``score``)."""
@@ -101,9 +111,14 @@ class DecisionEvent(BaseModel):
     score: float = Field(description="Model score (sklearn decision_function scale); lower = more anomalous.")
     threshold: float = Field(description="The model's threshold: score < threshold => anomaly.")
     model_version: str = Field(description="The model's version id; `unversioned` if it never had one.")
-    features: Features  # type: ignore[valid-type]
+    features: Features | ChangeFeatures  # type: ignore[valid-type]
     source: SourceCoordinates
     detected_at: datetime = Field(description="When the batch was scored (UTC, ISO 8601).")
+    severity_score: float | None = Field(
+        default=None, ge=0.0, le=100.0,
+        description="`default` detector only: calibrated 0-100 severity (50 = the alert budget's "
+        "threshold; data-quality rules give at least 85).",
+    )  # fmt: skip
 
 
 class AnomalyEvent(DecisionEvent):
@@ -111,8 +126,18 @@ class AnomalyEvent(DecisionEvent):
 
     is_anomaly: Literal[True] = True
     item: EventItem = Field(description="The validated item state that was scored.")
-    severity: Severity = Field(description="How far below the threshold the score is (detection.explain).")
+    severity: Severity = Field(
+        description="How far below the threshold the score is (detection.explain); for the `default` "
+        "detector the level of `severity_score` (low < 65 <= medium < 80 <= high < 95 <= critical)."
+    )
     reasons: list[str] = Field(description="Human-readable reasons, most important first.")
+    kind: Literal["data_quality", "model"] | None = Field(
+        default=None,
+        description="`default` detector only: a data-quality rule fired, or the model flagged it.",
+    )
+    rules: list[str] | None = Field(
+        default=None, description="`default` detector only: names of the rules that fired."
+    )
 
 
 class ScoreLine(RootModel[AnomalyEvent | DecisionEvent]):
@@ -142,8 +167,9 @@ SCHEMAS: dict[str, Any] = {
     "ctl-line": CtlLine,
     "train-summary": TrainSummary,
     "models-list": ModelsList,
-    "models-show": ModelMetadata,
+    "models-show": DetectorMetadata | ModelMetadata,
     "models-rollback": ModelsRollback,
+    "eval-report": EvalReport,
 }
 
 

@@ -22,8 +22,9 @@ def results():  # type: ignore[no-untyped-def]
 def test_default_beats_the_floors_and_the_seed(results) -> None:  # type: ignore[no-untyped-def]
     seed, default = results["seed"], results["default"]
     assert default.n_errors >= 50
-    assert default.average_precision >= 0.75 and default.roc_auc >= 0.97
-    assert default.precision >= 0.7 and default.recall >= 0.7
+    # floors below the 0.92-0.99 AP, 0.96-0.99 P, 0.91-0.95 R seen on seeds 101-103 of this shape
+    assert default.average_precision >= 0.85 and default.roc_auc >= 0.97
+    assert default.precision >= 0.85 and default.recall >= 0.8
     assert default.average_precision > 3 * seed.average_precision
     assert default.alerts_per_1000 < seed.alerts_per_1000 / 3
 
@@ -31,7 +32,7 @@ def test_default_beats_the_floors_and_the_seed(results) -> None:  # type: ignore
 def test_every_error_kind_is_ranked_above_normal_updates(results) -> None:  # type: ignore[no-untyped-def]
     aucs = results["default"].auc_per_kind
     assert len(aucs) >= 10
-    assert min(aucs.values()) >= 0.85, aucs
+    assert min(aucs.values()) >= 0.93, aucs
 
 
 def test_the_table_lists_both_detectors(results) -> None:  # type: ignore[no-untyped-def]

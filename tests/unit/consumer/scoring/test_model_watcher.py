@@ -168,3 +168,17 @@ def test_overlapping_loads_restore_the_original_interval() -> None:
     assert sys.getswitchinterval() == LOAD_SWITCH_INTERVAL_S  # the second still loads
     second.__exit__(None, None, None)
     assert sys.getswitchinterval() == before
+
+
+def test_a_default_detector_model_is_refused_by_the_consumer_with_the_reason(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from detection import ModelStore, parse_updates, train_detector
+    from scripts.inventory_sim import SimConfig, simulate
+
+    snapshot = parse_updates(simulate(SimConfig(seed=505, n_items=120, days=1))[0])[0]
+    store = ModelStore(tmp_path)
+    version = store.publish(train_detector(snapshot))
+    refusals: list[str] = []
+    watcher = ModelWatcher(store, on_refusal=refusals.append)
+    assert not watcher.check()
+    assert watcher.take() is None and refusals == ["verification"]
+    assert "need the per-item state store" in watcher.refused[version]

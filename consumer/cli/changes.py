@@ -1,0 +1,183 @@
+"""The ``default`` detector's side of ``stockwatch train`` and ``stockwatch score``.
+
+``score`` with a ``default`` model keeps per-item state as ``consume`` will: the input is processed
+in order, each chunk decided against the states left by the previous ones, seeded from
+``--baseline`` (a snapshot file: what Mongo holds). Partial updates merge onto the item's last
+accepted state; an update of an unknown item lacking a number is rejected as ``missing_field``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import IO, TYPE_CHECKING, Any
+
+import orjson
+
+from consumer.cli.files import fail, open_in, open_out
+
+if TYPE_CHECKING:
+    from config import Settings
+    from detection import ChangeDetector, StateTable, UpdateBatch
+
+__all__ = [
+    "read_docs",
+    "score_changes",
+    "score_default",
+    "snapshot_of",
+    "state_from_baseline",
+    "train_default",
+]
+
+
+def read_docs(source: IO[bytes], counts: dict[str, int]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, JSON object) per non-blank line; a line that is not an object is reported."""
+    for lineno, line in enumerate(source, start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = orjson.loads(line)
+            reason = None if isinstance(raw, dict) else f"expected a JSON object, got {type(raw).__name__}"
+        except orjson.JSONDecodeError as exc:
+            reason = f"invalid JSON ({exc})"
+        if reason is not None:
+            reject(source, lineno, reason, counts)
+            continue
+        yield lineno, raw
+
+
+def reject(source: IO[bytes], lineno: int, reason: str, counts: dict[str, int]) -> None:
+    print(f"stockwatch: {getattr(source, 'name', '-')}: line {lineno}: rejected: {reason}", file=sys.stderr)
+    counts["rejected"] += 1
+
+
+def snapshot_of(source: IO[bytes], counts: dict[str, int], group_field: str = "category") -> UpdateBatch:
+    """The valid lines of a snapshot file (one state per item) as an update batch."""
+    from detection import parse_updates
+
+    lines = list(read_docs(source, counts))
+    batch, rejects = parse_updates([doc for _, doc in lines], group_field=group_field)
+    for index, reason in rejects:
+        reject(source, lines[index][0], reason, counts)
+    return batch
+
+
+def state_from_baseline(detector: ChangeDetector, source: IO[bytes] | None) -> StateTable:
+    """Item states seeded from a snapshot file; items it lacks must first arrive in full."""
+    from detection import StateTable
+
+    if source is None:
+        return StateTable()
+    counts = {"rejected": 0}
+    table = detector.baseline(snapshot_of(source, counts, detector.metadata.group_field))
+    if counts["rejected"]:
+        print(f"stockwatch: baseline: {counts['rejected']} lines skipped", file=sys.stderr)
+    return table
+
+
+def score_changes(
+    detector: ChangeDetector,
+    table: StateTable,
+    chunk: list[tuple[int, dict[str, Any]]],
+    *,
+    topic: str,
+    source: IO[bytes],
+    sink: IO[bytes],
+    counts: dict[str, int],
+) -> None:
+    """Decide one chunk in order, write its events, then advance the item states."""
+    import numpy as np
+
+    from consumer.wire.events import UNVERSIONED, Coordinates, build_events
+    from detection import CHANGE_FEATURE_NAMES, parse_updates
+
+    batch, rejects = parse_updates([doc for _, doc in chunk], group_field=detector.metadata.group_field)
+    bad = dict(rejects)
+    linenos = [lineno for k, (lineno, _) in enumerate(chunk) if k not in bad]
+    decisions, changes = detector.decide_batch(table, batch)
+    rejected = {linenos[i]: str(exc) for i, exc in decisions.rejected.items()}
+    rejected.update({chunk[k][0]: reason for k, reason in bad.items()})
+    for lineno in sorted(rejected):
+        reject(source, lineno, rejected[lineno], counts)
+    rows = np.array([i for i in range(len(batch)) if i not in decisions.rejected], dtype=np.intp)
+    values = decisions.new_values
+
+    def item(i: int) -> dict[str, Any]:
+        stock, lo, hi, price = values[i].tolist()
+        return {"item_id": batch.item_ids[i], "event_id": batch.event_ids[i], "stock_quantity": stock,
+                "min_stock_level": lo, "max_stock_level": hi, "price": price}  # fmt: skip
+
+    events = build_events(
+        decisions, rows, item_ids=batch.item_ids, event_ids=batch.event_ids,
+        sources=[Coordinates(topic, 0, lineno) for lineno in linenos], item=item,
+        version=detector.version or UNVERSIONED, threshold=detector.threshold,
+        now=datetime.now(UTC), feature_names=CHANGE_FEATURE_NAMES,
+    )  # fmt: skip
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    sink.write(b"".join(dumps(anomaly or decision, option=newline) for _, decision, anomaly in events))
+    sink.flush()
+    changes.apply_to(table)  # only once the chunk's lines are written
+    counts["scored"] += len(rows)
+
+
+def train_default(args: argparse.Namespace, settings: Settings) -> int:
+    """``train --detector default``: the change detector from a snapshot file; same summary line."""
+    from consumer.cli.models import EXIT_OK, EXIT_USAGE, open_store
+    from detection import DEFAULT_ALERT_BUDGET_PER_1000, ForestParams, TrainingError, train_detector
+
+    chosen = {
+        "n_estimators": args.n_estimators,
+        "max_samples": args.max_samples,
+        "random_state": args.random_state,
+    }
+    budget = (
+        DEFAULT_ALERT_BUDGET_PER_1000 if args.alert_budget_per_1000 is None else args.alert_budget_per_1000
+    )
+    counts = {"rejected": 0}
+    try:
+        if args.contamination is not None:
+            raise ValueError(
+                "--contamination applies to --detector seed; the default detector has an alert budget"
+            )
+        if not 0.0 < budget <= 500.0:
+            raise ValueError(f"--alert-budget-per-1000 must be in (0, 500], got {budget}")
+        params = ForestParams(**{name: value for name, value in chosen.items() if value is not None})
+        with open_in(str(args.items)) as source:
+            snapshot = snapshot_of(source, counts)
+        started = time.perf_counter()
+        model = train_detector(snapshot, params, alert_budget_per_1000=budget)
+        seconds = time.perf_counter() - started
+    except (TrainingError, ValueError, OSError) as exc:  # ValidationError is a ValueError
+        fail(f"train: {exc}")
+        return EXIT_USAGE
+    store = open_store(args, settings, must_exist=False)
+    try:
+        version = store.publish(model)
+    except OSError as exc:
+        fail(f"train: cannot publish to {store.root}: {exc}")
+        return EXIT_USAGE
+    summary = {
+        "version": version, "model_dir": str(store.root), "n_samples": model.metadata.n_samples,
+        "rejected_lines": counts["rejected"], "threshold": model.threshold, "offset": model.metadata.offset,
+        "anomaly_rate": budget / 1000.0, "training_seconds": round(seconds, 3),
+        "params": params.model_dump(mode="json"), "detector": "default", "alert_budget_per_1000": budget,
+    }  # fmt: skip
+    sys.stdout.buffer.write(orjson.dumps(summary, option=orjson.OPT_APPEND_NEWLINE))
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+def score_default(model: Any, args: argparse.Namespace, topic: str, counts: dict[str, int]) -> None:
+    """Score with per-item state, in order (:mod:`consumer.cli.changes`)."""
+    from consumer.chunks import chunked
+
+    with contextlib.ExitStack() as stack:
+        baseline = None if args.baseline is None else stack.enter_context(open_in(str(args.baseline)))
+        table = state_from_baseline(model, baseline)
+        source, sink = stack.enter_context(open_in(args.input)), stack.enter_context(open_out(args.output))
+        for chunk in chunked(read_docs(source, counts), args.chunk_size):
+            score_changes(model, table, chunk, topic=topic, source=source, sink=sink, counts=counts)

@@ -1,0 +1,126 @@
+"""``train --detector default``, ``score --baseline`` (per-item state, in order) and ``eval``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from consumer.cli import main
+from detection import ChangeDetector, ModelStore, parse_updates
+from scripts.inventory_sim import SimConfig, write
+from tests.schemas import validate, validate_all
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_settings(monkeypatch, tmp_path):
+    for name in list(os.environ):
+        if name.startswith("STOCKWATCH_"):
+            monkeypatch.delenv(name)
+    (tmp_path / "empty.toml").touch()
+    monkeypatch.setenv("STOCKWATCH_CONFIG", str(tmp_path / "empty.toml"))
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sim")
+    write(out, SimConfig(seed=404, n_items=250, days=6, error_rate=0.03, new_item_share=0.05))
+    return out
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_default_then_score_with_baseline_keeps_state_in_order(tmp_path, capsys, sim) -> None:
+    models = str(tmp_path / "models")
+    code, out, _ = run(capsys, "train", "--items", str(sim / "items.jsonl"), "--model-dir", models,
+                       "--detector", "default", "--alert-budget-per-1000", "1")  # fmt: skip
+    summary = validate("train-summary", json.loads(out))
+    assert code == 0 and summary["detector"] == "default" and summary["alert_budget_per_1000"] == 1.0
+    code, out, _ = run(capsys, "models", "list", "--model-dir", models, "--json")
+    assert [row["detector"] for row in validate("models-list", json.loads(out))] == ["default"]
+    code, out, _ = run(capsys, "models", "show", "--model-dir", models)
+    assert validate("models-show", json.loads(out))["alert_budget_per_1000"] == 1.0
+
+    events = (sim / "events.jsonl").read_bytes().splitlines()
+    extra = [b'{"item_id": "brand-new", "stock_quantity": 5}', b"not json"]
+    (tmp_path / "in.jsonl").write_bytes(b"\n".join(events + extra) + b"\n")
+    code, out, err = run(capsys, "score", "--model-dir", models, "--baseline", str(sim / "items.jsonl"),
+                         "--input", str(tmp_path / "in.jsonl"), "--chunk-size", "700")  # fmt: skip
+    lines = validate_all("score-line", [orjson.loads(line) for line in out.splitlines()])
+    assert code == 1  # two rejections
+    assert f"line {len(events) + 1}: rejected: missing_field: min_stock_level" in err
+    assert f"line {len(events) + 2}: rejected: invalid JSON" in err
+    assert [line["source"]["offset"] for line in lines] == list(range(1, len(events) + 1))
+    flagged = [line for line in lines if line["is_anomaly"]]
+    assert flagged and all(line["kind"] in ("data_quality", "model") for line in flagged)
+    assert all(line["severity_score"] >= 50 for line in flagged)
+    assert any(line["rules"] for line in flagged) and all(
+        "price_vs_peers" in line["features"] for line in lines
+    )
+
+    # the same decisions as the detector deciding the whole stream in one batch, in process
+    detector = ModelStore(Path(models)).load_any()
+    assert isinstance(detector, ChangeDetector)
+    snapshot = parse_updates([json.loads(line) for line in (sim / "items.jsonl").read_text().splitlines()])[0]
+    decisions, _ = detector.decide_batch(
+        detector.baseline(snapshot), parse_updates(map(orjson.loads, events))[0]
+    )
+    np.testing.assert_array_equal([line["is_anomaly"] for line in lines], decisions.is_anomaly)
+
+
+def test_without_a_baseline_partial_updates_of_unseen_items_are_rejected(tmp_path, capsys, sim) -> None:
+    models = str(tmp_path / "models")
+    assert run(capsys, "train", "--items", str(sim / "items.jsonl"), "--model-dir", models, "--detector", "default")[0] == 0  # fmt: skip
+    events = (sim / "events.jsonl").read_bytes().splitlines()[:300]
+    (tmp_path / "in.jsonl").write_bytes(b"\n".join(events) + b"\n")
+    code, out, err = run(capsys, "score", "--model-dir", models, "--input", str(tmp_path / "in.jsonl"))
+    seen: set[str] = set()
+    unseen_partial = 0
+    for doc in map(orjson.loads, events):  # an item is known once one of its updates was complete
+        if "min_stock_level" in doc and "price" in doc:
+            seen.add(doc["item_id"])
+        elif doc["item_id"] not in seen:
+            unseen_partial += 1
+    assert code == 1 and unseen_partial > 0 and err.count("rejected: missing_field") == unseen_partial
+    assert len(out.splitlines()) == len(events) - unseen_partial
+
+
+def test_the_detector_setting_chooses_what_train_fits(tmp_path, capsys, sim, monkeypatch) -> None:
+    monkeypatch.setenv("STOCKWATCH_DETECTOR", "default")
+    code, out, _ = run(
+        capsys, "train", "--items", str(sim / "items.jsonl"), "--model-dir", str(tmp_path / "m")
+    )
+    assert code == 0 and json.loads(out)["detector"] == "default"
+    code, _, err = run(capsys, "train", "--items", str(sim / "items.jsonl"), "--model-dir", str(tmp_path / "m"),
+                       "--detector", "seed", "--alert-budget-per-1000", "1")  # fmt: skip
+    assert code == 2 and "applies to --detector default only" in err
+
+
+def test_eval_prints_both_detectors_and_json_that_fits_its_schema(capsys, sim) -> None:
+    files = ["--items", str(sim / "items.jsonl"), "--events", str(sim / "events.jsonl"),
+             "--labels", str(sim / "labels.json")]  # fmt: skip
+    code, out, _ = run(capsys, "eval", *files)
+    assert code == 0 and out.splitlines()[0].split()[1:] == ["seed", "default"]
+    code, out, _ = run(capsys, "eval", *files, "--json")
+    report = validate("eval-report", json.loads(out))
+    assert code == 0 and set(report) == {"seed", "default"}
+    assert report["default"]["average_precision"] > report["seed"]["average_precision"]
+
+
+def test_eval_refuses_labels_that_name_no_event(tmp_path, capsys, sim) -> None:
+    (tmp_path / "labels.json").write_text(json.dumps({"nope": "price_x10"}))
+    code, _, err = run(capsys, "eval", "--items", str(sim / "items.jsonl"), "--events", str(sim / "events.jsonl"),
+                       "--labels", str(tmp_path / "labels.json"))  # fmt: skip
+    assert code == 2 and "need both errors and normal events" in err
+    (tmp_path / "labels.json").write_text("[1, 2]")
+    code, _, err = run(capsys, "eval", "--items", str(sim / "items.jsonl"), "--events", str(sim / "events.jsonl"),
+                       "--labels", str(tmp_path / "labels.json"))  # fmt: skip
+    assert code == 2 and "expected a JSON object" in err
