@@ -18,6 +18,7 @@ __all__ = [
     "HttpSettings",
     "ModelSettings",
     "MongoSettings",
+    "NotifySettings",
     "RetrainSettings",
     "ScoringSettings",
     "Slice",
@@ -113,6 +114,7 @@ class GateSettings(Slice):
     max_rate_shift: float = Field(validation_alias="gate_max_rate_shift")
     max_ks: float = Field(validation_alias="gate_max_ks")
     sample_size: int = Field(validation_alias="gate_sample_size")
+    min_labels: int = Field(validation_alias="gate_min_labels")
 
 
 class ControlSettings(Slice):
@@ -122,3 +124,12 @@ class ControlSettings(Slice):
     max_age_s: float = Field(validation_alias="control_max_age_s")
     group_id: str = Field(validation_alias="control_group_id")
     ctl_timeout_s: float
+
+
+class NotifySettings(Slice):
+    """The webhook bridge `stockwatch notify`: its consumer group, POST timeout and retry cap."""
+
+    group_id: str = Field(validation_alias="notify_group_id")
+    webhook: SecretStr | None = Field(validation_alias="notify_webhook")
+    timeout_s: float = Field(validation_alias="notify_timeout_s")
+    max_backoff_s: float = Field(validation_alias="notify_max_backoff_s")

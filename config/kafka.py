@@ -43,6 +43,7 @@ class TopicSettings(Slice):
     decisions: str | None = Field(validation_alias="decisions_topic")
     control: str = Field(validation_alias="control_topic")
     status: str = Field(validation_alias="status_topic")
+    feedback: str = Field(validation_alias="feedback_topic")
 
 
 class KafkaSettings(Slice):

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from config import Settings, SettingsError, load_settings
-from consumer.cli import config, consume, ctl, keygen, models, scan, worker
+from consumer.cli import config, consume, ctl, feedback, keygen, models, notify, scan, suppressions, worker
 from consumer.cli.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -33,6 +33,9 @@ COMMAND_GROUPS: list[Callable[[Subparsers, argparse.ArgumentParser], None]] = [
     consume.register,
     worker.register,
     ctl.register,
+    feedback.register,
+    suppressions.register,
+    notify.register,
     scan.register,
     keygen.register,
     config.register,

@@ -12,6 +12,7 @@ import orjson
 from config import Settings
 from consumer.adapters.kafka import ControlSource, JsonPublisher, ensure_worker_topics
 from consumer.adapters.mongo import WorkerMongo
+from consumer.retraining.feedback import FeedbackReader
 from consumer.retraining.gate import GateConfig
 from consumer.retraining.lease import Lease
 from consumer.retraining.retrainer import RetrainConfig, Retrainer
@@ -48,6 +49,7 @@ def retrain_config(settings: Settings) -> RetrainConfig:
             rate_tolerance=gate.rate_tolerance,
             max_rate_shift=gate.max_rate_shift,
             max_ks=gate.max_ks,
+            min_labels=gate.min_labels,
         ),
         sample_size=gate.sample_size,
         keep_rejected=settings.models.keep,
@@ -57,13 +59,20 @@ def retrain_config(settings: Settings) -> RetrainConfig:
 def build_worker(settings: Settings, **retrainer_kw: Any) -> tuple[RetrainWorker, list[Any]]:
     """A worker wired to the real Kafka, Mongo and model store; also returns what to close."""
     kafka, topics, control_settings = settings.kafka, settings.kafka.topics, settings.control
-    ensure_worker_topics(kafka.bootstrap, [topics.control, topics.status])
+    ensure_worker_topics(kafka.bootstrap, [topics.control, topics.status, topics.feedback])
     owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     db = worker_mongo(settings)
     db.ensure_indexes()
     store = store_from_settings(settings)
     publisher = JsonPublisher(kafka.bootstrap)
     control = ControlSource(kafka.bootstrap, topics.control, group_id=control_settings.group_id)
+    feed = ControlSource(
+        kafka.bootstrap,
+        topics.feedback,
+        group_id=f"{control_settings.group_id}.feedback",
+        client_id="stockwatch-retrain-worker-feedback",
+    )
+    feedback = FeedbackReader(feed=feed, db=db, audit_collection=settings.retrain.flagged_collection)
 
     key = control_settings.key.get_secret_value().encode() if control_settings.key else None
     reporter = StatusReporter(publisher, topics.status, worker=owner, key=key)
@@ -81,5 +90,6 @@ def build_worker(settings: Settings, **retrainer_kw: Any) -> tuple[RetrainWorker
         interval_s=settings.retrain.interval_s,
         cooldown_s=settings.retrain.cooldown_s,
         max_age_s=control_settings.max_age_s,
+        feedback=feedback,
     )
-    return worker, [control, publisher, db]
+    return worker, [control, feed, publisher, db]

@@ -17,17 +17,19 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, TypeAdapter, creat
 
 from consumer.wire.dlq import DlqHeaders
 from consumer.wire.events import ANOMALY_ID_HEX_CHARS
+from consumer.wire.feedback import FeedbackMessage
 from consumer.wire.messages import (
     CtlLine,
     ModelsList,
     ModelsRollback,
+    ModelsShow,
     SignedCommand,
     StatusMessage,
+    SuppressionRow,
     TrainSummary,
 )
 from detection import FEATURE_NAMES
 from detection.explain import Severity
-from detection.metadata import ModelMetadata
 
 __all__ = [
     "SCHEMAS",
@@ -142,8 +144,10 @@ SCHEMAS: dict[str, Any] = {
     "ctl-line": CtlLine,
     "train-summary": TrainSummary,
     "models-list": ModelsList,
-    "models-show": ModelMetadata,
+    "models-show": ModelsShow,
     "models-rollback": ModelsRollback,
+    "feedback-message": FeedbackMessage,
+    "suppressions-list": SuppressionRow,
 }
 
 
