@@ -49,6 +49,7 @@ __all__ = ["ControlFeed", "RetrainWorker"]
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY_S = 300.0
+FEEDBACK_POLL_S = 0.1  # kafka-python polls of 0 s between other work never finish joining the group
 
 
 class ControlFeed(Protocol):
@@ -135,7 +136,7 @@ class RetrainWorker:
                     exc,
                 )
         if self.feedback is not None:
-            self.feedback.step()
+            self.feedback.step(FEEDBACK_POLL_S)
         self._housekeeping()
 
     def _startup(self) -> None:

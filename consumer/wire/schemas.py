@@ -41,6 +41,7 @@ __all__ = [
     "ScanSummary",
     "ScoreLine",
     "SourceCoordinates",
+    "WebhookPayload",
     "render_schemas",
 ]
 
@@ -117,6 +118,14 @@ class AnomalyEvent(DecisionEvent):
     reasons: list[str] = Field(description="Human-readable reasons, most important first.")
 
 
+class WebhookPayload(AnomalyEvent):
+    """What ``stockwatch notify`` POSTs: the anomaly event plus a Slack-compatible ``text``."""
+
+    text: str = Field(
+        max_length=500, description="One line: `[SEVERITY] item: first reason (model version)`."
+    )
+
+
 class ScoreLine(RootModel[AnomalyEvent | DecisionEvent]):
     """A line of ``stockwatch score``: an anomaly event when anomalous, else a decision event."""
 
@@ -147,6 +156,7 @@ SCHEMAS: dict[str, Any] = {
     "models-show": ModelsShow,
     "models-rollback": ModelsRollback,
     "feedback-message": FeedbackMessage,
+    "webhook-payload": WebhookPayload,
     "suppressions-list": SuppressionRow,
 }
 

@@ -11,6 +11,8 @@ import orjson
 import pytest
 
 from consumer.notify.webhook import Outcome, Webhook, mask_url, payload, slack_text
+from tests.fakes import anomaly_events
+from tests.schemas import validate
 
 EVENT = {
     "anomaly_id": "ab" * 16,
@@ -113,3 +115,9 @@ def test_only_http_urls_with_a_host(url: str) -> None:
 
 def test_repr_is_masked(server: Server) -> None:
     assert "SECRET" not in repr(Webhook(server.url)) and "SECRET" not in Webhook(server.url).safe_url
+
+
+def test_the_payload_of_a_real_event_fits_its_schema() -> None:
+    for event in anomaly_events(3):
+        body = validate("webhook-payload", orjson.loads(payload(event)))
+        assert body["text"] == f"[HIGH] {event['item_id']}: {event['reasons'][0]} (model v1)"
