@@ -6,7 +6,7 @@ export STOCKWATCH_CACHE_DIR ?= $(CURDIR)/.stack/cache
 export PIP_CACHE_DIR ?= $(STOCKWATCH_CACHE_DIR)/pip
 PYTEST_ARGS ?=
 
-.PHONY: venv stack-up stack-down stack-status test test-unit lint demo bench eval clean
+.PHONY: venv stack-up stack-down stack-status test test-unit lint rules-check demo bench eval clean
 
 # The venv is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -42,6 +42,14 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# The alert rules (deploy/prometheus): syntax, the example config, and their unit tests. promtool
+# comes from PATH or Debian's prometheus package, cached under $(STOCKWATCH_CACHE_DIR).
+rules-check:
+	@promtool=$$(bash deploy/promtool.sh) && \
+	$$promtool check rules deploy/prometheus/alerts.yml && \
+	$$promtool check config deploy/prometheus/prometheus.yml && \
+	cd deploy/prometheus && $$promtool test rules alerts_test.yml
 
 demo: stack-up
 	$(VENV)/bin/python -m scripts.demo

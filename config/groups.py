@@ -85,10 +85,12 @@ class ScoringSettings(Slice):
 
 
 class HttpSettings(Slice):
-    """The metrics and health server of `stockwatch consume` (port 0 = off)."""
+    """The metrics and health servers: `stockwatch consume` on ``port``, the retrain worker on
+    ``worker_port`` (0 = off), both bound to ``host``."""
 
     host: str = Field(validation_alias="http_host")
     port: int = Field(validation_alias="http_port")
+    worker_port: int = Field(validation_alias="worker_http_port")
 
 
 class RetrainSettings(Slice):

@@ -44,6 +44,8 @@ class TopicSettings(Slice):
     control: str = Field(validation_alias="control_topic")
     status: str = Field(validation_alias="status_topic")
     feedback: str = Field(validation_alias="feedback_topic")
+    output_partitions: int  # of the output topics StockWatch creates; 0 = as many as the input topic
+    replication_factor: int  # of every topic StockWatch creates
 
 
 class KafkaSettings(Slice):

@@ -85,6 +85,20 @@ class Settings(BaseSettings):
         description="Analyst labels (`stockwatch feedback`), keyed by episode id; read by the retrain worker.",
     )
     group_id: str = "stockwatch-scorer"
+    output_partitions: int = Field(
+        default=0,
+        ge=0,
+        le=10_000,
+        description="Partitions of the output topics StockWatch creates (anomalies, DLQ, decisions); "
+        "0 = as many as the input topic.",
+    )
+    replication_factor: int = Field(
+        default=1,
+        ge=1,
+        le=32_767,
+        description="Replication factor of the topics StockWatch creates; 1 fits the one-broker local "
+        "stack, production wants 3 (with the broker's min.insync.replicas=2).",
+    )
 
     # --- models ---
     model_dir: Path = Path("./models")
@@ -105,6 +119,9 @@ class Settings(BaseSettings):
     model_poll_interval_s: float = Field(default=2.0, gt=0)
     http_port: int = Field(
         default=9400, ge=0, le=65535, description="Metrics, /healthz and /readyz; 0 = off."
+    )
+    worker_http_port: int = Field(
+        default=9401, ge=0, le=65535, description="The retrain worker's metrics, /healthz, /readyz; 0 = off."
     )
     audit_anomalies: bool = Field(default=False, description="Also write anomalies to Mongo `anomalies`.")
 
@@ -136,9 +153,14 @@ class Settings(BaseSettings):
     create_missing_topics: bool = Field(
         default=True, description="Create the output topics (anomalies, DLQ, decisions) if absent."
     )
-    http_host: str = Field(default="0.0.0.0", description="Bind address of the metrics/health server.")
+    http_host: str = Field(
+        default="127.0.0.1",
+        description="Bind address of both services' metrics/health servers (0.0.0.0 in a container).",
+    )
     health_stale_s: float = Field(
-        default=30.0, gt=0, description="/healthz fails when the poll loop has not ticked for this long."
+        default=30.0,
+        gt=0,
+        description="/healthz (of the consumer and of the worker) fails when the loop has not ticked for this long.",
     )
     delivery_retry_backoff_s: float = Field(
         default=1.0, gt=0, description="Pause before a batch whose outputs failed is retried."

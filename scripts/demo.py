@@ -166,6 +166,7 @@ def demo_env(run: str, work: Path, db: str) -> tuple[dict[str, str], dict[str, s
         "STOCKWATCH_MODEL_POLL_INTERVAL_S": "0.5",
         "STOCKWATCH_RETRAIN_COOLDOWN_S": "0",
         "STOCKWATCH_HTTP_PORT": "0",
+        "STOCKWATCH_WORKER_HTTP_PORT": "0",
     }
     return topics, env
 

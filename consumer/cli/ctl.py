@@ -74,7 +74,9 @@ def cmd_ctl(args: argparse.Namespace, settings: Settings) -> int:
     tail = None
     try:
         bootstrap = settings.kafka.bootstrap
-        ensure_worker_topics(bootstrap, [topics.control, topics.status])
+        ensure_worker_topics(
+            bootstrap, [topics.control, topics.status], replication_factor=topics.replication_factor
+        )
         if not args.no_wait:
             tail = StatusTail(bootstrap, topics.status)
             tail.start()

@@ -38,6 +38,8 @@ __all__ = ["FeedbackDB", "FeedbackFeed", "FeedbackReader", "feedback_counter"]
 
 log = logging.getLogger(__name__)
 
+POLL_S = 0.1  # kafka-python polls of 0 s between other work never finish joining the group
+
 
 class FeedbackFeed(Protocol):
     """``consumer.adapters.kafka.ControlSource`` on the feedback topic (its own consumer group)."""
@@ -80,7 +82,7 @@ class FeedbackReader:
         self.counter = counter if counter is not None else feedback_counter()
         self._pending: list[tuple[int, int, bytes | None]] = []
 
-    def step(self, timeout_s: float = 0.0) -> int:
+    def step(self, timeout_s: float = POLL_S) -> int:
         """Handle the pending records, then newly polled ones; returns how many were settled."""
         if not self._pending:
             try:

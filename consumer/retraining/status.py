@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from consumer.ports import KafkaUnavailableError
+from consumer.retraining.monitor import WorkerMonitor
 from consumer.wire.control import Ack, sign_message
 
 __all__ = ["StatusReporter", "StatusSink"]
@@ -32,9 +33,18 @@ class StatusReporter:
     :meth:`publish` raises it, for callers that retry.
     """
 
-    def __init__(self, sink: StatusSink, topic: str, *, worker: str, key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        sink: StatusSink,
+        topic: str,
+        *,
+        worker: str,
+        key: bytes | None = None,
+        monitor: WorkerMonitor | None = None,
+    ) -> None:
         self.sink, self.topic, self.worker = sink, topic, worker
         self._key = key
+        self.monitor = monitor
 
     def ack(
         self,
@@ -51,6 +61,8 @@ class StatusReporter:
         ``digest``: sha256 of the raw message a ``rejected`` ack answers, so the sender can tell
         a rejection of its own command from one of a message that merely claims its id.
         """
+        if self.monitor is not None:
+            self.monitor.ack(status, command, command_id)
         if command_id is None and status is not Ack.REJECTED:
             return
         msg: dict[str, Any] = {
@@ -73,6 +85,8 @@ class StatusReporter:
         try:
             self.publish(msg)
         except KafkaUnavailableError as exc:
+            if self.monitor is not None:
+                self.monitor.publish_failed()
             log.error("could not publish %s for command %s: %s", msg.get("type"), msg.get("command_id"), exc)
 
     def publish(self, msg: Mapping[str, Any]) -> None:

@@ -12,16 +12,18 @@ import orjson
 from config import Settings
 from consumer.adapters.kafka import ControlSource, JsonPublisher, ensure_worker_topics
 from consumer.adapters.mongo import WorkerMongo
-from consumer.retraining.feedback import FeedbackReader
+from consumer.observability import ProbeServer
+from consumer.retraining.feedback import FeedbackReader, feedback_counter
 from consumer.retraining.gate import GateConfig
 from consumer.retraining.lease import Lease
+from consumer.retraining.monitor import WorkerHealth, WorkerMonitor
 from consumer.retraining.retrainer import RetrainConfig, Retrainer
 from consumer.retraining.status import StatusReporter
 from consumer.retraining.worker import RetrainWorker
 from consumer.stores import store_from_settings
 from detection import ForestParams
 
-__all__ = ["build_worker", "retrain_config", "worker_mongo"]
+__all__ = ["build_worker", "retrain_config", "worker_mongo", "worker_monitor", "worker_server"]
 
 
 def worker_mongo(settings: Settings) -> WorkerMongo:
@@ -56,10 +58,36 @@ def retrain_config(settings: Settings) -> RetrainConfig:
     )
 
 
-def build_worker(settings: Settings, **retrainer_kw: Any) -> tuple[RetrainWorker, list[Any]]:
+def worker_monitor(settings: Settings) -> WorkerMonitor:
+    """The worker's metrics and probe state (``/healthz`` goes stale after ``health_stale_s``)."""
+    monitor = WorkerMonitor(health=WorkerHealth(stale_s=settings.scoring.health_stale_s))
+    monitor.metrics.retrain_interval.set(settings.retrain.interval_s)
+    return monitor
+
+
+def worker_server(monitor: WorkerMonitor, settings: Settings, *, port: int | None = None) -> ProbeServer:
+    """The worker's ``/metrics``, ``/healthz``, ``/readyz`` on ``http_host:worker_http_port``, bound
+    (``OSError`` when the port is taken) but not yet serving."""
+    return ProbeServer(
+        render_metrics=monitor.metrics.render,
+        probes={"/healthz": monitor.health.healthz, "/readyz": monitor.health.readyz},
+        host=settings.http.host,
+        port=settings.http.worker_port if port is None else port,
+        name="stockwatch-worker-http",
+    )
+
+
+def build_worker(
+    settings: Settings, *, monitor: WorkerMonitor | None = None, **retrainer_kw: Any
+) -> tuple[RetrainWorker, list[Any]]:
     """A worker wired to the real Kafka, Mongo and model store; also returns what to close."""
+    monitor = monitor if monitor is not None else worker_monitor(settings)
     kafka, topics, control_settings = settings.kafka, settings.kafka.topics, settings.control
-    ensure_worker_topics(kafka.bootstrap, [topics.control, topics.status, topics.feedback])
+    ensure_worker_topics(
+        kafka.bootstrap,
+        [topics.control, topics.status, topics.feedback],
+        replication_factor=topics.replication_factor,
+    )
     owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     db = worker_mongo(settings)
     db.ensure_indexes()
@@ -72,10 +100,15 @@ def build_worker(settings: Settings, **retrainer_kw: Any) -> tuple[RetrainWorker
         group_id=f"{control_settings.group_id}.feedback",
         client_id="stockwatch-retrain-worker-feedback",
     )
-    feedback = FeedbackReader(feed=feed, db=db, audit_collection=settings.retrain.flagged_collection)
+    feedback = FeedbackReader(  # stockwatch_feedback_total is served on the worker's /metrics
+        feed=feed,
+        db=db,
+        audit_collection=settings.retrain.flagged_collection,
+        counter=feedback_counter(monitor.metrics.registry),
+    )
 
     key = control_settings.key.get_secret_value().encode() if control_settings.key else None
-    reporter = StatusReporter(publisher, topics.status, worker=owner, key=key)
+    reporter = StatusReporter(publisher, topics.status, worker=owner, key=key, monitor=monitor)
     retrainer = Retrainer(  # announcements are signed like acks: consumers act only on verified ones
         db=db, store=store, announce=reporter.publish, config=retrain_config(settings), **retrainer_kw
     )
@@ -90,6 +123,7 @@ def build_worker(settings: Settings, **retrainer_kw: Any) -> tuple[RetrainWorker
         interval_s=settings.retrain.interval_s,
         cooldown_s=settings.retrain.cooldown_s,
         max_age_s=control_settings.max_age_s,
+        monitor=monitor,
         feedback=feedback,
     )
     return worker, [control, feed, publisher, db]

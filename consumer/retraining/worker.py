@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from consumer.ports import KafkaUnavailableError, MongoUnavailableError
 from consumer.retraining.feedback import FeedbackReader
 from consumer.retraining.lease import Lease
+from consumer.retraining.monitor import WorkerMonitor
 from consumer.retraining.retrainer import Retrainer, RetrainOutcome
 from consumer.retraining.status import StatusReporter
 from consumer.wire.control import (
@@ -49,7 +50,6 @@ __all__ = ["ControlFeed", "RetrainWorker"]
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY_S = 300.0
-FEEDBACK_POLL_S = 0.1  # kafka-python polls of 0 s between other work never finish joining the group
 
 
 class ControlFeed(Protocol):
@@ -57,6 +57,7 @@ class ControlFeed(Protocol):
 
     def poll(self, timeout_s: float) -> list[tuple[int, int, bytes | None]]: ...
     def commit(self, partition: int, offset: int) -> None: ...
+    def assignment(self) -> set[int]: ...
 
 
 class CommandLog(Protocol):
@@ -82,6 +83,7 @@ class RetrainWorker:
         interval_s: float,
         cooldown_s: float,
         max_age_s: float,
+        monitor: WorkerMonitor | None = None,
         clock: Callable[[], float] = time.time,
         feedback: FeedbackReader | None = None,
     ) -> None:
@@ -101,6 +103,7 @@ class RetrainWorker:
         self._next_schedule_check = 0.0
         self._next_prune = 0.0
         self.last_outcome: RetrainOutcome | None = None
+        self.monitor = monitor if monitor is not None else WorkerMonitor()
 
     # ------------------------------------------------------------------ loop
 
@@ -116,9 +119,11 @@ class RetrainWorker:
 
     def step(self, poll_s: float) -> None:
         """One poll of the control topic, plus the schedule and housekeeping."""
+        self.monitor.tick(len(self.control.assignment()))
         try:
             records = self.control.poll(poll_s)
         except KafkaUnavailableError as exc:
+            self.monitor.unavailable("kafka", exc)
             log.warning("control topic unavailable: %s", exc)
             self.stop_event.wait(min(5.0, poll_s * 4))
             return
@@ -128,6 +133,7 @@ class RetrainWorker:
             try:  # per record: a crash later in the batch never brings this one back
                 self.control.commit(partition, offset)
             except KafkaUnavailableError as exc:
+                self.monitor.unavailable("kafka", exc)
                 log.warning(
                     "could not commit control partition %d offset %d (it may be read again and then "
                     "rejected as replayed): %s",
@@ -136,7 +142,7 @@ class RetrainWorker:
                     exc,
                 )
         if self.feedback is not None:
-            self.feedback.step(FEEDBACK_POLL_S)
+            self.feedback.step()
         self._housekeeping()
 
     def _startup(self) -> None:
@@ -154,7 +160,9 @@ class RetrainWorker:
             self._next_schedule_check = now + min(30.0, self.interval_s / 4)
             try:
                 since = self.lease.seconds_since_finished(self.lease.state())
+                self.monitor.mongo_ok()
             except MongoUnavailableError as exc:
+                self.monitor.unavailable("mongo", exc)
                 log.warning("cannot read the lease for the schedule: %s", exc)
                 since = None
             reference = since if since is not None else now - self._started
@@ -165,6 +173,7 @@ class RetrainWorker:
             try:
                 self.db.prune_commands(older_than=now - 2 * self.max_age_s)
             except MongoUnavailableError as exc:
+                self.monitor.unavailable("mongo", exc)
                 log.warning("could not prune seen command ids: %s", exc)
 
     # ------------------------------------------------------------------ commands
@@ -213,6 +222,7 @@ class RetrainWorker:
                 now=self._clock(),
             )
         except MongoUnavailableError as exc:
+            self.monitor.unavailable("mongo", exc)
             raise CommandRejectedError(
                 f"cannot check for replay (Mongo unavailable): {exc}",
                 command_id=cmd.command_id,
@@ -253,10 +263,12 @@ class RetrainWorker:
                 )
                 return False
         except MongoUnavailableError as exc:
+            self.monitor.unavailable("mongo", exc)
             self.reporter.ack(Ack.FAILED, cid, "retrain", reason=f"Mongo unavailable: {exc}")
             return False
         self.reporter.ack(Ack.ACCEPTED, cid, "retrain", result={"trigger": trigger})
         self._run_trigger = trigger
+        self.monitor.retrain_started()
         self._run = threading.Thread(
             target=self._retrain, args=(trigger, cid), name="stockwatch-retrain", daemon=True
         )
@@ -265,6 +277,7 @@ class RetrainWorker:
 
     def _retrain(self, trigger: dict[str, Any], cid: str | None) -> None:
         outcome: RetrainOutcome | None = None
+        started = time.monotonic()
         try:
             outcome = self.retrainer.run(trigger, should_abort=self.lease.lost.is_set)
         except Exception as exc:  # never leave the lease held or the command unanswered
@@ -276,6 +289,7 @@ class RetrainWorker:
                 {k: summary.get(k) for k in ("run_id", "status", "version", "candidate_id", "reasons")}
             )
             self.last_outcome = outcome
+            self.monitor.retrain_finished(summary["status"], time.monotonic() - started)
             self._run = None
         result = outcome.as_dict()
         self.reporter.emit({"type": "retrain_finished", "command_id": cid, "result": result})

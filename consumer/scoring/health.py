@@ -8,28 +8,21 @@
 * ``/metrics`` — the Prometheus text format of the service's own registry.
 
 The loop writes :class:`HealthState` (plain attribute stores, atomic under the GIL); the server
-thread only reads it.
+thread (:class:`consumer.observability.ProbeServer`) only reads it.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import orjson
-from prometheus_client import CONTENT_TYPE_LATEST
-
+from consumer.observability import ProbeServer
 from consumer.ports import TopicPart
 from consumer.scoring.metrics import ConsumerMetrics
 
 __all__ = ["HealthServer", "HealthState", "StallWatch"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -98,58 +91,15 @@ class StallWatch:
         return stalled
 
 
-class HealthServer:
-    """A small threaded HTTP server; ``port=0`` in the constructor picks a free port."""
+class HealthServer(ProbeServer):
+    """The consumer's server: its registry on ``/metrics``, :class:`HealthState` on the probes."""
 
     def __init__(self, state: HealthState, metrics: ConsumerMetrics, *, host: str, port: int) -> None:
         self.state = state
         self.metrics = metrics
-        handler = _make_handler(state, metrics)
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        """The bound port."""
-        return int(self._server.server_address[1])
-
-    def start(self) -> None:
-        """Serve in a daemon thread."""
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="stockwatch-http", daemon=True
+        super().__init__(
+            render_metrics=metrics.render,
+            probes={"/healthz": state.healthz, "/readyz": state.readyz},
+            host=host,
+            port=port,
         )
-        self._thread.start()
-        log.info("serving /metrics, /healthz, /readyz on port %d", self.port)
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
-
-
-def _make_handler(state: HealthState, metrics: ConsumerMetrics) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                self._send(200, metrics.render(), CONTENT_TYPE_LATEST)
-            elif path in ("/healthz", "/readyz"):
-                ok, body = state.healthz() if path == "/healthz" else state.readyz()
-                self._send(200 if ok else 503, orjson.dumps({"ok": ok, **body}), "application/json")
-            else:
-                self._send(404, b'{"error": "not found"}', "application/json")
-
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("http: " + format, *args)
-
-    return Handler

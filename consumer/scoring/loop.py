@@ -180,7 +180,6 @@ class ScoringService:
             busy = {tp for tp, behind in lag.items() if behind > 0} | self.ledger.uncommitted()
             stalled = self.stalls.update(now, assigned, busy, self.ledger.last_committed)
             self.health.stalled = [f"{t}[{p}]" for t, p in stalled]
-            self.models.report_age()
 
     def _handle(self, polled: dict[TopicPart, list[Any]], model: ScoringModel, stats: RunStats) -> None:
         started = time.perf_counter()
@@ -254,7 +253,7 @@ class ScoringService:
         after ``retry_backoff_s``, doubled per failure in a row up to MAX_RETRY_BACKOFF_S.
         """
         stats.delivery_failures += 1
-        self.metrics.delivery_failures.labels(type(exc).__name__).inc()
+        self.metrics.count_delivery_failure(exc)
         target = dict(first)
         if from_committed:  # the transaction was aborted: go back to what the group committed
             try:

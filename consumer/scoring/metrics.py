@@ -1,10 +1,23 @@
-"""Prometheus metrics of `stockwatch consume`, on their own registry (never the global one)."""
+"""Prometheus metrics of `stockwatch consume`, on their own registry (never the global one).
+
+Names follow the Prometheus conventions: the unit in the name (``_records``, ``_seconds``),
+``_total`` on counters, label values from small fixed sets (docs/consume.md has the table of names
+and the old names they replace).
+"""
 
 from __future__ import annotations
 
+import time
+from collections import Counter as Tally
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from consumer.scoring.failure_kinds import DELIVERY_FAILURE_KINDS, delivery_failure_kind
+from consumer.wire.dlq import DlqReason
 
 if TYPE_CHECKING:
     from consumer.scoring.batch import BatchResult
@@ -24,7 +37,10 @@ class ConsumerMetrics:
         self.events_in = Counter("stockwatch_events_in_total", "Input records consumed.", registry=r)
         self.events_scored = Counter("stockwatch_events_scored_total", "Valid items scored.", registry=r)
         self.anomalies_out = Counter(
-            "stockwatch_anomalies_total", "Anomaly events published.", ["model_version"], registry=r
+            "stockwatch_anomalies_total",
+            "Anomaly events published, by severity and model version.",
+            ["severity", "model_version"],
+            registry=r,
         )
         self.decisions_out = Counter(
             "stockwatch_decisions_published_total", "Decision events published (decisions_topic).", registry=r
@@ -33,16 +49,19 @@ class ConsumerMetrics:
             "stockwatch_dlq_total", "Records sent to the dead-letter topic.", ["reason"], registry=r
         )
         self.batch_size = Histogram(
-            "stockwatch_batch_size", "Records per processed batch.", buckets=_BATCH_SIZE_BUCKETS, registry=r
+            "stockwatch_batch_records",
+            "Records per processed batch.",
+            buckets=_BATCH_SIZE_BUCKETS,
+            registry=r,
         )
         self.batch_seconds = Histogram(
-            "stockwatch_batch_seconds",
+            "stockwatch_batch_duration_seconds",
             "Wall time to validate, score, publish and commit one batch.",
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         self.score_seconds = Histogram(
-            "stockwatch_score_seconds",
+            "stockwatch_score_duration_seconds",
             "Wall time of the vectorised scoring call.",
             buckets=_LATENCY_BUCKETS,
             registry=r,
@@ -52,18 +71,14 @@ class ConsumerMetrics:
         )
         self.delivery_failures = Counter(
             "stockwatch_delivery_failures_total",
-            "Batches whose outputs or commit failed (retried / aborted).",
+            "Batches whose outputs or commit failed (retried / aborted), by kind of failure.",
             ["kind"],
             registry=r,
         )
         self.model = Info("stockwatch_model", "The model version serving.", registry=r)
         self.model_loaded = Gauge("stockwatch_model_loaded", "1 when a model is loaded, else 0.", registry=r)
-        self.model_created = Gauge(
-            "stockwatch_model_created_timestamp_seconds", "Training time of the serving model.", registry=r
-        )
-        self.model_age = Gauge(
-            "stockwatch_model_age_seconds", "Age of the serving model (now - created_at).", registry=r
-        )
+        self.model_clock = _ModelClock()  # no sample at all while no model (with a training time) serves
+        r.register(self.model_clock)
         self.model_swaps = Counter(
             "stockwatch_model_swaps_total", "Models handed over to the loop.", registry=r
         )
@@ -77,7 +92,10 @@ class ConsumerMetrics:
             "stockwatch_waiting_for_model", "1 while partitions are paused for lack of a model.", registry=r
         )
         self.lag = Gauge(
-            "stockwatch_consumer_lag", "Records behind the partition end.", ["topic", "partition"], registry=r
+            "stockwatch_consumer_lag_records",
+            "Records behind the partition end.",
+            ["topic", "partition"],
+            registry=r,
         )
         self.assigned_partitions = Gauge(
             "stockwatch_assigned_partitions", "Input partitions assigned to this instance.", registry=r
@@ -109,12 +127,27 @@ class ConsumerMetrics:
             registry=r,
         )
 
+        for kind in DELIVERY_FAILURE_KINDS:  # every series exists from the start: rate() sees the first one
+            self.delivery_failures.labels(kind)
+        for reason in DlqReason:
+            self.dlq.labels(reason.value)
+
+    def set_model_created(self, created_at: float | None) -> None:
+        """The serving model's training time (epoch seconds); None when unknown."""
+        self.model_clock.created_at = created_at
+
+    def count_delivery_failure(self, exc: BaseException) -> None:
+        """A batch was not delivered; labelled by kind (timeout, too_large, ...), never a class name."""
+        self.delivery_failures.labels(delivery_failure_kind(exc)).inc()
+
     def count_batch(self, result: BatchResult, *, decisions: bool) -> None:
         """Count a batch whose outputs were all delivered (``decisions``: decision events too)."""
         self.events_in.inc(result.n_in)
         self.events_scored.inc(result.n_valid)
         if result.n_anomalies:
-            self.anomalies_out.labels(result.model_version).inc(result.n_anomalies)
+            severities = Tally(str(a.get("severity", "unknown")) for a in result.anomalies)
+            for severity, count in severities.items():
+                self.anomalies_out.labels(severity, result.model_version).inc(count)
         if decisions:
             self.decisions_out.inc(result.n_valid)
         for reason, count in result.dlq_reasons.items():
@@ -123,3 +156,32 @@ class ConsumerMetrics:
     def render(self) -> bytes:
         """The text exposition format of the registry."""
         return generate_latest(self.registry)
+
+
+class _ModelClock(Collector):
+    """``stockwatch_model_created_timestamp_seconds`` and ``stockwatch_model_age_seconds``, computed
+    at scrape time, and absent (not 0, which reads as a brand-new model) while none is known."""
+
+    def __init__(self) -> None:
+        self.created_at: float | None = None
+
+    def describe(self) -> list[Metric]:
+        return [
+            GaugeMetricFamily(
+                "stockwatch_model_created_timestamp_seconds", "Training time of the serving model."
+            ),
+            GaugeMetricFamily("stockwatch_model_age_seconds", "Age of the serving model (now - created_at)."),
+        ]
+
+    def collect(self) -> Iterator[Metric]:
+        created = self.created_at
+        if created is None:
+            return
+        yield GaugeMetricFamily(
+            "stockwatch_model_created_timestamp_seconds", "Training time of the serving model.", value=created
+        )
+        yield GaugeMetricFamily(
+            "stockwatch_model_age_seconds",
+            "Age of the serving model (now - created_at).",
+            value=max(0.0, time.time() - created),
+        )

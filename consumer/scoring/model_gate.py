@@ -10,7 +10,6 @@ nothing is dropped.
 from __future__ import annotations
 
 import logging
-import time
 from datetime import datetime
 
 from consumer.ports import Source
@@ -55,10 +54,7 @@ class ModelGate:
         self.metrics.model.info({"version": version})
         self.metrics.model_loaded.set(1)
         self.metrics.model_swaps.inc()
-        created = _created(model)
-        if created is not None:
-            self.metrics.model_created.set(created)
-        self.report_age()
+        self.metrics.set_model_created(_created(model))  # the age is computed when scraped
         if self._paused:
             self.source.resume_all()
             self._paused = False
@@ -68,12 +64,6 @@ class ModelGate:
         else:
             log.info("model swapped %s -> %s between batches", old, version)
         return model
-
-    def report_age(self) -> None:
-        """``stockwatch_model_age_seconds`` of the serving model."""
-        created = _created(self.model)
-        if created is not None:
-            self.metrics.model_age.set(max(0.0, time.time() - created))
 
     def wait(self, poll_timeout_ms: int, max_poll_records: int) -> None:
         """Keep the group membership alive without consuming; rewind anything polled."""

@@ -20,14 +20,14 @@ if TYPE_CHECKING:
 
     from consumer.ports import Audit, Sink, Source
 
-__all__ = ["build_service", "settle_heap"]
+__all__ = ["build_service", "ensure_output_topics", "settle_heap"]
 
 
 def build_service(
     settings: Settings, *, registry: CollectorRegistry | None = None, health: HealthState | None = None
 ) -> ScoringService:
     """Wire the service from settings (connects to Kafka; the caller runs and stops it)."""
-    from consumer.adapters.kafka import StatusListener, ensure_topics
+    from consumer.adapters.kafka import StatusListener
     from consumer.scoring.health import HealthState
     from consumer.scoring.loop import ScoringService
 
@@ -35,7 +35,7 @@ def build_service(
     metrics = ConsumerMetrics(registry)
     store = store_from_settings(settings)
     if scoring.create_missing_topics:
-        ensure_topics(kafka.bootstrap, [topics.anomalies, topics.dlq, topics.status, topics.decisions or ""])
+        ensure_output_topics(kafka)
     watcher = ModelWatcher(
         store,
         interval_s=settings.models.poll_interval_s,
@@ -69,6 +69,24 @@ def build_service(
         exactly_once=kafka.exactly_once,
         stall_after_s=scoring.stall_after_s,
     )
+
+
+def ensure_output_topics(kafka: KafkaSettings) -> list[str]:
+    """Create the missing topics `consume` writes: anomalies, DLQ and decisions with the input's
+    partition count (or ``output_partitions``), the status topic with one (a broadcast channel)."""
+    from consumer.adapters.kafka import ensure_topics
+
+    topics = kafka.topics
+    outputs = [topics.anomalies, topics.dlq, topics.decisions or ""]
+    rf = topics.replication_factor
+    created = ensure_topics(
+        kafka.bootstrap,
+        outputs,
+        partitions=topics.output_partitions,
+        replication_factor=rf,
+        partitions_like=topics.input,
+    )
+    return created + ensure_topics(kafka.bootstrap, [topics.status], replication_factor=rf)
 
 
 def _transport(kafka: KafkaSettings) -> tuple[Source, Sink]:

@@ -690,8 +690,9 @@ def test_sigterm_finishes_commits_and_exits_zero(
     status, metrics = get("/metrics")
     assert (
         status == 200
-        and b"stockwatch_consumer_lag" in metrics
-        and b"stockwatch_batch_seconds_bucket" in metrics
+        and b"stockwatch_consumer_lag_records" in metrics
+        and b"stockwatch_batch_duration_seconds_bucket" in metrics
+        and b"stockwatch_model_age_seconds" in metrics
     )
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -400,10 +403,46 @@ def test_a_running_consumer_switches_to_the_retrained_model(
     capsys.readouterr()
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""
+
+
+def test_a_taken_worker_http_port_is_one_line_naming_the_setting(settings_factory: Any) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        settings_factory(worker_http_port=taken.getsockname()[1])
+        done = subprocess.run(
+            [sys.executable, "-m", "consumer.cli", "retrain-worker"],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 1
+    err = done.stderr.decode().strip().splitlines()
+    assert err[-1].startswith("stockwatch retrain-worker: cannot serve metrics on 127.0.0.1:")
+    assert "STOCKWATCH_WORKER_HTTP_PORT" in err[-1] and "Traceback" not in done.stderr.decode()
+
+
 def test_the_retrain_worker_process_serves_and_stops_on_sigterm(
     settings_factory: Any, mongo_db: Any, capsys: Any
 ) -> None:
-    settings = settings_factory()
+    port = free_port()
+    settings = settings_factory(worker_http_port=port)
     mongo_db["inventory"].insert_many(inventory_docs(100, 11))
     status = Status(settings)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -417,6 +456,16 @@ def test_the_retrain_worker_process_serves_and_stops_on_sigterm(
     try:
         status.wait(lambda seen: any(m.get("type") == "model_published" for m in seen))  # start-up retrain
         assert main(["ctl", "status", "--timeout", "30"]) == 0
+        deadline = time.monotonic() + 30
+        while http_get(port, "/readyz")[0] != 200:  # control partition assigned, Mongo read
+            assert time.monotonic() < deadline, http_get(port, "/readyz")
+            time.sleep(0.2)
+        assert http_get(port, "/healthz")[0] == 200
+        code, metrics = http_get(port, "/metrics")
+        assert code == 200
+        assert b'stockwatch_worker_retrains_total{status="promoted"} 1.0' in metrics
+        assert b'stockwatch_worker_commands_total{ack="done",command="status"} 1.0' in metrics
+        assert b"stockwatch_worker_control_partitions 1.0" in metrics
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:

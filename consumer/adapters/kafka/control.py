@@ -197,9 +197,9 @@ class StatusTail:
         self._consumer.close(autocommit=False)
 
 
-def ensure_worker_topics(bootstrap: str, topics: Iterable[str]) -> list[str]:
+def ensure_worker_topics(bootstrap: str, topics: Iterable[str], *, replication_factor: int = 1) -> list[str]:
     """:func:`ensure_topics` for the retrain worker and ctl; broker errors become KafkaUnavailableError."""
     try:
-        return ensure_topics(bootstrap, topics)
+        return ensure_topics(bootstrap, topics, replication_factor=replication_factor)
     except KafkaError as exc:
         raise KafkaUnavailableError(f"cannot reach the broker at {bootstrap}: {exc!r}") from exc

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import InvalidPartitionsError, InvalidReplicationFactorError, TopicAlreadyExistsError
 
 from config.kafka import KafkaSettings
 from consumer.wire.control import message_is_signed
@@ -107,21 +107,58 @@ class StatusListener:
             self._consumer.close(autocommit=False)
 
 
-def ensure_topics(bootstrap: str, topics: Iterable[str], *, partitions: int = 1) -> list[str]:
-    """Create the topics that do not exist yet; returns the ones created."""
+def ensure_topics(
+    bootstrap: str,
+    topics: Iterable[str],
+    *,
+    partitions: int = 1,
+    replication_factor: int = 1,
+    partitions_like: str | None = None,
+) -> list[str]:
+    """Create the topics that do not exist yet; returns the ones created.
+
+    ``partitions=0`` gives them as many partitions as the existing topic ``partitions_like`` (the
+    input: every input partition's outputs can be written and read in parallel), or 1 when that
+    topic does not exist yet.
+    """
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="stockwatch-admin")
     try:
         existing = set(admin.list_topics())
         missing = sorted({t for t in topics if t and t not in existing})
+        if not missing:
+            return []
+        count = partitions or _partition_count(
+            admin, partitions_like if partitions_like in existing else None
+        )
         created = []
         for topic in missing:
+            spec = {"num_partitions": count, "replication_factor": replication_factor}
             try:
-                admin.create_topics({topic: {"num_partitions": partitions}}, wait_for_metadata=True)
+                admin.create_topics({topic: spec}, wait_for_metadata=True)
                 created.append(topic)
             except TopicAlreadyExistsError:
                 pass  # another instance was quicker
+            except (InvalidReplicationFactorError, InvalidPartitionsError) as exc:
+                raise ValueError(
+                    f"cannot create topic {topic} with {count} partitions and replication factor "
+                    f"{replication_factor} (STOCKWATCH_OUTPUT_PARTITIONS, STOCKWATCH_REPLICATION_FACTOR): "
+                    f"{type(exc).__name__}: {exc.description or exc}"
+                ) from exc
         if created:
-            log.info("created topics %s", ", ".join(created))
+            log.info(
+                "created topics %s (%d partitions, replication factor %d)",
+                ", ".join(created),
+                count,
+                replication_factor,
+            )
         return created
     finally:
         admin.close()
+
+
+def _partition_count(admin: KafkaAdminClient, topic: str | None) -> int:
+    """Partitions of the existing ``topic``; 1 without one."""
+    if topic is None:
+        return 1
+    described = admin.describe_topics([topic])
+    return max(1, len(described[0].get("partitions") or ())) if described else 1

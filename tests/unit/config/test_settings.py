@@ -126,3 +126,21 @@ def test_the_mongo_password_is_not_in_reprs() -> None:
         assert "s3cr3t-pw" not in text
     assert s.mongo.uri.endswith("@db.example:27017/warehouse")
     assert s.mongo.safe_uri == "mongodb://app:**********@db.example:27017/warehouse"
+
+
+def test_observability_and_topic_sizing_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = Settings()
+    assert (defaults.http.host, defaults.http.port, defaults.http.worker_port) == ("127.0.0.1", 9400, 9401)
+    assert (defaults.kafka.topics.output_partitions, defaults.kafka.topics.replication_factor) == (0, 1)
+    monkeypatch.setenv("STOCKWATCH_WORKER_HTTP_PORT", "9501")
+    monkeypatch.setenv("STOCKWATCH_OUTPUT_PARTITIONS", "12")
+    monkeypatch.setenv("STOCKWATCH_REPLICATION_FACTOR", "3")
+    s = Settings()
+    assert (s.http.worker_port, s.kafka.topics.output_partitions, s.kafka.topics.replication_factor) == (
+        9501,
+        12,
+        3,
+    )
+    for bad in ({"replication_factor": 0}, {"output_partitions": -1}, {"worker_http_port": 70000}):
+        with pytest.raises(ValidationError):
+            Settings(**bad)

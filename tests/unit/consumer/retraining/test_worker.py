@@ -11,7 +11,9 @@ from typing import Any, cast
 import orjson
 import pytest
 
+from consumer.ports import KafkaUnavailableError, MongoUnavailableError
 from consumer.retraining.lease import Lease
+from consumer.retraining.monitor import WorkerMonitor
 from consumer.retraining.retrainer import Retrainer, RetrainOutcome, model_published_event
 from consumer.retraining.status import StatusReporter
 from consumer.retraining.worker import RetrainWorker
@@ -62,11 +64,12 @@ class FakeRetrainer:
     def __init__(self) -> None:
         self.release = threading.Event()
         self.runs = 0
+        self.status = "promoted"
 
     def run(self, trigger: dict[str, Any], **_: Any) -> RetrainOutcome:
         self.runs += 1
         self.release.wait(10)
-        return RetrainOutcome(run_id=f"r{self.runs}", status="promoted", trigger=trigger, version="v2")
+        return RetrainOutcome(run_id=f"r{self.runs}", status=self.status, trigger=trigger, version="v2")
 
 
 class Sink:
@@ -80,9 +83,11 @@ class Sink:
 @pytest.fixture
 def parts(tmp_path: Path) -> tuple[RetrainWorker, Sink, FakeRetrainer, FakeDB]:
     db, sink, retrainer = FakeDB(), Sink(), FakeRetrainer()
+    monitor = WorkerMonitor()
     worker = RetrainWorker(
+        monitor=monitor,
         control=cast(Any, None),
-        reporter=StatusReporter(sink, "status", worker="w1", key=KEY),
+        reporter=StatusReporter(sink, "status", worker="w1", key=KEY, monitor=monitor),
         db=cast(Any, db),
         store=ModelStore(tmp_path / "models"),
         retrainer=cast(Retrainer, retrainer),
@@ -179,6 +184,9 @@ class Feed:
     def commit(self, partition: int, offset: int) -> None:
         self.commits.append((partition, offset, len(self.sink.messages)))
 
+    def assignment(self) -> set[int]:
+        return {0}
+
 
 def test_the_300_level_command_is_rejected_with_its_id_and_the_next_one_is_served(parts: Any) -> None:
     worker, sink, *_ = parts
@@ -261,3 +269,96 @@ def test_a_retrains_model_published_announcement_fits_the_status_schema() -> Non
     )
     event = validate("status-message", model_published_event(out))
     assert (event["command_id"], event["anomaly_rate"], event["n_samples"]) == (None, 0.1, 300)
+
+
+# --- metrics and probes (issue 14, point 6) ----------------------------------------------------------
+
+
+def sample(worker: RetrainWorker, name: str, **labels: str) -> float:
+    value = worker.monitor.metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def test_retrain_outcomes_commands_and_the_lease_are_counted(parts: Any) -> None:
+    worker, _, retrainer, _ = parts
+    worker.handle(new_command("retrain", KEY).to_json())
+    assert sample(worker, "stockwatch_worker_lease_held") == 1
+    worker.handle(new_command("retrain", KEY).to_json())  # coalesced: running
+    retrainer.release.set()
+    wait_idle(worker)
+    worker.handle(new_command("retrain", KEY).to_json())  # coalesced: cooldown
+    worker.handle(b"{not json")
+    assert sample(worker, "stockwatch_worker_retrains_total", status="promoted") == 1
+    assert sample(worker, "stockwatch_worker_retrains_total", status="coalesced") == 2
+    assert sample(worker, "stockwatch_worker_retrain_duration_seconds_count") == 1
+    assert sample(worker, "stockwatch_worker_lease_held") == 0
+    assert sample(worker, "stockwatch_worker_last_successful_retrain_timestamp_seconds") > 0
+    assert sample(worker, "stockwatch_worker_commands_total", command="retrain", ack="accepted") == 1
+    assert sample(worker, "stockwatch_worker_commands_total", command="retrain", ack="done") == 1
+    assert sample(worker, "stockwatch_worker_commands_total", command="retrain", ack="coalesced") == 2
+    assert sample(worker, "stockwatch_worker_commands_total", command="unknown", ack="rejected") == 1
+
+
+def test_a_forged_command_name_never_becomes_a_label_value(parts: Any) -> None:
+    worker, *_ = parts
+    worker.handle(
+        orjson.dumps({"command": "x" * 40, "command_id": "c1", "issued_at": "now", "signature": "0"})
+    )
+    rendered = worker.monitor.metrics.render().decode()
+    assert "x" * 40 not in rendered
+    assert sample(worker, "stockwatch_worker_commands_total", command="unknown", ack="rejected") == 1
+
+
+def test_three_failed_retrains_in_a_row_make_the_worker_unready_until_one_succeeds(parts: Any) -> None:
+    worker, _, retrainer, db = parts
+    retrainer.release.set()
+    retrainer.status = "failed"
+    worker.control = Feed([], Sink())
+    worker.step(0.01)  # ticks, holds partition 0, reads the lease from Mongo
+    assert worker.monitor.health.readyz()[0]
+    for n in range(1, 4):
+        db.lease.pop("finished_at", None)  # no cooldown between the runs of this test
+        worker.request_retrain({"kind": "schedule"}, None)
+        wait_idle(worker)
+        assert sample(worker, "stockwatch_worker_retrain_consecutive_failures") == n
+    ok, body = worker.monitor.health.readyz()
+    assert not ok and body["missing"] == ["the last 3 retrains failed"]
+    assert sample(worker, "stockwatch_worker_retrains_total", status="failed") == 3
+    retrainer.status = "rejected"  # a decision, even a rejection, is the worker working
+    db.lease.pop("finished_at", None)
+    worker.request_retrain({"kind": "schedule"}, None)
+    wait_idle(worker)
+    assert worker.monitor.health.readyz()[0]
+    assert sample(worker, "stockwatch_worker_retrain_consecutive_failures") == 0
+
+
+class DownDB(FakeDB):
+    def read_lease(self, name: str) -> dict[str, Any] | None:
+        raise MongoUnavailableError("no servers at 127.0.0.1:1")
+
+
+def test_mongo_unavailable_is_counted_and_makes_the_worker_unready(parts: Any) -> None:
+    worker, *_ = parts
+    worker.control = Feed([], Sink())
+    worker.step(0.01)
+    assert worker.monitor.health.readyz()[0]
+    worker.lease.backend = DownDB()
+    worker._next_schedule_check = 0.0
+    worker.step(0.01)
+    ok, body = worker.monitor.health.readyz()
+    assert not ok and body["missing"] == ["Mongo unavailable: no servers at 127.0.0.1:1"]
+    assert sample(worker, "stockwatch_worker_dependency_errors_total", dependency="mongo") == 1
+    assert worker.monitor.health.healthz()[0]  # alive all the same: only not ready
+
+
+class DownSink(Sink):
+    def publish(self, topic: str, messages: Any, *, key: bytes | None = None) -> None:
+        raise KafkaUnavailableError("broker down")
+
+
+def test_status_publish_failures_are_counted(parts: Any) -> None:
+    worker, *_ = parts
+    worker.reporter.sink = DownSink()
+    worker.handle(new_command("status", KEY).to_json())
+    assert sample(worker, "stockwatch_worker_status_publish_failures_total") == 1
+    assert sample(worker, "stockwatch_worker_dependency_errors_total", dependency="kafka") == 1
