@@ -91,11 +91,14 @@ def test_labels_reach_the_registry_the_metric_models_show_and_suppressions(
         wait_for("the unknown version", lambda: registry.find_one({"_id": "unknown"}))
         assert registry.find_one({"_id": "unknown"})["feedback"]["confirmed"] == 1
         samples = counter_samples(worker)
+        served = worker.monitor.metrics.render().decode()  # what the worker's /metrics serves
     assert samples == {
         ("confirmed", version): 1,
         ("false_positive", version): 2,
         ("confirmed", "unknown"): 1,
     }
+    assert 'stockwatch_feedback_total{label="confirmed",model_version="unknown"} 1.0' in served
+    assert f'stockwatch_feedback_total{{label="false_positive",model_version="{version}"}} 2.0' in served
     assert mongo_db["feedback"].find_one({"_id": fp_id})["item"] == ITEM  # the scored state, for the gate
 
     capsys.readouterr()
