@@ -2,7 +2,7 @@
 
 * :class:`Settings` — the flat model (``STOCKWATCH_<NAME>`` / TOML keys) and its slices
   (``settings.kafka``, ``.mongo``, ``.models``, ``.scoring``, ``.http``, ``.retrain``, ``.gate``,
-  ``.control``);
+  ``.control``, ``.notify``);
 * :func:`load_settings` — read them at an entry point; every mistake becomes a :class:`SettingsError`;
 * :func:`effective_settings` — each value (secrets masked) with its source, for `stockwatch config`;
 * ``stockwatch.toml`` — the documented defaults (:data:`DEFAULT_CONFIG_FILE`).
@@ -18,6 +18,7 @@ from config.groups import (
     LogSettings,
     ModelSettings,
     MongoSettings,
+    NotifySettings,
     RetrainSettings,
     ScoringSettings,
     mask_uri,
@@ -38,6 +39,7 @@ __all__ = [
     "LogSettings",
     "ModelSettings",
     "MongoSettings",
+    "NotifySettings",
     "RetrainSettings",
     "ScoringSettings",
     "Settings",

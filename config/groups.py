@@ -21,6 +21,7 @@ __all__ = [
     "LogSettings",
     "ModelSettings",
     "MongoSettings",
+    "NotifySettings",
     "RetrainSettings",
     "ScoringSettings",
     "Slice",
@@ -121,6 +122,7 @@ class GateSettings(Slice):
     max_rate_shift: float = Field(validation_alias="gate_max_rate_shift")
     max_ks: float = Field(validation_alias="gate_max_ks")
     sample_size: int = Field(validation_alias="gate_sample_size")
+    min_labels: int = Field(validation_alias="gate_min_labels")
 
 
 class ControlSettings(Slice):
@@ -136,3 +138,12 @@ class LogSettings(Slice):
     """Logging of every command (the ``--log-level`` flag wins over it)."""
 
     level: LogLevel = Field(validation_alias="log_level")
+
+
+class NotifySettings(Slice):
+    """The webhook bridge `stockwatch notify`: its consumer group, POST timeout and retry cap."""
+
+    group_id: str = Field(validation_alias="notify_group_id")
+    webhook: SecretStr | None = Field(validation_alias="notify_webhook")
+    timeout_s: float = Field(validation_alias="notify_timeout_s")
+    max_backoff_s: float = Field(validation_alias="notify_max_backoff_s")

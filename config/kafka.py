@@ -59,6 +59,7 @@ class TopicSettings(Slice):
     decisions: str | None = Field(validation_alias="decisions_topic")
     control: str = Field(validation_alias="control_topic")
     status: str = Field(validation_alias="status_topic")
+    feedback: str = Field(validation_alias="feedback_topic")
     output_partitions: int  # of the output topics StockWatch creates; 0 = as many as the input topic
     replication_factor: int  # of every topic StockWatch creates
 

@@ -26,10 +26,17 @@ from config.sources import DEFAULT_CONFIG_FILE, CheckedEnvSource, ConfigFileSour
 __all__ = ["DEFAULT_CONFIG_FILE", "SECRET_FIELDS", "Settings", "config_file"]
 
 SECRET_FIELDS = frozenset(
-    {"control_key", "model_signing_key", "mongo_uri", "kafka_sasl_password", "kafka_client_properties"}
+    {
+        "control_key",
+        "model_signing_key",
+        "mongo_uri",
+        "kafka_sasl_password",
+        "kafka_client_properties",
+        "notify_webhook",
+    }
 )
-"""Never printed as written: SecretStr keys and passwords, the Mongo URI's password, and the
-password-like client properties."""
+"""Never printed as written: SecretStr keys and passwords, the Mongo URI's password, the
+password-like client properties, and the webhook URL (its token)."""
 
 _S = TypeVar("_S", bound=Slice)
 
@@ -89,6 +96,10 @@ class Settings(BaseSettings):
     status_topic: str = "stockwatch.status"
     decisions_topic: str | None = Field(
         default=None, description="When set, every decision (not only anomalies) is published here."
+    )
+    feedback_topic: str = Field(
+        default="inventory.anomaly-feedback",
+        description="Analyst labels (`stockwatch feedback`), keyed by episode id; read by the retrain worker.",
     )
     group_id: str = "stockwatch-scorer"
     output_partitions: int = Field(
@@ -253,6 +264,11 @@ class Settings(BaseSettings):
         default=0.5, gt=0, le=1, description="Max KS distance between candidate and current scores."
     )
     gate_sample_size: int = Field(default=10_000, ge=10, description="Reservoir sample for the gate.")
+    gate_min_labels: int = Field(
+        default=20,
+        ge=1,
+        description="Analyst labels needed before the gate compares labelled precision (fewer: skipped).",
+    )
     lease_ttl_s: float = Field(default=60.0, gt=1, description="Retrain lease expiry; renewed every ttl/3.")
     control_max_age_s: float = Field(
         default=300.0, gt=0, description="Commands older (or further in the future) than this are rejected."
@@ -261,6 +277,17 @@ class Settings(BaseSettings):
     control_group_id: str = Field(
         default="stockwatch-retrain-worker",
         description="Consumer group of the retrain workers on the control topic.",
+    )
+    notify_group_id: str = Field(
+        default="stockwatch-notify", description="Consumer group of `stockwatch notify` on the anomaly topic."
+    )
+    notify_webhook: SecretStr | None = Field(
+        default=None,
+        description="Webhook URL of `stockwatch notify` (a secret: it may carry a token); --webhook overrides.",
+    )
+    notify_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one webhook POST.")
+    notify_max_backoff_s: float = Field(
+        default=30.0, gt=0, description="Cap of the pause between retries of a failing webhook."
     )
     worker_mongo_timeout_s: float = Field(
         default=5.0,
@@ -301,6 +328,7 @@ class Settings(BaseSettings):
     def _distinct_topics(self) -> Settings:
         outputs = {"anomaly_topic": self.anomaly_topic, "dlq_topic": self.dlq_topic}
         outputs["status_topic"] = self.status_topic
+        outputs["feedback_topic"] = self.feedback_topic
         if self.decisions_topic:
             outputs["decisions_topic"] = self.decisions_topic
         clash = [name for name, topic in outputs.items() if topic == self.input_topic]
@@ -335,3 +363,4 @@ class Settings(BaseSettings):
     gate = SliceOf(groups.GateSettings)  # the validation gate of retrained candidates
     control = SliceOf(groups.ControlSettings)  # the signed control plane and `stockwatch ctl`
     logs = SliceOf(groups.LogSettings)  # the log level of every command
+    notify = SliceOf(groups.NotifySettings)  # the webhook bridge `stockwatch notify`

@@ -154,3 +154,31 @@ class FakeWatcher:
     def take(self) -> FakeModel | None:
         model, self._model = self._model, None
         return model
+
+
+def anomaly_events(n: int, *, version: str = "v1", topic: str = "in") -> list[dict[str, Any]]:
+    """``n`` real anomaly events (the one event builder), items SKU-0 … with rising stock."""
+    from datetime import UTC, datetime
+
+    from consumer.wire.events import Coordinates, build_events
+
+    stocks = np.arange(n, dtype=np.float64) * 1000 + 5000
+    features = np.column_stack([stocks] + [np.full(n, 1.0 + k) for k in range(6)])
+    scores = np.full(n, -0.2)
+    items = [
+        {"item_id": f"SKU-{i}", "event_id": None, "stock_quantity": float(s), "min_stock_level": 10.0,
+         "max_stock_level": 100.0, "price": 5.0}
+        for i, s in enumerate(stocks)
+    ]  # fmt: skip
+    built = build_events(
+        FakeDecisions(scores, scores < 0, features),
+        np.arange(n),
+        item_ids=[str(it["item_id"]) for it in items],
+        event_ids=[None] * n,
+        sources=[Coordinates(topic, 0, i) for i in range(n)],
+        item=lambda i: items[i],
+        version=version,
+        threshold=0.0,
+        now=datetime(2026, 12, 1, tzinfo=UTC),
+    )
+    return [anomaly for _, _, anomaly in built if anomaly is not None]

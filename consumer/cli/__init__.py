@@ -18,7 +18,21 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from config import Settings, SettingsError, load_settings
-from consumer.cli import config, consume, ctl, eval, keygen, models, scan, seed, versions, worker
+from consumer.cli import (
+    config,
+    consume,
+    ctl,
+    eval,
+    feedback,
+    keygen,
+    models,
+    notify,
+    scan,
+    seed,
+    suppressions,
+    versions,
+    worker,
+)
 from consumer.cli.failures import EXIT_STATUS_HELP, explain
 from consumer.cli.logs import configure_logging
 
@@ -37,6 +51,9 @@ COMMAND_GROUPS: list[Callable[[Subparsers, argparse.ArgumentParser], None]] = [
     consume.register,
     worker.register,
     ctl.register,
+    feedback.register,
+    suppressions.register,
+    notify.register,
     scan.register,
     seed.register,
     keygen.register,

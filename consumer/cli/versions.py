@@ -88,7 +88,7 @@ def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_models_show(args: argparse.Namespace, settings: Settings) -> int:
-    """Print one version's verified metadata as JSON."""
+    """Print one version's verified metadata as JSON, with its analyst feedback counts when Mongo answers."""
     from consumer.retraining.report import REPORT_FILE
     from detection import ModelNotFoundError, ModelVerificationError
 
@@ -101,7 +101,13 @@ def cmd_models_show(args: argparse.Namespace, settings: Settings) -> int:
     except (ModelNotFoundError, ModelVerificationError) as exc:
         fail(f"models show: {exc}")
         return EXIT_USAGE
-    print(meta.model_dump_json(indent=2))
+    shown = orjson.loads(meta.model_dump_json())
+    from consumer.cli.feedback import feedback_counts
+
+    feedback = feedback_counts(settings, version)
+    if feedback is not None:
+        shown["feedback"] = feedback
+    print(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
     report = store.root / version / REPORT_FILE  # the retrain worker's PNG (not in the manifest)
     if report.exists():
         print(f"report: {report}", file=sys.stderr)

@@ -15,6 +15,12 @@ Rules (every failing rule adds a reason; any reason rejects the candidate):
    the two-sample Kolmogorov-Smirnov distance between their score distributions is at most
    ``max_ks``. A candidate trained on a snapshot full of anomalies learns them as normal: it
    flags far fewer of the sample than the current model does, and is rejected here.
+7. **labelled precision** (:func:`check_labelled_precision`; only with a current model and at least
+   ``min_labels`` analyst labels whose item state is known): on the labelled item states, the
+   precision of a model is the share of the labelled items it flags that analysts ``confirmed``.
+   The candidate is refused when its precision is lower than the current model's, or when it
+   flags none of them while the current model flags at least one confirmed anomaly (it would miss
+   every one). Both precisions (and recalls) are reported in ``checks.labelled``.
 """
 
 from __future__ import annotations
@@ -28,7 +34,15 @@ import numpy.typing as npt
 from detection import FEATURE_NAMES
 from detection.params import MIN_TRAINING_ITEMS
 
-__all__ = ["GateConfig", "GateResult", "ScoringModel", "check_snapshot", "evaluate", "ks_distance"]
+__all__ = [
+    "GateConfig",
+    "GateResult",
+    "ScoringModel",
+    "check_labelled_precision",
+    "check_snapshot",
+    "evaluate",
+    "ks_distance",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -51,6 +65,7 @@ class GateConfig:
     rate_tolerance: float = 0.5
     max_rate_shift: float = 0.15
     max_ks: float = 0.5
+    min_labels: int = 20
 
 
 @dataclass(slots=True)
@@ -164,4 +179,46 @@ def _compare(
     if ks > config.max_ks:
         result.reasons.append(
             f"score distribution differs from the current model: KS {ks:.3f} > {config.max_ks:g}"
+        )
+
+
+def _precision_recall(flags: npt.NDArray[np.bool_], confirmed: npt.NDArray[np.bool_]) -> dict[str, Any]:
+    flagged, hits = int(flags.sum()), int((flags & confirmed).sum())
+    total = int(confirmed.sum())
+    return {
+        "flagged": flagged,
+        "precision": hits / flagged if flagged else None,
+        "recall": hits / total if total else None,
+    }
+
+
+def check_labelled_precision(
+    candidate: ScoringModel,
+    current: ScoringModel | None,
+    features: FloatArray,
+    confirmed: npt.NDArray[np.bool_],
+    *,
+    min_labels: int,
+    result: GateResult,
+) -> None:
+    """Rule 7 (see the module docstring); adds ``checks.labelled`` and, when worse, a reason."""
+    n = int(confirmed.size)
+    labelled: dict[str, Any] = {"labels": n, "confirmed": int(confirmed.sum()), "min_labels": min_labels}
+    result.checks["labelled"] = labelled
+    if current is None or n < min_labels:
+        labelled["skipped"] = "no current model" if current is None else f"fewer than {min_labels} labels"
+        return
+    cand = _precision_recall(candidate.score(features) < candidate.threshold, confirmed)
+    cur = _precision_recall(current.score(features) < current.threshold, confirmed)
+    labelled |= {"candidate": cand, "current": cur}
+    p_cand, p_cur = cand["precision"], cur["precision"]
+    if p_cand is None:
+        if p_cur:
+            result.reasons.append(
+                f"on {n} labelled items the candidate flags none, the current model "
+                f"{cur['flagged']} (precision {p_cur:.2f})"
+            )
+    elif p_cur is not None and p_cand < p_cur:
+        result.reasons.append(
+            f"labelled precision {p_cand:.2f} is below the current model's {p_cur:.2f} on {n} labelled items"
         )

@@ -31,8 +31,16 @@ import joblib
 import numpy as np
 import orjson
 
+from consumer.backoff import backoff_delay
 from consumer.ports import KafkaUnavailableError, MongoUnavailableError
-from consumer.retraining.gate import GateConfig, GateResult, check_snapshot, evaluate
+from consumer.retraining.gate import (
+    GateConfig,
+    GateResult,
+    check_labelled_precision,
+    check_snapshot,
+    evaluate,
+)
+from consumer.retraining.labels import LabelDB, load_labels, training_exclusions
 from consumer.retraining.report import REPORT_FILE, render_report
 from consumer.retraining.snapshot import Snapshot, collect
 from detection import (
@@ -54,7 +62,7 @@ T = TypeVar("T")
 REJECTED_DIR = "rejected"
 
 
-class SnapshotDB(Protocol):
+class SnapshotDB(LabelDB, Protocol):
     """The Mongo operations a retrain needs (``consumer.adapters.mongo.WorkerMongo``)."""
 
     def count_inventory(self) -> int: ...
@@ -149,7 +157,9 @@ class Retrainer:
 
     def _attempt(self, out: RetrainOutcome) -> tuple[AnomalyModel | None, Snapshot, GateResult] | None:
         cfg = self.config
-        exclude = self.db.flagged_item_ids(cfg.flagged_collection) if cfg.exclude_flagged else set()
+        labels = load_labels(self.db)  # confirmed items are left out, false positives kept
+        flagged = self.db.flagged_item_ids(cfg.flagged_collection) if cfg.exclude_flagged else set()
+        exclude = training_exclusions(flagged, labels)
         docs = self.db.iter_inventory(batch_size=cfg.batch_size, exclude=cfg.exclude_filter)
         snap = collect(
             docs,
@@ -159,7 +169,7 @@ class Retrainer:
             progress_every=cfg.progress_every,
             on_chunk=self._on_chunk,
         )
-        out.snapshot = snap.summary()
+        out.snapshot = snap.summary() | {"labels": labels.summary()}
         log.info(
             "retrain %s: snapshot read", out.run_id, extra={"run_id": out.run_id, "snapshot": out.snapshot}
         )
@@ -179,6 +189,9 @@ class Retrainer:
         current = self._current()
         result = evaluate(
             model, snap.features, snap.sample(cfg.sample_size), current=current, config=cfg.gate
+        )
+        check_labelled_precision(
+            model, current, labels.features, labels.confirmed, min_labels=cfg.gate.min_labels, result=result
         )
         result.checks["current_version"] = current.version if current is not None else None
         return model, snap, result
@@ -274,7 +287,7 @@ class Retrainer:
                 return action(number)
             except RETRIABLE as exc:
                 log.warning("%s failed (attempt %d/%d): %s", what, number, attempts, exc)
-                self._sleep(self.config.backoff_s * 2 ** (number - 1))
+                self._sleep(backoff_delay(self.config.backoff_s, number))
         return action(attempts)
 
 

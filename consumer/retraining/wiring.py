@@ -13,6 +13,7 @@ from config import Settings
 from consumer.adapters.kafka import ControlSource, JsonPublisher, ensure_worker_topics
 from consumer.adapters.mongo import WorkerMongo
 from consumer.observability import ProbeServer
+from consumer.retraining.feedback import FeedbackReader, feedback_counter
 from consumer.retraining.gate import GateConfig
 from consumer.retraining.lease import Lease
 from consumer.retraining.monitor import WorkerHealth, WorkerMonitor
@@ -50,6 +51,7 @@ def retrain_config(settings: Settings) -> RetrainConfig:
             rate_tolerance=gate.rate_tolerance,
             max_rate_shift=gate.max_rate_shift,
             max_ks=gate.max_ks,
+            min_labels=gate.min_labels,
         ),
         sample_size=gate.sample_size,
         keep_rejected=settings.models.keep,
@@ -81,13 +83,29 @@ def build_worker(
     """A worker wired to the real Kafka, Mongo and model store; also returns what to close."""
     monitor = monitor if monitor is not None else worker_monitor(settings)
     kafka, topics, control_settings = settings.kafka, settings.kafka.topics, settings.control
-    ensure_worker_topics(kafka, [topics.control, topics.status], replication_factor=topics.replication_factor)
+    ensure_worker_topics(
+        kafka,
+        [topics.control, topics.status, topics.feedback],
+        replication_factor=topics.replication_factor,
+    )
     owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     db = worker_mongo(settings)
     db.ensure_indexes()
     store = store_from_settings(settings)
     publisher = JsonPublisher(kafka)
     control = ControlSource(kafka, topics.control, group_id=control_settings.group_id)
+    feed = ControlSource(
+        kafka,
+        topics.feedback,
+        group_id=f"{control_settings.group_id}.feedback",
+        client_id="stockwatch-retrain-worker-feedback",
+    )
+    feedback = FeedbackReader(  # stockwatch_feedback_total is served on the worker's /metrics
+        feed=feed,
+        db=db,
+        audit_collection=settings.retrain.flagged_collection,
+        counter=feedback_counter(monitor.metrics.registry),
+    )
 
     key = control_settings.key.get_secret_value().encode() if control_settings.key else None
     reporter = StatusReporter(publisher, topics.status, worker=owner, key=key, monitor=monitor)
@@ -106,5 +124,6 @@ def build_worker(
         cooldown_s=settings.retrain.cooldown_s,
         max_age_s=control_settings.max_age_s,
         monitor=monitor,
+        feedback=feedback,
     )
-    return worker, [control, publisher, db]
+    return worker, [control, feed, publisher, db]

@@ -8,6 +8,9 @@ accepted|coalesced|rejected|done|failed, "command_id": ..., ...}``. No message c
 loop: whatever handling one raises becomes its ``rejected`` (or ``failed``) ack, and each
 record's offset is committed as soon as it is acknowledged, so a bad record is read once.
 
+Between control polls it also reads analyst labels from ``feedback_topic``
+(:mod:`consumer.retraining.feedback`, group ``<control_group_id>.feedback``).
+
 Retrains start on a ``retrain`` command, on the schedule (``retrain_interval_s`` after the last
 run finished, read from the lease so all workers share one schedule) and at start-up when the
 store has no model. They run in a background thread holding the Mongo lease (single flight
@@ -26,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from consumer.ports import KafkaUnavailableError, MongoUnavailableError
+from consumer.retraining.feedback import FeedbackReader
 from consumer.retraining.lease import Lease
 from consumer.retraining.monitor import WorkerMonitor
 from consumer.retraining.retrainer import Retrainer, RetrainOutcome
@@ -82,8 +86,9 @@ class RetrainWorker:
         max_age_s: float,
         monitor: WorkerMonitor | None = None,
         clock: Callable[[], float] = time.time,
+        feedback: FeedbackReader | None = None,
     ) -> None:
-        self.control = control
+        self.control, self.feedback = control, feedback
         self.reporter, self.db, self.store, self.retrainer = reporter, db, store, retrainer
         self.lease, self.key = lease, key
         self.interval_s, self.cooldown_s, self.max_age_s, self._clock = (
@@ -137,6 +142,8 @@ class RetrainWorker:
                     offset,
                     exc,
                 )
+        if self.feedback is not None:
+            self.feedback.step()
         self._housekeeping()
 
     def _startup(self) -> None:

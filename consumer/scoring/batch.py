@@ -22,6 +22,7 @@ import orjson
 
 from consumer.ports import OutputRecord, SourceRecord
 from consumer.scoring.columns import ItemColumns
+from consumer.wire.dlq import dead_lettered_at
 from consumer.wire.events import UNVERSIONED, DecisionsLike, DlqReason, build_events, dlq_headers
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class BatchConfig:
     dlq_topic: str
     decisions_topic: str | None = None
     max_message_bytes: int = 1_048_576
+    service: str = "stockwatch-consume"  # the dlq.service header of its dead letters
+    group_id: str = ""  # the dlq.group header: the consumer group that read the records
 
 
 @dataclass(slots=True)
@@ -84,7 +87,9 @@ class BatchResult:
     model_version: str
 
 
-def _reject(record: SourceRecord, reason: DlqReason, error: str, dlq_topic: str) -> OutputRecord:
+def _reject(
+    record: SourceRecord, reason: DlqReason, error: str, config: BatchConfig, at: str
+) -> OutputRecord:
     value = record.value
     if value is None and record.key is None:
         value = b""  # a record needs a key or a value; an empty value stands for the keyless tombstone
@@ -95,9 +100,12 @@ def _reject(record: SourceRecord, reason: DlqReason, error: str, dlq_topic: str)
         partition=record.partition,
         offset=record.offset,
         timestamp=record.timestamp,
+        service=config.service,
+        group=config.group_id,
+        at=at,
         original=record.headers or (),
     )
-    return OutputRecord(dlq_topic, record.key, value, headers)
+    return OutputRecord(config.dlq_topic, record.key, value, headers)
 
 
 def validate_records(records: Sequence[SourceRecord], config: BatchConfig) -> ValidatedBatch:
@@ -121,8 +129,9 @@ def validate_records(records: Sequence[SourceRecord], config: BatchConfig) -> Va
     # Dead letters in arrival order: a decode failure sorts before the candidate that followed it.
     failures += [(i, 1, candidates[i], DlqReason.INVALID_ITEM, reason) for i, reason in rejects]
     failures.sort(key=lambda f: (f[0], f[1]))
+    at = dead_lettered_at() if failures else ""
     for _, _, record, reason, error in failures:
-        out.dead_letters.append(_reject(record, reason, error, config.dlq_topic))
+        out.dead_letters.append(_reject(record, reason, error, config, at))
         out.dlq_reasons[reason.value] += 1
         log.warning(
             "dead letter %s[%d]@%d (%s): %s",

@@ -20,10 +20,13 @@ from dataclasses import dataclass, field
 import orjson
 
 from consumer.ports import OutputFailure, OutputRecord, TopicPart
-from consumer.wire.events import (
+from consumer.wire.dlq import (
+    DLQ_HEADER_ORIGINAL_SIZE,
     DLQ_HEADER_SOURCE_OFFSET,
     DLQ_HEADER_SOURCE_PARTITION,
     DLQ_HEADER_SOURCE_TOPIC,
+    DLQ_HEADER_TRUNCATED,
+    is_own_header,
 )
 
 __all__ = [
@@ -44,8 +47,6 @@ MAX_RECORD_ATTEMPTS = (
 REDUCED_VALUE_BYTES = 64 * 1024
 REDUCED_KEY_BYTES = 1024
 REDUCED_HEADERS_BYTES = 16 * 1024  # the dlq.* headers always stay; original headers while they fit
-DLQ_HEADER_TRUNCATED = "dlq.truncated"  # what was cut: "value", "key", "headers" (comma separated)
-DLQ_HEADER_ORIGINAL_SIZE = "dlq.original.size"  # bytes of the original value
 
 Source = tuple[str, int, int]  # (topic, partition, offset) of an input record
 
@@ -67,8 +68,9 @@ def source_of(output: OutputRecord) -> Source | None:
 
 
 def reduce_dead_letter(output: OutputRecord) -> OutputRecord | None:
-    """A bounded copy of a dead letter (None for any other output): the dlq.* headers, the original
-    headers while they fit, a prefix of the key and value, and what was truncated."""
+    """A bounded copy of a dead letter (None for any other output): the dlq.* headers and what was
+    truncated first (as in every dead letter), then the original headers while they fit, and a
+    prefix of the key and value."""
     headers = output.headers
     if not any(k == DLQ_HEADER_SOURCE_OFFSET for k, _ in headers):
         return None
@@ -79,11 +81,11 @@ def reduce_dead_letter(output: OutputRecord) -> OutputRecord | None:
     if key is not None and len(key) > REDUCED_KEY_BYTES:
         cut.append("key")
         key = key[:REDUCED_KEY_BYTES]
-    kept = [(k, v) for k, v in headers if k.startswith("dlq.")]
+    kept = [(k, v) for k, v in headers if is_own_header(k)]
     room = REDUCED_HEADERS_BYTES - sum(len(k) + len(v) for k, v in kept)
     original = []
     for k, v in headers:
-        if not k.startswith("dlq."):
+        if not is_own_header(k):
             room -= len(k) + len(v)
             if room < 0:
                 cut.append("headers")
@@ -93,7 +95,7 @@ def reduce_dead_letter(output: OutputRecord) -> OutputRecord | None:
         (DLQ_HEADER_TRUNCATED, ",".join(cut).encode()),
         (DLQ_HEADER_ORIGINAL_SIZE, str(len(value)).encode()),
     ]
-    return OutputRecord(output.topic, key, value[:REDUCED_VALUE_BYTES], original + kept + marks)
+    return OutputRecord(output.topic, key, value[:REDUCED_VALUE_BYTES], kept + marks + original)
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,6 +57,7 @@ def build_service(
             dlq_topic=topics.dlq,
             decisions_topic=topics.decisions,
             max_message_bytes=kafka.max_message_bytes,
+            group_id=kafka.group_id,
         ),
         metrics=metrics,
         health=health if health is not None else HealthState(stale_s=scoring.health_stale_s),

@@ -12,21 +12,27 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from consumer.wire.control import Ack, Command, CommandName
+from detection.detector_meta import DetectorMetadata
+from detection.metadata import ModelMetadata
 from detection.params import ForestParams
 
 __all__ = [
     "CommandAck",
     "CtlLine",
     "CtlSent",
+    "DetectorModelsShow",
     "EvalReport",
     "EvalResultRow",
+    "FeedbackCounts",
     "ModelListRow",
     "ModelPublished",
     "ModelsList",
     "ModelsRollback",
+    "ModelsShow",
     "RetrainFinished",
     "SignedCommand",
     "StatusMessage",
+    "SuppressionRow",
     "TrainSummary",
 ]
 
@@ -209,3 +215,49 @@ class ModelsRollback(BaseModel):
 
     current: str
     previous: str | None
+
+
+# ---------------------------------------------------------------------------- feedback
+
+
+class FeedbackCounts(BaseModel):
+    """Analyst labels of one model version's anomalies (the registry's ``feedback`` field)."""
+
+    model_config = _STRICT
+
+    confirmed: int = Field(ge=0)
+    false_positive: int = Field(ge=0)
+    precision: float | None = Field(
+        ge=0, le=1, description="confirmed / (confirmed + false_positive); null before any label."
+    )
+    updated_at: str | None = Field(default=None, description="When the worker last counted (UTC).")
+
+
+class ModelsShow(ModelMetadata):
+    """``stockwatch models show``: the version's metadata, plus its feedback counts when Mongo answers."""
+
+    feedback: FeedbackCounts | None = Field(
+        default=None, description="Absent when the model registry (Mongo) could not be read in time."
+    )
+
+
+class DetectorModelsShow(DetectorMetadata):
+    """``stockwatch models show`` of a ``default`` detector: its metadata, plus its feedback counts."""
+
+    feedback: FeedbackCounts | None = Field(
+        default=None, description="Absent when the model registry (Mongo) could not be read in time."
+    )
+
+
+class SuppressionRow(BaseModel):
+    """A line of ``stockwatch suppressions list --json``: one active suppression."""
+
+    model_config = _STRICT
+
+    id: str = Field(description="The labelled episode it came from.")
+    item_id: str
+    reason: str | None = Field(description="Only events with a reason starting with this; null = any.")
+    expires_at: datetime
+    created_at: datetime | None
+    who: str | None
+    note: str | None

@@ -17,19 +17,21 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, TypeAdapter, creat
 
 from consumer.wire.dlq import DlqHeaders
 from consumer.wire.events import ANOMALY_ID_HEX_CHARS
+from consumer.wire.feedback import FeedbackMessage
 from consumer.wire.messages import (
     CtlLine,
+    DetectorModelsShow,
     EvalReport,
     ModelsList,
     ModelsRollback,
+    ModelsShow,
     SignedCommand,
     StatusMessage,
+    SuppressionRow,
     TrainSummary,
 )
 from detection import CHANGE_FEATURE_NAMES, FEATURE_NAMES
-from detection.detector_meta import DetectorMetadata
 from detection.explain import Severity
-from detection.metadata import ModelMetadata
 
 __all__ = [
     "SCHEMAS",
@@ -42,6 +44,7 @@ __all__ = [
     "ScanSummary",
     "ScoreLine",
     "SourceCoordinates",
+    "WebhookPayload",
     "render_schemas",
 ]
 
@@ -140,6 +143,14 @@ class AnomalyEvent(DecisionEvent):
     )
 
 
+class WebhookPayload(AnomalyEvent):
+    """What ``stockwatch notify`` POSTs: the anomaly event plus a Slack-compatible ``text``."""
+
+    text: str = Field(
+        max_length=500, description="One line: `[SEVERITY] item: first reason (model version)`."
+    )
+
+
 class ScoreLine(RootModel[AnomalyEvent | DecisionEvent]):
     """A line of ``stockwatch score``: an anomaly event when anomalous, else a decision event."""
 
@@ -167,9 +178,12 @@ SCHEMAS: dict[str, Any] = {
     "ctl-line": CtlLine,
     "train-summary": TrainSummary,
     "models-list": ModelsList,
-    "models-show": DetectorMetadata | ModelMetadata,
+    "models-show": DetectorModelsShow | ModelsShow,
     "models-rollback": ModelsRollback,
     "eval-report": EvalReport,
+    "feedback-message": FeedbackMessage,
+    "webhook-payload": WebhookPayload,
+    "suppressions-list": SuppressionRow,
 }
 
 

@@ -19,6 +19,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,11 @@ def publish_model(model_dir: Path, *, seed: int = 42, n: int = 400) -> str:
 
 
 def produce(
-    bootstrap: str, topic: str, values: list[bytes | dict[str, Any]], keys: list[bytes | None] | None = None
+    bootstrap: str,
+    topic: str,
+    values: list[bytes | dict[str, Any]],
+    keys: list[bytes | None] | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
 ) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     try:
@@ -82,7 +87,7 @@ def produce(
                 if keys is not None
                 else (value["item_id"].encode() if isinstance(value, dict) else None)
             )
-            producer.send(topic, key=key, value=raw)
+            producer.send(topic, key=key, value=raw, headers=headers)
         producer.flush()
     finally:
         producer.close()
@@ -386,6 +391,39 @@ def test_malformed_messages_go_to_the_dlq_and_neighbours_are_scored(
     assert committed(bootstrap, env["STOCKWATCH_GROUP_ID"], topic) == len(values)
     metrics = running.service.metrics.render().decode()
     assert 'stockwatch_dlq_total{reason="invalid_item"} 4.0' in metrics
+
+
+def test_a_forged_dlq_header_cannot_pass_for_stockwatchs(
+    env: dict[str, str], run_service: Callable[..., Running]
+) -> None:
+    """A producer plants dlq.reason/dlq.service: the dead letter carries StockWatch's first, the
+    planted ones renamed original.dlq.*, so first- and last-occurrence readers read the truth."""
+    publish_model(Path(env["STOCKWATCH_MODEL_DIR"]))
+    bootstrap, topic = env["STOCKWATCH_KAFKA_BOOTSTRAP"], env["STOCKWATCH_INPUT_TOPIC"]
+    planted = [("dlq.reason", b"oversize"), ("dlq.service", b"someone-else"), ("traceparent", b"00-ab")]
+    produce(bootstrap, topic, [b"{not json"], [b"K-forged"], headers=planted)
+    before = datetime.now(UTC)
+
+    running = run_service(settings_from(env), max_events=1, timeout=60)
+    running.thread.join(60)
+    assert running.stop().dead_letters == 1
+
+    [record] = read_topic(bootstrap, env["STOCKWATCH_DLQ_TOPIC"], expect=1)
+    validate("dlq-headers", dlq_headers(record.headers))
+    names = [k for k, _ in record.headers]
+    assert names[0] == "dlq.reason" and names.count("dlq.reason") == 1
+    first: dict[str, bytes] = {}
+    for k, v in record.headers:
+        first.setdefault(k, v)
+    for reader in (first, dict(record.headers)):
+        assert reader["dlq.reason"] == b"invalid_json"
+        assert reader["dlq.service"] == b"stockwatch-consume"
+        assert reader["dlq.group"] == env["STOCKWATCH_GROUP_ID"].encode()
+        assert reader["original.dlq.reason"] == b"oversize"
+        assert reader["original.dlq.service"] == b"someone-else"
+        assert reader["traceparent"] == b"00-ab"
+    at = datetime.fromisoformat(first["dlq.dead_lettered_at"].decode())
+    assert at.tzinfo is not None and at >= before.replace(microsecond=0) - timedelta(seconds=1)
 
 
 # ---------------------------------------------------------------------------- 3. SIGKILL and restart

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from consumer.adapters.kafka.control import (
     ControlSource,
+    GroupFeed,
     JsonPublisher,
     StatusTail,
     ensure_worker_topics,
@@ -29,6 +30,7 @@ __all__ = [
     "AtLeastOnceSink",
     "ControlSource",
     "DeliveryFailedError",
+    "GroupFeed",
     "JsonPublisher",
     "KafkaSource",
     "OffsetCommitError",

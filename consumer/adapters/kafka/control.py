@@ -83,22 +83,30 @@ class JsonPublisher:
 
 
 class ControlSource:
-    """Reads raw control commands as a group member (one worker handles each command)."""
+    """Reads raw records (control commands, feedback) as a group member (one worker handles each)."""
 
-    def __init__(self, broker: Broker, topic: str, *, group_id: str, metadata_wait_s: float = 15.0) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        topic: str,
+        *,
+        group_id: str,
+        metadata_wait_s: float = 15.0,
+        client_id: str = "stockwatch-retrain-worker",
+    ) -> None:
         self.topic = topic
         try:
-            self._consumer = self._connect(broker, topic, group_id, metadata_wait_s)
+            self._consumer = self._connect(broker, topic, group_id, metadata_wait_s, client_id)
         except KafkaError as exc:
             raise KafkaUnavailableError(f"cannot read {topic} from {address(broker)}: {exc!r}") from exc
 
     @staticmethod
-    def _connect(broker: Broker, topic: str, group_id: str, metadata_wait_s: float) -> Any:
+    def _connect(broker: Broker, topic: str, group_id: str, metadata_wait_s: float, client_id: str) -> Any:
         consumer = KafkaConsumer(
             **client_kwargs(
                 broker,
                 KafkaConsumer,
-                client_id="stockwatch-retrain-worker",
+                client_id=client_id,
                 group_id=group_id,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
@@ -136,6 +144,24 @@ class ControlSource:
     def close(self) -> None:
         """Leave the group."""
         self._consumer.close(autocommit=False)
+
+
+class GroupFeed(ControlSource):
+    """A :class:`ControlSource` that can also pause its partitions and stay in the group (notify)."""
+
+    def pause_all(self) -> None:
+        """Stop fetching from every assigned partition (polls keep the membership alive)."""
+        try:
+            self._consumer.pause(*self._consumer.assignment())
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"pausing {self.topic}: {exc!r}") from exc
+
+    def resume_all(self) -> None:
+        """Fetch again from every assigned partition."""
+        try:
+            self._consumer.resume(*self._consumer.assignment())
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"resuming {self.topic}: {exc!r}") from exc
 
 
 class StatusTail:

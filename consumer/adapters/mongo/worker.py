@@ -1,5 +1,6 @@
 """The Mongo state of `stockwatch retrain-worker`, `ctl` and `scan`: inventory snapshots, model
-registry, retrain lease and seen control commands.
+registry, retrain lease and seen control commands (and, from :class:`FeedbackStore`, analyst labels
+and suppressions).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from config.groups import MongoSettings
 from consumer.adapters.mongo.errors import mongo_errors
+from consumer.adapters.mongo.feedback import FeedbackStore
 from consumer.adapters.mongo.prefetch import cursor_batches, prefetched
 from consumer.ports import MongoUnavailableError
 from detection.items import ITEM_INPUT_KEYS
@@ -24,7 +26,7 @@ SEEN_COMMANDS_COLLECTION = "control_commands"
 INVENTORY_PROJECTION: dict[str, int] = dict.fromkeys(ITEM_INPUT_KEYS, 1)  # what parse_item reads
 
 
-class WorkerMongo:
+class WorkerMongo(FeedbackStore):
     """The retrain worker's Mongo state: inventory snapshots, registry, lease, seen commands."""
 
     def __init__(self, uri: str, db: str, *, inventory: str = "inventory", timeout_ms: int = 5000) -> None:

@@ -52,6 +52,7 @@ def test_secrets_are_masked_in_the_table_and_the_json(
     monkeypatch.setenv("STOCKWATCH_CONTROL_KEY", "hunter2-key-0123456789abcdefghijklmnop")
     monkeypatch.setenv("STOCKWATCH_MODEL_SIGNING_KEY", "sign-me-secret-0123456789abcdefghijkl")
     monkeypatch.setenv("STOCKWATCH_MONGO_URI", "mongodb://app:mongo-pass-word@db:27017/?authSource=admin")
+    monkeypatch.setenv("STOCKWATCH_NOTIFY_WEBHOOK", "https://hooks.example.com/services/webhook-t0ken")
     code, table = run_config(capsys)
     _, as_json = run_config(capsys, "--json")
     assert code == 0
@@ -62,10 +63,12 @@ def test_secrets_are_masked_in_the_table_and_the_json(
                 "hunter2-key-0123456789abcdefghijklmnop",
                 "sign-me-secret-0123456789abcdefghijkl",
                 "mongo-pass-word",
+                "webhook-t0ken",
             )
         ), out
     shown = json.loads(as_json)
     assert shown["control_key"]["value"] == shown["model_signing_key"]["value"] == "**********"
+    assert shown["notify_webhook"]["value"] == "**********"
     assert shown["mongo_uri"]["value"] == "mongodb://app:**********@db:27017/?authSource=admin"
     rows = {line.split()[0]: line.split() for line in table.splitlines()}
     assert rows["SETTING"] == ["SETTING", "VALUE", "SOURCE"]

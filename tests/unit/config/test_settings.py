@@ -93,7 +93,18 @@ def test_the_packaged_defaults_file_is_found_from_any_directory(
 def _slices() -> dict[str, type[Slice]]:
     return {
         name: type(getattr(Settings(), name))
-        for name in ("kafka", "mongo", "models", "scoring", "http", "retrain", "gate", "control", "logs")
+        for name in (
+            "kafka",
+            "mongo",
+            "models",
+            "scoring",
+            "http",
+            "retrain",
+            "gate",
+            "control",
+            "logs",
+            "notify",
+        )
     }
 
 

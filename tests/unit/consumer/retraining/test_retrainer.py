@@ -33,6 +33,12 @@ class FlakyDB:
     def flagged_item_ids(self, collection: str) -> set[str]:
         return set()
 
+    def labelled(self) -> list[dict[str, Any]]:
+        return []
+
+    def inventory_items(self, item_ids: Any) -> list[dict[str, Any]]:
+        return []
+
     def record_version(self, doc: Mapping[str, Any]) -> None:
         if self.registry_outages > 0:
             self.registry_outages -= 1

@@ -31,6 +31,8 @@ def dead_letter(
         partition=1,
         offset=offset,
         timestamp=7,
+        service="stockwatch-consume",
+        group="g",
         original=original or [],
     )
     return OutputRecord("dlq", key, value, headers)
@@ -71,7 +73,6 @@ def test_a_reduced_dead_letter_keeps_the_headers_and_a_bounded_prefix() -> None:
 def test_a_reduced_dead_letter_is_always_bounded(
     value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]
 ) -> None:
-    headers = [(k, v) for k, v in headers if not k.startswith("dlq.")]
     reduced = reduce_dead_letter(dead_letter(1, value, key=key, original=headers))
     assert reduced is not None and reduced.value is not None
     assert len(reduced.value) <= REDUCED_VALUE_BYTES and len(reduced.key or b"") <= REDUCED_KEY_BYTES
@@ -80,6 +81,9 @@ def test_a_reduced_dead_letter_is_always_bounded(
     assert int(marks[DLQ_HEADER_ORIGINAL_SIZE]) == len(value)
     assert ("value" in marks[DLQ_HEADER_TRUNCATED].decode()) == (len(value) > REDUCED_VALUE_BYTES)
     assert source_of(reduced) == ("in", 1, 1)
+    own = [k for k, _ in reduced.headers if k.lower().startswith("dlq.")]
+    assert reduced.headers[: len(own)] == [h for h in reduced.headers if h[0] in own]  # StockWatch's first
+    assert len(own) == len(set(own))  # an original dlq.* header was renamed, never duplicated
 
 
 def test_events_are_not_reduced() -> None:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections import namedtuple
+from datetime import UTC, datetime, timedelta
 
 import jsonschema
 import pytest
 
 from consumer.scoring.batch import BatchConfig, validate_records
-from consumer.wire.dlq import DlqReason, dlq_headers
+from consumer.wire.dlq import DLQ_HEADERS, DlqReason, dlq_headers
 from tests.schemas import dlq_headers as decoded_headers
 from tests.schemas import validate
 
 Rec = namedtuple("Rec", "topic partition offset timestamp key value headers")
-CONFIG = BatchConfig(anomaly_topic="out", dlq_topic="dlq", max_message_bytes=1024)
+CONFIG = BatchConfig(anomaly_topic="out", dlq_topic="dlq", max_message_bytes=1024, group_id="scorers")
+WHO = {"service": "stockwatch-consume", "group": "scorers"}
 
 
 def _headers(record_headers: list[tuple[str, bytes]]) -> dict[str, bytes]:
@@ -72,14 +74,16 @@ def test_keyless_tombstone_gets_an_empty_value_so_it_can_be_produced() -> None:
 
 def test_error_header_is_bounded() -> None:
     headers = dict(
-        dlq_headers(DlqReason.INVALID_ITEM, "x" * 10_000, topic="t", partition=0, offset=0, timestamp=0)
+        dlq_headers(
+            DlqReason.INVALID_ITEM, "x" * 10_000, topic="t", partition=0, offset=0, timestamp=0, **WHO
+        )
     )
     assert len(headers["dlq.error"]) == 1000
 
 
 def test_headers_schema_refuses_a_missing_reason_or_a_non_numeric_offset() -> None:
     good = decoded_headers(
-        dlq_headers(DlqReason.EMPTY, "e", topic="t", partition=1, offset=2, timestamp=None)
+        dlq_headers(DlqReason.EMPTY, "e", topic="t", partition=1, offset=2, timestamp=None, **WHO)
     )
     validate("dlq-headers", good | {"trace-id": "abc"})
     for bad in (
@@ -89,3 +93,50 @@ def test_headers_schema_refuses_a_missing_reason_or_a_non_numeric_offset() -> No
     ):
         with pytest.raises(jsonschema.ValidationError):
             validate("dlq-headers", bad)
+
+
+def test_stockwatch_headers_come_first_and_say_when_who_and_which_group() -> None:
+    record = Rec("in", 0, 5, 1, b"K", b"[]", [("trace-id", b"t1")])
+    [dead] = validate_records([record], CONFIG).dead_letters
+    names = [k for k, _ in dead.headers]
+    assert names[:9] == list(DLQ_HEADERS[:9])  # StockWatch's, in the documented order
+    assert names[9:] == ["trace-id"]
+    h = decoded_headers(dead.headers)
+    assert (h["dlq.service"], h["dlq.group"]) == ("stockwatch-consume", "scorers")
+    at = datetime.fromisoformat(h["dlq.dead_lettered_at"])
+    assert at.utcoffset() == timedelta(0)
+    assert abs((datetime.now(UTC) - at).total_seconds()) < 60
+
+
+@pytest.mark.parametrize("forged", ["dlq.reason", "DLQ.Reason", "dlq.source.offset", "dlq.service"])
+def test_a_producer_cannot_plant_a_dlq_header(forged: str) -> None:
+    planted = [(forged, b"planted"), ("trace-id", b"t1")]
+    record = Rec("in", 0, 5, 1, b"K", b"{oops", planted)
+    [dead] = validate_records([record], CONFIG).dead_letters
+    first: dict[str, bytes] = {}
+    for k, v in dead.headers:
+        first.setdefault(k, v)
+    last = dict(dead.headers)
+    for reader in (first, last):  # first-occurrence and last-occurrence readers agree
+        assert reader["dlq.reason"] == b"invalid_json"
+        assert reader["dlq.source.offset"] == b"5"
+        assert reader["dlq.service"] == b"stockwatch-consume"
+        assert reader[f"original.{forged}"] == b"planted"
+    assert [k for k, _ in dead.headers].count(forged) == (1 if forged in DLQ_HEADERS else 0)
+    validate("dlq-headers", decoded_headers(dead.headers))
+
+
+def test_headers_schema_refuses_a_dlq_header_stockwatch_does_not_write() -> None:
+    good = decoded_headers(
+        dlq_headers(DlqReason.EMPTY, "e", topic="t", partition=1, offset=2, timestamp=None, **WHO)
+    )
+    validate("dlq-headers", good | {"original.dlq.reason": "forged"})
+    for bad in (
+        good | {"dlq.planted": "x"},
+        good | {"DLQ.Reason": "x"},
+        good | {"dlq.dead_lettered_at": "yesterday"},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            validate("dlq-headers", bad)
+    with pytest.raises(jsonschema.ValidationError):
+        validate("dlq-headers", {k: v for k, v in good.items() if k != "dlq.group"})

@@ -1,0 +1,114 @@
+"""``stockwatch feedback EPISODE_ID confirmed|false_positive [--note …] [--suppress-for 7d]``.
+
+``feedback`` publishes one label (:mod:`consumer.wire.feedback`) to ``feedback_topic``, keyed by the
+episode id, and waits for the broker's acknowledgement (acks=all); it prints the message sent.
+Until episodes exist, the episode id is the anomaly event's ``anomaly_id``. The retrain worker
+stores it (counts per model version, suppressions, training labels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import socket
+import sys
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from consumer.wire.feedback import FeedbackError, FeedbackLabel, build_feedback, parse_duration
+
+if TYPE_CHECKING:
+    from config import Settings
+    from consumer.cli import Subparsers
+
+__all__ = ["cmd_feedback", "feedback_counts", "register"]
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
+    """Add the ``feedback`` command."""
+    fb = subparsers.add_parser(
+        "feedback",
+        parents=[common],
+        help="label an anomaly episode confirmed or false_positive",
+        description="EPISODE_ID is the anomaly event's anomaly_id while alert_mode=every-update. "
+        "Exit status: 0 published, 1 broker unreachable, 2 usage.",
+    )
+    fb.add_argument(
+        "episode_id", metavar="EPISODE_ID", help="the episode (today: the anomaly event's anomaly_id)"
+    )
+    fb.add_argument("label", choices=[label.value for label in FeedbackLabel], help="what the analyst found")
+    fb.add_argument("--note", default=None, help="free text kept with the label")
+    fb.add_argument(
+        "--suppress-for",
+        default=None,
+        metavar="DURATION",
+        help="false_positive only: no new episode for the item (and --reason) for this long (90s, 1h, 7d)",
+    )
+    fb.add_argument("--model-version", default=None, help="the model that raised it (else looked up)")
+    fb.add_argument("--item", dest="item_id", default=None, help="the item id (else looked up)")
+    fb.add_argument("--reason", default=None, help="limit a suppression to reasons starting with this")
+    fb.set_defaults(handler=cmd_feedback)
+
+
+def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
+    """Build, publish (acks=all) and print one feedback message."""
+    try:
+        message = build_feedback(
+            args.episode_id,
+            args.label,
+            who=f"{getpass.getuser()}@{socket.gethostname()}",
+            note=args.note,
+            suppress_for_s=parse_duration(args.suppress_for) if args.suppress_for else 0,
+            model_version=args.model_version,
+            item_id=args.item_id,
+            reason=args.reason,
+        )
+    except FeedbackError as exc:
+        print(f"stockwatch feedback: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from consumer.adapters.kafka import JsonPublisher, ensure_worker_topics
+    from consumer.ports import KafkaUnavailableError
+
+    kafka = settings.kafka
+    try:
+        ensure_worker_topics(
+            kafka.bootstrap, [kafka.topics.feedback], replication_factor=kafka.topics.replication_factor
+        )
+        publisher = JsonPublisher(kafka.bootstrap, client_id="stockwatch-feedback")
+        try:
+            publisher.publish(kafka.topics.feedback, [message], key_field="episode_id")
+        finally:
+            publisher.close()
+    except KafkaUnavailableError as exc:
+        print(f"stockwatch feedback: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(orjson.dumps(message).decode(), flush=True)
+    return EXIT_OK
+
+
+FEEDBACK_TIMEOUT_MS = 1500  # `models show` must answer quickly without Mongo
+
+
+def feedback_counts(settings: Settings, version: str) -> dict[str, Any] | None:
+    """The registry's feedback counts of ``version`` (None when Mongo is unreachable or has none)."""
+    from consumer.adapters.mongo import MongoUnavailableError, WorkerMongo
+
+    mongo = settings.mongo
+    try:
+        db = WorkerMongo(mongo.uri, mongo.db, inventory=mongo.collection, timeout_ms=FEEDBACK_TIMEOUT_MS)
+    except Exception:  # a malformed URI: the counts are optional, the metadata is the answer
+        log.info("models show: no feedback counts (Mongo URI unusable)")
+        return None
+    try:
+        return db.registry_feedback(version)
+    except MongoUnavailableError as exc:
+        log.info("models show: no feedback counts: %s", exc)
+        return None
+    finally:
+        db.close()

@@ -1,0 +1,118 @@
+"""One webhook POST with the standard library (urllib): the payload, the outcome, a masked URL.
+
+The payload is the anomaly event itself plus a Slack-compatible one-line ``text`` (severity, item,
+first reason, model version). Outcomes: 2xx ``delivered``; 408, 429, 5xx, timeouts and connection
+errors ``retry``; any other status (4xx, and 3xx: redirects are not followed, a POST must not turn
+into a GET) ``dead`` — the webhook will never take this payload. The URL may carry a token in its
+path or query: logs and errors only ever show :func:`mask_url`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+__all__ = ["Outcome", "PostResult", "Webhook", "mask_url", "payload", "slack_text"]
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT_CHARS = 500
+RETRIABLE_STATUS = frozenset({408, 429})
+
+
+class Outcome(StrEnum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class PostResult:
+    outcome: Outcome
+    detail: str  # "HTTP 503", "timed out", "connection refused" … (never the URL)
+
+
+def mask_url(url: str) -> str:
+    """``scheme://host[:port]/***``: no user info, path or query (they may hold a token)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparseable URL>"
+    rest = "/***" if (parts.path not in ("", "/") or parts.query or parts.fragment) else ""
+    return f"{parts.scheme}://{host}{port}{rest}"
+
+
+def slack_text(event: dict[str, Any]) -> str:
+    """One line: ``[HIGH] SKU-1: stock 50,000 is … (model 20261201T…)``."""
+    reasons = event.get("reasons") or []
+    first = str(reasons[0]) if reasons else "anomalous"
+    severity = str(event.get("severity") or "anomaly").upper()
+    text = f"[{severity}] {event.get('item_id', '?')}: {first} (model {event.get('model_version', '?')})"
+    return " ".join(text.split())[:MAX_TEXT_CHARS]
+
+
+def payload(event: dict[str, Any]) -> bytes:
+    """The POST body: ``text`` first, then every field of the event."""
+    return orjson.dumps({"text": slack_text(event), **event})
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # a 3xx surfaces as an HTTPError (dead payload) instead of a GET elsewhere
+
+
+class Webhook:
+    """POSTs JSON bodies to one URL (``timeout_s`` per request)."""
+
+    def __init__(self, url: str, *, timeout_s: float = 10.0) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"the webhook must be an http(s) URL with a host, got {mask_url(url)}")
+        self._url, self.safe_url, self.timeout_s = url, mask_url(url), timeout_s
+        self._opener = urllib.request.build_opener(_NoRedirect)
+
+    def __repr__(self) -> str:
+        return f"Webhook({self.safe_url})"
+
+    def post(self, body: bytes) -> PostResult:
+        """One attempt; never raises for network or HTTP errors (they are outcomes)."""
+        request = urllib.request.Request(
+            self._url,
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "User-Agent": "stockwatch-notify"},
+        )
+        try:
+            with self._opener.open(request, timeout=self.timeout_s) as response:
+                response.read(64 * 1024)  # drain a little so the connection closes cleanly
+                status = int(response.status)
+        except urllib.error.HTTPError as exc:
+            status = int(exc.code)
+        except urllib.error.URLError as exc:
+            return PostResult(Outcome.RETRY, _describe(exc.reason))
+        except (TimeoutError, OSError, http.client.HTTPException) as exc:
+            return PostResult(Outcome.RETRY, _describe(exc))
+        if 200 <= status < 300:
+            return PostResult(Outcome.DELIVERED, f"HTTP {status}")
+        if status in RETRIABLE_STATUS or status >= 500:
+            return PostResult(Outcome.RETRY, f"HTTP {status}")
+        return PostResult(Outcome.DEAD, f"HTTP {status}")
+
+
+def _describe(error: object) -> str:
+    """A short reason without the URL (socket errors never contain it; the type says enough)."""
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror.lower()
+    return type(error).__name__
