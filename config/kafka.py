@@ -8,7 +8,9 @@ those names into its client's spelling.
 
 from __future__ import annotations
 
+import os
 import socket
+import uuid
 from typing import Any, Literal
 
 from pydantic import Field
@@ -18,6 +20,7 @@ from config.groups import Slice
 __all__ = [
     "FETCH_HEADROOM_BYTES",
     "PRODUCER_MAX_REQUEST_BYTES",
+    "RECONNECT_BACKOFF_MAX_MS",
     "Delivery",
     "KafkaClient",
     "KafkaSettings",
@@ -32,6 +35,8 @@ OffsetReset = Literal["earliest", "latest"]
 FETCH_HEADROOM_BYTES = 65_536  # a record of max_message_bytes plus its batch and record headers
 PRODUCER_MAX_REQUEST_BYTES = 16 * 1024 * 1024  # dead letters carry the original bytes plus headers
 _DELIVERY_TIMEOUT_CAP_MS = 120_000  # kafka-python's default delivery timeout
+# A restarted broker is found again within this (kafka-python's default cap is 30 s: 20-29 s outages).
+RECONNECT_BACKOFF_MAX_MS = 1000
 
 
 class TopicSettings(Slice):
@@ -64,6 +69,7 @@ class KafkaSettings(Slice):
     producer_batch_size: int
     transactional_id: str | None
     transaction_timeout_ms: int
+    group_instance_id: str | None
 
     @property
     def exactly_once(self) -> bool:
@@ -97,8 +103,15 @@ class KafkaSettings(Slice):
         return min(_DELIVERY_TIMEOUT_CAP_MS, self.max_poll_interval_ms // 2, self.transaction_timeout_ms)
 
     def transactional_id_or_default(self, hostname: str | None = None) -> str:
-        """``transactional_id``, or ``<group_id>.<hostname>``: stable across restarts of one host."""
-        return self.transactional_id or f"{self.group_id}.{hostname or socket.gethostname()}"
+        """``transactional_id``, or one unique to this process: ``<group_id>.<hostname>.<pid>.<random>``.
+
+        Unique per instance, so two instances never fence each other (one per host did, forever).
+        Safe without a stable id (KIP-447): the consumed offsets go with the consumer's group
+        metadata, so the broker fences a stale member by its generation, not by the producer's id.
+        """
+        if self.transactional_id:
+            return self.transactional_id
+        return f"{self.group_id}.{hostname or socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
 
     def consumer_config(self, *, client_id: str) -> dict[str, Any]:
         """The input side's consumer, under the Java client's property names."""
@@ -115,6 +128,8 @@ class KafkaSettings(Slice):
             "heartbeat.interval.ms": self.heartbeat_interval_ms,
             "fetch.max.wait.ms": self.fetch_max_wait_ms,
             "max.partition.fetch.bytes": self.partition_fetch_bytes,
+            "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
+            **({"group.instance.id": self.group_instance_id} if self.group_instance_id else {}),
         }
 
     def producer_config(self, *, client_id: str) -> dict[str, Any]:
@@ -127,6 +142,7 @@ class KafkaSettings(Slice):
             "linger.ms": self.producer_linger_ms,
             "batch.size": self.producer_batch_size,
             "max.request.size": self.producer_max_request_bytes,
+            "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
         }
 
     def transactional_producer_config(self, *, client_id: str) -> dict[str, Any]:

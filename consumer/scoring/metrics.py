@@ -109,6 +109,15 @@ class ConsumerMetrics:
             registry=r,
         )
 
+        self.group_rejoins = Counter(
+            "stockwatch_group_rejoins_total",
+            "Times this member's commits were refused as stale: it dropped its work in flight and re-joined.",
+            registry=r,
+        )
+        self.group_stable = Gauge(
+            "stockwatch_group_stable", "1 while the client is in a stable consumer group, else 0.", registry=r
+        )
+
     def count_batch(self, result: BatchResult, *, decisions: bool) -> None:
         """Count a batch whose outputs were all delivered (``decisions``: decision events too)."""
         self.events_in.inc(result.n_in)
