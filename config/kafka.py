@@ -103,14 +103,19 @@ class KafkaSettings(Slice):
         return min(_DELIVERY_TIMEOUT_CAP_MS, self.max_poll_interval_ms // 2, self.transaction_timeout_ms)
 
     def transactional_id_or_default(self, hostname: str | None = None) -> str:
-        """``transactional_id``, or one unique to this process: ``<group_id>.<hostname>.<pid>.<random>``.
+        """``transactional_id``; else ``<group_id>.<group_instance_id>`` for a static member; else one
+        unique to this process, ``<group_id>.<hostname>.<pid>.<random>``.
 
-        Unique per instance, so two instances never fence each other (one per host did, forever).
-        Safe without a stable id (KIP-447): the consumed offsets go with the consumer's group
-        metadata, so the broker fences a stale member by its generation, not by the producer's id.
+        Never shared by two instances (``<group_id>.<hostname>`` was: two on one host fenced each
+        other forever). Safe without a stable id (KIP-447): the consumed offsets go with the
+        consumer's group metadata, so the broker fences a stale member by its generation; only a
+        crashed instance's open transaction then waits for ``transaction_timeout_ms`` instead of
+        being aborted by its successor's ``init_transactions``.
         """
         if self.transactional_id:
             return self.transactional_id
+        if self.group_instance_id:
+            return f"{self.group_id}.{self.group_instance_id}"
         return f"{self.group_id}.{hostname or socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
 
     def consumer_config(self, *, client_id: str) -> dict[str, Any]:

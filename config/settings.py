@@ -126,8 +126,8 @@ class Settings(BaseSettings):
     transactional_id: str | None = Field(
         default=None,
         description="Exactly-once only: the producer's transactional.id; must be stable across restarts "
-        "of one instance and distinct between instances (default: unique per process, "
-        "`<group_id>.<hostname>.<pid>.<random>`).",
+        "of one instance and distinct between instances (default: `<group_id>.<group_instance_id>` for "
+        "a static member, else unique per process, `<group_id>.<hostname>.<pid>.<random>`).",
     )
     group_instance_id: str | None = Field(
         default=None,

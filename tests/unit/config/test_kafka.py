@@ -38,6 +38,8 @@ def test_transactional_id_defaults_to_one_unique_per_instance() -> None:
     assert first.startswith(f"g.host-1.{os.getpid()}.") and second.startswith(f"g.host-1.{os.getpid()}.")
     assert first != second
     assert Settings(transactional_id="mine").kafka.transactional_id_or_default("host-1") == "mine"
+    static = Settings(group_id="g", group_instance_id="scorer-1").kafka  # stable and distinct already
+    assert static.transactional_id_or_default("host-1") == "g.scorer-1"
 
 
 def test_reconnect_backoff_is_capped_and_static_membership_is_optional() -> None:
