@@ -156,10 +156,6 @@ class OffsetLedger(Generic[T]):
         """Every partition with an acknowledged offset or a batch in flight."""
         return set(self._settled) | {tp for b in self._pending for tp in b.first}
 
-    def unsettled_work(self, partitions: Iterable[TopicPart]) -> bool:
-        """Whether any of ``partitions`` has records polled (in flight or acknowledged) beyond its commit."""
-        return bool(self.uncommitted() & set(partitions))
-
     def reset(self) -> list[TopicPart]:
         """Drop everything, batches in flight included (a stale member); returns the partitions known."""
         known = sorted(self.known())

@@ -84,6 +84,7 @@ class ScoringService:
         exactly_once: bool = False,
         stall_after_s: float = 60.0,
         unstable_after_s: float = 45.0,
+        session_timeout_s: float = 45.0,
     ) -> None:
         self.source = source
         self.sink = sink
@@ -110,6 +111,7 @@ class ScoringService:
             forget=self._forget,
             exactly_once=exactly_once,
             unstable_after_s=unstable_after_s,
+            session_timeout_s=session_timeout_s,
         )
         self._stats = RunStats()
         self._stop = threading.Event()
@@ -130,7 +132,7 @@ class ScoringService:
         self.watcher.start()
         try:
             while True:
-                self._check_membership()
+                self.membership.check(self.commits.take_refusal())
                 if self._stop.is_set():
                     stats.stopped_by = "signal"
                     break
@@ -153,13 +155,16 @@ class ScoringService:
                     self.models.wait(self.poll_timeout_ms, self.max_poll_records)
                     continue
                 polled = self.source.poll(self.poll_timeout_ms, limit)
+                if polled and not self.membership.alive(time.monotonic()):
+                    polled = {}  # fetched before this member was frozen and evicted: not its to score
                 if polled:
                     self._handle(polled, model, stats)
                 self._settle(stats, block=False)
                 if not polled and not self.ledger.pending and self.ledger.needs_sync():
                     self.commits.idle()
         except FencedInstanceError as exc:
-            self._stop_fenced(stats, exc)
+            self.membership.fenced(exc)
+            stats.stopped_by = "fenced"
         finally:
             self._drain(stats)
             self._shutdown()
@@ -176,6 +181,7 @@ class ScoringService:
         now = time.monotonic()
         self.health.tick()
         self.metrics.last_tick.set(time.time())
+        self.membership.alive(now)
         assigned = self.source.assignment()
         self.poison.forget(self.ledger.retain(assigned, now))
         self.health.assigned = len(assigned)
@@ -244,23 +250,6 @@ class ScoringService:
             if isinstance(error, DeliveryError):
                 refused = self.poison.note(batch.item.outputs, error.failures) or refused
         self._rewind(settled.rewind, settled.error, stats, from_committed=False, at_once=refused)
-
-    def _check_membership(self) -> None:
-        """A commit refused as from a stale member: re-join (a fenced one: stop)."""
-        refusal = self.commits.take_refusal()
-        if isinstance(refusal, FencedInstanceError):
-            raise refusal
-        if refusal is not None:
-            self.membership.rejoin(refusal)
-
-    def _stop_fenced(self, stats: RunStats, exc: BaseException) -> None:
-        log.error(
-            "another instance joined the group with this one's group_instance_id (%s): this one is "
-            "fenced and stops consuming; give every instance its own STOCKWATCH_GROUP_INSTANCE_ID",
-            exc,
-        )
-        stats.stopped_by = "fenced"
-        self.ledger.reset()  # nothing of it may be committed any more
 
     def _settle_for_revocation(self) -> None:
         """Partitions are being revoked (inside a poll): settle and count the batches in flight.

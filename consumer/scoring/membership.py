@@ -10,9 +10,11 @@
   acknowledged offsets of the revoked partitions go back to the source, which commits them before
   letting go: a scale-up re-processes nothing. Exactly-once commits inside each transaction.
 * **A stale member re-joins.** Commits refused because the group went on without this member
-  (:class:`~consumer.ports.StaleMemberError`) make it drop its work in flight and its whole
-  assignment and join again (:meth:`Membership.rejoin`), instead of scoring partitions that are
-  no longer its own: the partitions it gets back start from the group's committed offsets.
+  (:class:`~consumer.ports.StaleMemberError`), or a loop that did not run for longer than the
+  session timeout (a frozen process: the group has evicted it, and what it fetched before is no
+  longer its to score), make it drop its work in flight and its whole assignment and join again
+  (:meth:`Membership.rejoin`), instead of scoring partitions that are no longer its own: the
+  partitions it gets back start from the group's committed offsets.
 * **Readiness.** ``/readyz`` says 503 while the client is not in a stable group for longer than
   ``unstable_after_s``, and while commits are refused COMMIT_FAILURES_UNREADY times in a row.
 """
@@ -24,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from consumer.ports import Source, TopicPart
+from consumer.ports import DeliveryError, FencedInstanceError, Source, TopicPart
 from consumer.scoring.health import HealthState
 from consumer.scoring.ledger import OffsetLedger
 from consumer.scoring.metrics import ConsumerMetrics
@@ -65,6 +67,7 @@ class Membership:
         forget: Callable[[Partitions], None],
         exactly_once: bool,
         unstable_after_s: float,
+        session_timeout_s: float,
     ) -> None:
         self.source = source
         self.ledger = ledger
@@ -74,6 +77,8 @@ class Membership:
         self._forget = forget
         self.exactly_once = exactly_once
         self.unstable_after_s = unstable_after_s
+        self.session_timeout_s = session_timeout_s
+        self._last_alive: float | None = None
         self._hooks: list[PartitionHooks] = []
         self._unstable_since: float | None = None
         self.rejoins = 0
@@ -120,13 +125,40 @@ class Membership:
 
     # ------------------------------------------------------------------ called by the loop
 
-    def rejoin(self, refusal: BaseException) -> None:
-        """Commits were refused as from a stale member: drop everything in flight and join again."""
+    def check(self, refusal: DeliveryError | None) -> None:
+        """A commit was refused (``Committer.take_refusal``): re-join if stale, raise if fenced."""
+        if isinstance(refusal, FencedInstanceError):
+            raise refusal
+        if refusal is not None:
+            self.rejoin(refusal)
+
+    def fenced(self, exc: BaseException) -> None:
+        """Another instance took this one's ``group_instance_id``: nothing of it may be committed now."""
+        log.error(
+            "another instance joined the group with this one's group_instance_id (%s): this one is "
+            "fenced and stops consuming; give every instance its own STOCKWATCH_GROUP_INSTANCE_ID",
+            exc,
+        )
+        self.ledger.reset()
+
+    def alive(self, now: float) -> bool:
+        """The loop runs (every tick and after every poll); False, after a re-join, when it had not
+        run for longer than the session timeout: the group has evicted this member meanwhile."""
+        last, self._last_alive = self._last_alive, now
+        if last is None or now - last <= self.session_timeout_s or not self.source.assignment():
+            return True
+        self.rejoin(f"this member did not run for {now - last:.0f}s, longer than its session timeout")
+        return False
+
+    def rejoin(self, reason: object) -> None:
+        """This member is stale (``reason``): drop everything in flight and join again."""
         partitions = sorted(self.source.assignment() | self.ledger.known())
+        if isinstance(reason, BaseException):
+            reason = f"commit refused ({reason})"
         log.warning(
-            "commit refused (%s): the group went on without this member; dropping the work in flight "
-            "of %s (it is redelivered from the last commit) and re-joining",
-            refusal,
+            "%s: the group went on without this member; dropping the work in flight of %s (it is "
+            "redelivered from the last commit) and re-joining",
+            reason,
             _names(partitions) or "no partitions",
         )
         self.rejoins += 1

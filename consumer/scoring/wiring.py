@@ -69,6 +69,7 @@ def build_service(
         stall_after_s=scoring.stall_after_s,
         # a rebalance normally completes within seconds; a member out of its group this long is not
         unstable_after_s=max(10.0, kafka.session_timeout_ms / 1000),
+        session_timeout_s=kafka.session_timeout_ms / 1000,
     )
 
 

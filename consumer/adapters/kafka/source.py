@@ -157,7 +157,24 @@ class KafkaSource:
             polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
         except FencedInstanceIdError as exc:
             raise FencedInstanceError(repr(exc)) from exc
+        self._finish_abandoned_rebalance()
         return {(tp.topic, tp.partition): recs for tp, recs in polled.items() if recs}
+
+    def _finish_abandoned_rebalance(self) -> None:
+        """Make the next poll finish a rebalance kafka-python (3.0.12) started and then abandoned.
+
+        The group leader re-joins by itself when the topic metadata changed since its last
+        assignment; if the ``poll`` that started it times out first, the assignment it makes resets
+        that trigger, the next ``poll`` no longer sees a reason to re-join, and the join's result is
+        never applied: the member stays "rebalancing" on its old partitions, for ever (without a
+        rebalance listener it went on fetching them while the broker refused every commit — the
+        split brain of issue 13 defect 8). Asking for a re-join makes the next poll complete it.
+        """
+        coordinator = getattr(self._consumer, "_coordinator", None)  # no public accessor
+        if coordinator is None or coordinator.state != MemberState.REBALANCING or coordinator.need_rejoin():
+            return
+        log.info("completing a rebalance the client left unfinished (generation %s)", coordinator._generation)
+        coordinator.request_rejoin()
 
     def assignment(self) -> set[tuple[str, int]]:
         """The partitions assigned to this member right now."""

@@ -101,6 +101,21 @@ def test_a_fenced_member_stops_and_says_its_last_commit_failed() -> None:
     assert stats.events_in < 1000  # it stopped at once, not at the end of the input
 
 
+class RefusingAtShutdown(FakeSink):
+    """The group stops accepting this member's commits when it stops (its sync commits)."""
+
+    def commit(self, offsets: Mapping[tuple[str, int], int], source: Any, *, sync: bool) -> None:
+        if sync:
+            raise StaleMemberError("UnknownMemberId")
+        self.commits.append(dict(offsets))
+
+
+def test_a_shutdown_whose_final_commit_is_refused_says_so() -> None:
+    sink = RefusingAtShutdown()
+    stats = service(FakeSource({TP: records(TP, 20)}), sink).run(max_events=20, timeout=10)
+    assert stats.stopped_by == "max_events" and not stats.final_commit
+
+
 def test_revocation_settles_and_hands_back_the_revoked_offsets_after_the_hooks() -> None:
     sink = FakeSink()
     source = FakeSource({TP: records(TP, 20), OTHER: records(OTHER, 20)})
@@ -158,3 +173,14 @@ def test_readyz_says_503_out_of_a_stable_group_and_after_refused_commits() -> No
     assert not ok and body["missing"] == [f"{COMMIT_FAILURES_UNREADY} offset commits refused in a row"]
     loop.membership.update(113.0, commit_failures=0)
     assert health.readyz()[0]
+
+
+def test_a_member_that_did_not_run_for_longer_than_its_session_rejoins() -> None:
+    """A frozen process was evicted meanwhile: what it fetched before is not its to score."""
+    sink = FakeSink()
+    source = RejoiningSource({TP: records(TP, 20)}, sink)
+    loop = service(source, sink, session_timeout_s=6.0)
+    assert loop.membership.alive(100.0) and loop.membership.alive(105.0)
+    assert not loop.membership.alive(112.0)  # 7 s without a tick
+    assert source.rejoined == 1 and loop.membership.rejoins == 1
+    assert loop.membership.alive(113.0)
