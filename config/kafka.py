@@ -106,11 +106,11 @@ class KafkaSettings(Slice):
         """``transactional_id``; else ``<group_id>.<group_instance_id>`` for a static member; else one
         unique to this process, ``<group_id>.<hostname>.<pid>.<random>``.
 
-        Never shared by two instances (``<group_id>.<hostname>`` was: two on one host fenced each
-        other forever). Safe without a stable id (KIP-447): the consumed offsets go with the
-        consumer's group metadata, so the broker fences a stale member by its generation; only a
-        crashed instance's open transaction then waits for ``transaction_timeout_ms`` instead of
-        being aborted by its successor's ``init_transactions``.
+        Never shared by two instances (a shared id fences one of them for ever). Safe without a
+        stable id (KIP-447): the consumed offsets go with the consumer's group metadata, so the
+        broker fences a stale member by its generation; only a crashed instance's open transaction
+        then waits for ``transaction_timeout_ms`` instead of being aborted by its successor's
+        ``init_transactions``.
         """
         if self.transactional_id:
             return self.transactional_id
