@@ -9,7 +9,9 @@ its client's spelling. Every client of either transport starts from :meth:`Kafka
 
 from __future__ import annotations
 
+import os
 import socket
+import uuid
 from typing import Any, Literal
 
 from pydantic import Field
@@ -20,6 +22,7 @@ from config.kafka_security import KafkaSecurity
 __all__ = [
     "FETCH_HEADROOM_BYTES",
     "PRODUCER_MAX_REQUEST_BYTES",
+    "RECONNECT_BACKOFF_MAX_MS",
     "RESERVED_PROPERTIES",
     "Delivery",
     "KafkaClient",
@@ -48,6 +51,9 @@ RESERVED_PROPERTIES = frozenset(
         "ssl.key.location", "ssl.endpoint.identification.algorithm",
     }
 )  # fmt: skip
+
+# A restarted broker is found again within this (kafka-python's default cap is 30 s: 20-29 s outages).
+RECONNECT_BACKOFF_MAX_MS = 1000
 
 
 class TopicSettings(Slice):
@@ -85,6 +91,7 @@ class KafkaSettings(Slice):
     producer_batch_size: int
     transactional_id: str | None
     transaction_timeout_ms: int
+    group_instance_id: str | None
 
     @property
     def exactly_once(self) -> bool:
@@ -118,8 +125,20 @@ class KafkaSettings(Slice):
         return min(_DELIVERY_TIMEOUT_CAP_MS, self.max_poll_interval_ms // 2, self.transaction_timeout_ms)
 
     def transactional_id_or_default(self, hostname: str | None = None) -> str:
-        """``transactional_id``, or ``<group_id>.<hostname>``: stable across restarts of one host."""
-        return self.transactional_id or f"{self.group_id}.{hostname or socket.gethostname()}"
+        """``transactional_id``; else ``<group_id>.<group_instance_id>`` for a static member; else one
+        unique to this process, ``<group_id>.<hostname>.<pid>.<random>``.
+
+        Never shared by two instances (a shared id fences one of them for ever). Safe without a
+        stable id (KIP-447): the consumed offsets go with the consumer's group metadata, so the
+        broker fences a stale member by its generation; only a crashed instance's open transaction
+        then waits for ``transaction_timeout_ms`` instead of being aborted by its successor's
+        ``init_transactions``.
+        """
+        if self.transactional_id:
+            return self.transactional_id
+        if self.group_instance_id:
+            return f"{self.group_id}.{self.group_instance_id}"
+        return f"{self.group_id}.{hostname or socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
 
     def client_config(self, *, client_id: str) -> dict[str, Any]:
         """What every client gets (consumer, producer, admin, tools): the broker, the client id,
@@ -145,6 +164,8 @@ class KafkaSettings(Slice):
             "heartbeat.interval.ms": self.heartbeat_interval_ms,
             "fetch.max.wait.ms": self.fetch_max_wait_ms,
             "max.partition.fetch.bytes": self.partition_fetch_bytes,
+            "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
+            **({"group.instance.id": self.group_instance_id} if self.group_instance_id else {}),
         }
 
     def producer_config(self, *, client_id: str) -> dict[str, Any]:
@@ -156,6 +177,7 @@ class KafkaSettings(Slice):
             "linger.ms": self.producer_linger_ms,
             "batch.size": self.producer_batch_size,
             "max.request.size": self.producer_max_request_bytes,
+            "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
         }
 
     def transactional_producer_config(self, *, client_id: str) -> dict[str, Any]:

@@ -169,7 +169,14 @@ class Settings(BaseSettings):
     transactional_id: str | None = Field(
         default=None,
         description="Exactly-once only: the producer's transactional.id; must be stable across restarts "
-        "of one instance and distinct between instances (default: `<group_id>.<hostname>`).",
+        "of one instance and distinct between instances (default: `<group_id>.<group_instance_id>` for "
+        "a static member, else unique per process, `<group_id>.<hostname>.<pid>.<random>`).",
+    )
+    group_instance_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]{1,249}$",
+        description="Static group membership (`group.instance.id`): a restarted instance with the same id "
+        "takes its partitions back at once instead of after a rebalance; distinct per instance.",
     )
     transaction_timeout_ms: int = Field(default=60_000, ge=1000)
     create_missing_topics: bool = Field(

@@ -17,14 +17,17 @@ __all__ = [
     "Delivered",
     "Delivery",
     "DeliveryError",
+    "FencedInstanceError",
     "KafkaUnavailableError",
     "MongoUnavailableError",
     "Offsets",
     "OutputFailure",
     "OutputRecord",
+    "PartitionListener",
     "Sink",
     "Source",
     "SourceRecord",
+    "StaleMemberError",
     "TopicPart",
 ]
 
@@ -81,6 +84,15 @@ class DeliveryError(Exception):
         self.failures = tuple(failures)
 
 
+class StaleMemberError(DeliveryError):
+    """The group refused a commit of this member: it is not (or no longer) in the group's current
+    generation (a rebalance went on without it). Its assignment can't be trusted: it must re-join."""
+
+
+class FencedInstanceError(DeliveryError):
+    """Another instance joined with this one's ``group_instance_id``: this one must stop consuming."""
+
+
 class KafkaUnavailableError(RuntimeError):
     """The broker could not be reached or did not acknowledge (retriable: try again later)."""
 
@@ -89,10 +101,31 @@ class MongoUnavailableError(RuntimeError):
     """Mongo could not be reached or refused an operation (retriable: try again later)."""
 
 
+class PartitionListener(Protocol):
+    """What the source tells the loop about assignment changes (called inside ``Source.poll``)."""
+
+    def on_assigned(self, partitions: Sequence[TopicPart]) -> None: ...
+    def on_revoked(self, partitions: Sequence[TopicPart]) -> dict[TopicPart, int]:
+        """The partitions go to another member: the offsets the source should commit first."""
+        ...
+
+    def on_lost(self, partitions: Sequence[TopicPart]) -> None:
+        """The partitions were taken away without notice (expired session): nothing may be committed."""
+        ...
+
+
 class Source(Protocol):
     """The input side (``consumer.adapters.kafka.KafkaSource``)."""
 
-    def subscribe(self) -> None: ...
+    def subscribe(self, listener: PartitionListener | None = None) -> None: ...
+    def rejoin(self) -> None:
+        """Drop the assignment at once and join the group again (a stale member)."""
+        ...
+
+    def group_state(self) -> str:
+        """``stable``, ``joining`` or ``coordinator unknown``: the membership as the client last heard it."""
+        ...
+
     def poll(self, timeout_ms: int, max_records: int) -> dict[TopicPart, list[Any]]: ...
     def assignment(self) -> set[TopicPart]: ...
     def pause_all(self) -> None: ...

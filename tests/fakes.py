@@ -70,7 +70,14 @@ class FakeSource:
         self.assigned = set(records)
         self.seeks: list[dict[tuple[str, int], int]] = []
 
-    def subscribe(self) -> None: ...
+    def subscribe(self, listener: Any = None) -> None:
+        self.listener = listener
+
+    def rejoin(self) -> None:
+        self.rejoined = getattr(self, "rejoined", 0) + 1
+
+    def group_state(self) -> str:
+        return "stable"
 
     def poll(self, timeout_ms: int, max_records: int) -> dict[tuple[str, int], list[Rec]]:
         out = {}

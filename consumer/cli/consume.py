@@ -1,7 +1,9 @@
 """``stockwatch consume``: the streaming scorer (see :mod:`consumer.scoring.loop` for the loop).
 
 Signals: the first SIGTERM/SIGINT finishes the current batch, flushes, commits and leaves the
-group (exit 0); a second one exits at once (exit 128 + signal number).
+group (exit 0); a second one exits at once (exit 128 + signal number). Exit 3 (EXIT_NOT_COMMITTED)
+when the last offsets could not be committed (the member was no longer in the group, or was
+fenced by another instance with its ``group_instance_id``): those records are processed again.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ if TYPE_CHECKING:  # the service's modules (Kafka, numba) load only when `consum
     from consumer.cli import Subparsers
     from consumer.scoring.loop import ScoringService
 
-__all__ = ["cmd_consume", "register"]
+__all__ = ["EXIT_NOT_COMMITTED", "cmd_consume", "register"]
 
 log = logging.getLogger(__name__)
+
+EXIT_NOT_COMMITTED = 3
 
 
 def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
@@ -106,8 +110,15 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     _install_signal_handlers(service)
     settle_heap()
     try:
-        service.run(max_events=args.max_events, timeout=args.timeout)
+        stats = service.run(max_events=args.max_events, timeout=args.timeout)
     finally:
         if server is not None:
             server.stop()
+    if not stats.final_commit:
+        log.error(
+            "exiting with status %d: the last offsets were not committed (%s)",
+            EXIT_NOT_COMMITTED,
+            "fenced by another instance" if stats.stopped_by == "fenced" else "refused by the group",
+        )
+        return EXIT_NOT_COMMITTED
     return 0

@@ -6,7 +6,10 @@
   line, and offsets of a partition revoked at that moment are skipped) and with no more input no
   later commit would cover them;
 * at shutdown: synchronously, waiting up to FINAL_COMMIT_WAIT_S for a rebalance in progress;
-* a refused commit (a rebalance) is remembered and retried, never fatal.
+  :meth:`Committer.final` says whether it went through (``stockwatch consume`` exits 3 if not);
+* a refused commit is remembered and retried; refused because the group went on without this
+  member (:class:`StaleMemberError`, :class:`FencedInstanceError`) it is handed to the loop
+  (:meth:`Committer.take_refusal`), which re-joins (or stops) instead of scoring on.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import logging
 import time
 from typing import Any
 
-from consumer.ports import DeliveryError, Sink, Source, TopicPart
+from consumer.ports import DeliveryError, FencedInstanceError, Sink, Source, StaleMemberError, TopicPart
 from consumer.scoring.ledger import OffsetLedger
 from consumer.scoring.metrics import ConsumerMetrics
 
@@ -46,6 +49,13 @@ class Committer:
         self.interval_s = interval_s
         self._failed = False
         self._next = 0.0
+        self.failures_in_row = 0  # refused commits since the last one that went through
+        self._refusal: DeliveryError | None = None
+
+    def take_refusal(self) -> DeliveryError | None:
+        """The membership refusal (stale or fenced member) of a commit since the last call, if any."""
+        refusal, self._refusal = self._refusal, None
+        return refusal
 
     def after_settle(self, acked: bool, *, sync: bool) -> None:
         """Batches were (``acked``) or may have been settled: commit if due, or retry a refused one."""
@@ -64,22 +74,27 @@ class Committer:
         try:
             self.sink.commit(offsets, self.source, sync=sync)
         except DeliveryError as exc:
-            if not self._failed:
+            self.failures_in_row += 1
+            if isinstance(exc, StaleMemberError | FencedInstanceError):
+                self._refusal = exc
+            elif not self._failed:
                 log.warning("offset commit refused (%r); retrying after the next poll", exc)
             self._failed = True
             return False
         self._failed = False
+        self.failures_in_row = 0
         self.ledger.committed(offsets, sync=sync)
         self.metrics.commits.inc()
         return True
 
-    def final(self) -> None:
+    def final(self) -> bool:
         """At shutdown, after every acknowledgement: one synchronous commit of what is still ours.
 
         Async commits may still be in flight or have been refused. During a rebalance the
         partitions are not assigned (a commit would skip them silently) or the broker refuses the
         commit: polls complete the rebalance (nothing fetched is used), for at most
-        FINAL_COMMIT_WAIT_S.
+        FINAL_COMMIT_WAIT_S. The offsets already committed are committed again: a member the
+        group no longer knows finds out here. False when the commit did not go through.
         """
         started = time.monotonic()
         while settled := self.ledger.committable():
@@ -93,9 +108,22 @@ class Committer:
                 if len(mine) < len(settled):
                     lost = sorted(set(settled) - set(mine))
                     log.info("partitions %s are no longer ours; their new owner resumes them", lost)
-                return
+                return True
+            refusal = self.take_refusal()
+            if refusal is not None:
+                log.error(
+                    "final commit refused: this member is no longer in the group (%s); the records "
+                    "processed since the last commit will be processed again",
+                    refusal,
+                )
+                return False
             if waited >= FINAL_COMMIT_WAIT_S:
-                log.warning("final commit not possible (partitions not ours); they will be redelivered")
-                return
+                log.error(
+                    "final commit not possible within %.0fs (a rebalance did not complete); the records "
+                    "processed since the last commit will be processed again",
+                    FINAL_COMMIT_WAIT_S,
+                )
+                return False
             self.source.pause_all()
             self.source.poll(100, 1)
+        return True

@@ -2,9 +2,10 @@
 
 * ``/healthz`` — 200 while the poll loop has ticked within ``stale_s`` (the process is alive
   *and* making progress), else 503.
-* ``/readyz`` — 200 when partitions are assigned, a model is loaded and no partition is stalled
+* ``/readyz`` — 200 when partitions are assigned, a model is loaded, no partition is stalled
   (work pending — lag, or records polled — and no commit for ``stall_after_s``; see
-  :class:`StallWatch`), else 503 with what is missing (for example ``waiting for a model``).
+  :class:`StallWatch`) and the member is in a stable group whose commits go through (see
+  :mod:`consumer.scoring.membership`), else 503 with what is missing (e.g. ``waiting for a model``).
 * ``/metrics`` — the Prometheus text format of the service's own registry.
 
 The loop writes :class:`HealthState` (plain attribute stores, atomic under the GIL); the server
@@ -36,6 +37,7 @@ class HealthState:
     waiting_for_model: bool = False
     stopping: bool = False
     stalled: list[str] = field(default_factory=list)  # "topic[partition]" (see StallWatch)
+    group_problems: list[str] = field(default_factory=list)  # see consumer.scoring.membership
 
     def tick(self) -> None:
         """The loop is alive."""
@@ -57,6 +59,7 @@ class HealthState:
             missing.append("shutting down")
         if self.stalled:
             missing.append("partitions stalled (no commit with work pending): " + ", ".join(self.stalled))
+        missing.extend(self.group_problems)
         body = {"assigned_partitions": self.assigned, "model_version": self.model_version, "missing": missing}
         return not missing, body
 

@@ -140,7 +140,7 @@ class OffsetLedger(Generic[T]):
 
     def retain(self, assigned: Set[TopicPart], now: float) -> list[TopicPart]:
         """Forget the partitions revoked from this member (see REVOKED_AFTER_S); returns them."""
-        known = set(self._settled) | {tp for b in self._pending for tp in b.first}
+        known = self.known()
         gone = []
         for tp in known - assigned:
             since = self._missing_since.setdefault(tp, now)
@@ -151,6 +151,17 @@ class OffsetLedger(Generic[T]):
         if gone:
             self.forget(gone)
         return gone
+
+    def known(self) -> set[TopicPart]:
+        """Every partition with an acknowledged offset or a batch in flight."""
+        return set(self._settled) | {tp for b in self._pending for tp in b.first}
+
+    def reset(self) -> list[TopicPart]:
+        """Drop everything, batches in flight included (a stale member); returns the partitions known."""
+        known = sorted(self.known())
+        self._pending.clear()
+        self.forget(known)
+        return known
 
     def forget(self, partitions: Iterable[TopicPart]) -> None:
         """Drop every trace of ``partitions``: their offsets are never committed by this member."""

@@ -14,9 +14,15 @@ One iteration handles one poll batch (at most ``max_poll_records``):
    are rewound and the batch is retried: at once when the broker refused an output as such (it is
    reduced, then parked: :mod:`consumer.scoring.poison`), else after a growing pause.
 
+Group membership (:mod:`consumer.scoring.membership`): offsets are committed when partitions are
+revoked; a member whose commits are refused as stale drops its work in flight and re-joins; one
+fenced by another instance with its ``group_instance_id`` stops (``stopped_by`` = ``fenced``).
+``service.membership.add_listener(on_assigned=..., on_revoked=...)`` hears every assignment change.
+
 Nothing slow happens in the loop itself: models are loaded by the watcher thread, so
 ``max.poll.interval.ms`` is never at risk. :meth:`ScoringService.request_stop` (SIGTERM/SIGINT)
-lets the current batch finish, then the sink flushes and the consumer leaves the group.
+lets the current batch finish, then the sink flushes and the consumer leaves the group;
+``RunStats.final_commit`` says whether the last commit went through.
 """
 
 from __future__ import annotations
@@ -24,20 +30,30 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from consumer.ports import Audit, DeliveryError, Sink, Source, TopicPart
+from consumer.ports import (
+    Audit,
+    DeliveryError,
+    FencedInstanceError,
+    Sink,
+    Source,
+    StaleMemberError,
+    TopicPart,
+)
 from consumer.scoring.audit_guard import AuditGuard
 from consumer.scoring.batch import BatchConfig, BatchResult, ScoringModel, process_batch
 from consumer.scoring.commits import Committer
 from consumer.scoring.health import HealthState, StallWatch
 from consumer.scoring.ledger import OffsetLedger
+from consumer.scoring.membership import Membership
 from consumer.scoring.metrics import ConsumerMetrics
 from consumer.scoring.model_gate import ModelGate
 from consumer.scoring.model_watcher import ModelWatcher
 from consumer.scoring.poison import PoisonRecords
+from consumer.scoring.stats import RunStats
 
 __all__ = ["Audit", "DeliveryError", "RunStats", "ScoringService", "Sink", "Source"]
 
@@ -46,29 +62,6 @@ log = logging.getLogger(__name__)
 LAG_REFRESH_S = 1.0
 MAX_IN_FLIGHT = 2  # batches whose outputs may still await acknowledgement while the next is scored
 MAX_RETRY_BACKOFF_S = 30.0  # the pause before a retry doubles per failure in a row, up to this
-
-
-@dataclass
-class RunStats:
-    """What one :meth:`ScoringService.run` did."""
-
-    events_in: int = 0
-    scored: int = 0
-    anomalies: int = 0
-    dead_letters: int = 0
-    batches: int = 0
-    delivery_failures: int = 0
-    parked: int = 0
-    model_versions: list[str] = field(default_factory=list)
-    stopped_by: str = ""
-
-    def add(self, result: BatchResult) -> None:
-        """Count a settled batch."""
-        self.batches += 1
-        self.events_in += result.n_in
-        self.scored += result.n_valid
-        self.anomalies += result.n_anomalies
-        self.dead_letters += result.n_in - result.n_valid
 
 
 class ScoringService:
@@ -90,6 +83,8 @@ class ScoringService:
         commit_interval_s: float = 0.0,
         exactly_once: bool = False,
         stall_after_s: float = 60.0,
+        unstable_after_s: float = 45.0,
+        session_timeout_s: float = 45.0,
     ) -> None:
         self.source = source
         self.sink = sink
@@ -107,6 +102,18 @@ class ScoringService:
         self.poison = PoisonRecords()
         self.stalls = StallWatch(stall_after_s, self.metrics)
         self.commits = Committer(sink, source, self.ledger, self.metrics, interval_s=commit_interval_s)
+        self.membership = Membership(
+            source,
+            self.ledger,
+            self.health,
+            self.metrics,
+            settle=self._settle_for_revocation,
+            forget=self._forget,
+            exactly_once=exactly_once,
+            unstable_after_s=unstable_after_s,
+            session_timeout_s=session_timeout_s,
+        )
+        self._stats = RunStats()
         self._stop = threading.Event()
         self._next_lag = 0.0
         self._failures_in_row = 0
@@ -119,12 +126,13 @@ class ScoringService:
 
     def run(self, *, max_events: int | None = None, timeout: float | None = None) -> RunStats:
         """Run until stopped, ``max_events`` records are handled, or ``timeout`` seconds pass."""
-        stats = RunStats()
+        stats = self._stats = RunStats()
         deadline = None if timeout is None else time.monotonic() + timeout
-        self.source.subscribe()
+        self.source.subscribe(self.membership)
         self.watcher.start()
         try:
             while True:
+                self.membership.check(self.commits.take_refusal())
                 if self._stop.is_set():
                     stats.stopped_by = "signal"
                     break
@@ -147,11 +155,16 @@ class ScoringService:
                     self.models.wait(self.poll_timeout_ms, self.max_poll_records)
                     continue
                 polled = self.source.poll(self.poll_timeout_ms, limit)
+                if polled and not self.membership.alive(time.monotonic()):
+                    polled = {}  # fetched before this member was frozen and evicted: not its to score
                 if polled:
                     self._handle(polled, model, stats)
                 self._settle(stats, block=False)
                 if not polled and not self.ledger.pending and self.ledger.needs_sync():
                     self.commits.idle()
+        except FencedInstanceError as exc:
+            self.membership.fenced(exc)
+            stats.stopped_by = "fenced"
         finally:
             self._drain(stats)
             self._shutdown()
@@ -168,10 +181,12 @@ class ScoringService:
         now = time.monotonic()
         self.health.tick()
         self.metrics.last_tick.set(time.time())
+        self.membership.alive(now)
         assigned = self.source.assignment()
         self.poison.forget(self.ledger.retain(assigned, now))
         self.health.assigned = len(assigned)
         self.metrics.assigned_partitions.set(len(assigned))
+        self.membership.update(now, self.commits.failures_in_row)
         if now >= self._next_lag:
             self._next_lag = now + LAG_REFRESH_S
             lag = self.source.lag()
@@ -196,7 +211,12 @@ class ScoringService:
             if self.audit is not None and result.anomalies:
                 self.audit.write(result.anomalies, ", ".join(f"{t}[{p}]@{o}" for (t, p), o in first.items()))
             delivery = self.sink.publish(result.outputs, after, self.source)
+        except StaleMemberError as exc:  # exactly-once: the transaction's offsets were refused
+            self.membership.rejoin(exc)
+            return
         except DeliveryError as exc:
+            if isinstance(exc, FencedInstanceError):
+                raise
             refused = self.poison.note(result.outputs, exc.failures)
             targets = self.ledger.rewind_targets(first)
             self._rewind(targets, exc, stats, from_committed=self.exactly_once, at_once=refused)
@@ -230,12 +250,33 @@ class ScoringService:
                 refused = self.poison.note(batch.item.outputs, error.failures) or refused
         self._rewind(settled.rewind, settled.error, stats, from_committed=False, at_once=refused)
 
+    def _settle_for_revocation(self) -> None:
+        """Partitions are being revoked (inside a poll): settle and count the batches in flight.
+
+        No commit and no pause here (the source commits what the ledger then offers); a failed
+        delivery rewinds the partitions that stay, at once.
+        """
+        settled = self.ledger.settle(block=True, max_pending=0)
+        for result in settled.acked:
+            self.metrics.count_batch(result, decisions=bool(self.config.decisions_topic))
+            self._stats.add(result)
+        if settled.error is not None:
+            self._rewind(settled.rewind, settled.error, self._stats, from_committed=False, at_once=True)
+
+    def _forget(self, partitions: Sequence[TopicPart]) -> None:
+        self.ledger.forget(partitions)
+        self.poison.forget(list(partitions))
+
     def _drain(self, stats: RunStats) -> None:
         """At shutdown: wait for every acknowledgement and commit synchronously."""
+        if stats.stopped_by == "fenced":
+            stats.final_commit = False
+            return
         try:
             self._settle(stats, block=True, sync=True)
-            self.commits.final()
+            stats.final_commit = self.commits.final()
         except Exception as exc:  # uncommitted batches are redelivered after a restart
+            stats.final_commit = False
             log.error("final flush/commit failed (%r); the last batches will be redelivered", exc)
 
     def _rewind(

@@ -127,6 +127,14 @@ class ConsumerMetrics:
             registry=r,
         )
 
+        self.group_rejoins = Counter(
+            "stockwatch_group_rejoins_total",
+            "Times this member's commits were refused as stale: it dropped its work in flight and re-joined.",
+            registry=r,
+        )
+        self.group_stable = Gauge(
+            "stockwatch_group_stable", "1 while the client is in a stable consumer group, else 0.", registry=r
+        )
         for kind in DELIVERY_FAILURE_KINDS:  # every series exists from the start: rate() sees the first one
             self.delivery_failures.labels(kind)
         for reason in DlqReason:

@@ -68,6 +68,9 @@ def build_service(
         commit_interval_s=scoring.commit_interval_ms / 1000,
         exactly_once=kafka.exactly_once,
         stall_after_s=scoring.stall_after_s,
+        # a rebalance normally completes within seconds; a member out of its group this long is not
+        unstable_after_s=max(10.0, kafka.session_timeout_ms / 1000),
+        session_timeout_s=kafka.session_timeout_ms / 1000,
     )
 
 

@@ -22,7 +22,12 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from config.kafka import KafkaSettings
-from consumer.adapters.confluent.source import LIBRDKAFKA_LOG, ConfluentSource, librdkafka_config
+from consumer.adapters.confluent.source import (
+    LIBRDKAFKA_LOG,
+    ConfluentSource,
+    librdkafka_config,
+    membership_error,
+)
 from consumer.ports import Delivered, DeliveryError, Offsets, OutputFailure, OutputRecord
 
 log = logging.getLogger(__name__)
@@ -205,6 +210,9 @@ class ConfluentTransactionalSink:
             self._commit_transaction()
         except KafkaException as exc:
             self._recover(exc)
+            refused = membership_error(exc.args[0] if exc.args else None)  # stale offsets: re-join
+            if refused is not None:
+                raise refused from exc
             raise ConfluentDeliveryError(repr(exc), failures=_failures(failed)) from exc
         if failed:  # cannot happen after a successful commit; kept as a guard
             raise ConfluentDeliveryError(f"{len(failed)} outputs failed inside a committed transaction")

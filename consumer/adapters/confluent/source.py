@@ -6,10 +6,10 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from config.kafka import KafkaSettings
-from consumer.ports import DeliveryError, Offsets
+from consumer.ports import DeliveryError, FencedInstanceError, Offsets, PartitionListener, StaleMemberError
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,30 @@ _JAVA_ONLY = frozenset({"max.poll.records"})  # librdkafka has none: ``consume(n
 
 class ConfluentCommitError(DeliveryError):
     """The offsets were not committed (the outputs were delivered); retried by the loop."""
+
+
+# A commit refused with one of these: the group went on without this member (see StaleMemberError).
+_STALE_MEMBER = frozenset(
+    (
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError._ASSIGNMENT_LOST,
+    )
+)
+
+
+def membership_error(error: object) -> DeliveryError | None:
+    """The ports' error for a commit refused because of this member's group membership, if it was."""
+    if not isinstance(error, KafkaError):
+        return None
+    if error.code() == KafkaError.FENCED_INSTANCE_ID:
+        return FencedInstanceError(str(error))
+    return StaleMemberError(str(error)) if error.code() in _STALE_MEMBER else None
+
+
+def _pairs(tps: list[TopicPartition]) -> list[tuple[str, int]]:
+    return sorted((tp.topic, tp.partition) for tp in tps)
 
 
 class ConfluentRecord:
@@ -97,11 +121,63 @@ class ConfluentSource:
 
     def __init__(self, kafka: KafkaSettings, *, client_id: str = "stockwatch-consume") -> None:
         self.topic = kafka.topics.input
-        self._consumer = Consumer(consumer_config(kafka, client_id=client_id))
+        self._consumer = Consumer(
+            {**consumer_config(kafka, client_id=client_id), "on_commit": self._committed}
+        )
+        self._listener: PartitionListener | None = None
+        self._state = "joining"
+        self._refused: DeliveryError | None = None  # an async commit refused for membership reasons
 
-    def subscribe(self) -> None:
-        """Join the group on the input topic (assignment happens inside ``poll``)."""
-        self._consumer.subscribe([self.topic])
+    def _committed(self, error: Any, partitions: list[TopicPartition]) -> None:
+        _log_commit(error, partitions)
+        for cause in [error, *(tp.error for tp in partitions)]:
+            self._refused = membership_error(cause) or self._refused
+
+    def subscribe(self, listener: PartitionListener | None = None) -> None:
+        """Join the group on the input topic (assignment happens inside ``poll``, which also runs
+        the listener's callbacks)."""
+        self._listener = listener or self._listener
+        self._consumer.subscribe(
+            [self.topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
+        )
+
+    def rejoin(self) -> None:
+        """Drop the assignment now and join again with the next poll (from the committed offsets)."""
+        self._state = "joining"
+        self._refused = None
+        self._consumer.unsubscribe()
+        self.subscribe()
+
+    def group_state(self) -> str:
+        """``stable`` between an assignment and the next revocation, else ``joining``."""
+        return self._state
+
+    def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._state = "stable"
+        if self._listener is not None:
+            self._listener.on_assigned(_pairs(partitions))
+
+    def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Before letting go: commit what the loop settled of them (a scale-up re-processes nothing)."""
+        self._state = "joining"
+        offsets = self._listener.on_revoked(_pairs(partitions)) if self._listener is not None else {}
+        if not offsets:
+            return
+        try:
+            self.commit(offsets, sync=True)
+        except DeliveryError as exc:  # the new owner resumes from the last commit: a few duplicates
+            log.warning(
+                "commit on revocation of %s refused (%s); they resume from the last commit", offsets, exc
+            )
+            return
+        log.info(
+            "committed %s on revocation", ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(offsets.items()))
+        )
+
+    def _lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._state = "joining"
+        if self._listener is not None:
+            self._listener.on_lost(_pairs(partitions))
 
     def poll(self, timeout_ms: int, max_records: int) -> dict[tuple[str, int], list[Any]]:
         """Up to ``max_records`` records, grouped by (topic, partition), in offset order.
@@ -124,6 +200,8 @@ class ConfluentSource:
             error = message.error()
             if error is not None:  # not a record: a client event (e.g. a broker connection lost)
                 if error.fatal():
+                    if error.code() == KafkaError.FENCED_INSTANCE_ID:
+                        raise FencedInstanceError(str(error))
                     raise KafkaException(error)
                 log.warning("consumer: %s (%s[%s])", error, message.topic(), message.partition())
                 continue
@@ -177,6 +255,9 @@ class ConfluentSource:
 
     def commit(self, offsets: Offsets, *, sync: bool = True) -> None:
         """Commit explicit offsets (next offset to read) of partitions still assigned to us."""
+        refused, self._refused = self._refused, None
+        if refused is not None:
+            raise refused
         assigned = self.assignment()
         tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items() if (t, p) in assigned]
         if not tps:
@@ -185,10 +266,16 @@ class ConfluentSource:
             if sync:
                 for tp in self._consumer.commit(offsets=tps, asynchronous=False) or []:
                     if tp.error is not None:
+                        refused = membership_error(tp.error)
+                        if refused is not None:
+                            raise refused
                         raise ConfluentCommitError(f"commit of {tp.topic}[{tp.partition}]: {tp.error}")
             else:  # the outcome is logged by librdkafka; a later commit covers a failed one
                 self._consumer.commit(offsets=tps, asynchronous=True)
         except KafkaException as exc:
+            refused = membership_error(exc.args[0] if exc.args else None)
+            if refused is not None:
+                raise refused from exc
             raise ConfluentCommitError(repr(exc)) from exc
 
     def group_metadata(self) -> Any:

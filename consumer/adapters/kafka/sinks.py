@@ -34,6 +34,7 @@ from consumer.adapters.kafka.source import (
     OffsetCommitError,
     _tp_offsets,
     kafka_python_config,
+    membership_error,
 )
 from consumer.ports import Delivered, Offsets, OutputFailure, OutputRecord
 
@@ -205,6 +206,9 @@ class TransactionalSink:
                 raise DeliveryFailedError(f"{len(failed)} outputs failed inside a committed transaction")
         except KafkaError as exc:
             self._recover(exc)
+            refused = membership_error(exc)  # the offsets' generation is stale: the member must re-join
+            if refused is not None:
+                raise refused from exc
             raise DeliveryFailedError(repr(exc), failures=self._first.failures(futures)) from exc
         return Delivered()
 

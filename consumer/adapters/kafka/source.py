@@ -8,12 +8,20 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
+from kafka.consumer.subscription_state import AsyncConsumerRebalanceListener
+from kafka.errors import (
+    CommitFailedError,
+    FencedInstanceIdError,
+    IllegalGenerationError,
+    KafkaError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+)
+from kafka.structs import MemberState, OffsetAndMetadata
 
 from config.kafka import KafkaSettings
 from config.kafka_security import KAFKA_PYTHON_NAMES
-from consumer.ports import DeliveryError, Offsets
+from consumer.ports import DeliveryError, FencedInstanceError, Offsets, PartitionListener, StaleMemberError
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +57,28 @@ def kafka_python_config(config: Mapping[str, Any], client: type = KafkaConsumer)
     return out
 
 
+# A commit refused with one of these: the group went on without this member (see StaleMemberError).
+STALE_MEMBER_ERRORS = (
+    CommitFailedError,
+    RebalanceInProgressError,
+    IllegalGenerationError,
+    UnknownMemberIdError,
+)
+
+
+def membership_error(exc: BaseException) -> DeliveryError | None:
+    """The ports' error for a commit refused because of this member's group membership, if it was."""
+    if isinstance(exc, FencedInstanceIdError):
+        return FencedInstanceError(repr(exc))
+    if isinstance(exc, STALE_MEMBER_ERRORS):
+        return StaleMemberError(repr(exc))
+    return None
+
+
+def _pairs(tps: Iterable[TopicPartition]) -> list[tuple[str, int]]:
+    return sorted((tp.topic, tp.partition) for tp in tps)
+
+
 def _tp_offsets(offsets: Offsets) -> dict[TopicPartition, OffsetAndMetadata]:
     return {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
 
@@ -56,6 +86,39 @@ def _tp_offsets(offsets: Offsets) -> dict[TopicPartition, OffsetAndMetadata]:
 def _log_commit_failure(offsets: Any, response: Any) -> None:
     if isinstance(response, Exception):
         log.warning("async offset commit failed (%r); a later commit covers it", response)
+
+
+class _Rebalances(AsyncConsumerRebalanceListener):  # type: ignore[misc]  # kafka is untyped
+    """Tells the loop about assignment changes; commits what it hands back before letting go.
+
+    kafka-python runs these on its I/O thread (while the loop waits in ``poll``), where a blocking
+    call is refused: the commit is awaited instead, before the JoinGroup goes out.
+    """
+
+    def __init__(self, consumer: KafkaConsumer, listener: PartitionListener) -> None:
+        self._consumer = consumer
+        self._listener = listener
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        offsets = self._listener.on_revoked(_pairs(revoked))
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit_async(offsets=_tp_offsets(offsets))
+        except KafkaError as exc:  # the new owner resumes from the last commit: a few duplicates
+            log.warning(
+                "commit on revocation of %s refused (%r); they resume from the last commit", offsets, exc
+            )
+            return
+        log.info(
+            "committed %s on revocation", ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(offsets.items()))
+        )
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._listener.on_assigned(_pairs(assigned))
+
+    async def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+        self._listener.on_lost(_pairs(lost))
 
 
 class KafkaSource:
@@ -66,8 +129,10 @@ class KafkaSource:
         self._consumer = KafkaConsumer(**kafka_python_config(kafka.consumer_config(client_id=client_id)))
         self._commit_in_flight = 0.0  # monotonic send time of the one async commit outstanding
         self._pending_commit: dict[TopicPartition, OffsetAndMetadata] = {}
+        self._listener: _Rebalances | None = None
+        self._refused: DeliveryError | None = None  # an async commit refused for membership reasons
 
-    def subscribe(self) -> None:
+    def subscribe(self, listener: PartitionListener | None = None) -> None:
         """Join the group on the input topic (assignment happens inside ``poll``).
 
         The topic's metadata is fetched first, so the first JoinGroup already sees its partitions
@@ -75,13 +140,57 @@ class KafkaSource:
         """
         if not self._consumer.partitions_for_topic(self.topic):
             log.warning("input topic %s does not exist (yet); waiting for it", self.topic)
-        self._consumer.subscribe([self.topic])
+        if listener is not None:
+            self._listener = _Rebalances(self._consumer, listener)
+        self._consumer.subscribe([self.topic], listener=self._listener)
+
+    def rejoin(self) -> None:
+        """Drop the assignment now (nothing more is fetched from it) and join again with the next poll.
+
+        ``unsubscribe`` clears the assignment and leaves the group (a static member does not
+        leave: its session keeps its place); ``subscribe`` makes the next ``poll`` join, and the
+        partitions then assigned start from the group's committed offsets.
+        """
+        self._pending_commit = {}
+        self._refused = None
+        self._consumer.unsubscribe()
+        self._consumer.subscribe([self.topic], listener=self._listener)
+
+    def group_state(self) -> str:
+        """``stable``, ``joining`` or ``coordinator unknown`` (as this client last heard)."""
+        coordinator = getattr(self._consumer, "_coordinator", None)  # no public accessor
+        if coordinator is not None and getattr(coordinator, "coordinator_id", 0) is None:
+            return "coordinator unknown"
+        return "stable" if self._consumer.group_metadata().state == MemberState.STABLE else "joining"
 
     def poll(self, timeout_ms: int, max_records: int) -> dict[tuple[str, int], list[Any]]:
-        """Up to ``max_records`` records, grouped by (topic, partition), in offset order."""
-        self._flush_async_commit()
-        polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        """Up to ``max_records`` records, grouped by (topic, partition), in offset order.
+
+        FencedInstanceError when another instance took this one's ``group_instance_id``.
+        """
+        try:
+            self._flush_async_commit()
+            polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        except FencedInstanceIdError as exc:
+            raise FencedInstanceError(repr(exc)) from exc
+        self._finish_abandoned_rebalance()
         return {(tp.topic, tp.partition): recs for tp, recs in polled.items() if recs}
+
+    def _finish_abandoned_rebalance(self) -> None:
+        """Make the next poll finish a rebalance kafka-python (3.0.12) started and then abandoned.
+
+        The group leader re-joins by itself when the topic metadata changed since its last
+        assignment; if the ``poll`` that started it times out first, the assignment it makes resets
+        that trigger, the next ``poll`` no longer sees a reason to re-join, and the join's result is
+        never applied: the member stays "rebalancing" on its old partitions, for ever (without a
+        rebalance listener it went on fetching them while the broker refused every commit — the
+        split brain of issue 13 defect 8). Asking for a re-join makes the next poll complete it.
+        """
+        coordinator = getattr(self._consumer, "_coordinator", None)  # no public accessor
+        if coordinator is None or coordinator.state != MemberState.REBALANCING or coordinator.need_rejoin():
+            return
+        log.info("completing a rebalance the client left unfinished (generation %s)", coordinator._generation)
+        coordinator.request_rejoin()
 
     def assignment(self) -> set[tuple[str, int]]:
         """The partitions assigned to this member right now."""
@@ -119,14 +228,26 @@ class KafkaSource:
         fast loop of small batches sent one commit per batch and overran the connection's
         in-flight request slots: at 2k events/s (batches of ~7 records) about 40 commits a
         second failed with NodeNotReadyError("max_in_flight"), each logged as a warning.
+
+        A commit refused for this member's membership (now, or an async one since the last call)
+        raises :class:`StaleMemberError` / :class:`FencedInstanceError`.
         """
+        refused, self._refused = self._refused, None
+        if refused is not None:
+            raise refused
         self._pending_commit.update(_tp_offsets(offsets))
-        if sync:
-            mine = self._take_pending()
-            if mine:
-                self._consumer.commit(offsets=mine, timeout_ms=_SYNC_COMMIT_TIMEOUT_MS)
-        else:
-            self._flush_async_commit()
+        try:
+            if sync:
+                mine = self._take_pending()
+                if mine:
+                    self._consumer.commit(offsets=mine, timeout_ms=_SYNC_COMMIT_TIMEOUT_MS)
+            else:
+                self._flush_async_commit()
+        except KafkaError as exc:
+            refused = membership_error(exc)
+            if refused is None:
+                raise
+            raise refused from exc
 
     def _take_pending(self) -> dict[TopicPartition, OffsetAndMetadata]:
         assigned = self._consumer.assignment()
@@ -147,6 +268,8 @@ class KafkaSource:
     def _async_commit_done(self, offsets: Any, response: Any) -> None:
         self._commit_in_flight = 0.0
         _log_commit_failure(offsets, response)
+        if isinstance(response, Exception):
+            self._refused = membership_error(response) or self._refused
 
     def group_metadata(self) -> Any:
         """The member's group metadata, for ``send_offsets_to_transaction``."""

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+import pytest
+from pydantic import ValidationError
+
 from config import Settings
 
 
@@ -26,9 +31,30 @@ def test_producer_limits() -> None:
     assert kafka.delivery_timeout_ms == 50_000
 
 
-def test_transactional_id_defaults_to_group_and_host() -> None:
-    assert Settings(group_id="g").kafka.transactional_id_or_default("host-1") == "g.host-1"
+def test_transactional_id_defaults_to_one_unique_per_instance() -> None:
+    """Two instances on one host must not fence each other (issue 13 defect 9)."""
+    kafka = Settings(group_id="g").kafka
+    first, second = kafka.transactional_id_or_default("host-1"), kafka.transactional_id_or_default("host-1")
+    assert first.startswith(f"g.host-1.{os.getpid()}.") and second.startswith(f"g.host-1.{os.getpid()}.")
+    assert first != second
     assert Settings(transactional_id="mine").kafka.transactional_id_or_default("host-1") == "mine"
+    static = Settings(group_id="g", group_instance_id="scorer-1").kafka  # stable and distinct already
+    assert static.transactional_id_or_default("host-1") == "g.scorer-1"
+
+
+def test_reconnect_backoff_is_capped_and_static_membership_is_optional() -> None:
+    kafka = Settings().kafka
+    assert kafka.consumer_config(client_id="c")["reconnect.backoff.max.ms"] == 1000
+    assert kafka.producer_config(client_id="p")["reconnect.backoff.max.ms"] == 1000
+    assert "group.instance.id" not in kafka.consumer_config(client_id="c")
+    static = Settings(group_instance_id="scorer-1").kafka.consumer_config(client_id="c")
+    assert static["group.instance.id"] == "scorer-1"
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "x" * 250, "é"])
+def test_group_instance_id_is_checked(bad: str) -> None:
+    with pytest.raises(ValidationError):
+        Settings(group_instance_id=bad)
 
 
 def test_delivery_mode_sets_isolation_and_the_transactional_producer() -> None:
