@@ -38,6 +38,9 @@ def mask_uri(uri: str) -> str:
 
     The user-info ends at the last ``@``: an unencoded ``@`` later in the URI masks more, never less.
     """
+    base, question, query = uri.partition("?")
+    if question:  # credentials can ride in options too (authMechanismProperties, key passwords)
+        return f"{mask_uri(base)}?{_mask_query(query)}"
     head, at, tail = uri.rpartition("@")
     if not at:
         return uri
@@ -46,6 +49,19 @@ def mask_uri(uri: str) -> str:
         scheme, userinfo = "", head
     user, colon, _password = userinfo.partition(":")
     return f"{scheme}{sep}{user}:{SECRET_MASK}@{tail}" if colon else uri
+
+
+_SECRET_OPTION_WORDS = ("password", "secret", "token", "authmechanismproperties", "key")
+
+
+def _mask_query(query: str) -> str:
+    """The URI options with the value of every credential-like option masked."""
+    masked = []
+    for option in query.split("&"):
+        name, eq, _value = option.partition("=")
+        secret = eq and any(word in name.lower() for word in _SECRET_OPTION_WORDS)
+        masked.append(f"{name}={SECRET_MASK}" if secret else option)
+    return "&".join(masked)
 
 
 class Slice(BaseModel):

@@ -62,6 +62,8 @@ def read_config_file(environ: Mapping[str, str] | None = None) -> tuple[Path, di
     path = config_file(env)
     named = "STOCKWATCH_CONFIG" in env and bool(env["STOCKWATCH_CONFIG"])
     try:
+        if path.exists() and not path.is_file() and not path.is_dir():  # a FIFO would block the read
+            raise SettingsError([f"the config file {path} is not a regular file"])
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         if not named:

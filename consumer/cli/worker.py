@@ -82,6 +82,7 @@ def cmd_retrain_worker(args: argparse.Namespace, settings: Settings) -> int:
     try:
         worker.run(timeout_s=args.run_for)
     finally:
+        log.info("retrain worker %s stopped", worker.lease.owner)
         if server is not None:
             server.stop()
         for c in closables:

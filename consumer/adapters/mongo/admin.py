@@ -10,6 +10,7 @@ from pymongo import MongoClient, ReplaceOne
 
 from consumer.adapters.mongo.errors import mongo_errors
 from consumer.chunks import chunked
+from consumer.ports import MongoUnavailableError
 
 __all__ = ["drop_database", "replace_collection", "upsert_items"]
 
@@ -43,9 +44,14 @@ def upsert_items(
     ``docs`` must not repeat an ``item_id`` (the caller keeps the last of each).
     """
     with mongo_errors(f"seeding {db}.{collection}"):  # a malformed URI fails in the constructor
-        client: MongoClient[dict[str, Any]] = MongoClient(
-            uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, socketTimeoutMS=60_000
-        )
+        try:
+            client: MongoClient[dict[str, Any]] = MongoClient(
+                uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, socketTimeoutMS=60_000
+            )
+        except ValueError as exc:  # pymongo's own check of the URI (a port that is not a number, ...)
+            raise MongoUnavailableError(
+                f"seeding {db}.{collection}: the Mongo URI is invalid: {exc}"
+            ) from None
         try:
             if not docs:
                 client.admin.command("ping")  # an empty file still proves the database answers

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from config import Settings, SettingsError, load_settings
+from config.groups import mask_uri
 from consumer.cli import main
 
 SECRETS = ("hunter2-key", "sign-me-secret", "mongo-pass-word")
@@ -161,3 +163,26 @@ def test_the_cli_prints_one_line_per_problem_and_exits_2(
     assert out == "" and len(lines) == 3 and all(line.startswith("stockwatch: ") for line in lines)
     assert "STOCKWATCH_SESSION_TIMEOUT_MS" in err and "control_key in" in err and "model_keep in" in err
     assert "Traceback" not in err and "input_value" not in err and "mongo-pass-word" not in err
+
+
+def test_config_naming_a_fifo_is_refused_instead_of_blocking(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fifo = tmp_path / "config.fifo"
+    os.mkfifo(fifo)
+    monkeypatch.setenv("STOCKWATCH_CONFIG", str(fifo))
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert raised.value.problems == [f"the config file {fifo} is not a regular file"]
+
+
+@pytest.mark.parametrize(
+    "option",
+    ["authMechanismProperties=AWS_SESSION_TOKEN:tok-secret-9", "tlsCertificateKeyFilePassword=tok-secret-9"],
+)
+def test_credentials_in_mongo_uri_options_are_masked(option: str) -> None:
+    masked = mask_uri(f"mongodb://u:pw-secret-8@db:27017/?authMechanism=MONGODB-AWS&{option}&w=1")
+    assert "tok-secret-9" not in masked and "pw-secret-8" not in masked
+    assert masked.startswith(
+        "mongodb://u:**********@db:27017/?authMechanism=MONGODB-AWS&"
+    ) and masked.endswith("&w=1")

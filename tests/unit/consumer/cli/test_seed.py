@@ -69,3 +69,15 @@ def test_the_command_imports_nothing_heavy() -> None:
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_a_malformed_mongo_uri_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"item_id": "a", "stock_quantity": 5, "min_stock_level": 1, "max_stock_level": 9}\n')
+    monkeypatch.setenv("STOCKWATCH_MONGO_URI", "mongodb://u:pw-secret-66@127.0.0.1:notaport/")
+    assert main(["seed", "--items", str(items)]) == 1
+    _, err = capsys.readouterr()
+    assert len(err.strip().splitlines()) == 1 and "invalid" in err
+    assert "Traceback" not in err and "pw-secret-66" not in err
