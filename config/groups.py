@@ -8,6 +8,7 @@ The Kafka slice, with its derived client configuration, lives in :mod:`config.ka
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -21,10 +22,12 @@ __all__ = [
     "RetrainSettings",
     "ScoringSettings",
     "Slice",
+    "StateSeed",
     "mask_uri",
 ]
 
 SECRET_MASK = "**********"
+StateSeed = Literal["snapshot", "lookup", "none"]
 
 
 def mask_uri(uri: str) -> str:
@@ -73,7 +76,8 @@ class ModelSettings(Slice):
 
 
 class ScoringSettings(Slice):
-    """`stockwatch consume` beyond its Kafka client: retries, commits, health, audit, topic creation."""
+    """`stockwatch consume` beyond its Kafka client: retries, commits, health, audit, topic creation,
+    the per-item state of the `default` detector (changelog topic, seed)."""
 
     retry_backoff_s: float = Field(validation_alias="delivery_retry_backoff_s")
     commit_interval_ms: int
@@ -81,6 +85,8 @@ class ScoringSettings(Slice):
     audit_anomalies: bool
     create_missing_topics: bool
     stall_after_s: float
+    state_changelog_topic: str
+    state_seed: StateSeed
 
 
 class HttpSettings(Slice):

@@ -17,6 +17,7 @@ __all__ = [
     "Delivered",
     "Delivery",
     "DeliveryError",
+    "InventoryLookup",
     "KafkaUnavailableError",
     "MongoUnavailableError",
     "Offsets",
@@ -25,6 +26,7 @@ __all__ = [
     "Sink",
     "Source",
     "SourceRecord",
+    "StateChangelog",
     "TopicPart",
 ]
 
@@ -40,6 +42,7 @@ class OutputRecord:
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]] = field(default_factory=list)
+    partition: int | None = None  # None: the producer's partitioner picks (by key)
 
 
 class SourceRecord(Protocol):
@@ -139,3 +142,18 @@ class Audit(Protocol):
 
     def write(self, anomalies: Sequence[dict[str, Any]]) -> int: ...
     def close(self) -> None: ...
+
+
+class StateChangelog(Protocol):
+    """The compacted topic behind the per-item state (``consumer.adapters.kafka.KafkaChangelog``)."""
+
+    @property
+    def topic(self) -> str: ...
+    def read(self, partition: int) -> tuple[list[bytes | None], list[bytes | None]]: ...
+    def close(self) -> None: ...
+
+
+class InventoryLookup(Protocol):
+    """Inventory documents by item id (``consumer.adapters.mongo.WorkerMongo``): the state's seed."""
+
+    def find_items(self, item_ids: Sequence[str], *, fields: Sequence[str] = ()) -> list[dict[str, Any]]: ...

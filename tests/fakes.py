@@ -154,3 +154,25 @@ class FakeWatcher:
     def take(self) -> FakeModel | None:
         model, self._model = self._model, None
         return model
+
+
+class MemoryChangelog:
+    """A changelog topic in memory: partition -> [(key, value)] in order (fills from published outputs)."""
+
+    def __init__(self, topic: str = "g.in.state") -> None:
+        self.topic = topic
+        self.partitions: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
+        self.reads: list[int] = []
+
+    def append(self, outputs: Sequence[OutputRecord]) -> None:
+        for o in outputs:
+            if o.topic == self.topic:
+                assert o.partition is not None
+                self.partitions.setdefault(o.partition, []).append((o.key, o.value))
+
+    def read(self, partition: int) -> tuple[list[bytes | None], list[bytes | None]]:
+        self.reads.append(partition)
+        records = self.partitions.get(partition, [])
+        return [k for k, _ in records], [v for _, v in records]
+
+    def close(self) -> None: ...

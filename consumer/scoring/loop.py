@@ -28,9 +28,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from consumer.ports import Audit, DeliveryError, Sink, Source, TopicPart
+from consumer.ports import (
+    Audit,
+    DeliveryError,
+    KafkaUnavailableError,
+    MongoUnavailableError,
+    Sink,
+    Source,
+    TopicPart,
+)
 from consumer.scoring.audit_guard import AuditGuard
 from consumer.scoring.batch import BatchConfig, BatchResult, ScoringModel, process_batch
+from consumer.scoring.change_batch import ChangeContext, process_change_batch
 from consumer.scoring.commits import Committer
 from consumer.scoring.health import HealthState, StallWatch
 from consumer.scoring.ledger import OffsetLedger
@@ -38,6 +47,7 @@ from consumer.scoring.metrics import ConsumerMetrics
 from consumer.scoring.model_gate import ModelGate
 from consumer.scoring.model_watcher import ModelWatcher
 from consumer.scoring.poison import PoisonRecords
+from detection import ChangeDetector
 
 __all__ = ["Audit", "DeliveryError", "RunStats", "ScoringService", "Sink", "Source"]
 
@@ -90,6 +100,7 @@ class ScoringService:
         commit_interval_s: float = 0.0,
         exactly_once: bool = False,
         stall_after_s: float = 60.0,
+        state: ChangeContext | None = None,
     ) -> None:
         self.source = source
         self.sink = sink
@@ -102,6 +113,7 @@ class ScoringService:
         self.max_poll_records = max_poll_records
         self.retry_backoff_s = retry_backoff_s
         self.exactly_once = exactly_once
+        self.state = state  # the per-item state of the `default` detector
         self.models = ModelGate(watcher, source, self.metrics, self.health)
         self.ledger: OffsetLedger[BatchResult] = OffsetLedger()
         self.poison = PoisonRecords()
@@ -170,6 +182,8 @@ class ScoringService:
         self.metrics.last_tick.set(time.time())
         assigned = self.source.assignment()
         self.poison.forget(self.ledger.retain(assigned, now))
+        if self.state is not None:
+            self.state.keep_only(assigned)
         self.health.assigned = len(assigned)
         self.metrics.assigned_partitions.set(len(assigned))
         if now >= self._next_lag:
@@ -187,7 +201,11 @@ class ScoringService:
         records = [r for recs in polled.values() for r in recs]
         first = {tp: recs[0].offset for tp, recs in polled.items()}
         after = {tp: recs[-1].offset + 1 for tp, recs in polled.items()}
-        result = process_batch(records, model, self.config, now=datetime.now(UTC))
+        try:
+            result = self._decide(records, first, model)
+        except (KafkaUnavailableError, MongoUnavailableError) as exc:  # the state's restore or seed lookup
+            self._rewind(self.ledger.rewind_targets(first), exc, stats, from_committed=self.exactly_once)
+            return
         scored_at = time.perf_counter()
         result.outputs, parked = self.poison.apply(result.outputs)
         for record in parked:  # logged by apply
@@ -202,10 +220,22 @@ class ScoringService:
             targets = self.ledger.rewind_targets(first)
             self._rewind(targets, exc, stats, from_committed=self.exactly_once, at_once=refused)
             return
+        if self.state is not None:
+            self.state.published(result)
         self.ledger.record(first, after, delivery, result)
         self.metrics.batch_size.observe(len(records))
         self.metrics.score_seconds.observe(scored_at - started)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    def _decide(self, records: list[Any], first: dict[TopicPart, int], model: ScoringModel) -> BatchResult:
+        """The seed path, or the change path with the per-item state (by the model's type)."""
+        now = datetime.now(UTC)
+        if not isinstance(model, ChangeDetector):
+            return process_batch(records, model, self.config, now=now)
+        if self.state is None:
+            raise RuntimeError("a `default` detector needs the per-item state (build_service wires it)")
+        self.state.prepare(model, first, self._tick)
+        return process_change_batch(records, model, self.state, self.config, now=now)
 
     def _settle(self, stats: RunStats, *, block: bool, sync: bool = False) -> None:
         """Count and commit, in order, the batches whose outputs are all acknowledged.
@@ -214,6 +244,8 @@ class ScoringService:
         """
         settled = self.ledger.settle(block=block, max_pending=MAX_IN_FLIGHT)
         for result in settled.acked:
+            if self.state is not None:
+                self.state.acknowledged(result)
             self.metrics.count_batch(result, decisions=bool(self.config.decisions_topic))
             stats.add(result)
         if settled.acked:
@@ -255,6 +287,8 @@ class ScoringService:
         """
         stats.delivery_failures += 1
         self.metrics.delivery_failures.labels(type(exc).__name__).inc()
+        if self.state is not None:
+            self.state.rewound()
         target = dict(first)
         if from_committed:  # the transaction was aborted: go back to what the group committed
             try:
@@ -290,3 +324,5 @@ class ScoringService:
                 log.error("closing the %s failed: %r", name, exc)
         if self.audit is not None:
             self.audit.close()
+        if self.state is not None:
+            self.state.store.close()

@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
 from config import KafkaSettings, Settings
 from consumer.scoring.batch import BatchConfig
+from consumer.scoring.change_batch import ChangeContext
 from consumer.scoring.health import HealthState
 from consumer.scoring.loop import ScoringService
 from consumer.scoring.metrics import ConsumerMetrics
 from consumer.scoring.model_watcher import ModelWatcher
+from consumer.scoring.state.changelog import changelog_topic
+from consumer.scoring.state.seeds import BackgroundSeeds, LookupSeeds, Seeds
+from consumer.scoring.state.store import StateStore
 from consumer.stores import store_from_settings
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from consumer.ports import Audit, Sink, Source
+    from consumer.ports import Audit, Sink, Source, StateChangelog
 
-__all__ = ["build_service", "settle_heap"]
+__all__ = ["build_service", "build_state", "settle_heap"]
 
 
 def build_service(
@@ -67,7 +72,54 @@ def build_service(
         commit_interval_s=scoring.commit_interval_ms / 1000,
         exactly_once=kafka.exactly_once,
         stall_after_s=scoring.stall_after_s,
+        state=build_state(settings),
     )
+
+
+def build_state(settings: Settings) -> ChangeContext:
+    """The per-item state of the `default` detector: changelog store and seed (no I/O until used)."""
+    kafka, scoring = settings.kafka, settings.scoring
+    topic = changelog_topic(
+        scoring.state_changelog_topic, group_id=kafka.group_id, input_topic=kafka.topics.input
+    )
+    seeds: Seeds | None = None
+    if scoring.state_seed != "none":
+        from consumer.adapters.mongo import WorkerMongo
+
+        mongo = WorkerMongo.from_settings(settings.mongo)  # connects lazily
+        if scoring.state_seed == "lookup":
+            seeds = LookupSeeds(mongo)
+        else:
+            batch_size = settings.retrain.batch_size
+            seeds = BackgroundSeeds(
+                lambda group: mongo.iter_inventory(batch_size=batch_size, fields=(group, "occurred_at"))
+            )
+    return ChangeContext(StateStore(_changelog(kafka, topic)), topic, seeds)
+
+
+def _changelog(kafka: KafkaSettings, topic: str) -> StateChangelog:
+    """The changelog reader of ``kafka.client`` (librdkafka restores several times faster)."""
+    from consumer.adapters.kafka import KafkaChangelog, ensure_changelog
+
+    if kafka.client != "confluent-kafka":
+        return KafkaChangelog(kafka, topic)
+    from consumer.adapters.confluent.changelog import ConfluentChangelog
+
+    def ensure() -> None:
+        ensure_changelog(kafka.bootstrap, topic, input_topic=kafka.topics.input)
+
+    return ConfluentChangelog(kafka, topic, ensure=_once(ensure))
+
+
+def _once(action: Callable[[], None]) -> Callable[[], None]:
+    done: list[bool] = []
+
+    def run() -> None:
+        if not done:
+            action()
+            done.append(True)
+
+    return run
 
 
 def _transport(kafka: KafkaSettings) -> tuple[Source, Sink]:

@@ -139,11 +139,13 @@ def build_events(
     threshold: float,
     now: datetime,
     id_by: IdBy = IdBy.SOURCE,
+    feature_names: Sequence[str] = FEATURE_NAMES,
 ) -> Iterator[tuple[int, dict[str, Any], dict[str, Any] | None]]:
     """``(row, decision event, anomaly event or None)`` for each of ``rows``, in order.
 
     ``rows`` index the batch (``item_ids``, ``event_ids``, ``sources`` and the ``decisions`` arrays);
-    ``item(row)`` is the validated item state, asked for flagged rows only. The anomaly event is a
+    ``item(row)`` is the validated item state, asked for flagged rows only; ``feature_names``
+    name the columns of ``decisions.features`` (the seed's 7 by default). The anomaly event is a
     new dict: the decision event's fields, then ``item``, ``severity`` and ``reasons``.
     """
     when = detected_at(now)
@@ -168,7 +170,7 @@ def build_events(
             "score": scores[j],
             "threshold": threshold,
             "model_version": version,
-            "features": dict(zip(FEATURE_NAMES, features[j], strict=True)),
+            "features": dict(zip(feature_names, features[j], strict=True)),
             "source": {
                 "topic": topic,
                 "partition": partition,
