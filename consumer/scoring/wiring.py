@@ -29,9 +29,16 @@ __all__ = ["build_service", "build_state", "settle_heap"]
 
 
 def build_service(
-    settings: Settings, *, registry: CollectorRegistry | None = None, health: HealthState | None = None
+    settings: Settings,
+    *,
+    registry: CollectorRegistry | None = None,
+    health: HealthState | None = None,
+    watcher: ModelWatcher | None = None,
 ) -> ScoringService:
-    """Wire the service from settings (connects to Kafka; the caller runs and stops it)."""
+    """Wire the service from settings (connects to Kafka; the caller runs and stops it).
+
+    ``watcher`` replaces the model store's watcher (a test hands in a model trained in process).
+    """
     from consumer.adapters.kafka import StatusListener, ensure_topics
     from consumer.scoring.health import HealthState
     from consumer.scoring.loop import ScoringService
@@ -41,7 +48,7 @@ def build_service(
     store = store_from_settings(settings)
     if scoring.create_missing_topics:
         ensure_topics(kafka.bootstrap, [topics.anomalies, topics.dlq, topics.status, topics.decisions or ""])
-    watcher = ModelWatcher(
+    watcher = watcher or ModelWatcher(
         store,
         interval_s=settings.models.poll_interval_s,
         announcements=StatusListener(kafka, key=_key_bytes(settings.control.key)),

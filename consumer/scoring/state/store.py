@@ -89,7 +89,7 @@ class StateStore:
         started = time.perf_counter()
         keys, values = self.changelog.read(partition)
         restored = decode(keys, values, committed=resume_offset)
-        table = PartitionTable(capacity=len(restored.item_ids))
+        table = PartitionTable(capacity=len(restored.item_ids))  # a little more than needed if items repeat
         table.load(restored.item_ids, restored.records, restored.offsets)
         self._tables[partition] = table
         done = Restore(partition, len(table), restored.read, restored.ignored, time.perf_counter() - started)

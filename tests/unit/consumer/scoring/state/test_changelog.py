@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from consumer.scoring.state.changelog import CHANGELOG_VALUE, changelog_records, changelog_topic, decode
+from consumer.scoring.state.table import PartitionTable
 from detection.item_state import STATE_DTYPE
 
 
@@ -30,14 +31,22 @@ def test_the_latest_committed_change_of_an_item_wins() -> None:
     )
     log += changelog_records("cl", 0, ["a"], recs(4.0), [12])  # its input (offset 12) is not committed
     keys, values = [o.key for o in log], [o.value for o in log]
-    restored = decode(keys, values, committed=10)
-    assert dict(zip(restored.item_ids, restored.records["stock"].tolist(), strict=True)) == {
-        "a": 2.0,
-        "b": 3.0,
-    }
-    assert restored.ignored == 1
-    assert decode(keys, values, committed=13).records["stock"].tolist()[0] == 4.0
-    assert decode(keys, values, committed=0).item_ids == []
+    assert latest(keys, values, committed=10) == {"a": (2.0, 8), "b": (3.0, 8)}
+    assert decode(keys, values, committed=10).ignored == 1
+    assert latest(keys, values, committed=13) == {"a": (4.0, 12), "b": (3.0, 8)}
+    assert latest(keys, values, committed=0) == {}
+
+
+def latest(
+    keys: list[bytes | None], values: list[bytes | None], *, committed: int
+) -> dict[str, tuple[float, int]]:
+    """What a restore puts in the table: the last usable record of each item."""
+    restored = decode(keys, values, committed=committed)
+    table = PartitionTable()
+    table.load(restored.item_ids, restored.records, restored.offsets)
+    ids = sorted(set(restored.item_ids))
+    got, offsets = table.get(table.lookup(ids))
+    return {i: (s, o) for i, s, o in zip(ids, got["stock"].tolist(), offsets.tolist(), strict=True)}
 
 
 def test_values_of_another_layout_and_tombstones_are_ignored() -> None:
