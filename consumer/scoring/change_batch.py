@@ -213,17 +213,14 @@ def _staged(
     partitions: list[int],
 ) -> StagedChanges:
     """Each changed item's record, under its input partition, with the offset of its last update."""
-    last = {item: k for k, item in enumerate(updates.item_ids)}
-    by_partition: dict[int, tuple[list[str], list[int], list[int]]] = {}
-    for j, item in enumerate(ids):
-        k = last[item]
-        entry = by_partition.setdefault(partitions[k], ([], [], []))
-        entry[0].append(item)
-        entry[1].append(j)
-        entry[2].append(sources[k].offset)
+    last = dict(zip(updates.item_ids, range(len(updates)), strict=True))  # later rows win
+    k = np.fromiter(map(last.__getitem__, ids), dtype=np.intp, count=len(ids))
+    parts = np.asarray(partitions, dtype=np.int64)[k]
+    offsets = np.fromiter((sources[j].offset for j in k.tolist()), dtype=np.int64, count=len(ids))
     out = StagedChanges()
-    for p, (items, rows, offsets) in by_partition.items():
-        out.by_partition[p] = (items, records[np.asarray(rows, dtype=np.intp)], np.asarray(offsets, np.int64))
+    for p in np.unique(parts).tolist():
+        at = np.flatnonzero(parts == p)
+        out.by_partition[p] = ([ids[j] for j in at.tolist()], records[at], offsets[at])
     return out
 
 

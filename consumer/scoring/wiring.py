@@ -105,12 +105,16 @@ def build_state(settings: Settings) -> ChangeContext:
 
 
 def _changelog(kafka: KafkaSettings, topic: str) -> StateChangelog:
-    """The changelog reader of ``kafka.client`` (librdkafka restores several times faster)."""
+    """The librdkafka reader when confluent-kafka is installed (a restore decodes every record:
+    3.7x faster in C, bench/state.py), else kafka-python's."""
     from consumer.adapters.kafka import KafkaChangelog, ensure_changelog
 
-    if kafka.client != "confluent-kafka":
+    try:
+        from consumer.adapters.confluent.changelog import ConfluentChangelog
+    except ImportError as exc:
+        if exc.name != "confluent_kafka":
+            raise
         return KafkaChangelog(kafka, topic)
-    from consumer.adapters.confluent.changelog import ConfluentChangelog
 
     def ensure() -> None:
         ensure_changelog(kafka.bootstrap, topic, input_topic=kafka.topics.input)

@@ -80,6 +80,7 @@ class SnapshotSeeds:
                 seen += self._add(chunk, group_field, codes)
                 chunk = []
         seen += self._add(chunk, group_field, codes)
+        self._table.compact()
         self.seconds = time.perf_counter() - started
         log.info(
             "loaded the inventory seed: %d items from %d documents in %.1fs", len(self), seen, self.seconds

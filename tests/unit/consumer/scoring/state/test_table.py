@@ -75,3 +75,16 @@ def test_behaves_like_a_dict(ops: list[tuple[list[str], int]]) -> None:
     got, off = table.get(rows[:-1])
     assert list(zip(got["stock"].tolist(), off.tolist(), strict=True)) == list(model.values())
     assert len(table) == len(model)
+
+
+def test_compact_drops_spare_capacity_and_keeps_every_item() -> None:
+    table = PartitionTable(capacity=16)
+    ids = [f"i{k}" for k in range(5000)]
+    for start in range(0, 5000, 100):
+        table.put(ids[start : start + 100], records([1.0] * 100), [start] * 100)
+    before = table.nbytes
+    table.compact()
+    assert table.nbytes < before
+    assert (table.lookup(ids) >= 0).all() and len(table) == 5000
+    table.put(["new"], records([2.0]), [1])  # still grows after a compaction
+    assert table.get(table.lookup(["new"]))[0]["stock"].tolist() == [2.0]
