@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -139,7 +140,9 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 120.0) -> No
 
 
 def read_all(bootstrap: str, topic: str) -> list[Any]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    """Every committed record (an aborted transaction's outputs are not part of the stream)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                             isolation_level="read_committed")  # fmt: skip
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(tps)
@@ -159,7 +162,8 @@ def check_against_offline(env: dict[str, str], detector: ChangeDetector, recs: d
     decisions, table, rows = offline(detector, recs)
     bootstrap = env["STOCKWATCH_KAFKA_BOOTSTRAP"]
     flagged: dict[tuple[int, int], float] = {}
-    for r in read_all(bootstrap, env["STOCKWATCH_ANOMALY_TOPIC"]):
+    events = read_all(bootstrap, env["STOCKWATCH_ANOMALY_TOPIC"])
+    for r in events:
         event = orjson.loads(r.value)
         where = (event["source"]["partition"], event["source"]["offset"])
         assert flagged.setdefault(where, event["score"]) == event["score"]  # a redelivered copy agrees
@@ -169,6 +173,8 @@ def check_against_offline(env: dict[str, str], detector: ChangeDetector, recs: d
     }
     assert len(want) >= 5
     assert flagged == pytest.approx(want)
+    if env.get("STOCKWATCH_DELIVERY") == "exactly-once":  # a read_committed reader sees each decision once
+        assert len(events) == len(flagged)
     missing = {(int(dict(r.headers)["dlq.source.partition"]), int(dict(r.headers)["dlq.source.offset"]))
                for r in read_all(bootstrap, env["STOCKWATCH_DLQ_TOPIC"])}  # fmt: skip
     assert missing == {(rows[i].partition, rows[i].offset) for i in decisions.rejected}
@@ -192,9 +198,15 @@ def by_partition(recs: dict[Any, list[Rec]], cut: float) -> tuple[list[Rec], lis
     return first, rest
 
 
+@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
 def test_sigkill_mid_stream_and_restart_lose_no_history_and_apply_nothing_twice(
-    env: dict[str, str], detector: ChangeDetector, processes: list[subprocess.Popen[bytes]], tmp_path: Path
+    delivery: str,
+    env: dict[str, str],
+    detector: ChangeDetector,
+    processes: list[subprocess.Popen[bytes]],
+    tmp_path: Path,
 ) -> None:
+    env = env | {"STOCKWATCH_DELIVERY": delivery}
     recs = stream(n=1200, partitions=PARTITIONS, seed=11)
     total = {p: len(recs[("in", p)]) for p in range(PARTITIONS)}
     recs = {(env["STOCKWATCH_INPUT_TOPIC"], p): [r._replace(topic=env["STOCKWATCH_INPUT_TOPIC"]) for r in v]
@@ -253,3 +265,47 @@ def test_a_member_that_leaves_hands_its_partitions_over_with_their_state(
     assert a.wait(30) == 0
     assert (tmp_path / "a.log").read_bytes().count(b"restored the state of partition") >= 2
     check_against_offline(env, detector, recs)
+
+
+@pytest.mark.parametrize("client", ["kafka-python", "confluent-kafka"])
+def test_both_changelog_readers_read_to_the_end_and_skip_aborted_transactions(
+    client: str, kafka_bootstrap: str, topic_factory: Callable[..., str], unique_name: Callable[[str], str]
+) -> None:
+    from config import Settings
+    from consumer.adapters.confluent.changelog import ConfluentChangelog
+    from consumer.adapters.kafka import KafkaChangelog, ensure_changelog
+    from consumer.scoring.state.changelog import changelog_records
+    from detection.item_state import STATE_DTYPE
+
+    settings = Settings(kafka_bootstrap=kafka_bootstrap, input_topic=topic_factory("in", partitions=2),
+                        group_id=unique_name("cl"))  # fmt: skip
+    topic = unique_name("test-changelog")
+    assert ensure_changelog(kafka_bootstrap, topic, input_topic=settings.input_topic) == 2
+    records = np.zeros(3, STATE_DTYPE)
+    records["stock"] = [1.0, 2.0, 3.0]
+    committed = changelog_records(topic, 1, ["a", "b", "c"], records, [0, 1, 2])
+    aborted = changelog_records(topic, 1, ["a"], records[2:], [3])
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=unique_name("tx"))
+    try:
+        producer.init_transactions()
+        for outputs, commit in ((committed, True), (aborted, False)):
+            producer.begin_transaction()
+            for o in outputs:
+                producer.send(o.topic, key=o.key, value=o.value, partition=o.partition)
+            producer.flush()
+            if commit:
+                producer.commit_transaction()
+            else:
+                producer.abort_transaction()
+    finally:
+        producer.close()
+    reader = (KafkaChangelog if client == "kafka-python" else ConfluentChangelog)(settings.kafka, topic)
+    try:
+        keys, values = reader.read(1)
+        assert reader.read(0) == ([], [])
+    finally:
+        reader.close()
+        admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        admin.delete_topics([topic])
+        admin.close()
+    assert keys == [b"a", b"b", b"c"] and values == [o.value for o in committed]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from operator import attrgetter
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -19,7 +20,11 @@ log = logging.getLogger(__name__)
 
 COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
 _RESTORE_FETCH_BYTES = 32 * 1024 * 1024
-_RESTORE_TIMEOUT_S = 300.0  # a restore that makes no progress for this long is an outage
+_RESTORE_TIMEOUT_S = 300.0
+_KEY, _VALUE = (
+    attrgetter("key"),
+    attrgetter("value"),
+)  # a restore that makes no progress for this long is an outage
 
 
 def ensure_changelog(bootstrap: str, topic: str, *, input_topic: str) -> int:
@@ -106,9 +111,9 @@ class KafkaChangelog:
             last_progress = time.monotonic()
             while consumer.position(tp) < end:
                 polled: dict[Any, list[Any]] = consumer.poll(timeout_ms=500, max_records=100_000)
-                for record in polled.get(tp, ()):
-                    keys.append(record.key)
-                    values.append(record.value)
+                records = polled.get(tp, ())
+                keys.extend(map(_KEY, records))
+                values.extend(map(_VALUE, records))
                 if polled:
                     last_progress = time.monotonic()
                 elif time.monotonic() - last_progress > _RESTORE_TIMEOUT_S:
