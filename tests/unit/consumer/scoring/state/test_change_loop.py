@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 import pytest
 
-from consumer.ports import OutputRecord
+from consumer.ports import MongoUnavailableError, OutputRecord
 from consumer.scoring.batch import BatchConfig
 from consumer.scoring.change_batch import ChangeContext, process_change_batch
 from consumer.scoring.loop import ScoringService
@@ -152,3 +152,28 @@ def test_an_update_older_than_its_items_state_is_skipped_not_applied_again(detec
     assert not [o for o in again.outputs if o.topic == "anomalies"]
     table = ctx.store.table(0)
     assert np.all(table.get(table.lookup(list(result.state.by_partition[0][0])))[1] < 40)  # type: ignore[union-attr]
+
+
+class FlakySeeds(SnapshotSeeds):
+    """The inventory is unreachable for the first ``failures`` batches."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__(snapshot_docs())
+        self.failures = failures
+
+    def prepare(self, group_field: str, tick: Any) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise MongoUnavailableError("inventory unreachable")
+
+
+def test_an_unreachable_inventory_rewinds_and_retries_the_batch(detector: ChangeDetector) -> None:
+    recs = stream(n=200, seed=4)
+    sink = LoggingSink(MemoryChangelog())
+    loop = service(FakeSource(recs), sink, detector)
+    loop.state = ChangeContext(loop.state.store, sink.changelog.topic, FlakySeeds(2))  # type: ignore[union-attr]
+    stats = loop.run(max_events=200, timeout=60)
+    assert stats.events_in == 200 and stats.delivery_failures == 2
+    flagged, missing, table = expected(detector, recs)
+    assert decided([sink]) == (flagged, missing)
+    assert_same_state(loop, table)
