@@ -164,7 +164,7 @@ class _Rec:
 class _NoChangelog:
     topic = "bench.state"
 
-    def read(self, partition: int) -> tuple[list[bytes | None], list[bytes | None]]:
+    def read(self, partition: int, *, tick: Any = None) -> tuple[list[bytes | None], list[bytes | None]]:
         return [], []
 
     def close(self) -> None: ...

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -149,7 +149,9 @@ class StateChangelog(Protocol):
 
     @property
     def topic(self) -> str: ...
-    def read(self, partition: int) -> tuple[list[bytes | None], list[bytes | None]]: ...
+    def read(
+        self, partition: int, *, tick: Callable[[], None] = ...
+    ) -> tuple[list[bytes | None], list[bytes | None]]: ...
     def close(self) -> None: ...
 
 

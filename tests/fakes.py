@@ -170,7 +170,7 @@ class MemoryChangelog:
                 assert o.partition is not None
                 self.partitions.setdefault(o.partition, []).append((o.key, o.value))
 
-    def read(self, partition: int) -> tuple[list[bytes | None], list[bytes | None]]:
+    def read(self, partition: int, *, tick: Any = None) -> tuple[list[bytes | None], list[bytes | None]]:
         self.reads.append(partition)
         records = self.partitions.get(partition, [])
         return [k for k, _ in records], [v for _, v in records]

@@ -69,13 +69,13 @@ class ChangeContext:
         """Before a batch: the seed is loaded, and its partitions are restored."""
         if self.seeds is not None:
             self.seeds.prepare(detector.metadata.group_field, tick)
-        self.restore_for(first)
+        self.restore_for(first, tick)
 
-    def restore_for(self, first: Mapping[TopicPart, int]) -> None:
+    def restore_for(self, first: Mapping[TopicPart, int], tick: Callable[[], None] = lambda: None) -> None:
         """Restore every partition about to be decided that the store does not own yet."""
         for (_, p), offset in sorted(first.items()):
             if p not in self.store.owned:
-                self.store.assign(p, resume_offset=offset)
+                self.store.assign(p, resume_offset=offset, tick=tick)
 
     def published(self, result: BatchResult) -> None:
         """The outputs are handed to the sink: the next batch must see this one's changes."""
@@ -157,16 +157,17 @@ def split_replays(sources: Sequence[SourceRecord], prior_offsets: npt.NDArray[np
     replay = offsets <= prior_offsets
     if not replay.any():
         return None
-    for i in np.flatnonzero(replay).tolist():
-        r = sources[i]
-        log.warning(
-            "skipping %s[%d]@%d: its item's state already includes it (changed at offset %d)",
-            r.topic,
-            r.partition,
-            r.offset,
-            int(prior_offsets[i]),
-            extra={"topic": r.topic, "partition": r.partition, "offset": r.offset},
-        )
+    skipped = np.flatnonzero(replay).tolist()
+    r = sources[skipped[0]]
+    log.warning(
+        "skipping %d update(s) their items' state already includes, from %s[%d]@%d (state changed at offset %d)",
+        len(skipped),
+        r.topic,
+        r.partition,
+        r.offset,
+        int(prior_offsets[skipped[0]]),
+        extra={"topic": r.topic, "partition": r.partition, "offset": r.offset},
+    )
     return np.flatnonzero(~replay).tolist()
 
 

@@ -38,8 +38,11 @@ class ConfluentChangelog:
             "max.partition.fetch.bytes": 32 * 1024 * 1024,
         })  # fmt: skip
 
-    def read(self, partition: int) -> tuple[list[bytes | None], list[bytes | None]]:
-        """Keys and values of the partition, in order, up to the end offset seen at the start."""
+    def read(
+        self, partition: int, *, tick: Callable[[], None] = lambda: None
+    ) -> tuple[list[bytes | None], list[bytes | None]]:
+        """Keys and values of the partition, in order, up to the end offset seen at the start
+        (``tick`` is called between fetches: the loop's liveness during a long restore)."""
         self._ensure()
         consumer = self._consumer
         keys: list[bytes | None] = []
@@ -49,6 +52,7 @@ class ConfluentChangelog:
             consumer.assign([TopicPartition(self.topic, partition, OFFSET_BEGINNING)])
             position, last_progress = -1, time.monotonic()
             while position + 1 < end:
+                tick()
                 messages = consumer.consume(num_messages=_BATCH, timeout=0.5)
                 if any(map(Message.error, messages)):  # rare (e.g. an event, not a record): skip those
                     messages = [m for m in messages if m.error() is None]

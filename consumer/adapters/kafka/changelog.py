@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from operator import attrgetter
 from typing import Any
 
@@ -97,8 +98,11 @@ class KafkaChangelog:
                 ) from exc
             self._ensured = True
 
-    def read(self, partition: int) -> tuple[list[bytes | None], list[bytes | None]]:
-        """Keys and values of the partition, in order, up to the end offset seen at the start."""
+    def read(
+        self, partition: int, *, tick: Callable[[], None] = lambda: None
+    ) -> tuple[list[bytes | None], list[bytes | None]]:
+        """Keys and values of the partition, in order, up to the end offset seen at the start
+        (``tick`` is called between fetches: the loop's liveness during a long restore)."""
         self.ensure()
         tp = TopicPartition(self.topic, partition)
         consumer = self._consumer
@@ -111,6 +115,7 @@ class KafkaChangelog:
             last_progress = time.monotonic()
             while consumer.position(tp) < end:
                 polled: dict[Any, list[Any]] = consumer.poll(timeout_ms=500, max_records=100_000)
+                tick()
                 records = polled.get(tp, ())
                 keys.extend(map(_KEY, records))
                 values.extend(map(_VALUE, records))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,14 +80,16 @@ class StateStore:
 
     # ------------------------------------------------------------------ assignment
 
-    def assign(self, partition: int, *, resume_offset: int) -> Restore:
+    def assign(
+        self, partition: int, *, resume_offset: int, tick: Callable[[], None] = lambda: None
+    ) -> Restore:
         """Restore ``partition`` from the changelog; records are decided from ``resume_offset`` on.
 
         Changes logged for inputs at or after ``resume_offset`` are ignored: those inputs are
         read (and their changes made) again.
         """
         started = time.perf_counter()
-        keys, values = self.changelog.read(partition)
+        keys, values = self.changelog.read(partition, tick=tick)
         restored = decode(keys, values, committed=resume_offset)
         table = PartitionTable(capacity=len(restored.item_ids))  # a little more than needed if items repeat
         table.load(restored.item_ids, restored.records, restored.offsets)
