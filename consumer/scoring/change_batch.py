@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -86,9 +86,15 @@ class ChangeContext:
         if result.state_token:
             self.store.settled(result.state_token)
 
-    def rewound(self) -> None:
-        """Every unacknowledged batch is read again: its changes must not be in the state."""
+    def rewound(self, *, to_committed: Iterable[TopicPart] = ()) -> None:
+        """Every unacknowledged batch is read again: its changes must not be in the state.
+
+        A rewind to the group's committed offsets (an aborted or unconfirmed transaction) drops
+        those partitions instead: whether the last transaction committed is known only to the
+        broker, so they are restored from the changelog (read_committed) where reading resumes.
+        """
         self.store.rollback()
+        self.store.revoke({p for _, p in to_committed})
 
 
 def process_change_batch(

@@ -288,7 +288,7 @@ class ScoringService:
         stats.delivery_failures += 1
         self.metrics.delivery_failures.labels(type(exc).__name__).inc()
         if self.state is not None:
-            self.state.rewound()
+            self.state.rewound(to_committed=first if from_committed else ())
         target = dict(first)
         if from_committed:  # the transaction was aborted: go back to what the group committed
             try:

@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 import pytest
 
-from consumer.ports import MongoUnavailableError, OutputRecord
+from consumer.ports import DeliveryError, MongoUnavailableError, OutputRecord
 from consumer.scoring.batch import BatchConfig
 from consumer.scoring.change_batch import ChangeContext, process_change_batch
 from consumer.scoring.loop import ScoringService
@@ -32,11 +32,17 @@ def detector() -> ChangeDetector:
 class LoggingSink(FakeSink):
     """A FakeSink whose outputs (even of a failed delivery: partly written) reach the changelog."""
 
-    def __init__(self, changelog: MemoryChangelog, fail_at: int | None = None) -> None:
+    def __init__(
+        self, changelog: MemoryChangelog, fail_at: int | None = None, *, transactional: bool = False
+    ) -> None:
         super().__init__(fail_at)
         self.changelog = changelog
+        self.transactional = transactional  # a failed batch's outputs are aborted: never visible
 
     def publish(self, outputs: Sequence[OutputRecord], offsets: Mapping[Any, int], source: Any) -> Acked:
+        if self.transactional and len(self.published) == self.fail_at:  # the transaction aborts
+            self.published.append([])
+            raise DeliveryError("transaction aborted")
         self.changelog.append(outputs)
         return super().publish(outputs, offsets, source)
 
@@ -174,6 +180,21 @@ def test_an_unreachable_inventory_rewinds_and_retries_the_batch(detector: Change
     loop.state = ChangeContext(loop.state.store, sink.changelog.topic, FlakySeeds(2))  # type: ignore[union-attr]
     stats = loop.run(max_events=200, timeout=60)
     assert stats.events_in == 200 and stats.delivery_failures == 2
+    flagged, missing, table = expected(detector, recs)
+    assert decided([sink]) == (flagged, missing)
+    assert_same_state(loop, table)
+
+
+def test_an_aborted_transaction_drops_its_partitions_which_are_restored_from_the_changelog(
+    detector: ChangeDetector,
+) -> None:
+    recs = stream(seed=5)
+    sink = LoggingSink(MemoryChangelog(), fail_at=3, transactional=True)
+    loop = service(FakeSource(recs), sink, detector)
+    loop.exactly_once = True
+    stats = loop.run(max_events=600, timeout=60)
+    assert stats.delivery_failures == 1 and stats.events_in == 600
+    assert sorted(sink.changelog.reads) == [0, 0, 1]  # the aborted batch's partition is restored again
     flagged, missing, table = expected(detector, recs)
     assert decided([sink]) == (flagged, missing)
     assert_same_state(loop, table)
