@@ -114,6 +114,8 @@ class ScoringService:
         self.retry_backoff_s = retry_backoff_s
         self.exactly_once = exactly_once
         self.state = state  # the per-item state of the `default` detector
+        if state is not None:
+            state.store.on_change = self._state_changed
         self.models = ModelGate(watcher, source, self.metrics, self.health)
         self.ledger: OffsetLedger[BatchResult] = OffsetLedger()
         self.poison = PoisonRecords()
@@ -226,6 +228,11 @@ class ScoringService:
         self.metrics.batch_size.observe(len(records))
         self.metrics.score_seconds.observe(scored_at - started)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    def _state_changed(self, owned: int, restore: Any) -> None:
+        self.metrics.state_partitions.set(owned)
+        if restore is not None:
+            self.metrics.state_restore_seconds.observe(restore.seconds)
 
     def _decide(self, records: list[Any], first: dict[TopicPart, int], model: ScoringModel) -> BatchResult:
         """The seed path, or the change path with the per-item state (by the model's type)."""

@@ -61,7 +61,8 @@ class StateStore:
         self._tables: dict[int, PartitionTable] = {}
         self._undo: deque[tuple[int, dict[int, tuple[list[str], Records, npt.NDArray[np.int64]]]]] = deque()
         self._token = 0
-        self.restores: list[Restore] = []
+        self.restores: deque[Restore] = deque(maxlen=64)  # the latest, for logs and tests
+        self.on_change: Callable[[int, Restore | None], None] = lambda _owned, _restore: None  # metrics
 
     @property
     def owned(self) -> set[int]:
@@ -96,6 +97,7 @@ class StateStore:
         self._tables[partition] = table
         done = Restore(partition, len(table), restored.read, restored.ignored, time.perf_counter() - started)
         self.restores.append(done)
+        self.on_change(len(self._tables), done)
         log.info(
             "restored the state of partition %d from %s: %d items from %d records (%d ignored) in %.2fs",
             partition,
@@ -112,6 +114,7 @@ class StateStore:
         for p in partitions:
             if self._tables.pop(p, None) is not None:
                 log.info("dropped the state of partition %d (revoked)", p)
+                self.on_change(len(self._tables), None)
             for _, undo in self._undo:
                 undo.pop(p, None)
 

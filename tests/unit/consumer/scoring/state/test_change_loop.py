@@ -106,6 +106,9 @@ def test_consume_decides_like_an_offline_replay(detector: ChangeDetector) -> Non
     assert len(flagged) >= 5 and len(missing) >= 3
     assert decided([sink]) == (flagged, missing)
     assert_same_state(loop, table)
+    registry = loop.metrics.registry
+    assert registry.get_sample_value("stockwatch_state_partitions") == 2
+    assert registry.get_sample_value("stockwatch_state_restore_seconds_count") == 2
 
 
 def test_a_failed_delivery_rolls_the_state_back_before_the_batch_is_read_again(
