@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
 from config import KafkaSettings, Settings
+from config.groups import MongoSettings
 from consumer.scoring.batch import BatchConfig
 from consumer.scoring.change_batch import ChangeContext
 from consumer.scoring.health import HealthState
@@ -90,18 +91,25 @@ def build_state(settings: Settings) -> ChangeContext:
         scoring.state_changelog_topic, group_id=kafka.group_id, input_topic=kafka.topics.input
     )
     seeds: Seeds | None = None
-    if scoring.state_seed != "none":
+    if scoring.state_seed == "lookup":
         from consumer.adapters.mongo import WorkerMongo
 
-        mongo = WorkerMongo.from_settings(settings.mongo)  # connects lazily
-        if scoring.state_seed == "lookup":
-            seeds = LookupSeeds(mongo)
-        else:
-            batch_size = settings.retrain.batch_size
-            seeds = BackgroundSeeds(
-                lambda group: mongo.iter_inventory(batch_size=batch_size, fields=(group, "occurred_at"))
-            )
+        seeds = LookupSeeds(WorkerMongo.from_settings(settings.mongo))
+    elif scoring.state_seed == "snapshot":
+        mongo, batch_size = settings.mongo, settings.retrain.batch_size
+        seeds = BackgroundSeeds(lambda group: _inventory(mongo, batch_size, group))
     return ChangeContext(StateStore(_changelog(kafka, topic)), topic, seeds)
+
+
+def _inventory(mongo: MongoSettings, batch_size: int, group: str) -> Iterator[dict[str, Any]]:
+    """The inventory with the peer-group field, on a client of its own (closed when read)."""
+    from consumer.adapters.mongo import WorkerMongo
+
+    client = WorkerMongo.from_settings(mongo)
+    try:
+        yield from client.iter_inventory(batch_size=batch_size, fields=(group, "occurred_at"))
+    finally:
+        client.close()
 
 
 def _changelog(kafka: KafkaSettings, topic: str) -> StateChangelog:

@@ -28,7 +28,12 @@ class ConfluentChangelog:
     ) -> None:
         self.topic = topic
         self._ensure = ensure
-        self._consumer = Consumer({
+        self._kafka = kafka
+        self._client: Consumer | None = None  # created at the first restore
+
+    def _connect(self) -> Consumer:
+        kafka = self._kafka
+        return Consumer({
             "bootstrap.servers": kafka.bootstrap,
             "client.id": "stockwatch-consume-restore",
             "group.id": f"{kafka.group_id}.restore",  # required by librdkafka; never joins nor commits
@@ -44,7 +49,9 @@ class ConfluentChangelog:
         """Keys and values of the partition, in order, up to the end offset seen at the start
         (``tick`` is called between fetches: the loop's liveness during a long restore)."""
         self._ensure()
-        consumer = self._consumer
+        if self._client is None:
+            self._client = self._connect()
+        consumer = self._client
         keys: list[bytes | None] = []
         values: list[bytes | None] = []
         try:
@@ -72,7 +79,8 @@ class ConfluentChangelog:
         return keys, values
 
     def close(self) -> None:
-        self._consumer.close()
+        if self._client is not None:
+            self._client.close()
 
 
 def _past_end(consumer: Consumer, topic: str, partition: int, end: int) -> bool:

@@ -77,8 +77,17 @@ class KafkaChangelog:
         self.topic = topic
         self._kafka = kafka
         self._ensured = False
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=kafka.bootstrap,
+        self._client: KafkaConsumer | None = None  # created at the first restore
+
+    @property
+    def _consumer(self) -> KafkaConsumer:
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
+
+    def _connect(self) -> KafkaConsumer:
+        return KafkaConsumer(
+            bootstrap_servers=self._kafka.bootstrap,
             client_id="stockwatch-consume-restore",
             group_id=None,
             enable_auto_commit=False,
@@ -105,10 +114,10 @@ class KafkaChangelog:
         (``tick`` is called between fetches: the loop's liveness during a long restore)."""
         self.ensure()
         tp = TopicPartition(self.topic, partition)
-        consumer = self._consumer
         keys: list[bytes | None] = []
         values: list[bytes | None] = []
         try:
+            consumer = self._consumer
             consumer.assign([tp])
             consumer.seek_to_beginning(tp)
             end = consumer.end_offsets([tp])[tp]
@@ -126,8 +135,10 @@ class KafkaChangelog:
         except KafkaError as exc:
             raise KafkaUnavailableError(f"could not read {self.topic}[{partition}]: {exc!r}") from exc
         finally:
-            consumer.assign([])
+            if self._client is not None:
+                self._client.assign([])
         return keys, values
 
     def close(self) -> None:
-        self._consumer.close(autocommit=False)
+        if self._client is not None:
+            self._client.close(autocommit=False)
