@@ -126,3 +126,14 @@ def test_the_mongo_password_is_not_in_reprs() -> None:
         assert "s3cr3t-pw" not in text
     assert s.mongo.uri.endswith("@db.example:27017/warehouse")
     assert s.mongo.safe_uri == "mongodb://app:**********@db.example:27017/warehouse"
+
+
+def test_the_state_changelog_template_names_only_known_fields() -> None:
+    settings = Settings(group_id="g", input_topic="in", state_changelog_topic="{group_id}-{input_topic}-st")
+    assert settings.scoring.state_changelog_topic == "{group_id}-{input_topic}-st"
+    assert settings.scoring.state_seed == "snapshot"
+    for bad in ("{group}.state", "{0}.state", "{group_id", " "):
+        with pytest.raises(ValidationError, match="state_changelog_topic"):
+            Settings(state_changelog_topic=bad)
+    with pytest.raises(ValidationError, match="state_seed"):
+        Settings(state_seed="always")  # type: ignore[arg-type]
