@@ -76,6 +76,9 @@ class ChangeContext:
         for (_, p), offset in sorted(first.items()):
             if p not in self.store.owned:
                 self.store.assign(p, resume_offset=offset, tick=tick)
+        for (_, p), offset in sorted(first.items()):  # one dropped by a tick meanwhile (a rebalance)
+            if p not in self.store.owned:
+                self.store.assign(p, resume_offset=offset)
 
     def published(self, result: BatchResult) -> None:
         """The outputs are handed to the sink: the next batch must see this one's changes."""

@@ -64,3 +64,23 @@ def test_revoked_partitions_are_dropped_with_their_undo_and_restored_when_they_c
     ctx.restore_for({("in", 0): 5, ("in", 1): 1})
     assert changelog.reads == [0, 1, 1]  # partition 0 was owned already; 1 is restored again
     assert stock_of(ctx.store, 1, ["x"]) == [7.0]
+
+
+def test_a_partition_dropped_by_a_tick_during_a_restore_is_restored_before_its_records_are_decided() -> None:
+    ticks: list[int] = []
+
+    def tick() -> None:  # a rebalance seen while partition 1 is restored drops partition 0
+        ticks.append(1)
+        ctx.keep_only({("in", 1)})
+
+    class TickingChangelog(MemoryChangelog):
+        def read(
+            self, partition: int, *, tick: object = None
+        ) -> tuple[list[bytes | None], list[bytes | None]]:
+            if callable(tick):
+                tick()
+            return super().read(partition)
+
+    ctx = ChangeContext(StateStore(TickingChangelog()), "g.in.state")
+    ctx.restore_for({("in", 0): 0, ("in", 1): 0}, tick)
+    assert ticks and ctx.store.owned == {0, 1}
