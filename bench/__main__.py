@@ -20,7 +20,7 @@ from typing import Any
 
 from bench.common import Section, machine_info, render, write_json
 
-STEPS = ("kernel", "pipeline", "latency", "hotswap", "retrain")
+STEPS = ("kernel", "pipeline", "latency", "hotswap", "retrain", "state")
 
 
 def _kernel(quick: bool, results: dict[str, Any]) -> Section | None:
@@ -54,12 +54,19 @@ def _retrain(quick: bool, results: dict[str, Any]) -> Section:
     return retrain.run(sizes=(10_000, 100_000) if quick else (10_000, 100_000, 1_000_000))
 
 
+def _state(quick: bool, results: dict[str, Any]) -> Section:
+    from bench import state
+
+    return state.run(n=100_000 if quick else 1_000_000)
+
+
 RUNNERS: dict[str, Callable[[bool, dict[str, Any]], Section | None]] = {
     "kernel": _kernel,
     "pipeline": _pipeline,
     "latency": _latency,
     "hotswap": _hotswap,
     "retrain": _retrain,
+    "state": _state,
 }
 
 

@@ -25,10 +25,12 @@ __all__ = [
     "RetrainSettings",
     "ScoringSettings",
     "Slice",
+    "StateSeed",
     "mask_uri",
 ]
 
 SECRET_MASK = "**********"
+StateSeed = Literal["snapshot", "lookup", "none"]
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -96,7 +98,8 @@ class ModelSettings(Slice):
 
 
 class ScoringSettings(Slice):
-    """`stockwatch consume` beyond its Kafka client: retries, commits, health, audit, topic creation."""
+    """`stockwatch consume` beyond its Kafka client: retries, commits, health, audit, topic creation,
+    the per-item state of the `default` detector (changelog topic, seed)."""
 
     retry_backoff_s: float = Field(validation_alias="delivery_retry_backoff_s")
     commit_interval_ms: int
@@ -104,6 +107,8 @@ class ScoringSettings(Slice):
     audit_anomalies: bool
     create_missing_topics: bool
     stall_after_s: float
+    state_changelog_topic: str
+    state_seed: StateSeed
 
 
 class HttpSettings(Slice):

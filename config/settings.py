@@ -200,6 +200,16 @@ class Settings(BaseSettings):
         description="/readyz fails (stockwatch_partition_stalled = 1) when a partition with work pending "
         "has not committed for this long.",
     )
+    state_changelog_topic: str = Field(
+        default="{group_id}.{input_topic}.state",
+        description="`default` detector: the compacted changelog of the per-item state ({group_id} and "
+        "{input_topic} are replaced; one partition per input partition, created if absent).",
+    )
+    state_seed: groups.StateSeed = Field(
+        default="snapshot",
+        description="Where items the state has never seen start: `snapshot` (the inventory, read once "
+        "at the first batch), `lookup` (one `$in` query per batch: MongoDB with an index), `none`.",
+    )
     commit_interval_ms: int = Field(
         default=200,
         ge=0,
@@ -311,6 +321,17 @@ class Settings(BaseSettings):
     @classmethod
     def _long_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         return check_key(str(info.field_name), value)
+
+    @field_validator("state_changelog_topic")
+    @classmethod
+    def _topic_template(cls, value: str) -> str:
+        try:
+            name = value.format(group_id="g", input_topic="t")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"only {{group_id}} and {{input_topic}} may be replaced ({exc!r})") from None
+        if not name.strip():
+            raise ValueError("must name a topic")
+        return value
 
     @model_validator(mode="after")
     def _client_limits(self) -> Settings:

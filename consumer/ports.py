@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,6 +18,7 @@ __all__ = [
     "Delivery",
     "DeliveryError",
     "FencedInstanceError",
+    "InventoryLookup",
     "KafkaUnavailableError",
     "MongoUnavailableError",
     "Offsets",
@@ -28,6 +29,7 @@ __all__ = [
     "Source",
     "SourceRecord",
     "StaleMemberError",
+    "StateChangelog",
     "TopicPart",
 ]
 
@@ -43,6 +45,7 @@ class OutputRecord:
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]] = field(default_factory=list)
+    partition: int | None = None  # None: the producer's partitioner picks (by key)
 
 
 class SourceRecord(Protocol):
@@ -172,3 +175,20 @@ class Audit(Protocol):
 
     def write(self, anomalies: Sequence[dict[str, Any]]) -> int: ...
     def close(self) -> None: ...
+
+
+class StateChangelog(Protocol):
+    """The compacted topic behind the per-item state (``consumer.adapters.kafka.KafkaChangelog``)."""
+
+    @property
+    def topic(self) -> str: ...
+    def read(
+        self, partition: int, *, tick: Callable[[], None] = ...
+    ) -> tuple[list[bytes | None], list[bytes | None]]: ...
+    def close(self) -> None: ...
+
+
+class InventoryLookup(Protocol):
+    """Inventory documents by item id (``consumer.adapters.mongo.WorkerMongo``): the state's seed."""
+
+    def find_items(self, item_ids: Sequence[str], *, fields: Sequence[str] = ()) -> list[dict[str, Any]]: ...

@@ -189,3 +189,25 @@ def anomaly_events(n: int, *, version: str = "v1", topic: str = "in") -> list[di
         now=datetime(2026, 12, 1, tzinfo=UTC),
     )
     return [anomaly for _, _, anomaly in built if anomaly is not None]
+
+
+class MemoryChangelog:
+    """A changelog topic in memory: partition -> [(key, value)] in order (fills from published outputs)."""
+
+    def __init__(self, topic: str = "g.in.state") -> None:
+        self.topic = topic
+        self.partitions: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
+        self.reads: list[int] = []
+
+    def append(self, outputs: Sequence[OutputRecord]) -> None:
+        for o in outputs:
+            if o.topic == self.topic:
+                assert o.partition is not None
+                self.partitions.setdefault(o.partition, []).append((o.key, o.value))
+
+    def read(self, partition: int, *, tick: Any = None) -> tuple[list[bytes | None], list[bytes | None]]:
+        self.reads.append(partition)
+        records = self.partitions.get(partition, [])
+        return [k for k, _ in records], [v for _, v in records]
+
+    def close(self) -> None: ...

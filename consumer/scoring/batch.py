@@ -22,6 +22,7 @@ import orjson
 
 from consumer.ports import OutputRecord, SourceRecord
 from consumer.scoring.columns import ItemColumns
+from consumer.scoring.state.store import StagedChanges
 from consumer.wire.dlq import dead_lettered_at
 from consumer.wire.events import UNVERSIONED, DecisionsLike, DlqReason, build_events, dlq_headers
 
@@ -32,11 +33,14 @@ __all__ = [
     "BatchConfig",
     "BatchResult",
     "DecisionsLike",
+    "Failure",
     "OutputRecord",
     "ScoringModel",
     "SourceRecord",
     "ValidatedBatch",
+    "dead_letters",
     "decide_batch",
+    "decode_records",
     "process_batch",
     "validate_records",
 ]
@@ -85,6 +89,8 @@ class BatchResult:
     dlq_reasons: Counter[str]
     anomalies: list[dict[str, Any]]  # the anomaly event dicts (for the optional Mongo audit)
     model_version: str
+    state: StagedChanges | None = None  # `default` detector: the item states this batch changes
+    state_token: int = 0  # set when the state changes are applied (StateStore.apply)
 
 
 def _reject(
@@ -116,23 +122,35 @@ def validate_records(records: Sequence[SourceRecord], config: BatchConfig) -> Va
     together by :meth:`ItemColumns.from_objects`.
     """
     out = ValidatedBatch()
-    objs = _decode_plain(records, config.max_message_bytes)
-    candidates: Sequence[SourceRecord]
-    failures: list[_Failure]
-    if objs is not None:
-        candidates, failures = records, []
-    else:
-        objs, candidates, failures = _decode(records, config)
+    objs, candidates, failures = decode_records(records, config)
     columns, index, rejects = ItemColumns.from_objects(objs)
     out.columns = columns
     out.sources = [candidates[i] for i in index] if len(index) < len(candidates) else list(candidates)
-    # Dead letters in arrival order: a decode failure sorts before the candidate that followed it.
     failures += [(i, 1, candidates[i], DlqReason.INVALID_ITEM, reason) for i, reason in rejects]
+    dead_letters(failures, config, out.dead_letters, out.dlq_reasons)
+    return out
+
+
+def decode_records(
+    records: Sequence[SourceRecord], config: BatchConfig
+) -> tuple[list[dict[str, Any]], Sequence[SourceRecord], list[Failure]]:
+    """The JSON objects of a batch, their records, and the records that fail decoding."""
+    objs = _decode_plain(records, config.max_message_bytes)
+    if objs is not None:
+        return objs, records, []
+    return _decode(records, config)
+
+
+def dead_letters(
+    failures: list[Failure], config: BatchConfig, outputs: list[OutputRecord], reasons: Counter[str]
+) -> None:
+    """Append the dead letters of ``failures`` to ``outputs`` in arrival order (a decode failure
+    sorts before the candidate that followed it), counting and logging each."""
     failures.sort(key=lambda f: (f[0], f[1]))
     at = dead_lettered_at() if failures else ""
     for _, _, record, reason, error in failures:
-        out.dead_letters.append(_reject(record, reason, error, config, at))
-        out.dlq_reasons[reason.value] += 1
+        outputs.append(_reject(record, reason, error, config, at))
+        reasons[reason.value] += 1
         log.warning(
             "dead letter %s[%d]@%d (%s): %s",
             record.topic,
@@ -142,12 +160,11 @@ def validate_records(records: Sequence[SourceRecord], config: BatchConfig) -> Va
             error,
             extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
         )
-    return out
 
 
 _DICT_TYPE: Final = frozenset((dict,))
 _VALUE: Final = attrgetter("value")
-_Failure = tuple[int, int, SourceRecord, DlqReason, str]  # (candidates before it, 0|1, record, reason, error)
+Failure = tuple[int, int, SourceRecord, DlqReason, str]  # (candidates before it, 0|1, record, reason, error)
 
 
 def _decode_plain(records: Sequence[SourceRecord], max_bytes: int) -> list[dict[str, Any]] | None:
@@ -164,11 +181,11 @@ def _decode_plain(records: Sequence[SourceRecord], max_bytes: int) -> list[dict[
 
 def _decode(
     records: Sequence[SourceRecord], config: BatchConfig
-) -> tuple[list[dict[str, Any]], list[SourceRecord], list[_Failure]]:
+) -> tuple[list[dict[str, Any]], list[SourceRecord], list[Failure]]:
     """Record by record: the decoded objects, their records, and the records that fail decoding."""
     objs: list[dict[str, Any]] = []
     candidates: list[SourceRecord] = []
-    failures: list[_Failure] = []
+    failures: list[Failure] = []
     loads = orjson.loads
     for record in records:
         value = record.value

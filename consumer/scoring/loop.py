@@ -38,6 +38,8 @@ from consumer.ports import (
     Audit,
     DeliveryError,
     FencedInstanceError,
+    KafkaUnavailableError,
+    MongoUnavailableError,
     Sink,
     Source,
     StaleMemberError,
@@ -45,6 +47,7 @@ from consumer.ports import (
 )
 from consumer.scoring.audit_guard import AuditGuard
 from consumer.scoring.batch import BatchConfig, BatchResult, ScoringModel, process_batch
+from consumer.scoring.change_batch import ChangeContext, process_change_batch
 from consumer.scoring.commits import Committer
 from consumer.scoring.health import HealthState, StallWatch
 from consumer.scoring.ledger import OffsetLedger
@@ -54,6 +57,7 @@ from consumer.scoring.model_gate import ModelGate
 from consumer.scoring.model_watcher import ModelWatcher
 from consumer.scoring.poison import PoisonRecords
 from consumer.scoring.stats import RunStats
+from detection import ChangeDetector
 
 __all__ = ["Audit", "DeliveryError", "RunStats", "ScoringService", "Sink", "Source"]
 
@@ -85,6 +89,7 @@ class ScoringService:
         stall_after_s: float = 60.0,
         unstable_after_s: float = 45.0,
         session_timeout_s: float = 45.0,
+        state: ChangeContext | None = None,
     ) -> None:
         self.source = source
         self.sink = sink
@@ -97,6 +102,9 @@ class ScoringService:
         self.max_poll_records = max_poll_records
         self.retry_backoff_s = retry_backoff_s
         self.exactly_once = exactly_once
+        self.state = state  # the per-item state of the `default` detector
+        if state is not None:
+            state.store.on_change = self._state_changed
         self.models = ModelGate(watcher, source, self.metrics, self.health)
         self.ledger: OffsetLedger[BatchResult] = OffsetLedger()
         self.poison = PoisonRecords()
@@ -184,6 +192,8 @@ class ScoringService:
         self.membership.alive(now)
         assigned = self.source.assignment()
         self.poison.forget(self.ledger.retain(assigned, now))
+        if self.state is not None:
+            self.state.keep_only(assigned)
         self.health.assigned = len(assigned)
         self.metrics.assigned_partitions.set(len(assigned))
         self.membership.update(now, self.commits.failures_in_row)
@@ -201,7 +211,11 @@ class ScoringService:
         records = [r for recs in polled.values() for r in recs]
         first = {tp: recs[0].offset for tp, recs in polled.items()}
         after = {tp: recs[-1].offset + 1 for tp, recs in polled.items()}
-        result = process_batch(records, model, self.config, now=datetime.now(UTC))
+        try:
+            result = self._decide(records, first, model)
+        except (KafkaUnavailableError, MongoUnavailableError) as exc:  # the state's restore or seed lookup
+            self._rewind(self.ledger.rewind_targets(first), exc, stats, from_committed=self.exactly_once)
+            return
         scored_at = time.perf_counter()
         result.outputs, parked = self.poison.apply(result.outputs)
         for record in parked:  # logged by apply
@@ -221,10 +235,27 @@ class ScoringService:
             targets = self.ledger.rewind_targets(first)
             self._rewind(targets, exc, stats, from_committed=self.exactly_once, at_once=refused)
             return
+        if self.state is not None:
+            self.state.published(result)
         self.ledger.record(first, after, delivery, result)
         self.metrics.batch_size.observe(len(records))
         self.metrics.score_seconds.observe(scored_at - started)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    def _state_changed(self, owned: int, restore: Any) -> None:
+        self.metrics.state_partitions.set(owned)
+        if restore is not None:
+            self.metrics.state_restore_seconds.observe(restore.seconds)
+
+    def _decide(self, records: list[Any], first: dict[TopicPart, int], model: ScoringModel) -> BatchResult:
+        """The seed path, or the change path with the per-item state (by the model's type)."""
+        now = datetime.now(UTC)
+        if not isinstance(model, ChangeDetector):
+            return process_batch(records, model, self.config, now=now)
+        if self.state is None:
+            raise RuntimeError("a `default` detector needs the per-item state (build_service wires it)")
+        self.state.prepare(model, first, self._tick)
+        return process_change_batch(records, model, self.state, self.config, now=now)
 
     def _settle(self, stats: RunStats, *, block: bool, sync: bool = False) -> None:
         """Count and commit, in order, the batches whose outputs are all acknowledged.
@@ -233,6 +264,8 @@ class ScoringService:
         """
         settled = self.ledger.settle(block=block, max_pending=MAX_IN_FLIGHT)
         for result in settled.acked:
+            if self.state is not None:
+                self.state.acknowledged(result)
             self.metrics.count_batch(result, decisions=bool(self.config.decisions_topic))
             stats.add(result)
         if settled.acked:
@@ -295,6 +328,8 @@ class ScoringService:
         """
         stats.delivery_failures += 1
         self.metrics.count_delivery_failure(exc)
+        if self.state is not None:
+            self.state.rewound(to_committed=first if from_committed else ())
         target = dict(first)
         if from_committed:  # the transaction was aborted: go back to what the group committed
             try:
@@ -330,3 +365,5 @@ class ScoringService:
                 log.error("closing the %s failed: %r", name, exc)
         if self.audit is not None:
             self.audit.close()
+        if self.state is not None:
+            self.state.store.close()

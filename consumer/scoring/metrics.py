@@ -75,6 +75,15 @@ class ConsumerMetrics:
             ["kind"],
             registry=r,
         )
+        self.state_restore_seconds = Histogram(
+            "stockwatch_state_restore_seconds",
+            "Wall time to restore one partition's item states from the changelog.",
+            buckets=(0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0),
+            registry=r,
+        )
+        self.state_partitions = Gauge(
+            "stockwatch_state_partitions", "Partitions whose item states this member holds.", registry=r
+        )
         self.model = Info("stockwatch_model", "The model version serving.", registry=r)
         self.model_loaded = Gauge("stockwatch_model_loaded", "1 when a model is loaded, else 0.", registry=r)
         self.model_clock = _ModelClock()  # no sample at all while no model (with a training time) serves

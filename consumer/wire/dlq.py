@@ -84,6 +84,7 @@ class DlqReason(StrEnum):
     INVALID_JSON = "invalid_json"  # not UTF-8 JSON (orjson is strict: no NaN literals)
     NOT_AN_OBJECT = "not_an_object"  # JSON, but an array / string / number / null
     INVALID_ITEM = "invalid_item"  # an object that fails item validation (missing id, NaN, booleans...)
+    MISSING_FIELD = "missing_field"  # `default` detector: an unknown item's update lacks a number
 
 
 def is_own_header(name: str) -> bool:

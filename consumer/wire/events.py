@@ -156,7 +156,8 @@ def build_events(
     """``(row, decision event, anomaly event or None)`` for each of ``rows``, in order.
 
     ``rows`` index the batch (``item_ids``, ``event_ids``, ``sources`` and the ``decisions`` arrays);
-    ``item(row)`` is the validated item state, asked for flagged rows only. The anomaly event is a
+    ``item(row)`` is the validated item state, asked for flagged rows only; ``feature_names``
+    name the columns of ``decisions.features`` (the seed's 7 by default). The anomaly event is a
     new dict: the decision event's fields, then ``item``, ``severity`` and ``reasons``.
 
     Decisions of the ``default`` detector (:class:`ChangeDecisionsLike`, ``feature_names`` = the

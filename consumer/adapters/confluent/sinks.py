@@ -110,9 +110,10 @@ def _produce_all(producer: Producer, outputs: Sequence[OutputRecord], report: Re
     produce = producer.produce
     for i, o in enumerate(outputs):
         headers: Any = o.headers or None
+        where: dict[str, Any] = {} if o.partition is None else {"partition": o.partition}
         while True:
             try:
-                produce(o.topic, o.value, o.key, headers=headers, on_delivery=partial(report, i))
+                produce(o.topic, o.value, o.key, headers=headers, on_delivery=partial(report, i), **where)
                 break
             except BufferError:  # the local queue is full: let the I/O thread drain it
                 producer.poll(_QUEUE_FULL_WAIT_S)

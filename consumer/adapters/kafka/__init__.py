@@ -6,6 +6,8 @@
   commits a batch's offsets only after every output of that batch and of every earlier batch was
   acknowledged) and :class:`TransactionalSink` (outputs and consumed offsets in one transaction,
   ``send_offsets_to_transaction``);
+* :mod:`.changelog` — :class:`KafkaChangelog`, the compacted topic behind the per-item state
+  (created with the input's partition count, read back on assignment);
 * :mod:`.status` — :class:`StatusListener` (``model_published`` announcements) and topic creation;
 * :mod:`.worker` — the retrain worker's and ``stockwatch ctl``'s publisher, control source and
   status reader;
@@ -14,6 +16,7 @@
 
 from __future__ import annotations
 
+from consumer.adapters.kafka.changelog import KafkaChangelog, ensure_changelog
 from consumer.adapters.kafka.control import (
     ControlSource,
     GroupFeed,
@@ -32,6 +35,7 @@ __all__ = [
     "DeliveryFailedError",
     "GroupFeed",
     "JsonPublisher",
+    "KafkaChangelog",
     "KafkaSource",
     "OffsetCommitError",
     "PendingDelivery",
@@ -39,6 +43,7 @@ __all__ = [
     "StatusTail",
     "TopicTail",
     "TransactionalSink",
+    "ensure_changelog",
     "ensure_topics",
     "ensure_worker_topics",
     "existing_topics",

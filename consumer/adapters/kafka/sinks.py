@@ -88,7 +88,9 @@ def _send_all(producer: Any, outputs: Sequence[OutputRecord], watch: _FirstFailu
     futures = []
     for o in outputs:
         try:
-            futures.append(watched(send(o.topic, value=o.value, key=o.key, headers=o.headers)))
+            futures.append(
+                watched(send(o.topic, value=o.value, key=o.key, headers=o.headers, partition=o.partition))
+            )
         except MessageSizeTooLargeError as exc:  # over max_request_size: refused before sending
             futures.append(watched(Future().failure(exc)))
     return futures

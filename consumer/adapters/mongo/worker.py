@@ -5,7 +5,7 @@ and suppressions).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from pymongo import MongoClient, ReturnDocument
@@ -61,7 +61,12 @@ class WorkerMongo(FeedbackStore):
             return int(self._db[self.inventory_name].estimated_document_count())
 
     def iter_inventory(
-        self, *, batch_size: int, exclude: Mapping[str, Any] | None = None, read_ahead: int = 2
+        self,
+        *,
+        batch_size: int,
+        exclude: Mapping[str, Any] | None = None,
+        read_ahead: int = 2,
+        fields: Sequence[str] = (),
     ) -> Iterator[dict[str, Any]]:
         """Stream the inventory (``find({})`` minus ``exclude``) with a projection, in cursor batches.
 
@@ -73,9 +78,19 @@ class WorkerMongo(FeedbackStore):
         query: dict[str, Any] = {"$nor": [dict(exclude)]} if exclude else {}
         collection = self._db[self.inventory_name]
         with mongo_errors(f"reading {self.inventory_name}"):
-            cursor = collection.find(query, INVENTORY_PROJECTION, batch_size=batch_size)
+            projection = INVENTORY_PROJECTION | dict.fromkeys(fields, 1)  # fields: e.g. the peer group
+            cursor = collection.find(query, projection, batch_size=batch_size)
             for batch in prefetched(cursor_batches(cursor, batch_size), depth=read_ahead):
                 yield from batch
+
+    def find_items(self, item_ids: Sequence[str], *, fields: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Inventory documents of ``item_ids`` (by ``item_id`` or ``_id``), with ``fields`` besides
+        the item's: the state's seed lookup."""
+        ids = list(item_ids)
+        query = {"$or": [{"item_id": {"$in": ids}}, {"_id": {"$in": ids}}]}
+        projection = INVENTORY_PROJECTION | dict.fromkeys(fields, 1)
+        with mongo_errors(f"reading {self.inventory_name}"):
+            return list(self._db[self.inventory_name].find(query, projection))
 
     def flagged_item_ids(self, collection: str) -> set[str]:
         """``item_id`` of every document of the anomaly audit collection (empty if it is absent)."""

@@ -157,3 +157,14 @@ def test_observability_and_topic_sizing_settings(monkeypatch: pytest.MonkeyPatch
     for bad in ({"replication_factor": 0}, {"output_partitions": -1}, {"worker_http_port": 70000}):
         with pytest.raises(ValidationError):
             Settings(**bad)
+
+
+def test_the_state_changelog_template_names_only_known_fields() -> None:
+    settings = Settings(group_id="g", input_topic="in", state_changelog_topic="{group_id}-{input_topic}-st")
+    assert settings.scoring.state_changelog_topic == "{group_id}-{input_topic}-st"
+    assert settings.scoring.state_seed == "snapshot"
+    for bad in ("{group}.state", "{0}.state", "{group_id", " "):
+        with pytest.raises(ValidationError, match="state_changelog_topic"):
+            Settings(state_changelog_topic=bad)
+    with pytest.raises(ValidationError, match="state_seed"):
+        Settings(state_seed="always")  # type: ignore[arg-type]

@@ -1,0 +1,221 @@
+"""``python -m bench.state``: the per-item state of the ``default`` detector — memory, restore, batch cost.
+
+* memory per item: the bytes of a partition table holding N items (arrays, measured with
+  ``nbytes`` and with tracemalloc, so the index's Python objects would show), and of the
+  inventory seed (``STATE_SEED=snapshot``);
+* restore: N changelog records produced to a fresh compacted topic on the local broker, then
+  restored through :class:`consumer.adapters.kafka.KafkaChangelog` + :class:`StateStore` (what a
+  newly assigned partition does), seconds and records/s;
+* batch overhead: one 2,000-update batch through ``process_change_batch`` over a table of N items,
+  against ``detector.decide_batch`` alone on the same batch (the difference is the state's cost:
+  gathering prior states, the changelog records, the events).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+import tracemalloc
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+from kafka import KafkaAdminClient
+
+from bench.common import BOOTSTRAP, Check, Section, bulk_producer, fresh_topics, render, run_prefix
+from config import Settings
+from consumer.adapters.kafka import KafkaChangelog, ensure_changelog
+from consumer.scoring.batch import BatchConfig
+from consumer.scoring.change_batch import ChangeContext, process_change_batch
+from consumer.scoring.state.changelog import CHANGELOG_VALUE
+from consumer.scoring.state.seeds import SnapshotSeeds
+from consumer.scoring.state.store import StateStore
+from consumer.scoring.state.table import PartitionTable
+from detection import STATE_SIZE, parse_updates, train_detector
+from detection.detector import baseline_table
+
+BATCH = 2_000
+
+
+def _docs(n: int, seed: int = 5) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    hi = rng.integers(20, 5000, n)
+    stock = (hi * rng.uniform(0.2, 0.9, n)).astype(int)
+    price = np.round(rng.uniform(0.5, 500, n), 2)
+    return [{"item_id": f"SKU-{i:08d}", "category": f"c{i % 12}", "stock_quantity": int(stock[i]),
+             "min_stock_level": int(hi[i] // 5), "max_stock_level": int(hi[i]), "price": float(price[i])}
+            for i in range(n)]  # fmt: skip
+
+
+def memory(n: int) -> dict[str, float]:
+    ids = [f"SKU-{i:08d}" for i in range(n)]
+    records = np.zeros(n, CHANGELOG_VALUE)
+    gc.collect()
+    tracemalloc.start()
+    table = PartitionTable(capacity=n)
+    table.load(ids, records["state"], records["offset"])
+    traced = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    grown = PartitionTable()
+    for start in range(0, n, BATCH):  # a consumer without a changelog: the table grows batch by batch
+        grown.put(
+            ids[start : start + BATCH],
+            records["state"][start : start + BATCH],
+            records["offset"][start : start + BATCH],
+        )
+    seeds = SnapshotSeeds(_docs(min(n, 200_000)))
+    return {"items": n, "table_bytes_per_item": table.nbytes / n, "traced_bytes_per_item": traced / n,
+            "seed_bytes_per_item": seeds.nbytes / len(seeds), "record_bytes": STATE_SIZE,
+            "grown_bytes_per_item": grown.nbytes / n}  # fmt: skip
+
+
+def restore(n: int) -> dict[str, float]:
+    prefix = run_prefix()
+    settings = Settings(kafka_bootstrap=BOOTSTRAP, input_topic=f"{prefix}.in", group_id=prefix)
+    topic = f"{prefix}.state"
+    with fresh_topics([settings.input_topic]):
+        ensure_changelog(BOOTSTRAP, topic, input_topic=settings.input_topic)
+        values = np.zeros(min(n, 100_000), CHANGELOG_VALUE)
+        values["state"]["stock"] = np.arange(values.size)
+        raw = values.tobytes()
+        size = CHANGELOG_VALUE.itemsize
+        producer = bulk_producer()
+        started = time.perf_counter()
+        for i in range(n):
+            k = i % values.size
+            producer.send(
+                topic, key=f"SKU-{i:08d}".encode(), value=raw[k * size : (k + 1) * size], partition=0
+            )
+        producer.flush(timeout=600)
+        producer.close(timeout=30)
+        produce_s = time.perf_counter() - started
+        out: dict[str, float] = {"produce_s": produce_s}
+        try:
+            for name, reader in _readers(settings, topic):
+                store = StateStore(reader)
+                try:
+                    done = store.assign(0, resume_offset=n)
+                finally:
+                    store.close()
+                out[f"{name}_items"], out[f"{name}_restore_s"] = done.items, done.seconds
+                out[f"{name}_records_per_s"] = done.read / done.seconds
+        finally:
+            admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+            admin.delete_topics([topic])
+            admin.close()
+    return out
+
+
+def _readers(settings: Settings, topic: str) -> list[tuple[str, Any]]:
+    readers: list[tuple[str, Any]] = [("kafka-python", KafkaChangelog(settings.kafka, topic))]
+    try:
+        from consumer.adapters.confluent.changelog import ConfluentChangelog
+    except ImportError:  # the optional transport is not installed: its row is left out
+        return readers
+    return [*readers, ("confluent-kafka", ConfluentChangelog(settings.kafka, topic))]
+
+
+def batch_overhead(n: int) -> dict[str, float]:
+    docs = _docs(n)
+    snapshot = parse_updates(docs)[0]
+    detector = train_detector(parse_updates(docs[:20_000])[0])
+    rng = np.random.default_rng(3)
+    picks = rng.integers(0, n, BATCH)
+    msgs = [
+        {"item_id": docs[i]["item_id"], "stock_quantity": max(0, docs[i]["stock_quantity"] - 3)}
+        for i in picks
+    ]
+    records = [_Rec(k, orjson.dumps(m)) for k, m in enumerate(msgs)]
+    store = StateStore(_NoChangelog())
+    base = baseline_table(snapshot)
+    ids = list(base)
+    store._tables[0] = table = PartitionTable(capacity=len(ids))
+    table.load(ids, base.gather(np.arange(len(ids))), np.full(len(ids), -1))
+    ctx = ChangeContext(store, "bench.state")
+    config = BatchConfig(anomaly_topic="a", dlq_topic="d")
+    batch = parse_updates(msgs)[0]
+    prior = baseline_table(parse_updates([docs[i] for i in picks])[0])
+    best_decide = best_parse = best_full = float("inf")
+    for _ in range(7):
+        t = time.perf_counter()
+        detector.decide_batch(prior, batch)
+        best_decide = min(best_decide, time.perf_counter() - t)
+        t = time.perf_counter()
+        parse_updates([orjson.loads(r.value) for r in records])
+        best_parse = min(best_parse, time.perf_counter() - t)
+        t = time.perf_counter()
+        process_change_batch(records, detector, ctx, config, now=datetime.now(UTC))
+        best_full = min(best_full, time.perf_counter() - t)
+    rest = best_full - best_decide - best_parse
+    return {"table_items": n, "decide_ms": best_decide * 1e3, "parse_ms": best_parse * 1e3,
+            "batch_ms": best_full * 1e3, "state_events_ms": rest * 1e3}  # fmt: skip
+
+
+class _Rec:
+    __slots__ = ("headers", "key", "offset", "partition", "timestamp", "topic", "value")
+
+    def __init__(self, offset: int, value: bytes) -> None:
+        self.topic, self.partition, self.offset, self.timestamp = "in", 0, 10**9 + offset, None
+        self.key, self.value, self.headers = None, value, []
+
+
+class _NoChangelog:
+    topic = "bench.state"
+
+    def read(self, partition: int, *, tick: Any = None) -> tuple[list[bytes | None], list[bytes | None]]:
+        return [], []
+
+    def close(self) -> None: ...
+
+
+def run(*, n: int = 1_000_000) -> Section:
+    mem, res, cost = memory(n), restore(n), batch_overhead(min(n, 200_000))
+    total = mem["table_bytes_per_item"] + mem["seed_bytes_per_item"]
+    section = Section(f"Per-item state ({n:,} items)")
+    rows = [
+        ["state table, bytes per item (arrays)", f"{mem['table_bytes_per_item']:.1f}"],
+        ["state table, bytes per item (tracemalloc)", f"{mem['traced_bytes_per_item']:.1f}"],
+        [
+            "state table grown by batches of 2,000 inserts, bytes per item",
+            f"{mem['grown_bytes_per_item']:.1f}",
+        ],
+        ["inventory seed, bytes per item", f"{mem['seed_bytes_per_item']:.1f}"],
+    ]
+    for client in ("kafka-python", "confluent-kafka"):
+        if f"{client}_restore_s" in res:
+            rows.append(
+                [
+                    f"restore of {res[f'{client}_items']:,.0f} items from the changelog topic ({client}), s",
+                    f"{res[f'{client}_restore_s']:.2f} ({res[f'{client}_records_per_s']:,.0f} records/s)",
+                ]
+            )
+    rows += [
+        [f"batch of {BATCH:,}: decide_batch alone, ms", f"{cost['decide_ms']:.1f}"],
+        [f"batch of {BATCH:,}: parse_updates (detection's parser), ms", f"{cost['parse_ms']:.1f}"],
+        [
+            f"batch of {BATCH:,}: rest of the change path (state, events, changelog), ms",
+            f"{cost['state_events_ms']:.1f}",
+        ],
+        [f"batch of {BATCH:,}: the whole change path, ms", f"{cost['batch_ms']:.1f}"],
+    ]
+    section.tables.append((["figure", "value"], rows))
+    section.checks.append(
+        Check("state + seed bytes per item", total, 200.0, higher_is_better=False, unit="B")
+    )
+    fastest = min(v for k, v in res.items() if k.endswith("_restore_s"))
+    section.checks.append(Check(f"restore {n:,} items", fastest, 30.0, higher_is_better=False, unit="s"))
+    section.data = {"memory": mem, "restore": res, "batch": cost}
+    return section
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.state", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=1_000_000)
+    args = parser.parse_args(argv)
+    print(render(run(n=args.items)))
+
+
+if __name__ == "__main__":
+    main()

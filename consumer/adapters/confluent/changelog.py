@@ -1,0 +1,88 @@
+"""The state changelog read back on librdkafka (records decoded in C: the restore's main cost).
+
+The topic itself is created by :func:`consumer.adapters.kafka.ensure_changelog` (wiring calls it
+through the kafka-python reader's ``ensure``); this reader only reads a partition to its end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+
+from config.kafka import KafkaSettings
+from consumer.ports import KafkaUnavailableError
+
+__all__ = ["ConfluentChangelog"]
+
+_BATCH = 100_000
+_RESTORE_TIMEOUT_S = 300.0
+
+
+class ConfluentChangelog:
+    """Reads one changelog partition from its beginning to its end offset at the time of the call."""
+
+    def __init__(
+        self, kafka: KafkaSettings, topic: str, *, ensure: Callable[[], None] = lambda: None
+    ) -> None:
+        self.topic = topic
+        self._ensure = ensure
+        self._kafka = kafka
+        self._client: Consumer | None = None  # created at the first restore
+
+    def _connect(self) -> Consumer:
+        kafka = self._kafka
+        return Consumer({
+            "bootstrap.servers": kafka.bootstrap,
+            "client.id": "stockwatch-consume-restore",
+            "group.id": f"{kafka.group_id}.restore",  # required by librdkafka; never joins nor commits
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",  # an aborted transaction's changes never count
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            "max.partition.fetch.bytes": 32 * 1024 * 1024,
+        })  # fmt: skip
+
+    def read(
+        self, partition: int, *, tick: Callable[[], None] = lambda: None
+    ) -> tuple[list[bytes | None], list[bytes | None]]:
+        """Keys and values of the partition, in order, up to the end offset seen at the start
+        (``tick`` is called between fetches: the loop's liveness during a long restore)."""
+        self._ensure()
+        if self._client is None:
+            self._client = self._connect()
+        consumer = self._client
+        keys: list[bytes | None] = []
+        values: list[bytes | None] = []
+        try:
+            _, end = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=10.0)
+            consumer.assign([TopicPartition(self.topic, partition, OFFSET_BEGINNING)])
+            position, last_progress = -1, time.monotonic()
+            while position + 1 < end:
+                tick()
+                messages = consumer.consume(num_messages=_BATCH, timeout=0.5)
+                if any(map(Message.error, messages)):  # rare (e.g. an event, not a record): skip those
+                    messages = [m for m in messages if m.error() is None]
+                keys.extend(map(Message.key, messages))  # C-level passes: no Python per record
+                values.extend(map(Message.value, messages))
+                if messages:
+                    position = max(position, messages[-1].offset() or 0)
+                    last_progress = time.monotonic()
+                elif time.monotonic() - last_progress > _RESTORE_TIMEOUT_S:
+                    raise KafkaUnavailableError(f"restore of {self.topic}[{partition}] made no progress")
+                elif _past_end(consumer, self.topic, partition, end):
+                    break  # transaction markers or compacted-away records at the end
+        except KafkaException as exc:
+            raise KafkaUnavailableError(f"could not read {self.topic}[{partition}]: {exc}") from exc
+        finally:
+            consumer.unassign()
+        return keys, values
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+def _past_end(consumer: Consumer, topic: str, partition: int, end: int) -> bool:
+    positions = consumer.position([TopicPartition(topic, partition)])
+    return bool(positions) and positions[0].offset >= end

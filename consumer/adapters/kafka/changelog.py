@@ -1,0 +1,144 @@
+"""The state changelog on Kafka: a compacted topic partitioned like the input, read back on assignment."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from operator import attrgetter
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from config.kafka import KafkaSettings
+from consumer.ports import KafkaUnavailableError
+
+__all__ = ["KafkaChangelog", "ensure_changelog"]
+
+log = logging.getLogger(__name__)
+
+COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+_RESTORE_FETCH_BYTES = 32 * 1024 * 1024
+_RESTORE_TIMEOUT_S = 300.0
+_KEY, _VALUE = (
+    attrgetter("key"),
+    attrgetter("value"),
+)  # a restore that makes no progress for this long is an outage
+
+
+def ensure_changelog(bootstrap: str, topic: str, *, input_topic: str) -> int:
+    """Create the compacted changelog with the input's partition count if absent; returns that count.
+
+    An existing changelog with fewer partitions than the input cannot hold every partition's
+    state: that stops the service with a message for the operator (``SystemExit``, no traceback).
+    """
+    try:
+        return _ensure(bootstrap, topic, input_topic)
+    except KafkaError as exc:
+        raise KafkaUnavailableError(f"could not create the state changelog {topic}: {exc!r}") from exc
+
+
+def _ensure(bootstrap: str, topic: str, input_topic: str) -> int:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="stockwatch-admin")
+    try:
+        described = admin.describe_topics([input_topic, topic])
+        meta = {t.get("name") or t.get("topic"): t for t in described if not t.get("error_code")}
+        if input_topic not in meta:
+            raise KafkaUnavailableError(f"input topic {input_topic} does not exist yet")
+        want = len(meta[input_topic]["partitions"])
+        if topic in meta:
+            have = len(meta[topic]["partitions"])
+            if have < want:
+                raise SystemExit(
+                    f"state changelog {topic} has {have} partitions, the input {input_topic} has {want}: "
+                    "delete the changelog (the state is rebuilt from the inventory) or set "
+                    "STOCKWATCH_STATE_CHANGELOG_TOPIC to another name"
+                )
+            return want
+        try:
+            admin.create_topics(
+                [NewTopic(topic, num_partitions=want, replication_factor=-1, topic_configs=COMPACTED)],
+                timeout_ms=30_000,
+            )
+            log.info("created the state changelog %s (%d partitions, compacted)", topic, want)
+        except TopicAlreadyExistsError:
+            pass  # another instance was quicker
+        return want
+    finally:
+        admin.close()
+
+
+class KafkaChangelog:
+    """Reads one changelog partition from its beginning to its end at the time of the call."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
+        self.topic = topic
+        self._kafka = kafka
+        self._ensured = False
+        self._client: KafkaConsumer | None = None  # created at the first restore
+
+    @property
+    def _consumer(self) -> KafkaConsumer:
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
+
+    def _connect(self) -> KafkaConsumer:
+        return KafkaConsumer(
+            bootstrap_servers=self._kafka.bootstrap,
+            client_id="stockwatch-consume-restore",
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",  # an aborted transaction's changes never count
+            max_partition_fetch_bytes=_RESTORE_FETCH_BYTES,
+            fetch_max_bytes=_RESTORE_FETCH_BYTES,
+        )
+
+    def ensure(self) -> None:
+        """Create the topic if absent (once per process)."""
+        if not self._ensured:
+            try:
+                ensure_changelog(self._kafka.bootstrap, self.topic, input_topic=self._kafka.topics.input)
+            except KafkaError as exc:
+                raise KafkaUnavailableError(
+                    f"could not create the state changelog {self.topic}: {exc!r}"
+                ) from exc
+            self._ensured = True
+
+    def read(
+        self, partition: int, *, tick: Callable[[], None] = lambda: None
+    ) -> tuple[list[bytes | None], list[bytes | None]]:
+        """Keys and values of the partition, in order, up to the end offset seen at the start
+        (``tick`` is called between fetches: the loop's liveness during a long restore)."""
+        self.ensure()
+        tp = TopicPartition(self.topic, partition)
+        keys: list[bytes | None] = []
+        values: list[bytes | None] = []
+        try:
+            consumer = self._consumer
+            consumer.assign([tp])
+            consumer.seek_to_beginning(tp)
+            end = consumer.end_offsets([tp])[tp]
+            last_progress = time.monotonic()
+            while consumer.position(tp) < end:
+                polled: dict[Any, list[Any]] = consumer.poll(timeout_ms=500, max_records=100_000)
+                tick()
+                records = polled.get(tp, ())
+                keys.extend(map(_KEY, records))
+                values.extend(map(_VALUE, records))
+                if polled:
+                    last_progress = time.monotonic()
+                elif time.monotonic() - last_progress > _RESTORE_TIMEOUT_S:
+                    raise KafkaUnavailableError(f"restore of {self.topic}[{partition}] made no progress")
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"could not read {self.topic}[{partition}]: {exc!r}") from exc
+        finally:
+            if self._client is not None:
+                self._client.assign([])
+        return keys, values
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close(autocommit=False)

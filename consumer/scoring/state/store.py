@@ -1,0 +1,169 @@
+"""The per-item state of `stockwatch consume`: one table per owned input partition, changelog-backed.
+
+Kafka Streams' idiom: the input is keyed by item id, so the member that owns a partition owns
+its items' state. :meth:`StateStore.assign` restores a partition's table from its changelog
+partition (read to its end) before any of its records is decided; :meth:`StateStore.revoke`
+drops it. A batch's changes are applied when its outputs (changelog records included) are
+handed to the sink (:meth:`apply`, so the next batch sees them while this one is in flight) and
+kept undoable until the batch is acknowledged (:meth:`settled`); a rewind undoes every batch
+not yet acknowledged (:meth:`rollback`), so the re-read records meet the state they met before.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from consumer.ports import StateChangelog
+from consumer.scoring.state.changelog import decode
+from consumer.scoring.state.table import ABSENT, PartitionTable
+from detection.item_state import STATE_DTYPE
+
+__all__ = ["Restore", "StagedChanges", "StateStore"]
+
+log = logging.getLogger(__name__)
+
+Records = npt.NDArray[np.void]
+
+
+@dataclass(slots=True)
+class StagedChanges:
+    """A batch's new records per input partition: (item ids, records, input offsets)."""
+
+    by_partition: dict[int, tuple[list[str], Records, npt.NDArray[np.int64]]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return sum(len(ids) for ids, _, _ in self.by_partition.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Restore:
+    """What restoring one partition did (for logs, metrics and the bench)."""
+
+    partition: int
+    items: int
+    read: int
+    ignored: int
+    seconds: float
+
+
+class StateStore:
+    """Tables of the owned partitions, restored from and logged to the changelog."""
+
+    def __init__(self, changelog: StateChangelog) -> None:
+        self.changelog = changelog
+        self._tables: dict[int, PartitionTable] = {}
+        self._undo: deque[tuple[int, dict[int, tuple[list[str], Records, npt.NDArray[np.int64]]]]] = deque()
+        self._token = 0
+        self.restores: deque[Restore] = deque(maxlen=64)  # the latest, for logs and tests
+        self.on_change: Callable[[int, Restore | None], None] = lambda _owned, _restore: None  # metrics
+
+    @property
+    def owned(self) -> set[int]:
+        return set(self._tables)
+
+    def __len__(self) -> int:
+        """Items held over all owned partitions."""
+        return sum(map(len, self._tables.values()))
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in self._tables.values())
+
+    def table(self, partition: int) -> PartitionTable:
+        return self._tables[partition]
+
+    # ------------------------------------------------------------------ assignment
+
+    def assign(
+        self, partition: int, *, resume_offset: int, tick: Callable[[], None] = lambda: None
+    ) -> Restore:
+        """Restore ``partition`` from the changelog; records are decided from ``resume_offset`` on.
+
+        Changes logged for inputs at or after ``resume_offset`` are ignored: those inputs are
+        read (and their changes made) again.
+        """
+        started = time.perf_counter()
+        keys, values = self.changelog.read(partition, tick=tick)
+        restored = decode(keys, values, committed=resume_offset)
+        table = PartitionTable(capacity=len(restored.item_ids))  # a little more than needed if items repeat
+        table.load(restored.item_ids, restored.records, restored.offsets)
+        self._tables[partition] = table
+        done = Restore(partition, len(table), restored.read, restored.ignored, time.perf_counter() - started)
+        self.restores.append(done)
+        self.on_change(len(self._tables), done)
+        log.info(
+            "restored the state of partition %d from %s: %d items from %d records (%d ignored) in %.2fs",
+            partition,
+            self.changelog.topic,
+            done.items,
+            done.read,
+            done.ignored,
+            done.seconds,
+        )
+        return done
+
+    def revoke(self, partitions: Iterable[int]) -> None:
+        """Forget ``partitions`` (their next owner restores them from the changelog)."""
+        for p in partitions:
+            if self._tables.pop(p, None) is not None:
+                log.info("dropped the state of partition %d (revoked)", p)
+                self.on_change(len(self._tables), None)
+            for _, undo in self._undo:
+                undo.pop(p, None)
+
+    # ------------------------------------------------------------------ batches
+
+    def prior(
+        self, partitions: Sequence[int], item_ids: Sequence[str]
+    ) -> tuple[Records, npt.NDArray[np.int64]]:
+        """The record and last applied input offset of each (partition, id); offset ABSENT = unknown."""
+        n = len(item_ids)
+        records = np.zeros(n, STATE_DTYPE)
+        offsets = np.full(n, ABSENT, np.int64)
+        parts = np.asarray(partitions, dtype=np.int64)
+        for p in np.unique(parts).tolist():
+            at = np.flatnonzero(parts == p)
+            table = self._tables[p]
+            rows = table.lookup([item_ids[i] for i in at.tolist()])
+            held = rows >= 0
+            got, off = table.get(rows[held])
+            records[at[held]] = got
+            offsets[at[held]] = off
+        return records, offsets
+
+    def apply(self, changes: StagedChanges) -> int:
+        """Apply a batch's changes (handed to the sink); returns its token for :meth:`settled`."""
+        self._token += 1
+        undo = {}
+        for p, (ids, records, offsets) in changes.by_partition.items():
+            if p in self._tables and ids:
+                undo[p] = (ids, *self._tables[p].put(ids, records, offsets))
+        self._undo.append((self._token, undo))
+        return self._token
+
+    def settled(self, token: int) -> None:
+        """The batch of ``token`` (and every earlier one) is acknowledged: no longer undoable."""
+        while self._undo and self._undo[0][0] <= token:
+            self._undo.popleft()
+
+    def rollback(self) -> int:
+        """Undo every batch not acknowledged yet, newest first; returns how many."""
+        undone = len(self._undo)
+        while self._undo:
+            _, undo = self._undo.pop()
+            for p, (ids, records, offsets) in undo.items():
+                if p in self._tables:
+                    self._tables[p].put(ids, records, offsets)
+        if undone:
+            log.info("rolled back the state changes of %d unacknowledged batch(es)", undone)
+        return undone
+
+    def close(self) -> None:
+        self.changelog.close()

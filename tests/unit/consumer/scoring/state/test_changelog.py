@@ -1,0 +1,63 @@
+"""The changelog record format and the restore rule (ignore changes of uncommitted inputs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from consumer.scoring.state.changelog import CHANGELOG_VALUE, changelog_records, changelog_topic, decode
+from consumer.scoring.state.table import PartitionTable
+from detection.item_state import STATE_DTYPE
+
+
+def recs(*stock: float) -> np.ndarray:
+    out = np.zeros(len(stock), STATE_DTYPE)
+    out["stock"] = stock
+    return out
+
+
+def test_records_go_to_the_input_partition_keyed_by_item_and_carry_the_offset() -> None:
+    out = changelog_records("cl", 3, ["a", "b"], recs(1.0, 2.0), [7, 9])
+    assert [(o.topic, o.partition, o.key) for o in out] == [("cl", 3, b"a"), ("cl", 3, b"b")]
+    assert all(len(o.value or b"") == CHANGELOG_VALUE.itemsize == 88 for o in out)
+    restored = decode([o.key for o in out], [o.value for o in out], committed=100)
+    assert restored.item_ids == ["a", "b"]
+    assert restored.records["stock"].tolist() == [1.0, 2.0] and restored.offsets.tolist() == [7, 9]
+
+
+def test_the_latest_committed_change_of_an_item_wins() -> None:
+    log = changelog_records("cl", 0, ["a"], recs(1.0), [5]) + changelog_records(
+        "cl", 0, ["a", "b"], recs(2.0, 3.0), [8, 8]
+    )
+    log += changelog_records("cl", 0, ["a"], recs(4.0), [12])  # its input (offset 12) is not committed
+    keys, values = [o.key for o in log], [o.value for o in log]
+    assert latest(keys, values, committed=10) == {"a": (2.0, 8), "b": (3.0, 8)}
+    assert decode(keys, values, committed=10).ignored == 1
+    assert latest(keys, values, committed=13) == {"a": (4.0, 12), "b": (3.0, 8)}
+    assert latest(keys, values, committed=0) == {}
+
+
+def latest(
+    keys: list[bytes | None], values: list[bytes | None], *, committed: int
+) -> dict[str, tuple[float, int]]:
+    """What a restore puts in the table: the last usable record of each item."""
+    restored = decode(keys, values, committed=committed)
+    table = PartitionTable()
+    table.load(restored.item_ids, restored.records, restored.offsets)
+    ids = sorted(set(restored.item_ids))
+    got, offsets = table.get(table.lookup(ids))
+    return {i: (s, o) for i, s, o in zip(ids, got["stock"].tolist(), offsets.tolist(), strict=True)}
+
+
+def test_values_of_another_layout_and_tombstones_are_ignored() -> None:
+    good = changelog_records("cl", 0, ["a"], recs(1.0), [1])[0]
+    restored = decode([b"x", good.key, b"y"], [b"short", good.value, None], committed=5)
+    assert restored.item_ids == ["a"] and restored.ignored == 2
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [("{group_id}.{input_topic}.state", "g1.inventory.stock-updates.state"), ("x/{group_id}", "x_g1")],
+)
+def test_topic_name_from_the_template(template: str, expected: str) -> None:
+    assert changelog_topic(template, group_id="g1", input_topic="inventory.stock-updates") == expected

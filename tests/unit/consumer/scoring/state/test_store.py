@@ -1,0 +1,86 @@
+"""StateStore: restore on assignment, drop on revocation, apply / acknowledge / roll back batches."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from consumer.scoring.change_batch import ChangeContext
+from consumer.scoring.state.changelog import changelog_records
+from consumer.scoring.state.store import StagedChanges, StateStore
+from consumer.scoring.state.table import ABSENT
+from detection.item_state import STATE_DTYPE
+from tests.fakes import MemoryChangelog
+
+
+def recs(*stock: float) -> np.ndarray:
+    out = np.zeros(len(stock), STATE_DTYPE)
+    out["stock"] = stock
+    return out
+
+
+def staged(p: int, ids: list[str], stock: list[float], offsets: list[int]) -> StagedChanges:
+    return StagedChanges({p: (ids, recs(*stock), np.asarray(offsets, np.int64))})
+
+
+def stock_of(store: StateStore, p: int, ids: list[str]) -> list[float | None]:
+    records, offsets = store.prior([p] * len(ids), ids)
+    return [
+        None if o == ABSENT else s for s, o in zip(records["stock"].tolist(), offsets.tolist(), strict=True)
+    ]
+
+
+def test_assign_restores_the_partition_and_resume_offset_bounds_what_counts() -> None:
+    changelog = MemoryChangelog()
+    changelog.append(changelog_records(changelog.topic, 1, ["a", "b"], recs(1.0, 2.0), [3, 4]))
+    changelog.append(changelog_records(changelog.topic, 1, ["a"], recs(5.0), [9]))
+    store = StateStore(changelog)
+    done = store.assign(1, resume_offset=9)  # the change made by input 9 is made again
+    assert (done.items, done.read, done.ignored) == (2, 3, 1)
+    assert stock_of(store, 1, ["a", "b", "c"]) == [1.0, 2.0, None]
+    assert changelog.reads == [1] and store.owned == {1}
+
+
+def test_rollback_undoes_unacknowledged_batches_newest_first_and_keeps_acknowledged_ones() -> None:
+    store = StateStore(MemoryChangelog())
+    store.assign(0, resume_offset=0)
+    first = store.apply(staged(0, ["a"], [1.0], [10]))
+    store.apply(staged(0, ["a", "b"], [2.0, 3.0], [11, 11]))
+    store.apply(staged(0, ["a"], [4.0], [12]))
+    store.settled(first)
+    assert store.rollback() == 2
+    assert stock_of(store, 0, ["a", "b"]) == [1.0, None]
+    assert store.rollback() == 0
+
+
+def test_revoked_partitions_are_dropped_with_their_undo_and_restored_when_they_come_back() -> None:
+    changelog = MemoryChangelog()
+    ctx = ChangeContext(StateStore(changelog), changelog.topic)
+    ctx.restore_for({("in", 0): 0, ("in", 1): 0})
+    ctx.store.apply(staged(1, ["x"], [7.0], [0]))
+    changelog.append(changelog_records(changelog.topic, 1, ["x"], recs(7.0), [0]))
+    ctx.keep_only({("in", 0)})
+    assert ctx.store.owned == {0}
+    assert ctx.store.rollback() == 1  # nothing to undo in a partition this member no longer owns
+    ctx.restore_for({("in", 0): 5, ("in", 1): 1})
+    assert changelog.reads == [0, 1, 1]  # partition 0 was owned already; 1 is restored again
+    assert stock_of(ctx.store, 1, ["x"]) == [7.0]
+
+
+def test_a_partition_dropped_by_a_tick_during_a_restore_is_restored_before_its_records_are_decided() -> None:
+    ticks: list[int] = []
+
+    def tick() -> None:  # a rebalance seen while partition 1 is restored drops partition 0
+        ticks.append(1)
+        ctx.keep_only({("in", 1)})
+
+    class TickingChangelog(MemoryChangelog):
+        def read(
+            self, partition: int, *, tick: object = None
+        ) -> tuple[list[bytes | None], list[bytes | None]]:
+            if callable(tick):
+                tick()
+            return super().read(partition)
+
+    ctx = ChangeContext(StateStore(TickingChangelog()), "g.in.state")
+    ctx.restore_for({("in", 0): 0, ("in", 1): 0}, tick)
+    assert ticks and ctx.store.owned == {0, 1}
