@@ -18,4 +18,6 @@ def mongo_errors(what: str) -> Iterator[None]:
     try:
         yield
     except PyMongoError as exc:
-        raise MongoUnavailableError(f"{what}: {exc!r}") from exc
+        # pymongo appends its whole topology description: keep the reason a person can act on
+        reason = str(exc).split(", Timeout:")[0].split(", Topology Description:")[0]
+        raise MongoUnavailableError(f"{what}: {type(exc).__name__}: {reason}") from exc
