@@ -8,6 +8,8 @@
 #   stack/stack.sh down      stop what `up` started (TERM, then KILL after a grace period)
 #   stack/stack.sh status    say what runs and whether it answers; exit 1 unless both are up
 #   stack/stack.sh stop-mongo|start-mongo   stop or start FerretDB alone (failure tests)
+#   stack/stack.sh kill-kafka|kill-mongo     SIGKILL one server (fault injection: `make chaos`)
+#   stack/stack.sh start-kafka               start Kafka alone and wait until it answers
 #
 # FerretDB runs with GOGC/GOMEMLIMIT from STOCKWATCH_STACK_FERRETDB_GOGC / _GOMEMLIMIT (see below);
 # STOCKWATCH_STACK_FERRETDB_PPROF=127.0.0.1:6060 serves Go's pprof (e.g. `go tool pprof -top
@@ -190,6 +192,19 @@ stop_one() { # stop_one NAME PIDFILE
   rm -f "$pidfile"
 }
 
+kill_one() { # kill_one NAME PIDFILE: SIGKILL, no grace (a crash, for `make chaos`)
+  local name=$1 pidfile=$2 pid
+  alive "$pidfile" || die "$name is not running (no live pid in $pidfile)"
+  pid=$(cat "$pidfile")
+  log "killing $name (pid $pid) with SIGKILL"
+  kill -KILL "$pid"
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  rm -f "$pidfile"
+}
+
 wait_ready() { # wait_ready NAME LOG
   if ! probe "$1" "$READY_TIMEOUT"; then
     log "$1 did not answer within ${READY_TIMEOUT}s; last lines of $2:"
@@ -233,5 +248,8 @@ case ${1:-} in
   status) cmd_status ;;
   stop-mongo) stop_one FerretDB "$FERRET_HOME/ferretdb.pid" ;;
   start-mongo) start_mongo; wait_ready mongo "$FERRET_HOME/ferretdb.log" ;;
-  *) die "usage: stack.sh install|up|down|status|stop-mongo|start-mongo" ;;
+  kill-kafka) kill_one Kafka "$KAFKA_HOME/kafka.pid" ;;
+  kill-mongo) kill_one FerretDB "$FERRET_HOME/ferretdb.pid" ;;
+  start-kafka) start_kafka; wait_ready kafka "$KAFKA_HOME/server.log" ;;
+  *) die "usage: stack.sh install|up|down|status|stop-mongo|start-mongo|kill-kafka|kill-mongo|start-kafka" ;;
 esac
