@@ -53,9 +53,11 @@ def consumer_kill(ctx: Ctx, *, delivery: str, client: str) -> Result:
             return res
         producer = PacedProducer(ctx.bootstrap, topics["input"], RATE, total).begin()
         time.sleep(1.0)
-        at_kill = committed(ctx.bootstrap, group, topics["input"])
         kill9(first)
         killed_at = time.monotonic()
+        at_kill = committed(
+            ctx.bootstrap, group, topics["input"]
+        )  # read after: no commit of the dead lands later
         second = ctx.spawn(["consume"], settings, log)
         advanced = wait_advanced(ctx.bootstrap, group, topics["input"], at_kill, 90)
         res.recovery_s = None if advanced is None else time.monotonic() - killed_at
@@ -83,7 +85,7 @@ def broker_kill(ctx: Ctx, *, delivery: str, client: str, outage_s: float = 3.0) 
     """kill -9 of the broker mid-stream, restart after ``outage_s``: nobody restarts, nothing lost."""
     res = Result("broker kill -9, restart", f"{delivery}, {client}")
     eos = delivery == "exactly-once"
-    total = int(RATE * (1.5 + outage_s + 15))  # streams across the outage and well after it
+    total = int(RATE * (1.5 + outage_s + 10))  # streams across the outage and after it
     topics = service_topics(ctx, partitions=2)
     control = ctx.topics("control")[0]
     with tempfile.TemporaryDirectory(prefix="chaos-") as tmp:
