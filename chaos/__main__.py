@@ -17,7 +17,8 @@ from collections.abc import Callable
 from functools import partial
 
 from bench.common import markdown_table
-from chaos.common import LOG_DIR, Ctx, Result, close_clients
+from chaos.common import LOG_DIR, Ctx, Result
+from chaos.kafka_io import close_clients
 from chaos.stack import REPO, ChaosStack
 
 Scenario = Callable[[Ctx], list[Result]]
@@ -58,7 +59,12 @@ def row(r: Result) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer variants and repetitions (CI)")
-    parser.add_argument("--only", default="", help="comma-separated scenario name prefixes")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated name prefixes: consumer-kill, broker-kill, failover, split-brain, two-eos, "
+        "mongo-kill, poison, hostile, models, control",
+    )
     parser.add_argument("--keep-stack", action="store_true", help="leave the suite's stack running")
     args = parser.parse_args(argv)
     env = os.environ

@@ -29,20 +29,8 @@ import numpy as np
 import orjson
 from kafka import KafkaConsumer, KafkaProducer
 
-from chaos.common import (
-    CONTROL_KEY,
-    Ctx,
-    PacedProducer,
-    Result,
-    all_committed,
-    metric,
-    publish_model,
-    service_topics,
-    tally,
-    terminate,
-    wait_until,
-    warm_up,
-)
+from chaos.common import CONTROL_KEY, Ctx, Result, metric, publish_model, terminate, wait_until
+from chaos.kafka_io import PacedProducer, all_committed, service_topics, tally, warm_up
 from chaos.worker import ctl, status_messages, worker_env
 from consumer.wire.control import new_command, sign_message
 from detection.scorer_arrays import load_arrays

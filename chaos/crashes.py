@@ -12,20 +12,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from chaos.common import (
-    Ctx,
+from chaos.common import Ctx, Result, kill9, publish_model, terminate, wait_until
+from chaos.kafka_io import (
     PacedProducer,
-    Result,
     all_committed,
     close_clients,
     committed,
-    kill9,
-    publish_model,
     service_topics,
     tally,
-    terminate,
     wait_advanced,
-    wait_until,
     warm_up,
 )
 from chaos.worker import ctl, worker_env

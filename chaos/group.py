@@ -15,22 +15,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from chaos.common import (
-    Ctx,
+from chaos.common import Ctx, Result, free_port, kill9, metric, publish_model, terminate, wait_until
+from chaos.kafka_io import (
     PacedProducer,
-    Result,
     Tally,
     all_committed,
     committed,
-    free_port,
-    kill9,
-    metric,
-    publish_model,
     service_topics,
     tally,
-    terminate,
     wait_advanced,
-    wait_until,
     warm_up,
 )
 

@@ -18,20 +18,8 @@ from typing import Any
 import orjson
 from kafka import KafkaProducer
 
-from chaos.common import (
-    Ctx,
-    Result,
-    all_committed,
-    free_port,
-    produce_all,
-    publish_model,
-    read_all,
-    service_topics,
-    tally,
-    terminate,
-    wait_until,
-    warm_up,
-)
+from chaos.common import Ctx, Result, free_port, publish_model, terminate, wait_until
+from chaos.kafka_io import all_committed, produce_all, read_all, service_topics, tally, warm_up
 
 GOOD = {"stock_quantity": 100, "min_stock_level": 20, "max_stock_level": 300, "price": 9.5}
 

@@ -9,17 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from chaos.common import (
-    Ctx,
+from chaos.common import Ctx, Result, terminate, wait_until
+from chaos.kafka_io import (
     PacedProducer,
-    Result,
     all_committed,
     committed,
     service_topics,
     tally,
-    terminate,
     wait_advanced,
-    wait_until,
     warm_up,
 )
 from chaos.worker import ctl, seed_inventory, status_messages, worker_env

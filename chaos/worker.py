@@ -12,7 +12,8 @@ import numpy as np
 import orjson
 from pymongo import MongoClient
 
-from chaos.common import CONTROL_KEY, Ctx, read_all
+from chaos.common import CONTROL_KEY, Ctx
+from chaos.kafka_io import read_all
 from chaos.stack import REPO
 
 
