@@ -39,7 +39,14 @@ def mongo_killed_during_retrain(ctx: Ctx) -> Result:
         store = ModelStore(model_dir)
         wsettings = worker_env(ctx, model_dir, control, topics["status"], db=db, retrain_batch_size=1000)
         worker = ctx.spawn(["retrain-worker"], wsettings, "mongo-worker")
-        first = wait_until(lambda: store.current_version() is not None, 120, 0.5)
+        # The start-up retrain must be over (registry written, lease released), or the command is coalesced.
+        first = wait_until(
+            lambda: (
+                _first(status_messages(ctx.bootstrap, topics["status"]), type="retrain_finished") is not None
+            ),
+            180,
+            0.5,
+        )
         if not res.check(first, "the worker trained and published a first model at start-up"):
             return res
         serving = store.current_version()
@@ -89,7 +96,8 @@ def _killed_retrain(ctx: Ctx, res: Result, wsettings: dict[str, Any], status_top
         ack.update(_first(status_messages(ctx.bootstrap, status_topic)[before:], status="accepted") or {})
         return bool(ack)
 
-    res.check(wait_until(accepted, 60, 0.1), "the retrain was accepted")
+    if not res.check(wait_until(accepted, 60, 0.1), "the retrain was accepted"):
+        return
     ctx.stack.kill_mongo()
     code = _wait(retrain, 90)
     res.check(code == 1, f"`ctl retrain` reports the failure (exit {code}, want 1)")
