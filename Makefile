@@ -6,7 +6,7 @@ export STOCKWATCH_CACHE_DIR ?= $(CURDIR)/.stack/cache
 export PIP_CACHE_DIR ?= $(STOCKWATCH_CACHE_DIR)/pip
 PYTEST_ARGS ?=
 
-.PHONY: venv stack-up stack-down stack-status test test-unit lint rules-check demo bench eval clean
+.PHONY: venv stack-up stack-down stack-status test test-unit lint rules-check demo bench eval chaos chaos-down clean
 
 # The venv is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -57,6 +57,18 @@ demo: stack-up
 bench: venv
 	$(VENV)/bin/python -m bench
 
+# Fault injection (python -m chaos): kills brokers, FerretDB and services, so it runs on a stack of its
+# own (.stack/chaos on ports 39092/39093/27039, started from empty data and stopped at the end; never
+# the shared one). `make chaos CHAOS_ARGS=--quick` is what CI runs; exit 1 if a guarantee was violated.
+CHAOS_ARGS ?=
+CHAOS_STACK := STOCKWATCH_STACK_DIR=$(CURDIR)/.stack/chaos STOCKWATCH_STACK_KAFKA_PORT=$${CHAOS_KAFKA_PORT:-39092} \
+	STOCKWATCH_STACK_CONTROLLER_PORT=$${CHAOS_CONTROLLER_PORT:-39093} STOCKWATCH_STACK_MONGO_PORT=$${CHAOS_MONGO_PORT:-27039}
+chaos: venv
+	$(VENV)/bin/python -m chaos $(CHAOS_ARGS)
+
+chaos-down:
+	$(CHAOS_STACK) bash stack/stack.sh down
+
 # Seed vs default detector on simulator data: `make eval` simulates (EVAL_SEED, EVAL_ITEMS);
 # `make eval EVAL_ARGS="--items S --events E --labels L"` evaluates given files.
 EVAL_SEED ?= 1
@@ -65,5 +77,5 @@ EVAL_ARGS ?= --simulate --seed $(EVAL_SEED) --items-count $(EVAL_ITEMS)
 eval: venv
 	$(VENV)/bin/python -m scripts.eval_detectors $(EVAL_ARGS)
 
-clean: stack-down
-	rm -rf .stack/kafka .stack/ferretdb .demo .bench
+clean: stack-down chaos-down
+	rm -rf .stack/kafka .stack/ferretdb .stack/chaos .demo .bench .chaos

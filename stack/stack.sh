@@ -9,6 +9,8 @@
 #   stack/stack.sh status    say what runs and whether it answers; exit 1 unless both are up
 #                            (the SASL_SSL listener is reported, not counted)
 #   stack/stack.sh stop-mongo|start-mongo   stop or start FerretDB alone (failure tests)
+#   stack/stack.sh kill-kafka|kill-mongo     SIGKILL one server (fault injection: `make chaos`)
+#   stack/stack.sh start-kafka               start Kafka alone and wait until it answers
 #
 # Kafka listens twice: PLAINTEXT on 127.0.0.1:$STOCKWATCH_STACK_KAFKA_PORT (9092) and SASL_SSL
 # (SCRAM-SHA-512/256 or PLAIN, TLS from a CA the script makes) on $STOCKWATCH_STACK_SASL_PORT
@@ -209,6 +211,19 @@ stop_one() { # stop_one NAME PIDFILE
   rm -f "$pidfile"
 }
 
+kill_one() { # kill_one NAME PIDFILE: SIGKILL, no grace (a crash, for `make chaos`)
+  local name=$1 pidfile=$2 pid
+  alive "$pidfile" || die "$name is not running (no live pid in $pidfile)"
+  pid=$(cat "$pidfile")
+  log "killing $name (pid $pid) with SIGKILL"
+  kill -KILL "$pid"
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  rm -f "$pidfile"
+}
+
 wait_ready() { # wait_ready NAME LOG
   if ! probe "$1" "$READY_TIMEOUT"; then
     log "$1 did not answer within ${READY_TIMEOUT}s; last lines of $2:"
@@ -267,5 +282,8 @@ case ${1:-} in
   status) cmd_status ;;
   stop-mongo) stop_one FerretDB "$FERRET_HOME/ferretdb.pid" ;;
   start-mongo) start_mongo; wait_ready mongo "$FERRET_HOME/ferretdb.log" ;;
-  *) die "usage: stack.sh install|up|down|status|stop-mongo|start-mongo" ;;
+  kill-kafka) kill_one Kafka "$KAFKA_HOME/kafka.pid" ;;
+  kill-mongo) kill_one FerretDB "$FERRET_HOME/ferretdb.pid" ;;
+  start-kafka) start_kafka; wait_ready kafka "$KAFKA_HOME/server.log" ;;
+  *) die "usage: stack.sh install|up|down|status|stop-mongo|start-mongo|kill-kafka|kill-mongo|start-kafka" ;;
 esac

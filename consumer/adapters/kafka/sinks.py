@@ -228,6 +228,8 @@ class TransactionalSink:
             log.warning("abort failed (%r) after %r; replacing the producer", abort_exc, exc)
             try:
                 self._producer.close(timeout=5)
+            except KafkaError as close_exc:  # a producer stuck bumping its epoch cannot close cleanly
+                log.warning("closing the failed producer: %r", close_exc)
             finally:
                 self._producer = self._new_producer()
 

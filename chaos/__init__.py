@@ -1,0 +1,1 @@
+"""The fault-injection suite (`make chaos`): see chaos/__main__.py."""

@@ -1,0 +1,127 @@
+"""``python -m chaos [--quick] [--only a,b]`` (= ``make chaos``): the fault-injection suite.
+
+Starts its own Kafka + FerretDB (``.stack/chaos``, ports 39092 / 39093 / 27039: never the shared
+stack, since it kills them), runs every scenario with a time bound, prints one table row per
+scenario (records sent / lost / duplicated, recovery seconds) and the checks of any that failed,
+stops the stack, and exits 1 if any guarantee was violated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from functools import partial
+
+from bench.common import markdown_table
+from chaos.common import LOG_DIR, Ctx, Result
+from chaos.kafka_io import close_clients
+from chaos.stack import REPO, ChaosStack
+
+Scenario = Callable[[Ctx], list[Result]]
+
+
+def scenarios(quick: bool) -> list[tuple[str, Scenario]]:
+    from chaos import attacks, crashes, group, hostile, retrain
+
+    clients = ("kafka-python",) if quick else ("kafka-python", "confluent-kafka")
+    kills: list[tuple[str, Scenario]] = [
+        (f"consumer-kill:{d}:{c}", partial(crashes.consumer_kills, delivery=d, client=c))
+        for c in clients
+        for d in ("at-least-once", "exactly-once")
+    ]
+    return [
+        *kills,
+        (
+            "broker-kill",
+            lambda ctx: [crashes.broker_kill(ctx, delivery="at-least-once", client="kafka-python")],
+        ),
+        ("failover", lambda ctx: [group.failover(ctx)]),
+        ("split-brain", lambda ctx: [group.empty_store_start(ctx, attempts=2 if quick else 5)]),
+        ("two-eos", lambda ctx: [group.two_exactly_once(ctx)]),
+        ("mongo-kill", lambda ctx: [retrain.mongo_killed_during_retrain(ctx)]),
+        ("poison", hostile.poison_pills),
+        ("hostile", hostile.hostile_updates),
+        ("models", lambda ctx: [attacks.tampered_models(ctx)]),
+        ("control", attacks.control_attacks),
+    ]
+
+
+def row(r: Result) -> list[str]:
+    recovery = "" if r.recovery_s is None else f"{r.recovery_s:.1f}"
+    return [r.scenario, r.variant, f"{r.sent:,}", str(r.lost), str(r.duplicated), recovery,
+            f"{r.seconds:.0f}", "PASS" if r.ok else "FAIL"]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer variants and repetitions (CI)")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated name prefixes: consumer-kill, broker-kill, failover, split-brain, two-eos, "
+        "mongo-kill, poison, hostile, models, control",
+    )
+    parser.add_argument("--keep-stack", action="store_true", help="leave the suite's stack running")
+    args = parser.parse_args(argv)
+    env = os.environ
+    stack = ChaosStack(
+        REPO / ".stack" / "chaos",
+        kafka_port=int(env.get("CHAOS_KAFKA_PORT", "39092")),
+        controller_port=int(env.get("CHAOS_CONTROLLER_PORT", "39093")),
+        mongo_port=int(env.get("CHAOS_MONGO_PORT", "27039")),
+    )
+    chosen = [
+        (n, s) for n, s in scenarios(args.quick) if not args.only or n.startswith(tuple(args.only.split(",")))
+    ]
+    began = time.monotonic()
+    print(f"chaos: starting the suite's own stack ({stack.bootstrap}, {stack.mongo_uri})", flush=True)
+    stack.up()
+    ctx = Ctx(stack=stack, quick=args.quick)
+    results: list[Result] = []
+    try:
+        for name, scenario in chosen:
+            t0 = time.monotonic()
+            print(f"chaos: {name} ...", flush=True)
+            try:
+                got = scenario(ctx)
+            except (
+                Exception
+            ) as exc:  # a scenario that cannot finish is a failed guarantee, not a crash of the suite
+                traceback.print_exc(file=sys.stderr)
+                got = [Result(name, "", ok=False, checks=[f"FAILED: {type(exc).__name__}: {exc}"])]
+            finally:
+                ctx.stop_all()
+            spent = time.monotonic() - t0
+            for r in got:
+                r.seconds = spent / len(got)
+                results.append(r)
+                print(f"chaos: {name}: {'PASS' if r.ok else 'FAIL'} ({spent:.0f} s)", flush=True)
+    finally:
+        ctx.stop_all()
+        close_clients()
+        if not args.keep_stack:
+            stack.down()
+    total = time.monotonic() - began
+    header = ["scenario", "variant", "records sent", "lost", "duplicated", "recovery s", "seconds", "result"]
+    print()
+    print(f"### Fault injection ({'--quick' if args.quick else 'full'}), {total:.0f} s in all")
+    print()
+    print(markdown_table(header, [row(r) for r in results]))
+    print()
+    for r in results:
+        mark = "PASS" if r.ok else "FAIL"
+        print(f"* {mark} {r.scenario} ({r.variant}): " + "; ".join(r.checks))
+    print(f"\nlogs of the services: {LOG_DIR.relative_to(REPO)}/{ctx.prefix}-*.log")
+    failed = [r for r in results if not r.ok]
+    if failed:
+        print(f"\nchaos: {len(failed)} scenario(s) violated a guarantee", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
