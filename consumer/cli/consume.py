@@ -74,15 +74,6 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     if problem is not None:
         raise problem
     kafka, http = settings.kafka, settings.http
-    log.info(
-        "consume: %s -> %s (dlq %s), group %s, delivery %s, models in %s",
-        kafka.topics.input,
-        kafka.topics.anomalies,
-        kafka.topics.dlq,
-        kafka.group_id,
-        kafka.delivery,
-        settings.models.dir,
-    )
     from consumer.adapters.kafka import existing_topics
     from consumer.stores import store_from_settings
 
@@ -92,7 +83,7 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
         raise UserFacingError(str(exc), status=2) from None
     # A short, quiet probe (bounded by --timeout too) before the heavy imports (numba, scikit-learn):
     # the clients below would retry a missing broker for half a minute, with an ERROR line each time.
-    existing_topics(kafka.bootstrap, timeout_s=min(kafka.bootstrap_timeout_s, args.timeout or math.inf))
+    existing_topics(kafka, timeout_s=min(kafka.bootstrap_timeout_s, args.timeout or math.inf))
     from consumer.scoring.health import HealthServer
     from consumer.scoring.wiring import build_service, settle_heap
 
@@ -107,6 +98,15 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
                 f"cannot serve metrics on {http.host}:{http.port} (STOCKWATCH_HTTP_PORT, "
                 f"STOCKWATCH_HTTP_HOST): {exc.strerror or exc}"
             ) from None
+    log.info(  # after the checks: a failure is the one line on stderr
+        "consume: %s -> %s (dlq %s), group %s, delivery %s, models in %s",
+        kafka.topics.input,
+        kafka.topics.anomalies,
+        kafka.topics.dlq,
+        kafka.group_id,
+        kafka.delivery,
+        settings.models.dir,
+    )
     _install_signal_handlers(service)
     settle_heap()
     try:

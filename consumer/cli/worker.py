@@ -51,7 +51,7 @@ def cmd_retrain_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     # A short, quiet probe first, before the heavy imports (scikit-learn, seconds on a busy host):
     # the clients below would retry a missing broker for half a minute.
-    existing_topics(settings.kafka.bootstrap, timeout_s=settings.kafka.bootstrap_timeout_s)
+    existing_topics(settings.kafka, timeout_s=settings.kafka.bootstrap_timeout_s)
     from consumer.retraining.wiring import build_worker, worker_monitor, worker_server
 
     monitor = worker_monitor(settings)
