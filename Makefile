@@ -58,11 +58,12 @@ bench: venv
 	$(VENV)/bin/python -m bench
 
 # Fault injection (python -m chaos): kills brokers, FerretDB and services, so it runs on a stack of its
-# own (.stack/chaos on ports 39092/39093/27039, started from empty data and stopped at the end; never
+# own (.stack/chaos on ports 39092/39093/39094/27039, started from empty data and stopped at the end; never
 # the shared one). `make chaos CHAOS_ARGS=--quick` is what CI runs; exit 1 if a guarantee was violated.
 CHAOS_ARGS ?=
 CHAOS_STACK := STOCKWATCH_STACK_DIR=$(CURDIR)/.stack/chaos STOCKWATCH_STACK_KAFKA_PORT=$${CHAOS_KAFKA_PORT:-39092} \
-	STOCKWATCH_STACK_CONTROLLER_PORT=$${CHAOS_CONTROLLER_PORT:-39093} STOCKWATCH_STACK_MONGO_PORT=$${CHAOS_MONGO_PORT:-27039}
+	STOCKWATCH_STACK_CONTROLLER_PORT=$${CHAOS_CONTROLLER_PORT:-39093} STOCKWATCH_STACK_MONGO_PORT=$${CHAOS_MONGO_PORT:-27039} \
+	STOCKWATCH_STACK_SASL_PORT=$${CHAOS_SASL_PORT:-39094}
 chaos: venv
 	$(VENV)/bin/python -m chaos $(CHAOS_ARGS)
 

@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         REPO / ".stack" / "chaos",
         kafka_port=int(env.get("CHAOS_KAFKA_PORT", "39092")),
         controller_port=int(env.get("CHAOS_CONTROLLER_PORT", "39093")),
+        sasl_port=int(env.get("CHAOS_SASL_PORT", "39094")),
         mongo_port=int(env.get("CHAOS_MONGO_PORT", "27039")),
     )
     chosen = [

@@ -25,6 +25,7 @@ class ChaosStack:
     stack_dir: Path
     kafka_port: int = 39092
     controller_port: int = 39093
+    sasl_port: int = 39094  # the stack's SASL_SSL listener: never the shared stack's 9094
     mongo_port: int = 27039
 
     @property
@@ -44,6 +45,7 @@ class ChaosStack:
                 "STOCKWATCH_STACK_DIR": str(self.stack_dir),
                 "STOCKWATCH_STACK_KAFKA_PORT": str(self.kafka_port),
                 "STOCKWATCH_STACK_CONTROLLER_PORT": str(self.controller_port),
+                "STOCKWATCH_STACK_SASL_PORT": str(self.sasl_port),
                 "STOCKWATCH_STACK_MONGO_PORT": str(self.mongo_port),
                 "STOCKWATCH_STACK_KAFKA_HEAP": env.get("STOCKWATCH_STACK_KAFKA_HEAP", "512m"),
             }
