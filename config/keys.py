@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-__all__ = ["MIN_KEY_BYTES", "check_key"]
+__all__ = [
+    "MIN_KEY_BYTES",
+    "SECRET_FIELDS",
+    "check_key",
+]
 
 MIN_KEY_BYTES = 32  # HMAC-SHA256's output size: a shorter key is the weak link
 
@@ -21,3 +25,17 @@ def check_key(name: str, value: SecretStr | None) -> SecretStr | None:
             "(make one with `stockwatch keygen`)"
         )
     return value
+
+
+SECRET_FIELDS = frozenset(
+    {
+        "control_key",
+        "model_signing_key",
+        "mongo_uri",
+        "kafka_sasl_password",
+        "kafka_client_properties",
+        "notify_webhook",
+    }
+)
+"""Never printed as written: SecretStr keys and passwords, the Mongo URI's password, the
+password-like client properties, and the webhook URL (its token)."""

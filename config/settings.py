@@ -10,57 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
-from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from config import groups
-from config.groups import LogLevel, Slice, mask_uri
+from config import checks, groups
+from config.groups import LogLevel, mask_uri
 from config.kafka import RESERVED_PROPERTIES, Delivery, KafkaClient, KafkaSettings, OffsetReset
 from config.kafka_security import KafkaSecurity, SaslMechanism, SecurityProtocol, security_problems
-from config.keys import check_key
+from config.keys import SECRET_FIELDS, check_key
+from config.slices import SliceOf
 from config.sources import DEFAULT_CONFIG_FILE, CheckedEnvSource, ConfigFileSource, config_file
 
 __all__ = ["DEFAULT_CONFIG_FILE", "SECRET_FIELDS", "Settings", "config_file"]
-
-SECRET_FIELDS = frozenset(
-    {
-        "control_key",
-        "model_signing_key",
-        "mongo_uri",
-        "kafka_sasl_password",
-        "kafka_client_properties",
-        "notify_webhook",
-    }
-)
-"""Never printed as written: SecretStr keys and passwords, the Mongo URI's password, the
-password-like client properties, and the webhook URL (its token)."""
-
-_S = TypeVar("_S", bound=Slice)
-
-
-class SliceOf(Generic[_S]):
-    """A read-only attribute of :class:`Settings`: its slice of kind ``_S``, validated from the flat values."""
-
-    def __init__(self, kind: type[_S]) -> None:
-        self.kind = kind
-
-    @overload
-    def __get__(self, settings: None, owner: type[Any]) -> SliceOf[_S]: ...
-    @overload
-    def __get__(self, settings: Settings, owner: type[Any]) -> _S: ...
-    def __get__(self, settings: Settings | None, owner: type[Any]) -> _S | SliceOf[_S]:
-        if settings is None:
-            return self
-        values = dict(settings)
-        return self.kind.model_validate({**values, "topics": values, "security": values})
-
-
-def _conflict(message: str, *fields: str) -> PydanticCustomError:
-    """A cross-field error; ``fields`` lets the loader say where each involved value came from."""
-    return PydanticCustomError("settings_conflict", message, {"fields": " ".join(fields)})
 
 
 class Settings(BaseSettings):
@@ -325,45 +288,27 @@ class Settings(BaseSettings):
     @field_validator("state_changelog_topic")
     @classmethod
     def _topic_template(cls, value: str) -> str:
-        try:
-            name = value.format(group_id="g", input_topic="t")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"only {{group_id}} and {{input_topic}} may be replaced ({exc!r})") from None
-        if not name.strip():
-            raise ValueError("must name a topic")
-        return value
+        return checks.topic_template(value)
 
     @model_validator(mode="after")
     def _client_limits(self) -> Settings:
-        if self.kafka_client == "confluent-kafka" and self.max_poll_interval_ms < self.session_timeout_ms:
-            raise _conflict(
-                "kafka_client confluent-kafka needs max_poll_interval_ms >= session_timeout_ms "
-                f"(got {self.max_poll_interval_ms} < {self.session_timeout_ms})",
-                "kafka_client",
-                "max_poll_interval_ms",
-                "session_timeout_ms",
-            )
+        checks.client_limits(self.kafka_client, self.max_poll_interval_ms, self.session_timeout_ms)
         return self
 
     @model_validator(mode="after")
     def _kafka_security(self) -> Settings:
         security = KafkaSecurity.model_validate(dict(self))
         for message, fields in security_problems(security, RESERVED_PROPERTIES):
-            raise _conflict(message, *fields)  # the first; once fixed, the next is reported
+            raise checks.conflict(message, *fields)  # the first; once fixed, the next is reported
         return self
 
     @model_validator(mode="after")
     def _distinct_topics(self) -> Settings:
         outputs = {"anomaly_topic": self.anomaly_topic, "dlq_topic": self.dlq_topic}
-        outputs["status_topic"] = self.status_topic
-        outputs["feedback_topic"] = self.feedback_topic
+        outputs |= {"status_topic": self.status_topic, "feedback_topic": self.feedback_topic}
         if self.decisions_topic:
             outputs["decisions_topic"] = self.decisions_topic
-        clash = [name for name, topic in outputs.items() if topic == self.input_topic]
-        if clash:
-            raise _conflict(
-                f"input_topic {self.input_topic!r} must differ from every output topic", "input_topic", *clash
-            )
+        checks.distinct_topics(self.input_topic, outputs)
         return self
 
     @classmethod

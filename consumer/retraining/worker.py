@@ -1,22 +1,11 @@
 """`stockwatch retrain-worker`: the control loop around :class:`consumer.retraining.retrainer.Retrainer`.
 
-The loop polls ``stockwatch.control`` (as a member of ``control_group_id``: each command is
-handled by one worker), verifies each command (:mod:`consumer.wire.control`: signature, age; then
-replay: its ``command_id`` is inserted into Mongo ``control_commands`` under a unique ``_id``),
-and acknowledges every command on ``stockwatch.status`` as ``{"type": "command_ack", "status":
-accepted|coalesced|rejected|done|failed, "command_id": ..., ...}``. No message can stop the
-loop: whatever handling one raises becomes its ``rejected`` (or ``failed``) ack, and each
-record's offset is committed as soon as it is acknowledged, so a bad record is read once.
-
-Between control polls it also reads analyst labels from ``feedback_topic``
-(:mod:`consumer.retraining.feedback`, group ``<control_group_id>.feedback``).
-
-Retrains start on a ``retrain`` command, on the schedule (``retrain_interval_s`` after the last
-run finished, read from the lease so all workers share one schedule) and at start-up when the
-store has no model. They run in a background thread holding the Mongo lease (single flight
-across instances); a ``retrain`` that arrives while one runs (here or elsewhere) or within
-``retrain_cooldown_s`` after the last run is *coalesced* (unless it carries ``"force": true``,
-which bypasses the cooldown only: a running retrain still coalesces it).
+It polls ``stockwatch.control`` as a member of ``control_group_id``, verifies each command
+(:mod:`consumer.wire.control`; replays by ``command_id`` in Mongo ``control_commands``), acks it on
+``stockwatch.status`` and commits its offset at once: no record can stop the loop. Between polls it
+reads analyst labels (:mod:`consumer.retraining.feedback`). Retrains (command, schedule, or start-up
+without a model) run in a thread under the Mongo lease; a ``retrain`` while one runs or within
+``retrain_cooldown_s`` is coalesced (``force`` bypasses the cooldown only). docs/retrain-worker.md.
 """
 
 from __future__ import annotations

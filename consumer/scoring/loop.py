@@ -1,28 +1,8 @@
 """The scoring loop of `stockwatch consume`: poll, validate, score, publish, commit.
 
-One iteration handles one poll batch (at most ``max_poll_records``):
-
-1. between batches, take a newly loaded model from the :class:`ModelWatcher` (so every event of
-   a batch is scored by one version);
-2. without a model: pause every assigned partition, rewind anything already polled, and wait
-   (logged once, ``stockwatch_waiting_for_model`` = 1, ``/readyz`` says so) — nothing is
-   committed, nothing is dropped;
-3. with a model: :func:`consumer.scoring.batch.process_batch` (pure), the optional Mongo audit
-   (bounded: :mod:`consumer.scoring.audit_guard`), then the sink publishes the outputs and the
-   offsets are committed once they are acknowledged (:mod:`consumer.scoring.ledger`; see
-   :mod:`consumer.adapters.kafka` for the two delivery modes). If delivery fails the partitions
-   are rewound and the batch is retried: at once when the broker refused an output as such (it is
-   reduced, then parked: :mod:`consumer.scoring.poison`), else after a growing pause.
-
-Group membership (:mod:`consumer.scoring.membership`): offsets are committed when partitions are
-revoked; a member whose commits are refused as stale drops its work in flight and re-joins; one
-fenced by another instance with its ``group_instance_id`` stops (``stopped_by`` = ``fenced``).
-``service.membership.add_listener(on_assigned=..., on_revoked=...)`` hears every assignment change.
-
-Nothing slow happens in the loop itself: models are loaded by the watcher thread, so
-``max.poll.interval.ms`` is never at risk. :meth:`ScoringService.request_stop` (SIGTERM/SIGINT)
-lets the current batch finish, then the sink flushes and the consumer leaves the group;
-``RunStats.final_commit`` says whether the last commit went through.
+Per batch: take a new model between batches (or pause for one), decide (:mod:`.batch` seed,
+:mod:`.change_batch` default with per-item state), publish, commit once acknowledged (:mod:`.ledger`),
+retry within bounds (:mod:`.poison`), keep membership honest (:mod:`.membership`). See docs/consume.md.
 """
 
 from __future__ import annotations

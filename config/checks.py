@@ -1,0 +1,46 @@
+"""The cross-field rules of the settings; a conflict names every field involved (for the loader's message)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pydantic_core import PydanticCustomError
+
+__all__ = ["client_limits", "conflict", "distinct_topics", "topic_template"]
+
+
+def conflict(message: str, *fields: str) -> PydanticCustomError:
+    """A cross-field error; ``fields`` lets the loader say where each involved value came from."""
+    return PydanticCustomError("settings_conflict", message, {"fields": " ".join(fields)})
+
+
+def topic_template(value: str) -> str:
+    """``value`` if it formats with ``group_id`` and ``input_topic`` only, into a non-empty name."""
+    try:
+        name = value.format(group_id="g", input_topic="t")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"only {{group_id}} and {{input_topic}} may be replaced ({exc!r})") from None
+    if not name.strip():
+        raise ValueError("must name a topic")
+    return value
+
+
+def client_limits(kafka_client: str, max_poll_interval_ms: int, session_timeout_ms: int) -> None:
+    """librdkafka refuses a poll interval shorter than the session timeout."""
+    if kafka_client == "confluent-kafka" and max_poll_interval_ms < session_timeout_ms:
+        raise conflict(
+            "kafka_client confluent-kafka needs max_poll_interval_ms >= session_timeout_ms "
+            f"(got {max_poll_interval_ms} < {session_timeout_ms})",
+            "kafka_client",
+            "max_poll_interval_ms",
+            "session_timeout_ms",
+        )
+
+
+def distinct_topics(input_topic: str, outputs: Mapping[str, str]) -> None:
+    """The input topic must be none of the outputs (a loop of its own anomalies)."""
+    clash = [name for name, topic in outputs.items() if topic == input_topic]
+    if clash:
+        raise conflict(
+            f"input_topic {input_topic!r} must differ from every output topic", "input_topic", *clash
+        )
