@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 import traceback
@@ -80,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     ]
     began = time.monotonic()
     print(f"chaos: starting the suite's own stack ({stack.bootstrap}, {stack.mongo_uri})", flush=True)
-    stack.up()
+    try:
+        stack.up()
+    except subprocess.CalledProcessError:  # stack.sh said why (a port taken, a missing tool): one line more
+        print("chaos: the suite's stack did not start; see the line above", file=sys.stderr)
+        return 2
     ctx = Ctx(stack=stack, quick=args.quick)
     results: list[Result] = []
     try:
