@@ -110,11 +110,13 @@ class ModelStore:
         return text
 
     def load(self, version: str | None = None) -> AnomalyModel:
-        """Verify and load seed model ``version`` (None = CURRENT); a ``default`` one is a verification refusal."""
+        """Verify and load seed model ``version`` (None = CURRENT), for callers that score item states
+        one by one (``scan``); a ``default`` one is a verification refusal saying who serves it."""
         return cast("AnomalyModel", self._load_current(version, SEED_ONLY))
 
     def load_any(self, version: str | None = None) -> AnomalyModel | ChangeDetector:
-        """:meth:`load` for callers that serve both detectors: an ``AnomalyModel`` or a ``ChangeDetector``."""
+        """:meth:`load` for callers that serve both detectors (``consume``, ``score``): an
+        ``AnomalyModel`` or a ``ChangeDetector``."""
         return self._load_current(version, ALL_KINDS)
 
     def _load_current(

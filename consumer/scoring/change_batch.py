@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from consumer.ports import OutputRecord, SourceRecord, TopicPart
+from consumer.ports import KafkaUnavailableError, OutputRecord, SourceRecord, TopicPart
 from consumer.scoring.batch import BatchConfig, BatchResult, dead_letters, decode_records
 from consumer.scoring.state.changelog import changelog_records
 from consumer.scoring.state.seeds import Seeds
@@ -43,9 +43,24 @@ from detection.change_decisions import ChangeDecisions
 from detection.change_features import CHANGE_FEATURE_NAMES
 from detection.detector import baseline_table
 
-__all__ = ["ChangeContext", "process_change_batch", "split_replays"]
+__all__ = ["ChangeContext", "Committed", "process_change_batch", "split_replays"]
 
 log = logging.getLogger(__name__)
+Committed = Callable[
+    [list[TopicPart]], Mapping[TopicPart, "int | None"]
+]  # the group's offsets (Source.committed)
+
+
+def _committed_of(partitions: list[TopicPart], committed: Committed | None) -> Mapping[TopicPart, int | None]:
+    """The group's committed offsets of ``partitions`` (a failure to read them is retried like a restore's)."""
+    if not partitions or committed is None:
+        return {}
+    try:
+        return committed(partitions)
+    except KafkaUnavailableError:
+        raise
+    except Exception as exc:  # the loop rewinds and retries the batch
+        raise KafkaUnavailableError(f"could not read the committed offsets for the state: {exc!r}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,26 +74,40 @@ class ChangeContext:
 
     def keep_only(self, assigned: set[TopicPart]) -> None:
         """Drop the state of partitions no longer assigned (diffed each tick; a rebalance hook later)."""
-        gone = self.store.owned - {p for _, p in assigned}
+        owned = {p for _, p in assigned}
+        self.store.keep_stale(owned)
+        gone = self.store.owned - owned
         if gone:
             self.store.revoke(gone)
 
     def prepare(
-        self, detector: ChangeDetector, first: Mapping[TopicPart, int], tick: Callable[[], None]
+        self,
+        detector: ChangeDetector,
+        first: Mapping[TopicPart, int],
+        tick: Callable[[], None],
+        committed: Committed | None = None,
     ) -> None:
-        """Before a batch: the seed is loaded, and its partitions are restored."""
+        """Before a batch: the state is of the detector's group field, the seed is loaded, and its
+        partitions are restored."""
+        self.store.regroup(detector.metadata.group_field)
         if self.seeds is not None:
             self.seeds.prepare(detector.metadata.group_field, tick)
-        self.restore_for(first, tick)
+        self.restore_for(first, tick, committed)
 
-    def restore_for(self, first: Mapping[TopicPart, int], tick: Callable[[], None] = lambda: None) -> None:
+    def restore_for(
+        self,
+        first: Mapping[TopicPart, int],
+        tick: Callable[[], None] = lambda: None,
+        committed: Committed | None = None,
+    ) -> None:
         """Restore every partition about to be decided that the store does not own yet."""
-        for (_, p), offset in sorted(first.items()):
-            if p not in self.store.owned:
-                self.store.assign(p, resume_offset=offset, tick=tick)
-        for (_, p), offset in sorted(first.items()):  # one dropped by a tick meanwhile (a rebalance)
-            if p not in self.store.owned:
-                self.store.assign(p, resume_offset=offset)
+        marks = _committed_of([tp for tp in first if tp[1] not in self.store.owned], committed)
+        for tp, offset in sorted(first.items()):
+            if tp[1] not in self.store.owned:
+                self.store.assign(tp[1], resume_offset=offset, tick=tick, committed=marks.get(tp))
+        for tp, offset in sorted(first.items()):  # one dropped by a tick meanwhile (a rebalance)
+            if tp[1] not in self.store.owned:
+                self.store.assign(tp[1], resume_offset=offset, committed=marks.get(tp))
 
     def published(self, result: BatchResult) -> None:
         """The outputs are handed to the sink: the next batch must see this one's changes."""
@@ -89,14 +118,18 @@ class ChangeContext:
         if result.state_token:
             self.store.settled(result.state_token)
 
-    def rewound(self, *, to_committed: Iterable[TopicPart] = ()) -> None:
+    def rewound(
+        self, *, to_committed: Iterable[TopicPart] = (), targets: Mapping[TopicPart, int] | None = None
+    ) -> None:
         """Every unacknowledged batch is read again: its changes must not be in the state.
 
         A rewind to the group's committed offsets (an aborted or unconfirmed transaction) drops
         those partitions instead: whether the last transaction committed is known only to the
         broker, so they are restored from the changelog (read_committed) where reading resumes.
+        A partition started afresh after ``targets`` starts afresh at its target instead.
         """
         self.store.rollback()
+        self.store.lower_floors((p, offset) for (_, p), offset in (targets or {}).items())
         self.store.revoke({p for _, p in to_committed})
 
 

@@ -11,7 +11,6 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from consumer.ports import (
@@ -26,8 +25,8 @@ from consumer.ports import (
     TopicPart,
 )
 from consumer.scoring.audit_guard import AuditGuard
-from consumer.scoring.batch import BatchConfig, BatchResult, ScoringModel, process_batch
-from consumer.scoring.change_batch import ChangeContext, process_change_batch
+from consumer.scoring.batch import BatchConfig, BatchResult
+from consumer.scoring.change_batch import ChangeContext
 from consumer.scoring.commits import Committer
 from consumer.scoring.health import HealthState, StallWatch
 from consumer.scoring.ledger import OffsetLedger
@@ -36,8 +35,8 @@ from consumer.scoring.metrics import ConsumerMetrics
 from consumer.scoring.model_gate import ModelGate
 from consumer.scoring.model_watcher import ModelWatcher
 from consumer.scoring.poison import PoisonRecords
+from consumer.scoring.serving import ServedModel, decide
 from consumer.scoring.stats import RunStats
-from detection import ChangeDetector
 
 __all__ = ["Audit", "DeliveryError", "RunStats", "ScoringService", "Sink", "Source"]
 
@@ -186,7 +185,7 @@ class ScoringService:
             stalled = self.stalls.update(now, assigned, busy, self.ledger.last_committed)
             self.health.stalled = [f"{t}[{p}]" for t, p in stalled]
 
-    def _handle(self, polled: dict[TopicPart, list[Any]], model: ScoringModel, stats: RunStats) -> None:
+    def _handle(self, polled: dict[TopicPart, list[Any]], model: ServedModel, stats: RunStats) -> None:
         started = time.perf_counter()
         records = [r for recs in polled.values() for r in recs]
         first = {tp: recs[0].offset for tp, recs in polled.items()}
@@ -227,15 +226,10 @@ class ScoringService:
         if restore is not None:
             self.metrics.state_restore_seconds.observe(restore.seconds)
 
-    def _decide(self, records: list[Any], first: dict[TopicPart, int], model: ScoringModel) -> BatchResult:
+    def _decide(self, records: list[Any], first: dict[TopicPart, int], model: ServedModel) -> BatchResult:
         """The seed path, or the change path with the per-item state (by the model's type)."""
-        now = datetime.now(UTC)
-        if not isinstance(model, ChangeDetector):
-            return process_batch(records, model, self.config, now=now)
-        if self.state is None:
-            raise RuntimeError("a `default` detector needs the per-item state (build_service wires it)")
-        self.state.prepare(model, first, self._tick)
-        return process_change_batch(records, model, self.state, self.config, now=now)
+        return decide(records, first, model, config=self.config, state=self.state,
+                      committed=self.source.committed, tick=self._tick)  # fmt: skip
 
     def _settle(self, stats: RunStats, *, block: bool, sync: bool = False) -> None:
         """Count and commit, in order, the batches whose outputs are all acknowledged.
@@ -309,7 +303,7 @@ class ScoringService:
         stats.delivery_failures += 1
         self.metrics.count_delivery_failure(exc)
         if self.state is not None:
-            self.state.rewound(to_committed=first if from_committed else ())
+            self.state.rewound(to_committed=first if from_committed else (), targets=first)
         target = dict(first)
         if from_committed:  # the transaction was aborted: go back to what the group committed
             try:

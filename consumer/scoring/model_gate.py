@@ -13,10 +13,11 @@ import logging
 from datetime import datetime
 
 from consumer.ports import Source
-from consumer.scoring.batch import UNVERSIONED, ScoringModel
+from consumer.scoring.batch import UNVERSIONED
 from consumer.scoring.health import HealthState
 from consumer.scoring.metrics import ConsumerMetrics
 from consumer.scoring.model_watcher import ModelWatcher
+from consumer.scoring.serving import ServedModel
 
 __all__ = ["ModelGate"]
 
@@ -37,11 +38,11 @@ class ModelGate:
         self.source = source
         self.metrics = metrics
         self.health = health
-        self.model: ScoringModel | None = None
+        self.model: ServedModel | None = None
         self._paused = False
         self._announced_wait = False
 
-    def current(self, versions: list[str]) -> ScoringModel | None:
+    def current(self, versions: list[str]) -> ServedModel | None:
         """The model for the next batch (a newly loaded one is appended to ``versions``)."""
         model = self.watcher.take()
         if model is None:
@@ -81,6 +82,6 @@ class ModelGate:
             self.source.seek({tp: recs[0].offset for tp, recs in polled.items()})
 
 
-def _created(model: ScoringModel | None) -> float | None:
+def _created(model: ServedModel | None) -> float | None:
     created = getattr(getattr(model, "metadata", None), "created_at", None)
     return created.timestamp() if isinstance(created, datetime) else None

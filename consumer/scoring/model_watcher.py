@@ -2,7 +2,8 @@
 
 A background thread checks the store's ``current_version()`` every ``interval_s`` and at once
 when a signed ``{"type": "model_published", ...}`` announcement arrives on the status topic. A new
-version is loaded (the store verifies checksums / signature before unpickling) in this thread;
+version of either detector is loaded (``load_any``: a seed ``AnomalyModel`` or a ``default``
+``ChangeDetector``; the store verifies checksums / signature and builds it from plain arrays) in this thread;
 the poll loop picks it up with :meth:`ModelWatcher.take` *between* batches, so a batch is always
 scored by exactly one version. A version that fails verification is refused once, counted in
 ``stockwatch_model_refusals_total`` and never retried; the model already serving keeps serving.
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from consumer.scoring.batch import ScoringModel
+from consumer.scoring.serving import ServedModel
 from detection import ModelNotFoundError, ModelVerificationError
 
 __all__ = ["Announcements", "ModelSource", "ModelWatcher"]
@@ -70,7 +71,7 @@ class ModelSource(Protocol):
     """The part of ``detection.ModelStore`` the watcher needs."""
 
     def current_version(self) -> str | None: ...
-    def load(self, version: str | None = None) -> Any: ...
+    def load_any(self, version: str | None = None) -> Any: ...
 
 
 class Announcements(Protocol):
@@ -96,7 +97,7 @@ class ModelWatcher:
         self.announcements = announcements
         self.on_refusal = on_refusal
         self._lock = threading.Lock()
-        self._pending: ScoringModel | None = None
+        self._pending: ServedModel | None = None
         self._latest: str | None = None  # newest version loaded (handed over or pending)
         self._refused: dict[str, str] = {}
         self._stop = threading.Event()
@@ -105,7 +106,7 @@ class ModelWatcher:
 
     # ----------------------------------------------------------------- the loop's side
 
-    def take(self) -> ScoringModel | None:
+    def take(self) -> ServedModel | None:
         """The newly loaded model, once; None when nothing new arrived since the last call."""
         with self._lock:
             model, self._pending = self._pending, None
@@ -184,7 +185,7 @@ class ModelWatcher:
         log.info("loading model %s", version)
         try:
             with gil_yielding():
-                model = self.store.load(version)
+                model = self.store.load_any(version)
         except ModelVerificationError as exc:
             self._refuse(version, "verification", exc)
             return False
@@ -200,7 +201,7 @@ class ModelWatcher:
         with self._lock:
             self._pending = model
             self._latest = version
-        log.info("model %s verified and loaded; handing it over", version)
+        log.info("model %s (%s detector) verified and loaded; handing it over", version, _kind(model))
         return True
 
     def _refuse(self, version: str, reason: str, exc: BaseException) -> None:
@@ -212,3 +213,7 @@ class ModelWatcher:
         log.error("refused model %s (%s): %s; the serving model stays", version, reason, exc)
         if self.on_refusal is not None:
             self.on_refusal(reason)
+
+
+def _kind(model: object) -> str:
+    return str(getattr(getattr(model, "metadata", None), "detector", "seed"))

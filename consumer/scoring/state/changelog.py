@@ -5,6 +5,12 @@ changelog partition ``p``); key = the item id (UTF-8), value = :data:`CHANGELOG_
 little-endian): the detector's 80-byte record (:data:`detection.STATE_DTYPE`) followed by the input
 offset of the update that produced it. Issue 12's episode fields can extend the value: a reader
 tells the layouts apart by length (88 bytes = this one).
+
+One more record per partition and batch, key :data:`LINEAGE_KEY`, value a small JSON object
+(:class:`Lineage`): the group field the records are under, the input offset the state starts from
+(``floor``: records of earlier inputs are void) and the input offset the `default` path decided up
+to (``after``). A restore that finds the state stale (the seed decided inputs since, or another
+group field) starts the partition afresh from the inventory seed (docs/consume.md § Per-item state).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from consumer.ports import OutputRecord
 from detection.item_state import STATE_DTYPE
@@ -24,15 +31,45 @@ from detection.item_state import STATE_DTYPE
 __all__ = [
     "CHANGELOG_VALUE",
     "DEFAULT_TEMPLATE",
+    "LINEAGE_KEY",
+    "Lineage",
     "Restored",
     "changelog_records",
     "changelog_topic",
     "decode",
+    "lineage_record",
 ]
 
 CHANGELOG_VALUE: Final = np.dtype([("state", STATE_DTYPE), ("offset", "<i8")])
 DEFAULT_TEMPLATE: Final = "{group_id}.{input_topic}.state"
 _NOT_TOPIC_CHARS: Final = re.compile(r"[^a-zA-Z0-9._-]")
+LINEAGE_KEY: Final = b"\x00stockwatch.lineage"  # an item with this id (NUL first) would only lose its history
+
+
+@dataclass(frozen=True, slots=True)
+class Lineage:
+    """Where a partition's state comes from: its group field, first input offset, last decided one."""
+
+    group_field: str
+    floor: int
+    after: int
+
+    def encode(self) -> bytes:
+        data = orjson.dumps({"group_field": self.group_field, "floor": self.floor, "after": self.after})
+        return data if len(data) != CHANGELOG_VALUE.itemsize else data + b" "  # never a record's length
+
+    @classmethod
+    def decode(cls, data: bytes | None) -> Lineage | None:
+        """The lineage a value holds, or None for a value that is not one (ignored like a bad record)."""
+        try:
+            raw = orjson.loads(data or b"")
+            return cls(str(raw["group_field"]), int(raw["floor"]), int(raw["after"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None
+
+
+def lineage_record(topic: str, partition: int, lineage: Lineage) -> OutputRecord:
+    return OutputRecord(topic, LINEAGE_KEY, lineage.encode(), partition=partition)
 
 
 def changelog_topic(template: str, *, group_id: str, input_topic: str) -> str:
@@ -64,12 +101,16 @@ class Restored:
     records: npt.NDArray[np.void]
     offsets: npt.NDArray[np.int64]
     read: int  # changelog records read
-    ignored: int  # records skipped: input not committed yet, or a value of another layout
+    ignored: int  # records skipped: input not committed yet, before the floor, or of another layout
+    lineage: Lineage | None = None  # the last lineage record (None: a changelog written without them)
 
 
-def decode(keys: Sequence[bytes | None], values: Sequence[bytes | None], *, committed: int) -> Restored:
-    """The records whose input offset is below ``committed``, in changelog order (later ones of an
-    item win: :meth:`PartitionTable.load` keeps the last).
+def decode(
+    keys: Sequence[bytes | None], values: Sequence[bytes | None], *, committed: int, floor: int | None = None
+) -> Restored:
+    """The records whose input offset is below ``committed`` (and not below ``floor``: the last
+    lineage record's when None), in changelog order (later ones of an item win:
+    :meth:`PartitionTable.load` keeps the last).
 
     A change whose input was not committed yet is ignored: that input is read again after the
     restore and decided against the state before it (Quix's checkpointing rule), so a crash
@@ -77,16 +118,25 @@ def decode(keys: Sequence[bytes | None], values: Sequence[bytes | None], *, comm
     """
     n = len(keys)
     size = CHANGELOG_VALUE.itemsize
+    lineage = None
     if None in keys or None in values or set(map(len, values)) != {size}:  # type: ignore[arg-type]  # the rare case, by record
+        for key, v in zip(keys, values, strict=True):
+            if key == LINEAGE_KEY:
+                lineage = Lineage.decode(v) or lineage
         usable = [
-            k for k, (key, v) in enumerate(zip(keys, values, strict=True)) if key and v and len(v) == size
+            k
+            for k, (key, v) in enumerate(zip(keys, values, strict=True))
+            if key and v and len(v) == size and key != LINEAGE_KEY
         ]
         keys, values = [keys[k] for k in usable], [values[k] for k in usable]
     decoded = np.frombuffer(b"".join(values), CHANGELOG_VALUE)  # type: ignore[arg-type]
-    mask = decoded["offset"] < committed
+    if floor is None:
+        floor = lineage.floor if lineage is not None else -1
+    mask = (decoded["offset"] < committed) & (decoded["offset"] >= floor)
     kept = int(np.count_nonzero(mask))
     chosen = decoded if kept == n else decoded[mask]
     ids = list(map(bytes.decode, keys if kept == n else compress(keys, mask.tolist())))  # type: ignore[arg-type]
     state_bytes = np.ascontiguousarray(chosen.view(np.uint8).reshape(-1, size)[:, : STATE_DTYPE.itemsize])
     states = state_bytes.view(STATE_DTYPE).reshape(-1)  # a byte copy: 20x a structured one
-    return Restored(ids, states, chosen["offset"].astype(np.int64), read=n, ignored=n - kept)
+    offsets = chosen["offset"].astype(np.int64)
+    return Restored(ids, states, offsets, read=n, ignored=n - kept, lineage=lineage)

@@ -7,6 +7,11 @@ drops it. A batch's changes are applied when its outputs (changelog records incl
 handed to the sink (:meth:`apply`, so the next batch sees them while this one is in flight) and
 kept undoable until the batch is acknowledged (:meth:`settled`); a rewind undoes every batch
 not yet acknowledged (:meth:`rollback`), so the re-read records meet the state they met before.
+
+A partition's state covers an unbroken run of `default` decisions under one group field: after
+the seed model decided some of its updates (:meth:`mark_stale`, or the changelog's lineage record
+behind the committed offset) or under another group field, :meth:`assign` starts it afresh at the
+resume offset (its items start from the inventory seed; earlier records are void from then on).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from consumer.ports import StateChangelog
-from consumer.scoring.state.changelog import decode
+from consumer.scoring.state.changelog import Lineage, decode
 from consumer.scoring.state.table import ABSENT, PartitionTable
 from detection.item_state import STATE_DTYPE
 
@@ -51,6 +56,7 @@ class Restore:
     read: int
     ignored: int
     seconds: float
+    reset: str = ""  # why the partition started afresh ("" = restored)
 
 
 class StateStore:
@@ -63,6 +69,9 @@ class StateStore:
         self._token = 0
         self.restores: deque[Restore] = deque(maxlen=64)  # the latest, for logs and tests
         self.on_change: Callable[[int, Restore | None], None] = lambda _owned, _restore: None  # metrics
+        self.group_field: str | None = None  # the peer-group field the owned tables' codes are of
+        self._floors: dict[int, int] = {}  # per partition: the input offset its state starts from
+        self._stale: set[int] = set()  # partitions the seed model decided since their state was kept
 
     @property
     def owned(self) -> set[int]:
@@ -82,22 +91,46 @@ class StateStore:
     # ------------------------------------------------------------------ assignment
 
     def assign(
-        self, partition: int, *, resume_offset: int, tick: Callable[[], None] = lambda: None
+        self,
+        partition: int,
+        *,
+        resume_offset: int,
+        tick: Callable[[], None] = lambda: None,
+        committed: int | None = None,
     ) -> Restore:
         """Restore ``partition`` from the changelog; records are decided from ``resume_offset`` on.
 
         Changes logged for inputs at or after ``resume_offset`` are ignored: those inputs are
-        read (and their changes made) again.
+        read (and their changes made) again. ``committed`` (the group's committed offset, when
+        known) tells whether inputs were decided without the state since it was logged.
         """
         started = time.perf_counter()
         keys, values = self.changelog.read(partition, tick=tick)
         restored = decode(keys, values, committed=resume_offset)
+        reset = self._stale_because(partition, restored.lineage, committed)
+        if reset:
+            restored = decode(keys, values, committed=resume_offset, floor=resume_offset)
+            floor = resume_offset
+        else:
+            floor = -1 if restored.lineage is None else min(restored.lineage.floor, resume_offset)
         table = PartitionTable(capacity=len(restored.item_ids))  # a little more than needed if items repeat
         table.load(restored.item_ids, restored.records, restored.offsets)
         self._tables[partition] = table
-        done = Restore(partition, len(table), restored.read, restored.ignored, time.perf_counter() - started)
+        self._floors[partition] = floor
+        self._stale.discard(partition)
+        seconds = time.perf_counter() - started
+        done = Restore(partition, len(table), restored.read, restored.ignored, seconds, reset)
         self.restores.append(done)
         self.on_change(len(self._tables), done)
+        if reset:
+            log.warning(
+                "started the state of partition %d afresh at input offset %d (%s); its items start "
+                "from the inventory seed",
+                partition,
+                resume_offset,
+                reset,
+            )
+            return done
         log.info(
             "restored the state of partition %d from %s: %d items from %d records (%d ignored) in %.2fs",
             partition,
@@ -109,9 +142,54 @@ class StateStore:
         )
         return done
 
+    def _stale_because(self, partition: int, lineage: Lineage | None, committed: int | None) -> str:
+        """Why the logged state of ``partition`` must not be used ("" when it may)."""
+        if partition in self._stale:
+            return "the seed model decided some of its updates meanwhile"
+        if lineage is None:  # an empty changelog, or one written before lineage records
+            return ""
+        if self.group_field is not None and lineage.group_field != self.group_field:
+            return f"its state groups peers by {lineage.group_field!r}, the model by {self.group_field!r}"
+        if committed is not None and lineage.after < committed:
+            return f"inputs from offset {lineage.after} to {committed - 1} were decided without it"
+        return ""
+
+    def lineage(self, partition: int, after: int) -> Lineage:
+        """The lineage record of ``partition`` after a batch that decided its inputs up to ``after``."""
+        return Lineage(self.group_field or "", self._floors.get(partition, -1), after)
+
+    def mark_stale(self, partitions: Iterable[int]) -> None:
+        """The seed model decided updates of ``partitions``: their state no longer follows them."""
+        stale = set(partitions)
+        self.revoke(stale & self.owned)
+        self._stale |= stale
+
+    def regroup(self, group_field: str) -> None:
+        """The model groups peers by ``group_field``: tables of another field are dropped (and
+        started afresh when restored: the lineage names the old field)."""
+        if self.group_field not in (None, group_field):
+            log.warning(
+                "the model groups peers by %r, the state by %r: its partitions start afresh",
+                group_field,
+                self.group_field,
+            )
+            self.revoke(self.owned)
+        self.group_field = group_field
+
+    def keep_stale(self, partitions: Iterable[int]) -> None:
+        """Forget the staleness of partitions no longer assigned (their next owner checks the lineage)."""
+        self._stale &= set(partitions)
+
+    def lower_floors(self, targets: Iterable[tuple[int, int]]) -> None:
+        """Inputs are read again from these offsets: a fresh start after them starts there instead."""
+        for p, offset in targets:
+            if self._floors.get(p, -1) > offset:
+                self._floors[p] = offset
+
     def revoke(self, partitions: Iterable[int]) -> None:
         """Forget ``partitions`` (their next owner restores them from the changelog)."""
         for p in partitions:
+            self._floors.pop(p, None)
             if self._tables.pop(p, None) is not None:
                 log.info("dropped the state of partition %d (revoked)", p)
                 self.on_change(len(self._tables), None)

@@ -1,4 +1,5 @@
-"""The store serves the ``default`` detector from arrays + JSON, and only to callers that can run it."""
+"""The store serves the ``default`` detector from arrays + JSON to callers that run both (``load_any``);
+``load`` stays seed-only (``scan``) and says who serves a ``default`` model."""
 
 from __future__ import annotations
 
@@ -49,11 +50,32 @@ def test_round_trip_decides_exactly_as_the_trained_detector(tmp_path, data, dete
     assert [i.detector for i in store.versions()] == ["default"]
 
 
-def test_a_seed_only_caller_refuses_a_default_model_with_the_reason(tmp_path, detector) -> None:
+def test_a_seed_only_caller_refuses_a_default_model_and_names_who_serves_it(tmp_path, detector) -> None:
     store = ModelStore(tmp_path)
-    store.publish(detector)
-    with pytest.raises(ModelVerificationError, match="need the per-item state store"):
+    version = store.publish(detector)
+    with pytest.raises(
+        ModelVerificationError, match=f"model {version}: .*`stockwatch consume` and `stockwatch score` serve"
+    ):
         store.load()
+    assert isinstance(store.load_any(), ChangeDetector)  # the same version, for a caller that runs both
+
+
+def test_load_any_serves_the_seed_model_too_and_follows_current(tmp_path, detector) -> None:
+    from detection import AnomalyModel, parse_item, train_model
+
+    rng = np.random.default_rng(1)
+    seed = train_model(
+        [parse_item({"item_id": f"i{k}", "stock_quantity": float(v), "min_stock_level": 1.0,
+                     "max_stock_level": 200.0, "price": 5.0}) for k, v in enumerate(rng.uniform(1, 150, 100))]
+    )  # fmt: skip
+    store = ModelStore(tmp_path)
+    first = store.publish(seed)
+    second = store.publish(detector)
+    assert isinstance(store.load_any(), ChangeDetector) and store.load_any().version == second
+    store.rollback(first)
+    loaded = store.load_any()
+    assert isinstance(loaded, AnomalyModel) and loaded.version == first
+    assert store.load().version == first
 
 
 def test_metadata_and_arrays_must_agree_on_the_feature_count(tmp_path, detector) -> None:

@@ -84,3 +84,39 @@ def test_a_partition_dropped_by_a_tick_during_a_restore_is_restored_before_its_r
     ctx = ChangeContext(StateStore(TickingChangelog()), "g.in.state")
     ctx.restore_for({("in", 0): 0, ("in", 1): 0}, tick)
     assert ticks and ctx.store.owned == {0, 1}
+
+
+def test_a_fresh_start_voids_earlier_records_and_a_rewind_before_it_moves_it_back() -> None:
+    from consumer.scoring.state.changelog import Lineage, lineage_record
+
+    changelog = MemoryChangelog()
+    changelog.append(changelog_records(changelog.topic, 0, ["a", "b"], recs(1.0, 2.0), [3, 4]))
+    changelog.append([lineage_record(changelog.topic, 0, Lineage("category", -1, 5))])
+    store = StateStore(changelog)
+    store.group_field = "category"
+    assert store.assign(0, resume_offset=9, committed=5).reset == ""  # decided up to the commit
+    assert stock_of(store, 0, ["a", "b"]) == [1.0, 2.0]
+    store.revoke([0])
+    done = store.assign(0, resume_offset=9, committed=9)  # inputs 5..8 were decided by the seed model
+    assert "from offset 5 to 8" in done.reset and stock_of(store, 0, ["a", "b"]) == [None, None]
+    assert store.lineage(0, 12) == Lineage("category", 9, 12)
+    store.lower_floors([(0, 7)])  # the batch that started afresh is read again from offset 7
+    assert store.lineage(0, 12).floor == 7
+    changelog.append(changelog_records(changelog.topic, 0, ["c"], recs(3.0), [10]))
+    changelog.append([lineage_record(changelog.topic, 0, store.lineage(0, 11))])
+    store.revoke([0])
+    assert store.assign(0, resume_offset=11, committed=11).reset == ""
+    assert stock_of(store, 0, ["a", "b", "c"]) == [None, None, 3.0]  # records before the floor stay void
+    store.revoke([0])
+    store.assign(0, resume_offset=6, committed=None)  # the fresh start was never committed
+    assert store.lineage(0, 6).floor == 6
+
+
+def test_the_seed_deciding_a_partition_drops_its_state_until_it_leaves_the_assignment() -> None:
+    store = StateStore(MemoryChangelog())
+    store.assign(0, resume_offset=0)
+    store.mark_stale([0, 1])
+    assert store.owned == set()
+    assert "seed model" in store.assign(0, resume_offset=4).reset
+    store.keep_stale([0])  # partition 1 went to another member: its lineage decides there
+    assert store.assign(1, resume_offset=4).reset == ""

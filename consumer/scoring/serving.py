@@ -1,0 +1,54 @@
+"""Which path decides a batch: the seed model's (:mod:`.batch`) or the change detector's with the
+per-item state (:mod:`.change_batch`), chosen by the model's type, batch by batch.
+
+Swaps happen between batches (:class:`~consumer.scoring.model_gate.ModelGate`); the state is used
+by the change path only. A partition the seed model decided is marked stale (its state no longer
+follows its updates), so a later change detector starts it afresh from the inventory seed; every
+change batch ends with one lineage record per partition in the changelog (group field, first
+and last decided input offsets), so a restore in another process can tell the same
+(:mod:`.state.store`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from consumer.ports import SourceRecord, TopicPart
+from consumer.scoring.batch import BatchConfig, BatchResult, ScoringModel, process_batch
+from consumer.scoring.change_batch import ChangeContext, Committed, process_change_batch
+from consumer.scoring.state.changelog import lineage_record
+from detection import ChangeDetector
+
+__all__ = ["ServedModel", "decide"]
+
+ServedModel = ScoringModel | ChangeDetector
+
+
+def decide(
+    records: Sequence[SourceRecord],
+    first: dict[TopicPart, int],
+    model: ServedModel,
+    *,
+    config: BatchConfig,
+    state: ChangeContext | None,
+    committed: Committed,
+    tick: Callable[[], None],
+) -> BatchResult:
+    """Decide one poll batch (``first``: the batch's first offset per partition)."""
+    now = datetime.now(UTC)
+    if not isinstance(model, ChangeDetector):
+        if state is not None:
+            state.store.mark_stale(p for _, p in first)
+        return process_batch(list(records), model, config, now=now)
+    if state is None:
+        raise RuntimeError("a `default` detector needs the per-item state (build_service wires it)")
+    state.prepare(model, first, tick, committed)
+    result = process_change_batch(records, model, state, config, now=now)
+    after: dict[int, int] = {}
+    for r in records:
+        after[r.partition] = max(after.get(r.partition, 0), r.offset + 1)
+    result.outputs += [
+        lineage_record(state.changelog_topic, p, state.store.lineage(p, a)) for p, a in sorted(after.items())
+    ]
+    return result
