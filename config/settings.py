@@ -91,9 +91,10 @@ class Settings(BaseSettings):
         default=False, description="Load models saved by another scikit-learn version."
     )
     detector: Literal["seed", "default"] = Field(
-        default="seed",
-        description="What `train` fits: `seed` (state features, contamination) or `default` (changes of "
-        "each item, rules, alert budget). `seed` until `consume` serves `default` models.",
+        default="default",
+        description="What `train` fits: `default` (each update judged as a change of its item against "
+        "its own history and peers, data-quality rules, an alert budget; `consume` keeps the per-item "
+        "state) or `seed` (the original design: state features, contamination 0.1, bit-for-bit).",
     )
 
     # --- consumer loop ---

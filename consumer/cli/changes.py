@@ -139,10 +139,11 @@ def train_default(args: argparse.Namespace, settings: Settings) -> int:
     )
     counts = {"rejected": 0}
     try:
-        if args.contamination is not None:
-            raise ValueError(
-                "--contamination applies to --detector seed; the default detector has an alert budget"
-            )
+        for flag, value in (("--contamination", args.contamination), ("--threshold", args.threshold)):
+            if value is not None:
+                raise ValueError(
+                    f"{flag} applies to --detector seed; the default detector has an alert budget"
+                )
         if not 0.0 < budget <= 500.0:
             raise ValueError(f"--alert-budget-per-1000 must be in (0, 500], got {budget}")
         params = ForestParams(**{name: value for name, value in chosen.items() if value is not None})

@@ -64,7 +64,7 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
         "--random-state", type=int, default=None, help="seed, for a reproducible forest (default: 42)"
     )
     train.add_argument(
-        "--threshold", type=finite_float, default=0.0, help="score < threshold => anomaly (default: 0)"
+        "--threshold", type=finite_float, default=None, help="seed: score < threshold => anomaly (default: 0)"
     )
     train.add_argument(
         "--detector",
@@ -157,7 +157,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         with _open_in(str(args.items)) as source:
             items = [item for _, item in _valid_lines(source, require_id=False, counts=counts)]
         started = time.perf_counter()
-        model = train_model(items, params, threshold=args.threshold)
+        model = train_model(items, params, threshold=0.0 if args.threshold is None else args.threshold)
         seconds = time.perf_counter() - started
     except (TrainingError, ValidationError, OSError) as exc:
         fail(f"train: {exc}")

@@ -77,7 +77,9 @@ def train(env: dict[str, str], tmp_path: Path) -> str:
             for i in range(200)
         )
     )
-    proc = stockwatch(env, "train", "--items", str(items))
+    proc = stockwatch(
+        env, "train", "--detector", "seed", "--items", str(items)
+    )  # items with stock only: the seed's defaults
     assert proc.returncode == 0, proc.stderr
     return str(orjson.loads(proc.stdout)["version"])
 

@@ -117,7 +117,7 @@ def test_the_installed_wheel_runs_from_any_directory_with_its_packaged_defaults(
     assert version.returncode == 0 and version.stdout.strip() == "stockwatch 0.1.0", version
 
     items = _items(elsewhere / "items.jsonl")
-    train = stockwatch("train", "--items", str(items), "--model-dir", "models")
+    train = stockwatch("train", "--detector", "seed", "--items", str(items), "--model-dir", "models")
     assert train.returncode == 0, train.stderr
     published = json.loads(train.stdout)["version"]
     assert (elsewhere / "models" / published).is_dir()

@@ -75,7 +75,14 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 def trained(tmp_path, capsys) -> tuple[Path, str]:
     model_dir = tmp_path / "models"
     code, out, _ = run(
-        capsys, "train", "--items", str(write_items(tmp_path / "items.jsonl")), "--model-dir", str(model_dir)
+        capsys,
+        "train",
+        "--detector",
+        "seed",
+        "--items",
+        str(write_items(tmp_path / "items.jsonl")),
+        "--model-dir",
+        str(model_dir),
     )
     assert code == 0
     return model_dir, json.loads(out)["version"]
@@ -83,7 +90,7 @@ def trained(tmp_path, capsys) -> tuple[Path, str]:
 
 def test_train_prints_summary_and_publishes(tmp_path, capsys):
     items = write_items(tmp_path / "items.jsonl")
-    code, out, _ = run(capsys, "train", "--items", str(items), "--model-dir", str(tmp_path / "m"),
+    code, out, _ = run(capsys, "train", "--detector", "seed", "--items", str(items), "--model-dir", str(tmp_path / "m"),
                        "--contamination", "0.05", "--n-estimators", "50", "--max-samples", "128",
                        "--random-state", "7")  # fmt: skip
     assert code == 0
@@ -99,7 +106,9 @@ def test_train_prints_summary_and_publishes(tmp_path, capsys):
 
 def test_train_with_too_few_items_fails_without_model(tmp_path, capsys):
     items = write_items(tmp_path / "few.jsonl", n=9)
-    code, out, err = run(capsys, "train", "--items", str(items), "--model-dir", str(tmp_path / "m"))
+    code, out, err = run(
+        capsys, "train", "--detector", "seed", "--items", str(items), "--model-dir", str(tmp_path / "m")
+    )
     assert code == 2 and out == ""
     assert "10" in err
     assert ModelStore(tmp_path / "m").current_version() is None
@@ -107,7 +116,7 @@ def test_train_with_too_few_items_fails_without_model(tmp_path, capsys):
 
 def test_train_with_bad_parameter_is_a_usage_error(tmp_path, capsys):
     items = write_items(tmp_path / "items.jsonl")
-    code, _, err = run(capsys, "train", "--items", str(items), "--model-dir", str(tmp_path / "m"),
+    code, _, err = run(capsys, "train", "--detector", "seed", "--items", str(items), "--model-dir", str(tmp_path / "m"),
                        "--contamination", "0.9")  # fmt: skip
     assert code == 2 and "contamination" in err
 
@@ -184,7 +193,9 @@ def test_score_without_a_model_is_a_usage_error(tmp_path, capsys):
 def test_model_dir_and_signing_key_come_from_settings(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("STOCKWATCH_MODEL_DIR", str(tmp_path / "from-env"))
     monkeypatch.setenv("STOCKWATCH_MODEL_SIGNING_KEY", "sekrit-signing-key-0123456789abcdef")
-    code, out, _ = run(capsys, "train", "--items", str(write_items(tmp_path / "items.jsonl")))
+    code, out, _ = run(
+        capsys, "train", "--detector", "seed", "--items", str(write_items(tmp_path / "items.jsonl"))
+    )
     assert code == 0
     version = json.loads(out)["version"]
     assert (tmp_path / "from-env" / version / "manifest.sig").exists()
@@ -195,7 +206,7 @@ def test_model_dir_and_signing_key_come_from_settings(tmp_path, capsys, monkeypa
 
 def test_models_list_show_rollback(tmp_path, capsys, trained):
     model_dir, first = trained
-    code, out, _ = run(capsys, "train", "--items", str(write_items(tmp_path / "b.jsonl", seed=9)),
+    code, out, _ = run(capsys, "train", "--detector", "seed", "--items", str(write_items(tmp_path / "b.jsonl", seed=9)),
                        "--model-dir", str(model_dir))  # fmt: skip
     second = json.loads(out)["version"]
 
@@ -233,7 +244,16 @@ def test_models_list_show_rollback(tmp_path, capsys, trained):
 def test_logs_are_json_lines_on_stderr(tmp_path, capsys):
     items = write_items(tmp_path / "items.jsonl")
     code, _, err = run(
-        capsys, "--log-level", "debug", "train", "--items", str(items), "--model-dir", str(tmp_path)
+        capsys,
+        "--log-level",
+        "debug",
+        "train",
+        "--detector",
+        "seed",
+        "--items",
+        str(items),
+        "--model-dir",
+        str(tmp_path),
     )
     assert code == 0
     records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
@@ -250,7 +270,7 @@ def test_console_script_end_to_end(tmp_path):
     env["PYTHONPATH"] = str(Path(detection.__file__).parent.parent)
     model_dir = str(tmp_path / "models")
     items = str(write_items(tmp_path / "items.jsonl"))
-    train = subprocess.run([script, "train", "--items", items, "--model-dir", model_dir],
+    train = subprocess.run([script, "train", "--detector", "seed", "--items", items, "--model-dir", model_dir],
                            env=env, capture_output=True, check=False)  # fmt: skip
     assert train.returncode == 0, train.stderr
     version = json.loads(train.stdout)["version"]

@@ -94,11 +94,20 @@ def test_without_a_baseline_partial_updates_of_unseen_items_are_rejected(tmp_pat
 
 
 def test_the_detector_setting_chooses_what_train_fits(tmp_path, capsys, sim, monkeypatch) -> None:
-    monkeypatch.setenv("STOCKWATCH_DETECTOR", "default")
-    code, out, _ = run(
+    monkeypatch.delenv("STOCKWATCH_DETECTOR", raising=False)
+    code, out, _ = run(  # nothing set: the default detector is the default
         capsys, "train", "--items", str(sim / "items.jsonl"), "--model-dir", str(tmp_path / "m")
     )
     assert code == 0 and json.loads(out)["detector"] == "default"
+    assert ModelStore(tmp_path / "m").versions()[-1].detector == "default"
+    monkeypatch.setenv("STOCKWATCH_DETECTOR", "seed")
+    code, out, _ = run(
+        capsys, "train", "--items", str(sim / "items.jsonl"), "--model-dir", str(tmp_path / "m")
+    )
+    assert code == 0 and ModelStore(tmp_path / "m").versions()[-1].detector == "seed"
+    code, _, err = run(capsys, "train", "--items", str(sim / "items.jsonl"), "--model-dir", str(tmp_path / "m"),
+                       "--detector", "default", "--threshold", "0.1")  # fmt: skip
+    assert code == 2 and "--threshold applies to --detector seed" in err
     code, _, err = run(capsys, "train", "--items", str(sim / "items.jsonl"), "--model-dir", str(tmp_path / "m"),
                        "--detector", "seed", "--alert-budget-per-1000", "1")  # fmt: skip
     assert code == 2 and "applies to --detector default only" in err

@@ -34,7 +34,9 @@ def _hermetic_settings(monkeypatch, tmp_path):
 def trained(tmp_path, capsys) -> tuple[Path, str]:
     model_dir = tmp_path / "models"
     items = write_items(tmp_path / "items.jsonl")
-    code, out, _ = run(capsys, "train", "--items", str(items), "--model-dir", str(model_dir))
+    code, out, _ = run(
+        capsys, "train", "--detector", "seed", "--items", str(items), "--model-dir", str(model_dir)
+    )
     assert code == 0
     return model_dir, json.loads(out)["version"]
 
