@@ -267,19 +267,6 @@ def _staged(
     return out
 
 
-class _Decided:
-    """``DecisionsLike`` view of :class:`ChangeDecisions` for the shared event builder."""
-
-    def __init__(self, d: ChangeDecisions) -> None:
-        self.scores, self.is_anomaly, self.features, self._d = d.scores, d.is_anomaly, d.features, d
-
-    def severity(self, i: int) -> str:
-        return self._d.level(i)
-
-    def reasons(self, i: int) -> Sequence[str]:
-        return self._d.reasons(i)
-
-
 def _events(  # noqa: PLR0917 (one private call site)
     decisions: ChangeDecisions,
     updates: UpdateBatch,
@@ -303,17 +290,14 @@ def _events(  # noqa: PLR0917 (one private call site)
         return {"item_id": updates.item_ids[i], "event_id": updates.event_ids[i], "stock_quantity": stock,
                 "min_stock_level": low, "max_stock_level": high, "price": price}  # fmt: skip
 
-    events = build_events(_Decided(decisions), rows, item_ids=updates.item_ids, event_ids=updates.event_ids,
+    events = build_events(decisions, rows, item_ids=updates.item_ids, event_ids=updates.event_ids,
                           sources=sources, item=item, version=version, threshold=detector.threshold, now=now,
                           feature_names=CHANGE_FEATURE_NAMES)  # fmt: skip
     dumps = orjson.dumps
-    for i, event, anomaly in events:
+    for _, event, anomaly in events:
         key = event["item_id"].encode()
         if config.decisions_topic:
             outputs.append(OutputRecord(config.decisions_topic, key, dumps(event)))
-        if anomaly is not None:
-            anomaly.setdefault("kind", decisions.kind(i))  # detect2 may add these in the builder
-            anomaly.setdefault("severity_score", float(decisions.severity_score[i]))
-            anomaly.setdefault("rules", list(decisions.rules_fired(i)))
+        if anomaly is not None:  # the builder adds severity_score, kind and rules, as for `score`
             anomalies.append(anomaly)
             outputs.append(OutputRecord(config.anomaly_topic, key, dumps(anomaly)))
