@@ -1,4 +1,5 @@
-"""The demo's inventory and stock updates: normal items by category, and the planted anomalies."""
+"""The demo's inventory and its change stream: sales, restocks and repricing of known items, with
+planted reporting errors (as partial updates, what warehouse systems send) and malformed messages."""
 
 from __future__ import annotations
 
@@ -6,52 +7,74 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CATEGORIES", "MALFORMED", "normal_item", "updates"]
+__all__ = ["CATEGORIES", "MALFORMED", "PLANTED", "normal_item", "updates"]
 
-CATEGORIES = ((20, 80, 4.0), (50, 200, 12.0), (100, 400, 30.0), (10, 60, 180.0))  # min, max, price
+# name, min level, max level, price: categories of very different scale
+CATEGORIES = (("screws", 20, 80, 4.0), ("paint", 50, 200, 12.0), ("cable", 100, 400, 30.0),
+              ("drills", 10, 60, 180.0))  # fmt: skip
 
 
 def normal_item(rng: np.random.Generator, item_id: str) -> dict[str, Any]:
     """A believable item: stock inside its min-max band, a price around its category's."""
-    lo, hi, price = CATEGORIES[int(rng.integers(len(CATEGORIES)))]
+    name, lo, hi, price = CATEGORIES[int(rng.integers(len(CATEGORIES)))]
     return {
         "item_id": item_id,
         "stock_quantity": int(rng.integers(lo, hi + 1)),
         "min_stock_level": lo,
         "max_stock_level": hi,
         "price": round(float(price * rng.uniform(0.8, 1.2)), 2),
+        "category": name,
     }
 
 
-PLANTED: tuple[tuple[str, dict[str, Any]], ...] = (
-    (
-        "stock 50,000 in a 50-200 band",
-        {"stock_quantity": 50_000, "min_stock_level": 50, "max_stock_level": 200},
-    ),
-    ("negative stock", {"stock_quantity": -40, "min_stock_level": 50, "max_stock_level": 200}),
-    ("price typo x1000", {"price": 12_000.0, "min_stock_level": 50, "max_stock_level": 200}),
-    ("min level above max", {"min_stock_level": 900, "max_stock_level": 200, "stock_quantity": 150}),
-    ("empty shelf", {"stock_quantity": 0, "min_stock_level": 100, "max_stock_level": 400, "price": 30.0}),
-)
+# label -> the fields of a partial update made from the item's true state
+PLANTED: tuple[tuple[str, Any], ...] = (
+    ("case-pack error: stock counted in units, not boxes (x12)", lambda s: {"stock_quantity": max(s["stock_quantity"], 10) * 12}),
+    ("negative stock", lambda s: {"stock_quantity": -40}),
+    ("price typo x1000", lambda s: {"price": round(s["price"] * 1000, 2)}),
+    ("min level typed above the max", lambda s: {"min_stock_level": s["max_stock_level"] + 500}),
+    ("double-booked receipt: a full restock booked twice", lambda s: {"stock_quantity": s["stock_quantity"] + 2 * s["max_stock_level"]}),
+)  # fmt: skip
 MALFORMED: tuple[tuple[bytes | None, bytes], ...] = (
     (b"sku-broken-1", b'{"item_id": "sku-broken-1", "stock_quantity": '),  # truncated JSON
     (b"sku-broken-2", b'{"item_id": "sku-broken-2", "stock_quantity": "NaN"}'),
     (None, b'{"stock_quantity": 10, "min_stock_level": 1}'),  # no item id
+    (b"sku-nowhere", b'{"item_id": "sku-nowhere", "stock_quantity": 5}'),  # unknown item, no levels or price
 )
 
 
 def updates(
-    rng: np.random.Generator, count: int, tag: str, *, inventory: int, planted_every: int = 40
+    rng: np.random.Generator,
+    count: int,
+    tag: str,
+    *,
+    state: dict[str, dict[str, Any]],
+    planted_every: int = 40,
 ) -> list[dict[str, Any]]:
-    """``count`` updates of known items, one planted anomaly every ``planted_every``."""
+    """``count`` change events of the items in ``state`` (their true states, advanced in place);
+    one planted reporting error every ``planted_every`` (labelled ``_label``; the truth stays)."""
+    ids = sorted(state)
     out: list[dict[str, Any]] = []
     for i in range(count):
-        item = normal_item(rng, f"sku-{int(rng.integers(inventory)):05d}")
-        item["event_id"] = f"{tag}{i}"
+        item_id = ids[int(rng.integers(len(ids)))]
+        s = state[item_id]
+        event: dict[str, Any] = {"item_id": item_id, "event_id": f"{tag}{i}"}
         if i % planted_every == planted_every // 2:
             label, fields = PLANTED[(i // planted_every) % len(PLANTED)]
-            item.update({"stock_quantity": 120, "price": 12.0, **fields})
-            item["item_id"] = f"planted-{tag}{i}"
-            item["_label"] = label
-        out.append(item)
+            out.append(event | fields(s) | {"_label": label})
+            continue
+        roll = rng.random()
+        if roll < 0.70:  # a sale; below the min level the shelf is restocked instead
+            sold = int(rng.integers(1, max(2, s["max_stock_level"] // 20)))
+            s["stock_quantity"] = max(0, s["stock_quantity"] - sold)
+            event["stock_quantity"] = s["stock_quantity"]
+        elif roll < 0.90:  # a restock up to (near) the max level
+            s["stock_quantity"] = int(s["max_stock_level"] - rng.integers(0, 3))
+            event["stock_quantity"] = s["stock_quantity"]
+        elif roll < 0.95:  # repricing within 10 %
+            s["price"] = round(s["price"] * float(rng.uniform(0.9, 1.1)), 2)
+            event["price"] = s["price"]
+        else:  # a full state report
+            event |= {k: v for k, v in s.items() if k != "item_id"}
+        out.append(event)
     return out

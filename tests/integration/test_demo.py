@@ -41,5 +41,9 @@ def test_quick_demo_passes(kafka_bootstrap: str, mongo_uri: str, tmp_path: Path)
     assert caught and caught[1] == caught[2] and int(caught[2]) > 0
     assert re.search(r"dead letters: (\d+)/\1\b", out)
     versions = re.search(r"model versions seen: ([^;]+);", out)
-    assert versions and len(versions[1].split(", ")) == 2  # the start-up model, then the retrained one
+    assert versions and len(versions[1].split(", ")) == 2  # the trained model, then the retrained one
+    assert versions[1].split(", ")[0].endswith("(default)")  # the default detector serves the stream
+    assert re.search(r"data_quality +negative_stock", out) and re.search(r"critical +100\.0 +model ", out)
+    assert "missing_field" in out  # an unknown item's incomplete update, with per-item state
+    assert "--detector seed" in out  # how to get the seed's behaviour
     assert re.search(r"exit codes \{'retrain-worker': 0, 'consume': 0\}", out)
