@@ -1,11 +1,11 @@
 """The per-item state of `stockwatch consume` on the real broker and FerretDB (issue 11 point 3).
 
-The consumer runs as a process (``python -m tests.integration.state_consume``: the service as
-`stockwatch consume` wires it, with a ``default`` detector trained in process until the model
-store serves one). Every check compares with an offline replay: one ``detector.decide_batch``
-over the same stream, seeded from the same snapshot — what `stockwatch score --baseline S --input
-E` (another branch, not merged yet) will run; compare consume with it once it lands. The final per-item state is read back from
-the changelog topic, so an update applied twice (or lost) shows in its counters.
+The consumer runs as `stockwatch consume` (a subprocess of the CLI) serving a ``default`` detector
+published to its model directory. Every check compares with an offline replay: one
+``detector.decide_batch`` over the same stream, seeded from the same snapshot (what `stockwatch
+score --baseline S --input E` runs: tests/integration/test_serve_default.py compares consume with
+the CLI itself). The final per-item state is read back from the changelog topic, so an update
+applied twice (or lost) shows in its counters.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from consumer.scoring.state.changelog import changelog_topic, decode
 from consumer.scoring.state.table import PartitionTable
-from detection import ChangeDetector, parse_updates, train_detector
+from detection import ChangeDetector, ModelStore, parse_updates, train_detector
 from tests.fakes import Rec
 from tests.unit.consumer.scoring.state.stream import offline, snapshot_docs, stream
 
@@ -44,10 +44,12 @@ def detector() -> ChangeDetector:
 
 @pytest.fixture
 def env(kafka_bootstrap: str, topic_factory: Callable[..., str], unique_name: Callable[[str], str],
-        mongo_db: Any, mongo_uri: str) -> Iterator[dict[str, str]]:  # fmt: skip
+        mongo_db: Any, mongo_uri: str, detector: ChangeDetector, tmp_path: Path) -> Iterator[dict[str, str]]:  # fmt: skip
     mongo_db["inventory"].insert_many([dict(d) for d in snapshot_docs()])
+    ModelStore(tmp_path / "models").publish(detector)  # served from arrays: the same decisions
     group = unique_name("state")
     env = {
+        "STOCKWATCH_MODEL_DIR": str(tmp_path / "models"),
         "STOCKWATCH_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "STOCKWATCH_MONGO_URI": mongo_uri,
         "STOCKWATCH_MONGO_DB": mongo_db.name,
@@ -89,7 +91,7 @@ def state_topic(env: dict[str, str]) -> str:
 
 def spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("STOCKWATCH_")} | env
-    return subprocess.Popen([sys.executable, "-m", "tests.integration.state_consume"], cwd=REPO,
+    return subprocess.Popen([sys.executable, "-m", "consumer.cli", "consume"], cwd=REPO,
                             env=full | {"PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
                             stderr=log.open("wb"))  # fmt: skip
 
