@@ -111,25 +111,21 @@ class ChangeContext:
 
     def published(self, result: BatchResult) -> None:
         """The outputs are handed to the sink: the next batch must see this one's changes."""
-        if result.state is not None and len(result.state):
+        if result.state is not None and (len(result.state) or result.state.resets):
             result.state_token = self.store.apply(result.state)
 
     def acknowledged(self, result: BatchResult) -> None:
         if result.state_token:
             self.store.settled(result.state_token)
 
-    def rewound(
-        self, *, to_committed: Iterable[TopicPart] = (), targets: Mapping[TopicPart, int] | None = None
-    ) -> None:
+    def rewound(self, *, to_committed: Iterable[TopicPart] = ()) -> None:
         """Every unacknowledged batch is read again: its changes must not be in the state.
 
         A rewind to the group's committed offsets (an aborted or unconfirmed transaction) drops
         those partitions instead: whether the last transaction committed is known only to the
         broker, so they are restored from the changelog (read_committed) where reading resumes.
-        A partition started afresh after ``targets`` starts afresh at its target instead.
         """
         self.store.rollback()
-        self.store.lower_floors((p, offset) for (_, p), offset in (targets or {}).items())
         self.store.revoke({p for _, p in to_committed})
 
 

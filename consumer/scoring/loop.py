@@ -303,7 +303,7 @@ class ScoringService:
         stats.delivery_failures += 1
         self.metrics.count_delivery_failure(exc)
         if self.state is not None:
-            self.state.rewound(to_committed=first if from_committed else (), targets=first)
+            self.state.rewound(to_committed=first if from_committed else ())
         target = dict(first)
         if from_committed:  # the transaction was aborted: go back to what the group committed
             try:

@@ -4,9 +4,9 @@ per-item state (:mod:`.change_batch`), chosen by the model's type, batch by batc
 Swaps happen between batches (:class:`~consumer.scoring.model_gate.ModelGate`); the state is used
 by the change path only. A partition the seed model decided is marked stale (its state no longer
 follows its updates), so a later change detector starts it afresh from the inventory seed; every
-change batch ends with one lineage record per partition in the changelog (group field, first
-and last decided input offsets), so a restore in another process can tell the same
-(:mod:`.state.store`).
+change batch ends with one lineage record per partition in the changelog (group field, last
+decided input offset), so a restore in another process can tell the same, and a batch that starts
+a partition afresh begins with its fresh-start mark (:mod:`.state.store`, :mod:`.state.changelog`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from consumer.ports import SourceRecord, TopicPart
 from consumer.scoring.batch import BatchConfig, BatchResult, ScoringModel, process_batch
 from consumer.scoring.change_batch import ChangeContext, Committed, process_change_batch
-from consumer.scoring.state.changelog import lineage_record
+from consumer.scoring.state.changelog import lineage_record, reset_record
 from detection import ChangeDetector
 
 __all__ = ["ServedModel", "decide"]
@@ -48,7 +48,11 @@ def decide(
     after: dict[int, int] = {}
     for r in records:
         after[r.partition] = max(after.get(r.partition, 0), r.offset + 1)
-    result.outputs += [
-        lineage_record(state.changelog_topic, p, state.store.lineage(p, a)) for p, a in sorted(after.items())
-    ]
+    topic = state.changelog_topic
+    resets = state.store.take_resets(after)
+    if result.state is not None:
+        result.state.resets = resets
+    marks = [reset_record(topic, p) for p in sorted(resets)]  # before the batch's records of p
+    lineage = [lineage_record(topic, p, state.store.lineage(a)) for p, a in sorted(after.items())]
+    result.outputs = marks + result.outputs + lineage
     return result

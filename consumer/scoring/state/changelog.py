@@ -6,11 +6,15 @@ little-endian): the detector's 80-byte record (:data:`detection.STATE_DTYPE`) fo
 offset of the update that produced it. Issue 12's episode fields can extend the value: a reader
 tells the layouts apart by length (88 bytes = this one).
 
-One more record per partition and batch, key :data:`LINEAGE_KEY`, value a small JSON object
-(:class:`Lineage`): the group field the records are under, the input offset the state starts from
-(``floor``: records of earlier inputs are void) and the input offset the `default` path decided up
-to (``after``). A restore that finds the state stale (the seed decided inputs since, or another
-group field) starts the partition afresh from the inventory seed (docs/consume.md § Per-item state).
+Two more kinds of record, both never 88 bytes (an older reader ignores them as another layout):
+
+* :data:`LINEAGE_KEY`, one per partition and batch, a small JSON object (:class:`Lineage`): the
+  group field the records are under and the input offset the `default` path decided up to;
+* :data:`RESET_KEY`, written first by a batch that starts the partition afresh: every record
+  before the last one is void, whatever its input offset (a restore that finds the state stale —
+  the seed decided inputs since, or another group field — starts afresh from the inventory seed;
+  docs/consume.md § Per-item state). Position, not offset: a fresh start that is rewound or
+  redelivered decides inputs again, and records of the state before it must stay void.
 """
 
 from __future__ import annotations
@@ -32,30 +36,34 @@ __all__ = [
     "CHANGELOG_VALUE",
     "DEFAULT_TEMPLATE",
     "LINEAGE_KEY",
+    "RESET_KEY",
     "Lineage",
     "Restored",
     "changelog_records",
     "changelog_topic",
     "decode",
     "lineage_record",
+    "reset_record",
 ]
 
 CHANGELOG_VALUE: Final = np.dtype([("state", STATE_DTYPE), ("offset", "<i8")])
 DEFAULT_TEMPLATE: Final = "{group_id}.{input_topic}.state"
 _NOT_TOPIC_CHARS: Final = re.compile(r"[^a-zA-Z0-9._-]")
-LINEAGE_KEY: Final = b"\x00stockwatch.lineage"  # an item with this id (NUL first) would only lose its history
+# Items with these ids (NUL first) would only lose their own history.
+LINEAGE_KEY: Final = b"\x00stockwatch.lineage"
+RESET_KEY: Final = b"\x00stockwatch.reset"
+_RESET_VALUE: Final = b'{"reset": true}'  # not empty: an empty value would be a tombstone
 
 
 @dataclass(frozen=True, slots=True)
 class Lineage:
-    """Where a partition's state comes from: its group field, first input offset, last decided one."""
+    """What a partition's state follows: its group field and the input offset decided up to."""
 
     group_field: str
-    floor: int
     after: int
 
     def encode(self) -> bytes:
-        data = orjson.dumps({"group_field": self.group_field, "floor": self.floor, "after": self.after})
+        data = orjson.dumps({"group_field": self.group_field, "after": self.after})
         return data if len(data) != CHANGELOG_VALUE.itemsize else data + b" "  # never a record's length
 
     @classmethod
@@ -63,13 +71,18 @@ class Lineage:
         """The lineage a value holds, or None for a value that is not one (ignored like a bad record)."""
         try:
             raw = orjson.loads(data or b"")
-            return cls(str(raw["group_field"]), int(raw["floor"]), int(raw["after"]))
+            return cls(str(raw["group_field"]), int(raw["after"]))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return None
 
 
 def lineage_record(topic: str, partition: int, lineage: Lineage) -> OutputRecord:
     return OutputRecord(topic, LINEAGE_KEY, lineage.encode(), partition=partition)
+
+
+def reset_record(topic: str, partition: int) -> OutputRecord:
+    """The fresh-start mark: it must precede the batch's records of ``partition``."""
+    return OutputRecord(topic, RESET_KEY, _RESET_VALUE, partition=partition)
 
 
 def changelog_topic(template: str, *, group_id: str, input_topic: str) -> str:
@@ -101,16 +114,16 @@ class Restored:
     records: npt.NDArray[np.void]
     offsets: npt.NDArray[np.int64]
     read: int  # changelog records read
-    ignored: int  # records skipped: input not committed yet, before the floor, or of another layout
+    ignored: int  # records skipped: input not committed yet, before a fresh start, or of another layout
     lineage: Lineage | None = None  # the last lineage record (None: a changelog written without them)
 
 
 def decode(
-    keys: Sequence[bytes | None], values: Sequence[bytes | None], *, committed: int, floor: int | None = None
+    keys: Sequence[bytes | None], values: Sequence[bytes | None], *, committed: int, fresh: bool = False
 ) -> Restored:
-    """The records whose input offset is below ``committed`` (and not below ``floor``: the last
-    lineage record's when None), in changelog order (later ones of an item win:
-    :meth:`PartitionTable.load` keeps the last).
+    """The records after the last fresh-start mark whose input offset is below ``committed``, in
+    changelog order (later ones of an item win: :meth:`PartitionTable.load` keeps the last).
+    ``fresh``: none (the caller starts the partition afresh; the lineage is still read).
 
     A change whose input was not committed yet is ignored: that input is read again after the
     restore and decided against the state before it (Quix's checkpointing rule), so a crash
@@ -120,19 +133,22 @@ def decode(
     size = CHANGELOG_VALUE.itemsize
     lineage = None
     if None in keys or None in values or set(map(len, values)) != {size}:  # type: ignore[arg-type]  # the rare case, by record
-        for key, v in zip(keys, values, strict=True):
+        start = 0
+        for k, (key, v) in enumerate(zip(keys, values, strict=True)):
             if key == LINEAGE_KEY:
                 lineage = Lineage.decode(v) or lineage
+            elif key == RESET_KEY:
+                start = k + 1  # everything before the last fresh start is void
         usable = [
             k
             for k, (key, v) in enumerate(zip(keys, values, strict=True))
-            if key and v and len(v) == size and key != LINEAGE_KEY
+            if k >= start and key and v and len(v) == size and key not in (LINEAGE_KEY, RESET_KEY)
         ]
         keys, values = [keys[k] for k in usable], [values[k] for k in usable]
+    if fresh:
+        keys, values = [], []
     decoded = np.frombuffer(b"".join(values), CHANGELOG_VALUE)  # type: ignore[arg-type]
-    if floor is None:
-        floor = lineage.floor if lineage is not None else -1
-    mask = (decoded["offset"] < committed) & (decoded["offset"] >= floor)
+    mask = decoded["offset"] < committed
     kept = int(np.count_nonzero(mask))
     chosen = decoded if kept == n else decoded[mask]
     ids = list(map(bytes.decode, keys if kept == n else compress(keys, mask.tolist())))  # type: ignore[arg-type]

@@ -10,8 +10,9 @@ not yet acknowledged (:meth:`rollback`), so the re-read records meet the state t
 
 A partition's state covers an unbroken run of `default` decisions under one group field: after
 the seed model decided some of its updates (:meth:`mark_stale`, or the changelog's lineage record
-behind the committed offset) or under another group field, :meth:`assign` starts it afresh at the
-resume offset (its items start from the inventory seed; earlier records are void from then on).
+behind the committed offset) or under another group field, :meth:`assign` starts it afresh (its
+items start from the inventory seed) and the partition's next batch writes the fresh-start mark
+first (:meth:`take_resets`; again after a rewind of that batch), voiding every earlier record.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class StagedChanges:
     """A batch's new records per input partition: (item ids, records, input offsets)."""
 
     by_partition: dict[int, tuple[list[str], Records, npt.NDArray[np.int64]]] = field(default_factory=dict)
+    resets: set[int] = field(default_factory=set)  # partitions this batch starts afresh (marked first)
 
     def __len__(self) -> int:
         return sum(len(ids) for ids, _, _ in self.by_partition.values())
@@ -70,7 +72,8 @@ class StateStore:
         self.restores: deque[Restore] = deque(maxlen=64)  # the latest, for logs and tests
         self.on_change: Callable[[int, Restore | None], None] = lambda _owned, _restore: None  # metrics
         self.group_field: str | None = None  # the peer-group field the owned tables' codes are of
-        self._floors: dict[int, int] = {}  # per partition: the input offset its state starts from
+        self._resets: set[int] = set()  # partitions started afresh whose mark is not written yet
+        self._marked: deque[tuple[int, set[int]]] = deque()  # (batch token, marks it carries) unacked
         self._stale: set[int] = set()  # partitions the seed model decided since their state was kept
 
     @property
@@ -109,14 +112,11 @@ class StateStore:
         restored = decode(keys, values, committed=resume_offset)
         reset = self._stale_because(partition, restored.lineage, committed)
         if reset:
-            restored = decode(keys, values, committed=resume_offset, floor=resume_offset)
-            floor = resume_offset
-        else:
-            floor = -1 if restored.lineage is None else min(restored.lineage.floor, resume_offset)
+            restored = decode(keys, values, committed=resume_offset, fresh=True)
+            self._resets.add(partition)
         table = PartitionTable(capacity=len(restored.item_ids))  # a little more than needed if items repeat
         table.load(restored.item_ids, restored.records, restored.offsets)
         self._tables[partition] = table
-        self._floors[partition] = floor
         self._stale.discard(partition)
         seconds = time.perf_counter() - started
         done = Restore(partition, len(table), restored.read, restored.ignored, seconds, reset)
@@ -154,9 +154,16 @@ class StateStore:
             return f"inputs from offset {lineage.after} to {committed - 1} were decided without it"
         return ""
 
-    def lineage(self, partition: int, after: int) -> Lineage:
-        """The lineage record of ``partition`` after a batch that decided its inputs up to ``after``."""
-        return Lineage(self.group_field or "", self._floors.get(partition, -1), after)
+    def lineage(self, after: int) -> Lineage:
+        """The lineage record of a partition after a batch that decided its inputs up to ``after``."""
+        return Lineage(self.group_field or "", after)
+
+    def take_resets(self, partitions: Iterable[int]) -> set[int]:
+        """Which of ``partitions`` the next batch must mark as started afresh (taken: a rewind of
+        that batch gives them back, see :meth:`apply`)."""
+        taken = self._resets & set(partitions)
+        self._resets -= taken
+        return taken
 
     def mark_stale(self, partitions: Iterable[int]) -> None:
         """The seed model decided updates of ``partitions``: their state no longer follows them."""
@@ -180,16 +187,10 @@ class StateStore:
         """Forget the staleness of partitions no longer assigned (their next owner checks the lineage)."""
         self._stale &= set(partitions)
 
-    def lower_floors(self, targets: Iterable[tuple[int, int]]) -> None:
-        """Inputs are read again from these offsets: a fresh start after them starts there instead."""
-        for p, offset in targets:
-            if self._floors.get(p, -1) > offset:
-                self._floors[p] = offset
-
     def revoke(self, partitions: Iterable[int]) -> None:
         """Forget ``partitions`` (their next owner restores them from the changelog)."""
         for p in partitions:
-            self._floors.pop(p, None)
+            self._resets.discard(p)  # its next owner decides again whether it starts afresh
             if self._tables.pop(p, None) is not None:
                 log.info("dropped the state of partition %d (revoked)", p)
                 self.on_change(len(self._tables), None)
@@ -224,12 +225,16 @@ class StateStore:
             if p in self._tables and ids:
                 undo[p] = (ids, *self._tables[p].put(ids, records, offsets))
         self._undo.append((self._token, undo))
+        if changes.resets:
+            self._marked.append((self._token, set(changes.resets)))
         return self._token
 
     def settled(self, token: int) -> None:
         """The batch of ``token`` (and every earlier one) is acknowledged: no longer undoable."""
         while self._undo and self._undo[0][0] <= token:
             self._undo.popleft()
+        while self._marked and self._marked[0][0] <= token:
+            self._marked.popleft()
 
     def rollback(self) -> int:
         """Undo every batch not acknowledged yet, newest first; returns how many."""
@@ -239,6 +244,8 @@ class StateStore:
             for p, (ids, records, offsets) in undo.items():
                 if p in self._tables:
                     self._tables[p].put(ids, records, offsets)
+        while self._marked:  # their fresh-start marks may not have landed: the retry writes them again
+            self._resets |= self._marked.pop()[1] & self.owned
         if undone:
             log.info("rolled back the state changes of %d unacknowledged batch(es)", undone)
         return undone

@@ -86,30 +86,36 @@ def test_a_partition_dropped_by_a_tick_during_a_restore_is_restored_before_its_r
     assert ticks and ctx.store.owned == {0, 1}
 
 
-def test_a_fresh_start_voids_earlier_records_and_a_rewind_before_it_moves_it_back() -> None:
-    from consumer.scoring.state.changelog import Lineage, lineage_record
+def test_a_fresh_start_voids_every_record_before_its_mark_and_a_rewind_writes_the_mark_again() -> None:
+    from consumer.scoring.state.changelog import Lineage, lineage_record, reset_record
 
     changelog = MemoryChangelog()
     changelog.append(changelog_records(changelog.topic, 0, ["a", "b"], recs(1.0, 2.0), [3, 4]))
-    changelog.append([lineage_record(changelog.topic, 0, Lineage("category", -1, 5))])
+    changelog.append([lineage_record(changelog.topic, 0, Lineage("category", 5))])
     store = StateStore(changelog)
     store.group_field = "category"
     assert store.assign(0, resume_offset=9, committed=5).reset == ""  # decided up to the commit
-    assert stock_of(store, 0, ["a", "b"]) == [1.0, 2.0]
+    assert stock_of(store, 0, ["a", "b"]) == [1.0, 2.0] and store.take_resets([0]) == set()
     store.revoke([0])
     done = store.assign(0, resume_offset=9, committed=9)  # inputs 5..8 were decided by the seed model
     assert "from offset 5 to 8" in done.reset and stock_of(store, 0, ["a", "b"]) == [None, None]
-    assert store.lineage(0, 12) == Lineage("category", 9, 12)
-    store.lower_floors([(0, 7)])  # the batch that started afresh is read again from offset 7
-    assert store.lineage(0, 12).floor == 7
+    assert store.take_resets([1]) == set() and store.take_resets([0]) == {0}  # its next batch marks it
+    assert store.take_resets([0]) == set()
+    store.apply(StagedChanges({0: (["c"], recs(3.0), np.asarray([9]))}, resets={0}))
+    store.rollback()  # that batch is read again: its mark may not have landed
+    assert store.take_resets([0]) == {0} and stock_of(store, 0, ["c"]) == [None]
+    token = store.apply(StagedChanges({0: (["c"], recs(3.0), np.asarray([9]))}, resets={0}))
+    store.settled(token)
+    store.rollback()
+    assert store.take_resets([0]) == set()  # acknowledged: written
+    # in the changelog: a record of the state before (input 9, never committed), then the mark
+    changelog.append(changelog_records(changelog.topic, 0, ["d"], recs(7.0), [9]))
+    changelog.append([reset_record(changelog.topic, 0)])
     changelog.append(changelog_records(changelog.topic, 0, ["c"], recs(3.0), [10]))
-    changelog.append([lineage_record(changelog.topic, 0, store.lineage(0, 11))])
+    changelog.append([lineage_record(changelog.topic, 0, Lineage("category", 11))])
     store.revoke([0])
     assert store.assign(0, resume_offset=11, committed=11).reset == ""
-    assert stock_of(store, 0, ["a", "b", "c"]) == [None, None, 3.0]  # records before the floor stay void
-    store.revoke([0])
-    store.assign(0, resume_offset=6, committed=None)  # the fresh start was never committed
-    assert store.lineage(0, 6).floor == 6
+    assert stock_of(store, 0, ["a", "b", "d", "c"]) == [None, None, None, 3.0]  # void before the mark
 
 
 def test_the_seed_deciding_a_partition_drops_its_state_until_it_leaves_the_assignment() -> None:
