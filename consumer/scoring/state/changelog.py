@@ -132,26 +132,29 @@ def decode(
     n = len(keys)
     size = CHANGELOG_VALUE.itemsize
     lineage = None
-    if None in keys or None in values or set(map(len, values)) != {size}:  # type: ignore[arg-type]  # the rare case, by record
-        start = 0
-        for k, (key, v) in enumerate(zip(keys, values, strict=True)):
-            if key == LINEAGE_KEY:
-                lineage = Lineage.decode(v) or lineage
-            elif key == RESET_KEY:
-                start = k + 1  # everything before the last fresh start is void
-        usable = [
-            k
-            for k, (key, v) in enumerate(zip(keys, values, strict=True))
-            if k >= start and key and v and len(v) == size and key not in (LINEAGE_KEY, RESET_KEY)
-        ]
+    if None in keys or None in values:  # tombstones: the rare case, by record
+        usable = [k for k, (key, v) in enumerate(zip(keys, values, strict=True)) if key and v]
         keys, values = [keys[k] for k in usable], [values[k] for k in usable]
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))  # type: ignore[arg-type]
+    other = np.flatnonzero(lengths != size).tolist()  # lineage and reset records, other layouts: few
+    if other:
+        start = 0
+        for k in other:
+            if keys[k] == LINEAGE_KEY:
+                lineage = Lineage.decode(values[k]) or lineage
+            elif keys[k] == RESET_KEY:
+                start = k + 1  # everything before the last fresh start is void
+        keep = lengths == size
+        keep[:start] = False
+        keys, values = list(compress(keys, keep.tolist())), list(compress(values, keep.tolist()))
     if fresh:
         keys, values = [], []
     decoded = np.frombuffer(b"".join(values), CHANGELOG_VALUE)  # type: ignore[arg-type]
     mask = decoded["offset"] < committed
     kept = int(np.count_nonzero(mask))
-    chosen = decoded if kept == n else decoded[mask]
-    ids = list(map(bytes.decode, keys if kept == n else compress(keys, mask.tolist())))  # type: ignore[arg-type]
+    every = kept == len(values)  # the usual restore: no structured copy (20x a byte copy)
+    chosen = decoded if every else decoded[mask]
+    ids = list(map(bytes.decode, keys if every else compress(keys, mask.tolist())))  # type: ignore[arg-type]
     state_bytes = np.ascontiguousarray(chosen.view(np.uint8).reshape(-1, size)[:, : STATE_DTYPE.itemsize])
     states = state_bytes.view(STATE_DTYPE).reshape(-1)  # a byte copy: 20x a structured one
     offsets = chosen["offset"].astype(np.int64)
