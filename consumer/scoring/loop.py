@@ -225,6 +225,8 @@ class ScoringService:
         self.metrics.state_partitions.set(owned)
         if restore is not None:
             self.metrics.state_restore_seconds.observe(restore.seconds)
+            if restore.reset:
+                self.metrics.state_fresh_starts.inc()
 
     def _decide(self, records: list[Any], first: dict[TopicPart, int], model: ServedModel) -> BatchResult:
         """The seed path, or the change path with the per-item state (by the model's type)."""

@@ -84,6 +84,12 @@ class ConsumerMetrics:
         self.state_partitions = Gauge(
             "stockwatch_state_partitions", "Partitions whose item states this member holds.", registry=r
         )
+        self.state_fresh_starts = Counter(
+            "stockwatch_state_fresh_starts_total",
+            "Partitions whose item states started afresh from the inventory seed (the seed model "
+            "decided some of their updates, or the model groups peers by another field).",
+            registry=r,
+        )
         self.model = Info("stockwatch_model", "The model version serving.", registry=r)
         self.model_loaded = Gauge("stockwatch_model_loaded", "1 when a model is loaded, else 0.", registry=r)
         self.model_clock = _ModelClock()  # no sample at all while no model (with a training time) serves

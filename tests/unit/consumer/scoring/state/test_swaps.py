@@ -142,6 +142,7 @@ def test_default_seed_default_in_one_process_starts_the_state_afresh_after_the_s
     assert scores(last) == pytest.approx(replay_from_seed(again, recs, set(last)), abs=1e-12)
     resets = [r for r in loop.state.store.restores if r.reset]  # type: ignore[union-attr]
     assert {r.partition for r in resets} == {0, 1} and all("seed model" in r.reset for r in resets)
+    assert loop.metrics.registry.get_sample_value("stockwatch_state_fresh_starts_total") == len(resets)
 
 
 def test_a_restart_after_the_seed_served_starts_afresh_from_the_lineage_record(
