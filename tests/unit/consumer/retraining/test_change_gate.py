@@ -147,3 +147,24 @@ def test_the_retrain_trains_the_detector_it_is_configured_for(tmp_path: Path) ->
     assert db.recorded[-1]["detector"] == "default" and db.recorded[-1]["metadata"]["detector"] == "default"
     assert events[0]["detector"] == "default"
     assert (store.root / str(out.version) / "report.png").stat().st_size > 1000
+
+
+def test_labelled_precision_compares_the_recorded_change_features(
+    snapshot: Any, sample: MotionSample, current: ChangeDetector
+) -> None:
+    errors = sample.planted_features(current)["price_x10"][:15]
+    normal = sample.normal_features(current)[:15]
+    labels = Labels(
+        change_features=np.concatenate([errors, normal]),
+        change_confirmed=np.array([True] * 15 + [False] * 15),
+    )
+    candidate = default_candidate(
+        iter(docs(400, 1)), spec=TrainingSpec(detector="default", gate=GateConfig(min_labels=20)), exclude=set(),
+        labels=labels, current=current, expected=None, on_chunk=None,
+    )  # fmt: skip
+    labelled = candidate.gate.checks["labelled"]
+    assert labelled["labels"] == 30 and "skipped" not in labelled
+    assert labelled["candidate"]["recall"] == labelled["current"]["recall"] == 1.0  # price x10: all caught
+    assert candidate.gate.passed, candidate.gate.reasons
+    report = candidate.report("v1", True, []) if candidate.report else None
+    assert report is not None and report.previous is not None and report.previous.scores is not None
