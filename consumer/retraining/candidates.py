@@ -143,7 +143,7 @@ def default_candidate(docs: Iterable[Mapping[str, Any]], *, spec: TrainingSpec, 
     """The change detector, trained as ``stockwatch train --detector default`` trains it, and its gate."""
     del expected  # the seed's progress log; parsing states is per chunk here
     snap = collect_updates(docs, chunk_size=spec.batch_size, group_field=GROUP_FIELD, exclude_ids=exclude,
-                           on_chunk=on_chunk)  # fmt: skip
+                           progress_every=spec.progress_every, on_chunk=on_chunk)  # fmt: skip
     if snap.n_usable == 0:
         return Candidate(None, snap, GateResult())
     if all(np.ptp(getattr(snap.batch, c)) == 0.0 for c in ("stock", "min", "max", "price")):

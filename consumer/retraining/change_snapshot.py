@@ -95,12 +95,14 @@ def collect_updates(
     chunk_size: int = 5000,
     group_field: str = "category",
     exclude_ids: frozenset[str] | set[str] = frozenset(),
+    progress_every: int = 100_000,
     on_chunk: Callable[[int], None] | None = None,
 ) -> UpdateSnapshot:
     """Stream ``docs`` into an :class:`UpdateSnapshot` (see the module docstring)."""
     started = time.monotonic()
     counts = DocCounts()
     parts: list[UpdateBatch] = []
+    next_log = progress_every
 
     def invalid(doc: Mapping[str, Any], reason: str) -> None:
         counts.invalid += 1
@@ -126,6 +128,10 @@ def collect_updates(
                 keep[j] = False
                 counts.excluded += 1
         parts.append(batch if keep.all() else _complete(batch, keep))
+        if counts.read >= next_log:
+            log.info("snapshot progress: %d documents read, %d invalid, %d excluded",
+                     counts.read, counts.invalid, counts.excluded)  # fmt: skip
+            next_log = counts.read + progress_every
         if on_chunk is not None:
             on_chunk(counts.read)
     return UpdateSnapshot(

@@ -168,3 +168,11 @@ def test_labelled_precision_compares_the_recorded_change_features(
     assert candidate.gate.passed, candidate.gate.reasons
     report = candidate.report("v1", True, []) if candidate.report else None
     assert report is not None and report.previous is not None and report.previous.scores is not None
+
+
+def test_identical_items_are_a_degenerate_snapshot_for_the_default_detector_too() -> None:
+    same = [{"_id": f"x{i}", "stock_quantity": 5, "min_stock_level": 1, "max_stock_level": 9, "price": 2.0}
+            for i in range(30)]  # fmt: skip
+    candidate = default_candidate(iter(same), spec=TrainingSpec(detector="default"), exclude=set(),
+                                  labels=Labels(), current=None, expected=None, on_chunk=None)  # fmt: skip
+    assert candidate.model is None and "degenerate snapshot" in candidate.gate.reasons[0]
