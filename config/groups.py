@@ -94,6 +94,7 @@ class ModelSettings(Slice):
     signing_key: SecretStr | None = Field(validation_alias="model_signing_key")
     allow_sklearn_mismatch: bool
     detector: Literal["seed", "default"]
+    alert_budget_per_1000: float
     poll_interval_s: float = Field(validation_alias="model_poll_interval_s")
 
 
@@ -142,6 +143,8 @@ class GateSettings(Slice):
     rate_tolerance: float = Field(validation_alias="gate_rate_tolerance")
     max_rate_shift: float = Field(validation_alias="gate_max_rate_shift")
     max_ks: float = Field(validation_alias="gate_max_ks")
+    max_alert_ratio: float = Field(validation_alias="gate_max_alert_ratio")
+    max_recall_drop: float = Field(validation_alias="gate_max_recall_drop")
     sample_size: int = Field(validation_alias="gate_sample_size")
     min_labels: int = Field(validation_alias="gate_min_labels")
 

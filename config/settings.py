@@ -95,6 +95,9 @@ class Settings(BaseSettings):
         description="What `train` fits: `seed` (state features, contamination) or `default` (changes of "
         "each item, rules, alert budget). `seed` until `consume` serves `default` models.",
     )
+    alert_budget_per_1000: float = Field(  # = detection.DEFAULT_ALERT_BUDGET_PER_1000
+        default=0.5, gt=0, le=500, description="`default` detector: model alerts per 1,000 normal updates."
+    )
 
     # --- consumer loop ---
     delivery: Delivery = "at-least-once"
@@ -242,6 +245,12 @@ class Settings(BaseSettings):
     )
     gate_max_ks: float = Field(
         default=0.5, gt=0, le=1, description="Max KS distance between candidate and current scores."
+    )
+    gate_max_alert_ratio: float = Field(
+        default=3.0, ge=1, description="`default`: max alerts on fresh normal motion / the alert budget."
+    )
+    gate_max_recall_drop: float = Field(
+        default=0.05, ge=0, le=1, description="`default`: max drop of planted errors caught vs the current."
     )
     gate_sample_size: int = Field(default=10_000, ge=10, description="Reservoir sample for the gate.")
     gate_min_labels: int = Field(

@@ -122,6 +122,7 @@ class FeedbackReader:
             "model_version": str(version),
             "item_id": item_id,
             "item": audit.get("item"),  # the scored state, for the gate's labelled precision
+            "features": audit.get("features"),  # what the serving model computed (a change's, for default)
             "who": message.who,
             "when": message.when.isoformat(),
             "note": message.note,
