@@ -19,7 +19,7 @@ def recs(*stock: float) -> np.ndarray:
 def test_records_go_to_the_input_partition_keyed_by_item_and_carry_the_offset() -> None:
     out = changelog_records("cl", 3, ["a", "b"], recs(1.0, 2.0), [7, 9])
     assert [(o.topic, o.partition, o.key) for o in out] == [("cl", 3, b"a"), ("cl", 3, b"b")]
-    assert all(len(o.value or b"") == CHANGELOG_VALUE.itemsize == 88 for o in out)
+    assert all(len(o.value or b"") == CHANGELOG_VALUE.itemsize == 120 for o in out)
     restored = decode([o.key for o in out], [o.value for o in out], committed=100)
     assert restored.item_ids == ["a", "b"]
     assert restored.records["stock"].tolist() == [1.0, 2.0] and restored.offsets.tolist() == [7, 9]
