@@ -23,12 +23,14 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from tests.integration.retrain_support import running_worker, settings_factory
+from tests.integration.test_notify import Hook, hook, start_bridge, stop_bridge
+from tests.integration.test_notify import wait_for as notify_wait
 from tests.integration.test_state import read_all
 from tests.schemas import validate
 from tests.unit.consumer.scoring.state.stream import snapshot_docs
 
 pytestmark = pytest.mark.integration
-__all__ = ["settings_factory"]  # the fixture, re-exported for pytest
+__all__ = ["hook", "settings_factory"]  # the fixtures, re-exported for pytest
 
 REPO = Path(__file__).resolve().parents[2]
 ITEM = "sku-3"  # a TV of the snapshot (tens of units)
@@ -169,10 +171,24 @@ def check_episode(got: list[dict[str, Any]]) -> str:
     return str(opened["episode_id"])
 
 
-def test_an_episode_is_one_open_and_one_resolved_event(env: dict[str, str], consume: Any) -> None:
+def test_an_episode_is_one_open_and_one_resolved_event_and_notify_posts_both(
+    env: dict[str, str], consume: Any, hook: Hook, unique_name: Callable[[str], str]
+) -> None:
     proc = consume()
     produce(env, EPISODE, 0)
-    check_episode(settle(env, proc, len(EPISODE)))
+    episode = check_episode(settle(env, proc, len(EPISODE)))
+    bootstrap, topic = env["STOCKWATCH_KAFKA_BOOTSTRAP"], env["STOCKWATCH_ANOMALY_TOPIC"]
+    bridge = start_bridge(bootstrap, topic, unique_name("notify"), hook.url)
+    try:
+        notify_wait("both POSTs", lambda: len(hook.bodies) == 2)
+    finally:
+        stop_bridge(*bridge)
+    for body in hook.bodies:
+        validate("webhook-payload", body)
+        assert body["episode_id"] == episode
+    opened, resolved = hook.bodies
+    assert opened["text"].startswith(f"[{opened['severity'].upper()}] OPEN {ITEM}: ")
+    assert resolved["text"].startswith(f"[RESOLVED] {ITEM}: back to normal after 3 anomalous update(s)")
 
 
 def test_every_update_mode_publishes_one_event_per_anomalous_update(
