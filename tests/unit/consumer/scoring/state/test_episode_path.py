@@ -150,3 +150,15 @@ def test_the_suppression_cache_keeps_the_last_set_while_the_store_fails() -> Non
     assert seen == [(1, False), (1, True)] and cache.stale
     assert cache.matches(ITEM, ["stock is negative"], NOW) is not None
     assert cache.matches(ITEM, ["stock is negative"], NOW + timedelta(minutes=2)) is None  # expired
+
+
+def test_a_seed_model_under_alert_mode_episodes_is_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    ctx = context(MemoryChangelog(), EpisodeContext())
+    with caplog.at_level("WARNING"):
+        ctx.serving_seed("v1")
+        ctx.serving_seed("v1")
+    said = [r.getMessage() for r in caplog.records if "seed model" in r.getMessage()]
+    assert len(said) == 1 and "one event per anomalous update" in said[0]
+    caplog.clear()
+    context(MemoryChangelog(), None).serving_seed("v1")  # every-update: nothing to say
+    assert not caplog.records
