@@ -21,6 +21,7 @@ so a replay of the same records makes the same decisions.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
@@ -128,26 +129,57 @@ def advance(  # noqa: PLR0917 (arrays of one batch, side by side)
         return []
     involved = episodes["status"] != Status.NONE
     involved[item_of[anomalous]] = True
-    rows = np.flatnonzero(involved[item_of]).tolist()
+    rows = np.flatnonzero(involved[item_of])
+    if not rows.size:
+        return []
+    items = np.flatnonzero(involved)
+    # Python scalars for the loop (numpy field access costs ~1 us each); written back once
+    eps = {int(k): _Ep(*rec) for k, rec in zip(items.tolist(), episodes[items].tolist(), strict=True)}
     out: list[Transition] = []
-    for r in rows:
-        k = item_of[r]
-        ep = episodes[k]  # a view: writes land in ``episodes``
-        kind = _step(ep, bool(anomalous[r]), int(levels[r]), float(at[r]), int(offsets[r]), policy,
-                     partial(suppressed, r))  # fmt: skip
+    cols = zip(rows.tolist(), item_of[rows].tolist(), anomalous[rows].tolist(), levels[rows].tolist(),
+               at[rows].tolist(), offsets[rows].tolist(), strict=True)  # fmt: skip
+    for r, k, flagged, level, t, offset in cols:
+        ep = eps[k]
+        kind = _step(ep, flagged, level, t, offset, policy, partial(suppressed, r))
         if isinstance(kind, Kind):
-            out.append(_transition(r, kind, ep, float(at[r])))
+            out.append(_transition(r, kind, ep, t))
         if kind is Kind.RESOLVED or kind is _CLOSED:
-            episodes[k] = _EMPTY
+            eps[k] = _Ep()
+    episodes[items] = np.array([eps[k].record() for k in items.tolist()], EPISODE_DTYPE)
     return out
 
 
-_EMPTY: Final = np.zeros((), EPISODE_DTYPE)
 _CLOSED: Final = object()  # a silent episode ends: nothing to publish
+_F4: Final = struct.Struct("<f")
+
+
+def _f4(x: float) -> float:
+    """``x`` as the record's float32 field stores it (so batch boundaries never change a result)."""
+    return float(_F4.unpack(_F4.pack(x))[0])
+
+
+class _Ep:
+    """One item's episode as Python scalars (the fields of EPISODE_DTYPE, in order)."""
+
+    __slots__ = ("first_seen", "last_seen_s", "max_level", "normal_run", "notified_s", "occurrences",
+                 "opened_offset", "status")  # fmt: skip
+
+    def __init__(  # noqa: PLR0917 (a record's fields, in EPISODE_DTYPE order)
+        self, opened_offset: int = 0, first_seen: float = 0.0, last_seen_s: float = 0.0,
+        notified_s: float = 0.0, occurrences: int = 0, normal_run: int = 0, status: int = 0,
+        max_level: int = 0,
+    ) -> None:  # fmt: skip
+        self.opened_offset, self.first_seen, self.last_seen_s = opened_offset, first_seen, last_seen_s
+        self.notified_s, self.occurrences, self.normal_run = notified_s, occurrences, normal_run
+        self.status, self.max_level = status, max_level
+
+    def record(self) -> tuple[int, float, float, float, int, int, int, int]:
+        return (self.opened_offset, self.first_seen, self.last_seen_s, self.notified_s, self.occurrences,
+                self.normal_run, self.status, self.max_level)  # fmt: skip
 
 
 def _step(  # noqa: PLR0911, PLR0917 (one return per transition reads best)
-    ep: np.void,
+    ep: _Ep,
     anomalous: bool,
     level: int,
     t: float,
@@ -155,48 +187,45 @@ def _step(  # noqa: PLR0911, PLR0917 (one return per transition reads best)
     policy: EpisodePolicy,
     suppressed: Callable[[], bool],
 ) -> Kind | object | None:
-    status = int(ep["status"])
+    status = ep.status
     if not anomalous:
         if status == Status.NONE:
             return None
-        run = min(int(ep["normal_run"]) + 1, _MAX_U2)
-        ep["normal_run"] = run
-        if run < policy.resolve_after:
+        ep.normal_run = min(ep.normal_run + 1, _MAX_U2)
+        if ep.normal_run < policy.resolve_after:
             return None
         return Kind.RESOLVED if status == Status.OPEN else _CLOSED
     level = max(level, 0)
     if status == Status.NONE:
         quiet = suppressed()
-        ep["opened_offset"], ep["first_seen"] = offset, t
-        ep["last_seen_s"] = ep["notified_s"] = 0.0
-        ep["occurrences"], ep["normal_run"], ep["max_level"] = 1, 0, level
-        ep["status"] = Status.SILENT if quiet else Status.OPEN
+        ep.opened_offset, ep.first_seen, ep.last_seen_s, ep.notified_s = offset, t, 0.0, 0.0
+        ep.occurrences, ep.normal_run, ep.max_level = 1, 0, level
+        ep.status = Status.SILENT if quiet else Status.OPEN
         return Kind.SUPPRESSED if quiet else Kind.OPEN
-    since = t - float(ep["first_seen"])
-    ep["occurrences"] = min(int(ep["occurrences"]) + 1, _MAX_U4)
-    ep["normal_run"] = 0
-    ep["last_seen_s"] = max(float(ep["last_seen_s"]), since)
-    higher = level > int(ep["max_level"])
+    since = t - ep.first_seen
+    ep.occurrences = min(ep.occurrences + 1, _MAX_U4)
+    ep.normal_run = 0
+    ep.last_seen_s = _f4(max(ep.last_seen_s, since))
+    higher = level > ep.max_level
     if higher:
-        ep["max_level"] = level
+        ep.max_level = level
     if status != Status.OPEN:
         return None
-    due = policy.renotify_after_s > 0 and since - float(ep["notified_s"]) >= policy.renotify_after_s
+    due = policy.renotify_after_s > 0 and since - ep.notified_s >= policy.renotify_after_s
     if not (higher or due) or suppressed():
         return None
-    ep["notified_s"] = max(float(ep["notified_s"]), since)
+    ep.notified_s = _f4(max(ep.notified_s, since))
     return Kind.ESCALATED if higher else Kind.RENOTIFIED
 
 
-def _transition(row: int, kind: Kind, ep: np.void, t: float) -> Transition:
-    first = float(ep["first_seen"])
+def _transition(row: int, kind: Kind, ep: _Ep, t: float) -> Transition:
     return Transition(
         row=row,
         kind=kind,
-        opened_offset=int(ep["opened_offset"]),
-        first_seen=first,
-        last_seen=first + float(ep["last_seen_s"]),
-        occurrences=int(ep["occurrences"]),
-        max_level=LEVEL_NAMES[min(int(ep["max_level"]), len(LEVEL_NAMES) - 1)],
+        opened_offset=ep.opened_offset,
+        first_seen=ep.first_seen,
+        last_seen=ep.first_seen + ep.last_seen_s,
+        occurrences=ep.occurrences,
+        max_level=LEVEL_NAMES[min(ep.max_level, len(LEVEL_NAMES) - 1)],
         at=t,
     )
