@@ -1,10 +1,11 @@
 """The changelog of the item states: topic name, record format, and decoding a restore.
 
 One compacted topic, one partition per input partition (changes of input partition ``p`` go to
-changelog partition ``p``); key = the item id (UTF-8), value = :data:`CHANGELOG_VALUE` (88 bytes,
-little-endian): the detector's 80-byte record (:data:`detection.STATE_DTYPE`) followed by the input
-offset of the update that produced it. Issue 12's episode fields can extend the value: a reader
-tells the layouts apart by length (88 bytes = this one).
+changelog partition ``p``); key = the item id (UTF-8), value = :data:`CHANGELOG_VALUE` (120 bytes,
+little-endian): the 112-byte item record (:data:`.record.ITEM_DTYPE`: the detector's history, then
+the alert episode) followed by the input offset of the update that produced it. A reader tells the
+layouts apart by length: 88-byte values (:data:`LEGACY_VALUE`, written before episodes: the
+detector's record and the offset) restore with no episode open.
 """
 
 from __future__ import annotations
