@@ -82,7 +82,7 @@ class ChangeContext:
         if self.seeds is not None:
             self.seeds.prepare(detector.metadata.group_field, tick)
         if self.episodes is not None:
-            self.episodes.start()
+            self.episodes.start(tick)
         self.restore_for(first, tick)
 
     def restore_for(self, first: Mapping[TopicPart, int], tick: Callable[[], None] = lambda: None) -> None:

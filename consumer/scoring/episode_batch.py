@@ -10,7 +10,8 @@ event the builder made for a transition's update into the published one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -27,7 +28,10 @@ from detection.change_decisions import ChangeDecisions
 
 __all__ = ["EpisodeContext", "EpisodeOutcome", "episode_event", "track_episodes"]
 
+log = logging.getLogger(__name__)
+
 Records = npt.NDArray[np.void]
+FIRST_LOAD_WAIT_S: Final = 15.0
 _LEVEL_CUTS: Final = np.array([65.0, 80.0, 95.0])  # detection.severity: low < 65 <= medium < 80 <= high < 95
 
 
@@ -38,9 +42,14 @@ class EpisodeContext:
     policy: EpisodePolicy = field(default_factory=EpisodePolicy)
     suppressions: SuppressionCache | None = None
 
-    def start(self) -> None:
-        if self.suppressions is not None:
-            self.suppressions.start()
+    def start(self, tick: Callable[[], None] = lambda: None) -> None:
+        """Start the suppressions' refresh; the first batch waits (ticking) for their first load, so a
+        suppressed item does not alert right after a restart (at most FIRST_LOAD_WAIT_S)."""
+        cache = self.suppressions
+        if cache is not None and cache.start() and not cache.wait_first(FIRST_LOAD_WAIT_S, tick):
+            log.warning(
+                "suppressions not loaded within %.0fs: deciding without them meanwhile", FIRST_LOAD_WAIT_S
+            )
 
 
 @dataclass(slots=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -35,22 +36,37 @@ class SuppressionCache:
         self._by_item: dict[str, list[Suppression]] = {}
         self.stale = False
         self.loaded = threading.Event()  # set after the first successful load
+        self.attempted = threading.Event()  # set after the first load, successful or not
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        """Start the refresh thread (idempotent; it loads at once)."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="stockwatch-suppressions", daemon=True)
-            self._thread.start()
+    def start(self) -> bool:
+        """Start the refresh thread (it loads at once); False when it was running already."""
+        if self._thread is not None:
+            return False
+        self._thread = threading.Thread(target=self._run, name="stockwatch-suppressions", daemon=True)
+        self._thread.start()
+        return True
 
     def stop(self) -> None:
         self._stop.set()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.refresh()
+            try:
+                self.refresh()
+            finally:
+                self.attempted.set()
             self._stop.wait(self.refresh_s)
+
+    def wait_first(self, timeout_s: float, tick: Callable[[], None] = lambda: None) -> bool:
+        """Wait (ticking) until the first load was tried, at most ``timeout_s``; True when it was."""
+        deadline = time.monotonic() + timeout_s
+        while not self.attempted.wait(min(0.2, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                return False
+            tick()
+        return True
 
     def refresh(self, now: datetime | None = None) -> bool:
         """One load of the suppressions active at ``now`` (default: the clock); False (and the last set

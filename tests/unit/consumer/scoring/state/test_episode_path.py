@@ -162,3 +162,19 @@ def test_a_seed_model_under_alert_mode_episodes_is_said_once(caplog: pytest.LogC
     caplog.clear()
     context(MemoryChangelog(), None).serving_seed("v1")  # every-update: nothing to say
     assert not caplog.records
+
+
+def test_the_first_batch_waits_for_the_first_load_of_the_suppressions_once() -> None:
+    stored = suppression_from_feedback(
+        episode_id="e" * 32, item_id=ITEM, suppress_for_s=3600, when=datetime.now(UTC)
+    )  # the refresh keeps what is active by the clock
+    ticks: list[int] = []
+    cache = SuppressionCache(lambda: [stored.as_doc()], refresh_s=60)
+    episodes = EpisodeContext(EpisodePolicy(), cache)
+    episodes.start(lambda: ticks.append(1))
+    assert cache.attempted.is_set() and cache.matches(ITEM, [], datetime.now(UTC) + timedelta(minutes=1))
+    assert not cache.start()  # the refresh thread runs once
+    cache.stop()
+    failing = SuppressionCache(lambda: (_ for _ in ()).throw(ConnectionError("down")), refresh_s=60)
+    assert failing.start() and failing.wait_first(10) and failing.stale and failing.active == 0
+    failing.stop()
