@@ -176,6 +176,13 @@ class Settings(BaseSettings):
         description="Where items the state has never seen start: `snapshot` (the inventory, read once "
         "at the first batch), `lookup` (one `$in` query per batch: MongoDB with an index), `none`.",
     )
+    # alert episodes of the `default` detector (docs/consume.md § Alert episodes; help in config.groups)
+    alert_mode: groups.AlertMode = Field(default="episodes", description=groups.HELP["alert_mode"])
+    resolve_after: int = Field(default=3, ge=1, description=groups.HELP["resolve_after"])
+    renotify_after_s: float = Field(default=0.0, ge=0, description=groups.HELP["renotify_after_s"])
+    suppressions_refresh_s: float = Field(
+        default=10.0, gt=0, description=groups.HELP["suppressions_refresh_s"]
+    )
     commit_interval_ms: int = Field(
         default=200,
         ge=0,

@@ -26,7 +26,7 @@ DetectorKind = Literal["seed", "default"]
 SEED_ONLY: Final[tuple[DetectorKind, ...]] = ("seed",)
 ALL_KINDS: Final[tuple[DetectorKind, ...]] = ("seed", "default")
 NOT_SERVED: Final[dict[str, str]] = {
-    "default": "default detector models need the per-item state store: not supported by this consumer yet",
+    "default": "default detector models are not accepted here (`stockwatch consume` serves them)",
     "seed": "seed detector models are not accepted here",
 }
 

@@ -1,8 +1,6 @@
-"""The scoring loop of `stockwatch consume`: poll, validate, score, publish, commit.
-
-Per batch: take a new model between batches (or pause for one), decide (:mod:`.batch` seed,
-:mod:`.change_batch` default with per-item state), publish, commit once acknowledged (:mod:`.ledger`),
-retry within bounds (:mod:`.poison`), keep membership honest (:mod:`.membership`). See docs/consume.md.
+"""The scoring loop of `stockwatch consume`: poll, decide (:mod:`.batch` seed, :mod:`.change_batch` default
+with per-item state), publish, commit once acknowledged (:mod:`.ledger`), retry within bounds
+(:mod:`.poison`), keep membership honest (:mod:`.membership`). See docs/consume.md.
 """
 
 from __future__ import annotations
@@ -231,6 +229,8 @@ class ScoringService:
         """The seed path, or the change path with the per-item state (by the model's type)."""
         now = datetime.now(UTC)
         if not isinstance(model, ChangeDetector):
+            if self.state is not None:
+                self.state.serving_seed(model.version)
             return process_batch(records, model, self.config, now=now)
         if self.state is None:
             raise RuntimeError("a `default` detector needs the per-item state (build_service wires it)")

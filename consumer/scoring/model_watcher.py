@@ -70,7 +70,7 @@ class ModelSource(Protocol):
     """The part of ``detection.ModelStore`` the watcher needs."""
 
     def current_version(self) -> str | None: ...
-    def load(self, version: str | None = None) -> Any: ...
+    def load_any(self, version: str | None = None) -> Any: ...
 
 
 class Announcements(Protocol):
@@ -184,7 +184,7 @@ class ModelWatcher:
         log.info("loading model %s", version)
         try:
             with gil_yielding():
-                model = self.store.load(version)
+                model = self.store.load_any(version)
         except ModelVerificationError as exc:
             self._refuse(version, "verification", exc)
             return False

@@ -1,10 +1,11 @@
 """The changelog of the item states: topic name, record format, and decoding a restore.
 
 One compacted topic, one partition per input partition (changes of input partition ``p`` go to
-changelog partition ``p``); key = the item id (UTF-8), value = :data:`CHANGELOG_VALUE` (88 bytes,
-little-endian): the detector's 80-byte record (:data:`detection.STATE_DTYPE`) followed by the input
-offset of the update that produced it. Issue 12's episode fields can extend the value: a reader
-tells the layouts apart by length (88 bytes = this one).
+changelog partition ``p``); key = the item id (UTF-8), value = :data:`CHANGELOG_VALUE` (120 bytes,
+little-endian): the 112-byte item record (:data:`.record.ITEM_DTYPE`: the detector's history, then
+the alert episode) followed by the input offset of the update that produced it. A reader tells the
+layouts apart by length: 88-byte values (:data:`LEGACY_VALUE`, written before episodes: the
+detector's record and the offset) restore with no episode open.
 """
 
 from __future__ import annotations
@@ -19,18 +20,21 @@ import numpy as np
 import numpy.typing as npt
 
 from consumer.ports import OutputRecord
+from consumer.scoring.state.record import ITEM_DTYPE, as_items, join
 from detection.item_state import STATE_DTYPE
 
 __all__ = [
     "CHANGELOG_VALUE",
     "DEFAULT_TEMPLATE",
+    "LEGACY_VALUE",
     "Restored",
     "changelog_records",
     "changelog_topic",
     "decode",
 ]
 
-CHANGELOG_VALUE: Final = np.dtype([("state", STATE_DTYPE), ("offset", "<i8")])
+CHANGELOG_VALUE: Final = np.dtype([("state", ITEM_DTYPE), ("offset", "<i8")])
+LEGACY_VALUE: Final = np.dtype([("state", STATE_DTYPE), ("offset", "<i8")])  # before episodes
 DEFAULT_TEMPLATE: Final = "{group_id}.{input_topic}.state"
 _NOT_TOPIC_CHARS: Final = re.compile(r"[^a-zA-Z0-9._-]")
 
@@ -46,7 +50,7 @@ def changelog_records(
 ) -> list[OutputRecord]:
     """One output per item: its new record and the input offset that produced it."""
     values = np.zeros(len(item_ids), CHANGELOG_VALUE)
-    values["state"] = records
+    values["state"] = as_items(records)
     values["offset"] = offsets
     raw = values.tobytes()
     size = CHANGELOG_VALUE.itemsize
@@ -76,17 +80,31 @@ def decode(keys: Sequence[bytes | None], values: Sequence[bytes | None], *, comm
     between the changelog write and the offset commit never applies an update twice.
     """
     n = len(keys)
-    size = CHANGELOG_VALUE.itemsize
-    if None in keys or None in values or set(map(len, values)) != {size}:  # type: ignore[arg-type]  # the rare case, by record
+    size, legacy = CHANGELOG_VALUE.itemsize, LEGACY_VALUE.itemsize
+    mixed = None in keys or None in values
+    sizes = set() if mixed else set(map(len, values))  # type: ignore[arg-type]
+    if mixed or sizes - {size, legacy}:  # the rare case, by record
         usable = [
-            k for k, (key, v) in enumerate(zip(keys, values, strict=True)) if key and v and len(v) == size
+            k
+            for k, (key, v) in enumerate(zip(keys, values, strict=True))
+            if key and v and len(v) in (size, legacy)
         ]
         keys, values = [keys[k] for k in usable], [values[k] for k in usable]
+        sizes = set(map(len, values))  # type: ignore[arg-type]
+    if legacy in sizes:  # written before episodes: widened, in order
+        values = [v if len(v) == size else _widen(v) for v in values]  # type: ignore[arg-type]
     decoded = np.frombuffer(b"".join(values), CHANGELOG_VALUE)  # type: ignore[arg-type]
     mask = decoded["offset"] < committed
     kept = int(np.count_nonzero(mask))
     chosen = decoded if kept == n else decoded[mask]
     ids = list(map(bytes.decode, keys if kept == n else compress(keys, mask.tolist())))  # type: ignore[arg-type]
-    state_bytes = np.ascontiguousarray(chosen.view(np.uint8).reshape(-1, size)[:, : STATE_DTYPE.itemsize])
-    states = state_bytes.view(STATE_DTYPE).reshape(-1)  # a byte copy: 20x a structured one
+    state_bytes = np.ascontiguousarray(chosen.view(np.uint8).reshape(-1, size)[:, : ITEM_DTYPE.itemsize])
+    states = state_bytes.view(ITEM_DTYPE).reshape(-1)  # a byte copy: 20x a structured one
     return Restored(ids, states, chosen["offset"].astype(np.int64), read=n, ignored=n - kept)
+
+
+def _widen(value: bytes) -> bytes:
+    old = np.frombuffer(value, LEGACY_VALUE)
+    new = np.zeros(1, CHANGELOG_VALUE)
+    new["state"], new["offset"] = join(old["state"]), old["offset"]
+    return new.tobytes()

@@ -52,7 +52,7 @@ def test_round_trip_decides_exactly_as_the_trained_detector(tmp_path, data, dete
 def test_a_seed_only_caller_refuses_a_default_model_with_the_reason(tmp_path, detector) -> None:
     store = ModelStore(tmp_path)
     store.publish(detector)
-    with pytest.raises(ModelVerificationError, match="need the per-item state store"):
+    with pytest.raises(ModelVerificationError, match="default detector models are not accepted here"):
         store.load()
 
 
