@@ -4,6 +4,7 @@ stop of a fenced one, what /readyz says, and the hooks a per-partition state sto
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -184,3 +185,48 @@ def test_a_member_that_did_not_run_for_longer_than_its_session_rejoins() -> None
     assert not loop.membership.alive(112.0)  # 7 s without a tick
     assert source.rejoined == 1 and loop.membership.rejoins == 1
     assert loop.membership.alive(113.0)
+
+
+def test_time_spent_waiting_in_a_call_of_its_own_is_no_freeze() -> None:
+    """A commit or an acknowledgement the loop waits for is not counted; a freeze elsewhere still is."""
+    sink = FakeSink()
+    source = RejoiningSource({TP: records(TP, 20)}, sink)
+    loop = service(source, sink, session_timeout_s=6.0)
+    clock = iter([101.0, 111.0]).__next__  # a 10 s commit while the broker is away
+    assert loop.membership.alive(100.0)
+    with loop.membership.waiting(clock):
+        pass
+    assert loop.membership.alive(112.0)  # 2 s of its own running since 100
+    assert source.rejoined == 0
+    assert not loop.membership.alive(119.0)  # 7 s without a tick, outside any wait
+    assert source.rejoined == 1
+
+
+class SlowCommitSink(FakeSink):
+    """The first synchronous commit takes longer than the session timeout (a broker outage); the
+    input then goes on."""
+
+    def __init__(self, source: FakeSource, more: list[Rec], wait_s: float) -> None:
+        super().__init__()
+        self.source, self.more, self.wait_s = source, more, wait_s
+
+    def commit(self, offsets: Mapping[tuple[str, int], int], source: Any, *, sync: bool) -> None:
+        super().commit(offsets, source, sync=sync)
+        if sync and self.more:
+            time.sleep(self.wait_s)
+            self.source.records[TP].extend(self.more)
+            self.more = []
+
+
+def test_a_synchronous_commit_longer_than_the_session_does_not_make_the_member_rejoin() -> None:
+    """The idle commit of a broker outage blocked 10 s (> the 6 s session) and the member, taking
+    that for a freeze, dropped its work and re-joined when the broker came back."""
+    every = records(TP, 40)
+    source = RejoiningSource({TP: every[:20]}, FakeSink())
+    sink = SlowCommitSink(source, every[20:], wait_s=0.3)
+    source.sink = sink
+    loop = service(source, sink, session_timeout_s=0.2)
+    stats = loop.run(timeout=1.5)
+    assert loop.membership.rejoins == 0 and source.rejoined == 0
+    assert sorted(decided(sink)) == [(0, o) for o in range(40)]  # each once: nothing dropped, redone
+    assert sink.commits[-1] == {TP: 40} and stats.final_commit
