@@ -27,6 +27,9 @@ from consumer.ports import DeliveryError, FencedInstanceError, Offsets, Partitio
 log = logging.getLogger(__name__)
 
 _SYNC_COMMIT_TIMEOUT_MS = 10_000  # a synchronous commit never blocks the loop longer than this
+# Leaving is best effort: a LeaveGroup queued behind a JoinGroup the coordinator holds (until a dead
+# member's session expires) waited for it, up to the request timeout: a --timeout overrun of ~30 s.
+_CLOSE_TIMEOUT_MS = 3_000
 _ASYNC_COMMIT_STALE_S = 10.0  # an async commit without a callback this long is not waited for
 _DROPPED: set[tuple[str, str]] = set()  # (client class, property) already warned about
 
@@ -306,5 +309,6 @@ class KafkaSource:
         return out
 
     def close(self) -> None:
-        """Leave the group (a prompt rebalance for the others); never auto-commits."""
-        self._consumer.close(autocommit=False)
+        """Leave the group (a prompt rebalance for the others), within _CLOSE_TIMEOUT_MS; never
+        auto-commits."""
+        self._consumer.close(autocommit=False, timeout_ms=_CLOSE_TIMEOUT_MS)
