@@ -153,7 +153,7 @@ class Membership:
         return False
 
     @contextmanager
-    def waiting(self, clock: Callable[[], float] = time.monotonic) -> Iterator[None]:
+    def waiting(self, clock: Callable[[], float] | None = None) -> Iterator[None]:
         """The loop waits in a call of its own (its outputs' acknowledgements, a synchronous commit).
 
         Such a wait may outlast the session timeout while the broker is away, but the client kept
@@ -161,6 +161,7 @@ class Membership:
         in it is no freeze. Counted as one, the 10 s commit attempts of a broker outage made the
         member drop its work in flight and re-join as soon as the broker was back.
         """
+        clock = clock or time.monotonic
         started = clock()
         try:
             yield
