@@ -30,10 +30,11 @@ from consumer.adapters.kafka import KafkaChangelog, ensure_changelog
 from consumer.scoring.batch import BatchConfig
 from consumer.scoring.change_batch import ChangeContext, process_change_batch
 from consumer.scoring.state.changelog import CHANGELOG_VALUE
+from consumer.scoring.state.record import ITEM_DTYPE
 from consumer.scoring.state.seeds import SnapshotSeeds
 from consumer.scoring.state.store import StateStore
 from consumer.scoring.state.table import PartitionTable
-from detection import STATE_SIZE, parse_updates, train_detector
+from detection import parse_updates, train_detector
 from detection.detector import baseline_table
 
 BATCH = 2_000
@@ -67,7 +68,7 @@ def memory(n: int) -> dict[str, float]:
         )
     seeds = SnapshotSeeds(_docs(min(n, 200_000)))
     return {"items": n, "table_bytes_per_item": table.nbytes / n, "traced_bytes_per_item": traced / n,
-            "seed_bytes_per_item": seeds.nbytes / len(seeds), "record_bytes": STATE_SIZE,
+            "seed_bytes_per_item": seeds.nbytes / len(seeds), "record_bytes": ITEM_DTYPE.itemsize,
             "grown_bytes_per_item": grown.nbytes / n}  # fmt: skip
 
 

@@ -38,7 +38,7 @@ def scenarios(quick: bool) -> list[tuple[str, Scenario]]:
         *kills,
         (
             "broker-kill",
-            lambda ctx: [crashes.broker_kill(ctx, delivery="at-least-once", client="kafka-python")],
+            lambda ctx: [crashes.broker_kill(ctx, delivery="at-least-once", client=c) for c in clients],
         ),
         ("failover", lambda ctx: [group.failover(ctx)]),
         ("split-brain", lambda ctx: [group.empty_store_start(ctx, attempts=2 if quick else 5)]),

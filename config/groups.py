@@ -13,7 +13,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 __all__ = [
+    "HELP",
     "SECRET_MASK",
+    "AlertMode",
     "ControlSettings",
     "GateSettings",
     "HttpSettings",
@@ -31,6 +33,16 @@ __all__ = [
 
 SECRET_MASK = "**********"
 StateSeed = Literal["snapshot", "lookup", "none"]
+AlertMode = Literal["episodes", "every-update"]
+HELP: dict[str, str] = {  # descriptions of the alert settings (the flat model would outgrow its module)
+    "alert_mode": "`default` detector: `episodes` (per run of anomalous updates of an item one `open`, "
+    "`escalated` when severity rises a level, one `resolved`) or `every-update` (one event per "
+    "anomalous update, as before episodes). Seed models always publish every update.",
+    "resolve_after": "Consecutive normal updates of an item that resolve its open episode (hysteresis).",
+    "renotify_after_s": "Re-send an open episode's `open` event (renotified: true) when an anomalous update "
+    "comes this long (event time) after the last notification; 0 = never.",
+    "suppressions_refresh_s": "How often `stockwatch consume` reloads the suppressions from Mongo.",
+}
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -94,12 +106,13 @@ class ModelSettings(Slice):
     signing_key: SecretStr | None = Field(validation_alias="model_signing_key")
     allow_sklearn_mismatch: bool
     detector: Literal["seed", "default"]
+    alert_budget_per_1000: float
     poll_interval_s: float = Field(validation_alias="model_poll_interval_s")
 
 
 class ScoringSettings(Slice):
     """`stockwatch consume` beyond its Kafka client: retries, commits, health, audit, topic creation,
-    the per-item state of the `default` detector (changelog topic, seed)."""
+    the per-item state of the `default` detector (changelog topic, seed) and its alert episodes."""
 
     retry_backoff_s: float = Field(validation_alias="delivery_retry_backoff_s")
     commit_interval_ms: int
@@ -109,6 +122,10 @@ class ScoringSettings(Slice):
     stall_after_s: float
     state_changelog_topic: str
     state_seed: StateSeed
+    alert_mode: AlertMode
+    resolve_after: int
+    renotify_after_s: float
+    suppressions_refresh_s: float
 
 
 class HttpSettings(Slice):
@@ -142,6 +159,8 @@ class GateSettings(Slice):
     rate_tolerance: float = Field(validation_alias="gate_rate_tolerance")
     max_rate_shift: float = Field(validation_alias="gate_max_rate_shift")
     max_ks: float = Field(validation_alias="gate_max_ks")
+    max_alert_ratio: float = Field(validation_alias="gate_max_alert_ratio")
+    max_recall_drop: float = Field(validation_alias="gate_max_recall_drop")
     sample_size: int = Field(validation_alias="gate_sample_size")
     min_labels: int = Field(validation_alias="gate_min_labels")
 

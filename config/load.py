@@ -21,6 +21,7 @@ from config.settings import SECRET_FIELDS, Settings
 from config.sources import (
     Origins,
     env_name,
+    names_reported,
     read_config_file,
     unknown_env_problems,
     unknown_key_problems,
@@ -53,12 +54,16 @@ def load_settings() -> Settings:
     except SettingsError as exc:
         raise SettingsError([*problems, *exc.problems]) from None
     problems += unknown_key_problems(path, table, fields)
+    token = names_reported.set(True)  # the unknown names are in problems: values are checked too
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems += validation_problems(exc, Origins(environ, path, table))
+    finally:
+        names_reported.reset(token)
     if problems:
         raise SettingsError(problems)
-    try:
-        return Settings()
-    except ValidationError as exc:
-        raise SettingsError(validation_problems(exc, Origins(environ, path, table))) from None
+    return settings
 
 
 def validation_problems(exc: ValidationError, origins: Origins) -> list[str]:

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
         "its own history and peers, data-quality rules, an alert budget; `consume` keeps the per-item "
         "state) or `seed` (the original design: state features, contamination 0.1, bit-for-bit).",
     )
+    alert_budget_per_1000: float = Field(  # = detection.DEFAULT_ALERT_BUDGET_PER_1000
+        default=0.5, gt=0, le=500, description="`default` detector: model alerts per 1,000 normal updates."
+    )
 
     # --- consumer loop ---
     delivery: Delivery = "at-least-once"
@@ -174,6 +177,13 @@ class Settings(BaseSettings):
         description="Where items the state has never seen start: `snapshot` (the inventory, read once "
         "at the first batch), `lookup` (one `$in` query per batch: MongoDB with an index), `none`.",
     )
+    # alert episodes of the `default` detector (docs/consume.md § Alert episodes; help in config.groups)
+    alert_mode: groups.AlertMode = Field(default="episodes", description=groups.HELP["alert_mode"])
+    resolve_after: int = Field(default=3, ge=1, description=groups.HELP["resolve_after"])
+    renotify_after_s: float = Field(default=0.0, ge=0, description=groups.HELP["renotify_after_s"])
+    suppressions_refresh_s: float = Field(
+        default=10.0, gt=0, description=groups.HELP["suppressions_refresh_s"]
+    )
     commit_interval_ms: int = Field(
         default=200,
         ge=0,
@@ -243,6 +253,12 @@ class Settings(BaseSettings):
     )
     gate_max_ks: float = Field(
         default=0.5, gt=0, le=1, description="Max KS distance between candidate and current scores."
+    )
+    gate_max_alert_ratio: float = Field(
+        default=3.0, ge=1, description="`default`: max alerts on fresh normal motion / the alert budget."
+    )
+    gate_max_recall_drop: float = Field(
+        default=0.05, ge=0, le=1, description="`default`: max drop of planted errors caught vs the current."
     )
     gate_sample_size: int = Field(default=10_000, ge=10, description="Reservoir sample for the gate.")
     gate_min_labels: int = Field(

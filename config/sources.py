@@ -14,6 +14,7 @@ import os
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -101,12 +102,16 @@ def unknown_env_problems(environ: Mapping[str, str], fields: Iterable[str]) -> l
     return problems
 
 
+# set by load_settings, which reports unknown names itself together with the invalid values
+names_reported: ContextVar[bool] = ContextVar("names_reported", default=False)
+
+
 class CheckedEnvSource(EnvSettingsSource):
     """``STOCKWATCH_*`` variables, after refusing unknown ones."""
 
     def __call__(self) -> dict[str, Any]:
         problems = unknown_env_problems(os.environ, self.settings_cls.model_fields)
-        if problems:
+        if problems and not names_reported.get():
             raise SettingsError(problems)
         return super().__call__()
 
@@ -122,7 +127,10 @@ class ConfigFileSource(PydanticBaseSettingsSource):
         return self.table.get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        problems = unknown_key_problems(self.path, self.table, self.settings_cls.model_fields)
+        fields = self.settings_cls.model_fields
+        if names_reported.get():
+            return {k: v for k, v in self.table.items() if k in fields}
+        problems = unknown_key_problems(self.path, self.table, fields)
         if problems:
             raise SettingsError(problems)
         return dict(self.table)

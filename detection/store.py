@@ -12,10 +12,9 @@ Layout under the model directory::
         manifest.json               format version, version id, sklearn version, file sha256 + size
         manifest.sig                hex HMAC-SHA256 of the manifest bytes (only when signed)
 
-Nothing is ever unpickled: a scorer is built from ``scorer.npz`` read with ``allow_pickle=False``
-and checked index by index, so write access to the model directory cannot run code here (with
-or without a signing key). Every file is opened as a regular file with a size cap, and the
-bytes that were hashed are the bytes that are parsed.
+Nothing is unpickled (``scorer.npz`` is read with ``allow_pickle=False`` and checked index by index):
+write access to the model directory cannot run code here. Files are read as regular files with a
+size cap, and the bytes that were hashed are the bytes that are parsed.
 """
 
 from __future__ import annotations
@@ -41,8 +40,8 @@ from detection.metadata import ModelMetadata
 from detection.scorer_arrays import ScorerArrayError, dump_arrays, load_arrays
 from detection.served import ALL_KINDS, SEED_ONLY, DetectorKind, build_served, parse_metadata
 from detection.store_files import UnsafeFileError, fsync_dir, read_capped, sha256, write_synced
-from detection.store_types import VERSION_EXAMPLE, ModelNotFoundError, ModelVerificationError, VersionInfo
 from detection.store_types import VERSION_RE as _VERSION_RE
+from detection.store_types import ModelNotFoundError, ModelVerificationError, VersionInfo, check_version_id
 
 if TYPE_CHECKING:  # scoring needs sklearn and numba; listing and verifying versions does not
     from collections.abc import Collection
@@ -66,12 +65,6 @@ _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 # Read caps: far above what a real version holds, low enough that no file can exhaust memory.
 _CAPS = {CURRENT_FILE: 256, MANIFEST_FILE: 65_536, SIGNATURE_FILE: 1024, METADATA_FILE: 4 << 20}
 _PAYLOAD_CAP = 512 << 20
-
-
-def _check_version_id(version: str) -> str:
-    if not _VERSION_RE.match(version):
-        raise ModelNotFoundError(f"{version!r} is not a version id (like {VERSION_EXAMPLE})")
-    return version
 
 
 class ModelStore:
@@ -124,7 +117,7 @@ class ModelStore:
     ) -> AnomalyModel | ChangeDetector:
         """Raises ModelNotFoundError / ModelVerificationError."""
         if version is not None:
-            return self._load(_check_version_id(version), kinds)
+            return self._load(check_version_id(version), kinds)
         for _attempt in range(5):
             current = self.current_version()
             if current is None:
@@ -139,7 +132,7 @@ class ModelStore:
 
     def metadata(self, version: str) -> ModelMetadata:
         """The metadata of ``version`` after the same checks as :meth:`load` (nothing is unpickled)."""
-        return self.verify(_check_version_id(version))[1]
+        return self.verify(check_version_id(version))[1]
 
     def verify(self, version: str) -> tuple[dict[str, Any], ModelMetadata]:
         """Everything :meth:`load` checks, without building the scorer: its arrays and metadata."""
@@ -211,7 +204,7 @@ class ModelStore:
 
     def rollback(self, version: str) -> None:
         """Switch CURRENT to a kept ``version`` after the same checks as :meth:`load`."""
-        self.verify(_check_version_id(version))
+        self.verify(check_version_id(version))
         with self._lock():
             if not (self.root / version).is_dir():
                 raise ModelNotFoundError(f"model version {version} disappeared from {self.root}")
@@ -237,6 +230,7 @@ class ModelStore:
             try:
                 signature = _read(vdir / SIGNATURE_FILE).decode("ascii", "replace").strip()
             except FileNotFoundError:
+                self._check_not_pruned(version)
                 raise ModelVerificationError(
                     f"model {version} is unsigned but a signing key is set"
                 ) from None
@@ -272,10 +266,15 @@ class ModelStore:
         try:
             data = _read(self.root / version / name)
         except FileNotFoundError:
+            self._check_not_pruned(version)
             raise ModelVerificationError(f"model version {version}: {name} is missing") from None
         if len(data) != entry.get("size") or sha256(data) != entry.get("sha256"):
             raise ModelVerificationError(f"model {version}: checksum mismatch for {name}; refusing it")
         return data
+
+    def _check_not_pruned(self, version: str) -> None:  # then the caller looks at CURRENT again
+        if not (self.root / version).is_dir():
+            raise ModelNotFoundError(f"model version {version} was removed while reading it")
 
     def _sign(self, manifest_bytes: bytes) -> str:
         assert self._key is not None

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-__all__ = ["VERSION_EXAMPLE", "VERSION_RE", "ModelNotFoundError", "ModelVerificationError", "VersionInfo"]
+__all__ = [
+    "VERSION_EXAMPLE",
+    "VERSION_RE",
+    "ModelNotFoundError",
+    "ModelVerificationError",
+    "VersionInfo",
+    "check_version_id",
+]
 
 VERSION_RE: Final = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 """A version id: the UTC publish time and 8 random hex digits."""
@@ -34,3 +41,10 @@ class VersionInfo:
     signed: bool
     error: str | None = None
     detector: str | None = None  # "seed" or "default" (None when unreadable)
+
+
+def check_version_id(version: str) -> str:
+    """``version`` when it is shaped like a version id (so it cannot name a path outside the store)."""
+    if not VERSION_RE.match(version):
+        raise ModelNotFoundError(f"{version!r} is not a version id (like {VERSION_EXAMPLE})")
+    return version

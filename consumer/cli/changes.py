@@ -127,15 +127,17 @@ def score_changes(
 def train_default(args: argparse.Namespace, settings: Settings) -> int:
     """``train --detector default``: the change detector from a snapshot file; same summary line."""
     from consumer.cli.models import EXIT_OK, EXIT_USAGE, open_store
-    from detection import DEFAULT_ALERT_BUDGET_PER_1000, ForestParams, TrainingError, train_detector
+    from detection import ForestParams, TrainingError, train_detector
 
     chosen = {
         "n_estimators": args.n_estimators,
         "max_samples": args.max_samples,
         "random_state": args.random_state,
     }
-    budget = (
-        DEFAULT_ALERT_BUDGET_PER_1000 if args.alert_budget_per_1000 is None else args.alert_budget_per_1000
+    budget = (  # the retrain worker trains with the same setting (consumer/retraining/candidates.py)
+        settings.models.alert_budget_per_1000
+        if args.alert_budget_per_1000 is None
+        else args.alert_budget_per_1000
     )
     counts = {"rejected": 0}
     try:

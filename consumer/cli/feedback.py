@@ -2,7 +2,8 @@
 
 ``feedback`` publishes one label (:mod:`consumer.wire.feedback`) to ``feedback_topic``, keyed by the
 episode id, and waits for the broker's acknowledgement (acks=all); it prints the message sent.
-Until episodes exist, the episode id is the anomaly event's ``anomaly_id``. The retrain worker
+EPISODE_ID is an episode event's ``episode_id`` (``alert_mode = "episodes"``) or an anomaly event's
+``anomaly_id`` (``every-update``, seed models). The retrain worker
 stores it (counts per model version, suppressions, training labels).
 """
 
@@ -36,11 +37,12 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
         "feedback",
         parents=[common],
         help="label an anomaly episode confirmed or false_positive",
-        description="EPISODE_ID is the anomaly event's anomaly_id while alert_mode=every-update. "
+        description="EPISODE_ID is an episode event's episode_id (alert_mode=episodes) or an anomaly "
+        "event's anomaly_id (alert_mode=every-update, seed models). "
         "Exit status: 0 published, 1 broker unreachable, 2 usage.",
     )
     fb.add_argument(
-        "episode_id", metavar="EPISODE_ID", help="the episode (today: the anomaly event's anomaly_id)"
+        "episode_id", metavar="EPISODE_ID", help="the event's episode_id (or anomaly_id with every-update)"
     )
     fb.add_argument("label", choices=[label.value for label in FeedbackLabel], help="what the analyst found")
     fb.add_argument("--note", default=None, help="free text kept with the label")

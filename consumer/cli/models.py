@@ -73,7 +73,7 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
         help="seed (state features) or default (changes per item); default: settings detector",
     )
     train.add_argument("--alert-budget-per-1000", type=float, default=None,
-                       help="default detector: model alerts per 1,000 normal updates (default 2)")  # fmt: skip
+                       help="default detector: model alerts per 1,000 normal updates (default: settings alert_budget_per_1000)")  # fmt: skip
     train.set_defaults(handler=cmd_train)
 
     score = subparsers.add_parser(

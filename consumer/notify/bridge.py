@@ -1,5 +1,9 @@
 """`stockwatch notify`: anomaly events -> webhook POSTs, at least once, never twice within a run.
 
+With ``alert_mode = "episodes"`` the anomaly topic carries an episode's ``open``, ``escalated`` and
+``resolved`` events (each with its own ``anomaly_id``); every one is POSTed, its ``text`` saying
+which. With ``every-update`` each anomalous update is.
+
 The bridge reads ``anomaly_topic`` as a member of its own group (``notify_group_id``, default
 ``stockwatch-notify``), so a slow webhook never slows scoring. Per record, in order:
 

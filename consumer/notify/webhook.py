@@ -1,7 +1,7 @@
 """One webhook POST with the standard library (urllib): the payload, the outcome, a masked URL.
 
-The payload is the anomaly event itself plus a Slack-compatible one-line ``text`` (severity, item,
-first reason, model version). Outcomes: 2xx ``delivered``; 408, 429, 5xx, timeouts and connection
+The payload is the anomaly event itself plus a Slack-compatible one-line ``text`` (severity, the
+episode's status when it has one — open, escalated, resolved —, item, first reason, model version). Outcomes: 2xx ``delivered``; 408, 429, 5xx, timeouts and connection
 errors ``retry``; any other status (4xx, and 3xx: redirects are not followed, a POST must not turn
 into a GET) ``dead`` — the webhook will never take this payload. The URL may carry a token in its
 path or query: logs and errors only ever show :func:`mask_url`.
@@ -53,12 +53,28 @@ def mask_url(url: str) -> str:
 
 
 def slack_text(event: dict[str, Any]) -> str:
-    """One line: ``[HIGH] SKU-1: stock 50,000 is … (model 20261201T…)``."""
+    """One line: ``[HIGH] SKU-1: stock 50,000 is … (model 20261201T…)``; an episode's events say
+    which: ``[HIGH] OPEN SKU-1: …``, ``[CRITICAL] ESCALATED …``, ``[HIGH] STILL OPEN …`` (renotified),
+    ``[RESOLVED] SKU-1: back to normal after 3 anomalous updates over 42s, max HIGH (model …)``."""
+    status = event.get("status")
+    item, model = event.get("item_id", "?"), event.get("model_version", "?")
+    if status == "resolved":
+        text = (
+            f"[RESOLVED] {item}: back to normal after {event.get('occurrences', '?')} anomalous update(s) "
+            f"over {_seconds(event.get('duration_s'))}, max {str(event.get('max_severity', '?')).upper()} "
+            f"(model {model})"
+        )
+        return " ".join(text.split())[:MAX_TEXT_CHARS]
     reasons = event.get("reasons") or []
     first = str(reasons[0]) if reasons else "anomalous"
     severity = str(event.get("severity") or "anomaly").upper()
-    text = f"[{severity}] {event.get('item_id', '?')}: {first} (model {event.get('model_version', '?')})"
+    label = {"open": "STILL OPEN " if event.get("renotified") else "OPEN ", "escalated": "ESCALATED "}
+    text = f"[{severity}] {label.get(str(status), '')}{item}: {first} (model {model})"
     return " ".join(text.split())[:MAX_TEXT_CHARS]
+
+
+def _seconds(value: object) -> str:
+    return f"{float(value):.0f}s" if isinstance(value, int | float) else "?"
 
 
 def payload(event: dict[str, Any]) -> bytes:

@@ -3,8 +3,8 @@
 Each message (:mod:`consumer.wire.feedback`) is handled once per delivery and its offset committed
 after Mongo took it (at-least-once; storing is idempotent, see ``consumer.adapters.mongo.feedback``):
 
-1. the **model version** is the message's, else the audited anomaly's (Mongo ``anomalies``,
-   ``_id = anomaly_id = episode_id`` while ``alert_mode=every-update``), else ``unknown``; the
+1. the **model version** is the message's, else the audited anomaly's (Mongo ``anomalies``: the
+   event whose ``episode_id``, or with ``every-update`` whose ``anomaly_id``, is the label's), else ``unknown``; the
    item id and the scored item state come from the message or the audit the same way;
 2. the label is stored under ``_id = episode_id`` and the version's counts are recounted into its
    model registry document (``model_versions.feedback``) and counted in
@@ -122,6 +122,7 @@ class FeedbackReader:
             "model_version": str(version),
             "item_id": item_id,
             "item": audit.get("item"),  # the scored state, for the gate's labelled precision
+            "features": audit.get("features"),  # what the serving model computed (a change's, for default)
             "who": message.who,
             "when": message.when.isoformat(),
             "note": message.note,

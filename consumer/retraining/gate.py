@@ -1,6 +1,7 @@
 """The validation gate a retrained candidate must pass before it is promoted — pure, no I/O.
 
-Rules (every failing rule adds a reason; any reason rejects the candidate):
+These are the ``seed`` detector's rules; a ``default`` detector's are in
+:mod:`consumer.retraining.change_gate` (they share rule 7). Rules (every failing rule adds a reason; any reason rejects the candidate):
 
 1. **snapshot** (:func:`check_snapshot`, before training): at least ``MIN_TRAINING_ITEMS`` rows and
    not degenerate — when every feature has zero variance (all items identical) there is nothing
@@ -66,6 +67,8 @@ class GateConfig:
     max_rate_shift: float = 0.15
     max_ks: float = 0.5
     min_labels: int = 20
+    max_alert_ratio: float = 3.0  # the default detector's (consumer.retraining.change_gate)
+    max_recall_drop: float = 0.05
 
 
 @dataclass(slots=True)

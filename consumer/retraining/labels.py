@@ -8,6 +8,9 @@ left out: one confirmed anomaly is enough to distrust its state.
 Gate (:func:`load_labels`): one row per labelled episode — the item state that was scored (from the
 anomaly audit, stored with the label), else the item's current inventory document — and whether
 the label is ``confirmed``. Labels whose state cannot be found are counted as ``missing_state``.
+A ``default`` detector judges a change, not a state: its rows are the change features the serving
+model recorded in the audited event (``change_features``, ``change_confirmed``); labels of events a
+seed model scored have none.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from detection import FEATURE_NAMES, ItemValidationError, feature_matrix, parse_item
+from detection import CHANGE_FEATURE_NAMES, FEATURE_NAMES, ItemValidationError, feature_matrix, parse_item
 
 __all__ = ["LabelDB", "Labels", "load_labels", "training_exclusions"]
 
@@ -47,6 +50,16 @@ class Labels:
     )
     confirmed: npt.NDArray[np.bool_] = field(default_factory=lambda: np.empty(0, dtype=bool))
     missing_state: int = 0
+    change_features: npt.NDArray[np.float64] = field(
+        default_factory=lambda: np.empty((0, len(CHANGE_FEATURE_NAMES)), dtype=np.float64)
+    )
+    change_confirmed: npt.NDArray[np.bool_] = field(default_factory=lambda: np.empty(0, dtype=bool))
+
+    def rows_for(self, detector: str) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+        """The gate's labelled rows for a ``seed`` (item states) or ``default`` (changes) model."""
+        if detector == "default":
+            return self.change_features, self.change_confirmed
+        return self.features, self.confirmed
 
     def summary(self) -> dict[str, int]:
         """JSON-ready counts for the run's snapshot summary."""
@@ -55,6 +68,7 @@ class Labels:
             "confirmed": int(self.confirmed.sum()),
             "false_positive": int(self.confirmed.size - self.confirmed.sum()),
             "missing_state": self.missing_state,
+            "labelled_changes": int(self.change_confirmed.size),
             "excluded_confirmed_items": len(self.confirmed_ids),
             "kept_false_positive_items": len(self.false_positive_ids - self.confirmed_ids),
         }
@@ -91,6 +105,21 @@ def load_labels(db: LabelDB) -> Labels:
     if items:
         out.features = feature_matrix(items)
         out.confirmed = np.asarray(confirmed, dtype=bool)
+    changes = [(_change_row(d.get("features")), d["label"] == CONFIRMED) for d in docs]
+    kept = [(row, ok) for row, ok in changes if row is not None]
+    if kept:
+        out.change_features = np.asarray([row for row, _ in kept], dtype=np.float64)
+        out.change_confirmed = np.asarray([ok for _, ok in kept], dtype=bool)
     if out.missing_state:
         log.info("%d labels have no usable item state (no audit, item gone)", out.missing_state)
     return out
+
+
+def _change_row(features: Any) -> list[float] | None:
+    """The change features of an audited ``default`` event, in model order (None: not one, or unusable)."""
+    if not isinstance(features, Mapping) or set(features) != set(CHANGE_FEATURE_NAMES):
+        return None
+    row = [features[name] for name in CHANGE_FEATURE_NAMES]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in row):
+        return None
+    return [float(v) for v in row]

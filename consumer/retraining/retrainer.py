@@ -1,5 +1,8 @@
 """One retrain: Mongo snapshot -> candidate model -> validation gate -> promote or reject.
 
+The candidate is of the detector the settings name (``seed`` or ``default``,
+:mod:`consumer.retraining.candidates`); the current model may be of either kind.
+
 :meth:`Retrainer.run` makes up to ``max_attempts`` attempts; an attempt that hits a Mongo or
 Kafka outage (``MongoUnavailableError`` / ``KafkaUnavailableError``) is abandoned *before*
 anything is published — the snapshot is read completely, or not used — and retried after
@@ -19,54 +22,54 @@ from __future__ import annotations
 
 import logging
 import secrets
-import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-import joblib
 import numpy as np
 import orjson
 
 from consumer.backoff import backoff_delay
 from consumer.ports import KafkaUnavailableError, MongoUnavailableError
-from consumer.retraining.gate import (
-    GateConfig,
-    GateResult,
-    check_labelled_precision,
-    check_snapshot,
-    evaluate,
-)
+from consumer.retraining.candidates import Candidate, TrainingSpec, default_candidate, seed_candidate
+from consumer.retraining.gate import GateConfig
 from consumer.retraining.labels import LabelDB, load_labels, training_exclusions
-from consumer.retraining.report import REPORT_FILE, render_report
-from consumer.retraining.snapshot import Snapshot, collect
+from consumer.retraining.outputs import REJECTED_DIR, keep_rejected, write_report
+from consumer.retraining.report import REPORT_FILE
 from detection import (
     AnomalyModel,
+    ChangeDetector,
     ForestParams,
     ModelNotFoundError,
     ModelStore,
     ModelVerificationError,
-    TrainingError,
 )
 from detection.params import MIN_TRAINING_ITEMS
 
-__all__ = ["RetrainConfig", "RetrainOutcome", "Retrainer", "SnapshotDB"]
+__all__ = [
+    "REJECTED_DIR",
+    "RetrainConfig",
+    "RetrainOutcome",
+    "Retrainer",
+    "SnapshotDB",
+    "model_published_event",
+]
 
 log = logging.getLogger(__name__)
 
 RETRIABLE = (MongoUnavailableError, KafkaUnavailableError)
 T = TypeVar("T")
-REJECTED_DIR = "rejected"
 
 
 class SnapshotDB(LabelDB, Protocol):
     """The Mongo operations a retrain needs (``consumer.adapters.mongo.WorkerMongo``)."""
 
     def count_inventory(self) -> int: ...
-    def iter_inventory(self, *, batch_size: int, exclude: Mapping[str, Any] | None = None) -> Any: ...
+    def iter_inventory(
+        self, *, batch_size: int, exclude: Mapping[str, Any] | None = None, fields: Sequence[str] = ()
+    ) -> Any: ...
     def flagged_item_ids(self, collection: str) -> set[str]: ...
     def record_version(self, doc: Mapping[str, Any]) -> None: ...
 
@@ -86,6 +89,14 @@ class RetrainConfig:
     gate: GateConfig = field(default_factory=GateConfig)
     sample_size: int = 10_000
     keep_rejected: int = 5
+    detector: str = "seed"  # settings `detector`: what the worker trains
+    alert_budget_per_1000: float = 0.5  # settings `alert_budget_per_1000` (default detector)
+
+    def spec(self) -> TrainingSpec:
+        """What :mod:`consumer.retraining.candidates` trains and how it is gated."""
+        return TrainingSpec(detector=self.detector, params=self.params, alert_budget_per_1000=self.alert_budget_per_1000,
+                            gate=self.gate, sample_size=self.sample_size, batch_size=self.batch_size,
+                            progress_every=self.progress_every)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -95,6 +106,7 @@ class RetrainOutcome:
     run_id: str
     status: str
     trigger: dict[str, Any]
+    detector: str = "seed"
     version: str | None = None
     candidate_id: str | None = None
     reasons: list[str] = field(default_factory=list)
@@ -132,9 +144,11 @@ class Retrainer:
         self, trigger: dict[str, Any], *, should_abort: Callable[[], bool] = lambda: False
     ) -> RetrainOutcome:
         """Snapshot, train, gate and promote or reject, retrying outages (see the module docstring)."""
-        out = RetrainOutcome(run_id=secrets.token_hex(6), status="failed", trigger=dict(trigger))
+        out = RetrainOutcome(
+            run_id=secrets.token_hex(6), status="failed", trigger=dict(trigger), detector=self.config.detector
+        )
 
-        def attempt(number: int) -> tuple[AnomalyModel | None, Snapshot, GateResult] | None:
+        def attempt(number: int) -> Candidate | None:
             out.attempts = number
             return self._attempt(out)
 
@@ -150,25 +164,24 @@ class Retrainer:
         if should_abort():
             out.status, out.reasons = "failed", ["lost the retrain lease; not publishing"]
             return out
-        self._finish(out, *decided)
+        self._finish(out, decided)
         return out
 
     # ------------------------------------------------------------------ attempt (retriable)
 
-    def _attempt(self, out: RetrainOutcome) -> tuple[AnomalyModel | None, Snapshot, GateResult] | None:
+    def _attempt(self, out: RetrainOutcome) -> Candidate | None:
         cfg = self.config
         labels = load_labels(self.db)  # confirmed items are left out, false positives kept
         flagged = self.db.flagged_item_ids(cfg.flagged_collection) if cfg.exclude_flagged else set()
-        exclude = training_exclusions(flagged, labels)
-        docs = self.db.iter_inventory(batch_size=cfg.batch_size, exclude=cfg.exclude_filter)
-        snap = collect(
-            docs,
-            chunk_size=cfg.batch_size,
-            exclude_ids=exclude,
-            expected=self.db.count_inventory(),
-            progress_every=cfg.progress_every,
-            on_chunk=self._on_chunk,
-        )
+        spec = cfg.spec()
+        more = {"fields": spec.fields} if spec.fields else {}
+        docs = self.db.iter_inventory(batch_size=cfg.batch_size, exclude=cfg.exclude_filter, **more)
+        make = default_candidate if cfg.detector == "default" else seed_candidate
+        current = self._current()
+        candidate = make(docs, spec=spec, exclude=training_exclusions(flagged, labels), labels=labels,
+                         current=current, expected=self.db.count_inventory(),
+                         on_chunk=self._on_chunk)  # fmt: skip
+        snap = candidate.snapshot
         out.snapshot = snap.summary() | {"labels": labels.summary()}
         log.info(
             "retrain %s: snapshot read", out.run_id, extra={"run_id": out.run_id, "snapshot": out.snapshot}
@@ -179,26 +192,12 @@ class Retrainer:
                 f"only {snap.n_usable} usable items (need {MIN_TRAINING_ITEMS}); the current model keeps serving"
             ]
             return None
-        pre = check_snapshot(snap.features)
-        if not pre.passed:
-            return None, snap, pre
-        try:
-            model = train_model_on(snap, cfg.params)
-        except TrainingError as exc:
-            return None, snap, GateResult(reasons=[f"training failed: {exc}"], checks=pre.checks)
-        current = self._current()
-        result = evaluate(
-            model, snap.features, snap.sample(cfg.sample_size), current=current, config=cfg.gate
-        )
-        check_labelled_precision(
-            model, current, labels.features, labels.confirmed, min_labels=cfg.gate.min_labels, result=result
-        )
-        result.checks["current_version"] = current.version if current is not None else None
-        return model, snap, result
+        candidate.gate.checks["current_version"] = current.version if current is not None else None
+        return candidate
 
-    def _current(self) -> AnomalyModel | None:
+    def _current(self) -> AnomalyModel | ChangeDetector | None:
         try:
-            return self.store.load()
+            return self.store.load_any()
         except ModelNotFoundError:
             return None
         except ModelVerificationError as exc:
@@ -207,26 +206,29 @@ class Retrainer:
 
     # ------------------------------------------------------------------ after the decision
 
-    def _finish(
-        self, out: RetrainOutcome, model: AnomalyModel | None, snap: Snapshot, gate: GateResult
-    ) -> None:
+    def _finish(self, out: RetrainOutcome, candidate: Candidate) -> None:
+        model, gate = candidate.model, candidate.gate
         out.gate = gate.as_dict()
         if model is not None:
             out.training_stats = model.metadata.training_scores.model_dump(mode="json")
         if gate.passed and model is not None:
             out.version = self.store.publish(model)
             out.status = "promoted"
-            out.report = self._report(self.store.root / out.version / REPORT_FILE, model, snap, out.version)
+            out.report = write_report(
+                self.store.root / out.version / REPORT_FILE, candidate, out.version, promoted=True
+            )
         else:
             out.status, out.reasons = "rejected", list(gate.reasons)
             out.candidate_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
-            if model is not None:
-                out.report = self._keep_rejected(out, model, snap)
+            out.report = keep_rejected(
+                self.store.root, out.candidate_id, candidate, keep=self.config.keep_rejected
+            )
         log.info(
-            "retrain %s: %s %s",
+            "retrain %s: %s %s (%s detector)",
             out.run_id,
             out.status,
             out.version or out.candidate_id,
+            out.detector,
             extra={"run_id": out.run_id, "status": out.status, "reasons": out.reasons},
         )
         self._record_best_effort(out, model)
@@ -237,31 +239,7 @@ class Retrainer:
                 "published, but the model_published announcement failed: consumers find it by polling the store"
             )
 
-    def _report(self, path: Path, model: AnomalyModel, snap: Snapshot, title: str) -> str | None:
-        try:
-            rows = snap.sample(self.config.sample_size * 10)
-            return str(
-                render_report(
-                    path, scores=model.score(rows), features=rows, threshold=model.threshold, title=title
-                )
-            )
-        except Exception as exc:  # a report is informational; never fail a retrain on it
-            log.warning("could not render the model report %s: %r", path, exc)
-            return None
-
-    def _keep_rejected(self, out: RetrainOutcome, model: AnomalyModel, snap: Snapshot) -> str | None:
-        root = self.store.root / REJECTED_DIR
-        target = root / str(out.candidate_id)
-        target.mkdir(parents=True, exist_ok=True)
-        joblib.dump({"scaler": model.scaler, "forest": model.forest}, target / "model.joblib")
-        (target / "metadata.json").write_text(model.metadata.model_dump_json(indent=2))
-        (target / "gate.json").write_bytes(orjson.dumps(out.gate, option=orjson.OPT_INDENT_2))
-        report = self._report(target / REPORT_FILE, model, snap, f"REJECTED {out.candidate_id}")
-        for old in sorted(p for p in root.iterdir() if p.is_dir())[: -self.config.keep_rejected]:
-            shutil.rmtree(old, ignore_errors=True)
-        return report
-
-    def _record_best_effort(self, out: RetrainOutcome, model: AnomalyModel | None) -> None:
+    def _record_best_effort(self, out: RetrainOutcome, model: AnomalyModel | ChangeDetector | None) -> None:
         doc = {
             "_id": out.version or out.candidate_id or f"run-{out.run_id}",
             "recorded_at": datetime.now(UTC).isoformat(),
@@ -291,13 +269,6 @@ class Retrainer:
         return action(attempts)
 
 
-def train_model_on(snap: Snapshot, params: ForestParams) -> AnomalyModel:
-    """Train on the snapshot's feature matrix (no per-item objects are ever built)."""
-    from detection import train_on_features
-
-    return train_on_features(snap.features, params)
-
-
 def model_published_event(out: RetrainOutcome) -> dict[str, Any]:
     """The ``model_published`` status event of a promoted run (``at``, like every status message)."""
     now = datetime.now(UTC).isoformat()
@@ -310,6 +281,7 @@ def model_published_event(out: RetrainOutcome) -> dict[str, Any]:
         "command_id": out.trigger.get("command_id"),
         "run_id": out.run_id,
         "gate": out.gate,
+        "detector": out.detector,
         "report": out.report,
         "published_at": now,
         "anomaly_rate": float(np.round(out.gate.get("checks", {}).get("training_anomaly_rate", 0.0), 6)),

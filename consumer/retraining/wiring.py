@@ -52,9 +52,13 @@ def retrain_config(settings: Settings) -> RetrainConfig:
             max_rate_shift=gate.max_rate_shift,
             max_ks=gate.max_ks,
             min_labels=gate.min_labels,
+            max_alert_ratio=gate.max_alert_ratio,
+            max_recall_drop=gate.max_recall_drop,
         ),
         sample_size=gate.sample_size,
         keep_rejected=settings.models.keep,
+        detector=settings.models.detector,
+        alert_budget_per_1000=settings.models.alert_budget_per_1000,
     )
 
 

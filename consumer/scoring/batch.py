@@ -91,6 +91,7 @@ class BatchResult:
     model_version: str
     state: StagedChanges | None = None  # `default` detector: the item states this batch changes
     state_token: int = 0  # set when the state changes are applied (StateStore.apply)
+    suppressed: int = 0  # episodes opened silently: a suppression matched (alert_mode "episodes")
 
 
 def _reject(

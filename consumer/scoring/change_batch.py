@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -33,7 +33,10 @@ import orjson
 
 from consumer.ports import KafkaUnavailableError, OutputRecord, SourceRecord, TopicPart
 from consumer.scoring.batch import BatchConfig, BatchResult, dead_letters, decode_records
+from consumer.scoring.episode_batch import EpisodeContext, episode_event, track_episodes
+from consumer.scoring.episodes import Transition
 from consumer.scoring.state.changelog import changelog_records
+from consumer.scoring.state.record import episodes_of, join, states_of
 from consumer.scoring.state.seeds import Seeds
 from consumer.scoring.state.store import StagedChanges, StateStore
 from consumer.scoring.state.table import ABSENT
@@ -71,6 +74,15 @@ class ChangeContext:
     store: StateStore
     changelog_topic: str
     seeds: Seeds | None = None
+    episodes: EpisodeContext | None = None  # alert_mode "episodes"; None: "every-update"
+    _warned: list[str] = field(default_factory=list)
+
+    def serving_seed(self, version: str | None) -> None:
+        """A seed model serves: it has no per-item state, so no episodes (said once)."""
+        if self.episodes is not None and not self._warned:
+            self._warned.append(str(version))
+            log.warning("alert_mode=episodes, but model %s is a seed model: seed models have no per-item "
+                        "state and publish one event per anomalous update", version)  # fmt: skip
 
     def keep_only(self, assigned: set[TopicPart]) -> None:
         """Drop the state of partitions no longer assigned (diffed each tick; a rebalance hook later)."""
@@ -92,6 +104,8 @@ class ChangeContext:
         self.store.regroup(detector.metadata.group_field)
         if self.seeds is not None:
             self.seeds.prepare(detector.metadata.group_field, tick)
+        if self.episodes is not None:
+            self.episodes.start(tick)
         self.restore_for(first, tick, committed)
 
     def restore_for(
@@ -155,18 +169,22 @@ def process_change_batch(
         )
         where = [where[i] for i in keep]
         prior, prior_offsets = prior[keep], prior_offsets[keep]
-    table = _prior_table(updates, prior, prior_offsets != ABSENT, ctx.seeds)
+    table = _prior_table(updates, states_of(prior), prior_offsets != ABSENT, ctx.seeds)
     outputs: list[OutputRecord] = []
     reasons: Counter[str] = Counter()
     anomalies: list[dict[str, Any]] = []
     version = detector.version or UNVERSIONED
-    staged = StagedChanges()
+    staged, suppressed = StagedChanges(), 0
     if len(updates):
         decisions, changes = detector.decide_batch(table, updates)
         for i, exc in decisions.rejected.items():
             failures.append((where[i], 1, sources[i], DlqReason.MISSING_FIELD, str(exc)))
-        _events(decisions, updates, sources, detector, version, config, now, outputs, anomalies)
-        staged = _staged(changes.item_ids, changes.records, updates, sources, partitions)
+        episodes = track_episodes(ctx.episodes, episodes_of(prior), updates, sources, decisions, now=now)
+        suppressed = episodes.suppressed
+        _events(decisions, updates, sources, detector, version, config, now, outputs, anomalies,
+                episodes.transitions if ctx.episodes is not None else None)  # fmt: skip
+        joined = join(changes.records, episodes.of(changes.item_ids))
+        staged = _staged(changes.item_ids, joined, updates, sources, partitions)
         for p, (ids, recs, offs) in staged.by_partition.items():
             outputs += changelog_records(ctx.changelog_topic, p, ids, recs, offs)
     letters: list[OutputRecord] = []
@@ -180,6 +198,7 @@ def process_change_batch(
         anomalies=anomalies,
         model_version=version,
         state=staged,
+        suppressed=suppressed,
     )
 
 
@@ -273,10 +292,15 @@ def _events(  # noqa: PLR0917 (one private call site)
     now: datetime,
     outputs: list[OutputRecord],
     anomalies: list[dict[str, Any]],
+    episodes: dict[int, Transition] | None = None,  # alert_mode "episodes": what each row did
 ) -> None:
     scored = np.ones(len(updates), bool)
     scored[list(decisions.rejected)] = False
-    rows = np.flatnonzero(scored if config.decisions_topic else decisions.is_anomaly & scored)
+    wanted = scored if config.decisions_topic else decisions.is_anomaly & scored
+    if episodes is not None and not config.decisions_topic:
+        wanted = np.zeros(len(updates), bool)
+        wanted[list(episodes)] = True
+    rows = np.flatnonzero(wanted)
     if not rows.size:
         return
     new = decisions.new_values
@@ -290,10 +314,20 @@ def _events(  # noqa: PLR0917 (one private call site)
                           sources=sources, item=item, version=version, threshold=detector.threshold, now=now,
                           feature_names=CHANGE_FEATURE_NAMES)  # fmt: skip
     dumps = orjson.dumps
-    for _, event, anomaly in events:
+    for i, event, anomaly in events:
         key = event["item_id"].encode()
         if config.decisions_topic:
             outputs.append(OutputRecord(config.decisions_topic, key, dumps(event)))
-        if anomaly is not None:  # the builder adds severity_score, kind and rules, as for `score`
+        if episodes is not None:  # the builder added severity_score, kind and rules, as for `score`
+            t = episodes.get(i)
+            if t is None:
+                continue
+            episodic = episode_event(
+                anomaly if anomaly is not None else event | {"item": item(i)}, t, sources[i]
+            )
+            if anomaly is not None:
+                anomalies.append(episodic)
+            outputs.append(OutputRecord(config.anomaly_topic, key, dumps(episodic)))
+        elif anomaly is not None:
             anomalies.append(anomaly)
             outputs.append(OutputRecord(config.anomaly_topic, key, dumps(anomaly)))

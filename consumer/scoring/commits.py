@@ -22,7 +22,7 @@ from consumer.ports import DeliveryError, FencedInstanceError, Sink, Source, Sta
 from consumer.scoring.ledger import OffsetLedger
 from consumer.scoring.metrics import ConsumerMetrics
 
-__all__ = ["FINAL_COMMIT_WAIT_S", "LOST_PARTITIONS_AFTER_S", "Committer"]
+__all__ = ["FINAL_COMMIT_WAIT_S", "LOST_PARTITIONS_AFTER_S", "Committer", "committed_or"]
 
 log = logging.getLogger(__name__)
 
@@ -127,3 +127,15 @@ class Committer:
             self.source.pause_all()
             self.source.poll(100, 1)
         return True
+
+
+def committed_or(source: Source, first: dict[TopicPart, int]) -> dict[TopicPart, int]:
+    """The group's committed offset of each partition of ``first``, else its offset in ``first``."""
+    target = dict(first)
+    try:
+        for tp, offset in source.committed(list(first)).items():
+            if offset is not None:
+                target[tp] = offset
+    except Exception as exc:  # the batch start is the committed offset anyway
+        log.warning("could not read committed offsets (%r); rewinding to the batch start", exc)
+    return target

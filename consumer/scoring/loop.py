@@ -1,8 +1,6 @@
-"""The scoring loop of `stockwatch consume`: poll, validate, score, publish, commit.
-
-Per batch: take a new model between batches (or pause for one), decide (:mod:`.batch` seed,
-:mod:`.change_batch` default with per-item state), publish, commit once acknowledged (:mod:`.ledger`),
-retry within bounds (:mod:`.poison`), keep membership honest (:mod:`.membership`). See docs/consume.md.
+"""The scoring loop of `stockwatch consume`: poll, decide (:mod:`.batch` seed, :mod:`.change_batch` default
+with per-item state), publish, commit once acknowledged (:mod:`.ledger`), retry within bounds
+(:mod:`.poison`), keep membership honest (:mod:`.membership`). See docs/consume.md.
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ from consumer.ports import (
 from consumer.scoring.audit_guard import AuditGuard
 from consumer.scoring.batch import BatchConfig, BatchResult
 from consumer.scoring.change_batch import ChangeContext
-from consumer.scoring.commits import Committer
+from consumer.scoring.commits import Committer, committed_or
 from consumer.scoring.health import HealthState, StallWatch
 from consumer.scoring.ledger import OffsetLedger
 from consumer.scoring.membership import Membership
@@ -131,7 +129,8 @@ class ScoringService:
                     in_flight = sum(r.n_in for r in self.ledger.pending)
                     limit = min(limit, max_events - stats.events_in - in_flight)
                     if limit <= 0:  # everything asked for is read: wait for its acks, then stop
-                        self._settle(stats, block=True, sync=True)
+                        with self.membership.waiting():
+                            self._settle(stats, block=True, sync=True)
                         if stats.events_in >= max_events:
                             stats.stopped_by = "max_events"
                             break
@@ -146,9 +145,10 @@ class ScoringService:
                     polled = {}  # fetched before this member was frozen and evicted: not its to score
                 if polled:
                     self._handle(polled, model, stats)
-                self._settle(stats, block=False)
-                if not polled and not self.ledger.pending and self.ledger.needs_sync():
-                    self.commits.idle()
+                with self.membership.waiting():  # for acknowledgements, commits: no freeze
+                    self._settle(stats, block=False)
+                    if not polled and not self.ledger.pending and self.ledger.needs_sync():
+                        self.commits.idle()
         except FencedInstanceError as exc:
             self.membership.fenced(exc)
             stats.stopped_by = "fenced"
@@ -306,16 +306,8 @@ class ScoringService:
         self.metrics.count_delivery_failure(exc)
         if self.state is not None:
             self.state.rewound(to_committed=first if from_committed else ())
-        target = dict(first)
-        if from_committed:  # the transaction was aborted: go back to what the group committed
-            try:
-                for tp, offset in self.source.committed(list(first)).items():
-                    if offset is not None:
-                        target[tp] = offset
-            except Exception as committed_exc:  # the batch start is the committed offset anyway
-                log.warning(
-                    "could not read committed offsets (%r); rewinding to the batch start", committed_exc
-                )
+        # the transaction was aborted: go back to what the group committed
+        target = committed_or(self.source, first) if from_committed else dict(first)
         self._failures_in_row += 1
         pause = 0.0 if at_once else self.retry_backoff_s * 2 ** min(self._failures_in_row - 1, 16)
         pause = min(pause, MAX_RETRY_BACKOFF_S)

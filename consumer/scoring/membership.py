@@ -22,7 +22,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,6 +151,24 @@ class Membership:
             return True
         self.rejoin(f"this member did not run for {now - last:.0f}s, longer than its session timeout")
         return False
+
+    @contextmanager
+    def waiting(self, clock: Callable[[], float] | None = None) -> Iterator[None]:
+        """The loop waits in a call of its own (its outputs' acknowledgements, a synchronous commit).
+
+        Such a wait may outlast the session timeout while the broker is away, but the client kept
+        the membership alive meanwhile (its heartbeats run on a thread of their own): the time spent
+        in it is no freeze. Counted as one, the 10 s commit attempts of a broker outage made the
+        member drop its work in flight and re-join as soon as the broker was back.
+        """
+        clock = clock or time.monotonic
+        started = clock()
+        try:
+            yield
+        finally:
+            if self._last_alive is not None:
+                now = clock()
+                self._last_alive = min(now, self._last_alive + (now - started))
 
     def rejoin(self, reason: object) -> None:
         """This member is stale (``reason``): drop everything in flight and join again."""

@@ -141,7 +141,19 @@ class ConsumerMetrics:
             ["topic", "partition"],
             registry=r,
         )
-
+        self.suppressed = Counter(
+            "stockwatch_suppressed",  # exposed as stockwatch_suppressed_total
+            "Alert episodes opened silently: an active suppression matched (alert_mode episodes).",
+            registry=r,
+        )
+        self.suppressions_active = Gauge(
+            "stockwatch_suppressions_active", "Active suppressions the consumer last loaded.", registry=r
+        )
+        self.suppressions_stale = Gauge(
+            "stockwatch_suppressions_stale",
+            "1 while the suppressions cannot be read (the last known set stays in force).",
+            registry=r,
+        )
         self.group_rejoins = Counter(
             "stockwatch_group_rejoins_total",
             "Times this member's commits were refused as stale: it dropped its work in flight and re-joined.",
@@ -154,6 +166,10 @@ class ConsumerMetrics:
             self.delivery_failures.labels(kind)
         for reason in DlqReason:
             self.dlq.labels(reason.value)
+
+    def suppressions_loaded(self, active: int, stale: bool) -> None:
+        self.suppressions_active.set(active)
+        self.suppressions_stale.set(int(stale))
 
     def set_model_created(self, created_at: float | None) -> None:
         """The serving model's training time (epoch seconds); None when unknown."""
@@ -173,6 +189,8 @@ class ConsumerMetrics:
                 self.anomalies_out.labels(severity, result.model_version).inc(count)
         if decisions:
             self.decisions_out.inc(result.n_valid)
+        if result.suppressed:
+            self.suppressed.inc(result.suppressed)
         for reason, count in result.dlq_reasons.items():
             self.dlq.labels(reason).inc(count)
 

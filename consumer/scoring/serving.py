@@ -39,6 +39,7 @@ def decide(
     now = datetime.now(UTC)
     if not isinstance(model, ChangeDetector):
         if state is not None:
+            state.serving_seed(model.version)
             state.store.mark_stale(p for _, p in first)
         return process_batch(list(records), model, config, now=now)
     if state is None:

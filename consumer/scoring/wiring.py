@@ -12,6 +12,8 @@ from config import KafkaSettings, Settings
 from config.groups import MongoSettings
 from consumer.scoring.batch import BatchConfig
 from consumer.scoring.change_batch import ChangeContext
+from consumer.scoring.episode_batch import EpisodeContext
+from consumer.scoring.episodes import EpisodePolicy
 from consumer.scoring.health import HealthState
 from consumer.scoring.loop import ScoringService
 from consumer.scoring.metrics import ConsumerMetrics
@@ -19,6 +21,7 @@ from consumer.scoring.model_watcher import ModelWatcher
 from consumer.scoring.state.changelog import changelog_topic
 from consumer.scoring.state.seeds import BackgroundSeeds, LookupSeeds, Seeds
 from consumer.scoring.state.store import StateStore
+from consumer.scoring.suppression_cache import SuppressionCache
 from consumer.stores import store_from_settings
 
 if TYPE_CHECKING:
@@ -84,7 +87,7 @@ def build_service(
         # a rebalance normally completes within seconds; a member out of its group this long is not
         unstable_after_s=max(10.0, kafka.session_timeout_ms / 1000),
         session_timeout_s=kafka.session_timeout_ms / 1000,
-        state=build_state(settings),
+        state=build_state(settings, metrics=metrics),
     )
 
 
@@ -106,8 +109,9 @@ def ensure_output_topics(kafka: KafkaSettings) -> list[str]:
     return created + ensure_topics(kafka, [topics.status], replication_factor=rf)
 
 
-def build_state(settings: Settings) -> ChangeContext:
-    """The per-item state of the `default` detector: changelog store and seed (no I/O until used)."""
+def build_state(settings: Settings, *, metrics: ConsumerMetrics | None = None) -> ChangeContext:
+    """The per-item state of the `default` detector: changelog store, seed and alert episodes (no I/O
+    until used)."""
     kafka, scoring = settings.kafka, settings.scoring
     topic = changelog_topic(
         scoring.state_changelog_topic, group_id=kafka.group_id, input_topic=kafka.topics.input
@@ -120,7 +124,32 @@ def build_state(settings: Settings) -> ChangeContext:
     elif scoring.state_seed == "snapshot":
         mongo, batch_size = settings.mongo, settings.retrain.batch_size
         seeds = BackgroundSeeds(lambda group: _inventory(mongo, batch_size, group))
-    return ChangeContext(StateStore(_changelog(kafka, topic)), topic, seeds)
+    return ChangeContext(StateStore(_changelog(kafka, topic)), topic, seeds, _episodes(settings, metrics))
+
+
+def _episodes(settings: Settings, metrics: ConsumerMetrics | None) -> EpisodeContext | None:
+    """``alert_mode = "episodes"``: the policy and the suppressions, read from Mongo in the background."""
+    scoring = settings.scoring
+    if scoring.alert_mode != "episodes":
+        return None
+    mongo = settings.mongo
+    clients: list[Any] = []
+
+    def load() -> list[dict[str, Any]]:
+        if not clients:
+            from consumer.adapters.mongo import WorkerMongo
+
+            clients.append(WorkerMongo.from_settings(mongo))
+        docs: list[dict[str, Any]] = clients[0].suppressions()
+        return docs
+
+    cache = SuppressionCache(
+        load,
+        refresh_s=scoring.suppressions_refresh_s,
+        on_refresh=metrics.suppressions_loaded if metrics is not None else lambda _a, _s: None,
+    )
+    policy = EpisodePolicy(resolve_after=scoring.resolve_after, renotify_after_s=scoring.renotify_after_s)
+    return EpisodeContext(policy, cache)
 
 
 def _inventory(mongo: MongoSettings, batch_size: int, group: str) -> Iterator[dict[str, Any]]:

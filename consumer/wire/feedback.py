@@ -1,8 +1,9 @@
 """Analyst feedback on ``feedback_topic``: one small JSON message per label — pure, no I/O.
 
 ``stockwatch feedback EPISODE_ID confirmed|false_positive`` builds it (:func:`build_feedback`),
-keyed by the episode id; the retrain worker reads it back (:func:`parse_feedback`). Until
-episodes exist, ``episode_id`` is the anomaly event's ``anomaly_id`` (``alert_mode=every-update``).
+keyed by the episode id; the retrain worker reads it back (:func:`parse_feedback`). ``episode_id``
+is an episode event's ``episode_id`` (``alert_mode=episodes``) or an anomaly event's ``anomaly_id``
+(``alert_mode=every-update``, seed models).
 Schema: ``docs/schemas/feedback-message.schema.json`` (:class:`FeedbackMessage`).
 """
 

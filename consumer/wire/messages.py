@@ -89,6 +89,9 @@ class ModelPublished(BaseModel):
     training_stats: dict[str, Any] | None = None
     run_id: str | None = None
     gate: dict[str, Any] | None = None
+    detector: Literal["seed", "default"] | None = Field(
+        default=None, description="The published model's detector."
+    )
     report: str | None = Field(default=None, description="Path of the run's PNG report.")
     published_at: datetime | None = None
     anomaly_rate: float | None = None

@@ -16,6 +16,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, RootModel, TypeAdapter, create_model
 
 from consumer.wire.dlq import DlqHeaders
+from consumer.wire.episode_events import EPISODE_ID_HEX_CHARS
 from consumer.wire.events import ANOMALY_ID_HEX_CHARS
 from consumer.wire.feedback import FeedbackMessage
 from consumer.wire.messages import (
@@ -37,10 +38,13 @@ __all__ = [
     "SCHEMAS",
     "SCHEMA_DIR",
     "AnomalyEvent",
+    "AnomalyTopicEvent",
     "ChangeFeatures",
     "DecisionEvent",
     "EventItem",
     "Features",
+    "ResolvedEvent",
+    "ResolvedWebhookPayload",
     "ScanSummary",
     "ScoreLine",
     "SourceCoordinates",
@@ -124,8 +128,23 @@ class DecisionEvent(BaseModel):
     )  # fmt: skip
 
 
+def _episode_id(**default: Any) -> Any:
+    return Field(
+        **default,
+        pattern=f"^[0-9a-f]{{{EPISODE_ID_HEX_CHARS}}}$",
+        description="Hex prefix of sha256(input topic, partition, offset of the opening update, item_id): "
+        "the same for every event of one episode, and for a replay of the same input.",
+    )
+
+
 class AnomalyEvent(DecisionEvent):
-    """One anomalous item state (``anomaly_topic`` keyed by item id; ``scan``; anomalous ``score`` lines)."""
+    """One anomalous item state (``anomaly_topic`` keyed by item id; ``scan``; anomalous ``score`` lines).
+
+    With ``alert_mode = "episodes"`` (the `default` detector in `consume`) only the update that opens
+    an episode (``status: open``), raises its severity a level (``escalated``) or re-notifies it
+    (``open`` with ``renotified: true``) is published, with the episode fields; with
+    ``every-update`` (and for seed models) every anomalous update, without them.
+    """
 
     is_anomaly: Literal[True] = True
     item: EventItem = Field(description="The validated item state that was scored.")
@@ -141,6 +160,43 @@ class AnomalyEvent(DecisionEvent):
     rules: list[str] | None = Field(
         default=None, description="`default` detector only: names of the rules that fired."
     )
+    status: Literal["open", "escalated"] | None = Field(
+        default=None, description="Episodes: `open` (a new episode, or renotified) or `escalated`."
+    )
+    episode_id: str | None = _episode_id(default=None)
+    first_seen: datetime | None = Field(
+        default=None, description="Episodes: event time of the opening update."
+    )
+    last_seen: datetime | None = Field(
+        default=None, description="Episodes: event time of the latest anomalous update."
+    )
+    occurrences: int | None = Field(default=None, ge=1, description="Episodes: anomalous updates so far.")
+    max_severity: Severity | None = Field(default=None, description="Episodes: highest severity so far.")
+    renotified: bool | None = Field(
+        default=None,
+        description="Episodes: present (true) on an `open` event sent again after renotify_after_s.",
+    )
+
+
+class ResolvedEvent(DecisionEvent):
+    """The end of an alert episode: ``resolve_after`` consecutive normal updates of its item
+    (``anomaly_topic``, ``alert_mode = "episodes"``); the decision event of the update that resolved it."""
+
+    is_anomaly: Literal[False] = False
+    item: EventItem = Field(description="The item state of the resolving update.")
+    status: Literal["resolved"] = "resolved"
+    episode_id: str = _episode_id()
+    first_seen: datetime = Field(description="Event time of the update that opened the episode.")
+    last_seen: datetime = Field(description="Event time of the episode's last anomalous update.")
+    resolved_at: datetime = Field(description="Event time of the resolving update.")
+    duration_s: float = Field(ge=0, description="resolved_at - first_seen, seconds.")
+    occurrences: int = Field(ge=1, description="Anomalous updates in the episode.")
+    max_severity: Severity = Field(description="The highest severity of the episode.")
+
+
+class AnomalyTopicEvent(RootModel[AnomalyEvent | ResolvedEvent]):
+    """A record of ``anomaly_topic``: an anomaly event (with episode fields in alert_mode episodes), or
+    an episode's resolved event (``is_anomaly: false``, ``status: resolved``)."""
 
 
 class WebhookPayload(AnomalyEvent):
@@ -149,6 +205,12 @@ class WebhookPayload(AnomalyEvent):
     text: str = Field(
         max_length=500, description="One line: `[SEVERITY] item: first reason (model version)`."
     )
+
+
+class ResolvedWebhookPayload(ResolvedEvent):
+    """What ``stockwatch notify`` POSTs for a resolved episode: the event plus ``text``."""
+
+    text: str = Field(max_length=500, description="One line: `[RESOLVED] item: … (model version)`.")
 
 
 class ScoreLine(RootModel[AnomalyEvent | DecisionEvent]):
@@ -182,7 +244,9 @@ SCHEMAS: dict[str, Any] = {
     "models-rollback": ModelsRollback,
     "eval-report": EvalReport,
     "feedback-message": FeedbackMessage,
-    "webhook-payload": WebhookPayload,
+    "webhook-payload": WebhookPayload | ResolvedWebhookPayload,
+    "resolved-event": ResolvedEvent,
+    "anomaly-topic-event": AnomalyTopicEvent,
     "suppressions-list": SuppressionRow,
 }
 

@@ -516,6 +516,36 @@ def test_sigkill_mid_stream_exactly_once(
     assert max(seen.values()) == 1, "a read_committed reader must see every anomaly exactly once"
 
 
+def test_timeout_is_honoured_while_a_join_waits_for_a_dead_members_session(
+    env: dict[str, str], processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """A member killed -9 stays in the group until its session expires, and the coordinator holds a
+    restarted member's JoinGroup until then: `--timeout` stops the restarted one long before (its
+    LeaveGroup, queued behind that JoinGroup, used to wait for it: ~30 s past a 5 s --timeout)."""
+    session_s = 40
+    env = env | {"STOCKWATCH_SESSION_TIMEOUT_MS": str(session_s * 1000)}
+    publish_model(Path(env["STOCKWATCH_MODEL_DIR"]))
+    bootstrap, topic, group = (
+        env["STOCKWATCH_KAFKA_BOOTSTRAP"],
+        env["STOCKWATCH_INPUT_TOPIC"],
+        env["STOCKWATCH_GROUP_ID"],
+    )
+    produce(bootstrap, topic, updates(20))
+    first = spawn(env)
+    processes.append(first)
+    wait_for("the first member to commit", lambda: committed(bootstrap, group, topic) == 20, timeout=90)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    killed_at = time.monotonic()
+    second = spawn(env, "--timeout", "3")
+    processes.append(second)
+    try:
+        status = second.wait(session_s - 5)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"--timeout 3 not honoured: still running {time.monotonic() - killed_at:.0f} s later")
+    assert status == 0, second.stderr.read().decode() if second.stderr else status
+
+
 # ---------------------------------------------------------------------------- 4. hot swap and refusal
 
 

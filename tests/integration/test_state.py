@@ -26,6 +26,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from consumer.scoring.state.changelog import changelog_topic, decode
+from consumer.scoring.state.record import states_of
 from consumer.scoring.state.table import PartitionTable
 from detection import ChangeDetector, ModelStore, parse_updates, train_detector
 from tests.fakes import Rec
@@ -63,6 +64,7 @@ def env(kafka_bootstrap: str, topic_factory: Callable[..., str], unique_name: Ca
         "STOCKWATCH_SESSION_TIMEOUT_MS": "6000",
         "STOCKWATCH_CREATE_MISSING_TOPICS": "false",
         "STOCKWATCH_STATE_SEED": "snapshot",
+        "STOCKWATCH_ALERT_MODE": "every-update",  # one event per anomalous update: compared with offline
     }
     yield env
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
@@ -189,7 +191,7 @@ def check_against_offline(env: dict[str, str], detector: ChangeDetector, recs: d
         ids = sorted(set(restored.item_ids))
         assert ids and {int(i.split("-")[1]) % PARTITIONS for i in ids} == {p}
         records, _ = got.get(got.lookup(ids))
-        assert records.tobytes() == table.gather(table.lookup(ids)).tobytes()  # counters included
+        assert states_of(records).tobytes() == table.gather(table.lookup(ids)).tobytes()  # counters included
     touched = {rows[i].key.decode() for i in range(len(rows)) if i not in decisions.rejected}
     assert touched <= {r.key.decode() for r in logged}
 

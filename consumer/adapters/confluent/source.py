@@ -127,9 +127,14 @@ class ConfluentSource:
         self._listener: PartitionListener | None = None
         self._state = "joining"
         self._refused: DeliveryError | None = None  # an async commit refused for membership reasons
+        self._rejoining = False  # from rejoin() to the next assignment
 
     def _committed(self, error: Any, partitions: list[TopicPartition]) -> None:
+        """librdkafka's answer to a commit. Between a re-join and the next assignment, a refusal is
+        of a commit sent in the membership given up (why it re-joined): no reason for another."""
         _log_commit(error, partitions)
+        if self._rejoining:
+            return
         for cause in [error, *(tp.error for tp in partitions)]:
             self._refused = membership_error(cause) or self._refused
 
@@ -145,6 +150,7 @@ class ConfluentSource:
         """Drop the assignment now and join again with the next poll (from the committed offsets)."""
         self._state = "joining"
         self._refused = None
+        self._rejoining = True
         self._consumer.unsubscribe()
         self.subscribe()
 
@@ -154,6 +160,7 @@ class ConfluentSource:
 
     def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._state = "stable"
+        self._rejoining = False
         if self._listener is not None:
             self._listener.on_assigned(_pairs(partitions))
 

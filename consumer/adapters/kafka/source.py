@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -26,6 +27,9 @@ from consumer.ports import DeliveryError, FencedInstanceError, Offsets, Partitio
 log = logging.getLogger(__name__)
 
 _SYNC_COMMIT_TIMEOUT_MS = 10_000  # a synchronous commit never blocks the loop longer than this
+# Leaving is best effort: a LeaveGroup queued behind a JoinGroup the coordinator holds (until a dead
+# member's session expires) waited for it, up to the request timeout: a --timeout overrun of ~30 s.
+_CLOSE_TIMEOUT_MS = 3_000
 _ASYNC_COMMIT_STALE_S = 10.0  # an async commit without a callback this long is not waited for
 _DROPPED: set[tuple[str, str]] = set()  # (client class, property) already warned about
 
@@ -124,10 +128,15 @@ class _Rebalances(AsyncConsumerRebalanceListener):  # type: ignore[misc]  # kafk
 class KafkaSource:
     """The input side: a group member on the input topic with manual offset commits."""
 
-    def __init__(self, kafka: KafkaSettings, *, client_id: str = "stockwatch-consume") -> None:
+    def __init__(
+        self, kafka: KafkaSettings, *, client_id: str = "stockwatch-consume", consumer: Any = None
+    ) -> None:
         self.topic = kafka.topics.input
-        self._consumer = KafkaConsumer(**kafka_python_config(kafka.consumer_config(client_id=client_id)))
+        self._consumer = consumer or KafkaConsumer(
+            **kafka_python_config(kafka.consumer_config(client_id=client_id))
+        )
         self._commit_in_flight = 0.0  # monotonic send time of the one async commit outstanding
+        self._membership = 0  # counts re-joins: a commit's answer is of the membership it was sent in
         self._pending_commit: dict[TopicPartition, OffsetAndMetadata] = {}
         self._listener: _Rebalances | None = None
         self._refused: DeliveryError | None = None  # an async commit refused for membership reasons
@@ -153,6 +162,8 @@ class KafkaSource:
         """
         self._pending_commit = {}
         self._refused = None
+        self._membership += 1  # what the commits in flight say is of the membership given up here
+        self._commit_in_flight = 0.0
         self._consumer.unsubscribe()
         self._consumer.subscribe([self.topic], listener=self._listener)
 
@@ -263,9 +274,16 @@ class KafkaSource:
         mine = self._take_pending()
         if mine:
             self._commit_in_flight = time.monotonic()
-            self._consumer.commit_async(offsets=mine, callback=self._async_commit_done)
+            done = functools.partial(self._async_commit_done, self._membership)
+            self._consumer.commit_async(offsets=mine, callback=done)
 
-    def _async_commit_done(self, offsets: Any, response: Any) -> None:
+    def _async_commit_done(self, membership: int, offsets: Any, response: Any) -> None:
+        """An async commit's answer. One sent before a re-join neither holds back the commits of the
+        new membership nor, refused as stale (it was), makes the member re-join once more."""
+        if membership != self._membership:
+            outcome = "refused" if isinstance(response, Exception) else "accepted"
+            log.info("a commit sent before the last re-join was %s: of no concern now", outcome)
+            return
         self._commit_in_flight = 0.0
         _log_commit_failure(offsets, response)
         if isinstance(response, Exception):
@@ -291,5 +309,6 @@ class KafkaSource:
         return out
 
     def close(self) -> None:
-        """Leave the group (a prompt rebalance for the others); never auto-commits."""
-        self._consumer.close(autocommit=False)
+        """Leave the group (a prompt rebalance for the others), within _CLOSE_TIMEOUT_MS; never
+        auto-commits."""
+        self._consumer.close(autocommit=False, timeout_ms=_CLOSE_TIMEOUT_MS)

@@ -32,10 +32,12 @@ class FeedbackStore:
     inventory_name: str
 
     def anomaly_record(self, anomaly_id: str, collection: str) -> dict[str, Any] | None:
-        """The audit document of an anomaly (model_version, item_id, item), or None."""
+        """The audit document of an anomaly (model_version, item_id, item), or None; ``anomaly_id`` may
+        also be an ``episode_id`` (the audited open/escalated events of the episode carry it)."""
         with mongo_errors(f"reading {collection}"):
             return self._db[collection].find_one(
-                {"_id": anomaly_id}, {"model_version": 1, "item_id": 1, "item": 1, "reasons": 1}
+                {"$or": [{"_id": anomaly_id}, {"episode_id": anomaly_id}]},
+                {"model_version": 1, "item_id": 1, "item": 1, "reasons": 1},
             )
 
     def record_feedback(self, doc: Mapping[str, Any]) -> bool:

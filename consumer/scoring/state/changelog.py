@@ -1,12 +1,13 @@
 """The changelog of the item states: topic name, record format, and decoding a restore.
 
 One compacted topic, one partition per input partition (changes of input partition ``p`` go to
-changelog partition ``p``); key = the item id (UTF-8), value = :data:`CHANGELOG_VALUE` (88 bytes,
-little-endian): the detector's 80-byte record (:data:`detection.STATE_DTYPE`) followed by the input
-offset of the update that produced it. Issue 12's episode fields can extend the value: a reader
-tells the layouts apart by length (88 bytes = this one).
+changelog partition ``p``); key = the item id (UTF-8), value = :data:`CHANGELOG_VALUE` (120 bytes,
+little-endian): the 112-byte item record (:data:`.record.ITEM_DTYPE`: the detector's history, then
+the alert episode) followed by the input offset of the update that produced it. A reader tells the
+layouts apart by length: 88-byte values (:data:`LEGACY_VALUE`, written before episodes: the
+detector's record and the offset) restore with no episode open.
 
-Two more kinds of record, both never 88 bytes (an older reader ignores them as another layout):
+Two more kinds of record, never 88 or 120 bytes (an older reader ignores them as another layout):
 
 * :data:`LINEAGE_KEY`, one per partition and batch, a small JSON object (:class:`Lineage`): the
   group field the records are under and the input offset the `default` path decided up to;
@@ -30,11 +31,13 @@ import numpy.typing as npt
 import orjson
 
 from consumer.ports import OutputRecord
+from consumer.scoring.state.record import ITEM_DTYPE, as_items, join
 from detection.item_state import STATE_DTYPE
 
 __all__ = [
     "CHANGELOG_VALUE",
     "DEFAULT_TEMPLATE",
+    "LEGACY_VALUE",
     "LINEAGE_KEY",
     "RESET_KEY",
     "Lineage",
@@ -46,7 +49,8 @@ __all__ = [
     "reset_record",
 ]
 
-CHANGELOG_VALUE: Final = np.dtype([("state", STATE_DTYPE), ("offset", "<i8")])
+CHANGELOG_VALUE: Final = np.dtype([("state", ITEM_DTYPE), ("offset", "<i8")])
+LEGACY_VALUE: Final = np.dtype([("state", STATE_DTYPE), ("offset", "<i8")])  # before episodes
 DEFAULT_TEMPLATE: Final = "{group_id}.{input_topic}.state"
 _NOT_TOPIC_CHARS: Final = re.compile(r"[^a-zA-Z0-9._-]")
 # Items with these ids (NUL first) would only lose their own history.
@@ -64,7 +68,9 @@ class Lineage:
 
     def encode(self) -> bytes:
         data = orjson.dumps({"group_field": self.group_field, "after": self.after})
-        return data if len(data) != CHANGELOG_VALUE.itemsize else data + b" "  # never a record's length
+        while len(data) in (CHANGELOG_VALUE.itemsize, LEGACY_VALUE.itemsize):  # never a record's length
+            data += b" "
+        return data
 
     @classmethod
     def decode(cls, data: bytes | None) -> Lineage | None:
@@ -96,7 +102,7 @@ def changelog_records(
 ) -> list[OutputRecord]:
     """One output per item: its new record and the input offset that produced it."""
     values = np.zeros(len(item_ids), CHANGELOG_VALUE)
-    values["state"] = records
+    values["state"] = as_items(records)
     values["offset"] = offsets
     raw = values.tobytes()
     size = CHANGELOG_VALUE.itemsize
@@ -130,13 +136,14 @@ def decode(
     between the changelog write and the offset commit never applies an update twice.
     """
     n = len(keys)
-    size = CHANGELOG_VALUE.itemsize
+    size, legacy = CHANGELOG_VALUE.itemsize, LEGACY_VALUE.itemsize
     lineage = None
     if None in keys or None in values:  # tombstones: the rare case, by record
         usable = [k for k, (key, v) in enumerate(zip(keys, values, strict=True)) if key and v]
         keys, values = [keys[k] for k in usable], [values[k] for k in usable]
     lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))  # type: ignore[arg-type]
-    other = np.flatnonzero(lengths != size).tolist()  # lineage and reset records, other layouts: few
+    records = (lengths == size) | (lengths == legacy)
+    other = np.flatnonzero(~records).tolist()  # lineage and reset records, other layouts: few
     if other:
         start = 0
         for k in other:
@@ -144,9 +151,11 @@ def decode(
                 lineage = Lineage.decode(values[k]) or lineage
             elif keys[k] == RESET_KEY:
                 start = k + 1  # everything before the last fresh start is void
-        keep = lengths == size
-        keep[:start] = False
-        keys, values = list(compress(keys, keep.tolist())), list(compress(values, keep.tolist()))
+        records[:start] = False
+        keys, values = list(compress(keys, records.tolist())), list(compress(values, records.tolist()))
+        lengths = lengths[records]
+    if np.any(lengths == legacy):  # written before episodes: widened, in order
+        values = [v if len(v) == size else _widen(v) for v in values]  # type: ignore[arg-type]
     if fresh:
         keys, values = [], []
     decoded = np.frombuffer(b"".join(values), CHANGELOG_VALUE)  # type: ignore[arg-type]
@@ -155,7 +164,14 @@ def decode(
     every = kept == len(values)  # the usual restore: no structured copy (20x a byte copy)
     chosen = decoded if every else decoded[mask]
     ids = list(map(bytes.decode, keys if every else compress(keys, mask.tolist())))  # type: ignore[arg-type]
-    state_bytes = np.ascontiguousarray(chosen.view(np.uint8).reshape(-1, size)[:, : STATE_DTYPE.itemsize])
-    states = state_bytes.view(STATE_DTYPE).reshape(-1)  # a byte copy: 20x a structured one
+    state_bytes = np.ascontiguousarray(chosen.view(np.uint8).reshape(-1, size)[:, : ITEM_DTYPE.itemsize])
+    states = state_bytes.view(ITEM_DTYPE).reshape(-1)  # a byte copy: 20x a structured one
     offsets = chosen["offset"].astype(np.int64)
     return Restored(ids, states, offsets, read=n, ignored=n - kept, lineage=lineage)
+
+
+def _widen(value: bytes) -> bytes:
+    old = np.frombuffer(value, LEGACY_VALUE)
+    new = np.zeros(1, CHANGELOG_VALUE)
+    new["state"], new["offset"] = join(old["state"]), old["offset"]
+    return new.tobytes()

@@ -28,8 +28,8 @@ import numpy.typing as npt
 
 from consumer.ports import StateChangelog
 from consumer.scoring.state.changelog import Lineage, decode
+from consumer.scoring.state.record import ITEM_DTYPE
 from consumer.scoring.state.table import ABSENT, PartitionTable
-from detection.item_state import STATE_DTYPE
 
 __all__ = ["Restore", "StagedChanges", "StateStore"]
 
@@ -204,7 +204,7 @@ class StateStore:
     ) -> tuple[Records, npt.NDArray[np.int64]]:
         """The record and last applied input offset of each (partition, id); offset ABSENT = unknown."""
         n = len(item_ids)
-        records = np.zeros(n, STATE_DTYPE)
+        records = np.zeros(n, ITEM_DTYPE)
         offsets = np.full(n, ABSENT, np.int64)
         parts = np.asarray(partitions, dtype=np.int64)
         for p in np.unique(parts).tolist():

@@ -1,10 +1,10 @@
-"""One partition's item states in flat numpy arrays: ~112 bytes per item, no Python object per item.
+"""One partition's item states in flat numpy arrays: ~150 bytes per item, no Python object per item.
 
 A ``dict[str, int]`` index alone costs ~150 bytes per item in CPython (the key string, the int,
 the dict slot), so the index is an open-addressing hash table in numpy instead: each item id is
 identified by two independent 64-bit SipHash values (``hash(id)`` and ``hash("\\x1f" + id)``; 128
-bits, collision odds ~1e-26 for 1M ids), its row holds the 80-byte detector record
-(:data:`detection.STATE_DTYPE`) and the input offset of the last update applied to it, and the
+bits, collision odds ~1e-26 for 1M ids), its row holds the 112-byte item record
+(:data:`.record.ITEM_DTYPE`: the detector's history and the alert episode) and the input offset of the last update applied to it, and the
 slot array (int32, load <= 1/2) maps the first hash to the row. Python's string hash is salted
 per process, which is fine: the index never leaves the process (the changelog keys are the ids).
 
@@ -20,7 +20,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from detection.item_state import STATE_DTYPE
+from consumer.scoring.state.record import ITEM_DTYPE, as_items
 
 __all__ = ["ABSENT", "PartitionTable", "id_hashes"]
 
@@ -43,12 +43,13 @@ def id_hashes(item_ids: Sequence[str]) -> tuple[npt.NDArray[np.uint64], npt.NDAr
 class PartitionTable:
     """Item id -> (detector record, input offset of the last applied update), for one partition.
 
-    ``dtype`` is the record type (the detector's by default; the inventory seed keeps less).
+    ``dtype`` is the record type (the item's by default; the inventory seed keeps less). Records of
+    the detector alone given to an item table are widened (no episode open).
     """
 
     __slots__ = ("_h1", "_h2", "_n", "_offsets", "_records", "_slots")
 
-    def __init__(self, capacity: int = 1024, *, dtype: np.dtype[np.void] = STATE_DTYPE) -> None:
+    def __init__(self, capacity: int = 1024, *, dtype: np.dtype[np.void] = ITEM_DTYPE) -> None:
         capacity = max(16, capacity)
         self._h1 = np.zeros(capacity, np.uint64)
         self._h2 = np.zeros(capacity, np.uint64)
@@ -92,6 +93,7 @@ class PartitionTable:
     ) -> tuple[Records, IntArray]:
         """Write records and offsets of distinct ``item_ids``; returns what was there before
         (offset ABSENT for an item that was not held): writing that back undoes the put."""
+        records = self._typed(records)
         h1, h2 = id_hashes(item_ids)
         rows = self._find(h1, h2)
         new = np.flatnonzero(rows < 0)
@@ -106,6 +108,7 @@ class PartitionTable:
         """Bulk insert into an empty table (a restore); of repeated ids the last one wins."""
         if self._n:
             raise ValueError("load() needs an empty table")
+        records = self._typed(records)
         h1, h2 = id_hashes(item_ids)
         offsets = np.asarray(offsets, dtype=np.int64)
         order = np.lexsort((h2, h1))  # stable: equal ids keep their changelog order
@@ -121,6 +124,9 @@ class PartitionTable:
         self._insert(h1, h2)
         _bytes(self._records[:n])[:] = _bytes(np.ascontiguousarray(records))  # 20x a structured copy
         self._offsets[:n] = offsets
+
+    def _typed(self, records: Records) -> Records:
+        return as_items(records) if self._records.dtype == ITEM_DTYPE else records
 
     # ------------------------------------------------------------------ the hash index
 
@@ -143,7 +149,7 @@ class PartitionTable:
         """Append rows for new (absent, distinct) hashes and index them; returns their rows."""
         start, need = self._n, self._n + h1.size
         if need > self._h1.size:
-            self._grow(max(need, self._h1.size * 5 // 4))  # 1.25x: memory per item stays near 112 bytes
+            self._grow(max(need, self._h1.size * 5 // 4))  # 1.25x: memory per item stays near 150 bytes
         rows = np.arange(start, need, dtype=np.intp)
         self._h1[rows], self._h2[rows] = h1, h2
         self._n = need

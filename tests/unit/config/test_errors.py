@@ -81,6 +81,24 @@ def test_unknown_variables_and_file_problems_are_reported_together(
     assert "STOCKWATCH_GROUPID" in found[0] and "STOCKWATCH_CONFIG" in found[1]
 
 
+def test_unknown_names_and_invalid_values_are_reported_in_one_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = toml(tmp_path, 'max_poll_recordz = 5\nmax_poll_records = "x"\ncontrol_key = 7\n')
+    found = problems(
+        monkeypatch, STOCKWATCH_CONFIG=path, STOCKWATCH_GROUPID="g", STOCKWATCH_POLL_TIMEOUT_MS="abc"
+    )
+    assert found[:2] == [
+        "unknown environment variable STOCKWATCH_GROUPID (did you mean STOCKWATCH_GROUP_ID?)",
+        f"unknown key max_poll_recordz in {path} (did you mean max_poll_records?)",
+    ]
+    assert sorted(p.split(":")[0] for p in found[2:]) == [
+        "STOCKWATCH_POLL_TIMEOUT_MS",
+        f"control_key in {path}",
+        f"max_poll_records in {path}",
+    ]
+
+
 def test_the_variables_of_the_stack_and_the_build_are_not_settings_but_allowed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

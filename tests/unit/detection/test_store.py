@@ -119,6 +119,28 @@ def test_no_model_yet(tmp_path):
     assert ModelStore(tmp_path / "missing").versions() == []
 
 
+def test_a_version_pruned_between_its_files_is_looked_up_again(
+    tmp_path, model_a, model_b, items, monkeypatch
+):
+    """The race the threaded test below hits by chance: the manifest is read, then the version goes."""
+    import detection.store as store_module
+
+    store = ModelStore(tmp_path, keep=1)
+    first = store.publish(model_a)
+    real_read = store_module._read
+    pruned: list[str] = []
+
+    def read(path: Path) -> bytes:
+        if path.name == METADATA_FILE and path.parent.name == first and not pruned:
+            pruned.append(ModelStore(tmp_path, keep=1).publish(model_b))  # prunes `first`
+        return real_read(path)
+
+    monkeypatch.setattr(store_module, "_read", read)
+    loaded = store.load()
+    assert loaded.version == pruned[0] != first
+    assert list(scores(loaded, items[:20])) == list(scores(model_b, items[:20]))
+
+
 def test_reader_racing_publisher_never_sees_a_partial_model(tmp_path, model_a, model_b, items):
     store = ModelStore(tmp_path, keep=2)
     expected = {tuple(scores(model_a, items[:20])), tuple(scores(model_b, items[:20]))}

@@ -95,10 +95,12 @@ def test_without_a_baseline_partial_updates_of_unseen_items_are_rejected(tmp_pat
 
 def test_the_detector_setting_chooses_what_train_fits(tmp_path, capsys, sim, monkeypatch) -> None:
     monkeypatch.delenv("STOCKWATCH_DETECTOR", raising=False)
+    monkeypatch.setenv("STOCKWATCH_ALERT_BUDGET_PER_1000", "2")  # the retrain worker's budget too
     code, out, _ = run(  # nothing set: the default detector is the default
         capsys, "train", "--items", str(sim / "items.jsonl"), "--model-dir", str(tmp_path / "m")
     )
     assert code == 0 and json.loads(out)["detector"] == "default"
+    assert json.loads(out)["alert_budget_per_1000"] == 2.0
     assert ModelStore(tmp_path / "m").versions()[-1].detector == "default"
     monkeypatch.setenv("STOCKWATCH_DETECTOR", "seed")
     code, out, _ = run(

@@ -121,3 +121,20 @@ def test_the_payload_of_a_real_event_fits_its_schema() -> None:
     for event in anomaly_events(3):
         body = validate("webhook-payload", orjson.loads(payload(event)))
         assert body["text"] == f"[HIGH] {event['item_id']}: {event['reasons'][0]} (model v1)"
+
+
+def test_the_text_says_which_event_of_an_episode_it_is() -> None:
+    from consumer.notify.webhook import slack_text
+
+    base = {"item_id": "SKU-1", "model_version": "v1", "severity": "high", "reasons": ["stock is negative"]}
+    assert slack_text(base | {"status": "open"}) == "[HIGH] OPEN SKU-1: stock is negative (model v1)"
+    assert slack_text(base | {"status": "open", "renotified": True}).startswith("[HIGH] STILL OPEN SKU-1:")
+    assert slack_text(base | {"status": "escalated", "severity": "critical"}).startswith(
+        "[CRITICAL] ESCALATED"
+    )
+    resolved = {"item_id": "SKU-1", "model_version": "v1", "status": "resolved", "occurrences": 3,
+                "duration_s": 42.4, "max_severity": "high"}  # fmt: skip
+    assert slack_text(resolved) == (
+        "[RESOLVED] SKU-1: back to normal after 3 anomalous update(s) over 42s, max HIGH (model v1)"
+    )
+    assert slack_text(base) == "[HIGH] SKU-1: stock is negative (model v1)"  # every-update: as before

@@ -66,7 +66,8 @@ def counts(reader: FeedbackReader) -> dict[tuple[str, str], float]:
 
 
 def test_versions_come_from_the_message_the_audit_or_unknown() -> None:
-    audit = {"ep-a": {"model_version": "v-audit", "item_id": "SKU-A", "item": {"item_id": "SKU-A"}}}
+    audit = {"ep-a": {"model_version": "v-audit", "item_id": "SKU-A", "item": {"item_id": "SKU-A"},
+                      "features": {"stock_step": 2.5}}}  # fmt: skip
     feed = Feed(
         [
             label("ep-a", "confirmed"),
@@ -83,6 +84,7 @@ def test_versions_come_from_the_message_the_audit_or_unknown() -> None:
         "ep-c": "unknown",
     }
     assert db.feedback["ep-a"]["item"] == {"item_id": "SKU-A"}
+    assert db.feedback["ep-a"]["features"] == {"stock_step": 2.5}  # the default gate's labelled row
     assert counts(reader) == {
         ("confirmed", "v-audit"): 1,
         ("confirmed", "v-msg"): 1,

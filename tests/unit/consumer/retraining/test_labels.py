@@ -9,6 +9,7 @@ import pytest
 
 from consumer.retraining.gate import GateResult, check_labelled_precision
 from consumer.retraining.labels import Labels, load_labels, training_exclusions
+from detection import CHANGE_FEATURE_NAMES
 
 
 def state(i: int, stock: float = 100) -> dict[str, Any]:
@@ -57,6 +58,43 @@ def test_labels_take_the_audited_state_else_the_inventory() -> None:
     assert labels.missing_state == 1
     assert (labels.confirmed_ids, labels.false_positive_ids) == ({"SKU-1"}, {"SKU-2", "SKU-9"})
     assert labels.summary()["kept_false_positive_items"] == 2
+
+
+def test_labels_of_default_events_keep_the_change_features_the_model_recorded() -> None:
+    change = dict.fromkeys(CHANGE_FEATURE_NAMES, 0.0) | {"stock_step": 2.3}
+    db = LabelDB(
+        [
+            {"_id": "e1", "label": "confirmed", "item_id": "SKU-1", "item": state(1), "features": change},
+            {
+                "_id": "e2",
+                "label": "false_positive",
+                "item_id": "SKU-2",
+                "item": state(2),
+                "features": change,
+            },
+            {
+                "_id": "e3",
+                "label": "confirmed",
+                "item_id": "SKU-3",
+                "item": state(3),
+                "features": {"stock_quantity": 1.0},
+            },  # a seed event's features: no change row
+            {
+                "_id": "e4",
+                "label": "confirmed",
+                "item_id": "SKU-4",
+                "item": state(4),
+                "features": change | {"price_step": "NaN"},
+            },  # unusable: left out
+        ],
+        [],
+    )
+    labels = load_labels(db)
+    features, confirmed = labels.rows_for("default")
+    assert features.shape == (2, len(CHANGE_FEATURE_NAMES)) and confirmed.tolist() == [True, False]
+    assert features[0, CHANGE_FEATURE_NAMES.index("stock_step")] == 2.3
+    assert labels.rows_for("seed")[0].shape == (4, 7)  # every label still has its item state
+    assert labels.summary()["labelled_changes"] == 2
 
 
 class Model:

@@ -4,11 +4,16 @@ stop of a fenced one, what /readyz says, and the hooks a per-partition state sto
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
+import pytest
 
+import consumer.scoring.loop as loop_module
+import consumer.scoring.membership as membership_module
 from consumer.ports import FencedInstanceError, StaleMemberError
 from consumer.scoring.batch import BatchConfig
 from consumer.scoring.health import HealthState
@@ -184,3 +189,64 @@ def test_a_member_that_did_not_run_for_longer_than_its_session_rejoins() -> None
     assert not loop.membership.alive(112.0)  # 7 s without a tick
     assert source.rejoined == 1 and loop.membership.rejoins == 1
     assert loop.membership.alive(113.0)
+
+
+def test_time_spent_waiting_in_a_call_of_its_own_is_no_freeze() -> None:
+    """A commit or an acknowledgement the loop waits for is not counted; a freeze elsewhere still is."""
+    sink = FakeSink()
+    source = RejoiningSource({TP: records(TP, 20)}, sink)
+    loop = service(source, sink, session_timeout_s=6.0)
+    clock = iter([101.0, 111.0]).__next__  # a 10 s commit while the broker is away
+    assert loop.membership.alive(100.0)
+    with loop.membership.waiting(clock):
+        pass
+    assert loop.membership.alive(112.0)  # 2 s of its own running since 100
+    assert source.rejoined == 0
+    assert not loop.membership.alive(119.0)  # 7 s without a tick, outside any wait
+    assert source.rejoined == 1
+
+
+class Clock:
+    """time.monotonic for the loop and its membership: a tick per call, and jumps by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def monotonic(self) -> float:
+        self.now += 0.001
+        return self.now
+
+
+class SlowCommitSink(FakeSink):
+    """The first synchronous commit takes 10 s (a broker outage); the input then goes on."""
+
+    def __init__(self, source: FakeSource, more: list[Rec], clock: Clock) -> None:
+        super().__init__()
+        self.source, self.more, self.clock = source, more, clock
+
+    def commit(self, offsets: Mapping[tuple[str, int], int], source: Any, *, sync: bool) -> None:
+        super().commit(offsets, source, sync=sync)
+        if sync and self.more:
+            self.clock.now += 10.0
+            self.source.records[TP].extend(self.more)
+            self.more = []
+
+
+def test_a_synchronous_commit_longer_than_the_session_does_not_make_the_member_rejoin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The idle commit of a broker outage blocked 10 s (> the 6 s session) and the member, taking
+    that for a freeze, dropped its work and re-joined when the broker came back."""
+    clock = Clock()
+    fake_time = SimpleNamespace(monotonic=clock.monotonic, perf_counter=time.perf_counter, time=time.time)
+    for module in (loop_module, membership_module):
+        monkeypatch.setattr(module, "time", fake_time)
+    every = records(TP, 40)
+    source = RejoiningSource({TP: every[:20]}, FakeSink())
+    sink = SlowCommitSink(source, every[20:], clock)
+    source.sink = sink
+    loop = service(source, sink, session_timeout_s=6.0)
+    stats = loop.run(timeout=20.0)  # of the clock above: the 10 s commit, then ~10,000 calls
+    assert loop.membership.rejoins == 0 and source.rejoined == 0
+    assert sorted(decided(sink)) == [(0, o) for o in range(40)]  # each once: nothing dropped, redone
+    assert sink.commits[-1] == {TP: 40} and stats.final_commit

@@ -15,6 +15,7 @@ from consumer.ports import DeliveryError, MongoUnavailableError, OutputRecord
 from consumer.scoring.batch import BatchConfig
 from consumer.scoring.change_batch import ChangeContext, process_change_batch
 from consumer.scoring.loop import ScoringService
+from consumer.scoring.state.record import states_of
 from consumer.scoring.state.seeds import SnapshotSeeds
 from consumer.scoring.state.store import StateStore
 from detection import ChangeDetector, parse_updates, train_detector
@@ -93,7 +94,7 @@ def assert_same_state(loop: ScoringService, table: Any) -> None:
         touched = rows >= 0
         got, _ = part.get(rows[touched])
         want = table.gather(table.lookup([i for i, t in zip(ids, touched, strict=True) if t]))
-        assert got.tobytes() == want.tobytes()
+        assert states_of(got).tobytes() == want.tobytes()
 
 
 def test_consume_decides_like_an_offline_replay(detector: ChangeDetector) -> None:

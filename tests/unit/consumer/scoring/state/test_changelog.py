@@ -19,7 +19,7 @@ def recs(*stock: float) -> np.ndarray:
 def test_records_go_to_the_input_partition_keyed_by_item_and_carry_the_offset() -> None:
     out = changelog_records("cl", 3, ["a", "b"], recs(1.0, 2.0), [7, 9])
     assert [(o.topic, o.partition, o.key) for o in out] == [("cl", 3, b"a"), ("cl", 3, b"b")]
-    assert all(len(o.value or b"") == CHANGELOG_VALUE.itemsize == 88 for o in out)
+    assert all(len(o.value or b"") == CHANGELOG_VALUE.itemsize == 120 for o in out)
     restored = decode([o.key for o in out], [o.value for o in out], committed=100)
     assert restored.item_ids == ["a", "b"]
     assert restored.records["stock"].tolist() == [1.0, 2.0] and restored.offsets.tolist() == [7, 9]
@@ -61,3 +61,25 @@ def test_values_of_another_layout_and_tombstones_are_ignored() -> None:
 )
 def test_topic_name_from_the_template(template: str, expected: str) -> None:
     assert changelog_topic(template, group_id="g1", input_topic="inventory.stock-updates") == expected
+
+
+def test_values_written_before_episodes_restore_beside_new_ones_with_no_episode_open() -> None:
+    from consumer.scoring.state.changelog import LEGACY_VALUE
+    from consumer.scoring.state.record import join
+
+    old = np.zeros(2, LEGACY_VALUE)
+    old["state"], old["offset"] = recs(1.0, 2.0), [3, 4]
+    episode = join(recs(5.0))
+    episode["status"], episode["opened_offset"], episode["occurrences"] = 1, 6, 2
+    new = changelog_records("cl", 0, ["c"], episode, [6])[0]
+    keys = [b"a", b"b", new.key, b"junk"]
+    restored = decode(keys, [old[0].tobytes(), old[1].tobytes(), new.value, b"x" * 50], committed=10)
+    assert (
+        restored.item_ids == ["a", "b", "c"] and restored.ignored == 1 and restored.read == 4
+    )  # the junk is ignored
+    assert restored.records["stock"].tolist() == [1.0, 2.0, 5.0] and restored.offsets.tolist() == [3, 4, 6]
+    assert restored.records["status"].tolist() == [0, 0, 1] and restored.records["occurrences"].tolist() == [
+        0,
+        0,
+        2,
+    ]

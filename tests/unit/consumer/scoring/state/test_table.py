@@ -41,7 +41,7 @@ def test_writing_back_what_put_returned_undoes_it_even_an_insert() -> None:
     assert table.get(table.lookup(["new"]))[0]["stock"].tolist() == [9.0]
 
 
-def test_growth_keeps_every_item_and_memory_stays_near_112_bytes_per_item() -> None:
+def test_growth_keeps_every_item_and_memory_stays_near_150_bytes_per_item() -> None:
     table = PartitionTable(capacity=16)
     n = 50_000
     ids = [f"SKU-{i}" for i in range(n)]
@@ -53,7 +53,7 @@ def test_growth_keeps_every_item_and_memory_stays_near_112_bytes_per_item() -> N
     assert table.get(rows)[1].tolist() == list(range(n))
     loaded = PartitionTable(capacity=n)
     loaded.load(ids, records([0.0] * n), np.arange(n))
-    assert loaded.nbytes / n < 130
+    assert loaded.nbytes / n < 160  # 112-byte records (detector + episode), hashes, offset, slots
 
 
 @settings(max_examples=60, deadline=None)

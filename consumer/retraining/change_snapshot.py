@@ -1,0 +1,144 @@
+"""A streamed Mongo snapshot as the ``default`` detector's training input: an update batch of states.
+
+The same documents as :mod:`consumer.retraining.snapshot`, read with the peer-group field and
+``occurred_at`` besides the item's numbers, and parsed chunk by chunk with
+:func:`detection.parse_updates` — what ``stockwatch train --detector default --items S`` reads from
+a file. A snapshot holds one *state* per item: a document lacking one of the four numbers is
+invalid here (counted with a few example reasons), as is one that does not parse; excluded items
+(flagged, confirmed anomalies) are left out and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from consumer.chunks import chunked
+from consumer.retraining.snapshot import MAX_EXAMPLES, DocCounts
+from detection import UpdateBatch, parse_updates
+
+__all__ = ["UpdateSnapshot", "collect_updates", "concat_batches"]
+
+log = logging.getLogger(__name__)
+
+_NUMBERS = ("stock", "min", "max", "price")
+_NAMES = ("stock_quantity", "min_stock_level", "max_stock_level", "price")
+_COLUMNS = (*_NUMBERS, "occurred_at")
+
+
+@dataclass(slots=True)
+class UpdateSnapshot:
+    """The complete item states of a snapshot as one :class:`UpdateBatch`, and what was skipped."""
+
+    batch: UpdateBatch
+    n_read: int = 0
+    n_invalid: int = 0
+    n_excluded: int = 0
+    invalid_examples: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def n_usable(self) -> int:
+        return len(self.batch)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready counts (the keys of :meth:`consumer.retraining.snapshot.Snapshot.summary`)."""
+        return {
+            "read": self.n_read,
+            "usable": self.n_usable,
+            "invalid": self.n_invalid,
+            "excluded_flagged": self.n_excluded,
+            "invalid_examples": list(self.invalid_examples),
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def concat_batches(batches: list[UpdateBatch]) -> UpdateBatch:
+    """One batch holding ``batches`` in order."""
+    return _batch(
+        [i for b in batches for i in b.item_ids],
+        {
+            name: np.concatenate([getattr(b, name) for b in batches]) if batches else np.empty(0)
+            for name in _COLUMNS
+        },
+        [g for b in batches for g in b.groups],
+        [e for b in batches for e in b.event_ids],
+    )
+
+
+def _complete(batch: UpdateBatch, keep: np.ndarray[Any, np.dtype[np.bool_]]) -> UpdateBatch:
+    idx = np.flatnonzero(keep).tolist()
+    return _batch(
+        [batch.item_ids[i] for i in idx],
+        {name: getattr(batch, name)[idx] for name in _COLUMNS},
+        [batch.groups[i] for i in idx],
+        [batch.event_ids[i] for i in idx],
+    )
+
+
+def _batch(
+    ids: list[str], cols: dict[str, Any], groups: list[str | None], events: list[str | None]
+) -> UpdateBatch:
+    return UpdateBatch.from_columns(ids, stock=cols["stock"], min_=cols["min"], max_=cols["max"], price=cols["price"],
+                                    occurred_at=cols["occurred_at"], groups=groups, event_ids=events)  # fmt: skip
+
+
+def collect_updates(
+    docs: Iterable[Mapping[str, Any]],
+    *,
+    chunk_size: int = 5000,
+    group_field: str = "category",
+    exclude_ids: frozenset[str] | set[str] = frozenset(),
+    progress_every: int = 100_000,
+    on_chunk: Callable[[int], None] | None = None,
+) -> UpdateSnapshot:
+    """Stream ``docs`` into an :class:`UpdateSnapshot` (see the module docstring)."""
+    started = time.monotonic()
+    counts = DocCounts()
+    parts: list[UpdateBatch] = []
+    next_log = progress_every
+
+    def invalid(doc: Mapping[str, Any], reason: str) -> None:
+        counts.invalid += 1
+        if len(counts.examples) < MAX_EXAMPLES:
+            counts.examples.append(f"{doc.get('_id', '?')}: {reason}")
+
+    for chunk in chunked(docs, chunk_size):
+        counts.read += len(chunk)
+        batch, rejects = parse_updates(chunk, group_field=group_field)
+        for index, reason in rejects:
+            invalid(chunk[index], reason)
+        bad = {index for index, _ in rejects}
+        rows = [k for k in range(len(chunk)) if k not in bad]  # batch row -> chunk index
+        keep = np.ones(len(batch), dtype=bool)
+        for j, item_id in enumerate(batch.item_ids):
+            missing = [
+                n for n, col in zip(_NAMES, _NUMBERS, strict=True) if math.isnan(getattr(batch, col)[j])
+            ]
+            if missing:
+                keep[j] = False
+                invalid(chunk[rows[j]], f"missing_field: {', '.join(missing)}")
+            elif item_id in exclude_ids:
+                keep[j] = False
+                counts.excluded += 1
+        parts.append(batch if keep.all() else _complete(batch, keep))
+        if counts.read >= next_log:
+            log.info("snapshot progress: %d documents read, %d invalid, %d excluded",
+                     counts.read, counts.invalid, counts.excluded)  # fmt: skip
+            next_log = counts.read + progress_every
+        if on_chunk is not None:
+            on_chunk(counts.read)
+    return UpdateSnapshot(
+        batch=concat_batches(parts),
+        n_read=counts.read,
+        n_invalid=counts.invalid,
+        n_excluded=counts.excluded,
+        invalid_examples=counts.examples,
+        seconds=time.monotonic() - started,
+    )

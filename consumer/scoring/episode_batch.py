@@ -1,0 +1,129 @@
+"""The change path's hook for alert episodes: a batch's decisions -> episode transitions and events.
+
+:func:`track_episodes` runs :func:`consumer.scoring.episodes.advance` over the decided updates of a
+batch (rejected ones are no update of their item) with each item's episode as the state store
+holds it, and returns the transitions by row and every item's episode after the batch (the part of
+the item records the changelog carries). With ``alert_mode = "every-update"`` (no
+:class:`EpisodeContext`) the episodes pass through unchanged. :func:`episode_event` turns the
+event the builder made for a transition's update into the published one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from consumer.ports import SourceRecord
+from consumer.scoring.episodes import EPISODE_DTYPE, EpisodePolicy, Kind, Transition, advance
+from consumer.scoring.suppression_cache import SuppressionCache
+from consumer.wire.episode_events import episode_fields, episode_id
+from detection import UpdateBatch
+from detection.change_decisions import ChangeDecisions
+
+__all__ = ["EpisodeContext", "EpisodeOutcome", "episode_event", "track_episodes"]
+
+log = logging.getLogger(__name__)
+
+Records = npt.NDArray[np.void]
+FIRST_LOAD_WAIT_S: Final = 15.0
+_LEVEL_CUTS: Final = np.array([65.0, 80.0, 95.0])  # detection.severity: low < 65 <= medium < 80 <= high < 95
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeContext:
+    """``alert_mode = "episodes"``: the policy and the suppressions consulted before an episode opens."""
+
+    policy: EpisodePolicy = field(default_factory=EpisodePolicy)
+    suppressions: SuppressionCache | None = None
+
+    def start(self, tick: Callable[[], None] = lambda: None) -> None:
+        """Start the suppressions' refresh; the first batch waits (ticking) for their first load, so a
+        suppressed item does not alert right after a restart (at most FIRST_LOAD_WAIT_S)."""
+        cache = self.suppressions
+        if cache is not None and cache.start() and not cache.wait_first(FIRST_LOAD_WAIT_S, tick):
+            log.warning(
+                "suppressions not loaded within %.0fs: deciding without them meanwhile", FIRST_LOAD_WAIT_S
+            )
+
+
+@dataclass(slots=True)
+class EpisodeOutcome:
+    transitions: dict[int, Transition]  # by batch row
+    index: dict[str, int]  # item id -> row of ``episodes``
+    episodes: Records  # each item's episode after the batch
+    suppressed: int = 0  # episodes opened silently (a suppression matched)
+
+    def of(self, item_ids: Sequence[str]) -> Records:
+        return self.episodes[[self.index[i] for i in item_ids]]
+
+
+def track_episodes(
+    ctx: EpisodeContext | None,
+    prior: Records,
+    updates: UpdateBatch,
+    sources: Sequence[SourceRecord],
+    decisions: ChangeDecisions,
+    *,
+    now: datetime,
+) -> EpisodeOutcome:
+    """See the module docstring; ``prior`` is each row's item episode before the batch."""
+    index: dict[str, int] = {}
+    first: list[int] = []
+    item_of = np.empty(len(updates), np.intp)
+    for r, item_id in enumerate(updates.item_ids):
+        k = index.setdefault(item_id, len(index))
+        if k == len(first):
+            first.append(r)
+        item_of[r] = k
+    episodes = np.ascontiguousarray(prior[first]) if first else np.zeros(0, EPISODE_DTYPE)
+    if ctx is None or not len(updates):
+        return EpisodeOutcome({}, index, episodes)
+    rows = np.setdiff1d(np.arange(len(updates)), np.fromiter(decisions.rejected, np.intp), assume_unique=True)
+    anomalous = decisions.is_anomaly[rows].astype(bool)
+    levels = np.where(
+        anomalous, np.searchsorted(_LEVEL_CUTS, decisions.severity_score[rows], side="right"), -1
+    )
+    stamps = (
+        np.array([s.timestamp if s.timestamp is not None else np.nan for s in sources], np.float64) / 1000
+    )
+    at = np.where(np.isfinite(updates.occurred_at), updates.occurred_at, stamps)
+    at = np.where(np.isfinite(at), at, now.timestamp())[rows]
+    offsets = np.fromiter((sources[i].offset for i in rows.tolist()), np.int64, count=rows.size)
+    cache = ctx.suppressions
+
+    def suppressed(j: int) -> bool:
+        i = int(rows[j])
+        if cache is None or not cache.for_item(updates.item_ids[i]):
+            return False
+        reasons = [*decisions.reasons(i), *decisions.rules_fired(i)]
+        return cache.matches(updates.item_ids[i], reasons, now) is not None
+
+    found = advance(
+        episodes, item_of[rows], anomalous, levels.astype(np.int8), at, offsets, ctx.policy, suppressed
+    )
+    transitions = {int(rows[t.row]): t for t in found if t.kind is not Kind.SUPPRESSED}
+    n_suppressed = sum(t.kind is Kind.SUPPRESSED for t in found)
+    return EpisodeOutcome(transitions, index, episodes, n_suppressed)
+
+
+def episode_event(event: dict[str, Any], t: Transition, source: SourceRecord) -> dict[str, Any]:
+    """The published event of transition ``t``: the builder's event of its update plus the episode."""
+    resolved = t.kind is Kind.RESOLVED
+    status = "open" if t.kind in (Kind.OPEN, Kind.RENOTIFIED) else str(t.kind)
+    fields = episode_fields(
+        status=status,  # type: ignore[arg-type]  # one of the three by construction
+        episode=episode_id(source.topic, source.partition, t.opened_offset, event["item_id"]),
+        first_seen=t.first_seen,
+        last_seen=t.last_seen,
+        occurrences=t.occurrences,
+        max_severity=t.max_level,
+        renotified=t.kind is Kind.RENOTIFIED,
+        resolved_at=t.at if resolved else None,
+    )
+    return event | fields

@@ -1,0 +1,99 @@
+"""The retrain worker with ``detector=default`` on the real broker and FerretDB: a seed -> default
+swap, a default -> default retrain gated against the current model, and `stockwatch score
+--baseline` deciding with the published model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from consumer.cli import main
+from consumer.stores import store_from_settings
+from detection import ChangeDetector
+from tests.integration.retrain_support import (
+    Status,
+    inventory_docs,
+    publish_model,
+    running_worker,
+    settings_factory,
+)
+from tests.schemas import validate_all
+
+pytestmark = pytest.mark.integration
+__all__ = ["settings_factory"]  # the fixture, re-exported for pytest
+
+
+def categorised(n: int, seed: int) -> list[dict[str, Any]]:
+    """Inventory documents with a peer group (the default detector's ``category``)."""
+    return [doc | {"category": f"cat-{k % 4}"} for k, doc in enumerate(inventory_docs(n, seed))]
+
+
+def ctl_retrain(capsys: Any) -> dict[str, Any]:
+    """``stockwatch ctl retrain``; its final acknowledgement (exit 0 = promoted)."""
+    capsys.readouterr()
+    assert main(["ctl", "retrain", "--timeout", "120"]) == 0
+    lines = validate_all("ctl-line", (orjson.loads(line) for line in capsys.readouterr().out.splitlines()))
+    assert lines[-1]["status"] == "done" and lines[-1]["result"]["status"] == "promoted", lines[-1]
+    return lines[-1]
+
+
+def test_a_seed_to_default_swap_then_a_default_retrain_publish_models_score_can_use(
+    settings_factory: Any, mongo_db: Any, capsys: Any, tmp_path: Path
+) -> None:
+    settings = settings_factory(detector="default", alert_budget_per_1000="1.0", retrain_cooldown_s=0)
+    docs = categorised(300, 11)
+    mongo_db["inventory"].insert_many([*docs, {"_id": "half", "stock_quantity": 3}])
+    seed_version = publish_model(settings)  # serving: a seed model
+    status = Status(settings)
+    try:
+        with running_worker(settings):
+            swap = ctl_retrain(capsys)["result"]
+            again = ctl_retrain(capsys)["result"]
+            status.wait(lambda seen: len(status.of_type("model_published")) >= 2)
+    finally:
+        status.close()
+    validate_all("status-message", status.seen)
+    store = store_from_settings(settings)
+    assert store.current_version() == again["version"] != swap["version"]
+    registry = {d["_id"]: d for d in mongo_db["model_versions"].find({"status": "promoted"})}
+
+    first = registry[swap["version"]]  # seed -> default: nothing comparable, promoted on its own checks
+    assert first["detector"] == "default" and first["metadata"]["detector"] == "default"
+    checks = first["gate"]["checks"]
+    assert checks["current_version"] == seed_version
+    assert checks["comparison"].startswith("skipped: the current model is a seed model")
+    assert checks["alerts_per_1000"]["budget"] == 1.0
+    assert checks["alerts_per_1000"]["fresh_normal_motion"] <= checks["alerts_per_1000"]["max"] == 3.0
+    assert first["snapshot"]["usable"] == 300 and first["snapshot"]["invalid"] == 1  # "half" lacks numbers
+
+    second = registry[again["version"]]  # default -> default: compared with the current model
+    planted = second["gate"]["checks"]["planted_recall"]
+    assert set(planted) == {"candidate", "current"}
+    assert planted["candidate"]["all"] >= planted["current"]["all"] - 0.05
+    assert "agreement" in second["gate"]["checks"]
+    published = [m for m in status.of_type("model_published") if m.get("version") == again["version"]]
+    assert published and published[0]["detector"] == "default"
+    assert (settings.model_dir / again["version"] / "report.png").stat().st_size > 10_000
+
+    model = store.load_any()
+    assert isinstance(model, ChangeDetector) and model.metadata.alert_budget_per_1000 == 1.0
+    capsys.readouterr()
+    assert main(["models", "show"]) == 0
+    shown = orjson.loads(capsys.readouterr().out)
+    assert (shown["version"], shown["detector"]) == (again["version"], "default")
+
+    # stockwatch score --baseline S: the snapshot seeds the item states, the published model decides
+    baseline, events, output = tmp_path / "items.jsonl", tmp_path / "events.jsonl", tmp_path / "out.jsonl"
+    baseline.write_bytes(b"".join(orjson.dumps({"item_id": d["_id"], **d}) + b"\n" for d in docs))
+    normal = [{"item_id": d["_id"], "stock_quantity": d["stock_quantity"] - 1} for d in docs[:20]]
+    wrong = [{"item_id": d["_id"], "price": round(d["price"] * 100, 2)} for d in docs[20:25]]  # decimal slips
+    events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in [*normal, *wrong]))
+    rc = main(["score", "--baseline", str(baseline), "--input", str(events), "--output", str(output)])
+    assert rc == 0  # partial updates merged onto the baseline: none is a missing_field
+    lines = [orjson.loads(line) for line in output.read_bytes().splitlines()]
+    assert len(lines) == 25 and {line["model_version"] for line in lines} == {again["version"]}
+    assert [line["is_anomaly"] for line in lines[20:]] == [True] * 5
+    assert sum(line["is_anomaly"] for line in lines[:20]) <= 1

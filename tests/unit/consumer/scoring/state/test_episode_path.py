@@ -1,0 +1,181 @@
+"""Episodes on the change path: events of a batch, state in the changelog, replay, suppression."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+
+from consumer.ports import OutputRecord
+from consumer.scoring.batch import BatchConfig, BatchResult
+from consumer.scoring.change_batch import ChangeContext, process_change_batch
+from consumer.scoring.episode_batch import EpisodeContext
+from consumer.scoring.episodes import EpisodePolicy
+from consumer.scoring.state.seeds import SnapshotSeeds
+from consumer.scoring.state.store import StateStore
+from consumer.scoring.suppression_cache import SuppressionCache
+from consumer.wire.suppressions import suppression_from_feedback
+from detection import ChangeDetector, parse_updates, train_detector
+from tests.fakes import MemoryChangelog, Rec
+from tests.schemas import validate
+from tests.unit.consumer.scoring.state.stream import snapshot_docs
+
+CONFIG = BatchConfig(anomaly_topic="anomalies", dlq_topic="dlq")
+NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
+ITEM = "sku-3"  # a TV of the snapshot: tens of units
+
+
+@pytest.fixture(scope="module")
+def detector() -> ChangeDetector:
+    return train_detector(parse_updates(snapshot_docs())[0])
+
+
+def updates(*stocks: float, start: int = 0) -> list[Rec]:
+    """Updates of ITEM (partition 1) at offsets start.., one second apart."""
+    return [
+        Rec("in", 1, start + k, 1_764_590_400_000 + 1000 * (start + k), ITEM.encode(),
+            orjson.dumps({"item_id": ITEM, "event_id": f"e{start + k}", "stock_quantity": s}), [])
+        for k, s in enumerate(stocks)
+    ]  # fmt: skip
+
+
+def context(changelog: MemoryChangelog, episodes: EpisodeContext | None) -> ChangeContext:
+    ctx = ChangeContext(StateStore(changelog), changelog.topic, SnapshotSeeds(snapshot_docs()), episodes)
+    ctx.restore_for({("in", 1): 0})
+    return ctx
+
+
+def decide(ctx: ChangeContext, detector: ChangeDetector, recs: Sequence[Rec]) -> BatchResult:
+    result = process_change_batch(recs, detector, ctx, CONFIG, now=NOW)
+    ctx.published(result)
+    ctx.acknowledged(result)
+    return result
+
+
+def events(outputs: Sequence[OutputRecord]) -> list[dict[str, Any]]:
+    return [orjson.loads(o.value or b"") for o in outputs if o.topic == "anomalies"]
+
+
+STREAM = (20.0, -5.0, -6.0, -7.0, 21.0, 22.0, 23.0)  # normal, negative stock x3, normal x3
+
+
+def test_one_open_and_one_resolved_per_episode_whatever_the_batches(detector: ChangeDetector) -> None:
+    for cuts in ([7], [1, 4, 7], [2, 3, 5, 6, 7]):
+        ctx = context(MemoryChangelog(), EpisodeContext(EpisodePolicy(resolve_after=3)))
+        got: list[dict[str, Any]] = []
+        start = 0
+        for end in cuts:
+            got += events(decide(ctx, detector, updates(*STREAM[start:end], start=start)).outputs)
+            start = end
+        assert [e["status"] for e in got] == ["open", "resolved"], cuts
+        opened, resolved = got
+        validate("anomaly-event", opened)
+        validate("resolved-event", resolved)
+        for e in got:
+            validate("anomaly-topic-event", e)
+        assert opened["episode_id"] == resolved["episode_id"]
+        assert opened["source"]["offset"] == 1 and resolved["source"]["offset"] == 6
+        assert (resolved["occurrences"], resolved["duration_s"]) == (3, 5.0)
+        assert resolved["max_severity"] == opened["max_severity"] == opened["severity"]  # no escalation
+        assert (
+            resolved["first_seen"] == opened["first_seen"]
+            and resolved["last_seen"] == "2025-12-01T12:00:03.000Z"
+        )
+
+
+def test_every_update_publishes_the_events_of_today_byte_for_byte(detector: ChangeDetector) -> None:
+    plain = decide(context(MemoryChangelog(), None), detector, updates(*STREAM))
+    anomalies = [o for o in plain.outputs if o.topic == "anomalies"]
+    assert len(anomalies) == 3
+    assert all("episode_id" not in e and "status" not in e for e in events(anomalies))
+
+
+def test_a_restart_restores_the_open_episode_so_a_replay_opens_nothing(detector: ChangeDetector) -> None:
+    changelog = MemoryChangelog()
+    ctx = context(changelog, EpisodeContext())
+    first = decide(ctx, detector, updates(*STREAM[:3]))
+    changelog.append(first.outputs)
+    [opened] = events(first.outputs)
+    restarted = ChangeContext(
+        StateStore(changelog), changelog.topic, SnapshotSeeds(snapshot_docs()), EpisodeContext()
+    )
+    restarted.restore_for({("in", 1): 3})  # offsets 0-2 committed
+    rest = events(decide(restarted, detector, updates(*STREAM[3:], start=3)).outputs)
+    assert [e["status"] for e in rest] == ["resolved"] and rest[0]["episode_id"] == opened["episode_id"]
+    again = ChangeContext(
+        StateStore(changelog), changelog.topic, SnapshotSeeds(snapshot_docs()), EpisodeContext()
+    )
+    again.restore_for({("in", 1): 1})  # only offset 0 committed: the open is decided again, identically
+    replayed = events(decide(again, detector, updates(*STREAM[1:3], start=1)).outputs)
+    assert [(e["episode_id"], e["anomaly_id"]) for e in replayed] == [
+        (opened["episode_id"], opened["anomaly_id"])
+    ]
+
+
+def test_a_suppressed_episode_opens_silently_and_is_counted(detector: ChangeDetector) -> None:
+    stored = suppression_from_feedback(
+        episode_id="e" * 32, item_id=ITEM, suppress_for_s=3600, when=NOW - timedelta(minutes=1)
+    )
+    cache = SuppressionCache(lambda: [stored.as_doc()])
+    assert cache.refresh(NOW)
+    ctx = context(MemoryChangelog(), EpisodeContext(EpisodePolicy(), cache))
+    result = decide(ctx, detector, updates(*STREAM))
+    assert events(result.outputs) == [] and result.suppressed == 1 and result.n_anomalies == 0
+    other = suppression_from_feedback(
+        episode_id="f" * 32, item_id=ITEM, suppress_for_s=3600, when=NOW, reason="price"
+    )
+    cache = SuppressionCache(lambda: [other.as_doc()])
+    assert cache.refresh(NOW)
+    ctx = context(MemoryChangelog(), EpisodeContext(EpisodePolicy(), cache))
+    result = decide(ctx, detector, updates(*STREAM))  # a suppression of another reason: the stock alert opens
+    assert [e["status"] for e in events(result.outputs)] == ["open", "resolved"] and result.suppressed == 0
+
+
+def test_the_suppression_cache_keeps_the_last_set_while_the_store_fails() -> None:
+    stored = suppression_from_feedback(episode_id="e" * 32, item_id=ITEM, suppress_for_s=60, when=NOW)
+    answers: list[Any] = [[stored.as_doc(), {"_id": "junk"}], ConnectionError("down")]
+    seen: list[tuple[int, bool]] = []
+
+    def load() -> list[dict[str, Any]]:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return list(answer)
+
+    cache = SuppressionCache(load, on_refresh=lambda n, stale: seen.append((n, stale)))
+    assert cache.refresh(NOW) and not cache.refresh(NOW)
+    assert seen == [(1, False), (1, True)] and cache.stale
+    assert cache.matches(ITEM, ["stock is negative"], NOW) is not None
+    assert cache.matches(ITEM, ["stock is negative"], NOW + timedelta(minutes=2)) is None  # expired
+
+
+def test_a_seed_model_under_alert_mode_episodes_is_said_once(caplog: pytest.LogCaptureFixture) -> None:
+    ctx = context(MemoryChangelog(), EpisodeContext())
+    with caplog.at_level("WARNING"):
+        ctx.serving_seed("v1")
+        ctx.serving_seed("v1")
+    said = [r.getMessage() for r in caplog.records if "seed model" in r.getMessage()]
+    assert len(said) == 1 and "one event per anomalous update" in said[0]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        context(MemoryChangelog(), None).serving_seed("v1")  # every-update: nothing to say
+    assert not [r for r in caplog.records if "seed model" in r.getMessage()]
+
+
+def test_the_first_batch_waits_for_the_first_load_of_the_suppressions_once() -> None:
+    stored = suppression_from_feedback(
+        episode_id="e" * 32, item_id=ITEM, suppress_for_s=3600, when=datetime.now(UTC)
+    )  # the refresh keeps what is active by the clock
+    ticks: list[int] = []
+    cache = SuppressionCache(lambda: [stored.as_doc()], refresh_s=60)
+    episodes = EpisodeContext(EpisodePolicy(), cache)
+    episodes.start(lambda: ticks.append(1))
+    assert cache.attempted.is_set() and cache.matches(ITEM, [], datetime.now(UTC) + timedelta(minutes=1))
+    assert not cache.start()  # the refresh thread runs once
+    cache.stop()
+    failing = SuppressionCache(lambda: (_ for _ in ()).throw(ConnectionError("down")), refresh_s=60)
+    assert failing.start() and failing.wait_first(10) and failing.stale and failing.active == 0
+    failing.stop()
