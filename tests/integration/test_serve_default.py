@@ -86,6 +86,7 @@ def env(kafka_bootstrap: str, mongo_uri: str, mongo_db: Any, topic_factory: Call
         "STOCKWATCH_HTTP_PORT": "0",
         "STOCKWATCH_MAX_POLL_RECORDS": "50",
         "STOCKWATCH_STATE_SEED": "snapshot",
+        "STOCKWATCH_ALERT_MODE": "every-update",  # one anomaly event per anomalous update, as `score` writes
         "STOCKWATCH_LOG_LEVEL": "INFO",
     }
     yield env
