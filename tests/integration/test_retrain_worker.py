@@ -1,4 +1,6 @@
-"""`stockwatch retrain-worker` and `stockwatch ctl` on the real broker and database."""
+"""`stockwatch retrain-worker` and `stockwatch ctl` on the real broker and database, training the seed
+detector (`detector="seed"`: what these tests assert is the seed's retrain; test_retrain_default.py
+covers the default detector)."""
 
 from __future__ import annotations
 
@@ -72,7 +74,7 @@ def stack(action: str) -> None:
 def test_startup_then_ctl_retrain_promotes_a_new_version(
     settings_factory: Any, mongo_db: Any, capsys: Any
 ) -> None:
-    settings = settings_factory(retrain_cooldown_s=0)
+    settings = settings_factory(detector="seed", retrain_cooldown_s=0)
     mongo_db["inventory"].insert_many([*inventory_docs(300, 1), {"_id": "bad", "price": "NaN"}])
     status = Status(settings)
     try:
@@ -110,7 +112,7 @@ def test_startup_then_ctl_retrain_promotes_a_new_version(
 
 
 def test_forged_expired_and_replayed_commands_change_nothing(settings_factory: Any, mongo_db: Any) -> None:
-    settings = settings_factory(retrain_cooldown_s=0)
+    settings = settings_factory(detector="seed", retrain_cooldown_s=0)
     mongo_db["inventory"].insert_many(inventory_docs(200, 2))
     before = publish_model(settings)
     good = new_command("retrain", KEY.encode(), issued_by="test")
@@ -155,7 +157,7 @@ def test_forged_expired_and_replayed_commands_change_nothing(settings_factory: A
 
 
 def test_fifty_retrain_commands_in_a_burst_give_one_retrain(settings_factory: Any, mongo_db: Any) -> None:
-    settings = settings_factory(retrain_cooldown_s=600)
+    settings = settings_factory(detector="seed", retrain_cooldown_s=600)
     mongo_db["inventory"].insert_many(inventory_docs(300, 3))
     publish_model(settings)
     commands = [new_command("retrain", KEY.encode(), issued_by=f"burst-{i}") for i in range(50)]
@@ -192,7 +194,9 @@ def test_fifty_retrain_commands_in_a_burst_give_one_retrain(settings_factory: An
 def test_mongo_outage_mid_retrain_fails_cleanly_and_keeps_the_model(
     settings_factory: Any, mongo_db: Any
 ) -> None:
-    settings = settings_factory(retrain_cooldown_s=0, retrain_max_attempts=2, retrain_batch_size=50)
+    settings = settings_factory(
+        detector="seed", retrain_cooldown_s=0, retrain_max_attempts=2, retrain_batch_size=50
+    )
     mongo_db["inventory"].insert_many(inventory_docs(400, 4))
     serving = publish_model(settings)
     stack_env()  # fail here, before stopping anything, if Mongo could not be started again
@@ -227,7 +231,7 @@ def test_mongo_outage_mid_retrain_fails_cleanly_and_keeps_the_model(
 
 
 def test_gate_rejects_garbage_and_keeps_the_candidate_aside(settings_factory: Any, mongo_db: Any) -> None:
-    settings = settings_factory(retrain_cooldown_s=0)
+    settings = settings_factory(detector="seed", retrain_cooldown_s=0)
     serving = publish_model(settings)
     retrainer = build_retrainer(settings)
     # Half the snapshot planted anomalies: learnt as normal, so it flags far less than the current model.
@@ -256,7 +260,7 @@ def test_gate_rejects_garbage_and_keeps_the_candidate_aside(settings_factory: An
 
 
 def test_flagged_items_are_left_out_of_training(settings_factory: Any, mongo_db: Any) -> None:
-    settings = settings_factory()
+    settings = settings_factory(detector="seed")
     docs = inventory_docs(100, 8)
     mongo_db["inventory"].insert_many(docs)
     mongo_db["anomalies"].insert_many(
@@ -267,7 +271,7 @@ def test_flagged_items_are_left_out_of_training(settings_factory: Any, mongo_db:
         out.status == "promoted" and out.snapshot["usable"] == 80 and out.snapshot["excluded_flagged"] == 20
     )
     settings = settings_factory(
-        retrain_exclude_filter='{"price": {"$gt": 25}}', retrain_exclude_flagged="false"
+        detector="seed", retrain_exclude_filter='{"price": {"$gt": 25}}', retrain_exclude_flagged="false"
     )
     expected = sum(1 for d in docs if d["price"] <= 25)
     out = build_retrainer(settings).run({"kind": "test"})
@@ -293,7 +297,7 @@ def test_lease_gives_one_run_at_a_time_across_workers(mongo_uri: str, mongo_db: 
 
 
 def test_scan_prints_the_anomalies_of_the_snapshot(settings_factory: Any, mongo_db: Any, capsys: Any) -> None:
-    settings = settings_factory()
+    settings = settings_factory(detector="seed")
     version = publish_model(settings)
     docs = inventory_docs(200, 9)
     docs[0] |= {"stock_quantity": 80_000, "price": 1500.0}
@@ -331,7 +335,7 @@ def build_retrainer(settings: Any) -> Retrainer:
 
 
 def test_ctl_status_rollback_reload_and_timeouts(settings_factory: Any, mongo_db: Any, capsys: Any) -> None:
-    settings = settings_factory()
+    settings = settings_factory(detector="seed")
     first = publish_model(settings, seed=1)
     second = publish_model(settings, seed=2)
 
@@ -372,6 +376,7 @@ def test_a_running_consumer_switches_to_the_retrained_model(
     from consumer.scoring.wiring import build_service
 
     settings = settings_factory(
+        detector="seed",
         retrain_cooldown_s=0,
         input_topic=topic_factory("in"),
         dlq_topic=topic_factory("dlq"),
@@ -423,7 +428,7 @@ def test_a_taken_worker_http_port_is_one_line_naming_the_setting(settings_factor
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        settings_factory(worker_http_port=taken.getsockname()[1])
+        settings_factory(detector="seed", worker_http_port=taken.getsockname()[1])
         done = subprocess.run(
             [sys.executable, "-m", "consumer.cli", "retrain-worker"],
             cwd=ROOT,
@@ -442,7 +447,7 @@ def test_the_retrain_worker_process_serves_and_stops_on_sigterm(
     settings_factory: Any, mongo_db: Any, capsys: Any
 ) -> None:
     port = free_port()
-    settings = settings_factory(worker_http_port=port)
+    settings = settings_factory(detector="seed", worker_http_port=port)
     mongo_db["inventory"].insert_many(inventory_docs(100, 11))
     status = Status(settings)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -480,7 +485,7 @@ def test_the_retrain_worker_process_serves_and_stops_on_sigterm(
 def test_retrain_is_coalesced_while_another_worker_holds_the_lease_and_in_the_cooldown(
     settings_factory: Any, mongo_db: Any, capsys: Any
 ) -> None:
-    settings = settings_factory(retrain_cooldown_s=600)
+    settings = settings_factory(detector="seed", retrain_cooldown_s=600)
     publish_model(settings)
     mongo_db["leases"].insert_one(
         {"_id": "retrain", "owner": "other-worker", "expires_at": time.time() + 600}
@@ -507,7 +512,9 @@ def test_retrain_is_coalesced_while_another_worker_holds_the_lease_and_in_the_co
 def test_two_workers_share_the_commands_and_run_one_retrain(
     settings_factory: Any, mongo_db: Any, topic_factory: Any
 ) -> None:
-    settings = settings_factory(retrain_cooldown_s=600, control_topic=topic_factory("control", partitions=2))
+    settings = settings_factory(
+        detector="seed", retrain_cooldown_s=600, control_topic=topic_factory("control", partitions=2)
+    )
     mongo_db["inventory"].insert_many(inventory_docs(300, 12))
     publish_model(settings)
     commands = [new_command("retrain", KEY.encode(), issued_by=f"two-{i}") for i in range(40)]
@@ -538,7 +545,7 @@ def test_two_workers_share_the_commands_and_run_one_retrain(
 
 
 def test_the_schedule_retrains_without_a_command(settings_factory: Any, mongo_db: Any) -> None:
-    settings = settings_factory(retrain_interval_s=2)
+    settings = settings_factory(detector="seed", retrain_interval_s=2)
     mongo_db["inventory"].insert_many(inventory_docs(200, 13))
     publish_model(settings)
     status = Status(settings)
