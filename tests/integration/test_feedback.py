@@ -1,4 +1,5 @@
-"""`stockwatch feedback` -> the retrain worker -> Mongo, metrics, `models show`, suppressions, training."""
+"""`stockwatch feedback` -> the retrain worker -> Mongo, metrics, `models show`, suppressions, training
+(of the seed detector, `detector="seed"`: the labelled rows and gate asserted here are its own)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def counter_samples(worker: Any) -> dict[tuple[str, str], float]:
 def test_labels_reach_the_registry_the_metric_models_show_and_suppressions(
     settings_factory: Any, topic_factory: Any, mongo_db: Any, capsys: Any, monkeypatch: Any
 ) -> None:
-    settings = settings_factory(feedback_topic=topic_factory("feedback"))
+    settings = settings_factory(detector="seed", feedback_topic=topic_factory("feedback"))
     version = publish_model(settings)
     confirmed_id, fp_id = "c" * 32, "f" * 32
     mongo_db["anomalies"].insert_many(  # the consumer's audit (audit_anomalies = true)
@@ -125,7 +126,7 @@ def test_labels_reach_the_registry_the_metric_models_show_and_suppressions(
 
 
 def test_feedback_usage_errors_are_one_line(settings_factory: Any, topic_factory: Any, capsys: Any) -> None:
-    settings_factory(feedback_topic=topic_factory("feedback"))
+    settings_factory(detector="seed", feedback_topic=topic_factory("feedback"))
     for args in (
         ["ep", "confirmed", "--suppress-for", "1h"],
         ["ep", "false_positive", "--suppress-for", "soon"],
@@ -141,7 +142,9 @@ def test_feedback_usage_errors_are_one_line(settings_factory: Any, topic_factory
 def test_labels_steer_training_and_the_gate_reports_labelled_precision(
     settings_factory: Any, topic_factory: Any, mongo_db: Any, capsys: Any
 ) -> None:
-    settings = settings_factory(feedback_topic=topic_factory("feedback"), gate_min_labels="3")
+    settings = settings_factory(
+        detector="seed", feedback_topic=topic_factory("feedback"), gate_min_labels="3"
+    )
     version = publish_model(settings)
     docs = inventory_docs(100, 8, planted=0.05)
     mongo_db["inventory"].insert_many(docs)
