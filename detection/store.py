@@ -270,6 +270,8 @@ class ModelStore:
         try:
             data = _read(self.root / version / name)
         except FileNotFoundError:
+            if not (self.root / version).is_dir():  # retention removed it while we read: retriable
+                raise ModelNotFoundError(f"model version {version} was removed while loading") from None
             raise ModelVerificationError(f"model version {version}: {name} is missing") from None
         if len(data) != entry.get("size") or sha256(data) != entry.get("sha256"):
             raise ModelVerificationError(f"model {version}: checksum mismatch for {name}; refusing it")
