@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from config.rules import RuleSpec
+
 __all__ = [
     "SECRET_MASK",
     "ControlSettings",
@@ -95,6 +97,11 @@ class ModelSettings(Slice):
     allow_sklearn_mismatch: bool
     detector: Literal["seed", "default"]
     poll_interval_s: float = Field(validation_alias="model_poll_interval_s")
+    rules: tuple[RuleSpec, ...] | None  # bound into `default` models at train time
+
+    def rule_table(self) -> list[dict[str, str | float]] | None:
+        """The enabled rules as the detector's table (None: the detector's built-in table)."""
+        return None if self.rules is None else [r.table_row() for r in self.rules if r.enabled]
 
 
 class ScoringSettings(Slice):

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from config import checks, groups
@@ -20,6 +20,7 @@ from config.groups import LogLevel, mask_uri
 from config.kafka import RESERVED_PROPERTIES, Delivery, KafkaClient, KafkaSettings, OffsetReset
 from config.kafka_security import KafkaSecurity, SaslMechanism, SecurityProtocol, security_problems
 from config.keys import SECRET_FIELDS, check_key
+from config.rules import RuleSpec, check_rules
 from config.slices import SliceOf
 from config.sources import DEFAULT_CONFIG_FILE, CheckedEnvSource, ConfigFileSource, config_file
 
@@ -94,6 +95,11 @@ class Settings(BaseSettings):
         default="seed",
         description="What `train` fits: `seed` (state features, contamination) or `default` (changes of "
         "each item, rules, alert budget). `seed` until `consume` serves `default` models.",
+    )
+    rules: Annotated[tuple[RuleSpec, ...] | None, AfterValidator(check_rules)] = Field(
+        default=None,
+        description="The data-quality rules `train` binds into a `default` model (`[[rules]]` in the TOML "
+        "file, a JSON list in the environment; unset: the built-in table). See config/rules.py.",
     )
 
     # --- consumer loop ---
