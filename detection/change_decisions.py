@@ -26,7 +26,8 @@ class ChangeDecisions:
 
     ``scores`` follow scikit-learn's sign (below ``threshold`` = anomalous by the model);
     ``severity_score`` is the calibrated 0-100 value; ``rule_bits`` has bit ``k`` set when rule ``k``
-    fired (such a row is an anomaly of kind ``data_quality`` whatever the score). ``rejected`` maps
+    fired (an alerting rule makes the row an anomaly of kind ``data_quality`` whatever the score; a
+    hint only raises its severity). ``rejected`` maps
     rows that could not be scored to their error (dead letter, reason ``missing_field``); such rows
     have ``is_anomaly`` False and NaN scores.
     """
@@ -39,7 +40,7 @@ class ChangeDecisions:
     threshold: float
     rejected: dict[int, MissingFieldError]
     # context for reasons: the baseline each row was judged against and the merged new numbers
-    baseline: FloatArray  # (n, 16): the STATE_DTYPE fields in order
+    baseline: FloatArray  # (n, 15): the STATE_DTYPE fields in order
     new_values: FloatArray  # (n, 4): stock, min, max, price
     peer_median: FloatArray
     rules: RuleSet
@@ -54,7 +55,7 @@ class ChangeDecisions:
     def kind(self, i: int) -> Kind:
         if i in self.rejected:
             return "missing_field"
-        if self.rule_bits[i]:
+        if self.rule_bits[i] & self.rules.alert_mask:
             return "data_quality"
         return "model" if self.is_anomaly[i] else "none"
 

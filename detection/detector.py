@@ -137,7 +137,8 @@ class ChangeDetector:
         rules = self._rules.clause_matrix()
         self._kernel = (*self._peers.arrays(), self._mean, self._scale, *self._hull.arrays(),
                         self._compiled._kernel_args, self._compiled.offset, self._threshold, rules,
-                        len(self._rules.names), *self._severity.arrays(), float(REBASELINE_RUN), INSIDE_SHIFT)  # fmt: skip
+                        len(self._rules.names), self._rules.floors, np.uint32(self._rules.alert_mask),
+                        *self._severity.arrays(), float(REBASELINE_RUN), INSIDE_SHIFT)  # fmt: skip
 
     # -- parts ---------------------------------------------------------------------------------
     scaler = property(lambda self: self._scaler, doc="The fitted ``StandardScaler``.")
@@ -158,6 +159,10 @@ class ChangeDetector:
     @property
     def rules(self) -> RuleSet:
         return self._rules
+
+    @property
+    def hull(self) -> Hull:
+        return self._hull
 
     @property
     def peers(self) -> PeerStats:
@@ -306,4 +311,4 @@ def _rule_env(base: StateRows, m: Merged, known: npt.NDArray[np.bool_]) -> dict[
     return {"stock": m.stock, "min": m.min, "max": m.max, "price": m.price,
             "prev_stock": prev("stock"), "prev_min": prev("min"), "prev_max": prev("max"),
             "prev_price": prev("price"), "age": prev("last_time") - m.time,
-            "unchanged": unchanged.astype(np.float64)}  # fmt: skip
+            "unchanged": unchanged.astype(np.float64), "left_stock": prev("left_stock")}  # fmt: skip

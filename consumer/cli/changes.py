@@ -127,7 +127,7 @@ def score_changes(
 def train_default(args: argparse.Namespace, settings: Settings) -> int:
     """``train --detector default``: the change detector from a snapshot file; same summary line."""
     from consumer.cli.models import EXIT_OK, EXIT_USAGE, open_store
-    from detection import ForestParams, TrainingError, train_detector
+    from detection import DEFAULT_RULES, ForestParams, TrainingError, train_detector
 
     chosen = {
         "n_estimators": args.n_estimators,
@@ -151,9 +151,12 @@ def train_default(args: argparse.Namespace, settings: Settings) -> int:
         with open_in(str(args.items)) as source:
             snapshot = snapshot_of(source, counts)
         started = time.perf_counter()
-        model = train_detector(snapshot, params, alert_budget_per_1000=budget)
+        rules = settings.models.rule_table()  # bound into the model: score and consume follow it
+        model = train_detector(
+            snapshot, params, alert_budget_per_1000=budget, rules=DEFAULT_RULES if rules is None else rules
+        )
         seconds = time.perf_counter() - started
-    except (TrainingError, ValueError, OSError) as exc:  # ValidationError is a ValueError
+    except (TrainingError, ValueError, OSError) as exc:  # ValidationError, RuleError are ValueErrors
         fail(f"train: {exc}")
         return EXIT_USAGE
     store = open_store(args, settings, must_exist=False)

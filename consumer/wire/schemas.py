@@ -124,7 +124,7 @@ class DecisionEvent(BaseModel):
     severity_score: float | None = Field(
         default=None, ge=0.0, le=100.0,
         description="`default` detector only: calibrated 0-100 severity (50 = the alert budget's "
-        "threshold; data-quality rules give at least 85).",
+        "threshold; a firing data-quality rule gives at least its severity, 85 by default).",
     )  # fmt: skip
 
 
