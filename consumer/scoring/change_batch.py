@@ -37,6 +37,7 @@ from consumer.scoring.state.changelog import changelog_records
 from consumer.scoring.state.seeds import Seeds
 from consumer.scoring.state.store import StagedChanges, StateStore
 from consumer.scoring.state.table import ABSENT
+from consumer.wire.context import change_input_keys
 from consumer.wire.events import UNVERSIONED, DlqReason, build_events
 from detection import ChangeDetector, StateTable, UpdateBatch, parse_updates
 from detection.change_decisions import ChangeDecisions
@@ -136,7 +137,8 @@ def process_change_batch(
         decisions, changes = detector.decide_batch(table, updates)
         for i, exc in decisions.rejected.items():
             failures.append((where[i], 1, sources[i], DlqReason.MISSING_FIELD, str(exc)))
-        _events(decisions, updates, sources, detector, version, config, now, outputs, anomalies)
+        inputs = _Inputs(objs, where, change_input_keys(detector.metadata.group_field))
+        _events(decisions, updates, sources, detector, version, config, now, outputs, anomalies, inputs)
         staged = _staged(changes.item_ids, changes.records, updates, sources, partitions)
         for p, (ids, recs, offs) in staged.by_partition.items():
             outputs += changelog_records(ctx.changelog_topic, p, ids, recs, offs)
@@ -234,6 +236,15 @@ def _staged(
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    """The decoded input of each update (``objs[where[i]]``), read for anomaly events only."""
+
+    objs: Sequence[dict[str, Any]]
+    where: Sequence[int]
+    used: frozenset[str]  # the keys the detector reads: the rest are the item's attributes
+
+
 class _Decided:
     """``DecisionsLike`` view of :class:`ChangeDecisions` for the shared event builder."""
 
@@ -257,13 +268,14 @@ def _events(  # noqa: PLR0917 (one private call site)
     now: datetime,
     outputs: list[OutputRecord],
     anomalies: list[dict[str, Any]],
+    inputs: _Inputs,
 ) -> None:
     scored = np.ones(len(updates), bool)
     scored[list(decisions.rejected)] = False
     rows = np.flatnonzero(scored if config.decisions_topic else decisions.is_anomaly & scored)
     if not rows.size:
         return
-    new = decisions.new_values
+    new, context = decisions.new_values, config.context
 
     def item(i: int) -> dict[str, Any]:
         stock, low, high, price = new[i].tolist()
@@ -272,7 +284,8 @@ def _events(  # noqa: PLR0917 (one private call site)
 
     events = build_events(_Decided(decisions), rows, item_ids=updates.item_ids, event_ids=updates.event_ids,
                           sources=sources, item=item, version=version, threshold=detector.threshold, now=now,
-                          feature_names=CHANGE_FEATURE_NAMES)  # fmt: skip
+                          feature_names=CHANGE_FEATURE_NAMES, links=context.links(version),
+                          attributes=lambda i: context.attributes(inputs.objs[inputs.where[i]], inputs.used))  # fmt: skip
     dumps = orjson.dumps
     for i, event, anomaly in events:
         key = event["item_id"].encode()
@@ -283,4 +296,5 @@ def _events(  # noqa: PLR0917 (one private call site)
             anomaly.setdefault("severity_score", float(decisions.severity_score[i]))
             anomaly.setdefault("rules", list(decisions.rules_fired(i)))
             anomalies.append(anomaly)
-            outputs.append(OutputRecord(config.anomaly_topic, key, dumps(anomaly)))
+            headers = context.headers(sources[i].headers)
+            outputs.append(OutputRecord(config.anomaly_topic, key, dumps(anomaly), headers))

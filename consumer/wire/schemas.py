@@ -40,6 +40,7 @@ __all__ = [
     "ChangeFeatures",
     "DecisionEvent",
     "EventItem",
+    "EventLinks",
     "Features",
     "ScanSummary",
     "ScoreLine",
@@ -80,6 +81,29 @@ class EventItem(BaseModel):
     min_stock_level: float
     max_stock_level: float
     price: float
+    attributes: dict[str, Any] | None = Field(
+        default=None,
+        description="Anomaly events of `consume` and `score`: the input fields the detector does not read "
+        "(a warehouse id, a supplier...), as sent, within `attributes_max_fields` and `attributes_max_bytes`.",
+    )
+    attributes_truncated: bool | None = Field(
+        default=None, description="True when some input fields were left out of `attributes` (over a bound)."
+    )
+
+
+class EventLinks(BaseModel):
+    """Where the model version that decided lives (``file://`` URIs, or ``report_url_template``)."""
+
+    model_config = _STRICT
+
+    model: str | None = Field(
+        description="The version's directory in the model store (metadata.json, gate.json); null when "
+        "the model was never published (`unversioned`)."
+    )
+    report: str | None = Field(
+        description="The version's report (score histogram, features): `report_url_template` with the "
+        "version, else the file:// URI of its report.png; null until the retrain worker wrote one."
+    )
 
 
 Features: type[BaseModel] = create_model(  # the 7 features, by name, in FEATURE_NAMES order
@@ -125,7 +149,11 @@ class DecisionEvent(BaseModel):
 
 
 class AnomalyEvent(DecisionEvent):
-    """One anomalous item state (``anomaly_topic`` keyed by item id; ``scan``; anomalous ``score`` lines)."""
+    """One anomalous item state (``anomaly_topic`` keyed by item id; ``scan``; anomalous ``score`` lines).
+
+    On the anomaly topic its record also carries the input record's headers named in
+    ``propagate_headers`` (``traceparent``, ``trace-id``, ``correlation-id`` by default), as sent.
+    """
 
     is_anomaly: Literal[True] = True
     item: EventItem = Field(description="The validated item state that was scored.")
@@ -140,6 +168,9 @@ class AnomalyEvent(DecisionEvent):
     )
     rules: list[str] | None = Field(
         default=None, description="`default` detector only: names of the rules that fired."
+    )
+    links: EventLinks | None = Field(
+        default=None, description="`consume` and `score`: the model version's directory and report."
     )
 
 

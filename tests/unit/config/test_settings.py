@@ -104,6 +104,7 @@ def _slices() -> dict[str, type[Slice]]:
             "control",
             "logs",
             "notify",
+            "context",
         )
     }
 
