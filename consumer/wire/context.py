@@ -7,7 +7,9 @@ Called for the rows that become anomaly events only (never per update), by both 
   ``item.attributes``, bounded by a field count and the bytes of their JSON; fields over a bound
   are left out (in input order: a huge field does not hide the small ones after it) and
   ``item.attributes_truncated`` says so. The event never grows past the bound, so big attributes
-  never turn an anomaly into a dead letter.
+  never turn an anomaly into a dead letter; fields a document store cannot hold (``$``-prefixed or
+  dotted keys, NULs, integers beyond 64 bits, at any depth) are left out too, so the optional Mongo
+  audit and downstream stores always take the event.
 * :meth:`EventContext.headers` — the input record headers named in ``propagate_headers``
   (W3C ``traceparent`` and friends), for the anomaly event's Kafka record (OpenTelemetry carries
   trace context in headers, not in payloads); a value over ``propagate_header_max_bytes`` is dropped.
@@ -38,10 +40,13 @@ __all__ = [
     "change_input_keys",
     "item_attributes",
     "propagated_headers",
+    "storable",
 ]
 
 REPORT_FILE: Final = "report.png"  # the retrain worker's report in each version directory
 SEED_INPUT_KEYS: Final = frozenset((*ITEM_INPUT_KEYS, "event_id"))  # what detection.parse_item reads
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
 RECHECK_S: Final = 5.0  # a missing report is looked for again after this long (rendered after publish)
 _NO_LINKS: Final[dict[str, str | None]] = {"model": None, "report": None}
 
@@ -55,12 +60,19 @@ def change_input_keys(group_field: str) -> frozenset[str]:
 def item_attributes(
     obj: Mapping[str, Any], used: frozenset[str], *, max_fields: int, max_bytes: int
 ) -> tuple[dict[str, Any], bool]:
-    """The fields of ``obj`` not in ``used`` within the bounds, and whether any was left out."""
+    """The fields of ``obj`` not in ``used`` within the bounds, and whether any was left out.
+
+    A field is also left out when a document store could not hold it (:func:`storable`) or orjson
+    cannot write it back (nested deeper than it writes): the event must always serialise and audit.
+    """
     extra = {k: v for k, v in obj.items() if k not in used}
     if not extra:
         return extra, False
-    if len(extra) <= max_fields and len(orjson.dumps(extra)) <= max_bytes:
-        return extra, False  # the usual case: one serialisation
+    try:
+        if len(extra) <= max_fields and len(orjson.dumps(extra)) <= max_bytes and storable(extra):
+            return extra, False  # the usual case: one serialisation, one walk
+    except orjson.JSONEncodeError:
+        pass
     kept: dict[str, Any] = {}
     size = 2  # {}
     for key, value in extra.items():
@@ -69,12 +81,34 @@ def item_attributes(
         try:
             # "key":value plus a comma: exact for orjson's compact output
             cost = len(orjson.dumps(key)) + 1 + len(orjson.dumps(value)) + (1 if kept else 0)
-        except orjson.JSONEncodeError:  # not from JSON input (a Mongo type in a test): leave it out
+        except orjson.JSONEncodeError:
             continue
-        if size + cost <= max_bytes:
+        if size + cost <= max_bytes and _safe_key(key) and storable(value):
             kept[key] = value
             size += cost
     return kept, True
+
+
+def storable(value: Any) -> bool:
+    """JSON a document store holds as is: no key that starts with ``$`` or holds a dot or a NUL
+    (MongoDB and FerretDB refuse them, BSON cannot encode a NUL), no integer beyond 64-bit signed.
+
+    Called on values orjson has serialised (at most 255 levels deep), so the recursion is bounded.
+    """
+    kind = type(value)
+    if kind is str or kind is float or kind is bool or value is None:
+        return True
+    if kind is int:
+        return bool(_INT64_MIN <= value <= _INT64_MAX)
+    if kind is dict:
+        return all(_safe_key(k) and storable(v) for k, v in value.items())
+    if kind is list:
+        return all(map(storable, value))
+    return False  # not a JSON value (a Mongo type in a test): never guess
+
+
+def _safe_key(key: Any) -> bool:
+    return type(key) is str and not key.startswith("$") and "." not in key and "\x00" not in key
 
 
 def propagated_headers(

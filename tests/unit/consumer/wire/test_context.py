@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import bson
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -34,14 +35,20 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
+hostile_keys = st.sampled_from(["$where", "a.b", "nul\x00", ""]) | st.text(max_size=8)
+hostile_values = st.recursive(
+    json_values | st.integers(2**63 - 2, 2**64 - 1),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(hostile_keys, inner, max_size=3),
+    max_leaves=8,
+)
 objects = st.dictionaries(
-    st.sampled_from([*SEED_INPUT_KEYS, "occurred_at", "category"]) | st.text(min_size=1, max_size=12),
-    json_values,
+    st.sampled_from([*SEED_INPUT_KEYS, "occurred_at", "category"]) | hostile_keys,
+    hostile_values,
     max_size=12,
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(objects, st.integers(0, 8), st.integers(2, 300))
 def test_attributes_stay_within_both_bounds_and_say_when_something_was_left_out(
     obj: dict[str, Any], max_fields: int, max_bytes: int
@@ -52,6 +59,24 @@ def test_attributes_stay_within_both_bounds_and_say_when_something_was_left_out(
     assert all(extra[k] is v for k, v in kept.items())
     assert list(kept) == [k for k in extra if k in kept]  # input order
     assert cut == (kept != extra)
+    bson.encode({"attributes": kept}, check_keys=True)  # what the Mongo audit writes: never refused
+
+
+def test_a_field_nested_deeper_than_orjson_writes_is_left_out_not_a_crash() -> None:
+    # orjson reads 1024 levels, writes 255
+    obj = orjson.loads(
+        orjson.dumps({"item_id": "A", "w": "WH-7"})[:-1] + b',"deep":' + b"[" * 300 + b"]" * 300 + b"}"
+    )
+    assert len(obj) == 3
+    kept, cut = item_attributes(obj, SEED_INPUT_KEYS, max_fields=32, max_bytes=4096)
+    assert (kept, cut) == ({"w": "WH-7"}, True)
+
+
+def test_keys_and_numbers_no_document_store_holds_are_left_out_at_any_depth() -> None:
+    obj = {"ok": {"x": [1, {"y": 2}]}, "$set": 1, "a.b": 2, "n": {"in\x00side": 1}, "big": 2**64 - 1,
+           "deep": [{"k": {"$gt": 0}}], "fine": -(2**63)}  # fmt: skip
+    kept, cut = item_attributes(obj, SEED_INPUT_KEYS, max_fields=32, max_bytes=4096)
+    assert (kept, cut) == ({"ok": {"x": [1, {"y": 2}]}, "fine": -(2**63)}, True)
 
 
 def test_a_huge_field_is_left_out_without_hiding_the_small_ones_after_it() -> None:
