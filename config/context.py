@@ -15,6 +15,7 @@ __all__ = ["DEFAULT_PROPAGATE_HEADERS", "ContextFields", "ContextSettings", "hea
 
 DEFAULT_PROPAGATE_HEADERS = "traceparent,trace-id,correlation-id"
 VERSION_FIELD = "{version}"
+OWN_HEADER_PREFIX = "dlq."  # consumer.wire.dlq.DLQ_PREFIX (config imports nothing of consumer)
 
 
 def header_names(text: str) -> tuple[str, ...]:
@@ -52,6 +53,14 @@ class ContextFields(BaseModel):
         description="URL of a model version's report (`{version}` is replaced), in each anomaly event's "
         "`links.report` when the version has a report.png; unset: its file:// URI in the model directory.",
     )
+
+    @field_validator("propagate_headers")
+    @classmethod
+    def _not_ours(cls, value: str) -> str:
+        own = [name for name in header_names(value) if name.startswith(OWN_HEADER_PREFIX)]
+        if own:  # a planted one would pass for StockWatch's (consumer.wire.dlq.is_own_header)
+            raise ValueError(f"{', '.join(own)}: {OWN_HEADER_PREFIX}* headers are StockWatch's own")
+        return value
 
     @field_validator("report_url_template")
     @classmethod

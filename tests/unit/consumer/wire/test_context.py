@@ -23,6 +23,7 @@ from consumer.wire.context import (
     item_attributes,
     propagated_headers,
 )
+from consumer.wire.dlq import DLQ_PREFIX
 from detection import ItemValidationError, parse_item, parse_updates
 
 VERSION = "20261201T000000Z-1a2b3c4d"
@@ -168,6 +169,12 @@ def test_links_name_the_version_directory_and_its_report_once_it_exists(tmp_path
     assert templated(VERSION)["report"] == f"https://reports.example/models/{VERSION}/report.png"
     assert ModelLinks(tmp_path)("unversioned") == {"model": None, "report": None}
     assert ModelLinks(None)(VERSION) == {"model": None, "report": None}
+
+
+def test_stockwatchs_own_headers_are_never_propagated() -> None:
+    with pytest.raises(ValueError, match=r"dlq\.source\.offset: dlq\.\* headers are StockWatch's own"):
+        Settings(propagate_headers="traceparent,DLQ.source.offset")
+    assert DLQ_PREFIX == "dlq."  # config/context.py's copy of it
 
 
 def test_a_report_template_must_name_the_version() -> None:
