@@ -177,6 +177,12 @@ def test_stockwatchs_own_headers_are_never_propagated() -> None:
     assert DLQ_PREFIX == "dlq."  # config/context.py's copy of it
 
 
+def test_the_report_linked_is_the_one_the_retrain_worker_writes() -> None:
+    from consumer.retraining.report import REPORT_FILE as WRITTEN
+
+    assert REPORT_FILE == WRITTEN
+
+
 def test_a_report_template_must_name_the_version() -> None:
     with pytest.raises(ValueError, match="version"):
         Settings(report_url_template="https://reports.example/latest.png")
