@@ -23,9 +23,12 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
+from config import Settings
 from consumer.cli import main as cli_main
+from consumer.scoring.wiring import build_service
 from consumer.wire.context import REPORT_FILE
-from tests.integration.test_consume import read_topic
+from detection import ModelStore, parse_item, train_model
+from tests.integration.test_consume import make_item, read_topic
 from tests.schemas import validate
 
 pytestmark = pytest.mark.integration
@@ -148,3 +151,48 @@ def _the_event_of(
                 return event, record
         assert proc.poll() is None, f"consume exited {proc.returncode}: {log.read_text()[-2000:]}"
     pytest.fail(f"no anomaly event for offset {offset} within 90 s: {log.read_text()[-2000:]}")
+
+
+def test_attributes_no_document_store_holds_are_left_out_and_the_audit_takes_the_event(
+    kafka_bootstrap: str,
+    topic_factory: Callable[..., str],
+    unique_name: Callable[[str], str],
+    mongo_uri: str,
+    mongo_db: Any,
+    tmp_path: Path,
+) -> None:
+    """FerretDB refuses ``$``-prefixed and dotted keys, BSON NULs and integers beyond 64 bits: such
+    attributes never reach the event, so the Mongo audit writes it (and the batch is not retried)."""
+    models = tmp_path / "models"
+    rng = random.Random(3)
+    ModelStore(models).publish(train_model([parse_item(make_item(i, rng)) for i in range(300)]))
+    hostile = {"$where": "1", "a.b": 2, "nested": {"x.y": 1}, "huge": 2**64 - 1, "nul\x00": 1, "ok": "kept"}
+    planted = make_item(0, rng, planted=True) | hostile
+    settings = Settings(
+        kafka_bootstrap=kafka_bootstrap,
+        input_topic=topic_factory("in"),
+        anomaly_topic=topic_factory("anomalies"),
+        dlq_topic=topic_factory("dlq"),
+        status_topic=topic_factory("status"),
+        group_id=unique_name("group"),
+        model_dir=models,
+        http_port=0,
+        create_missing_topics=False,
+        audit_anomalies=True,
+        mongo_uri=mongo_uri,
+        mongo_db=mongo_db.name,
+    )
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    try:
+        producer.send(settings.input_topic, key=b"SKU-00000", value=orjson.dumps(planted),
+                      headers=[("traceparent", TRACEPARENT)]).get(10)  # fmt: skip
+    finally:
+        producer.close()
+    stats = build_service(settings).run(max_events=1, timeout=60)
+    assert (stats.events_in, stats.anomalies) == (1, 1)
+    (doc,) = mongo_db["anomalies"].find()
+    assert doc["item"]["attributes"] == {"ok": "kept"}
+    assert doc["item"]["attributes_truncated"] is True
+    (record,) = read_topic(kafka_bootstrap, settings.anomaly_topic, expect=1)
+    assert orjson.loads(record.value)["anomaly_id"] == doc["_id"]
+    assert [(k, v) for k, v in record.headers] == [("traceparent", TRACEPARENT)]
