@@ -33,6 +33,7 @@ from consumer.wire.events import UNVERSIONED
 from detection.items import ITEM_INPUT_KEYS
 
 __all__ = [
+    "MANIFEST_FILE",
     "REPORT_FILE",
     "SEED_INPUT_KEYS",
     "EventContext",
@@ -44,6 +45,7 @@ __all__ = [
 ]
 
 REPORT_FILE: Final = "report.png"  # the retrain worker's report in each version directory
+MANIFEST_FILE: Final = "manifest.json"  # in every published version directory (detection.store)
 SEED_INPUT_KEYS: Final = frozenset((*ITEM_INPUT_KEYS, "event_id"))  # what detection.parse_item reads
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
@@ -132,8 +134,9 @@ def propagated_headers(
 class ModelLinks:
     """``links`` of a model version's events: its directory and its report, cached per version.
 
-    A report is rendered after its version is published, so a missing one is looked for again
-    every :data:`RECHECK_S`; one ``stat`` per batch with anomalies at most.
+    ``model`` is null unless the version is published in ``model_dir`` (its manifest is there). A
+    report is rendered after its version is published, so a missing one is looked for again every
+    :data:`RECHECK_S`; two ``stat`` calls per batch with anomalies at most.
     """
 
     model_dir: Path | None
@@ -150,8 +153,10 @@ class ModelLinks:
         if hit is not None and (hit[0]["report"] is not None or now - hit[1] < RECHECK_S):
             return dict(hit[0])
         directory = self.model_dir.resolve() / version
-        links: dict[str, str | None] = {"model": directory.as_uri() + "/", "report": None}
-        if self.exists(directory / REPORT_FILE):
+        links = dict(_NO_LINKS)
+        if self.exists(directory / MANIFEST_FILE):  # a published version (not a model built in process)
+            links["model"] = directory.as_uri() + "/"
+        if links["model"] and self.exists(directory / REPORT_FILE):
             template = self.report_url_template
             links["report"] = (
                 template.replace("{version}", version) if template else (directory / REPORT_FILE).as_uri()

@@ -98,7 +98,7 @@ class EventLinks(BaseModel):
 
     model: str | None = Field(
         description="The version's directory in the model store (metadata.json, gate.json); null when "
-        "the model was never published (`unversioned`)."
+        "the version is not published there (`unversioned`, a model built in process)."
     )
     report: str | None = Field(
         description="The version's report (score histogram, features): `report_url_template` with the "

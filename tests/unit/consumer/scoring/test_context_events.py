@@ -14,7 +14,7 @@ from consumer.scoring.batch import BatchConfig, process_batch
 from consumer.scoring.change_batch import ChangeContext, process_change_batch
 from consumer.scoring.state.seeds import SnapshotSeeds
 from consumer.scoring.state.store import StateStore
-from consumer.wire.context import REPORT_FILE, EventContext, ModelLinks
+from consumer.wire.context import MANIFEST_FILE, REPORT_FILE, EventContext, ModelLinks
 from detection import ChangeDetector, parse_updates, train_detector
 from tests.fakes import FakeModel, MemoryChangelog, Rec, item
 from tests.schemas import validate
@@ -29,6 +29,7 @@ EXTRA = {"warehouse_id": "WH-7", "supplier": {"name": "acme", "id": 12}, "note":
 def config(tmp_path: Path, version: str, *, decisions: bool = False) -> BatchConfig:
     (tmp_path / version).mkdir(exist_ok=True)
     (tmp_path / version / REPORT_FILE).write_bytes(b"png")
+    (tmp_path / version / MANIFEST_FILE).write_text("{}")
     context = EventContext(header_max_bytes=256, max_fields=8, max_bytes=200, links=ModelLinks(tmp_path))
     return BatchConfig(
         "anomalies", "dlq", decisions_topic="decisions" if decisions else None, context=context

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from config import Settings
 from consumer.wire.context import (
+    MANIFEST_FILE,
     RECHECK_S,
     REPORT_FILE,
     SEED_INPUT_KEYS,
@@ -24,7 +25,7 @@ from consumer.wire.context import (
     propagated_headers,
 )
 from consumer.wire.dlq import DLQ_PREFIX
-from detection import ItemValidationError, parse_item, parse_updates
+from detection import ItemValidationError, parse_item, parse_updates, store
 
 VERSION = "20261201T000000Z-1a2b3c4d"
 json_values = st.recursive(
@@ -157,8 +158,11 @@ def test_the_setting_is_a_comma_list_and_empty_means_none() -> None:
 
 def test_links_name_the_version_directory_and_its_report_once_it_exists(tmp_path: Path) -> None:
     now = [0.0]
-    (tmp_path / VERSION).mkdir()
     links = ModelLinks(tmp_path, clock=lambda: now[0])
+    assert links(VERSION) == {"model": None, "report": None}  # not published here (a model built in process)
+    (tmp_path / VERSION).mkdir()
+    (tmp_path / VERSION / MANIFEST_FILE).write_text("{}")
+    now[0] += RECHECK_S
     directory = (tmp_path / VERSION).resolve()
     assert links(VERSION) == {"model": directory.as_uri() + "/", "report": None}
     (tmp_path / VERSION / REPORT_FILE).write_bytes(b"png")
@@ -166,6 +170,7 @@ def test_links_name_the_version_directory_and_its_report_once_it_exists(tmp_path
     now[0] += RECHECK_S
     assert links(VERSION)["report"] == (directory / REPORT_FILE).as_uri()
     templated = ModelLinks(tmp_path, "https://reports.example/models/{version}/report.png")
+    assert MANIFEST_FILE == store.MANIFEST_FILE
     assert templated(VERSION)["report"] == f"https://reports.example/models/{VERSION}/report.png"
     assert ModelLinks(tmp_path)("unversioned") == {"model": None, "report": None}
     assert ModelLinks(None)(VERSION) == {"model": None, "report": None}
