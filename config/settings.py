@@ -16,6 +16,7 @@ from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_val
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from config import checks, groups
+from config.context import ContextFields, ContextSettings
 from config.groups import LogLevel, mask_uri
 from config.kafka import RESERVED_PROPERTIES, Delivery, KafkaClient, KafkaSettings, OffsetReset
 from config.kafka_security import KafkaSecurity, SaslMechanism, SecurityProtocol, security_problems
@@ -27,9 +28,10 @@ from config.sources import DEFAULT_CONFIG_FILE, CheckedEnvSource, ConfigFileSour
 __all__ = ["DEFAULT_CONFIG_FILE", "SECRET_FIELDS", "Settings", "config_file"]
 
 
-class Settings(BaseSettings):
+class Settings(BaseSettings, ContextFields):
     """Every knob of the services, flat. Env names are ``STOCKWATCH_`` + the field name in capitals;
-    code reads the frozen slices (:attr:`kafka`, :attr:`mongo`, …) rather than the flat fields."""
+    code reads the frozen slices (:attr:`kafka`, :attr:`mongo`, …) rather than the flat fields
+    (the event-context fields are inherited from :class:`config.context.ContextFields`)."""
 
     model_config = SettingsConfigDict(
         env_prefix="STOCKWATCH_",
@@ -337,3 +339,4 @@ class Settings(BaseSettings):
     control = SliceOf(groups.ControlSettings)  # the signed control plane and `stockwatch ctl`
     logs = SliceOf(groups.LogSettings)  # the log level of every command
     notify = SliceOf(groups.NotifySettings)  # the webhook bridge `stockwatch notify`
+    context = SliceOf(ContextSettings)  # what travels with each anomaly event (config/context.py)

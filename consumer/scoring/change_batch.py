@@ -40,6 +40,7 @@ from consumer.scoring.state.record import episodes_of, join, states_of
 from consumer.scoring.state.seeds import Seeds
 from consumer.scoring.state.store import StagedChanges, StateStore
 from consumer.scoring.state.table import ABSENT
+from consumer.wire.context import change_input_keys
 from consumer.wire.events import UNVERSIONED, DlqReason, build_events
 from detection import ChangeDetector, StateTable, UpdateBatch, parse_updates
 from detection.change_decisions import ChangeDecisions
@@ -152,7 +153,8 @@ def process_change_batch(
             failures.append((where[i], 1, sources[i], DlqReason.MISSING_FIELD, str(exc)))
         episodes = track_episodes(ctx.episodes, episodes_of(prior), updates, sources, decisions, now=now)
         suppressed = episodes.suppressed
-        _events(decisions, updates, sources, detector, version, config, now, outputs, anomalies,
+        inputs = _Inputs(objs, where, change_input_keys(detector.metadata.group_field))
+        _events(decisions, updates, sources, detector, version, config, now, outputs, anomalies, inputs,
                 episodes.transitions if ctx.episodes is not None else None)  # fmt: skip
         joined = join(changes.records, episodes.of(changes.item_ids))
         staged = _staged(changes.item_ids, joined, updates, sources, partitions)
@@ -253,6 +255,15 @@ def _staged(
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    """The decoded input of each update (``objs[where[i]]``), read for anomaly events only."""
+
+    objs: Sequence[dict[str, Any]]
+    where: Sequence[int]
+    used: frozenset[str]  # the keys the detector reads: the rest are the item's attributes
+
+
 class _Decided:
     """``DecisionsLike`` view of :class:`ChangeDecisions` for the shared event builder."""
 
@@ -276,6 +287,7 @@ def _events(  # noqa: PLR0917 (one private call site)
     now: datetime,
     outputs: list[OutputRecord],
     anomalies: list[dict[str, Any]],
+    inputs: _Inputs,
     episodes: dict[int, Transition] | None = None,  # alert_mode "episodes": what each row did
 ) -> None:
     scored = np.ones(len(updates), bool)
@@ -287,16 +299,21 @@ def _events(  # noqa: PLR0917 (one private call site)
     rows = np.flatnonzero(wanted)
     if not rows.size:
         return
-    new = decisions.new_values
+    new, context = decisions.new_values, config.context
 
     def item(i: int) -> dict[str, Any]:
         stock, low, high, price = new[i].tolist()
         return {"item_id": updates.item_ids[i], "event_id": updates.event_ids[i], "stock_quantity": stock,
                 "min_stock_level": low, "max_stock_level": high, "price": price}  # fmt: skip
 
+    links = context.links(version)
+
+    def attributes(i: int) -> dict[str, Any]:
+        return context.attributes(inputs.objs[inputs.where[i]], inputs.used)
+
     events = build_events(_Decided(decisions), rows, item_ids=updates.item_ids, event_ids=updates.event_ids,
                           sources=sources, item=item, version=version, threshold=detector.threshold, now=now,
-                          feature_names=CHANGE_FEATURE_NAMES)  # fmt: skip
+                          feature_names=CHANGE_FEATURE_NAMES, links=links, attributes=attributes)  # fmt: skip
     dumps = orjson.dumps
     for i, event, anomaly in events:
         key = event["item_id"].encode()
@@ -310,12 +327,16 @@ def _events(  # noqa: PLR0917 (one private call site)
             t = episodes.get(i)
             if t is None:
                 continue
-            episodic = episode_event(
-                anomaly if anomaly is not None else event | {"item": item(i)}, t, sources[i]
-            )
+            if anomaly is None:  # a resolving update: its decision event with the anomaly's context
+                anomaly_like = event | {"item": item(i) | attributes(i)}
+                if links is not None:
+                    anomaly_like["links"] = dict(links)
+            episodic = episode_event(anomaly if anomaly is not None else anomaly_like, t, sources[i])
             if anomaly is not None:
                 anomalies.append(episodic)
-            outputs.append(OutputRecord(config.anomaly_topic, key, dumps(episodic)))
+            headers = context.headers(sources[i].headers)
+            outputs.append(OutputRecord(config.anomaly_topic, key, dumps(episodic), headers))
         elif anomaly is not None:
             anomalies.append(anomaly)
-            outputs.append(OutputRecord(config.anomaly_topic, key, dumps(anomaly)))
+            headers = context.headers(sources[i].headers)
+            outputs.append(OutputRecord(config.anomaly_topic, key, dumps(anomaly), headers))

@@ -106,6 +106,7 @@ def _slices() -> dict[str, type[Slice]]:
             "control",
             "logs",
             "notify",
+            "context",
         )
     }
 
