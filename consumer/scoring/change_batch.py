@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -38,14 +39,16 @@ from consumer.scoring.state.seeds import Seeds
 from consumer.scoring.state.store import StagedChanges, StateStore
 from consumer.scoring.state.table import ABSENT
 from consumer.wire.events import UNVERSIONED, DlqReason, build_events
-from detection import ChangeDetector, StateTable, UpdateBatch, parse_updates
+from detection import ChangeDetector, UpdateBatch, parse_updates
 from detection.change_decisions import ChangeDecisions
 from detection.change_features import CHANGE_FEATURE_NAMES
 from detection.detector import baseline_table
+from detection.item_state import STATE_DTYPE, words
 
 __all__ = ["ChangeContext", "process_change_batch", "split_replays"]
 
 log = logging.getLogger(__name__)
+_OFFSET = attrgetter("offset")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,18 +129,18 @@ def process_change_batch(
         )
         where = [where[i] for i in keep]
         prior, prior_offsets = prior[keep], prior_offsets[keep]
-    table = _prior_table(updates, prior, prior_offsets != ABSENT, ctx.seeds)
+    items = _prior_states(updates, prior, prior_offsets != ABSENT, ctx.seeds)
     outputs: list[OutputRecord] = []
     reasons: Counter[str] = Counter()
     anomalies: list[dict[str, Any]] = []
     version = detector.version or UNVERSIONED
     staged = StagedChanges()
     if len(updates):
-        decisions, changes = detector.decide_batch(table, updates)
+        decisions, touched = detector.decide_local(updates, items.u, items.records, items.known)
         for i, exc in decisions.rejected.items():
             failures.append((where[i], 1, sources[i], DlqReason.MISSING_FIELD, str(exc)))
         _events(decisions, updates, sources, detector, version, config, now, outputs, anomalies)
-        staged = _staged(changes.item_ids, changes.records, updates, sources, partitions)
+        staged = _staged(items, touched, sources, partitions)
         for p, (ids, recs, offs) in staged.by_partition.items():
             outputs += changelog_records(ctx.changelog_topic, p, ids, recs, offs)
     letters: list[OutputRecord] = []
@@ -162,7 +165,7 @@ def split_replays(sources: Sequence[SourceRecord], prior_offsets: npt.NDArray[np
     commit that landed after the restore read the committed offset). It is skipped: not decided,
     no event, no state change — its events were published with the change that is in the state.
     """
-    offsets = np.fromiter((r.offset for r in sources), dtype=np.int64, count=len(sources))
+    offsets = np.fromiter(map(_OFFSET, sources), dtype=np.int64, count=len(sources))
     replay = offsets <= prior_offsets
     if not replay.any():
         return None
@@ -194,43 +197,75 @@ def _take(updates: UpdateBatch, keep: list[int]) -> UpdateBatch:
     )
 
 
-def _prior_table(
+@dataclass(frozen=True, slots=True, eq=False)
+class _Items:
+    """The batch's distinct items (first-occurrence order) and their states, for ``decide_local``."""
+
+    ids: list[str]
+    u: npt.NDArray[np.intp]  # per update: its item's index in ``ids``
+    records: npt.NDArray[np.void]  # per item: its state (STATE_DTYPE), where ``known``
+    known: npt.NDArray[np.bool_]
+
+
+def _prior_states(
     updates: UpdateBatch,
     prior: npt.NDArray[np.void],
     known: npt.NDArray[np.bool_],
     seeds: Seeds | None,
-) -> StateTable:
+) -> _Items:
     """The batch's items' states: from the partition tables, else from the inventory snapshot."""
-    first_known = {updates.item_ids[i]: i for i in np.flatnonzero(known).tolist()}
-    table = StateTable(capacity=len(first_known) + 16)
-    if first_known:
-        table.scatter(list(first_known), prior[list(first_known.values())])
-    unknown = list(dict.fromkeys(i for i in updates.item_ids if i not in first_known))
-    if unknown and seeds is not None:
+    ids = updates.item_ids
+    n = len(ids)
+    uniq = list(dict.fromkeys(ids))
+    k = len(uniq)
+    if k == n:
+        u = np.arange(n, dtype=np.intp)
+    else:
+        index = dict(zip(uniq, range(k), strict=True))
+        u = np.fromiter(map(index.__getitem__, ids), dtype=np.intp, count=n)
+    records = np.zeros(k, STATE_DTYPE)
+    have = np.zeros(k, dtype=bool)
+    rows = np.flatnonzero(known)
+    if rows.size:
+        pick = np.full(k, -1, dtype=np.intp)
+        np.maximum.at(pick, u[rows], rows)  # an item's last known update: the table it is read from
+        have = pick >= 0
+        words(records)[have] = words(prior)[pick[have]]
+    if seeds is not None and not have.all():
+        missing = np.flatnonzero(~have)
+        unknown = [uniq[j] for j in missing.tolist()]
         seeded = baseline_table(seeds.seed(unknown))
-        wanted = set(unknown)
-        ids = [i for i in seeded if i in wanted]
-        if ids:
-            table.scatter(ids, seeded.gather(seeded.lookup(ids)))
-    return table
+        at = seeded.lookup(unknown)
+        found = at >= 0
+        if found.any():
+            words(records)[missing[found]] = words(seeded.gather(at[found]))
+            have[missing[found]] = True
+    return _Items(uniq, u, records, have)
 
 
 def _staged(
-    ids: list[str],
-    records: npt.NDArray[np.void],
-    updates: UpdateBatch,
+    items: _Items,
+    touched: npt.NDArray[np.bool_],
     sources: Sequence[SourceRecord],
     partitions: list[int],
 ) -> StagedChanges:
     """Each changed item's record, under its input partition, with the offset of its last update."""
-    last = dict(zip(updates.item_ids, range(len(updates)), strict=True))  # later rows win
-    k = np.fromiter(map(last.__getitem__, ids), dtype=np.intp, count=len(ids))
-    parts = np.asarray(partitions, dtype=np.int64)[k]
-    offsets = np.fromiter((sources[j].offset for j in k.tolist()), dtype=np.int64, count=len(ids))
+    n = len(sources)
+    last = np.full(len(items.ids), -1, dtype=np.intp)
+    np.maximum.at(last, items.u, np.arange(n, dtype=np.intp))  # later rows win
+    changed = np.flatnonzero(touched)
+    at = last[changed]
+    offsets = np.fromiter(map(_OFFSET, sources), dtype=np.int64, count=n)[at]
+    records = words(items.records)[changed].reshape(-1).view(STATE_DTYPE)
+    ids = [items.ids[j] for j in changed.tolist()]
     out = StagedChanges()
+    parts = np.asarray(partitions, dtype=np.int64)[at]
+    if parts.size and parts[0] == parts[-1] and (parts == parts[0]).all():  # the usual: one partition
+        out.by_partition[int(parts[0])] = (ids, records, offsets)
+        return out
     for p in np.unique(parts).tolist():
-        at = np.flatnonzero(parts == p)
-        out.by_partition[p] = ([ids[j] for j in at.tolist()], records[at], offsets[at])
+        sel = np.flatnonzero(parts == p)
+        out.by_partition[p] = ([ids[j] for j in sel.tolist()], records[sel], offsets[sel])
     return out
 
 

@@ -23,7 +23,7 @@ import numpy.typing as npt
 from consumer.ports import StateChangelog
 from consumer.scoring.state.changelog import decode
 from consumer.scoring.state.table import ABSENT, PartitionTable
-from detection.item_state import STATE_DTYPE
+from detection.item_state import STATE_DTYPE, words
 
 __all__ = ["Restore", "StagedChanges", "StateStore"]
 
@@ -125,17 +125,29 @@ class StateStore:
     ) -> tuple[Records, npt.NDArray[np.int64]]:
         """The record and last applied input offset of each (partition, id); offset ABSENT = unknown."""
         n = len(item_ids)
+        if n and partitions[0] == partitions[-1] and partitions.count(partitions[0]) == n:
+            return self._prior_one(partitions[0], item_ids)  # the usual batch: one partition
         records = np.zeros(n, STATE_DTYPE)
         offsets = np.full(n, ABSENT, np.int64)
         parts = np.asarray(partitions, dtype=np.int64)
         for p in np.unique(parts).tolist():
             at = np.flatnonzero(parts == p)
-            table = self._tables[p]
-            rows = table.lookup([item_ids[i] for i in at.tolist()])
-            held = rows >= 0
-            got, off = table.get(rows[held])
-            records[at[held]] = got
-            offsets[at[held]] = off
+            got, off = self._prior_one(p, [item_ids[i] for i in at.tolist()])
+            words(records)[at] = words(got)
+            offsets[at] = off
+        return records, offsets
+
+    def _prior_one(self, partition: int, item_ids: Sequence[str]) -> tuple[Records, npt.NDArray[np.int64]]:
+        table = self._tables[partition]
+        rows = table.lookup(item_ids)
+        held = rows >= 0
+        if held.all():
+            return table.get(rows)
+        records = np.zeros(len(item_ids), STATE_DTYPE)
+        offsets = np.full(len(item_ids), ABSENT, np.int64)
+        got, off = table.get(rows[held])
+        words(records)[held] = words(got)
+        offsets[held] = off
         return records, offsets
 
     def apply(self, changes: StagedChanges) -> int:
