@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +17,7 @@ from detection.updates import MissingFieldError
 __all__ = ["ChangeDecisions", "Kind"]
 
 FloatArray = npt.NDArray[np.float64]
+_FIELDS: Final = tuple(STATE_DTYPE.names or ())
 Kind = Literal["none", "model", "data_quality", "missing_field"]
 
 
@@ -75,8 +76,6 @@ class ChangeDecisions:
         if not self.is_anomaly[i]:
             return ()
         out = list(self.rules.describe(int(self.rule_bits[i])))
-        record = np.zeros(1, STATE_DTYPE)
-        for j, name in enumerate(STATE_DTYPE.names or ()):
-            record[name] = self.baseline[i, j]
-        out += change_reasons(self.features[i], record[0], self.new_values[i], float(self.peer_median[i]))
+        baseline = dict(zip(_FIELDS, self.baseline[i].tolist(), strict=True))  # a record's fields, by name
+        out += change_reasons(self.features[i], baseline, self.new_values[i], float(self.peer_median[i]))
         return tuple(out[:4]) if out else ("unusual combination of changes for this item",)
