@@ -32,6 +32,7 @@ OUT_DIR = REPO / ".bench"
 BOOTSTRAP = os.environ.get("STOCKWATCH_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 MONGO_URI = os.environ.get("STOCKWATCH_MONGO_URI", "mongodb://127.0.0.1:27017")
 ANOMALY_EVERY = 33  # one planted anomaly per 33 updates: 3.0 %
+ITEMS = 50_000  # the updates cycle through sku-0 .. sku-49999
 
 
 def run_prefix() -> str:
@@ -84,7 +85,7 @@ def update_dict(i: int, rng: np.random.Generator, *, planted: bool) -> dict[str,
         stock = 50_000 if i % 2 else -500
         price = round(price * 50, 2)
     return {
-        "item_id": f"sku-{i % 50_000}",
+        "item_id": f"sku-{i % ITEMS}",
         "event_id": f"e-{i}",
         "stock_quantity": stock,
         "min_stock_level": lo,
@@ -97,23 +98,36 @@ def is_planted(i: int) -> bool:
     return i % ANOMALY_EVERY == ANOMALY_EVERY - 1
 
 
+def item_levels(seed: int = 11) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each bench item's min, max and price (fixed: an update moves the item's stock, as a change
+    event does; drawn as :func:`update_dict` draws them, so the seed's scores keep their meaning)."""
+    rng = np.random.default_rng(seed)
+    lo = rng.integers(20, 80, ITEMS)
+    return lo, lo + rng.integers(100, 300, ITEMS), np.round(rng.uniform(2.0, 60.0, ITEMS), 2)
+
+
 def encoded_updates(start: int, n: int, *, seed: int = 7) -> list[tuple[bytes, bytes]]:
-    """(key, value) pairs of updates ``start .. start+n-1`` (≈3 % planted anomalies), vectorised."""
+    """(key, value) pairs of updates ``start .. start+n-1`` (≈3 % planted anomalies), vectorised.
+
+    Update ``i`` is a full state of item ``i % 50,000``: that item's levels and price
+    (:func:`item_levels`) and a stock drawn between them, so both detectors read the same updates
+    as states (``seed``) or as changes of an item (``default``).
+    """
     rng = np.random.default_rng(seed + start)
     idx = np.arange(start, start + n)
-    lo = rng.integers(20, 80, n)
-    hi = lo + rng.integers(100, 300, n)
+    item = idx % ITEMS
+    levels_lo, levels_hi, prices = item_levels()
+    lo, hi, price = levels_lo[item], levels_hi[item], prices[item]
     stock = rng.integers(lo, hi)
-    price = np.round(rng.uniform(2.0, 60.0, n), 2)
     planted = idx % ANOMALY_EVERY == ANOMALY_EVERY - 1
     stock = np.where(planted, np.where(idx % 2 == 1, 50_000, -500), stock)
     price = np.where(planted, np.round(price * 50, 2), price)
     out = []
     dumps = orjson.dumps
-    for i, s, a, b, p in zip(
-        idx.tolist(), stock.tolist(), lo.tolist(), hi.tolist(), price.tolist(), strict=True
+    for i, j, s, a, b, p in zip(
+        idx.tolist(), item.tolist(), stock.tolist(), lo.tolist(), hi.tolist(), price.tolist(), strict=True
     ):
-        item_id = f"sku-{i % 50_000}"
+        item_id = f"sku-{j}"
         value = {"item_id": item_id, "event_id": f"e-{i}", "stock_quantity": s, "min_stock_level": a,
                  "max_stock_level": b, "price": p}  # fmt: skip
         out.append((item_id.encode(), dumps(value)))

@@ -18,6 +18,8 @@ import numpy as np
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from bench import batch_path
+from bench.batch_path import train_bench_detector, warm_context
 from bench.common import (
     BOOTSTRAP,
     Check,
@@ -29,6 +31,8 @@ from bench.common import (
     train_bench_model,
 )
 from config.settings import Settings
+from consumer.scoring.model_watcher import ModelWatcher
+from consumer.scoring.state.changelog import DEFAULT_TEMPLATE, changelog_topic
 from consumer.scoring.wiring import build_service, settle_heap
 from detection import AnomalyModel, ModelStore
 
@@ -111,10 +115,18 @@ def service_run(
     delivery: Literal["at-least-once", "exactly-once"],
     timeout_s: float,
     client: Literal["kafka-python", "confluent-kafka"] = "kafka-python",
+    detector: Literal["seed", "default"] = "seed",
 ) -> dict[str, Any]:
-    """(b)/(c): the real service, in this process, fresh group and output topics."""
+    """(b)/(c): the real service, in this process, fresh group and output topics.
+
+    ``detector="default"``: the model in ``model_dir`` is a ``ChangeDetector``, served with the
+    per-item state; its store starts warm (every bench item, as after a restore) and every batch
+    also writes its items' new states to the changelog topic (created here, deleted after)."""
     tag = ("eos" if delivery == "exactly-once" else "alo") + ("-ck" if client == "confluent-kafka" else "")
+    tag += "-default" if detector == "default" else ""
     outputs = [f"{prefix}.{tag}.anomalies", f"{prefix}.{tag}.dlq", f"{prefix}.{tag}.status"]
+    if detector == "default":
+        outputs.append(changelog_topic(DEFAULT_TEMPLATE, group_id=f"{prefix}.{tag}", input_topic=topic))
     with fresh_topics(outputs):
         settings = Settings(
             kafka_bootstrap=BOOTSTRAP,
@@ -129,8 +141,13 @@ def service_run(
             kafka_client=client,
             http_port=0,
             create_missing_topics=False,
+            state_seed="none",
         )
-        service = build_service(settings)
+        watcher = ModelWatcher(_AnyDetector(ModelStore(model_dir))) if detector == "default" else None
+        service = build_service(settings, watcher=watcher)
+        if detector == "default":
+            assert service.state is not None
+            service.state.store._tables[0] = warm_context().store.table(0)  # as a restore leaves it
         settle_heap()  # as `stockwatch consume` does before its loop
         stamps = {"first": 0.0, "last": 0.0}
         poll, publish, commit = service.source.poll, service.sink.publish, service.sink.commit
@@ -157,6 +174,7 @@ def service_run(
         seconds = stamps["last"] - stamps["first"]
     return {
         "delivery": delivery,
+        "detector": detector,
         "events": stats.events_in,
         "anomalies": stats.anomalies,
         "dead_letters": stats.dead_letters,
@@ -165,6 +183,19 @@ def service_run(
         "seconds": seconds,
         "events_per_s": stats.events_in / seconds,
     }
+
+
+class _AnyDetector:
+    """The model store as the watcher reads it, serving ``default`` detectors too (``load_any``)."""
+
+    def __init__(self, store: ModelStore) -> None:
+        self._store = store
+
+    def current_version(self) -> str | None:
+        return self._store.current_version()
+
+    def load(self, version: str | None = None) -> Any:
+        return self._store.load_any(version)
 
 
 def naive_consumer(
@@ -207,7 +238,7 @@ def naive_consumer(
 
 
 def _interleaved_runs(
-    prefix: str, topic: str, n: int, model_dir: Path, *, timeout_s: float, repeats: int
+    prefix: str, topic: str, n: int, model_dir: Path, default_dir: Path, *, timeout_s: float, repeats: int
 ) -> dict[str, dict[str, Any]]:
     """Every row ``repeats`` times, round-robin (drift hits all rows alike); the best run of each.
 
@@ -219,6 +250,12 @@ def _interleaved_runs(
         "a": lambda _: bare_consumer(topic, n, timeout_s=timeout_s),
         "b": lambda r: service_run(f"{prefix}.{r}", topic, n, model_dir, delivery=ALO, timeout_s=timeout_s),
         "c": lambda r: service_run(f"{prefix}.{r}", topic, n, model_dir, delivery=EOS, timeout_s=timeout_s),
+        "e": lambda r: service_run(
+            f"{prefix}.{r}", topic, n, default_dir, delivery=ALO, timeout_s=timeout_s, detector="default"
+        ),
+        "f": lambda r: service_run(
+            f"{prefix}.{r}", topic, n, default_dir, delivery=EOS, timeout_s=timeout_s, detector="default"
+        ),
     }
     if ck_installed:
         rows |= {
@@ -228,6 +265,26 @@ def _interleaved_runs(
             ),
             "c'": lambda r: service_run(
                 f"{prefix}.{r}", topic, n, model_dir, delivery=EOS, timeout_s=timeout_s, client=CK
+            ),
+            "e'": lambda r: service_run(
+                f"{prefix}.{r}",
+                topic,
+                n,
+                default_dir,
+                delivery=ALO,
+                timeout_s=timeout_s,
+                client=CK,
+                detector="default",
+            ),
+            "f'": lambda r: service_run(
+                f"{prefix}.{r}",
+                topic,
+                n,
+                default_dir,
+                delivery=EOS,
+                timeout_s=timeout_s,
+                client=CK,
+                detector="default",
             ),
         }
     every: dict[str, list[dict[str, Any]]] = {name: [] for name in rows}
@@ -248,84 +305,112 @@ def run(*, n: int = 500_000, naive_n: int = 10_000, timeout_s: float = 900.0, re
     prefix = run_prefix()
     topic = f"{prefix}.updates"
     section = Section(title=f"2. Pipeline throughput ({n:,} preloaded updates, 1 partition)")
-    model = train_bench_model()
+    model, detector = train_bench_model(), train_bench_detector()
     with (
         tempfile.TemporaryDirectory(prefix="stockwatch-bench-") as tmp,
         fresh_topics([topic, f"{prefix}.naive.anomalies"]),
     ):
-        model_dir = Path(tmp) / "models"
+        model_dir, default_dir = Path(tmp) / "models", Path(tmp) / "models-default"
         version = ModelStore(model_dir).publish(model)
+        ModelStore(default_dir).publish(detector)
         produce_rate = preload(topic, n)
         print(f"  preloaded {n:,} updates at {produce_rate:,.0f}/s; model {version}", flush=True)
         settle_heap()  # every row below runs after the same gc.freeze as `stockwatch consume`
-        runs = _interleaved_runs(prefix, topic, n, model_dir, timeout_s=timeout_s, repeats=repeats)
-        a, b, c = runs["a"], runs["b"], runs["c"]
-        a2, b2, c2 = runs.get("a'"), runs.get("b'"), runs.get("c'")
+        in_process = batch_path.measure(min(n, 200_000), rounds=repeats)
+        print(f"  batch path: default/seed time per batch {in_process['ratio']:.2f}", flush=True)
+        runs = _interleaved_runs(
+            prefix, topic, n, model_dir, default_dir, timeout_s=timeout_s, repeats=repeats
+        )
         d = naive_consumer(prefix, topic, min(n, naive_n), model, timeout_s=timeout_s)
         print(f"  (d) naive {d['events_per_s']:,.0f}/s", flush=True)
-    rows: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
-        ("(a) bare kafka-python poll + orjson.loads", a, a),
-        ("(b) `stockwatch consume`, at-least-once", b, a),
-        ("(c) `stockwatch consume`, exactly-once", c, a),
-    ]
-    if a2 is not None and b2 is not None and c2 is not None:
-        rows += [
-            ("(a') bare confluent-kafka (librdkafka) poll + orjson.loads", a2, a2),
-            (
-                "(b') `stockwatch consume` with `STOCKWATCH_KAFKA_CLIENT=confluent-kafka`, at-least-once",
-                b2,
-                a2,
-            ),
-            ("(c') the same, exactly-once", c2, a2),
-        ]
-    rows.append((f"(d) naive: json + sklearn predict per message (first {d['events']:,} only)", d, a))
-    section.tables.append(
-        (
-            ["consumer", "events", "anomalies", "seconds", "events/s", "vs its bare reader", "vs (a)"],
-            [
-                [
-                    name,
-                    f"{r['events']:,}",
-                    f"{r.get('anomalies', '')}",
-                    f"{r['seconds']:.2f}",
-                    fmt(r["events_per_s"]),
-                    f"{r['events_per_s'] / base['events_per_s']:.2f}",
-                    f"{r['events_per_s'] / a['events_per_s']:.2f}",
-                ]
-                for name, r, base in rows
-            ],
-        )
-    )
-    section.checks += [
-        Check("(b)/(a)", b["events_per_s"] / a["events_per_s"], 0.8, True),
-        Check("(b)/(d)", b["events_per_s"] / d["events_per_s"], 100, True),
-    ]
-    if a2 is not None and b2 is not None and c2 is not None:
-        section.checks += [
-            Check("(b')/(a'), confluent-kafka", b2["events_per_s"] / a2["events_per_s"], 0.8, True),
-        ]
+    _tables(section, runs, d, in_process)
     section.notes += [
         f"preload: {produce_rate:,.0f} updates/s (kafka-python producer, linger 20 ms, 512 KiB batches)",
-        f"(b) and (c) ran as the real service in-process, {b['batches']:,} / {c['batches']:,} batches; "
-        "(d) is measured on a bounded prefix",
+        f"(b) and (c) ran as the real service in-process, {runs['b']['batches']:,} / {runs['c']['batches']:,} "
+        "batches; (d) is measured on a bounded prefix",
         "(b')/(c'): the same service with its optional librdkafka transport (consumer.adapters.confluent), "
         "compared with its own bare reader (a'); kafka-python stays the default",
+        "(e)/(f), (e')/(f'): the same updates through the `default` detector (STOCKWATCH_DETECTOR=default "
+        "model), its state store warm (all 50,000 items, as after a restore), each batch also writing one "
+        "changelog record per changed item; 'vs seed' = its throughput / the seed row's of the same "
+        "transport and delivery, this run",
         "every row runs after gc.collect() + gc.freeze(), as `stockwatch consume` does before its loop",
         f"each row ran {repeats} times, round-robin; the table shows the best run of each (all runs: "
         + "; ".join(
             f"{name} " + " / ".join(f"{v / 1000:,.0f}k" for v in r["all_events_per_s"])
-            for name, r in (("a", a), ("b", b), ("c", c), ("a'", a2), ("b'", b2), ("c'", c2))
-            if r is not None
+            for name, r in runs.items()
         )
         + ")",
+        "in-process batch path: `python -m bench.batch_path` (no Kafka), the same updates in batches of "
+        f"2,000, median of {repeats} interleaved passes",
     ]
-    found = {r["anomalies"] for r in (b, c, b2, c2) if r is not None}
-    if len(found) > 1:
-        section.notes.append(f"WARNING: the service runs found different anomaly counts: {sorted(found)}")
-    section.data = {
-        "n": n,
-        "produce_rate": produce_rate,
-        **{"a": a, "b": b, "c": c, "d": d},
-        **{"a_confluent": a2, "b_confluent": b2, "c_confluent": c2},
-    }
+    for detector_name, keys in (("seed", ("b", "c", "b'", "c'")), ("default", ("e", "f", "e'", "f'"))):
+        found = {runs[k]["anomalies"] for k in keys if k in runs}
+        if len(found) > 1:
+            section.notes.append(
+                f"WARNING: the {detector_name} runs found different anomaly counts: {sorted(found)}"
+            )
+    section.data = {"n": n, "produce_rate": produce_rate, "d": d, "batch_path": in_process,
+                    **{k.replace("'", "_confluent"): v for k, v in runs.items()}}  # fmt: skip
     return section
+
+
+ROWS = (  # (key, name, its bare reader, the seed row it is compared with)
+    ("a", "(a) bare kafka-python poll + orjson.loads", "a", None),
+    ("b", "(b) `stockwatch consume`, at-least-once", "a", None),
+    ("c", "(c) `stockwatch consume`, exactly-once", "a", None),
+    ("e", "(e) `stockwatch consume`, `default` detector, at-least-once", "a", "b"),
+    ("f", "(f) `stockwatch consume`, `default` detector, exactly-once", "a", "c"),
+    ("a'", "(a') bare confluent-kafka (librdkafka) poll + orjson.loads", "a'", None),
+    (
+        "b'",
+        "(b') `stockwatch consume` with `STOCKWATCH_KAFKA_CLIENT=confluent-kafka`, at-least-once",
+        "a'",
+        None,
+    ),
+    ("c'", "(c') the same, exactly-once", "a'", None),
+    ("e'", "(e') confluent-kafka, `default` detector, at-least-once", "a'", "b'"),
+    ("f'", "(f') confluent-kafka, `default` detector, exactly-once", "a'", "c'"),
+)
+
+
+def _tables(
+    section: Section, runs: dict[str, dict[str, Any]], d: dict[str, Any], batch: dict[str, Any]
+) -> None:
+    a = runs["a"]
+    rows = []
+    for key, name, bare, seed in ROWS:
+        if key not in runs:
+            continue
+        r = runs[key]
+        rows.append([name, f"{r['events']:,}", f"{r.get('anomalies', '')}", f"{r['seconds']:.2f}",
+                     fmt(r["events_per_s"]), f"{r['events_per_s'] / runs[bare]['events_per_s']:.2f}",
+                     f"{r['events_per_s'] / a['events_per_s']:.2f}",
+                     f"{r['events_per_s'] / runs[seed]['events_per_s']:.2f}" if seed else ""])  # fmt: skip
+    rows.append([f"(d) naive: json + sklearn predict per message (first {d['events']:,} only)", f"{d['events']:,}",
+                 f"{d['anomalies']}", f"{d['seconds']:.2f}", fmt(d["events_per_s"]),
+                 f"{d['events_per_s'] / a['events_per_s']:.2f}", f"{d['events_per_s'] / a['events_per_s']:.2f}", ""])  # fmt: skip
+    header = [
+        "consumer",
+        "events",
+        "anomalies",
+        "seconds",
+        "events/s",
+        "vs its bare reader",
+        "vs (a)",
+        "vs seed",
+    ]
+    section.tables.append((header, rows))
+    section.tables.append((batch_path.HEADER, batch_path.table_rows(batch)))
+    b = runs["b"]
+    section.checks += [
+        Check("(b)/(a)", b["events_per_s"] / a["events_per_s"], 0.8, True),
+        Check("(b)/(d)", b["events_per_s"] / d["events_per_s"], 100, True),
+        Check("(e)/(b), default vs seed", runs["e"]["events_per_s"] / b["events_per_s"], 0.85, True),
+    ]
+    if "b'" in runs:
+        section.checks += [
+            Check("(b')/(a'), confluent-kafka", runs["b'"]["events_per_s"] / runs["a'"]["events_per_s"], 0.8, True),
+            Check("(e')/(b'), default vs seed, confluent-kafka",
+                  runs["e'"]["events_per_s"] / runs["b'"]["events_per_s"], 0.85, True),
+        ]  # fmt: skip

@@ -2,7 +2,7 @@
 
 * :class:`Settings` — the flat model (``STOCKWATCH_<NAME>`` / TOML keys) and its slices
   (``settings.kafka``, ``.mongo``, ``.models``, ``.scoring``, ``.http``, ``.retrain``, ``.gate``,
-  ``.control``, ``.notify``);
+  ``.control``, ``.notify``, ``.context``);
 * :func:`load_settings` — read them at an entry point; every mistake becomes a :class:`SettingsError`;
 * :func:`effective_settings` — each value (secrets masked) with its source, for `stockwatch config`;
 * ``stockwatch.toml`` — the documented defaults (:data:`DEFAULT_CONFIG_FILE`).

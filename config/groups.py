@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from config.rules import RuleSpec
+
 __all__ = [
     "HELP",
     "SECRET_MASK",
@@ -34,7 +36,9 @@ __all__ = [
 SECRET_MASK = "**********"
 StateSeed = Literal["snapshot", "lookup", "none"]
 AlertMode = Literal["episodes", "every-update"]
-HELP: dict[str, str] = {  # descriptions of the alert settings (the flat model would outgrow its module)
+HELP: dict[
+    str, str
+] = {  # descriptions of settings of the later services (the flat model would outgrow its module)
     "alert_mode": "`default` detector: `episodes` (per run of anomalous updates of an item one `open`, "
     "`escalated` when severity rises a level, one `resolved`) or `every-update` (one event per "
     "anomalous update, as before episodes). Seed models always publish every update.",
@@ -42,6 +46,28 @@ HELP: dict[str, str] = {  # descriptions of the alert settings (the flat model w
     "renotify_after_s": "Re-send an open episode's `open` event (renotified: true) when an anomalous update "
     "comes this long (event time) after the last notification; 0 = never.",
     "suppressions_refresh_s": "How often `stockwatch consume` reloads the suppressions from Mongo.",
+    "gate_max_alert_ratio": "`default`: max alerts on fresh normal motion / the alert budget.",
+    "gate_max_recall_drop": "`default`: max drop of planted errors caught vs the current.",
+    "gate_min_labels": "Analyst labels needed before the gate compares labelled precision (fewer: skipped).",
+    "lease_ttl_s": "Retrain lease expiry; renewed every ttl/3.",
+    "control_max_age_s": "Commands older (or further in the future) than this are rejected.",
+    "control_group_id": "Consumer group of the retrain workers on the control topic.",
+    "retrain_cooldown_s": "`retrain` commands this soon after a retrain are coalesced.",
+    "retrain_max_attempts": "Attempts per retrain on Mongo/Kafka outages.",
+    "retrain_backoff_s": "First retry pause; doubles each attempt.",
+    "retrain_contamination": "IsolationForest contamination.",
+    "retrain_exclude_flagged": "Leave items the consumer flagged (Mongo `anomalies`) out of training.",
+    "retrain_flagged_collection": "Audit collection of flagged items.",
+    "retrain_exclude_filter": "Extra Mongo filter (JSON) of inventory documents to leave out of training.",
+    "gate_rate_tolerance": "Training anomaly rate must lie in contamination * (1 +/- this).",
+    "gate_max_rate_shift": "Max |candidate - current| anomaly rate on the same sample.",
+    "gate_max_ks": "Max KS distance between candidate and current scores.",
+    "state_changelog_topic": "`default` detector: the compacted changelog of the per-item state ({group_id} and {input_topic} are replaced; one partition per input partition, created if absent).",
+    "state_seed": "Where items the state has never seen start: `snapshot` (the inventory, read once at the first batch), `lookup` (one `$in` query per batch: MongoDB with an index), `none`.",
+    "notify_group_id": "Consumer group of `stockwatch notify` on the anomaly topic.",
+    "notify_webhook": "Webhook URL of `stockwatch notify` (a secret: it may carry a token); --webhook overrides.",
+    "notify_max_backoff_s": "Cap of the pause between retries of a failing webhook.",
+    "worker_mongo_timeout_s": "Mongo server-selection/connect timeout of the retrain worker and scan.",
 }
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -108,6 +134,11 @@ class ModelSettings(Slice):
     detector: Literal["seed", "default"]
     alert_budget_per_1000: float
     poll_interval_s: float = Field(validation_alias="model_poll_interval_s")
+    rules: tuple[RuleSpec, ...] | None  # bound into `default` models at train time
+
+    def rule_table(self) -> list[dict[str, str | float]] | None:
+        """The enabled rules as the detector's table (None: the detector's built-in table)."""
+        return None if self.rules is None else [r.table_row() for r in self.rules if r.enabled]
 
 
 class ScoringSettings(Slice):

@@ -75,6 +75,8 @@ def validation_problems(exc: ValidationError, origins: Origins) -> list[str]:
             involved = str((error.get("ctx") or {}).get("fields", "")).split()
             whence = "; ".join(f"{f}: {origins.source(f)}" for f in involved)
             problems.append(f"{msg} ({whence})" if whence else msg)
+        elif loc and loc[0] == "rules":
+            problems.append(_rule_problem(loc, msg, origins))
         elif loc and isinstance(loc[0], str) and loc[0] in Settings.model_fields:
             field = loc[0]
             raw = origins.raw(field)
@@ -87,6 +89,21 @@ def validation_problems(exc: ValidationError, origins: Origins) -> list[str]:
     return problems
 
 
+def _rule_problem(loc: tuple[int | str, ...], msg: str, origins: Origins) -> str:
+    """``rules in FILE, rule 2 ("name"), when: msg``: which entry and field, never the whole table."""
+    where = origins.written_as("rules")
+    raw = origins.raw("rules")
+    if len(loc) > 1 and isinstance(loc[1], int):
+        entry = raw[loc[1]] if isinstance(raw, list) and loc[1] < len(raw) else None
+        name = entry.get("name") if isinstance(entry, dict) else None
+        where += f", rule {loc[1] + 1}" + (f" ({name!r})" if isinstance(name, str) else "")
+    if len(loc) > 2:
+        where += f", {'.'.join(str(part) for part in loc[2:])}"
+    if msg == "Input should be a valid tuple":
+        msg = "must be a list of rules ([[rules]] tables in TOML, a JSON list in the environment)"
+    return f"{where}: {msg.removeprefix('Value error, ')}"
+
+
 def shown_value(field: str, value: Any) -> Any:
     """A setting's value as it may be printed: keys masked, the Mongo URI's password masked."""
     if isinstance(value, SecretStr):
@@ -97,6 +114,9 @@ def shown_value(field: str, value: Any) -> Any:
         return mask_uri(value) if field == "mongo_uri" else SECRET_MASK
     if value is None or isinstance(value, str | int | float | bool):
         return value
+    if field == "rules" and isinstance(value, tuple):  # names, marked when a hint or disabled
+        return ", ".join(r.name + ("" if r.enabled else " (disabled)") + (" (hint)" if r.severity < 50 else "")
+                         for r in value)  # fmt: skip
     return str(value)
 
 

@@ -10,25 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from config import checks, groups
+from config.context import ContextFields, ContextSettings
 from config.groups import LogLevel, mask_uri
 from config.kafka import RESERVED_PROPERTIES, Delivery, KafkaClient, KafkaSettings, OffsetReset
 from config.kafka_security import KafkaSecurity, SaslMechanism, SecurityProtocol, security_problems
 from config.keys import SECRET_FIELDS, check_key
+from config.rules import RuleSpec, check_rules
 from config.slices import SliceOf
 from config.sources import DEFAULT_CONFIG_FILE, CheckedEnvSource, ConfigFileSource, config_file
 
 __all__ = ["DEFAULT_CONFIG_FILE", "SECRET_FIELDS", "Settings", "config_file"]
 
 
-class Settings(BaseSettings):
+class Settings(BaseSettings, ContextFields):
     """Every knob of the services, flat. Env names are ``STOCKWATCH_`` + the field name in capitals;
-    code reads the frozen slices (:attr:`kafka`, :attr:`mongo`, …) rather than the flat fields."""
+    code reads the frozen slices (:attr:`kafka`, :attr:`mongo`, …) rather than the flat fields
+    (the event-context fields are inherited from :class:`config.context.ContextFields`)."""
 
     model_config = SettingsConfigDict(
         env_prefix="STOCKWATCH_",
@@ -98,6 +101,11 @@ class Settings(BaseSettings):
     )
     alert_budget_per_1000: float = Field(  # = detection.DEFAULT_ALERT_BUDGET_PER_1000
         default=0.5, gt=0, le=500, description="`default` detector: model alerts per 1,000 normal updates."
+    )
+    rules: Annotated[tuple[RuleSpec, ...] | None, AfterValidator(check_rules)] = Field(
+        default=None,
+        description="The data-quality rules `train` binds into a `default` model (`[[rules]]` in the TOML "
+        "file, a JSON list in the environment; unset: the built-in table). See config/rules.py.",
     )
 
     # --- consumer loop ---
@@ -169,13 +177,11 @@ class Settings(BaseSettings):
     )
     state_changelog_topic: str = Field(
         default="{group_id}.{input_topic}.state",
-        description="`default` detector: the compacted changelog of the per-item state ({group_id} and "
-        "{input_topic} are replaced; one partition per input partition, created if absent).",
+        description=groups.HELP["state_changelog_topic"],
     )
     state_seed: groups.StateSeed = Field(
         default="snapshot",
-        description="Where items the state has never seen start: `snapshot` (the inventory, read once "
-        "at the first batch), `lookup` (one `$in` query per batch: MongoDB with an index), `none`.",
+        description=groups.HELP["state_seed"],
     )
     # alert episodes of the `default` detector (docs/consume.md § Alert episodes; help in config.groups)
     alert_mode: groups.AlertMode = Field(default="episodes", description=groups.HELP["alert_mode"])
@@ -222,74 +228,54 @@ class Settings(BaseSettings):
 
     # --- retrain worker and control plane ---
     retrain_interval_s: float = Field(default=86_400.0, gt=0, description="Scheduled retrain period (daily).")
-    retrain_cooldown_s: float = Field(
-        default=60.0, ge=0, description="`retrain` commands this soon after a retrain are coalesced."
-    )
+    retrain_cooldown_s: float = Field(default=60.0, ge=0, description=groups.HELP["retrain_cooldown_s"])
     retrain_batch_size: int = Field(default=5000, ge=10, description="Mongo cursor batch size of snapshots.")
     retrain_progress_every: int = Field(default=100_000, ge=1, description="Log progress every N documents.")
-    retrain_max_attempts: int = Field(
-        default=3, ge=1, description="Attempts per retrain on Mongo/Kafka outages."
-    )
-    retrain_backoff_s: float = Field(
-        default=5.0, ge=0, description="First retry pause; doubles each attempt."
-    )
+    retrain_max_attempts: int = Field(default=3, ge=1, description=groups.HELP["retrain_max_attempts"])
+    retrain_backoff_s: float = Field(default=5.0, ge=0, description=groups.HELP["retrain_backoff_s"])
     retrain_contamination: float = Field(
-        default=0.1, gt=0, le=0.5, description="IsolationForest contamination."
+        default=0.1, gt=0, le=0.5, description=groups.HELP["retrain_contamination"]
     )
-    retrain_exclude_flagged: bool = Field(
-        default=True, description="Leave items the consumer flagged (Mongo `anomalies`) out of training."
-    )
+    retrain_exclude_flagged: bool = Field(default=True, description=groups.HELP["retrain_exclude_flagged"])
     retrain_flagged_collection: str = Field(
-        default="anomalies", description="Audit collection of flagged items."
+        default="anomalies", description=groups.HELP["retrain_flagged_collection"]
     )
     retrain_exclude_filter: str | None = Field(
-        default=None, description="Extra Mongo filter (JSON) of inventory documents to leave out of training."
+        default=None, description=groups.HELP["retrain_exclude_filter"]
     )
-    gate_rate_tolerance: float = Field(
-        default=0.5, gt=0, description="Training anomaly rate must lie in contamination * (1 +/- this)."
-    )
+    gate_rate_tolerance: float = Field(default=0.5, gt=0, description=groups.HELP["gate_rate_tolerance"])
     gate_max_rate_shift: float = Field(
-        default=0.15, gt=0, le=1, description="Max |candidate - current| anomaly rate on the same sample."
+        default=0.15, gt=0, le=1, description=groups.HELP["gate_max_rate_shift"]
     )
-    gate_max_ks: float = Field(
-        default=0.5, gt=0, le=1, description="Max KS distance between candidate and current scores."
-    )
-    gate_max_alert_ratio: float = Field(
-        default=3.0, ge=1, description="`default`: max alerts on fresh normal motion / the alert budget."
-    )
+    gate_max_ks: float = Field(default=0.5, gt=0, le=1, description=groups.HELP["gate_max_ks"])
+    gate_max_alert_ratio: float = Field(default=3.0, ge=1, description=groups.HELP["gate_max_alert_ratio"])
     gate_max_recall_drop: float = Field(
-        default=0.05, ge=0, le=1, description="`default`: max drop of planted errors caught vs the current."
+        default=0.05, ge=0, le=1, description=groups.HELP["gate_max_recall_drop"]
     )
     gate_sample_size: int = Field(default=10_000, ge=10, description="Reservoir sample for the gate.")
     gate_min_labels: int = Field(
         default=20,
         ge=1,
-        description="Analyst labels needed before the gate compares labelled precision (fewer: skipped).",
+        description=groups.HELP["gate_min_labels"],
     )
-    lease_ttl_s: float = Field(default=60.0, gt=1, description="Retrain lease expiry; renewed every ttl/3.")
-    control_max_age_s: float = Field(
-        default=300.0, gt=0, description="Commands older (or further in the future) than this are rejected."
-    )
+    lease_ttl_s: float = Field(default=60.0, gt=1, description=groups.HELP["lease_ttl_s"])
+    control_max_age_s: float = Field(default=300.0, gt=0, description=groups.HELP["control_max_age_s"])
     ctl_timeout_s: float = Field(default=120.0, gt=0, description="How long `stockwatch ctl` waits.")
     control_group_id: str = Field(
         default="stockwatch-retrain-worker",
-        description="Consumer group of the retrain workers on the control topic.",
+        description=groups.HELP["control_group_id"],
     )
-    notify_group_id: str = Field(
-        default="stockwatch-notify", description="Consumer group of `stockwatch notify` on the anomaly topic."
-    )
+    notify_group_id: str = Field(default="stockwatch-notify", description=groups.HELP["notify_group_id"])
     notify_webhook: SecretStr | None = Field(
         default=None,
-        description="Webhook URL of `stockwatch notify` (a secret: it may carry a token); --webhook overrides.",
+        description=groups.HELP["notify_webhook"],
     )
     notify_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one webhook POST.")
-    notify_max_backoff_s: float = Field(
-        default=30.0, gt=0, description="Cap of the pause between retries of a failing webhook."
-    )
+    notify_max_backoff_s: float = Field(default=30.0, gt=0, description=groups.HELP["notify_max_backoff_s"])
     worker_mongo_timeout_s: float = Field(
         default=5.0,
         gt=0,
-        description="Mongo server-selection/connect timeout of the retrain worker and scan.",
+        description=groups.HELP["worker_mongo_timeout_s"],
     )
 
     @field_validator("log_level", mode="before")
@@ -354,3 +340,4 @@ class Settings(BaseSettings):
     control = SliceOf(groups.ControlSettings)  # the signed control plane and `stockwatch ctl`
     logs = SliceOf(groups.LogSettings)  # the log level of every command
     notify = SliceOf(groups.NotifySettings)  # the webhook bridge `stockwatch notify`
+    context = SliceOf(ContextSettings)  # what travels with each anomaly event (config/context.py)

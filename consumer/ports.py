@@ -37,9 +37,9 @@ TopicPart = tuple[str, int]
 Offsets = Mapping[TopicPart, int]  # (topic, partition) -> next offset to read
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ sets each field via object.__setattr__ (6x slower)
 class OutputRecord:
-    """One record to produce."""
+    """One record to produce (treat it as immutable; the change path builds one per changed item)."""
 
     topic: str
     key: bytes | None

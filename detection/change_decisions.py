@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -17,6 +17,7 @@ from detection.updates import MissingFieldError
 __all__ = ["ChangeDecisions", "Kind"]
 
 FloatArray = npt.NDArray[np.float64]
+_FIELDS: Final = tuple(STATE_DTYPE.names or ())
 Kind = Literal["none", "model", "data_quality", "missing_field"]
 
 
@@ -26,7 +27,8 @@ class ChangeDecisions:
 
     ``scores`` follow scikit-learn's sign (below ``threshold`` = anomalous by the model);
     ``severity_score`` is the calibrated 0-100 value; ``rule_bits`` has bit ``k`` set when rule ``k``
-    fired (such a row is an anomaly of kind ``data_quality`` whatever the score). ``rejected`` maps
+    fired (an alerting rule makes the row an anomaly of kind ``data_quality`` whatever the score; a
+    hint only raises its severity). ``rejected`` maps
     rows that could not be scored to their error (dead letter, reason ``missing_field``); such rows
     have ``is_anomaly`` False and NaN scores.
     """
@@ -39,7 +41,7 @@ class ChangeDecisions:
     threshold: float
     rejected: dict[int, MissingFieldError]
     # context for reasons: the baseline each row was judged against and the merged new numbers
-    baseline: FloatArray  # (n, 16): the STATE_DTYPE fields in order
+    baseline: FloatArray  # (n, 15): the STATE_DTYPE fields in order
     new_values: FloatArray  # (n, 4): stock, min, max, price
     peer_median: FloatArray
     rules: RuleSet
@@ -54,7 +56,7 @@ class ChangeDecisions:
     def kind(self, i: int) -> Kind:
         if i in self.rejected:
             return "missing_field"
-        if self.rule_bits[i]:
+        if self.rule_bits[i] & self.rules.alert_mask:
             return "data_quality"
         return "model" if self.is_anomaly[i] else "none"
 
@@ -74,8 +76,6 @@ class ChangeDecisions:
         if not self.is_anomaly[i]:
             return ()
         out = list(self.rules.describe(int(self.rule_bits[i])))
-        record = np.zeros(1, STATE_DTYPE)
-        for j, name in enumerate(STATE_DTYPE.names or ()):
-            record[name] = self.baseline[i, j]
-        out += change_reasons(self.features[i], record[0], self.new_values[i], float(self.peer_median[i]))
+        baseline = dict(zip(_FIELDS, self.baseline[i].tolist(), strict=True))  # a record's fields, by name
+        out += change_reasons(self.features[i], baseline, self.new_values[i], float(self.peer_median[i]))
         return tuple(out[:4]) if out else ("unusual combination of changes for this item",)

@@ -91,6 +91,7 @@ def initial_states(m: Merged) -> StateRows:
     rows["usual_level"] = m.stock
     rows["last_time"] = m.time
     rows["group"] = m.group
+    rows["left_stock"] = np.nan
     return rows
 
 
@@ -149,6 +150,7 @@ def advance(prev: StateRows, m: Merged, accepted: BoolArray) -> StateRows:
     has_gap = a & ~np.isnan(gap) & (gap >= 0)
     new["usual_gap"] = np.where(has_gap, np.where(ug > 0, ug + 0.2 * (gap - ug), gap), ug)
     new["last_time"] = np.where(a, np.fmax(prev["last_time"], m.time), prev["last_time"])
+    new["left_stock"] = np.where(a & (s1 != s0), s0, prev["left_stock"])
     for name, col in (("stock", m.stock), ("min", m.min), ("max", m.max), ("price", m.price)):
         new[name] = np.where(a, col, prev[name])
     new["group"] = np.where(a, m.group, prev["group"])

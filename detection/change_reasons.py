@@ -11,6 +11,7 @@ is far from a normal update's (:data:`FAR`), largest first, at most :data:`MAX_R
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Final
 
 import numpy as np
@@ -25,11 +26,15 @@ MAX_REASONS: Final = 3
 
 
 def change_reasons(
-    features: npt.NDArray[np.float64], baseline: np.void, new: npt.NDArray[np.float64], peer_median: float
+    features: npt.NDArray[np.float64],
+    baseline: Mapping[str, float] | np.void,
+    new: npt.NDArray[np.float64],
+    peer_median: float,
 ) -> list[str]:
-    """Up to :data:`MAX_REASONS` reasons (may be empty when no single change stands out)."""
+    """Up to :data:`MAX_REASONS` reasons (may be empty when no single change stands out);
+    ``baseline`` is the item's record (a STATE_DTYPE row, or its fields by name)."""
     f = features.tolist()
-    s1, m1, hi1, p1 = (float(v) for v in new)
+    s1, m1, hi1, p1 = new.tolist()
     s0, p0, hi0, m0 = (float(baseline[k]) for k in ("stock", "price", "max", "min"))
     ranked: list[tuple[float, str]] = []
     if f[0] >= FAR["stock_vs_max"]:

@@ -22,7 +22,8 @@ from detection.compiled_forest import _score_one
 # state columns (STATE_DTYPE order)
 S, MN, MX, P, REF, UD, UR, UL, UG, LT, GRP, NU, NF, FR = range(14)
 F4_COLS = (REF, UD, UR, UL, UG)
-N_STATE = 16
+N_STATE = 15
+LEFT = 14  # left_stock: the stock before the last accepted change of stock
 
 
 @njit(cache=True, nogil=True)
@@ -89,6 +90,7 @@ def _initial(m, t, g, out):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN
     out[UR] = _f4(max(0.7 * max(m[2] - m[1], 0.3 * scale), 1.0))
     out[UL] = _f4(m[0])
     out[LT], out[GRP] = t, g
+    out[LEFT] = np.nan
 
 
 @njit(cache=True, nogil=True)
@@ -116,6 +118,27 @@ def _features(b, m, t, med, spread, x):  # type: ignore[no-untyped-def]  # noqa:
 
 
 @njit(cache=True, nogil=True)
+def _judge(x, mean, scl, lo, hi, width, weight, row32, walk, forest, offset, inside):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    """(score, hull penalty) of the change features ``x``: the forest minus the penalty, shifted
+    up by ``inside`` when the change lies inside the hull of normal motion."""
+    nf = mean.shape[0]
+    pen = 0.0
+    for j in range(nf):
+        row32[j] = np.float32((x[j] - mean[j]) / scl[j])
+        pen += weight[j] * max(max(x[j] - hi[j], lo[j] - x[j]), 0.0) / width[j]
+    s = -offset - 2.0 ** _score_one(row32, walk, forest) - pen
+    return (s + inside if pen <= 0.0 else s), pen
+
+
+@njit(cache=True, nogil=True)
+def _hull_penalty(x, lo, hi, width, weight):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    pen = 0.0
+    for j in range(x.shape[0]):
+        pen += weight[j] * max(max(x[j] - hi[j], lo[j] - x[j]), 0.0) / width[j]
+    return pen
+
+
+@njit(cache=True, nogil=True)
 def _advance(b, m, t, g, a, out):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
     out[:] = b
     alpha = max(0.1, 1.0 / (b[NU] + 2.0))
@@ -130,6 +153,8 @@ def _advance(b, m, t, g, a, out):  # type: ignore[no-untyped-def]  # noqa: ANN00
     if a and not np.isnan(gap) and gap >= 0:
         out[UG] = _f4(b[UG] + 0.2 * (gap - b[UG]) if b[UG] > 0 else gap)
     if a:
+        if m[0] != b[S]:
+            out[LEFT] = b[S]
         out[UL] = _f4(b[UL] + 0.1 * (m[0] - b[UL]))
         out[LT] = t if np.isnan(b[LT]) else (b[LT] if np.isnan(t) else max(b[LT], t))
         out[S], out[MN], out[MX], out[P], out[GRP] = m[0], m[1], m[2], m[3], g
@@ -145,7 +170,7 @@ def _load(local, k, b):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
     b[S], b[MN], b[MX], b[P] = r.stock, r.min, r.max, r.price
     b[REF], b[UD], b[UR], b[UL], b[UG] = r.ref_price, r.usual_drop, r.usual_rise, r.usual_level, r.usual_gap
     b[LT], b[GRP], b[NU], b[NF], b[FR] = r.last_time, r.group, r.n_updates, r.n_flagged, r.flag_run
-    b[14], b[15] = r.episode_start, r.episode_n
+    b[LEFT] = r.left_stock
 
 
 @njit(cache=True, nogil=True)
@@ -157,7 +182,7 @@ def _store(b, local, k):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
     r.usual_level, r.usual_gap, r.last_time = np.float32(b[UL]), np.float32(b[UG]), b[LT]
     r.group, r.n_updates = np.uint32(b[GRP]), np.uint32(b[NU])
     r.n_flagged, r.flag_run = np.uint16(b[NF]), np.uint16(b[FR])
-    r.episode_start, r.episode_n = np.int32(b[14]), np.int32(b[15])
+    r.left_stock = b[LEFT]
 
 
 @njit(cache=True, nogil=True)
@@ -166,7 +191,7 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
     price, peer median. ``model`` is the tuple built by ``ChangeDetector._kernel_model``. ``local``
     holds the items' records (STATE_DTYPE, row ``u[i]`` for update ``i``): updated in place."""
     (codes, med_a, spr_a, mean, scl, lo, hi, width, weight, forest, offset, threshold,
-     clauses, n_rules, q, tail, slope, blog, rebase_run, inside) = model  # fmt: skip
+     clauses, n_rules, floors, alert_mask, q, tail, slope, blog, rebase_run, inside) = model  # fmt: skip
     nf = mean.shape[0]
     m = np.empty(4)
     b = np.empty(N_STATE)
@@ -174,8 +199,10 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
     row32 = np.empty(nf + 1, np.float32)
     row32[nf] = -np.inf  # the leaves' sentinel feature
     walk = np.empty(forest[3], np.int64)
-    env = np.empty(10)
+    env = np.empty(11)
     ok = np.empty(n_rules, np.bool_)
+    alt = np.empty(N_STATE)
+    xa = np.empty(nf)
     for i in range(u.shape[0]):
         k = u[i]
         kn = known[k]
@@ -199,21 +226,33 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
         med, spread = (med_a[at], spr_a[at]) if hit else (np.nan, 1.0)
         x = out_x[i]
         _features(b, m, t, med, spread, x)
-        pen = 0.0
-        for j in range(nf):
-            row32[j] = np.float32((x[j] - mean[j]) / scl[j])
-            pen += weight[j] * max(max(x[j] - hi[j], lo[j] - x[j]), 0.0) / width[j]
-        s = -offset - 2.0 ** _score_one(row32, walk, forest) - pen
-        if pen <= 0.0:  # inside the hull of normal motion: never a model alert (kept in order)
-            s += inside
+        # inside the hull of normal motion: never a model alert (kept in order)
+        s, _pen = _judge(x, mean, scl, lo, hi, width, weight, row32, walk, forest, offset, inside)
         env[0], env[1], env[2], env[3] = m[0], m[1], m[2], m[3]
         for j in range(4):
             env[4 + j] = b[j] if kn else np.nan
         env[8] = b[LT] - t if kn else np.nan
         env[9] = 1.0 if (kn and m[0] == b[S] and m[1] == b[MN] and m[2] == b[MX] and m[3] == b[P]) else 0.0
+        env[10] = b[LEFT] if kn else np.nan
         bits = _rules(env, clauses, ok)
-        flagged = s < threshold or bits != 0
-        accepted = (not flagged) or (not kn) or (b[FR] >= rebase_run - 1 and bits == 0)
+        alerting = (bits & alert_mask) != 0
+        if s < threshold and not alerting and kn and not np.isnan(b[LEFT]) and b[LEFT] != b[S]:
+            # A normal move from the stock before the last change, which was itself beyond normal
+            # motion: that change was the outlier (a missed error). Judge from before it.
+            alt[:] = b
+            alt[S], alt[LEFT] = b[LEFT], np.nan
+            _features(alt, b[:4], np.nan, med, spread, xa)  # the last change, from before it
+            if _hull_penalty(xa, lo, hi, width, weight) > 0.0:
+                _features(alt, m, t, med, spread, xa)
+                s_alt, pen_alt = _judge(
+                    xa, mean, scl, lo, hi, width, weight, row32, walk, forest, offset, inside
+                )
+                if pen_alt <= 0.0:
+                    s = s_alt
+                    b[:] = alt
+                    x[:] = xa
+        flagged = s < threshold or alerting
+        accepted = (not flagged) or (not kn) or (b[FR] >= rebase_run - 1 and not alerting)
         out_base[i] = b
         _advance(b, m, t, g, accepted, nxt)
         _store(nxt, local, k)
@@ -223,8 +262,9 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
         sev = (
             50.0 * min(max(lp / blog, 0.0), 1.0) if lp >= blog else 50.0 + 50.0 * min(1.0, (blog - lp) / 3.0)
         )
-        if bits != 0:
-            sev = max(sev, 85.0)
+        for r in range(n_rules):  # the fired rules' own severity is the least (hints below 50)
+            if bits >> np.uint32(r) & np.uint32(1):
+                sev = max(sev, floors[r])
         sev = max(sev, 50.0) if flagged else min(sev, 49.9)
         out_f[i, 0], out_f[i, 1], out_f[i, 2], out_f[i, 3], out_f[i, 8] = s, sev, flagged, 1.0, med
         out_bits[i] = bits

@@ -80,8 +80,10 @@ def decide_batch_reference(
         x = change_features(base, m, median, spread)
         s = self.score(x)
         b = self.rules.evaluate(_rule_env(base, m, known), sel.size)
-        flagged = ((s < self.threshold) | (b != 0)) & ok
-        rebase = (base["flag_run"] >= REBASELINE_RUN - 1) & (b == 0)
+        alerting = (b & np.uint32(self.rules.alert_mask)) != 0
+        base, x, s = _roll_back(self, base, m, x, s, eligible=known & ok & ~alerting, peers=(median, spread))
+        flagged = ((s < self.threshold) | alerting) & ok
+        rebase = (base["flag_run"] >= REBASELINE_RUN - 1) & ~alerting
         accepted = ok & (~flagged | new_item | rebase)
         nxt = advance(base, m, accepted)
         local[us[ok]] = nxt[ok]
@@ -89,7 +91,7 @@ def decide_batch_reference(
         touched[us[ok]] = True
         scores[sel] = np.where(ok, s, np.nan)
         bits[sel], feats[sel], anomaly[sel], base_all[sel] = np.where(ok, b, 0), x, flagged, base
-        sev[sel] = np.where(ok, self.severity_scale.severity(s, b != 0), 0.0)
+        sev[sel] = np.where(ok, self.severity_scale.severity(s, self.rules.floor_of(b)), 0.0)
         new_values[sel] = np.stack([m.stock, m.min, m.max, m.price], axis=1)
         peer_med[sel] = median
     sev = np.where(anomaly, np.maximum(sev, 50.0), np.minimum(sev, 49.9))
@@ -97,3 +99,25 @@ def decide_batch_reference(
                                 _as_matrix(base_all), new_values, peer_med, self.rules)  # fmt: skip
     changed = np.flatnonzero(touched)
     return decisions, StateChanges.of(table, list(compress(uniq, touched)), local[changed])
+
+
+def _roll_back(self: ChangeDetector, base: StateRows, m: Merged, x: np.ndarray, s: np.ndarray, *,
+               eligible: np.ndarray, peers: tuple[np.ndarray, np.ndarray]) -> tuple[StateRows, np.ndarray, np.ndarray]:  # fmt: skip
+    """A flagged change that is a normal move from the stock before the item's last change, when
+    that change was itself beyond normal motion, is judged from before it (the kernel's rollback)."""
+    left, (median, spread) = base["left_stock"], peers
+    with np.errstate(invalid="ignore"):
+        cand = eligible & (s < self.threshold) & ~np.isnan(left) & (left != base["stock"])
+    if not cand.any():
+        return base, x, s
+    alt = base.copy()
+    alt["stock"] = np.where(cand, left, base["stock"])
+    alt["left_stock"] = np.where(cand, np.nan, left)
+    nan = np.full(left.shape[0], np.nan)
+    last = Merged(base["stock"], base["min"], base["max"], base["price"], nan, m.group)
+    last_pen = self.hull.penalty(change_features(alt, last, median, spread))
+    x_alt = change_features(alt, m, median, spread)
+    roll = cand & (last_pen > 0.0) & (self.hull.penalty(x_alt) <= 0.0)
+    if not roll.any():
+        return base, x, s
+    return np.where(roll, alt, base), np.where(roll[:, None], x_alt, x), np.where(roll, self.score(x_alt), s)

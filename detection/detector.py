@@ -137,7 +137,8 @@ class ChangeDetector:
         rules = self._rules.clause_matrix()
         self._kernel = (*self._peers.arrays(), self._mean, self._scale, *self._hull.arrays(),
                         self._compiled._kernel_args, self._compiled.offset, self._threshold, rules,
-                        len(self._rules.names), *self._severity.arrays(), float(REBASELINE_RUN), INSIDE_SHIFT)  # fmt: skip
+                        len(self._rules.names), self._rules.floors, np.uint32(self._rules.alert_mask),
+                        *self._severity.arrays(), float(REBASELINE_RUN), INSIDE_SHIFT)  # fmt: skip
 
     # -- parts ---------------------------------------------------------------------------------
     scaler = property(lambda self: self._scaler, doc="The fitted ``StandardScaler``.")
@@ -158,6 +159,10 @@ class ChangeDetector:
     @property
     def rules(self) -> RuleSet:
         return self._rules
+
+    @property
+    def hull(self) -> Hull:
+        return self._hull
 
     @property
     def peers(self) -> PeerStats:
@@ -191,7 +196,6 @@ class ChangeDetector:
 
     def decide_batch(self, table: StateTable, batch: UpdateBatch) -> tuple[ChangeDecisions, StateChanges]:
         """Decide a batch in stream order (see the module docstring); ``table`` is not modified."""
-        n = len(batch)
         keys = table.lookup(batch.item_ids)  # the item's table row, or -(1 + j) for new item j
         new = np.flatnonzero(keys < 0)
         if new.size:
@@ -202,16 +206,32 @@ class ChangeDetector:
         known = uniq >= 0
         n_new = int(uniq.size - np.count_nonzero(known))  # new items sort first (negative keys)
         local = table.gather(uniq[n_new:], lead=n_new)
+        decisions, touched = self.decide_local(batch, u.reshape(-1), local, known)
+        rows = np.where(known, uniq, -1)
+        if not touched.all():
+            rows, first = rows[touched], first[touched]
+            local = words(local)[touched].reshape(-1).view(STATE_DTYPE)
+        return decisions, StateChanges(rows, local, batch.item_ids, first)
+
+    def decide_local(
+        self,
+        batch: UpdateBatch,
+        u: npt.NDArray[np.intp],
+        local: StateRows,
+        known: npt.NDArray[np.bool_],
+    ) -> tuple[ChangeDecisions, npt.NDArray[np.bool_]]:
+        """:meth:`decide_batch` on states already gathered: update ``i`` is of item ``u[i]``, whose
+        record is ``local[u[i]]`` when ``known[u[i]]``. ``local`` and ``known`` are updated in place
+        (the items' new records); returns the decisions and which items changed."""
+        n = len(batch)
         upd = np.stack([batch.stock, batch.min, batch.max, batch.price, batch.occurred_at], axis=1)
         grp = self._group_codes(batch.groups)
         out_f = np.zeros((n, 9))
         out_bits = np.zeros(n, np.uint32)
         out_x = np.zeros((n, len(CHANGE_FEATURE_NAMES)))
         out_base = np.zeros((n, len(_FIELDS)))
-        touched = np.zeros(uniq.size, dtype=bool)
-        decide_rows(
-            u.reshape(-1), upd, grp, local, known, self._kernel, out_f, out_bits, out_x, out_base, touched
-        )
+        touched = np.zeros(local.shape[0], dtype=bool)
+        decide_rows(u, upd, grp, local, known, self._kernel, out_f, out_bits, out_x, out_base, touched)
         ok = out_f[:, 3] != 0
         rejected = (
             {}
@@ -220,11 +240,7 @@ class ChangeDetector:
         )
         decisions = ChangeDecisions(out_f[:, 0], out_f[:, 2] != 0, out_f[:, 1], out_bits, out_x, self._threshold,
                                     rejected, out_base, out_f[:, 4:8], out_f[:, 8], self._rules)  # fmt: skip
-        rows = np.where(known, uniq, -1)
-        if not touched.all():
-            rows, first = rows[touched], first[touched]
-            local = words(local)[touched].reshape(-1).view(STATE_DTYPE)
-        return decisions, StateChanges(rows, local, batch.item_ids, first)
+        return decisions, touched
 
     def _group_codes(self, groups: Sequence[str | None]) -> FloatArray:
         """Peer-group codes as float64 (cached per value: a stream has few distinct groups)."""
@@ -306,4 +322,4 @@ def _rule_env(base: StateRows, m: Merged, known: npt.NDArray[np.bool_]) -> dict[
     return {"stock": m.stock, "min": m.min, "max": m.max, "price": m.price,
             "prev_stock": prev("stock"), "prev_min": prev("min"), "prev_max": prev("max"),
             "prev_price": prev("price"), "age": prev("last_time") - m.time,
-            "unchanged": unchanged.astype(np.float64)}  # fmt: skip
+            "unchanged": unchanged.astype(np.float64), "left_stock": prev("left_stock")}  # fmt: skip

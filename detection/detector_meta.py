@@ -43,7 +43,7 @@ class DetectorMetadata(ModelMetadata):
     peer_groups: dict[Text, Annotated[list[Finite], Field(min_length=3, max_length=3)]] = Field(
         default_factory=dict, max_length=MAX_GROUPS
     )
-    rules: list[dict[Text, Text]] = Field(default_factory=list, max_length=MAX_RULES)
+    rules: list[dict[Text, Text | Finite]] = Field(default_factory=list, max_length=MAX_RULES)
     score_quantiles: list[Finite] = Field(min_length=N_SEVERITY_QUANTILES, max_length=N_SEVERITY_QUANTILES)
     hull_low: list[Finite]  # per feature: the 0.1 % quantile of normal motion
     hull_high: list[Finite]  # per feature: the 99.9 % quantile of normal motion

@@ -13,7 +13,8 @@ structured dtype, not Python objects. :data:`STATE_DTYPE` (packed, little-endian
     n_updates                   u4  accepted updates since the baseline
     n_flagged                   u2  flagged updates in total (saturates at 65,535)
     flag_run                    u2  consecutive flagged updates (reset by an accepted one)
-    episode_start, episode_n    i4  reserved for alert-episode bookkeeping
+    left_stock                  f8  the stock before the last accepted change of stock (NaN = none):
+                                    an update restoring it is a revert (a replay or a duplicate)
 
 :class:`ItemState` is a one-item view with ``pack()``/``unpack()``; :class:`StateTable` holds many
 (item id -> row index plus one growable array) and is what the detector reads in batches.
@@ -37,7 +38,7 @@ STATE_DTYPE: Final = np.dtype(
         ("stock", "<f8"), ("min", "<f8"), ("max", "<f8"), ("price", "<f8"),
         ("ref_price", "<f4"), ("usual_drop", "<f4"), ("usual_rise", "<f4"), ("usual_level", "<f4"),
         ("usual_gap", "<f4"), ("last_time", "<f8"), ("group", "<u4"), ("n_updates", "<u4"),
-        ("n_flagged", "<u2"), ("flag_run", "<u2"), ("episode_start", "<i4"), ("episode_n", "<i4")
+        ("n_flagged", "<u2"), ("flag_run", "<u2"), ("left_stock", "<f8")
     ]
 )  # fmt: skip
 STATE_SIZE: Final = STATE_DTYPE.itemsize
@@ -78,8 +79,7 @@ class ItemState:
     n_updates: int = 0
     n_flagged: int = 0
     flag_run: int = 0
-    episode_start: int = 0
-    episode_n: int = 0
+    left_stock: float = float("nan")
 
     def pack(self) -> bytes:
         """The 80-byte little-endian record (what a changelog stores)."""

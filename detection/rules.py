@@ -3,7 +3,7 @@
 A rule is a plain dict (so a TOML table can replace the defaults)::
 
     {"name": "negative_stock", "kind": "data_quality", "when": "stock < 0",
-     "says": "stock is negative"}
+     "says": "stock is negative", "severity": 85}
 
 ``when`` is one or more comparisons joined by ``and``; each side is a number, a variable or
 ``number * variable``. Variables (NaN where unknown, and any comparison with NaN is false):
@@ -12,9 +12,13 @@ A rule is a plain dict (so a TOML table can replace the defaults)::
     prev_stock, prev_min, prev_max, prev_price   that last accepted state (NaN for a new item)
     age          seconds the update's occurred_at lies before the item's latest one
     unchanged    1 when a known item's four numbers are all unchanged, else 0
+    left_stock   the stock the item had before its last accepted change of stock
 
-A firing rule makes the decision an anomaly of kind ``data_quality`` whatever the model says;
-every decision carries the bitmask of the rules that fired (at most 32 rules).
+``severity`` (0-100, default :data:`RULE_FLOOR`) is the least severity score of a row the rule
+fires on. From 50 up the rule *alerts*: the decision is an anomaly of kind ``data_quality``
+whatever the model says. Below 50 it is a *hint*: evidence that ranks the row above ordinary
+updates without alerting on its own. Every decision carries the bitmask of the rules that fired
+(at most 32 rules); an entry with ``enabled`` false is left out.
 """
 
 from __future__ import annotations
@@ -28,11 +32,13 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DEFAULT_RULES", "RULE_VARIABLES", "RuleError", "RuleSet"]
+from detection.severity import RULE_FLOOR
+
+__all__ = ["ALERT_FROM", "DEFAULT_RULES", "RULE_VARIABLES", "RuleError", "RuleSet"]
 
 FloatArray = npt.NDArray[np.float64]
 
-DEFAULT_RULES: Final[tuple[dict[str, str], ...]] = (
+DEFAULT_RULES: Final[tuple[dict[str, str | float], ...]] = (
     {"name": "negative_stock", "kind": "data_quality", "when": "stock < 0",
      "says": "stock is negative"},
     {"name": "negative_level", "kind": "data_quality", "when": "min < 0",
@@ -60,10 +66,21 @@ DEFAULT_RULES: Final[tuple[dict[str, str], ...]] = (
     # replay (e.g. a re-sent report after an update that carried no time).
     {"name": "same_time_other_state", "kind": "data_quality", "when": "age == 0 and unchanged == 0",
      "says": "another state with the same occurred_at as the item's latest update"},
+    # Older than the latest update and restoring the stock the item left: a re-sent report.
+    {"name": "replayed_stock", "kind": "data_quality", "when": "age > 0 and stock == left_stock",
+     "says": "an older report brings back the stock this item had before its last change"},
+    # Hints (rank, do not alert): a return of exactly the units just sold, or two reporters a few
+    # seconds apart, look the same as a duplicate without a time or a replay within five minutes.
+    # Above the min level no restock is due, so a rise back to the previous level is not supply.
+    {"name": "reverted_stock", "kind": "data_quality", "when": "stock == left_stock and prev_stock > prev_min",
+     "severity": 45, "says": "the stock went back to its level before the last change, with no restock due"},
+    {"name": "out_of_order", "kind": "data_quality", "when": "age > 0", "severity": 45,
+     "says": "the update arrived out of order (older than the item's latest)"},
 )  # fmt: skip
 
 RULE_VARIABLES: Final = ("stock", "min", "max", "price", "prev_stock", "prev_min", "prev_max",
-                         "prev_price", "age", "unchanged")  # fmt: skip
+                         "prev_price", "age", "unchanged", "left_stock")  # fmt: skip
+ALERT_FROM: Final = 50.0  # a rule with at least this severity alerts; below it is a hint
 _OPS: Final[dict[str, Callable[[Any, Any], Any]]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
     "!=": lambda a, b: (a != b) & ~np.isnan(a) & ~np.isnan(b),
@@ -105,6 +122,7 @@ class _Rule:
     kind: str
     says: str
     when: str
+    severity: float
     clauses: tuple[tuple[_Term, str, _Term], ...]
 
 
@@ -118,6 +136,8 @@ class RuleSet:
             raise RuleError(f"at most 32 rules, got {len(rules)}")
         compiled: list[_Rule] = []
         for spec in rules:
+            if str(spec.get("enabled", True)).lower() == "false":
+                continue
             name = str(spec.get("name", ""))
             when = str(spec.get("when", ""))
             if not name or not when or any(r.name == name for r in compiled):
@@ -129,16 +149,34 @@ class RuleSet:
                     raise RuleError(f"rule {name!r}: cannot read {part!r} (like 'stock < 0')")
                 clauses.append((_term(m.group(1), name), m.group(2), _term(m.group(3), name)))
             kind, says = str(spec.get("kind", "data_quality")), str(spec.get("says", when))
-            compiled.append(_Rule(name, kind, says, when, tuple(clauses)))
+            compiled.append(_Rule(name, kind, says, when, _severity(spec, name), tuple(clauses)))
         self._rules = tuple(compiled)
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(r.name for r in self._rules)
 
-    def table(self) -> list[dict[str, str]]:
+    def table(self) -> list[dict[str, str | float]]:
         """The rules as plain dicts (what the model metadata stores)."""
-        return [{"name": r.name, "kind": r.kind, "when": r.when, "says": r.says} for r in self._rules]
+        return [{"name": r.name, "kind": r.kind, "when": r.when, "says": r.says, "severity": r.severity}
+                for r in self._rules]  # fmt: skip
+
+    @property
+    def floors(self) -> npt.NDArray[np.float64]:
+        """Each rule's least severity score, in table order."""
+        return np.array([r.severity for r in self._rules], dtype=np.float64)
+
+    @property
+    def alert_mask(self) -> int:
+        """The bits of the rules that alert (severity >= :data:`ALERT_FROM`); the others are hints."""
+        return sum(1 << k for k, r in enumerate(self._rules) if r.severity >= ALERT_FROM)
+
+    def floor_of(self, bits: npt.NDArray[np.uint32]) -> npt.NDArray[np.float64]:
+        """Per row, the highest severity of the rules fired in ``bits`` (0 where none fired)."""
+        out = np.zeros(bits.shape[0], dtype=np.float64)
+        for k, r in enumerate(self._rules):
+            out = np.where(bits >> np.uint32(k) & np.uint32(1), np.maximum(out, r.severity), out)
+        return out
 
     def evaluate(self, env: Mapping[str, FloatArray], n: int) -> npt.NDArray[np.uint32]:
         """Bit ``k`` of row ``i`` is set when rule ``k`` fires for row ``i``."""
@@ -168,6 +206,16 @@ class RuleSet:
     def describe(self, bits: int) -> tuple[str, ...]:
         """``"negative_stock: stock is negative"`` for each rule set in ``bits``."""
         return tuple(f"{r.name}: {r.says}" for k, r in enumerate(self._rules) if bits >> k & 1)
+
+
+def _severity(spec: Mapping[str, Any], name: str) -> float:
+    try:
+        value = float(spec.get("severity", RULE_FLOOR))
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 <= value <= 100.0:
+        raise RuleError(f"rule {name!r}: severity must be a number from 0 to 100")
+    return value
 
 
 def _var(term: _Term) -> int:

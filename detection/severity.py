@@ -8,7 +8,8 @@ at 10**-12). The model threshold sits at the alert budget's probability ``b``, w
     severity = 50 * log10(p) / log10(b)                       p >= b  (not an alert: 0-50)
     severity = 50 + 50 * min(1, log10(b / p) / DECADES)       p <  b  (an alert: 50-100)
 
-A data-quality rule lifts the severity to at least :data:`RULE_FLOOR`. Levels of an alert:
+A firing data-quality rule lifts the severity to at least its own severity (default
+:data:`RULE_FLOOR`; :mod:`detection.rules`). Levels of an alert:
 low < 65 <= medium < 80 <= high < 95 <= critical.
 """
 
@@ -72,10 +73,10 @@ class SeverityScale:
         below = TAIL_LOG10[0] - self._slope * (self._q[0] - scores)
         return np.maximum(np.where(scores < self._q[0], below, inside), _MIN_LOG10)
 
-    def severity(self, scores: FloatArray, rule_fired: npt.NDArray[np.bool_]) -> FloatArray:
-        """0-100 per row (see the module docstring)."""
+    def severity(self, scores: FloatArray, floor: FloatArray) -> FloatArray:
+        """0-100 per row (see the module docstring); ``floor``: the fired rules' severity, 0 for none."""
         lp, b = self.tail_log10(scores), self._budget_log10
         normal = 50.0 * np.clip(lp / b, 0.0, 1.0)
         alert = 50.0 + 50.0 * np.minimum(1.0, (b - lp) / DECADES)
         sev = np.where(lp >= b, normal, alert)
-        return np.where(rule_fired, np.maximum(sev, RULE_FLOOR), sev)
+        return np.maximum(sev, floor)

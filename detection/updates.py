@@ -19,8 +19,9 @@ import numpy as np
 import numpy.typing as npt
 
 from detection.items import MAX_ID_LENGTH, MAX_MAGNITUDE, ItemValidationError
+from detection.update_columns import fast_columns
 
-__all__ = ["REQUIRED_FIELDS", "MissingFieldError", "UpdateBatch", "parse_updates"]
+__all__ = ["REQUIRED_FIELDS", "MissingFieldError", "UpdateBatch", "parse_updates", "parse_updates_by_row"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -94,7 +95,42 @@ class UpdateBatch:
 def parse_updates(
     messages: Iterable[Mapping[str, Any]], *, group_field: str = "category"
 ) -> tuple[UpdateBatch, list[tuple[int, str]]]:
-    """Validate change events into an :class:`UpdateBatch`; returns it and ``(index, reason)`` rejects."""
+    """Validate change events into an :class:`UpdateBatch`; returns it and ``(index, reason)`` rejects.
+
+    A list of dicts takes the columnar fast path (:mod:`detection.update_columns`); the rows it
+    does not take, and any other input, are parsed one by one (:func:`parse_updates_by_row`).
+    """
+    objs = messages if isinstance(messages, list) else list(messages)
+    fast = fast_columns(objs, group_field)
+    if fast is None:
+        return parse_updates_by_row(objs, group_field=group_field)
+    ids, cols, groups, event_ids, bad = fast
+    if not bad.any():
+        stock, min_, max_, price, occurred_at = cols
+        return UpdateBatch(ids, stock, min_, max_, price, occurred_at, groups, event_ids), []
+    rejects: list[tuple[int, str]] = []
+    keep = ~bad
+    for i in np.flatnonzero(bad).tolist():
+        try:
+            ids[i], values, groups[i], event_ids[i] = _parse_one(objs[i], group_field)
+        except ItemValidationError as exc:
+            rejects.append((i, exc.reason))
+            continue
+        keep[i] = True
+        for column, value in zip(cols, values, strict=True):
+            column[i] = value
+    rows = np.flatnonzero(keep)
+    index = rows.tolist()
+    stock, min_, max_, price, occurred_at = (c[rows] for c in cols)
+    batch = UpdateBatch([ids[i] for i in index], stock, min_, max_, price, occurred_at,
+                        [groups[i] for i in index], [event_ids[i] for i in index])  # fmt: skip
+    return batch, rejects
+
+
+def parse_updates_by_row(
+    messages: Iterable[Mapping[str, Any]], *, group_field: str = "category"
+) -> tuple[UpdateBatch, list[tuple[int, str]]]:
+    """:func:`parse_updates` one message at a time: the definition the fast path is held to."""
     ids: list[str] = []
     cols: list[list[float]] = [[], [], [], [], []]
     groups: list[str | None] = []
@@ -102,21 +138,27 @@ def parse_updates(
     rejects: list[tuple[int, str]] = []
     for index, msg in enumerate(messages):
         try:
-            item_id = _item_id(msg)
-            values = [_field(msg, key) for key in REQUIRED_FIELDS]
-            values.append(_time(msg.get("occurred_at")))
+            item_id, values, group, event = _parse_one(msg, group_field)
         except ItemValidationError as exc:
             rejects.append((index, exc.reason))
             continue
         ids.append(item_id)
         for c, v in zip(cols, values, strict=True):
             c.append(v)
-        group = msg.get(group_field)
-        groups.append(None if group is None else str(group))
-        event = msg.get("event_id")
-        event_ids.append(None if event is None else str(event))
+        groups.append(group)
+        event_ids.append(event)
     stock, min_, max_, price, occurred_at = (np.array(c, dtype=np.float64) for c in cols)
     return UpdateBatch(ids, stock, min_, max_, price, occurred_at, groups, event_ids), rejects
+
+
+def _parse_one(msg: Mapping[str, Any], group_field: str) -> tuple[str, list[float], str | None, str | None]:
+    """One message: id, the four numbers and ``occurred_at`` (NaN = absent), group, event id."""
+    item_id = _item_id(msg)
+    values = [_field(msg, key) for key in REQUIRED_FIELDS]
+    values.append(_time(msg.get("occurred_at")))
+    group = msg.get(group_field)
+    event = msg.get("event_id")
+    return item_id, values, None if group is None else str(group), None if event is None else str(event)
 
 
 def _item_id(msg: Mapping[str, Any]) -> str:
@@ -152,15 +194,19 @@ def _time(value: Any) -> float:
     """Epoch seconds of ``occurred_at`` (NaN when absent)."""
     if value is None:
         return math.nan
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond float range
+            number = math.inf
+        if math.isfinite(number):
+            return number
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.strip())
-        except ValueError:
-            pass
-        else:
             return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+        except (ValueError, OverflowError):  # not ISO-8601, or a time out of datetime's range
+            pass
     raise ItemValidationError(
         f"occurred_at: must be an ISO-8601 time or epoch seconds, got {str(value)[:40]!r}"
     )

@@ -18,6 +18,13 @@ max_zero               max level 0
 min_x10                min level x10
 stale_update           an old state re-sent late (older ``occurred_at``)
 duplicate_update       the previous report re-sent (same fields, same ``occurred_at``)
+---------------------  --------------------------------------------------------------------------
+(``MORE_ERROR_MIX``, added for the held-out shapes J-N)
+case_pack_x6           stock reported in units where six-packs were meant
+stock_transposed       two leading digits of the stock swapped (a keying error), >= 3x off
+price_div100           price reported in hundreds where units were meant (cents/dollars)
+max_x10                max level x10 (a level configuration error)
+levels_swapped         min and max levels entered the wrong way round
 =====================  ==========================================================================
 
 Truth goes on after an error; a price or level error is corrected by the item's next report.
@@ -41,14 +48,19 @@ DEFAULT_ERROR_MIX: Final[dict[str, float]] = {
     "stale_update": 0.7, "duplicate_update": 0.7,
 }  # fmt: skip
 
+MORE_ERROR_MIX: Final[dict[str, float]] = {
+    "case_pack_x6": 0.8, "stock_transposed": 0.8, "price_div100": 0.3, "max_x10": 0.4, "levels_swapped": 0.4,
+}  # fmt: skip
+
 _STOCK_FACTORS: Final = {
     "case_pack_x12": 12,
     "case_pack_x24": 24,
     "decimal_shift_x10": 10,
     "decimal_shift_x100": 100,
+    "case_pack_x6": 6,
 }
 _STOCK_DIVISORS: Final = {"case_pack_div12": 12, "decimal_shift_div10": 10}
-_PRICE_FACTORS: Final = {"price_x10": 10.0, "price_div10": 0.1, "price_x100": 100.0}
+_PRICE_FACTORS: Final = {"price_x10": 10.0, "price_div10": 0.1, "price_x100": 100.0, "price_div100": 0.01}
 _LEVELS: Final = ("min_stock_level", "max_stock_level")
 
 
@@ -104,6 +116,8 @@ class ErrorInjector:
             return "stock_quantity" in body and stock >= max(6, 0.3 * state["min_stock_level"])
         if kind == "double_receipt":
             return "_restock" in body
+        if kind == "stock_transposed":
+            return "stock_quantity" in body and _transposed(stock) is not None
         if kind == "price_zero":
             return stock > 0
         if kind == "stale_update":
@@ -131,6 +145,8 @@ class ErrorInjector:
             out["stock_quantity"] = stock // _STOCK_DIVISORS[kind]
         elif kind == "phantom_drop":
             out["stock_quantity"] = 0 if rng.random() < 0.5 else int(stock * rng.uniform(0.0, 0.15))
+        elif kind == "stock_transposed":
+            out["stock_quantity"] = _transposed(stock)
         elif kind == "double_receipt":
             out["stock_quantity"] = stock + int(body["_restock"])
         elif kind == "negative_stock":
@@ -144,6 +160,8 @@ class ErrorInjector:
                 "min_ge_max": (hi + int(rng.integers(0, max(1, hi // 4) + 1)), hi),
                 "max_zero": (lo, 0),
                 "min_x10": (lo * 10, hi),
+                "max_x10": (lo, hi * 10),
+                "levels_swapped": (hi, lo),
             }[kind]
             self.fix.update(_LEVELS)
         return out
@@ -157,6 +175,15 @@ class ErrorInjector:
             return None
         t0, s = old[int(self.rng.integers(len(old)))]
         return t + 1e-5, {**s, "_at": t0, "_error": kind}
+
+
+def _transposed(stock: int) -> int | None:
+    """The stock with its two leading digits swapped, when that is at least 3x off (else None)."""
+    digits = str(stock)
+    if len(digits) < 2 or digits[0] == digits[1] or digits[1] == "0":
+        return None
+    swapped = int(digits[1] + digits[0] + digits[2:])
+    return swapped if max(swapped / stock, stock / swapped) >= 3.0 else None
 
 
 def _bad_price(kind: str, price: float, rng: np.random.Generator) -> float:

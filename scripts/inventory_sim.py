@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from scripts.inventory_errors import DEFAULT_ERROR_MIX, ErrorInjector
+from scripts.inventory_errors import DEFAULT_ERROR_MIX, MORE_ERROR_MIX, ErrorInjector
 
 START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
 Event = dict[str, Any]
@@ -56,6 +56,13 @@ class SimConfig:
     promo_per_month: float = 0.4
     price_changes_per_month: float = 0.5
     level_changes_per_month: float = 0.1
+    tiny_share: float = 0.0  # items stocked in ones (max level 2-8, one unit per sale)
+    bulk_share: float = 0.0  # bulk SKUs: levels x20, sold by the case (6, 12 or 24 units)
+    season_ramp: float = 1.0  # demand at the end of the period relative to its start (trend)
+    burst_rate: float = 0.0  # chance that a sale starts a burst of 3-10 sales within minutes
+    return_rate: float = 0.0  # chance that a sale is later returned (stock rises by its units)
+    no_category: bool = False  # documents without a category (no peer group to compare with)
+    more_errors: bool = False  # add the kinds of MORE_ERROR_MIX (x6 packs, transposed digits, ...)
     error_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_ERROR_MIX))
 
 
@@ -75,15 +82,19 @@ class Item:
     sale_size: float  # mean units per sale report
     fixed_qty: bool
     decimals: int
+    case: int = 1  # units per sale step (bulk SKUs sell by the case)
     promo_until: float = -1.0
     restock_at: float = -1.0
     order_qty: int = 0
     events: list[tuple[float, str]] = field(default_factory=list)
 
-    def state(self) -> dict[str, Any]:
-        return {"item_id": self.item_id, "stock_quantity": self.stock, "min_stock_level": self.min_level,
-                "max_stock_level": self.max_level, "price": self.price, "category": self.category,
-                "warehouse_id": self.warehouse_id}  # fmt: skip
+    def state(self, category: bool = True) -> dict[str, Any]:
+        out = {"item_id": self.item_id, "stock_quantity": self.stock, "min_stock_level": self.min_level,
+               "max_stock_level": self.max_level, "price": self.price, "category": self.category,
+               "warehouse_id": self.warehouse_id}  # fmt: skip
+        if not category:
+            del out["category"]
+        return out
 
 
 def _categories(cfg: SimConfig, rng: np.random.Generator) -> list[tuple[str, float, float, float]]:
@@ -106,7 +117,7 @@ def _make_item(i: int, cfg: SimConfig, cats: list[Any], rng: np.random.Generator
     decimals = 2 if price_med < 200 else 0
     price = round(max(0.01, price_med * rng.lognormal(0, 0.45)), decimals) or 0.01
     policy = cfg.restock_policy if cfg.restock_policy != "mixed" else rng.choice(["up_to_max", "fixed_qty"])
-    return Item(
+    it = Item(
         item_id=f"sku-{cfg.seed}-{i:06d}",
         category=name,
         warehouse_id=f"wh-{int(rng.integers(cfg.n_warehouses))}",
@@ -120,6 +131,15 @@ def _make_item(i: int, cfg: SimConfig, cats: list[Any], rng: np.random.Generator
         fixed_qty=policy == "fixed_qty",
         decimals=decimals,
     )
+    # the draws below happen only when asked for, so the older shapes stay what they were
+    if cfg.tiny_share and rng.random() < cfg.tiny_share:
+        it.max_level, it.min_level, it.sale_size = int(rng.integers(2, 9)), 1, 0.6
+        it.stock = int(rng.integers(1, it.max_level + 1))
+    elif cfg.bulk_share and rng.random() < cfg.bulk_share:
+        it.case = int(rng.choice([6, 12, 24]))
+        it.max_level, it.min_level, it.stock = it.max_level * 20, it.min_level * 20, it.stock * 20
+        it.sale_size = max(1.0, it.sale_size * 20 / it.case)
+    return it
 
 
 def _weekday_factor(t_days: float) -> float:
@@ -136,32 +156,55 @@ def _simulate_item(it: Item, cfg: SimConfig, rng: np.random.Generator) -> list[t
         for _ in range(rng.poisson(rate * month)):
             timed.append((float(rng.uniform(0, cfg.days)), kind))
     timed.sort()
-    t = 0.0
+    t, burst = 0.0, 0
+    returns: list[tuple[float, int]] = []
     while True:
-        t += rng.exponential(1.0 / (it.sale_rate * _weekday_factor(t)))
+        trend = cfg.season_ramp ** (t / cfg.days)
+        if burst > 0:  # a till or a sync flushing its queue: sales minutes apart
+            burst -= 1
+            t += rng.uniform(1e-4, 3e-3)
+        else:
+            t += rng.exponential(1.0 / (it.sale_rate * _weekday_factor(t) * trend))
+            burst = int(rng.integers(3, 11)) if cfg.burst_rate and rng.random() < cfg.burst_rate else 0
         while timed and timed[0][0] <= t:
             tt, kind = timed.pop(0)
             out.extend(_other_event(it, tt, kind, rng))
         if it.promo_until >= 0 and t >= it.promo_until:
             out.append((it.promo_until, {"price": it.regular_price}))
             it.price, it.promo_until = it.regular_price, -1.0
-        if it.restock_at >= 0 and t >= it.restock_at:
-            it.stock += it.order_qty
-            out.append((it.restock_at, {"stock_quantity": it.stock, "_restock": it.order_qty}))
-            it.restock_at = -1.0
+        _receive(it, t, returns, out)
         if t >= cfg.days:
             break
         boost = 1.0 if it.promo_until < 0 else 2.5
-        qty = min(it.stock, 1 + int(rng.poisson(max(it.sale_size * boost - 1, 0.0))))
+        qty = min(it.stock, it.case * (1 + int(rng.poisson(max(it.sale_size * boost - 1, 0.0)))))
         if qty <= 0:
             continue
         it.stock -= qty
         out.append((t, {"stock_quantity": it.stock}))
+        if cfg.return_rate and rng.random() < cfg.return_rate:  # a customer brings some of it back days later
+            returns.append((t + rng.uniform(0.5, 7.0), int(rng.integers(1, qty + 1))))
+            returns.sort()
         if it.stock <= it.min_level and it.restock_at < 0:
             it.restock_at = t + rng.uniform(0.3, 3.0)
             it.order_qty = it.max_level - it.min_level if it.fixed_qty else it.max_level - it.stock
     out.sort(key=lambda e: e[0])
     return out
+
+
+def _receive(it: Item, t: float, returns: list[tuple[float, int]], out: list[tuple[float, Event]]) -> None:
+    """Restocks and customer returns due by ``t``, in time order."""
+    while True:
+        due_return = returns[0][0] if returns and returns[0][0] <= t else math.inf
+        due_restock = it.restock_at if 0 <= it.restock_at <= t else math.inf
+        if due_return == due_restock == math.inf:
+            return
+        if due_return < due_restock:
+            it.stock += returns.pop(0)[1]
+            out.append((due_return, {"stock_quantity": it.stock}))
+        else:
+            it.stock += it.order_qty
+            out.append((due_restock, {"stock_quantity": it.stock, "_restock": it.order_qty}))
+            it.restock_at = -1.0
 
 
 def _other_event(it: Item, t: float, kind: str, rng: np.random.Generator) -> list[tuple[float, Event]]:
@@ -188,11 +231,12 @@ def simulate(cfg: SimConfig) -> tuple[list[Event], list[Event], dict[str, str]]:
     cats = _categories(cfg, rng)
     items = [_make_item(i, cfg, cats, rng) for i in range(cfg.n_items)]
     is_new = rng.random(cfg.n_items) < cfg.new_item_share
-    injector = ErrorInjector(cfg.error_rate, cfg.error_mix, rng, has_time=cfg.occurred_at_rate > 0)
+    mix = {**cfg.error_mix, **MORE_ERROR_MIX} if cfg.more_errors else cfg.error_mix
+    injector = ErrorInjector(cfg.error_rate, mix, rng, has_time=cfg.occurred_at_rate > 0)
     snapshot: list[Event] = []
     timeline: list[tuple[float, int, Event]] = []
     for k, (it, new) in enumerate(zip(items, is_new, strict=True)):
-        state = it.state()
+        state = it.state(category=not cfg.no_category)
         if not new:
             snapshot.append(dict(state))
         truth = _simulate_new(it, cfg, rng) if new else _simulate_item(it, cfg, rng)
@@ -251,8 +295,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
     for f in fields(SimConfig):
-        if f.name != "error_mix":
-            parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+        flag = f"--{f.name.replace('_', '-')}"
+        if isinstance(f.default, bool):
+            parser.add_argument(flag, action="store_true")
+        elif f.name != "error_mix":
+            parser.add_argument(flag, type=type(f.default), default=f.default)
     args = vars(parser.parse_args(argv))
     out = args.pop("out")
     print(json.dumps(write(out, SimConfig(**args))))

@@ -22,6 +22,7 @@ from consumer.cli.files import fail, open_in, open_out
 
 if TYPE_CHECKING:
     from config import Settings
+    from consumer.wire.context import EventContext
     from detection import ChangeDetector, StateTable, UpdateBatch
 
 __all__ = [
@@ -88,16 +89,25 @@ def score_changes(
     source: IO[bytes],
     sink: IO[bytes],
     counts: dict[str, int],
+    context: EventContext | None = None,
 ) -> None:
     """Decide one chunk in order, write its events, then advance the item states."""
     import numpy as np
 
+    from consumer.wire.context import EventContext, change_input_keys
     from consumer.wire.events import UNVERSIONED, Coordinates, build_events
     from detection import CHANGE_FEATURE_NAMES, parse_updates
 
-    batch, rejects = parse_updates([doc for _, doc in chunk], group_field=detector.metadata.group_field)
+    group = detector.metadata.group_field
+    batch, rejects = parse_updates([doc for _, doc in chunk], group_field=group)
     bad = dict(rejects)
     linenos = [lineno for k, (lineno, _) in enumerate(chunk) if k not in bad]
+    docs = [doc for k, (_, doc) in enumerate(chunk) if k not in bad]
+    context, used, version = (
+        context or EventContext(),
+        change_input_keys(group),
+        detector.version or UNVERSIONED,
+    )
     decisions, changes = detector.decide_batch(table, batch)
     rejected = {linenos[i]: str(exc) for i, exc in decisions.rejected.items()}
     rejected.update({chunk[k][0]: reason for k, reason in bad.items()})
@@ -114,8 +124,9 @@ def score_changes(
     events = build_events(
         decisions, rows, item_ids=batch.item_ids, event_ids=batch.event_ids,
         sources=[Coordinates(topic, 0, lineno) for lineno in linenos], item=item,
-        version=detector.version or UNVERSIONED, threshold=detector.threshold,
+        version=version, threshold=detector.threshold,
         now=datetime.now(UTC), feature_names=CHANGE_FEATURE_NAMES,
+        attributes=lambda i: context.attributes(docs[i], used), links=context.links(version),
     )  # fmt: skip
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     sink.write(b"".join(dumps(anomaly or decision, option=newline) for _, decision, anomaly in events))
@@ -127,7 +138,7 @@ def score_changes(
 def train_default(args: argparse.Namespace, settings: Settings) -> int:
     """``train --detector default``: the change detector from a snapshot file; same summary line."""
     from consumer.cli.models import EXIT_OK, EXIT_USAGE, open_store
-    from detection import ForestParams, TrainingError, train_detector
+    from detection import DEFAULT_RULES, ForestParams, TrainingError, train_detector
 
     chosen = {
         "n_estimators": args.n_estimators,
@@ -152,9 +163,12 @@ def train_default(args: argparse.Namespace, settings: Settings) -> int:
         with open_in(str(args.items)) as source:
             snapshot = snapshot_of(source, counts)
         started = time.perf_counter()
-        model = train_detector(snapshot, params, alert_budget_per_1000=budget)
+        rules = settings.models.rule_table()  # bound into the model: score and consume follow it
+        model = train_detector(
+            snapshot, params, alert_budget_per_1000=budget, rules=DEFAULT_RULES if rules is None else rules
+        )
         seconds = time.perf_counter() - started
-    except (TrainingError, ValueError, OSError) as exc:  # ValidationError is a ValueError
+    except (TrainingError, ValueError, OSError) as exc:  # ValidationError, RuleError are ValueErrors
         fail(f"train: {exc}")
         return EXIT_USAGE
     store = open_store(args, settings, must_exist=False)
@@ -174,7 +188,9 @@ def train_default(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def score_default(model: Any, args: argparse.Namespace, topic: str, counts: dict[str, int]) -> None:
+def score_default(
+    model: Any, args: argparse.Namespace, topic: str, counts: dict[str, int], context: EventContext
+) -> None:
     """Score with per-item state, in order (:mod:`consumer.cli.changes`)."""
     from consumer.chunks import chunked
 
@@ -183,4 +199,6 @@ def score_default(model: Any, args: argparse.Namespace, topic: str, counts: dict
         table = state_from_baseline(model, baseline)
         source, sink = stack.enter_context(open_in(args.input)), stack.enter_context(open_out(args.output))
         for chunk in chunked(read_docs(source, counts), args.chunk_size):
-            score_changes(model, table, chunk, topic=topic, source=source, sink=sink, counts=counts)
+            score_changes(
+                model, table, chunk, topic=topic, source=source, sink=sink, counts=counts, context=context
+            )

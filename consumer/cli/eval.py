@@ -52,7 +52,6 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     """Evaluate and print; exit 2 on unusable input (which line or label is said on stderr)."""
-    del settings  # eval reads only its three files
     try:
         items = _jsonl(args.items)
         events = _jsonl(args.events)
@@ -62,7 +61,8 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_USAGE
     from detection.evaluation import evaluate, format_table
 
-    options: dict[str, Any] = {}
+    rules = settings.models.rule_table()  # the table `train` would bind
+    options: dict[str, Any] = {} if rules is None else {"rules": rules}
     if args.alert_budget_per_1000 is not None:
         options["alert_budget_per_1000"] = args.alert_budget_per_1000
     detectors = tuple(dict.fromkeys(args.detector or ("seed", "default")))

@@ -20,6 +20,7 @@ from consumer.cli.files import fail, open_in, open_out
 if TYPE_CHECKING:  # detection's model code (sklearn, numba) loads only in the commands that score
     from config import Settings
     from consumer.cli import Subparsers
+    from consumer.wire.context import EventContext
     from detection import AnomalyModel, ModelStore, StockItem
 
 __all__ = ["EXIT_OK", "EXIT_USAGE", "fail", "open_store", "register", "store_options"]
@@ -155,7 +156,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     try:
         params = ForestParams(**{name: value for name, value in chosen.items() if value is not None})
         with _open_in(str(args.items)) as source:
-            items = [item for _, item in _valid_lines(source, require_id=False, counts=counts)]
+            items = [item for _, item, _ in _valid_lines(source, require_id=False, counts=counts)]
         started = time.perf_counter()
         model = train_model(items, params, threshold=0.0 if args.threshold is None else args.threshold)
         seconds = time.perf_counter() - started
@@ -191,27 +192,30 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     """Score JSON lines chunk by chunk; one event per valid line (docs/schemas/score-line), rejections on stderr."""
     from consumer.chunks import chunked
+    from consumer.wire.context import EventContext
     from consumer.wire.events import STDIN_SOURCE
     from detection import ChangeDetector, ModelNotFoundError, ModelVerificationError
 
     try:
-        model = open_store(args, settings).load_any(args.model_version)
+        store = open_store(args, settings)
+        model = store.load_any(args.model_version)
     except (ModelNotFoundError, ModelVerificationError) as exc:
         fail(f"score: {exc}")
         return EXIT_USAGE
+    context = EventContext.from_settings(settings.context, store.root)  # attributes and links, as consume
     counts = {"scored": 0, "rejected": 0}
     topic = STDIN_SOURCE if args.input == "-" else f"file:{args.input}"
     try:
         if isinstance(model, ChangeDetector):
             from consumer.cli.changes import score_default
 
-            score_default(model, args, topic, counts)
+            score_default(model, args, topic, counts, context)
         else:
             if args.baseline is not None:
                 logger.info("a seed model judges each state alone: --baseline is not used")
             with _open_in(args.input) as source, _open_out(args.output) as sink:
                 for chunk in chunked(_valid_lines(source, require_id=True, counts=counts), args.chunk_size):
-                    _score_chunk(model, chunk, topic, sink)
+                    _score_chunk(model, chunk, topic, sink, context)
                     counts["scored"] += len(chunk)
     except BrokenPipeError:
         raise  # the reader of our output left; main() handles it
@@ -225,26 +229,34 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _score_chunk(
-    model: AnomalyModel, chunk: list[tuple[int, StockItem]], topic: str, sink: IO[bytes]
+    model: AnomalyModel,
+    chunk: list[tuple[int, StockItem, dict[str, Any]]],
+    topic: str,
+    sink: IO[bytes],
+    context: EventContext,
 ) -> None:
     """Decide a chunk in one vectorised call; one event line per item, in order: an anomaly event
     when anomalous, else a decision event (source = ``topic``, partition 0, offset = line number)."""
     import numpy as np
 
+    from consumer.wire.context import SEED_INPUT_KEYS
     from consumer.wire.events import UNVERSIONED, Coordinates, build_events
 
-    items = [item for _, item in chunk]
+    items = [item for _, item, _ in chunk]
+    version = model.version or UNVERSIONED
     decisions = model.decide(items)
     events = build_events(
         decisions,
         np.arange(len(items)),
         item_ids=cast(list[str], [item.item_id for item in items]),  # require_id=True: never None
         event_ids=[item.event_id for item in items],
-        sources=[Coordinates(topic, 0, lineno) for lineno, _ in chunk],
+        sources=[Coordinates(topic, 0, lineno) for lineno, _, _ in chunk],
         item=lambda i: items[i].model_dump(mode="json"),
-        version=model.version or UNVERSIONED,
+        version=version,
         threshold=float(model.threshold),
         now=datetime.now(UTC),
+        attributes=lambda i: context.attributes(chunk[i][2], SEED_INPUT_KEYS),
+        links=context.links(version),
     )
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     sink.write(b"".join(dumps(anomaly or decision, option=newline) for _, decision, anomaly in events))
@@ -253,8 +265,8 @@ def _score_chunk(
 
 def _valid_lines(
     source: IO[bytes], *, require_id: bool, counts: dict[str, int] | None = None
-) -> Iterator[tuple[int, StockItem]]:
-    """(line number, item) for each valid line; each invalid one is reported on stderr."""
+) -> Iterator[tuple[int, StockItem, dict[str, Any]]]:
+    """(line number, item, its JSON object) for each valid line; each invalid one is reported on stderr."""
     from detection import ItemValidationError, parse_item
 
     for lineno, line in enumerate(source, start=1):
@@ -272,7 +284,7 @@ def _valid_lines(
             if counts is not None:
                 counts["rejected"] += 1
             continue
-        yield lineno, item
+        yield lineno, item, raw
 
 
 def _auto_or(convert: Any) -> Any:

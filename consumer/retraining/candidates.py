@@ -11,7 +11,7 @@ other kind is not compared with (its figures mean something else).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -31,6 +31,7 @@ from consumer.retraining.report import Previous, ReportData
 from consumer.retraining.snapshot import Snapshot, collect
 from detection import (
     CHANGE_FEATURE_NAMES,
+    DEFAULT_RULES,
     FEATURE_NAMES,
     AnomalyModel,
     ChangeDetector,
@@ -53,6 +54,7 @@ class TrainingSpec:
     detector: str = "seed"
     params: ForestParams = field(default_factory=ForestParams)
     alert_budget_per_1000: float = 0.5
+    rules: Sequence[Mapping[str, Any]] | None = None  # the settings' rule table (None: the built-in one)
     gate: GateConfig = field(default_factory=GateConfig)
     sample_size: int = 10_000
     batch_size: int = 5000
@@ -150,8 +152,9 @@ def default_candidate(docs: Iterable[Mapping[str, Any]], *, spec: TrainingSpec, 
         reason = f"degenerate snapshot: all {snap.n_usable} items have identical numbers"
         return Candidate(None, snap, GateResult(reasons=[reason], checks={"n_samples": snap.n_usable}))
     try:
+        rules = DEFAULT_RULES if spec.rules is None else spec.rules
         model = train_detector(snap.batch, spec.params, alert_budget_per_1000=spec.alert_budget_per_1000,
-                               group_field=GROUP_FIELD)  # fmt: skip
+                               rules=rules, group_field=GROUP_FIELD)  # fmt: skip
     except TrainingError as exc:
         return Candidate(None, snap, GateResult(reasons=[f"training failed: {exc}"]))
     sample = MotionSample.of(snap.batch)

@@ -59,6 +59,7 @@ def retrain_config(settings: Settings) -> RetrainConfig:
         keep_rejected=settings.models.keep,
         detector=settings.models.detector,
         alert_budget_per_1000=settings.models.alert_budget_per_1000,
+        rules=settings.models.rule_table(),
     )
 
 

@@ -23,6 +23,7 @@ import orjson
 from consumer.ports import OutputRecord, SourceRecord
 from consumer.scoring.columns import ItemColumns
 from consumer.scoring.state.store import StagedChanges
+from consumer.wire.context import SEED_INPUT_KEYS, EventContext
 from consumer.wire.dlq import dead_lettered_at
 from consumer.wire.events import UNVERSIONED, DecisionsLike, DlqReason, build_events, dlq_headers
 
@@ -66,6 +67,7 @@ class BatchConfig:
     max_message_bytes: int = 1_048_576
     service: str = "stockwatch-consume"  # the dlq.service header of its dead letters
     group_id: str = ""  # the dlq.group header: the consumer group that read the records
+    context: EventContext = field(default_factory=EventContext)  # attributes, headers, links of anomalies
 
 
 @dataclass(slots=True)
@@ -74,6 +76,7 @@ class ValidatedBatch:
 
     columns: ItemColumns = field(default_factory=ItemColumns)
     sources: list[SourceRecord] = field(default_factory=list)
+    objects: Sequence[dict[str, Any]] = ()  # the decoded input of each valid item (its attributes)
     dead_letters: list[OutputRecord] = field(default_factory=list)
     dlq_reasons: Counter[str] = field(default_factory=Counter)
 
@@ -126,7 +129,9 @@ def validate_records(records: Sequence[SourceRecord], config: BatchConfig) -> Va
     objs, candidates, failures = decode_records(records, config)
     columns, index, rejects = ItemColumns.from_objects(objs)
     out.columns = columns
-    out.sources = [candidates[i] for i in index] if len(index) < len(candidates) else list(candidates)
+    whole = len(index) == len(candidates)
+    out.sources = list(candidates) if whole else [candidates[i] for i in index]
+    out.objects = objs if whole else [objs[i] for i in index]
     failures += [(i, 1, candidates[i], DlqReason.INVALID_ITEM, reason) for i, reason in rejects]
     dead_letters(failures, config, out.dead_letters, out.dlq_reasons)
     return out
@@ -260,7 +265,7 @@ def _build_events(
     anomalies: list[dict[str, Any]],
 ) -> None:
     """Decision events (when ``decisions_topic`` is set) and anomaly events for ``rows``."""
-    columns = batch.columns
+    columns, sources, objects, context = batch.columns, batch.sources, batch.objects, config.context
     dumps = orjson.dumps
     decisions_topic, anomaly_topic = config.decisions_topic, config.anomaly_topic
     events = build_events(
@@ -268,19 +273,22 @@ def _build_events(
         rows,
         item_ids=columns.item_ids,
         event_ids=columns.event_ids,
-        sources=batch.sources,
+        sources=sources,
         item=columns.item,
         version=version,
         threshold=threshold,
         now=now,
+        attributes=(lambda i: context.attributes(objects[i], SEED_INPUT_KEYS)) if objects else None,
+        links=context.links(version),
     )
-    for _, event, anomaly in events:
+    for i, event, anomaly in events:
         key = event["item_id"].encode()
         if decisions_topic:
             outputs.append(OutputRecord(decisions_topic, key, dumps(event)))
         if anomaly is not None:
             anomalies.append(anomaly)
-            outputs.append(OutputRecord(anomaly_topic, key, dumps(anomaly)))
+            headers = context.headers(sources[i].headers)
+            outputs.append(OutputRecord(anomaly_topic, key, dumps(anomaly), headers))
 
 
 def process_batch(

@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -35,16 +36,17 @@ from consumer.ports import KafkaUnavailableError, OutputRecord, SourceRecord, To
 from consumer.scoring.batch import BatchConfig, BatchResult, dead_letters, decode_records
 from consumer.scoring.episode_batch import EpisodeContext, episode_event, track_episodes
 from consumer.scoring.episodes import Transition
+from consumer.scoring.state.batch_items import prior_states, staged_changes
 from consumer.scoring.state.changelog import changelog_records
 from consumer.scoring.state.record import episodes_of, join, states_of
 from consumer.scoring.state.seeds import Seeds
 from consumer.scoring.state.store import StagedChanges, StateStore
 from consumer.scoring.state.table import ABSENT
+from consumer.wire.context import change_input_keys
 from consumer.wire.events import UNVERSIONED, DlqReason, build_events
-from detection import ChangeDetector, StateTable, UpdateBatch, parse_updates
+from detection import ChangeDetector, UpdateBatch, parse_updates
 from detection.change_decisions import ChangeDecisions
 from detection.change_features import CHANGE_FEATURE_NAMES
-from detection.detector import baseline_table
 
 __all__ = ["ChangeContext", "Committed", "process_change_batch", "split_replays"]
 
@@ -64,6 +66,7 @@ def _committed_of(partitions: list[TopicPart], committed: Committed | None) -> M
         raise
     except Exception as exc:  # the loop rewinds and retries the batch
         raise KafkaUnavailableError(f"could not read the committed offsets for the state: {exc!r}") from exc
+_OFFSET = attrgetter("offset")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,22 +172,24 @@ def process_change_batch(
         )
         where = [where[i] for i in keep]
         prior, prior_offsets = prior[keep], prior_offsets[keep]
-    table = _prior_table(updates, states_of(prior), prior_offsets != ABSENT, ctx.seeds)
+    items = prior_states(updates, states_of(prior), prior_offsets != ABSENT, ctx.seeds)
     outputs: list[OutputRecord] = []
     reasons: Counter[str] = Counter()
     anomalies: list[dict[str, Any]] = []
     version = detector.version or UNVERSIONED
     staged, suppressed = StagedChanges(), 0
     if len(updates):
-        decisions, changes = detector.decide_batch(table, updates)
+        decisions, touched = detector.decide_local(updates, items.u, items.records, items.known)
         for i, exc in decisions.rejected.items():
             failures.append((where[i], 1, sources[i], DlqReason.MISSING_FIELD, str(exc)))
         episodes = track_episodes(ctx.episodes, episodes_of(prior), updates, sources, decisions, now=now)
         suppressed = episodes.suppressed
-        _events(decisions, updates, sources, detector, version, config, now, outputs, anomalies,
+        inputs = _Inputs(objs, where, change_input_keys(detector.metadata.group_field))
+        _events(decisions, updates, sources, detector, version, config, now, outputs, anomalies, inputs,
                 episodes.transitions if ctx.episodes is not None else None)  # fmt: skip
-        joined = join(changes.records, episodes.of(changes.item_ids))
-        staged = _staged(changes.item_ids, joined, updates, sources, partitions)
+        staged = staged_changes(items, touched, np.fromiter(map(_OFFSET, sources), np.int64), partitions)
+        for p, (ids, recs, offs) in staged.by_partition.items():  # each item's episode joins its record
+            staged.by_partition[p] = (ids, join(recs, episodes.of(ids)), offs)
         for p, (ids, recs, offs) in staged.by_partition.items():
             outputs += changelog_records(ctx.changelog_topic, p, ids, recs, offs)
     letters: list[OutputRecord] = []
@@ -210,7 +215,7 @@ def split_replays(sources: Sequence[SourceRecord], prior_offsets: npt.NDArray[np
     commit that landed after the restore read the committed offset). It is skipped: not decided,
     no event, no state change — its events were published with the change that is in the state.
     """
-    offsets = np.fromiter((r.offset for r in sources), dtype=np.int64, count=len(sources))
+    offsets = np.fromiter(map(_OFFSET, sources), dtype=np.int64, count=len(sources))
     replay = offsets <= prior_offsets
     if not replay.any():
         return None
@@ -242,44 +247,13 @@ def _take(updates: UpdateBatch, keep: list[int]) -> UpdateBatch:
     )
 
 
-def _prior_table(
-    updates: UpdateBatch,
-    prior: npt.NDArray[np.void],
-    known: npt.NDArray[np.bool_],
-    seeds: Seeds | None,
-) -> StateTable:
-    """The batch's items' states: from the partition tables, else from the inventory snapshot."""
-    first_known = {updates.item_ids[i]: i for i in np.flatnonzero(known).tolist()}
-    table = StateTable(capacity=len(first_known) + 16)
-    if first_known:
-        table.scatter(list(first_known), prior[list(first_known.values())])
-    unknown = list(dict.fromkeys(i for i in updates.item_ids if i not in first_known))
-    if unknown and seeds is not None:
-        seeded = baseline_table(seeds.seed(unknown))
-        wanted = set(unknown)
-        ids = [i for i in seeded if i in wanted]
-        if ids:
-            table.scatter(ids, seeded.gather(seeded.lookup(ids)))
-    return table
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    """The decoded input of each update (``objs[where[i]]``), read for anomaly events only."""
 
-
-def _staged(
-    ids: list[str],
-    records: npt.NDArray[np.void],
-    updates: UpdateBatch,
-    sources: Sequence[SourceRecord],
-    partitions: list[int],
-) -> StagedChanges:
-    """Each changed item's record, under its input partition, with the offset of its last update."""
-    last = dict(zip(updates.item_ids, range(len(updates)), strict=True))  # later rows win
-    k = np.fromiter(map(last.__getitem__, ids), dtype=np.intp, count=len(ids))
-    parts = np.asarray(partitions, dtype=np.int64)[k]
-    offsets = np.fromiter((sources[j].offset for j in k.tolist()), dtype=np.int64, count=len(ids))
-    out = StagedChanges()
-    for p in np.unique(parts).tolist():
-        at = np.flatnonzero(parts == p)
-        out.by_partition[p] = ([ids[j] for j in at.tolist()], records[at], offsets[at])
-    return out
+    objs: Sequence[dict[str, Any]]
+    where: Sequence[int]
+    used: frozenset[str]  # the keys the detector reads: the rest are the item's attributes
 
 
 def _events(  # noqa: PLR0917 (one private call site)
@@ -292,6 +266,7 @@ def _events(  # noqa: PLR0917 (one private call site)
     now: datetime,
     outputs: list[OutputRecord],
     anomalies: list[dict[str, Any]],
+    inputs: _Inputs,
     episodes: dict[int, Transition] | None = None,  # alert_mode "episodes": what each row did
 ) -> None:
     scored = np.ones(len(updates), bool)
@@ -303,16 +278,21 @@ def _events(  # noqa: PLR0917 (one private call site)
     rows = np.flatnonzero(wanted)
     if not rows.size:
         return
-    new = decisions.new_values
+    new, context = decisions.new_values, config.context
 
     def item(i: int) -> dict[str, Any]:
         stock, low, high, price = new[i].tolist()
         return {"item_id": updates.item_ids[i], "event_id": updates.event_ids[i], "stock_quantity": stock,
                 "min_stock_level": low, "max_stock_level": high, "price": price}  # fmt: skip
 
+    links = context.links(version)
+
+    def attributes(i: int) -> dict[str, Any]:
+        return context.attributes(inputs.objs[inputs.where[i]], inputs.used)
+
     events = build_events(decisions, rows, item_ids=updates.item_ids, event_ids=updates.event_ids,
                           sources=sources, item=item, version=version, threshold=detector.threshold, now=now,
-                          feature_names=CHANGE_FEATURE_NAMES)  # fmt: skip
+                          feature_names=CHANGE_FEATURE_NAMES, links=links, attributes=attributes)  # fmt: skip
     dumps = orjson.dumps
     for i, event, anomaly in events:
         key = event["item_id"].encode()
@@ -322,12 +302,16 @@ def _events(  # noqa: PLR0917 (one private call site)
             t = episodes.get(i)
             if t is None:
                 continue
-            episodic = episode_event(
-                anomaly if anomaly is not None else event | {"item": item(i)}, t, sources[i]
-            )
+            if anomaly is None:  # a resolving update: its decision event with the anomaly's context
+                anomaly_like = event | {"item": item(i) | attributes(i)}
+                if links is not None:
+                    anomaly_like["links"] = dict(links)
+            episodic = episode_event(anomaly if anomaly is not None else anomaly_like, t, sources[i])
             if anomaly is not None:
                 anomalies.append(episodic)
-            outputs.append(OutputRecord(config.anomaly_topic, key, dumps(episodic)))
+            headers = context.headers(sources[i].headers)
+            outputs.append(OutputRecord(config.anomaly_topic, key, dumps(episodic), headers))
         elif anomaly is not None:
             anomalies.append(anomaly)
-            outputs.append(OutputRecord(config.anomaly_topic, key, dumps(anomaly)))
+            headers = context.headers(sources[i].headers)
+            outputs.append(OutputRecord(config.anomaly_topic, key, dumps(anomaly), headers))

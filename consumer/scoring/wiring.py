@@ -23,6 +23,7 @@ from consumer.scoring.state.seeds import BackgroundSeeds, LookupSeeds, Seeds
 from consumer.scoring.state.store import StateStore
 from consumer.scoring.suppression_cache import SuppressionCache
 from consumer.stores import store_from_settings
+from consumer.wire.context import EventContext
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -74,6 +75,7 @@ def build_service(
             decisions_topic=topics.decisions,
             max_message_bytes=kafka.max_message_bytes,
             group_id=kafka.group_id,
+            context=EventContext.from_settings(settings.context, settings.models.dir),
         ),
         metrics=metrics,
         health=health if health is not None else HealthState(stale_s=scoring.health_stale_s),

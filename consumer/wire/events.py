@@ -152,6 +152,8 @@ def build_events(
     now: datetime,
     id_by: IdBy = IdBy.SOURCE,
     feature_names: Sequence[str] = FEATURE_NAMES,
+    attributes: Callable[[int], dict[str, Any]] | None = None,
+    links: dict[str, Any] | None = None,
 ) -> Iterator[tuple[int, dict[str, Any], dict[str, Any] | None]]:
     """``(row, decision event, anomaly event or None)`` for each of ``rows``, in order.
 
@@ -202,9 +204,10 @@ def build_events(
         if not flags[j]:
             yield i, event, None
             continue
+        state = item(i) if attributes is None else item(i) | attributes(i)
         if change is not None:
             anomaly = event | {
-                "item": item(i),
+                "item": state,
                 "severity": change.level(i),
                 "reasons": list(map(str, decisions.reasons(i))),
                 "kind": change.kind(i),
@@ -212,8 +215,10 @@ def build_events(
             }
         else:
             anomaly = event | {
-                "item": item(i),
+                "item": state,
                 "severity": decisions.severity(i),
                 "reasons": list(map(str, decisions.reasons(i))),
             }
+        if links is not None:
+            anomaly["links"] = dict(links)
         yield i, event, anomaly

@@ -42,6 +42,7 @@ __all__ = [
     "ChangeFeatures",
     "DecisionEvent",
     "EventItem",
+    "EventLinks",
     "Features",
     "ResolvedEvent",
     "ResolvedWebhookPayload",
@@ -84,6 +85,29 @@ class EventItem(BaseModel):
     min_stock_level: float
     max_stock_level: float
     price: float
+    attributes: dict[str, Any] | None = Field(
+        default=None,
+        description="Anomaly events of `consume` and `score`: the input fields the detector does not read "
+        "(a warehouse id, a supplier...), as sent, within `attributes_max_fields` and `attributes_max_bytes`.",
+    )
+    attributes_truncated: bool | None = Field(
+        default=None, description="True when some input fields were left out of `attributes` (over a bound)."
+    )
+
+
+class EventLinks(BaseModel):
+    """Where the model version that decided lives (``file://`` URIs, or ``report_url_template``)."""
+
+    model_config = _STRICT
+
+    model: str | None = Field(
+        description="The version's directory in the model store (metadata.json, gate.json); null when "
+        "the version is not published there (`unversioned`, a model built in process)."
+    )
+    report: str | None = Field(
+        description="The version's report (score histogram, features): `report_url_template` with the "
+        "version, else the file:// URI of its report.png; null until the retrain worker wrote one."
+    )
 
 
 Features: type[BaseModel] = create_model(  # the 7 features, by name, in FEATURE_NAMES order
@@ -124,7 +148,7 @@ class DecisionEvent(BaseModel):
     severity_score: float | None = Field(
         default=None, ge=0.0, le=100.0,
         description="`default` detector only: calibrated 0-100 severity (50 = the alert budget's "
-        "threshold; data-quality rules give at least 85).",
+        "threshold; a firing data-quality rule gives at least its severity, 85 by default).",
     )  # fmt: skip
 
 
@@ -144,6 +168,9 @@ class AnomalyEvent(DecisionEvent):
     an episode (``status: open``), raises its severity a level (``escalated``) or re-notifies it
     (``open`` with ``renotified: true``) is published, with the episode fields; with
     ``every-update`` (and for seed models) every anomalous update, without them.
+
+    On the anomaly topic its record also carries the input record's headers named in
+    ``propagate_headers`` (``traceparent``, ``trace-id``, ``correlation-id`` by default), as sent.
     """
 
     is_anomaly: Literal[True] = True
@@ -159,6 +186,9 @@ class AnomalyEvent(DecisionEvent):
     )
     rules: list[str] | None = Field(
         default=None, description="`default` detector only: names of the rules that fired."
+    )
+    links: EventLinks | None = Field(
+        default=None, description="`consume` and `score`: the model version's directory and report."
     )
     status: Literal["open", "escalated"] | None = Field(
         default=None, description="Episodes: `open` (a new episode, or renotified) or `escalated`."
@@ -184,6 +214,9 @@ class ResolvedEvent(DecisionEvent):
 
     is_anomaly: Literal[False] = False
     item: EventItem = Field(description="The item state of the resolving update.")
+    links: EventLinks | None = Field(
+        default=None, description="The model version's directory and report (as on anomaly events)."
+    )
     status: Literal["resolved"] = "resolved"
     episode_id: str = _episode_id()
     first_seen: datetime = Field(description="Event time of the update that opened the episode.")

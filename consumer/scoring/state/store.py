@@ -204,17 +204,29 @@ class StateStore:
     ) -> tuple[Records, npt.NDArray[np.int64]]:
         """The record and last applied input offset of each (partition, id); offset ABSENT = unknown."""
         n = len(item_ids)
+        if n and partitions[0] == partitions[-1] and partitions.count(partitions[0]) == n:
+            return self._prior_one(partitions[0], item_ids)  # the usual batch: one partition
         records = np.zeros(n, ITEM_DTYPE)
         offsets = np.full(n, ABSENT, np.int64)
         parts = np.asarray(partitions, dtype=np.int64)
         for p in np.unique(parts).tolist():
             at = np.flatnonzero(parts == p)
-            table = self._tables[p]
-            rows = table.lookup([item_ids[i] for i in at.tolist()])
-            held = rows >= 0
-            got, off = table.get(rows[held])
-            records[at[held]] = got
-            offsets[at[held]] = off
+            got, off = self._prior_one(p, [item_ids[i] for i in at.tolist()])
+            _raw(records)[at] = _raw(got)
+            offsets[at] = off
+        return records, offsets
+
+    def _prior_one(self, partition: int, item_ids: Sequence[str]) -> tuple[Records, npt.NDArray[np.int64]]:
+        table = self._tables[partition]
+        rows = table.lookup(item_ids)
+        held = rows >= 0
+        if held.all():
+            return table.get(rows)
+        records = np.zeros(len(item_ids), ITEM_DTYPE)
+        offsets = np.full(len(item_ids), ABSENT, np.int64)
+        got, off = table.get(rows[held])
+        _raw(records)[held] = _raw(got)
+        offsets[held] = off
         return records, offsets
 
     def apply(self, changes: StagedChanges) -> int:
@@ -252,3 +264,8 @@ class StateStore:
 
     def close(self) -> None:
         self.changelog.close()
+
+
+def _raw(records: Records) -> npt.NDArray[np.uint8]:
+    """Records as rows of bytes (copying those is ~20x faster than a structured copy)."""
+    return records.view(np.uint8).reshape(records.shape[0], records.dtype.itemsize)

@@ -86,7 +86,7 @@ class PartitionTable:
 
     def get(self, rows: RowArray) -> tuple[Records, IntArray]:
         """Copies of the records and offsets of ``rows`` (valid rows only)."""
-        return self._records[rows], self._offsets[rows]
+        return _take(self._records, rows), self._offsets[rows]
 
     def put(
         self, item_ids: Sequence[str], records: Records, offsets: npt.ArrayLike
@@ -99,8 +99,8 @@ class PartitionTable:
         new = np.flatnonzero(rows < 0)
         if new.size:
             rows[new] = self._insert(h1[new], h2[new])
-        before = self._records[rows], self._offsets[rows]
-        self._records[rows] = records
+        before = _take(self._records, rows), self._offsets[rows]
+        _bytes(self._records)[rows] = _bytes(np.ascontiguousarray(records, dtype=self._records.dtype))
         self._offsets[rows] = offsets
         return before
 
@@ -190,6 +190,11 @@ class PartitionTable:
 def _bytes(rows: Records) -> npt.NDArray[np.uint8]:
     """Contiguous records as a (n, itemsize) byte matrix."""
     return rows.view(np.uint8).reshape(rows.shape[0], rows.dtype.itemsize)
+
+
+def _take(records: Records, rows: RowArray) -> Records:
+    """``records[rows]`` as a byte copy (a structured one is ~20x slower)."""
+    return _bytes(records)[rows].reshape(-1).view(records.dtype)
 
 
 def _slot_count(items: int) -> int:

@@ -62,6 +62,24 @@ def test_another_state_at_the_latest_time_is_a_replay(detector: ChangeDetector) 
     first = decide(detector, table, {"item_id": "sku-3", "stock_quantity": s - 1, "occurred_at": at})
     assert not first.is_anomaly[0]
     replay = decide(detector, table, {"item_id": "sku-3", "stock_quantity": s, "occurred_at": at})
-    assert replay.rules_fired(0) == ("same_time_other_state",) and replay.kind(0) == "data_quality"
+    # it also restores the stock before the first update: the revert hint fires beside the rule
+    assert replay.rules_fired(0) == ("same_time_other_state", "reverted_stock")
+    assert replay.kind(0) == "data_quality"
     later = decide(detector, table, {"item_id": "sku-3", "stock_quantity": s - 2, "occurred_at": "2026-03-02T11:00:00Z"})  # fmt: skip
     assert not later.is_anomaly[0]
+
+
+def test_a_revert_without_times_is_a_hint_and_an_older_one_alerts(detector: ChangeDetector) -> None:
+    docs = snapshot_docs(seed=4)
+    table = detector.baseline(parse_updates(docs)[0])
+    s = docs[3]["stock_quantity"]
+    decide(detector, table, {"item_id": "sku-3", "stock_quantity": s - 1})
+    again = decide(detector, table, {"item_id": "sku-3", "stock_quantity": s})  # the first report re-sent
+    assert again.rules_fired(0) == ("reverted_stock",)
+    assert not again.is_anomaly[0] and again.kind(0) == "none"
+    assert again.severity_score[0] == 45.0  # ranked above ordinary updates, not alerted
+    at = "2026-03-02T10:00:00Z"
+    decide(detector, table, {"item_id": "sku-3", "stock_quantity": s - 3, "occurred_at": at})
+    late = decide(detector, table, {"item_id": "sku-3", "stock_quantity": s, "occurred_at": "2026-03-02T09:59:30Z"})  # fmt: skip
+    assert late.rules_fired(0) == ("replayed_stock", "reverted_stock", "out_of_order")
+    assert late.is_anomaly[0] and late.kind(0) == "data_quality" and late.severity_score[0] >= 85.0

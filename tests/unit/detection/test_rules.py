@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from detection import DEFAULT_RULES, RuleError, RuleSet
+from detection.rules import RULE_VARIABLES
 
 
 def env(**cols: list[float]) -> dict[str, np.ndarray]:
     n = len(next(iter(cols.values())))
-    base = {name: np.full(n, np.nan) for name in ("stock", "min", "max", "price", "prev_stock", "prev_min",
-                                                   "prev_max", "prev_price", "age", "unchanged")}  # fmt: skip
+    base = {name: np.full(n, np.nan) for name in RULE_VARIABLES}
     base.update({k: np.asarray(v, dtype=float) for k, v in cols.items()})
     return base
 
@@ -53,3 +53,38 @@ def test_bad_rules_are_refused_with_a_reason(spec: dict[str, str]) -> None:
 
 def test_default_table_round_trips_as_plain_data() -> None:
     assert RuleSet(RuleSet(DEFAULT_RULES).table()).table() == RuleSet().table()
+
+
+def test_a_revert_alerts_when_older_and_only_hints_without_a_time() -> None:
+    rules = RuleSet()
+    # the item went 10 -> 7; a report brings back 10 stamped earlier, then one without a time
+    e = env(
+        stock=[10, 10, 8],
+        prev_stock=[7, 7, 7],
+        prev_min=[2, 2, 2],
+        left_stock=[10, 10, 10],
+        age=[60, np.nan, np.nan],
+    )
+    bits = rules.evaluate(e, 3)
+    assert rules.fired(int(bits[0])) == ("replayed_stock", "reverted_stock", "out_of_order")
+    assert rules.fired(int(bits[1])) == ("reverted_stock",)
+    assert bits[2] == 0
+    assert bits[0] & rules.alert_mask and not bits[1] & rules.alert_mask
+    assert rules.floor_of(bits).tolist() == [85.0, 45.0, 0.0]
+
+
+def test_severity_sets_the_floor_and_whether_a_rule_alerts() -> None:
+    rules = RuleSet([{"name": "low", "when": "stock < 0", "severity": 60},
+                     {"name": "hint", "when": "stock < 5", "severity": 20},
+                     {"name": "off", "when": "stock < 100", "enabled": False}])  # fmt: skip
+    assert rules.names == ("low", "hint")
+    bits = rules.evaluate(env(stock=[-1, 3, 50]), 3)
+    assert rules.floor_of(bits).tolist() == [60.0, 20.0, 0.0]
+    assert rules.alert_mask == 0b01
+    assert rules.table()[1]["severity"] == 20.0
+
+
+@pytest.mark.parametrize("severity", [-1, 101, "high", float("nan")])
+def test_a_severity_outside_0_to_100_is_refused(severity: object) -> None:
+    with pytest.raises(RuleError, match="severity"):
+        RuleSet([{"name": "x", "when": "stock < 0", "severity": severity}])

@@ -10,6 +10,7 @@ import numpy as np
 import orjson
 import pytest
 
+from config.rules import RULE_VARIABLES
 from consumer.cli import main
 from detection import ChangeDetector, ModelStore, parse_updates
 from scripts.inventory_sim import SimConfig, write
@@ -135,3 +136,34 @@ def test_eval_refuses_labels_that_name_no_event(tmp_path, capsys, sim) -> None:
     code, _, err = run(capsys, "eval", "--items", str(sim / "items.jsonl"), "--events", str(sim / "events.jsonl"),
                        "--labels", str(tmp_path / "labels.json"))  # fmt: skip
     assert code == 2 and "expected a JSON object" in err
+
+
+def test_train_binds_the_configured_rules_into_the_model(tmp_path, capsys, sim, monkeypatch) -> None:
+    config = tmp_path / "rules.toml"
+    config.write_text('[[rules]]\nname = "huge_stock"\nwhen = "stock > 5 * prev_max"\nseverity = 90\n'
+                      '[[rules]]\nname = "off"\nwhen = "stock < 0"\nenabled = false\n')  # fmt: skip
+    monkeypatch.setenv("STOCKWATCH_CONFIG", str(config))
+    models = str(tmp_path / "m")
+    code, _, _ = run(capsys, "train", "--items", str(sim / "items.jsonl"), "--model-dir", models,
+                     "--detector", "default")  # fmt: skip
+    assert code == 0
+    code, out, _ = run(capsys, "models", "show", "--model-dir", models)
+    shown = validate("models-show", json.loads(out))
+    assert [(r["name"], r["severity"]) for r in shown["rules"]] == [("huge_stock", 90.0)]
+    # the model carries its table: scoring follows it whatever the file says later
+    config.write_text('[[rules]]\nname = "other"\nwhen = "stock < 0"\n')
+    model = ModelStore(Path(models)).load_any()
+    assert isinstance(model, ChangeDetector) and model.rules.names == ("huge_stock",)
+
+
+def test_an_invalid_rules_table_is_one_line_not_a_traceback(tmp_path, capsys, sim, monkeypatch) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[[rules]]\nname = "neg"\nwhen = "stock < zero"\n')
+    monkeypatch.setenv("STOCKWATCH_CONFIG", str(config))
+    code, out, err = run(capsys, "train", "--items", str(sim / "items.jsonl"), "--model-dir",
+                         str(tmp_path / "m"), "--detector", "default")  # fmt: skip
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [
+        f"stockwatch: rules in {config}, rule 1 ('neg'), when: unknown variable 'zero' "
+        f"(known: {', '.join(RULE_VARIABLES)})"
+    ]

@@ -149,6 +149,17 @@ def test_the_retrain_trains_the_detector_it_is_configured_for(tmp_path: Path) ->
     assert (store.root / str(out.version) / "report.png").stat().st_size > 1000
 
 
+def test_the_retrain_binds_the_configured_rule_table_into_a_default_model(tmp_path: Path) -> None:
+    rules = [{"name": "stock_over_5000", "when": "stock > 5000", "says": "stock {stock} over 5,000",
+              "kind": "data_quality", "severity": 90.0}]  # fmt: skip
+    config = RetrainConfig(detector="default", rules=rules, params=ForestParams(n_estimators=50))
+    store = ModelStore(tmp_path)
+    out = Retrainer(db=Inventory(docs(300, 5)), store=store, announce=lambda _e: None, config=config).run({})
+    assert out.status == "promoted", out.reasons
+    served = store.load_any()
+    assert isinstance(served, ChangeDetector) and tuple(served.rules.names) == ("stock_over_5000",)
+
+
 def test_labelled_precision_compares_the_recorded_change_features(
     snapshot: Any, sample: MotionSample, current: ChangeDetector
 ) -> None:

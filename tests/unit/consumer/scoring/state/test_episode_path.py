@@ -62,6 +62,25 @@ def events(outputs: Sequence[OutputRecord]) -> list[dict[str, Any]]:
 STREAM = (20.0, -5.0, -6.0, -7.0, 21.0, 22.0, 23.0)  # normal, negative stock x3, normal x3
 
 
+def test_episode_events_carry_the_input_fields_and_trace_headers(detector: ChangeDetector) -> None:
+    trace = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    recs = [
+        r._replace(
+            value=orjson.dumps(orjson.loads(r.value) | {"warehouse_id": "WH-7", "supplier": "acme"}),
+            headers=[("traceparent", trace), ("x-other", b"no")],
+        )
+        for r in updates(*STREAM)
+    ]
+    ctx = context(MemoryChangelog(), EpisodeContext(EpisodePolicy(resolve_after=3)))
+    outputs = [o for o in decide(ctx, detector, recs).outputs if o.topic == "anomalies"]
+    assert [orjson.loads(o.value or b"")["status"] for o in outputs] == ["open", "resolved"]
+    for o in outputs:
+        event = orjson.loads(o.value or b"")
+        assert event["item"]["attributes"] == {"warehouse_id": "WH-7", "supplier": "acme"}
+        assert list(o.headers or []) == [("traceparent", trace)]
+        validate("anomaly-topic-event", event)
+
+
 def test_one_open_and_one_resolved_per_episode_whatever_the_batches(detector: ChangeDetector) -> None:
     for cuts in ([7], [1, 4, 7], [2, 3, 5, 6, 7]):
         ctx = context(MemoryChangelog(), EpisodeContext(EpisodePolicy(resolve_after=3)))

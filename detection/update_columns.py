@@ -1,0 +1,140 @@
+"""The batch fast path of :func:`detection.parse_updates`: columns pulled out of a list of dicts at once.
+
+Each field is taken from every object with one C-level ``map(dict.get, ...)`` and checked column
+by column (``set(map(type, ...))``, numpy for finiteness and magnitude), so a batch of plain
+updates costs no Python bytecode per message. Only the plain, unambiguous case is taken here —
+canonical keys, ``str`` ids without surrounding whitespace, ``int``/``float`` numbers, absent or
+numeric ``occurred_at`` — and every other row is marked for the per-row parser
+(``detection.updates``), which stays the single definition of validity.
+``tests/unit/detection/test_update_columns.py`` holds the two to the same output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from itertools import repeat
+from operator import is_, is_not
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from detection.items import MAX_ID_LENGTH, MAX_MAGNITUDE
+
+__all__ = ["FastColumns", "fast_columns"]
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+NUMBER_KEYS: Final = ("stock_quantity", "min_stock_level", "max_stock_level", "price")
+_ALIASES: Final = frozenset(("min_stock", "max_stock"))  # used only when the canonical key is absent
+_ABSENT: Final = float("nan")  # the default for an absent key: found again by identity
+_NUMBER_TYPES: Final = frozenset((int, float))
+_TIME_TYPES: Final = frozenset((int, float, type(None)))
+_TEXT_TYPES: Final = frozenset((str, type(None)))
+_DICT: Final = frozenset((dict,))
+_STR: Final = frozenset((str,))
+_get = dict.get
+
+FastColumns = tuple[list[Any], list[FloatArray], list[Any], list[Any], BoolArray]
+
+
+def fast_columns(objs: Sequence[Any], group_field: str) -> FastColumns | None:
+    """``(ids, [stock, min, max, price, occurred_at], groups, event_ids, bad)`` of a list of dicts,
+    or None when it is not one. Rows with ``bad`` set hold placeholders: parse them one by one."""
+    n = len(objs)
+    if not n or set(map(type, objs)) != _DICT:
+        return None
+    keys: set[str] = set().union(*objs)
+    bad = np.zeros(n, np.bool_)
+    ids = _column(objs, "item_id", None)
+    if not _plain_ids(ids):
+        bad |= [not _plain_id(v) for v in ids]
+    numbers = []
+    for key in NUMBER_KEYS:
+        values, mask = _numbers(_column(objs, key, _ABSENT)) if key in keys else (np.full(n, np.nan), None)
+        numbers.append(values)
+        if mask is not None:
+            bad |= mask
+    if not _ALIASES.isdisjoint(keys):
+        bad |= [not _ALIASES.isdisjoint(o) for o in objs]
+    times, mask = (
+        _times(_column(objs, "occurred_at", None)) if "occurred_at" in keys else (np.full(n, np.nan), None)
+    )
+    numbers.append(times)
+    if mask is not None:
+        bad |= mask
+    groups = _text(_column(objs, group_field, None)) if group_field in keys else [None] * n
+    events = _text(_column(objs, "event_id", None)) if "event_id" in keys else [None] * n
+    return ids, numbers, groups, events, bad
+
+
+def _column(objs: Sequence[dict[str, Any]], key: str, default: Any) -> list[Any]:
+    return list(map(_get, objs, repeat(key), repeat(default)))
+
+
+def _plain_id(v: Any) -> bool:
+    return type(v) is str and 0 < len(v) <= MAX_ID_LENGTH and not v[0].isspace() and not v[-1].isspace()
+
+
+def _plain_ids(ids: list[Any]) -> bool:
+    """``_plain_id`` of every id without a Python-level loop (``strip`` = the isspace rule)."""
+    return (
+        set(map(type, ids)) == _STR
+        and max(map(len, ids)) <= MAX_ID_LENGTH
+        and "" not in ids
+        and list(map(str.strip, ids)) == ids
+    )
+
+
+def _numbers(values: list[Any]) -> tuple[FloatArray, BoolArray | None]:
+    """The column (NaN = absent) and its rows that are not a plain finite number within the limit."""
+    if set(map(type, values)) <= _NUMBER_TYPES:
+        try:
+            column = np.array(values, dtype=np.float64)
+        except OverflowError:  # an int beyond float range: row by row below
+            pass
+        else:
+            nan = np.isnan(column)
+            out_of_range = ~nan & ~(np.abs(column) <= MAX_MAGNITUDE)
+            if not nan.any():
+                return column, out_of_range if out_of_range.any() else None
+            explicit = nan & ~np.fromiter(map(is_, values, repeat(_ABSENT)), np.bool_, len(values))
+            return column, out_of_range | explicit
+    ok = [v is _ABSENT or (type(v) in _NUMBER_TYPES and -MAX_MAGNITUDE <= v <= MAX_MAGNITUDE) for v in values]
+    column = np.array([v if k else np.nan for v, k in zip(values, ok, strict=True)], dtype=np.float64)
+    return column, ~np.array(ok, dtype=np.bool_)
+
+
+def _times(values: list[Any]) -> tuple[FloatArray, BoolArray | None]:
+    """``occurred_at`` in epoch seconds: numbers and absent values here, ISO strings parsed per row."""
+    if set(map(type, values)) <= _TIME_TYPES:
+        try:
+            column = np.array(values, dtype=np.float64)  # None -> NaN
+        except OverflowError:
+            pass
+        else:
+            bad = np.isinf(column)
+            nan = np.isnan(column)
+            if nan.any():
+                bad |= nan & np.fromiter(map(is_not, values, repeat(None)), np.bool_, len(values))
+            return column, bad if bad.any() else None
+    column = np.full(len(values), np.nan)
+    mask = np.zeros(len(values), np.bool_)
+    for i, v in enumerate(values):
+        if type(v) is str:
+            try:
+                parsed = datetime.fromisoformat(v.strip())
+                column[i] = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+            except (ValueError, OverflowError):
+                mask[i] = True
+        elif v is not None:
+            mask[i] = True  # numbers mixed with strings, bools, ...: the per-row parser decides
+    return column, mask
+
+
+def _text(values: list[Any]) -> list[Any]:
+    """Values as text (None stays None), as the per-row parser's ``str(value)``."""
+    if set(map(type, values)) <= _TEXT_TYPES:
+        return values
+    return [None if v is None else str(v) for v in values]

@@ -1,0 +1,62 @@
+"""A missed error that became the baseline does not turn the item's next normal updates into alerts."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from detection import ChangeDetector, parse_updates, train_detector
+from detection.decide_reference import decide_batch_reference
+from detection.item_state import StateTable
+from tests.unit.detection.test_detector import batch, snapshot_docs
+
+
+@pytest.fixture(scope="module")
+def detector() -> ChangeDetector:
+    return train_detector(parse_updates(snapshot_docs(seed=4))[0])
+
+
+def poisoned(detector: ChangeDetector, *, left: float) -> tuple[StateTable, float]:
+    """sku-0 (thousands of units) as if a x10 report had been accepted after stock ``s``."""
+    table = detector.baseline(parse_updates(snapshot_docs(seed=4))[0])
+    state = table.get("sku-0")
+    assert state is not None
+    s = state.stock
+    table.put("sku-0", dataclasses.replace(state, stock=10 * s, left_stock=s if math.isnan(left) else left))
+    return table, s
+
+
+def test_a_normal_move_from_before_the_missed_error_is_judged_from_there(detector: ChangeDetector) -> None:
+    table, s = poisoned(detector, left=float("nan"))  # left_stock = s: the stock before the x10
+    twin, _ = poisoned(detector, left=float("nan"))
+    sale = {"item_id": "sku-0", "stock_quantity": s - 20}
+    decisions, changes = detector.decide_batch(table, batch(sale))
+    reference, ref_changes = decide_batch_reference(detector, twin, batch(sale))
+    assert not decisions.is_anomaly[0] and decisions.scores[0] > 0
+    assert decisions.baseline[0, 0] == s  # judged against the stock before the x10
+    np.testing.assert_allclose(decisions.scores, reference.scores, atol=1e-9)
+    np.testing.assert_allclose(decisions.features, reference.features, atol=1e-9)
+    assert dict(changes.packed()) == dict(ref_changes.packed())
+    changes.apply_to(table)
+    after = table.get("sku-0")
+    assert after is not None and after.stock == s - 20 and after.left_stock == s
+
+
+def test_without_the_stock_before_it_the_same_update_alerts(detector: ChangeDetector) -> None:
+    table, s = poisoned(detector, left=10 * 10.0**9)  # a left stock this update is no normal move from
+    decisions, _ = detector.decide_batch(table, batch({"item_id": "sku-0", "stock_quantity": s - 20}))
+    assert decisions.is_anomaly[0] and decisions.baseline[0, 0] == 10 * s
+
+
+def test_a_normal_change_before_it_is_not_rolled_back(detector: ChangeDetector) -> None:
+    """After a restock (a normal change) a phantom drop back near the old level still alerts."""
+    table = detector.baseline(parse_updates(snapshot_docs(seed=4))[0])
+    state = table.get("sku-0")
+    assert state is not None
+    low, full = state.min, state.max  # restocked from the min level up to the max level
+    table.put("sku-0", dataclasses.replace(state, stock=full, left_stock=low))
+    decisions, _ = detector.decide_batch(table, batch({"item_id": "sku-0", "stock_quantity": low - 20}))
+    assert decisions.is_anomaly[0] and decisions.baseline[0, 0] == full
