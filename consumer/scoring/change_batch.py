@@ -66,6 +66,8 @@ def _committed_of(partitions: list[TopicPart], committed: Committed | None) -> M
         raise
     except Exception as exc:  # the loop rewinds and retries the batch
         raise KafkaUnavailableError(f"could not read the committed offsets for the state: {exc!r}") from exc
+
+
 _OFFSET = attrgetter("offset")
 
 
