@@ -14,14 +14,15 @@ MIN_KEY_BYTES = 32  # HMAC-SHA256's output size: a shorter key is the weak link
 
 
 def check_key(name: str, value: SecretStr | None) -> SecretStr | None:
-    """``value`` unchanged, or ``ValueError`` naming the variable (never the key) when it is too short."""
+    """``value`` unchanged, or ``ValueError`` saying why (never the key) when it is too short; the
+    caller's message names where it was written (the variable or the file's key)."""
     if value is None:
         return None
     size = len(value.get_secret_value().encode())
     if size < MIN_KEY_BYTES:
         what = "set but empty" if size == 0 else f"only {size} byte{'s' * (size != 1)} long"
         raise ValueError(
-            f"STOCKWATCH_{name.upper()} is {what}; keys need at least {MIN_KEY_BYTES} bytes "
+            f"the {name.replace('_', ' ')} is {what}; keys need at least {MIN_KEY_BYTES} bytes "
             "(make one with `stockwatch keygen`)"
         )
     return value

@@ -83,7 +83,7 @@ def validation_problems(exc: ValidationError, origins: Origins) -> list[str]:
             shown = mask_uri(raw) if field == "mongo_uri" and isinstance(raw, str) else raw
             hidden = raw is None or (field in SECRET_FIELDS and shown is raw)
             got = "" if hidden else f" (got {shown!r})"
-            problems.append(f"{origins.written_as(field)}: {msg}{got}")
+            problems.append(f"{origins.written_as(field)}: {msg.removeprefix('Value error, ')}{got}")
         else:
             problems.append(msg)
     return problems

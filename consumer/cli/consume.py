@@ -38,9 +38,10 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
         "consume",
         parents=[common],
         help="score stock updates from Kafka and publish anomaly events",
-        description="Consume inventory.stock-updates, score each batch with the current model, publish "
-        "anomalies (and dead letters); settings come from STOCKWATCH_* and the config file. "
-        f"{EXIT_STATUS_HELP}",
+        description="Consume the input topic (STOCKWATCH_INPUT_TOPIC), score each batch with the current "
+        "model, publish anomalies (and dead letters); settings come from STOCKWATCH_* and the config "
+        f"file. {EXIT_STATUS_HELP.rstrip('.')}; 3 the last offsets could not be committed (fenced, or "
+        "no longer in the group): the next owner processes them again.",
     )
     consume.add_argument(
         "--max-events", type=positive_int, default=None, help="stop after this many input records"

@@ -131,7 +131,8 @@ def cmd_ctl(args: argparse.Namespace, settings: Settings) -> int:
         print(orjson.dumps({"sent": cmd.command.value, "command_id": cmd.command_id}).decode(), flush=True)
         if tail is None:
             return EXIT_OK
-        return _wait_for(tail, cmd.command_id, deadline, timeout_s, key=key, digest=command_digest(wire))
+        return _wait_for(tail, cmd.command_id, deadline, timeout_s, key=key, digest=command_digest(wire),
+                         max_age_s=settings.control.max_age_s)  # fmt: skip
     except KafkaUnavailableError as exc:
         print(f"stockwatch ctl: {' '.join(kafka_unreachable(settings, exc).split())}", file=sys.stderr)
         return EXIT_FAILED
@@ -141,7 +142,14 @@ def cmd_ctl(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _wait_for(
-    tail: StatusTail, command_id: str, deadline: float, timeout_s: float, *, key: bytes, digest: str
+    tail: StatusTail,
+    command_id: str,
+    deadline: float,
+    timeout_s: float,
+    *,
+    key: bytes,
+    digest: str,
+    max_age_s: float,
 ) -> int:
     unverified, accepted = 0, False
     while time.monotonic() < deadline:
@@ -176,5 +184,12 @@ def _wait_for(
         if unverified
         else ""
     )
-    print(f"stockwatch ctl: no outcome for {command_id} within {timeout_s:g}s{hint}", file=sys.stderr)
+    if accepted:  # a worker runs it: the outcome comes later, on the status topic
+        later = "a worker accepted it and is still running it; its outcome will be on the status topic"
+    else:  # it stays on the control topic: a worker that starts before it expires still runs it
+        later = f"it stays pending: a worker that starts within {max_age_s:g}s of sending still runs it"
+    print(
+        f"stockwatch ctl: no outcome for {command_id} within {timeout_s:g}s{hint}; {later}",
+        file=sys.stderr,
+    )
     return EXIT_TIMEOUT

@@ -91,7 +91,21 @@ def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
         print(f"stockwatch feedback: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(orjson.dumps(message).decode(), flush=True)
+    if message.get("suppress_for_s"):
+        _warn_if_suppression_is_moot(args, settings)
     return EXIT_OK
+
+
+def _warn_if_suppression_is_moot(args: argparse.Namespace, settings: Settings) -> None:
+    """Say so when the settings make the asked-for suppression a no-op (the message is sent anyway)."""
+    scoring = settings.scoring
+    if not args.item_id and not scoring.audit_anomalies:
+        print("stockwatch feedback: warning: audit_anomalies is off, so the worker cannot look up this "
+              "episode's item: pass --item ITEM_ID (the event's item_id), or no suppression is stored",
+              file=sys.stderr)  # fmt: skip
+    if scoring.alert_mode == "every-update":
+        print("stockwatch feedback: warning: suppressions hold back new episodes; with "
+              "alert_mode=every-update consume publishes every anomalous update", file=sys.stderr)  # fmt: skip
 
 
 FEEDBACK_TIMEOUT_MS = 1500  # `models show` must answer quickly without Mongo

@@ -10,7 +10,8 @@ after Mongo took it (at-least-once; storing is idempotent, see ``consumer.adapte
    model registry document (``model_versions.feedback``) and counted in
    ``stockwatch_feedback_total{label,model_version}`` (new or changed labels only);
 3. a ``false_positive`` with ``suppress_for_s > 0`` and a known item becomes a suppression
-   (Mongo ``suppressions``, :mod:`consumer.wire.suppressions`).
+   (Mongo ``suppressions``, :mod:`consumer.wire.suppressions`); any other label of the same episode
+   (``confirmed``, or ``false_positive`` without a window) lifts it: it expires at the relabel's time.
 
 A message that is not a label is logged and skipped (committed: it would be refused forever); a
 Mongo outage leaves the rest of the batch pending, retried on the next step.
@@ -55,6 +56,7 @@ class FeedbackDB(Protocol):
     def record_feedback(self, doc: Mapping[str, Any]) -> bool: ...
     def count_feedback(self, model_version: str) -> dict[str, Any]: ...
     def store_suppression(self, doc: Mapping[str, Any]) -> None: ...
+    def lift_suppression(self, episode_id: str, when: str, who: str | None) -> bool: ...
 
 
 def feedback_counter(registry: CollectorRegistry | None = None) -> Counter:
@@ -142,6 +144,13 @@ class FeedbackReader:
         )
         if message.label is FeedbackLabel.FALSE_POSITIVE and message.suppress_for_s > 0:
             self._suppress(message, item_id)
+        elif self.db.lift_suppression(message.episode_id, message.when.isoformat(), message.who):
+            # a relabel without a window (confirmed, or --suppress-for 0) ends the episode's earlier one
+            log.info(
+                "lifted the suppression of episode %s (relabelled %s)",
+                message.episode_id,
+                message.label.value,
+            )
         return message
 
     def _suppress(self, message: FeedbackMessage, item_id: str | None) -> None:

@@ -117,6 +117,16 @@ def test_labels_reach_the_registry_the_metric_models_show_and_suppressions(
     table = capsys.readouterr().out
     assert "sku-1" in table and fp_id in table
 
+    with running_worker(settings):  # the analyst corrects the label: the episode's suppression ends
+        feedback(capsys, fp_id, "confirmed")
+        wait_for(
+            "the lifted suppression",
+            lambda: mongo_db["suppressions"].find_one({"_id": fp_id}).get("lifted_by"),
+        )
+    capsys.readouterr()
+    assert main(["suppressions", "list", "--json"]) == 0
+    assert capsys.readouterr().out.strip() == ""  # kept for the audit trail, no longer active
+
     monkeypatch.setenv("STOCKWATCH_MONGO_URI", "mongodb://127.0.0.1:1")  # nothing listens there
     assert main(["models", "show"]) == 0
     assert "feedback" not in orjson.loads(capsys.readouterr().out)  # absent, not an error
@@ -137,6 +147,18 @@ def test_feedback_usage_errors_are_one_line(settings_factory: Any, topic_factory
         assert err.startswith("stockwatch feedback:") and "\n" not in err
     with pytest.raises(SystemExit):
         main(["feedback", "ep", "maybe"])
+
+
+def test_a_suppression_the_settings_make_moot_is_sent_with_a_warning(
+    settings_factory: Any, topic_factory: Any, capsys: Any
+) -> None:
+    settings_factory(detector="seed", feedback_topic=topic_factory("feedback"), alert_mode="every-update")
+    capsys.readouterr()
+    assert main(["feedback", "e" * 32, "false_positive", "--suppress-for", "1h"]) == 0
+    err = capsys.readouterr().err
+    assert "pass --item ITEM_ID" in err and "alert_mode=every-update" in err
+    assert main(["feedback", "e" * 32, "false_positive", "--suppress-for", "1h", "--item", "sku-1"]) == 0
+    assert "--item" not in capsys.readouterr().err
 
 
 def test_labels_steer_training_and_the_gate_reports_labelled_precision(

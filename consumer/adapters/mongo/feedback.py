@@ -96,7 +96,26 @@ class FeedbackStore:
         with mongo_errors("writing a suppression"):
             self._db[SUPPRESSIONS_COLLECTION].replace_one({"_id": doc["_id"]}, dict(doc), upsert=True)
 
+    def lift_suppression(self, episode_id: str, when: str, who: str | None) -> bool:
+        """End the suppression of ``episode_id`` at ``when`` (kept, for the audit trail); False if none is active."""
+        with mongo_errors("lifting a suppression"):
+            found = self._db[SUPPRESSIONS_COLLECTION].find_one({"_id": episode_id})
+            if found is None or _utc(str(found.get("expires_at", ""))) <= _utc(when):
+                return False
+            change = {"expires_at": when, "lifted_at": when, "lifted_by": who}
+            self._db[SUPPRESSIONS_COLLECTION].update_one({"_id": episode_id}, {"$set": change})
+            return True
+
     def suppressions(self) -> list[dict[str, Any]]:
         """Every stored suppression, active or not (the caller filters by expiry)."""
         with mongo_errors("reading suppressions"):
             return list(self._db[SUPPRESSIONS_COLLECTION].find({}))
+
+
+def _utc(iso: str) -> datetime:
+    """An ISO 8601 time as aware UTC (naive = UTC; unreadable = the epoch, i.e. long expired)."""
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return datetime.fromtimestamp(0, UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -292,7 +292,7 @@ def test_empty_signing_key_is_a_usage_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("STOCKWATCH_MODEL_SIGNING_KEY", "")
     code, _, err = run(capsys, "models", "list", "--model-dir", str(tmp_path))
     assert code == 2
-    assert "STOCKWATCH_MODEL_SIGNING_KEY is set but empty" in err
+    assert "STOCKWATCH_MODEL_SIGNING_KEY: the model signing key is set but empty" in err
 
 
 @pytest.mark.parametrize("variable", ["STOCKWATCH_CONTROL_KEY", "STOCKWATCH_MODEL_SIGNING_KEY"])
@@ -301,7 +301,8 @@ def test_keys_shorter_than_32_bytes_are_refused_without_echoing_them(tmp_path, c
     monkeypatch.setenv(variable, "shortkey-" + "x" * 22)  # 31 bytes
     code, out, err = run(capsys, "models", "list")
     assert code == 2 and out == ""
-    assert f"{variable} is only 31 bytes long; keys need at least 32 bytes" in err
+    assert f"{variable}: the {variable[11:].lower().replace('_', ' ')} is only 31 bytes long" in err
+    assert "keys need at least 32 bytes" in err and "Value error" not in err
     assert "shortkey" not in err
     monkeypatch.setenv(variable, "x" * 32)
     code, _, err = run(capsys, "models", "list")

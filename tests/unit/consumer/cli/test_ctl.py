@@ -36,7 +36,9 @@ PROMOTED = {"result": {"status": "promoted", "version": "v9"}}
 
 
 def wait(messages: list[dict[str, Any]], cid: str, digest: str = "d") -> int:
-    return _wait_for(cast(Any, Tail(messages)), cid, time.monotonic() + 0.3, 0.3, key=KEY, digest=digest)
+    return _wait_for(
+        cast(Any, Tail(messages)), cid, time.monotonic() + 0.3, 0.3, key=KEY, digest=digest, max_age_s=300
+    )
 
 
 def test_a_forged_promotion_is_ignored_and_ctl_times_out(capsys: pytest.CaptureFixture[str]) -> None:
@@ -50,6 +52,17 @@ def test_a_forged_promotion_is_ignored_and_ctl_times_out(capsys: pytest.CaptureF
     out, err = capsys.readouterr()
     assert out == ""
     assert "3 acknowledgement(s) were not signed with this STOCKWATCH_CONTROL_KEY" in err
+
+
+def test_a_timeout_says_whether_the_command_still_runs_later(capsys: pytest.CaptureFixture[str]) -> None:
+    cid = new_command("retrain", KEY).command_id
+    assert wait([], cid) == EXIT_TIMEOUT
+    assert (
+        "it stays pending: a worker that starts within 300s of sending still runs it"
+        in capsys.readouterr().err
+    )
+    assert wait([sign_message(ack(cid, "accepted"), KEY)], cid) == EXIT_TIMEOUT
+    assert "a worker accepted it and is still running it" in capsys.readouterr().err
 
 
 def test_the_signed_promotion_is_believed(capsys: pytest.CaptureFixture[str]) -> None:

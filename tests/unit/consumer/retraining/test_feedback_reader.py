@@ -55,6 +55,13 @@ class DB:
     def store_suppression(self, doc: Mapping[str, Any]) -> None:
         self.suppressions.append(dict(doc))
 
+    def lift_suppression(self, episode_id: str, when: str, who: str | None) -> bool:
+        for doc in self.suppressions:
+            if doc["_id"] == episode_id and doc["expires_at"] > when:
+                doc.update(expires_at=when, lifted_by=who)
+                return True
+        return False
+
 
 def counts(reader: FeedbackReader) -> dict[tuple[str, str], float]:
     return {
@@ -114,6 +121,15 @@ def test_false_positive_with_a_window_and_a_known_item_is_suppressed() -> None:
     [sup] = db.suppressions
     assert (sup["_id"], sup["item_id"], sup["reason"]) == ("ep-1", "SKU-1", "stock")
     assert sup["expires_at"] == "2026-12-01T13:00:00+00:00"
+
+
+def test_a_relabel_without_a_window_lifts_the_episodes_suppression() -> None:
+    suppress = label("ep-1", "false_positive", suppress_for_s=3600, item_id="SKU-1")
+    for relabel in (label("ep-1", "confirmed"), label("ep-1", "false_positive", suppress_for_s=0)):
+        db = DB()
+        FeedbackReader(feed=Feed([suppress, label("ep-9", "confirmed"), relabel]), db=db).step()
+        [sup] = db.suppressions
+        assert (sup["_id"], sup["expires_at"], sup["lifted_by"]) == ("ep-1", NOW.isoformat(), "ana@host")
 
 
 def test_junk_is_skipped_and_committed_a_mongo_outage_keeps_the_rest_pending() -> None:
