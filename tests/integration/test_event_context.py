@@ -1,8 +1,7 @@
 """On the real broker: an update's unknown fields and its ``traceparent`` header reach its anomaly event.
 
 `stockwatch consume` runs as a subprocess on a model trained with ``stockwatch train --detector
-seed`` / ``--detector default`` (the default one through ``tests.integration.served_consume``
-until the model watcher serves it); the retrain worker's ``report.png`` is in the version directory
+seed`` / ``--detector default``; the retrain worker's ``report.png`` is in the version directory
 and ``STOCKWATCH_REPORT_URL_TEMPLATE`` is set, so ``links.report`` is the templated URL.
 """
 
@@ -114,11 +113,9 @@ def test_unknown_fields_and_traceparent_reach_the_anomaly_event(
     finally:
         producer.close()
 
-    module = "consumer.cli" if detector == "seed" else "tests.integration.served_consume"
-    args = ["consume"] if detector == "seed" else []
     full = {k: v for k, v in os.environ.items() if not k.startswith("STOCKWATCH_")} | env
     log = tmp_path / "consume.log"
-    proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=REPO, env=full | {"PYTHONPATH": str(REPO)},
+    proc = subprocess.Popen([sys.executable, "-m", "consumer.cli", "consume"], cwd=REPO, env=full | {"PYTHONPATH": str(REPO)},
                             stdout=subprocess.DEVNULL, stderr=log.open("wb"))  # fmt: skip
     processes.append(proc)
     event, record = _the_event_of(
