@@ -185,8 +185,12 @@ class Settings(BaseSettings, ContextFields):
     )
     # alert episodes of the `default` detector (docs/consume.md § Alert episodes; help in config.groups)
     alert_mode: groups.AlertMode = Field(default="episodes", description=groups.HELP["alert_mode"])
-    resolve_after: int = Field(default=3, ge=1, description=groups.HELP["resolve_after"])
-    renotify_after_s: float = Field(default=0.0, ge=0, description=groups.HELP["renotify_after_s"])
+    resolve_after: int = Field(
+        default=3, ge=1, le=65535, description=groups.HELP["resolve_after"]
+    )  # u2 count
+    renotify_after_s: float = Field(
+        default=0.0, ge=0, le=31_622_400, description=groups.HELP["renotify_after_s"]
+    )
     suppressions_refresh_s: float = Field(
         default=10.0, gt=0, description=groups.HELP["suppressions_refresh_s"]
     )

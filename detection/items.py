@@ -61,6 +61,9 @@ __all__ = [
 ]
 
 MAX_MAGNITUDE: Final = 1e12
+# occurred_at in epoch seconds: what a datetime can hold (years 1 to 9999), so every time formats
+EARLIEST_TIME: Final = -62135596800.0
+LATEST_TIME: Final = 253402300799.0
 MAX_ID_LENGTH: Final = 256
 
 _Number = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]

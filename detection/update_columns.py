@@ -20,7 +20,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from detection.items import MAX_ID_LENGTH, MAX_MAGNITUDE
+from detection.items import EARLIEST_TIME, LATEST_TIME, MAX_ID_LENGTH, MAX_MAGNITUDE
 
 __all__ = ["FastColumns", "fast_columns"]
 
@@ -114,7 +114,7 @@ def _times(values: list[Any]) -> tuple[FloatArray, BoolArray | None]:
         except OverflowError:
             pass
         else:
-            bad = np.isinf(column)
+            bad = (column < EARLIEST_TIME) | (column > LATEST_TIME)  # inf too; NaN compares False
             nan = np.isnan(column)
             if nan.any():
                 bad |= nan & np.fromiter(map(is_not, values, repeat(None)), np.bool_, len(values))
@@ -128,6 +128,8 @@ def _times(values: list[Any]) -> tuple[FloatArray, BoolArray | None]:
                 column[i] = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
             except (ValueError, OverflowError):
                 mask[i] = True
+            else:
+                mask[i] = not EARLIEST_TIME <= column[i] <= LATEST_TIME
         elif v is not None:
             mask[i] = True  # numbers mixed with strings, bools, ...: the per-row parser decides
     return column, mask

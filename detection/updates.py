@@ -18,7 +18,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from detection.items import MAX_ID_LENGTH, MAX_MAGNITUDE, ItemValidationError
+from detection.items import EARLIEST_TIME, LATEST_TIME, MAX_ID_LENGTH, MAX_MAGNITUDE, ItemValidationError
 from detection.update_columns import fast_columns
 
 __all__ = ["REQUIRED_FIELDS", "MissingFieldError", "UpdateBatch", "parse_updates", "parse_updates_by_row"]
@@ -199,14 +199,17 @@ def _time(value: Any) -> float:
             number = float(value)
         except OverflowError:  # an int beyond float range
             number = math.inf
-        if math.isfinite(number):
+        if EARLIEST_TIME <= number <= LATEST_TIME:  # finite, and a time a datetime can hold
             return number
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.strip())
-            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+            seconds = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
         except (ValueError, OverflowError):  # not ISO-8601, or a time out of datetime's range
             pass
+        else:
+            if EARLIEST_TIME <= seconds <= LATEST_TIME:  # year 1 at +01:00 is still year 0 in UTC
+                return seconds
     raise ItemValidationError(
         f"occurred_at: must be an ISO-8601 time or epoch seconds, got {str(value)[:40]!r}"
     )

@@ -1,9 +1,11 @@
 """One webhook POST with the standard library (urllib): the payload, the outcome, a masked URL.
 
 The payload is the anomaly event itself plus a Slack-compatible one-line ``text`` (severity, the
-episode's status when it has one — open, escalated, resolved —, item, first reason, model version). Outcomes: 2xx ``delivered``; 408, 429, 5xx, timeouts and connection
-errors ``retry``; any other status (4xx, and 3xx: redirects are not followed, a POST must not turn
-into a GET) ``dead`` — the webhook will never take this payload. The URL may carry a token in its
+episode's status when it has one — open, escalated, resolved —, item, first reason, model version).
+Outcomes: 2xx ``delivered``; 408, 429, 5xx, timeouts and connection errors ``retry``; so do 3xx
+(redirects are not followed: a POST must not turn into a GET), 401, 403, 404, 405 and 410 — the
+endpoint is misconfigured, and dropping every alert until someone notices would lose them all; any
+other 4xx ``dead`` — the webhook will never take this payload. The URL may carry a token in its
 path or query: logs and errors only ever show :func:`mask_url`.
 """
 
@@ -26,6 +28,8 @@ log = logging.getLogger(__name__)
 
 MAX_TEXT_CHARS = 500
 RETRIABLE_STATUS = frozenset({408, 429})
+# the endpoint, not the payload, is wrong (moved, auth, gone): held and retried until fixed, never dropped
+MISCONFIGURED_STATUS = frozenset({401, 403, 404, 405, 410})
 
 
 class Outcome(StrEnum):
@@ -122,6 +126,10 @@ class Webhook:
             return PostResult(Outcome.DELIVERED, f"HTTP {status}")
         if status in RETRIABLE_STATUS or status >= 500:
             return PostResult(Outcome.RETRY, f"HTTP {status}")
+        if 300 <= status < 400 or status in MISCONFIGURED_STATUS:
+            return PostResult(
+                Outcome.RETRY, f"HTTP {status}: check the webhook URL (redirects are not followed)"
+            )
         return PostResult(Outcome.DEAD, f"HTTP {status}")
 
 

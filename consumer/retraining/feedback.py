@@ -100,6 +100,8 @@ class FeedbackReader:
             except MongoUnavailableError as exc:
                 log.warning("feedback [%d]@%d not stored yet (Mongo): %s", partition, offset, exc)
                 return done
+            except Exception as exc:  # one message must never stop the worker: skipped, and said so
+                log.error("skipping feedback [%d]@%d that could not be handled: %r", partition, offset, exc)
             self._pending.pop(0)
             done += 1
             try:

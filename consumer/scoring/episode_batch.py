@@ -25,6 +25,7 @@ from consumer.scoring.suppression_cache import SuppressionCache
 from consumer.wire.episode_events import episode_fields, episode_id
 from detection import UpdateBatch
 from detection.change_decisions import ChangeDecisions
+from detection.items import EARLIEST_TIME, LATEST_TIME
 
 __all__ = ["EpisodeContext", "EpisodeOutcome", "episode_event", "track_episodes"]
 
@@ -92,6 +93,7 @@ def track_episodes(
     stamps = (
         np.array([s.timestamp if s.timestamp is not None else np.nan for s in sources], np.float64) / 1000
     )
+    stamps[(stamps < EARLIEST_TIME) | (stamps > LATEST_TIME)] = np.nan  # a producer sets any timestamp
     at = np.where(np.isfinite(updates.occurred_at), updates.occurred_at, stamps)
     at = np.where(np.isfinite(at), at, now.timestamp())[rows]
     offsets = np.fromiter((sources[i].offset for i in rows.tolist()), np.int64, count=rows.size)

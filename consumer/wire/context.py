@@ -8,8 +8,9 @@ Called for the rows that become anomaly events only (never per update), by both 
   are left out (in input order: a huge field does not hide the small ones after it) and
   ``item.attributes_truncated`` says so. The event never grows past the bound, so big attributes
   never turn an anomaly into a dead letter; fields a document store cannot hold (``$``-prefixed or
-  dotted keys, NULs, integers beyond 64 bits, at any depth) are left out too, so the optional Mongo
-  audit and downstream stores always take the event.
+  dotted keys, NULs, integers beyond 64 bits, arrays in arrays, at any depth) and fields nested
+  deeper than MAX_ATTRIBUTE_DEPTH are left out too, so the event always serialises and the optional
+  Mongo audit and downstream stores always take it.
 * :meth:`EventContext.headers` — the input record headers named in ``propagate_headers``
   (W3C ``traceparent`` and friends), for the anomaly event's Kafka record (OpenTelemetry carries
   trace context in headers, not in payloads); a value over ``propagate_header_max_bytes`` is dropped.
@@ -85,27 +86,32 @@ def item_attributes(
             cost = len(orjson.dumps(key)) + 1 + len(orjson.dumps(value)) + (1 if kept else 0)
         except orjson.JSONEncodeError:
             continue
-        if size + cost <= max_bytes and _safe_key(key) and storable(value):
+        if size + cost <= max_bytes and _safe_key(key) and storable(value, 1):
             kept[key] = value
             size += cost
     return kept, True
 
 
-def storable(value: Any) -> bool:
-    """JSON a document store holds as is: no key that starts with ``$`` or holds a dot or a NUL
-    (MongoDB and FerretDB refuse them, BSON cannot encode a NUL), no integer beyond 64-bit signed.
+MAX_ATTRIBUTE_DEPTH = 32  # the event nests attributes 3 levels down; orjson writes at most 255
 
-    Called on values orjson has serialised (at most 255 levels deep), so the recursion is bounded.
+
+def storable(value: Any, depth: int = 0, *, in_list: bool = False) -> bool:
+    """JSON a document store holds as is, within the depth an event can carry: no key that starts
+    with ``$`` or holds a dot or a NUL (MongoDB and FerretDB refuse them, BSON cannot encode a NUL),
+    no integer beyond 64-bit signed, no array directly in an array (FerretDB refuses those), and
+    at most MAX_ATTRIBUTE_DEPTH levels of nesting (the recursion is bounded by it).
     """
     kind = type(value)
     if kind is str or kind is float or kind is bool or value is None:
         return True
     if kind is int:
         return bool(_INT64_MIN <= value <= _INT64_MAX)
+    if depth >= MAX_ATTRIBUTE_DEPTH:
+        return False
     if kind is dict:
-        return all(_safe_key(k) and storable(v) for k, v in value.items())
+        return all(_safe_key(k) and storable(v, depth + 1) for k, v in value.items())
     if kind is list:
-        return all(map(storable, value))
+        return not in_list and all(storable(v, depth + 1, in_list=True) for v in value)
     return False  # not a JSON value (a Mongo type in a test): never guess
 
 

@@ -30,6 +30,7 @@ __all__ = [
 
 MAX_NOTE_CHARS = 1000
 MAX_ID_CHARS = 200
+MAX_SUPPRESS_S = 366 * 86400  # a silence longer than a year is a rule to change, not a label
 UNKNOWN_MODEL_VERSION = "unknown"  # what feedback is counted under when no model version is known
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
@@ -60,9 +61,16 @@ class FeedbackMessage(BaseModel):
     label: FeedbackLabel
     note: str | None = Field(default=None, max_length=MAX_NOTE_CHARS)
     who: str = Field(min_length=1, max_length=MAX_ID_CHARS, description="`user@host` of the analyst.")
-    when: datetime = Field(description="When the label was given (UTC, ISO 8601).")
+    when: datetime = Field(
+        ge=datetime(2000, 1, 1, tzinfo=UTC),
+        le=datetime(9000, 1, 1, tzinfo=UTC),
+        description="When the label was given (UTC, ISO 8601).",
+    )
     suppress_for_s: float = Field(
-        default=0, ge=0, description="false_positive only: suppress the item (and reason) this long; 0 = no."
+        default=0,
+        ge=0,
+        le=MAX_SUPPRESS_S,
+        description="false_positive only: suppress the item (and reason) this long, at most 366 days; 0 = no.",
     )
     model_version: str | None = Field(
         default=None, max_length=MAX_ID_CHARS, description="The model that raised it, when the analyst knows."

@@ -204,3 +204,14 @@ def test_credentials_in_mongo_uri_options_are_masked(option: str) -> None:
     assert masked.startswith(
         "mongodb://u:**********@db:27017/?authMechanism=MONGODB-AWS&"
     ) and masked.endswith("&w=1")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("STOCKWATCH_RESOLVE_AFTER", "70000"), ("STOCKWATCH_RENOTIFY_AFTER_S", "inf")],
+)
+def test_alert_settings_beyond_what_an_episode_can_count_are_refused(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    (found,) = problems(monkeypatch, **{variable: value})
+    assert found.startswith(f"{variable}: Input should be less than or equal to")

@@ -104,17 +104,20 @@ def test_edge_cases_row_by_row() -> None:
         {"item_id": "g", "occurred_at": "2026-11-30T10:00:00Z", "category": 7, "event_id": 12},
         {"item_id": "g", "occurred_at": 10**400},
         {"item_id": "g", "occurred_at": math.nan},
-        {"item_id": "g", "occurred_at": "0001-01-01T00:00:00+01:00"},  # year 1, yet a time
+        {"item_id": "g", "occurred_at": "0001-01-01T00:00:00+00:00"},  # the earliest time a datetime holds
         {"item_id": "h", "stock_quantity": 10**400},
         {"item_id": "", "sku": "i", "stock_quantity": 1},
         {"stock_quantity": 1},
         {"item_id": "a", "stock_quantity": 7},  # a repeated item
         {"item_id": "x" * 300},
+        {"item_id": "g", "occurred_at": 253402300800},  # year 10000: no datetime holds it
+        {"item_id": "g", "occurred_at": "0001-01-01T00:00:00+01:00"},  # year 0 in UTC
+        {"item_id": "g", "occurred_at": -1e300},
     ]
     fast, rejects = parse_updates(batch)
     assert_same((fast, rejects), parse_updates_by_row(batch))
     assert fast.item_ids == ["a", "d", "e", "f", "g", "g", "i", "a"]
-    assert [i for i, _ in rejects] == [1, 2, 3, 4, 5, 10, 11, 13, 15, 17]
+    assert [i for i, _ in rejects] == [1, 2, 3, 4, 5, 10, 11, 13, 15, 17, 18, 19, 20]
     assert math.isnan(fast.price[0]) and fast.stock[1] == 7.0 and fast.min[3] == 1.0
     assert fast.groups[4] == "7" and fast.event_ids[4] == "12"
 

@@ -59,8 +59,11 @@ def server() -> Iterator[Server]:
         (200, Outcome.DELIVERED),
         (204, Outcome.DELIVERED),
         (400, Outcome.DEAD),
-        (404, Outcome.DEAD),
-        (302, Outcome.DEAD),
+        (422, Outcome.DEAD),
+        (404, Outcome.RETRY),  # the endpoint is wrong, not the payload: held until fixed
+        (401, Outcome.RETRY),
+        (302, Outcome.RETRY),
+        (307, Outcome.RETRY),
         (408, Outcome.RETRY),
         (429, Outcome.RETRY),
         (500, Outcome.RETRY),
@@ -70,7 +73,7 @@ def server() -> Iterator[Server]:
 def test_outcome_per_status(server: Server, status: int, outcome: Outcome) -> None:
     server.status = status
     result = Webhook(server.url, timeout_s=5).post(payload(EVENT))
-    assert result.outcome is outcome and result.detail == f"HTTP {status}"
+    assert result.outcome is outcome and result.detail.startswith(f"HTTP {status}")
     assert len(server.bodies) == 1  # a redirect is not followed
 
 

@@ -132,6 +132,15 @@ def test_a_relabel_without_a_window_lifts_the_episodes_suppression() -> None:
         assert (sup["_id"], sup["expires_at"], sup["lifted_by"]) == ("ep-1", NOW.isoformat(), "ana@host")
 
 
+def test_a_label_that_cannot_be_handled_is_skipped_not_fatal() -> None:
+    forged = orjson.loads(label("ep-1", "false_positive", suppress_for_s=3600, item_id="SKU-1"))
+    forged["suppress_for_s"] = 1e308  # what a hand-made message may carry
+    feed = Feed([orjson.dumps(forged), label("ep-2", "confirmed", model_version="v")])
+    reader = FeedbackReader(feed=feed, db=DB())
+    assert reader.step() == 2 and feed.commits == [0, 1]
+    assert counts(reader) == {("confirmed", "v"): 1}
+
+
 def test_junk_is_skipped_and_committed_a_mongo_outage_keeps_the_rest_pending() -> None:
     feed = Feed([b"not json", None, label("ep", "confirmed")])
     db = DB()

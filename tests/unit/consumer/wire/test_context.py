@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from config import Settings
 from consumer.wire.context import (
     MANIFEST_FILE,
+    MAX_ATTRIBUTE_DEPTH,
     RECHECK_S,
     REPORT_FILE,
     SEED_INPUT_KEYS,
@@ -72,6 +73,26 @@ def test_a_field_nested_deeper_than_orjson_writes_is_left_out_not_a_crash() -> N
     assert len(obj) == 3
     kept, cut = item_attributes(obj, SEED_INPUT_KEYS, max_fields=32, max_bytes=4096)
     assert (kept, cut) == ({"w": "WH-7"}, True)
+
+
+@pytest.mark.parametrize("levels", [MAX_ATTRIBUTE_DEPTH, 252, 254])
+def test_a_field_the_event_could_not_carry_that_deep_is_left_out(levels: int) -> None:
+    deep = orjson.loads(b'{"a":' * levels + b"1" + b"}" * levels)  # orjson writes it alone, not in an event
+    kept, cut = item_attributes({"deep": deep, "w": 1}, SEED_INPUT_KEYS, max_fields=32, max_bytes=1 << 20)
+    assert (kept, cut) == ({"w": 1}, True)
+    orjson.dumps({"anomaly": {"item": {"attributes": kept}}})
+    shallow = orjson.loads(b'{"a":' * (MAX_ATTRIBUTE_DEPTH - 1) + b"1" + b"}" * (MAX_ATTRIBUTE_DEPTH - 1))
+    assert item_attributes({"s": shallow}, SEED_INPUT_KEYS, max_fields=32, max_bytes=1 << 20) == (
+        {"s": shallow},
+        False,
+    )
+
+
+def test_an_array_in_an_array_is_left_out_ferretdb_refuses_it() -> None:
+    kept, cut = item_attributes(
+        {"x": [[]], "y": [{"z": [1]}]}, SEED_INPUT_KEYS, max_fields=32, max_bytes=4096
+    )
+    assert (kept, cut) == ({"y": [{"z": [1]}]}, True)
 
 
 def test_keys_and_numbers_no_document_store_holds_are_left_out_at_any_depth() -> None:
