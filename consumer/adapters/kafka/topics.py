@@ -179,10 +179,14 @@ def quiet_kafka_logs() -> Iterator[None]:
         kafka_log.setLevel(level)
 
 
+MAX_REQUEST_TIMEOUT_MS = 60_000
+
+
 def client_timeouts(timeout_s: float) -> dict[str, int]:
     """kafka-python's bootstrap and request timeouts for a client that must give up within ``timeout_s``."""
     ms = max(500, int(timeout_s * 1000))
-    return {"bootstrap_timeout_ms": ms, "request_timeout_ms": max(1000, ms)}
+    # one request never needs more than a minute; above 120 s kafka-python refuses the producer's config
+    return {"bootstrap_timeout_ms": ms, "request_timeout_ms": min(MAX_REQUEST_TIMEOUT_MS, max(1000, ms))}
 
 
 def existing_topics(broker: Broker, *, timeout_s: float) -> set[str]:

@@ -162,11 +162,25 @@ def decode(
     kept = int(np.count_nonzero(mask))
     every = kept == len(values)  # the usual restore: no structured copy (20x a byte copy)
     chosen = decoded if every else decoded[mask]
-    ids = list(map(bytes.decode, keys if every else compress(keys, mask.tolist())))  # type: ignore[arg-type]
+    picked: list[bytes] = keys if every else list(compress(keys, mask.tolist()))  # type: ignore[assignment,arg-type]
+    try:
+        ids = list(map(bytes.decode, picked))
+    except UnicodeDecodeError:  # a key no input item has: a forged record, left out (and counted)
+        utf8 = [_text(k) for k in picked]
+        chosen = chosen[np.fromiter((i is not None for i in utf8), np.bool_, len(utf8))]
+        ids = [i for i in utf8 if i is not None]
+        kept = len(ids)
     state_bytes = np.ascontiguousarray(chosen.view(np.uint8).reshape(-1, size)[:, : ITEM_DTYPE.itemsize])
     states = state_bytes.view(ITEM_DTYPE).reshape(-1)  # a byte copy: 20x a structured one
     offsets = chosen["offset"].astype(np.int64)
     return Restored(ids, states, offsets, read=n, ignored=n - kept, lineage=lineage)
+
+
+def _text(key: bytes) -> str | None:
+    try:
+        return key.decode()
+    except UnicodeDecodeError:
+        return None
 
 
 def _widen(value: bytes) -> bytes:

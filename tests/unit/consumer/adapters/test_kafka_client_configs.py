@@ -79,3 +79,16 @@ def test_what_a_client_needs_wins_over_a_client_property_of_the_same_name(tmp_pa
         "client_id": "c",
         "group_id": None,
     }
+
+
+@pytest.mark.parametrize("timeout_s", [5, 130, 600])
+def test_any_ctl_timeout_gives_a_producer_config_kafka_python_accepts(timeout_s: float) -> None:
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaConfigurationError, KafkaTimeoutError
+
+    from consumer.adapters.kafka.topics import client_timeouts
+
+    config = client_timeouts(timeout_s) | {"bootstrap_timeout_ms": 300}  # nothing listens: fail fast
+    with pytest.raises(KafkaTimeoutError):  # the config passed its checks; only the broker is missing
+        KafkaProducer(bootstrap_servers="127.0.0.1:1", **config)
+    assert not issubclass(KafkaTimeoutError, KafkaConfigurationError)

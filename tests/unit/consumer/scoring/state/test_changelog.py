@@ -55,6 +55,16 @@ def test_values_of_another_layout_and_tombstones_are_ignored() -> None:
     assert restored.item_ids == ["a"] and restored.ignored == 2
 
 
+def test_a_record_whose_key_is_not_utf8_is_ignored_not_a_crash() -> None:
+    good = changelog_records("cl", 0, ["a", "b"], recs(1.0, 2.0), [1, 2])
+    forged = b"\0" * CHANGELOG_VALUE.itemsize  # what anyone with write access to the topic can add
+    restored = decode(
+        [good[0].key, b"\xff", good[1].key], [good[0].value, forged, good[1].value], committed=5
+    )
+    assert restored.item_ids == ["a", "b"] and restored.ignored == 1
+    assert restored.records["stock"].tolist() == [1.0, 2.0] and restored.offsets.tolist() == [1, 2]
+
+
 @pytest.mark.parametrize(
     ("template", "expected"),
     [("{group_id}.{input_topic}.state", "g1.inventory.stock-updates.state"), ("x/{group_id}", "x_g1")],
