@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 
 from detection.change_features import CHANGE_FEATURE_NAMES
 from detection.metadata import ModelMetadata
+from detection.rules import RuleSet
 
 __all__ = ["DEFAULT_ALERT_BUDGET_PER_1000", "N_SEVERITY_QUANTILES", "DetectorMetadata"]
 
@@ -60,4 +61,5 @@ class DetectorMetadata(ModelMetadata):
             raise ValueError(f"hull_low, hull_high and hull_weight must hold {n} values each")
         if any(v[1] <= 0.0 for v in self.peer_groups.values()):
             raise ValueError("peer_groups spreads must be positive")
+        RuleSet(self.rules)  # a table the detector cannot compile is refused here: listing = loading
         return self

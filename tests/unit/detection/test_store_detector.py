@@ -115,5 +115,6 @@ def test_tampered_detector_state_is_refused(tmp_path, detector, field, value) ->
     _rehash(tmp_path / version, METADATA_FILE, json.dumps(meta).encode())
     with pytest.raises(ModelVerificationError, match=f"model {version}"):
         store.load_any()
-    if field != "rules":  # the rule grammar is checked when the detector is built, not when listed
-        assert store.versions()[0].error is not None
+    assert store.versions()[0].error is not None  # `models list` and `rollback` check what loading checks
+    with pytest.raises(ModelVerificationError, match=f"model {version}"):
+        store.metadata(version)
