@@ -14,13 +14,13 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from consumer.chunks import chunked
-from consumer.retraining.snapshot import MAX_EXAMPLES, DocCounts
+from consumer.retraining.snapshot import MAX_EXAMPLES, DocCounts, SnapshotCounts
 from detection import UpdateBatch, parse_updates
 
 __all__ = ["UpdateSnapshot", "collect_updates", "concat_batches"]
@@ -32,31 +32,15 @@ _NAMES = ("stock_quantity", "min_stock_level", "max_stock_level", "price")
 _COLUMNS = (*_NUMBERS, "occurred_at")
 
 
-@dataclass(slots=True)
-class UpdateSnapshot:
+@dataclass(slots=True, kw_only=True)
+class UpdateSnapshot(SnapshotCounts):
     """The complete item states of a snapshot as one :class:`UpdateBatch`, and what was skipped."""
 
     batch: UpdateBatch
-    n_read: int = 0
-    n_invalid: int = 0
-    n_excluded: int = 0
-    invalid_examples: list[str] = field(default_factory=list)
-    seconds: float = 0.0
 
     @property
     def n_usable(self) -> int:
         return len(self.batch)
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-ready counts (the keys of :meth:`consumer.retraining.snapshot.Snapshot.summary`)."""
-        return {
-            "read": self.n_read,
-            "usable": self.n_usable,
-            "invalid": self.n_invalid,
-            "excluded_flagged": self.n_excluded,
-            "invalid_examples": list(self.invalid_examples),
-            "seconds": round(self.seconds, 3),
-        }
 
 
 def concat_batches(batches: list[UpdateBatch]) -> UpdateBatch:
@@ -134,11 +118,4 @@ def collect_updates(
             next_log = counts.read + progress_every
         if on_chunk is not None:
             on_chunk(counts.read)
-    return UpdateSnapshot(
-        batch=concat_batches(parts),
-        n_read=counts.read,
-        n_invalid=counts.invalid,
-        n_excluded=counts.excluded,
-        invalid_examples=counts.examples,
-        seconds=time.monotonic() - started,
-    )
+    return UpdateSnapshot(batch=concat_batches(parts), **counts.fields(started))

@@ -23,7 +23,7 @@ import numpy.typing as npt
 from consumer.chunks import chunked
 from detection import FEATURE_NAMES, ItemValidationError, StockItem, feature_matrix, parse_item
 
-__all__ = ["DocCounts", "Snapshot", "collect", "iter_item_chunks"]
+__all__ = ["DocCounts", "Snapshot", "SnapshotCounts", "collect", "iter_item_chunks"]
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +31,10 @@ FloatArray = npt.NDArray[np.float64]
 MAX_EXAMPLES = 5
 
 
-@dataclass(slots=True)
-class Snapshot:
-    """Feature matrix of the usable documents plus the counts of what was skipped."""
+@dataclass(slots=True, kw_only=True)
+class SnapshotCounts:
+    """What a streamed snapshot read and skipped; subclasses say what they hold."""
 
-    features: FloatArray
     n_read: int = 0
     n_invalid: int = 0
     n_excluded: int = 0
@@ -44,15 +43,7 @@ class Snapshot:
 
     @property
     def n_usable(self) -> int:
-        return int(self.features.shape[0])
-
-    def sample(self, size: int, *, seed: int = 0) -> FloatArray:
-        """Up to ``size`` rows drawn uniformly without replacement (the gate's recent sample)."""
-        n = self.n_usable
-        if n <= size:
-            return self.features
-        idx = np.random.default_rng(seed).choice(n, size=size, replace=False)
-        return self.features[np.sort(idx)]
+        raise NotImplementedError
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready counts for status events and the registry."""
@@ -66,6 +57,25 @@ class Snapshot:
         }
 
 
+@dataclass(slots=True, kw_only=True)
+class Snapshot(SnapshotCounts):
+    """Feature matrix of the usable documents plus the counts of what was skipped."""
+
+    features: FloatArray
+
+    @property
+    def n_usable(self) -> int:
+        return int(self.features.shape[0])
+
+    def sample(self, size: int, *, seed: int = 0) -> FloatArray:
+        """Up to ``size`` rows drawn uniformly without replacement (the gate's recent sample)."""
+        n = self.n_usable
+        if n <= size:
+            return self.features
+        idx = np.random.default_rng(seed).choice(n, size=size, replace=False)
+        return self.features[np.sort(idx)]
+
+
 @dataclass(slots=True)
 class DocCounts:
     """Documents read, invalid (with a few example reasons) and excluded."""
@@ -74,6 +84,11 @@ class DocCounts:
     invalid: int = 0
     excluded: int = 0
     examples: list[str] = field(default_factory=list)
+
+    def fields(self, started: float) -> dict[str, Any]:
+        """The :class:`SnapshotCounts` fields of a snapshot streamed since ``started`` (monotonic)."""
+        return {"n_read": self.read, "n_invalid": self.invalid, "n_excluded": self.excluded,
+                "invalid_examples": self.examples, "seconds": time.monotonic() - started}  # fmt: skip
 
 
 def iter_item_chunks(
@@ -147,11 +162,4 @@ def collect(
         if on_chunk is not None:
             on_chunk(counts.read)
     features = np.concatenate(blocks) if blocks else np.empty((0, len(FEATURE_NAMES)), dtype=np.float64)
-    return Snapshot(
-        features=features,
-        n_read=counts.read,
-        n_invalid=counts.invalid,
-        n_excluded=counts.excluded,
-        invalid_examples=counts.examples,
-        seconds=time.monotonic() - started,
-    )
+    return Snapshot(features=features, **counts.fields(started))
