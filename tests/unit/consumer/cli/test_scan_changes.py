@@ -46,7 +46,7 @@ def test_state_rules_flag_and_clean_documents_pass(detector: ChangeDetector) -> 
     by_item = {e["item_id"]: e for e in events}
     assert "negative_stock" in by_item["sku-2-3"]["rules"] and by_item["sku-2-3"]["kind"] == "data_quality"
     assert "min_ge_max" in by_item["sku-2-7"]["rules"]
-    assert by_item["sku-2-5"]["kind"] == "model" and "group median" in by_item["sku-2-5"]["reasons"][0]
+    assert by_item["sku-2-5"]["kind"] == "model" and "its group's median" in by_item["sku-2-5"]["reasons"][0]
     assert by_item["sku-2-3"]["source"] == {"topic": SOURCE, "partition": 0, "offset": 503, "timestamp": None}
     for e in events:
         assert e["anomaly_id"] == item_anomaly_id(SOURCE, e["item_id"], "unversioned")
