@@ -6,6 +6,7 @@ is far from a normal update's (:data:`FAR`), largest first, at most :data:`MAX_R
     stock 1,440 is 12x this item's max level 120 (usually ~95)
     stock fell from 800 to 0 (-800), 40x this item's usual decrease of ~20
     price 199.90 is 10.0x the previous 19.99 (regular ~19.99; group median 21.00)
+    price 2,000.00 is 66x its group's median 30.47
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ def change_reasons(
     ranked: list[tuple[float, str]] = []
     if f[0] >= FAR["stock_vs_max"]:
         usual = float(baseline["usual_level"])
+        known = f" (usually ~{_n(usual)})" if _n(usual) != _n(s1) else ""  # no history yet: says nothing
         ranked.append((f[0] / FAR["stock_vs_max"],
-                       f"stock {_n(s1)} is {_x(s1 / max(hi0, m0, 1.0))} this item's max level {_n(hi0)} (usually ~{_n(usual)})"))  # fmt: skip
+                       f"stock {_n(s1)} is {_x(s1 / max(hi0, m0, 1.0))} this item's max level {_n(hi0)}{known}"))  # fmt: skip
     if f[2] >= FAR["drop_vs_usual"]:
         usual = float(baseline["usual_drop"])
         ranked.append((f[2] / FAR["drop_vs_usual"],
@@ -52,8 +54,12 @@ def change_reasons(
     if abs(f[4]) >= FAR["price_step"] or abs(f[6]) >= FAR["price_vs_peers"]:
         peers = f"; group median {_money(math.exp(peer_median))}" if not math.isnan(peer_median) else ""
         ratio = p1 / p0 if p0 > 0 else math.inf
-        ranked.append((max(abs(f[4]) / FAR["price_step"], abs(f[6]) / FAR["price_vs_peers"]),
-                       f"price {_money(p1)} is {_x(ratio)} the previous {_money(p0)} (regular ~{_money(float(baseline['ref_price']))}{peers})"))  # fmt: skip
+        if abs(f[4]) >= FAR["price_step"] or not peers:
+            text = f"price {_money(p1)} is {_x(ratio)} the previous {_money(p0)} (regular ~{_money(float(baseline['ref_price']))}{peers})"
+        else:  # an unmoved price (or an item with no history yet) far from its peers' prices
+            median = math.exp(peer_median)
+            text = f"price {_money(p1)} is {_share(p1 / median)} its group's median {_money(median)}"
+        ranked.append((max(abs(f[4]) / FAR["price_step"], abs(f[6]) / FAR["price_vs_peers"]), text))
     for j, name, old, value in ((7, "min level", m0, m1), (8, "max level", hi0, hi1)):
         if abs(f[j]) >= FAR["level_step"]:
             ranked.append(
@@ -81,6 +87,10 @@ def _x(k: float) -> str:
     if not math.isfinite(k):
         return "infinitely many times"
     return f"{k:,.0f}x" if abs(k) >= 10 else f"{k:.1f}x"
+
+
+def _share(k: float) -> str:
+    return f"1/{1 / k:,.0f} of" if 0 < k < 0.1 else _x(k)
 
 
 def _dur(seconds: float) -> str:

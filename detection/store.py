@@ -103,8 +103,8 @@ class ModelStore:
         return text
 
     def load(self, version: str | None = None) -> AnomalyModel:
-        """Verify and load seed model ``version`` (None = CURRENT), for callers that score item states
-        one by one (``scan``); a ``default`` one is a verification refusal saying who serves it."""
+        """Verify and load seed model ``version`` (None = CURRENT), for callers that run seed models
+        only; a ``default`` one is a verification refusal saying who serves it."""
         return cast("AnomalyModel", self._load_current(version, SEED_ONLY))
 
     def load_any(self, version: str | None = None) -> AnomalyModel | ChangeDetector:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import Any
 
-__all__ = ["finite_float", "positive_int", "seconds"]
+__all__ = ["auto_or", "finite_float", "int_or_float", "positive_int", "seconds"]
 
 
 def seconds(text: str) -> float:
@@ -39,3 +40,17 @@ def finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} must be finite")
     return value
+
+
+def auto_or(convert: Any) -> Any:
+    """argparse type: the literal ``auto`` or ``convert(text)``."""
+
+    def parse(text: str) -> Any:
+        return "auto" if text == "auto" else convert(text)
+
+    parse.__name__ = getattr(convert, "__name__", "value")
+    return parse
+
+
+def int_or_float(text: str) -> int | float:
+    return float(text) if any(c in text for c in ".eE") else int(text)

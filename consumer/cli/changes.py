@@ -22,6 +22,7 @@ from consumer.cli.files import fail, open_in, open_out
 
 if TYPE_CHECKING:
     from config import Settings
+    from consumer.cli.score_alerts import AlertSink
     from consumer.wire.context import EventContext
     from detection import ChangeDetector, StateTable, UpdateBatch
 
@@ -90,8 +91,9 @@ def score_changes(
     sink: IO[bytes],
     counts: dict[str, int],
     context: EventContext | None = None,
+    alerts: AlertSink | None = None,
 ) -> None:
-    """Decide one chunk in order, write its events, then advance the item states."""
+    """Decide one chunk in order, write its events (and alerts), then advance the item states."""
     import numpy as np
 
     from consumer.wire.context import EventContext, change_input_keys
@@ -121,16 +123,22 @@ def score_changes(
         return {"item_id": batch.item_ids[i], "event_id": batch.event_ids[i], "stock_quantity": stock,
                 "min_stock_level": lo, "max_stock_level": hi, "price": price}  # fmt: skip
 
-    events = build_events(
-        decisions, rows, item_ids=batch.item_ids, event_ids=batch.event_ids,
-        sources=[Coordinates(topic, 0, lineno) for lineno in linenos], item=item,
-        version=version, threshold=detector.threshold,
-        now=datetime.now(UTC), feature_names=CHANGE_FEATURE_NAMES,
-        attributes=lambda i: context.attributes(docs[i], used), links=context.links(version),
-    )  # fmt: skip
+    def attributes(i: int) -> dict[str, Any]:
+        return context.attributes(docs[i], used)
+
+    now, links = datetime.now(UTC), context.links(version)
+    sources = [Coordinates(topic, 0, lineno) for lineno in linenos]
+    events = list(build_events(
+        decisions, rows, item_ids=batch.item_ids, event_ids=batch.event_ids, sources=sources, item=item,
+        version=version, threshold=detector.threshold, now=now, feature_names=CHANGE_FEATURE_NAMES,
+        attributes=attributes, links=links,
+    ))  # fmt: skip
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     sink.write(b"".join(dumps(anomaly or decision, option=newline) for _, decision, anomaly in events))
     sink.flush()
+    if alerts is not None:  # what consume publishes to the anomaly topic (episodes, or every anomaly)
+        alerts.write_changes(events, updates=batch, sources=sources, decisions=decisions, now=now,
+                             item=lambda i: item(i) | attributes(i), links=links)  # fmt: skip
     changes.apply_to(table)  # only once the chunk's lines are written
     counts["scored"] += len(rows)
 
@@ -189,9 +197,15 @@ def train_default(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def score_default(
-    model: Any, args: argparse.Namespace, topic: str, counts: dict[str, int], context: EventContext
+    model: Any,
+    args: argparse.Namespace,
+    topic: str,
+    counts: dict[str, int],
+    context: EventContext,
+    *,
+    alerts: AlertSink | None = None,
 ) -> None:
-    """Score with per-item state, in order (:mod:`consumer.cli.changes`)."""
+    """Score with per-item state, in order (:mod:`consumer.cli.changes`); ``alerts``: ``--alerts``."""
     from consumer.chunks import chunked
 
     with contextlib.ExitStack() as stack:
@@ -199,6 +213,5 @@ def score_default(
         table = state_from_baseline(model, baseline)
         source, sink = stack.enter_context(open_in(args.input)), stack.enter_context(open_out(args.output))
         for chunk in chunked(read_docs(source, counts), args.chunk_size):
-            score_changes(
-                model, table, chunk, topic=topic, source=source, sink=sink, counts=counts, context=context
-            )
+            score_changes(model, table, chunk, topic=topic, source=source, sink=sink, counts=counts,
+                          context=context, alerts=alerts)  # fmt: skip

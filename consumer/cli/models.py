@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
@@ -13,13 +14,17 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 import orjson
 
+from consumer.cli.alert_options import add_alert_options, alert_flags_problem, open_alert_sink
+from consumer.cli.argtypes import auto_or as _auto_or
 from consumer.cli.argtypes import finite_float
+from consumer.cli.argtypes import int_or_float as _int_or_float
 from consumer.cli.failures import EXIT_STATUS_HELP, UserFacingError, missing_model_dir
 from consumer.cli.files import fail, open_in, open_out
 
 if TYPE_CHECKING:  # detection's model code (sklearn, numba) loads only in the commands that score
     from config import Settings
     from consumer.cli import Subparsers
+    from consumer.cli.score_alerts import AlertSink
     from consumer.wire.context import EventContext
     from detection import AnomalyModel, ModelStore, StockItem
 
@@ -98,6 +103,7 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
         default=None,
         help="default detector: JSON lines snapshot seeding the item states (what Mongo holds)",
     )
+    add_alert_options(score)
     score.add_argument("--chunk-size", type=int, default=CHUNK_LINES, help=argparse.SUPPRESS)
     score.set_defaults(handler=cmd_score)
 
@@ -196,6 +202,10 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.wire.events import STDIN_SOURCE
     from detection import ChangeDetector, ModelNotFoundError, ModelVerificationError
 
+    problem = alert_flags_problem(args)
+    if problem:
+        fail(f"score: {problem}")
+        return EXIT_USAGE
     try:
         store = open_store(args, settings)
         model = store.load_any(args.model_version)
@@ -206,16 +216,21 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     counts = {"scored": 0, "rejected": 0}
     topic = STDIN_SOURCE if args.input == "-" else f"file:{args.input}"
     try:
-        if isinstance(model, ChangeDetector):
-            from consumer.cli.changes import score_default
+        with contextlib.ExitStack() as stack:
+            alerts = open_alert_sink(args, settings, stack, changes=isinstance(model, ChangeDetector))
+            if isinstance(model, ChangeDetector):
+                from consumer.cli.changes import score_default
 
-            score_default(model, args, topic, counts, context)
-        else:
-            if args.baseline is not None:
-                logger.info("a seed model judges each state alone: --baseline is not used")
-            with _open_in(args.input) as source, _open_out(args.output) as sink:
+                score_default(model, args, topic, counts, context, alerts=alerts)
+            else:
+                if args.baseline is not None:
+                    logger.info("a seed model judges each state alone: --baseline is not used")
+                source, sink = (
+                    stack.enter_context(_open_in(args.input)),
+                    stack.enter_context(_open_out(args.output)),
+                )
                 for chunk in chunked(_valid_lines(source, require_id=True, counts=counts), args.chunk_size):
-                    _score_chunk(model, chunk, topic, sink, context)
+                    _score_chunk(model, chunk, topic, sink, context, alerts=alerts)
                     counts["scored"] += len(chunk)
     except BrokenPipeError:
         raise  # the reader of our output left; main() handles it
@@ -234,6 +249,8 @@ def _score_chunk(
     topic: str,
     sink: IO[bytes],
     context: EventContext,
+    *,
+    alerts: AlertSink | None = None,
 ) -> None:
     """Decide a chunk in one vectorised call; one event line per item, in order: an anomaly event
     when anomalous, else a decision event (source = ``topic``, partition 0, offset = line number)."""
@@ -245,7 +262,7 @@ def _score_chunk(
     items = [item for _, item, _ in chunk]
     version = model.version or UNVERSIONED
     decisions = model.decide(items)
-    events = build_events(
+    events = list(build_events(
         decisions,
         np.arange(len(items)),
         item_ids=cast(list[str], [item.item_id for item in items]),  # require_id=True: never None
@@ -257,10 +274,12 @@ def _score_chunk(
         now=datetime.now(UTC),
         attributes=lambda i: context.attributes(chunk[i][2], SEED_INPUT_KEYS),
         links=context.links(version),
-    )
+    ))  # fmt: skip
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     sink.write(b"".join(dumps(anomaly or decision, option=newline) for _, decision, anomaly in events))
     sink.flush()
+    if alerts is not None:
+        alerts.write_anomalies(events)
 
 
 def _valid_lines(
@@ -285,17 +304,3 @@ def _valid_lines(
                 counts["rejected"] += 1
             continue
         yield lineno, item, raw
-
-
-def _auto_or(convert: Any) -> Any:
-    """argparse type: the literal ``auto`` or ``convert(text)``."""
-
-    def parse(text: str) -> Any:
-        return "auto" if text == "auto" else convert(text)
-
-    parse.__name__ = getattr(convert, "__name__", "value")
-    return parse
-
-
-def _int_or_float(text: str) -> int | float:
-    return float(text) if any(c in text for c in ".eE") else int(text)

@@ -1,10 +1,15 @@
-"""``stockwatch scan``: score the whole Mongo inventory once with the current model."""
+"""``stockwatch scan``: score the whole Mongo inventory once with the current model.
+
+A ``seed`` model scores each document's state; a ``default`` model judges each document as the first
+known state of an item, with no history (:mod:`consumer.cli.scan_changes`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +21,7 @@ from consumer.cli.failures import EXIT_STATUS_HELP, UserFacingError, missing_mod
 if TYPE_CHECKING:
     from config import Settings
     from consumer.cli import Subparsers
+    from consumer.retraining.snapshot import DocCounts
 
 __all__ = ["cmd_scan", "register"]
 
@@ -31,7 +37,12 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="score the whole Mongo inventory with the current model",
         description="Score every document of the inventory collection once with CURRENT; anomaly "
-        f"events as JSON lines on stdout (or to the anomaly topic), a summary on stderr. {EXIT_STATUS_HELP}",
+        "events as JSON lines on stdout (or to the anomaly topic), a summary on stderr. A seed model "
+        "scores each document's state; a default model (which judges changes of an item) judges each "
+        "document as the first known state of an item, with no history: the data-quality rules that "
+        "need no previous state (negative stock, min >= max, max = 0, price <= 0 with stock) and the "
+        "state's level and price against its peers; rules that compare with a previous state cannot "
+        f"fire. {EXIT_STATUS_HELP}",
     )
     scan.add_argument(
         "--publish", action="store_true", help="publish anomalies to the anomaly topic instead of stdout"
@@ -45,7 +56,7 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
 def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
     """Score the Mongo inventory snapshot with CURRENT; anomalies as JSON lines or to the anomaly topic."""
     from consumer.adapters.kafka import JsonPublisher, existing_topics
-    from consumer.retraining.snapshot import DocCounts, iter_item_chunks
+    from consumer.retraining.snapshot import DocCounts
     from consumer.retraining.wiring import worker_mongo
     from consumer.stores import store_from_settings
     from consumer.wire.events import UNVERSIONED
@@ -57,7 +68,7 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
         store = store_from_settings(settings, args.model_dir)
     except ValueError as exc:  # an empty signing key
         raise UserFacingError(str(exc), EXIT_USAGE) from None
-    model = store.load()  # refusals: one line from main()
+    model = store.load_any()  # refusals: one line from main()
     version = model.version or UNVERSIONED
     kafka, retrain = settings.kafka, settings.retrain
     publisher = None
@@ -69,10 +80,9 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
     counts, row, found = DocCounts(), 0, 0
     try:
         expected, next_log = db.count_inventory(), retrain.progress_every
-        docs = db.iter_inventory(batch_size=retrain.batch_size)
-        for chunk in iter_item_chunks(docs, chunk_size=retrain.batch_size, require_id=True, counts=counts):
-            events = _scan_events(model, chunk, source, row)
-            row += len(chunk)
+        chunks = _scanned_chunks(model, db, retrain.batch_size, source, counts)
+        for n, events in chunks:
+            row += n
             found += len(events)
             if publisher is not None:
                 publisher.publish(kafka.topics.anomalies, events, key_field="item_id")
@@ -101,6 +111,28 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
     summary = {"scanned": row, "anomalies": found, "invalid": counts.invalid, "model_version": version}
     print(orjson.dumps(summary).decode(), file=sys.stderr)
     return EXIT_OK
+
+
+def _scanned_chunks(
+    model: Any, db: Any, batch_size: int, source: str, counts: DocCounts
+) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """(items scored, anomaly events) per chunk of the inventory, for either detector."""
+    from consumer.chunks import chunked
+    from consumer.retraining.snapshot import iter_item_chunks
+    from detection import ChangeDetector
+
+    if isinstance(model, ChangeDetector):
+        from consumer.cli.scan_changes import inventory_fields, scan_changes
+
+        docs = db.iter_inventory(batch_size=batch_size, fields=inventory_fields(model))
+        for chunk in chunked(docs, batch_size):
+            yield scan_changes(model, chunk, source, counts.read, counts)  # rows: documents read before
+        return
+    row = 0
+    for items in iter_item_chunks(db.iter_inventory(batch_size=batch_size), chunk_size=batch_size,
+                                  require_id=True, counts=counts):  # fmt: skip
+        yield len(items), _scan_events(model, items, source, row)
+        row += len(items)
 
 
 def _scan_events(model: Any, chunk: list[Any], source: str, first_row: int) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from operator import attrgetter
 from typing import Any
 
@@ -34,7 +35,7 @@ import orjson
 
 from consumer.ports import KafkaUnavailableError, OutputRecord, SourceRecord, TopicPart
 from consumer.scoring.batch import BatchConfig, BatchResult, dead_letters, decode_records
-from consumer.scoring.episode_batch import EpisodeContext, episode_event, track_episodes
+from consumer.scoring.episode_batch import EpisodeContext, episode_alert, track_episodes
 from consumer.scoring.episodes import Transition
 from consumer.scoring.state.batch_items import prior_states, staged_changes
 from consumer.scoring.state.changelog import changelog_records
@@ -292,6 +293,9 @@ def _events(  # noqa: PLR0917 (one private call site)
     def attributes(i: int) -> dict[str, Any]:
         return context.attributes(inputs.objs[inputs.where[i]], inputs.used)
 
+    def in_context(i: int) -> dict[str, Any]:
+        return item(i) | attributes(i)
+
     events = build_events(decisions, rows, item_ids=updates.item_ids, event_ids=updates.event_ids,
                           sources=sources, item=item, version=version, threshold=detector.threshold, now=now,
                           feature_names=CHANGE_FEATURE_NAMES, links=links, attributes=attributes)  # fmt: skip
@@ -304,11 +308,7 @@ def _events(  # noqa: PLR0917 (one private call site)
             t = episodes.get(i)
             if t is None:
                 continue
-            if anomaly is None:  # a resolving update: its decision event with the anomaly's context
-                anomaly_like = event | {"item": item(i) | attributes(i)}
-                if links is not None:
-                    anomaly_like["links"] = dict(links)
-            episodic = episode_event(anomaly if anomaly is not None else anomaly_like, t, sources[i])
+            episodic = episode_alert(event, anomaly, t, sources[i], item=partial(in_context, i), links=links)
             if anomaly is not None:
                 anomalies.append(episodic)
             headers = context.headers(sources[i].headers)

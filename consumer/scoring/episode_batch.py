@@ -11,7 +11,7 @@ event the builder made for a transition's update into the published one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -19,15 +19,15 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from consumer.ports import SourceRecord
 from consumer.scoring.episodes import EPISODE_DTYPE, EpisodePolicy, Kind, Transition, advance
 from consumer.scoring.suppression_cache import SuppressionCache
 from consumer.wire.episode_events import episode_fields, episode_id
+from consumer.wire.events import SourceLike
 from detection import UpdateBatch
 from detection.change_decisions import ChangeDecisions
 from detection.items import EARLIEST_TIME, LATEST_TIME
 
-__all__ = ["EpisodeContext", "EpisodeOutcome", "episode_event", "track_episodes"]
+__all__ = ["EpisodeContext", "EpisodeOutcome", "episode_alert", "episode_event", "track_episodes"]
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def track_episodes(
     ctx: EpisodeContext | None,
     prior: Records,
     updates: UpdateBatch,
-    sources: Sequence[SourceRecord],
+    sources: Sequence[SourceLike],
     decisions: ChangeDecisions,
     *,
     now: datetime,
@@ -114,7 +114,26 @@ def track_episodes(
     return EpisodeOutcome(transitions, index, episodes, n_suppressed)
 
 
-def episode_event(event: dict[str, Any], t: Transition, source: SourceRecord) -> dict[str, Any]:
+def episode_alert(
+    event: dict[str, Any],
+    anomaly: dict[str, Any] | None,
+    t: Transition,
+    source: SourceLike,
+    *,
+    item: Callable[[], dict[str, Any]],
+    links: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The anomaly-topic event of transition ``t`` from the builder's events of its update (``consume``
+    and ``score --alerts`` both): a resolving update is normal, so its decision event gets the
+    anomaly's context (``item()``: the item with its attributes, and the links)."""
+    if anomaly is None:
+        anomaly = event | {"item": item()}
+        if links is not None:
+            anomaly["links"] = dict(links)
+    return episode_event(anomaly, t, source)
+
+
+def episode_event(event: dict[str, Any], t: Transition, source: SourceLike) -> dict[str, Any]:
     """The published event of transition ``t``: the builder's event of its update plus the episode."""
     resolved = t.kind is Kind.RESOLVED
     status = "open" if t.kind in (Kind.OPEN, Kind.RENOTIFIED) else str(t.kind)

@@ -6,6 +6,13 @@ every update; `consume` reads E from a 3-partition topic (partial updates, new i
 item's incomplete update, labelled reporting errors), seeded from the Mongo inventory holding S,
 in two runs (the first stops after part of the stream; the second restores the state from the
 changelog). Every decision is captured on the decisions topic and compared per event_id.
+
+What the anomaly topic carries is compared too, in both alert modes: with ``every-update`` each
+anomalous update's event; with ``episodes`` (the default) the ``open`` / ``escalated`` / ``resolved``
+events that ``score --alerts`` writes (issue 12's lifecycle), compared per causing update.
+Legitimately different, so not compared: ``source``, ``anomaly_id`` and ``episode_id`` (derived from
+where the update was read: a file line vs a topic partition offset; the grouping of events into
+episodes must still match one to one) and ``detected_at`` (the time of scoring).
 """
 
 from __future__ import annotations
@@ -55,7 +62,8 @@ def history() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     ]  # fmt: skip
     stream = list(events)
     for k, extra in enumerate(unknown):
-        stream.insert(len(stream) * (k + 1) // (len(unknown) + 1), extra)
+        at = len(stream) * (k + 1) // (len(unknown) + 1)  # an event time: a file line has no timestamp
+        stream.insert(at, extra | {"occurred_at": stream[at]["occurred_at"]})
     return plain(snapshot), plain(stream)
 
 
@@ -68,9 +76,10 @@ def lines(docs: list[dict[str, Any]]) -> bytes:
     return b"".join(orjson.dumps(d) + b"\n" for d in docs)
 
 
-@pytest.fixture
-def env(kafka_bootstrap: str, mongo_uri: str, mongo_db: Any, topic_factory: Callable[..., str],
-        unique_name: Callable[[str], str], tmp_path: Path) -> Iterator[dict[str, str]]:  # fmt: skip
+@pytest.fixture(params=["every-update", "episodes"])
+def env(request: pytest.FixtureRequest, kafka_bootstrap: str, mongo_uri: str, mongo_db: Any,
+        topic_factory: Callable[..., str], unique_name: Callable[[str], str],
+        tmp_path: Path) -> Iterator[dict[str, str]]:  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKWATCH_")} | {
         "PYTHONPATH": str(REPO),
         "STOCKWATCH_KAFKA_BOOTSTRAP": kafka_bootstrap,
@@ -86,9 +95,10 @@ def env(kafka_bootstrap: str, mongo_uri: str, mongo_db: Any, topic_factory: Call
         "STOCKWATCH_HTTP_PORT": "0",
         "STOCKWATCH_MAX_POLL_RECORDS": "50",
         "STOCKWATCH_STATE_SEED": "snapshot",
-        "STOCKWATCH_ALERT_MODE": "every-update",  # one anomaly event per anomalous update, as `score` writes
         "STOCKWATCH_LOG_LEVEL": "INFO",
     }
+    if request.param == "every-update":  # one anomaly event per anomalous update; else the default
+        env["STOCKWATCH_ALERT_MODE"] = "every-update"
     yield env
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     try:
@@ -161,7 +171,10 @@ def test_consume_decides_every_update_exactly_as_score_with_the_baseline(
     trained = stockwatch(env, "train", "--detector", "default", "--items", str(items))
     assert trained.returncode == 0, trained.stderr
     version = json.loads(trained.stdout)["version"]
-    scored = stockwatch(env, "score", "--baseline", str(items), "--input", str(events))
+    alerts = tmp_path / "alerts.jsonl"
+    scored = stockwatch(
+        env, "score", "--baseline", str(items), "--input", str(events), "--alerts", str(alerts)
+    )
     assert scored.returncode == 1, scored.stderr  # 1: the unknown item's incomplete updates were rejected
     expected = {d["event_id"]: d for d in map(json.loads, scored.stdout.splitlines())}
     rejected = [int(line.split(b": line ")[1].split(b":")[0]) for line in scored.stderr.splitlines()
@@ -195,17 +208,43 @@ def test_consume_decides_every_update_exactly_as_score_with_the_baseline(
     assert not [r for r in restarted if "afresh" in r["msg"]]  # the state followed the stream throughout
 
     decisions = once((d["event_id"], d) for d in (orjson.loads(r.value) for r in read_all(bootstrap, env["STOCKWATCH_DECISIONS_TOPIC"])))  # fmt: skip
-    anomalies = once((a["event_id"], (a["severity"], a["kind"], a["rules"]))
-                     for a in (orjson.loads(r.value) for r in read_all(bootstrap, env["STOCKWATCH_ANOMALY_TOPIC"])))  # fmt: skip
+    published = [orjson.loads(r.value) for r in read_all(bootstrap, env["STOCKWATCH_ANOMALY_TOPIC"])]
     assert set(decisions) == set(expected) and {d["model_version"] for d in decisions.values()} == {version}
     for event_id, want in expected.items():
         got = decisions[event_id]
         assert got["is_anomaly"] == want["is_anomaly"], event_id
         assert got["score"] == pytest.approx(want["score"], abs=1e-12), event_id
         assert got["severity_score"] == pytest.approx(want["severity_score"], abs=1e-9), event_id
-        if want["is_anomaly"]:
-            assert anomalies[event_id] == (want["severity"], want["kind"], want["rules"]), event_id
-    assert set(anomalies) == {e for e, d in expected.items() if d["is_anomaly"]}
+    written = [orjson.loads(line) for line in alerts.read_bytes().splitlines()]
+    if "STOCKWATCH_ALERT_MODE" in env:  # every-update: `--alerts` holds the anomalous lines of the output
+        assert written == [d for d in map(json.loads, scored.stdout.splitlines()) if d["is_anomaly"]]
+    else:
+        assert {a["status"] for a in written} >= {"open", "resolved"}, "the stream exercises episodes"
+    assert len(written) >= 10
+    assert_same_alerts(published, written)
     dead = once((orjson.loads(r.value)["event_id"], dict(r.headers)["dlq.reason"].decode())
                 for r in read_all(bootstrap, env["STOCKWATCH_DLQ_TOPIC"]))  # fmt: skip
     assert dead == {"x-1": "missing_field", "x-4": "missing_field"}
+
+
+SAME_WHEREVER_READ = ("item_id", "event_id", "is_anomaly", "threshold", "model_version", "item", "severity",
+                      "kind", "rules", "reasons", "links", "status", "first_seen", "last_seen", "occurrences",
+                      "max_severity", "renotified", "resolved_at", "duration_s")  # fmt: skip
+
+
+def assert_same_alerts(published: list[dict[str, Any]], written: list[dict[str, Any]]) -> None:
+    """The anomaly topic's events equal ``score --alerts``' lines, per causing update (a redelivered
+    copy must agree), apart from the fields named in the module docstring."""
+
+    def view(a: dict[str, Any]) -> tuple[Any, ...]:
+        return (*(a.get(k) for k in SAME_WHEREVER_READ), round(a["score"], 9), round(a["severity_score"], 6))
+
+    got = once((a["event_id"], view(a)) for a in published)
+    want = once((a["event_id"], view(a)) for a in written)
+    assert len(want) == len(written) and got.keys() == want.keys()
+    for event_id in want:
+        assert got[event_id] == want[event_id], event_id
+    if "episode_id" in written[0]:  # the same updates make up each episode, one to one
+        pairs = once((a["event_id"], a["episode_id"]) for a in published)
+        same = {(pairs[a["event_id"]], a["episode_id"]) for a in written}
+        assert len(same) == len({g for g, _ in same}) == len({w for _, w in same})

@@ -1,5 +1,5 @@
 """The store serves the ``default`` detector from arrays + JSON to callers that run both (``load_any``);
-``load`` stays seed-only (``scan``) and says who serves a ``default`` model."""
+``load`` stays seed-only and says who serves a ``default`` model."""
 
 from __future__ import annotations
 

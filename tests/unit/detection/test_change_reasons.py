@@ -1,0 +1,53 @@
+"""Reasons phrased against what the item has: a price step against the previous price, an unmoved
+price (or an item with no history, as in ``scan``) against its peers' median."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from detection.change_features import CHANGE_FEATURE_NAMES
+from detection.change_reasons import change_reasons
+
+COL = {name: k for k, name in enumerate(CHANGE_FEATURE_NAMES)}
+
+
+def reasons(
+    *, base: dict[str, float], new: tuple[float, float, float, float], median: float, **f: float
+) -> list[str]:
+    x = np.zeros(len(CHANGE_FEATURE_NAMES))
+    for name, value in f.items():
+        x[COL[name]] = value
+    record = {"usual_level": base["stock"], "usual_drop": 5.0, "usual_rise": 50.0, "usual_gap": 0.0} | base
+    return change_reasons(x, record, np.array(new, dtype=np.float64), math.log(median))
+
+
+BASE = {"stock": 100.0, "min": 20.0, "max": 200.0, "price": 20.0, "ref_price": 20.0}
+
+
+def test_a_price_step_is_against_the_previous_price() -> None:
+    (text,) = reasons(
+        base=BASE, new=(100, 20, 200, 200.0), median=21.0, price_step=math.log(10.0), price_vs_peers=5.0
+    )
+    assert text == "price 200.00 is 10x the previous 20.00 (regular ~20.00; group median 21.00)"
+
+
+def test_an_unmoved_price_far_from_its_peers_is_against_their_median() -> None:
+    first = BASE | {"price": 2000.0, "ref_price": 2000.0}  # a new item: its record is its own state
+    (text,) = reasons(base=first, new=(100, 20, 200, 2000.0), median=30.0, price_vs_peers=6.0)
+    assert text == "price 2,000.00 is 67x its group's median 30.00"
+    low = BASE | {"price": 0.05, "ref_price": 0.05}
+    (text,) = reasons(base=low, new=(100, 20, 200, 0.05), median=26.25, price_vs_peers=-6.0)
+    assert text == "price 0.05 is 1/525 of its group's median 26.25"
+
+
+def test_the_usual_level_is_said_only_when_it_differs() -> None:
+    far = math.log1p(30.0)
+    assert reasons(
+        base=BASE | {"usual_level": 120.0}, new=(6000, 20, 200, 20.0), median=20.0, stock_vs_max=far
+    ) == ["stock 6,000 is 30x this item's max level 200 (usually ~120)"]
+    new_item = BASE | {"stock": 6000.0}
+    assert reasons(base=new_item, new=(6000, 20, 200, 20.0), median=20.0, stock_vs_max=far) == [
+        "stock 6,000 is 30x this item's max level 200"
+    ]
