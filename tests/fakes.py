@@ -136,6 +136,8 @@ class FakeSink:
         self.acked_up_to.append(-1 if failed else offsets.get(TP, -1))
         return Acked(DeliveryError("broker said no") if failed else None)
 
+    def interrupt(self) -> None: ...
+
     def commit(self, offsets: Mapping[tuple[str, int], int], source: Any, *, sync: bool) -> None:
         # the rule: a commit never passes an offset whose batch was not acknowledged (yet)
         covered = 0

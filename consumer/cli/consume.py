@@ -119,7 +119,8 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
         log.error(
             "exiting with status %d: the last offsets were not committed (%s)",
             EXIT_NOT_COMMITTED,
-            "fenced by another instance" if stats.stopped_by == "fenced" else "refused by the group",
+            stats.final_error
+            or ("fenced by another instance" if stats.stopped_by == "fenced" else "refused by the group"),
         )
         return EXIT_NOT_COMMITTED
     return 0

@@ -106,6 +106,7 @@ class ScoringService:
     def request_stop(self) -> None:
         """Finish the current batch, then flush, commit and leave the group (signal-safe)."""
         self._stop.set()
+        self.sink.interrupt()  # a transaction wedged on the broker gives up within seconds
 
     # ------------------------------------------------------------------ the loop
 
@@ -280,6 +281,10 @@ class ScoringService:
         """At shutdown: wait for every acknowledgement and commit synchronously."""
         if stats.stopped_by == "fenced":
             stats.final_commit = False
+            return
+        if self.exactly_once and self._failures_in_row:  # the last transaction failed: its records are open
+            stats.final_commit, stats.final_error = False, "the last transaction did not commit"
+            log.error("stopping after a failed transaction: its records are redelivered after a restart")
             return
         try:
             self._settle(stats, block=True, sync=True)

@@ -23,6 +23,7 @@ class RunStats:
     model_versions: list[str] = field(default_factory=list)
     stopped_by: str = ""
     final_commit: bool = True  # False: the last offsets could not be committed (they are redelivered)
+    final_error: str = ""  # why not, when known
 
     def add(self, result: BatchResult) -> None:
         """Count a settled batch."""

@@ -32,7 +32,8 @@ from consumer.ports import Delivered, DeliveryError, Offsets, OutputFailure, Out
 
 log = logging.getLogger(__name__)
 
-_TXN_TIMEOUT_S = 30.0  # one transactional call (commit, abort, send offsets) waits at most this long
+_TXN_TIMEOUT_S = 20.0  # one transactional call (commit, abort, send offsets) waits at most this long
+_STOP_TIMEOUT_S = 3.0  # the same once the service is stopping (SIGTERM is honoured in bounded time)
 _QUEUE_FULL_WAIT_S = 0.05
 # CONCURRENT_TRANSACTIONS (previous markers still being written) is retried after retry.backoff.ms: keep it short.
 _TXN_RETRY_BACKOFF_MS = 10
@@ -157,6 +158,9 @@ class ConfluentAtLeastOnceSink:
         """Commit offsets whose outputs are all acknowledged; a refusal raises a DeliveryError."""
         source.commit(offsets, sync=sync)
 
+    def interrupt(self) -> None:
+        """Nothing to cut short: publish only enqueues."""
+
     def flush(self, timeout_s: float | None = None) -> None:
         """Send everything buffered and wait for the acknowledgements."""
         self._producer.flush(-1 if timeout_s is None else timeout_s)
@@ -177,11 +181,19 @@ class ConfluentTransactionalSink:
             **producer_config(kafka.transactional_producer_config(client_id="stockwatch-consume-tx"), kafka),
         }
         self.transactional_id: str = self._config["transactional.id"]
+        self._stopping = False
         self._producer: Producer | None = self._new_producer()
+
+    def _timeout(self) -> float:
+        return _STOP_TIMEOUT_S if self._stopping else _TXN_TIMEOUT_S
+
+    def interrupt(self) -> None:
+        """The service is stopping: later transactional calls wait seconds, not tens (signal-safe)."""
+        self._stopping = True
 
     def _new_producer(self) -> Producer:
         producer = Producer(self._config)
-        producer.init_transactions(_TXN_TIMEOUT_S)  # fences older instances, aborts their transaction
+        producer.init_transactions(self._timeout())  # fences older instances, aborts their transaction
         log.info("transactional producer ready (transactional.id %s)", self.transactional_id)
         return producer
 
@@ -207,7 +219,7 @@ class ConfluentTransactionalSink:
             if failed:  # refused before sending: the transaction must not commit without it
                 raise KafkaException(failed[0][1])
             positions = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
-            producer.send_offsets_to_transaction(positions, source.group_metadata(), _TXN_TIMEOUT_S)
+            producer.send_offsets_to_transaction(positions, source.group_metadata(), self._timeout())
             self._commit_transaction()
         except KafkaException as exc:
             self._recover(exc)
@@ -221,11 +233,11 @@ class ConfluentTransactionalSink:
 
     def _commit_transaction(self) -> None:
         """Commit; a retriable error (e.g. a coordinator moving) is retried until the deadline."""
-        deadline = time.monotonic() + _TXN_TIMEOUT_S
+        deadline = time.monotonic() + self._timeout()
         assert self._producer is not None
         while True:
-            try:
-                self._producer.commit_transaction(_TXN_TIMEOUT_S)
+            try:  # every attempt within the one deadline: the whole commit is bounded
+                self._producer.commit_transaction(max(0.1, deadline - time.monotonic()))
                 return
             except KafkaException as exc:
                 error = exc.args[0]
@@ -242,7 +254,7 @@ class ConfluentTransactionalSink:
         error = exc.args[0] if exc.args else None
         if self._producer is not None and isinstance(error, KafkaError) and not error.fatal():
             try:
-                self._producer.abort_transaction(_TXN_TIMEOUT_S)
+                self._producer.abort_transaction(self._timeout())
                 log.warning("transaction aborted: %s", error)
                 return
             except KafkaException as abort_exc:
@@ -250,6 +262,8 @@ class ConfluentTransactionalSink:
         else:
             log.warning("fatal producer error (%r); replacing the producer", exc)
         self._producer = None  # if the replacement fails too, the next publish tries again
+        if self._stopping:  # the next instance's init_transactions aborts what is left open
+            return
         try:
             self._producer = self._new_producer()
         except KafkaException as init_exc:

@@ -6,8 +6,9 @@
   duplicates are possible (same ``anomaly_id``), losses are not.
 * :class:`TransactionalSink` — transactional producer; a batch's outputs and its consumed
   offsets (``send_offsets_to_transaction`` with the consumer's group metadata, KIP-447) commit
-  in one transaction. On failure the transaction is aborted (or the fenced producer replaced)
-  and :class:`DeliveryFailedError` tells the loop to seek back to the committed offsets.
+  in one transaction, every call bounded in time. On failure the producer is replaced (which
+  aborts the transaction) and :class:`DeliveryFailedError` tells the loop to seek back to the
+  committed offsets.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from consumer.adapters.kafka.source import (
     kafka_python_config,
     membership_error,
 )
+from consumer.adapters.kafka.transactions import Deadlines, TransactionStuckError
 from consumer.ports import Delivered, Offsets, OutputFailure, OutputRecord
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 # CONCURRENT_TRANSACTIONS (previous markers still being written) is retried after retry_backoff_ms:
 # the 100 ms default stalls every few batches, so it is short (figures in bench/hotswap.py output).
 _TXN_RETRY_BACKOFF_MS = 2
+_DISCARD_JOIN_S = 2.0  # a force-closed I/O thread fails what it held and ends
 _MAX_FAILURES_KEPT = 4096  # exception objects remembered to tell a refused record from collateral failures
 
 
@@ -165,6 +168,9 @@ class AtLeastOnceSink:
         except KafkaError as exc:  # e.g. a rebalance in progress: the loop commits again later
             raise OffsetCommitError(repr(exc)) from exc
 
+    def interrupt(self) -> None:
+        """Nothing to cut short: publish only enqueues."""
+
     def flush(self, timeout_s: float | None = None) -> None:
         """Send everything buffered and wait for the acknowledgements."""
         self._producer.flush(timeout=timeout_s)
@@ -175,25 +181,50 @@ class AtLeastOnceSink:
 
 
 class TransactionalSink:
-    """One Kafka transaction per batch: outputs + consumed offsets, all or nothing."""
+    """One Kafka transaction per batch: outputs + consumed offsets, all or nothing.
 
-    def __init__(self, kafka: KafkaSettings) -> None:
+    Every transactional call is bounded (:mod:`.transactions`). After any failure the producer is
+    replaced, not reused: kafka-python keeps a refused record's sequence number, so the next
+    transaction to that partition would fail out of sequence and wedge the commit. The new
+    producer's ``init_transactions`` (same transactional id) fences the old one and aborts its
+    transaction; the loop retries the batch from the committed offsets.
+    """
+
+    def __init__(self, kafka: KafkaSettings, deadlines: Deadlines | None = None) -> None:
+        self._deadlines = deadlines or Deadlines()
         self._config = kafka_python_config(
             kafka.transactional_producer_config(client_id="stockwatch-consume-tx"), KafkaProducer
         )
         self.transactional_id: str = self._config["transactional_id"]
-        self._producer = self._new_producer()
+        self._producer: Any = self._new_producer()
         self._first = _FirstFailures()
 
     def _new_producer(self) -> Any:
-        producer = KafkaProducer(**{**self._config, "retry_backoff_ms": _TXN_RETRY_BACKOFF_MS})
-        producer.init_transactions()  # fences older instances, aborts their open transaction
+        bound_ms = int(self._deadlines.call_timeout_s * 1000)  # init_transactions and send's metadata wait
+        producer = KafkaProducer(
+            **{**self._config, "retry_backoff_ms": _TXN_RETRY_BACKOFF_MS, "max_block_ms": bound_ms}
+        )
+        try:
+            producer.init_transactions()  # fences older instances, aborts their open transaction
+        except BaseException:
+            _discard(producer)
+            raise
         log.info("transactional producer ready (transactional.id %s)", self.transactional_id)
         return producer
 
+    def interrupt(self) -> None:
+        """The service is stopping: a wedged call gives up within a few seconds (signal-safe)."""
+        self._deadlines.interrupt()
+
     def publish(self, outputs: Sequence[OutputRecord], offsets: Offsets, source: KafkaSource) -> Delivered:
-        """Commit outputs and offsets in one transaction; on any error abort and raise DeliveryFailedError."""
-        producer = self._producer
+        """Commit outputs and offsets in one transaction; on any error replace the producer and raise
+        DeliveryFailedError (or the membership error that refused the offsets)."""
+        if self._producer is None:  # the last replacement failed (broker away): try again now
+            try:
+                self._producer = self._new_producer()
+            except (KafkaError, TransactionStuckError) as exc:
+                raise DeliveryFailedError(f"no transactional producer: {exc!r}") from exc
+        producer, deadlines = self._producer, self._deadlines
         futures: list[Any] = []
         try:
             producer.begin_transaction()
@@ -201,13 +232,13 @@ class TransactionalSink:
             refused = next((f.exception for f in futures if f.failed()), None)
             if refused is not None:  # refused before sending: the transaction must not commit without it
                 raise refused
-            producer.send_offsets_to_transaction(_tp_offsets(offsets), source.group_metadata())
-            producer.commit_transaction()  # flushes; fails if any send failed
+            deadlines.send_offsets(producer, _tp_offsets(offsets), source.group_metadata())
+            deadlines.commit(producer)  # flushes; fails if any send failed
             failed = [f.exception for f in futures if f.failed()]
             if failed:  # cannot happen after a successful commit; kept as a guard
                 raise DeliveryFailedError(f"{len(failed)} outputs failed inside a committed transaction")
-        except KafkaError as exc:
-            self._recover(exc)
+        except (KafkaError, TransactionStuckError) as exc:
+            self._replace(exc)
             refused = membership_error(exc)  # the offsets' generation is stale: the member must re-join
             if refused is not None:
                 raise refused from exc
@@ -220,22 +251,34 @@ class TransactionalSink:
     def flush(self, timeout_s: float | None = None) -> None:
         """Nothing buffered between transactions."""
 
-    def _recover(self, exc: BaseException) -> None:
+    def _replace(self, exc: BaseException) -> None:
+        old, self._producer = self._producer, None
+        _discard(old)
+        if self._deadlines.interrupted:  # stopping: the next instance fences it and aborts the transaction
+            log.warning("transaction failed (%r) while stopping; its producer is closed", exc)
+            return
+        log.warning("transaction failed (%r); replacing the producer (this aborts the transaction)", exc)
         try:
-            self._producer.abort_transaction()
-            log.warning("transaction aborted: %r", exc)
-        except KafkaError as abort_exc:  # fenced or fatal: this producer is finished
-            log.warning("abort failed (%r) after %r; replacing the producer", abort_exc, exc)
-            try:
-                self._producer.close(timeout=5)
-            except KafkaError as close_exc:  # a producer stuck bumping its epoch cannot close cleanly
-                log.warning("closing the failed producer: %r", close_exc)
-            finally:
-                self._producer = self._new_producer()
+            self._producer = self._new_producer()
+        except (KafkaError, TransactionStuckError) as init_exc:
+            log.warning("no transactional producer for now (%r); retried with the next batch", init_exc)
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Close the producer (no transaction is open between batches)."""
-        self._producer.close(timeout=timeout_s)
+        if self._producer is not None:
+            self._producer.close(timeout=timeout_s)
+
+
+def _discard(producer: Any) -> None:
+    """Stop a failed producer at once: its I/O thread may spin on batches it can never send."""
+    sender = getattr(producer, "_sender", None)
+    try:
+        if sender is not None:
+            sender.force_close()  # fails what it still holds; close(timeout=0) alone raises on those
+            sender.join(_DISCARD_JOIN_S)
+        producer.close(timeout=0)
+    except Exception as exc:  # a producer that cannot close cleanly is dropped all the same
+        log.warning("closing the failed producer: %r", exc)
 
 
 def make_sink(kafka: KafkaSettings) -> AtLeastOnceSink | TransactionalSink:

@@ -7,6 +7,7 @@ failures without parking anything, and always end with every offset committed.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -70,6 +71,8 @@ class LimitedSink:
 
     def commit(self, offsets: Mapping[tuple[str, int], int], source: Any, *, sync: bool) -> None:
         self.commits.append(dict(offsets))
+
+    def interrupt(self) -> None: ...
 
     def close(self, timeout_s: float = 10.0) -> None: ...
 
@@ -193,3 +196,25 @@ def test_a_partition_that_cannot_commit_is_reported_stalled_while_the_loop_stays
         == 1
     )
     assert loop.health.healthz()[0]  # the loop kept ticking through the retries
+
+
+class WedgedSink(LimitedSink):
+    """Every transaction fails (a broker that never answers in time); records the stop request."""
+
+    def __init__(self) -> None:
+        super().__init__({}, transient=1 << 30, raise_errors=True)
+        self.interrupted = 0
+
+    def interrupt(self) -> None:
+        self.interrupted += 1
+
+
+def test_a_stop_while_transactions_fail_is_honoured_and_reports_the_offsets_uncommitted() -> None:
+    source, sink = FakeSource({P0: records(P0, 30)}), WedgedSink()
+    loop = service(source, sink, exactly_once=True, retry_backoff_s=0.01)
+    threading.Timer(0.5, loop.request_stop).start()
+    stats = loop.run(timeout=60)
+    assert stats.stopped_by == "signal" and stats.delivery_failures > 0
+    assert sink.interrupted == 1  # the sink was told, so a wedged call gives up within seconds
+    assert not stats.final_commit and "did not commit" in stats.final_error  # consume exits non-zero
+    assert sink.commits == []
