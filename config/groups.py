@@ -49,7 +49,11 @@ HELP: dict[
     "gate_max_alert_ratio": "`default`: max alerts on fresh normal motion / the alert budget.",
     "gate_max_recall_drop": "`default`: max drop of planted errors caught vs the current.",
     "gate_min_labels": "Analyst labels needed before the gate compares labelled precision (fewer: skipped).",
-    "lease_ttl_s": "Retrain lease expiry; renewed every ttl/3.",
+    "lease_ttl_s": "Retrain lease expiry, renewed every ttl/4 while a retrain runs: a killed worker's lease "
+    "lapses this long after its last renewal. At least twice worker_mongo_timeout_s.",
+    "worker_id": "Stable identity of this retrain worker (lease owner, status messages), distinct per "
+    "live worker: restarted with the same id it takes its own lease back at once. Unset: "
+    "<hostname>-<pid>-<random>.",
     "control_max_age_s": "Commands older (or further in the future) than this are rejected.",
     "control_group_id": "Consumer group of the retrain workers on the control topic.",
     "retrain_cooldown_s": "`retrain` commands this soon after a retrain are coalesced.",
@@ -182,6 +186,7 @@ class RetrainSettings(Slice):
     flagged_collection: str = Field(validation_alias="retrain_flagged_collection")
     exclude_filter: str | None = Field(validation_alias="retrain_exclude_filter")
     lease_ttl_s: float
+    worker_id: str | None
 
 
 class GateSettings(Slice):
