@@ -46,6 +46,8 @@ HELP: dict[
     "renotify_after_s": "Re-send an open episode's `open` event (renotified: true) when an anomalous update "
     "comes this long (event time) after the last notification; 0 = never.",
     "suppressions_refresh_s": "How often `stockwatch consume` reloads the suppressions from Mongo.",
+    "future_skew_s": "`default` detector: an update whose occurred_at lies more than this ahead of now "
+    "(the wall clock) is a dead letter `future_time` (`score`: a rejected line), never the item's clock.",
     "gate_max_alert_ratio": "`default`: max alerts on fresh normal motion / the alert budget.",
     "gate_max_recall_drop": "`default`: max drop of planted errors caught vs the current.",
     "gate_min_labels": "Analyst labels needed before the gate compares labelled precision (fewer: skipped).",
@@ -161,6 +163,7 @@ class ScoringSettings(Slice):
     resolve_after: int
     renotify_after_s: float
     suppressions_refresh_s: float
+    future_skew_s: float
 
 
 class HttpSettings(Slice):

@@ -194,6 +194,7 @@ class Settings(BaseSettings, ContextFields):
     suppressions_refresh_s: float = Field(
         default=10.0, gt=0, description=groups.HELP["suppressions_refresh_s"]
     )
+    future_skew_s: float = Field(default=86_400.0, gt=0, description=groups.HELP["future_skew_s"])
     commit_interval_ms: int = Field(
         default=200,
         ge=0,
