@@ -7,6 +7,7 @@ them afterwards; every wait is bounded by a timeout.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -35,6 +36,28 @@ ANOMALY_EVERY = 33  # one planted anomaly per 33 updates: 3.0 %
 ITEMS = 50_000  # the updates cycle through sku-0 .. sku-49999
 
 
+@functools.cache
+def security_config() -> dict[str, Any]:
+    """What the service's clients get besides the broker and client id (config/kafka.py): the
+    STOCKWATCH_KAFKA_SECURITY_* / SASL / SSL settings and kafka_client_properties, librdkafka names."""
+    from config import load_settings
+
+    derived = load_settings().kafka.client_config(client_id="stockwatch-bench")
+    return {k: v for k, v in derived.items() if k not in ("bootstrap.servers", "client.id")}
+
+
+def kafka_kwargs(client: type, **explicit: Any) -> dict[str, Any]:
+    """kafka-python keywords of ``client``: :func:`security_config` under its names, then ``explicit``."""
+    from consumer.adapters.kafka.source import kafka_python_config
+
+    return {**kafka_python_config(security_config(), client), **explicit}
+
+
+def librdkafka_conf(explicit: dict[str, Any]) -> dict[str, Any]:
+    """A confluent-kafka client's configuration: :func:`security_config`, then ``explicit``."""
+    return {**security_config(), **explicit}
+
+
 def run_prefix() -> str:
     """A fresh, sortable name prefix for this run's topics and groups."""
     return f"bench-{datetime.now(UTC):%H%M%S}-{secrets.token_hex(3)}"
@@ -46,7 +69,9 @@ def run_prefix() -> str:
 @contextlib.contextmanager
 def fresh_topics(names: list[str], *, partitions: int = 1) -> Iterator[list[str]]:
     """Create ``names`` (which must not exist) and delete them when the block ends."""
-    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP, client_id="stockwatch-bench-admin")
+    admin = KafkaAdminClient(
+        **kafka_kwargs(KafkaAdminClient, bootstrap_servers=BOOTSTRAP, client_id="stockwatch-bench-admin")
+    )
     try:
         admin.create_topics({n: {"num_partitions": partitions} for n in names}, wait_for_metadata=True)
         # A client that joins a group before the broker reports leaders for its topic gets no
@@ -145,7 +170,11 @@ def bulk_producer(**extra: Any) -> Any:
     """A producer tuned for throughput (large batches, a few ms linger)."""
     cfg: dict[str, Any] = {"linger_ms": 20, "batch_size": 512 * 1024, "acks": 1}
     cfg.update(extra)
-    return KafkaProducer(bootstrap_servers=BOOTSTRAP, client_id="stockwatch-bench-producer", **cfg)
+    return KafkaProducer(
+        **kafka_kwargs(
+            KafkaProducer, bootstrap_servers=BOOTSTRAP, client_id="stockwatch-bench-producer", **cfg
+        )
+    )
 
 
 def preload(topic: str, n: int, *, chunk: int = 50_000) -> float:

@@ -27,6 +27,7 @@ from bench.common import (
     Check,
     Section,
     fresh_topics,
+    kafka_kwargs,
     run_prefix,
     start_consume,
     stop_process,
@@ -42,7 +43,11 @@ CLIENTS = ("kafka-python", "confluent-kafka")
 
 
 def _end_offset(topic: str) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None, isolation_level="read_committed")
+    consumer = KafkaConsumer(
+        **kafka_kwargs(
+            KafkaConsumer, bootstrap_servers=BOOTSTRAP, group_id=None, isolation_level="read_committed"
+        )
+    )
     try:
         tp = TopicPartition(topic, 0)
         return int(consumer.end_offsets([tp])[tp])

@@ -26,6 +26,8 @@ from bench.common import (
     Section,
     fmt,
     fresh_topics,
+    kafka_kwargs,
+    librdkafka_conf,
     preload,
     run_prefix,
     train_bench_model,
@@ -48,7 +50,11 @@ FETCH = {  # the service's defaults (KafkaSource), so (a) reads the topic the wa
 
 def bare_consumer(topic: str, n: int, *, timeout_s: float) -> dict[str, Any]:
     """(a): poll + orjson.loads only, no group (assign + seek to the beginning)."""
-    consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None, enable_auto_commit=False, **FETCH)
+    consumer = KafkaConsumer(
+        **kafka_kwargs(
+            KafkaConsumer, bootstrap_servers=BOOTSTRAP, group_id=None, enable_auto_commit=False, **FETCH
+        )
+    )
     tp = TopicPartition(topic, 0)
     consumer.assign([tp])
     consumer.seek_to_beginning(tp)
@@ -79,13 +85,15 @@ def confluent_consumer(topic: str, n: int, *, timeout_s: float) -> dict[str, Any
         print("  (a') skipped: `pip install confluent-kafka` to compare with librdkafka", flush=True)
         return None
     consumer = Consumer(
-        {
-            "bootstrap.servers": BOOTSTRAP,
-            "group.id": f"{topic}.confluent",
-            "enable.auto.commit": False,
-            "max.partition.fetch.bytes": FETCH["max_partition_fetch_bytes"],
-            "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,  # as the service's transport
-        }
+        librdkafka_conf(
+            {
+                "bootstrap.servers": BOOTSTRAP,
+                "group.id": f"{topic}.confluent",
+                "enable.auto.commit": False,
+                "max.partition.fetch.bytes": FETCH["max_partition_fetch_bytes"],
+                "fetch.queue.backoff.ms": FETCH_QUEUE_BACKOFF_MS,  # as the service's transport
+            }
+        )
     )
     consumer.assign([CTopicPartition(topic, 0, OFFSET_BEGINNING)])
     count, first, loads = 0, 0.0, orjson.loads
@@ -204,9 +212,15 @@ def naive_consumer(
     """(d): the straightforward build: json.loads, 7 features, sklearn ``predict`` per message."""
     scaler, forest = model.scaler, model.forest
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=BOOTSTRAP, group_id=f"{prefix}.naive", auto_offset_reset="earliest"
+        topic,
+        **kafka_kwargs(
+            KafkaConsumer,
+            bootstrap_servers=BOOTSTRAP,
+            group_id=f"{prefix}.naive",
+            auto_offset_reset="earliest",
+        ),
     )
-    producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
+    producer = KafkaProducer(**kafka_kwargs(KafkaProducer, bootstrap_servers=BOOTSTRAP, acks="all"))
     out_topic = f"{prefix}.naive.anomalies"
     count, anomalies, first = 0, 0, 0.0
     deadline = time.monotonic() + timeout_s

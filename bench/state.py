@@ -24,7 +24,16 @@ import numpy as np
 import orjson
 from kafka import KafkaAdminClient
 
-from bench.common import BOOTSTRAP, Check, Section, bulk_producer, fresh_topics, render, run_prefix
+from bench.common import (
+    BOOTSTRAP,
+    Check,
+    Section,
+    bulk_producer,
+    fresh_topics,
+    kafka_kwargs,
+    render,
+    run_prefix,
+)
 from config import Settings
 from consumer.adapters.kafka import KafkaChangelog, ensure_changelog
 from consumer.scoring.batch import BatchConfig
@@ -103,7 +112,7 @@ def restore(n: int) -> dict[str, float]:
                 out[f"{name}_items"], out[f"{name}_restore_s"] = done.items, done.seconds
                 out[f"{name}_records_per_s"] = done.read / done.seconds
         finally:
-            admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+            admin = KafkaAdminClient(**kafka_kwargs(KafkaAdminClient, bootstrap_servers=BOOTSTRAP))
             admin.delete_topics([topic])
             admin.close()
     return out

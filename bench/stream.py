@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from bench.common import BOOTSTRAP, encoded_updates, update_dict
+from bench.common import BOOTSTRAP, encoded_updates, kafka_kwargs, librdkafka_conf, update_dict
 
 TICK_S = 0.002
 
@@ -37,11 +37,15 @@ class _Sender:
             from confluent_kafka import Producer
         except ImportError:
             self.client = "kafka-python"
-            self._kp = KafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=1, acks=1, batch_size=256 * 1024)
+            self._kp = KafkaProducer(
+                **kafka_kwargs(
+                    KafkaProducer, bootstrap_servers=BOOTSTRAP, linger_ms=1, acks=1, batch_size=256 * 1024
+                )
+            )
             self._ck: Any = None
         else:
             self.client = "confluent-kafka"
-            self._ck = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 1, "acks": 1})
+            self._ck = Producer(librdkafka_conf({"bootstrap.servers": BOOTSTRAP, "linger.ms": 1, "acks": 1}))
 
     def send(self, topic: str, key: bytes, value: bytes) -> None:
         if self._ck is None:
@@ -112,7 +116,7 @@ def send_probe(topic: str, i: int) -> None:
     """One planted anomaly (to see that the consumer is up and scoring)."""
     import numpy as np
 
-    producer = KafkaProducer(bootstrap_servers=BOOTSTRAP)
+    producer = KafkaProducer(**kafka_kwargs(KafkaProducer, bootstrap_servers=BOOTSTRAP))
     d = update_dict(i, np.random.default_rng(i), planted=True)
     d["event_id"] = f"probe-{i}"
     producer.send(topic, value=orjson.dumps(d), key=d["item_id"].encode())
@@ -139,7 +143,13 @@ def _floor_read(topic: str, stop: Any, out: Queue[Any]) -> None:
         from confluent_kafka import TopicPartition as CTopicPartition
     except ImportError:
         consumer = KafkaConsumer(
-            bootstrap_servers=BOOTSTRAP, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=20
+            **kafka_kwargs(
+                KafkaConsumer,
+                bootstrap_servers=BOOTSTRAP,
+                group_id=None,
+                enable_auto_commit=False,
+                fetch_max_wait_ms=20,
+            )
         )
         tp = TopicPartition(topic, 0)
         consumer.assign([tp])
@@ -151,7 +161,11 @@ def _floor_read(topic: str, stop: Any, out: Queue[Any]) -> None:
                 lat.extend(now - r.timestamp for r in recs)
         consumer.close(autocommit=False)
     else:
-        ck = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"{topic}.floor", "fetch.wait.max.ms": 20})
+        ck = Consumer(
+            librdkafka_conf(
+                {"bootstrap.servers": BOOTSTRAP, "group.id": f"{topic}.floor", "fetch.wait.max.ms": 20}
+            )
+        )
         ck.assign([CTopicPartition(topic, 0, OFFSET_BEGINNING)])
         while not stop.is_set():
             # consume(n, timeout) would wait for n messages: take what is there, else wait for one
@@ -207,11 +221,14 @@ class OutputReader:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-reader", daemon=True)
         self._consumer = KafkaConsumer(
-            bootstrap_servers=BOOTSTRAP,
-            group_id=None,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=20,
-            isolation_level="read_committed" if self.read_committed else "read_uncommitted",
+            **kafka_kwargs(
+                KafkaConsumer,
+                bootstrap_servers=BOOTSTRAP,
+                group_id=None,
+                enable_auto_commit=False,
+                fetch_max_wait_ms=20,
+                isolation_level="read_committed" if self.read_committed else "read_uncommitted",
+            )
         )
         tp = TopicPartition(self.topic, 0)
         self._consumer.assign([tp])

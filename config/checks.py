@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from pydantic_core import PydanticCustomError
 
-__all__ = ["client_limits", "conflict", "distinct_topics", "topic_template"]
+__all__ = ["client_limits", "conflict", "distinct_topics", "lease_limits", "topic_template"]
 
 
 def conflict(message: str, *fields: str) -> PydanticCustomError:
@@ -34,6 +34,17 @@ def client_limits(kafka_client: str, max_poll_interval_ms: int, session_timeout_
             "kafka_client",
             "max_poll_interval_ms",
             "session_timeout_ms",
+        )
+
+
+def lease_limits(lease_ttl_s: float, worker_mongo_timeout_s: float) -> None:
+    """A lease renewal that hangs for the Mongo timeout must leave time for a retry before expiry."""
+    if lease_ttl_s < 2 * worker_mongo_timeout_s:
+        raise conflict(
+            f"lease_ttl_s must be at least twice worker_mongo_timeout_s (got {lease_ttl_s:g} < "
+            f"2 x {worker_mongo_timeout_s:g}): one slow renewal would let the lease lapse mid-retrain",
+            "lease_ttl_s",
+            "worker_mongo_timeout_s",
         )
 
 

@@ -46,10 +46,16 @@ HELP: dict[
     "renotify_after_s": "Re-send an open episode's `open` event (renotified: true) when an anomalous update "
     "comes this long (event time) after the last notification; 0 = never.",
     "suppressions_refresh_s": "How often `stockwatch consume` reloads the suppressions from Mongo.",
+    "future_skew_s": "`default` detector: an update whose occurred_at lies more than this ahead of now "
+    "(the wall clock) is a dead letter `future_time` (`score`: a rejected line), never the item's clock.",
     "gate_max_alert_ratio": "`default`: max alerts on fresh normal motion / the alert budget.",
     "gate_max_recall_drop": "`default`: max drop of planted errors caught vs the current.",
     "gate_min_labels": "Analyst labels needed before the gate compares labelled precision (fewer: skipped).",
-    "lease_ttl_s": "Retrain lease expiry; renewed every ttl/3.",
+    "lease_ttl_s": "Retrain lease expiry, renewed every ttl/4 while a retrain runs: a killed worker's lease "
+    "lapses this long after its last renewal. At least twice worker_mongo_timeout_s.",
+    "worker_id": "Stable identity of this retrain worker (lease owner, status messages), distinct per "
+    "live worker: restarted with the same id it takes its own lease back at once. Unset: "
+    "<hostname>-<pid>-<random>.",
     "control_max_age_s": "Commands older (or further in the future) than this are rejected.",
     "control_group_id": "Consumer group of the retrain workers on the control topic.",
     "retrain_cooldown_s": "`retrain` commands this soon after a retrain are coalesced.",
@@ -157,6 +163,7 @@ class ScoringSettings(Slice):
     resolve_after: int
     renotify_after_s: float
     suppressions_refresh_s: float
+    future_skew_s: float
 
 
 class HttpSettings(Slice):
@@ -182,6 +189,7 @@ class RetrainSettings(Slice):
     flagged_collection: str = Field(validation_alias="retrain_flagged_collection")
     exclude_filter: str | None = Field(validation_alias="retrain_exclude_filter")
     lease_ttl_s: float
+    worker_id: str | None
 
 
 class GateSettings(Slice):

@@ -194,6 +194,7 @@ class Settings(BaseSettings, ContextFields):
     suppressions_refresh_s: float = Field(
         default=10.0, gt=0, description=groups.HELP["suppressions_refresh_s"]
     )
+    future_skew_s: float = Field(default=86_400.0, gt=0, description=groups.HELP["future_skew_s"])
     commit_interval_ms: int = Field(
         default=200,
         ge=0,
@@ -257,12 +258,11 @@ class Settings(BaseSettings, ContextFields):
         default=0.05, ge=0, le=1, description=groups.HELP["gate_max_recall_drop"]
     )
     gate_sample_size: int = Field(default=10_000, ge=10, description="Reservoir sample for the gate.")
-    gate_min_labels: int = Field(
-        default=20,
-        ge=1,
-        description=groups.HELP["gate_min_labels"],
+    gate_min_labels: int = Field(default=20, ge=1, description=groups.HELP["gate_min_labels"])
+    lease_ttl_s: float = Field(default=10.0, gt=1, description=groups.HELP["lease_ttl_s"])
+    worker_id: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9._-]{1,128}$", description=groups.HELP["worker_id"]
     )
-    lease_ttl_s: float = Field(default=60.0, gt=1, description=groups.HELP["lease_ttl_s"])
     control_max_age_s: float = Field(default=300.0, gt=0, description=groups.HELP["control_max_age_s"])
     ctl_timeout_s: float = Field(default=120.0, gt=0, description="How long `stockwatch ctl` waits.")
     control_group_id: str = Field(
@@ -300,6 +300,7 @@ class Settings(BaseSettings, ContextFields):
     @model_validator(mode="after")
     def _client_limits(self) -> Settings:
         checks.client_limits(self.kafka_client, self.max_poll_interval_ms, self.session_timeout_ms)
+        checks.lease_limits(self.lease_ttl_s, self.worker_mongo_timeout_s)
         return self
 
     @model_validator(mode="after")

@@ -21,6 +21,7 @@ __all__ = [
     "InventoryLookup",
     "KafkaUnavailableError",
     "MongoUnavailableError",
+    "MongoUriError",
     "Offsets",
     "OutputFailure",
     "OutputRecord",
@@ -102,6 +103,10 @@ class KafkaUnavailableError(RuntimeError):
 
 class MongoUnavailableError(RuntimeError):
     """Mongo could not be reached or refused an operation (retriable: try again later)."""
+
+
+class MongoUriError(ValueError):
+    """The Mongo URI cannot be parsed: a setting to fix, never retried (its text holds no URI)."""
 
 
 class PartitionListener(Protocol):

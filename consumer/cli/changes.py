@@ -92,10 +92,12 @@ def score_changes(
     counts: dict[str, int],
     context: EventContext | None = None,
     alerts: AlertSink | None = None,
+    future_skew_s: float = 86_400.0,
 ) -> None:
     """Decide one chunk in order, write its events (and alerts), then advance the item states."""
     import numpy as np
 
+    from consumer.scoring.future_time import split_future, take
     from consumer.wire.context import EventContext, change_input_keys
     from consumer.wire.events import UNVERSIONED, Coordinates, build_events
     from detection import CHANGE_FEATURE_NAMES, parse_updates
@@ -103,6 +105,11 @@ def score_changes(
     group = detector.metadata.group_field
     batch, rejects = parse_updates([doc for _, doc in chunk], group_field=group)
     bad = dict(rejects)
+    keep, ahead = split_future(batch, time.time() + future_skew_s)  # as consume: never the item's clock
+    if keep is not None:
+        good = [k for k in range(len(chunk)) if k not in bad]  # the chunk index of each batch row
+        bad.update({good[i]: reason for i, reason in ahead})
+        batch = take(batch, keep)
     linenos = [lineno for k, (lineno, _) in enumerate(chunk) if k not in bad]
     docs = [doc for k, (_, doc) in enumerate(chunk) if k not in bad]
     context, used, version = (
@@ -204,6 +211,7 @@ def score_default(
     context: EventContext,
     *,
     alerts: AlertSink | None = None,
+    future_skew_s: float = 86_400.0,
 ) -> None:
     """Score with per-item state, in order (:mod:`consumer.cli.changes`); ``alerts``: ``--alerts``."""
     from consumer.chunks import chunked
@@ -214,4 +222,5 @@ def score_default(
         source, sink = stack.enter_context(open_in(args.input)), stack.enter_context(open_out(args.output))
         for chunk in chunked(read_docs(source, counts), args.chunk_size):
             score_changes(model, table, chunk, topic=topic, source=source, sink=sink, counts=counts,
-                          context=context, alerts=alerts)  # fmt: skip
+                          context=context, alerts=alerts,
+                          future_skew_s=future_skew_s)  # fmt: skip

@@ -67,6 +67,12 @@ def _install_signal_handlers(service: ScoringService) -> None:
     signal.signal(signal.SIGINT, handle)
 
 
+def _uses_mongo(settings: Settings) -> bool:
+    """Whether this consume reads or writes Mongo (audit, state seeds, suppressions)."""
+    scoring = settings.scoring
+    return scoring.audit_anomalies or scoring.state_seed != "none" or scoring.alert_mode == "episodes"
+
+
 def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     """Run the scorer until a signal, ``--max-events`` or ``--timeout``."""
     if args.model_dir is not None:
@@ -82,6 +88,13 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
         store_from_settings(settings)
     except ValueError as exc:  # an empty signing key
         raise UserFacingError(str(exc), status=2) from None
+    if _uses_mongo(settings):  # a malformed URI is a setting to fix: refused here, never retried later
+        from consumer.adapters.mongo import MongoUriError, check_uri
+
+        try:
+            check_uri(settings.mongo.uri)
+        except MongoUriError as exc:  # its text never holds the URI (nor its password)
+            raise UserFacingError(f"STOCKWATCH_MONGO_URI is not a valid Mongo URI: {exc}") from None
     # A short, quiet probe (bounded by --timeout too) before the heavy imports (numba, scikit-learn):
     # the clients below would retry a missing broker for half a minute, with an ERROR line each time.
     existing_topics(kafka, timeout_s=min(kafka.bootstrap_timeout_s, args.timeout or math.inf))

@@ -221,7 +221,15 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
             if isinstance(model, ChangeDetector):
                 from consumer.cli.changes import score_default
 
-                score_default(model, args, topic, counts, context, alerts=alerts)
+                score_default(
+                    model,
+                    args,
+                    topic,
+                    counts,
+                    context,
+                    alerts=alerts,
+                    future_skew_s=settings.scoring.future_skew_s,
+                )
             else:
                 if args.baseline is not None:
                     logger.info("a seed model judges each state alone: --baseline is not used")

@@ -1,11 +1,13 @@
-"""Single flight across worker instances: a lease document in Mongo, renewed while a run lasts.
+"""Single flight across worker instances: a short lease document in Mongo, renewed while a run lasts.
 
 The lease ``{_id: "retrain", owner, expires_at, finished_at, last}`` is taken with one atomic
 ``find_one_and_update(upsert=True)`` whose filter matches only a free, expired or already-owned
-lease (a held lease makes the upsert collide on ``_id`` — nobody else gets it). A background
-thread renews it every ``ttl_s / 3``; a worker that dies stops renewing and the lease expires
-after ``ttl_s``. ``finished_at`` (set on release) drives the cooldown that coalesces ``retrain``
-commands arriving just after a run.
+lease (a held lease makes the upsert collide on ``_id`` — nobody else gets it). A heartbeat thread
+renews it every ``ttl_s / 4`` (sooner after a failed renewal), so the TTL can be short: a worker
+killed mid-run stops renewing and its lease expires after ``ttl_s`` (10 s by default), and a
+restarted worker with the same identity (``worker_id``) takes its own lease back at once.
+``finished_at`` (set on release) drives the cooldown that coalesces ``retrain`` commands arriving
+just after a run.
 """
 
 from __future__ import annotations
@@ -14,11 +16,33 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-__all__ = ["Lease", "LeaseBackend"]
+__all__ = ["DEFAULT_TTL_S", "Lease", "LeaseBackend", "LeaseHolder"]
 
 log = logging.getLogger(__name__)
+
+DEFAULT_TTL_S = 10.0
+
+
+@dataclass(frozen=True)
+class LeaseHolder:
+    """Another live owner of the lease and when its lease expires unless renewed (epoch seconds)."""
+
+    owner: str
+    expires_at: float
+
+    def describe(self) -> dict[str, Any]:
+        """For acks: who holds it and until when (ISO 8601, UTC)."""
+        until = datetime.fromtimestamp(self.expires_at, UTC).isoformat(timespec="seconds")
+        return {"holder": self.owner, "lease_expires_at": until}
+
+    def reason(self) -> str:
+        """Why a ``retrain`` is coalesced into this holder's run."""
+        until = self.describe()["lease_expires_at"]
+        return f"a retrain is running on {self.owner} (its lease expires at {until} unless renewed)"
 
 
 class LeaseBackend(Protocol):
@@ -41,7 +65,7 @@ class Lease:
         owner: str,
         *,
         name: str = "retrain",
-        ttl_s: float = 60.0,
+        ttl_s: float = DEFAULT_TTL_S,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.backend, self.owner, self.name, self.ttl_s, self._clock = backend, owner, name, ttl_s, clock
@@ -55,9 +79,15 @@ class Lease:
 
     def held_by_other(self, doc: Mapping[str, Any] | None) -> str | None:
         """The other live owner named by ``doc``, if any."""
+        holder = self.holder(doc)
+        return holder.owner if holder is not None else None
+
+    def holder(self, doc: Mapping[str, Any] | None) -> LeaseHolder | None:
+        """The other live owner named by ``doc`` and its expiry; None when free, expired or ours."""
         if not doc or not doc.get("owner") or doc["owner"] == self.owner:
             return None
-        return str(doc["owner"]) if float(doc.get("expires_at") or 0) >= self._clock() else None
+        expires_at = float(doc.get("expires_at") or 0)
+        return LeaseHolder(str(doc["owner"]), expires_at) if expires_at >= self._clock() else None
 
     def seconds_since_finished(self, doc: Mapping[str, Any] | None) -> float | None:
         """Seconds since the last run released the lease (None when none has)."""
@@ -90,11 +120,14 @@ class Lease:
             )
 
     def _renew(self) -> None:
-        while not self._stop.wait(self.ttl_s / 3):
+        wait = self.ttl_s / 4
+        while not self._stop.wait(wait):
             try:
                 if not self.backend.renew_lease(self.name, self.owner, ttl_s=self.ttl_s, now=self._clock()):
                     log.error("lease %s was taken over by another worker", self.name)
                     self.lost.set()
                     return
-            except Exception as exc:  # transient: keep trying until the lease would expire
+                wait = self.ttl_s / 4
+            except Exception as exc:  # transient: retry sooner, the lease must not lapse meanwhile
                 log.warning("renewing lease %s failed: %r", self.name, exc)
+                wait = self.ttl_s / 10

@@ -93,7 +93,7 @@ def build_worker(
         [topics.control, topics.status, topics.feedback],
         replication_factor=topics.replication_factor,
     )
-    owner = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    owner = settings.retrain.worker_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     db = worker_mongo(settings)
     db.ensure_indexes()
     store = store_from_settings(settings)

@@ -237,10 +237,12 @@ class RetrainWorker:
             return False
         try:
             doc = self.lease.state()
-            other = self.lease.held_by_other(doc)
+            holder = self.lease.holder(doc)
             since = self.lease.seconds_since_finished(doc)
-            if other is not None:
-                self.reporter.ack(Ack.COALESCED, cid, "retrain", reason=f"a retrain is running on {other}")
+            if holder is not None:  # who and until when: a dead holder's lease lapses then
+                self.reporter.ack(
+                    Ack.COALESCED, cid, "retrain", reason=holder.reason(), result=holder.describe()
+                )
                 return False
             forced = cmd is not None and cmd.args.get("force") is True  # `ctl retrain --force`
             if cmd is not None and not forced and since is not None and since < self.cooldown_s:
@@ -248,10 +250,11 @@ class RetrainWorker:
                 reason = f"a retrain finished {since:.0f}s ago (cooldown {self.cooldown_s:g}s)"
                 self.reporter.ack(Ack.COALESCED, cid, "retrain", reason=reason, result={"last": last})
                 return False
-            if not self.lease.acquire():
-                self.reporter.ack(
-                    Ack.COALESCED, cid, "retrain", reason="another worker took the retrain lease"
-                )
+            if not self.lease.acquire():  # another worker took it since the read above
+                holder = self.lease.holder(self.lease.state())
+                reason = holder.reason() if holder else "another worker took the retrain lease"
+                result = holder.describe() if holder else None
+                self.reporter.ack(Ack.COALESCED, cid, "retrain", reason=reason, result=result)
                 return False
         except MongoUnavailableError as exc:
             self.monitor.unavailable("mongo", exc)

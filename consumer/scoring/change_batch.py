@@ -37,6 +37,7 @@ from consumer.ports import KafkaUnavailableError, OutputRecord, SourceRecord, To
 from consumer.scoring.batch import BatchConfig, BatchResult, dead_letters, decode_records
 from consumer.scoring.episode_batch import EpisodeContext, episode_alert, track_episodes
 from consumer.scoring.episodes import Transition
+from consumer.scoring.future_time import drop_future
 from consumer.scoring.state.batch_items import prior_states, staged_changes
 from consumer.scoring.state.changelog import changelog_records
 from consumer.scoring.state.record import episodes_of, join, states_of
@@ -163,6 +164,8 @@ def process_change_batch(
     failures += [(i, 1, candidates[i], DlqReason.INVALID_ITEM, reason) for i, reason in rejects]
     rejected = {i for i, _ in rejects}
     where = [i for i in range(len(candidates)) if i not in rejected]  # candidate index of each update
+    updates, where, ahead = drop_future(updates, where, candidates, skew_s=config.future_skew_s, now=now)
+    failures += ahead  # far-future occurred_at: a dead letter, never the item's clock (future_time.py)
     sources = [candidates[i] for i in where]
     partitions = [r.partition for r in sources]
     prior, prior_offsets = ctx.store.prior(partitions, updates.item_ids)

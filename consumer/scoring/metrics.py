@@ -12,8 +12,8 @@ from collections import Counter as Tally
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from consumer.scoring.failure_kinds import DELIVERY_FAILURE_KINDS, delivery_failure_kind
@@ -90,7 +90,8 @@ class ConsumerMetrics:
             "decided some of their updates, or the model groups peers by another field).",
             registry=r,
         )
-        self.model = Info("stockwatch_model", "The model version serving.", registry=r)
+        self.model = _ModelInfo()  # no sample at all until a model is served (not a label-less 1)
+        r.register(self.model)
         self.model_loaded = Gauge("stockwatch_model_loaded", "1 when a model is loaded, else 0.", registry=r)
         self.model_clock = _ModelClock()  # no sample at all while no model (with a training time) serves
         r.register(self.model_clock)
@@ -197,6 +198,27 @@ class ConsumerMetrics:
     def render(self) -> bytes:
         """The text exposition format of the registry."""
         return generate_latest(self.registry)
+
+
+class _ModelInfo(Collector):
+    """``stockwatch_model_info{version}``: absent until the first model is served, then one series."""
+
+    _NAME, _HELP = "stockwatch_model", "The model version serving."
+
+    def __init__(self) -> None:
+        self.version: str | None = None
+
+    def info(self, labels: dict[str, str]) -> None:
+        """Same call as prometheus_client's Info; only ``version`` is kept."""
+        self.version = labels["version"]
+
+    def describe(self) -> list[Metric]:
+        return [InfoMetricFamily(self._NAME, self._HELP)]
+
+    def collect(self) -> Iterator[Metric]:
+        if self.version is None:
+            return
+        yield InfoMetricFamily(self._NAME, self._HELP, value={"version": self.version})
 
 
 class _ModelClock(Collector):

@@ -76,6 +76,7 @@ def build_service(
             max_message_bytes=kafka.max_message_bytes,
             group_id=kafka.group_id,
             context=EventContext.from_settings(settings.context, settings.models.dir),
+            future_skew_s=scoring.future_skew_s,
         ),
         metrics=metrics,
         health=health if health is not None else HealthState(stale_s=scoring.health_stale_s),

@@ -85,6 +85,7 @@ class DlqReason(StrEnum):
     NOT_AN_OBJECT = "not_an_object"  # JSON, but an array / string / number / null
     INVALID_ITEM = "invalid_item"  # an object that fails item validation (missing id, NaN, booleans...)
     MISSING_FIELD = "missing_field"  # `default` detector: an unknown item's update lacks a number
+    FUTURE_TIME = "future_time"  # `default` detector: occurred_at more than future_skew_s ahead of now
 
 
 def is_own_header(name: str) -> bool:

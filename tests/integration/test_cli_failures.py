@@ -115,6 +115,26 @@ def test_mongo_unreachable_or_a_bad_uri_is_one_line_without_the_password(
     assert "hunter2" not in proc.stderr + proc.stdout
 
 
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "mongodb//stock:hunter2-secret@127.0.0.1:27017/warehouse",
+        "mongodb://stock:hunter2-secret@127.0.0.1:99999/warehouse",
+        "mongodb://stock:hunter2-secret:x@127.0.0.1/warehouse",
+    ],
+    ids=["scheme", "port", "unescaped"],
+)
+def test_consume_refuses_a_malformed_mongo_uri_at_start_instead_of_retrying(
+    base_env: dict[str, str], uri: str
+) -> None:
+    env = base_env | {"STOCKWATCH_MONGO_URI": uri, "STOCKWATCH_STATE_SEED": "snapshot"}
+    proc = stockwatch(env, "consume", "--timeout", "30")  # a retry loop would end 0 after 30 s
+    assert proc.returncode == 1, proc.stderr
+    line = one_line(proc)
+    assert line.startswith("stockwatch consume: STOCKWATCH_MONGO_URI is not a valid Mongo URI: "), line
+    assert "hunter2" not in proc.stderr + proc.stdout
+
+
 def test_an_http_port_in_use_is_one_line_naming_the_setting(base_env: dict[str, str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

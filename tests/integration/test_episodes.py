@@ -246,3 +246,31 @@ def test_a_false_positive_with_suppress_for_silences_the_next_episode(
     assert main(["suppressions", "list", "--json"]) == 0
     [row] = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert row["item_id"] == ITEM and row["id"] == episode
+
+
+def test_a_far_future_update_is_dead_lettered_and_the_items_next_normal_updates_resolve_its_episode(
+    env: dict[str, str], consume: Any
+) -> None:
+    now = time.time()
+    stamped = [(20, now), (-5, now + 1), (-6, now + 2), (-7, now + 3), (21, now + 10 * 365 * 86_400.0),
+               (22, now + 5), (23, now + 6), (24, now + 7)]  # fmt: skip
+    proc = consume()
+    producer = KafkaProducer(bootstrap_servers=env["STOCKWATCH_KAFKA_BOOTSTRAP"], acks="all")
+    try:
+        for k, (stock, at) in enumerate(stamped):
+            value = orjson.dumps(
+                {"item_id": ITEM, "event_id": f"e{k}", "stock_quantity": stock, "occurred_at": at}
+            )
+            producer.send(env["STOCKWATCH_INPUT_TOPIC"], key=ITEM.encode(), value=value).get(30)
+    finally:
+        producer.close()
+    got = settle(env, proc, len(stamped))
+    assert [(e["status"], e["source"]["offset"]) for e in got] == [("open", 1), ("resolved", 7)], got
+    assert got[1]["occurrences"] == 3  # the refused update neither counted nor reset the episode
+    letters = read_all(env["STOCKWATCH_KAFKA_BOOTSTRAP"], env["STOCKWATCH_DLQ_TOPIC"])
+    assert len(letters) == 1
+    headers = {k: v.decode() for k, v in letters[0].headers}
+    validate("dlq-headers", headers)
+    assert headers["dlq.reason"] == "future_time" and headers["dlq.source.offset"] == "4"
+    assert orjson.loads(letters[0].value)["event_id"] == "e4"
+    assert metric(env, 'stockwatch_dlq_total{reason="future_time"}') == 1.0

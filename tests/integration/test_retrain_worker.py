@@ -509,6 +509,64 @@ def test_retrain_is_coalesced_while_another_worker_holds_the_lease_and_in_the_co
         assert statuses[1] == "accepted" and code in (0, 4), statuses
 
 
+_DOOMED_HOLDER = """
+import sys, time
+from consumer.adapters.mongo import WorkerMongo
+from consumer.retraining.lease import Lease
+lease = Lease(WorkerMongo(sys.argv[1], sys.argv[2]), "doomed-worker", ttl_s=4)
+assert lease.acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_kill_9_holders_lease_lapses_within_its_ttl_and_the_next_retrain_runs(
+    settings_factory: Any, mongo_db: Any, capsys: Any
+) -> None:
+    settings = settings_factory(detector="seed", retrain_cooldown_s=0)
+    publish_model(settings)
+    holder = subprocess.Popen(  # a worker mid-retrain: holds the lease, its heartbeat renewing it
+        [sys.executable, "-c", _DOOMED_HOLDER, settings.mongo.uri, settings.mongo.db],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        time.sleep(5)  # past the 4 s ttl: only the heartbeat keeps it
+        doc = mongo_db["leases"].find_one({"_id": "retrain"})
+        assert doc["owner"] == "doomed-worker" and doc["expires_at"] > time.time()
+    finally:
+        holder.kill()  # SIGKILL: no release, no more renewals
+        holder.wait(10)
+    with running_worker(settings):
+        capsys.readouterr()
+        assert main(["ctl", "retrain", "--timeout", "30"]) == 5
+        ack = orjson.loads(capsys.readouterr().out.splitlines()[-1])
+        assert ack["status"] == "coalesced" and "doomed-worker" in ack["reason"]
+        until = datetime.fromisoformat(ack["result"]["lease_expires_at"])
+        assert (
+            ack["result"]["holder"] == "doomed-worker" and ack["result"]["lease_expires_at"] in ack["reason"]
+        )
+        assert until <= datetime.now(UTC) + timedelta(seconds=5)  # the 4 s lease, not a minute
+        time.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 1.5)
+        code = main(["ctl", "retrain", "--timeout", "60"])
+        statuses = [orjson.loads(line).get("status") for line in capsys.readouterr().out.splitlines()]
+        assert statuses[1] == "accepted" and code in (0, 4), statuses
+
+
+def test_a_restarted_worker_with_the_same_id_takes_its_own_lease_back(mongo_uri: str, mongo_db: Any) -> None:
+    db = WorkerMongo(mongo_uri, mongo_db.name)
+    try:
+        assert db.try_acquire_lease("retrain", "worker-7", ttl_s=600, now=time.time())  # then killed
+        assert not Lease(db, "worker-8").acquire()
+        restarted = Lease(db, "worker-7")
+        assert restarted.holder(restarted.state()) is None and restarted.acquire()
+        restarted.release({"status": "promoted"})
+    finally:
+        db.close()
+
+
 def test_two_workers_share_the_commands_and_run_one_retrain(
     settings_factory: Any, mongo_db: Any, topic_factory: Any
 ) -> None:

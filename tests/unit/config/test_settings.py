@@ -71,6 +71,15 @@ def test_shipped_config_file_matches_the_defaults() -> None:
         assert got == want, key
 
 
+def test_the_retrain_lease_outlives_a_slow_renewal() -> None:
+    with pytest.raises(ValidationError, match="lease_ttl_s must be at least twice worker_mongo_timeout_s"):
+        Settings(lease_ttl_s=9, worker_mongo_timeout_s=5)
+    assert Settings().retrain.lease_ttl_s == 10.0  # short by default: a killed worker's lease lapses soon
+    assert Settings(worker_id="worker-a.1").retrain.worker_id == "worker-a.1"
+    with pytest.raises(ValidationError, match="worker_id"):
+        Settings(worker_id="has space")
+
+
 def test_confluent_client_limits_are_checked_up_front() -> None:
     with pytest.raises(ValidationError, match="max_poll_interval_ms >= session_timeout_ms"):
         Settings(kafka_client="confluent-kafka", max_poll_interval_ms=20_000, session_timeout_ms=45_000)

@@ -37,6 +37,7 @@ def exported() -> set[str]:
     """Every sample name the two registries can expose (labelled series included, before first use)."""
     consumer = ConsumerMetrics()
     consumer.set_model_created(time.time())  # the model-age collector shows only with a model
+    consumer.model.info({"version": "v1"})  # so does the model info
     names: set[str] = set()
     registry: CollectorRegistry
     for registry in (consumer.registry, WorkerMetrics().registry):

@@ -167,3 +167,25 @@ def test_an_invalid_rules_table_is_one_line_not_a_traceback(tmp_path, capsys, si
         f"stockwatch: rules in {config}, rule 1 ('neg'), when: unknown variable 'zero' "
         f"(known: {', '.join(RULE_VARIABLES)})"
     ]
+
+
+def test_score_rejects_a_far_future_update_and_decides_the_rest_as_without_it(tmp_path, capsys, sim) -> None:
+    models = str(tmp_path / "models")
+    assert run(capsys, "train", "--items", str(sim / "items.jsonl"), "--model-dir", models, "--detector", "default")[0] == 0  # fmt: skip
+    events = (sim / "events.jsonl").read_bytes().splitlines()[:400]
+    first = orjson.loads(events[0])
+    assert "occurred_at" in first
+    poison = orjson.dumps(first | {"event_id": "from-2036", "occurred_at": "2036-01-01T00:00:00Z"})
+    results = []
+    for name, lines in (("clean", events), ("poisoned", [events[0], poison, *events[1:]])):
+        (tmp_path / f"{name}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+        code, out, err = run(capsys, "score", "--model-dir", models, "--baseline", str(sim / "items.jsonl"),
+                             "--input", str(tmp_path / f"{name}.jsonl"), "--chunk-size", "100")  # fmt: skip
+        results.append((code, [orjson.loads(line) for line in out.splitlines()], err))
+    (clean_code, clean, _), (code, poisoned, err) = results
+    assert clean_code == 0 and code == 1
+    assert "line 2: rejected: future_time: occurred_at 2036-01-01T00:00:00+00:00 is after" in err
+    assert [line["event_id"] for line in poisoned] == [line["event_id"] for line in clean]
+    assert [(line["is_anomaly"], line["score"], line.get("rules")) for line in poisoned] == [
+        (line["is_anomaly"], line["score"], line.get("rules")) for line in clean
+    ]

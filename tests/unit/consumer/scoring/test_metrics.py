@@ -82,3 +82,18 @@ def test_names_carry_units_and_counters_end_in_total() -> None:
             assert not name.endswith(("_size", "_lag")), name
     assert "stockwatch_consumer_lag_records" in families(consumer.registry)
     assert "stockwatch_batch_records" in families(consumer.registry)
+
+
+def test_no_model_info_sample_until_a_model_is_served() -> None:
+    metrics = ConsumerMetrics()
+    samples = [line for line in metrics.render().decode().splitlines() if not line.startswith("#")]
+    assert not [line for line in samples if line.startswith("stockwatch_model_info")]
+    assert metrics.registry.get_sample_value("stockwatch_model_info") is None
+    assert metrics.registry.get_sample_value("stockwatch_model_loaded") == 0
+    metrics.model.info({"version": "20260101T000000Z"})
+    assert metrics.registry.get_sample_value("stockwatch_model_info", {"version": "20260101T000000Z"}) == 1
+    metrics.model.info({"version": "v2"})  # a swap replaces the series, never adds a second one
+    text = metrics.render().decode()
+    assert [line for line in text.splitlines() if line.startswith("stockwatch_model_info")] == [
+        'stockwatch_model_info{version="v2"} 1.0'
+    ]

@@ -1,0 +1,42 @@
+"""A Mongo URI checked without I/O: a malformed one is a setting to fix, not an outage to retry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import MongoClient
+from pymongo.errors import ConfigurationError
+
+from consumer.ports import MongoUriError
+
+__all__ = ["check_uri", "uri_problem"]
+
+
+def uri_problem(uri: str) -> str | None:
+    """Why pymongo refuses ``uri`` (no password in it), or None when it parses.
+
+    ``connect=False`` defers every lookup (``mongodb+srv://`` DNS included) to the first
+    operation, so only the text is judged here; an unreachable server is found later and retried.
+    """
+    try:
+        client: MongoClient[dict[str, Any]] = MongoClient(uri, connect=False)
+    except (ConfigurationError, ValueError, TypeError) as exc:
+        return _without_secrets(str(exc), uri)
+    client.close()
+    return None
+
+
+def check_uri(uri: str) -> None:
+    """Raise :class:`MongoUriError` when pymongo refuses ``uri``."""
+    problem = uri_problem(uri)
+    if problem is not None:
+        raise MongoUriError(problem)
+
+
+def _without_secrets(reason: str, uri: str) -> str:
+    """``reason`` with every piece of the URI's user-info (``user:password@``) masked."""
+    userinfo = uri.partition("://")[2].rpartition("@")[0] if "@" in uri else ""
+    for secret in sorted({userinfo, *userinfo.split(":")[1:]}, key=len, reverse=True):
+        if secret:
+            reason = reason.replace(secret, "**********")
+    return " ".join(reason.split())[:300]

@@ -1,0 +1,45 @@
+"""A malformed Mongo URI is refused from its text alone, without the password; a valid one is not
+looked up (an unreachable server is an outage, found and retried later)."""
+
+from __future__ import annotations
+
+import pytest
+
+from consumer.adapters.mongo import MongoUriError, check_uri
+from consumer.adapters.mongo.uri import uri_problem
+
+SECRET = "hunter2-secret"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        f"mongodb//stock:{SECRET}@db:27017",  # scheme without "://"
+        f"mongodb://stock:{SECRET}@db:99999/warehouse",  # port out of range
+        f"mongodb://stock:{SECRET}@db:notaport/",
+        f"mongodb://stock:{SECRET}:more@db/",  # unescaped ':' in the password
+        f"mongodb://stock:{SECRET}@[::1/",  # unclosed IPv6 literal
+        f"mongodb+srv://stock:{SECRET}@a.example,b.example/",  # SRV takes exactly one host
+        f"http://stock:{SECRET}@db/",
+        "",
+    ],
+)
+def test_a_malformed_uri_is_refused_without_the_password(uri: str) -> None:
+    problem = uri_problem(uri)
+    assert problem and SECRET not in problem and "more" not in problem
+    with pytest.raises(MongoUriError) as caught:
+        check_uri(uri)
+    assert str(caught.value) == problem and "\n" not in problem
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "mongodb://127.0.0.1:1/warehouse",  # a closed port: an outage, not a setting error
+        f"mongodb://stock:{SECRET}@no-such-host.invalid:27017/?authSource=admin",
+        "mongodb+srv://cluster.no-such-domain.invalid/",  # no DNS lookup before the first operation
+    ],
+)
+def test_a_well_formed_uri_passes_without_any_lookup(uri: str) -> None:
+    assert uri_problem(uri) is None
+    check_uri(uri)
