@@ -199,7 +199,7 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
     row32 = np.empty(nf + 1, np.float32)
     row32[nf] = -np.inf  # the leaves' sentinel feature
     walk = np.empty(forest[3], np.int64)
-    env = np.empty(11)
+    env = np.empty(14)
     ok = np.empty(n_rules, np.bool_)
     alt = np.empty(N_STATE)
     xa = np.empty(nf)
@@ -234,6 +234,9 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
         env[8] = b[LT] - t if kn else np.nan
         env[9] = 1.0 if (kn and m[0] == b[S] and m[1] == b[MN] and m[2] == b[MX] and m[3] == b[P]) else 0.0
         env[10] = b[LEFT] if kn else np.nan
+        env[11] = m[0] - b[S] if kn else np.nan
+        env[12] = b[UD] if kn else np.nan
+        env[13] = b[UR] if kn else np.nan
         bits = _rules(env, clauses, ok)
         alerting = (bits & alert_mask) != 0
         if s < threshold and not alerting and kn and not np.isnan(b[LEFT]) and b[LEFT] != b[S]:

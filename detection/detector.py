@@ -322,4 +322,6 @@ def _rule_env(base: StateRows, m: Merged, known: npt.NDArray[np.bool_]) -> dict[
     return {"stock": m.stock, "min": m.min, "max": m.max, "price": m.price,
             "prev_stock": prev("stock"), "prev_min": prev("min"), "prev_max": prev("max"),
             "prev_price": prev("price"), "age": prev("last_time") - m.time,
-            "unchanged": unchanged.astype(np.float64), "left_stock": prev("left_stock")}  # fmt: skip
+            "unchanged": unchanged.astype(np.float64), "left_stock": prev("left_stock"),
+            "stock_change": m.stock - prev("stock"), "usual_drop": prev("usual_drop").astype(np.float64),
+            "usual_rise": prev("usual_rise").astype(np.float64)}  # fmt: skip

@@ -13,6 +13,8 @@ A rule is a plain dict (so a TOML table can replace the defaults)::
     age          seconds the update's occurred_at lies before the item's latest one
     unchanged    1 when a known item's four numbers are all unchanged, else 0
     left_stock   the stock the item had before its last accepted change of stock
+    stock_change stock - prev_stock (negative for a decrease)
+    usual_drop, usual_rise   the item's usual decrease and increase of stock (its own history)
 
 ``severity`` (0-100, default :data:`RULE_FLOOR`) is the least severity score of a row the rule
 fires on. From 50 up the rule *alerts*: the decision is an anomaly of kind ``data_quality``
@@ -76,10 +78,27 @@ DEFAULT_RULES: Final[tuple[dict[str, str | float], ...]] = (
      "severity": 45, "says": "the stock went back to its level before the last change, with no restock due"},
     {"name": "out_of_order", "kind": "data_quality", "when": "age > 0", "severity": 45,
      "says": "the update arrived out of order (older than the item's latest)"},
+    # A rise back to the previous level that is less than half of this item's usual restock is no
+    # receipt even when one is due: a duplicate without a time undoing the last sale.
+    {"name": "reverted_stock_small_rise", "kind": "data_quality", "severity": 45,
+     "when": "stock == left_stock and prev_stock <= prev_min and stock_change > 0 and stock_change < 0.5 * usual_rise",
+     "says": "a restock was due, but the stock went back to its level before the last change by less than "
+             "half a usual restock"},
+    # Weaker hints (rank above ordinary updates, below the others). Stock rises only by receipts
+    # (reordered at the min level: the (s, S) policy) and customer returns (about one sale):
+    {"name": "unchanged_update", "kind": "data_quality", "when": "unchanged == 1", "severity": 30,
+     "says": "the update changes nothing (a change event repeating the item's state)"},
+    {"name": "rise_not_due", "kind": "data_quality",
+     "when": "stock_change >= 0.5 * usual_rise and prev_stock > prev_min", "severity": 30,
+     "says": "a restock-sized rise while the stock was above its min level (no reorder due)"},
+    {"name": "unexplained_rise", "kind": "data_quality",
+     "when": "stock_change > 3 * usual_drop and stock_change < 0.5 * usual_rise", "severity": 30,
+     "says": "a rise too large for a return and too small for a restock of this item"},
 )  # fmt: skip
 
 RULE_VARIABLES: Final = ("stock", "min", "max", "price", "prev_stock", "prev_min", "prev_max",
-                         "prev_price", "age", "unchanged", "left_stock")  # fmt: skip
+                         "prev_price", "age", "unchanged", "left_stock", "stock_change", "usual_drop",
+                         "usual_rise")  # fmt: skip
 ALERT_FROM: Final = 50.0  # a rule with at least this severity alerts; below it is a hint
 _OPS: Final[dict[str, Callable[[Any, Any], Any]]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,

@@ -122,7 +122,7 @@ def test_stale_and_duplicate_updates_are_caught_by_time(
     )
     d = decide(detector, table, {"item_id": "sku-7", "stock_quantity": s - 1, "occurred_at": "2026-03-02T10:00:00Z"},
                {"item_id": "sku-9", "stock_quantity": 1, "occurred_at": 0.0})  # fmt: skip
-    assert d.rules_fired(0) == ("duplicate_update",)
+    assert d.rules_fired(0) == ("duplicate_update", "unchanged_update")  # the hint says it changes nothing
     decide(
         detector, table, {"item_id": "sku-9", "stock_quantity": docs[9]["stock_quantity"], "occurred_at": 1e9}
     )

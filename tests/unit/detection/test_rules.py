@@ -88,3 +88,29 @@ def test_severity_sets_the_floor_and_whether_a_rule_alerts() -> None:
 def test_a_severity_outside_0_to_100_is_refused(severity: object) -> None:
     with pytest.raises(RuleError, match="severity"):
         RuleSet([{"name": "x", "when": "stock < 0", "severity": severity}])
+
+
+def test_rises_that_no_receipt_or_return_explains_are_hints() -> None:
+    rules = RuleSet()
+    # usual decrease 1 unit, usual increase (a restock) 10 units
+    e = env(
+        stock=[3, 11, 18, 5, 3, 6],
+        prev_stock=[1, 1, 8, 1, 1, 6],
+        prev_min=[1, 1, 2, 2, 2, 2],
+        left_stock=[3, 3, 9, 2, 4, 7],
+        stock_change=[2, 10, 10, 4, 2, 0],
+        usual_drop=[1, 1, 1, 1, 1, 1],
+        usual_rise=[10, 10, 10, 10, 10, 10],
+        unchanged=[0, 0, 0, 0, 0, 1],
+    )
+    bits = rules.evaluate(e, 6)
+    assert [rules.fired(int(b)) for b in bits] == [
+        ("reverted_stock_small_rise",),  # back to the level before the last sale, far below a restock
+        (),  # a restock of the usual size while one is due
+        ("rise_not_due",),  # a restock-sized rise above the min level
+        ("unexplained_rise",),  # four sales' worth: neither a return nor a restock
+        (),  # a return of about one sale
+        ("unchanged_update",),  # a change event that changes nothing
+    ]
+    assert not (bits & np.uint32(rules.alert_mask)).any()  # hints rank, they never alert alone
+    assert rules.floor_of(bits).tolist() == [45.0, 0.0, 30.0, 30.0, 0.0, 30.0]
