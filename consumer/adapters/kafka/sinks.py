@@ -96,6 +96,9 @@ def _send_all(producer: Any, outputs: Sequence[OutputRecord], watch: _FirstFailu
             )
         except MessageSizeTooLargeError as exc:  # over max_request_size: refused before sending
             futures.append(watched(Future().failure(exc)))
+        except KafkaError as exc:  # an earlier output was refused meanwhile: keep its future to name it
+            futures.append(watched(Future().failure(exc)))
+            break
     return futures
 
 

@@ -7,10 +7,11 @@ is the record refused, the others are collateral (transient).
 
 from __future__ import annotations
 
-from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
+from kafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
 from kafka.future import Future
 
-from consumer.adapters.kafka.sinks import _FirstFailures
+from consumer.adapters.kafka.sinks import _FirstFailures, _send_all
+from consumer.ports import OutputRecord
 
 
 def test_only_the_first_record_failed_with_a_shared_exception_is_refused() -> None:
@@ -36,3 +37,28 @@ def test_separate_refusals_and_transient_errors() -> None:
     assert kinds == ["too_large", "too_large", "transient"]
     late = first.watch(Future().failure(MessageSizeTooLargeError(None)))  # failed before it is watched
     assert [f.kind for f in first.failures([late])] == ["too_large"]
+
+
+class _RefusingProducer:
+    """A transactional producer whose first record the broker refuses while the batch is still being
+    enqueued: kafka-python's ``send`` then raises for every later record."""
+
+    def __init__(self) -> None:
+        self.sent: list[Future] = []
+
+    def send(self, topic: str, **_: object) -> Future:
+        if self.sent:
+            raise KafkaError(
+                "Cannot perform send because at least one previous transactional request has failed"
+            )
+        self.sent.append(Future())
+        self.sent[0].failure(MessageSizeTooLargeError(None))  # the broker's answer, before the next send
+        return self.sent[0]
+
+
+def test_a_send_refused_after_an_earlier_refusal_still_names_the_refused_record() -> None:
+    # two gzip poisons in one transaction stalled exactly-once for ever: the raise lost the futures
+    first = _FirstFailures()
+    outputs = [OutputRecord("dlq", b"k", b"v", [("dlq.source.offset", b"1")]) for _ in range(3)]
+    futures = _send_all(_RefusingProducer(), outputs, first)
+    assert [(f.index, f.kind) for f in first.failures(futures)] == [(0, "too_large"), (1, "transient")]
