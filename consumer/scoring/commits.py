@@ -7,6 +7,7 @@
   later commit would cover them;
 * at shutdown: synchronously, waiting up to FINAL_COMMIT_WAIT_S for a rebalance in progress;
   :meth:`Committer.final` says whether it went through (``stockwatch consume`` exits 3 if not);
+* first what must be durable before (``flush``: the state's changelog cache, :mod:`.state.cache`);
 * a refused commit is remembered and retried; refused because the group went on without this
   member (:class:`StaleMemberError`, :class:`FencedInstanceError`) it is handed to the loop
   (:meth:`Committer.take_refusal`), which re-joins (or stops) instead of scoring on.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from consumer.ports import DeliveryError, FencedInstanceError, Sink, Source, StaleMemberError, TopicPart
@@ -41,6 +43,7 @@ class Committer:
         metrics: ConsumerMetrics,
         *,
         interval_s: float,
+        flush: Callable[[], bool] | None = None,
     ) -> None:
         self.sink = sink
         self.source = source
@@ -51,6 +54,7 @@ class Committer:
         self._next = 0.0
         self.failures_in_row = 0  # refused commits since the last one that went through
         self._refusal: DeliveryError | None = None
+        self.flush = flush  # what must be durable before offsets are committed (the state's changelog)
 
     def take_refusal(self) -> DeliveryError | None:
         """The membership refusal (stale or fenced member) of a commit since the last call, if any."""
@@ -71,6 +75,10 @@ class Committer:
 
     def commit(self, offsets: dict[TopicPart, int], *, sync: bool) -> bool:
         """Commit acknowledged offsets; a refusal is remembered and retried, never fatal."""
+        if offsets and self.flush is not None and not self.flush():
+            self.failures_in_row += 1
+            self._failed = True
+            return False
         try:
             self.sink.commit(offsets, self.source, sync=sync)
         except DeliveryError as exc:

@@ -86,7 +86,9 @@ class ScoringService:
         self.ledger: OffsetLedger[BatchResult] = OffsetLedger()
         self.poison = PoisonRecords()
         self.stalls = StallWatch(stall_after_s, self.metrics)
-        self.commits = Committer(sink, source, self.ledger, self.metrics, interval_s=commit_interval_s)
+        self.commits = Committer(
+            sink, source, self.ledger, self.metrics, interval_s=commit_interval_s, flush=self._flush_state
+        )
         self.membership = Membership(
             source,
             self.ledger,
@@ -191,7 +193,7 @@ class ScoringService:
         first = {tp: recs[0].offset for tp, recs in polled.items()}
         after = {tp: recs[-1].offset + 1 for tp, recs in polled.items()}
         try:
-            result = self._decide(records, first, model)
+            result = self._decide(records, first, model, after)
         except (KafkaUnavailableError, MongoUnavailableError) as exc:  # the state's restore or seed lookup
             self._rewind(self.ledger.rewind_targets(first), exc, stats, from_committed=self.exactly_once)
             return
@@ -228,10 +230,12 @@ class ScoringService:
             if restore.reset:
                 self.metrics.state_fresh_starts.inc()
 
-    def _decide(self, records: list[Any], first: dict[TopicPart, int], model: ServedModel) -> BatchResult:
+    def _decide(
+        self, records: list[Any], first: dict[TopicPart, int], model: ServedModel, after: dict[TopicPart, int]
+    ) -> BatchResult:
         """The seed path, or the change path with the per-item state (by the model's type)."""
         return decide(records, first, model, config=self.config, state=self.state,
-                      committed=self.source.committed, tick=self._tick)  # fmt: skip
+                      committed=self.source.committed, tick=self._tick, after=after)  # fmt: skip
 
     def _settle(self, stats: RunStats, *, block: bool, sync: bool = False) -> None:
         """Count and commit, in order, the batches whose outputs are all acknowledged.
@@ -259,18 +263,45 @@ class ScoringService:
                 refused = self.poison.note(batch.item.outputs, error.failures) or refused
         self._rewind(settled.rewind, settled.error, stats, from_committed=False, at_once=refused)
 
-    def _settle_for_revocation(self) -> None:
-        """Partitions are being revoked (inside a poll): settle and count the batches in flight.
+    def _settle_for_revocation(self) -> bool:
+        """Partitions are being revoked (inside a poll): settle and count the batches in flight, and
+        write the state's cached changelog records. False: they were not acknowledged (commit nothing).
 
         No commit and no pause here (the source commits what the ledger then offers); a failed
         delivery rewinds the partitions that stay, at once.
         """
         settled = self.ledger.settle(block=True, max_pending=0)
         for result in settled.acked:
+            if self.state is not None:
+                self.state.acknowledged(result)
             self.metrics.count_batch(result, decisions=bool(self.config.decisions_topic))
             self._stats.add(result)
         if settled.error is not None:
             self._rewind(settled.rewind, settled.error, self._stats, from_committed=False, at_once=True)
+        return self._flush_state()
+
+    def _flush_state(self) -> bool:
+        """At-least-once: write the state's cached changelog records (:mod:`.state.cache`) and wait for
+        their acknowledgement; offsets are committed only after (True), else kept for a retry."""
+        cache = self.state.store.cache if self.state is not None else None
+        if cache is None or not len(cache):
+            return True
+        taken = cache.take()
+        error: BaseException | None
+        try:
+            delivery = self.sink.publish(taken.records, {}, self.source)
+            delivery.wait()
+            error = delivery.error()
+        except DeliveryError as exc:
+            error = exc
+        if error is None:
+            self.metrics.state_flushed.inc(taken.items)
+            return True
+        cache.give_back(taken)
+        log.warning(
+            "state changelog records not acknowledged (%r); offsets are committed after they are", error
+        )
+        return False
 
     def _forget(self, partitions: Sequence[TopicPart]) -> None:
         self.ledger.forget(partitions)
