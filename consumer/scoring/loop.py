@@ -34,6 +34,7 @@ from consumer.scoring.model_gate import ModelGate
 from consumer.scoring.model_watcher import ModelWatcher
 from consumer.scoring.poison import PoisonRecords
 from consumer.scoring.serving import ServedModel, decide
+from consumer.scoring.state_flush import StateFlush
 from consumer.scoring.stats import RunStats
 
 __all__ = ["Audit", "DeliveryError", "RunStats", "ScoringService", "Sink", "Source"]
@@ -86,8 +87,9 @@ class ScoringService:
         self.ledger: OffsetLedger[BatchResult] = OffsetLedger()
         self.poison = PoisonRecords()
         self.stalls = StallWatch(stall_after_s, self.metrics)
+        flush = StateFlush(state.store, sink, source, self.metrics) if state is not None else None
         self.commits = Committer(
-            sink, source, self.ledger, self.metrics, interval_s=commit_interval_s, flush=self._flush_state
+            sink, source, self.ledger, self.metrics, interval_s=commit_interval_s, flush=flush
         )
         self.membership = Membership(
             source,
@@ -278,30 +280,7 @@ class ScoringService:
             self._stats.add(result)
         if settled.error is not None:
             self._rewind(settled.rewind, settled.error, self._stats, from_committed=False, at_once=True)
-        return self._flush_state()
-
-    def _flush_state(self) -> bool:
-        """At-least-once: write the state's cached changelog records (:mod:`.state.cache`) and wait for
-        their acknowledgement; offsets are committed only after (True), else kept for a retry."""
-        cache = self.state.store.cache if self.state is not None else None
-        if cache is None or not len(cache):
-            return True
-        taken = cache.take()
-        error: BaseException | None
-        try:
-            delivery = self.sink.publish(taken.records, {}, self.source)
-            delivery.wait()
-            error = delivery.error()
-        except DeliveryError as exc:
-            error = exc
-        if error is None:
-            self.metrics.state_flushed.inc(taken.items)
-            return True
-        cache.give_back(taken)
-        log.warning(
-            "state changelog records not acknowledged (%r); offsets are committed after they are", error
-        )
-        return False
+        return self.commits.flush_now()
 
     def _forget(self, partitions: Sequence[TopicPart]) -> None:
         self.ledger.forget(partitions)

@@ -16,12 +16,14 @@ from config.settings import Settings
 from consumer.ports import OutputRecord
 from consumer.scoring.change_batch import ChangeContext, process_change_batch
 from consumer.scoring.loop import ScoringService
+from consumer.scoring.metrics import ConsumerMetrics
 from consumer.scoring.state.cache import MERGE_AFTER, ChangelogCache
 from consumer.scoring.state.changelog import CHANGELOG_VALUE, decode
 from consumer.scoring.state.record import ITEM_DTYPE, states_of
 from consumer.scoring.state.seeds import SnapshotSeeds
 from consumer.scoring.state.store import StagedChanges, StateStore
 from consumer.scoring.state.table import PartitionTable
+from consumer.scoring.state_flush import StateFlush
 from consumer.scoring.wiring import build_state
 from detection import ChangeDetector, parse_updates, train_detector
 from tests.fakes import Acked, FakeSource, FakeWatcher, MemoryChangelog
@@ -228,3 +230,83 @@ def test_a_crash_after_flushes_whose_commits_were_lost_applies_nothing_twice(
     flagged, missing, table = expected(detector, recs)
     assert decided([first, second]) == (flagged, missing)
     assert_changelog_holds(changelog, table)
+
+
+class Held:
+    """A flush's delivery the broker has not acknowledged until ``release``."""
+
+    def __init__(self) -> None:
+        self.released = False
+        self.waited = False
+
+    def done(self) -> bool:
+        return self.released
+
+    def error(self) -> BaseException | None:
+        return None
+
+    def wait(self) -> None:
+        self.waited = True
+        self.released = True
+
+
+class SlowFlushSink(OrderSink):
+    def __init__(self, changelog: MemoryChangelog) -> None:
+        super().__init__(changelog)
+        self.held: list[Held] = []
+
+    def publish(self, outputs: Sequence[OutputRecord], offsets: Mapping[Any, int], source: Any) -> Any:
+        acked = super().publish(outputs, offsets, source)
+        if self.events[-1][1]:  # a flush of item records: acknowledged later
+            self.held.append(Held())
+            return self.held[-1]
+        return acked
+
+
+def test_a_periodic_commit_does_not_wait_for_its_flush_and_commits_once_it_is_acknowledged(
+    detector: ChangeDetector,
+) -> None:
+    recs = stream(seed=10)
+    sink = SlowFlushSink(MemoryChangelog())
+    loop = cached_service(FakeSource(recs), sink, detector)
+    flush = loop.commits.flush
+    assert flush is not None
+    loop.state.restore_for({("in", 0): 0})  # type: ignore[union-attr]
+    first = process_change_batch(recs[("in", 0)][:40], detector, loop.state, CONFIG, now=datetime.now(UTC))  # type: ignore[arg-type]
+    loop.state.published(first)  # type: ignore[union-attr]
+    loop.state.acknowledged(first)  # type: ignore[union-attr]
+    offsets = {("in", 0): 40}
+    assert not loop.commits.commit(offsets, sync=False)  # flush started, not acknowledged: no commit yet
+    assert flush.pending and not [e for e in sink.events if e[0] == "commit"]
+    loop.commits.after_settle(False, sync=False)
+    assert not [e for e in sink.events if e[0] == "commit"] and not sink.held[0].waited  # scoring goes on
+    sink.held[0].released = True
+    loop.commits.after_settle(False, sync=False)
+    assert sink.events[-1] == ("commit", offsets) and not flush.pending
+    assert not sink.held[0].waited  # never blocked on it
+
+
+def test_a_failed_flush_gives_back_only_partitions_still_held_by_the_same_table() -> None:
+    changelog = MemoryChangelog(TOPIC)
+    store = StateStore(changelog)
+    store.cache = ChangelogCache(TOPIC)
+    for p in (0, 1, 2):
+        store.assign(p, resume_offset=0)
+    for p in (0, 1, 2):
+        store.cache.add(staged(p, [f"i{p}"], [p], [0]))
+    failing = Held()
+    failing.error = lambda: RuntimeError("not acknowledged")  # type: ignore[method-assign]
+
+    class Sink:
+        def publish(self, outputs: Any, offsets: Any, source: Any) -> Held:
+            return failing
+
+    flush = StateFlush(store, Sink(), FakeSource({}), ConsumerMetrics())  # type: ignore[arg-type]
+    flush.start()
+    store.revoke([1])  # gone
+    store.revoke([2])
+    store.assign(2, resume_offset=0)  # back, restored afresh: the flush's records are not of this table
+    assert flush.done(block=False) is None
+    failing.released = True
+    assert flush.done(block=False) is False
+    assert set(logged(store.cache.take().records)) == {"i0"}
