@@ -131,16 +131,19 @@ def item_levels(seed: int = 11) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return lo, lo + rng.integers(100, 300, ITEMS), np.round(rng.uniform(2.0, 60.0, ITEMS), 2)
 
 
-def encoded_updates(start: int, n: int, *, seed: int = 7) -> list[tuple[bytes, bytes]]:
+def encoded_updates(start: int, n: int, *, seed: int = 7, skew: float = 0.0) -> list[tuple[bytes, bytes]]:
     """(key, value) pairs of updates ``start .. start+n-1`` (≈3 % planted anomalies), vectorised.
 
-    Update ``i`` is a full state of item ``i % 50,000``: that item's levels and price
-    (:func:`item_levels`) and a stock drawn between them, so both detectors read the same updates
-    as states (``seed``) or as changes of an item (``default``).
+    Update ``i`` is a full state of item ``i % 50,000`` (``skew`` 0: every item in turn, so each
+    update of a window of 50,000 is a distinct item), or with ``skew`` s > 0 of an item drawn with
+    Zipf popularity (item k's share ∝ 1/(k+1)^s; s = 1: the top 20 % of items get 86 % of the
+    updates, as sales concentrate on few SKUs): that item's levels and price (:func:`item_levels`)
+    and a stock drawn between them, so both detectors read the same updates as states (``seed``) or
+    as changes of an item (``default``).
     """
     rng = np.random.default_rng(seed + start)
     idx = np.arange(start, start + n)
-    item = idx % ITEMS
+    item = idx % ITEMS if skew <= 0 else _popular(rng, n, skew)
     levels_lo, levels_hi, prices = item_levels()
     lo, hi, price = levels_lo[item], levels_hi[item], prices[item]
     stock = rng.integers(lo, hi)
@@ -177,13 +180,40 @@ def bulk_producer(**extra: Any) -> Any:
     )
 
 
-def preload(topic: str, n: int, *, chunk: int = 50_000) -> float:
-    """Produce ``n`` updates to ``topic``; returns the rate (events/s) including the final flush."""
+def _popular(rng: np.random.Generator, n: int, skew: float) -> np.ndarray:
+    share = 1.0 / np.arange(1, ITEMS + 1) ** skew
+    return rng.choice(ITEMS, size=n, p=share / share.sum())
+
+
+def stream_shape(n: int, *, skew: float, chunk: int = 50_000, seed: int = 7) -> dict[str, float]:
+    """Item cardinality of :func:`preload`'s stream: items, updates per item, distinct items per window."""
+    parts = [
+        np.arange(start, min(start + chunk, n)) % ITEMS
+        if skew <= 0
+        else _popular(np.random.default_rng(seed + start), min(chunk, n - start), skew)
+        for start in range(0, n, chunk)
+    ]
+    items = np.concatenate(parts)
+    counts = np.bincount(items, minlength=ITEMS)
+    counts = counts[counts > 0]
+
+    def distinct(window: int) -> float:
+        return float(
+            np.mean([np.unique(items[a : a + window]).size for a in range(0, n - window + 1, window)])
+        )
+
+    return {"items": float(counts.size), "per_item_mean": float(counts.mean()), "per_item_max": float(counts.max()),
+            "distinct_per_2000": distinct(min(2_000, n)), "distinct_per_10000": distinct(min(10_000, n))}  # fmt: skip
+
+
+def preload(topic: str, n: int, *, chunk: int = 50_000, skew: float = 0.0) -> float:
+    """Produce ``n`` updates to ``topic`` (:func:`encoded_updates`); returns the rate (events/s)
+    including the final flush."""
     producer = bulk_producer()
     started = time.perf_counter()
     try:
         for start in range(0, n, chunk):
-            for key, value in encoded_updates(start, min(chunk, n - start)):
+            for key, value in encoded_updates(start, min(chunk, n - start), skew=skew):
                 producer.send(topic, value=value, key=key)
         producer.flush(timeout=300)
     finally:

@@ -30,10 +30,10 @@ from bench.common import (
     librdkafka_conf,
     preload,
     run_prefix,
+    stream_shape,
     train_bench_model,
 )
 from config.settings import Settings
-from consumer.scoring.model_watcher import ModelWatcher
 from consumer.scoring.state.changelog import DEFAULT_TEMPLATE, changelog_topic
 from consumer.scoring.wiring import build_service, settle_heap
 from detection import AnomalyModel, ModelStore
@@ -41,6 +41,7 @@ from detection import AnomalyModel, ModelStore
 CK: Literal["confluent-kafka"] = "confluent-kafka"
 ALO: Literal["at-least-once"] = "at-least-once"
 EOS: Literal["exactly-once"] = "exactly-once"
+SKEW = 1.0  # the realistic stream's item popularity (bench.common.encoded_updates)
 FETCH = {  # the service's defaults (KafkaSource), so (a) reads the topic the way (b) does
     "max_poll_records": Settings.model_fields["max_poll_records"].default,
     "fetch_max_wait_ms": Settings.model_fields["poll_timeout_ms"].default,
@@ -124,14 +125,18 @@ def service_run(
     timeout_s: float,
     client: Literal["kafka-python", "confluent-kafka"] = "kafka-python",
     detector: Literal["seed", "default"] = "seed",
+    cache: bool = True,
+    label: str = "",
 ) -> dict[str, Any]:
     """(b)/(c): the real service, in this process, fresh group and output topics.
 
     ``detector="default"``: the model in ``model_dir`` is a ``ChangeDetector``, served with the
     per-item state; its store starts warm (every bench item, as after a restore) and every batch
-    also writes its items' new states to the changelog topic (created here, deleted after)."""
+    also writes its items' new states to the changelog topic (created here, deleted after): at each
+    offset commit, one per item changed since the last (at-least-once), or one per item and batch
+    (exactly-once, or ``cache=False``: as before the changelog cache)."""
     tag = ("eos" if delivery == "exactly-once" else "alo") + ("-ck" if client == "confluent-kafka" else "")
-    tag += "-default" if detector == "default" else ""
+    tag += ("-default" if detector == "default" else "") + label
     outputs = [f"{prefix}.{tag}.anomalies", f"{prefix}.{tag}.dlq", f"{prefix}.{tag}.status"]
     if detector == "default":
         outputs.append(changelog_topic(DEFAULT_TEMPLATE, group_id=f"{prefix}.{tag}", input_topic=topic))
@@ -151,11 +156,12 @@ def service_run(
             create_missing_topics=False,
             state_seed="none",
         )
-        watcher = ModelWatcher(_AnyDetector(ModelStore(model_dir))) if detector == "default" else None
-        service = build_service(settings, watcher=watcher)
+        service = build_service(settings)  # its watcher serves either detector (load_any)
         if detector == "default":
             assert service.state is not None
             service.state.store._tables[0] = warm_context().store.table(0)  # as a restore leaves it
+            if not cache:
+                service.state.store.cache = None
         settle_heap()  # as `stockwatch consume` does before its loop
         stamps = {"first": 0.0, "last": 0.0}
         poll, publish, commit = service.source.poll, service.sink.publish, service.sink.commit
@@ -191,19 +197,6 @@ def service_run(
         "seconds": seconds,
         "events_per_s": stats.events_in / seconds,
     }
-
-
-class _AnyDetector:
-    """The model store as the watcher reads it, serving ``default`` detectors too (``load_any``)."""
-
-    def __init__(self, store: ModelStore) -> None:
-        self._store = store
-
-    def current_version(self) -> str | None:
-        return self._store.current_version()
-
-    def load(self, version: str | None = None) -> Any:
-        return self._store.load_any(version)
 
 
 def naive_consumer(
@@ -252,7 +245,15 @@ def naive_consumer(
 
 
 def _interleaved_runs(
-    prefix: str, topic: str, n: int, model_dir: Path, default_dir: Path, *, timeout_s: float, repeats: int
+    prefix: str,
+    topic: str,
+    distinct: str,
+    n: int,
+    model_dir: Path,
+    default_dir: Path,
+    *,
+    timeout_s: float,
+    repeats: int,
 ) -> dict[str, dict[str, Any]]:
     """Every row ``repeats`` times, round-robin (drift hits all rows alike); the best run of each.
 
@@ -260,46 +261,30 @@ def _interleaved_runs(
     (a') most); the best of several is the least disturbed figure of each, for every row alike.
     """
     ck_installed = confluent_consumer(topic, 1, timeout_s=timeout_s) is not None  # also a warm-up
-    rows: dict[str, Callable[[str], dict[str, Any] | None]] = {
-        "a": lambda _: bare_consumer(topic, n, timeout_s=timeout_s),
-        "b": lambda r: service_run(f"{prefix}.{r}", topic, n, model_dir, delivery=ALO, timeout_s=timeout_s),
-        "c": lambda r: service_run(f"{prefix}.{r}", topic, n, model_dir, delivery=EOS, timeout_s=timeout_s),
-        "e": lambda r: service_run(
-            f"{prefix}.{r}", topic, n, default_dir, delivery=ALO, timeout_s=timeout_s, detector="default"
-        ),
-        "f": lambda r: service_run(
-            f"{prefix}.{r}", topic, n, default_dir, delivery=EOS, timeout_s=timeout_s, detector="default"
-        ),
-    }
-    if ck_installed:
+
+    def row(client: Any, **kw: Any) -> Callable[[str], dict[str, Any] | None]:
+        where = {"topic": topic, "model_dir": model_dir}
+        if kw.get("detector") == "default":
+            where["model_dir"] = default_dir
+        if kw.pop("distinct", False):
+            where["topic"], kw["label"] = distinct, kw.get("label", "") + "-distinct"
+        return lambda r: service_run(f"{prefix}.{r}", where["topic"], n, where["model_dir"], client=client,
+                                     timeout_s=timeout_s, **kw)  # fmt: skip
+
+    clients: list[tuple[str, Any]] = [("", "kafka-python")] + ([("'", CK)] if ck_installed else [])
+    rows: dict[str, Callable[[str], dict[str, Any] | None]] = {}
+    for mark, client in clients:
         rows |= {
-            "a'": lambda _: confluent_consumer(topic, n, timeout_s=timeout_s),
-            "b'": lambda r: service_run(
-                f"{prefix}.{r}", topic, n, model_dir, delivery=ALO, timeout_s=timeout_s, client=CK
-            ),
-            "c'": lambda r: service_run(
-                f"{prefix}.{r}", topic, n, model_dir, delivery=EOS, timeout_s=timeout_s, client=CK
-            ),
-            "e'": lambda r: service_run(
-                f"{prefix}.{r}",
-                topic,
-                n,
-                default_dir,
-                delivery=ALO,
-                timeout_s=timeout_s,
-                client=CK,
-                detector="default",
-            ),
-            "f'": lambda r: service_run(
-                f"{prefix}.{r}",
-                topic,
-                n,
-                default_dir,
-                delivery=EOS,
-                timeout_s=timeout_s,
-                client=CK,
-                detector="default",
-            ),
+            "a" + mark: (lambda _: bare_consumer(topic, n, timeout_s=timeout_s))
+            if client == "kafka-python"
+            else (lambda _: confluent_consumer(topic, n, timeout_s=timeout_s)),
+            "b" + mark: row(client, delivery=ALO),
+            "c" + mark: row(client, delivery=EOS),
+            "e" + mark: row(client, delivery=ALO, detector="default"),
+            "f" + mark: row(client, delivery=EOS, detector="default"),
+            "e0" + mark: row(client, delivery=ALO, detector="default", cache=False, label="-nocache"),
+            "bw" + mark: row(client, delivery=ALO, distinct=True),
+            "ew" + mark: row(client, delivery=ALO, detector="default", distinct=True),
         }
     every: dict[str, list[dict[str, Any]]] = {name: [] for name in rows}
     for round_ in range(repeats):
@@ -317,37 +302,47 @@ def _interleaved_runs(
 
 def run(*, n: int = 500_000, naive_n: int = 10_000, timeout_s: float = 900.0, repeats: int = 3) -> Section:
     prefix = run_prefix()
-    topic = f"{prefix}.updates"
+    topic, distinct = f"{prefix}.updates", f"{prefix}.distinct"
     section = Section(title=f"2. Pipeline throughput ({n:,} preloaded updates, 1 partition)")
     model, detector = train_bench_model(), train_bench_detector()
     with (
         tempfile.TemporaryDirectory(prefix="stockwatch-bench-") as tmp,
-        fresh_topics([topic, f"{prefix}.naive.anomalies"]),
+        fresh_topics([topic, distinct, f"{prefix}.naive.anomalies"]),
     ):
         model_dir, default_dir = Path(tmp) / "models", Path(tmp) / "models-default"
         version = ModelStore(model_dir).publish(model)
         ModelStore(default_dir).publish(detector)
-        produce_rate = preload(topic, n)
-        print(f"  preloaded {n:,} updates at {produce_rate:,.0f}/s; model {version}", flush=True)
+        produce_rate = preload(topic, n, skew=SKEW)
+        preload(distinct, n)
+        shape, worst = stream_shape(n, skew=SKEW), stream_shape(n, skew=0.0)
+        print(f"  preloaded 2 x {n:,} updates at {produce_rate:,.0f}/s; model {version}", flush=True)
         settle_heap()  # every row below runs after the same gc.freeze as `stockwatch consume`
         in_process = batch_path.measure(min(n, 200_000), rounds=repeats)
         print(f"  batch path: default/seed time per batch {in_process['ratio']:.2f}", flush=True)
         runs = _interleaved_runs(
-            prefix, topic, n, model_dir, default_dir, timeout_s=timeout_s, repeats=repeats
+            prefix, topic, distinct, n, model_dir, default_dir, timeout_s=timeout_s, repeats=repeats
         )
         d = naive_consumer(prefix, topic, min(n, naive_n), model, timeout_s=timeout_s)
         print(f"  (d) naive {d['events_per_s']:,.0f}/s", flush=True)
     _tables(section, runs, d, in_process)
     section.notes += [
+        f"the stream (every row but bw/ew): {shape['items']:,.0f} items, {shape['per_item_mean']:.1f} updates "
+        f"per item on average (the busiest {shape['per_item_max']:,.0f}); item popularity Zipf s={SKEW} (the top "
+        "20 % of items get 86 % of the updates, as sales concentrate on few SKUs); distinct items per 2,000-update "
+        f"batch {shape['distinct_per_2000']:,.0f}, per 10,000 updates {shape['distinct_per_10000']:,.0f}",
+        f"worst case (bw/ew): every item in turn ({worst['items']:,.0f} items, {worst['per_item_mean']:.0f} "
+        "updates each), so every update of a commit interval is a distinct item and the cache saves nothing",
         f"preload: {produce_rate:,.0f} updates/s (kafka-python producer, linger 20 ms, 512 KiB batches)",
         f"(b) and (c) ran as the real service in-process, {runs['b']['batches']:,} / {runs['c']['batches']:,} "
         "batches; (d) is measured on a bounded prefix",
         "(b')/(c'): the same service with its optional librdkafka transport (consumer.adapters.confluent), "
         "compared with its own bare reader (a'); kafka-python stays the default",
         "(e)/(f), (e')/(f'): the same updates through the `default` detector (STOCKWATCH_DETECTOR=default "
-        "model), its state store warm (all 50,000 items, as after a restore), each batch also writing one "
-        "changelog record per changed item; 'vs seed' = its throughput / the seed row's of the same "
-        "transport and delivery, this run",
+        "model), its state store warm (all 50,000 items, as after a restore); at-least-once writes one "
+        "changelog record per item changed since the last offset commit (commit_interval_ms, the changelog "
+        "cache), exactly-once one per item and batch inside the batch's transaction; (e0): at-least-once "
+        "without the cache (one record per item and batch: the code before it); 'vs seed' = its throughput "
+        "/ the seed row's of the same transport, delivery and stream, this run",
         "every row runs after gc.collect() + gc.freeze(), as `stockwatch consume` does before its loop",
         f"each row ran {repeats} times, round-robin; the table shows the best run of each (all runs: "
         + "; ".join(
@@ -355,16 +350,29 @@ def run(*, n: int = 500_000, naive_n: int = 10_000, timeout_s: float = 900.0, re
             for name, r in runs.items()
         )
         + ")",
+        "'vs seed' per round (the same round of both rows, minutes apart at most): "
+        + "; ".join(
+            f"{row}/{seed} "
+            + " / ".join(
+                f"{x / y:.2f}"
+                for x, y in zip(runs[row]["all_events_per_s"], runs[seed]["all_events_per_s"], strict=True)
+            )
+            for row, _, _, seed in ROWS
+            if seed and row in runs
+        ),
         "in-process batch path: `python -m bench.batch_path` (no Kafka), the same updates in batches of "
         f"2,000, median of {repeats} interleaved passes",
     ]
-    for detector_name, keys in (("seed", ("b", "c", "b'", "c'")), ("default", ("e", "f", "e'", "f'"))):
+    for detector_name, keys in (
+        ("seed", ("b", "c", "b'", "c'")),
+        ("default", ("e", "f", "e0", "e'", "f'", "e0'")),
+    ):
         found = {runs[k]["anomalies"] for k in keys if k in runs}
         if len(found) > 1:
             section.notes.append(
                 f"WARNING: the {detector_name} runs found different anomaly counts: {sorted(found)}"
             )
-    section.data = {"n": n, "produce_rate": produce_rate, "d": d, "batch_path": in_process,
+    section.data = {"n": n, "produce_rate": produce_rate, "stream": shape, "worst_stream": worst, "d": d, "batch_path": in_process,
                     **{k.replace("'", "_confluent"): v for k, v in runs.items()}}  # fmt: skip
     return section
 
@@ -375,6 +383,9 @@ ROWS = (  # (key, name, its bare reader, the seed row it is compared with)
     ("c", "(c) `stockwatch consume`, exactly-once", "a", None),
     ("e", "(e) `stockwatch consume`, `default` detector, at-least-once", "a", "b"),
     ("f", "(f) `stockwatch consume`, `default` detector, exactly-once", "a", "c"),
+    ("e0", "(e0) the same as (e) without the changelog cache (one record per item and batch)", "a", "b"),
+    ("bw", "(bw) as (b), worst-case stream (every update a distinct item)", "a", None),
+    ("ew", "(ew) as (e), worst-case stream (every update a distinct item)", "a", "bw"),
     ("a'", "(a') bare confluent-kafka (librdkafka) poll + orjson.loads", "a'", None),
     (
         "b'",
@@ -385,6 +396,9 @@ ROWS = (  # (key, name, its bare reader, the seed row it is compared with)
     ("c'", "(c') the same, exactly-once", "a'", None),
     ("e'", "(e') confluent-kafka, `default` detector, at-least-once", "a'", "b'"),
     ("f'", "(f') confluent-kafka, `default` detector, exactly-once", "a'", "c'"),
+    ("e0'", "(e0') as (e') without the changelog cache", "a'", "b'"),
+    ("bw'", "(bw') as (b'), worst-case stream", "a'", None),
+    ("ew'", "(ew') as (e'), worst-case stream", "a'", "bw'"),
 )
 
 
@@ -421,10 +435,18 @@ def _tables(
         Check("(b)/(a)", b["events_per_s"] / a["events_per_s"], 0.8, True),
         Check("(b)/(d)", b["events_per_s"] / d["events_per_s"], 100, True),
         Check("(e)/(b), default vs seed", runs["e"]["events_per_s"] / b["events_per_s"], 0.85, True),
+        Check(
+            "(f)/(c), default vs seed, exactly-once",
+            runs["f"]["events_per_s"] / runs["c"]["events_per_s"],
+            0.85,
+            True,
+        ),
     ]
     if "b'" in runs:
         section.checks += [
             Check("(b')/(a'), confluent-kafka", runs["b'"]["events_per_s"] / runs["a'"]["events_per_s"], 0.8, True),
             Check("(e')/(b'), default vs seed, confluent-kafka",
                   runs["e'"]["events_per_s"] / runs["b'"]["events_per_s"], 0.85, True),
+            Check("(f')/(c'), default vs seed, exactly-once, confluent-kafka",
+                  runs["f'"]["events_per_s"] / runs["c'"]["events_per_s"], 0.85, True),
         ]  # fmt: skip

@@ -14,7 +14,8 @@ partitions, and optionally the inventory lookup that seeds unknown items):
 4. ``detector.decide_batch`` on the batch's prior states; an unknown item's incomplete update is a
    dead letter ``missing_field``; anomaly (and decision) events; one changelog record per changed
    item (its new record and the offset of its last update in the batch), to the changelog
-   partition of its input partition. The state changes travel in the result (``state``): the loop
+   partition of its input partition (exactly-once; at-least-once the store's cache writes them at
+   the next offset commit, :mod:`.state.cache`). The state changes travel in the result (``state``): the loop
    applies them to the tables when the outputs are handed to the sink.
 """
 
@@ -138,6 +139,8 @@ class ChangeContext:
     def acknowledged(self, result: BatchResult) -> None:
         if result.state_token:
             self.store.settled(result.state_token)
+            if self.store.cache is not None and result.state is not None:
+                self.store.cache.add(result.state)
 
     def rewound(self, *, to_committed: Iterable[TopicPart] = ()) -> None:
         """Every unacknowledged batch is read again: its changes must not be in the state.
@@ -188,16 +191,19 @@ def process_change_batch(
         decisions, touched = detector.decide_local(updates, items.u, items.records, items.known)
         for i, exc in decisions.rejected.items():
             failures.append((where[i], 1, sources[i], DlqReason.MISSING_FIELD, str(exc)))
-        episodes = track_episodes(ctx.episodes, episodes_of(prior), updates, sources, decisions, now=now)
+        input_offsets = np.fromiter(map(_OFFSET, sources), np.int64, count=len(sources))
+        episodes = track_episodes(ctx.episodes, episodes_of(prior), updates, sources, decisions, now=now,
+                                  items=(items.ids, items.u), offsets=input_offsets)  # fmt: skip
         suppressed = episodes.suppressed
         inputs = _Inputs(objs, where, change_input_keys(detector.metadata.group_field))
         _events(decisions, updates, sources, detector, version, config, now, outputs, anomalies, inputs,
                 episodes.transitions if ctx.episodes is not None else None)  # fmt: skip
-        staged = staged_changes(items, touched, np.fromiter(map(_OFFSET, sources), np.int64), partitions)
+        staged = staged_changes(items, touched, input_offsets, partitions)
         for p, (ids, recs, offs) in staged.by_partition.items():  # each item's episode joins its record
             staged.by_partition[p] = (ids, join(recs, episodes.of(ids)), offs)
-        for p, (ids, recs, offs) in staged.by_partition.items():
-            outputs += changelog_records(ctx.changelog_topic, p, ids, recs, offs)
+        if ctx.store.cache is None:  # else written at the next commit (:mod:`.state.cache`)
+            for p, (ids, recs, offs) in staged.by_partition.items():
+                outputs += changelog_records(ctx.changelog_topic, p, ids, recs, offs)
     letters: list[OutputRecord] = []
     dead_letters(failures, config, letters, reasons)
     return BatchResult(

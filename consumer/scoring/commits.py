@@ -7,6 +7,8 @@
   later commit would cover them;
 * at shutdown: synchronously, waiting up to FINAL_COMMIT_WAIT_S for a rebalance in progress;
   :meth:`Committer.final` says whether it went through (``stockwatch consume`` exits 3 if not);
+* first what must be durable before (``flush``: the state's changelog cache, :mod:`.state_flush`;
+  a periodic commit does not wait for it: its offsets are committed once it is acknowledged);
 * a refused commit is remembered and retried; refused because the group went on without this
   member (:class:`StaleMemberError`, :class:`FencedInstanceError`) it is handed to the loop
   (:meth:`Committer.take_refusal`), which re-joins (or stops) instead of scoring on.
@@ -16,11 +18,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consumer.ports import DeliveryError, FencedInstanceError, Sink, Source, StaleMemberError, TopicPart
 from consumer.scoring.ledger import OffsetLedger
 from consumer.scoring.metrics import ConsumerMetrics
+
+if TYPE_CHECKING:
+    from consumer.scoring.state_flush import StateFlush
 
 __all__ = ["FINAL_COMMIT_WAIT_S", "LOST_PARTITIONS_AFTER_S", "Committer", "committed_or"]
 
@@ -41,6 +46,7 @@ class Committer:
         metrics: ConsumerMetrics,
         *,
         interval_s: float,
+        flush: StateFlush | None = None,
     ) -> None:
         self.sink = sink
         self.source = source
@@ -51,6 +57,8 @@ class Committer:
         self._next = 0.0
         self.failures_in_row = 0  # refused commits since the last one that went through
         self._refusal: DeliveryError | None = None
+        self.flush = flush  # what must be durable before offsets are committed (the state's changelog)
+        self._after_flush: dict[TopicPart, int] | None = None  # offsets waiting for the flush in flight
 
     def take_refusal(self) -> DeliveryError | None:
         """The membership refusal (stale or fenced member) of a commit since the last call, if any."""
@@ -59,6 +67,15 @@ class Committer:
 
     def after_settle(self, acked: bool, *, sync: bool) -> None:
         """Batches were (``acked``) or may have been settled: commit if due, or retry a refused one."""
+        if self._after_flush is not None and self.flush is not None:
+            flushed = self.flush.done(block=sync)
+            if flushed is None:
+                return  # not acknowledged yet: no other commit meanwhile
+            offsets, self._after_flush = self._after_flush, None
+            if not flushed:
+                self._refused()
+            else:
+                self._commit(offsets, sync=sync)
         if acked and (sync or time.monotonic() >= self._next):
             self._next = time.monotonic() + self.interval_s
             self.commit(self.ledger.committable(), sync=sync)
@@ -71,6 +88,32 @@ class Committer:
 
     def commit(self, offsets: dict[TopicPart, int], *, sync: bool) -> bool:
         """Commit acknowledged offsets; a refusal is remembered and retried, never fatal."""
+        if offsets and self.flush is not None:
+            if sync or self.flush.pending:
+                if not self.flush_now():
+                    self._refused()
+                    return False
+            else:
+                self.flush.start()
+                flushed = self.flush.done(block=False)
+                if flushed is None:
+                    self._after_flush = offsets  # committed once the flush is acknowledged
+                    return False
+                if not flushed:
+                    self._refused()
+                    return False
+        return self._commit(offsets, sync=sync)
+
+    def flush_now(self) -> bool:
+        """Write the state's cached changelog records and wait (revocation, sync commits)."""
+        self._after_flush = None  # the commit after this one covers its offsets
+        return self.flush is None or self.flush.now()
+
+    def _refused(self) -> None:
+        self.failures_in_row += 1
+        self._failed = True
+
+    def _commit(self, offsets: dict[TopicPart, int], *, sync: bool) -> bool:
         try:
             self.sink.commit(offsets, self.source, sync=sync)
         except DeliveryError as exc:

@@ -61,7 +61,9 @@ class EpisodeOutcome:
     suppressed: int = 0  # episodes opened silently (a suppression matched)
 
     def of(self, item_ids: Sequence[str]) -> Records:
-        return self.episodes[[self.index[i] for i in item_ids]]
+        rows = np.fromiter(map(self.index.__getitem__, item_ids), np.intp, count=len(item_ids))
+        raw = self.episodes.view(np.uint8).reshape(-1, EPISODE_DTYPE.itemsize)
+        return raw[rows].reshape(-1).view(EPISODE_DTYPE)  # a byte copy: ~20x a structured one
 
 
 def track_episodes(
@@ -72,17 +74,22 @@ def track_episodes(
     decisions: ChangeDecisions,
     *,
     now: datetime,
+    items: tuple[list[str], npt.NDArray[np.intp]] | None = None,
+    offsets: npt.NDArray[np.int64] | None = None,
 ) -> EpisodeOutcome:
-    """See the module docstring; ``prior`` is each row's item episode before the batch."""
-    index: dict[str, int] = {}
-    first: list[int] = []
-    item_of = np.empty(len(updates), np.intp)
-    for r, item_id in enumerate(updates.item_ids):
-        k = index.setdefault(item_id, len(index))
-        if k == len(first):
-            first.append(r)
-        item_of[r] = k
-    episodes = np.ascontiguousarray(prior[first]) if first else np.zeros(0, EPISODE_DTYPE)
+    """See the module docstring; ``prior`` is each row's item episode before the batch; ``items``:
+    the batch's distinct item ids in first-occurrence order and each row's index in them, when
+    known (``BatchItems``); ``offsets``: each row's input offset, when known."""
+    if items is None:
+        uniq = list(dict.fromkeys(updates.item_ids))
+        index = dict(zip(uniq, range(len(uniq)), strict=True))
+        item_of = np.fromiter(map(index.__getitem__, updates.item_ids), np.intp, count=len(updates))
+    else:
+        uniq, item_of = items
+        index = dict(zip(uniq, range(len(uniq)), strict=True))
+    first = np.unique(item_of, return_index=True)[1]  # indices are 0..k-1 in first-occurrence order
+    raw = np.ascontiguousarray(prior).view(np.uint8).reshape(-1, EPISODE_DTYPE.itemsize)
+    episodes = np.ascontiguousarray(raw[first]).reshape(-1).view(EPISODE_DTYPE)
     if ctx is None or not len(updates):
         return EpisodeOutcome({}, index, episodes)
     rows = np.setdiff1d(np.arange(len(updates)), np.fromiter(decisions.rejected, np.intp), assume_unique=True)
@@ -90,13 +97,13 @@ def track_episodes(
     levels = np.where(
         anomalous, np.searchsorted(_LEVEL_CUTS, decisions.severity_score[rows], side="right"), -1
     )
-    stamps = (
-        np.array([s.timestamp if s.timestamp is not None else np.nan for s in sources], np.float64) / 1000
-    )
+    stamps = np.fromiter(map(_stamp, sources), np.float64, count=len(sources)) / 1000
     stamps[(stamps < EARLIEST_TIME) | (stamps > LATEST_TIME)] = np.nan  # a producer sets any timestamp
     at = np.where(np.isfinite(updates.occurred_at), updates.occurred_at, stamps)
     at = np.where(np.isfinite(at), at, now.timestamp())[rows]
-    offsets = np.fromiter((sources[i].offset for i in rows.tolist()), np.int64, count=rows.size)
+    if offsets is None:
+        offsets = np.fromiter((s.offset for s in sources), np.int64, count=len(sources))
+    offsets = offsets[rows]
     cache = ctx.suppressions
 
     def suppressed(j: int) -> bool:
@@ -112,6 +119,11 @@ def track_episodes(
     transitions = {int(rows[t.row]): t for t in found if t.kind is not Kind.SUPPRESSED}
     n_suppressed = sum(t.kind is Kind.SUPPRESSED for t in found)
     return EpisodeOutcome(transitions, index, episodes, n_suppressed)
+
+
+def _stamp(source: SourceLike) -> float:
+    ts = source.timestamp
+    return np.nan if ts is None else ts
 
 
 def episode_alert(

@@ -34,6 +34,7 @@ from consumer.scoring.model_gate import ModelGate
 from consumer.scoring.model_watcher import ModelWatcher
 from consumer.scoring.poison import PoisonRecords
 from consumer.scoring.serving import ServedModel, decide
+from consumer.scoring.state_flush import StateFlush
 from consumer.scoring.stats import RunStats
 
 __all__ = ["Audit", "DeliveryError", "RunStats", "ScoringService", "Sink", "Source"]
@@ -86,7 +87,10 @@ class ScoringService:
         self.ledger: OffsetLedger[BatchResult] = OffsetLedger()
         self.poison = PoisonRecords()
         self.stalls = StallWatch(stall_after_s, self.metrics)
-        self.commits = Committer(sink, source, self.ledger, self.metrics, interval_s=commit_interval_s)
+        flush = StateFlush(state.store, sink, source, self.metrics) if state is not None else None
+        self.commits = Committer(
+            sink, source, self.ledger, self.metrics, interval_s=commit_interval_s, flush=flush
+        )
         self.membership = Membership(
             source,
             self.ledger,
@@ -192,7 +196,7 @@ class ScoringService:
         first = {tp: recs[0].offset for tp, recs in polled.items()}
         after = {tp: recs[-1].offset + 1 for tp, recs in polled.items()}
         try:
-            result = self._decide(records, first, model)
+            result = self._decide(records, first, model, after)
         except (KafkaUnavailableError, MongoUnavailableError) as exc:  # the state's restore or seed lookup
             self._rewind(self.ledger.rewind_targets(first), exc, stats, from_committed=self.exactly_once)
             return
@@ -229,10 +233,12 @@ class ScoringService:
             if restore.reset:
                 self.metrics.state_fresh_starts.inc()
 
-    def _decide(self, records: list[Any], first: dict[TopicPart, int], model: ServedModel) -> BatchResult:
+    def _decide(
+        self, records: list[Any], first: dict[TopicPart, int], model: ServedModel, after: dict[TopicPart, int]
+    ) -> BatchResult:
         """The seed path, or the change path with the per-item state (by the model's type)."""
         return decide(records, first, model, config=self.config, state=self.state,
-                      committed=self.source.committed, tick=self._tick)  # fmt: skip
+                      committed=self.source.committed, tick=self._tick, after=after)  # fmt: skip
 
     def _settle(self, stats: RunStats, *, block: bool, sync: bool = False) -> None:
         """Count and commit, in order, the batches whose outputs are all acknowledged.
@@ -260,18 +266,22 @@ class ScoringService:
                 refused = self.poison.note(batch.item.outputs, error.failures) or refused
         self._rewind(settled.rewind, settled.error, stats, from_committed=False, at_once=refused)
 
-    def _settle_for_revocation(self) -> None:
-        """Partitions are being revoked (inside a poll): settle and count the batches in flight.
+    def _settle_for_revocation(self) -> bool:
+        """Partitions are being revoked (inside a poll): settle and count the batches in flight, and
+        write the state's cached changelog records. False: they were not acknowledged (commit nothing).
 
         No commit and no pause here (the source commits what the ledger then offers); a failed
         delivery rewinds the partitions that stay, at once.
         """
         settled = self.ledger.settle(block=True, max_pending=0)
         for result in settled.acked:
+            if self.state is not None:
+                self.state.acknowledged(result)
             self.metrics.count_batch(result, decisions=bool(self.config.decisions_topic))
             self._stats.add(result)
         if settled.error is not None:
             self._rewind(settled.rewind, settled.error, self._stats, from_committed=False, at_once=True)
+        return self.commits.flush_now()
 
     def _forget(self, partitions: Sequence[TopicPart]) -> None:
         self.ledger.forget(partitions)

@@ -54,7 +54,8 @@ class PartitionHooks:
 class Membership:
     """The loop's side of the group: implements :class:`consumer.ports.PartitionListener`.
 
-    ``settle`` waits for the batches in flight and counts the acknowledged ones (the loop's);
+    ``settle`` waits for the batches in flight, counts the acknowledged ones and makes their state
+    durable (the loop's; False: it is not, so nothing may be committed);
     ``forget`` drops every trace of partitions that are no longer ours (ledger, parked records).
     """
 
@@ -65,7 +66,7 @@ class Membership:
         health: HealthState,
         metrics: ConsumerMetrics,
         *,
-        settle: Callable[[], None],
+        settle: Callable[[], bool],
         forget: Callable[[Partitions], None],
         exactly_once: bool,
         unstable_after_s: float,
@@ -108,11 +109,11 @@ class Membership:
         """The partitions go to another member: the acknowledged offsets to commit before they do."""
         if not partitions:
             return {}
-        self._settle()
+        durable = self._settle()
         for hooks in self._hooks:
             if hooks.on_revoked is not None:
                 hooks.on_revoked(partitions)
-        offsets = {} if self.exactly_once else self.ledger.committable(set(partitions))
+        offsets = {} if self.exactly_once or not durable else self.ledger.committable(set(partitions))
         self._forget(partitions)
         log.info("partitions revoked: %s", _names(partitions))
         return offsets

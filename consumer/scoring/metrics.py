@@ -84,6 +84,12 @@ class ConsumerMetrics:
         self.state_partitions = Gauge(
             "stockwatch_state_partitions", "Partitions whose item states this member holds.", registry=r
         )
+        self.state_flushed = Counter(
+            "stockwatch_state_changelog_records_total",
+            "Item states written to the changelog at offset commits (at-least-once: one per item "
+            "changed since the last commit).",
+            registry=r,
+        )
         self.state_fresh_starts = Counter(
             "stockwatch_state_fresh_starts_total",
             "Partitions whose item states started afresh from the inventory seed (the seed model "

@@ -11,7 +11,7 @@ a partition afresh begins with its fresh-start mark (:mod:`.state.store`, :mod:`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from consumer.ports import SourceRecord, TopicPart
@@ -34,8 +34,10 @@ def decide(
     state: ChangeContext | None,
     committed: Committed,
     tick: Callable[[], None],
+    after: Mapping[TopicPart, int] | None = None,
 ) -> BatchResult:
-    """Decide one poll batch (``first``: the batch's first offset per partition)."""
+    """Decide one poll batch (``first``: the batch's first offset per partition; ``after``: the
+    offset after its last, when known)."""
     now = datetime.now(UTC)
     if not isinstance(model, ChangeDetector):
         if state is not None:
@@ -46,14 +48,17 @@ def decide(
         raise RuntimeError("a `default` detector needs the per-item state (build_service wires it)")
     state.prepare(model, first, tick, committed)
     result = process_change_batch(records, model, state, config, now=now)
-    after: dict[int, int] = {}
-    for r in records:
-        after[r.partition] = max(after.get(r.partition, 0), r.offset + 1)
+    ends: dict[int, int] = {}
+    if after is not None:
+        ends = {p: a for (_, p), a in after.items()}
+    else:
+        for r in records:
+            ends[r.partition] = max(ends.get(r.partition, 0), r.offset + 1)
     topic = state.changelog_topic
-    resets = state.store.take_resets(after)
+    resets = state.store.take_resets(ends)
     if result.state is not None:
         result.state.resets = resets
     marks = [reset_record(topic, p) for p in sorted(resets)]  # before the batch's records of p
-    lineage = [lineage_record(topic, p, state.store.lineage(a)) for p, a in sorted(after.items())]
+    lineage = [lineage_record(topic, p, state.store.lineage(a)) for p, a in sorted(ends.items())]
     result.outputs = marks + result.outputs + lineage
     return result

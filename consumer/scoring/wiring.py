@@ -18,6 +18,7 @@ from consumer.scoring.health import HealthState
 from consumer.scoring.loop import ScoringService
 from consumer.scoring.metrics import ConsumerMetrics
 from consumer.scoring.model_watcher import ModelWatcher
+from consumer.scoring.state.cache import ChangelogCache
 from consumer.scoring.state.changelog import changelog_topic
 from consumer.scoring.state.seeds import BackgroundSeeds, LookupSeeds, Seeds
 from consumer.scoring.state.store import StateStore
@@ -127,7 +128,10 @@ def build_state(settings: Settings, *, metrics: ConsumerMetrics | None = None) -
     elif scoring.state_seed == "snapshot":
         mongo, batch_size = settings.mongo, settings.retrain.batch_size
         seeds = BackgroundSeeds(lambda group: _inventory(mongo, batch_size, group))
-    return ChangeContext(StateStore(_changelog(kafka, topic)), topic, seeds, _episodes(settings, metrics))
+    store = StateStore(_changelog(kafka, topic))
+    if not kafka.exactly_once:  # exactly-once: each batch's records join its transaction
+        store.cache = ChangelogCache(topic)
+    return ChangeContext(store, topic, seeds, _episodes(settings, metrics))
 
 
 def _episodes(settings: Settings, metrics: ConsumerMetrics | None) -> EpisodeContext | None:

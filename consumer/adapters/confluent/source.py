@@ -53,27 +53,22 @@ def _pairs(tps: list[TopicPartition]) -> list[tuple[str, int]]:
 class ConfluentRecord:
     """A consumed message with the attributes of :class:`consumer.scoring.batch.SourceRecord`.
 
-    ``value`` is read eagerly (every record is decoded); the rest only when asked for (offsets of
-    a batch's first and last records, anomalies and dead letters).
+    ``value``, ``partition`` and ``offset`` are read eagerly (every record needs them); the rest only
+    when asked for (anomalies and dead letters).
     """
 
-    __slots__ = ("_message", "value")
+    __slots__ = ("_message", "offset", "partition", "value")
 
     def __init__(self, message: Message) -> None:
         self._message = message
         self.value: bytes | None = message.value()
+        # read a few times per record on the change path: once here (a property call costs ~10x)
+        self.partition: int = cast(int, message.partition())  # set on every record (errors are filtered out)
+        self.offset: int = cast(int, message.offset())
 
     @property
     def topic(self) -> str:
         return str(self._message.topic())
-
-    @property
-    def partition(self) -> int:
-        return cast(int, self._message.partition())  # set on every record (errors are filtered out)
-
-    @property
-    def offset(self) -> int:
-        return cast(int, self._message.offset())
 
     @property
     def timestamp(self) -> int | None:

@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +31,9 @@ from consumer.ports import StateChangelog
 from consumer.scoring.state.changelog import Lineage, decode
 from consumer.scoring.state.record import ITEM_DTYPE
 from consumer.scoring.state.table import ABSENT, PartitionTable
+
+if TYPE_CHECKING:
+    from consumer.scoring.state.cache import ChangelogCache
 
 __all__ = ["Restore", "StagedChanges", "StateStore"]
 
@@ -75,6 +79,7 @@ class StateStore:
         self._resets: set[int] = set()  # partitions started afresh whose mark is not written yet
         self._marked: deque[tuple[int, set[int]]] = deque()  # (batch token, marks it carries) unacked
         self._stale: set[int] = set()  # partitions the seed model decided since their state was kept
+        self.cache: ChangelogCache | None = None  # at-least-once: changelog records wait for the commit
 
     @property
     def owned(self) -> set[int]:
@@ -189,6 +194,9 @@ class StateStore:
 
     def revoke(self, partitions: Iterable[int]) -> None:
         """Forget ``partitions`` (their next owner restores them from the changelog)."""
+        partitions = list(partitions)
+        if self.cache is not None:
+            self.cache.drop(partitions)
         for p in partitions:
             self._resets.discard(p)  # its next owner decides again whether it starts afresh
             if self._tables.pop(p, None) is not None:

@@ -1,0 +1,97 @@
+"""The changelog records of acknowledged batches, held until the next offset commit (at-least-once).
+
+Kafka Streams' record cache (``cache.max.bytes.buffering`` with ``commit.interval.ms``): an item
+changed by several batches between two commits costs one changelog record, written when the
+offsets are about to be committed (:meth:`ChangelogCache.take`). The loop commits only after that
+flush is acknowledged, and the flush holds every batch acknowledged so far, so each item's last
+changelog record below the committed offset is its state at that offset. A crash before the
+commit loses only uncommitted input: a restore ignores records whose input offset is not below
+the committed one, and the input is replayed onto the state before it (nothing applied twice).
+
+Under exactly-once there is no cache: each batch's records join its transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from consumer.ports import OutputRecord
+from consumer.scoring.state.changelog import changelog_records
+from consumer.scoring.state.store import StagedChanges
+
+__all__ = ["ChangelogCache", "Taken"]
+
+Records = npt.NDArray[np.void]
+Chunk = tuple[list[str], Records, npt.NDArray[np.int64]]
+MERGE_AFTER: Final = 32  # chunks of a partition before they are merged (commits refused for long)
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """What one flush took: the records to write and the chunks to give back if they are not acked."""
+
+    records: list[OutputRecord]
+    chunks: dict[int, Chunk]
+    items: int  # records written (distinct items)
+    changes: int  # changes they stand for (one per item and batch)
+
+
+class ChangelogCache:
+    """Each partition's changes of acknowledged batches, oldest first; an item's last one wins."""
+
+    __slots__ = ("_chunks", "topic")
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self._chunks: dict[int, list[Chunk]] = {}
+
+    def __len__(self) -> int:
+        """Changes held (an item changed by two batches counts twice until a flush)."""
+        return sum(len(ids) for chunks in self._chunks.values() for ids, _, _ in chunks)
+
+    def add(self, changes: StagedChanges) -> None:
+        """A batch's changes, now acknowledged (its other outputs are durable)."""
+        for p, chunk in changes.by_partition.items():
+            if chunk[0]:
+                chunks = self._chunks.setdefault(p, [])
+                chunks.append(chunk)
+                if len(chunks) > MERGE_AFTER:
+                    self._chunks[p] = [_latest(chunks)]
+
+    def drop(self, partitions: Iterable[int]) -> None:
+        """Forget revoked partitions: their next owner restores what was committed."""
+        for p in partitions:
+            self._chunks.pop(p, None)
+
+    def take(self) -> Taken:
+        """Every held change as one record per item (removed: :meth:`give_back` if not acknowledged)."""
+        changes = len(self)
+        taken = {p: _latest(chunks) for p, chunks in self._chunks.items() if chunks}
+        self._chunks = {}
+        records: list[OutputRecord] = []
+        for p, (ids, recs, offsets) in sorted(taken.items()):
+            records += changelog_records(self.topic, p, ids, recs, offsets)
+        return Taken(records, taken, len(records), changes)
+
+    def give_back(self, taken: Taken) -> None:
+        """A flush not acknowledged: its changes go first again (changes added since are newer)."""
+        for p, chunk in taken.chunks.items():
+            self._chunks.setdefault(p, []).insert(0, chunk)
+
+
+def _latest(chunks: list[Chunk]) -> Chunk:
+    """One chunk with each item's last change (in the order of their last changes)."""
+    if len(chunks) == 1:
+        return chunks[0]
+    ids = [i for c in chunks for i in c[0]]
+    last = dict(zip(ids, range(len(ids)), strict=True))  # a later row of an id overwrites its slot
+    rows = np.fromiter(last.values(), np.intp, count=len(last))
+    records = np.concatenate([c[1] for c in chunks])
+    offsets = np.concatenate([c[2] for c in chunks])
+    raw = records.view(np.uint8).reshape(records.shape[0], records.dtype.itemsize)
+    return list(last), raw[rows].reshape(-1).view(records.dtype), offsets[rows]
