@@ -27,7 +27,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from detection.item_state import STATE_DTYPE, StateRows
+from detection.item_state import COUNT_MASK, STATE_DTYPE, StateRows
 
 __all__ = ["CHANGE_FEATURE_NAMES", "CLIP", "Merged", "advance", "change_features", "initial_states", "merge"]
 
@@ -125,16 +125,18 @@ def change_features(
     return np.nan_to_num(out, nan=0.0, copy=False)
 
 
-def advance(prev: StateRows, m: Merged, accepted: BoolArray) -> StateRows:
+def advance(prev: StateRows, m: Merged, accepted: BoolArray, rebase: BoolArray | None = None) -> StateRows:
     """The next records: accepted rows take the new state and learn from it; the others only count.
 
     A flagged update never becomes the baseline (the next normal update must not look like a jump
-    back), but its flag is counted (``n_flagged``, ``flag_run``).
+    back), but its flag is counted (``n_flagged``, ``flag_run``). ``rebase`` rows (flagged, accepted
+    as the new normal of a new item's provisional state) take their price as the regular price.
     """
     new = prev.copy()
     a = accepted
     s0, s1 = prev["stock"], m.stock
-    alpha = np.maximum(ALPHA_MIN, 1.0 / (prev["n_updates"].astype(np.float64) + 2.0))
+    count = (prev["n_updates"] & np.uint32(COUNT_MASK)).astype(np.float64)
+    alpha = np.maximum(ALPHA_MIN, 1.0 / (count + 2.0))
     drop, rise = np.maximum(s0 - s1, 0.0), np.maximum(s1 - s0, 0.0)
     ud, ur = prev["usual_drop"], prev["usual_rise"]
     new["usual_drop"] = np.where(a & (drop > 0), ud + alpha * (drop - ud), ud)
@@ -146,6 +148,10 @@ def advance(prev: StateRows, m: Merged, accepted: BoolArray) -> StateRows:
     with np.errstate(invalid="ignore"):
         gap = m.time - prev["last_time"]
     new["ref_price"] = np.where(a & (m.price > 0), np.maximum(m.price, ref * REF_PRICE_DECAY), ref)
+    if rebase is not None:
+        new["ref_price"] = np.where(
+            rebase & (m.price > 0), np.maximum(m.price, PRICE_FLOOR), new["ref_price"]
+        )
     ug = prev["usual_gap"]
     has_gap = a & ~np.isnan(gap) & (gap >= 0)
     new["usual_gap"] = np.where(has_gap, np.where(ug > 0, ug + 0.2 * (gap - ug), gap), ug)

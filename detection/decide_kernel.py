@@ -11,7 +11,7 @@ rounded to float32 whenever written, as the record stores them. The forest is wa
 with buffers allocated once per batch (:func:`detection.compiled_forest._score_one`).
 """
 
-# ruff: noqa: PLR0917, PLR0915, PLW3301  (numba kernels: positional scalars, one long loop, nested max)
+# ruff: noqa: PLR0917, PLR0912, PLR0915, PLW3301  (numba kernels: positional scalars, one long loop, nested max)
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +22,10 @@ from detection.compiled_forest import _score_one
 # state columns (STATE_DTYPE order)
 S, MN, MX, P, REF, UD, UR, UL, UG, LT, GRP, NU, NF, FR = range(14)
 F4_COLS = (REF, UD, UR, UL, UG)
-N_STATE = 15
+N_FIELDS = 15
 LEFT = 14  # left_stock: the stock before the last accepted change of stock
+PV = 15  # 1.0 when the baseline is provisional (bit 31 of n_updates in the record)
+N_STATE = 16
 
 
 @njit(cache=True, nogil=True)
@@ -139,7 +141,7 @@ def _hull_penalty(x, lo, hi, width, weight):  # type: ignore[no-untyped-def]  # 
 
 
 @njit(cache=True, nogil=True)
-def _advance(b, m, t, g, a, out):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+def _advance(b, m, t, g, a, rebase, out):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
     out[:] = b
     alpha = max(0.1, 1.0 / (b[NU] + 2.0))
     drop, rise = max(b[S] - m[0], 0.0), max(m[0] - b[S], 0.0)
@@ -149,6 +151,8 @@ def _advance(b, m, t, g, a, out):  # type: ignore[no-untyped-def]  # noqa: ANN00
         out[UR] = _f4(b[UR] + alpha * (rise - b[UR]))
     ref = max(b[REF], 1e-4)
     out[REF] = _f4(max(m[3], ref * 0.99) if (a and m[3] > 0) else ref)
+    if rebase and b[PV] and m[3] > 0:  # confirming a new item: its price, not the flagged one's
+        out[REF] = _f4(max(m[3], 1e-4))
     gap = t - b[LT]
     if a and not np.isnan(gap) and gap >= 0:
         out[UG] = _f4(b[UG] + 0.2 * (gap - b[UG]) if b[UG] > 0 else gap)
@@ -171,6 +175,8 @@ def _load(local, k, b):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
     b[REF], b[UD], b[UR], b[UL], b[UG] = r.ref_price, r.usual_drop, r.usual_rise, r.usual_level, r.usual_gap
     b[LT], b[GRP], b[NU], b[NF], b[FR] = r.last_time, r.group, r.n_updates, r.n_flagged, r.flag_run
     b[LEFT] = r.left_stock
+    b[NU] = r.n_updates & np.uint32(0x7FFFFFFF)
+    b[PV] = 1.0 if r.n_updates >> np.uint32(31) else 0.0
 
 
 @njit(cache=True, nogil=True)
@@ -180,9 +186,27 @@ def _store(b, local, k):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
     r.stock, r.min, r.max, r.price = b[S], b[MN], b[MX], b[P]
     r.ref_price, r.usual_drop, r.usual_rise = np.float32(b[REF]), np.float32(b[UD]), np.float32(b[UR])
     r.usual_level, r.usual_gap, r.last_time = np.float32(b[UL]), np.float32(b[UG]), b[LT]
-    r.group, r.n_updates = np.uint32(b[GRP]), np.uint32(b[NU])
+    r.group, r.n_updates = (
+        np.uint32(b[GRP]),
+        np.uint32(b[NU]) | (np.uint32(1 << 31) if b[PV] else np.uint32(0)),
+    )
     r.n_flagged, r.flag_run = np.uint16(b[NF]), np.uint16(b[FR])
     r.left_stock = b[LEFT]
+
+
+@njit(cache=True, nogil=True)
+def _env(env, m, b, t, kn):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    """The rules' variables (:data:`detection.rules.RULE_VARIABLES` order) of the merged update ``m``
+    against the record ``b`` (the previous-state variables are NaN for an item without one)."""
+    env[0], env[1], env[2], env[3] = m[0], m[1], m[2], m[3]
+    for j in range(4):
+        env[4 + j] = b[j] if kn else np.nan
+    env[8] = b[LT] - t if kn else np.nan
+    env[9] = 1.0 if (kn and m[0] == b[S] and m[1] == b[MN] and m[2] == b[MX] and m[3] == b[P]) else 0.0
+    env[10] = b[LEFT] if kn else np.nan
+    env[11] = m[0] - b[S] if kn else np.nan
+    env[12] = b[UD] if kn else np.nan
+    env[13] = b[UR] if kn else np.nan
 
 
 @njit(cache=True, nogil=True)
@@ -208,11 +232,12 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
         kn = known[k]
         if kn:
             _load(local, k, b)
-        incomplete = False
+        incomplete, partial = False, False
         for j in range(4):
             v = upd[i, j]
             m[j] = v if not np.isnan(v) else (b[j] if kn else np.nan)
             incomplete |= np.isnan(m[j])
+            partial |= np.isnan(v)
         out_f[i, 0], out_f[i, 3] = np.nan, 0.0
         out_f[i, 4:8] = m
         if incomplete:
@@ -225,21 +250,28 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
         hit = codes.shape[0] > 0 and codes[at] == g and g != 0
         med, spread = (med_a[at], spr_a[at]) if hit else (np.nan, 1.0)
         x = out_x[i]
-        _features(b, m, t, med, spread, x)
-        # inside the hull of normal motion: never a model alert (kept in order)
-        s, _pen = _judge(x, mean, scl, lo, hi, width, weight, row32, walk, forest, offset, inside)
-        env[0], env[1], env[2], env[3] = m[0], m[1], m[2], m[3]
-        for j in range(4):
-            env[4 + j] = b[j] if kn else np.nan
-        env[8] = b[LT] - t if kn else np.nan
-        env[9] = 1.0 if (kn and m[0] == b[S] and m[1] == b[MN] and m[2] == b[MX] and m[3] == b[P]) else 0.0
-        env[10] = b[LEFT] if kn else np.nan
-        env[11] = m[0] - b[S] if kn else np.nan
-        env[12] = b[UD] if kn else np.nan
-        env[13] = b[UR] if kn else np.nan
-        bits = _rules(env, clauses, ok)
+        fresh = False
+        if kn and b[PV] != 0.0:
+            # A provisional baseline (a new item's flagged first state) is not trusted: an update
+            # that looks right as the item's first state replaces it instead of being judged by it.
+            _initial(m, t, g, alt)
+            _features(alt, m, t, med, spread, x)
+            s, _pen = _judge(x, mean, scl, lo, hi, width, weight, row32, walk, forest, offset, inside)
+            _env(env, m, alt, t, False)
+            bits = _rules(env, clauses, ok)
+            if s >= threshold and (bits & alert_mask) == 0:
+                alt[NF] = b[NF]
+                b[:] = alt
+                fresh = True
+        if not fresh:
+            _features(b, m, t, med, spread, x)
+            # inside the hull of normal motion: never a model alert (kept in order)
+            s, _pen = _judge(x, mean, scl, lo, hi, width, weight, row32, walk, forest, offset, inside)
+            _env(env, m, b, t, kn)
+            bits = _rules(env, clauses, ok)
         alerting = (bits & alert_mask) != 0
-        if s < threshold and not alerting and kn and not np.isnan(b[LEFT]) and b[LEFT] != b[S]:
+        first = fresh or not kn
+        if s < threshold and not alerting and not first and not np.isnan(b[LEFT]) and b[LEFT] != b[S]:
             # A normal move from the stock before the last change, which was itself beyond normal
             # motion: that change was the outlier (a missed error). Judge from before it.
             alt[:] = b
@@ -255,9 +287,15 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
                     b[:] = alt
                     x[:] = xa
         flagged = s < threshold or alerting
-        accepted = (not flagged) or (not kn) or (b[FR] >= rebase_run - 1 and not alerting)
-        out_base[i] = b
-        _advance(b, m, t, g, accepted, nxt)
+        rebase = flagged and not first and b[FR] >= rebase_run - 1 and not alerting
+        accepted = (not flagged) or first or rebase
+        out_base[i, :] = b[:N_FIELDS]
+        out_base[i, NU] = b[NU] + (2.0**31 if b[PV] else 0.0)  # as the record holds it
+        _advance(b, m, t, g, accepted, rebase, nxt)
+        if first:  # a new item's flagged first state is provisional; a replacing one is trusted
+            nxt[PV] = 1.0 if (flagged and not fresh) else 0.0
+        elif rebase or not (flagged or partial):
+            nxt[PV] = 0.0  # a complete state that agrees with the provisional one confirms it
         _store(nxt, local, k)
         known[k], touched[k] = True, True
         lp = _interp(s, q, tail) if s >= q[0] else tail[0] - slope * (q[0] - s)

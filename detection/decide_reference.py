@@ -21,7 +21,7 @@ from detection.change_features import (
     merge,
 )
 from detection.detector import REBASELINE_RUN, StateChanges, _generations, _group_codes, _rule_env
-from detection.item_state import STATE_DTYPE, StateRows, StateTable
+from detection.item_state import COUNT_MASK, PROVISIONAL, STATE_DTYPE, StateRows, StateTable, is_provisional
 from detection.updates import MissingFieldError, UpdateBatch
 
 if TYPE_CHECKING:
@@ -77,23 +77,27 @@ def decide_batch_reference(
             base = prev.copy()
             base[new_item] = initial_states(m)[new_item]
         median, spread = self.peers.lookup(m.group)
+        base, fresh = _fresh_start(self, base, m, known & ok, peers=(median, spread))
         x = change_features(base, m, median, spread)
         s = self.score(x)
-        b = self.rules.evaluate(_rule_env(base, m, known), sel.size)
+        b = self.rules.evaluate(_rule_env(base, m, known & ~fresh), sel.size)
         alerting = (b & np.uint32(self.rules.alert_mask)) != 0
-        base, x, s = _roll_back(self, base, m, x, s, eligible=known & ok & ~alerting, peers=(median, spread))
+        base, x, s = _roll_back(
+            self, base, m, x, s, eligible=known & ok & ~alerting & ~fresh, peers=(median, spread)
+        )
         flagged = ((s < self.threshold) | alerting) & ok
-        rebase = (base["flag_run"] >= REBASELINE_RUN - 1) & ~alerting
-        accepted = ok & (~flagged | new_item | rebase)
-        nxt = advance(base, m, accepted)
+        rebase = flagged & ~(new_item | fresh) & (base["flag_run"] >= REBASELINE_RUN - 1) & ~alerting
+        accepted = ok & (~flagged | new_item | fresh | rebase)
+        nxt = advance(base, m, accepted, rebase & is_provisional(base))
+        _mark_provisional(
+            nxt, raw, set_=new_item & flagged, kept=known & ok & ~fresh, flagged=flagged, rebase=rebase
+        )
         local[us[ok]] = nxt[ok]
-        known_u[us[ok]] = True
-        touched[us[ok]] = True
+        known_u[us[ok]], touched[us[ok]] = True, True
         scores[sel] = np.where(ok, s, np.nan)
         bits[sel], feats[sel], anomaly[sel], base_all[sel] = np.where(ok, b, 0), x, flagged, base
         sev[sel] = np.where(ok, self.severity_scale.severity(s, self.rules.floor_of(b)), 0.0)
-        new_values[sel] = np.stack([m.stock, m.min, m.max, m.price], axis=1)
-        peer_med[sel] = median
+        new_values[sel], peer_med[sel] = np.stack([m.stock, m.min, m.max, m.price], axis=1), median
     sev = np.where(anomaly, np.maximum(sev, 50.0), np.minimum(sev, 49.9))
     decisions = ChangeDecisions(scores, anomaly, sev, bits, feats, self.threshold, rejected,
                                 _as_matrix(base_all), new_values, peer_med, self.rules)  # fmt: skip
@@ -121,3 +125,30 @@ def _roll_back(self: ChangeDetector, base: StateRows, m: Merged, x: np.ndarray, 
     if not roll.any():
         return base, x, s
     return np.where(roll, alt, base), np.where(roll[:, None], x_alt, x), np.where(roll, self.score(x_alt), s)
+
+
+def _fresh_start(self: ChangeDetector, base: StateRows, m: Merged, eligible: np.ndarray, *,
+                 peers: tuple[np.ndarray, np.ndarray]) -> tuple[StateRows, np.ndarray]:  # fmt: skip
+    """Rows whose baseline is provisional and whose update looks right as the item's first state
+    start from it instead (the kernel's replacement of a new item's flagged first state)."""
+    prov = eligible & is_provisional(base)
+    if not prov.any():
+        return base, prov
+    init = initial_states(m)
+    init["n_flagged"] = base["n_flagged"]
+    x = change_features(init, m, *peers)
+    bits = self.rules.evaluate(_rule_env(init, m, np.zeros(prov.shape[0], bool)), prov.shape[0])
+    fresh = prov & (self.score(x) >= self.threshold) & ((bits & np.uint32(self.rules.alert_mask)) == 0)
+    return np.where(fresh, init, base), fresh
+
+
+def _mark_provisional(nxt: StateRows, raw: Merged, *, set_: np.ndarray, kept: np.ndarray, flagged: np.ndarray,
+                      rebase: np.ndarray) -> None:  # fmt: skip
+    """A new item's flagged first state is provisional; a rebaseline or a complete unflagged state
+    judged against a provisional baseline (``kept``) confirms it."""
+    partial = np.isnan(raw.stock) | np.isnan(raw.min) | np.isnan(raw.max) | np.isnan(raw.price)
+    confirm = kept & (rebase | ~(flagged | partial))
+    nu = nxt["n_updates"]
+    nxt["n_updates"] = np.where(
+        set_, nu | np.uint32(PROVISIONAL), np.where(confirm, nu & np.uint32(COUNT_MASK), nu)
+    )

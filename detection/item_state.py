@@ -10,7 +10,9 @@ structured dtype, not Python objects. :data:`STATE_DTYPE` (packed, little-endian
     usual_gap                   f4  EWMA of seconds between updates (0 = unknown)
     last_time                   f8  latest occurred_at seen, epoch seconds (NaN = never given)
     group                       u4  crc32 of the peer-group value (category, ...), 0 = unknown
-    n_updates                   u4  accepted updates since the baseline
+    n_updates                   u4  accepted updates since the baseline; bit 31 (:data:`PROVISIONAL`)
+                                    set = the baseline is provisional (a new item's first state was
+                                    flagged: the next state that looks right without it replaces it)
     n_flagged                   u2  flagged updates in total (saturates at 65,535)
     flag_run                    u2  consecutive flagged updates (reset by an accepted one)
     left_stock                  f8  the stock before the last accepted change of stock (NaN = none):
@@ -31,7 +33,15 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["STATE_DTYPE", "STATE_SIZE", "ItemState", "StateTable", "group_code"]
+__all__ = [
+    "PROVISIONAL",
+    "STATE_DTYPE",
+    "STATE_SIZE",
+    "ItemState",
+    "StateTable",
+    "group_code",
+    "is_provisional",
+]
 
 STATE_DTYPE: Final = np.dtype(
     [
@@ -46,6 +56,17 @@ if STATE_SIZE != 80:  # pragma: no cover - a layout change must be deliberate (c
     raise AssertionError(f"STATE_DTYPE is {STATE_SIZE} bytes, expected 80")
 
 StateRows = npt.NDArray[np.void]
+PROVISIONAL: Final = 1 << 31
+"""Flag bit of ``n_updates`` (no item counts 2**31 updates, so records written before it read unflagged)."""
+COUNT_MASK: Final = PROVISIONAL - 1
+
+
+def is_provisional(rows: StateRows) -> npt.NDArray[np.bool_]:
+    """Per record: is its baseline a new item's flagged first state (:data:`PROVISIONAL`)?"""
+    flagged: npt.NDArray[np.bool_] = (rows["n_updates"] & np.uint32(PROVISIONAL)) != 0
+    return flagged
+
+
 WORDS: Final = STATE_SIZE // 8  # a record as ten uint64 words: numpy copies those far faster
 
 
