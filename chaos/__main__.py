@@ -18,7 +18,7 @@ from collections.abc import Callable
 from functools import partial
 
 from bench.common import markdown_table
-from chaos.common import LOG_DIR, Ctx, Result
+from chaos.common import LOG_DIR, Ctx, Result, split_seconds
 from chaos.kafka_io import close_clients
 from chaos.stack import REPO, ChaosStack
 
@@ -101,11 +101,10 @@ def main(argv: list[str] | None = None) -> int:
                 got = [Result(name, "", ok=False, checks=[f"FAILED: {type(exc).__name__}: {exc}"])]
             finally:
                 ctx.stop_all()
-            spent = time.monotonic() - t0
+            split_seconds(got, t0, time.monotonic())
             for r in got:
-                r.seconds = spent / len(got)
                 results.append(r)
-                print(f"chaos: {name}: {'PASS' if r.ok else 'FAIL'} ({spent:.0f} s)", flush=True)
+                print(r.progress(), flush=True)
     finally:
         ctx.stop_all()
         close_clients()

@@ -45,6 +45,12 @@ class Result:
     ok: bool = True
     checks: list[str] = field(default_factory=list)  # what was verified (or what failed)
     seconds: float = 0.0
+    started: float = field(default_factory=time.monotonic, repr=False)  # made as its variant begins
+
+    def progress(self) -> str:
+        """The runner's progress line for this row: which scenario, which variant, its own seconds."""
+        variant = f" [{self.variant}]" if self.variant else ""
+        return f"chaos: {self.scenario}{variant}: {'PASS' if self.ok else 'FAIL'} ({self.seconds:.0f} s)"
 
     def fail(self, why: str) -> None:
         self.ok = False
@@ -142,6 +148,15 @@ def _all_led(admin: KafkaAdminClient, names: list[str], partitions: int) -> bool
         and all(p["leader_id"] >= 0 for p in t["partitions"])
         for t in described
     )
+
+
+def split_seconds(results: list[Result], began: float, ended: float) -> None:
+    """Give each row of one scenario its own seconds: from its start (the first: the scenario's)
+    to the next row's start (the last: the scenario's end); rows a scenario timed itself keep theirs."""
+    bounds = [began, *(max(began, r.started) for r in results[1:]), ended]
+    for r, start, end in zip(results, bounds, bounds[1:], strict=False):
+        if not r.seconds:
+            r.seconds = max(0.0, end - start)
 
 
 def wait_until(cond: Callable[[], bool], timeout_s: float, step_s: float = 0.1) -> bool:

@@ -153,12 +153,12 @@ class ModelStore:
         current = self.current_version()
         infos = []
         for version in self._version_ids():
-            signed = (self.root / version / SIGNATURE_FILE).exists()
             try:
                 meta = self.verify(version)[1]
-            except (ModelVerificationError, ModelNotFoundError) as exc:
-                infos.append(VersionInfo(version, None, None, None, version == current, signed, str(exc)))
+            except (ModelVerificationError, ModelNotFoundError) as exc:  # refused: never "signed"
+                infos.append(VersionInfo(version, None, None, None, version == current, False, str(exc)))
                 continue
+            signed = (self.root / version / SIGNATURE_FILE).exists()
             info = (meta.created_at, meta.n_samples, meta.threshold)
             infos.append(VersionInfo(version, *info, version == current, signed, detector=meta.detector))
         return infos
@@ -238,12 +238,14 @@ class ModelStore:
                 raise ModelVerificationError(f"model {version}: manifest signature does not match")
         try:
             manifest = dict(orjson.loads(raw))
-            ok = manifest["version"] == version and manifest["format_version"] == FORMAT_VERSION
-            ok = ok and all(
-                isinstance(manifest["files"][name], dict) for name in (SCORER_FILE, METADATA_FILE)
-            )
+            named = str(manifest.get("version", version))[:80]
+            ok = "version" in manifest and manifest["format_version"] == FORMAT_VERSION
+            ok = ok and all(isinstance(manifest["files"][n], dict) for n in (SCORER_FILE, METADATA_FILE))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            ok = False
+            named, ok = version, False
+        if named != version:  # a copied directory (`cp -r models/V models/V2`)
+            why = f"{MANIFEST_FILE} names version {named}, not {version}"
+            raise ModelVerificationError(f"model {version}: {why}")
         if not ok:
             raise ModelVerificationError(f"model {version}: {MANIFEST_FILE} is unreadable or incomplete")
         return manifest

@@ -168,6 +168,10 @@ def _wait_for(
             accepted = accepted or status == Ack.ACCEPTED
             print(orjson.dumps(msg).decode(), flush=True)
             if status in (Ack.REJECTED, Ack.FAILED):
+                reason = msg.get("reason") or "no reason given"
+                print(
+                    f"stockwatch ctl: {msg.get('command')} {command_id} {status}: {reason}", file=sys.stderr
+                )
                 return EXIT_FAILED
             if status == Ack.COALESCED:
                 reason = msg.get("reason") or "another retrain covers it"

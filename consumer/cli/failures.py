@@ -64,13 +64,37 @@ def missing_model_dir(path: Path, flag: Path | None) -> UserFacingError | None:
     return None
 
 
+# kafka-python's SaslAuthenticationFailedError; librdkafka's _AUTHENTICATION / "SASL authentication error"
+_AUTH_REFUSED = (
+    "SaslAuthenticationFailed",
+    "_AUTHENTICATION",
+    "SASL authentication error",
+    "Authentication failed",
+)
+
+
 def kafka_unreachable(settings: Settings, exc: BaseException) -> str:
-    """The message of a Kafka failure, naming the setting and the address."""
-    bootstrap = settings.kafka.bootstrap
+    """The message of a Kafka failure, naming the setting and the address (and the SASL user when
+    SASL is configured: a broker that refuses credentials often just closes the connection)."""
+    bootstrap, security = settings.kafka.bootstrap, settings.kafka.security
     reason = str(exc)
     if bootstrap in reason and "STOCKWATCH_KAFKA_BOOTSTRAP" in reason:
-        return reason
-    return f"Kafka at {bootstrap} (STOCKWATCH_KAFKA_BOOTSTRAP) is unavailable: {reason}"
+        message = reason
+    else:
+        message = f"Kafka at {bootstrap} (STOCKWATCH_KAFKA_BOOTSTRAP) is unavailable: {reason}"
+    if not security.protocol.startswith("SASL_"):
+        return message
+    user = f"STOCKWATCH_KAFKA_SASL_USERNAME ({security.sasl_username}, {security.sasl_mechanism})"
+    if any(marker in reason for marker in _AUTH_REFUSED):
+        return (
+            f"Kafka at {bootstrap} refused the SASL credentials of {user}: check the username and "
+            "STOCKWATCH_KAFKA_SASL_PASSWORD"
+        )
+    return (
+        f"{message}; with {security.protocol} authentication may have failed: Kafka closes the "
+        f"connection when it refuses the SASL credentials of {user}, so check them and "
+        "STOCKWATCH_KAFKA_SASL_PASSWORD too"
+    )
 
 
 def mongo_message(settings: Settings, exc: BaseException) -> str:

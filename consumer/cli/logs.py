@@ -9,16 +9,25 @@ never handed to a logger in the first place.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-__all__ = ["THIRD_PARTY_LOGGERS", "JsonLogFormatter", "configure_logging"]
+__all__ = ["BENIGN_LIBRARY_MESSAGES", "THIRD_PARTY_LOGGERS", "JsonLogFormatter", "configure_logging"]
 
 THIRD_PARTY_LOGGERS = ("kafka", "pymongo", "consumer.adapters.confluent.librdkafka")
 """Client libraries that log every connection and metadata refresh at INFO: WARNING unless DEBUG."""
+
+BENIGN_LIBRARY_MESSAGES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    # right after our own "does not exist (yet); waiting for it" warning
+    ("kafka.cluster", re.compile(r"Topic \S+ not found in cluster metadata")),
+    # kafka-python's own I/O thread measuring a GIL-bound step of ours; nothing is lost
+    ("kafka.net.selector", re.compile(r"Task .* ran for [0-9.]+s \(>")),
+)
+"""(logger, message prefix) of kafka-python lines that are not problems: demoted to DEBUG."""
 
 _FIELD_NAMES = {"levelname": "level", "name": "logger", "message": "msg", "exc_info": "exc"}
 
@@ -34,6 +43,19 @@ class JsonLogFormatter(OrjsonFormatter):
     ) -> None:
         log_data["ts"] = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
         super().add_fields(log_data, record, message_dict)
+
+
+class DemoteBenignLibraryMessages(logging.Filter):
+    """Turns the known-benign library lines into DEBUG records, shown only when DEBUG is on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG:
+            return True
+        for name, prefix in BENIGN_LIBRARY_MESSAGES:
+            if record.name == name and prefix.match(record.getMessage()):
+                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+                return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
 
 
 class _StderrHandler(logging.Handler):
@@ -54,6 +76,7 @@ def configure_logging(level: str) -> None:
         if isinstance(handler, _StderrHandler):
             root.removeHandler(handler)
     handler = _StderrHandler()
+    handler.addFilter(DemoteBenignLibraryMessages())
     handler.setFormatter(JsonLogFormatter())
     root.addHandler(handler)
     root.setLevel(level)

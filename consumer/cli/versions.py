@@ -82,7 +82,7 @@ def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
         threshold = "-" if info.threshold is None else f"{info.threshold:g}"
         print(
             f"{'*' if info.is_current else ' '} {info.version:<26} {info.detector or '-':<9} {created:<20} {samples:>8} "
-            f"{threshold:>10} {'yes' if info.signed else 'no':<7} {info.error or ''}".rstrip()
+            f"{threshold:>10} {'-' if info.error else 'yes' if info.signed else 'no':<7} {info.error or ''}".rstrip()
         )
     return EXIT_OK
 

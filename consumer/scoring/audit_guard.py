@@ -5,7 +5,8 @@ most ``attempts`` consecutive failures; then the audit of that batch is skipped 
 ``stockwatch_audit_failures_total`` counts the failed writes, ``stockwatch_audit_skipped_total``
 the anomalies not audited — and the outputs go out and offsets advance. While Mongo stays down,
 later batches skip the audit without waiting for Mongo's timeout, except for one try per
-``cooldown_s``; the first successful write ends this.
+``cooldown_s``; the first successful write ends this (an INFO line). The ERROR is logged when the
+outage starts, then at most once per ``log_every_s`` with the count of batches skipped since.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 AUDIT_ATTEMPTS = 3  # consecutive failed writes before a batch's audit is skipped
 AUDIT_COOLDOWN_S = 30.0  # Mongo failing: try it once per this long, skip the audit in between
+AUDIT_LOG_EVERY_S = 60.0  # Mongo failing: one ERROR line per this long, not one per batch
 
 
 class AuditGuard:
@@ -36,6 +38,7 @@ class AuditGuard:
         *,
         attempts: int = AUDIT_ATTEMPTS,
         cooldown_s: float = AUDIT_COOLDOWN_S,
+        log_every_s: float = AUDIT_LOG_EVERY_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.audit = audit
@@ -45,13 +48,16 @@ class AuditGuard:
         self.clock = clock
         self._failures = 0  # consecutive failed writes
         self._next_try = 0.0
+        self.log_every_s = log_every_s
+        self._logged_at: float | None = None  # last ERROR of the current outage (None: no outage)
+        self._unlogged = [0, 0]  # batches, anomalies skipped since that ERROR
 
     def write(self, anomalies: Sequence[dict[str, Any]], where: str) -> bool:
         """Audit ``anomalies`` (of the batch ``where``); False when skipped. Raises the audit's
         DeliveryError while the batch should be retried."""
         now = self.clock()
         if self._failures >= self.attempts and now < self._next_try:
-            self._skip(anomalies, where, "Mongo still failing")
+            self._skip(anomalies, where, "Mongo still failing", now)
             return False
         try:
             written = self.audit.write(anomalies)
@@ -61,16 +67,36 @@ class AuditGuard:
             if self._failures < self.attempts:
                 raise
             self._next_try = now + self.cooldown_s
-            self._skip(anomalies, where, repr(exc))
+            self._skip(anomalies, where, repr(exc), now)
             return False
         if self._failures >= self.attempts:
-            log.warning("audit writes work again after %d failures", self._failures)
-        self._failures = 0
+            log.info(
+                "audit writes work again after %d failed writes; %d more batch(es) (%d anomalies) "
+                "were not audited since the last error line",
+                self._failures,
+                *self._unlogged,
+            )
+        self._failures, self._logged_at, self._unlogged = 0, None, [0, 0]
         self.metrics.audit_writes.inc(written)
         return True
 
-    def _skip(self, anomalies: Sequence[dict[str, Any]], where: str, why: str) -> None:
+    def _skip(self, anomalies: Sequence[dict[str, Any]], where: str, why: str, now: float) -> None:
         self.metrics.audit_skipped.inc(len(anomalies))
+        self._unlogged[0] += 1
+        self._unlogged[1] += len(anomalies)
+        if self._logged_at is not None:
+            if now - self._logged_at < self.log_every_s:
+                return
+            log.error(
+                "audit still skipped (%s): %d batch(es), %d anomalies not audited in the last %.0fs; "
+                "the events are still published",
+                why,
+                *self._unlogged,
+                now - self._logged_at,
+            )
+            self._logged_at, self._unlogged = now, [0, 0]
+            return
+        self._logged_at, self._unlogged = now, [0, 0]
         log.error(
             "audit of %d anomalies of %s skipped after %d failed writes (%s); the events are still "
             "published (anomaly_id %s%s)",

@@ -7,6 +7,8 @@ version of either detector is loaded (``load_any``: a seed ``AnomalyModel`` or a
 the poll loop picks it up with :meth:`ModelWatcher.take` *between* batches, so a batch is always
 scored by exactly one version. A version that fails verification is refused once, counted in
 ``stockwatch_model_refusals_total`` and never retried; the model already serving keeps serving.
+Before the hand-over the model decides a scratch batch here (:func:`warm_kernels`), so numba's
+first-run compilation never stalls the loop.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any, Protocol
 from consumer.scoring.serving import ServedModel
 from detection import ModelNotFoundError, ModelVerificationError
 
-__all__ = ["Announcements", "ModelSource", "ModelWatcher"]
+__all__ = ["Announcements", "ModelSource", "ModelWatcher", "warm_kernels"]
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +93,10 @@ class ModelWatcher:
         interval_s: float = 2.0,
         announcements: Announcements | None = None,
         on_refusal: Callable[[str], None] | None = None,
+        warm_up: Callable[[ServedModel], object] | None = None,
     ) -> None:
         self.store = store
+        self.warm_up = warm_kernels if warm_up is None else warm_up
         self.interval_s = interval_s
         self.announcements = announcements
         self.on_refusal = on_refusal
@@ -198,6 +202,11 @@ class ModelWatcher:
         except Exception as exc:  # unpickling or shape errors are permanent for a version
             self._refuse(version, "load_error", exc)
             return False
+        try:  # here, not at the loop's first batch: the loop keeps ticking (/healthz) meanwhile
+            self.warm_up(model)
+        except Exception as exc:  # a model that cannot decide a scratch batch cannot serve
+            self._refuse(version, "load_error", exc)
+            return False
         with self._lock:
             self._pending = model
             self._latest = version
@@ -213,6 +222,22 @@ class ModelWatcher:
         log.error("refused model %s (%s): %s; the serving model stays", version, reason, exc)
         if self.on_refusal is not None:
             self.on_refusal(reason)
+
+
+def warm_kernels(model: ServedModel) -> None:
+    """Compile (first run) or load from numba's cache the kernels ``model`` decides with, timed."""
+    from detection.warmup import kernel_cache_dir, kernels_cached, kernels_compiled, warm_up
+
+    if kernels_compiled():
+        warm_up(model)  # compiled in this process already: instant
+        return
+    if kernels_cached():
+        log.info("loading the scoring kernels from numba's cache in %s", kernel_cache_dir())
+    else:
+        log.info("compiling the scoring kernels (first run only; cached in %s)", kernel_cache_dir())
+    started = time.perf_counter()
+    warm_up(model)
+    log.info("scoring kernels ready in %.1f s", time.perf_counter() - started)
 
 
 def _kind(model: object) -> str:

@@ -8,6 +8,8 @@ missing file or a listener that does not answer FAILS the tests: `make stack-up`
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -149,6 +151,24 @@ def test_a_wrong_password_is_refused(listener: dict[str, str], transport: str) -
     producer = Producer(producer_config(kafka.producer_config(client_id="sasl-test"), kafka))
     with pytest.raises(KafkaException):
         producer.list_topics(timeout=5)
+
+
+@pytest.mark.parametrize("argv", [["ctl", "status", "--timeout", "10"], ["consume", "--timeout", "10"]])
+def test_a_wrong_password_says_authentication_may_have_failed(
+    listener: dict[str, str], tmp_path: Path, argv: list[str]
+) -> None:
+    (tmp_path / "empty.toml").touch()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKWATCH_")}
+    env |= listener | {"STOCKWATCH_KAFKA_SASL_PASSWORD": "not-the-password-4711", "PYTHONPATH": str(REPO)}
+    env |= {"STOCKWATCH_CONFIG": str(tmp_path / "empty.toml"), "STOCKWATCH_KAFKA_BOOTSTRAP_TIMEOUT_S": "5",
+            "STOCKWATCH_CONTROL_KEY": "sasl-wrong-password-control-key-0123456789",
+            "STOCKWATCH_MODEL_DIR": str(tmp_path), "STOCKWATCH_HTTP_PORT": "0"}  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "consumer.cli", *argv], env=env, cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=False)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "not-the-password-4711" not in proc.stdout + proc.stderr
+    user = f"STOCKWATCH_KAFKA_SASL_USERNAME ({listener['STOCKWATCH_KAFKA_SASL_USERNAME']}, "
+    assert "authentication may have failed" in proc.stderr and user in proc.stderr
 
 
 @pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])

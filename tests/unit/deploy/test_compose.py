@@ -225,3 +225,19 @@ def test_the_image_entrypoint_is_the_cli() -> None:
             "consume",
             "retrain-worker",
         }
+
+
+def test_the_image_ships_numbas_kernel_cache_where_the_services_look() -> None:
+    """The build warms the kernels as the runtime user into the runtime NUMBA_CACHE_DIR, after the
+    package is installed (numba keys its cache by the installed files), and no service hides it."""
+    lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines()]
+    warm = lines.index("RUN python -m detection.warmup")
+    install = next(i for i, line in enumerate(lines) if line.startswith("RUN pip install"))
+    user = lines.index("USER stockwatch")
+    cache = next(i for i, line in enumerate(lines) if line.startswith("NUMBA_CACHE_DIR="))
+    assert install < user < warm and cache < warm
+    assert not any(line.startswith(("COPY", "ADD")) for line in lines[install:])  # sources fixed
+    for name in STOCKWATCH_SERVICES:
+        service = _compose()["services"][name]
+        assert "NUMBA_CACHE_DIR" not in str(service.get("environment", ""))
+        assert not any(":/tmp" in str(v) for v in service.get("volumes", []) + service.get("tmpfs", []))

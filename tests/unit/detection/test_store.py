@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -404,3 +405,19 @@ def test_garbage_current_pointer_and_bad_arguments(tmp_path, model_a):
         ModelStore(tmp_path, keep=0)
     with pytest.raises(ValueError, match="empty"):
         ModelStore(tmp_path, signing_key=b"")
+
+
+def test_a_copied_version_directory_is_refused_naming_both_versions(tmp_path, model_a):
+    store = ModelStore(tmp_path, signing_key=KEY)
+    version = store.publish(model_a)
+    copy = version[:-8] + ("deadbeef" if not version.endswith("deadbeef") else "0badcafe")
+    shutil.copytree(tmp_path / version, tmp_path / copy)  # `cp -r models/V models/V2`
+    why = f"manifest.json names version {version}, not {copy}"
+    with pytest.raises(ModelVerificationError, match=why):
+        store.load(copy)
+    with pytest.raises(ModelVerificationError, match=why):
+        store.rollback(copy)
+    infos = {info.version: info for info in store.versions()}
+    assert infos[copy].error is not None and why in infos[copy].error
+    assert not infos[copy].signed  # its signature is valid, but the version is refused
+    assert infos[version].signed and infos[version].error is None

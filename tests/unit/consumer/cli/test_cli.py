@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -343,3 +344,24 @@ def test_score_missing_input_file_is_a_usage_error(tmp_path, capsys, trained):
     model_dir, _ = trained
     code, out, err = run(capsys, "score", "--model-dir", str(model_dir), "--input", str(tmp_path / "nope"))
     assert code == 2 and out == "" and "No such file" in err
+
+
+def test_a_copied_version_is_refused_by_name_in_list_show_and_rollback(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("STOCKWATCH_MODEL_SIGNING_KEY", "sekrit-signing-key-0123456789abcdef")
+    model_dir = tmp_path / "models"
+    code, out, _ = run(capsys, "train", "--detector", "seed", "--items", str(write_items(tmp_path / "i.jsonl")),
+                       "--model-dir", str(model_dir))  # fmt: skip
+    version = json.loads(out)["version"]
+    copy = version[:-8] + ("deadbeef" if not version.endswith("deadbeef") else "0badcafe")
+    shutil.copytree(model_dir / version, model_dir / copy)
+    why = f"manifest.json names version {version}, not {copy}"
+
+    code, out, _ = run(capsys, "models", "list", "--model-dir", str(model_dir))
+    (row,) = [line for line in out.splitlines() if copy in line]
+    assert code == 0 and why in row and " yes " not in row
+    code, out, _ = run(capsys, "models", "list", "--model-dir", str(model_dir), "--json")
+    rows = {r["version"]: r for r in validate("models-list", json.loads(out))}
+    assert rows[copy]["signed"] is False and rows[version]["signed"] is True
+    for action in ("show", "rollback"):
+        code, _, err = run(capsys, "models", action, copy, "--model-dir", str(model_dir))
+        assert code == 2 and why in err

@@ -103,6 +103,20 @@ def test_a_coalesced_retrain_says_so_and_exits_5(capsys: pytest.CaptureFixture[s
     assert f"{cid} was coalesced: a retrain finished 3s ago" in err
 
 
+@pytest.mark.parametrize("status", ["rejected", "failed"])
+def test_a_rejected_or_failed_command_says_why_on_stderr(
+    status: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cmd = new_command("rollback", KEY, args={"version": "20991202T043656Z-deadbeef"})
+    digest = command_digest(cmd.to_json())
+    reason = "version 20991202T043656Z-deadbeef is not in the store"
+    answer = ack(cmd.command_id, status, reason=reason, digest=digest) | {"command": "rollback"}
+    assert wait([sign_message(answer, KEY)], cmd.command_id, digest) == EXIT_FAILED
+    out, err = capsys.readouterr()
+    assert orjson.loads(out)["status"] == status  # the ack itself stays on stdout
+    assert err == f"stockwatch ctl: rollback {cmd.command_id} {status}: {reason}\n"
+
+
 @pytest.fixture
 def ctl_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     for name in list(os.environ):

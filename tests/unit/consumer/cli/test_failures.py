@@ -224,3 +224,47 @@ def test_numbers_no_command_can_use_are_usage_errors(capsys, argv):
     with pytest.raises(SystemExit) as exited:
         main(argv)
     assert exited.value.code == 2
+
+
+# ---------------------------------------------------------------------------- SASL
+
+
+@pytest.mark.parametrize(
+    ("reason", "refused"),
+    [
+        (
+            "cannot reach Kafka at 127.0.0.1:9094 (STOCKWATCH_KAFKA_BOOTSTRAP) within 9.6s: KafkaTimeoutError",
+            False,
+        ),
+        ("cannot reach Kafka at 127.0.0.1:9094: SaslAuthenticationFailedError", True),
+        (
+            'KafkaError{code=_AUTHENTICATION,val=-169,str="SASL authentication error: invalid credentials"}',
+            True,
+        ),
+    ],
+)
+def test_a_failure_under_sasl_names_the_user_never_the_password(monkeypatch, reason, refused):
+    from config import load_settings
+    from consumer.cli.failures import kafka_unreachable
+
+    monkeypatch.setenv("STOCKWATCH_KAFKA_BOOTSTRAP", "127.0.0.1:9094")
+    monkeypatch.setenv("STOCKWATCH_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("STOCKWATCH_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("STOCKWATCH_KAFKA_SASL_USERNAME", "stockwatch")
+    monkeypatch.setenv("STOCKWATCH_KAFKA_SASL_PASSWORD", "hunter2-wrong-password")
+    message = kafka_unreachable(load_settings(), KafkaUnavailableError(reason))
+    assert "STOCKWATCH_KAFKA_SASL_USERNAME (stockwatch, SCRAM-SHA-512)" in message
+    assert "hunter2" not in message
+    if refused:
+        assert message.startswith("Kafka at 127.0.0.1:9094 refused the SASL credentials of")
+    else:
+        assert message.startswith(reason) and "authentication may have failed" in message
+
+
+def test_a_failure_without_sasl_says_nothing_of_credentials(monkeypatch):
+    from config import load_settings
+    from consumer.cli.failures import kafka_unreachable
+
+    monkeypatch.setenv("STOCKWATCH_KAFKA_BOOTSTRAP", "127.0.0.1:1")
+    message = kafka_unreachable(load_settings(), KafkaUnavailableError("KafkaTimeoutError"))
+    assert message == "Kafka at 127.0.0.1:1 (STOCKWATCH_KAFKA_BOOTSTRAP) is unavailable: KafkaTimeoutError"

@@ -71,3 +71,31 @@ def test_client_noise_is_kept_to_warnings_unless_debug(json_logs, name):
     configure_logging("DEBUG")
     logging.getLogger(name).debug("metadata refresh")
     assert [line["msg"] for line in json_logs()] == ["metadata refresh"]
+
+
+def _kafka_lines(level: str) -> None:
+    configure_logging(level)
+    logging.getLogger("kafka.cluster").error("Topic %s not found in cluster metadata", "inventory.x")
+    logging.getLogger("kafka.net.selector").warning(
+        "Task <Task poll> ran for 0.105s (>0.100s threshold). It is blocking the event loop -- "
+        "likely a tight sync loop inside a coroutine. Other pollers will time out."
+    )
+    logging.getLogger("kafka.cluster").error("Topic %s is unauthorized", "inventory.x")  # a real error
+    logging.getLogger("kafka.net.selector").warning("Task <Task poll> left RUNNING after step")
+    logging.getLogger("stockwatch.test").error("Topic %s not found in cluster metadata", "ours")
+
+
+def test_known_benign_kafka_lines_are_demoted_to_debug(json_logs):
+    _kafka_lines("INFO")
+    assert [(line["level"], line["logger"], line["msg"]) for line in json_logs()] == [
+        ("ERROR", "kafka.cluster", "Topic inventory.x is unauthorized"),
+        ("WARNING", "kafka.net.selector", "Task <Task poll> left RUNNING after step"),
+        ("ERROR", "stockwatch.test", "Topic ours not found in cluster metadata"),
+    ]
+
+
+def test_benign_kafka_lines_show_at_debug(json_logs):
+    _kafka_lines("DEBUG")
+    levels = [(line["level"], line["logger"]) for line in json_logs()]
+    assert levels[:2] == [("DEBUG", "kafka.cluster"), ("DEBUG", "kafka.net.selector")]
+    assert ("ERROR", "kafka.cluster") in levels

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,3 +57,33 @@ def test_after_n_failures_the_audit_is_skipped_then_tried_once_per_cooldown() ->
     audit.down = True  # a new outage gets its full attempts again
     with pytest.raises(DeliveryError):
         guard.write(batch, "in[0]@8")
+
+
+def test_an_outage_logs_one_error_then_one_a_minute_with_counts_then_info_on_recovery(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    audit, metrics = FlakyAudit(), ConsumerMetrics()
+    guard = AuditGuard(audit, metrics, attempts=1, cooldown_s=30.0, log_every_s=60.0, clock=lambda: now[0])
+    batch = [{"anomaly_id": "a"}, {"anomaly_id": "b"}]
+    caplog.set_level(logging.INFO, logger="consumer.scoring.audit_guard")
+    for step in range(150):  # 15 batches a second for 10 s, then one every second to t=140 s
+        now[0] = step / 15 if step < 150 - 130 else float(step - 10)
+        assert guard.write(batch, f"in[0]@{step}") is False
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 3  # the start (t=0), t~60, t~120
+    assert "anomaly_id a, b" in errors[0].getMessage()
+    assert "audit still skipped" in errors[1].getMessage()
+    skipped_between = int(errors[1].getMessage().split("): ")[1].split(" batch")[0])
+    assert 50 < skipped_between < 100  # every batch between the two lines is counted
+    assert sample(metrics, "stockwatch_audit_skipped_total") == 300
+
+    caplog.clear()
+    audit.down = False
+    now[0] = 200.0
+    assert guard.write(batch, "in[0]@150") is True
+    (info,) = caplog.records
+    assert info.levelno == logging.INFO and "audit writes work again" in info.getMessage()
+    audit.down = True  # a new outage logs its start at once
+    assert guard.write(batch, "in[0]@151") is False
+    assert [r.levelno for r in caplog.records][-1] == logging.ERROR

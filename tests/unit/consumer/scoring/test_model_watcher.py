@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from consumer.scoring.health import HealthState
-from consumer.scoring.model_watcher import LOAD_SWITCH_INTERVAL_S, ModelWatcher, gil_yielding
+from consumer.scoring.model_watcher import LOAD_SWITCH_INTERVAL_S, ModelWatcher, gil_yielding, warm_kernels
 from detection import ModelNotFoundError, ModelVerificationError
 
 
@@ -199,3 +202,53 @@ def test_both_detectors_are_loaded_from_the_store_and_handed_over_as_current_mov
     assert watcher.check()
     assert isinstance(watcher.take(), AnomalyModel)
     assert refusals == [] and watcher.refused == {}
+
+
+def test_the_model_is_warmed_up_before_the_loop_can_take_it() -> None:
+    seen: list[tuple[str, object]] = []
+    watcher: ModelWatcher
+
+    def warm(model: Any) -> None:
+        seen.append((model.version, watcher.take()))  # not handed over yet
+
+    watcher = ModelWatcher(FakeStore(current="v1"), warm_up=warm)
+    assert watcher.check()
+    assert seen == [("v1", None)]
+    model = watcher.take()
+    assert model is not None and model.version == "v1"
+
+
+def test_a_model_whose_warm_up_fails_is_refused_and_never_handed_over() -> None:
+    def warm(model: Any) -> None:
+        raise ValueError("kernel rejected the model's arrays")
+
+    refusals: list[str] = []
+    watcher = ModelWatcher(FakeStore(current="v1"), warm_up=warm, on_refusal=refusals.append)
+    assert not watcher.check()
+    assert watcher.take() is None and refusals == ["load_error"]
+    assert "kernel rejected" in watcher.refused["v1"]
+
+
+def test_the_first_compilation_is_logged_with_its_cache_and_duration(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Any
+) -> None:
+    import detection.warmup
+
+    warmed: list[object] = []
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(detection.warmup, "warm_up", warmed.append)
+    caplog.set_level(logging.INFO, logger="consumer.scoring.model_watcher")
+    monkeypatch.setattr(detection.warmup, "kernels_compiled", lambda: False)
+    warm_kernels(FakeModel("v1"))  # type: ignore[arg-type]  # an empty cache dir: compiled
+    first, done = (r.getMessage() for r in caplog.records)
+    assert first == f"compiling the scoring kernels (first run only; cached in {tmp_path})"
+    assert done.startswith("scoring kernels ready in ") and done.endswith(" s")
+    caplog.clear()
+    (tmp_path / "detection_0a1b").mkdir()
+    (tmp_path / "detection_0a1b" / "decide_kernel.decide_rows-189.py311.nbi").touch()
+    warm_kernels(FakeModel("v1"))  # type: ignore[arg-type]
+    assert caplog.records[0].getMessage() == f"loading the scoring kernels from numba's cache in {tmp_path}"
+    caplog.clear()
+    monkeypatch.setattr(detection.warmup, "kernels_compiled", lambda: True)
+    warm_kernels(FakeModel("v2"))  # type: ignore[arg-type]
+    assert caplog.records == [] and len(warmed) == 3  # still run (instant), not logged
