@@ -30,6 +30,7 @@ stack-status: venv
 # Unit and integration tests against the local stack (started if needed, left running:
 # `make stack-down` stops it).
 test: stack-up
+	$(VENV)/bin/python -m detection.warmup  # compile numba's kernels once, not inside a test's time limit
 	STOCKWATCH_KAFKA_BOOTSTRAP=$${STOCKWATCH_KAFKA_BOOTSTRAP:-127.0.0.1:9092} \
 	STOCKWATCH_MONGO_URI=$${STOCKWATCH_MONGO_URI:-mongodb://127.0.0.1:27017} \
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
