@@ -73,6 +73,11 @@ HELP: dict[
     "notify_group_id": "Consumer group of `stockwatch notify` on the anomaly topic.",
     "notify_webhook": "Webhook URL of `stockwatch notify` (a secret: it may carry a token); --webhook overrides.",
     "notify_max_backoff_s": "Cap of the pause between retries of a failing webhook.",
+    "max_decompressed_batch_bytes": "kafka-python clients (consume, retrain worker, ctl): the most one "
+    "compressed record batch may inflate to (raised to max_message_bytes + 64 KiB if smaller); a batch "
+    "beyond it is skipped unread (the consumer dead-letters it as `decompression_bomb`), so a small "
+    "compressed bomb cannot exhaust memory. librdkafka (confluent-kafka) has no such limit for gzip, "
+    "snappy or lz4 (README Security).",
     "worker_mongo_timeout_s": "Mongo server-selection/connect timeout of the retrain worker and scan.",
 }
 

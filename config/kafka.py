@@ -87,6 +87,7 @@ class KafkaSettings(Slice):
     session_timeout_ms: int
     max_partition_fetch_bytes: int
     max_message_bytes: int
+    max_decompressed_batch_bytes: int
     producer_linger_ms: int
     producer_batch_size: int
     transactional_id: str | None
@@ -112,6 +113,11 @@ class KafkaSettings(Slice):
     def partition_fetch_bytes(self) -> int:
         """Fetch size per partition, raised so that one record of ``max_message_bytes`` always fits."""
         return max(self.max_partition_fetch_bytes, self.max_message_bytes + FETCH_HEADROOM_BYTES)
+
+    @property
+    def decompressed_batch_cap(self) -> int:
+        """The most one compressed record batch may inflate to: one record of max_message_bytes fits."""
+        return max(self.max_decompressed_batch_bytes, self.max_message_bytes + FETCH_HEADROOM_BYTES)
 
     @property
     def producer_max_request_bytes(self) -> int:

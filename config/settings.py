@@ -138,6 +138,9 @@ class Settings(BaseSettings, ContextFields):
         description="Fetch size per partition (raised to max_message_bytes + 64 KiB if smaller); "
         "8 MiB rather than the clients' 1 MiB to cut fetch round trips.",
     )
+    max_decompressed_batch_bytes: int = Field(
+        default=67_108_864, ge=1_048_576, description=groups.HELP["max_decompressed_batch_bytes"]
+    )
     session_timeout_ms: int = Field(default=45_000, ge=1000)
     producer_linger_ms: int = Field(default=5, ge=0, description="Producer batching delay.")
     producer_batch_size: int = Field(default=131_072, ge=1024, description="Producer batch bytes.")
@@ -266,14 +269,10 @@ class Settings(BaseSettings, ContextFields):
     control_max_age_s: float = Field(default=300.0, gt=0, description=groups.HELP["control_max_age_s"])
     ctl_timeout_s: float = Field(default=120.0, gt=0, description="How long `stockwatch ctl` waits.")
     control_group_id: str = Field(
-        default="stockwatch-retrain-worker",
-        description=groups.HELP["control_group_id"],
+        default="stockwatch-retrain-worker", description=groups.HELP["control_group_id"]
     )
     notify_group_id: str = Field(default="stockwatch-notify", description=groups.HELP["notify_group_id"])
-    notify_webhook: SecretStr | None = Field(
-        default=None,
-        description=groups.HELP["notify_webhook"],
-    )
+    notify_webhook: SecretStr | None = Field(default=None, description=groups.HELP["notify_webhook"])
     notify_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one webhook POST.")
     notify_max_backoff_s: float = Field(default=30.0, gt=0, description=groups.HELP["notify_max_backoff_s"])
     worker_mongo_timeout_s: float = Field(

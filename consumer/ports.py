@@ -32,6 +32,7 @@ __all__ = [
     "StaleMemberError",
     "StateChangelog",
     "TopicPart",
+    "UnreadBatch",
 ]
 
 TopicPart = tuple[str, int]
@@ -66,6 +67,24 @@ class SourceRecord(Protocol):
     def value(self) -> bytes | None: ...
     @property
     def headers(self) -> Sequence[tuple[str, bytes]] | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadBatch:
+    """A :class:`SourceRecord` standing for a record batch the source skipped unread (e.g. a
+    compressed batch that would inflate beyond ``max_decompressed_batch_bytes``): it is
+    dead-lettered with ``reason`` and ``error``, and committing past it settles the whole batch."""
+
+    topic: str
+    partition: int
+    offset: int  # the batch's last offset
+    first_offset: int
+    reason: str  # a DlqReason value
+    error: str
+    timestamp: int | None = None
+    key: bytes | None = None
+    value: bytes | None = None
+    headers: Sequence[tuple[str, bytes]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

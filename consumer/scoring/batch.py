@@ -20,7 +20,7 @@ from typing import Any, Final, Protocol
 import numpy as np
 import orjson
 
-from consumer.ports import OutputRecord, SourceRecord
+from consumer.ports import OutputRecord, SourceRecord, UnreadBatch
 from consumer.scoring.columns import ItemColumns
 from consumer.scoring.state.store import StagedChanges
 from consumer.wire.context import SEED_INPUT_KEYS, EventContext
@@ -115,6 +115,7 @@ def _reject(
         group=config.group_id,
         at=at,
         original=record.headers or (),
+        first_offset=record.first_offset if isinstance(record, UnreadBatch) else None,
     )
     return OutputRecord(config.dlq_topic, record.key, value, headers)
 
@@ -199,6 +200,8 @@ def _decode(
         if value is not None and len(value) > config.max_message_bytes:
             error = f"value is {len(value)} bytes, over max_message_bytes={config.max_message_bytes}"
             reason = DlqReason.OVERSIZE
+        elif isinstance(record, UnreadBatch):  # the source skipped a batch unread (value None)
+            error, reason = record.error, DlqReason(record.reason)
         elif not value:
             error, reason = "empty or null value", DlqReason.EMPTY
         else:

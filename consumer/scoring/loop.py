@@ -106,6 +106,7 @@ class ScoringService:
         self._stop = threading.Event()
         self._next_lag = 0.0
         self._failures_in_row = 0
+        self._waited_failures = 0  # of those, the ones retried after a pause: they alone grow it
 
     def request_stop(self) -> None:
         """Finish the current batch, then flush, commit and leave the group (signal-safe)."""
@@ -252,7 +253,7 @@ class ScoringService:
             self.metrics.count_batch(result, decisions=bool(self.config.decisions_topic))
             stats.add(result)
         if settled.acked:
-            self._failures_in_row = 0
+            self._failures_in_row = self._waited_failures = 0
             self.poison.settled(self.ledger.committable())
         if settled.error is None:
             self.commits.after_settle(bool(settled.acked), sync=sync)
@@ -324,7 +325,8 @@ class ScoringService:
         # the transaction was aborted: go back to what the group committed
         target = committed_or(self.source, first) if from_committed else dict(first)
         self._failures_in_row += 1
-        pause = 0.0 if at_once else self.retry_backoff_s * 2 ** min(self._failures_in_row - 1, 16)
+        self._waited_failures += not at_once  # a burst of refused outputs must not slow the next retry
+        pause = 0.0 if at_once else self.retry_backoff_s * 2 ** min(self._waited_failures - 1, 16)
         pause = min(pause, MAX_RETRY_BACKOFF_S)
         log.warning(
             "batch not delivered (%r); rewinding %s and retrying in %.1fs",

@@ -28,6 +28,7 @@ __all__ = [
     "DLQ_HEADER_ORIGINAL_SIZE",
     "DLQ_HEADER_REASON",
     "DLQ_HEADER_SERVICE",
+    "DLQ_HEADER_SOURCE_FIRST_OFFSET",
     "DLQ_HEADER_SOURCE_OFFSET",
     "DLQ_HEADER_SOURCE_PARTITION",
     "DLQ_HEADER_SOURCE_TIMESTAMP",
@@ -53,6 +54,7 @@ DLQ_HEADER_ERROR = "dlq.error"
 DLQ_HEADER_SOURCE_TOPIC = "dlq.source.topic"
 DLQ_HEADER_SOURCE_PARTITION = "dlq.source.partition"
 DLQ_HEADER_SOURCE_OFFSET = "dlq.source.offset"
+DLQ_HEADER_SOURCE_FIRST_OFFSET = "dlq.source.first_offset"  # a batch skipped unread: its first offset
 DLQ_HEADER_SOURCE_TIMESTAMP = "dlq.source.timestamp"
 DLQ_HEADER_DEAD_LETTERED_AT = "dlq.dead_lettered_at"
 DLQ_HEADER_SERVICE = "dlq.service"
@@ -70,6 +72,7 @@ DLQ_HEADERS = (
     DLQ_HEADER_DEAD_LETTERED_AT,
     DLQ_HEADER_SERVICE,
     DLQ_HEADER_GROUP,
+    DLQ_HEADER_SOURCE_FIRST_OFFSET,
     DLQ_HEADER_TRUNCATED,
     DLQ_HEADER_ORIGINAL_SIZE,
 )
@@ -86,6 +89,9 @@ class DlqReason(StrEnum):
     INVALID_ITEM = "invalid_item"  # an object that fails item validation (missing id, NaN, booleans...)
     MISSING_FIELD = "missing_field"  # `default` detector: an unknown item's update lacks a number
     FUTURE_TIME = "future_time"  # `default` detector: occurred_at more than future_skew_s ahead of now
+    # a compressed record batch that would inflate beyond max_decompressed_batch_bytes: skipped unread,
+    # one dead letter (empty value) for the whole batch, dlq.source.first_offset..dlq.source.offset
+    DECOMPRESSION_BOMB = "decompression_bomb"
 
 
 def is_own_header(name: str) -> bool:
@@ -115,6 +121,7 @@ def dlq_headers(
     group: str,
     at: str | None = None,
     original: Sequence[tuple[str, bytes]] = (),
+    first_offset: int | None = None,
 ) -> list[tuple[str, bytes]]:
     """Headers of a dead-letter record: StockWatch's ``dlq.*`` first, then the original ones (renamed)."""
     return [
@@ -127,6 +134,7 @@ def dlq_headers(
         (DLQ_HEADER_DEAD_LETTERED_AT, (at or dead_lettered_at()).encode()),
         (DLQ_HEADER_SERVICE, service.encode()),
         (DLQ_HEADER_GROUP, group.encode()),
+        *([] if first_offset is None else [(DLQ_HEADER_SOURCE_FIRST_OFFSET, str(first_offset).encode())]),
         *original_headers(original),
     ]
 
@@ -162,6 +170,13 @@ class DlqHeaders(BaseModel):
     source_topic: str = Field(alias="dlq.source.topic", description="Where the record was read.")
     source_partition: str = Field(alias="dlq.source.partition", pattern=_COUNT)
     source_offset: str = Field(alias="dlq.source.offset", pattern=_COUNT)
+    source_first_offset: str | None = Field(
+        default=None,
+        alias="dlq.source.first_offset",
+        pattern=_COUNT,
+        description="A record batch skipped unread (`decompression_bomb`) only: its first offset; "
+        "`dlq.source.offset` is its last.",
+    )
     source_timestamp: str = Field(
         alias="dlq.source.timestamp",
         pattern=r"^(-?[0-9]+)?$",

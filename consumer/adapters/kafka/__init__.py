@@ -11,7 +11,9 @@
 * :mod:`.status` — :class:`StatusListener` (``model_published`` announcements) and topic creation;
 * :mod:`.worker` — the retrain worker's and ``stockwatch ctl``'s publisher, control source and
   status reader;
-* :mod:`.tools` — the demo's raw producer and topic reader.
+* :mod:`.tools` — the demo's raw producer and topic reader;
+* :mod:`.bounded_codecs` — the cap on how far one compressed record batch inflates
+  (``max_decompressed_batch_bytes``): a decompression bomb is skipped unread, never allocated.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import orjson
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
 
+from consumer.adapters.kafka.bounded_codecs import DecompressionBombError, poll_skipping, skip_past
 from consumer.adapters.kafka.connect import Broker, address, client_kwargs
 from consumer.adapters.kafka.topics import client_timeouts, ensure_topics, json_objects, quiet_kafka_logs
 from consumer.ports import KafkaUnavailableError
@@ -122,9 +123,16 @@ class ControlSource:
         return consumer
 
     def poll(self, timeout_s: float) -> list[tuple[int, int, bytes | None]]:
-        """``(partition, offset, value)`` of the records received within ``timeout_s``, in order."""
+        """``(partition, offset, value)`` of the records received within ``timeout_s``, in order.
+
+        A compressed batch over ``max_decompressed_batch_bytes`` is skipped (ERROR) and comes back
+        as one ``(partition, last offset, None)``: handled like a tombstone, its offset committed.
+        """
         try:
             polled = self._consumer.poll(timeout_ms=int(timeout_s * 1000))
+        except DecompressionBombError as exc:
+            _, partition, _, last = skip_past(self._consumer, exc)
+            return [(partition, last, None)]
         except KafkaError as exc:
             raise KafkaUnavailableError(f"polling {self.topic}: {exc!r}") from exc
         return [(r.partition, r.offset, r.value) for recs in polled.values() for r in recs]
@@ -215,7 +223,7 @@ class StatusTail:
     def poll(self, timeout_s: float) -> list[dict[str, Any]]:
         """JSON objects received within ``timeout_s`` (anything else is skipped)."""
         try:
-            polled = self._consumer.poll(timeout_ms=int(timeout_s * 1000))
+            polled = poll_skipping(self._consumer, int(timeout_s * 1000))
         except KafkaError as exc:
             raise KafkaUnavailableError(f"polling {self.topic}: {exc!r}") from exc
         return json_objects(polled)

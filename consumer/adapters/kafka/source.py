@@ -22,7 +22,15 @@ from kafka.structs import MemberState, OffsetAndMetadata
 
 from config.kafka import KafkaSettings
 from config.kafka_security import KAFKA_PYTHON_NAMES
-from consumer.ports import DeliveryError, FencedInstanceError, Offsets, PartitionListener, StaleMemberError
+from consumer.adapters.kafka.bounded_codecs import DecompressionBombError, install, skip_past
+from consumer.ports import (
+    DeliveryError,
+    FencedInstanceError,
+    Offsets,
+    PartitionListener,
+    StaleMemberError,
+    UnreadBatch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +140,7 @@ class KafkaSource:
         self, kafka: KafkaSettings, *, client_id: str = "stockwatch-consume", consumer: Any = None
     ) -> None:
         self.topic = kafka.topics.input
+        install(kafka.decompressed_batch_cap)  # a compressed bomb raises instead of filling memory
         self._consumer = consumer or KafkaConsumer(
             **kafka_python_config(kafka.consumer_config(client_id=client_id))
         )
@@ -177,13 +186,19 @@ class KafkaSource:
     def poll(self, timeout_ms: int, max_records: int) -> dict[tuple[str, int], list[Any]]:
         """Up to ``max_records`` records, grouped by (topic, partition), in offset order.
 
-        FencedInstanceError when another instance took this one's ``group_instance_id``.
+        FencedInstanceError when another instance took this one's ``group_instance_id``. A compressed
+        batch over ``max_decompressed_batch_bytes`` comes back alone, as one :class:`UnreadBatch`
+        (dead-lettered as ``decompression_bomb``); the partition is already past it.
         """
         try:
             self._flush_async_commit()
             polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
         except FencedInstanceIdError as exc:
             raise FencedInstanceError(repr(exc)) from exc
+        except DecompressionBombError as exc:
+            topic, partition, first, last = skip_past(self._consumer, exc)
+            unread = UnreadBatch(topic, partition, last, first, "decompression_bomb", exc.describe())
+            return {(topic, partition): [unread]}
         self._finish_abandoned_rebalance()
         return {(tp.topic, tp.partition): recs for tp, recs in polled.items() if recs}
 

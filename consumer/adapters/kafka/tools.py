@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from consumer.adapters.kafka.bounded_codecs import poll_skipping
 from consumer.adapters.kafka.connect import Broker, client_kwargs
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ class TopicTail:
 
     def poll(self, timeout_s: float) -> list[tuple[bytes | None, bytes, dict[str, bytes]]]:
         """``(key, value, headers)`` of the records that arrived within ``timeout_s``."""
-        polled = self._consumer.poll(timeout_ms=int(timeout_s * 1000))
+        polled = poll_skipping(self._consumer, int(timeout_s * 1000))
         return [(r.key, r.value, dict(r.headers or [])) for recs in polled.values() for r in recs]
 
     def close(self) -> None:

@@ -18,6 +18,7 @@ from kafka.errors import (
 )
 
 from config.kafka import KafkaSettings
+from consumer.adapters.kafka.bounded_codecs import install, poll_skipping
 from consumer.adapters.kafka.connect import Broker, address, client_kwargs
 from consumer.adapters.kafka.source import kafka_python_config
 from consumer.ports import KafkaUnavailableError
@@ -66,6 +67,7 @@ class StatusListener:
                 "new models are found by polling the store every model_poll_interval_s"
             )
             return
+        install(kafka.decompressed_batch_cap)  # a compressed bomb on the status topic raises, is skipped
         config = kafka_python_config(kafka.client_config(client_id="stockwatch-consume-status"))
         self._consumer = KafkaConsumer(
             **{**config, "group_id": None, "enable_auto_commit": False, "isolation_level": "read_committed"}
@@ -92,7 +94,7 @@ class StatusListener:
             return []
         published = [
             m
-            for m in json_objects(consumer.poll(timeout_ms=int(timeout_s * 1000)))
+            for m in json_objects(poll_skipping(consumer, int(timeout_s * 1000)))
             if m.get("type") == "model_published"
         ]
         verified = [m for m in published if message_is_signed(m, key)]

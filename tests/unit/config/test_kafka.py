@@ -16,6 +16,14 @@ def test_fetch_size_is_raised_to_hold_one_largest_record() -> None:
     assert Settings().kafka.partition_fetch_bytes == 8_388_608  # the 8 MiB default already fits 1 MiB
 
 
+def test_decompressed_batch_cap_always_holds_one_largest_record() -> None:
+    assert Settings().kafka.decompressed_batch_cap == 64 * 1024 * 1024
+    big = Settings(max_decompressed_batch_bytes=2_000_000, max_message_bytes=5_000_000).kafka
+    assert big.decompressed_batch_cap == 5_000_000 + 65_536
+    with pytest.raises(ValidationError, match="max_decompressed_batch_bytes"):
+        Settings(max_decompressed_batch_bytes=1000)
+
+
 def test_heartbeat_and_fetch_wait_follow_the_session_and_poll_timeouts() -> None:
     assert Settings(session_timeout_ms=45_000).kafka.heartbeat_interval_ms == 4_500
     assert Settings(session_timeout_ms=6_000).kafka.heartbeat_interval_ms == 1_000

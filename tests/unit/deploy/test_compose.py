@@ -159,6 +159,21 @@ def test_broker_message_size_fits_what_stockwatch_sends() -> None:
     assert message_max <= kafka.partition_fetch_bytes  # a consumer can fetch the largest batch
 
 
+def _bytes(size: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    return int(size[:-1]) * units[size[-1].lower()] if size[-1].lower() in units else int(size)
+
+
+def test_long_running_services_have_a_memory_limit_above_their_bounded_peak() -> None:
+    """An OOM kill restarts one container; the decompression cap keeps a bomb well below the limit."""
+    services = _compose()["services"]
+    cap = Settings().kafka.decompressed_batch_cap
+    for name in ("consumer", "retrain-worker", "trainer"):
+        limit = _bytes(str(services[name]["mem_limit"]))
+        assert limit >= 512 * (1 << 20) + 4 * cap, name  # ~300 MB in use plus a capped batch, twice over
+    assert services["consumer"]["restart"] == services["retrain-worker"]["restart"] == "unless-stopped"
+
+
 def test_stockwatch_env_names_are_real_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every service's rendered environment loads as settings, exactly as the service would."""
     for name in STOCKWATCH_SERVICES:

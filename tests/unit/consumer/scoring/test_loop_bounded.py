@@ -218,3 +218,33 @@ def test_a_stop_while_transactions_fail_is_honoured_and_reports_the_offsets_unco
     assert sink.interrupted == 1  # the sink was told, so a wedged call gives up within seconds
     assert not stats.final_commit and "did not commit" in stats.final_error  # consume exits non-zero
     assert sink.commits == []
+
+
+class RefusalsThenOutage(LimitedSink):
+    """Refuses the poison's dead letter (full, then reduced) and, right after, fails once as a broker
+    whose producer needs an epoch bump would: an ordinary failure after a burst of at-once retries."""
+
+    def __init__(self) -> None:
+        super().__init__({"dlq": 1024}, raise_errors=True)
+        self.outage_done = False
+
+    def publish(self, outputs: Sequence[OutputRecord], offsets: Mapping[Any, int], source: Any) -> Acked:
+        if len(self.refused) == MAX_RECORD_ATTEMPTS and not self.outage_done:
+            self.outage_done = True
+            raise DeliveryError("OUT_OF_ORDER_SEQUENCE_NUMBER, requires epoch bump")
+        return super().publish(outputs, offsets, source)
+
+
+def test_refused_outputs_retried_at_once_do_not_lengthen_the_next_ordinary_backoff(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    source = FakeSource({P0: records(P0, 30, poison=POISON)})
+    sink = RefusalsThenOutage()
+    loop = service(source, sink, exactly_once=True, retry_backoff_s=0.2)
+    with caplog.at_level("WARNING", logger="consumer.scoring.loop"):
+        stats = loop.run(max_events=30, timeout=20)
+    assert stats.stopped_by == "max_events" and stats.parked == 1 and sink.outage_done
+    pauses = [r.args[-1] for r in caplog.records if r.msg.startswith("batch not delivered")]
+    # three refusals retried at once, then the outage waits the first backoff step (not 0.2 x 2**3)
+    assert pauses == [0.0, 0.0, 0.0, 0.2]
+    assert sink.final(P0) == 30
