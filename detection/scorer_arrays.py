@@ -40,6 +40,10 @@ SCORER_KEYS: Final = (
 _SCALARS: Final = ("n_trees", "depth", "shift", "denominator", "n_features", "offset")
 MAX_NODES: Final = 1 << 26  # far above any forest the project trains (100 trees x 511 nodes)
 MAX_FEATURES: Final = 4096  # far above the feature count of any detector
+#: Declared uncompressed bytes per file byte: dump_arrays stores members uncompressed (about 1x),
+#: so more than this is a decompression bomb, refused before any member is inflated.
+MAX_EXPANSION: Final = 4
+_EXPANSION_SLACK: Final = 1 << 16  # a tiny file's zip overhead must not make its ratio look bad
 
 
 class ScorerArrayError(ValueError):
@@ -59,12 +63,14 @@ def load_arrays(data: bytes, *, n_features: int | None = None) -> dict[str, npt.
     """Read and check ``.npz`` bytes without unpickling; raises :class:`ScorerArrayError`.
 
     ``n_features``: the feature count the model's metadata names (None: whatever the arrays say).
-    Every member's ``.npy`` header is read and checked (dtype, shape, uncompressed size) before
+    The members' declared sizes (zip central directory) must stay within :data:`MAX_EXPANSION` of
+    the file's size before anything is inflated. Every member's ``.npy`` header is read and checked (dtype, shape, uncompressed size) before
     any data is: a small compressed member cannot expand into more than its checked shape.
     """
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = _members(archive)
+            _check_expansion(members, len(data))
             headers = {key: _header(archive, info) for key, info in members.items()}
             scalars = {k: _read_member(archive, members[k]) for k in _SCALARS}
             _check_shapes(headers, scalars)
@@ -88,6 +94,17 @@ def _members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
     if len(names) != len(set(names)) or set(names) != expected:
         raise ScorerArrayError(f"expected the members {sorted(expected)} once each, got {sorted(names)}")
     return {info.filename.removesuffix(".npy"): info for info in infos}
+
+
+def _check_expansion(members: Mapping[str, zipfile.ZipInfo], file_bytes: int) -> None:
+    """Refuse from the central directory alone when the members would inflate far beyond the file."""
+    declared = sum(info.file_size for info in members.values())
+    if declared > MAX_EXPANSION * file_bytes + _EXPANSION_SLACK:
+        largest = max(members.values(), key=lambda info: info.file_size).filename
+        raise ScorerArrayError(
+            f"the members (largest {largest}) declare {declared} uncompressed bytes in a "
+            f"{file_bytes}-byte file (over {MAX_EXPANSION}x): refused before decompressing"
+        )
 
 
 def _header(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[tuple[int, ...], np.dtype[Any]]:

@@ -20,7 +20,6 @@ size cap, and the bytes that were hashed are the bytes that are parsed.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import hmac
 import io
@@ -28,7 +27,6 @@ import logging
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from importlib.metadata import version as _dist_version
 from pathlib import Path
@@ -39,7 +37,13 @@ import orjson
 from detection.metadata import ModelMetadata
 from detection.scorer_arrays import ScorerArrayError, dump_arrays, load_arrays
 from detection.served import ALL_KINDS, SEED_ONLY, DetectorKind, build_served, parse_metadata
-from detection.store_files import UnsafeFileError, fsync_dir, read_capped, sha256, write_synced
+from detection.store_files import (
+    exclusive_lock,
+    fsync_dir,
+    read_capped,
+    sha256,
+    write_synced,
+)
 from detection.store_types import VERSION_RE as _VERSION_RE
 from detection.store_types import ModelNotFoundError, ModelVerificationError, VersionInfo, check_version_id
 
@@ -327,14 +331,10 @@ class ModelStore:
                 else:
                     entry.unlink(missing_ok=True)
 
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        with (self.root / ".lock").open("a") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    def _lock(self) -> contextlib.AbstractContextManager[None]:
+        return exclusive_lock(
+            self.root / ".lock"
+        )  # a FIFO/dir/link planted there is refused, never waited on
 
 
 def _sklearn_version() -> str:
@@ -343,8 +343,5 @@ def _sklearn_version() -> str:
 
 
 def _read(path: Path) -> bytes:
-    """``read_capped`` with the cap of the file's kind; an unsafe file is a verification failure."""
-    try:
-        return read_capped(path, _CAPS.get(path.name, _PAYLOAD_CAP))
-    except UnsafeFileError as exc:
-        raise ModelVerificationError(str(exc)) from None
+    """``read_capped`` with the cap of the file's kind (an unsafe file is a ModelVerificationError)."""
+    return read_capped(path, _CAPS.get(path.name, _PAYLOAD_CAP))

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["UnsafeFileError", "fsync_dir", "read_capped", "sha256", "write_synced"]
+from detection.store_types import ModelVerificationError
+
+__all__ = ["UnsafeFileError", "exclusive_lock", "fsync_dir", "read_capped", "sha256", "write_synced"]
 
 
-class UnsafeFileError(ValueError):
-    """Not a regular file, or larger than the cap for its kind."""
+class UnsafeFileError(ModelVerificationError):
+    """Not a regular file, or larger than the cap for its kind: the store refuses it."""
 
 
 def sha256(data: bytes) -> str:
@@ -58,3 +63,29 @@ def read_capped(path: Path, cap: int) -> bytes:
     if len(data) > cap:
         raise UnsafeFileError(f"{path} grew over its {cap}-byte cap while being read")
     return data
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on the regular file ``path`` (created if missing).
+
+    Non-blocking open without following a symlink: a FIFO, directory or link planted as the lock
+    file is refused at once instead of hanging the open or the caller.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise UnsafeFileError(f"{path} is not a regular file; remove it") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafeFileError(f"{path} is not a regular file; remove it")
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

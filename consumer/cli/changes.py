@@ -210,16 +210,18 @@ def score_default(
     counts: dict[str, int],
     context: EventContext,
     *,
+    inputs: tuple[IO[bytes], IO[bytes] | None],
     alerts: AlertSink | None = None,
     future_skew_s: float = 86_400.0,
 ) -> None:
-    """Score with per-item state, in order (:mod:`consumer.cli.changes`); ``alerts``: ``--alerts``."""
+    """Score with per-item state, in order (:mod:`consumer.cli.changes`); ``inputs``: the opened
+    ``--input`` and ``--baseline`` (or None); ``alerts``: ``--alerts``."""
     from consumer.chunks import chunked
 
+    source, baseline = inputs
     with contextlib.ExitStack() as stack:
-        baseline = None if args.baseline is None else stack.enter_context(open_in(str(args.baseline)))
         table = state_from_baseline(model, baseline)
-        source, sink = stack.enter_context(open_in(args.input)), stack.enter_context(open_out(args.output))
+        sink = stack.enter_context(open_out(args.output))
         for chunk in chunked(read_docs(source, counts), args.chunk_size):
             score_changes(model, table, chunk, topic=topic, source=source, sink=sink, counts=counts,
                           context=context, alerts=alerts,

@@ -3,7 +3,8 @@
 Each line has ``ts``, ``level``, ``logger``, ``msg`` (``exc`` with a traceback) and every field a
 call passes in ``extra=`` — ``log.warning("dead letter", extra={"topic": t, "offset": o})`` gives
 ``{..., "msg": "dead letter", "topic": t, "offset": o}``. Nothing is redacted here: secrets are
-never handed to a logger in the first place.
+never handed to a logger in the first place. Python warnings (a library's) become ``py.warnings``
+lines: category and text, no source path; a URI password in the text is masked.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import warnings
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from pythonjsonlogger.orjson import OrjsonFormatter
 
@@ -28,6 +30,9 @@ BENIGN_LIBRARY_MESSAGES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("kafka.net.selector", re.compile(r"Task .* ran for [0-9.]+s \(>")),
 )
 """(logger, message prefix) of kafka-python lines that are not problems: demoted to DEBUG."""
+
+_USERINFO = re.compile(r"(://[^/\s:@]*:)[^@\s]*@")  # user:password@ in any URI a warning quotes
+_warnings_log = logging.getLogger("py.warnings")
 
 _FIELD_NAMES = {"levelname": "level", "name": "logger", "message": "msg", "exc_info": "exc"}
 
@@ -82,3 +87,17 @@ def configure_logging(level: str) -> None:
     root.setLevel(level)
     for name in THIRD_PARTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    warnings.showwarning = _log_warning
+
+
+def _log_warning(  # noqa: PLR0917 -- warnings.showwarning's own signature
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """A Python warning (a library's, e.g. a bad Mongo URI option) as one JSON line: no source path."""
+    text = _USERINFO.sub(r"\1**********@", str(message))
+    _warnings_log.warning("%s: %s", category.__name__, text, extra={"category": category.__name__})

@@ -19,7 +19,7 @@ from consumer.cli.argtypes import auto_or as _auto_or
 from consumer.cli.argtypes import finite_float
 from consumer.cli.argtypes import int_or_float as _int_or_float
 from consumer.cli.failures import EXIT_STATUS_HELP, UserFacingError, missing_model_dir
-from consumer.cli.files import fail, open_in, open_out
+from consumer.cli.files import fail, open_in, open_out, same_file_problem
 
 if TYPE_CHECKING:  # detection's model code (sklearn, numba) loads only in the commands that score
     from config import Settings
@@ -202,7 +202,10 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.wire.events import STDIN_SOURCE
     from detection import ChangeDetector, ModelNotFoundError, ModelVerificationError
 
-    problem = alert_flags_problem(args)
+    problem = alert_flags_problem(args) or same_file_problem(
+        {"--input": args.input, "--baseline": args.baseline, "--suppressions": args.suppressions},
+        {"--output": args.output, "--alerts": args.alerts},
+    )
     if problem:
         fail(f"score: {problem}")
         return EXIT_USAGE
@@ -217,7 +220,12 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     topic = STDIN_SOURCE if args.input == "-" else f"file:{args.input}"
     try:
         with contextlib.ExitStack() as stack:
-            alerts = open_alert_sink(args, settings, stack, changes=isinstance(model, ChangeDetector))
+            source = stack.enter_context(_open_in(args.input))  # inputs first: a typo creates no output file
+            changes = isinstance(model, ChangeDetector)
+            baseline = None
+            if changes and args.baseline is not None:
+                baseline = stack.enter_context(_open_in(str(args.baseline)))
+            alerts = open_alert_sink(args, settings, stack, changes=changes)
             if isinstance(model, ChangeDetector):
                 from consumer.cli.changes import score_default
 
@@ -227,16 +235,14 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
                     topic,
                     counts,
                     context,
+                    inputs=(source, baseline),
                     alerts=alerts,
                     future_skew_s=settings.scoring.future_skew_s,
                 )
             else:
                 if args.baseline is not None:
                     logger.info("a seed model judges each state alone: --baseline is not used")
-                source, sink = (
-                    stack.enter_context(_open_in(args.input)),
-                    stack.enter_context(_open_out(args.output)),
-                )
+                sink = stack.enter_context(_open_out(args.output))
                 for chunk in chunked(_valid_lines(source, require_id=True, counts=counts), args.chunk_size):
                     _score_chunk(model, chunk, topic, sink, context, alerts=alerts)
                     counts["scored"] += len(chunk)

@@ -107,3 +107,30 @@ def test_the_real_file_still_loads(arrays):
     loaded = load_arrays(dump_arrays(arrays))
     assert set(loaded) == set(SCORER_KEYS)
     assert np.array_equal(loaded["nodes"], arrays["nodes"])
+
+
+def test_a_compressed_forest_declaring_millions_of_nodes_is_refused_from_the_directory(arrays):
+    """The attack: consistent headers for a huge forest of zeros, deflated to a small file."""
+    n = 4_000_000  # 68 MB of node arrays, well under 1 MB compressed
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in _others(arrays, "nodes", "leaf_value", "missing_left"):
+            archive.writestr(name, data)
+        for name, descr, itemsize in (("nodes", arrays["nodes"].dtype.descr, 8), ("leaf_value", "<f8", 8),
+                                      ("missing_left", "|u1", 1)):  # fmt: skip
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as fh:
+                fh.write(_header((n,), descr))
+                for start in range(0, n * itemsize, 1 << 22):
+                    fh.write(bytes(min(1 << 22, n * itemsize - start)))
+    data = buffer.getvalue()
+    assert len(data) < 1 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(
+            ScorerArrayError, match=r"declare \d+ uncompressed bytes .* refused before decompressing"
+        ):
+            load_arrays(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"{peak} bytes allocated while refusing it"

@@ -179,3 +179,32 @@ def test_arrays_round_trip_and_a_pickle_is_not_an_array_file(model, tmp_path):
     with pytest.raises(ScorerArrayError):
         load_arrays(_evil(marker))
     assert not marker.exists()
+
+
+def _plant_lock(root: Path, kind: str) -> None:
+    lock = root / ".lock"
+    lock.unlink(missing_ok=True)
+    if kind == "fifo":
+        os.mkfifo(lock)
+    elif kind == "dir":
+        lock.mkdir()
+    else:
+        (root / "elsewhere").touch()
+        lock.symlink_to(root / "elsewhere")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dir", "symlink"])
+@pytest.mark.parametrize("action", ["publish", "rollback"])
+def test_a_planted_lock_file_is_refused_not_waited_on(tmp_path, model, kind, action):
+    store = ModelStore(tmp_path)
+    first = store.publish(model)
+    _plant_lock(tmp_path, kind)
+    call = (lambda: store.publish(model)) if action == "publish" else (lambda: store.rollback(first))
+    outcome: list[BaseException] = []
+    thread = threading.Thread(target=lambda: _capture(call, outcome), daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), f"a {kind} .lock must not block {action}"
+    assert isinstance(outcome[0], ModelVerificationError)
+    assert str(outcome[0]) == f"{tmp_path / '.lock'} is not a regular file; remove it"
+    assert store.current_version() == first and store.versions()[-1].version == first

@@ -2,9 +2,15 @@
 
 import json
 import logging
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
 
 import pytest
 
+import consumer
 from consumer.cli.logs import THIRD_PARTY_LOGGERS, configure_logging
 
 
@@ -14,6 +20,7 @@ def json_logs(capsys):
     root = logging.getLogger()
     before = (list(root.handlers), root.level)
     levels = {name: logging.getLogger(name).level for name in THIRD_PARTY_LOGGERS}
+    showwarning = warnings.showwarning
 
     def read() -> list[dict]:
         return [json.loads(line) for line in capsys.readouterr().err.splitlines()]
@@ -23,6 +30,7 @@ def json_logs(capsys):
     root.setLevel(before[1])
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
+    warnings.showwarning = showwarning
 
 
 def test_extra_fields_become_json_fields(json_logs):
@@ -99,3 +107,30 @@ def test_benign_kafka_lines_show_at_debug(json_logs):
     levels = [(line["level"], line["logger"]) for line in json_logs()]
     assert levels[:2] == [("DEBUG", "kafka.cluster"), ("DEBUG", "kafka.net.selector")]
     assert ("ERROR", "kafka.cluster") in levels
+
+
+def test_a_python_warning_is_a_json_line_without_source_or_password(json_logs):
+    configure_logging("INFO")
+    warnings.warn("cannot reach mongodb://u:s3cretpw@db:27017/?x=1", UserWarning, stacklevel=1)
+    (record,) = json_logs()
+    assert record["logger"] == "py.warnings" and record["category"] == "UserWarning"
+    assert record["msg"] == "UserWarning: cannot reach mongodb://u:**********@db:27017/?x=1"
+
+
+def test_a_bad_mongo_uri_option_warns_in_json_on_stderr(tmp_path):
+    """pymongo warns about an unknown authMechanism: a JSON line, not its source path and line."""
+    (tmp_path / "empty.toml").touch()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKWATCH_")}
+    env |= {
+        "STOCKWATCH_CONFIG": str(tmp_path / "empty.toml"),
+        "STOCKWATCH_MONGO_URI": "mongodb://u:s3cretpw@127.0.0.1:1/?authMechanism=BOGUS&serverSelectionTimeoutMS=200",
+        "PYTHONPATH": str(Path(consumer.__file__).parents[1]),
+    }
+    done = subprocess.run([sys.executable, "-m", "consumer.cli", "suppressions", "list"], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    lines = done.stderr.splitlines()
+    assert "s3cretpw" not in done.stderr and "site-packages" not in done.stderr
+    records = [json.loads(line) for line in lines if not line.startswith("stockwatch suppressions:")]
+    assert len(records) == len(lines) - 1  # every other line is JSON
+    warned = [r for r in records if r["logger"] == "py.warnings"]
+    assert len(warned) == 1 and "authmechanism" in warned[0]["msg"].lower()

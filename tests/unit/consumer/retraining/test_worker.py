@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import orjson
 import pytest
 
@@ -18,7 +20,7 @@ from consumer.retraining.retrainer import Retrainer, RetrainOutcome, model_publi
 from consumer.retraining.status import StatusReporter
 from consumer.retraining.worker import RetrainWorker
 from consumer.wire.control import message_is_signed, new_command
-from detection import ModelStore
+from detection import ModelStore, parse_item, train_model
 from tests.schemas import validate, validate_all
 
 KEY = b"unit-control-key-0123456789abcdef"
@@ -165,6 +167,25 @@ def test_rollback_is_refused_while_a_retrain_runs(parts: Any) -> None:
     wait_idle(worker)
     assert acks(sink, rollback.command_id) == ["failed"]
     assert "running" in next(m["reason"] for m in sink.messages if m.get("command_id") == rollback.command_id)
+
+
+def test_rollback_with_a_fifo_planted_as_the_store_lock_is_acked_failed(parts: Any) -> None:
+    worker, sink, _, _ = parts
+    rng = np.random.default_rng(3)
+    rows = [{"item_id": f"sku-{i}", "stock_quantity": float(rng.integers(50, 200)), "min_stock_level": 50,
+             "max_stock_level": 200, "price": float(rng.uniform(5, 20))} for i in range(100)]  # fmt: skip
+    version = worker.store.publish(train_model([parse_item(r) for r in rows]))
+    root = worker.store.root
+    (root / ".lock").unlink()
+    os.mkfifo(root / ".lock")
+    rollback = new_command("rollback", KEY, args={"version": version})
+    handler = threading.Thread(target=worker.handle, args=(rollback.to_json(),), daemon=True)
+    handler.start()
+    handler.join(10)
+    assert not handler.is_alive(), "a FIFO .lock must not wedge the worker"
+    assert acks(sink, rollback.command_id) == ["failed"]
+    reason = next(m["reason"] for m in sink.messages if m.get("command_id") == rollback.command_id)
+    assert reason == f"{root / '.lock'} is not a regular file; remove it"
 
 
 def test_undecodable_message_is_reported(parts: Any) -> None:
