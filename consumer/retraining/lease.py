@@ -72,6 +72,7 @@ class Lease:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.lost = threading.Event()
+        self._expires_at = 0.0  # the expiry this holder last secured (acquire or renewal)
 
     def state(self) -> dict[str, Any] | None:
         """The stored lease document."""
@@ -97,9 +98,11 @@ class Lease:
 
     def acquire(self) -> bool:
         """Take the lease and start renewing it; False when another owner holds it."""
-        doc = self.backend.try_acquire_lease(self.name, self.owner, ttl_s=self.ttl_s, now=self._clock())
+        now = self._clock()
+        doc = self.backend.try_acquire_lease(self.name, self.owner, ttl_s=self.ttl_s, now=now)
         if doc is None:
             return False
+        self._expires_at = now + self.ttl_s
         self._stop.clear()
         self.lost.clear()
         self._thread = threading.Thread(target=self._renew, name="stockwatch-lease", daemon=True)
@@ -122,12 +125,17 @@ class Lease:
     def _renew(self) -> None:
         wait = self.ttl_s / 4
         while not self._stop.wait(wait):
+            now = self._clock()
             try:
-                if not self.backend.renew_lease(self.name, self.owner, ttl_s=self.ttl_s, now=self._clock()):
+                if not self.backend.renew_lease(self.name, self.owner, ttl_s=self.ttl_s, now=now):
                     log.error("lease %s was taken over by another worker", self.name)
                     self.lost.set()
                     return
-                wait = self.ttl_s / 4
+                self._expires_at, wait = now + self.ttl_s, self.ttl_s / 4
             except Exception as exc:  # transient: retry sooner, the lease must not lapse meanwhile
+                if self._clock() >= self._expires_at:  # lapsed unrenewed: another worker may hold it now
+                    log.error("lease %s lapsed while renewals failed (%r): giving the run up", self.name, exc)
+                    self.lost.set()
+                    return
                 log.warning("renewing lease %s failed: %r", self.name, exc)
                 wait = self.ttl_s / 10

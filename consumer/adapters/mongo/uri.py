@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from pymongo import MongoClient
@@ -17,10 +18,14 @@ def uri_problem(uri: str) -> str | None:
 
     ``connect=False`` defers every lookup (``mongodb+srv://`` DNS included) to the first
     operation, so only the text is judged here; an unreachable server is found later and retried.
+    An option pymongo would ignore with a UserWarning (a bad value, an unknown name) is refused too:
+    ignored, it changes how the service connects (e.g. which auth mechanism) without a word.
     """
     try:
-        client: MongoClient[dict[str, Any]] = MongoClient(uri, connect=False)
-    except (ConfigurationError, ValueError, TypeError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            client: MongoClient[dict[str, Any]] = MongoClient(uri, connect=False)
+    except (ConfigurationError, ValueError, TypeError, UserWarning) as exc:
         return _without_secrets(str(exc), uri)
     client.close()
     return None

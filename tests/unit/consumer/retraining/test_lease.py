@@ -144,3 +144,13 @@ def test_a_coalesced_retrain_names_the_holder_and_when_its_lease_expires(tmp_pat
 
 def acked(sink: Sink, command_id: str) -> list[Mapping[str, Any]]:
     return [m for m in sink.messages if m.get("type") == "command_ack" and m["command_id"] == command_id]
+
+
+def test_a_lease_that_lapses_while_every_renewal_fails_counts_as_lost() -> None:
+    db = Backend()
+    lease = Lease(cast(Any, db), "cut-off", ttl_s=0.4)
+    assert lease.acquire()
+    db.fail_next = 1_000  # Mongo unreachable from this worker only: others may take the lapsed lease
+    assert lease.lost.wait(10)
+    assert db.lease["expires_at"] <= time.time()
+    lease.release({"status": "failed"})

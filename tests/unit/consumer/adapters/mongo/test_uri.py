@@ -21,6 +21,9 @@ SECRET = "hunter2-secret"
         f"mongodb://stock:{SECRET}@[::1/",  # unclosed IPv6 literal
         f"mongodb+srv://stock:{SECRET}@a.example,b.example/",  # SRV takes exactly one host
         f"http://stock:{SECRET}@db/",
+        f"mongodb://stock:{SECRET}@db/?authMechanism=BOGUS",  # pymongo would only warn, then ignore it
+        f"mongodb://stock:{SECRET}@db/?tls=maybe",
+        f"mongodb://stock:{SECRET}@db/?replicaSett=rs0",  # a misspelt option name
         "",
     ],
 )
