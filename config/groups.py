@@ -76,7 +76,8 @@ HELP: dict[
     "max_decompressed_batch_bytes": "kafka-python clients (consume, retrain worker, ctl): the most one "
     "compressed record batch may inflate to (raised to max_message_bytes + 64 KiB if smaller); a batch "
     "beyond it is skipped unread (the consumer dead-letters it as `decompression_bomb`), so a small "
-    "compressed bomb cannot exhaust memory. librdkafka (confluent-kafka) has no such limit for gzip, "
+    "compressed bomb cannot exhaust memory; once a poll has records, it inflates no further batch "
+    "past this figure in all (the rest waits for the next poll). librdkafka (confluent-kafka) has no such limit for gzip, "
     "snappy or lz4 (README Security).",
     "worker_mongo_timeout_s": "Mongo server-selection/connect timeout of the retrain worker and scan.",
 }

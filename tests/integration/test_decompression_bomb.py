@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -132,3 +133,53 @@ def test_the_control_source_skips_a_bomb_and_hands_on_the_next_command(
         assert got == [(0, 0, None), (0, 1, b'{"command": "status"}')]  # the bomb: a tombstone
     finally:
         source.close()
+
+
+def test_one_poll_inflates_at_most_the_cap_and_every_batch_is_read_by_a_later_poll(
+    kafka_bootstrap: str,
+    topic_factory: Callable[..., str],
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
+    started: list[Running],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """gzip batches of one value of ~0.6 of the cap each: a poll holds one of them (two would pass the
+    cap), the rest is fetched again by later polls; each is dead-lettered as oversize, nothing lost."""
+    settings = make_settings(
+        kafka_bootstrap, topic_factory, unique_name, tmp_path, max_decompressed_batch_bytes=CAP
+    )
+    publish_model(Path(settings.model_dir))
+    bootstrap, topic, group = settings.kafka_bootstrap, settings.input_topic, settings.group_id
+    big = [b'{"item_id": "SKU-BIG-%d", "note": "%s"}' % (i, b"B" * (CAP * 6 // 10)) for i in range(6)]
+    small = [orjson.dumps(o) for o in updates(6)]
+    for i, value in enumerate(big):  # one batch each: small, big, small, big, ...
+        produce_to(bootstrap, topic, 0, [small[i]], compression_type="gzip")
+        produce_to(bootstrap, topic, 0, [value], compression_type="gzip", max_request_size=2 * CAP)
+    service = build_service(settings)
+    polls: list[int] = []  # bytes of values each non-empty poll returned
+    source_poll = service.source.poll
+
+    def recording(timeout_ms: int, max_records: int) -> dict[tuple[str, int], list[Any]]:
+        polled = source_poll(timeout_ms, max_records)
+        if polled:
+            polls.append(sum(len(r.value or b"") for records in polled.values() for r in records))
+        return polled
+
+    monkeypatch.setattr(service.source, "poll", recording)
+    started.append(running := Running(service, timeout=150))
+    total = len(big) + len(small)
+    wait_for(
+        "every record committed",
+        lambda: committed(bootstrap, group, topic, 0) == total,
+        timeout=90,
+        every=0.5,
+        state=lambda: committed(bootstrap, group, topic, 0),
+    )
+    running.stop()
+
+    assert max(polls) <= CAP and len(polls) >= len(big)  # never two big values in one poll
+    dlq = read_topic(bootstrap, settings.dlq_topic, expect=len(big))
+    reasons = {int(dict(r.headers)["dlq.source.offset"]): dict(r.headers)["dlq.reason"] for r in dlq}
+    assert reasons == {o: b"oversize" for o in range(1, total, 2)}  # every big one, once
+    decisions = read_topic(bootstrap, settings.decisions_topic or "", expect=len(small))
+    assert sorted(orjson.loads(r.value)["source"]["offset"] for r in decisions) == list(range(0, total, 2))

@@ -7,6 +7,7 @@ functions its record modules call by bounded ones that stop at ``limit + 1`` byt
 raise :class:`DecompressionBombError`, carrying the batch's topic, partition and offsets (added on
 the way up by thin wrappers around the batch and the fetcher's partition records), so the reader
 can seek past the batch and leave a record of it. Process-wide, like kafka-python's modules.
+The same figure bounds what one poll inflates in all (:mod:`.poll_budget`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ import kafka.record.default_records as _v2
 import kafka.record.legacy_records as _legacy
 from kafka import TopicPartition
 from kafka.consumer.fetcher import Fetcher
+
+from consumer.adapters.kafka import poll_budget
+from consumer.adapters.kafka.poll_budget import PollBudgetSpentError
 
 log = logging.getLogger(__name__)
 
@@ -192,13 +196,32 @@ def install(limit: int | None = None) -> None:
     if getattr(_v2, "_stockwatch_bounded", False):
         return
     for module in (_v2, _legacy):
-        module.gzip_decode = bounded_gzip_decode
-        module.snappy_decode = bounded_snappy_decode
-        module.lz4_decode = bounded_lz4_decode
-    _v2.zstd_decode = bounded_zstd_decode
-    _codec.lz4_decode = bounded_lz4_decode  # lz4_decode_old_kafka (magic 0) calls it by this name
+        module.gzip_decode = _within_poll_budget(bounded_gzip_decode)
+        module.snappy_decode = _within_poll_budget(bounded_snappy_decode)
+        module.lz4_decode = _within_poll_budget(bounded_lz4_decode)
+    _v2.zstd_decode = _within_poll_budget(bounded_zstd_decode)
+    _codec.lz4_decode = _within_poll_budget(bounded_lz4_decode)  # lz4_decode_old_kafka (magic 0)
     _wrap_batches()
     _v2._stockwatch_bounded = True
+
+
+def _within_poll_budget(decode: Any) -> Any:
+    """``decode`` bounded by what is left of the poll's budget too (:mod:`.poll_budget`)."""
+
+    @functools.wraps(decode)
+    def within_budget(payload: Any, limit: int | None = None) -> bytes:
+        cap = _limit if limit is None else limit
+        allowed, budget_bound = poll_budget.batch_limit(cap, _limit)
+        try:
+            out: bytes = decode(payload, allowed)
+        except DecompressionBombError:
+            if budget_bound:  # over what is left of the poll's budget, not (yet) over the cap
+                raise PollBudgetSpentError(f"batch inflates beyond the {allowed} bytes left") from None
+            raise
+        poll_budget.inflated(len(out))
+        return out
+
+    return within_budget
 
 
 def _wrap_batches() -> None:
@@ -227,12 +250,25 @@ def _wrap_batches() -> None:
 
     @functools.wraps(take)
     def take_bounded(self: Any, n: int | None = None) -> Any:
+        start, records = self.next_fetch_offset, self.record_iterator
+        counted = self.record_iterator = records and poll_budget.counting(records)
         try:
-            return take(self, n)
+            taken = take(self, n)
         except DecompressionBombError as exc:
             exc.topic, exc.partition = self.topic_partition.topic, self.topic_partition.partition
             raise
+        except PollBudgetSpentError:  # nothing taken: stay where the poll found the partition
+            self.drain()
+            self.next_fetch_offset = start
+            return []
+        finally:
+            if self.record_iterator is counted:
+                self.record_iterator = records
+        if isinstance(self._next_inline_exception, PollBudgetSpentError):
+            self.drain()  # the rest is fetched again from past the records taken (the position)
+        return taken
 
     _v2.DefaultRecordBatch._maybe_uncompress = v2_bounded
     _legacy.LegacyRecordBatch._decompress = legacy_bounded
     Fetcher.PartitionRecords.take = take_bounded
+    Fetcher.fetched_records = poll_budget.poll_scope(Fetcher.fetched_records)
