@@ -65,6 +65,13 @@ class UpdateBatch:
     def __len__(self) -> int:
         return len(self.item_ids)
 
+    def rows(self, keep: Sequence[int]) -> UpdateBatch:
+        """The updates at ``keep``, in that order."""
+        idx = np.asarray(keep, dtype=np.intp)
+        return UpdateBatch([self.item_ids[i] for i in keep], self.stock[idx], self.min[idx],
+                           self.max[idx], self.price[idx], self.occurred_at[idx],
+                           [self.groups[i] for i in keep], [self.event_ids[i] for i in keep])  # fmt: skip
+
     @classmethod
     def from_columns(
         cls,

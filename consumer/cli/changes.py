@@ -97,7 +97,7 @@ def score_changes(
     """Decide one chunk in order, write its events (and alerts), then advance the item states."""
     import numpy as np
 
-    from consumer.scoring.future_time import split_future, take
+    from consumer.scoring.future_time import split_future
     from consumer.wire.context import EventContext, change_input_keys
     from consumer.wire.events import UNVERSIONED, Coordinates, build_events
     from detection import CHANGE_FEATURE_NAMES, parse_updates
@@ -109,7 +109,7 @@ def score_changes(
     if keep is not None:
         good = [k for k in range(len(chunk)) if k not in bad]  # the chunk index of each batch row
         bad.update({good[i]: reason for i, reason in ahead})
-        batch = take(batch, keep)
+        batch = batch.rows(keep)
     linenos = [lineno for k, (lineno, _) in enumerate(chunk) if k not in bad]
     docs = [doc for k, (_, doc) in enumerate(chunk) if k not in bad]
     context, used, version = (

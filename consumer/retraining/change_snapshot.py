@@ -56,16 +56,6 @@ def concat_batches(batches: list[UpdateBatch]) -> UpdateBatch:
     )
 
 
-def _complete(batch: UpdateBatch, keep: np.ndarray[Any, np.dtype[np.bool_]]) -> UpdateBatch:
-    idx = np.flatnonzero(keep).tolist()
-    return _batch(
-        [batch.item_ids[i] for i in idx],
-        {name: getattr(batch, name)[idx] for name in _COLUMNS},
-        [batch.groups[i] for i in idx],
-        [batch.event_ids[i] for i in idx],
-    )
-
-
 def _batch(
     ids: list[str], cols: dict[str, Any], groups: list[str | None], events: list[str | None]
 ) -> UpdateBatch:
@@ -111,7 +101,7 @@ def collect_updates(
             elif item_id in exclude_ids:
                 keep[j] = False
                 counts.excluded += 1
-        parts.append(batch if keep.all() else _complete(batch, keep))
+        parts.append(batch if keep.all() else batch.rows(np.flatnonzero(keep).tolist()))
         if counts.read >= next_log:
             log.info("snapshot progress: %d documents read, %d invalid, %d excluded",
                      counts.read, counts.invalid, counts.excluded)  # fmt: skip

@@ -175,7 +175,7 @@ def process_change_batch(
     keep = split_replays(sources, prior_offsets)
     if keep is not None:
         updates, sources, partitions = (
-            _take(updates, keep),
+            updates.rows(keep),
             [sources[i] for i in keep],
             [partitions[i] for i in keep],
         )
@@ -243,20 +243,6 @@ def split_replays(sources: Sequence[SourceRecord], prior_offsets: npt.NDArray[np
         extra={"topic": r.topic, "partition": r.partition, "offset": r.offset},
     )
     return np.flatnonzero(~replay).tolist()
-
-
-def _take(updates: UpdateBatch, keep: list[int]) -> UpdateBatch:
-    idx = np.asarray(keep, dtype=np.intp)
-    return UpdateBatch(
-        [updates.item_ids[i] for i in keep],
-        updates.stock[idx],
-        updates.min[idx],
-        updates.max[idx],
-        updates.price[idx],
-        updates.occurred_at[idx],
-        [updates.groups[i] for i in keep],
-        [updates.event_ids[i] for i in keep],
-    )
 
 
 @dataclass(frozen=True, slots=True)

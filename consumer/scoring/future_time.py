@@ -21,7 +21,7 @@ from consumer.scoring.batch import Failure
 from consumer.wire.dlq import DlqReason
 from detection import UpdateBatch
 
-__all__ = ["drop_future", "split_future", "take"]
+__all__ = ["drop_future", "split_future"]
 
 
 def split_future(updates: UpdateBatch, limit: float) -> tuple[list[int] | None, list[tuple[int, str]]]:
@@ -48,22 +48,7 @@ def drop_future(
     failures: list[Failure] = [
         (where[i], 1, candidates[where[i]], DlqReason.FUTURE_TIME, reason) for i, reason in rejects
     ]
-    return take(updates, keep), [where[i] for i in keep], failures
-
-
-def take(updates: UpdateBatch, keep: list[int]) -> UpdateBatch:
-    """The rows ``keep`` of ``updates``, in that order."""
-    idx = np.asarray(keep, dtype=np.intp)
-    return UpdateBatch(
-        [updates.item_ids[i] for i in keep],
-        updates.stock[idx],
-        updates.min[idx],
-        updates.max[idx],
-        updates.price[idx],
-        updates.occurred_at[idx],
-        [updates.groups[i] for i in keep],
-        [updates.event_ids[i] for i in keep],
-    )
+    return updates.rows(keep), [where[i] for i in keep], failures
 
 
 def _reason(at: float, limit: float) -> str:

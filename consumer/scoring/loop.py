@@ -304,15 +304,8 @@ class ScoringService:
             stats.final_commit = False
             log.error("final flush/commit failed (%r); the last batches will be redelivered", exc)
 
-    def _rewind(
-        self,
-        first: dict[TopicPart, int],
-        exc: BaseException,
-        stats: RunStats,
-        *,
-        from_committed: bool,
-        at_once: bool = False,
-    ) -> None:
+    def _rewind(self, first: dict[TopicPart, int], exc: BaseException, stats: RunStats, *,
+                from_committed: bool, at_once: bool = False) -> None:  # fmt: skip
         """Delivery failed: nothing of the batch counts; seek back and retry.
 
         At once when an output was refused as such (the next attempt reduces or parks it), else
@@ -328,12 +321,8 @@ class ScoringService:
         self._waited_failures += not at_once  # a burst of refused outputs must not slow the next retry
         pause = 0.0 if at_once else self.retry_backoff_s * 2 ** min(self._waited_failures - 1, 16)
         pause = min(pause, MAX_RETRY_BACKOFF_S)
-        log.warning(
-            "batch not delivered (%r); rewinding %s and retrying in %.1fs",
-            exc,
-            ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(target.items())),
-            pause,
-        )
+        where = ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(target.items()))
+        log.warning("batch not delivered (%r); rewinding %s and retrying in %.1fs", exc, where, pause)
         self.source.seek(target)
         resume = time.monotonic() + pause
         while not self._stop.is_set() and (left := resume - time.monotonic()) > 0:
