@@ -68,16 +68,24 @@ def snapshot_of(source: IO[bytes], counts: dict[str, int], group_field: str = "c
     return batch
 
 
-def state_from_baseline(detector: ChangeDetector, source: IO[bytes] | None) -> StateTable:
+def state_from_baseline(
+    detector: ChangeDetector, source: IO[bytes] | None, *, future_skew_s: float = 86_400.0
+) -> StateTable:
     """Item states seeded from a snapshot file; items it lacks must first arrive in full."""
+    from consumer.scoring.future_time import untime_future
     from detection import StateTable
 
     if source is None:
         return StateTable()
     counts = {"rejected": 0}
-    table = detector.baseline(snapshot_of(source, counts, detector.metadata.group_field))
+    snapshot = snapshot_of(source, counts, detector.metadata.group_field)
+    snapshot, ahead = untime_future(snapshot, time.time() + future_skew_s)  # as consume's inventory seeds
+    table = detector.baseline(snapshot)
     if counts["rejected"]:
         print(f"stockwatch: baseline: {counts['rejected']} lines skipped", file=sys.stderr)
+    if ahead:
+        print(f"stockwatch: baseline: {ahead} item(s) stamped more than future_skew_s ahead start with "
+              "no occurred_at", file=sys.stderr)  # fmt: skip
     return table
 
 
@@ -220,7 +228,7 @@ def score_default(
 
     source, baseline = inputs
     with contextlib.ExitStack() as stack:
-        table = state_from_baseline(model, baseline)
+        table = state_from_baseline(model, baseline, future_skew_s=future_skew_s)
         sink = stack.enter_context(open_out(args.output))
         for chunk in chunked(read_docs(source, counts), args.chunk_size):
             score_changes(model, table, chunk, topic=topic, source=source, sink=sink, counts=counts,

@@ -11,17 +11,23 @@ hold it back with a wrong clock and get every correct update refused.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import numpy as np
 
 from consumer.ports import SourceRecord
 from consumer.scoring.batch import Failure
+from consumer.scoring.state.seeds import Seeds
 from consumer.wire.dlq import DlqReason
 from detection import UpdateBatch
 
-__all__ = ["drop_future", "split_future"]
+log = logging.getLogger(__name__)
+
+__all__ = ["FutureSafeSeeds", "drop_future", "split_future", "untime_future"]
 
 
 def split_future(updates: UpdateBatch, limit: float) -> tuple[list[int] | None, list[tuple[int, str]]]:
@@ -49,6 +55,40 @@ def drop_future(
         (where[i], 1, candidates[where[i]], DlqReason.FUTURE_TIME, reason) for i, reason in rejects
     ]
     return updates.rows(keep), [where[i] for i in keep], failures
+
+
+def untime_future(seeds: UpdateBatch, limit: float) -> tuple[UpdateBatch, int]:
+    """Seed states (the inventory, ``--baseline``) stamped after ``limit`` lose their time, and how many.
+
+    A seed is not refused like an update (it is the item's only known state): its numbers stay, but
+    with no time its item's next update is not judged against a clock set years ahead.
+    """
+    ahead = seeds.occurred_at > limit  # NaN (no occurred_at) is never ahead
+    n = int(np.count_nonzero(ahead))
+    if not n:
+        return seeds, 0
+    return dataclasses.replace(seeds, occurred_at=np.where(ahead, np.nan, seeds.occurred_at)), n
+
+
+class FutureSafeSeeds:
+    """``consume``'s inventory seeds through :func:`untime_future` (a WARNING per batch that had any)."""
+
+    def __init__(self, seeds: Seeds, skew_s: float, clock: Callable[[], float] = time.time) -> None:
+        self._seeds, self._skew_s, self._clock = seeds, skew_s, clock
+
+    def prepare(self, group_field: str, tick: Callable[[], None]) -> None:
+        self._seeds.prepare(group_field, tick)
+
+    def seed(self, item_ids: Sequence[str]) -> UpdateBatch:
+        batch, n = untime_future(self._seeds.seed(item_ids), self._clock() + self._skew_s)
+        if n:
+            log.warning(
+                "%d inventory seed(s) stamped more than future_skew_s ahead start with no occurred_at "
+                "(e.g. item %r)",
+                n,
+                batch.item_ids[int(np.flatnonzero(np.isnan(batch.occurred_at))[0])][:200],
+            )
+        return batch
 
 
 def _reason(at: float, limit: float) -> str:

@@ -14,6 +14,7 @@ from consumer.scoring.batch import BatchConfig
 from consumer.scoring.change_batch import ChangeContext
 from consumer.scoring.episode_batch import EpisodeContext
 from consumer.scoring.episodes import EpisodePolicy
+from consumer.scoring.future_time import FutureSafeSeeds
 from consumer.scoring.health import HealthState
 from consumer.scoring.loop import ScoringService
 from consumer.scoring.metrics import ConsumerMetrics
@@ -128,6 +129,8 @@ def build_state(settings: Settings, *, metrics: ConsumerMetrics | None = None) -
     elif scoring.state_seed == "snapshot":
         mongo, batch_size = settings.mongo, settings.retrain.batch_size
         seeds = BackgroundSeeds(lambda group: _inventory(mongo, batch_size, group))
+    if seeds is not None:
+        seeds = FutureSafeSeeds(seeds, scoring.future_skew_s)
     store = StateStore(_changelog(kafka, topic))
     if not kafka.exactly_once:  # exactly-once: each batch's records join its transaction
         store.cache = ChangelogCache(topic)

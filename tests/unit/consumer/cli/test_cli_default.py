@@ -189,3 +189,31 @@ def test_score_rejects_a_far_future_update_and_decides_the_rest_as_without_it(tm
     assert [(line["is_anomaly"], line["score"], line.get("rules")) for line in poisoned] == [
         (line["is_anomaly"], line["score"], line.get("rules")) for line in clean
     ]
+
+
+def test_score_baseline_items_stamped_years_ahead_start_with_no_time(tmp_path, capsys, sim) -> None:
+    """As consume's inventory seeds: the numbers are kept, the clock is not (a note on stderr)."""
+    models = str(tmp_path / "models")
+    assert run(capsys, "train", "--items", str(sim / "items.jsonl"), "--model-dir", models, "--detector", "default")[0] == 0  # fmt: skip
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join((sim / "events.jsonl").read_bytes().splitlines()[:300]) + b"\n")
+    items = [orjson.loads(line) for line in (sim / "items.jsonl").read_bytes().splitlines()]
+    results = []
+    for name, at in (("untimed", None), ("ahead", "2036-01-01T00:00:00Z")):
+        lines = [
+            {k: v for k, v in d.items() if k != "occurred_at"} | ({"occurred_at": at} if at else {})
+            for d in items
+        ]
+        (tmp_path / f"{name}.jsonl").write_bytes(b"\n".join(map(orjson.dumps, lines)) + b"\n")
+        code, out, err = run(capsys, "score", "--model-dir", models, "--baseline", str(tmp_path / f"{name}.jsonl"),
+                             "--input", str(events))  # fmt: skip
+        results.append((code, [orjson.loads(line) for line in out.splitlines()], err))
+    (untimed_code, untimed, _), (code, ahead, err) = results
+    assert untimed_code == code == 0
+    assert (
+        f"baseline: {len(items)} item(s) stamped more than future_skew_s ahead start with no occurred_at"
+        in err
+    )
+    assert [(d["event_id"], d["is_anomaly"], d["score"]) for d in ahead] == [
+        (d["event_id"], d["is_anomaly"], d["score"]) for d in untimed
+    ]

@@ -16,7 +16,7 @@ from consumer.scoring.batch import BatchConfig, BatchResult
 from consumer.scoring.change_batch import ChangeContext, process_change_batch
 from consumer.scoring.episode_batch import EpisodeContext
 from consumer.scoring.episodes import EpisodePolicy
-from consumer.scoring.future_time import split_future
+from consumer.scoring.future_time import FutureSafeSeeds, split_future, untime_future
 from consumer.scoring.state.seeds import SnapshotSeeds
 from consumer.scoring.state.store import StateStore
 from consumer.wire.dlq import DLQ_HEADER_REASON
@@ -128,3 +128,46 @@ def columns(n: int, times: Any) -> UpdateBatch:
     ones = np.ones(n)
     return UpdateBatch.from_columns([f"i{k}" for k in range(n)], stock=ones, min_=ones, max_=ones,
                                     price=ones, occurred_at=times)  # fmt: skip
+
+
+def seeded_decisions(detector: ChangeDetector, seed_at: float | None, *, guard: bool) -> list[dict[str, Any]]:
+    """ITEM's updates at T0.. decided against an inventory seed stamped ``seed_at`` (None: no time)."""
+    docs = [dict(d) for d in snapshot_docs()]
+    for d in docs:
+        d.pop("occurred_at", None)
+        if d["item_id"] == ITEM and seed_at is not None:
+            d["occurred_at"] = seed_at
+    seeds: Any = SnapshotSeeds(docs)
+    if guard:
+        seeds = FutureSafeSeeds(seeds, DAY, clock=NOW.timestamp)
+    changelog = MemoryChangelog()
+    ctx = ChangeContext(StateStore(changelog), changelog.topic, seeds)
+    ctx.restore_for({("in", 1): 0})
+    config = BatchConfig(anomaly_topic="anomalies", dlq_topic="dlq", decisions_topic="decisions")
+    result = process_change_batch(
+        stream((20, T0), (19, T0 + 60), (18, T0 + 120)), detector, ctx, config, now=NOW
+    )
+    return [orjson.loads(o.value or b"") for o in on("decisions", result.outputs)]
+
+
+def test_an_inventory_seed_stamped_years_ahead_starts_with_no_time(
+    detector: ChangeDetector, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The seed keeps its numbers but not its clock: decided as if it carried no occurred_at."""
+    years_ahead = T0 + 10 * 365 * DAY
+    untimed = seeded_decisions(detector, None, guard=True)
+    assert seeded_decisions(detector, years_ahead, guard=True) == untimed
+    assert "1 inventory seed(s) stamped more than future_skew_s ahead" in caplog.text
+    unguarded = seeded_decisions(detector, years_ahead, guard=False)
+    assert any(d["is_anomaly"] for d in unguarded)  # what the guard prevents: its updates look old
+    assert not any(d["is_anomaly"] for d in untimed)
+
+
+def test_untime_future_keeps_seeds_within_the_skew_and_those_without_time() -> None:
+    now = NOW.timestamp()
+    batch = columns(4, [now, np.nan, now + 2 * DAY, now + DAY])
+    kept, n = untime_future(batch, now + DAY)
+    assert n == 1
+    np.testing.assert_array_equal(kept.occurred_at, [now, np.nan, np.nan, now + DAY])
+    assert batch.occurred_at[2] == now + 2 * DAY  # the caller's batch is not changed
+    assert untime_future(kept, now + DAY) == (kept, 0)
