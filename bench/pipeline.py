@@ -263,7 +263,7 @@ def _interleaved_runs(
     ck_installed = confluent_consumer(topic, 1, timeout_s=timeout_s) is not None  # also a warm-up
 
     def row(client: Any, **kw: Any) -> Callable[[str], dict[str, Any] | None]:
-        where = {"topic": topic, "model_dir": model_dir}
+        where: dict[str, Any] = {"topic": topic, "model_dir": model_dir}
         if kw.get("detector") == "default":
             where["model_dir"] = default_dir
         if kw.pop("distinct", False):
@@ -288,8 +288,8 @@ def _interleaved_runs(
         }
     every: dict[str, list[dict[str, Any]]] = {name: [] for name in rows}
     for round_ in range(repeats):
-        for name, row in rows.items():
-            result = row(f"r{round_}")
+        for name, run_row in rows.items():
+            result = run_row(f"r{round_}")
             assert result is not None
             every[name].append(result)
             print(f"  ({name}) round {round_ + 1}: {result['events_per_s']:,.0f}/s", flush=True)

@@ -168,7 +168,8 @@ class _Rec:
 
     def __init__(self, offset: int, value: bytes) -> None:
         self.topic, self.partition, self.offset, self.timestamp = "in", 0, 10**9 + offset, None
-        self.key, self.value, self.headers = None, value, []
+        self.key, self.value = None, value
+        self.headers: list[tuple[str, bytes]] = []
 
 
 class _NoChangelog:
