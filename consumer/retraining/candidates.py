@@ -101,6 +101,12 @@ def _labelled(candidate: Model, current: Model | None, labels: Labels, *, kind: 
         result.checks["labelled"]["skipped"] = f"the current model is a {kind_of(current)} model"
 
 
+DOWNGRADE: Final = (
+    "a seed model would replace the serving default model (about one alert per ten updates): the worker "
+    "never does that; to go back on purpose, publish one with `stockwatch train --detector seed`"
+)
+
+
 def seed_candidate(docs: Iterable[Mapping[str, Any]], *, spec: TrainingSpec, exclude: set[str],
                    labels: Labels, current: Model | None, expected: int | None,
                    on_chunk: Callable[[int], None] | None) -> Candidate:  # fmt: skip
@@ -119,6 +125,7 @@ def seed_candidate(docs: Iterable[Mapping[str, Any]], *, spec: TrainingSpec, exc
     result = evaluate(model, snap.features, sample, current=comparable, config=spec.gate)
     if current is not None and comparable is None:
         result.checks["comparison"] = f"skipped: the current model is a {kind_of(current)} model"
+        result.reasons.append(DOWNGRADE)  # one wrong STOCKWATCH_DETECTOR must not switch every consumer
     _labelled(model, current, labels, kind="seed", spec=spec, result=result)
     result.checks["detector"] = "seed"
     rows = snap.sample(spec.sample_size * 10)

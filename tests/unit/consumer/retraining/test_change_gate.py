@@ -187,3 +187,19 @@ def test_identical_items_are_a_degenerate_snapshot_for_the_default_detector_too(
     candidate = default_candidate(iter(same), spec=TrainingSpec(detector="default"), exclude=set(),
                                   labels=Labels(), current=None, expected=None, on_chunk=None)  # fmt: skip
     assert candidate.model is None and "degenerate snapshot" in candidate.gate.reasons[0]
+
+
+def test_the_worker_never_replaces_a_default_model_by_a_seed_model(
+    tmp_path: Path, current: ChangeDetector
+) -> None:
+    """A worker left with STOCKWATCH_DETECTOR=seed keeps the default model serving (the reverse swap is allowed)."""
+    store, db = ModelStore(tmp_path), Inventory(docs(300, 5))
+    version = store.publish(current)
+    events: list[dict[str, Any]] = []
+    out = Retrainer(db=db, store=store, announce=events.append, config=RetrainConfig(detector="seed")).run(
+        {"kind": "test", "force": True}
+    )
+    assert out.status == "rejected"
+    assert any("would replace the serving default model" in reason for reason in out.reasons), out.reasons
+    assert store.current_version() == version and isinstance(store.load_any(), ChangeDetector)
+    assert db.recorded[-1]["status"] == "rejected"
