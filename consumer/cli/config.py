@@ -29,7 +29,8 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
         help="print the effective settings and their sources (default, config file, environment)",
         description="Every setting with its value (keys and the Mongo password masked) and its source: "
         "`default`, the config file's path, or `env STOCKWATCH_<NAME>`. Long values are summarised in "
-        "the table (the rules as a count and names); --json prints them whole.",
+        "the table (the rules as a count and names); --json prints them whole. Exit status: 0 printed; "
+        "2 a setting is invalid (each mistake on its own line).",
     )
     config.add_argument("--json", action="store_true", help="one JSON object keyed by setting name")
     config.set_defaults(handler=cmd_config)
