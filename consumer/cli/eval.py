@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from consumer.cli.config import no_rules_warning
 from consumer.cli.files import fail
 
 if TYPE_CHECKING:
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
     from consumer.cli import Subparsers
 
 __all__ = ["cmd_eval", "register"]
+
+log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_USAGE = 0, 2
 MAX_LABEL_BYTES = 256 << 20
@@ -78,6 +82,8 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from detection.evaluation import evaluate, format_table
 
     rules = settings.models.rule_table()  # the table `train` would bind
+    if "default" in (args.detector or ("default",)) and (warning := no_rules_warning(settings)):
+        log.warning(warning)
     options: dict[str, Any] = {} if rules is None else {"rules": rules}
     if args.alert_budget_per_1000 is not None:
         options["alert_budget_per_1000"] = args.alert_budget_per_1000

@@ -121,7 +121,8 @@ def _same_counts(a: FloatArray, b: FloatArray, lo: float, hi: float) -> bool:
     return bool(np.array_equal(counts[0], counts[1]))
 
 
-def _score_panel(ax: Axes, data: ReportData) -> None:
+def _score_panel(ax: Axes, data: ReportData) -> float:
+    """Draw the score histogram; returns its title's pad (the figures panel's title lines up with it)."""
     prev = data.previous
     both = data.scores if prev is None or prev.scores is None else np.concatenate([data.scores, prev.scores])
     marks = [data.threshold] + ([prev.threshold] if prev is not None and prev.scores is not None else [])
@@ -143,13 +144,15 @@ def _score_panel(ax: Axes, data: ReportData) -> None:
         ax.axvline(np.clip(q, lo, hi), color="#ee7733", linestyle="-.",
                    label=f"{data.alert_words} (its score quantile)")  # fmt: skip
     note = _clip_note(below, above)
-    ax.set_title(f"Anomaly scores of {data.sample_words}", pad=16 if note else 6)
+    pad = 16.0 if note else 6.0
+    ax.set_title(f"Anomaly scores of {data.sample_words}", pad=pad)
     if note:
         _note_above(ax, note, 8)
     ax.set_xlabel("anomaly score (lower = more anomalous)")
     ax.set_ylabel("count (log scale)")
     # below the plot: inside it, the legend would cover the low scores, the ones that matter
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, fontsize=7, frameon=False)
+    return pad
 
 
 def _pr(figures: Mapping[str, Any] | None) -> str:
@@ -218,10 +221,10 @@ def build_figure(data: ReportData) -> Figure:
     rows = 1 + -(-len(data.feature_names) // cols)
     fig = Figure(figsize=(18, 4.2 * rows), layout="constrained")
     grid = fig.add_gridspec(rows, cols)
-    _score_panel(fig.add_subplot(grid[0, :2]), data)
+    pad = _score_panel(fig.add_subplot(grid[0, :2]), data)
     text = fig.add_subplot(grid[0, 2:])
     text.axis("off")
-    text.set_title("Figures")
+    text.set_title("Figures", pad=pad)
     text.text(0.0, 1.0, "\n".join(figure_lines(data)), va="top", ha="left", family="monospace", fontsize=8,
               transform=text.transAxes)  # fmt: skip
     for j, name in enumerate(data.feature_names):

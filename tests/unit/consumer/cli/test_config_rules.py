@@ -86,6 +86,19 @@ def test_train_warns_at_start_up_when_the_table_is_empty(
     assert ModelStore(tmp_path / "m").load_any().rules.names == ()  # type: ignore[union-attr]
 
 
+def test_eval_of_the_default_detector_warns_too(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    write(tmp_path, SimConfig(seed=4, n_items=80, days=2, error_rate=0.05))
+    files = ["--items", str(tmp_path / "items.jsonl"), "--events", str(tmp_path / "events.jsonl"),
+             "--labels", str(tmp_path / "labels.json")]  # fmt: skip
+    monkeypatch.setenv("STOCKWATCH_RULES", "[]")
+    for detector, warned in (("seed", False), ("default", True)):
+        assert main(["eval", *files, "--detector", detector]) == 0
+        err = capsys.readouterr().err
+        assert ('"level":"WARNING"' in err and "no rules: the rules table" in err) is warned, err
+
+
 def test_consume_warns_when_it_loads_a_model_that_checks_no_rules(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
