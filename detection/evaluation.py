@@ -148,11 +148,14 @@ def format_table(results: Mapping[str, EvalResult]) -> str:
             ("ROC-AUC", "roc_auc", "{:.3f}"), ("precision", "precision", "{:.3f}"), ("recall", "recall", "{:.3f}"),
             ("alerts/1000", "alerts_per_1000", "{:.2f}"), ("rejected", "n_rejected", "{:,}"),
             ("seconds", "seconds", "{:.1f}")]  # fmt: skip
-    lines = [f"{'metric':<22}" + "".join(f"{n:>10}" for n in names)]
-    for label, attr, fmt in rows:
-        lines.append(f"{label:<22}" + "".join(f"{fmt.format(getattr(results[n], attr)):>10}" for n in names))
+    table = [["metric", *names]]
+    table += [[label, *(fmt.format(getattr(results[n], attr)) for n in names)] for label, attr, fmt in rows]
     kinds = sorted({k for r in results.values() for k in r.auc_per_kind})
-    for kind in kinds:
-        cells = "".join(f"{results[n].auc_per_kind.get(kind, float('nan')):>10.3f}" for n in names)
-        lines.append(f"{'AUC ' + kind:<22}" + cells)
+    table += [["AUC " + kind, *(f"{results[n].auc_per_kind.get(kind, float('nan')):.3f}" for n in names)]
+              for kind in kinds]  # fmt: skip
+    # widths from the longest cell: a long kind name or detector name never shifts a column
+    label_w = max(len(row[0]) for row in table) + 2
+    widths = [max(10, max(len(row[j]) for row in table) + 2) for j in range(1, len(names) + 1)]
+    lines = [f"{row[0]:<{label_w}}" + "".join(f"{c:>{w}}" for c, w in zip(row[1:], widths, strict=True))
+             for row in table]  # fmt: skip
     return "\n".join(lines)

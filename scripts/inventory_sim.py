@@ -17,7 +17,7 @@ promotions (10-40 % off for days, with a sales spike), regular price changes, oc
 re-configurations. Errors (``scripts/inventory_errors.py``) are reports that differ from the
 truth; the truth goes on, and price/level errors are corrected by the next event of the item.
 
-    python -m scripts.inventory_sim --out /tmp/sim --seed 1 --items 3000
+    python -m scripts.inventory_sim --out /tmp/sim --seed 1 --n-items 3000
 """
 
 from __future__ import annotations

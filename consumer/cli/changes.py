@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "read_docs",
+    "read_lines",
     "score_changes",
     "score_default",
     "snapshot_of",
@@ -35,21 +36,32 @@ __all__ = [
     "train_default",
 ]
 
+BASELINE_HINT = (
+    "stockwatch: score: hint: updates of items with no known state need all four numbers; "
+    "--baseline ITEMS.jsonl seeds item states from a snapshot (e.g. the file train --items was given)"
+)
 
-def read_docs(source: IO[bytes], counts: dict[str, int]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, JSON object) per non-blank line; a line that is not an object is reported."""
+
+def read_lines(source: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line number, JSON object) per non-blank line, or (line number, why the line is not one)."""
     for lineno, line in enumerate(source, start=1):
         if not line.strip():
             continue
         try:
             raw = orjson.loads(line)
-            reason = None if isinstance(raw, dict) else f"expected a JSON object, got {type(raw).__name__}"
         except orjson.JSONDecodeError as exc:
-            reason = f"invalid JSON ({exc})"
-        if reason is not None:
-            reject(source, lineno, reason, counts)
+            yield lineno, f"invalid JSON ({exc})"
             continue
-        yield lineno, raw
+        yield lineno, raw if isinstance(raw, dict) else f"expected a JSON object, got {type(raw).__name__}"
+
+
+def read_docs(source: IO[bytes], counts: dict[str, int]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, JSON object) per non-blank line; a line that is not an object is reported."""
+    for lineno, doc in read_lines(source):
+        if isinstance(doc, str):
+            reject(source, lineno, doc, counts)
+            continue
+        yield lineno, doc
 
 
 def reject(source: IO[bytes], lineno: int, reason: str, counts: dict[str, int]) -> None:
@@ -92,7 +104,7 @@ def state_from_baseline(
 def score_changes(
     detector: ChangeDetector,
     table: StateTable,
-    chunk: list[tuple[int, dict[str, Any]]],
+    lines: list[tuple[int, dict[str, Any] | str]],
     *,
     topic: str,
     source: IO[bytes],
@@ -102,14 +114,20 @@ def score_changes(
     alerts: AlertSink | None = None,
     future_skew_s: float = 86_400.0,
 ) -> None:
-    """Decide one chunk in order, write its events (and alerts), then advance the item states."""
+    """Decide one chunk of :func:`read_lines` in order, report its rejected lines in line order, write
+    its events (and alerts), then advance the item states."""
     import numpy as np
 
     from consumer.scoring.future_time import split_future
     from consumer.wire.context import EventContext, change_input_keys
     from consumer.wire.events import UNVERSIONED, Coordinates, build_events
-    from detection import CHANGE_FEATURE_NAMES, parse_updates
+    from detection import CHANGE_FEATURE_NAMES, MissingFieldError, parse_updates
 
+    chunk = [(lineno, doc) for lineno, doc in lines if not isinstance(doc, str)]
+    if not chunk:  # nothing to decide: a chunk of lines that are not JSON objects
+        for lineno, reason in lines:
+            reject(source, lineno, str(reason), counts)
+        return
     group = detector.metadata.group_field
     batch, rejects = parse_updates([doc for _, doc in chunk], group_field=group)
     bad = dict(rejects)
@@ -128,6 +146,10 @@ def score_changes(
     decisions, changes = detector.decide_batch(table, batch)
     rejected = {linenos[i]: str(exc) for i, exc in decisions.rejected.items()}
     rejected.update({chunk[k][0]: reason for k, reason in bad.items()})
+    rejected.update({lineno: doc for lineno, doc in lines if isinstance(doc, str)})
+    counts["unknown_items"] = counts.get("unknown_items", 0) + sum(
+        isinstance(exc, MissingFieldError) for exc in decisions.rejected.values()
+    )
     for lineno in sorted(rejected):
         reject(source, lineno, rejected[lineno], counts)
     rows = np.array([i for i in range(len(batch)) if i not in decisions.rejected], dtype=np.intp)
@@ -227,10 +249,14 @@ def score_default(
     from consumer.chunks import chunked
 
     source, baseline = inputs
+    hinted = False
     with contextlib.ExitStack() as stack:
         table = state_from_baseline(model, baseline, future_skew_s=future_skew_s)
         sink = stack.enter_context(open_out(args.output))
-        for chunk in chunked(read_docs(source, counts), args.chunk_size):
+        for chunk in chunked(read_lines(source), args.chunk_size):
             score_changes(model, table, chunk, topic=topic, source=source, sink=sink, counts=counts,
                           context=context, alerts=alerts,
                           future_skew_s=future_skew_s)  # fmt: skip
+            if baseline is None and counts.get("unknown_items") and not hinted:
+                hinted = True
+                print(BASELINE_HINT, file=sys.stderr)

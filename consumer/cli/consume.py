@@ -18,6 +18,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from consumer.cli.argtypes import positive_int, seconds
+from consumer.cli.config import no_rules_warning
 from consumer.cli.failures import EXIT_STATUS_HELP, UserFacingError, missing_model_dir
 
 if TYPE_CHECKING:  # the service's modules (Kafka, numba) load only when `consume` runs
@@ -121,6 +122,8 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
         kafka.delivery,
         settings.models.dir,
     )
+    if settings.models.detector == "default" and (warning := no_rules_warning(settings)):
+        log.warning(warning)
     _install_signal_handlers(service)
     settle_heap()
     try:

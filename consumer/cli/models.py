@@ -18,6 +18,7 @@ from consumer.cli.alert_options import add_alert_options, alert_flags_problem, o
 from consumer.cli.argtypes import auto_or as _auto_or
 from consumer.cli.argtypes import finite_float
 from consumer.cli.argtypes import int_or_float as _int_or_float
+from consumer.cli.config import no_rules_warning
 from consumer.cli.failures import EXIT_STATUS_HELP, UserFacingError, missing_model_dir
 from consumer.cli.files import fail, open_in, open_out, same_file_problem
 
@@ -148,6 +149,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     if detector == "default":
         from consumer.cli.changes import train_default
 
+        if warning := no_rules_warning(settings):
+            logger.warning(warning)
         return train_default(args, settings)
     if args.alert_budget_per_1000 is not None:
         _fail("train: --alert-budget-per-1000 applies to --detector default only")

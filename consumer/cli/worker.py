@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from consumer.cli.argtypes import seconds
+from consumer.cli.config import no_rules_warning
 from consumer.cli.failures import EXIT_STATUS_HELP, UserFacingError
 
 if TYPE_CHECKING:
@@ -47,6 +48,8 @@ def cmd_retrain_worker(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(update={"model_dir": args.model_dir})
     if settings.control.key is None:
         log.warning("no STOCKWATCH_CONTROL_KEY: every control command will be rejected")
+    if settings.models.detector == "default" and (warning := no_rules_warning(settings)):
+        log.warning(warning)
     from consumer.adapters.kafka import existing_topics
 
     # A short, quiet probe first, before the heavy imports (scikit-learn, seconds on a busy host):

@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from consumer.retraining.report_words import DETECTOR_WORDS, feature_axis, feature_title
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -37,21 +39,6 @@ FloatArray = npt.NDArray[np.float64]
 REPORT_FILE = "report.png"
 MAX_ROWS = 200_000  # rows drawn at most (a uniform subsample beyond)
 CORE_PERCENTILES = (1.0, 99.0)
-FEATURE_WORDS = {
-    "stock_quantity": "stock (units)", "stock_ratio": "stock / min level", "stock_range_position":
-    "position of stock between min and max", "value_at_risk": "stock x price", "price": "price",
-    "min_stock_level": "min stock level", "max_stock_level": "max stock level",
-    "stock_vs_max": "stock vs the item's max level (log)", "stock_step": "stock change (log ratio)",
-    "drop_vs_usual": "drop vs the item's usual drop (log)", "rise_vs_usual": "rise vs the item's usual rise (log)",
-    "price_step": "price change (log ratio)", "price_vs_ref": "price vs the item's regular price (log)",
-    "price_vs_peers": "price vs its peers (robust z)", "min_step": "min level change (log ratio)",
-    "max_step": "max level change (log ratio)", "min_vs_max": "min level / max level",
-    "gap_vs_usual": "time since the last update vs usual (log)",
-}  # fmt: skip
-DETECTOR_WORDS = {
-    "seed": "seed detector (each item's state)",
-    "default": "default detector (changes per item)",
-}
 
 
 @dataclass(slots=True)
@@ -121,15 +108,31 @@ def _title(data: ReportData) -> str:
     return f"Rejected candidate {data.name}: {kind}, not promoted\n{why[:160]}"
 
 
-def _score_panel(ax: Axes, data: ReportData) -> None:
+def _note_above(ax: Axes, note: str, fontsize: float) -> None:
+    """The count of clipped outliers between the title and the plot, where no bar or legend hides it."""
+    ax.text(
+        0.5, 1.01, note, transform=ax.transAxes, ha="center", va="bottom", fontsize=fontsize, color="#555555"
+    )
+
+
+def _same_counts(a: FloatArray, b: FloatArray, lo: float, hi: float) -> bool:
+    """Whether two score sets draw the same histogram (e.g. the previous model was trained on the same data)."""
+    counts = [np.histogram(np.clip(v[np.isfinite(v)], lo, hi), bins=50, range=(lo, hi))[0] for v in (a, b)]
+    return bool(np.array_equal(counts[0], counts[1]))
+
+
+def _score_panel(ax: Axes, data: ReportData) -> float:
+    """Draw the score histogram; returns its title's pad (the figures panel's title lines up with it)."""
     prev = data.previous
     both = data.scores if prev is None or prev.scores is None else np.concatenate([data.scores, prev.scores])
     marks = [data.threshold] + ([prev.threshold] if prev is not None and prev.scores is not None else [])
     lo, hi, below, above = robust_range(both, include=marks)
     _hist(ax, data.scores, lo, hi, color="#4477aa", alpha=0.75, label=f"this model ({data.name})", log=True)
     if prev is not None and prev.scores is not None:
-        _hist(ax, prev.scores, lo, hi, histtype="step", color="#222222", linewidth=1.5, log=True,
-              label=f"previous version ({prev.version})")  # fmt: skip
+        same = ": the same scores as this model" if _same_counts(data.scores, prev.scores, lo, hi) else ""
+        # dashed and on top, so the outline stays visible where it follows this model's bars exactly
+        _hist(ax, prev.scores, lo, hi, histtype="step", color="#222222", linestyle="--", linewidth=1.2, log=True,
+              zorder=3, label=f"previous version ({prev.version or 'unnamed'}){same}")  # fmt: skip
         ax.axvline(
             prev.threshold, color="#222222", linestyle=":", label=f"previous threshold {prev.threshold:g}"
         )
@@ -140,13 +143,16 @@ def _score_panel(ax: Axes, data: ReportData) -> None:
         q = float(np.quantile(data.scores, data.alert_share))
         ax.axvline(np.clip(q, lo, hi), color="#ee7733", linestyle="-.",
                    label=f"{data.alert_words} (its score quantile)")  # fmt: skip
-    ax.set_title(f"Anomaly scores of {data.sample_words}")
+    note = _clip_note(below, above)
+    pad = 16.0 if note else 6.0
+    ax.set_title(f"Anomaly scores of {data.sample_words}", pad=pad)
+    if note:
+        _note_above(ax, note, 8)
     ax.set_xlabel("anomaly score (lower = more anomalous)")
     ax.set_ylabel("count (log scale)")
-    note = _clip_note(below, above)
-    if note:
-        ax.annotate(note, xy=(0.99, 0.97), xycoords="axes fraction", ha="right", va="top", fontsize=8)
-    ax.legend(loc="lower left", fontsize=7)
+    # below the plot: inside it, the legend would cover the low scores, the ones that matter
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, fontsize=7, frameon=False)
+    return pad
 
 
 def _pr(figures: Mapping[str, Any] | None) -> str:
@@ -178,7 +184,9 @@ def figure_lines(data: ReportData) -> list[str]:
     if prev is None:
         lines.append("Previous version: none (first model)")
     else:
-        lines.append(f"Previous version: {prev.version} ({DETECTOR_WORDS.get(prev.detector, prev.detector)})")
+        lines.append(
+            f"Previous version: {prev.version or 'unnamed'} ({DETECTOR_WORDS.get(prev.detector, prev.detector)})"
+        )
         lines += [f"  {key}: {value}" for key, value in prev.figures.items()]
     return lines
 
@@ -186,13 +194,12 @@ def figure_lines(data: ReportData) -> list[str]:
 def _feature_panel(ax: Axes, name: str, column: FloatArray) -> None:
     lo, hi, below, above = robust_range(column)
     _hist(ax, column, lo, hi, color="#228833", log=True)
-    ax.set_title(f"Feature {name}", fontsize=9)
-    ax.set_xlabel(FEATURE_WORDS.get(name, name), fontsize=8)
-    ax.set_ylabel("count (log scale)", fontsize=8)
     note = _clip_note(below, above)
+    ax.set_title(feature_title(name), fontsize=9, pad=12 if note else 6)
     if note:
-        ax.annotate(note.replace(": ", ":\n", 1), xy=(0.98, 0.95), xycoords="axes fraction", ha="right",
-                    va="top", fontsize=6)  # fmt: skip
+        _note_above(ax, note, 6.5)
+    ax.set_xlabel(feature_axis(name), fontsize=8)
+    ax.set_ylabel("count (log scale)", fontsize=8)
 
 
 def build_figure(data: ReportData) -> Figure:
@@ -214,10 +221,10 @@ def build_figure(data: ReportData) -> Figure:
     rows = 1 + -(-len(data.feature_names) // cols)
     fig = Figure(figsize=(18, 4.2 * rows), layout="constrained")
     grid = fig.add_gridspec(rows, cols)
-    _score_panel(fig.add_subplot(grid[0, :2]), data)
+    pad = _score_panel(fig.add_subplot(grid[0, :2]), data)
     text = fig.add_subplot(grid[0, 2:])
     text.axis("off")
-    text.set_title("Figures")
+    text.set_title("Figures", pad=pad)
     text.text(0.0, 1.0, "\n".join(figure_lines(data)), va="top", ha="left", family="monospace", fontsize=8,
               transform=text.transAxes)  # fmt: skip
     for j, name in enumerate(data.feature_names):

@@ -211,6 +211,8 @@ class ModelWatcher:
             self._pending = model
             self._latest = version
         log.info("model %s (%s detector) verified and loaded; handing it over", version, _kind(model))
+        if _kind(model) == "default" and not getattr(getattr(model, "rules", None), "names", True):
+            log.warning("no rules: model %s was trained with an empty rules table and checks none", version)
         return True
 
     def _refuse(self, version: str, reason: str, exc: BaseException) -> None:

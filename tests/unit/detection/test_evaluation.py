@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from detection.evaluation import evaluate, format_table
+from detection.evaluation import EvalResult, evaluate, format_table
 from scripts.inventory_sim import SimConfig, simulate
 
 SETS = {  # three seeds, three shapes: the floors must not hold for one generator run only
@@ -42,6 +42,22 @@ def test_the_table_lists_both_detectors(results) -> None:  # type: ignore[no-unt
     table = format_table(results)
     assert "seed" in table.splitlines()[0] and "default" in table.splitlines()[0]
     assert "AUC phantom_drop" in table or "AUC negative_stock" in table
+
+
+def test_the_table_columns_line_up_whatever_the_longest_label_or_name() -> None:
+    def result(name: str, events: int) -> EvalResult:
+        return EvalResult(name, events, 1_527, 0.9, 0.99, 0.98, 0.91, 9.33, seconds=3.1,
+                          auc_per_kind={"price_x10": 1.0, "decimal_shift_div10": 0.707, "a_much_longer_kind_name_x": 0.5})  # fmt: skip
+
+    lines = format_table(
+        {"seed": result("seed", 152_466), "a_long_detector_name": result("x", 7)}
+    ).splitlines()
+    assert lines[0].split() == ["metric", "seed", "a_long_detector_name"]
+    assert len({len(line) for line in lines}) == 1  # every row as wide as the header: right-aligned columns
+    for line in lines[1:]:  # the label column ends before the first figure, on every row
+        label_end = len("AUC a_much_longer_kind_name_x")
+        assert line[:label_end].rstrip() and line[label_end : label_end + 2] == "  ", line
+    assert lines[-2].split()[-2:] == ["0.707", "0.707"] and lines[1].split()[1:] == ["152,466", "7"]
 
 
 @pytest.mark.parametrize("seed", [104, 105])

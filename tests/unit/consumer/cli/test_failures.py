@@ -268,3 +268,36 @@ def test_a_failure_without_sasl_says_nothing_of_credentials(monkeypatch):
     monkeypatch.setenv("STOCKWATCH_KAFKA_BOOTSTRAP", "127.0.0.1:1")
     message = kafka_unreachable(load_settings(), KafkaUnavailableError("KafkaTimeoutError"))
     assert message == "Kafka at 127.0.0.1:1 (STOCKWATCH_KAFKA_BOOTSTRAP) is unavailable: KafkaTimeoutError"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "train",
+        "score",
+        "eval",
+        "consume",
+        "retrain-worker",
+        "ctl",
+        "feedback",
+        "notify",
+        "scan",
+        "seed",
+        "config",
+    ],
+)
+def test_help_says_what_the_command_does_and_its_exit_statuses(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps at the terminal's width
+    description = text.partition("options:")[0]  # usage, then the description
+    assert done.value.code == 0 and "Exit status: 0" in description, description
+
+
+def test_eval_help_names_its_inputs_and_outputs(capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for words in ("snapshot S (--items)", "change events E (--events)", "labels L (--labels",
+                  "average precision", "alerts per 1,000 updates", "Exit status: 0 evaluated; 2 usage"):  # fmt: skip
+        assert words in text, words

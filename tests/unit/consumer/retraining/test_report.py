@@ -3,11 +3,14 @@ counted, evaluation figures and the previous version — asserted on the matplot
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from consumer.retraining.report import Previous, ReportData, build_figure, render_report, robust_range
+from consumer.retraining.report_words import feature_title
 from detection import CHANGE_FEATURE_NAMES, FEATURE_NAMES
 
 
@@ -62,10 +65,37 @@ def test_titles_axes_threshold_budget_and_previous_version_are_drawn() -> None:
     lo, hi = score_ax.get_xlim()
     assert lo > -5 and hi < 5
     feature_axes = fig.axes[2:]
-    assert [ax.get_title() for ax in feature_axes] == [f"Feature {n}" for n in CHANGE_FEATURE_NAMES]
-    assert feature_axes[0].get_xlabel() == "stock vs the item's max level (log)"
+    assert feature_axes[0].get_title() == "Stock against the item's max level"
+    assert feature_axes[-1].get_title() == "Time since the item's last update against its usual gap"
+    assert feature_axes[0].get_xlabel() == "log(1 + stock / max level)  [stock_vs_max]"
     assert all(ax.get_xlabel() and ax.get_ylabel() == "count (log scale)" for ax in feature_axes)
     assert feature_axes[0].get_xlim()[1] < 100  # the 1e9 value is clipped
+
+
+@pytest.mark.parametrize("detector", ["default", "seed"])
+def test_every_feature_panel_is_titled_in_words_not_its_code_name(detector: str) -> None:
+    names = CHANGE_FEATURE_NAMES if detector == "default" else FEATURE_NAMES
+    titles = [ax.get_title() for ax in build_figure(data(detector=detector)).axes[2:]]
+    assert len(titles) == len(names) == len(set(titles))
+    for name, title in zip(names, titles, strict=True):
+        assert title == feature_title(name) and "_" not in title and " " in title, (name, title)
+
+
+def test_notes_and_legend_sit_outside_the_bars_and_an_identical_previous_version_is_said() -> None:
+    same = data()
+    assert same.previous is not None
+    same.previous.scores = same.scores.copy()
+    fig = build_figure(same)
+    fig.savefig(io.BytesIO(), format="png", dpi=40)  # lays the figure out
+    score_ax = fig.axes[0]
+    legend = score_ax.get_legend()
+    assert "previous version (20261201T000000Z-00000000): the same scores as this model" in [
+        t.get_text() for t in legend.get_texts()
+    ]
+    axes_box = score_ax.get_window_extent()
+    assert legend.get_window_extent().y1 < axes_box.y0  # below the plot, not over the low scores
+    (note,) = [t for t in score_ax.texts if t.get_text().startswith("outliers clipped")]
+    assert note.get_window_extent().y0 >= axes_box.y1  # above the plot, where no bar hides it
 
 
 def test_evaluation_figures_and_a_rejection_are_in_words() -> None:
