@@ -46,13 +46,19 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
         help="evaluate only this detector (repeatable; default: both)",
     )
     ev.add_argument("--alert-budget-per-1000", type=float, default=None, help="the default detector's budget")
+    ev.add_argument("--group-field", default=None, metavar="FIELD",
+                    help='the default detector\'s peer-group field, "" or none for no grouping '
+                    "(default: settings peer_group_field)")  # fmt: skip
     ev.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     ev.set_defaults(handler=cmd_eval)  # fmt: skip
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     """Evaluate and print; exit 2 on unusable input (which line or label is said on stderr)."""
+    from consumer.cli.changes import group_field_of
+
     try:
+        group = group_field_of(args, settings)  # the field `train` would bind
         items = _jsonl(args.items)
         events = _jsonl(args.events)
         labels = _labels(args.labels)
@@ -62,7 +68,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from detection.evaluation import evaluate, format_table
 
     rules = settings.models.rule_table()  # the table `train` would bind
-    options: dict[str, Any] = {} if rules is None else {"rules": rules}
+    options: dict[str, Any] = {"group_field": group} | ({} if rules is None else {"rules": rules})
     if args.alert_budget_per_1000 is not None:
         options["alert_budget_per_1000"] = args.alert_budget_per_1000
     detectors = tuple(dict.fromkeys(args.detector or ("seed", "default")))
