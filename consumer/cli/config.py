@@ -36,6 +36,8 @@ def _cell(value: Any) -> str:
         return "(unset)"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if value == "":
+        return '""'  # an empty value (peer_group_field: no grouping) is not a missing column
     return str(value)
 
 
