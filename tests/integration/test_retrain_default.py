@@ -103,3 +103,27 @@ def test_a_seed_to_default_swap_then_a_default_retrain_publish_models_score_can_
     assert [line["is_anomaly"] for line in lines[20:]] == [True] * 5
     assert sum(line["is_anomaly"] for line in lines[:20]) <= 1
     assert any(line["features"]["price_vs_peers"] != 0.0 for line in lines[:20])  # warehouse peers seeded
+
+
+def test_no_peer_grouping_reads_the_inventory_without_projecting_an_empty_field(
+    settings_factory: Any, mongo_db: Any
+) -> None:
+    """A model with ``peer_group_field = none`` records the group field ``""``; the worker's snapshot,
+    consume's inventory seed and scan ask for it with the other fields, and a projection of ``""``
+    is refused by the server ("FieldPath cannot be constructed with empty string")."""
+    from consumer.retraining.wiring import worker_mongo
+
+    settings = settings_factory(peer_group_field="none")
+    assert settings.models.peer_group_field == ""
+    docs = categorised(5, 12)
+    mongo_db["inventory"].insert_many(docs)
+    db = worker_mongo(settings)
+    try:
+        fields = (settings.models.peer_group_field, "occurred_at")
+        read = list(db.iter_inventory(batch_size=10, fields=fields))
+        found = db.find_items([d["_id"] for d in docs[:2]], fields=fields)
+    finally:
+        db.close()
+    assert sorted(d["_id"] for d in read) == sorted(d["_id"] for d in docs)
+    assert all("category" not in d and d["price"] > 0 for d in read)  # only what the detector reads
+    assert sorted(d["_id"] for d in found) == sorted(d["_id"] for d in docs[:2])
