@@ -97,7 +97,8 @@ class RetrainConfig:
     def spec(self) -> TrainingSpec:
         """What :mod:`consumer.retraining.candidates` trains and how it is gated."""
         return TrainingSpec(detector=self.detector, params=self.params, alert_budget_per_1000=self.alert_budget_per_1000,
-                            rules=self.rules, group_field=self.group_field, gate=self.gate, sample_size=self.sample_size, batch_size=self.batch_size,
+                            rules=self.rules, group_field=self.group_field, gate=self.gate,
+                            sample_size=self.sample_size, batch_size=self.batch_size,
                             progress_every=self.progress_every)  # fmt: skip
 
 
