@@ -48,6 +48,9 @@ HELP: dict[
     "suppressions_refresh_s": "How often `stockwatch consume` reloads the suppressions from Mongo.",
     "future_skew_s": "`default` detector: an update whose occurred_at lies more than this ahead of now "
     "(the wall clock) is a dead letter `future_time` (`score`: a rejected line), never the item's clock.",
+    "peer_group_field": "`default` detector: the input field whose value groups an item with its peers "
+    "(price_vs_peers), bound into the model by `train` and the retrain worker (score and consume follow "
+    'the model); "" or none = no peer grouping. Items lacking the field have no peers.',
     "gate_max_alert_ratio": "`default`: max alerts on fresh normal motion / the alert budget.",
     "gate_max_recall_drop": "`default`: max drop of planted errors caught vs the current.",
     "gate_min_labels": "Analyst labels needed before the gate compares labelled precision (fewer: skipped).",
@@ -147,6 +150,7 @@ class ModelSettings(Slice):
     alert_budget_per_1000: float
     poll_interval_s: float = Field(validation_alias="model_poll_interval_s")
     rules: tuple[RuleSpec, ...] | None  # bound into `default` models at train time
+    peer_group_field: str  # bound into `default` models at train time ("" = no peer grouping)
 
     def rule_table(self) -> list[dict[str, str | float]] | None:
         """The enabled rules as the detector's table (None: the detector's built-in table)."""

@@ -21,6 +21,7 @@ from config.groups import LogLevel, mask_uri
 from config.kafka import RESERVED_PROPERTIES, Delivery, KafkaClient, KafkaSettings, OffsetReset
 from config.kafka_security import KafkaSecurity, SaslMechanism, SecurityProtocol, security_problems
 from config.keys import SECRET_FIELDS, check_key
+from config.peer_group import PeerGroupField
 from config.rules import RuleSpec, check_rules
 from config.slices import SliceOf
 from config.sources import DEFAULT_CONFIG_FILE, CheckedEnvSource, ConfigFileSource, config_file
@@ -107,6 +108,7 @@ class Settings(BaseSettings, ContextFields):
         description="The data-quality rules `train` binds into a `default` model (`[[rules]]` in the TOML "
         "file, a JSON list in the environment; unset: the built-in table). See config/rules.py.",
     )
+    peer_group_field: PeerGroupField = Field(default="category", description=groups.HELP["peer_group_field"])
 
     # --- consumer loop ---
     delivery: Delivery = "at-least-once"

@@ -39,7 +39,7 @@ class DetectorMetadata(ModelMetadata):
     threshold: Finite = 0.0
     offset: Finite
     alert_budget_per_1000: float = Field(default=DEFAULT_ALERT_BUDGET_PER_1000, gt=0.0, le=500.0)
-    group_field: str = Field(default="category", min_length=1, max_length=200)
+    group_field: str = Field(default="category", max_length=200)  # "": no peer grouping
     # group: [median log price, spread (> 0), count]
     peer_groups: dict[Text, Annotated[list[Finite], Field(min_length=3, max_length=3)]] = Field(
         default_factory=dict, max_length=MAX_GROUPS

@@ -63,12 +63,14 @@ def evaluate(
     detectors: Sequence[DetectorName] = DETECTORS,
     batch_size: int = 2000,
     params: ForestParams = ForestParams(),  # noqa: B008 (frozen)
+    group_field: str = "category",
     **options: Any,
 ) -> dict[str, EvalResult]:
-    """Train each detector on ``items`` (S), replay ``events`` (E), judge with ``labels`` (L)."""
-    snapshot, _ = parse_updates(items)
+    """Train each detector on ``items`` (S), replay ``events`` (E), judge with ``labels`` (L);
+    ``default`` groups peers by ``group_field`` (``""``: none)."""
+    snapshot, _ = parse_updates(items, group_field=group_field)
     stock_items = [parse_item(d) for d in items]
-    updates, rejects = parse_updates(events)
+    updates, rejects = parse_updates(events, group_field=group_field)
     if rejects:
         raise ValueError(f"{len(rejects)} events are invalid, first: {rejects[0]}")
     kinds = [labels.get(e or "", "") for e in updates.event_ids]
@@ -80,7 +82,7 @@ def evaluate(
     out: dict[str, EvalResult] = {}
     for name in detectors:
         t0 = time.perf_counter()
-        model = train_named(name, snapshot, stock_items, params, **options)
+        model = train_named(name, snapshot, stock_items, params, group_field=group_field, **options)
         if isinstance(model, ChangeDetector):
             replay = _replay_default(model, snapshot, updates, batch_size)
         else:

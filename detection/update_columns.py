@@ -64,7 +64,7 @@ def fast_columns(objs: Sequence[Any], group_field: str) -> FastColumns | None:
     numbers.append(times)
     if mask is not None:
         bad |= mask
-    groups = _text(_column(objs, group_field, None)) if group_field in keys else [None] * n
+    groups = _text(_column(objs, group_field, None)) if group_field and group_field in keys else [None] * n
     events = _text(_column(objs, "event_id", None)) if "event_id" in keys else [None] * n
     return ids, numbers, groups, events, bad
 

@@ -103,6 +103,7 @@ def parse_updates(
     messages: Iterable[Mapping[str, Any]], *, group_field: str = "category"
 ) -> tuple[UpdateBatch, list[tuple[int, str]]]:
     """Validate change events into an :class:`UpdateBatch`; returns it and ``(index, reason)`` rejects.
+    ``group_field`` is the peer-group key (``""``: no peer grouping, every group None).
 
     A list of dicts takes the columnar fast path (:mod:`detection.update_columns`); the rows it
     does not take, and any other input, are parsed one by one (:func:`parse_updates_by_row`).
@@ -163,7 +164,7 @@ def _parse_one(msg: Mapping[str, Any], group_field: str) -> tuple[str, list[floa
     item_id = _item_id(msg)
     values = [_field(msg, key) for key in REQUIRED_FIELDS]
     values.append(_time(msg.get("occurred_at")))
-    group = msg.get(group_field)
+    group = msg.get(group_field) if group_field else None  # "": no peer grouping
     event = msg.get("event_id")
     return item_id, values, None if group is None else str(group), None if event is None else str(event)
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from detection import ChangeDetector, StateTable, UpdateBatch
 
 __all__ = [
+    "group_field_of",
     "read_docs",
     "read_lines",
     "score_changes",
@@ -204,14 +205,14 @@ def train_default(args: argparse.Namespace, settings: Settings) -> int:
                 )
         if not 0.0 < budget <= 500.0:
             raise ValueError(f"--alert-budget-per-1000 must be in (0, 500], got {budget}")
+        group = group_field_of(args, settings)  # as the retrain worker's (settings peer_group_field)
         params = ForestParams(**{name: value for name, value in chosen.items() if value is not None})
         with open_in(str(args.items)) as source:
-            snapshot = snapshot_of(source, counts)
+            snapshot = snapshot_of(source, counts, group)
         started = time.perf_counter()
         rules = settings.models.rule_table()  # bound into the model: score and consume follow it
-        model = train_detector(
-            snapshot, params, alert_budget_per_1000=budget, rules=DEFAULT_RULES if rules is None else rules
-        )
+        model = train_detector(snapshot, params, alert_budget_per_1000=budget,
+                               rules=DEFAULT_RULES if rules is None else rules, group_field=group)  # fmt: skip
         seconds = time.perf_counter() - started
     except (TrainingError, ValueError, OSError) as exc:  # ValidationError, RuleError are ValueErrors
         fail(f"train: {exc}")
@@ -227,10 +228,24 @@ def train_default(args: argparse.Namespace, settings: Settings) -> int:
         "rejected_lines": counts["rejected"], "threshold": model.threshold, "offset": model.metadata.offset,
         "anomaly_rate": budget / 1000.0, "training_seconds": round(seconds, 3),
         "params": params.model_dump(mode="json"), "detector": "default", "alert_budget_per_1000": budget,
+        "group_field": model.metadata.group_field,
     }  # fmt: skip
     sys.stdout.buffer.write(orjson.dumps(summary, option=orjson.OPT_APPEND_NEWLINE))
     sys.stdout.flush()
     return EXIT_OK
+
+
+def group_field_of(args: argparse.Namespace, settings: Settings) -> str:
+    """``--group-field``, else the setting ``peer_group_field`` (``""``: no peer grouping);
+    ValueError (one line) for a value that cannot be a peer-group field."""
+    from config.peer_group import check_group_field
+
+    if args.group_field is None:
+        return settings.models.peer_group_field  # checked when the settings were read
+    try:
+        return check_group_field(args.group_field)
+    except ValueError as exc:
+        raise ValueError(f"--group-field: {exc}") from None
 
 
 def score_default(

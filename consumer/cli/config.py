@@ -74,6 +74,8 @@ def _cell(value: Any) -> str:
         return "(unset)"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if value == "":
+        return '""'  # an empty value (peer_group_field: no grouping) is not a missing column
     text = str(value)
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 12].rstrip(", ") + " ... (--json)"
 

@@ -66,13 +66,19 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
         default=None,
         help="the default detector's alerts per 1,000 normal updates (default: settings alert_budget_per_1000)",
     )
+    ev.add_argument("--group-field", default=None, metavar="FIELD",
+                    help='the default detector\'s peer-group field, "" or none for no grouping '
+                    "(default: settings peer_group_field)")  # fmt: skip
     ev.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     ev.set_defaults(handler=cmd_eval)  # fmt: skip
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     """Evaluate and print; exit 2 on unusable input (which line or label is said on stderr)."""
+    from consumer.cli.changes import group_field_of
+
     try:
+        group = group_field_of(args, settings)  # the field `train` would bind
         items = _jsonl(args.items)
         events = _jsonl(args.events)
         labels = _labels(args.labels)
@@ -84,7 +90,7 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     rules = settings.models.rule_table()  # the table `train` would bind
     if "default" in (args.detector or ("default",)) and (warning := no_rules_warning(settings)):
         log.warning(warning)
-    options: dict[str, Any] = {} if rules is None else {"rules": rules}
+    options: dict[str, Any] = {"group_field": group} | ({} if rules is None else {"rules": rules})
     if args.alert_budget_per_1000 is not None:
         options["alert_budget_per_1000"] = args.alert_budget_per_1000
     detectors = tuple(dict.fromkeys(args.detector or ("seed", "default")))

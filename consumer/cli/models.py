@@ -81,6 +81,9 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     )
     train.add_argument("--alert-budget-per-1000", type=float, default=None,
                        help="default detector: model alerts per 1,000 normal updates (default: settings alert_budget_per_1000)")  # fmt: skip
+    train.add_argument("--group-field", default=None, metavar="FIELD",
+                       help='default detector: the field grouping an item with its peers, "" or none for no '
+                       "grouping (default: settings peer_group_field, category)")  # fmt: skip
     train.set_defaults(handler=cmd_train)
 
     score = subparsers.add_parser(
@@ -152,9 +155,13 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         if warning := no_rules_warning(settings):
             logger.warning(warning)
         return train_default(args, settings)
-    if args.alert_budget_per_1000 is not None:
-        _fail("train: --alert-budget-per-1000 applies to --detector default only")
-        return EXIT_USAGE
+    for flag, value in (
+        ("--alert-budget-per-1000", args.alert_budget_per_1000),
+        ("--group-field", args.group_field),
+    ):
+        if value is not None:
+            _fail(f"train: {flag} applies to --detector default only")
+            return EXIT_USAGE
     chosen = {
         "contamination": args.contamination,
         "n_estimators": args.n_estimators,

@@ -41,9 +41,8 @@ from detection import (
     train_on_features,
 )
 
-__all__ = ["GROUP_FIELD", "Candidate", "TrainingSpec", "default_candidate", "seed_candidate"]
+__all__ = ["Candidate", "TrainingSpec", "default_candidate", "seed_candidate"]
 
-GROUP_FIELD: Final = "category"  # the default detector's peer group (detection.train_detector's)
 Model = AnomalyModel | ChangeDetector
 
 
@@ -55,6 +54,7 @@ class TrainingSpec:
     params: ForestParams = field(default_factory=ForestParams)
     alert_budget_per_1000: float = 0.5
     rules: Sequence[Mapping[str, Any]] | None = None  # the settings' rule table (None: the built-in one)
+    group_field: str = "category"  # settings `peer_group_field`, bound into default models ("": none)
     gate: GateConfig = field(default_factory=GateConfig)
     sample_size: int = 10_000
     batch_size: int = 5000
@@ -63,7 +63,9 @@ class TrainingSpec:
     @property
     def fields(self) -> tuple[str, ...]:
         """Inventory fields read besides the item's numbers."""
-        return (GROUP_FIELD, "occurred_at") if self.detector == "default" else ()
+        if self.detector != "default":
+            return ()
+        return (self.group_field, "occurred_at") if self.group_field else ("occurred_at",)
 
 
 @dataclass(slots=True)
@@ -151,7 +153,7 @@ def default_candidate(docs: Iterable[Mapping[str, Any]], *, spec: TrainingSpec, 
                       on_chunk: Callable[[int], None] | None) -> Candidate:  # fmt: skip
     """The change detector, trained as ``stockwatch train --detector default`` trains it, and its gate."""
     del expected  # the seed's progress log; parsing states is per chunk here
-    snap = collect_updates(docs, chunk_size=spec.batch_size, group_field=GROUP_FIELD, exclude_ids=exclude,
+    snap = collect_updates(docs, chunk_size=spec.batch_size, group_field=spec.group_field, exclude_ids=exclude,
                            progress_every=spec.progress_every, on_chunk=on_chunk)  # fmt: skip
     if snap.n_usable == 0:
         return Candidate(None, snap, GateResult())
@@ -161,7 +163,7 @@ def default_candidate(docs: Iterable[Mapping[str, Any]], *, spec: TrainingSpec, 
     try:
         rules = DEFAULT_RULES if spec.rules is None else spec.rules
         model = train_detector(snap.batch, spec.params, alert_budget_per_1000=spec.alert_budget_per_1000,
-                               rules=rules, group_field=GROUP_FIELD)  # fmt: skip
+                               rules=rules, group_field=spec.group_field)  # fmt: skip
     except TrainingError as exc:
         return Candidate(None, snap, GateResult(reasons=[f"training failed: {exc}"]))
     sample = MotionSample.of(snap.batch)

@@ -92,11 +92,13 @@ class RetrainConfig:
     detector: str = "seed"  # settings `detector`: what the worker trains
     alert_budget_per_1000: float = 0.5  # settings `alert_budget_per_1000` (default detector)
     rules: Sequence[Mapping[str, Any]] | None = None  # settings `rules`, bound into default models
+    group_field: str = "category"  # settings `peer_group_field`, bound into default models ("": none)
 
     def spec(self) -> TrainingSpec:
         """What :mod:`consumer.retraining.candidates` trains and how it is gated."""
         return TrainingSpec(detector=self.detector, params=self.params, alert_budget_per_1000=self.alert_budget_per_1000,
-                            rules=self.rules, gate=self.gate, sample_size=self.sample_size, batch_size=self.batch_size,
+                            rules=self.rules, group_field=self.group_field, gate=self.gate,
+                            sample_size=self.sample_size, batch_size=self.batch_size,
                             progress_every=self.progress_every)  # fmt: skip
 
 

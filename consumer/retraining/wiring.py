@@ -60,6 +60,7 @@ def retrain_config(settings: Settings) -> RetrainConfig:
         detector=settings.models.detector,
         alert_budget_per_1000=settings.models.alert_budget_per_1000,
         rules=settings.models.rule_table(),
+        group_field=settings.models.peer_group_field,
     )
 
 

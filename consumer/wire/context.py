@@ -56,8 +56,9 @@ _NO_LINKS: Final[dict[str, str | None]] = {"model": None, "report": None}
 
 @cache
 def change_input_keys(group_field: str) -> frozenset[str]:
-    """What ``detection.parse_updates`` reads: the item's keys, ``occurred_at`` and the peer group."""
-    return SEED_INPUT_KEYS | {"occurred_at", group_field}
+    """What ``detection.parse_updates`` reads: the item's keys, ``occurred_at`` and the peer group
+    (``""``: none)."""
+    return SEED_INPUT_KEYS | ({"occurred_at", group_field} - {""})
 
 
 def item_attributes(

@@ -166,6 +166,10 @@ class TrainSummary(BaseModel):
     alert_budget_per_1000: float | None = Field(
         default=None, description="`default` only: model alerts per 1,000 normal updates."
     )
+    group_field: str | None = Field(
+        default=None, max_length=200,
+        description='`default` only: the peer-group field bound into the model ("": no peer grouping).',
+    )  # fmt: skip
 
 
 class ModelListRow(BaseModel):

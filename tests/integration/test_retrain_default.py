@@ -1,6 +1,6 @@
 """The retrain worker with ``detector=default`` on the real broker and FerretDB: a seed -> default
-swap, a default -> default retrain gated against the current model, and `stockwatch score
---baseline` deciding with the published model."""
+swap, a default -> default retrain gated against the current model, peers grouped by the
+configured ``peer_group_field``, and `stockwatch score --baseline` deciding with the published model."""
 
 from __future__ import annotations
 
@@ -27,8 +27,9 @@ __all__ = ["settings_factory"]  # the fixture, re-exported for pytest
 
 
 def categorised(n: int, seed: int) -> list[dict[str, Any]]:
-    """Inventory documents with a peer group (the default detector's ``category``)."""
-    return [doc | {"category": f"cat-{k % 4}"} for k, doc in enumerate(inventory_docs(n, seed))]
+    """Inventory documents with two candidate peer groups: ``category`` and ``warehouse_id``."""
+    return [doc | {"category": f"cat-{k % 4}", "warehouse_id": f"wh-{k % 3}"}
+            for k, doc in enumerate(inventory_docs(n, seed))]  # fmt: skip
 
 
 def ctl_retrain(capsys: Any) -> dict[str, Any]:
@@ -41,9 +42,10 @@ def ctl_retrain(capsys: Any) -> dict[str, Any]:
 
 
 def test_a_seed_to_default_swap_then_a_default_retrain_publish_models_score_can_use(
-    settings_factory: Any, mongo_db: Any, capsys: Any, tmp_path: Path
+    settings_factory: Any, mongo_db: Any, capsys: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = settings_factory(detector="default", alert_budget_per_1000="1.0", retrain_cooldown_s=0)
+    settings = settings_factory(detector="default", alert_budget_per_1000="1.0", retrain_cooldown_s=0,
+                                peer_group_field="warehouse_id")  # fmt: skip
     docs = categorised(300, 11)
     mongo_db["inventory"].insert_many([*docs, {"_id": "half", "stock_quantity": 3}])
     seed_version = publish_model(settings)  # serving: a seed model
@@ -80,6 +82,8 @@ def test_a_seed_to_default_swap_then_a_default_retrain_publish_models_score_can_
 
     model = store.load_any()
     assert isinstance(model, ChangeDetector) and model.metadata.alert_budget_per_1000 == 1.0
+    assert model.metadata.group_field == "warehouse_id"  # the setting, read through Mongo's projection
+    assert set(model.metadata.peer_groups) == {"wh-0", "wh-1", "wh-2"}
     capsys.readouterr()
     assert main(["models", "show"]) == 0
     shown = orjson.loads(capsys.readouterr().out)
@@ -91,9 +95,35 @@ def test_a_seed_to_default_swap_then_a_default_retrain_publish_models_score_can_
     normal = [{"item_id": d["_id"], "stock_quantity": d["stock_quantity"] - 1} for d in docs[:20]]
     wrong = [{"item_id": d["_id"], "price": round(d["price"] * 100, 2)} for d in docs[20:25]]  # decimal slips
     events.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in [*normal, *wrong]))
+    monkeypatch.setenv("STOCKWATCH_PEER_GROUP_FIELD", "none")  # score follows the model, not the setting
     rc = main(["score", "--baseline", str(baseline), "--input", str(events), "--output", str(output)])
     assert rc == 0  # partial updates merged onto the baseline: none is a missing_field
     lines = [orjson.loads(line) for line in output.read_bytes().splitlines()]
     assert len(lines) == 25 and {line["model_version"] for line in lines} == {again["version"]}
     assert [line["is_anomaly"] for line in lines[20:]] == [True] * 5
     assert sum(line["is_anomaly"] for line in lines[:20]) <= 1
+    assert any(line["features"]["price_vs_peers"] != 0.0 for line in lines[:20])  # warehouse peers seeded
+
+
+def test_no_peer_grouping_reads_the_inventory_without_projecting_an_empty_field(
+    settings_factory: Any, mongo_db: Any
+) -> None:
+    """A model with ``peer_group_field = none`` records the group field ``""``; the worker's snapshot,
+    consume's inventory seed and scan ask for it with the other fields, and a projection of ``""``
+    is refused by the server ("FieldPath cannot be constructed with empty string")."""
+    from consumer.retraining.wiring import worker_mongo
+
+    settings = settings_factory(peer_group_field="none")
+    assert settings.models.peer_group_field == ""
+    docs = categorised(5, 12)
+    mongo_db["inventory"].insert_many(docs)
+    db = worker_mongo(settings)
+    try:
+        fields = (settings.models.peer_group_field, "occurred_at")
+        read = list(db.iter_inventory(batch_size=10, fields=fields))
+        found = db.find_items([d["_id"] for d in docs[:2]], fields=fields)
+    finally:
+        db.close()
+    assert sorted(d["_id"] for d in read) == sorted(d["_id"] for d in docs)
+    assert all("category" not in d and d["price"] > 0 for d in read)  # only what the detector reads
+    assert sorted(d["_id"] for d in found) == sorted(d["_id"] for d in docs[:2])

@@ -1,5 +1,7 @@
 """`stockwatch consume` serves the `default` detector exactly as `stockwatch score --baseline` decides
-(issue 11 point 6), on the real broker and FerretDB, every command a subprocess of the CLI.
+(issue 11 point 6), on the real broker and FerretDB, every command a subprocess of the CLI; in
+``every-update`` mode the model groups peers by ``warehouse_id`` (``peer_group_field`` at training
+only: score and consume, and consume's inventory seed, follow the model's field).
 
 `train --items S` publishes the model; `score --baseline S --input E` gives the expected decision of
 every update; `consume` reads E from a 3-partition topic (partial updates, new items, an unknown
@@ -99,6 +101,7 @@ def env(request: pytest.FixtureRequest, kafka_bootstrap: str, mongo_uri: str, mo
     }
     if request.param == "every-update":  # one anomaly event per anomalous update; else the default
         env["STOCKWATCH_ALERT_MODE"] = "every-update"
+        env["STOCKWATCH_PEER_GROUP_FIELD"] = "warehouse_id"  # train binds it; the rest follow the model
     yield env
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     try:
@@ -171,6 +174,8 @@ def test_consume_decides_every_update_exactly_as_score_with_the_baseline(
     trained = stockwatch(env, "train", "--detector", "default", "--items", str(items))
     assert trained.returncode == 0, trained.stderr
     version = json.loads(trained.stdout)["version"]
+    group = env.pop("STOCKWATCH_PEER_GROUP_FIELD", "category")  # from here on, only the model says
+    assert json.loads(trained.stdout)["group_field"] == group
     alerts = tmp_path / "alerts.jsonl"
     scored = stockwatch(
         env, "score", "--baseline", str(items), "--input", str(events), "--alerts", str(alerts)

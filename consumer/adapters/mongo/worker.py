@@ -78,7 +78,7 @@ class WorkerMongo(FeedbackStore):
         query: dict[str, Any] = {"$nor": [dict(exclude)]} if exclude else {}
         collection = self._db[self.inventory_name]
         with mongo_errors(f"reading {self.inventory_name}"):
-            projection = INVENTORY_PROJECTION | dict.fromkeys(fields, 1)  # fields: e.g. the peer group
+            projection = INVENTORY_PROJECTION | dict.fromkeys(filter(None, fields), 1)  # e.g. the peer group
             cursor = collection.find(query, projection, batch_size=batch_size)
             for batch in prefetched(cursor_batches(cursor, batch_size), depth=read_ahead):
                 yield from batch
@@ -88,7 +88,7 @@ class WorkerMongo(FeedbackStore):
         the item's: the state's seed lookup."""
         ids = list(item_ids)
         query = {"$or": [{"item_id": {"$in": ids}}, {"_id": {"$in": ids}}]}
-        projection = INVENTORY_PROJECTION | dict.fromkeys(fields, 1)
+        projection = INVENTORY_PROJECTION | dict.fromkeys(filter(None, fields), 1)  # "": no peer group
         with mongo_errors(f"reading {self.inventory_name}"):
             return list(self._db[self.inventory_name].find(query, projection))
 

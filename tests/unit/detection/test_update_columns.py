@@ -130,3 +130,13 @@ def test_decoded_json_and_non_list_inputs() -> None:
     assert_same(parse_updates(iter(docs)), parse_updates_by_row(docs))
     assert_same(parse_updates([]), parse_updates_by_row([]))
     assert len(parse_updates([])[0]) == 0
+
+
+def test_an_empty_group_field_groups_nobody_on_both_paths() -> None:
+    """``group_field=""`` (peer_group_field none): no row has a group, even one sending a "" key."""
+    batch = [{"item_id": "a", "stock_quantity": 5, "": "g", "category": "c"},
+             {"item_id": "b", "price": True, "": "g"}, {"item_id": "c", "price": 2.0}]  # fmt: skip
+    fast, rows = parse_updates(batch, group_field=""), parse_updates_by_row(batch, group_field="")
+    assert_same(fast, rows)
+    assert fast[0].groups == [None, None] and [i for i, _ in fast[1]] == [1]
+    assert parse_updates(batch)[0].groups == ["c", None]  # category, the default, still groups

@@ -160,6 +160,32 @@ def test_the_retrain_binds_the_configured_rule_table_into_a_default_model(tmp_pa
     assert isinstance(served, ChangeDetector) and tuple(served.rules.names) == ("stock_over_5000",)
 
 
+@pytest.mark.parametrize(("group_field", "fields", "groups"), [
+    ("warehouse_id", ("warehouse_id", "occurred_at"), {"w0", "w1", "w2"}),
+    ("", ("occurred_at",), set()),  # peer_group_field none: no peer grouping, nothing more read
+])  # fmt: skip
+def test_the_retrain_groups_peers_by_the_configured_field(
+    tmp_path: Path, group_field: str, fields: tuple[str, ...], groups: set[str]
+) -> None:
+    from config import Settings
+    from consumer.retraining.wiring import retrain_config
+
+    setting = group_field or "none"
+    config = retrain_config(Settings(detector="default", peer_group_field=setting))
+    assert config.group_field == group_field  # the worker's wiring takes the setting
+    config = RetrainConfig(
+        detector="default", group_field=config.group_field, params=ForestParams(n_estimators=50)
+    )
+    db = Inventory([d | {"warehouse_id": f"w{k % 3}"} for k, d in enumerate(docs(300, 5))])
+    store = ModelStore(tmp_path)
+    out = Retrainer(db=db, store=store, announce=lambda _e: None, config=config).run({})
+    assert out.status == "promoted", out.reasons
+    assert db.fields == [fields]
+    served = store.load_any()
+    assert isinstance(served, ChangeDetector) and served.metadata.group_field == group_field
+    assert set(served.metadata.peer_groups) == groups  # the categories c0-c3 are not the peers
+
+
 def test_labelled_precision_compares_the_recorded_change_features(
     snapshot: Any, sample: MotionSample, current: ChangeDetector
 ) -> None:

@@ -153,6 +153,8 @@ def test_every_input_key_is_read_by_its_parser() -> None:
     cleaned = {k: v for k, v in base.items() if k in change_input_keys("grp")} | {"note": 1}
     again = parse_updates([cleaned], group_field="grp")[0]
     assert (again.groups, again.event_ids, math.isclose(again.price[0], 2.0)) == (["tv"], ["e1"], True)
+    # no peer grouping (group field ""): a field named "" is not read, so it stays an attribute
+    assert change_input_keys("") == SEED_INPUT_KEYS | {"occurred_at"}
 
 
 def test_headers_named_are_copied_last_one_wins_case_insensitively_and_big_ones_are_dropped() -> None:
