@@ -82,7 +82,7 @@ def snapshot_of(source: IO[bytes], counts: dict[str, int], group_field: str = "c
 
 
 def state_from_baseline(
-    detector: ChangeDetector, source: IO[bytes] | None, *, future_skew_s: float = 86_400.0
+    detector: ChangeDetector, source: IO[bytes] | None, *, future_skew_s: float = 3_600.0
 ) -> StateTable:
     """Item states seeded from a snapshot file; items it lacks must first arrive in full."""
     from consumer.scoring.future_time import untime_future
@@ -113,7 +113,7 @@ def score_changes(
     counts: dict[str, int],
     context: EventContext | None = None,
     alerts: AlertSink | None = None,
-    future_skew_s: float = 86_400.0,
+    future_skew_s: float = 3_600.0,
 ) -> None:
     """Decide one chunk of :func:`read_lines` in order, report its rejected lines in line order, write
     its events (and alerts), then advance the item states."""
@@ -257,7 +257,7 @@ def score_default(
     *,
     inputs: tuple[IO[bytes], IO[bytes] | None],
     alerts: AlertSink | None = None,
-    future_skew_s: float = 86_400.0,
+    future_skew_s: float = 3_600.0,
 ) -> None:
     """Score with per-item state, in order (:mod:`consumer.cli.changes`); ``inputs``: the opened
     ``--input`` and ``--baseline`` (or None); ``alerts``: ``--alerts``."""
