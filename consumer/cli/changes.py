@@ -99,7 +99,23 @@ def state_from_baseline(
     if ahead:
         print(f"stockwatch: baseline: {ahead} item(s) stamped more than future_skew_s ahead start with "
               "no occurred_at", file=sys.stderr)  # fmt: skip
+    _note_unused(snapshot)
     return table
+
+
+def _note_unused(snapshot: UpdateBatch) -> None:
+    """Say which valid baseline lines seed nothing (as consume's inventory seed, the last line of an id wins)."""
+    import numpy as np
+
+    numbers = np.stack([snapshot.stock, snapshot.min, snapshot.max, snapshot.price])
+    incomplete = int(np.count_nonzero(np.isnan(numbers).any(axis=0)))
+    repeated = len(snapshot) - len(set(snapshot.item_ids))
+    if incomplete:
+        print(f"stockwatch: baseline: {incomplete} line(s) lack one of stock_quantity, min_stock_level, "
+              "max_stock_level, price: their items start with no known state", file=sys.stderr)  # fmt: skip
+    if repeated:
+        print(f"stockwatch: baseline: {repeated} line(s) repeat an item_id: the last line of each item is "
+              "its state", file=sys.stderr)  # fmt: skip
 
 
 def score_changes(

@@ -217,3 +217,21 @@ def test_score_baseline_items_stamped_years_ahead_start_with_no_time(tmp_path, c
     assert [(d["event_id"], d["is_anomaly"], d["score"]) for d in ahead] == [
         (d["event_id"], d["is_anomaly"], d["score"]) for d in untimed
     ]
+
+
+def test_score_says_which_baseline_lines_seed_nothing(tmp_path, capsys, sim) -> None:
+    models = str(tmp_path / "models")
+    assert run(capsys, "train", "--items", str(sim / "items.jsonl"), "--model-dir", models, "--detector", "default")[0] == 0  # fmt: skip
+    items = (sim / "items.jsonl").read_bytes().splitlines()
+    first, second = orjson.loads(items[0]), orjson.loads(items[1])
+    lacking = {k: v for k, v in second.items() if k != "price"}
+    baseline = tmp_path / "baseline.jsonl"
+    baseline.write_bytes(b"\n".join([*items[2:], items[0], orjson.dumps(first | {"stock_quantity": 1}), orjson.dumps(lacking)]) + b"\n")  # fmt: skip
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join((sim / "events.jsonl").read_bytes().splitlines()[:50]) + b"\n")
+    code, _, err = run(
+        capsys, "score", "--model-dir", models, "--baseline", str(baseline), "--input", str(events)
+    )
+    assert code in (0, 1)
+    assert "baseline: 1 line(s) lack one of stock_quantity, min_stock_level, max_stock_level, price" in err
+    assert "baseline: 1 line(s) repeat an item_id: the last line of each item is its state" in err
