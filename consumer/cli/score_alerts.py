@@ -126,7 +126,9 @@ def read_suppressions(source: IO[bytes]) -> list[dict[str, Any]]:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             name = getattr(source, "name", "-")
             why = f"missing field {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else str(exc)
-            print(f"stockwatch: {name}: line {lineno}: not a suppression, skipped: {why[:200]}", file=sys.stderr)
+            print(
+                f"stockwatch: {name}: line {lineno}: not a suppression, skipped: {why[:200]}", file=sys.stderr
+            )
             continue
         docs.append(doc)
     return docs
