@@ -2,8 +2,9 @@
 
 The forest learns normal *changes* from synthetic normal motion of the snapshot's items
 (:mod:`detection.normal_motion`), scored through the serving feature code. Its offset is the
-score quantile at the alert budget, so ``score < 0`` flags ``alert_budget_per_1000`` of 1,000
-normal updates; the quantiles of the training scores calibrate the 0-100 severity.
+quantile of the served (hull-gated) score at the alert budget, so ``score < 0`` flags
+``alert_budget_per_1000`` of 1,000 normal updates over the whole range of the setting; the
+quantiles of the training scores calibrate the 0-100 severity.
 """
 
 from __future__ import annotations
@@ -90,15 +91,13 @@ def train_detector(
 
 def budget_offset(raw: np.ndarray[Any, np.dtype[np.float64]], penalty: np.ndarray[Any, np.dtype[np.float64]],
                   budget: float) -> float:  # fmt: skip
-    """The offset flagging a share ``budget`` of the training rows; only rows beyond the hull can be
-    flagged (:func:`detection.detector.gate`), so when fewer lie beyond, all of them are."""
-    beyond = np.sort(raw[penalty > 0.0])
-    k = int(budget * raw.size)
-    if beyond.size == 0:
-        return float(raw.min()) - 1.0  # nothing to flag
-    if k >= beyond.size:
-        return float(np.nextafter(beyond[-1], np.inf))
-    return float(beyond[k])
+    """The offset flagging a share ``budget`` of the training rows, taken in the order the served
+    score gives them (:func:`detection.detector.gate`): every change beyond the hull first, then
+    the changes inside it by their forest score. A budget below the share beyond the hull flags
+    only changes beyond it; a larger one flags all of those and the rarest changes inside it."""
+    ordered = np.sort(gate(raw, penalty))
+    k = min(int(budget * raw.size), raw.size - 1)
+    return float(ordered[k])
 
 
 def train_named(name: DetectorName, snapshot: UpdateBatch, items: Sequence[StockItem],
