@@ -215,7 +215,7 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
     price, peer median. ``model`` is the tuple built by ``ChangeDetector._kernel_model``. ``local``
     holds the items' records (STATE_DTYPE, row ``u[i]`` for update ``i``): updated in place."""
     (codes, med_a, spr_a, mean, scl, lo, hi, width, weight, forest, offset, threshold,
-     clauses, n_rules, floors, alert_mask, q, tail, slope, blog, rebase_run, inside) = model  # fmt: skip
+     clauses, n_rules, floors, alert_mask, q, tail, slope, blog, rebase_run, inside, state_shift) = model  # fmt: skip
     nf = mean.shape[0]
     m = np.empty(4)
     b = np.empty(N_STATE)
@@ -259,7 +259,7 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
             s, pen = _judge(x, mean, scl, lo, hi, width, weight, row32, walk, forest, offset, inside)
             _env(env, m, alt, t, False)
             bits = _rules(env, clauses, ok)
-            if (s >= threshold or pen <= 0.0) and (bits & alert_mask) == 0:
+            if (s + state_shift >= threshold or pen <= 0.0) and (bits & alert_mask) == 0:
                 alt[NF] = b[NF]
                 b[:] = alt
                 fresh = True
@@ -271,8 +271,8 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
             bits = _rules(env, clauses, ok)
         alerting = (bits & alert_mask) != 0
         first = fresh or not kn
-        # a model flag beyond the hull (the only kind at the default budget)
-        beyond = s < threshold and pen > 0.0
+        # a flag beyond the hull at the default budget, whatever the model's: the one the state follows
+        beyond = s + state_shift < threshold and pen > 0.0
         if beyond and not alerting and not first and not np.isnan(b[LEFT]) and b[LEFT] != b[S]:
             # A normal move from the stock before the last change, which was itself beyond normal
             # motion: that change was the outlier (a missed error). Judge from before it.
@@ -289,8 +289,7 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
                     b[:] = alt
                     x[:] = xa
         flagged = s < threshold or alerting
-        # the state follows flags beyond the hull only: a budget above their share adds alerts inside
-        # it (each feature within normal motion) and no state change
+        # the budget changes alerts, never the state: it is the same for every budget
         guard = beyond or alerting
         rebase = guard and not first and b[FR] >= rebase_run - 1 and not alerting
         accepted = (not guard) or first or rebase

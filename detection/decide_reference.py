@@ -129,8 +129,8 @@ def _roll_back(self: ChangeDetector, base: StateRows, m: Merged, x: np.ndarray, 
 
 
 def _beyond(self: ChangeDetector, s: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Model flags beyond the hull: the only ones the state follows (the kernel's ``beyond``)."""
-    result: np.ndarray = (s < self.threshold) & (self.hull.penalty(x) > 0.0)
+    """Flags beyond the hull at the default budget: the only ones the state follows (the kernel's ``beyond``)."""
+    result: np.ndarray = (s + self.state_shift < self.threshold) & (self.hull.penalty(x) > 0.0)
     return result
 
 

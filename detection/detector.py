@@ -138,7 +138,7 @@ class ChangeDetector:
         self._kernel = (*self._peers.arrays(), self._mean, self._scale, *self._hull.arrays(),
                         self._compiled._kernel_args, self._compiled.offset, self._threshold, rules,
                         len(self._rules.names), self._rules.floors, np.uint32(self._rules.alert_mask),
-                        *self._severity.arrays(), float(REBASELINE_RUN), INSIDE_SHIFT)  # fmt: skip
+                        *self._severity.arrays(), float(REBASELINE_RUN), INSIDE_SHIFT, self.state_shift)  # fmt: skip
 
     # -- parts ---------------------------------------------------------------------------------
     scaler = property(lambda self: self._scaler, doc="The fitted ``StandardScaler``.")
@@ -151,6 +151,13 @@ class ChangeDetector:
     @property
     def threshold(self) -> float:
         return self._threshold
+
+    @property
+    def state_shift(self) -> float:
+        """Added to a score, it is the score at the default budget: the item state follows flags of
+        that score beyond the hull, whatever the model's budget (so the budget changes only alerts)."""
+        state = self._metadata.state_offset
+        return 0.0 if state is None else float(self._compiled.offset) - state
 
     @property
     def version(self) -> str | None:

@@ -74,14 +74,16 @@ def train_detector(
     budget = alert_budget_per_1000 / 1000.0
     hull = Hull.fit(x, HULL_WEIGHTS)
     pen = hull.penalty(x)
-    forest.offset_ = budget_offset(CompiledForest.from_sklearn(forest).score_samples(xs) - pen, pen, budget)
+    raw = CompiledForest.from_sklearn(forest).score_samples(xs) - pen
+    forest.offset_ = budget_offset(raw, pen, budget)
     forest.contamination = budget
     compiled = CompiledForest.from_sklearn(forest)
     scores = gate(compiled.decision_function(xs) - pen, pen)
     meta = DetectorMetadata(
         created_at=datetime.now(UTC), n_samples=n_items, params=params,
         effective_max_samples=int(forest.max_samples_), library_versions=LibraryVersions.current(),
-        offset=float(forest.offset_), training_scores=score_stats(scores, 0.0),
+        offset=float(forest.offset_), state_offset=budget_offset(raw, pen, DEFAULT_ALERT_BUDGET_PER_1000 / 1000.0),
+        training_scores=score_stats(scores, 0.0),
         feature_stats=_feature_stats(x), alert_budget_per_1000=alert_budget_per_1000,
         group_field=group_field, peer_groups=peers.to_json(), rules=RuleSet(rules).table(),
         score_quantiles=calibrate(scores), hull_low=hull.low, hull_high=hull.high, hull_weight=hull.weight, n_training_rows=int(x.shape[0]), training_steps=steps,

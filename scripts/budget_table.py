@@ -1,7 +1,7 @@
 """How the default detector's alert budget calibrates: false alerts per 1,000 normal updates per budget.
 
 python -m scripts.budget_table                                  # the sets below, the budgets below
-python -m scripts.budget_table --sets A:7 J:41 --budgets 0.5 5 50
+python -m scripts.budget_table --sets A:7 J:41 --budgets 0.5 5 50 --items 400 --days 14
 
 For each data set (a simulator shape and seed, ``scripts.eval_shapes.SHAPES``) and each budget B
 the detector is trained with ``alert_budget_per_1000=B`` and the events replayed in order with
@@ -28,7 +28,6 @@ from scripts.inventory_sim import SimConfig, simulate
 
 BUDGETS: Final = (0.1, 0.5, 1.0, 2.0, 5.0, 20.0, 50.0, 200.0, 500.0)
 SETS: Final = ("A:7", "E:61", "J:41", "N:62")
-SMALL_ITEMS, SMALL_DAYS = 1000, 14.0  # the shape's flags at a size that runs in seconds
 FRESH_SEED: Final = 9_001
 FRESH_STEPS: Final = 64  # x 1,000 items: 64,000 fresh normal updates
 
@@ -68,11 +67,11 @@ def measure(model: ChangeDetector, snapshot: UpdateBatch, updates: UpdateBatch, 
     )
 
 
-def run_set(spec: str, budgets: tuple[float, ...], full: bool) -> list[tuple[float, Row]]:
+def run_set(spec: str, budgets: tuple[float, ...], size: tuple[int, float] | None) -> list[tuple[float, Row]]:
     shape, _, seed = spec.partition(":")
     cfg = SimConfig(**SHAPES[shape])
-    if not full:
-        cfg = replace(cfg, n_items=SMALL_ITEMS, days=SMALL_DAYS)
+    if size is not None:
+        cfg = replace(cfg, n_items=size[0], days=size[1])
     if seed:
         cfg = replace(cfg, seed=int(seed))
     items, events, labels = simulate(cfg)
@@ -98,13 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--budgets", nargs="*", type=float, default=list(BUDGETS))
     parser.add_argument(
-        "--full", action="store_true", help="the shapes' own sizes (slow), not 1,000 items x 14 days"
+        "--items", type=int, default=1000, help="items per data set (0: the shape's own, slow)"
     )
+    parser.add_argument("--days", type=float, default=14.0, help="days per data set (with --items)")
     args = parser.parse_args(argv)
     print("| data set | B | synthetic | model FA | all FA | recall | precision |")
     print("|---|---|---|---|---|---|---|")
     for spec in args.sets:
-        for b, r in run_set(spec, tuple(args.budgets), args.full):
+        size = (args.items, args.days) if args.items > 0 else None
+        for b, r in run_set(spec, tuple(args.budgets), size):
             print(f"| {spec} | {b:g} | {r.synthetic:.2f} | {r.model_fa:.2f} | {r.all_fa:.2f} | "
                   f"{r.recall:.3f} | {r.precision:.3f} |", flush=True)  # fmt: skip
     return 0
