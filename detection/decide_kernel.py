@@ -215,7 +215,7 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
     price, peer median. ``model`` is the tuple built by ``ChangeDetector._kernel_model``. ``local``
     holds the items' records (STATE_DTYPE, row ``u[i]`` for update ``i``): updated in place."""
     (codes, med_a, spr_a, mean, scl, lo, hi, width, weight, forest, offset, threshold,
-     clauses, n_rules, floors, alert_mask, q, tail, slope, blog, rebase_run, inside) = model  # fmt: skip
+     clauses, n_rules, floors, alert_mask, q, tail, slope, blog, rebase_run, inside, state_shift) = model  # fmt: skip
     nf = mean.shape[0]
     m = np.empty(4)
     b = np.empty(N_STATE)
@@ -256,22 +256,24 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
             # that looks right as the item's first state replaces it instead of being judged by it.
             _initial(m, t, g, alt)
             _features(alt, m, t, med, spread, x)
-            s, _pen = _judge(x, mean, scl, lo, hi, width, weight, row32, walk, forest, offset, inside)
+            s, pen = _judge(x, mean, scl, lo, hi, width, weight, row32, walk, forest, offset, inside)
             _env(env, m, alt, t, False)
             bits = _rules(env, clauses, ok)
-            if s >= threshold and (bits & alert_mask) == 0:
+            if (s + state_shift >= threshold or pen <= 0.0) and (bits & alert_mask) == 0:
                 alt[NF] = b[NF]
                 b[:] = alt
                 fresh = True
         if not fresh:
             _features(b, m, t, med, spread, x)
-            # inside the hull of normal motion: never a model alert (kept in order)
-            s, _pen = _judge(x, mean, scl, lo, hi, width, weight, row32, walk, forest, offset, inside)
+            # inside the hull of normal motion: ranked after every change beyond it (kept in order)
+            s, pen = _judge(x, mean, scl, lo, hi, width, weight, row32, walk, forest, offset, inside)
             _env(env, m, b, t, kn)
             bits = _rules(env, clauses, ok)
         alerting = (bits & alert_mask) != 0
         first = fresh or not kn
-        if s < threshold and not alerting and not first and not np.isnan(b[LEFT]) and b[LEFT] != b[S]:
+        # a flag beyond the hull at the default budget, whatever the model's: the one the state follows
+        beyond = s + state_shift < threshold and pen > 0.0
+        if beyond and not alerting and not first and not np.isnan(b[LEFT]) and b[LEFT] != b[S]:
             # A normal move from the stock before the last change, which was itself beyond normal
             # motion: that change was the outlier (a missed error). Judge from before it.
             alt[:] = b
@@ -283,18 +285,20 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
                     xa, mean, scl, lo, hi, width, weight, row32, walk, forest, offset, inside
                 )
                 if pen_alt <= 0.0:
-                    s = s_alt
+                    s, beyond = s_alt, False
                     b[:] = alt
                     x[:] = xa
         flagged = s < threshold or alerting
-        rebase = flagged and not first and b[FR] >= rebase_run - 1 and not alerting
-        accepted = (not flagged) or first or rebase
+        # the budget changes alerts, never the state: it is the same for every budget
+        guard = beyond or alerting
+        rebase = guard and not first and b[FR] >= rebase_run - 1 and not alerting
+        accepted = (not guard) or first or rebase
         out_base[i, :] = b[:N_FIELDS]
         out_base[i, NU] = b[NU] + (2.0**31 if b[PV] else 0.0)  # as the record holds it
         _advance(b, m, t, g, accepted, rebase, nxt)
         if first:  # a new item's flagged first state is provisional; a replacing one is trusted
-            nxt[PV] = 1.0 if (flagged and not fresh) else 0.0
-        elif rebase or not (flagged or partial):
+            nxt[PV] = 1.0 if (guard and not fresh) else 0.0
+        elif rebase or not (guard or partial):
             nxt[PV] = 0.0  # a complete state that agrees with the provisional one confirms it
         _store(nxt, local, k)
         known[k], touched[k] = True, True

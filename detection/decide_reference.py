@@ -85,12 +85,13 @@ def decide_batch_reference(
         base, x, s = _roll_back(
             self, base, m, x, s, eligible=known & ok & ~alerting & ~fresh, peers=(median, spread)
         )
-        flagged = ((s < self.threshold) | alerting) & ok
-        rebase = flagged & ~(new_item | fresh) & (base["flag_run"] >= REBASELINE_RUN - 1) & ~alerting
-        accepted = ok & (~flagged | new_item | fresh | rebase)
+        # the state follows flags beyond the hull only (the kernel's guard)
+        flagged, guard = ((s < self.threshold) | alerting) & ok, (_beyond(self, s, x) | alerting) & ok
+        rebase = guard & ~(new_item | fresh) & (base["flag_run"] >= REBASELINE_RUN - 1) & ~alerting
+        accepted = ok & (~guard | new_item | fresh | rebase)
         nxt = advance(base, m, accepted, rebase & is_provisional(base))
         _mark_provisional(
-            nxt, raw, set_=new_item & flagged, kept=known & ok & ~fresh, flagged=flagged, rebase=rebase
+            nxt, raw, set_=new_item & guard, kept=known & ok & ~fresh, flagged=guard, rebase=rebase
         )
         local[us[ok]] = nxt[ok]
         known_u[us[ok]], touched[us[ok]] = True, True
@@ -111,7 +112,7 @@ def _roll_back(self: ChangeDetector, base: StateRows, m: Merged, x: np.ndarray, 
     that change was itself beyond normal motion, is judged from before it (the kernel's rollback)."""
     left, (median, spread) = base["left_stock"], peers
     with np.errstate(invalid="ignore"):
-        cand = eligible & (s < self.threshold) & ~np.isnan(left) & (left != base["stock"])
+        cand = eligible & _beyond(self, s, x) & ~np.isnan(left) & (left != base["stock"])
     if not cand.any():
         return base, x, s
     alt = base.copy()
@@ -127,6 +128,12 @@ def _roll_back(self: ChangeDetector, base: StateRows, m: Merged, x: np.ndarray, 
     return np.where(roll, alt, base), np.where(roll[:, None], x_alt, x), np.where(roll, self.score(x_alt), s)
 
 
+def _beyond(self: ChangeDetector, s: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Flags beyond the hull at the default budget: the only ones the state follows (the kernel's ``beyond``)."""
+    result: np.ndarray = (s + self.state_shift < self.threshold) & (self.hull.penalty(x) > 0.0)
+    return result
+
+
 def _fresh_start(self: ChangeDetector, base: StateRows, m: Merged, eligible: np.ndarray, *,
                  peers: tuple[np.ndarray, np.ndarray]) -> tuple[StateRows, np.ndarray]:  # fmt: skip
     """Rows whose baseline is provisional and whose update looks right as the item's first state
@@ -138,7 +145,7 @@ def _fresh_start(self: ChangeDetector, base: StateRows, m: Merged, eligible: np.
     init["n_flagged"] = base["n_flagged"]
     x = change_features(init, m, *peers)
     bits = self.rules.evaluate(_rule_env(init, m, np.zeros(prov.shape[0], bool)), prov.shape[0])
-    fresh = prov & (self.score(x) >= self.threshold) & ((bits & np.uint32(self.rules.alert_mask)) == 0)
+    fresh = prov & ~_beyond(self, self.score(x), x) & ((bits & np.uint32(self.rules.alert_mask)) == 0)
     return np.where(fresh, init, base), fresh
 
 

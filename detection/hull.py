@@ -11,9 +11,11 @@ The range is that of the feature's normal *moves* (its non-zero values, widened 
 most features are 0 on most updates (a price or level moves on a few in a hundred), and quantiles
 over all rows would put a routine re-plan of the levels outside.
 
-Inside the hull the penalty is 0 and the model does not alert at all (the detector floors the
-score at 0): a combination of changes each within normal motion is not worth an alert. Beyond
-it, the forest's score decides how far beyond is far enough (a tie-breaker among the outliers).
+Inside the hull the penalty is 0 and the change ranks after every change beyond it
+(:func:`detection.detector.gate`); at the default alert budget none of them alerts: a combination
+of changes each within normal motion is not worth an alert. Beyond it, the forest's score decides
+how far beyond is far enough (a tie-breaker among the outliers). A budget larger than the share
+of normal motion beyond the hull lets the rarest changes inside it alert too, by forest score.
 """
 
 from __future__ import annotations

@@ -201,6 +201,7 @@ def train_default(args: argparse.Namespace, settings: Settings) -> int:
     """``train --detector default``: the change detector from a snapshot file; same summary line."""
     from consumer.cli.models import EXIT_OK, EXIT_USAGE, open_store
     from detection import DEFAULT_RULES, ForestParams, TrainingError, train_detector
+    from detection.params import shown_params
 
     chosen = {
         "n_estimators": args.n_estimators,
@@ -242,8 +243,8 @@ def train_default(args: argparse.Namespace, settings: Settings) -> int:
     summary = {
         "version": version, "model_dir": str(store.root), "n_samples": model.metadata.n_samples,
         "rejected_lines": counts["rejected"], "threshold": model.threshold, "offset": model.metadata.offset,
-        "anomaly_rate": budget / 1000.0, "training_seconds": round(seconds, 3),
-        "params": params.model_dump(mode="json"), "detector": "default", "alert_budget_per_1000": budget,
+        "anomaly_rate": model.metadata.training_scores.anomaly_rate, "training_seconds": round(seconds, 3),
+        "params": shown_params(params, "default"), "detector": "default", "alert_budget_per_1000": budget,
         "group_field": model.metadata.group_field,
     }  # fmt: skip
     sys.stdout.buffer.write(orjson.dumps(summary, option=orjson.OPT_APPEND_NEWLINE))

@@ -45,10 +45,13 @@ def test_train_default_then_score_with_baseline_keeps_state_in_order(tmp_path, c
                        "--detector", "default", "--alert-budget-per-1000", "1")  # fmt: skip
     summary = validate("train-summary", json.loads(out))
     assert code == 0 and summary["detector"] == "default" and summary["alert_budget_per_1000"] == 1.0
+    assert summary["anomaly_rate"] == pytest.approx(1.0 / 1000, rel=0.5)  # measured, not the setting echoed
+    assert "contamination" not in summary["params"]  # the budget sets the threshold, not a contamination
     code, out, _ = run(capsys, "models", "list", "--model-dir", models, "--json")
     assert [row["detector"] for row in validate("models-list", json.loads(out))] == ["default"]
     code, out, _ = run(capsys, "models", "show", "--model-dir", models)
-    assert validate("models-show", json.loads(out))["alert_budget_per_1000"] == 1.0
+    shown = validate("models-show", json.loads(out))
+    assert shown["alert_budget_per_1000"] == 1.0 and "contamination" not in shown["params"]
 
     events = (sim / "events.jsonl").read_bytes().splitlines()
     extra = [b'{"item_id": "brand-new", "stock_quantity": 5}', b"not json"]
