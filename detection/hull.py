@@ -18,7 +18,7 @@ it, the forest's score decides how far beyond is far enough (a tie-breaker among
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import numpy as np
@@ -46,15 +46,23 @@ class Hull:
         self._width = np.maximum(self._high - self._low, MIN_WIDTH)
 
     @classmethod
-    def fit(cls, x: FloatArray, weight: Sequence[float]) -> Hull:
-        """The 0.1-99.9 % range of each feature's non-zero values (0 included)."""
+    def fit(
+        cls,
+        x: FloatArray,
+        weight: Sequence[float],
+        *,
+        at_least: Mapping[int, tuple[float, float]] | None = None,
+    ) -> Hull:
+        """The 0.1-99.9 % range of each feature's non-zero values (0 included), widened to
+        ``at_least[j]`` for the features whose normal range is known (the level re-plans)."""
         low, high = [], []
         for j in range(x.shape[1]):
             col = x[:, j]
             moves = col[np.abs(col) > MOVE_EPS]
             q = np.quantile(moves if moves.size >= MIN_MOVES else col, HULL_QUANTILES)
-            low.append(min(float(q[0]), 0.0))
-            high.append(max(float(q[1]), 0.0))
+            lo_at, hi_at = (at_least or {}).get(j, (0.0, 0.0))
+            low.append(min(float(q[0]), 0.0, lo_at))
+            high.append(max(float(q[1]), 0.0, hi_at))
         return cls(low, high, weight)
 
     def penalty(self, x: FloatArray) -> FloatArray:
