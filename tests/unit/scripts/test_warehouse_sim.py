@@ -42,6 +42,6 @@ def test_a_transposition_swaps_adjacent_digits_only_when_far_off() -> None:
 
 def test_the_default_detector_beats_the_floors_on_a_small_set(small) -> None:  # type: ignore[no-untyped-def]
     r = evaluate(*small, detectors=("default",))["default"]
-    # floors under the figures of the named shapes W1-W5 (docs/detection.md), not this set's own
-    assert r.average_precision >= 0.75 and r.precision >= 0.8 and r.recall >= 0.75
-    assert min(r.auc_per_kind.values()) >= 0.85
+    # seeds 7-9 of this shape: AP 0.93-0.97, precision 0.95-0.97, recall 0.92-0.96, kinds >= 0.99
+    assert r.average_precision >= 0.85 and r.precision >= 0.88 and r.recall >= 0.85
+    assert min(r.auc_per_kind.values()) >= 0.95
