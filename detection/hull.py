@@ -9,7 +9,9 @@ beyond the 0.1-99.9 % range of normal motion in units of that range, times a wei
 
 The range is that of the feature's normal *moves* (its non-zero values, widened to include 0):
 most features are 0 on most updates (a price or level moves on a few in a hundred), and quantiles
-over all rows would put a routine re-plan of the levels outside.
+over all rows would put a routine re-plan of the levels outside. Where the normal range is known
+better than the training motion shows it (a re-plan may halve or double the levels), ``fit``
+widens the range to it (``at_least``) without moving the other features' ranges.
 
 Inside the hull the penalty is 0 and the model does not alert at all (the detector floors the
 score at 0): a combination of changes each within normal motion is not worth an alert. Beyond
