@@ -41,6 +41,8 @@ DETECTORS: tuple[DetectorName, ...] = ("seed", "default")
 TRAINING_ROWS = 60_000  # synthetic normal updates: enough for the budget's quantile at 1/1000
 MAX_TRAINING_ITEMS = 20_000
 HULL_WEIGHTS = (0.25,) * 10 + (0.0,)  # every change feature but the gap: long pauses are not errors
+REPLAN_RANGE = (0.5, 2.0)  # a re-plan (new forecast, season) may halve or double the min and max levels
+LEVEL_FEATURES = (CHANGE_FEATURE_NAMES.index("min_step"), CHANGE_FEATURE_NAMES.index("max_step"))
 
 
 def train_detector(
@@ -72,7 +74,8 @@ def train_detector(
         warnings.simplefilter("ignore", UserWarning)
         forest.fit(xs)
     budget = alert_budget_per_1000 / 1000.0
-    hull = Hull.fit(x, HULL_WEIGHTS)
+    replan = (float(np.log(REPLAN_RANGE[0])), float(np.log(REPLAN_RANGE[1])))
+    hull = Hull.fit(x, HULL_WEIGHTS, at_least={LEVEL_FEATURES[0]: replan, LEVEL_FEATURES[1]: replan})
     pen = hull.penalty(x)
     raw = CompiledForest.from_sklearn(forest).score_samples(xs) - pen
     forest.offset_ = budget_offset(raw, pen, budget)

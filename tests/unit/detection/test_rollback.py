@@ -60,3 +60,27 @@ def test_a_normal_change_before_it_is_not_rolled_back(detector: ChangeDetector) 
     table.put("sku-0", dataclasses.replace(state, stock=full, left_stock=low))
     decisions, _ = detector.decide_batch(table, batch({"item_id": "sku-0", "stock_quantity": low - 20}))
     assert decisions.is_anomaly[0] and decisions.baseline[0, 0] == full
+
+
+def test_a_second_update_that_agrees_with_the_stock_before_the_last_change_rolls_it_back(
+    detector: ChangeDetector,
+) -> None:
+    """A restock-sized rise that was an error (x6 read as a receipt): the first report back near the
+    old level alerts, the next one that agrees with it is judged from before the rise, not flagged."""
+    table = detector.baseline(parse_updates(snapshot_docs(seed=4))[0])
+    state = table.get("sku-0")
+    assert state is not None
+    low, full = state.min, state.max
+    table.put("sku-0", dataclasses.replace(state, stock=full, left_stock=low))
+    first, changes = detector.decide_batch(table, batch({"item_id": "sku-0", "stock_quantity": low - 20}))
+    assert first.is_anomaly[0]
+    changes.apply_to(table)
+    twin = StateTable()
+    after_first = table.get("sku-0")
+    assert after_first is not None and after_first.flag_run == 1
+    twin.put_packed("sku-0", after_first.pack())
+    second = {"item_id": "sku-0", "stock_quantity": low - 25}
+    decisions, _ = detector.decide_batch(table, batch(second))
+    reference, _ = decide_batch_reference(detector, twin, batch(second))
+    assert not decisions.is_anomaly[0] and decisions.baseline[0, 0] == low
+    np.testing.assert_allclose(decisions.scores, reference.scores, atol=1e-9)
