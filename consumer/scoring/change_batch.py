@@ -166,11 +166,13 @@ def process_change_batch(
     objs, candidates, failures = decode_records(records, config)
     updates, rejects = parse_updates(objs, group_field=detector.metadata.group_field)
     failures += [(i, 1, candidates[i], DlqReason.INVALID_ITEM, reason) for i, reason in rejects]
-    rejected = {i for i, _ in rejects}
-    where = [i for i in range(len(candidates)) if i not in rejected]  # candidate index of each update
+    where = list(range(len(candidates)))  # candidate index of each update
+    if rejects:
+        rejected = {i for i, _ in rejects}
+        where = [i for i in where if i not in rejected]
     updates, where, ahead = drop_future(updates, where, candidates, skew_s=config.future_skew_s, now=now)
     failures += ahead  # far-future occurred_at: a dead letter, never the item's clock (future_time.py)
-    sources = list(map(candidates.__getitem__, where))
+    sources = list(candidates) if len(where) == len(candidates) else list(map(candidates.__getitem__, where))
     partitions = list(map(_PARTITION, sources))
     prior, prior_offsets = ctx.store.prior(partitions, updates.item_ids)
     input_offsets = np.fromiter(map(_OFFSET, sources), np.int64, count=len(sources))
