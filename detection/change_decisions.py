@@ -18,6 +18,7 @@ __all__ = ["ChangeDecisions", "Kind"]
 
 FloatArray = npt.NDArray[np.float64]
 _FIELDS: Final = tuple(STATE_DTYPE.names or ())
+_MAX_SHOWN: Final = 4  # reasons an event carries
 Kind = Literal["none", "model", "data_quality", "missing_field"]
 
 
@@ -76,6 +77,12 @@ class ChangeDecisions:
         if not self.is_anomaly[i]:
             return ()
         out = list(self.rules.describe(int(self.rule_bits[i])))
-        baseline = dict(zip(_FIELDS, self.baseline[i].tolist(), strict=True))  # a record's fields, by name
-        out += change_reasons(self.features[i], baseline, self.new_values[i], float(self.peer_median[i]))
-        return tuple(out[:4]) if out else ("unusual combination of changes for this item",)
+        room = _MAX_SHOWN - len(out)  # rules first: the history's reasons only fill what is left
+        if room > 0:
+            baseline = dict(
+                zip(_FIELDS, self.baseline[i].tolist(), strict=True)
+            )  # a record's fields, by name
+            out += change_reasons(
+                self.features[i], baseline, self.new_values[i], float(self.peer_median[i]), limit=room
+            )
+        return tuple(out[:_MAX_SHOWN]) if out else ("unusual combination of changes for this item",)

@@ -51,3 +51,15 @@ def test_the_usual_level_is_said_only_when_it_differs() -> None:
     assert reasons(base=new_item, new=(6000, 20, 200, 20.0), median=20.0, stock_vs_max=far) == [
         "stock 6,000 is 30x this item's max level 200"
     ]
+
+
+def test_a_limit_keeps_the_largest_reasons_in_order() -> None:
+    x = np.zeros(len(CHANGE_FEATURE_NAMES))
+    x[COL["stock_vs_max"]], x[COL["rise_vs_usual"]] = 4.0, 3.0
+    x[COL["price_step"]], x[COL["min_step"]] = math.log(12.0), math.log(2.0)
+    record = {"usual_level": 100.0, "usual_drop": 5.0, "usual_rise": 50.0, "usual_gap": 0.0} | BASE
+    new = np.array([3000.0, 40.0, 200.0, 240.0])
+    every = change_reasons(x, record, new, math.log(21.0))
+    assert len(every) == 3
+    for limit in range(4):
+        assert change_reasons(x, record, new, math.log(21.0), limit=limit) == every[:limit]
