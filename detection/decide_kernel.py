@@ -147,7 +147,8 @@ def _advance(b, m, t, g, a, rebase, out):  # type: ignore[no-untyped-def]  # noq
     drop, rise = max(b[S] - m[0], 0.0), max(m[0] - b[S], 0.0)
     if a and drop > 0:
         out[UD] = _f4(b[UD] + alpha * (drop - b[UD]))
-    if a and rise > 0:
+    # a receipt, not a customer return (change_features.RETURN_DROPS, RECEIPT_SHARE)
+    if a and rise > 0 and (rise > 3.0 * b[UD] or rise >= 0.5 * b[UR]):
         out[UR] = _f4(b[UR] + alpha * (rise - b[UR]))
     ref = max(b[REF], 1e-4)
     out[REF] = _f4(max(m[3], ref * 0.99) if (a and m[3] > 0) else ref)
