@@ -1,7 +1,8 @@
 """Planner-readable reasons for a change: phrased against the item's own history and its peers.
 
 Each concern (stock level, stock movement, price, levels, timing) is reported when its feature
-is far from a normal update's (:data:`FAR`), largest first, at most :data:`MAX_REASONS`::
+is far from a normal update's (:data:`FAR`), largest first, at most :data:`MAX_REASONS`; the
+timing is context only (it has no hull penalty) and always comes after the others::
 
     stock 1,440 is 12x this item's max level 120 (usually ~95)
     stock fell from 800 to 0 (-800), 40x this item's usual decrease of ~20
@@ -18,7 +19,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FAR", "MAX_REASONS", "change_reasons"]
+__all__ = ["FAR", "MAX_REASONS", "change_reasons", "reasons_and_context"]
 
 FAR: Final = {"stock_vs_max": math.log1p(1.5), "drop_vs_usual": math.log1p(6.0),
               "rise_vs_usual": math.log1p(2.5), "price_step": math.log(1.5),
@@ -34,6 +35,17 @@ def change_reasons(
 ) -> list[str]:
     """Up to :data:`MAX_REASONS` reasons (may be empty when no single change stands out);
     ``baseline`` is the item's record (a STATE_DTYPE row, or its fields by name)."""
+    explaining, context = reasons_and_context(features, baseline, new, peer_median)
+    return (explaining + context)[:MAX_REASONS]
+
+
+def reasons_and_context(
+    features: npt.NDArray[np.float64],
+    baseline: Mapping[str, float] | np.void,
+    new: npt.NDArray[np.float64],
+    peer_median: float,
+) -> tuple[list[str], list[str]]:
+    """The reasons that explain the change, largest first, and the context-only ones (the gap)."""
     f = features.tolist()
     s1, m1, hi1, p1 = new.tolist()
     s0, p0, hi0, m0 = (float(baseline[k]) for k in ("stock", "price", "max", "min"))
@@ -68,11 +80,11 @@ def change_reasons(
                     f"{name} {_n(value)} was {_n(old)} ({_x(value / max(old, 1.0))})",
                 )
             )
-    if f[10] >= FAR["gap_vs_usual"]:
-        ranked.append((f[10] / FAR["gap_vs_usual"],
-                       f"first update in {_dur(float(baseline['usual_gap']) * math.exp(f[10]))}, usually every ~{_dur(float(baseline['usual_gap']))}"))  # fmt: skip
     ranked.sort(key=lambda r: -r[0])
-    return [text for _, text in ranked[:MAX_REASONS]]
+    context = []  # a long pause is no error (the gap has no hull penalty): it never explains an alert
+    if f[10] >= FAR["gap_vs_usual"]:
+        context.append(f"first update in {_dur(float(baseline['usual_gap']) * math.exp(f[10]))}, usually every ~{_dur(float(baseline['usual_gap']))}")  # fmt: skip
+    return [text for _, text in ranked[:MAX_REASONS]], context
 
 
 def _n(x: float) -> str:
