@@ -274,11 +274,13 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
         first = fresh or not kn
         if s < threshold and not alerting and not first and not np.isnan(b[LEFT]) and b[LEFT] != b[S]:
             # A normal move from the stock before the last change, which was itself beyond normal
-            # motion: that change was the outlier (a missed error). Judge from before it.
+            # motion or is contradicted by the previous report too (flagged; a move on from that
+            # stock, not a return to it, which is how a replay looks): that change was the outlier
+            # (a missed error). Judge from before it.
             alt[:] = b
             alt[S], alt[LEFT] = b[LEFT], np.nan
             _features(alt, b[:4], np.nan, med, spread, xa)  # the last change, from before it
-            if _hull_penalty(xa, lo, hi, width, weight) > 0.0:
+            if (b[FR] >= 1.0 and m[0] != b[LEFT]) or _hull_penalty(xa, lo, hi, width, weight) > 0.0:
                 _features(alt, m, t, med, spread, xa)
                 s_alt, pen_alt = _judge(
                     xa, mean, scl, lo, hi, width, weight, row32, walk, forest, offset, inside
