@@ -1,7 +1,8 @@
 """Planner-readable reasons for a change: phrased against the item's own history and its peers.
 
 Each concern (stock level, stock movement, price, levels, timing) is reported when its feature
-is far from a normal update's (:data:`FAR`), largest first, at most :data:`MAX_REASONS`::
+is far from a normal update's (:data:`FAR`), largest first, at most :data:`MAX_REASONS`; the
+timing is context only (it has no hull penalty) and always comes after the others::
 
     stock 1,440 is 12x this item's max level 120 (usually ~95)
     stock fell from 800 to 0 (-800), 40x this item's usual decrease of ~20
@@ -19,7 +20,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FAR", "MAX_REASONS", "change_reasons"]
+__all__ = ["FAR", "MAX_REASONS", "change_reasons", "reasons_and_context"]
 
 FAR: Final = {"stock_vs_max": math.log1p(1.5), "drop_vs_usual": math.log1p(6.0),
               "rise_vs_usual": math.log1p(2.5), "price_step": math.log(1.5),
@@ -34,9 +35,22 @@ def change_reasons(
     peer_median: float,
     limit: int = MAX_REASONS,
 ) -> list[str]:
-    """Up to ``limit`` (at most :data:`MAX_REASONS`) reasons, largest first (may be empty when no
-    single change stands out); ``baseline`` is the item's record (a STATE_DTYPE row, or its fields
-    by name). Only the reasons returned are worded."""
+    """Up to ``limit`` (at most :data:`MAX_REASONS`) reasons, those that explain the change first,
+    largest first, then the context (may be empty when no single change stands out); ``baseline``
+    is the item's record (a STATE_DTYPE row, or its fields by name)."""
+    explaining, context = reasons_and_context(features, baseline, new, peer_median, limit=limit)
+    return (explaining + context)[: min(limit, MAX_REASONS)]
+
+
+def reasons_and_context(
+    features: npt.NDArray[np.float64],
+    baseline: Mapping[str, float] | np.void,
+    new: npt.NDArray[np.float64],
+    peer_median: float,
+    limit: int = MAX_REASONS,
+) -> tuple[list[str], list[str]]:
+    """Up to ``limit`` reasons that explain the change, largest first, and the context-only ones
+    (the update gap). Only the reasons returned are worded."""
     f = features.tolist()
     s1, m1, hi1, p1 = new.tolist()
     s0, p0, hi0, m0 = (float(baseline[k]) for k in ("stock", "price", "max", "min"))
@@ -79,15 +93,13 @@ def change_reasons(
     for j, name, old, value in ((7, "min level", m0, m1), (8, "max level", hi0, hi1)):
         if abs(f[j]) >= FAR["level_step"]:
             ranked.append((abs(f[j]) / FAR["level_step"], partial(_level, name, old, value)))
-    if f[10] >= FAR["gap_vs_usual"]:
-
-        def gap() -> str:
-            usual = float(baseline["usual_gap"])
-            return f"first update in {_dur(usual * math.exp(f[10]))}, usually every ~{_dur(usual)}"
-
-        ranked.append((f[10] / FAR["gap_vs_usual"], gap))
     ranked.sort(key=lambda r: -r[0])
-    return [say() for _, say in ranked[: min(limit, MAX_REASONS)]]
+    explaining = [say() for _, say in ranked[: min(limit, MAX_REASONS)]]
+    context = []  # a long pause is no error (the gap has no hull penalty): it never explains an alert
+    if f[10] >= FAR["gap_vs_usual"] and len(explaining) < limit:
+        usual = float(baseline["usual_gap"])
+        context.append(f"first update in {_dur(usual * math.exp(f[10]))}, usually every ~{_dur(usual)}")
+    return explaining, context
 
 
 def _level(name: str, old: float, value: float) -> str:

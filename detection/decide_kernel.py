@@ -147,7 +147,8 @@ def _advance(b, m, t, g, a, rebase, out):  # type: ignore[no-untyped-def]  # noq
     drop, rise = max(b[S] - m[0], 0.0), max(m[0] - b[S], 0.0)
     if a and drop > 0:
         out[UD] = _f4(b[UD] + alpha * (drop - b[UD]))
-    if a and rise > 0:
+    # a receipt, not a customer return (change_features.RETURN_DROPS, RECEIPT_SHARE)
+    if a and rise > 0 and (rise > 3.0 * b[UD] or rise >= 0.5 * b[UR]):
         out[UR] = _f4(b[UR] + alpha * (rise - b[UR]))
     ref = max(b[REF], 1e-4)
     out[REF] = _f4(max(m[3], ref * 0.99) if (a and m[3] > 0) else ref)
@@ -275,12 +276,13 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
         beyond = s + state_shift < threshold and pen > 0.0
         if beyond and not alerting and not first and not np.isnan(b[LEFT]) and b[LEFT] != b[S]:
             # A normal move from the stock before the last change, which was itself beyond normal
-            # motion, or which the previous update (flagged too) already disagreed with: that change
-            # was the outlier (a missed error). Judge from before it.
+            # motion or is contradicted by the previous report too (flagged; a move on from that
+            # stock, not a return to it, which is how a replay looks): that change was the outlier
+            # (a missed error). Judge from before it.
             alt[:] = b
             alt[S], alt[LEFT] = b[LEFT], np.nan
             _features(alt, b[:4], np.nan, med, spread, xa)  # the last change, from before it
-            if b[FR] >= 1.0 or _hull_penalty(xa, lo, hi, width, weight) > 0.0:
+            if (b[FR] >= 1.0 and m[0] != b[LEFT]) or _hull_penalty(xa, lo, hi, width, weight) > 0.0:
                 _features(alt, m, t, med, spread, xa)
                 s_alt, pen_alt = _judge(
                     xa, mean, scl, lo, hi, width, weight, row32, walk, forest, offset, inside

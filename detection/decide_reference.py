@@ -109,8 +109,8 @@ def decide_batch_reference(
 def _roll_back(self: ChangeDetector, base: StateRows, m: Merged, x: np.ndarray, s: np.ndarray, *,
                eligible: np.ndarray, peers: tuple[np.ndarray, np.ndarray]) -> tuple[StateRows, np.ndarray, np.ndarray]:  # fmt: skip
     """A flagged change that is a normal move from the stock before the item's last change, when
-    that change was itself beyond normal motion or the item's previous update was flagged too, is
-    judged from before it (the kernel's rollback)."""
+    that change was itself beyond normal motion or the previous update was flagged too (and this one
+    does not return to exactly that stock), is judged from before it (the kernel's rollback)."""
     left, (median, spread) = base["left_stock"], peers
     with np.errstate(invalid="ignore"):
         cand = eligible & _beyond(self, s, x) & ~np.isnan(left) & (left != base["stock"])
@@ -123,7 +123,8 @@ def _roll_back(self: ChangeDetector, base: StateRows, m: Merged, x: np.ndarray, 
     last = Merged(base["stock"], base["min"], base["max"], base["price"], nan, m.group)
     last_pen = self.hull.penalty(change_features(alt, last, median, spread))
     x_alt = change_features(alt, m, median, spread)
-    roll = cand & ((last_pen > 0.0) | (base["flag_run"] >= 1)) & (self.hull.penalty(x_alt) <= 0.0)
+    confirmed = (base["flag_run"] >= 1) & (m.stock != left)  # a second report in a row, not a replay
+    roll = cand & ((last_pen > 0.0) | confirmed) & (self.hull.penalty(x_alt) <= 0.0)
     if not roll.any():
         return base, x, s
     return np.where(roll, alt, base), np.where(roll[:, None], x_alt, x), np.where(roll, self.score(x_alt), s)
