@@ -37,7 +37,7 @@ class Taken:
 
     records: list[OutputRecord]
     chunks: dict[int, Chunk]
-    items: int  # records written (distinct items)
+    items: int  # item states written (distinct items; packed: many per record)
     changes: int  # changes they stand for (one per item and batch)
 
 
@@ -76,7 +76,7 @@ class ChangelogCache:
         records: list[OutputRecord] = []
         for p, (ids, recs, offsets) in sorted(taken.items()):
             records += changelog_records(self.topic, p, ids, recs, offsets)
-        return Taken(records, taken, len(records), changes)
+        return Taken(records, taken, sum(len(ids) for ids, _, _ in taken.values()), changes)
 
     def give_back(self, taken: Taken) -> None:
         """A flush not acknowledged: its changes go first again (changes added since are newer)."""

@@ -115,6 +115,14 @@ class StateStore:
         started = time.perf_counter()
         keys, values = self.changelog.read(partition, tick=tick)
         restored = decode(keys, values, committed=resume_offset)
+        if restored.refused:
+            log.warning(
+                "%d packed records of %s[%d] could not be read (damaged, or of a later version): "
+                "their item states are ignored",
+                restored.refused,
+                self.changelog.topic,
+                partition,
+            )
         reset = self._stale_because(partition, restored.lineage, committed)
         if reset:
             restored = decode(keys, values, committed=resume_offset, fresh=True)
