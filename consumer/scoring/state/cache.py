@@ -13,7 +13,7 @@ Under exactly-once there is no cache: each batch's records join its transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -68,14 +68,15 @@ class ChangelogCache:
         for p in partitions:
             self._chunks.pop(p, None)
 
-    def take(self) -> Taken:
-        """Every held change as one record per item (removed: :meth:`give_back` if not acknowledged)."""
+    def take(self, build: Callable[[int, Chunk], list[OutputRecord]] | None = None) -> Taken:
+        """Every held change, each item once, as packed records per partition (``build``: how, else
+        the changes alone); removed: :meth:`give_back` if not acknowledged."""
         changes = len(self)
         taken = {p: _latest(chunks) for p, chunks in self._chunks.items() if chunks}
         self._chunks = {}
         records: list[OutputRecord] = []
-        for p, (ids, recs, offsets) in sorted(taken.items()):
-            records += changelog_records(self.topic, p, ids, recs, offsets)
+        for p, chunk in sorted(taken.items()):
+            records += build(p, chunk) if build is not None else changelog_records(self.topic, p, *chunk)
         return Taken(records, taken, sum(len(ids) for ids, _, _ in taken.values()), changes)
 
     def give_back(self, taken: Taken) -> None:

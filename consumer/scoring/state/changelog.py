@@ -115,7 +115,7 @@ def changelog_records(
     """Packed records (:mod:`.packed`) of the items' new records and the input offsets that produced them."""
     if not item_ids:
         return []
-    return pack_records(topic, partition, item_ids, changelog_values(records, offsets))
+    return pack_records(topic, partition, list(map(str.encode, item_ids)), changelog_values(records, offsets))
 
 
 def item_records(

@@ -53,10 +53,9 @@ def pack(item_ids: Sequence[bytes], values: npt.NDArray[np.uint8]) -> bytes:
 
 
 def pack_records(
-    topic: str, partition: int, item_ids: Sequence[str], values: npt.NDArray[np.uint8]
+    topic: str, partition: int, ids: Sequence[bytes], values: npt.NDArray[np.uint8]
 ) -> list[OutputRecord]:
-    """``item_ids`` with their value rows as packed records of at most ~MAX_PACK_BYTES each, in order."""
-    ids = list(map(str.encode, item_ids))
+    """``ids`` (UTF-8) with their value rows as packed records of at most ~MAX_PACK_BYTES each, in order."""
     width = values.shape[1] if values.ndim == 2 else 0
     out: list[OutputRecord] = []
     start, n = 0, len(ids)
