@@ -85,12 +85,12 @@ def _allow_truncation(admin: KafkaAdminClient, topic: str) -> None:
     """Give a compact-only changelog (an earlier version's) the policy DeleteRecords needs."""
     resource = ConfigResource(ConfigResourceType.TOPIC, topic)
     try:
-        described = admin.describe_configs([resource])
-        entries = {e["name"]: e["value"] for r in described for res in r.resources for e in res["configs"]}
+        described: dict[str, Any] = admin.describe_configs([resource])
+        policy = str(described["topic"][topic]["cleanup.policy"]["value"])
     except Exception as exc:  # an older response layout or a refusal: leave it as it is
         log.info("could not read the configuration of %s (%r)", topic, exc)
         return
-    if "delete" in str(entries.get("cleanup.policy", "")).split(","):
+    if "delete" in policy.split(","):
         return
     try:
         admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=TRUNCATABLE)])
