@@ -12,7 +12,7 @@ partitions, and optionally the inventory lookup that seeds unknown items):
 3. items no table holds start from the inventory snapshot's state (:mod:`.state.seeds`); items
    nowhere are new (their first update must be complete);
 4. ``detector.decide_batch`` on the batch's prior states; an unknown item's incomplete update is a
-   dead letter ``missing_field``; anomaly (and decision) events; one changelog record per changed
+   dead letter ``missing_field``; anomaly (and decision) events; the changed items' states in packed changelog records, per changed
    item (its new record and the offset of its last update in the batch), to the changelog
    partition of its input partition (exactly-once; at-least-once the store's cache writes them at
    the next offset commit, :mod:`.state.cache`). The state changes travel in the result (``state``): the loop

@@ -39,7 +39,7 @@ _KEY, _VALUE = (
 
 
 def ensure_changelog(bootstrap: str, topic: str, *, input_topic: str) -> int:
-    """Create the compacted changelog with the input's partition count if absent; returns that count.
+    """Create the changelog (compact,delete) with the input's partition count if absent; returns that count.
 
     An existing changelog with fewer partitions than the input cannot hold every partition's
     state: that stops the service with a message for the operator (``SystemExit``, no traceback).

@@ -1,7 +1,7 @@
 """The changelog records of acknowledged batches, held until the next offset commit (at-least-once).
 
 Kafka Streams' record cache (``cache.max.bytes.buffering`` with ``commit.interval.ms``): an item
-changed by several batches between two commits costs one changelog record, written when the
+changed by several batches between two commits costs one item state (packed records), written when the
 offsets are about to be committed (:meth:`ChangelogCache.take`). The loop commits only after that
 flush is acknowledged, and the flush holds every batch acknowledged so far, so each item's last
 changelog record below the committed offset is its state at that offset. A crash before the

@@ -1,15 +1,18 @@
-"""The changelog of the item states: topic name, record format, and decoding a restore.
+"""The changelog of the item states: topic name, record formats, and decoding a restore.
 
-One compacted topic, one partition per input partition (changes of input partition ``p`` go to
-changelog partition ``p``); key = the item id (UTF-8), value = :data:`CHANGELOG_VALUE` (120 bytes,
+One topic, one partition per input partition (changes of input partition ``p`` go to changelog
+partition ``p``). Item states are written as packed records (:mod:`.packed`: many
+:data:`CHANGELOG_VALUE` rows per Kafka record); the layout before them, still restored, is one
+record per item: key = the item id (UTF-8), value = :data:`CHANGELOG_VALUE` (120 bytes,
 little-endian): the 112-byte item record (:data:`.record.ITEM_DTYPE`: the detector's history, then
 the alert episode) followed by the input offset of the update that produced it. A reader tells the
 layouts apart by length: 88-byte values (:data:`LEGACY_VALUE`, written before episodes: the
 detector's record and the offset) restore with no episode open.
 
-Two more kinds of record, never 88 or 120 bytes (an older reader ignores them as another layout):
+Packed records are never 88 or 120 bytes either: a version before them ignores them (a downgrade
+restores none of the state written since). Two more kinds of record, never 88 or 120 bytes:
 
-* :data:`LINEAGE_KEY`, one per partition and batch, a small JSON object (:class:`Lineage`): the
+* :data:`LINEAGE_KEY`, one per partition and batch (and at-least-once flush), a small JSON object (:class:`Lineage`): the
   group field the records are under and the input offset the `default` path decided up to;
 * :data:`RESET_KEY`, written first by a batch that starts the partition afresh: every record
   before the last one is void, whatever its input offset (a restore that finds the state stale —
