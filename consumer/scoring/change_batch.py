@@ -152,8 +152,8 @@ class ChangeContext:
             self.store.settled(result.state_token)
             if self.store.cache is not None and result.state is not None:
                 self.store.cache.add(result.state)
-            elif result.state is not None and result.state.slices:  # exactly-once: committed with them
-                truncate_cycles(self.store)
+        if self.store.cache is None:  # exactly-once: a cycle's slices are committed with their batch
+            truncate_cycles(self.store)
 
     def rewound(self, *, to_committed: Iterable[TopicPart] = ()) -> None:
         """Every unacknowledged batch is read again: its changes must not be in the state.

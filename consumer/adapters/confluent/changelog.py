@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from config.kafka import KafkaSettings
 from consumer.ports import KafkaUnavailableError
@@ -80,23 +80,27 @@ class ConfluentChangelog:
             consumer.unassign()
         return keys, values
 
+    def _admin_client(self) -> AdminClient:
+        if self._admin is None:
+            self._admin = AdminClient({"bootstrap.servers": self._kafka.bootstrap})
+        return self._admin
+
     def end_offset(self, partition: int) -> int:
-        """The partition's high watermark (a lower bound of the next record's offset)."""
-        if self._client is None:
-            self._client = self._connect()
+        """The partition's high watermark, a lower bound of the next record's offset (the admin
+        client: called by the truncation thread, never with the restore reader)."""
+        tp = TopicPartition(self.topic, partition)
         try:
-            _, end = self._client.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=10.0)
-        except KafkaException as exc:
+            latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+            futures = self._admin_client().list_offsets({tp: latest}, request_timeout=10.0)
+            return int(next(iter(futures.values())).result(timeout=15.0).offset)
+        except Exception as exc:  # KafkaException or the future's timeout
             raise KafkaUnavailableError(
-                f"could not read the end of {self.topic}[{partition}]: {exc}"
+                f"could not read the end of {self.topic}[{partition}]: {exc!r}"
             ) from exc
-        return int(end)
 
     def truncate(self, partition: int, before: int) -> bool:
         """Delete the partition's records below ``before``; False when the topic's policy refuses."""
-        if self._admin is None:
-            self._admin = AdminClient({"bootstrap.servers": self._kafka.bootstrap})
-        futures = self._admin.delete_records(
+        futures = self._admin_client().delete_records(
             [TopicPartition(self.topic, partition, before)], request_timeout=10.0, operation_timeout=10.0
         )
         try:

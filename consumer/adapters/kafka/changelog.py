@@ -17,7 +17,7 @@ from operator import attrgetter
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic, OffsetSpec
 from kafka.errors import KafkaError, PolicyViolationError, TopicAlreadyExistsError
 
 from config.kafka import KafkaSettings
@@ -169,26 +169,33 @@ class KafkaChangelog:
                 self._client.assign([])
         return keys, values
 
-    def end_offset(self, partition: int) -> int:
-        """The partition's end (read_committed: its last stable offset, a lower bound of the next record)."""
-        tp = TopicPartition(self.topic, partition)
-        try:
-            return int(self._consumer.end_offsets([tp], timeout_ms=_ADMIN_TIMEOUT_MS)[tp])
-        except KafkaError as exc:
-            raise KafkaUnavailableError(
-                f"could not read the end of {self.topic}[{partition}]: {exc!r}"
-            ) from exc
-
-    def truncate(self, partition: int, before: int) -> bool:
-        """Delete the partition's records below ``before``; False when the topic's policy refuses."""
+    def _admin_client(self) -> KafkaAdminClient:
         if self._admin is None:
             self._admin = KafkaAdminClient(
                 bootstrap_servers=self._kafka.bootstrap,
                 client_id="stockwatch-consume-truncate",
                 request_timeout_ms=_ADMIN_TIMEOUT_MS,
             )
+        return self._admin
+
+    def end_offset(self, partition: int) -> int:
+        """The partition's high watermark, a lower bound of the next record's offset (the admin
+        client: called by the truncation thread, never with the restore reader)."""
+        tp = TopicPartition(self.topic, partition)
         try:
-            self._admin.delete_records(
+            got = self._admin_client().list_partition_offsets(
+                {tp: OffsetSpec.LATEST}, timeout_ms=_ADMIN_TIMEOUT_MS
+            )
+        except KafkaError as exc:
+            raise KafkaUnavailableError(
+                f"could not read the end of {self.topic}[{partition}]: {exc!r}"
+            ) from exc
+        return int(got[tp].offset)
+
+    def truncate(self, partition: int, before: int) -> bool:
+        """Delete the partition's records below ``before``; False when the topic's policy refuses."""
+        try:
+            self._admin_client().delete_records(
                 {TopicPartition(self.topic, partition): before}, timeout_ms=_ADMIN_TIMEOUT_MS
             )
         except PolicyViolationError:

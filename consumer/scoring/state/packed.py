@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Sequence
-from itertools import accumulate
 from typing import Final
 
 import numpy as np
@@ -57,16 +56,17 @@ def pack_records(
 ) -> list[OutputRecord]:
     """``ids`` (UTF-8) with their value rows as packed records of at most ~MAX_PACK_BYTES each, in order."""
     width = values.shape[1] if values.ndim == 2 else 0
+    n = len(ids)
+    sizes = np.fromiter(map(len, ids), np.int64, count=n) + (width + 4)
+    ends = np.cumsum(sizes)  # bytes up to and including each item
     out: list[OutputRecord] = []
-    start, n = 0, len(ids)
-    ends = list(accumulate(len(i) + width + 4 for i in ids))  # bytes up to and including each item
-    used = 0
+    start, used = 0, 0
     while start < n:
         stop = int(np.searchsorted(ends, used + MAX_PACK_BYTES - _HEADER.size, side="right"))
         stop = max(stop, start + 1)  # an item larger than a record still goes (ids are <= 256 chars)
         key = PACK_PREFIX + os.urandom(12).hex().encode()
         out.append(OutputRecord(topic, key, pack(ids[start:stop], values[start:stop]), partition=partition))
-        used, start = ends[stop - 1], stop
+        used, start = int(ends[stop - 1]), stop
     return out
 
 

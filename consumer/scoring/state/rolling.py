@@ -8,7 +8,8 @@ at least as many rows as changes (:data:`MIN_SLICE` at least, :data:`MAX_SLICE` 
 acknowledged and the group has committed past every input offset those records carry, every item
 has a usable record at or after the cycle's *start* (the changelog's end offset when the cycle
 began, a lower bound of its first record): records below it are void, and deleted. Only then does
-the next cycle begin (its start is read after the truncation, before its first slice is cut).
+the next cycle begin (its start is read after the truncation, before its first slice is cut;
+both off the loop thread, :mod:`.truncation`).
 
 Bound: a cycle writes its table once and lasts while at most as many changes are written, so the
 log holds about two cycles: ~2 x (table + as many changes) item states, plus compacted lineage.
@@ -32,6 +33,7 @@ class Cycle:
     cut: int = 0  # rows handed out in slices
     acked: int = 0  # rows whose records are acknowledged
     need: int = 0  # the group must have committed this input offset before the truncation
+    ready: bool = True  # False until its start is read (:mod:`.truncation`): no slice before
 
 
 @dataclass(slots=True, eq=False)
@@ -56,6 +58,15 @@ class RollingRewrite:
     def begin(self, partition: int, start: int | None) -> None:
         self.cycles[partition] = Cycle(start)
 
+    def wait(self, partition: int) -> Cycle:
+        """The partition's next cycle, cutting nothing until :meth:`started`."""
+        cycle = self.cycles[partition] = Cycle(None, ready=False)
+        return cycle
+
+    def started(self, partition: int, cycle: Cycle, start: int | None) -> None:
+        if self.cycles.get(partition) is cycle:  # else revoked (or started afresh) meanwhile
+            cycle.start, cycle.ready = start, True
+
     def drop(self, partition: int) -> None:
         self.cycles.pop(partition, None)
 
@@ -63,7 +74,7 @@ class RollingRewrite:
         """The next slice to write with ``changed`` changes of a table of ``rows`` rows, or None
         (no cycle, an empty table, or every slice of the cycle handed out: it waits to be durable)."""
         cycle = self.cycles.get(partition)
-        if cycle is None:
+        if cycle is None or not cycle.ready:
             return None
         if cycle.rows is None:
             if not rows:

@@ -32,6 +32,7 @@ from consumer.scoring.state.changelog import Lineage, decode
 from consumer.scoring.state.record import ITEM_DTYPE
 from consumer.scoring.state.rolling import RollingRewrite, Slice
 from consumer.scoring.state.table import ABSENT, PartitionTable
+from consumer.scoring.state.truncation import Truncator
 
 if TYPE_CHECKING:
     from consumer.scoring.state.cache import ChangelogCache
@@ -83,6 +84,7 @@ class StateStore:
         self._stale: set[int] = set()  # partitions the seed model decided since their state was kept
         self.cache: ChangelogCache | None = None  # at-least-once: changelog records wait for the commit
         self.rolling: RollingRewrite | None = RollingRewrite()  # None: the topic refuses truncation
+        self.truncator = Truncator(changelog)
         self.committed_offset: Callable[[int], int | None] = lambda _p: None  # the group's, per partition
         self._slices: deque[tuple[int, list[Slice]]] = deque()  # (batch token, its slices) unacked
         self.after: dict[int, int] = {}  # per partition: the input offset decided up to (for lineage)
@@ -137,8 +139,8 @@ class StateStore:
         table.load(restored.item_ids, restored.records, restored.offsets)
         self._tables[partition] = table
         self._stale.discard(partition)
-        if self.rolling is not None:  # records below the end restored now: the first cycle's start
-            self.rolling.begin(partition, self.end_offset(partition))
+        if self.rolling is not None:  # its first cycle starts at the end (read off the loop thread)
+            self.truncator.request(partition, self.rolling.wait(partition), None)
         seconds = time.perf_counter() - started
         done = Restore(partition, len(table), restored.read, restored.ignored, seconds, reset)
         self.restores.append(done)
@@ -309,14 +311,8 @@ class StateStore:
         if self.rolling is not None:
             self.rolling.failed(slices)
 
-    def end_offset(self, partition: int) -> int | None:
-        try:
-            return self.changelog.end_offset(partition)
-        except Exception as exc:  # the cycle then truncates nothing; the next one reads it again
-            log.warning("could not read the end of %s[%d] (%r)", self.changelog.topic, partition, exc)
-            return None
-
     def close(self) -> None:
+        self.truncator.close()
         self.changelog.close()
 
 

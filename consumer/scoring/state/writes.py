@@ -108,7 +108,7 @@ def write_partition(
     """The changelog records of a partition's changes with the next rewrite slice of its table
     (``acked_only``: at-least-once, see the module docstring)."""
     piece, rewrite = None, None
-    if store.rolling is not None and partition in store.owned:
+    if store.rolling is not None and _started(store) and partition in store.owned:
         table = store.table(partition)
         piece = store.rolling.cut(partition, rows=table.rows, changed=len(changes[0]))
         if piece is not None:
@@ -118,32 +118,27 @@ def write_partition(
 
 
 def truncate_cycles(store: StateStore) -> None:
-    """Delete the records below each durable cycle's start, then begin the partition's next cycle."""
-    if store.rolling is None:
+    """Take the truncation thread's results; hand it every durable cycle (:mod:`.truncation`)."""
+    if store.rolling is None or not _started(store):
         return
-    changelog = store.changelog
     for p, cycle in store.rolling.complete():
         committed = store.committed_offset(p)
         if committed is None or committed < cycle.need:
             continue  # inputs of its records not committed yet: a restore could still need older ones
-        if cycle.start is not None:
-            try:
-                allowed = changelog.truncate(p, cycle.start)
-            except Exception as exc:  # an outage: the next cycle truncates further
-                log.warning("could not truncate %s[%d] (%r); the next cycle will", changelog.topic, p, exc)
-                allowed = True
-            if not allowed:
-                log.warning(
-                    "%s refuses DeleteRecords (its cleanup.policy lacks delete): it is not truncated "
-                    "and grows with every change (docs/consume.md § Per-item state)",
-                    changelog.topic,
-                )
-                store.rolling = None
-                return
-            log.info(
-                "truncated %s[%d] below offset %d (a rewrite cycle is durable)",
-                changelog.topic,
-                p,
-                cycle.start,
+        store.truncator.request(p, store.rolling.wait(p), cycle.start)
+
+
+def _started(store: StateStore) -> bool:
+    """Apply the cycles started meanwhile; False when the topic refuses truncation (rewrite stops)."""
+    for done in store.truncator.results():
+        if done.refused:
+            log.warning(
+                "%s refuses DeleteRecords (its cleanup.policy lacks delete): it is not truncated "
+                "and grows with every change (docs/consume.md § Per-item state)",
+                store.changelog.topic,
             )
-        store.rolling.begin(p, store.end_offset(p))
+            store.rolling = None
+            return False
+        if store.rolling is not None:
+            store.rolling.started(done.partition, done.cycle, done.start)
+    return store.rolling is not None

@@ -167,6 +167,7 @@ def test_a_topic_that_refuses_delete_records_is_restored_but_no_longer_rewritten
     changelog.refuses = True
     store = StateStore(changelog)
     store.rolling = RollingRewrite(min_slice=2)
+    store.truncator.background = False
     store.assign(0, resume_offset=0)
     store.committed_offset = lambda _p: 10**9
     ids, recs, offsets = ["a", "b"], records([1.0, 2.0]), np.asarray([0, 1], np.int64)
@@ -175,6 +176,65 @@ def test_a_topic_that_refuses_delete_records_is_restored_but_no_longer_rewritten
     assert piece is not None and store.rolling is not None
     changelog.append(written)
     store.slices_acked([piece])
-    truncate_cycles(store)
+    truncate_cycles(store)  # the cycle is durable: truncation requested (refused)
+    truncate_cycles(store)  # the refusal taken: no more rewrite
     assert store.rolling is None and "refuses DeleteRecords" in caplog.text
     assert sorted(final_state(changelog)[0].row_ids(0, 2)[0]) == [b"a", b"b"]
+
+
+class FlakyChangelog(MemoryChangelog):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_truncate = self.fail_end = False
+
+    def truncate(self, partition: int, before: int) -> bool:
+        if self.fail_truncate:
+            raise RuntimeError("broker down")
+        return super().truncate(partition, before)
+
+    def end_offset(self, partition: int) -> int:
+        if self.fail_end:
+            raise RuntimeError("broker down")
+        return super().end_offset(partition)
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_the_truncation_thread_survives_outages_and_a_cycle_without_start_truncates_nothing(
+    background: bool,
+) -> None:
+    from consumer.scoring.state.truncation import Truncator
+
+    changelog = FlakyChangelog()
+    changelog.append(changelog_records_for(changelog.topic, 6))
+    rolling = RollingRewrite()
+    truncator = Truncator(changelog, background=background)
+    changelog.fail_truncate = changelog.fail_end = True
+    truncator.request(0, rolling.wait(0), 3)  # both fail: logged, the cycle starts unknown
+    results = _drain(truncator, 1)
+    changelog.fail_truncate = changelog.fail_end = False
+    second = rolling.wait(0)
+    truncator.request(0, second, 4)
+    results += _drain(truncator, 1)
+    truncator.close()
+    assert [(r.start, r.refused) for r in results] == [(None, False), (6, False)]
+    assert changelog.truncations == [(0, 4)]
+    for r in results:
+        rolling.started(r.partition, r.cycle, r.start)
+    assert rolling.cycles[0] is second and second.ready and second.start == 6
+
+
+def changelog_records_for(topic: str, n: int) -> list[Any]:
+    from consumer.scoring.state.changelog import changelog_records
+
+    return [r for k in range(n) for r in changelog_records(topic, 0, [f"i{k}"], records([float(k)]), [k])]
+
+
+def _drain(truncator: Any, n: int) -> list[Any]:
+    import time
+
+    got: list[Any] = []
+    deadline = time.monotonic() + 10
+    while len(got) < n and time.monotonic() < deadline:
+        got += truncator.results()
+        time.sleep(0.01)
+    return got
