@@ -93,6 +93,11 @@ class RollingRewrite:
             if self.cycles.get(piece.partition) is piece.cycle:
                 piece.cycle.cut = min(piece.cycle.cut, piece.start)
 
+    def rewind(self) -> None:
+        """Every slice not acknowledged is void (a rewind: whether it was written is not known)."""
+        for cycle in self.cycles.values():
+            cycle.cut = min(cycle.cut, cycle.acked)
+
     def acked(self, slices: list[Slice]) -> None:
         for piece in slices:
             cycle = piece.cycle

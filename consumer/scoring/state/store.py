@@ -291,6 +291,8 @@ class StateStore:
                     self._tables[p].put(ids, records, offsets)
         while self._slices:
             self.slices_failed(self._slices.pop()[1])
+        if self.rolling is not None:  # and slices of batches that never reached apply()
+            self.rolling.rewind()
         while self._marked:  # their fresh-start marks may not have landed: the retry writes them again
             self._resets |= self._marked.pop()[1] & self.owned
         if undone:

@@ -57,6 +57,11 @@ def test_slices_cover_the_table_once_per_cycle_at_least_as_many_rows_as_changes(
     rolling.begin(0, start=None)
     rolling.acked([third])  # a slice of the cycle before: ignored
     assert not rolling.complete()
+    lost = rolling.cut(0, rows=3, changed=1)  # its batch never published (an error before apply)
+    assert lost is not None and rolling.cut(0, rows=3, changed=1) is None
+    rolling.rewind()
+    again = rolling.cut(0, rows=3, changed=1)
+    assert again is not None and (again.start, again.stop) == (0, 3)
 
 
 def records(stock: list[float]) -> np.ndarray:
