@@ -69,6 +69,11 @@ class StateFlush:
             records.append(lineage_record(topic, partition, self.store.lineage(after)))
         return records
 
+    def committed(self) -> None:
+        """Offsets were committed: a rewrite cycle whose records they cover can be truncated now
+        (not only at the next flush, which an idle stream never starts)."""
+        truncate_cycles(self.store)
+
     def done(self, *, block: bool) -> bool | None:
         """The flush in flight: True acknowledged (or none), False failed (given back), None not yet."""
         if self._pending is None:
