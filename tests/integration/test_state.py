@@ -346,9 +346,11 @@ def test_the_changelog_is_truncated_after_a_full_cycle_and_a_restore_after_it_gi
     first = spawn(env, tmp_path / "first.log")
     processes.append(first)
     head.sort(key=lambda r: (r.offset, r.partition))  # both partitions flow at once
-    for i in range(0, len(head), 30):  # a flowing stream: many flushes, each writing a slice
-        produce(bootstrap, topic, head[i : i + 30])
-        time.sleep(0.05)
+    produce(bootstrap, topic, head[:40])
+    wait_for("the first commits", lambda: sum(committed(env).values()) > 0)
+    for i in range(40, len(head), 20):  # a flowing stream: many flushes, each writing a slice
+        produce(bootstrap, topic, head[i : i + 20])
+        time.sleep(0.1)
     heads = {p: int(len(recs[(topic, p)]) * 0.6) for p in range(PARTITIONS)}
     wait_for("the first consumer to commit the head", lambda: committed(env) == heads, timeout=180)
     wait_for("the changelog to be truncated", lambda: all(log_start(bootstrap, state_topic(env)).values()))
