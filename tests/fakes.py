@@ -200,6 +200,9 @@ class MemoryChangelog:
         self.topic = topic
         self.partitions: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
         self.reads: list[int] = []
+        self.deleted: dict[int, int] = {}  # per partition: the log start offset (records deleted below it)
+        self.truncations: list[tuple[int, int]] = []
+        self.refuses = False
 
     def append(self, outputs: Sequence[OutputRecord]) -> None:
         for o in outputs:
@@ -211,5 +214,19 @@ class MemoryChangelog:
         self.reads.append(partition)
         records = self.partitions.get(partition, [])
         return [k for k, _ in records], [v for _, v in records]
+
+    def end_offset(self, partition: int) -> int:
+        return self.deleted.get(partition, 0) + len(self.partitions.get(partition, []))
+
+    def truncate(self, partition: int, before: int) -> bool:
+        """DeleteRecords: the records below offset ``before`` go (``refuses``: a compact-only topic)."""
+        if self.refuses:
+            return False
+        gone = before - self.deleted.get(partition, 0)
+        if gone > 0:
+            self.partitions[partition] = self.partitions.get(partition, [])[gone:]
+            self.deleted[partition] = before
+        self.truncations.append((partition, before))
+        return True
 
     def close(self) -> None: ...

@@ -12,7 +12,7 @@ partitions, and optionally the inventory lookup that seeds unknown items):
 3. items no table holds start from the inventory snapshot's state (:mod:`.state.seeds`); items
    nowhere are new (their first update must be complete);
 4. ``detector.decide_batch`` on the batch's prior states; an unknown item's incomplete update is a
-   dead letter ``missing_field``; anomaly (and decision) events; one changelog record per changed
+   dead letter ``missing_field``; anomaly (and decision) events; the changed items' states in packed changelog records, per changed
    item (its new record and the offset of its last update in the batch), to the changelog
    partition of its input partition (exactly-once; at-least-once the store's cache writes them at
    the next offset commit, :mod:`.state.cache`). The state changes travel in the result (``state``): the loop
@@ -40,11 +40,11 @@ from consumer.scoring.episode_batch import EpisodeContext, episode_alert, track_
 from consumer.scoring.episodes import Transition
 from consumer.scoring.future_time import drop_future
 from consumer.scoring.state.batch_items import prior_states, staged_changes
-from consumer.scoring.state.changelog import changelog_records
 from consumer.scoring.state.record import episodes_of, join, states_of
 from consumer.scoring.state.seeds import Seeds
 from consumer.scoring.state.store import StagedChanges, StateStore
 from consumer.scoring.state.table import ABSENT
+from consumer.scoring.state.writes import truncate_cycles, write_partition
 from consumer.wire.context import change_input_keys
 from consumer.wire.events import UNVERSIONED, DlqReason, build_events
 from detection import ChangeDetector, UpdateBatch, parse_updates
@@ -73,6 +73,15 @@ def _committed_of(partitions: list[TopicPart], committed: Committed | None) -> M
 
 _OFFSET = attrgetter("offset")
 _PARTITION = attrgetter("partition")
+
+
+def _committed_one(topic: str, committed: Committed, partition: int) -> int | None:
+    """The group's committed offset of one input partition (None when unknown or unreadable)."""
+    try:
+        return committed([(topic, partition)]).get((topic, partition))
+    except Exception as exc:  # asked again at the next truncation
+        log.info("could not read the committed offset of %s[%d] (%r)", topic, partition, exc)
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +124,8 @@ class ChangeContext:
             self.seeds.prepare(detector.metadata.group_field, tick)
         if self.episodes is not None:
             self.episodes.start(tick)
+        if first and committed is not None:
+            self.store.committed_offset = partial(_committed_one, next(iter(first))[0], committed)
         self.restore_for(first, tick, committed)
 
     def restore_for(
@@ -142,6 +153,8 @@ class ChangeContext:
             self.store.settled(result.state_token)
             if self.store.cache is not None and result.state is not None:
                 self.store.cache.add(result.state)
+        if self.store.cache is None:  # exactly-once: a cycle's slices are committed with their batch
+            truncate_cycles(self.store)
 
     def rewound(self, *, to_committed: Iterable[TopicPart] = ()) -> None:
         """Every unacknowledged batch is read again: its changes must not be in the state.
@@ -205,8 +218,10 @@ def process_change_batch(
         for p, (ids, recs, offs) in staged.by_partition.items():  # each item's episode joins its record
             staged.by_partition[p] = (ids, join(recs, episodes.of(ids)), offs)
         if ctx.store.cache is None:  # else written at the next commit (:mod:`.state.cache`)
-            for p, (ids, recs, offs) in staged.by_partition.items():
-                outputs += changelog_records(ctx.changelog_topic, p, ids, recs, offs)
+            for p, chunk in staged.by_partition.items():
+                written, piece = write_partition(ctx.store, ctx.changelog_topic, p, chunk, acked_only=False)
+                outputs += written
+                staged.slices += [piece] if piece is not None else []
     letters: list[OutputRecord] = []
     dead_letters(failures, config, letters, reasons)
     return BatchResult(

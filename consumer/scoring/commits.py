@@ -128,6 +128,8 @@ class Committer:
         self.failures_in_row = 0
         self.ledger.committed(offsets, sync=sync)
         self.metrics.commits.inc()
+        if self.flush is not None:
+            self.flush.committed()
         return True
 
     def final(self) -> bool:

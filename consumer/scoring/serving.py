@@ -59,6 +59,7 @@ def decide(
     if result.state is not None:
         result.state.resets = resets
     marks = [reset_record(topic, p) for p in sorted(resets)]  # before the batch's records of p
+    state.store.after.update(ends)  # an at-least-once flush repeats the lineage after its records
     lineage = [lineage_record(topic, p, state.store.lineage(a)) for p, a in sorted(ends.items())]
     result.outputs = marks + result.outputs + lineage
     return result

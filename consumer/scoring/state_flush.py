@@ -16,10 +16,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from consumer.ports import Delivery, DeliveryError, Sink, Source
+from consumer.ports import Delivery, DeliveryError, OutputRecord, Sink, Source
 from consumer.scoring.metrics import ConsumerMetrics
-from consumer.scoring.state.cache import Taken
+from consumer.scoring.state.cache import Chunk, Taken
+from consumer.scoring.state.changelog import lineage_record
+from consumer.scoring.state.rolling import Slice
 from consumer.scoring.state.store import StateStore
+from consumer.scoring.state.writes import truncate_cycles, write_partition
 
 __all__ = ["StateFlush"]
 
@@ -35,6 +38,7 @@ class StateFlush:
         self.source = source
         self.metrics = metrics
         self._pending: tuple[Taken, Delivery | None, BaseException | None, dict[int, Any]] | None = None
+        self._slices: list[Slice] = []  # the rewrite slices of the flush in flight
 
     @property
     def pending(self) -> bool:
@@ -45,12 +49,30 @@ class StateFlush:
         cache = self.store.cache
         if self._pending is not None or cache is None or not len(cache):
             return
-        taken = cache.take()
+        truncate_cycles(self.store)  # the previous flush's offsets are committed by now (or not yet)
+        self._slices = []
+        taken = cache.take(self._records)
         owned = {p: self.store.table(p) for p in self.store.owned}  # the tables the records are of
         try:
             self._pending = (taken, self.sink.publish(taken.records, {}, self.source), None, owned)
         except DeliveryError as exc:
             self._pending = (taken, None, exc, owned)
+
+    def _records(self, partition: int, chunk: Chunk) -> list[OutputRecord]:
+        """A partition's records: rewrite slice and changes (:mod:`.state.writes`), then its lineage."""
+        topic = self.store.changelog.topic
+        records, piece = write_partition(self.store, topic, partition, chunk, acked_only=True)
+        if piece is not None:
+            self._slices.append(piece)
+        after = self.store.after.get(partition)
+        if after is not None:  # the latest lineage stays above any truncation point
+            records.append(lineage_record(topic, partition, self.store.lineage(after)))
+        return records
+
+    def committed(self) -> None:
+        """Offsets were committed: a rewrite cycle whose records they cover can be truncated now
+        (not only at the next flush, which an idle stream never starts)."""
+        truncate_cycles(self.store)
 
     def done(self, *, block: bool) -> bool | None:
         """The flush in flight: True acknowledged (or none), False failed (given back), None not yet."""
@@ -66,7 +88,9 @@ class StateFlush:
         self._pending = None
         if error is None:
             self.metrics.state_flushed.inc(taken.items)
+            self.store.slices_acked(self._slices)
             return True
+        self.store.slices_failed(self._slices)
         cache = self.store.cache
         if cache is not None:
             still = {

@@ -193,7 +193,8 @@ def check_against_offline(env: dict[str, str], detector: ChangeDetector, recs: d
         records, _ = got.get(got.lookup(ids))
         assert states_of(records).tobytes() == table.gather(table.lookup(ids)).tobytes()  # counters included
     touched = {rows[i].key.decode() for i in range(len(rows)) if i not in decisions.rejected}
-    assert touched <= {r.key.decode() for r in logged}
+    held = decode([r.key for r in logged], [r.value for r in logged], committed=2**62).item_ids
+    assert touched <= set(held)
 
 
 def by_partition(recs: dict[Any, list[Rec]], cut: float) -> tuple[list[Rec], list[Rec]]:
@@ -312,4 +313,56 @@ def test_both_changelog_readers_read_to_the_end_and_skip_aborted_transactions(
         admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
         admin.delete_topics([topic])
         admin.close()
-    assert keys == [b"a", b"b", b"c"] and values == [o.value for o in committed]
+    assert keys == [o.key for o in committed] and values == [o.value for o in committed]
+    assert decode(keys, values, committed=10).item_ids == ["a", "b", "c"]
+
+
+def log_start(bootstrap: str, topic: str) -> dict[int, int]:
+    """Each partition's first offset still held (DeleteRecords moves it up)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        return {tp.partition: o for tp, o in consumer.beginning_offsets(tps).items()}
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
+def test_the_changelog_is_truncated_after_a_full_cycle_and_a_restore_after_it_gives_the_same_state(
+    delivery: str,
+    env: dict[str, str],
+    detector: ChangeDetector,
+    processes: list[subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    """The tables (~170 items per partition) are smaller than one rewrite slice: each write of a
+    partition completes a cycle, so the log is truncated as soon as the group has committed."""
+    env = env | {"STOCKWATCH_DELIVERY": delivery}
+    recs = stream(n=1500, partitions=PARTITIONS, seed=21)
+    recs = {(env["STOCKWATCH_INPUT_TOPIC"], p): [r._replace(topic=env["STOCKWATCH_INPUT_TOPIC"]) for r in v]
+            for (_, p), v in recs.items()}  # fmt: skip
+    bootstrap, topic = env["STOCKWATCH_KAFKA_BOOTSTRAP"], env["STOCKWATCH_INPUT_TOPIC"]
+    head, tail = by_partition(recs, 0.6)
+    first = spawn(env, tmp_path / "first.log")
+    processes.append(first)
+    head.sort(key=lambda r: (r.offset, r.partition))  # both partitions flow at once
+    produce(bootstrap, topic, head[:40])
+    wait_for("the first commits", lambda: sum(committed(env).values()) > 0)
+    for i in range(40, len(head), 20):  # a flowing stream: many flushes, each writing a slice
+        produce(bootstrap, topic, head[i : i + 20])
+        time.sleep(0.1)
+    heads = {p: int(len(recs[(topic, p)]) * 0.6) for p in range(PARTITIONS)}
+    wait_for("the first consumer to commit the head", lambda: committed(env) == heads, timeout=180)
+    wait_for("the changelog to be truncated", lambda: all(log_start(bootstrap, state_topic(env)).values()))
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(30) == 0
+    produce(bootstrap, topic, tail)
+    second = spawn(env, tmp_path / "second.log")  # restores from the truncated log
+    processes.append(second)
+    total = {p: len(recs[(topic, p)]) for p in range(PARTITIONS)}
+    wait_for("the second consumer to commit everything", lambda: committed(env) == total, timeout=180)
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(30) == 0
+    assert b"restored the state of partition" in (tmp_path / "second.log").read_bytes()
+    assert b"truncated " in (tmp_path / "first.log").read_bytes()
+    check_against_offline(env, detector, recs)  # decisions after the restore, and the truncated log's state

@@ -9,7 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from config.kafka import KafkaSettings
 from consumer.ports import KafkaUnavailableError
@@ -30,6 +31,7 @@ class ConfluentChangelog:
         self._ensure = ensure
         self._kafka = kafka
         self._client: Consumer | None = None  # created at the first restore
+        self._admin: AdminClient | None = None  # created at the first truncation
 
     def _connect(self) -> Consumer:
         kafka = self._kafka
@@ -77,6 +79,40 @@ class ConfluentChangelog:
         finally:
             consumer.unassign()
         return keys, values
+
+    def _admin_client(self) -> AdminClient:
+        if self._admin is None:
+            self._admin = AdminClient({"bootstrap.servers": self._kafka.bootstrap})
+        return self._admin
+
+    def end_offset(self, partition: int) -> int:
+        """The partition's high watermark, a lower bound of the next record's offset (the admin
+        client: called by the truncation thread, never with the restore reader)."""
+        tp = TopicPartition(self.topic, partition)
+        try:
+            latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+            futures = self._admin_client().list_offsets({tp: latest}, request_timeout=10.0)
+            return int(next(iter(futures.values())).result(timeout=15.0).offset)
+        except Exception as exc:  # KafkaException or the future's timeout
+            raise KafkaUnavailableError(
+                f"could not read the end of {self.topic}[{partition}]: {exc!r}"
+            ) from exc
+
+    def truncate(self, partition: int, before: int) -> bool:
+        """Delete the partition's records below ``before``; False when the topic's policy refuses."""
+        futures = self._admin_client().delete_records(
+            [TopicPartition(self.topic, partition, before)], request_timeout=10.0, operation_timeout=10.0
+        )
+        try:
+            for future in futures.values():
+                future.result(timeout=15.0)
+        except KafkaException as exc:
+            if exc.args and getattr(exc.args[0], "code", lambda: None)() == KafkaError.POLICY_VIOLATION:
+                return False
+            raise KafkaUnavailableError(f"could not truncate {self.topic}[{partition}]: {exc}") from exc
+        except Exception as exc:  # a timeout of the future
+            raise KafkaUnavailableError(f"could not truncate {self.topic}[{partition}]: {exc!r}") from exc
+        return True
 
     def close(self) -> None:
         if self._client is not None:

@@ -6,7 +6,7 @@
   commits a batch's offsets only after every output of that batch and of every earlier batch was
   acknowledged) and :class:`TransactionalSink` (outputs and consumed offsets in one transaction,
   ``send_offsets_to_transaction``);
-* :mod:`.changelog` — :class:`KafkaChangelog`, the compacted topic behind the per-item state
+* :mod:`.changelog` — :class:`KafkaChangelog`, the topic behind the per-item state (read, truncated)
   (created with the input's partition count, read back on assignment);
 * :mod:`.status` — :class:`StatusListener` (``model_published`` announcements) and topic creation;
 * :mod:`.worker` — the retrain worker's and ``stockwatch ctl``'s publisher, control source and

@@ -1,4 +1,12 @@
-"""The state changelog on Kafka: a compacted topic partitioned like the input, read back on assignment."""
+"""The state changelog on Kafka: a topic partitioned like the input, read back on assignment and
+truncated by the state's rolling rewrite (DeleteRecords, docs/consume.md § Per-item state).
+
+Its policy is ``compact,delete`` with no retention (``retention.ms``/``retention.bytes`` -1):
+compaction keeps the last lineage and fresh-start mark, nothing expires by time or size, and
+DeleteRecords (refused by a compact-only topic) is allowed. A changelog created compact-only by an
+earlier version is altered to that policy once (incremental, only these three settings); if the
+broker refuses, it keeps being restored but is never truncated (the store logs that once).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +17,8 @@ from operator import attrgetter
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic, OffsetSpec
+from kafka.errors import KafkaError, PolicyViolationError, TopicAlreadyExistsError
 
 from config.kafka import KafkaSettings
 from consumer.ports import KafkaUnavailableError
@@ -19,7 +27,9 @@ __all__ = ["KafkaChangelog", "ensure_changelog"]
 
 log = logging.getLogger(__name__)
 
-COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+TRUNCATABLE = {"cleanup.policy": "compact,delete", "retention.ms": "-1", "retention.bytes": "-1"}
+COMPACTED = {**TRUNCATABLE, "min.compaction.lag.ms": "60000"}  # what a new changelog is created with
+_ADMIN_TIMEOUT_MS = 10_000
 _RESTORE_FETCH_BYTES = 32 * 1024 * 1024
 _RESTORE_TIMEOUT_S = 300.0
 _KEY, _VALUE = (
@@ -29,7 +39,7 @@ _KEY, _VALUE = (
 
 
 def ensure_changelog(bootstrap: str, topic: str, *, input_topic: str) -> int:
-    """Create the compacted changelog with the input's partition count if absent; returns that count.
+    """Create the changelog (compact,delete) with the input's partition count if absent; returns that count.
 
     An existing changelog with fewer partitions than the input cannot hold every partition's
     state: that stops the service with a message for the operator (``SystemExit``, no traceback).
@@ -56,18 +66,37 @@ def _ensure(bootstrap: str, topic: str, input_topic: str) -> int:
                     "delete the changelog (the state is rebuilt from the inventory) or set "
                     "STOCKWATCH_STATE_CHANGELOG_TOPIC to another name"
                 )
+            _allow_truncation(admin, topic)
             return want
         try:
             admin.create_topics(
                 [NewTopic(topic, num_partitions=want, replication_factor=-1, topic_configs=COMPACTED)],
                 timeout_ms=30_000,
             )
-            log.info("created the state changelog %s (%d partitions, compacted)", topic, want)
+            log.info("created the state changelog %s (%d partitions, compact,delete)", topic, want)
         except TopicAlreadyExistsError:
             pass  # another instance was quicker
         return want
     finally:
         admin.close()
+
+
+def _allow_truncation(admin: KafkaAdminClient, topic: str) -> None:
+    """Give a compact-only changelog (an earlier version's) the policy DeleteRecords needs."""
+    resource = ConfigResource(ConfigResourceType.TOPIC, topic)
+    try:
+        described: dict[str, Any] = admin.describe_configs([resource])
+        policy = str(described["topic"][topic]["cleanup.policy"]["value"])
+    except Exception as exc:  # an older response layout or a refusal: leave it as it is
+        log.info("could not read the configuration of %s (%r)", topic, exc)
+        return
+    if "delete" in policy.split(","):
+        return
+    try:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=TRUNCATABLE)])
+        log.info("state changelog %s: cleanup.policy compact -> compact,delete (no retention)", topic)
+    except Exception as exc:  # the store then logs that the log is not truncated
+        log.warning("could not allow DeleteRecords on %s (%r)", topic, exc)
 
 
 class KafkaChangelog:
@@ -78,6 +107,7 @@ class KafkaChangelog:
         self._kafka = kafka
         self._ensured = False
         self._client: KafkaConsumer | None = None  # created at the first restore
+        self._admin: KafkaAdminClient | None = None  # created at the first truncation
 
     @property
     def _consumer(self) -> KafkaConsumer:
@@ -139,6 +169,43 @@ class KafkaChangelog:
                 self._client.assign([])
         return keys, values
 
+    def _admin_client(self) -> KafkaAdminClient:
+        if self._admin is None:
+            self._admin = KafkaAdminClient(
+                bootstrap_servers=self._kafka.bootstrap,
+                client_id="stockwatch-consume-truncate",
+                request_timeout_ms=_ADMIN_TIMEOUT_MS,
+            )
+        return self._admin
+
+    def end_offset(self, partition: int) -> int:
+        """The partition's high watermark, a lower bound of the next record's offset (the admin
+        client: called by the truncation thread, never with the restore reader)."""
+        tp = TopicPartition(self.topic, partition)
+        try:
+            got = self._admin_client().list_partition_offsets(
+                {tp: OffsetSpec.LATEST}, timeout_ms=_ADMIN_TIMEOUT_MS
+            )
+        except KafkaError as exc:
+            raise KafkaUnavailableError(
+                f"could not read the end of {self.topic}[{partition}]: {exc!r}"
+            ) from exc
+        return int(got[tp].offset)
+
+    def truncate(self, partition: int, before: int) -> bool:
+        """Delete the partition's records below ``before``; False when the topic's policy refuses."""
+        try:
+            self._admin_client().delete_records(
+                {TopicPartition(self.topic, partition): before}, timeout_ms=_ADMIN_TIMEOUT_MS
+            )
+        except PolicyViolationError:
+            return False
+        except KafkaError as exc:
+            raise KafkaUnavailableError(f"could not truncate {self.topic}[{partition}]: {exc!r}") from exc
+        return True
+
     def close(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
         if self._client is not None:
             self._client.close(autocommit=False)

@@ -1,7 +1,9 @@
 """The per-item state of `stockwatch consume` (the ``default`` detector's item histories).
 
 * :mod:`.table` — :class:`PartitionTable`: one partition's records in numpy arrays (~112 B per item);
-* :mod:`.changelog` — the compacted changelog's topic name, record format and restore decoding;
+* :mod:`.changelog` — the changelog's topic name, record formats and restore decoding;
+* :mod:`.packed` — packed records (many item states per Kafka record);
+* :mod:`.rolling`, :mod:`.writes` — the rolling rewrite and truncation that bound the log;
 * :mod:`.store` — :class:`StateStore`: tables of the owned partitions (assign / revoke / table),
   a batch's changes applied on publish and undone on a rewind;
 * :mod:`.seeds` — where unknown items start: the inventory snapshot, loaded once or looked up.

@@ -1,7 +1,7 @@
 """The changelog records of acknowledged batches, held until the next offset commit (at-least-once).
 
 Kafka Streams' record cache (``cache.max.bytes.buffering`` with ``commit.interval.ms``): an item
-changed by several batches between two commits costs one changelog record, written when the
+changed by several batches between two commits costs one item state (packed records), written when the
 offsets are about to be committed (:meth:`ChangelogCache.take`). The loop commits only after that
 flush is acknowledged, and the flush holds every batch acknowledged so far, so each item's last
 changelog record below the committed offset is its state at that offset. A crash before the
@@ -13,7 +13,7 @@ Under exactly-once there is no cache: each batch's records join its transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -37,7 +37,7 @@ class Taken:
 
     records: list[OutputRecord]
     chunks: dict[int, Chunk]
-    items: int  # records written (distinct items)
+    items: int  # item states written (distinct items; packed: many per record)
     changes: int  # changes they stand for (one per item and batch)
 
 
@@ -68,15 +68,16 @@ class ChangelogCache:
         for p in partitions:
             self._chunks.pop(p, None)
 
-    def take(self) -> Taken:
-        """Every held change as one record per item (removed: :meth:`give_back` if not acknowledged)."""
+    def take(self, build: Callable[[int, Chunk], list[OutputRecord]] | None = None) -> Taken:
+        """Every held change, each item once, as packed records per partition (``build``: how, else
+        the changes alone); removed: :meth:`give_back` if not acknowledged."""
         changes = len(self)
         taken = {p: _latest(chunks) for p, chunks in self._chunks.items() if chunks}
         self._chunks = {}
         records: list[OutputRecord] = []
-        for p, (ids, recs, offsets) in sorted(taken.items()):
-            records += changelog_records(self.topic, p, ids, recs, offsets)
-        return Taken(records, taken, len(records), changes)
+        for p, chunk in sorted(taken.items()):
+            records += build(p, chunk) if build is not None else changelog_records(self.topic, p, *chunk)
+        return Taken(records, taken, sum(len(ids) for ids, _, _ in taken.values()), changes)
 
     def give_back(self, taken: Taken) -> None:
         """A flush not acknowledged: its changes go first again (changes added since are newer)."""

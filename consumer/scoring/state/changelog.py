@@ -1,15 +1,18 @@
-"""The changelog of the item states: topic name, record format, and decoding a restore.
+"""The changelog of the item states: topic name, record formats, and decoding a restore.
 
-One compacted topic, one partition per input partition (changes of input partition ``p`` go to
-changelog partition ``p``); key = the item id (UTF-8), value = :data:`CHANGELOG_VALUE` (120 bytes,
+One topic, one partition per input partition (changes of input partition ``p`` go to changelog
+partition ``p``). Item states are written as packed records (:mod:`.packed`: many
+:data:`CHANGELOG_VALUE` rows per Kafka record); the layout before them, still restored, is one
+record per item: key = the item id (UTF-8), value = :data:`CHANGELOG_VALUE` (120 bytes,
 little-endian): the 112-byte item record (:data:`.record.ITEM_DTYPE`: the detector's history, then
 the alert episode) followed by the input offset of the update that produced it. A reader tells the
 layouts apart by length: 88-byte values (:data:`LEGACY_VALUE`, written before episodes: the
 detector's record and the offset) restore with no episode open.
 
-Two more kinds of record, never 88 or 120 bytes (an older reader ignores them as another layout):
+Packed records are never 88 or 120 bytes either: a version before them ignores them (a downgrade
+restores none of the state written since). Two more kinds of record, never 88 or 120 bytes:
 
-* :data:`LINEAGE_KEY`, one per partition and batch, a small JSON object (:class:`Lineage`): the
+* :data:`LINEAGE_KEY`, one per partition and batch (and at-least-once flush), a small JSON object (:class:`Lineage`): the
   group field the records are under and the input offset the `default` path decided up to;
 * :data:`RESET_KEY`, written first by a batch that starts the partition afresh: every record
   before the last one is void, whatever its input offset (a restore that finds the state stale —
@@ -31,6 +34,7 @@ import numpy.typing as npt
 import orjson
 
 from consumer.ports import OutputRecord
+from consumer.scoring.state.packed import is_pack, pack_records, unpack
 from consumer.scoring.state.record import ITEM_DTYPE, as_items, join
 from detection.item_state import STATE_DTYPE
 
@@ -44,7 +48,9 @@ __all__ = [
     "Restored",
     "changelog_records",
     "changelog_topic",
+    "changelog_values",
     "decode",
+    "item_records",
     "lineage_record",
     "reset_record",
 ]
@@ -57,6 +63,14 @@ _NOT_TOPIC_CHARS: Final = re.compile(r"[^a-zA-Z0-9._-]")
 LINEAGE_KEY: Final = b"\x00stockwatch.lineage"
 RESET_KEY: Final = b"\x00stockwatch.reset"
 _RESET_VALUE: Final = b'{"reset": true}'  # not empty: an empty value would be a tombstone
+_STATE_FIELD: Final = np.dtype(
+    {
+        "names": ["state"],
+        "formats": [f"V{ITEM_DTYPE.itemsize}"],
+        "offsets": [0],
+        "itemsize": CHANGELOG_VALUE.itemsize,
+    }
+)  # a value's item record as raw bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,15 +111,30 @@ def changelog_topic(template: str, *, group_id: str, input_topic: str) -> str:
     return _NOT_TOPIC_CHARS.sub("_", name)[:249]
 
 
+def changelog_values(records: npt.NDArray[np.void], offsets: npt.ArrayLike) -> npt.NDArray[np.uint8]:
+    """Each item's CHANGELOG_VALUE (its record, then the input offset) as rows of bytes."""
+    n, item = records.shape[0], ITEM_DTYPE.itemsize
+    values = np.empty((n, CHANGELOG_VALUE.itemsize), np.uint8)  # as bytes: a structured copy is ~20x slower
+    values[:, :item] = np.ascontiguousarray(as_items(records)).view(np.uint8).reshape(n, item)
+    values[:, item:] = np.asarray(offsets, "<i8").reshape(n, 1).view(np.uint8)
+    return values
+
+
 def changelog_records(
     topic: str, partition: int, item_ids: Sequence[str], records: npt.NDArray[np.void], offsets: npt.ArrayLike
 ) -> list[OutputRecord]:
-    """One output per item: its new record and the input offset that produced it."""
-    n, size, item = len(item_ids), CHANGELOG_VALUE.itemsize, ITEM_DTYPE.itemsize
-    values = np.empty((n, size), np.uint8)  # built as bytes: a structured copy is ~20x slower
-    values[:, :item] = np.ascontiguousarray(as_items(records)).view(np.uint8).reshape(n, item)
-    values[:, item:] = np.asarray(offsets, "<i8").reshape(n, 1).view(np.uint8)
-    raw = values.tobytes()
+    """Packed records (:mod:`.packed`) of the items' new records and the input offsets that produced them."""
+    if not item_ids:
+        return []
+    return pack_records(topic, partition, list(map(str.encode, item_ids)), changelog_values(records, offsets))
+
+
+def item_records(
+    topic: str, partition: int, item_ids: Sequence[str], records: npt.NDArray[np.void], offsets: npt.ArrayLike
+) -> list[OutputRecord]:
+    """One record per item, keyed by its id (the layout before packed records; still restored)."""
+    n, size = len(item_ids), CHANGELOG_VALUE.itemsize
+    raw = changelog_values(records, offsets).tobytes()
     chunks = map(raw.__getitem__, map(slice, range(0, n * size, size), range(size, n * size + 1, size)))
     keys = map(str.encode, item_ids)
     return list(map(OutputRecord, repeat(topic), keys, chunks, map(list, repeat((), n)), repeat(partition)))
@@ -121,59 +150,83 @@ class Restored:
     read: int  # changelog records read
     ignored: int  # records skipped: input not committed yet, before a fresh start, or of another layout
     lineage: Lineage | None = None  # the last lineage record (None: a changelog written without them)
+    refused: int = 0  # packed records that did not parse (logged by the store)
 
 
 def decode(
     keys: Sequence[bytes | None], values: Sequence[bytes | None], *, committed: int, fresh: bool = False
 ) -> Restored:
-    """The records after the last fresh-start mark whose input offset is below ``committed``, in
-    changelog order (later ones of an item win: :meth:`PartitionTable.load` keeps the last).
-    ``fresh``: none (the caller starts the partition afresh; the lineage is still read).
+    """The item states after the last fresh-start mark whose input offset is below ``committed``, in
+    changelog order (later ones of an item win: :meth:`PartitionTable.load` keeps the last), from
+    per-item records and packed ones (:mod:`.packed`) alike. ``fresh``: none (the caller starts the
+    partition afresh; the lineage is still read).
 
     A change whose input was not committed yet is ignored: that input is read again after the
     restore and decided against the state before it (Quix's checkpointing rule), so a crash
-    between the changelog write and the offset commit never applies an update twice.
+    between the changelog write and the offset commit never applies an update twice. A packed
+    record that does not parse is ignored whole (counted in ``refused``), never a crash.
     """
     n = len(keys)
-    size, legacy = CHANGELOG_VALUE.itemsize, LEGACY_VALUE.itemsize
+    size = CHANGELOG_VALUE.itemsize
     lineage = None
     if None in keys or None in values:  # tombstones: the rare case, by record
         usable = [k for k, (key, v) in enumerate(zip(keys, values, strict=True)) if key and v]
         keys, values = [keys[k] for k in usable], [values[k] for k in usable]
     lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))  # type: ignore[arg-type]
-    records = (lengths == size) | (lengths == legacy)
-    other = np.flatnonzero(~records).tolist()  # lineage and reset records, other layouts: few
-    if other:
-        start = 0
-        for k in other:
-            if keys[k] == LINEAGE_KEY:
-                lineage = Lineage.decode(values[k]) or lineage
-            elif keys[k] == RESET_KEY:
-                start = k + 1  # everything before the last fresh start is void
-        records[:start] = False
-        keys, values = list(compress(keys, records.tolist())), list(compress(values, records.tolist()))
-        lengths = lengths[records]
-    if np.any(lengths == legacy):  # written before episodes: widened, in order
-        values = [v if len(v) == size else _widen(v) for v in values]  # type: ignore[arg-type]
-    if fresh:
-        keys, values = [], []
-    decoded = np.frombuffer(b"".join(values), CHANGELOG_VALUE)  # type: ignore[arg-type]
+    per_item = (lengths == size) | (lengths == LEGACY_VALUE.itemsize)
+    start, packs = 0, list[int]()
+    for k in np.flatnonzero(~per_item).tolist():  # lineage, reset and packed records: few
+        if keys[k] == LINEAGE_KEY:
+            lineage = Lineage.decode(values[k]) or lineage
+        elif keys[k] == RESET_KEY:
+            start, packs = k + 1, []  # everything before the last fresh start is void
+        elif is_pack(keys[k]):
+            packs.append(k)
+    ids: list[bytes] = []
+    rows: list[npt.NDArray[np.uint8]] = []
+    refused, prev = 0, start
+    for k in [*packs, len(values)] if not fresh else []:
+        if k > prev:  # the per-item records between two packed ones
+            ok = per_item[prev:k].tolist()
+            ids += compress(keys[prev:k], ok)  # type: ignore[arg-type]
+            rows.append(_per_item(list(compress(values[prev:k], ok))))  # type: ignore[arg-type]
+        if k < len(values):
+            unpacked = unpack(values[k], size)  # type: ignore[arg-type]
+            if unpacked is None:
+                refused += 1
+            else:
+                ids += unpacked[0]
+                rows.append(unpacked[1])
+        prev = k + 1
+    entries = len(ids)
+    usable_records = int(np.count_nonzero(per_item[start:])) + len(packs) - refused if not fresh else 0
+    decoded = np.concatenate(rows).view(CHANGELOG_VALUE).reshape(-1) if rows else np.zeros(0, CHANGELOG_VALUE)
     mask = decoded["offset"] < committed
     kept = int(np.count_nonzero(mask))
-    every = kept == len(values)  # the usual restore: no structured copy (20x a byte copy)
+    every = kept == entries  # the usual restore: no structured copy (20x a byte copy)
     chosen = decoded if every else decoded[mask]
-    picked: list[bytes] = keys if every else list(compress(keys, mask.tolist()))  # type: ignore[assignment,arg-type]
+    picked = ids if every else list(compress(ids, mask.tolist()))
     try:
-        ids = list(map(bytes.decode, picked))
+        texts = list(map(bytes.decode, picked))
     except UnicodeDecodeError:  # a key no input item has: a forged record, left out (and counted)
         utf8 = [_text(k) for k in picked]
         chosen = chosen[np.fromiter((i is not None for i in utf8), np.bool_, len(utf8))]
-        ids = [i for i in utf8 if i is not None]
-        kept = len(ids)
-    state_bytes = np.ascontiguousarray(chosen.view(np.uint8).reshape(-1, size)[:, : ITEM_DTYPE.itemsize])
-    states = state_bytes.view(ITEM_DTYPE).reshape(-1)  # a byte copy: 20x a structured one
+        texts = [i for i in utf8 if i is not None]
+        kept = len(texts)
+    states = (
+        chosen.view(_STATE_FIELD)["state"].copy().view(ITEM_DTYPE)
+    )  # one memcpy per row: 20x a structured copy
     offsets = chosen["offset"].astype(np.int64)
-    return Restored(ids, states, offsets, read=n, ignored=n - kept, lineage=lineage)
+    ignored = (n - usable_records) + (entries - kept)  # records of no use, then item states not used
+    return Restored(texts, states, offsets, read=n, ignored=ignored, lineage=lineage, refused=refused)
+
+
+def _per_item(values: list[bytes]) -> npt.NDArray[np.uint8]:
+    """Per-item values (120 bytes, or 88 written before episodes: widened) as n x 120 bytes."""
+    size = CHANGELOG_VALUE.itemsize
+    if any(len(v) != size for v in values):
+        values = [v if len(v) == size else _widen(v) for v in values]
+    return np.frombuffer(b"".join(values), np.uint8).reshape(-1, size)
 
 
 def _text(key: bytes) -> str | None:

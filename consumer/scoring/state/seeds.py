@@ -71,7 +71,7 @@ class SnapshotSeeds:
         started = time.perf_counter()
         self._groups: list[str | None] = [None]
         codes: dict[str | None, int] = {None: 0}
-        self._table = PartitionTable(dtype=SEED_DTYPE)
+        self._table = PartitionTable(dtype=SEED_DTYPE, keep_ids=False)
         chunk: list[Mapping[str, Any]] = []
         seen = 0
         for doc in docs:

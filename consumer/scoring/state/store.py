@@ -30,7 +30,9 @@ import numpy.typing as npt
 from consumer.ports import StateChangelog
 from consumer.scoring.state.changelog import Lineage, decode
 from consumer.scoring.state.record import ITEM_DTYPE
+from consumer.scoring.state.rolling import RollingRewrite, Slice
 from consumer.scoring.state.table import ABSENT, PartitionTable
+from consumer.scoring.state.truncation import Truncator
 
 if TYPE_CHECKING:
     from consumer.scoring.state.cache import ChangelogCache
@@ -48,6 +50,7 @@ class StagedChanges:
 
     by_partition: dict[int, tuple[list[str], Records, npt.NDArray[np.int64]]] = field(default_factory=dict)
     resets: set[int] = field(default_factory=set)  # partitions this batch starts afresh (marked first)
+    slices: list[Slice] = field(default_factory=list)  # rewrite slices its changelog records carry
 
     def __len__(self) -> int:
         return sum(len(ids) for ids, _, _ in self.by_partition.values())
@@ -80,6 +83,11 @@ class StateStore:
         self._marked: deque[tuple[int, set[int]]] = deque()  # (batch token, marks it carries) unacked
         self._stale: set[int] = set()  # partitions the seed model decided since their state was kept
         self.cache: ChangelogCache | None = None  # at-least-once: changelog records wait for the commit
+        self.rolling: RollingRewrite | None = RollingRewrite()  # None: the topic refuses truncation
+        self.truncator = Truncator(changelog)
+        self.committed_offset: Callable[[int], int | None] = lambda _p: None  # the group's, per partition
+        self._slices: deque[tuple[int, list[Slice]]] = deque()  # (batch token, its slices) unacked
+        self.after: dict[int, int] = {}  # per partition: the input offset decided up to (for lineage)
 
     @property
     def owned(self) -> set[int]:
@@ -115,6 +123,14 @@ class StateStore:
         started = time.perf_counter()
         keys, values = self.changelog.read(partition, tick=tick)
         restored = decode(keys, values, committed=resume_offset)
+        if restored.refused:
+            log.warning(
+                "%d packed records of %s[%d] could not be read (damaged, or of a later version): "
+                "their item states are ignored",
+                restored.refused,
+                self.changelog.topic,
+                partition,
+            )
         reset = self._stale_because(partition, restored.lineage, committed)
         if reset:
             restored = decode(keys, values, committed=resume_offset, fresh=True)
@@ -123,6 +139,8 @@ class StateStore:
         table.load(restored.item_ids, restored.records, restored.offsets)
         self._tables[partition] = table
         self._stale.discard(partition)
+        if self.rolling is not None:  # its first cycle starts at the end (read off the loop thread)
+            self.truncator.request(partition, self.rolling.wait(partition), None)
         seconds = time.perf_counter() - started
         done = Restore(partition, len(table), restored.read, restored.ignored, seconds, reset)
         self.restores.append(done)
@@ -199,6 +217,9 @@ class StateStore:
             self.cache.drop(partitions)
         for p in partitions:
             self._resets.discard(p)  # its next owner decides again whether it starts afresh
+            if self.rolling is not None:
+                self.rolling.drop(p)
+            self.after.pop(p, None)
             if self._tables.pop(p, None) is not None:
                 log.info("dropped the state of partition %d (revoked)", p)
                 self.on_change(len(self._tables), None)
@@ -245,6 +266,8 @@ class StateStore:
             if p in self._tables and ids:
                 undo[p] = (ids, *self._tables[p].put(ids, records, offsets))
         self._undo.append((self._token, undo))
+        if changes.slices:
+            self._slices.append((self._token, changes.slices))
         if changes.resets:
             self._marked.append((self._token, set(changes.resets)))
         return self._token
@@ -255,6 +278,8 @@ class StateStore:
             self._undo.popleft()
         while self._marked and self._marked[0][0] <= token:
             self._marked.popleft()
+        while self._slices and self._slices[0][0] <= token:
+            self.slices_acked(self._slices.popleft()[1])
 
     def rollback(self) -> int:
         """Undo every batch not acknowledged yet, newest first; returns how many."""
@@ -264,13 +289,32 @@ class StateStore:
             for p, (ids, records, offsets) in undo.items():
                 if p in self._tables:
                     self._tables[p].put(ids, records, offsets)
+        while self._slices:
+            self.slices_failed(self._slices.pop()[1])
+        if self.rolling is not None:  # and slices of batches that never reached apply()
+            self.rolling.rewind()
         while self._marked:  # their fresh-start marks may not have landed: the retry writes them again
             self._resets |= self._marked.pop()[1] & self.owned
         if undone:
             log.info("rolled back the state changes of %d unacknowledged batch(es)", undone)
         return undone
 
+    # ------------------------------------------------------------------ the bounded log (rolling.py)
+
+    def in_flight(self) -> list[dict[int, tuple[list[str], Records, npt.NDArray[np.int64]]]]:
+        """What each batch not acknowledged yet overwrote (oldest first): see :mod:`.writes`."""
+        return [undo for _, undo in self._undo]
+
+    def slices_acked(self, slices: list[Slice]) -> None:
+        if self.rolling is not None:
+            self.rolling.acked(slices)
+
+    def slices_failed(self, slices: list[Slice]) -> None:
+        if self.rolling is not None:
+            self.rolling.failed(slices)
+
     def close(self) -> None:
+        self.truncator.close()
         self.changelog.close()
 
 

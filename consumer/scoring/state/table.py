@@ -10,6 +10,10 @@ per process, which is fine: the index never leaves the process (the changelog ke
 
 A row whose offset is :data:`ABSENT` holds no item (an insert that was rolled back); the slot
 stays, so the id finds the same row if it comes back.
+
+An item table also keeps each row's id as UTF-8 bytes in one growing buffer (4 bytes of end
+offset per row plus the id): the changelog's rolling rewrite (:mod:`.rolling`) writes rows by
+position, and needs their ids. The inventory seed's table keeps none (``keep_ids=False``).
 """
 
 from __future__ import annotations
@@ -48,10 +52,15 @@ class PartitionTable:
     the detector alone given to an item table are widened (no episode open).
     """
 
-    __slots__ = ("_h1", "_h2", "_n", "_offsets", "_records", "_seen", "_slots")
+    __slots__ = ("_blob", "_blob_n", "_h1", "_h2", "_id_end", "_n", "_offsets", "_records", "_seen", "_slots")
 
-    def __init__(self, capacity: int = 1024, *, dtype: np.dtype[np.void] = ITEM_DTYPE) -> None:
+    def __init__(
+        self, capacity: int = 1024, *, dtype: np.dtype[np.void] = ITEM_DTYPE, keep_ids: bool = True
+    ) -> None:
         capacity = max(16, capacity)
+        self._id_end: npt.NDArray[np.uint32] | None = np.zeros(capacity, np.uint32) if keep_ids else None
+        self._blob = np.zeros(capacity * 12 if keep_ids else 0, np.uint8)  # the ids, UTF-8, row after row
+        self._blob_n = 0
         self._h1 = np.zeros(capacity, np.uint64)
         self._h2 = np.zeros(capacity, np.uint64)
         self._records: Records = np.zeros(capacity, dtype)
@@ -69,8 +78,24 @@ class PartitionTable:
     @property
     def nbytes(self) -> int:
         """Bytes of the arrays (what the table costs beyond a few small objects)."""
-        arrays = (self._h1, self._h2, self._records, self._offsets, self._slots)
-        return sum(a.nbytes for a in arrays)
+        arrays = (self._h1, self._h2, self._records, self._offsets, self._slots, self._blob)
+        return sum(a.nbytes for a in arrays) + (self._id_end.nbytes if self._id_end is not None else 0)
+
+    @property
+    def rows(self) -> int:
+        """Rows used (items and ABSENT rows): what a rolling rewrite covers."""
+        return self._n
+
+    def row_ids(self, start: int, stop: int) -> tuple[list[bytes], IntArray]:
+        """The ids (UTF-8) of rows ``start:stop`` that hold an item, and those rows."""
+        if self._id_end is None:
+            raise ValueError("this table keeps no ids")
+        rows = np.arange(start, stop, dtype=np.int64)
+        rows = rows[self._offsets[start:stop] != ABSENT]
+        ends = self._id_end[rows].astype(np.int64)
+        begins = np.where(rows > 0, self._id_end[np.maximum(rows - 1, 0)], 0).astype(np.int64)
+        blob = self._blob[: self._blob_n].tobytes()
+        return list(map(blob.__getitem__, map(slice, begins.tolist(), ends.tolist()))), rows
 
     def compact(self) -> None:
         """Drop the spare capacity (after a bulk load that grew the table step by step)."""
@@ -78,6 +103,8 @@ class PartitionTable:
             n = self._n
             self._h1, self._h2 = self._h1[:n].copy(), self._h2[:n].copy()
             self._records, self._offsets = self._records[:n].copy(), self._offsets[:n].copy()
+            if self._id_end is not None:
+                self._id_end, self._blob = self._id_end[:n].copy(), self._blob[: self._blob_n].copy()
             if self._slots.size > _slot_count(n):
                 self._reindex(_slot_count(n))
 
@@ -108,6 +135,7 @@ class PartitionTable:
             new = np.flatnonzero(found < 0)
             if new.size:
                 rows[todo[new]] = self._insert(h1[new], h2[new])
+                self._add_ids([item_ids[k] for k in todo[new].tolist()])
         before = _take(self._records, rows), self._offsets[rows]
         _bytes(self._records)[rows] = _bytes(np.ascontiguousarray(records, dtype=self._records.dtype))
         self._offsets[rows] = offsets
@@ -127,12 +155,33 @@ class PartitionTable:
         keep = np.sort(order[last])
         if keep.size < len(item_ids):
             h1, h2, records, offsets = h1[keep], h2[keep], records[keep], offsets[keep]
+            item_ids = [item_ids[k] for k in keep.tolist()]
         n = h1.size
         if n > self._h1.size:
             self._grow(n)
         self._insert(h1, h2)
+        if self._id_end is not None:
+            self._blob = np.zeros(0, np.uint8)  # sized to the ids exactly (a restore adds no more soon)
+        self._add_ids(item_ids)
         _bytes(self._records[:n])[:] = _bytes(np.ascontiguousarray(records))  # 20x a structured copy
         self._offsets[:n] = offsets
+
+    def _add_ids(self, item_ids: Sequence[str]) -> None:
+        """Append the ids of the rows just inserted (in row order)."""
+        if self._id_end is None or not item_ids:
+            return
+        encoded = list(map(str.encode, item_ids))
+        data = np.frombuffer(b"".join(encoded), np.uint8)
+        need = self._blob_n + data.size
+        if need > self._blob.size:
+            grown = np.zeros(max(need, self._blob.size * 5 // 4), np.uint8)
+            grown[: self._blob_n] = self._blob[: self._blob_n]
+            self._blob = grown
+        self._blob[self._blob_n : need] = data
+        first = self._n - len(encoded)
+        lengths = np.fromiter(map(len, encoded), np.int64, count=len(encoded))
+        self._id_end[first : self._n] = self._blob_n + np.cumsum(lengths)
+        self._blob_n = need
 
     def _typed(self, records: Records) -> Records:
         return as_items(records) if self._records.dtype == ITEM_DTYPE else records
@@ -175,6 +224,10 @@ class PartitionTable:
             new = np.zeros(capacity, old.dtype) if fill == 0 else np.full(capacity, fill, old.dtype)
             new[:n] = old[:n]
             setattr(self, name, new)
+        if self._id_end is not None:
+            ends = np.zeros(capacity, np.uint32)
+            ends[:n] = self._id_end[:n]
+            self._id_end = ends
 
     def _reindex(self, n_slots: int) -> None:
         self._slots = np.full(n_slots, _EMPTY, np.int32)

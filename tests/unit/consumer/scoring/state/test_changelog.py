@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from consumer.scoring.state.changelog import CHANGELOG_VALUE, changelog_records, changelog_topic, decode
+from consumer.scoring.state.changelog import (
+    CHANGELOG_VALUE,
+    changelog_records,
+    changelog_topic,
+    decode,
+    item_records,
+)
+from consumer.scoring.state.packed import is_pack
 from consumer.scoring.state.table import PartitionTable
 from detection.item_state import STATE_DTYPE
 
@@ -16,10 +23,10 @@ def recs(*stock: float) -> np.ndarray:
     return out
 
 
-def test_records_go_to_the_input_partition_keyed_by_item_and_carry_the_offset() -> None:
+def test_records_go_to_the_input_partition_packed_and_carry_the_offset() -> None:
     out = changelog_records("cl", 3, ["a", "b"], recs(1.0, 2.0), [7, 9])
-    assert [(o.topic, o.partition, o.key) for o in out] == [("cl", 3, b"a"), ("cl", 3, b"b")]
-    assert all(len(o.value or b"") == CHANGELOG_VALUE.itemsize == 120 for o in out)
+    assert [(o.topic, o.partition) for o in out] == [("cl", 3)] and is_pack(out[0].key)
+    assert len(out[0].value or b"") == 16 + 2 * (CHANGELOG_VALUE.itemsize + 4) + 2  # header, values, ids
     restored = decode([o.key for o in out], [o.value for o in out], committed=100)
     assert restored.item_ids == ["a", "b"]
     assert restored.records["stock"].tolist() == [1.0, 2.0] and restored.offsets.tolist() == [7, 9]
@@ -50,13 +57,13 @@ def latest(
 
 
 def test_values_of_another_layout_and_tombstones_are_ignored() -> None:
-    good = changelog_records("cl", 0, ["a"], recs(1.0), [1])[0]
+    good = item_records("cl", 0, ["a"], recs(1.0), [1])[0]
     restored = decode([b"x", good.key, b"y"], [b"short", good.value, None], committed=5)
     assert restored.item_ids == ["a"] and restored.ignored == 2
 
 
 def test_a_record_whose_key_is_not_utf8_is_ignored_not_a_crash() -> None:
-    good = changelog_records("cl", 0, ["a", "b"], recs(1.0, 2.0), [1, 2])
+    good = item_records("cl", 0, ["a", "b"], recs(1.0, 2.0), [1, 2])
     forged = b"\0" * CHANGELOG_VALUE.itemsize  # what anyone with write access to the topic can add
     restored = decode(
         [good[0].key, b"\xff", good[1].key], [good[0].value, forged, good[1].value], committed=5
