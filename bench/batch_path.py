@@ -54,6 +54,12 @@ class NoChangelog:
     def read(self, partition: int, *, tick: Any = None) -> tuple[list[bytes | None], list[bytes | None]]:
         return [], []
 
+    def end_offset(self, partition: int) -> int:
+        return 0
+
+    def truncate(self, partition: int, before: int) -> bool:
+        return True
+
     def close(self) -> None: ...
 
 
