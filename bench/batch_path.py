@@ -24,6 +24,7 @@ import orjson
 from bench.common import ITEMS, Section, encoded_updates, fmt, render, train_bench_model
 from consumer.scoring.batch import BatchConfig, BatchResult, process_batch
 from consumer.scoring.change_batch import ChangeContext, process_change_batch
+from consumer.scoring.episode_batch import EpisodeContext
 from consumer.scoring.state.store import StateStore
 from consumer.scoring.state.table import PartitionTable
 from detection import ChangeDetector, parse_updates, train_detector
@@ -74,10 +75,10 @@ def warm_context(start: int = 0) -> ChangeContext:
     return ChangeContext(store, "bench.state")
 
 
-def batches(start: int, n: int) -> list[list[Rec]]:
+def batches(start: int, n: int, skew: float = 0.0) -> list[list[Rec]]:
     """Updates ``start`` .. ``start+n-1`` as records of one partition, in poll batches."""
     recs = [Rec("in", 0, start + k, 1_700_000_000_000 + k, key, value, [])
-            for k, (key, value) in enumerate(encoded_updates(start, n))]  # fmt: skip
+            for k, (key, value) in enumerate(encoded_updates(start, n, skew=skew))]  # fmt: skip
     return [recs[a : a + BATCH] for a in range(0, n, BATCH)]
 
 
@@ -91,22 +92,32 @@ def run_change(
     return result
 
 
-def measure(n: int = 200_000, rounds: int = 3) -> dict[str, Any]:
-    """Median ms per batch of each path over ``rounds`` interleaved passes of the same batches."""
+def measure(
+    n: int = 200_000, rounds: int = 3, *, episodes: bool = False, skew: float = 0.0
+) -> dict[str, Any]:
+    """Median ms per batch of each path over ``rounds`` interleaved passes of the same batches
+    (``episodes``: alert_mode "episodes", the service's default; ``skew``: the stream's Zipf s)."""
     seed_model, detector = train_bench_model(), train_bench_detector()
     config = BatchConfig(anomaly_topic="anomalies", dlq_topic="dlq")
-    work = batches(ITEMS, n)
-    ctx = warm_context()
+    work = batches(ITEMS, n, skew)
+
+    def context() -> ChangeContext:
+        warm = warm_context()
+        return ChangeContext(
+            warm.store, warm.changelog_topic, episodes=EpisodeContext() if episodes else None
+        )
+
+    ctx = context()
     seed_ms: list[float] = []
     default_ms: list[float] = []
     counts = {"seed": 0, "default": 0}
-    run_change(work[0], detector, warm_context(), config)  # compile / warm caches outside the timing
+    run_change(work[0], detector, context(), config)  # compile / warm caches outside the timing
     process_batch(work[0], seed_model, config, now=datetime.now(UTC))
     gc.collect()
     gc.freeze()
     for r in range(rounds):
         if r:
-            ctx = warm_context()  # each pass meets the same states
+            ctx = context()  # each pass meets the same states
         for recs in work:
             t0 = time.perf_counter()
             a = process_batch(recs, seed_model, config, now=datetime.now(UTC))
@@ -141,9 +152,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.batch_path", description=__doc__.split("\n\n")[0])
     parser.add_argument("--updates", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--episodes", action="store_true", help="alert_mode episodes (the service's default)")
+    parser.add_argument(
+        "--skew", type=float, default=0.0, help="item popularity Zipf s (the pipeline's: 1.0)"
+    )
     args = parser.parse_args(argv)
-    m = measure(args.updates, args.rounds)
-    section = Section(f"Batch path in process ({m['updates']:,} updates, {args.rounds} rounds)")
+    m = measure(args.updates, args.rounds, episodes=args.episodes, skew=args.skew)
+    mode = "episodes" if args.episodes else "every-update"
+    section = Section(f"Batch path in process ({m['updates']:,} updates, {args.rounds} rounds, alert_mode "
+                      f"{mode}, Zipf s={args.skew})")  # fmt: skip
     section.tables.append((HEADER, table_rows(m)))
     print(render(section))
 

@@ -40,6 +40,7 @@ class Settings(BaseSettings, ContextFields):
         frozen=True,
         case_sensitive=False,
         hide_input_in_errors=True,  # a refused value may be a key: errors never echo it
+        allow_inf_nan=False,  # "inf" would switch a bound off (future_skew_s), "nan" compares False
         ignored_types=(SliceOf,),  # the slices are views, not fields
     )
 
@@ -199,7 +200,7 @@ class Settings(BaseSettings, ContextFields):
     suppressions_refresh_s: float = Field(
         default=10.0, gt=0, description=groups.HELP["suppressions_refresh_s"]
     )
-    future_skew_s: float = Field(default=86_400.0, gt=0, description=groups.HELP["future_skew_s"])
+    future_skew_s: float = Field(default=3_600.0, gt=0, description=groups.HELP["future_skew_s"])
     commit_interval_ms: int = Field(
         default=200,
         ge=0,

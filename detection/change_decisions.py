@@ -8,7 +8,7 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from detection.change_reasons import change_reasons
+from detection.change_reasons import reasons_and_context
 from detection.item_state import STATE_DTYPE
 from detection.rules import RuleSet
 from detection.severity import Level, level_of
@@ -18,6 +18,7 @@ __all__ = ["ChangeDecisions", "Kind"]
 
 FloatArray = npt.NDArray[np.float64]
 _FIELDS: Final = tuple(STATE_DTYPE.names or ())
+_MAX_SHOWN: Final = 4  # reasons an event carries
 Kind = Literal["none", "model", "data_quality", "missing_field"]
 
 
@@ -72,10 +73,20 @@ class ChangeDecisions:
         return self.rules.fired(int(self.rule_bits[i]))
 
     def reasons(self, i: int) -> tuple[str, ...]:
-        """Rule descriptions first, then up to three reasons from the item's history and peers."""
+        """Rule descriptions first, then up to three reasons from the item's history and peers, then
+        context (the update gap), which never explains an alert on its own."""
         if not self.is_anomaly[i]:
             return ()
         out = list(self.rules.describe(int(self.rule_bits[i])))
-        baseline = dict(zip(_FIELDS, self.baseline[i].tolist(), strict=True))  # a record's fields, by name
-        out += change_reasons(self.features[i], baseline, self.new_values[i], float(self.peer_median[i]))
-        return tuple(out[:4]) if out else ("unusual combination of changes for this item",)
+        room = _MAX_SHOWN - len(out)  # rules first: the history's reasons only fill what is left
+        explaining: list[str] = []
+        context: list[str] = []
+        if room > 0:
+            baseline = dict(
+                zip(_FIELDS, self.baseline[i].tolist(), strict=True)
+            )  # a record's fields, by name
+            explaining, context = reasons_and_context(
+                self.features[i], baseline, self.new_values[i], float(self.peer_median[i]), limit=room
+            )
+        out += explaining or ([] if out else ["unusual combination of changes for this item"])
+        return tuple((out + context)[:_MAX_SHOWN])  # context (the update gap) only after what explains

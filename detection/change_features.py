@@ -7,7 +7,7 @@ the merged new state with the item's last accepted state (:mod:`detection.item_s
     stock_vs_max     log1p(stock / scale)            scale = max(prev max, prev min, 1)
     stock_step       log((stock + c) / (prev + c))   c = 5 % of scale + 1 (damps tiny stocks)
     drop_vs_usual    log1p(decrease / usual decrease of this item)
-    rise_vs_usual    log1p(increase / usual increase of this item)
+    rise_vs_usual    log1p(increase / usual receipt of this item)   (returns do not teach it)
     price_step       log(price / previous price)
     price_vs_ref     log(price / the item's regular price)
     price_vs_peers   (log price - group median) / group spread   (0 without peer statistics)
@@ -45,6 +45,10 @@ REF_PRICE_DECAY: Final = 0.99
 """The regular price is the upper envelope of accepted prices, decaying 1 % per update: a promotion
 (a temporary cut) leaves it in place, a permanent price cut is followed within some updates."""
 LEVEL_ALPHA: Final = 0.1
+RETURN_DROPS: Final = 3.0
+RECEIPT_SHARE: Final = 0.5
+"""A rise of at most RETURN_DROPS usual decreases and under RECEIPT_SHARE of a usual rise is a
+customer return (about one sale), not a receipt: it does not teach the item's usual rise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +144,9 @@ def advance(prev: StateRows, m: Merged, accepted: BoolArray, rebase: BoolArray |
     drop, rise = np.maximum(s0 - s1, 0.0), np.maximum(s1 - s0, 0.0)
     ud, ur = prev["usual_drop"], prev["usual_rise"]
     new["usual_drop"] = np.where(a & (drop > 0), ud + alpha * (drop - ud), ud)
-    new["usual_rise"] = np.where(a & (rise > 0), ur + alpha * (rise - ur), ur)
+    ud64, ur64 = ud.astype(np.float64), ur.astype(np.float64)
+    receipt = (rise > RETURN_DROPS * ud64) | (rise >= RECEIPT_SHARE * ur64)
+    new["usual_rise"] = np.where(a & (rise > 0) & receipt, ur + alpha * (rise - ur), ur)
     new["usual_level"] = np.where(
         a, prev["usual_level"] + LEVEL_ALPHA * (s1 - prev["usual_level"]), prev["usual_level"]
     )

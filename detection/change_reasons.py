@@ -1,7 +1,8 @@
 """Planner-readable reasons for a change: phrased against the item's own history and its peers.
 
 Each concern (stock level, stock movement, price, levels, timing) is reported when its feature
-is far from a normal update's (:data:`FAR`), largest first, at most :data:`MAX_REASONS`::
+is far from a normal update's (:data:`FAR`), largest first, at most :data:`MAX_REASONS`; the
+timing is context only (it has no hull penalty) and always comes after the others::
 
     stock 1,440 is 12x this item's max level 120 (usually ~95)
     stock fell from 800 to 0 (-800), 40x this item's usual decrease of ~20
@@ -12,13 +13,14 @@ is far from a normal update's (:data:`FAR`), largest first, at most :data:`MAX_R
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FAR", "MAX_REASONS", "change_reasons"]
+__all__ = ["FAR", "MAX_REASONS", "change_reasons", "reasons_and_context"]
 
 FAR: Final = {"stock_vs_max": math.log1p(1.5), "drop_vs_usual": math.log1p(6.0),
               "rise_vs_usual": math.log1p(2.5), "price_step": math.log(1.5),
@@ -31,48 +33,77 @@ def change_reasons(
     baseline: Mapping[str, float] | np.void,
     new: npt.NDArray[np.float64],
     peer_median: float,
+    limit: int = MAX_REASONS,
 ) -> list[str]:
-    """Up to :data:`MAX_REASONS` reasons (may be empty when no single change stands out);
-    ``baseline`` is the item's record (a STATE_DTYPE row, or its fields by name)."""
+    """Up to ``limit`` (at most :data:`MAX_REASONS`) reasons, those that explain the change first,
+    largest first, then the context (may be empty when no single change stands out); ``baseline``
+    is the item's record (a STATE_DTYPE row, or its fields by name)."""
+    explaining, context = reasons_and_context(features, baseline, new, peer_median, limit=limit)
+    return (explaining + context)[: min(limit, MAX_REASONS)]
+
+
+def reasons_and_context(
+    features: npt.NDArray[np.float64],
+    baseline: Mapping[str, float] | np.void,
+    new: npt.NDArray[np.float64],
+    peer_median: float,
+    limit: int = MAX_REASONS,
+) -> tuple[list[str], list[str]]:
+    """Up to ``limit`` reasons that explain the change, largest first, and the context-only ones
+    (the update gap). Only the reasons returned are worded."""
     f = features.tolist()
     s1, m1, hi1, p1 = new.tolist()
     s0, p0, hi0, m0 = (float(baseline[k]) for k in ("stock", "price", "max", "min"))
-    ranked: list[tuple[float, str]] = []
+    ranked: list[tuple[float, Callable[[], str]]] = []
     if f[0] >= FAR["stock_vs_max"]:
-        usual = float(baseline["usual_level"])
-        known = f" (usually ~{_n(usual)})" if _n(usual) != _n(s1) else ""  # no history yet: says nothing
-        ranked.append((f[0] / FAR["stock_vs_max"],
-                       f"stock {_n(s1)} is {_x(s1 / max(hi0, m0, 1.0))} this item's max level {_n(hi0)}{known}"))  # fmt: skip
+
+        def stock_level() -> str:
+            usual = float(baseline["usual_level"])
+            known = f" (usually ~{_n(usual)})" if _n(usual) != _n(s1) else ""  # no history yet: says nothing
+            return f"stock {_n(s1)} is {_x(s1 / max(hi0, m0, 1.0))} this item's max level {_n(hi0)}{known}"
+
+        ranked.append((f[0] / FAR["stock_vs_max"], stock_level))
     if f[2] >= FAR["drop_vs_usual"]:
-        usual = float(baseline["usual_drop"])
-        ranked.append((f[2] / FAR["drop_vs_usual"],
-                       f"stock fell from {_n(s0)} to {_n(s1)} ({_n(s1 - s0)}), {_x((s0 - s1) / max(usual, 0.5))} this item's usual decrease of ~{_n(usual)}"))  # fmt: skip
+
+        def drop() -> str:
+            usual = float(baseline["usual_drop"])
+            return f"stock fell from {_n(s0)} to {_n(s1)} ({_n(s1 - s0)}), {_x((s0 - s1) / max(usual, 0.5))} this item's usual decrease of ~{_n(usual)}"  # fmt: skip
+
+        ranked.append((f[2] / FAR["drop_vs_usual"], drop))
     if f[3] >= FAR["rise_vs_usual"]:
-        usual = float(baseline["usual_rise"])
-        ranked.append((f[3] / FAR["rise_vs_usual"],
-                       f"stock rose from {_n(s0)} to {_n(s1)} (+{_n(s1 - s0)}), {_x((s1 - s0) / max(usual, 0.5))} this item's usual increase of ~{_n(usual)}"))  # fmt: skip
+
+        def rise() -> str:
+            usual = float(baseline["usual_rise"])
+            return f"stock rose from {_n(s0)} to {_n(s1)} (+{_n(s1 - s0)}), {_x((s1 - s0) / max(usual, 0.5))} this item's usual increase of ~{_n(usual)}"  # fmt: skip
+
+        ranked.append((f[3] / FAR["rise_vs_usual"], rise))
     if abs(f[4]) >= FAR["price_step"] or abs(f[6]) >= FAR["price_vs_peers"]:
-        peers = f"; group median {_money(math.exp(peer_median))}" if not math.isnan(peer_median) else ""
-        ratio = p1 / p0 if p0 > 0 else math.inf
-        if abs(f[4]) >= FAR["price_step"] or not peers:
-            text = f"price {_money(p1)} is {_x(ratio)} the previous {_money(p0)} (regular ~{_money(float(baseline['ref_price']))}{peers})"
-        else:  # an unmoved price (or an item with no history yet) far from its peers' prices
-            median = math.exp(peer_median)
-            text = f"price {_money(p1)} is {_share(p1 / median)} its group's median {_money(median)}"
-        ranked.append((max(abs(f[4]) / FAR["price_step"], abs(f[6]) / FAR["price_vs_peers"]), text))
+
+        def price() -> str:
+            peers = f"; group median {_money(math.exp(peer_median))}" if not math.isnan(peer_median) else ""
+            ratio = p1 / p0 if p0 > 0 else math.inf
+            if abs(f[4]) >= FAR["price_step"] or not peers:
+                return f"price {_money(p1)} is {_x(ratio)} the previous {_money(p0)} (regular ~{_money(float(baseline['ref_price']))}{peers})"  # fmt: skip
+            median = math.exp(
+                peer_median
+            )  # an unmoved price (or an item with no history yet) far from its peers'
+            return f"price {_money(p1)} is {_share(p1 / median)} its group's median {_money(median)}"
+
+        ranked.append((max(abs(f[4]) / FAR["price_step"], abs(f[6]) / FAR["price_vs_peers"]), price))
     for j, name, old, value in ((7, "min level", m0, m1), (8, "max level", hi0, hi1)):
         if abs(f[j]) >= FAR["level_step"]:
-            ranked.append(
-                (
-                    abs(f[j]) / FAR["level_step"],
-                    f"{name} {_n(value)} was {_n(old)} ({_x(value / max(old, 1.0))})",
-                )
-            )
-    if f[10] >= FAR["gap_vs_usual"]:
-        ranked.append((f[10] / FAR["gap_vs_usual"],
-                       f"first update in {_dur(float(baseline['usual_gap']) * math.exp(f[10]))}, usually every ~{_dur(float(baseline['usual_gap']))}"))  # fmt: skip
+            ranked.append((abs(f[j]) / FAR["level_step"], partial(_level, name, old, value)))
     ranked.sort(key=lambda r: -r[0])
-    return [text for _, text in ranked[:MAX_REASONS]]
+    explaining = [say() for _, say in ranked[: min(limit, MAX_REASONS)]]
+    context = []  # a long pause is no error (the gap has no hull penalty): it never explains an alert
+    if f[10] >= FAR["gap_vs_usual"] and len(explaining) < limit:
+        usual = float(baseline["usual_gap"])
+        context.append(f"first update in {_dur(usual * math.exp(f[10]))}, usually every ~{_dur(usual)}")
+    return explaining, context
+
+
+def _level(name: str, old: float, value: float) -> str:
+    return f"{name} {_n(value)} was {_n(old)} ({_x(value / max(old, 1.0))})"
 
 
 def _n(x: float) -> str:

@@ -148,7 +148,8 @@ def _advance(b, m, t, g, a, rebase, out):  # type: ignore[no-untyped-def]  # noq
     drop, rise = max(b[S] - m[0], 0.0), max(m[0] - b[S], 0.0)
     if a and drop > 0:
         out[UD] = _f4(b[UD] + alpha * (drop - b[UD]))
-    if a and rise > 0:
+    # a receipt, not a customer return (change_features.RETURN_DROPS, RECEIPT_SHARE)
+    if a and rise > 0 and (rise > 3.0 * b[UD] or rise >= 0.5 * b[UR]):
         out[UR] = _f4(b[UR] + alpha * (rise - b[UR]))
     ref = max(b[REF], 1e-4)
     out[REF] = _f4(max(m[3], ref * 0.99) if (a and m[3] > 0) else ref)
@@ -219,7 +220,8 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
     price, peer median. ``model`` is the tuple built by ``ChangeDetector._kernel_model``. ``local``
     holds the items' records (STATE_DTYPE, row ``u[i]`` for update ``i``): updated in place."""
     (codes, med_a, spr_a, mean, scl, lo, hi, width, weight, forest, offset, threshold,
-     clauses, n_rules, floors, alert_mask, q, tail, slope, blog, rebase_run, inside, jump_mask, jump_fields) = model  # fmt: skip
+     clauses, n_rules, floors, alert_mask, q, tail, slope, blog, rebase_run, inside, state_shift, jump_mask,
+     jump_fields) = model  # fmt: skip
     nf = mean.shape[0]
     m = np.empty(4)
     b = np.empty(N_STATE)
@@ -260,42 +262,48 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
             # that looks right as the item's first state replaces it instead of being judged by it.
             _initial(m, t, g, alt)
             _features(alt, m, t, med, spread, x)
-            s, _pen = _judge(x, mean, scl, lo, hi, width, weight, row32, walk, forest, offset, inside)
+            s, pen = _judge(x, mean, scl, lo, hi, width, weight, row32, walk, forest, offset, inside)
             _env(env, m, alt, t, False)
             bits = _rules(env, clauses, ok)
-            if s >= threshold and (bits & alert_mask) == 0:
+            if (s + state_shift >= threshold or pen <= 0.0) and (bits & alert_mask) == 0:
                 alt[NF] = b[NF]
                 b[:] = alt
                 fresh = True
         if not fresh:
             _features(b, m, t, med, spread, x)
-            # inside the hull of normal motion: never a model alert (kept in order)
-            s, _pen = _judge(x, mean, scl, lo, hi, width, weight, row32, walk, forest, offset, inside)
+            # inside the hull of normal motion: ranked after every change beyond it (kept in order)
+            s, pen = _judge(x, mean, scl, lo, hi, width, weight, row32, walk, forest, offset, inside)
             _env(env, m, b, t, kn)
             bits = _rules(env, clauses, ok)
         alerting = (bits & alert_mask) != 0
         first = fresh or not kn
-        if s < threshold and not alerting and not first and not np.isnan(b[LEFT]) and b[LEFT] != b[S]:
+        # a flag beyond the hull at the default budget, whatever the model's: the one the state follows
+        beyond = s + state_shift < threshold and pen > 0.0
+        if beyond and not alerting and not first and not np.isnan(b[LEFT]) and b[LEFT] != b[S]:
             # A normal move from the stock before the last change, which was itself beyond normal
-            # motion: that change was the outlier (a missed error). Judge from before it.
+            # motion or is contradicted by the previous report too (flagged; a move on from that
+            # stock, not a return to it, which is how a replay looks): that change was the outlier
+            # (a missed error). Judge from before it.
             alt[:] = b
             alt[S], alt[LEFT] = b[LEFT], np.nan
             _features(alt, b[:4], np.nan, med, spread, xa)  # the last change, from before it
-            if _hull_penalty(xa, lo, hi, width, weight) > 0.0:
+            if (b[FR] >= 1.0 and m[0] != b[LEFT]) or _hull_penalty(xa, lo, hi, width, weight) > 0.0:
                 _features(alt, m, t, med, spread, xa)
                 s_alt, pen_alt = _judge(
                     xa, mean, scl, lo, hi, width, weight, row32, walk, forest, offset, inside
                 )
                 if pen_alt <= 0.0:
-                    s = s_alt
+                    s, beyond = s_alt, False
                     b[:] = alt
                     x[:] = xa
         flagged = s < threshold or alerting
+        # the budget changes alerts, never the state: it is the same for every budget
+        guard = beyond or alerting
         # only level jumps alert: a run of them re-baselines as a run of model flags does
         jump = alerting and (bits & alert_mask & ~jump_mask) == 0
         run = b[FR] if jump == (b[JR] != 0.0) else 0.0  # a run is of level jumps or of other flags
-        rebase = flagged and not first and run >= rebase_run - 1 and (jump or not alerting)
-        accepted = (not flagged) or first or rebase
+        rebase = guard and not first and run >= rebase_run - 1 and (jump or not alerting)
+        accepted = (not guard) or first or rebase
         out_base[i, :] = b[:N_FIELDS]
         out_base[i, NU] = (
             b[NU] + (2.0**31 if b[PV] else 0.0) + (2.0**30 if b[JR] else 0.0)
@@ -306,15 +314,15 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
             carries |= jump_fields[j] != 0.0 and not np.isnan(upd[i, j])
         if not accepted:
             nxt[FR], nxt[JR] = min(run + 1.0, 65535.0), 1.0 if jump else 0.0
-        elif not flagged and b[JR] != 0.0 and not carries:
+        elif not guard and b[JR] != 0.0 and not carries:
             nxt[FR], nxt[JR] = b[FR], 1.0  # an update without the jump's numbers keeps its run
         else:
             nxt[JR] = 0.0
             if rebase and jump and m[3] > 0:  # the new level is the truth: so is its regular price
                 nxt[REF] = _f4(max(m[3], 1e-4))
         if first:  # a new item's flagged first state is provisional; a replacing one is trusted
-            nxt[PV] = 1.0 if (flagged and not fresh) else 0.0
-        elif rebase or not (flagged or partial):
+            nxt[PV] = 1.0 if (guard and not fresh) else 0.0
+        elif rebase or not (guard or partial):
             nxt[PV] = 0.0  # a complete state that agrees with the provisional one confirms it
         _store(nxt, local, k)
         known[k], touched[k] = True, True

@@ -85,13 +85,14 @@ def decide_batch_reference(
         base, x, s = _roll_back(
             self, base, m, x, s, eligible=known & ok & ~alerting & ~fresh, peers=(median, spread)
         )
-        flagged = ((s < self.threshold) | alerting) & ok
-        jump, run, rebase = _rebase(self, b, base, alerting=alerting, flagged=flagged, first=new_item | fresh)
-        accepted = ok & (~flagged | new_item | fresh | rebase)
+        # the state follows flags beyond the hull only (the kernel's guard)
+        flagged, guard = ((s < self.threshold) | alerting) & ok, (_beyond(self, s, x) | alerting) & ok
+        jump, run, rebase = _rebase(self, b, base, alerting=alerting, flagged=guard, first=new_item | fresh)
+        accepted = ok & (~guard | new_item | fresh | rebase)
         nxt = _jump_run(self, advance(base, m, accepted, rebase & is_provisional(base)), base, raw, m,
-                        run=run, jump=jump, flagged=flagged, accepted=accepted, rebase=rebase)  # fmt: skip
+                        run=run, jump=jump, flagged=guard, accepted=accepted, rebase=rebase)  # fmt: skip
         _mark_provisional(
-            nxt, raw, set_=new_item & flagged, kept=known & ok & ~fresh, flagged=flagged, rebase=rebase
+            nxt, raw, set_=new_item & guard, kept=known & ok & ~fresh, flagged=guard, rebase=rebase
         )
         local[us[ok]] = nxt[ok]
         known_u[us[ok]], touched[us[ok]] = True, True
@@ -109,10 +110,11 @@ def decide_batch_reference(
 def _roll_back(self: ChangeDetector, base: StateRows, m: Merged, x: np.ndarray, s: np.ndarray, *,
                eligible: np.ndarray, peers: tuple[np.ndarray, np.ndarray]) -> tuple[StateRows, np.ndarray, np.ndarray]:  # fmt: skip
     """A flagged change that is a normal move from the stock before the item's last change, when
-    that change was itself beyond normal motion, is judged from before it (the kernel's rollback)."""
+    that change was itself beyond normal motion or the previous update was flagged too (and this one
+    does not return to exactly that stock), is judged from before it (the kernel's rollback)."""
     left, (median, spread) = base["left_stock"], peers
     with np.errstate(invalid="ignore"):
-        cand = eligible & (s < self.threshold) & ~np.isnan(left) & (left != base["stock"])
+        cand = eligible & _beyond(self, s, x) & ~np.isnan(left) & (left != base["stock"])
     if not cand.any():
         return base, x, s
     alt = base.copy()
@@ -122,10 +124,17 @@ def _roll_back(self: ChangeDetector, base: StateRows, m: Merged, x: np.ndarray, 
     last = Merged(base["stock"], base["min"], base["max"], base["price"], nan, m.group)
     last_pen = self.hull.penalty(change_features(alt, last, median, spread))
     x_alt = change_features(alt, m, median, spread)
-    roll = cand & (last_pen > 0.0) & (self.hull.penalty(x_alt) <= 0.0)
+    confirmed = (base["flag_run"] >= 1) & (m.stock != left)  # a second report in a row, not a replay
+    roll = cand & ((last_pen > 0.0) | confirmed) & (self.hull.penalty(x_alt) <= 0.0)
     if not roll.any():
         return base, x, s
     return np.where(roll, alt, base), np.where(roll[:, None], x_alt, x), np.where(roll, self.score(x_alt), s)
+
+
+def _beyond(self: ChangeDetector, s: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Flags beyond the hull at the default budget: the only ones the state follows (the kernel's ``beyond``)."""
+    result: np.ndarray = (s + self.state_shift < self.threshold) & (self.hull.penalty(x) > 0.0)
+    return result
 
 
 def _fresh_start(self: ChangeDetector, base: StateRows, m: Merged, eligible: np.ndarray, *,
@@ -139,7 +148,7 @@ def _fresh_start(self: ChangeDetector, base: StateRows, m: Merged, eligible: np.
     init["n_flagged"] = base["n_flagged"]
     x = change_features(init, m, *peers)
     bits = self.rules.evaluate(_rule_env(init, m, np.zeros(prov.shape[0], bool)), prov.shape[0])
-    fresh = prov & (self.score(x) >= self.threshold) & ((bits & np.uint32(self.rules.alert_mask)) == 0)
+    fresh = prov & ~_beyond(self, self.score(x), x) & ((bits & np.uint32(self.rules.alert_mask)) == 0)
     return np.where(fresh, init, base), fresh
 
 

@@ -138,7 +138,7 @@ class ChangeDetector:
         self._kernel = (*self._peers.arrays(), self._mean, self._scale, *self._hull.arrays(),
                         self._compiled._kernel_args, self._compiled.offset, self._threshold, rules,
                         len(self._rules.names), self._rules.floors, np.uint32(self._rules.alert_mask),
-                        *self._severity.arrays(), float(REBASELINE_RUN), INSIDE_SHIFT,
+                        *self._severity.arrays(), float(REBASELINE_RUN), INSIDE_SHIFT, self.state_shift,
                         np.uint32(self._rules.rebase_mask), self._rules.rebase_fields)  # fmt: skip
 
     # -- parts ---------------------------------------------------------------------------------
@@ -152,6 +152,13 @@ class ChangeDetector:
     @property
     def threshold(self) -> float:
         return self._threshold
+
+    @property
+    def state_shift(self) -> float:
+        """Added to a score, it is the score at the default budget: the item state follows flags of
+        that score beyond the hull, whatever the model's budget (so the budget changes only alerts)."""
+        state = self._metadata.state_offset
+        return 0.0 if state is None else float(self._compiled.offset) - state
 
     @property
     def version(self) -> str | None:
@@ -186,7 +193,8 @@ class ChangeDetector:
     # -- scoring -------------------------------------------------------------------------------
     def score(self, features: npt.ArrayLike) -> FloatArray:
         """The forest's ``decision_function`` of the scaled change features minus the hull penalty
-        (:class:`detection.hull.Hull`), floored at 0 inside the hull: below the threshold = anomalous."""
+        (:class:`detection.hull.Hull`), raised by :data:`INSIDE_SHIFT` inside the hull (:func:`gate`):
+        below the threshold = anomalous."""
         x = np.asarray(features, dtype=np.float64).reshape(-1, len(CHANGE_FEATURE_NAMES))
         pen = self._hull.penalty(x)
         return gate(self._compiled.decision_function((x - self._mean) / self._scale) - pen, pen)
@@ -258,9 +266,10 @@ class ChangeDetector:
 def gate(scores: FloatArray, penalty: FloatArray) -> FloatArray:
     """Scores of changes inside the hull (penalty 0) raised by :data:`INSIDE_SHIFT`.
 
-    A forest score is at most ``-offset`` (``score_samples`` is negative), so after the shift every
-    change inside the hull of normal motion scores above 0 and above every change beyond it: the
-    model alerts only beyond the hull, and inside it the forest still orders the changes."""
+    ``score_samples`` is negative, so after the shift every change inside the hull of normal motion
+    scores above every change beyond it, and inside it the forest still orders the changes. The
+    alert budget's offset (:func:`detection.detector_training.budget_offset`) cuts this order:
+    beyond the hull only, unless the budget exceeds the share of normal motion beyond it."""
     return np.where(penalty > 0.0, scores, scores + INSIDE_SHIFT)
 
 

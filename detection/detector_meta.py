@@ -38,6 +38,7 @@ class DetectorMetadata(ModelMetadata):
     feature_names: tuple[str, ...] = CHANGE_FEATURE_NAMES
     threshold: Finite = 0.0
     offset: Finite
+    state_offset: Finite | None = None  # the offset at the default budget: the flags the item state follows
     alert_budget_per_1000: float = Field(default=DEFAULT_ALERT_BUDGET_PER_1000, gt=0.0, le=500.0)
     group_field: str = Field(default="category", max_length=200)  # "": no peer grouping
     # group: [median log price, spread (> 0), count]

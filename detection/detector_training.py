@@ -2,8 +2,9 @@
 
 The forest learns normal *changes* from synthetic normal motion of the snapshot's items
 (:mod:`detection.normal_motion`), scored through the serving feature code. Its offset is the
-score quantile at the alert budget, so ``score < 0`` flags ``alert_budget_per_1000`` of 1,000
-normal updates; the quantiles of the training scores calibrate the 0-100 severity.
+quantile of the served (hull-gated) score at the alert budget, so ``score < 0`` flags
+``alert_budget_per_1000`` of 1,000 normal updates over the whole range of the setting; the
+quantiles of the training scores calibrate the 0-100 severity.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ DETECTORS: tuple[DetectorName, ...] = ("seed", "default")
 TRAINING_ROWS = 60_000  # synthetic normal updates: enough for the budget's quantile at 1/1000
 MAX_TRAINING_ITEMS = 20_000
 HULL_WEIGHTS = (0.25,) * 10 + (0.0,)  # every change feature but the gap: long pauses are not errors
+REPLAN_RANGE = (0.5, 2.0)  # a re-plan (new forecast, season) may halve or double the min and max levels
+LEVEL_FEATURES = (CHANGE_FEATURE_NAMES.index("min_step"), CHANGE_FEATURE_NAMES.index("max_step"))
 
 
 def train_detector(
@@ -71,16 +74,19 @@ def train_detector(
         warnings.simplefilter("ignore", UserWarning)
         forest.fit(xs)
     budget = alert_budget_per_1000 / 1000.0
-    hull = Hull.fit(x, HULL_WEIGHTS)
+    replan = (float(np.log(REPLAN_RANGE[0])), float(np.log(REPLAN_RANGE[1])))
+    hull = Hull.fit(x, HULL_WEIGHTS, at_least={LEVEL_FEATURES[0]: replan, LEVEL_FEATURES[1]: replan})
     pen = hull.penalty(x)
-    forest.offset_ = budget_offset(CompiledForest.from_sklearn(forest).score_samples(xs) - pen, pen, budget)
+    raw = CompiledForest.from_sklearn(forest).score_samples(xs) - pen
+    forest.offset_ = budget_offset(raw, pen, budget)
     forest.contamination = budget
     compiled = CompiledForest.from_sklearn(forest)
     scores = gate(compiled.decision_function(xs) - pen, pen)
     meta = DetectorMetadata(
         created_at=datetime.now(UTC), n_samples=n_items, params=params,
         effective_max_samples=int(forest.max_samples_), library_versions=LibraryVersions.current(),
-        offset=float(forest.offset_), training_scores=score_stats(scores, 0.0),
+        offset=float(forest.offset_), state_offset=budget_offset(raw, pen, DEFAULT_ALERT_BUDGET_PER_1000 / 1000.0),
+        training_scores=score_stats(scores, 0.0),
         feature_stats=_feature_stats(x), alert_budget_per_1000=alert_budget_per_1000,
         group_field=group_field, peer_groups=peers.to_json(), rules=RuleSet(rules).table(),
         score_quantiles=calibrate(scores), hull_low=hull.low, hull_high=hull.high, hull_weight=hull.weight, n_training_rows=int(x.shape[0]), training_steps=steps,
@@ -90,15 +96,13 @@ def train_detector(
 
 def budget_offset(raw: np.ndarray[Any, np.dtype[np.float64]], penalty: np.ndarray[Any, np.dtype[np.float64]],
                   budget: float) -> float:  # fmt: skip
-    """The offset flagging a share ``budget`` of the training rows; only rows beyond the hull can be
-    flagged (:func:`detection.detector.gate`), so when fewer lie beyond, all of them are."""
-    beyond = np.sort(raw[penalty > 0.0])
-    k = int(budget * raw.size)
-    if beyond.size == 0:
-        return float(raw.min()) - 1.0  # nothing to flag
-    if k >= beyond.size:
-        return float(np.nextafter(beyond[-1], np.inf))
-    return float(beyond[k])
+    """The offset flagging a share ``budget`` of the training rows, taken in the order the served
+    score gives them (:func:`detection.detector.gate`): every change beyond the hull first, then
+    the changes inside it by their forest score. A budget below the share beyond the hull flags
+    only changes beyond it; a larger one flags all of those and the rarest changes inside it."""
+    ordered = np.sort(gate(raw, penalty))
+    k = min(int(budget * raw.size), raw.size - 1)
+    return float(ordered[k])
 
 
 def train_named(name: DetectorName, snapshot: UpdateBatch, items: Sequence[StockItem],

@@ -9,16 +9,20 @@ beyond the 0.1-99.9 % range of normal motion in units of that range, times a wei
 
 The range is that of the feature's normal *moves* (its non-zero values, widened to include 0):
 most features are 0 on most updates (a price or level moves on a few in a hundred), and quantiles
-over all rows would put a routine re-plan of the levels outside.
+over all rows would put a routine re-plan of the levels outside. Where the normal range is known
+better than the training motion shows it (a re-plan may halve or double the levels), ``fit``
+widens the range to it (``at_least``) without moving the other features' ranges.
 
-Inside the hull the penalty is 0 and the model does not alert at all (the detector floors the
-score at 0): a combination of changes each within normal motion is not worth an alert. Beyond
-it, the forest's score decides how far beyond is far enough (a tie-breaker among the outliers).
+Inside the hull the penalty is 0 and the change ranks after every change beyond it
+(:func:`detection.detector.gate`); at the default alert budget none of them alerts: a combination
+of changes each within normal motion is not worth an alert. Beyond it, the forest's score decides
+how far beyond is far enough (a tie-breaker among the outliers). A budget larger than the share
+of normal motion beyond the hull lets the rarest changes inside it alert too, by forest score.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import numpy as np
@@ -46,15 +50,23 @@ class Hull:
         self._width = np.maximum(self._high - self._low, MIN_WIDTH)
 
     @classmethod
-    def fit(cls, x: FloatArray, weight: Sequence[float]) -> Hull:
-        """The 0.1-99.9 % range of each feature's non-zero values (0 included)."""
+    def fit(
+        cls,
+        x: FloatArray,
+        weight: Sequence[float],
+        *,
+        at_least: Mapping[int, tuple[float, float]] | None = None,
+    ) -> Hull:
+        """The 0.1-99.9 % range of each feature's non-zero values (0 included), widened to
+        ``at_least[j]`` for the features whose normal range is known (the level re-plans)."""
         low, high = [], []
         for j in range(x.shape[1]):
             col = x[:, j]
             moves = col[np.abs(col) > MOVE_EPS]
             q = np.quantile(moves if moves.size >= MIN_MOVES else col, HULL_QUANTILES)
-            low.append(min(float(q[0]), 0.0))
-            high.append(max(float(q[1]), 0.0))
+            lo_at, hi_at = (at_least or {}).get(j, (0.0, 0.0))
+            low.append(min(float(q[0]), 0.0, lo_at))
+            high.append(max(float(q[1]), 0.0, hi_at))
         return cls(low, high, weight)
 
     def penalty(self, x: FloatArray) -> FloatArray:

@@ -5,7 +5,7 @@ structured dtype, not Python objects. :data:`STATE_DTYPE` (packed, little-endian
 
     stock, min, max, price      f8  the last ACCEPTED state (a flagged update never lands here)
     ref_price                   f4  slow EWMA of the price (the item's regular price)
-    usual_drop, usual_rise      f4  EWMA of the size of decreases / increases of stock
+    usual_drop, usual_rise      f4  EWMA of the size of decreases / receipts (rises but returns)
     usual_level                 f4  EWMA of the stock level
     usual_gap                   f4  EWMA of seconds between updates (0 = unknown)
     last_time                   f8  latest occurred_at seen, epoch seconds (NaN = never given)

@@ -8,11 +8,11 @@ every one of them is configurable. Strict types keep ``True`` from passing as ``
 
 from __future__ import annotations
 
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
-__all__ = ["MIN_TRAINING_ITEMS", "ForestParams", "TrainingError"]
+__all__ = ["MIN_TRAINING_ITEMS", "ForestParams", "TrainingError", "shown_params"]
 
 MIN_TRAINING_ITEMS: Final = 10
 """The seed's rule: fewer usable items than this and no model is trained."""
@@ -38,3 +38,9 @@ class ForestParams(BaseModel):
         Literal["auto"] | Annotated[StrictInt, Field(ge=2)] | Annotated[StrictFloat, Field(gt=0.0, le=1.0)]
     ) = "auto"
     """Samples drawn per tree: ``"auto"`` = min(256, n), an int count, or a float fraction of n."""
+
+
+def shown_params(params: ForestParams, detector: str) -> dict[str, Any]:
+    """``params`` as JSON for ``train`` and ``models show``: a ``default`` model has no contamination
+    (its alert budget sets the threshold, shown beside), so the field is left out for it."""
+    return params.model_dump(mode="json", exclude={"contamination"} if detector == "default" else None)

@@ -113,6 +113,7 @@ DEFAULT_RULES: Final[tuple[dict[str, str | float], ...]] = (
 RULE_VARIABLES: Final = ("stock", "min", "max", "price", "prev_stock", "prev_min", "prev_max",
                          "prev_price", "age", "unchanged", "left_stock", "stock_change", "usual_drop",
                          "usual_rise")  # fmt: skip
+_MEMO: Final = 4096  # bitmasks remembered by fired/describe (a batch sees a handful)
 ALERT_FROM: Final = 50.0  # a rule with at least this severity alerts; below it is a hint
 _OPS: Final[dict[str, Callable[[Any, Any], Any]]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
@@ -166,7 +167,7 @@ class _Rule:
 class RuleSet:
     """A compiled rule table; :meth:`evaluate` returns one uint32 bitmask per row."""
 
-    __slots__ = ("_rules",)
+    __slots__ = ("_alert_mask", "_described", "_fired", "_rules")
 
     def __init__(self, rules: Sequence[Mapping[str, Any]] = DEFAULT_RULES) -> None:
         if len(rules) > 32:
@@ -189,6 +190,9 @@ class RuleSet:
             rebase = str(spec.get("rebase", False)).lower() in ("true", "1", "1.0")
             compiled.append(_Rule(name, kind, says, when, _severity(spec, name), tuple(clauses), rebase))
         self._rules = tuple(compiled)
+        self._alert_mask = sum(1 << k for k, r in enumerate(self._rules) if r.severity >= ALERT_FROM)
+        self._fired: dict[int, tuple[str, ...]] = {}  # per bitmask: asked once per event, few distinct
+        self._described: dict[int, tuple[str, ...]] = {}
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -207,7 +211,7 @@ class RuleSet:
     @property
     def alert_mask(self) -> int:
         """The bits of the rules that alert (severity >= :data:`ALERT_FROM`); the others are hints."""
-        return sum(1 << k for k, r in enumerate(self._rules) if r.severity >= ALERT_FROM)
+        return self._alert_mask
 
     @property
     def rebase_mask(self) -> int:
@@ -250,11 +254,23 @@ class RuleSet:
 
     def fired(self, bits: int) -> tuple[str, ...]:
         """Names of the rules set in ``bits``, in table order."""
-        return tuple(r.name for k, r in enumerate(self._rules) if bits >> k & 1)
+        names = self._fired.get(bits)
+        if names is None:
+            if len(self._fired) >= _MEMO:
+                self._fired.clear()
+            names = self._fired[bits] = tuple(r.name for k, r in enumerate(self._rules) if bits >> k & 1)
+        return names
 
     def describe(self, bits: int) -> tuple[str, ...]:
         """``"negative_stock: stock is negative"`` for each rule set in ``bits``."""
-        return tuple(f"{r.name}: {r.says}" for k, r in enumerate(self._rules) if bits >> k & 1)
+        said = self._described.get(bits)
+        if said is None:
+            if len(self._described) >= _MEMO:
+                self._described.clear()
+            said = self._described[bits] = tuple(
+                f"{r.name}: {r.says}" for k, r in enumerate(self._rules) if bits >> k & 1
+            )
+        return said
 
 
 def _severity(spec: Mapping[str, Any], name: str) -> float:

@@ -12,9 +12,10 @@ numeric ``occurred_at`` — and every other row is marked for the per-row parser
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 from datetime import UTC, datetime
 from itertools import repeat
-from operator import is_, is_not
+from operator import is_, is_not, itemgetter
 from typing import Any, Final
 
 import numpy as np
@@ -45,32 +46,38 @@ def fast_columns(objs: Sequence[Any], group_field: str) -> FastColumns | None:
     n = len(objs)
     if not n or set(map(type, objs)) != _DICT:
         return None
-    keys: set[str] = set().union(*objs)
+    whole: dict[str, list[Any]] = {}  # the fields every object has, each taken with one itemgetter map
+    for key in dict.fromkeys(("item_id", *NUMBER_KEYS, "occurred_at", group_field, "event_id")):
+        with suppress(KeyError):  # some object lacks it
+            whole[key] = list(map(itemgetter(key), objs))
+    # objects holding exactly those fields (the usual batch): no alias, nothing else to look for
+    keys: set[str] = set(whole) if sum(map(len, objs)) == len(whole) * n else set().union(*objs)
+
+    def _column(key: str, default: Any) -> list[Any]:
+        got = whole.get(key)
+        return got if got is not None else list(map(_get, objs, repeat(key), repeat(default)))
+
     bad = np.zeros(n, np.bool_)
-    ids = _column(objs, "item_id", None)
+    ids = _column("item_id", None)
     if not _plain_ids(ids):
         bad |= [not _plain_id(v) for v in ids]
     numbers = []
     for key in NUMBER_KEYS:
-        values, mask = _numbers(_column(objs, key, _ABSENT)) if key in keys else (np.full(n, np.nan), None)
+        values, mask = _numbers(_column(key, _ABSENT)) if key in keys else (np.full(n, np.nan), None)
         numbers.append(values)
         if mask is not None:
             bad |= mask
     if not _ALIASES.isdisjoint(keys):
         bad |= [not _ALIASES.isdisjoint(o) for o in objs]
     times, mask = (
-        _times(_column(objs, "occurred_at", None)) if "occurred_at" in keys else (np.full(n, np.nan), None)
+        _times(_column("occurred_at", None)) if "occurred_at" in keys else (np.full(n, np.nan), None)
     )
     numbers.append(times)
     if mask is not None:
         bad |= mask
-    groups = _text(_column(objs, group_field, None)) if group_field and group_field in keys else [None] * n
-    events = _text(_column(objs, "event_id", None)) if "event_id" in keys else [None] * n
+    groups = _text(_column(group_field, None)) if group_field and group_field in keys else [None] * n
+    events = _text(_column("event_id", None)) if "event_id" in keys else [None] * n
     return ids, numbers, groups, events, bad
-
-
-def _column(objs: Sequence[dict[str, Any]], key: str, default: Any) -> list[Any]:
-    return list(map(_get, objs, repeat(key), repeat(default)))
 
 
 def _plain_id(v: Any) -> bool:

@@ -10,6 +10,7 @@ merged onto the item's last accepted state by the detector. Values are checked a
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +34,8 @@ _ALIASES: Final = {
     "price": ("price",),
 }
 _ID_KEYS: Final = ("item_id", "sku", "_id")
+# A number sent as text: ASCII decimal only (float() also takes "1_000", "١٢", "nan", "infinity").
+_NUMERIC_TEXT: Final = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 class MissingFieldError(ItemValidationError):
@@ -174,7 +177,9 @@ def _item_id(msg: Mapping[str, Any]) -> str:
         value = msg.get(key)
         if value is not None and not isinstance(value, bool) and isinstance(value, str | int):
             text = str(value).strip()
-            if 0 < len(text) <= MAX_ID_LENGTH:
+            if len(text) > MAX_ID_LENGTH:
+                raise ItemValidationError(f"{key}: at most {MAX_ID_LENGTH} characters, got {len(text)}")
+            if text:
                 return text
     raise ItemValidationError("item_id: required (send it as item_id, sku or _id)")
 
@@ -189,6 +194,8 @@ def _field(msg: Mapping[str, Any], key: str) -> float:
 def _number(key: str, value: Any) -> float:
     if isinstance(value, bool) or value is None:
         raise ItemValidationError(f"{key}: must be a number, got {value!r}")
+    if isinstance(value, str) and not _NUMERIC_TEXT.fullmatch(value.strip()):
+        raise ItemValidationError(f"{key}: must be a number, got {value[:40]!r}")
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
@@ -198,10 +205,22 @@ def _number(key: str, value: Any) -> float:
     return number
 
 
+def _iso(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text.strip())
+    except ValueError:
+        return False
+    return True
+
+
 def _time(value: Any) -> float:
     """Epoch seconds of ``occurred_at`` (NaN when absent)."""
     if value is None:
         return math.nan
+    if isinstance(value, datetime):  # a native date (MongoDB's, naive in UTC)
+        value = (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    elif isinstance(value, str) and _NUMERIC_TEXT.fullmatch(value.strip()) and not _iso(value):
+        value = float(value)  # epoch seconds as text ("20260301" stays the ISO date it also is)
     if isinstance(value, int | float) and not isinstance(value, bool):
         try:
             number = float(value)
@@ -219,5 +238,5 @@ def _time(value: Any) -> float:
             if EARLIEST_TIME <= seconds <= LATEST_TIME:  # year 1 at +01:00 is still year 0 in UTC
                 return seconds
     raise ItemValidationError(
-        f"occurred_at: must be an ISO-8601 time or epoch seconds, got {str(value)[:40]!r}"
+        f"occurred_at: must be an ISO-8601 time, a date or epoch seconds, got {str(value)[:40]!r}"
     )

@@ -82,7 +82,7 @@ def snapshot_of(source: IO[bytes], counts: dict[str, int], group_field: str = "c
 
 
 def state_from_baseline(
-    detector: ChangeDetector, source: IO[bytes] | None, *, future_skew_s: float = 86_400.0
+    detector: ChangeDetector, source: IO[bytes] | None, *, future_skew_s: float = 3_600.0
 ) -> StateTable:
     """Item states seeded from a snapshot file; items it lacks must first arrive in full."""
     from consumer.scoring.future_time import untime_future
@@ -99,7 +99,23 @@ def state_from_baseline(
     if ahead:
         print(f"stockwatch: baseline: {ahead} item(s) stamped more than future_skew_s ahead start with "
               "no occurred_at", file=sys.stderr)  # fmt: skip
+    _note_unused(snapshot)
     return table
+
+
+def _note_unused(snapshot: UpdateBatch) -> None:
+    """Say which valid baseline lines seed nothing (as consume's inventory seed, the last line of an id wins)."""
+    import numpy as np
+
+    numbers = np.stack([snapshot.stock, snapshot.min, snapshot.max, snapshot.price])
+    incomplete = int(np.count_nonzero(np.isnan(numbers).any(axis=0)))
+    repeated = len(snapshot) - len(set(snapshot.item_ids))
+    if incomplete:
+        print(f"stockwatch: baseline: {incomplete} line(s) lack one of stock_quantity, min_stock_level, "
+              "max_stock_level, price: their items start with no known state", file=sys.stderr)  # fmt: skip
+    if repeated:
+        print(f"stockwatch: baseline: {repeated} line(s) repeat an item_id: the last line of each item is "
+              "its state", file=sys.stderr)  # fmt: skip
 
 
 def score_changes(
@@ -113,7 +129,7 @@ def score_changes(
     counts: dict[str, int],
     context: EventContext | None = None,
     alerts: AlertSink | None = None,
-    future_skew_s: float = 86_400.0,
+    future_skew_s: float = 3_600.0,
 ) -> None:
     """Decide one chunk of :func:`read_lines` in order, report its rejected lines in line order, write
     its events (and alerts), then advance the item states."""
@@ -185,6 +201,7 @@ def train_default(args: argparse.Namespace, settings: Settings) -> int:
     """``train --detector default``: the change detector from a snapshot file; same summary line."""
     from consumer.cli.models import EXIT_OK, EXIT_USAGE, open_store
     from detection import DEFAULT_RULES, ForestParams, TrainingError, train_detector
+    from detection.params import shown_params
 
     chosen = {
         "n_estimators": args.n_estimators,
@@ -226,8 +243,8 @@ def train_default(args: argparse.Namespace, settings: Settings) -> int:
     summary = {
         "version": version, "model_dir": str(store.root), "n_samples": model.metadata.n_samples,
         "rejected_lines": counts["rejected"], "threshold": model.threshold, "offset": model.metadata.offset,
-        "anomaly_rate": budget / 1000.0, "training_seconds": round(seconds, 3),
-        "params": params.model_dump(mode="json"), "detector": "default", "alert_budget_per_1000": budget,
+        "anomaly_rate": model.metadata.training_scores.anomaly_rate, "training_seconds": round(seconds, 3),
+        "params": shown_params(params, "default"), "detector": "default", "alert_budget_per_1000": budget,
         "group_field": model.metadata.group_field,
     }  # fmt: skip
     sys.stdout.buffer.write(orjson.dumps(summary, option=orjson.OPT_APPEND_NEWLINE))
@@ -257,7 +274,7 @@ def score_default(
     *,
     inputs: tuple[IO[bytes], IO[bytes] | None],
     alerts: AlertSink | None = None,
-    future_skew_s: float = 86_400.0,
+    future_skew_s: float = 3_600.0,
 ) -> None:
     """Score with per-item state, in order (:mod:`consumer.cli.changes`); ``inputs``: the opened
     ``--input`` and ``--baseline`` (or None); ``alerts``: ``--alerts``."""

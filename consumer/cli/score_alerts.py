@@ -125,7 +125,10 @@ def read_suppressions(source: IO[bytes]) -> list[dict[str, Any]]:
             Suppression.from_doc(doc)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             name = getattr(source, "name", "-")
-            print(f"stockwatch: {name}: line {lineno}: not a suppression, skipped: {exc!r}", file=sys.stderr)
+            why = f"missing field {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else str(exc)
+            print(
+                f"stockwatch: {name}: line {lineno}: not a suppression, skipped: {why[:200]}", file=sys.stderr
+            )
             continue
         docs.append(doc)
     return docs

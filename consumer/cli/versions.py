@@ -101,8 +101,11 @@ def cmd_models_show(args: argparse.Namespace, settings: Settings) -> int:
     except (ModelNotFoundError, ModelVerificationError) as exc:
         fail(f"models show: {exc}")
         return EXIT_USAGE
-    shown = orjson.loads(meta.model_dump_json())
     from consumer.cli.feedback import feedback_counts
+    from detection.params import shown_params
+
+    shown = orjson.loads(meta.model_dump_json())
+    shown["params"] = shown_params(meta.params, meta.detector)  # a default model has no contamination
 
     feedback = feedback_counts(settings, version)
     if feedback is not None:

@@ -68,7 +68,7 @@ class BatchConfig:
     service: str = "stockwatch-consume"  # the dlq.service header of its dead letters
     group_id: str = ""  # the dlq.group header: the consumer group that read the records
     context: EventContext = field(default_factory=EventContext)  # attributes, headers, links of anomalies
-    future_skew_s: float = 86_400.0  # `default` detector: how far ahead of now an occurred_at may be
+    future_skew_s: float = 3_600.0  # `default` detector: how far ahead of now an occurred_at may be
 
 
 @dataclass(slots=True)

@@ -72,6 +72,7 @@ def _committed_of(partitions: list[TopicPart], committed: Committed | None) -> M
 
 
 _OFFSET = attrgetter("offset")
+_PARTITION = attrgetter("partition")
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,14 +166,17 @@ def process_change_batch(
     objs, candidates, failures = decode_records(records, config)
     updates, rejects = parse_updates(objs, group_field=detector.metadata.group_field)
     failures += [(i, 1, candidates[i], DlqReason.INVALID_ITEM, reason) for i, reason in rejects]
-    rejected = {i for i, _ in rejects}
-    where = [i for i in range(len(candidates)) if i not in rejected]  # candidate index of each update
+    where = list(range(len(candidates)))  # candidate index of each update
+    if rejects:
+        rejected = {i for i, _ in rejects}
+        where = [i for i in where if i not in rejected]
     updates, where, ahead = drop_future(updates, where, candidates, skew_s=config.future_skew_s, now=now)
     failures += ahead  # far-future occurred_at: a dead letter, never the item's clock (future_time.py)
-    sources = [candidates[i] for i in where]
-    partitions = [r.partition for r in sources]
+    sources = list(candidates) if len(where) == len(candidates) else list(map(candidates.__getitem__, where))
+    partitions = list(map(_PARTITION, sources))
     prior, prior_offsets = ctx.store.prior(partitions, updates.item_ids)
-    keep = split_replays(sources, prior_offsets)
+    input_offsets = np.fromiter(map(_OFFSET, sources), np.int64, count=len(sources))
+    keep = split_replays(sources, prior_offsets, input_offsets)
     if keep is not None:
         updates, sources, partitions = (
             updates.rows(keep),
@@ -180,7 +184,7 @@ def process_change_batch(
             [partitions[i] for i in keep],
         )
         where = [where[i] for i in keep]
-        prior, prior_offsets = prior[keep], prior_offsets[keep]
+        prior, prior_offsets, input_offsets = prior[keep], prior_offsets[keep], input_offsets[keep]
     items = prior_states(updates, states_of(prior), prior_offsets != ABSENT, ctx.seeds)
     outputs: list[OutputRecord] = []
     reasons: Counter[str] = Counter()
@@ -191,7 +195,6 @@ def process_change_batch(
         decisions, touched = detector.decide_local(updates, items.u, items.records, items.known)
         for i, exc in decisions.rejected.items():
             failures.append((where[i], 1, sources[i], DlqReason.MISSING_FIELD, str(exc)))
-        input_offsets = np.fromiter(map(_OFFSET, sources), np.int64, count=len(sources))
         episodes = track_episodes(ctx.episodes, episodes_of(prior), updates, sources, decisions, now=now,
                                   items=(items.ids, items.u), offsets=input_offsets)  # fmt: skip
         suppressed = episodes.suppressed
@@ -219,15 +222,20 @@ def process_change_batch(
     )
 
 
-def split_replays(sources: Sequence[SourceRecord], prior_offsets: npt.NDArray[np.int64]) -> list[int] | None:
-    """Indices of the updates to decide, or None for all of them.
+def split_replays(
+    sources: Sequence[SourceRecord],
+    prior_offsets: npt.NDArray[np.int64],
+    offsets: npt.NDArray[np.int64] | None = None,
+) -> list[int] | None:
+    """Indices of the updates to decide, or None for all of them (``offsets``: the sources' offsets).
 
     An update at an input offset at or before the one its item's state last changed at was
     applied already (its records are read again after a rewind the state did not see, e.g. a
     commit that landed after the restore read the committed offset). It is skipped: not decided,
     no event, no state change — its events were published with the change that is in the state.
     """
-    offsets = np.fromiter(map(_OFFSET, sources), dtype=np.int64, count=len(sources))
+    if offsets is None:
+        offsets = np.fromiter(map(_OFFSET, sources), dtype=np.int64, count=len(sources))
     replay = offsets <= prior_offsets
     if not replay.any():
         return None

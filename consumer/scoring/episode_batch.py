@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, Final
 
 import numpy as np
@@ -27,12 +28,20 @@ from detection import UpdateBatch
 from detection.change_decisions import ChangeDecisions
 from detection.items import EARLIEST_TIME, LATEST_TIME
 
-__all__ = ["EpisodeContext", "EpisodeOutcome", "episode_alert", "episode_event", "track_episodes"]
+__all__ = [
+    "EpisodeContext",
+    "EpisodeOutcome",
+    "episode_alert",
+    "episode_event",
+    "record_stamps",
+    "track_episodes",
+]
 
 log = logging.getLogger(__name__)
 
 Records = npt.NDArray[np.void]
 FIRST_LOAD_WAIT_S: Final = 15.0
+_TIMESTAMP: Final = attrgetter("timestamp")
 _LEVEL_CUTS: Final = np.array([65.0, 80.0, 95.0])  # detection.severity: low < 65 <= medium < 80 <= high < 95
 
 
@@ -76,10 +85,12 @@ def track_episodes(
     now: datetime,
     items: tuple[list[str], npt.NDArray[np.intp]] | None = None,
     offsets: npt.NDArray[np.int64] | None = None,
+    stamps: npt.NDArray[np.float64] | None = None,
 ) -> EpisodeOutcome:
     """See the module docstring; ``prior`` is each row's item episode before the batch; ``items``:
     the batch's distinct item ids in first-occurrence order and each row's index in them, when
-    known (``BatchItems``); ``offsets``: each row's input offset, when known."""
+    known (``BatchItems``); ``offsets`` and ``stamps``: each row's input offset and record
+    timestamp (ms, NaN for none), when known."""
     if items is None:
         uniq = list(dict.fromkeys(updates.item_ids))
         index = dict(zip(uniq, range(len(uniq)), strict=True))
@@ -97,7 +108,9 @@ def track_episodes(
     levels = np.where(
         anomalous, np.searchsorted(_LEVEL_CUTS, decisions.severity_score[rows], side="right"), -1
     )
-    stamps = np.fromiter(map(_stamp, sources), np.float64, count=len(sources)) / 1000
+    if stamps is None:
+        stamps = record_stamps(sources)
+    stamps = stamps / 1000
     stamps[(stamps < EARLIEST_TIME) | (stamps > LATEST_TIME)] = np.nan  # a producer sets any timestamp
     at = np.where(np.isfinite(updates.occurred_at), updates.occurred_at, stamps)
     at = np.where(np.isfinite(at), at, now.timestamp())[rows]
@@ -121,9 +134,9 @@ def track_episodes(
     return EpisodeOutcome(transitions, index, episodes, n_suppressed)
 
 
-def _stamp(source: SourceLike) -> float:
-    ts = source.timestamp
-    return np.nan if ts is None else ts
+def record_stamps(sources: Sequence[SourceLike]) -> npt.NDArray[np.float64]:
+    """Each record's timestamp in ms as float64 (NaN where it has none)."""
+    return np.array(list(map(_TIMESTAMP, sources)), dtype=np.float64).reshape(len(sources))
 
 
 def episode_alert(

@@ -138,18 +138,28 @@ def advance(  # noqa: PLR0917 (arrays of one batch, side by side)
     out: list[Transition] = []
     cols = zip(rows.tolist(), item_of[rows].tolist(), anomalous[rows].tolist(), levels[rows].tolist(),
                at[rows].tolist(), offsets[rows].tolist(), strict=True)  # fmt: skip
+    resolve_after = policy.resolve_after
     for r, k, flagged, level, t, offset in cols:
         ep = eps[k]
-        kind = _step(ep, flagged, level, t, offset, policy, partial(suppressed, r))
-        if isinstance(kind, Kind):
-            out.append(_transition(r, kind, ep, t))
-        if kind is Kind.RESOLVED or kind is _CLOSED:
+        if not flagged:  # the common case inline: a normal update of an item in no episode, or not the last
+            if ep.status == _NONE:
+                continue
+            ep.normal_run = min(ep.normal_run + 1, _MAX_U2)
+            if ep.normal_run < resolve_after:
+                continue
+            if ep.status == _OPEN:
+                out.append(_transition(r, Kind.RESOLVED, ep, t))
             eps[k] = _Ep()
+            continue
+        kind = _step(ep, level, t, offset, policy, partial(suppressed, r))
+        if kind is not None:
+            out.append(_transition(r, kind, ep, t))
     episodes[items] = np.array([eps[k].record() for k in items.tolist()], EPISODE_DTYPE)
     return out
 
 
-_CLOSED: Final = object()  # a silent episode ends: nothing to publish
+_NONE: Final = int(Status.NONE)  # plain ints: the loop compares them once per update
+_OPEN: Final = int(Status.OPEN)
 _F4: Final = struct.Struct("<f")
 
 
@@ -178,25 +188,18 @@ class _Ep:
                 self.normal_run, self.status, self.max_level)  # fmt: skip
 
 
-def _step(  # noqa: PLR0911, PLR0917 (one return per transition reads best)
+def _step(  # noqa: PLR0917 (the fields an anomalous update needs)
     ep: _Ep,
-    anomalous: bool,
     level: int,
     t: float,
     offset: int,
     policy: EpisodePolicy,
     suppressed: Callable[[], bool],
-) -> Kind | object | None:
+) -> Kind | None:
+    """An anomalous update's effect on its item's episode (``ep``, updated in place)."""
     status = ep.status
-    if not anomalous:
-        if status == Status.NONE:
-            return None
-        ep.normal_run = min(ep.normal_run + 1, _MAX_U2)
-        if ep.normal_run < policy.resolve_after:
-            return None
-        return Kind.RESOLVED if status == Status.OPEN else _CLOSED
     level = max(level, 0)
-    if status == Status.NONE:
+    if status == _NONE:
         quiet = suppressed()
         ep.opened_offset, ep.first_seen, ep.last_seen_s, ep.notified_s = offset, t, 0.0, 0.0
         ep.occurrences, ep.normal_run, ep.max_level = 1, 0, level
@@ -209,7 +212,7 @@ def _step(  # noqa: PLR0911, PLR0917 (one return per transition reads best)
     higher = level > ep.max_level
     if higher:
         ep.max_level = level
-    if status != Status.OPEN:
+    if status != _OPEN:
         return None
     due = policy.renotify_after_s > 0 and since - ep.notified_s >= policy.renotify_after_s
     if not (higher or due) or suppressed():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Final, Literal
 
 __all__ = ["EPISODE_ID_HEX_CHARS", "EpisodeStatus", "episode_fields", "episode_id", "event_time"]
@@ -30,6 +31,7 @@ def episode_id(topic: str, partition: int, opened_offset: int, item_id: str) -> 
     return hashlib.sha256(raw).hexdigest()[:EPISODE_ID_HEX_CHARS]
 
 
+@lru_cache(maxsize=1024)  # an open event's first_seen is its last_seen; an episode's events repeat it
 def event_time(seconds: float) -> str:
     """Epoch seconds as UTC ISO 8601 with ``Z`` (millisecond precision)."""
     moment = datetime.fromtimestamp(seconds, UTC)

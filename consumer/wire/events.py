@@ -20,7 +20,7 @@ import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Final, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Final, NamedTuple, Protocol, TypeGuard, runtime_checkable
 
 import numpy as np
 
@@ -89,6 +89,9 @@ class ChangeDecisionsLike(Protocol):
     def rules_fired(self, i: int) -> Sequence[str]: ...
 
 
+_CHANGE_MEMBERS: Final = ("severity_score", "level", "kind", "rules_fired")
+
+
 class SourceLike(Protocol):
     """Where an input was read (a consumed Kafka record, or :class:`Coordinates`)."""
 
@@ -139,6 +142,11 @@ def detected_at(now: datetime) -> str:
     return now.isoformat().replace("+00:00", "Z")
 
 
+def _is_change(decisions: object) -> TypeGuard[ChangeDecisionsLike]:
+    """``isinstance(decisions, ChangeDecisionsLike)`` without the runtime protocol machinery (slow)."""
+    return all(hasattr(decisions, name) for name in _CHANGE_MEMBERS)
+
+
 def build_events(
     decisions: DecisionsLike,
     rows: np.ndarray[Any, Any],
@@ -170,7 +178,7 @@ def build_events(
     scores = decisions.scores[rows].tolist()
     flags = decisions.is_anomaly[rows].tolist()
     features = decisions.features[rows].tolist()
-    change = decisions if isinstance(decisions, ChangeDecisionsLike) else None
+    change = decisions if _is_change(decisions) else None
     calibrated = change.severity_score[rows].tolist() if change is not None else None
     by_item = id_by is IdBy.ITEM
     for j, i in enumerate(rows.tolist()):

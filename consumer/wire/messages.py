@@ -157,11 +157,13 @@ class TrainSummary(BaseModel):
     offset: float = Field(description="The forest's offset_ (training-set percentile of score 0).")
     anomaly_rate: float = Field(
         ge=0.0, le=1.0,
-        description="Share of the training items flagged (`default`: of the synthetic normal updates, "
-        "the alert budget / 1000).",
+        description="Share of the training items flagged (`default`: of its synthetic normal updates, "
+        "about the alert budget / 1000).",
     )  # fmt: skip
     training_seconds: float = Field(ge=0.0)
-    params: ForestParams
+    params: ForestParams = Field(
+        description="`default`: without `contamination` (its alert budget sets the threshold)."
+    )
     detector: Literal["seed", "default"] = Field(default="seed", description="The detector trained.")
     alert_budget_per_1000: float | None = Field(
         default=None, description="`default` only: model alerts per 1,000 normal updates."

@@ -81,7 +81,7 @@ def staged_changes(
     at = last[changed]
     offsets = input_offsets[at]
     records = words(items.records)[changed].reshape(-1).view(STATE_DTYPE)
-    ids = [items.ids[j] for j in changed.tolist()]
+    ids = list(map(items.ids.__getitem__, changed.tolist()))
     out = StagedChanges()
     parts = np.asarray(partitions, dtype=np.int64)[at]
     if parts.size and parts[0] == parts[-1] and (parts == parts[0]).all():  # the usual: one partition

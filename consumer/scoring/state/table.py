@@ -15,6 +15,7 @@ stays, so the id finds the same row if it comes back.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Final
 
 import numpy as np
@@ -47,7 +48,7 @@ class PartitionTable:
     the detector alone given to an item table are widened (no episode open).
     """
 
-    __slots__ = ("_h1", "_h2", "_n", "_offsets", "_records", "_slots")
+    __slots__ = ("_h1", "_h2", "_n", "_offsets", "_records", "_seen", "_slots")
 
     def __init__(self, capacity: int = 1024, *, dtype: np.dtype[np.void] = ITEM_DTYPE) -> None:
         capacity = max(16, capacity)
@@ -57,6 +58,9 @@ class PartitionTable:
         self._offsets: IntArray = np.full(capacity, ABSENT, np.int64)
         self._slots = np.full(_slot_count(capacity), _EMPTY, np.int32)
         self._n = 0  # rows used (including ABSENT ones)
+        # The rows the last lookup found, by id: a row never moves nor changes its id, so the put
+        # of the same batch's changes finds them here instead of hashing and probing again.
+        self._seen: dict[str, int] = {}
 
     def __len__(self) -> int:
         """Items held (rows that are not ABSENT)."""
@@ -80,6 +84,7 @@ class PartitionTable:
     def lookup(self, item_ids: Sequence[str]) -> RowArray:
         """Row of each id, -1 for an id the table does not hold."""
         rows = self._find(*id_hashes(item_ids))
+        self._seen = dict(zip(item_ids, rows.tolist(), strict=True))
         held = rows >= 0
         held[held] = self._offsets[rows[held]] != ABSENT
         return np.where(held, rows, -1)
@@ -94,11 +99,15 @@ class PartitionTable:
         """Write records and offsets of distinct ``item_ids``; returns what was there before
         (offset ABSENT for an item that was not held): writing that back undoes the put."""
         records = self._typed(records)
-        h1, h2 = id_hashes(item_ids)
-        rows = self._find(h1, h2)
-        new = np.flatnonzero(rows < 0)
-        if new.size:
-            rows[new] = self._insert(h1[new], h2[new])
+        rows = np.fromiter(map(self._seen.get, item_ids, repeat(-1)), np.intp, count=len(item_ids))
+        todo = np.flatnonzero(rows < 0)  # not seen by the last lookup, or not held then
+        if todo.size:
+            h1, h2 = id_hashes([item_ids[i] for i in todo.tolist()])
+            found = self._find(h1, h2)
+            rows[todo] = found
+            new = np.flatnonzero(found < 0)
+            if new.size:
+                rows[todo[new]] = self._insert(h1[new], h2[new])
         before = _take(self._records, rows), self._offsets[rows]
         _bytes(self._records)[rows] = _bytes(np.ascontiguousarray(records, dtype=self._records.dtype))
         self._offsets[rows] = offsets

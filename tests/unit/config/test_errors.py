@@ -207,11 +207,22 @@ def test_credentials_in_mongo_uri_options_are_masked(option: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("variable", "value"),
-    [("STOCKWATCH_RESOLVE_AFTER", "70000"), ("STOCKWATCH_RENOTIFY_AFTER_S", "inf")],
+    ("variable", "value", "says"),
+    [
+        ("STOCKWATCH_RESOLVE_AFTER", "70000", "less than or equal to"),
+        ("STOCKWATCH_RENOTIFY_AFTER_S", "1e12", "less than or equal to"),
+        ("STOCKWATCH_RENOTIFY_AFTER_S", "inf", "a finite number"),
+    ],
 )
 def test_alert_settings_beyond_what_an_episode_can_count_are_refused(
-    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, says: str
 ) -> None:
     (found,) = problems(monkeypatch, **{variable: value})
-    assert found.startswith(f"{variable}: Input should be less than or equal to")
+    assert found.startswith(f"{variable}: Input should be {says}")
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "Infinity"])
+def test_no_setting_takes_an_infinite_or_nan_number(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    """inf would switch a bound off (future_skew_s: the far-future guard), and nan compares False."""
+    (found,) = problems(monkeypatch, STOCKWATCH_FUTURE_SKEW_S=value)
+    assert found.startswith("STOCKWATCH_FUTURE_SKEW_S: Input should be a finite number")

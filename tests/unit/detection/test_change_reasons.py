@@ -7,8 +7,11 @@ import math
 
 import numpy as np
 
+from detection.change_decisions import ChangeDecisions
 from detection.change_features import CHANGE_FEATURE_NAMES
 from detection.change_reasons import change_reasons
+from detection.item_state import STATE_DTYPE
+from detection.rules import DEFAULT_RULES, RuleSet
 
 COL = {name: k for k, name in enumerate(CHANGE_FEATURE_NAMES)}
 
@@ -51,3 +54,42 @@ def test_the_usual_level_is_said_only_when_it_differs() -> None:
     assert reasons(base=new_item, new=(6000, 20, 200, 20.0), median=20.0, stock_vs_max=far) == [
         "stock 6,000 is 30x this item's max level 200"
     ]
+
+
+def test_a_limit_keeps_the_largest_reasons_in_order() -> None:
+    x = np.zeros(len(CHANGE_FEATURE_NAMES))
+    x[COL["stock_vs_max"]], x[COL["rise_vs_usual"]] = 4.0, 3.0
+    x[COL["price_step"]], x[COL["min_step"]] = math.log(12.0), math.log(2.0)
+    record = {"usual_level": 100.0, "usual_drop": 5.0, "usual_rise": 50.0, "usual_gap": 0.0} | BASE
+    new = np.array([3000.0, 40.0, 200.0, 240.0])
+    every = change_reasons(x, record, new, math.log(21.0))
+    assert len(every) == 3
+    for limit in range(4):
+        assert change_reasons(x, record, new, math.log(21.0), limit=limit) == every[:limit]
+
+
+def test_the_update_gap_is_context_after_what_explains_the_alert() -> None:
+    """The gap has no hull penalty: however long the pause, it follows the reasons that explain."""
+    long_pause = math.log(500.0)  # far beyond its own threshold (20x), more than the rise beyond its
+    texts = reasons(
+        base=BASE | {"usual_gap": 3600.0},
+        new=(400, 20, 200, 20.0),
+        median=20.0,
+        rise_vs_usual=math.log1p(6.0),
+        gap_vs_usual=long_pause,
+    )
+    assert texts[0].startswith("stock rose from 100 to 400") and texts[1].startswith("first update in")
+
+
+def test_an_alert_with_only_the_gap_to_say_is_not_explained_by_it() -> None:
+    x = np.zeros(len(CHANGE_FEATURE_NAMES))
+    x[COL["gap_vs_usual"]] = math.log(500.0)
+    base = np.zeros(1, STATE_DTYPE)
+    for name, value in (BASE | {"usual_gap": 3600.0, "usual_drop": 5.0, "usual_rise": 50.0}).items():
+        base[name] = value
+    matrix = np.stack([base[name].astype(np.float64) for name in STATE_DTYPE.names or ()], axis=1)
+    decisions = ChangeDecisions(np.array([-0.1]), np.array([True]), np.array([60.0]), np.zeros(1, np.uint32), x[None, :],
+                                0.0, {}, matrix, np.array([[100.0, 20.0, 200.0, 20.0]]), np.array([math.log(20.0)]),
+                                RuleSet(DEFAULT_RULES))  # fmt: skip
+    first, second = decisions.reasons(0)
+    assert first == "unusual combination of changes for this item" and second.startswith("first update in")

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from detection import parse_updates, train_detector
 from detection.decide_reference import decide_batch_reference
 from scripts.inventory_sim import SimConfig, simulate
 
 
-def test_kernel_and_reference_agree_on_a_simulated_stream() -> None:
+@pytest.mark.parametrize("budget", [0.5, 0.1, 50.0])  # the default; others move alerts, not the state
+def test_kernel_and_reference_agree_on_a_simulated_stream(budget: float) -> None:
     snapshot_docs, events, _ = simulate(SimConfig(seed=202, n_items=150, days=6, error_rate=0.05,
                                                   occurred_at_rate=0.7, new_item_share=0.1))  # fmt: skip
     snapshot = parse_updates(snapshot_docs)[0]
     updates = parse_updates(events)[0]
-    detector = train_detector(snapshot)
+    detector = train_detector(snapshot, alert_budget_per_1000=budget)
     fast, slow = detector.baseline(snapshot), detector.baseline(snapshot)
     size = 500  # 150 items: many updates of one item per batch (several generations)
     for a in range(0, len(updates), size):

@@ -68,3 +68,11 @@ def test_duplicates_without_times_of_items_stocked_in_ones_rank_above_normal_upd
                     bulk_share=0.2, more_errors=True, error_mix={"duplicate_update": 3.0, "phantom_drop": 1.0})  # fmt: skip
     result = evaluate(*simulate(cfg), detectors=("default",))["default"]
     assert result.auc_per_kind["duplicate_update"] >= 0.98, result.auc_per_kind
+
+
+def test_busy_items_with_returns_keep_their_precision() -> None:
+    # several sales a day, 5 % of them partly returned: returns once pulled the usual rise down, so
+    # the restock after each stock-out alerted (precision 0.815, AP 0.878 here; now 0.970, 0.936)
+    cfg = SimConfig(seed=110, n_items=200, days=30, error_rate=0.015, return_rate=0.05, events_per_item_day=4)
+    result = evaluate(*simulate(cfg), detectors=("default",))["default"]
+    assert result.precision >= 0.9 and result.average_precision >= 0.9 and result.recall >= 0.8, result

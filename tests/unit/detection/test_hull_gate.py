@@ -1,4 +1,4 @@
-"""The model alerts only beyond the hull of normal motion; inside it the forest still orders changes."""
+"""Changes beyond the hull of normal motion rank first; inside it the forest orders them; the budget cuts."""
 
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ def test_the_hull_spans_the_moves_of_a_feature_that_rarely_moves() -> None:
     assert float(hull.penalty(np.array([[np.log(1.25), 0.0]]))[0]) == 0.0
 
 
-def test_inside_the_hull_nothing_alerts_and_the_forest_still_orders(detector: ChangeDetector) -> None:
+def test_at_the_default_budget_nothing_inside_the_hull_alerts_and_the_forest_still_orders(
+    detector: ChangeDetector,
+) -> None:
     meta = detector.metadata
     low, high = np.array(meta.hull_low), np.array(meta.hull_high)
     rng = np.random.default_rng(1)
@@ -45,13 +47,21 @@ def test_inside_the_hull_nothing_alerts_and_the_forest_still_orders(detector: Ch
     np.testing.assert_allclose(raw, np.array([-0.3, -0.1, 0.2]) + INSIDE_SHIFT)  # order kept
 
 
-def test_the_budget_counts_only_rows_beyond_the_hull() -> None:
-    raw = np.linspace(-1.0, 0.0, 1000)
+def test_the_budget_takes_rows_beyond_the_hull_first_then_inside_it_by_forest_score() -> None:
+    rng = np.random.default_rng(3)
+    raw = rng.uniform(-0.8, -0.3, 1000)  # forest scores
     pen = np.zeros(1000)
-    pen[:20] = 0.1  # 2 % of the rows lie beyond
-    assert budget_offset(raw, pen, 0.005) == raw[5]  # 5 of 1000 rows, all among those beyond
-    assert budget_offset(raw, pen, 0.05) > raw[19]  # fewer beyond than the budget: all of them
-    assert budget_offset(raw, np.zeros(1000), 0.01) < raw.min()  # none beyond: nothing flagged
+    pen[:20] = rng.uniform(0.01, 1.0, 20)  # 2 % of the rows lie beyond the hull
+    raw[:20] -= pen[:20]
+    for budget in (0.005, 0.05, 0.3):
+        flagged = gate(raw, pen) < budget_offset(raw, pen, budget)
+        assert flagged.sum() == int(budget * 1000)  # the budget's share of the rows, whatever it is
+        if budget < 0.02:  # fewer than lie beyond: only rows beyond, the lowest scores among them
+            assert not flagged[20:].any() and raw[:20][flagged[:20]].max() < raw[:20][~flagged[:20]].min()
+        else:  # every row beyond, then the inside rows the forest finds rarest
+            assert flagged[:20].all() and raw[20:][flagged[20:]].max() < raw[20:][~flagged[20:]].min()
+    no_beyond = gate(raw, np.zeros(1000)) < budget_offset(raw, np.zeros(1000), 0.01)
+    assert no_beyond.sum() == 10  # none beyond: the budget still holds, by forest score
 
 
 def test_another_state_at_the_latest_time_is_a_replay(detector: ChangeDetector) -> None:

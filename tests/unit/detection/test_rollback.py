@@ -60,3 +60,69 @@ def test_a_normal_change_before_it_is_not_rolled_back(detector: ChangeDetector) 
     table.put("sku-0", dataclasses.replace(state, stock=full, left_stock=low))
     decisions, _ = detector.decide_batch(table, batch({"item_id": "sku-0", "stock_quantity": low - 20}))
     assert decisions.is_anomaly[0] and decisions.baseline[0, 0] == full
+
+
+def test_a_second_update_that_agrees_with_the_stock_before_the_last_change_rolls_it_back(
+    detector: ChangeDetector,
+) -> None:
+    """A restock-sized rise that was an error (x6 read as a receipt): the first report back near the
+    old level alerts, the next one that agrees with it is judged from before the rise, not flagged."""
+    table = detector.baseline(parse_updates(snapshot_docs(seed=4))[0])
+    state = table.get("sku-0")
+    assert state is not None
+    low, full = state.min, state.max
+    table.put("sku-0", dataclasses.replace(state, stock=full, left_stock=low))
+    first, changes = detector.decide_batch(table, batch({"item_id": "sku-0", "stock_quantity": low - 20}))
+    assert first.is_anomaly[0]
+    changes.apply_to(table)
+    twin = StateTable()
+    after_first = table.get("sku-0")
+    assert after_first is not None and after_first.flag_run == 1
+    twin.put_packed("sku-0", after_first.pack())
+    second = {"item_id": "sku-0", "stock_quantity": low - 25}
+    decisions, _ = detector.decide_batch(table, batch(second))
+    reference, _ = decide_batch_reference(detector, twin, batch(second))
+    assert not decisions.is_anomaly[0] and decisions.baseline[0, 0] == low
+    np.testing.assert_allclose(decisions.scores, reference.scores, atol=1e-9)
+
+
+def test_a_second_report_from_before_a_normal_change_rolls_it_back(detector: ChangeDetector) -> None:
+    """A missed error that looked like a restock (x12 of a low stock): the first report from the old
+    level alerts (it could be a phantom drop), a second one in a row confirms it and does not."""
+    table = detector.baseline(parse_updates(snapshot_docs(seed=4))[0])
+    twin = detector.baseline(parse_updates(snapshot_docs(seed=4))[0])
+    state = table.get("sku-0")
+    assert state is not None
+    low, full = state.min, state.max
+    for t in (table, twin):
+        t.put("sku-0", dataclasses.replace(state, stock=full, left_stock=low))
+    updates = batch(*({"item_id": "sku-0", "stock_quantity": low - k} for k in (20, 40, 60)))
+    decisions, changes = detector.decide_batch(table, updates)
+    reference, ref_changes = decide_batch_reference(detector, twin, updates)
+    assert decisions.is_anomaly.tolist() == [True, False, False] == reference.is_anomaly.tolist()
+    assert decisions.baseline[1, 0] == low  # judged from the stock before the rolled-back change
+    np.testing.assert_allclose(decisions.scores, reference.scores, atol=1e-9)
+    assert dict(changes.packed()) == dict(ref_changes.packed())
+    changes.apply_to(table)
+    after = table.get("sku-0")
+    assert after is not None and after.stock == low - 60 and after.flag_run == 0
+
+
+def test_a_return_to_exactly_the_stock_before_is_no_confirmation(detector: ChangeDetector) -> None:
+    """After a restock and a flagged price error, a drop back to exactly the old stock (how a replay
+    or a phantom drop looks) still alerts: only a move on from that stock confirms it."""
+    table = detector.baseline(parse_updates(snapshot_docs(seed=4))[0])
+    twin = detector.baseline(parse_updates(snapshot_docs(seed=4))[0])
+    state = table.get("sku-0")
+    assert state is not None
+    low, full = state.min, state.max
+    for t in (table, twin):
+        t.put("sku-0", dataclasses.replace(state, stock=full, left_stock=low))
+    updates = batch(
+        {"item_id": "sku-0", "stock_quantity": full - 20, "price": 100 * state.price},
+        {"item_id": "sku-0", "stock_quantity": low, "price": state.price},
+    )
+    decisions, _ = detector.decide_batch(table, updates)
+    reference, _ = decide_batch_reference(detector, twin, updates)
+    assert decisions.is_anomaly.tolist() == [True, True] == reference.is_anomaly.tolist()
+    assert decisions.kind(0) == "data_quality" and decisions.baseline[1, 0] == full

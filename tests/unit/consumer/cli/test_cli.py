@@ -224,7 +224,7 @@ def test_models_list_show_rollback(tmp_path, capsys, trained):
     code, out, _ = run(capsys, "models", "show", first, "--model-dir", str(model_dir))
     meta = validate("models-show", json.loads(out))
     assert code == 0 and meta["version"] == first and meta["n_samples"] == 300
-    assert len(meta["feature_names"]) == 7
+    assert len(meta["feature_names"]) == 7 and meta["params"]["contamination"] == 0.1  # the seed's own
 
     code, out, _ = run(capsys, "models", "rollback", first, "--model-dir", str(model_dir))
     assert code == 0 and validate("models-rollback", json.loads(out)) == {

@@ -45,10 +45,13 @@ def test_train_default_then_score_with_baseline_keeps_state_in_order(tmp_path, c
                        "--detector", "default", "--alert-budget-per-1000", "1")  # fmt: skip
     summary = validate("train-summary", json.loads(out))
     assert code == 0 and summary["detector"] == "default" and summary["alert_budget_per_1000"] == 1.0
+    assert summary["anomaly_rate"] == pytest.approx(1.0 / 1000, rel=0.5)  # measured, not the setting echoed
+    assert "contamination" not in summary["params"]  # the budget sets the threshold, not a contamination
     code, out, _ = run(capsys, "models", "list", "--model-dir", models, "--json")
     assert [row["detector"] for row in validate("models-list", json.loads(out))] == ["default"]
     code, out, _ = run(capsys, "models", "show", "--model-dir", models)
-    assert validate("models-show", json.loads(out))["alert_budget_per_1000"] == 1.0
+    shown = validate("models-show", json.loads(out))
+    assert shown["alert_budget_per_1000"] == 1.0 and "contamination" not in shown["params"]
 
     events = (sim / "events.jsonl").read_bytes().splitlines()
     extra = [b'{"item_id": "brand-new", "stock_quantity": 5}', b"not json"]
@@ -217,3 +220,21 @@ def test_score_baseline_items_stamped_years_ahead_start_with_no_time(tmp_path, c
     assert [(d["event_id"], d["is_anomaly"], d["score"]) for d in ahead] == [
         (d["event_id"], d["is_anomaly"], d["score"]) for d in untimed
     ]
+
+
+def test_score_says_which_baseline_lines_seed_nothing(tmp_path, capsys, sim) -> None:
+    models = str(tmp_path / "models")
+    assert run(capsys, "train", "--items", str(sim / "items.jsonl"), "--model-dir", models, "--detector", "default")[0] == 0  # fmt: skip
+    items = (sim / "items.jsonl").read_bytes().splitlines()
+    first, second = orjson.loads(items[0]), orjson.loads(items[1])
+    lacking = {k: v for k, v in second.items() if k != "price"}
+    baseline = tmp_path / "baseline.jsonl"
+    baseline.write_bytes(b"\n".join([*items[2:], items[0], orjson.dumps(first | {"stock_quantity": 1}), orjson.dumps(lacking)]) + b"\n")  # fmt: skip
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join((sim / "events.jsonl").read_bytes().splitlines()[:50]) + b"\n")
+    code, _, err = run(
+        capsys, "score", "--model-dir", models, "--baseline", str(baseline), "--input", str(events)
+    )
+    assert code in (0, 1)
+    assert "baseline: 1 line(s) lack one of stock_quantity, min_stock_level, max_stock_level, price" in err
+    assert "baseline: 1 line(s) repeat an item_id: the last line of each item is its state" in err

@@ -128,7 +128,9 @@ def test_a_suppression_file_silences_the_episode(tmp_path, capsys, trained) -> N
     supp.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows) + b'{"item_id": 1}\n[]\n')
     code, lines, alerts, err = score(capsys, trained, tmp_path, docs, "--suppressions", str(supp))
     assert code == 0 and alerts == [] and sum(line["is_anomaly"] for line in lines) == 3
-    assert "line 3: not a suppression, skipped" in err and "line 4: not a suppression, skipped" in err
+    assert "line 3: not a suppression, skipped: missing field" in err
+    assert "line 4: not a suppression, skipped: expected a JSON object, got list" in err
+    assert "Error(" not in err  # a sentence, not a Python exception's repr
     supp.write_bytes(orjson.dumps(rows[1]) + b"\n")  # expired: history, not a rule
     _, _, alerts, _ = score(capsys, trained, tmp_path, docs, "--suppressions", str(supp))
     assert [a["status"] for a in alerts] == ["open", "resolved"]

@@ -77,6 +77,38 @@ def test_behaves_like_a_dict(ops: list[tuple[list[str], int]]) -> None:
     assert len(table) == len(model)
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.sampled_from("abcdefgh"), max_size=8),  # looked up first (the batch's prior)
+            st.lists(st.sampled_from("abcdefghij"), max_size=6, unique=True),  # then written
+            st.booleans(),  # the write undoes: offsets ABSENT (a rolled-back insert)
+        ),
+        max_size=20,
+    )
+)
+def test_a_put_after_a_lookup_writes_the_rows_of_its_own_ids(
+    ops: list[tuple[list[str], list[str], bool]],
+) -> None:
+    table = PartitionTable(capacity=1)
+    model: dict[str, tuple[float, int]] = {}
+    for step, (looked, ids, undo) in enumerate(ops):
+        rows = table.lookup(looked)
+        assert [r >= 0 for r in rows.tolist()] == [i in model for i in looked]
+        offset = ABSENT if undo else step
+        table.put(ids, records([float(step)] * len(ids)), [offset] * len(ids))
+        for i in ids:
+            if undo:
+                model.pop(i, None)
+            else:
+                model[i] = (float(step), step)
+    rows = table.lookup([*model])
+    got, off = table.get(rows)
+    assert list(zip(got["stock"].tolist(), off.tolist(), strict=True)) == list(model.values())
+    assert len(table) == len(model)
+
+
 def test_compact_drops_spare_capacity_and_keeps_every_item() -> None:
     table = PartitionTable(capacity=16)
     ids = [f"i{k}" for k in range(5000)]
