@@ -8,6 +8,7 @@ state), evaluated beside the model by the ``default`` detector::
     when = "stock < 0"           # comparisons joined by "and": number, variable or number * variable
     says = "stock is negative"   # the reason shown in the event (default: the check itself)
     severity = 85                # the least severity_score: 50 or more alerts, below 50 only ranks (a hint)
+    rebase = false               # true: a level jump; consecutive reports that keep it re-baseline the item
     enabled = true               # false: kept in the file, not bound into models
 
 The table is bound into a model when it is trained (``stockwatch train``): ``score`` and
@@ -44,6 +45,7 @@ class RuleSpec(BaseModel):
     says: str | None = Field(default=None, min_length=1, max_length=500)
     kind: Literal["data_quality"] = "data_quality"
     severity: float = Field(default=85.0, ge=0.0, le=100.0)
+    rebase: bool = False
     enabled: bool = True
 
     @field_validator("when")
@@ -66,7 +68,7 @@ class RuleSpec(BaseModel):
     def table_row(self) -> dict[str, str | float]:
         """The entry as the detector's rule table holds it."""
         return {"name": self.name, "kind": self.kind, "when": self.when, "says": self.says or self.when,
-                "severity": self.severity}  # fmt: skip
+                "severity": self.severity, **({"rebase": 1.0} if self.rebase else {})}  # fmt: skip
 
 
 def check_rules(rules: tuple[RuleSpec, ...] | None) -> tuple[RuleSpec, ...] | None:

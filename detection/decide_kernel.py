@@ -25,7 +25,8 @@ F4_COLS = (REF, UD, UR, UL, UG)
 N_FIELDS = 15
 LEFT = 14  # left_stock: the stock before the last accepted change of stock
 PV = 15  # 1.0 when the baseline is provisional (bit 31 of n_updates in the record)
-N_STATE = 16
+JR = 16  # 1.0 when flag_run counts level jumps (bit 30 of n_updates in the record)
+N_STATE = 17
 
 
 @njit(cache=True, nogil=True)
@@ -176,8 +177,9 @@ def _load(local, k, b):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
     b[REF], b[UD], b[UR], b[UL], b[UG] = r.ref_price, r.usual_drop, r.usual_rise, r.usual_level, r.usual_gap
     b[LT], b[GRP], b[NU], b[NF], b[FR] = r.last_time, r.group, r.n_updates, r.n_flagged, r.flag_run
     b[LEFT] = r.left_stock
-    b[NU] = r.n_updates & np.uint32(0x7FFFFFFF)
+    b[NU] = r.n_updates & np.uint32(0x3FFFFFFF)
     b[PV] = 1.0 if r.n_updates >> np.uint32(31) else 0.0
+    b[JR] = 1.0 if (r.n_updates >> np.uint32(30)) & np.uint32(1) else 0.0
 
 
 @njit(cache=True, nogil=True)
@@ -189,7 +191,9 @@ def _store(b, local, k):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
     r.usual_level, r.usual_gap, r.last_time = np.float32(b[UL]), np.float32(b[UG]), b[LT]
     r.group, r.n_updates = (
         np.uint32(b[GRP]),
-        np.uint32(b[NU]) | (np.uint32(1 << 31) if b[PV] else np.uint32(0)),
+        np.uint32(b[NU])
+        | (np.uint32(1 << 31) if b[PV] else np.uint32(0))
+        | (np.uint32(1 << 30) if b[JR] else np.uint32(0)),
     )
     r.n_flagged, r.flag_run = np.uint16(b[NF]), np.uint16(b[FR])
     r.left_stock = b[LEFT]
@@ -216,7 +220,8 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
     price, peer median. ``model`` is the tuple built by ``ChangeDetector._kernel_model``. ``local``
     holds the items' records (STATE_DTYPE, row ``u[i]`` for update ``i``): updated in place."""
     (codes, med_a, spr_a, mean, scl, lo, hi, width, weight, forest, offset, threshold,
-     clauses, n_rules, floors, alert_mask, q, tail, slope, blog, rebase_run, inside, state_shift) = model  # fmt: skip
+     clauses, n_rules, floors, alert_mask, q, tail, slope, blog, rebase_run, inside, state_shift, jump_mask,
+     jump_fields) = model  # fmt: skip
     nf = mean.shape[0]
     m = np.empty(4)
     b = np.empty(N_STATE)
@@ -294,11 +299,27 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
         flagged = s < threshold or alerting
         # the budget changes alerts, never the state: it is the same for every budget
         guard = beyond or alerting
-        rebase = guard and not first and b[FR] >= rebase_run - 1 and not alerting
+        # only level jumps alert: a run of them re-baselines as a run of model flags does
+        jump = alerting and (bits & alert_mask & ~jump_mask) == 0
+        run = b[FR] if jump == (b[JR] != 0.0) else 0.0  # a run is of level jumps or of other flags
+        rebase = guard and not first and run >= rebase_run - 1 and (jump or not alerting)
         accepted = (not guard) or first or rebase
         out_base[i, :] = b[:N_FIELDS]
-        out_base[i, NU] = b[NU] + (2.0**31 if b[PV] else 0.0)  # as the record holds it
+        out_base[i, NU] = (
+            b[NU] + (2.0**31 if b[PV] else 0.0) + (2.0**30 if b[JR] else 0.0)
+        )  # as in the record
         _advance(b, m, t, g, accepted, rebase, nxt)
+        carries = False  # the update brings a number the level jumps read (evidence for or against)
+        for j in range(4):
+            carries |= jump_fields[j] != 0.0 and not np.isnan(upd[i, j])
+        if not accepted:
+            nxt[FR], nxt[JR] = min(run + 1.0, 65535.0), 1.0 if jump else 0.0
+        elif not guard and b[JR] != 0.0 and not carries:
+            nxt[FR], nxt[JR] = b[FR], 1.0  # an update without the jump's numbers keeps its run
+        else:
+            nxt[JR] = 0.0
+            if rebase and jump and m[3] > 0:  # the new level is the truth: so is its regular price
+                nxt[REF] = _f4(max(m[3], 1e-4))
         if first:  # a new item's flagged first state is provisional; a replacing one is trusted
             nxt[PV] = 1.0 if (guard and not fresh) else 0.0
         elif rebase or not (guard or partial):

@@ -21,7 +21,7 @@ from detection.change_features import (
     merge,
 )
 from detection.detector import REBASELINE_RUN, StateChanges, _generations, _group_codes, _rule_env
-from detection.item_state import COUNT_MASK, PROVISIONAL, STATE_DTYPE, StateRows, StateTable, is_provisional
+from detection.item_state import JUMP_RUN, PROVISIONAL, STATE_DTYPE, StateRows, StateTable, is_provisional
 from detection.updates import MissingFieldError, UpdateBatch
 
 if TYPE_CHECKING:
@@ -87,9 +87,10 @@ def decide_batch_reference(
         )
         # the state follows flags beyond the hull only (the kernel's guard)
         flagged, guard = ((s < self.threshold) | alerting) & ok, (_beyond(self, s, x) | alerting) & ok
-        rebase = guard & ~(new_item | fresh) & (base["flag_run"] >= REBASELINE_RUN - 1) & ~alerting
+        jump, run, rebase = _rebase(self, b, base, alerting=alerting, flagged=guard, first=new_item | fresh)
         accepted = ok & (~guard | new_item | fresh | rebase)
-        nxt = advance(base, m, accepted, rebase & is_provisional(base))
+        nxt = _jump_run(self, advance(base, m, accepted, rebase & is_provisional(base)), base, raw, m,
+                        run=run, jump=jump, flagged=guard, accepted=accepted, rebase=rebase)  # fmt: skip
         _mark_provisional(
             nxt, raw, set_=new_item & guard, kept=known & ok & ~fresh, flagged=guard, rebase=rebase
         )
@@ -159,5 +160,33 @@ def _mark_provisional(nxt: StateRows, raw: Merged, *, set_: np.ndarray, kept: np
     confirm = kept & (rebase | ~(flagged | partial))
     nu = nxt["n_updates"]
     nxt["n_updates"] = np.where(
-        set_, nu | np.uint32(PROVISIONAL), np.where(confirm, nu & np.uint32(COUNT_MASK), nu)
+        set_, nu | np.uint32(PROVISIONAL), np.where(confirm, nu & np.uint32(~PROVISIONAL & 0xFFFFFFFF), nu)
     )
+
+
+def _rebase(self: ChangeDetector, b: np.ndarray, base: StateRows, *, alerting: np.ndarray, flagged: np.ndarray,
+            first: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Rows where only level jumps alert, the run each flag extends (level jumps or other flags) and
+    the rows that re-baseline: a run of level jumps does as a run of model flags does."""
+    jump = alerting & ((b & np.uint32(self.rules.alert_mask & ~self.rules.rebase_mask)) == 0)
+    run = np.where(jump == ((base["n_updates"] & np.uint32(JUMP_RUN)) != 0), base["flag_run"], 0)
+    return jump, run, flagged & ~first & (run >= REBASELINE_RUN - 1) & (jump | ~alerting)
+
+
+def _jump_run(self: ChangeDetector, nxt: StateRows, base: StateRows, raw: Merged, m: Merged, *, run: np.ndarray,
+              jump: np.ndarray, flagged: np.ndarray, accepted: np.ndarray, rebase: np.ndarray) -> StateRows:  # fmt: skip
+    """The kernel's runs of level jumps: a flagged row counts in its own kind of run; an accepted one
+    without the level jumps' numbers keeps a run of them; a level jump's rebase resets the regular price."""
+    carries = np.zeros(jump.shape[0], dtype=bool)
+    for read, col in zip(self.rules.rebase_fields, (raw.stock, raw.min, raw.max, raw.price), strict=True):
+        carries |= bool(read) & ~np.isnan(col)
+    was = (base["n_updates"] & np.uint32(JUMP_RUN)) != 0
+    keep = accepted & ~flagged & was & ~carries
+    kept = np.where(keep, base["flag_run"], nxt["flag_run"])
+    nxt["flag_run"] = np.where(~accepted, np.minimum(run + 1, 65535), kept)
+    on = (~accepted & jump) | keep
+    nu = nxt["n_updates"] & np.uint32(~JUMP_RUN & 0xFFFFFFFF)
+    nxt["n_updates"] = np.where(on, nu | np.uint32(JUMP_RUN), nu)
+    reset = rebase & jump & (m.price > 0)
+    nxt["ref_price"] = np.where(reset, np.maximum(m.price, 1e-4), nxt["ref_price"])
+    return nxt

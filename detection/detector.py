@@ -138,7 +138,8 @@ class ChangeDetector:
         self._kernel = (*self._peers.arrays(), self._mean, self._scale, *self._hull.arrays(),
                         self._compiled._kernel_args, self._compiled.offset, self._threshold, rules,
                         len(self._rules.names), self._rules.floors, np.uint32(self._rules.alert_mask),
-                        *self._severity.arrays(), float(REBASELINE_RUN), INSIDE_SHIFT, self.state_shift)  # fmt: skip
+                        *self._severity.arrays(), float(REBASELINE_RUN), INSIDE_SHIFT, self.state_shift,
+                        np.uint32(self._rules.rebase_mask), self._rules.rebase_fields)  # fmt: skip
 
     # -- parts ---------------------------------------------------------------------------------
     scaler = property(lambda self: self._scaler, doc="The fitted ``StandardScaler``.")

@@ -12,7 +12,9 @@ structured dtype, not Python objects. :data:`STATE_DTYPE` (packed, little-endian
     group                       u4  crc32 of the peer-group value (category, ...), 0 = unknown
     n_updates                   u4  accepted updates since the baseline; bit 31 (:data:`PROVISIONAL`)
                                     set = the baseline is provisional (a new item's first state was
-                                    flagged: the next state that looks right without it replaces it)
+                                    flagged: the next state that looks right without it replaces it);
+                                    bit 30 (:data:`JUMP_RUN`) set = ``flag_run`` counts level jumps
+                                    (rules with ``rebase``), kept by updates that carry none of their numbers
     n_flagged                   u2  flagged updates in total (saturates at 65,535)
     flag_run                    u2  consecutive flagged updates (reset by an accepted one)
     left_stock                  f8  the stock before the last accepted change of stock (NaN = none):
@@ -34,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "JUMP_RUN",
     "PROVISIONAL",
     "STATE_DTYPE",
     "STATE_SIZE",
@@ -58,7 +61,9 @@ if STATE_SIZE != 80:  # pragma: no cover - a layout change must be deliberate (c
 StateRows = npt.NDArray[np.void]
 PROVISIONAL: Final = 1 << 31
 """Flag bit of ``n_updates`` (no item counts 2**31 updates, so records written before it read unflagged)."""
-COUNT_MASK: Final = PROVISIONAL - 1
+JUMP_RUN: Final = 1 << 30
+"""Flag bit of ``n_updates``: the flag run is one of level jumps (records written before read 0)."""
+COUNT_MASK: Final = JUMP_RUN - 1
 
 
 def is_provisional(rows: StateRows) -> npt.NDArray[np.bool_]:

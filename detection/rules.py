@@ -21,6 +21,12 @@ fires on. From 50 up the rule *alerts*: the decision is an anomaly of kind ``dat
 whatever the model says. Below 50 it is a *hint*: evidence that ranks the row above ordinary
 updates without alerting on its own. Every decision carries the bitmask of the rules that fired
 (at most 32 rules); an entry with ``enabled`` false is left out.
+
+``rebase`` true marks a *level jump* (a comparison with the previous value only): a run of
+consecutive reports on which only level jumps alert re-baselines the item like a run of model
+flags (the new level is the truth now, or the old one was wrong); updates that carry none of the
+numbers the level jumps read neither break nor extend that run. Other alerting rules never
+re-baseline: they keep alerting as long as the data is bad.
 """
 
 from __future__ import annotations
@@ -51,23 +57,31 @@ DEFAULT_RULES: Final[tuple[dict[str, str | float], ...]] = (
      "says": "the min level is not below the max level"},
     {"name": "price_nonpositive_with_stock", "kind": "data_quality", "when": "price <= 0 and stock > 0",
      "says": "an item in stock has no positive price"},
-    # A restock orders up to the max level: ten times the max in one move is a unit error.
-    {"name": "stock_10x_max", "kind": "data_quality", "when": "stock > 10 * prev_max and prev_max >= 1",
-     "says": "stock rose past ten times the max level in one update"},
-    # No repricing or promotion moves a price ninefold in one step; a decimal shift does.
+    # A restock orders up to the max level: ten times the max is a unit error of the stock or of the
+    # levels. Against the report's own max (merged): a change of unit that moves the levels too is
+    # no error here (the model's rebase judges it), and a new item's first state is checked too.
+    {"name": "stock_10x_max", "kind": "data_quality", "when": "stock > 10 * max and max >= 1",
+     "says": "stock is more than ten times the max level"},
+    # No repricing or promotion moves a price ninefold in one step; a decimal shift does. A level
+    # jump (rebase): when consecutive reports keep it, the new price is the truth (or the old was wrong).
     {"name": "price_jump_9x", "kind": "data_quality", "when": "price > 9 * prev_price and prev_price > 0",
-     "says": "the price rose more than ninefold in one update"},
+     "says": "the price rose more than ninefold in one update", "rebase": True},
     {"name": "price_drop_9x", "kind": "data_quality", "when": "9 * price < prev_price and price > 0",
-     "says": "the price fell more than ninefold in one update"},
+     "says": "the price fell more than ninefold in one update", "rebase": True},
     # Late by more than five minutes: an old state re-sent; applying it would undo newer ones.
     {"name": "stale_update", "kind": "data_quality", "when": "age > 300",
      "says": "occurred_at is older than the item's latest update"},
     {"name": "duplicate_update", "kind": "data_quality", "when": "age == 0 and unchanged == 1",
      "says": "the same state with the same occurred_at was already received"},
-    # An item has one state per instant: another state stamped with the latest occurred_at is a
-    # replay (e.g. a re-sent report after an update that carried no time).
-    {"name": "same_time_other_state", "kind": "data_quality", "when": "age == 0 and unchanged == 0",
-     "says": "another state with the same occurred_at as the item's latest update"},
+    # Feeds stamp to the second, so a busy item's sales share one occurred_at: a drop or a receipt
+    # stamped with the latest time is movement. A replay (a report re-sent after an update that
+    # carried no time) brings back the stock before the last change, or another price or level.
+    {"name": "same_time_other_state", "kind": "data_quality",
+     "when": "age == 0 and unchanged == 0 and stock_change >= 0 and stock_change < 0.5 * usual_rise",
+     "says": "another state with the same occurred_at as the item's latest update, not a sale or a receipt"},
+    {"name": "same_time_revert", "kind": "data_quality", "when": "age == 0 and stock == left_stock",
+     "says": "a state with the same occurred_at as the item's latest update brings back the stock before "
+             "its last change"},
     # Older than the latest update and restoring the stock the item left: a re-sent report.
     {"name": "replayed_stock", "kind": "data_quality", "when": "age > 0 and stock == left_stock",
      "says": "an older report brings back the stock this item had before its last change"},
@@ -105,6 +119,9 @@ _OPS: Final[dict[str, Callable[[Any, Any], Any]]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
     "!=": lambda a, b: (a != b) & ~np.isnan(a) & ~np.isnan(b),
 }  # fmt: skip
+# per field (stock, min, max, price): the variables that read it
+_FIELD_VARS: Final = (("stock", "prev_stock", "left_stock", "stock_change"), ("min", "prev_min"),
+                      ("max", "prev_max"), ("price", "prev_price"))  # fmt: skip
 _CLAUSE = re.compile(r"^\s*(.+?)\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*$")
 _TERM = re.compile(
     r"^(?:([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*\*\s*)?([a-z_]+)$|^([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)$"
@@ -144,6 +161,7 @@ class _Rule:
     when: str
     severity: float
     clauses: tuple[tuple[_Term, str, _Term], ...]
+    rebase: bool = False
 
 
 class RuleSet:
@@ -169,7 +187,8 @@ class RuleSet:
                     raise RuleError(f"rule {name!r}: cannot read {part!r} (like 'stock < 0')")
                 clauses.append((_term(m.group(1), name), m.group(2), _term(m.group(3), name)))
             kind, says = str(spec.get("kind", "data_quality")), str(spec.get("says", when))
-            compiled.append(_Rule(name, kind, says, when, _severity(spec, name), tuple(clauses)))
+            rebase = str(spec.get("rebase", False)).lower() in ("true", "1", "1.0")
+            compiled.append(_Rule(name, kind, says, when, _severity(spec, name), tuple(clauses), rebase))
         self._rules = tuple(compiled)
         self._alert_mask = sum(1 << k for k, r in enumerate(self._rules) if r.severity >= ALERT_FROM)
         self._fired: dict[int, tuple[str, ...]] = {}  # per bitmask: asked once per event, few distinct
@@ -181,8 +200,8 @@ class RuleSet:
 
     def table(self) -> list[dict[str, str | float]]:
         """The rules as plain dicts (what the model metadata stores)."""
-        return [{"name": r.name, "kind": r.kind, "when": r.when, "says": r.says, "severity": r.severity}
-                for r in self._rules]  # fmt: skip
+        return [{"name": r.name, "kind": r.kind, "when": r.when, "says": r.says, "severity": r.severity,
+                 **({"rebase": 1.0} if r.rebase else {})} for r in self._rules]  # fmt: skip
 
     @property
     def floors(self) -> npt.NDArray[np.float64]:
@@ -193,6 +212,17 @@ class RuleSet:
     def alert_mask(self) -> int:
         """The bits of the rules that alert (severity >= :data:`ALERT_FROM`); the others are hints."""
         return self._alert_mask
+
+    @property
+    def rebase_mask(self) -> int:
+        """The bits of the alerting rules that are level jumps (``rebase``): a consistent run re-baselines."""
+        return sum(1 << k for k, r in enumerate(self._rules) if r.rebase and r.severity >= ALERT_FROM)
+
+    @property
+    def rebase_fields(self) -> npt.NDArray[np.float64]:
+        """1.0 for each of stock, min, max, price that a level jump reads (its run's evidence)."""
+        read = {t.name for r in self._rules if r.rebase for c in r.clauses for t in (c[0], c[2]) if t.name}
+        return np.array([float(any(v in read for v in _FIELD_VARS[f])) for f in range(4)])
 
     def floor_of(self, bits: npt.NDArray[np.uint32]) -> npt.NDArray[np.float64]:
         """Per row, the highest severity of the rules fired in ``bits`` (0 where none fired)."""

@@ -6,12 +6,12 @@ scan decides each document as ``consume`` decides the first complete update of a
 seen: with no prior state. What that judges:
 
 * the data-quality rules that need no previous state (``negative_stock``, ``negative_level``,
-  ``max_zero``, ``min_ge_max``, ``price_nonpositive_with_stock``, any such rule of the model's
-  table) flag the item with their severity, whatever the model says;
+  ``max_zero``, ``min_ge_max``, ``price_nonpositive_with_stock``, ``stock_10x_max``, any such rule
+  of the model's table) flag the item with their severity, whatever the model says;
 * the model scores the state's level features (stock against the item's max, min against max, price
   against its peer group's prices) with no movement; the change features are 0;
-* rules that compare with a previous state (``stock_10x_max``, ``price_jump_9x``, ``stale_update``,
-  ``duplicate_update`` …) cannot fire.
+* rules that compare with a previous state (``price_jump_9x``, ``stale_update``, ``duplicate_update``
+  …) cannot fire.
 
 Judging each state against itself (the snapshot as a baseline, then the same state as its update)
 would judge nothing: every document would be an unchanged update (or, with ``occurred_at``, a
