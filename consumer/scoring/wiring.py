@@ -186,7 +186,7 @@ def _changelog(kafka: KafkaSettings, topic: str) -> StateChangelog:
         return KafkaChangelog(kafka, topic)
 
     def ensure() -> None:
-        ensure_changelog(kafka.bootstrap, topic, input_topic=kafka.topics.input)
+        ensure_changelog(kafka, topic, input_topic=kafka.topics.input)
 
     return ConfluentChangelog(kafka, topic, ensure=_once(ensure))
 

@@ -317,6 +317,42 @@ def test_both_changelog_readers_read_to_the_end_and_skip_aborted_transactions(
     assert decode(keys, values, committed=10).item_ids == ["a", "b", "c"]
 
 
+@pytest.mark.parametrize("client", ["kafka-python", "confluent-kafka"])
+def test_both_changelog_readers_read_a_partition_whose_first_records_are_deleted(
+    client: str, kafka_bootstrap: str, topic_factory: Callable[..., str], unique_name: Callable[[str], str]
+) -> None:
+    """DeleteRecords (the rolling truncation, an operator, a retention) moves the first offset up:
+    a reader starting at 0 must neither hang nor miss what is left (attack review: librdkafka's
+    reader waited 300 s on a partition emptied that way, again at every restore)."""
+    from config import Settings
+    from consumer.adapters.confluent.changelog import ConfluentChangelog
+    from consumer.adapters.kafka import KafkaChangelog, ensure_changelog
+
+    settings = Settings(
+        kafka_bootstrap=kafka_bootstrap, input_topic=topic_factory("in"), group_id=unique_name("cl")
+    )
+    topic = unique_name("test-changelog")
+    assert ensure_changelog(settings.kafka, topic, input_topic=settings.input_topic) == 1
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    reader = (KafkaChangelog if client == "kafka-python" else ConfluentChangelog)(settings.kafka, topic)
+    try:
+        for k in range(5):
+            producer.send(topic, key=f"k{k}".encode(), value=f"v{k}".encode(), partition=0)
+        producer.flush()
+        assert reader.truncate(0, 3)
+        started = time.monotonic()
+        assert reader.read(0) == ([b"k3", b"k4"], [b"v3", b"v4"])
+        assert reader.truncate(0, 5)  # every record deleted: first offset = end offset = 5
+        assert reader.read(0) == ([], [])
+        assert time.monotonic() - started < 60  # not the reader's 300 s no-progress limit
+    finally:
+        reader.close()
+        producer.close()
+        admin.delete_topics([topic])
+        admin.close()
+
+
 def log_start(bootstrap: str, topic: str) -> dict[int, int]:
     """Each partition's first offset still held (DeleteRecords moves it up)."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)

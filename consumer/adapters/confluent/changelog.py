@@ -13,6 +13,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from config.kafka import KafkaSettings
+from consumer.adapters.confluent.source import librdkafka_config
 from consumer.ports import KafkaUnavailableError
 
 __all__ = ["ConfluentChangelog"]
@@ -36,11 +37,11 @@ class ConfluentChangelog:
     def _connect(self) -> Consumer:
         kafka = self._kafka
         return Consumer({
-            "bootstrap.servers": kafka.bootstrap,
-            "client.id": "stockwatch-consume-restore",
+            **librdkafka_config(kafka.client_config(client_id="stockwatch-consume-restore")),
             "group.id": f"{kafka.group_id}.restore",  # required by librdkafka; never joins nor commits
             "enable.auto.commit": False,
             "isolation.level": "read_committed",  # an aborted transaction's changes never count
+            "enable.partition.eof": True,  # the end is known even when only markers follow the last record
             "fetch.max.bytes": 64 * 1024 * 1024,
             "max.partition.fetch.bytes": 32 * 1024 * 1024,
         })  # fmt: skip
@@ -57,19 +58,24 @@ class ConfluentChangelog:
         keys: list[bytes | None] = []
         values: list[bytes | None] = []
         try:
-            _, end = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=10.0)
+            low, end = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=10.0)
+            if low >= end:  # empty, or every record deleted (truncation, a retention): nothing to read
+                return keys, values
             consumer.assign([TopicPartition(self.topic, partition, OFFSET_BEGINNING)])
-            position, last_progress = -1, time.monotonic()
-            while position + 1 < end:
+            position, last_progress, at_end = low - 1, time.monotonic(), False
+            while position + 1 < end and not at_end:
                 tick()
                 messages = consumer.consume(num_messages=_BATCH, timeout=0.5)
-                if any(map(Message.error, messages)):  # rare (e.g. an event, not a record): skip those
+                if any(map(Message.error, messages)):  # rare (an event, not a record): skip those
+                    at_end = any(_is_end(m) for m in messages)  # the log's end, markers included
                     messages = [m for m in messages if m.error() is None]
                 keys.extend(map(Message.key, messages))  # C-level passes: no Python per record
                 values.extend(map(Message.value, messages))
                 if messages:
                     position = max(position, messages[-1].offset() or 0)
                     last_progress = time.monotonic()
+                elif at_end:
+                    break
                 elif time.monotonic() - last_progress > _RESTORE_TIMEOUT_S:
                     raise KafkaUnavailableError(f"restore of {self.topic}[{partition}] made no progress")
                 elif _past_end(consumer, self.topic, partition, end):
@@ -82,7 +88,9 @@ class ConfluentChangelog:
 
     def _admin_client(self) -> AdminClient:
         if self._admin is None:
-            self._admin = AdminClient({"bootstrap.servers": self._kafka.bootstrap})
+            self._admin = AdminClient(
+                librdkafka_config(self._kafka.client_config(client_id="stockwatch-admin"))
+            )
         return self._admin
 
     def end_offset(self, partition: int) -> int:
@@ -122,3 +130,8 @@ class ConfluentChangelog:
 def _past_end(consumer: Consumer, topic: str, partition: int, end: int) -> bool:
     positions = consumer.position([TopicPartition(topic, partition)])
     return bool(positions) and positions[0].offset >= end
+
+
+def _is_end(message: Message) -> bool:
+    error = message.error()
+    return error is not None and error.code() == KafkaError._PARTITION_EOF

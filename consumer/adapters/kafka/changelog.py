@@ -21,6 +21,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic, OffsetSpec
 from kafka.errors import KafkaError, PolicyViolationError, TopicAlreadyExistsError
 
 from config.kafka import KafkaSettings
+from consumer.adapters.kafka.connect import Broker, client_kwargs
 from consumer.ports import KafkaUnavailableError
 
 __all__ = ["KafkaChangelog", "ensure_changelog"]
@@ -38,20 +39,20 @@ _KEY, _VALUE = (
 )  # a restore that makes no progress for this long is an outage
 
 
-def ensure_changelog(bootstrap: str, topic: str, *, input_topic: str) -> int:
+def ensure_changelog(broker: Broker, topic: str, *, input_topic: str) -> int:
     """Create the changelog (compact,delete) with the input's partition count if absent; returns that count.
 
     An existing changelog with fewer partitions than the input cannot hold every partition's
     state: that stops the service with a message for the operator (``SystemExit``, no traceback).
     """
     try:
-        return _ensure(bootstrap, topic, input_topic)
+        return _ensure(broker, topic, input_topic)
     except KafkaError as exc:
         raise KafkaUnavailableError(f"could not create the state changelog {topic}: {exc!r}") from exc
 
 
-def _ensure(bootstrap: str, topic: str, input_topic: str) -> int:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="stockwatch-admin")
+def _ensure(broker: Broker, topic: str, input_topic: str) -> int:
+    admin = KafkaAdminClient(**client_kwargs(broker, KafkaAdminClient, client_id="stockwatch-admin"))
     try:
         described = admin.describe_topics([input_topic, topic])
         meta = {t.get("name") or t.get("topic"): t for t in described if not t.get("error_code")}
@@ -117,8 +118,7 @@ class KafkaChangelog:
 
     def _connect(self) -> KafkaConsumer:
         return KafkaConsumer(
-            bootstrap_servers=self._kafka.bootstrap,
-            client_id="stockwatch-consume-restore",
+            **client_kwargs(self._kafka, KafkaConsumer, client_id="stockwatch-consume-restore"),
             group_id=None,
             enable_auto_commit=False,
             isolation_level="read_committed",  # an aborted transaction's changes never count
@@ -130,7 +130,7 @@ class KafkaChangelog:
         """Create the topic if absent (once per process)."""
         if not self._ensured:
             try:
-                ensure_changelog(self._kafka.bootstrap, self.topic, input_topic=self._kafka.topics.input)
+                ensure_changelog(self._kafka, self.topic, input_topic=self._kafka.topics.input)
             except KafkaError as exc:
                 raise KafkaUnavailableError(
                     f"could not create the state changelog {self.topic}: {exc!r}"
@@ -172,8 +172,7 @@ class KafkaChangelog:
     def _admin_client(self) -> KafkaAdminClient:
         if self._admin is None:
             self._admin = KafkaAdminClient(
-                bootstrap_servers=self._kafka.bootstrap,
-                client_id="stockwatch-consume-truncate",
+                **client_kwargs(self._kafka, KafkaAdminClient, client_id="stockwatch-consume-truncate"),
                 request_timeout_ms=_ADMIN_TIMEOUT_MS,
             )
         return self._admin
