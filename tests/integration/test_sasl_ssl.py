@@ -220,3 +220,44 @@ def test_consume_publishes_anomalies_through_sasl_ssl(
     finally:
         tail.close()
     assert sorted(e["source"]["offset"] for e in events) == sorted(want)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_the_default_detector_keeps_its_state_through_sasl_ssl(
+    listener: dict[str, str], topics: Callable[[str], str], unique_name: Callable[[str], str], tmp_path: Path,
+    transport: str,
+) -> None:  # fmt: skip
+    """The per-item state's changelog (created, written, read back) goes through the secured listener too."""
+    from consumer.adapters.kafka.connect import client_kwargs
+    from consumer.scoring.state.changelog import changelog_topic
+    from detection import ModelStore, parse_updates, train_detector
+
+    objs = updates(300)
+    ModelStore(tmp_path / "models").publish(train_detector(parse_updates(objs[:200])[0]))
+    group = unique_name("sasl-state")
+    settings = sasl_settings(listener, kafka_client=transport, input_topic=topics("in"), anomaly_topic=topics("anomalies"),
+                             dlq_topic=topics("dlq"), status_topic=topics("status"), group_id=group,
+                             model_dir=tmp_path / "models", session_timeout_ms=10_000, state_seed="none",
+                             create_missing_topics=False)  # fmt: skip
+    publish_raw(
+        settings.kafka, settings.input_topic, [(o["item_id"].encode(), orjson.dumps(o)) for o in objs]
+    )
+    for run in range(2):  # the second run restores the state the first one wrote
+        service = build_service(settings)
+        result: dict[str, Any] = {}
+        thread = threading.Thread(
+            target=lambda s=service, r=result: r.update(stats=s.run(max_events=150, timeout=90))
+        )
+        thread.start()
+        thread.join(100)
+        assert not thread.is_alive(), "the service did not finish"
+        assert result["stats"].events_in == 150, run
+    changelog = changelog_topic(
+        settings.scoring.state_changelog_topic, group_id=group, input_topic=settings.input_topic
+    )
+    admin = KafkaAdminClient(**client_kwargs(settings.kafka, KafkaAdminClient, client_id="test-sasl-state"))
+    try:
+        assert changelog in admin.list_topics()
+    finally:
+        admin.delete_topics([changelog])
+        admin.close()
