@@ -33,7 +33,7 @@ def test_scan_of_a_default_model_flags_the_states_no_item_can_have(
     docs = categorised(250, 22)  # more than one chunk of retrain_batch_size (100)
     docs[10] |= {"stock_quantity": -3}  # negative_stock
     docs[120] |= {"min_stock_level": 500, "max_stock_level": 400}  # min_ge_max
-    docs[230] |= {"stock_quantity": docs[230]["max_stock_level"] * 30}  # 30x its max level: the model
+    docs[230] |= {"stock_quantity": docs[230]["max_stock_level"] * 30}  # 30x its own max level
     docs[40].pop("max_stock_level")  # not a state
     mongo_db["inventory"].insert_many(docs)
 
@@ -47,7 +47,8 @@ def test_scan_of_a_default_model_flags_the_states_no_item_can_have(
         "negative_stock" in by_item["sku-22-10"]["rules"] and by_item["sku-22-10"]["kind"] == "data_quality"
     )
     assert "min_ge_max" in by_item["sku-22-120"]["rules"]
-    assert by_item["sku-22-230"]["kind"] == "model" and by_item["sku-22-230"]["severity_score"] >= 50
+    assert "stock_10x_max" in by_item["sku-22-230"]["rules"]  # the rule reads the state's own max level
+    assert by_item["sku-22-230"]["kind"] == "data_quality" and by_item["sku-22-230"]["severity_score"] >= 50
     source = f"mongo:{settings.mongo_db}.{settings.mongo_collection}"
     for e in events:
         assert e["model_version"] == version and e["source"]["topic"] == source
