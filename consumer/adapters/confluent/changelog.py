@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from config.kafka import KafkaSettings
@@ -41,7 +41,8 @@ class ConfluentChangelog:
             "group.id": f"{kafka.group_id}.restore",  # required by librdkafka; never joins nor commits
             "enable.auto.commit": False,
             "isolation.level": "read_committed",  # an aborted transaction's changes never count
-            "enable.partition.eof": True,  # the end is known even when only markers follow the last record
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",  # records deleted mid-read: go on from the new start, never the end  # the end is known even when only markers follow the last record
             "fetch.max.bytes": 64 * 1024 * 1024,
             "max.partition.fetch.bytes": 32 * 1024 * 1024,
         })  # fmt: skip
@@ -61,7 +62,9 @@ class ConfluentChangelog:
             low, end = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=10.0)
             if low >= end:  # empty, or every record deleted (truncation, a retention): nothing to read
                 return keys, values
-            consumer.assign([TopicPartition(self.topic, partition, OFFSET_BEGINNING)])
+            consumer.assign(
+                [TopicPartition(self.topic, partition, low)]
+            )  # not BEGINNING: cached from a past read
             position, last_progress, at_end = low - 1, time.monotonic(), False
             while position + 1 < end and not at_end:
                 tick()

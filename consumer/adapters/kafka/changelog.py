@@ -121,6 +121,7 @@ class KafkaChangelog:
             **client_kwargs(self._kafka, KafkaConsumer, client_id="stockwatch-consume-restore"),
             group_id=None,
             enable_auto_commit=False,
+            auto_offset_reset="earliest",  # records deleted mid-read: go on from the new start, never the end
             isolation_level="read_committed",  # an aborted transaction's changes never count
             max_partition_fetch_bytes=_RESTORE_FETCH_BYTES,
             fetch_max_bytes=_RESTORE_FETCH_BYTES,
