@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from scripts.inventory_errors import DEFAULT_ERROR_MIX, MORE_ERROR_MIX, ErrorInjector
+from scripts.sim_files import write_sets
 
 START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
 Event = dict[str, Any]
@@ -282,13 +283,7 @@ def _finish(
 
 def write(out: Path, cfg: SimConfig) -> dict[str, int]:
     """Simulate and write S, E and L under ``out``; returns counts."""
-    snapshot, events, labels = simulate(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, rows in (("items.jsonl", snapshot), ("events.jsonl", events)):
-        with (out / name).open("w") as fh:
-            fh.writelines(json.dumps(r, separators=(",", ":")) + "\n" for r in rows)
-    (out / "labels.json").write_text(json.dumps(labels, indent=0))
-    return {"items": len(snapshot), "events": len(events), "errors": len(labels)}
+    return write_sets(out, *simulate(cfg))
 
 
 def main(argv: list[str] | None = None) -> None:

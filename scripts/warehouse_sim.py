@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from scripts.sim_files import write_sets
 from scripts.warehouse_faults import FULL, FaultInjector, Message, TrueEvent
 from scripts.warehouse_ops import HOUR, Calendar, Loc, WarehouseConfig, make_locs
 
@@ -110,13 +111,7 @@ def _doc(item_id: str, state: tuple[float, float, float, float], loc: Loc) -> di
 
 def write(out: Path, cfg: WarehouseConfig) -> dict[str, int]:
     """Simulate and write items.jsonl (S), events.jsonl (E), labels.json (L) under ``out``."""
-    snapshot, events, labels = simulate(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, rows in (("items.jsonl", snapshot), ("events.jsonl", events)):
-        with (out / name).open("w") as fh:
-            fh.writelines(json.dumps(r, separators=(",", ":")) + "\n" for r in rows)
-    (out / "labels.json").write_text(json.dumps(labels, indent=0))
-    return {"items": len(snapshot), "events": len(events), "errors": len(labels)}
+    return write_sets(out, *simulate(cfg))
 
 
 def main(argv: list[str] | None = None) -> None:
