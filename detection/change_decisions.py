@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -46,9 +47,16 @@ class ChangeDecisions:
     new_values: FloatArray  # (n, 4): stock, min, max, price
     peer_median: FloatArray
     rules: RuleSet
+    # scores the rows a lazy decision left pending (``ChangeDetector.decide_local(lazy=True)``)
+    finish: Callable[[npt.NDArray[np.intp]], None] | None = None
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
+
+    def complete(self, rows: npt.NDArray[np.intp]) -> None:
+        """Fill in ``scores`` and ``severity_score`` of ``rows`` if a lazy decision left them NaN."""
+        if self.finish is not None and len(rows):
+            self.finish(rows)
 
     @property
     def anomaly_indices(self) -> npt.NDArray[np.intp]:

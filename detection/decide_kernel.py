@@ -215,10 +215,14 @@ def _env(env, m, b, t, kn):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN
 
 
 @njit(cache=True, nogil=True)
-def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_base, touched) -> None:  # type: ignore[no-untyped-def]  # noqa: ANN001
+def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_base, touched, lazy) -> None:  # type: ignore[no-untyped-def]  # noqa: ANN001
     """Decide every row in order; ``out_f`` columns: score, severity, anomaly, ok, stock, min, max,
     price, peer median. ``model`` is the tuple built by ``ChangeDetector._kernel_model``. ``local``
-    holds the items' records (STATE_DTYPE, row ``u[i]`` for update ``i``): updated in place."""
+    holds the items' records (STATE_DTYPE, row ``u[i]`` for update ``i``): updated in place.
+
+    ``lazy`` (only when no score inside the hull can fall below the threshold): a change inside the
+    hull that fires no alerting rule is normal whatever the forest says, so its forest walk (most of
+    a row's cost) is left to :func:`score_pending`; its score and severity stay NaN (ok = 1)."""
     (codes, med_a, spr_a, mean, scl, lo, hi, width, weight, forest, offset, threshold,
      clauses, n_rules, floors, alert_mask, q, tail, slope, blog, rebase_run, inside, state_shift, jump_mask,
      jump_fields) = model  # fmt: skip
@@ -269,16 +273,22 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
                 alt[NF] = b[NF]
                 b[:] = alt
                 fresh = True
+        pending = False
         if not fresh:
             _features(b, m, t, med, spread, x)
-            # inside the hull of normal motion: ranked after every change beyond it (kept in order)
-            s, pen = _judge(x, mean, scl, lo, hi, width, weight, row32, walk, forest, offset, inside)
             _env(env, m, b, t, kn)
             bits = _rules(env, clauses, ok)
+            pen = _hull_penalty(x, lo, hi, width, weight)
+            pending = lazy and pen <= 0.0 and (bits & alert_mask) == 0
+            if pending:
+                s = np.nan  # normal: scored by score_pending if an output needs it
+            else:
+                # inside the hull of normal motion: ranked after every change beyond it (kept in order)
+                s, pen = _judge(x, mean, scl, lo, hi, width, weight, row32, walk, forest, offset, inside)
         alerting = (bits & alert_mask) != 0
         first = fresh or not kn
         # a flag beyond the hull at the default budget, whatever the model's: the one the state follows
-        beyond = s + state_shift < threshold and pen > 0.0
+        beyond = not pending and s + state_shift < threshold and pen > 0.0
         if beyond and not alerting and not first and not np.isnan(b[LEFT]) and b[LEFT] != b[S]:
             # A normal move from the stock before the last change, which was itself beyond normal
             # motion or is contradicted by the previous report too (flagged; a move on from that
@@ -296,7 +306,7 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
                     s, beyond = s_alt, False
                     b[:] = alt
                     x[:] = xa
-        flagged = s < threshold or alerting
+        flagged = (not pending and s < threshold) or alerting
         # the budget changes alerts, never the state: it is the same for every budget
         guard = beyond or alerting
         # only level jumps alert: a run of them re-baselines as a run of model flags does
@@ -326,14 +336,44 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
             nxt[PV] = 0.0  # a complete state that agrees with the provisional one confirms it
         _store(nxt, local, k)
         known[k], touched[k] = True, True
-        lp = _interp(s, q, tail) if s >= q[0] else tail[0] - slope * (q[0] - s)
-        lp = max(lp, -12.0)
-        sev = (
-            50.0 * min(max(lp / blog, 0.0), 1.0) if lp >= blog else 50.0 + 50.0 * min(1.0, (blog - lp) / 3.0)
-        )
-        for r in range(n_rules):  # the fired rules' own severity is the least (hints below 50)
-            if bits >> np.uint32(r) & np.uint32(1):
-                sev = max(sev, floors[r])
-        sev = max(sev, 50.0) if flagged else min(sev, 49.9)
+        sev = np.nan if pending else _severity(s, bits, flagged, q, tail, slope, blog, floors, n_rules)
         out_f[i, 0], out_f[i, 1], out_f[i, 2], out_f[i, 3], out_f[i, 8] = s, sev, flagged, 1.0, med
         out_bits[i] = bits
+
+
+@njit(cache=True, nogil=True)
+def _severity(s, bits, flagged, q, tail, slope, blog, floors, n_rules):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    """The calibrated 0-100 severity of score ``s`` with the rules ``bits`` fired."""
+    lp = _interp(s, q, tail) if s >= q[0] else tail[0] - slope * (q[0] - s)
+    lp = max(lp, -12.0)
+    sev = 50.0 * min(max(lp / blog, 0.0), 1.0) if lp >= blog else 50.0 + 50.0 * min(1.0, (blog - lp) / 3.0)
+    for r in range(n_rules):  # the fired rules' own severity is the least (hints below 50)
+        if bits >> np.uint32(r) & np.uint32(1):
+            sev = max(sev, floors[r])
+    return max(sev, 50.0) if flagged else min(sev, 49.9)
+
+
+@njit(cache=True, nogil=True)
+def score_pending(rows, model, out_f, out_bits, out_x) -> None:  # type: ignore[no-untyped-def]  # noqa: ANN001
+    """Score and grade the rows ``decide_rows(lazy=True)`` left pending (ok = 1, NaN score) among
+    ``rows``: the forest on their final change features, as ``decide_rows`` would have (normal)."""
+    mean, scl, lo, hi, width, weight, forest, offset = model[3:11]
+    n_rules, floors, q, tail, slope, blog, inside = (
+        model[13],
+        model[14],
+        model[16],
+        model[17],
+        model[18],
+        model[19],
+        model[21],
+    )
+    nf = mean.shape[0]
+    row32 = np.empty(nf + 1, np.float32)
+    row32[nf] = -np.inf  # the leaves' sentinel feature
+    walk = np.empty(forest[3], np.int64)
+    for i in rows:
+        if out_f[i, 3] == 0.0 or not np.isnan(out_f[i, 0]):
+            continue
+        s, _ = _judge(out_x[i], mean, scl, lo, hi, width, weight, row32, walk, forest, offset, inside)
+        out_f[i, 0] = s
+        out_f[i, 1] = _severity(s, out_bits[i], False, q, tail, slope, blog, floors, n_rules)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 
 import numpy as np
@@ -36,7 +37,7 @@ from detection.change_features import (
     merge,
 )
 from detection.compiled_forest import CompiledForest
-from detection.decide_kernel import decide_rows
+from detection.decide_kernel import decide_rows, score_pending
 from detection.detector_meta import DetectorMetadata
 from detection.hull import Hull
 from detection.item_state import STATE_DTYPE, StateRows, StateTable, group_code, words
@@ -94,7 +95,7 @@ class StateChanges:
 class ChangeDetector:
     """Scaler + forest + compiled scorer over change features, with rules, peers and calibration."""
 
-    __slots__ = ("_compiled", "_forest", "_groups", "_hull", "_kernel", "_mean", "_metadata", "_peers",
+    __slots__ = ("_compiled", "_forest", "_groups", "_hull", "_kernel", "_lazy_ok", "_mean", "_metadata", "_peers",
                  "_rules", "_scale", "_scaler", "_severity", "_threshold")  # fmt: skip
 
     def __init__(self, *, scaler: Any, forest: Any, metadata: DetectorMetadata, compiled: CompiledForest | None = None) -> None:  # fmt: skip
@@ -140,6 +141,9 @@ class ChangeDetector:
                         len(self._rules.names), self._rules.floors, np.uint32(self._rules.alert_mask),
                         *self._severity.arrays(), float(REBASELINE_RUN), INSIDE_SHIFT, self.state_shift,
                         np.uint32(self._rules.rebase_mask), self._rules.rebase_fields)  # fmt: skip
+        # inside the hull a score is at least -offset - 1 + INSIDE_SHIFT (score_samples >= -1): when
+        # that clears the threshold, a normal change there needs its forest walk only for an output
+        self._lazy_ok = self._threshold < -self._compiled.offset - 1.0 + INSIDE_SHIFT - 1e-9
 
     # -- parts ---------------------------------------------------------------------------------
     scaler = property(lambda self: self._scaler, doc="The fitted ``StandardScaler``.")
@@ -203,8 +207,11 @@ class ChangeDetector:
         """A state table holding every complete item of a snapshot (see :func:`baseline_table`)."""
         return baseline_table(snapshot)
 
-    def decide_batch(self, table: StateTable, batch: UpdateBatch) -> tuple[ChangeDecisions, StateChanges]:
-        """Decide a batch in stream order (see the module docstring); ``table`` is not modified."""
+    def decide_batch(
+        self, table: StateTable, batch: UpdateBatch, *, lazy: bool = False
+    ) -> tuple[ChangeDecisions, StateChanges]:
+        """Decide a batch in stream order (see the module docstring); ``table`` is not modified
+        (``lazy``: see :meth:`decide_local`)."""
         keys = table.lookup(batch.item_ids)  # the item's table row, or -(1 + j) for new item j
         new = np.flatnonzero(keys < 0)
         if new.size:
@@ -215,7 +222,7 @@ class ChangeDetector:
         known = uniq >= 0
         n_new = int(uniq.size - np.count_nonzero(known))  # new items sort first (negative keys)
         local = table.gather(uniq[n_new:], lead=n_new)
-        decisions, touched = self.decide_local(batch, u.reshape(-1), local, known)
+        decisions, touched = self.decide_local(batch, u.reshape(-1), local, known, lazy=lazy)
         rows = np.where(known, uniq, -1)
         if not touched.all():
             rows, first = rows[touched], first[touched]
@@ -228,10 +235,16 @@ class ChangeDetector:
         u: npt.NDArray[np.intp],
         local: StateRows,
         known: npt.NDArray[np.bool_],
+        *,
+        lazy: bool = False,
     ) -> tuple[ChangeDecisions, npt.NDArray[np.bool_]]:
         """:meth:`decide_batch` on states already gathered: update ``i`` is of item ``u[i]``, whose
         record is ``local[u[i]]`` when ``known[u[i]]``. ``local`` and ``known`` are updated in place
-        (the items' new records); returns the decisions and which items changed."""
+        (the items' new records); returns the decisions and which items changed.
+
+        ``lazy``: the scores and severities of normal changes inside the hull are NaN until
+        :meth:`ChangeDecisions.complete` asks for them (the hot path publishes few of them); every
+        decision, flag and state is the same either way."""
         n = len(batch)
         upd = np.stack([batch.stock, batch.min, batch.max, batch.price, batch.occurred_at], axis=1)
         grp = self._group_codes(batch.groups)
@@ -240,7 +253,8 @@ class ChangeDetector:
         out_x = np.zeros((n, len(CHANGE_FEATURE_NAMES)))
         out_base = np.zeros((n, len(_FIELDS)))
         touched = np.zeros(local.shape[0], dtype=bool)
-        decide_rows(u, upd, grp, local, known, self._kernel, out_f, out_bits, out_x, out_base, touched)
+        decide_rows(u, upd, grp, local, known, self._kernel, out_f, out_bits, out_x, out_base, touched,
+                    lazy and self._lazy_ok)  # fmt: skip
         ok = out_f[:, 3] != 0
         rejected = (
             {}
@@ -248,8 +262,18 @@ class ChangeDetector:
             else {int(i): _missing(batch.item_ids[int(i)], out_f[i, 4:8]) for i in np.flatnonzero(~ok)}
         )
         decisions = ChangeDecisions(out_f[:, 0], out_f[:, 2] != 0, out_f[:, 1], out_bits, out_x, self._threshold,
-                                    rejected, out_base, out_f[:, 4:8], out_f[:, 8], self._rules)  # fmt: skip
+                                    rejected, out_base, out_f[:, 4:8], out_f[:, 8], self._rules,
+                                    partial(self._score_pending, out_f, out_bits, out_x) if lazy else None)  # fmt: skip
         return decisions, touched
+
+    def _score_pending(
+        self,
+        out_f: FloatArray,
+        out_bits: npt.NDArray[np.uint32],
+        out_x: FloatArray,
+        rows: npt.NDArray[np.intp],
+    ) -> None:
+        score_pending(np.asarray(rows, np.intp).reshape(-1), self._kernel, out_f, out_bits, out_x)
 
     def _group_codes(self, groups: Sequence[str | None]) -> FloatArray:
         """Peer-group codes as float64 (cached per value: a stream has few distinct groups)."""

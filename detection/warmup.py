@@ -56,7 +56,8 @@ def warm_up(model: object) -> bool:
             price=[5.0, 5.0],
             occurred_at=[1_700_000_000.0, 1_700_000_060.0],
         )
-        model.decide_batch(StateTable(capacity=1), batch)
+        decisions, _ = model.decide_batch(StateTable(capacity=1), batch, lazy=True)
+        decisions.complete(np.arange(len(batch)))  # the pending rows' scorer too
         return True
     if isinstance(model, AnomalyModel):
         model.score(np.zeros((1, N_FEATURES)))

@@ -205,7 +205,7 @@ def process_change_batch(
     version = detector.version or UNVERSIONED
     staged, suppressed = StagedChanges(), 0
     if len(updates):
-        decisions, touched = detector.decide_local(updates, items.u, items.records, items.known)
+        decisions, touched = detector.decide_local(updates, items.u, items.records, items.known, lazy=True)
         for i, exc in decisions.rejected.items():
             failures.append((where[i], 1, sources[i], DlqReason.MISSING_FIELD, str(exc)))
         episodes = track_episodes(ctx.episodes, episodes_of(prior), updates, sources, decisions, now=now,
@@ -299,6 +299,7 @@ def _events(  # noqa: PLR0917 (one private call site)
     rows = np.flatnonzero(wanted)
     if not rows.size:
         return
+    decisions.complete(rows)  # the scores of the normal rows that become events (resolutions)
     new, context = decisions.new_values, config.context
 
     def item(i: int) -> dict[str, Any]:

@@ -38,3 +38,32 @@ def test_kernel_and_reference_agree_on_a_simulated_stream(budget: float) -> None
         for i in d1.anomaly_indices[:5]:
             assert d1.reasons(int(i)) == d2.reasons(int(i))
     assert dict(fast.items_packed()) == dict(slow.items_packed())
+
+
+@pytest.mark.parametrize("budget", [0.5, 50.0])
+def test_lazy_scoring_decides_the_same_and_scores_on_demand(budget: float) -> None:
+    """Lazy decisions leave normal in-hull rows unscored, with every flag and state as the eager
+    ones; completing the rows gives the eager scores and severities exactly."""
+    snapshot_docs, events, _ = simulate(SimConfig(seed=203, n_items=120, days=5, error_rate=0.05,
+                                                  occurred_at_rate=0.7, new_item_share=0.1))  # fmt: skip
+    snapshot, updates = parse_updates(snapshot_docs)[0], parse_updates(events)[0]
+    detector = train_detector(snapshot, alert_budget_per_1000=budget)
+    eager, changes = detector.decide_batch(detector.baseline(snapshot), updates)
+    lazy, lazy_changes = detector.decide_batch(detector.baseline(snapshot), updates, lazy=True)
+    np.testing.assert_array_equal(lazy.is_anomaly, eager.is_anomaly)
+    np.testing.assert_array_equal(lazy.rule_bits, eager.rule_bits)
+    np.testing.assert_array_equal(lazy.features, eager.features)
+    assert dict(lazy_changes.packed()) == dict(changes.packed())
+    scored = np.ones(len(updates), bool)
+    scored[list(eager.rejected)] = False
+    pending = np.isnan(lazy.scores) & scored
+    assert not (pending & lazy.is_anomaly).any()  # every anomaly is scored at once
+    if budget == 0.5:  # the default budget: most normal changes lie inside the hull
+        assert pending.mean() > 0.5
+    some = np.flatnonzero(pending)[::2]
+    lazy.complete(some)
+    np.testing.assert_array_equal(lazy.scores[some], eager.scores[some])
+    assert np.isnan(lazy.scores[np.flatnonzero(pending)[1::2]]).all()  # only the rows asked for
+    lazy.complete(np.arange(len(updates)))
+    np.testing.assert_array_equal(lazy.scores, eager.scores)
+    np.testing.assert_array_equal(lazy.severity_score, eager.severity_score)
