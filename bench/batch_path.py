@@ -11,7 +11,6 @@ settled as the loop does). No Kafka: this is the per-batch cost the detector cho
 from __future__ import annotations
 
 import argparse
-import gc
 import statistics
 import time
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from consumer.scoring.change_batch import ChangeContext, process_change_batch
 from consumer.scoring.episode_batch import EpisodeContext
 from consumer.scoring.state.store import StateStore
 from consumer.scoring.state.table import PartitionTable
+from consumer.scoring.wiring import settle_heap
 from detection import ChangeDetector, parse_updates, train_detector
 from detection.detector import baseline_table
 
@@ -119,8 +119,7 @@ def measure(
     counts = {"seed": 0, "default": 0}
     run_change(work[0], detector, context(), config)  # compile / warm caches outside the timing
     process_batch(work[0], seed_model, config, now=datetime.now(UTC))
-    gc.collect()
-    gc.freeze()
+    settle_heap()  # as `stockwatch consume` before its loop
     for r in range(rounds):
         if r:
             ctx = context()  # each pass meets the same states

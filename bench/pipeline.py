@@ -318,7 +318,7 @@ def run(*, n: int = 500_000, naive_n: int = 10_000, timeout_s: float = 900.0, re
         preload(distinct, n)
         shape, worst = stream_shape(n, skew=SKEW), stream_shape(n, skew=0.0)
         print(f"  preloaded 2 x {n:,} updates at {produce_rate:,.0f}/s; model {version}", flush=True)
-        settle_heap()  # every row below runs after the same gc.freeze as `stockwatch consume`
+        settle_heap()  # every row below runs after the same heap settling as `stockwatch consume`
         in_process = batch_path.measure(min(n, 200_000), rounds=repeats)
         print(f"  batch path: default/seed time per batch {in_process['ratio']:.2f}", flush=True)
         runs = _interleaved_runs(
@@ -347,7 +347,7 @@ def run(*, n: int = 500_000, naive_n: int = 10_000, timeout_s: float = 900.0, re
         "item of the batch inside its transaction; (e0): at-least-once without the cache (each item of "
         "each batch); 'vs seed' = its throughput "
         "/ the seed row's of the same transport, delivery and stream, this run",
-        "every row runs after gc.collect() + gc.freeze(), as `stockwatch consume` does before its loop",
+        "every row runs after settle_heap() (gc.freeze, young collections every 20,000 allocations), as `stockwatch consume` does before its loop",
         f"each row ran {repeats} times, round-robin; the table shows the best run of each (all runs: "
         + "; ".join(
             f"{name} " + " / ".join(f"{v / 1000:,.0f}k" for v in r["all_events_per_s"])
