@@ -294,8 +294,8 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
             alt[:] = b
             alt[S], alt[LEFT] = b[LEFT], np.nan
             _features(alt, b[:4], np.nan, med, spread, xa)  # the last change, from before it
-            # a rise no replenishment explains: none was due (above the min level) or past the max
-            odd_rise = b[S] > b[LEFT] and (b[LEFT] > b[MN] or b[S] > b[MX])
+            # a rise past the max level, which orders fill up to: no receipt explains it
+            odd_rise = b[S] > b[LEFT] and b[S] > b[MX]
             doubted = (b[FR] >= 1.0 or odd_rise) and m[0] != b[LEFT]
             if doubted or _hull_penalty(xa, lo, hi, width, weight) > 0.0:
                 _features(alt, m, t, med, spread, xa)

@@ -135,8 +135,8 @@ def _roll_back(self: ChangeDetector, base: StateRows, m: Merged, x: np.ndarray, 
     last = Merged(base["stock"], base["min"], base["max"], base["price"], nan, m.group)
     last_pen = self.hull.penalty(change_features(alt, last, median, spread))
     x_alt = change_features(alt, m, median, spread)
-    # a rise no replenishment explains: none was due (above the min level) or past the max level
-    odd_rise = (base["stock"] > left) & ((left > base["min"]) | (base["stock"] > base["max"]))
+    # a rise past the max level, which orders fill up to: no receipt explains it
+    odd_rise = (base["stock"] > left) & (base["stock"] > base["max"])
     # a second report in a row (or after such a rise) that does not return to exactly that stock
     confirmed = ((base["flag_run"] >= 1) | odd_rise) & (m.stock != left)
     roll = cand & ((last_pen > 0.0) | confirmed) & (self.hull.penalty(x_alt) <= 0.0)
