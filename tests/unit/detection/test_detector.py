@@ -137,7 +137,9 @@ def test_repeats_are_hints_unless_the_items_full_states_repeat_it(
     state that repeated the item, a repeat ranks as an ordinary update and a full state that moves
     the stock is the hint; a full state that changes the item (full change events) ends that."""
     table = detector.baseline(parse_updates(docs)[0])
-    full = {k: docs[4][k] for k in ("item_id", "stock_quantity", "min_stock_level", "max_stock_level", "price")}
+    full = {
+        k: docs[4][k] for k in ("item_id", "stock_quantity", "min_stock_level", "max_stock_level", "price")
+    }
     stock = full["stock_quantity"]
     first = decide(detector, table, full)
     decide(detector, table, {"item_id": "sku-4", "stock_quantity": stock - 1})
