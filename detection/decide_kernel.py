@@ -26,7 +26,9 @@ N_FIELDS = 15
 LEFT = 14  # left_stock: the stock before the last accepted change of stock
 PV = 15  # 1.0 when the baseline is provisional (bit 31 of n_updates in the record)
 JR = 16  # 1.0 when flag_run counts level jumps (bit 30 of n_updates in the record)
-N_STATE = 17
+RP = 17  # 1.0 when the item's last accepted full state repeated its state (bit 29 of n_updates)
+N_STATE = 18
+N_ENV = 16  # len(detection.rules.RULE_VARIABLES)
 
 
 @njit(cache=True, nogil=True)
@@ -177,9 +179,10 @@ def _load(local, k, b):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
     b[REF], b[UD], b[UR], b[UL], b[UG] = r.ref_price, r.usual_drop, r.usual_rise, r.usual_level, r.usual_gap
     b[LT], b[GRP], b[NU], b[NF], b[FR] = r.last_time, r.group, r.n_updates, r.n_flagged, r.flag_run
     b[LEFT] = r.left_stock
-    b[NU] = r.n_updates & np.uint32(0x3FFFFFFF)
+    b[NU] = r.n_updates & np.uint32(0x1FFFFFFF)
     b[PV] = 1.0 if r.n_updates >> np.uint32(31) else 0.0
     b[JR] = 1.0 if (r.n_updates >> np.uint32(30)) & np.uint32(1) else 0.0
+    b[RP] = 1.0 if (r.n_updates >> np.uint32(29)) & np.uint32(1) else 0.0
 
 
 @njit(cache=True, nogil=True)
@@ -193,16 +196,18 @@ def _store(b, local, k):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
         np.uint32(b[GRP]),
         np.uint32(b[NU])
         | (np.uint32(1 << 31) if b[PV] else np.uint32(0))
-        | (np.uint32(1 << 30) if b[JR] else np.uint32(0)),
+        | (np.uint32(1 << 30) if b[JR] else np.uint32(0))
+        | (np.uint32(1 << 29) if b[RP] else np.uint32(0)),
     )
     r.n_flagged, r.flag_run = np.uint16(b[NF]), np.uint16(b[FR])
     r.left_stock = b[LEFT]
 
 
 @njit(cache=True, nogil=True)
-def _env(env, m, b, t, kn):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+def _env(env, m, b, t, kn, partial):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
     """The rules' variables (:data:`detection.rules.RULE_VARIABLES` order) of the merged update ``m``
-    against the record ``b`` (the previous-state variables are NaN for an item without one)."""
+    against the record ``b`` (the previous-state variables are NaN for an item without one);
+    ``partial``: the update as sent lacks one of the four numbers."""
     env[0], env[1], env[2], env[3] = m[0], m[1], m[2], m[3]
     for j in range(4):
         env[4 + j] = b[j] if kn else np.nan
@@ -212,6 +217,8 @@ def _env(env, m, b, t, kn):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN
     env[11] = m[0] - b[S] if kn else np.nan
     env[12] = b[UD] if kn else np.nan
     env[13] = b[UR] if kn else np.nan
+    env[14] = b[RP] if kn else np.nan
+    env[15] = 0.0 if partial else 1.0
 
 
 @njit(cache=True, nogil=True)
@@ -233,7 +240,7 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
     row32 = np.empty(nf + 1, np.float32)
     row32[nf] = -np.inf  # the leaves' sentinel feature
     walk = np.empty(forest[3], np.int64)
-    env = np.empty(14)
+    env = np.empty(N_ENV)
     ok = np.empty(n_rules, np.bool_)
     alt = np.empty(N_STATE)
     xa = np.empty(nf)
@@ -267,16 +274,16 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
             _initial(m, t, g, alt)
             _features(alt, m, t, med, spread, x)
             s, pen = _judge(x, mean, scl, lo, hi, width, weight, row32, walk, forest, offset, inside)
-            _env(env, m, alt, t, False)
+            _env(env, m, alt, t, False, partial)
             bits = _rules(env, clauses, ok)
             if (s + state_shift >= threshold or pen <= 0.0) and (bits & alert_mask) == 0:
-                alt[NF] = b[NF]
+                alt[NF], alt[RP] = b[NF], b[RP]
                 b[:] = alt
                 fresh = True
         pending = False
         if not fresh:
             _features(b, m, t, med, spread, x)
-            _env(env, m, b, t, kn)
+            _env(env, m, b, t, kn, partial)
             bits = _rules(env, clauses, ok)
             pen = _hull_penalty(x, lo, hi, width, weight)
             pending = lazy and pen <= 0.0 and (bits & alert_mask) == 0
@@ -297,7 +304,10 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
             alt[:] = b
             alt[S], alt[LEFT] = b[LEFT], np.nan
             _features(alt, b[:4], np.nan, med, spread, xa)  # the last change, from before it
-            if (b[FR] >= 1.0 and m[0] != b[LEFT]) or _hull_penalty(xa, lo, hi, width, weight) > 0.0:
+            # a rise past the max level, which orders fill up to: no receipt explains it
+            odd_rise = b[S] > b[LEFT] and b[S] > b[MX]
+            doubted = (b[FR] >= 1.0 or odd_rise) and m[0] != b[LEFT]
+            if doubted or _hull_penalty(xa, lo, hi, width, weight) > 0.0:
                 _features(alt, m, t, med, spread, xa)
                 s_alt, pen_alt = _judge(
                     xa, mean, scl, lo, hi, width, weight, row32, walk, forest, offset, inside
@@ -316,9 +326,11 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
         accepted = (not guard) or first or rebase
         out_base[i, :] = b[:N_FIELDS]
         out_base[i, NU] = (
-            b[NU] + (2.0**31 if b[PV] else 0.0) + (2.0**30 if b[JR] else 0.0)
+            b[NU] + (2.0**31 if b[PV] else 0.0) + (2.0**30 if b[JR] else 0.0) + (2.0**29 if b[RP] else 0.0)
         )  # as in the record
         _advance(b, m, t, g, accepted, rebase, nxt)
+        if accepted and not partial:  # does this item's feed send full states that repeat its state?
+            nxt[RP] = env[9]
         carries = False  # the update brings a number the level jumps read (evidence for or against)
         for j in range(4):
             carries |= jump_fields[j] != 0.0 and not np.isnan(upd[i, j])

@@ -21,7 +21,15 @@ from detection.change_features import (
     merge,
 )
 from detection.detector import REBASELINE_RUN, StateChanges, _generations, _group_codes, _rule_env
-from detection.item_state import JUMP_RUN, PROVISIONAL, STATE_DTYPE, StateRows, StateTable, is_provisional
+from detection.item_state import (
+    JUMP_RUN,
+    PROVISIONAL,
+    REPEATED,
+    STATE_DTYPE,
+    StateRows,
+    StateTable,
+    is_provisional,
+)
 from detection.updates import MissingFieldError, UpdateBatch
 
 if TYPE_CHECKING:
@@ -34,7 +42,7 @@ def _as_matrix(rows: StateRows) -> np.ndarray:
     return np.stack([rows[name].astype(np.float64) for name in STATE_DTYPE.names or ()], axis=1)
 
 
-def decide_batch_reference(
+def decide_batch_reference(  # noqa: PLR0915  (one pass in the kernel's order, kept in one place)
     self: ChangeDetector, table: StateTable, batch: UpdateBatch
 ) -> tuple[ChangeDecisions, StateChanges]:
     """The numpy reference of :meth:`ChangeDetector.decide_batch`: one vectorised pass per generation."""
@@ -77,10 +85,12 @@ def decide_batch_reference(
             base = prev.copy()
             base[new_item] = initial_states(m)[new_item]
         median, spread = self.peers.lookup(m.group)
-        base, fresh = _fresh_start(self, base, m, known & ok, peers=(median, spread))
+        complete = ~(np.isnan(raw.stock) | np.isnan(raw.min) | np.isnan(raw.max) | np.isnan(raw.price))
+        base, fresh = _fresh_start(self, base, m, known & ok, complete, peers=(median, spread))
         x = change_features(base, m, median, spread)
         s = self.score(x)
-        b = self.rules.evaluate(_rule_env(base, m, known & ~fresh), sel.size)
+        env = _rule_env(base, m, known & ~fresh, complete)
+        b = self.rules.evaluate(env, sel.size)
         alerting = (b & np.uint32(self.rules.alert_mask)) != 0
         base, x, s = _roll_back(
             self, base, m, x, s, eligible=known & ok & ~alerting & ~fresh, peers=(median, spread)
@@ -94,6 +104,7 @@ def decide_batch_reference(
         _mark_provisional(
             nxt, raw, set_=new_item & guard, kept=known & ok & ~fresh, flagged=guard, rebase=rebase
         )
+        _mark_repeated(nxt, full=accepted & complete, repeats=env["unchanged"] == 1.0)
         local[us[ok]] = nxt[ok]
         known_u[us[ok]], touched[us[ok]] = True, True
         scores[sel] = np.where(ok, s, np.nan)
@@ -124,7 +135,10 @@ def _roll_back(self: ChangeDetector, base: StateRows, m: Merged, x: np.ndarray, 
     last = Merged(base["stock"], base["min"], base["max"], base["price"], nan, m.group)
     last_pen = self.hull.penalty(change_features(alt, last, median, spread))
     x_alt = change_features(alt, m, median, spread)
-    confirmed = (base["flag_run"] >= 1) & (m.stock != left)  # a second report in a row, not a replay
+    # a rise past the max level, which orders fill up to: no receipt explains it
+    odd_rise = (base["stock"] > left) & (base["stock"] > base["max"])
+    # a second report in a row (or after such a rise) that does not return to exactly that stock
+    confirmed = ((base["flag_run"] >= 1) | odd_rise) & (m.stock != left)
     roll = cand & ((last_pen > 0.0) | confirmed) & (self.hull.penalty(x_alt) <= 0.0)
     if not roll.any():
         return base, x, s
@@ -137,7 +151,7 @@ def _beyond(self: ChangeDetector, s: np.ndarray, x: np.ndarray) -> np.ndarray:
     return result
 
 
-def _fresh_start(self: ChangeDetector, base: StateRows, m: Merged, eligible: np.ndarray, *,
+def _fresh_start(self: ChangeDetector, base: StateRows, m: Merged, eligible: np.ndarray, complete: np.ndarray, *,
                  peers: tuple[np.ndarray, np.ndarray]) -> tuple[StateRows, np.ndarray]:  # fmt: skip
     """Rows whose baseline is provisional and whose update looks right as the item's first state
     start from it instead (the kernel's replacement of a new item's flagged first state)."""
@@ -146,8 +160,9 @@ def _fresh_start(self: ChangeDetector, base: StateRows, m: Merged, eligible: np.
         return base, prov
     init = initial_states(m)
     init["n_flagged"] = base["n_flagged"]
+    init["n_updates"] = base["n_updates"] & np.uint32(REPEATED)  # the same feed
     x = change_features(init, m, *peers)
-    bits = self.rules.evaluate(_rule_env(init, m, np.zeros(prov.shape[0], bool)), prov.shape[0])
+    bits = self.rules.evaluate(_rule_env(init, m, np.zeros(prov.shape[0], bool), complete), prov.shape[0])
     fresh = prov & ~_beyond(self, self.score(x), x) & ((bits & np.uint32(self.rules.alert_mask)) == 0)
     return np.where(fresh, init, base), fresh
 
@@ -162,6 +177,13 @@ def _mark_provisional(nxt: StateRows, raw: Merged, *, set_: np.ndarray, kept: np
     nxt["n_updates"] = np.where(
         set_, nu | np.uint32(PROVISIONAL), np.where(confirm, nu & np.uint32(~PROVISIONAL & 0xFFFFFFFF), nu)
     )
+
+
+def _mark_repeated(nxt: StateRows, *, full: np.ndarray, repeats: np.ndarray) -> None:
+    """An accepted full state (all four numbers) sets :data:`REPEATED` when it repeats the item's
+    state (a feed re-sending full states) and clears it when it changes it (full change events)."""
+    nu = nxt["n_updates"] & np.uint32(~REPEATED & 0xFFFFFFFF)
+    nxt["n_updates"] = np.where(full, np.where(repeats, nu | np.uint32(REPEATED), nu), nxt["n_updates"])
 
 
 def _rebase(self: ChangeDetector, b: np.ndarray, base: StateRows, *, alerting: np.ndarray, flagged: np.ndarray,

@@ -40,7 +40,7 @@ from detection.compiled_forest import CompiledForest
 from detection.decide_kernel import decide_rows, score_pending
 from detection.detector_meta import DetectorMetadata
 from detection.hull import Hull
-from detection.item_state import STATE_DTYPE, StateRows, StateTable, group_code, words
+from detection.item_state import REPEATED, STATE_DTYPE, StateRows, StateTable, group_code, words
 from detection.peers import PeerStats
 from detection.rules import RuleSet
 from detection.severity import SeverityScale
@@ -347,7 +347,9 @@ def _group_codes(groups: Sequence[str | None]) -> npt.NDArray[np.uint32]:
     return np.fromiter(map(codes.__getitem__, groups), dtype=np.uint32, count=n)
 
 
-def _rule_env(base: StateRows, m: Merged, known: npt.NDArray[np.bool_]) -> dict[str, FloatArray]:
+def _rule_env(
+    base: StateRows, m: Merged, known: npt.NDArray[np.bool_], complete: npt.NDArray[np.bool_]
+) -> dict[str, FloatArray]:
     def prev(name: str) -> FloatArray:
         return np.where(known, base[name], np.nan)
 
@@ -358,4 +360,6 @@ def _rule_env(base: StateRows, m: Merged, known: npt.NDArray[np.bool_]) -> dict[
             "prev_price": prev("price"), "age": prev("last_time") - m.time,
             "unchanged": unchanged.astype(np.float64), "left_stock": prev("left_stock"),
             "stock_change": m.stock - prev("stock"), "usual_drop": prev("usual_drop").astype(np.float64),
-            "usual_rise": prev("usual_rise").astype(np.float64)}  # fmt: skip
+            "usual_rise": prev("usual_rise").astype(np.float64),
+            "repeated": np.where(known, (base["n_updates"] & np.uint32(REPEATED)) != 0, np.nan),
+            "complete": complete.astype(np.float64)}  # fmt: skip

@@ -14,7 +14,10 @@ structured dtype, not Python objects. :data:`STATE_DTYPE` (packed, little-endian
                                     set = the baseline is provisional (a new item's first state was
                                     flagged: the next state that looks right without it replaces it);
                                     bit 30 (:data:`JUMP_RUN`) set = ``flag_run`` counts level jumps
-                                    (rules with ``rebase``), kept by updates that carry none of their numbers
+                                    (rules with ``rebase``), kept by updates that carry none of their numbers;
+                                    bit 29 (:data:`REPEATED`) set = the item's last accepted full state
+                                    (all four numbers) repeated its state: its feed re-sends full states
+                                    (nightly syncs) that confirm its deltas
     n_flagged                   u2  flagged updates in total (saturates at 65,535)
     flag_run                    u2  consecutive flagged updates (reset by an accepted one)
     left_stock                  f8  the stock before the last accepted change of stock (NaN = none):
@@ -38,6 +41,7 @@ import numpy.typing as npt
 __all__ = [
     "JUMP_RUN",
     "PROVISIONAL",
+    "REPEATED",
     "STATE_DTYPE",
     "STATE_SIZE",
     "ItemState",
@@ -63,7 +67,9 @@ PROVISIONAL: Final = 1 << 31
 """Flag bit of ``n_updates`` (no item counts 2**31 updates, so records written before it read unflagged)."""
 JUMP_RUN: Final = 1 << 30
 """Flag bit of ``n_updates``: the flag run is one of level jumps (records written before read 0)."""
-COUNT_MASK: Final = JUMP_RUN - 1
+REPEATED: Final = 1 << 29
+"""Flag bit of ``n_updates``: the last accepted full state repeated the item's state (records written before read 0)."""
+COUNT_MASK: Final = REPEATED - 1
 
 
 def is_provisional(rows: StateRows) -> npt.NDArray[np.bool_]:

@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
 from detection import parse_updates, train_detector
 from detection.decide_reference import decide_batch_reference
 from scripts.inventory_sim import SimConfig, simulate
+from scripts.warehouse_sim import WarehouseConfig
+from scripts.warehouse_sim import simulate as simulate_warehouse
 
 
 @pytest.mark.parametrize("budget", [0.5, 0.1, 50.0])  # the default; others move alerts, not the state
 def test_kernel_and_reference_agree_on_a_simulated_stream(budget: float) -> None:
     snapshot_docs, events, _ = simulate(SimConfig(seed=202, n_items=150, days=6, error_rate=0.05,
                                                   occurred_at_rate=0.7, new_item_share=0.1))  # fmt: skip
+    _agree(snapshot_docs, events, budget)
+
+
+def test_kernel_and_reference_agree_on_a_feed_with_nightly_full_states() -> None:
+    """The second generator: partial deltas, repeated full states (the REPEATED bit), replays."""
+    snapshot_docs, events, _ = simulate_warehouse(WarehouseConfig(seed=203, n_skus=60, days=10.0, full_sync=1.0,
+                                                                  error_rate=0.05, new_share=0.1))  # fmt: skip
+    _agree(snapshot_docs, events, 0.5)
+
+
+def _agree(snapshot_docs: list[dict[str, Any]], events: list[dict[str, Any]], budget: float) -> None:
     snapshot = parse_updates(snapshot_docs)[0]
     updates = parse_updates(events)[0]
     detector = train_detector(snapshot, alert_budget_per_1000=budget)

@@ -130,6 +130,30 @@ def test_stale_and_duplicate_updates_are_caught_by_time(
     assert "stale_update" in late.rules_fired(0)
 
 
+def test_repeats_are_hints_unless_the_items_full_states_repeat_it(
+    detector: ChangeDetector, docs: list[dict[str, Any]]
+) -> None:
+    """A feed re-sending an item's full state (a nightly sync) repeats it routinely: after a full
+    state that repeated the item, a repeat ranks as an ordinary update and a full state that moves
+    the stock is the hint; a full state that changes the item (full change events) ends that."""
+    table = detector.baseline(parse_updates(docs)[0])
+    full = {
+        k: docs[4][k] for k in ("item_id", "stock_quantity", "min_stock_level", "max_stock_level", "price")
+    }
+    stock = full["stock_quantity"]
+    first = decide(detector, table, full)
+    decide(detector, table, {"item_id": "sku-4", "stock_quantity": stock - 1})
+    again = decide(detector, table, {**full, "stock_quantity": stock - 1},
+                   {"item_id": "sku-6", "stock_quantity": docs[6]["stock_quantity"]})  # fmt: skip
+    assert first.rules_fired(0) == ("unchanged_update",)
+    assert again.rules_fired(0) == () and again.severity_score[0] < first.severity_score[0]
+    assert again.rules_fired(1) == ("unchanged_update",)  # another item, a stock-only repeat
+    moved = decide(detector, table, {**full, "stock_quantity": stock - 2})
+    assert moved.rules_fired(0) == ("full_state_moves_stock",) and not moved.is_anomaly[0]
+    after = decide(detector, table, {**full, "stock_quantity": stock - 3})
+    assert after.rules_fired(0) == ()  # the last full state changed the item: full change events
+
+
 def test_the_alert_rate_on_normal_motion_is_near_the_budget(detector: ChangeDetector) -> None:
     meta = detector.metadata
     assert meta.training_scores.anomaly_rate == pytest.approx(meta.alert_budget_per_1000 / 1000, abs=1e-3)

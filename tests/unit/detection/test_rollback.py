@@ -126,3 +126,22 @@ def test_a_return_to_exactly_the_stock_before_is_no_confirmation(detector: Chang
     reference, _ = decide_batch_reference(detector, twin, updates)
     assert decisions.is_anomaly.tolist() == [True, True] == reference.is_anomaly.tolist()
     assert decisions.kind(0) == "data_quality" and decisions.baseline[1, 0] == full
+
+
+def test_a_rise_past_the_max_level_is_rolled_back_on_the_first_report(detector: ChangeDetector) -> None:
+    """Orders fill up to the max level: a "receipt" that left the stock above it explains nothing, so
+    the first report from the old level that contradicts it is judged from before it (a rise to
+    the max itself still needs a second report: see above)."""
+    table = detector.baseline(parse_updates(snapshot_docs(seed=4))[0])
+    twin = detector.baseline(parse_updates(snapshot_docs(seed=4))[0])
+    state = table.get("sku-0")
+    assert state is not None
+    low, over = state.min, round(state.max * 1.05)  # a x6 of a low stock read as a receipt, past the max
+    for t in (table, twin):
+        t.put("sku-0", dataclasses.replace(state, stock=over, left_stock=low))
+    sale = batch({"item_id": "sku-0", "stock_quantity": low - 20})
+    decisions, changes = detector.decide_batch(table, sale)
+    reference, ref_changes = decide_batch_reference(detector, twin, sale)
+    assert not decisions.is_anomaly[0] and decisions.baseline[0, 0] == low
+    np.testing.assert_allclose(decisions.scores, reference.scores, atol=1e-9)
+    assert dict(changes.packed()) == dict(ref_changes.packed())
