@@ -1,7 +1,8 @@
 """Lazy decisions (``decide_batch(lazy=True)``) against eager ones beyond the simulated stream of
 ``test_decide_kernel``: the other simulator batch by batch with the state carried, and adversarial
 updates (extreme, zero, negative and missing numbers, out-of-order and repeated times, new items,
-hint rules of their own) under a model with extra rules."""
+hint rules of their own) under a model with extra rules; and a model from arrays whose forest can
+score below -1 (the lazy guarantee does not hold: it must decide eagerly)."""
 
 from __future__ import annotations
 
@@ -87,3 +88,21 @@ def test_lazy_decides_as_eager_on_adversarial_updates() -> None:
     detector = train_detector(snapshot, rules=[*DEFAULT_RULES, *HINTS])
     updates = parse_updates(adversarial(docs, seed=23, n=3000))[0]
     assert assert_lazy_is_eager(detector, snapshot, updates, size=500) > 0
+
+
+@pytest.mark.parametrize("edit", ["denominator", "leaf_value"])
+def test_a_forest_from_arrays_with_negative_path_lengths_is_decided_eagerly(edit: str) -> None:
+    """The lazy guarantee needs score_samples >= -1, which the array checks do not prove: arrays
+    with a negative denominator or negative leaf values (finite, so accepted) score inside the
+    hull below the threshold, and lazy decisions would call those changes normal."""
+    docs, events, _ = inventory(SimConfig(seed=24, n_items=100, days=2))
+    snapshot, updates = parse_updates(docs)[0], parse_updates(events)[0]
+    trained = train_detector(snapshot)
+    arrays = trained.to_arrays()
+    assert ChangeDetector.from_arrays(arrays, trained.metadata)._lazy_ok  # a stored model stays lazy
+    crafted = ChangeDetector.from_arrays(arrays | {edit: -arrays[edit]}, trained.metadata)
+    eager = crafted.decide_batch(crafted.baseline(snapshot), updates)[0]
+    assert (
+        eager.is_anomaly.sum() > trained.decide_batch(trained.baseline(snapshot), updates)[0].is_anomaly.sum()
+    )
+    assert assert_lazy_is_eager(crafted, snapshot, updates, size=500) == 0
