@@ -172,6 +172,13 @@ class CompiledForest:
         self.n_features = n_features
         self.offset = offset
 
+    @property
+    def bounded(self) -> bool:
+        """Every ``score_samples`` is at least -1 (no negative path length): true of every fitted
+        forest, not of any arrays :meth:`from_arrays` accepts (it checks only that they are finite)."""
+        _, leaf_value, _, _, _, _, denominator = self._kernel_args
+        return bool(denominator >= 0.0 and np.all(leaf_value >= 0.0))
+
     @classmethod
     def from_sklearn(cls, forest: IsolationForest) -> CompiledForest:
         """Flatten a fitted forest (see the module docstring for the layout)."""

@@ -143,7 +143,8 @@ class ChangeDetector:
                         np.uint32(self._rules.rebase_mask), self._rules.rebase_fields)  # fmt: skip
         # inside the hull a score is at least -offset - 1 + INSIDE_SHIFT (score_samples >= -1): when
         # that clears the threshold, a normal change there needs its forest walk only for an output
-        self._lazy_ok = self._threshold < -self._compiled.offset - 1.0 + INSIDE_SHIFT - 1e-9
+        bound = -self._compiled.offset - 1.0 + INSIDE_SHIFT - 1e-9
+        self._lazy_ok = self._compiled.bounded and self._threshold < bound
 
     # -- parts ---------------------------------------------------------------------------------
     scaler = property(lambda self: self._scaler, doc="The fitted ``StandardScaler``.")
