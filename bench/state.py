@@ -98,6 +98,7 @@ def _restore(n: int, layout: str) -> dict[str, float]:
         ensure_changelog(BOOTSTRAP, topic, input_topic=settings.input_topic)
         values = np.zeros(n, CHANGELOG_VALUE)
         values["state"]["stock"] = np.arange(n) % 100_000
+        values["state"]["ref_price"] = 1.0  # a possible state: the restore drops others
         raw = values.view(np.uint8).reshape(n, CHANGELOG_VALUE.itemsize)
         keys = [f"SKU-{i:08d}".encode() for i in range(n)]
         producer = bulk_producer()

@@ -233,6 +233,8 @@ class ScoringService:
             self.metrics.state_restore_seconds.observe(restore.seconds)
             if restore.reset:
                 self.metrics.state_fresh_starts.inc()
+            if restore.dropped:
+                self.metrics.state_dropped.inc(restore.dropped)
 
     def _decide(
         self, records: list[Any], first: dict[TopicPart, int], model: ServedModel, after: dict[TopicPart, int]

@@ -96,6 +96,12 @@ class ConsumerMetrics:
             "decided some of their updates, or the model groups peers by another field).",
             registry=r,
         )
+        self.state_dropped = Counter(
+            "stockwatch_state_restore_dropped_total",
+            "Item states a restore dropped as ones StockWatch never writes (non-finite or out-of-range "
+            "numbers: a damaged or forged changelog record); their items start from the inventory seed.",
+            registry=r,
+        )
         self.model = _ModelInfo()  # no sample at all until a model is served (not a label-less 1)
         r.register(self.model)
         self.model_loaded = Gauge("stockwatch_model_loaded", "1 when a model is loaded, else 0.", registry=r)

@@ -36,6 +36,7 @@ import orjson
 from consumer.ports import OutputRecord
 from consumer.scoring.state.packed import is_pack, pack_records, unpack
 from consumer.scoring.state.record import ITEM_DTYPE, as_items, join
+from consumer.scoring.state.validity import possible
 from detection.item_state import STATE_DTYPE
 
 __all__ = [
@@ -151,6 +152,14 @@ class Restored:
     ignored: int  # records skipped: input not committed yet, before a fresh start, or of another layout
     lineage: Lineage | None = None  # the last lineage record (None: a changelog written without them)
     refused: int = 0  # packed records that did not parse (logged by the store)
+    # item states StockWatch never writes (NaN, out of range: :mod:`.validity`), None when there is
+    # none; such a record ends its item's state (the item starts unknown), unless a later one follows
+    void: npt.NDArray[np.bool_] | None = None
+
+    @property
+    def dropped(self) -> int:
+        """Item states of the changelog that are not possible ones (logged by the store)."""
+        return 0 if self.void is None else int(np.count_nonzero(self.void))
 
 
 def decode(
@@ -164,7 +173,8 @@ def decode(
     A change whose input was not committed yet is ignored: that input is read again after the
     restore and decided against the state before it (Quix's checkpointing rule), so a crash
     between the changelog write and the offset commit never applies an update twice. A packed
-    record that does not parse is ignored whole (counted in ``refused``), never a crash.
+    record that does not parse is ignored whole (counted in ``refused``), never a crash. An item
+    state no version of StockWatch writes (:func:`.validity.possible`) is marked in ``void``.
     """
     n = len(keys)
     size = CHANGELOG_VALUE.itemsize
@@ -218,7 +228,11 @@ def decode(
     )  # one memcpy per row: 20x a structured copy
     offsets = chosen["offset"].astype(np.int64)
     ignored = (n - usable_records) + (entries - kept)  # records of no use, then item states not used
-    return Restored(texts, states, offsets, read=n, ignored=ignored, lineage=lineage, refused=refused)
+    void = ~possible(states)
+    return Restored(
+        texts, states, offsets, read=n, ignored=ignored, lineage=lineage, refused=refused,
+        void=void if void.any() else None,
+    )  # fmt: skip
 
 
 def _per_item(values: list[bytes]) -> npt.NDArray[np.uint8]:

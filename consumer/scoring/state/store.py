@@ -66,6 +66,7 @@ class Restore:
     ignored: int
     seconds: float
     reset: str = ""  # why the partition started afresh ("" = restored)
+    dropped: int = 0  # item states no StockWatch writes (NaN, out of range): their items start unknown
 
 
 class StateStore:
@@ -136,13 +137,23 @@ class StateStore:
             restored = decode(keys, values, committed=resume_offset, fresh=True)
             self._resets.add(partition)
         table = PartitionTable(capacity=len(restored.item_ids))  # a little more than needed if items repeat
-        table.load(restored.item_ids, restored.records, restored.offsets)
+        table.load(restored.item_ids, restored.records, restored.offsets, void=restored.void)
+        if restored.dropped:  # the count only: a forged record's bytes stay out of the log
+            log.warning(
+                "%d item states of %s[%d] are not states StockWatch writes (non-finite or out-of-range "
+                "numbers: damaged or forged): dropped, their items start from the inventory seed",
+                restored.dropped,
+                self.changelog.topic,
+                partition,
+            )
         self._tables[partition] = table
         self._stale.discard(partition)
         if self.rolling is not None:  # its first cycle starts at the end (read off the loop thread)
             self.truncator.request(partition, self.rolling.wait(partition), None)
         seconds = time.perf_counter() - started
-        done = Restore(partition, len(table), restored.read, restored.ignored, seconds, reset)
+        done = Restore(
+            partition, len(table), restored.read, restored.ignored, seconds, reset, restored.dropped
+        )
         self.restores.append(done)
         self.on_change(len(self._tables), done)
         if reset:

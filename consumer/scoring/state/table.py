@@ -141,8 +141,16 @@ class PartitionTable:
         self._offsets[rows] = offsets
         return before
 
-    def load(self, item_ids: Sequence[str], records: Records, offsets: npt.ArrayLike) -> None:
-        """Bulk insert into an empty table (a restore); of repeated ids the last one wins."""
+    def load(
+        self,
+        item_ids: Sequence[str],
+        records: Records,
+        offsets: npt.ArrayLike,
+        *,
+        void: npt.NDArray[np.bool_] | None = None,
+    ) -> None:
+        """Bulk insert into an empty table (a restore); of repeated ids the last one wins, and an
+        id whose last record is ``void`` is left out (a damaged state: the item starts unknown)."""
         if self._n:
             raise ValueError("load() needs an empty table")
         records = self._typed(records)
@@ -153,6 +161,8 @@ class PartitionTable:
         last = np.ones(order.size, bool)
         last[:-1] = (s1[1:] != s1[:-1]) | (s2[1:] != s2[:-1])
         keep = np.sort(order[last])
+        if void is not None:
+            keep = keep[~void[keep]]
         if keep.size < len(item_ids):
             h1, h2, records, offsets = h1[keep], h2[keep], records[keep], offsets[keep]
             item_ids = [item_ids[k] for k in keep.tolist()]

@@ -100,3 +100,23 @@ def test_values_written_before_episodes_restore_beside_new_ones_with_no_episode_
         0,
         2,
     ]
+
+
+def test_impossible_states_of_every_layout_are_marked_void_and_counted() -> None:
+    from consumer.scoring.state.changelog import LEGACY_VALUE
+
+    states = recs(1.0, 2.0, 3.0, 4.0)
+    states["ref_price"] = 1.0
+    states["last_time"][0] = np.inf  # in a record written before episodes
+    states["usual_drop"][2] = np.nan  # in a packed record
+    old = np.zeros(2, LEGACY_VALUE)
+    old["state"], old["offset"] = states[:2], [1, 2]
+    packed = changelog_records("cl", 0, ["c", "d"], states[2:], [3, 4])[0]
+    restored = decode(
+        [b"a", b"b", packed.key], [old[0].tobytes(), old[1].tobytes(), packed.value], committed=10
+    )
+    assert restored.item_ids == ["a", "b", "c", "d"] and restored.ignored == 0
+    assert restored.void is not None and restored.void.tolist() == [True, False, True, False]
+    assert restored.dropped == 2
+    fine = decode([packed.key], [changelog_records("cl", 0, ["d"], states[3:], [4])[0].value], committed=10)
+    assert fine.void is None and fine.dropped == 0

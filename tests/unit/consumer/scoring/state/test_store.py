@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
+
 import numpy as np
+import pytest
 
 from consumer.scoring.change_batch import ChangeContext
-from consumer.scoring.state.changelog import changelog_records
+from consumer.scoring.state.changelog import changelog_records, item_records
+from consumer.scoring.state.packed import PACK_PREFIX
 from consumer.scoring.state.store import StagedChanges, StateStore
 from consumer.scoring.state.table import ABSENT
 from detection.item_state import STATE_DTYPE
@@ -15,6 +20,7 @@ from tests.fakes import MemoryChangelog
 def recs(*stock: float) -> np.ndarray:
     out = np.zeros(len(stock), STATE_DTYPE)
     out["stock"] = stock
+    out["ref_price"] = 1.0  # a state StockWatch writes (a restore drops others)
     return out
 
 
@@ -126,3 +132,40 @@ def test_the_seed_deciding_a_partition_drops_its_state_until_it_leaves_the_assig
     assert "seed model" in store.assign(0, resume_offset=4).reset
     store.keep_stale([0])  # partition 1 went to another member: its lineage decides there
     assert store.assign(1, resume_offset=4).reset == ""
+
+
+def test_item_states_no_stockwatch_writes_are_dropped_counted_and_logged_without_their_bytes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    changelog = MemoryChangelog()
+    forged = recs(1.0, 2.0, 3.0, 4.0, 5.0)
+    forged["stock"][0], forged["price"][1], forged["usual_gap"][2] = np.nan, np.inf, -1.0
+    forged["left_stock"][3] = forged["last_time"][3] = np.nan  # NaN where StockWatch writes it: kept
+    changelog.append(
+        changelog_records(changelog.topic, 0, ["a", "b", "c", "d", "e"], recs(*[9.0] * 5), [0] * 5)
+    )
+    changelog.append(changelog_records(changelog.topic, 0, ["a", "b", "c", "d"], forged[:4], [1] * 4))
+    changelog.append(changelog_records(changelog.topic, 0, ["b"], recs(6.0), [2]))  # a later state wins
+    store = StateStore(changelog)
+    with caplog.at_level(logging.WARNING, logger="consumer.scoring.state.store"):
+        done = store.assign(0, resume_offset=10)
+    assert (done.items, done.dropped) == (3, 3)
+    # a's and c's last states are void: they start unknown, not from their older state
+    assert stock_of(store, 0, ["a", "b", "c", "d", "e"]) == [None, 6.0, None, 4.0, 9.0]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("3 item states of g.in.state[0]")
+    assert "nan" not in warnings[0].lower() and "inf" not in warnings[0].lower()
+
+
+def test_a_per_item_record_under_a_pack_key_restores_as_that_id_and_is_checked_as_any() -> None:
+    changelog = MemoryChangelog()
+    key = PACK_PREFIX + b"0123"  # a packed value is never 88 or 120 bytes: this is a per-item record
+    good, bad = item_records(changelog.topic, 0, ["x", "y"], recs(1.0, 2.0), [0, 0])
+    bad_state = recs(2.0)
+    bad_state["stock"] = np.nan
+    forged = item_records(changelog.topic, 0, ["z"], bad_state, [0])[0]
+    changelog.append([replace(good, key=key), bad, replace(forged, key=key + b"9")])
+    store = StateStore(changelog)
+    done = store.assign(0, resume_offset=10)
+    assert (done.items, done.dropped) == (2, 1)
+    assert stock_of(store, 0, [key.decode(), "y", key.decode() + "9"]) == [1.0, 2.0, None]

@@ -9,16 +9,18 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 
 from consumer.scoring.batch import BatchConfig
 from consumer.scoring.change_batch import ChangeContext
 from consumer.scoring.loop import ScoringService
-from consumer.scoring.state.changelog import LINEAGE_KEY, RESET_KEY, Lineage
+from consumer.scoring.state.changelog import LINEAGE_KEY, RESET_KEY, Lineage, changelog_records
 from consumer.scoring.state.seeds import SnapshotSeeds
 from consumer.scoring.state.store import StateStore
 from detection import AnomalyModel, ChangeDetector, parse_item, parse_updates, train_detector, train_model
+from detection.item_state import STATE_DTYPE
 from tests.fakes import FakeSource, MemoryChangelog, Rec
 from tests.unit.consumer.scoring.state.stream import snapshot_docs, stream
 from tests.unit.consumer.scoring.state.test_change_loop import LoggingSink
@@ -213,3 +215,25 @@ def test_lineage_values_never_take_a_records_length_and_a_bad_one_is_ignored() -
             assert len(Lineage(field, after).encode()) != 88
     assert Lineage.decode(b"not json") is None and Lineage.decode(b'{"after": 1}') is None
     assert Lineage.decode(Lineage("c", 9).encode()) == Lineage("c", 9)
+
+
+def test_forged_item_states_in_the_changelog_are_dropped_and_their_items_decided_from_the_seed(
+    detector: ChangeDetector,
+) -> None:
+    recs = stream(seed=5)
+    changelog = MemoryChangelog()
+    ids = [f"sku-{i}" for i in range(340)]  # every item of the stream, and some only it has
+    forged = np.zeros(len(ids), STATE_DTYPE)
+    forged["stock"], forged["price"], forged["ref_price"] = np.nan, np.inf, 1.0
+    for p in (0, 1):
+        mine = [i for i in ids if int(i[4:]) % 2 == p]
+        changelog.append(changelog_records(changelog.topic, p, mine, forged[: len(mine)], [-1] * len(mine)))
+    sink = LoggingSink(changelog)
+    loop = run(Interleaved(recs), sink, [(0, detector)], events=300)
+    decided = decisions_by_model(sink)[detector.version]  # type: ignore[index]
+    assert len(decided) >= 250
+    # as if the changelog were empty: every item starts from the inventory seed (or its first update)
+    assert scores(decided) == pytest.approx(replay_from_seed(detector, recs, set(decided)), abs=1e-12)
+    dropped = [r.dropped for r in loop.state.store.restores]  # type: ignore[union-attr]
+    assert sum(dropped) == len(ids) and all(dropped)
+    assert loop.metrics.registry.get_sample_value("stockwatch_state_restore_dropped_total") == len(ids)
