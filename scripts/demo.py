@@ -173,7 +173,8 @@ def tell(plan: Plan, base: Settings, run: Run, services: Services) -> int:
 
     state = {d["item_id"]: dict(d) for d in inventory}  # the items' true states, advanced by the stream
     labels: dict[str, str] = {}
-    batch = updates(rng, plan.updates, "a", state=state)
+    planted: set[str] = set()  # items with a planted error: the next one goes to another item
+    batch = updates(rng, plan.updates, "a", state=state, planted=planted)
     publish_updates(bootstrap, topics["input"], batch, labels)
     publish_raw(bootstrap, topics["input"], list(MALFORMED))
     say(f"3. published {len(batch)} change events of known items (sales, restocks, repricing; "
@@ -189,7 +190,7 @@ def tell(plan: Plan, base: Settings, run: Run, services: Services) -> int:
     wait_for("the new model", lambda: current.read_text().strip() != first, 60)
     second = current.read_text().strip()
     wait_for(f"the consumer to swap in {second}", swapped_in(work / "logs" / "consume.log", second), 60)
-    more = updates(rng, plan.updates // 4, "b", state=state)
+    more = updates(rng, plan.updates // 4, "b", state=state, planted=planted)
     publish_updates(bootstrap, topics["input"], more, labels)
     say(f"   published {len(more)} more change events, now decided by {second}:")
     drain(tail, plan.watch_s[1], events, labels, until=len(labels) if plan.until_caught else 0)
@@ -214,13 +215,15 @@ def verdict(run: Run, events: list[dict[str, Any]], labels: Mapping[str, str], n
     """The closing summary and the pass check."""
     caught = {e.get("event_id") for e in events} & set(labels)
     versions = sorted({e["model_version"] for e in events})
-    normal = [e for e in events if e.get("event_id") not in labels]
+    resolved = [e for e in events if e.get("status") == "resolved"]  # an episode closed: no alert
+    normal = [e for e in events if e.get("event_id") not in labels and e.get("status") != "resolved"]
     first_model = [e for e in normal if e["model_version"] == min(versions, default="")]
     seen = ", ".join(f"{v} ({kinds.get(v, '?')})" for v in versions)
     say(
         f"6. stopped with SIGTERM: exit codes {dict(codes)}\n"
         f"== {len(events)} anomaly events for {n} updates ({1000 * len(events) / max(n, 1):.0f} per 1,000); "
         f"planted anomalies caught: {len(caught)}/{len(labels)}; alerts on normal updates: {len(normal)}; "
+        f"episodes resolved: {len(resolved)}; "
         f"model versions seen: {seen}; "
         f"dead letters: {len(dead)}/{dead_letters_expected(run.detector)}. Logs: {run.work / 'logs'}"
     )

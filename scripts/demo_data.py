@@ -55,16 +55,24 @@ def updates(
     *,
     state: dict[str, dict[str, Any]],
     planted_every: int = 40,
+    planted: set[str] | None = None,
 ) -> list[dict[str, Any]]:
     """``count`` change events of the items in ``state`` (their true states, advanced in place);
-    one planted reporting error every ``planted_every`` (labelled ``_label``; the truth stays)."""
+    one planted reporting error every ``planted_every`` (labelled ``_label``; the truth stays), each
+    on an item not in ``planted`` (updated in place): an item whose alert episode is still open
+    gets no second alert for a second error, so the demo could not show it."""
     ids = sorted(state)
+    planted = set() if planted is None else planted
     out: list[dict[str, Any]] = []
     for i in range(count):
         item_id = ids[int(rng.integers(len(ids)))]
+        plant = i % planted_every == planted_every // 2
+        while plant and item_id in planted:
+            item_id = ids[(ids.index(item_id) + 1) % len(ids)]
         s = state[item_id]
         event: dict[str, Any] = {"item_id": item_id, "event_id": f"{tag}{i}"}
-        if i % planted_every == planted_every // 2:
+        if plant:
+            planted.add(item_id)
             label, fields = PLANTED[(i // planted_every) % len(PLANTED)]
             out.append(event | fields(s) | {"_label": label})
             continue

@@ -65,6 +65,9 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
 def show_event(event: dict[str, Any], labels: Mapping[str, str]) -> str:
     """One alert as a team sees it: item, severity (0-100), kind and rules, the first reason."""
     mark = f"  ← planted: {labels[event['event_id']]}" if event.get("event_id") in labels else ""
+    if event.get("status") == "resolved":  # a normal update closed the item's alert episode
+        return (f"  {event['item_id']:<10} resolved after {event['occurrences']} anomalous update(s), "
+                f"{event['duration_s']:.0f} s (worst: {event['max_severity']}){mark}")  # fmt: skip
     reason = event["reasons"][0] if event["reasons"] else ""
     if "kind" not in event:  # a seed model's event: no kind, rules or calibrated severity
         return f"  {event['item_id']:<10} {event['severity']:<8} score {event['score']:+.3f}  {reason}{mark}"
@@ -89,7 +92,12 @@ def drain(
         for _key, value, _headers in tail.poll(0.3):
             event = orjson.loads(value)
             sink.append(event)
-            if "kind" in event or event.get("event_id") in labels or event["severity"] not in ("none", "low"):
+            if (
+                "kind" in event
+                or "status" in event
+                or event.get("event_id") in labels
+                or event.get("severity") not in ("none", "low")
+            ):
                 say(show_event(event, labels))
             else:
                 quiet += 1
