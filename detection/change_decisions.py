@@ -56,7 +56,7 @@ class ChangeDecisions:
     def complete(self, rows: npt.NDArray[np.intp]) -> None:
         """Fill in ``scores`` and ``severity_score`` of ``rows`` if a lazy decision left them NaN."""
         if self.finish is not None and len(rows):
-            self.finish(rows)
+            self.finish(np.asarray(rows, np.intp).reshape(-1))
 
     @property
     def anomaly_indices(self) -> npt.NDArray[np.intp]:

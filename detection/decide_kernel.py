@@ -18,6 +18,7 @@ import numpy as np
 from numba import njit
 
 from detection.compiled_forest import _score_one
+from detection.decide_helpers import calibrated_severity, rule_bits
 
 # state columns (STATE_DTYPE order)
 S, MN, MX, P, REF, UD, UR, UL, UG, LT, GRP, NU, NF, FR = range(14)
@@ -34,55 +35,6 @@ N_ENV = 16  # len(detection.rules.RULE_VARIABLES)
 @njit(cache=True, nogil=True)
 def _f4(x):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
     return np.float64(np.float32(x))
-
-
-@njit(cache=True, nogil=True)
-def _rules(env, clauses, ok):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
-    """Bitmask of the rules whose clauses all hold; clause = (rule, lcoef, lvar, op, rcoef, rvar).
-    ``ok`` is a scratch buffer of one bool per rule."""
-    n_rules = ok.shape[0]
-    ok[:] = True
-    for c in range(clauses.shape[0]):
-        r = int(clauses[c, 0])
-        lhs = clauses[c, 1] if clauses[c, 2] < 0 else clauses[c, 1] * env[int(clauses[c, 2])]
-        rhs = clauses[c, 4] if clauses[c, 5] < 0 else clauses[c, 4] * env[int(clauses[c, 5])]
-        op = int(clauses[c, 3])
-        if np.isnan(lhs) or np.isnan(rhs):
-            ok[r] = False
-        elif op == 0:
-            ok[r] &= lhs < rhs
-        elif op == 1:
-            ok[r] &= lhs <= rhs
-        elif op == 2:
-            ok[r] &= lhs > rhs
-        elif op == 3:
-            ok[r] &= lhs >= rhs
-        elif op == 4:
-            ok[r] &= lhs == rhs
-        else:
-            ok[r] &= lhs != rhs
-    bits = np.uint32(0)
-    for r in range(n_rules):
-        if ok[r]:
-            bits |= np.uint32(1) << np.uint32(r)
-    return bits
-
-
-@njit(cache=True, nogil=True)
-def _interp(x, xp, fp):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
-    """``np.interp`` of one value (``xp`` ascending, ``x >= xp[0]``) without allocating."""
-    n = xp.shape[0]
-    if x >= xp[n - 1]:
-        return fp[n - 1]
-    lo, hi = 0, n - 1  # xp[lo] <= x < xp[hi]
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if xp[mid] <= x:
-            lo = mid
-        else:
-            hi = mid
-    step = xp[hi] - xp[lo]
-    return fp[lo] if step == 0.0 else fp[lo] + (x - xp[lo]) * (fp[hi] - fp[lo]) / step
 
 
 @njit(cache=True, nogil=True)
@@ -275,7 +227,7 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
             _features(alt, m, t, med, spread, x)
             s, pen = _judge(x, mean, scl, lo, hi, width, weight, row32, walk, forest, offset, inside)
             _env(env, m, alt, t, False, partial)
-            bits = _rules(env, clauses, ok)
+            bits = rule_bits(env, clauses, ok)
             if (s + state_shift >= threshold or pen <= 0.0) and (bits & alert_mask) == 0:
                 alt[NF], alt[RP] = b[NF], b[RP]
                 b[:] = alt
@@ -284,7 +236,7 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
         if not fresh:
             _features(b, m, t, med, spread, x)
             _env(env, m, b, t, kn, partial)
-            bits = _rules(env, clauses, ok)
+            bits = rule_bits(env, clauses, ok)
             pen = _hull_penalty(x, lo, hi, width, weight)
             pending = lazy and pen <= 0.0 and (bits & alert_mask) == 0
             if pending:
@@ -348,25 +300,17 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
             nxt[PV] = 0.0  # a complete state that agrees with the provisional one confirms it
         _store(nxt, local, k)
         known[k], touched[k] = True, True
-        sev = np.nan if pending else _severity(s, bits, flagged, q, tail, slope, blog, floors, n_rules)
+        sev = (
+            np.nan
+            if pending
+            else calibrated_severity(s, bits, flagged, q, tail, slope, blog, floors, n_rules)
+        )
         out_f[i, 0], out_f[i, 1], out_f[i, 2], out_f[i, 3], out_f[i, 8] = s, sev, flagged, 1.0, med
         out_bits[i] = bits
 
 
 @njit(cache=True, nogil=True)
-def _severity(s, bits, flagged, q, tail, slope, blog, floors, n_rules):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
-    """The calibrated 0-100 severity of score ``s`` with the rules ``bits`` fired."""
-    lp = _interp(s, q, tail) if s >= q[0] else tail[0] - slope * (q[0] - s)
-    lp = max(lp, -12.0)
-    sev = 50.0 * min(max(lp / blog, 0.0), 1.0) if lp >= blog else 50.0 + 50.0 * min(1.0, (blog - lp) / 3.0)
-    for r in range(n_rules):  # the fired rules' own severity is the least (hints below 50)
-        if bits >> np.uint32(r) & np.uint32(1):
-            sev = max(sev, floors[r])
-    return max(sev, 50.0) if flagged else min(sev, 49.9)
-
-
-@njit(cache=True, nogil=True)
-def score_pending(rows, model, out_f, out_bits, out_x) -> None:  # type: ignore[no-untyped-def]  # noqa: ANN001
+def score_pending(model, out_f, out_bits, out_x, rows) -> None:  # type: ignore[no-untyped-def]  # noqa: ANN001
     """Score and grade the rows ``decide_rows(lazy=True)`` left pending (ok = 1, NaN score) among
     ``rows``: the forest on their final change features, as ``decide_rows`` would have (normal)."""
     mean, scl, lo, hi, width, weight, forest, offset = model[3:11]
@@ -388,4 +332,4 @@ def score_pending(rows, model, out_f, out_bits, out_x) -> None:  # type: ignore[
             continue
         s, _ = _judge(out_x[i], mean, scl, lo, hi, width, weight, row32, walk, forest, offset, inside)
         out_f[i, 0] = s
-        out_f[i, 1] = _severity(s, out_bits[i], False, q, tail, slope, blog, floors, n_rules)
+        out_f[i, 1] = calibrated_severity(s, out_bits[i], False, q, tail, slope, blog, floors, n_rules)

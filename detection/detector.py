@@ -264,17 +264,8 @@ class ChangeDetector:
         )
         decisions = ChangeDecisions(out_f[:, 0], out_f[:, 2] != 0, out_f[:, 1], out_bits, out_x, self._threshold,
                                     rejected, out_base, out_f[:, 4:8], out_f[:, 8], self._rules,
-                                    partial(self._score_pending, out_f, out_bits, out_x) if lazy else None)  # fmt: skip
+                                    partial(score_pending, self._kernel, out_f, out_bits, out_x) if lazy else None)  # fmt: skip
         return decisions, touched
-
-    def _score_pending(
-        self,
-        out_f: FloatArray,
-        out_bits: npt.NDArray[np.uint32],
-        out_x: FloatArray,
-        rows: npt.NDArray[np.intp],
-    ) -> None:
-        score_pending(np.asarray(rows, np.intp).reshape(-1), self._kernel, out_f, out_bits, out_x)
 
     def _group_codes(self, groups: Sequence[str | None]) -> FloatArray:
         """Peer-group codes as float64 (cached per value: a stream has few distinct groups)."""
