@@ -81,12 +81,15 @@ class ChangeDecisions:
         return self.rules.fired(int(self.rule_bits[i]))
 
     def reasons(self, i: int) -> tuple[str, ...]:
-        """Rule descriptions first, then up to three reasons from the item's history and peers, then
-        context (the update gap), which never explains an alert on its own."""
+        """The alerting rules' descriptions first, then up to three reasons from the item's history
+        and peers, then the hints that fired, then context (the update gap), which never explains an
+        alert on its own."""
         if not self.is_anomaly[i]:
             return ()
-        out = list(self.rules.describe(int(self.rule_bits[i])))
-        room = _MAX_SHOWN - len(out)  # rules first: the history's reasons only fill what is left
+        bits, mask = int(self.rule_bits[i]), self.rules.alert_mask
+        out = list(self.rules.describe(bits & mask))
+        hints = list(self.rules.describe(bits & ~mask))
+        room = _MAX_SHOWN - len(out) - len(hints)  # rules first: the history's reasons fill what is left
         explaining: list[str] = []
         context: list[str] = []
         if room > 0:
@@ -96,5 +99,6 @@ class ChangeDecisions:
             explaining, context = reasons_and_context(
                 self.features[i], baseline, self.new_values[i], float(self.peer_median[i]), limit=room
             )
-        out += explaining or ([] if out else ["unusual combination of changes for this item"])
-        return tuple((out + context)[:_MAX_SHOWN])  # context (the update gap) only after what explains
+        out += explaining or ([] if out or hints else ["unusual combination of changes for this item"])
+        # a hint (it never alerts alone) after the history that explains the flag; the gap is context
+        return tuple((out + hints + context)[:_MAX_SHOWN])

@@ -220,8 +220,7 @@ def train_default(args: argparse.Namespace, settings: Settings) -> int:
                 raise ValueError(
                     f"{flag} applies to --detector seed; the default detector has an alert budget"
                 )
-        if not 0.0 < budget <= 500.0:
-            raise ValueError(f"--alert-budget-per-1000 must be in (0, 500], got {budget}")
+        check_budget(budget)
         group = group_field_of(args, settings)  # as the retrain worker's (settings peer_group_field)
         params = ForestParams(**{name: value for name, value in chosen.items() if value is not None})
         with open_in(str(args.items)) as source:
@@ -250,6 +249,12 @@ def train_default(args: argparse.Namespace, settings: Settings) -> int:
     sys.stdout.buffer.write(orjson.dumps(summary, option=orjson.OPT_APPEND_NEWLINE))
     sys.stdout.flush()
     return EXIT_OK
+
+
+def check_budget(budget: float) -> None:
+    """ValueError unless ``budget`` is a usable ``--alert-budget-per-1000`` (train and eval alike)."""
+    if not 0.0 < budget <= 500.0:
+        raise ValueError(f"--alert-budget-per-1000 must be in (0, 500], got {budget}")
 
 
 def group_field_of(args: argparse.Namespace, settings: Settings) -> str:

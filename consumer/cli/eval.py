@@ -75,9 +75,11 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     """Evaluate and print; exit 2 on unusable input (which line or label is said on stderr)."""
-    from consumer.cli.changes import group_field_of
+    from consumer.cli.changes import check_budget, group_field_of
 
     try:
+        if args.alert_budget_per_1000 is not None:
+            check_budget(args.alert_budget_per_1000)
         group = group_field_of(args, settings)  # the field `train` would bind
         items = _jsonl(args.items)
         events = _jsonl(args.events)

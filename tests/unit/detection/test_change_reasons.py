@@ -93,3 +93,28 @@ def test_an_alert_with_only_the_gap_to_say_is_not_explained_by_it() -> None:
                                 RuleSet(DEFAULT_RULES))  # fmt: skip
     first, second = decisions.reasons(0)
     assert first == "unusual combination of changes for this item" and second.startswith("first update in")
+
+
+def test_an_alerting_rule_leads_and_a_hint_follows_the_history_that_explains() -> None:
+    """Rules that alert come first; a hint (it never alerts alone) comes after the item's history."""
+    rules = RuleSet(DEFAULT_RULES)
+    bit = {name: 1 << k for k, name in enumerate(rules.names)}
+    assert not bit["rise_not_due"] & rules.alert_mask and bit["negative_stock"] & rules.alert_mask
+    x = np.zeros(len(CHANGE_FEATURE_NAMES))
+    x[COL["rise_vs_usual"]] = math.log1p(60.0)
+    base = np.zeros(1, STATE_DTYPE)
+    for name, value in (BASE | {"usual_drop": 5.0, "usual_rise": 50.0}).items():
+        base[name] = value
+    matrix = np.stack([base[name].astype(np.float64) for name in STATE_DTYPE.names or ()], axis=1)
+
+    def said(bits: int) -> tuple[str, ...]:
+        decisions = ChangeDecisions(np.array([-0.1]), np.array([True]), np.array([90.0]), np.array([bits], np.uint32),
+                                    x[None, :], 0.0, {}, matrix, np.array([[3100.0, 20.0, 200.0, 20.0]]),
+                                    np.array([math.log(20.0)]), rules)  # fmt: skip
+        return decisions.reasons(0)
+
+    hinted = said(bit["rise_not_due"])
+    assert hinted[0].startswith("stock rose from 100 to 3,100") and hinted[-1].startswith("rise_not_due:")
+    both = said(bit["rise_not_due"] | bit["negative_stock"])
+    assert both[0].startswith("negative_stock:") and both[1].startswith("stock rose")
+    assert both[-1].startswith("rise_not_due:")

@@ -141,6 +141,16 @@ def test_eval_refuses_labels_that_name_no_event(tmp_path, capsys, sim) -> None:
     assert code == 2 and "expected a JSON object" in err
 
 
+@pytest.mark.parametrize("budget", ["600", "0", "-1", "nan"])
+def test_eval_refuses_an_unusable_alert_budget_in_one_line(capsys, sim, budget: str) -> None:
+    code, out, err = run(capsys, "eval", "--items", str(sim / "items.jsonl"), "--events", str(sim / "events.jsonl"),
+                         "--labels", str(sim / "labels.json"), f"--alert-budget-per-1000={budget}")  # fmt: skip
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [
+        f"stockwatch eval: --alert-budget-per-1000 must be in (0, 500], got {float(budget)}"
+    ]
+
+
 def test_train_binds_the_configured_rules_into_the_model(tmp_path, capsys, sim, monkeypatch) -> None:
     config = tmp_path / "rules.toml"
     config.write_text('[[rules]]\nname = "huge_stock"\nwhen = "stock > 5 * prev_max"\nseverity = 90\n'
