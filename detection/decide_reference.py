@@ -6,10 +6,12 @@ same feature, rule, severity and state functions that training uses.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import compress
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from detection.change_decisions import ChangeDecisions
 from detection.change_features import (
@@ -20,7 +22,7 @@ from detection.change_features import (
     initial_states,
     merge,
 )
-from detection.detector import REBASELINE_RUN, StateChanges, _generations, _group_codes, _rule_env
+from detection.detector import REBASELINE_RUN, StateChanges, _group_codes
 from detection.item_state import (
     JUMP_RUN,
     PROVISIONAL,
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
     from detection.detector import ChangeDetector
 
 __all__ = ["decide_batch_reference"]
+
+FloatArray = npt.NDArray[np.float64]
 
 
 def _as_matrix(rows: StateRows) -> np.ndarray:
@@ -212,3 +216,39 @@ def _jump_run(self: ChangeDetector, nxt: StateRows, base: StateRows, raw: Merged
     reset = rebase & jump & (m.price > 0)
     nxt["ref_price"] = np.where(reset, np.maximum(m.price, 1e-4), nxt["ref_price"])
     return nxt
+
+
+def _generations(ids: Sequence[str]) -> tuple[list[str], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Unique ids, each row's index into them, and its generation (earlier updates of its item)."""
+    n = len(ids)
+    pos: dict[str, int] = {}
+    for i in ids:  # C-level setdefault: first occurrence order
+        pos.setdefault(i, len(pos))
+    if len(pos) == n:
+        return list(ids), np.arange(n), np.zeros(n, dtype=np.intp)
+    u = np.fromiter(map(pos.__getitem__, ids), dtype=np.intp, count=n)
+    order = np.argsort(u, kind="stable")
+    su = u[order]
+    starts = np.r_[True, su[1:] != su[:-1]]
+    first = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+    gen = np.empty(n, dtype=np.intp)
+    gen[order] = np.arange(n) - first
+    return list(pos), u, gen
+
+
+def _rule_env(
+    base: StateRows, m: Merged, known: npt.NDArray[np.bool_], complete: npt.NDArray[np.bool_]
+) -> dict[str, FloatArray]:
+    def prev(name: str) -> FloatArray:
+        return np.where(known, base[name], np.nan)
+
+    unchanged = known & (m.stock == base["stock"]) & (m.min == base["min"]) & (m.max == base["max"])
+    unchanged &= m.price == base["price"]
+    return {"stock": m.stock, "min": m.min, "max": m.max, "price": m.price,
+            "prev_stock": prev("stock"), "prev_min": prev("min"), "prev_max": prev("max"),
+            "prev_price": prev("price"), "age": prev("last_time") - m.time,
+            "unchanged": unchanged.astype(np.float64), "left_stock": prev("left_stock"),
+            "stock_change": m.stock - prev("stock"), "usual_drop": prev("usual_drop").astype(np.float64),
+            "usual_rise": prev("usual_rise").astype(np.float64),
+            "repeated": np.where(known, (base["n_updates"] & np.uint32(REPEATED)) != 0, np.nan),
+            "complete": complete.astype(np.float64)}  # fmt: skip

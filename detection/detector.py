@@ -40,7 +40,7 @@ from detection.compiled_forest import CompiledForest
 from detection.decide_kernel import decide_rows, score_pending
 from detection.detector_meta import DetectorMetadata
 from detection.hull import Hull
-from detection.item_state import REPEATED, STATE_DTYPE, StateRows, StateTable, group_code, words
+from detection.item_state import STATE_DTYPE, StateRows, StateTable, group_code, words
 from detection.peers import PeerStats
 from detection.rules import RuleSet
 from detection.severity import SeverityScale
@@ -313,45 +313,9 @@ def _missing(item_id: str, merged: FloatArray) -> MissingFieldError:
     )
 
 
-def _generations(ids: Sequence[str]) -> tuple[list[str], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-    """Unique ids, each row's index into them, and its generation (earlier updates of its item)."""
-    n = len(ids)
-    pos: dict[str, int] = {}
-    for i in ids:  # C-level setdefault: first occurrence order
-        pos.setdefault(i, len(pos))
-    if len(pos) == n:
-        return list(ids), np.arange(n), np.zeros(n, dtype=np.intp)
-    u = np.fromiter(map(pos.__getitem__, ids), dtype=np.intp, count=n)
-    order = np.argsort(u, kind="stable")
-    su = u[order]
-    starts = np.r_[True, su[1:] != su[:-1]]
-    first = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
-    gen = np.empty(n, dtype=np.intp)
-    gen[order] = np.arange(n) - first
-    return list(pos), u, gen
-
-
 def _group_codes(groups: Sequence[str | None]) -> npt.NDArray[np.uint32]:
     n = len(groups)
     if groups.count(None) == n:
         return np.zeros(n, dtype=np.uint32)
     codes = {g: group_code(g) for g in set(groups)}
     return np.fromiter(map(codes.__getitem__, groups), dtype=np.uint32, count=n)
-
-
-def _rule_env(
-    base: StateRows, m: Merged, known: npt.NDArray[np.bool_], complete: npt.NDArray[np.bool_]
-) -> dict[str, FloatArray]:
-    def prev(name: str) -> FloatArray:
-        return np.where(known, base[name], np.nan)
-
-    unchanged = known & (m.stock == base["stock"]) & (m.min == base["min"]) & (m.max == base["max"])
-    unchanged &= m.price == base["price"]
-    return {"stock": m.stock, "min": m.min, "max": m.max, "price": m.price,
-            "prev_stock": prev("stock"), "prev_min": prev("min"), "prev_max": prev("max"),
-            "prev_price": prev("price"), "age": prev("last_time") - m.time,
-            "unchanged": unchanged.astype(np.float64), "left_stock": prev("left_stock"),
-            "stock_change": m.stock - prev("stock"), "usual_drop": prev("usual_drop").astype(np.float64),
-            "usual_rise": prev("usual_rise").astype(np.float64),
-            "repeated": np.where(known, (base["n_updates"] & np.uint32(REPEATED)) != 0, np.nan),
-            "complete": complete.astype(np.float64)}  # fmt: skip
