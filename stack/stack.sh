@@ -157,12 +157,16 @@ EOF
   local cp="$KAFKA_LIBS/*"
   if [[ ! -f $KAFKA_HOME/data/meta.properties ]]; then
     local cluster_id
-    cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    # Kafka's own random ids never start with '-': the tool's parser would read one as a flag
+    cluster_id=-
+    while [[ $cluster_id == -* ]]; do
+      cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    done
     log "formatting Kafka storage (cluster id $cluster_id) with the SCRAM user stockwatch"
     scram_format_args
     java -cp "$cp" -Dlog4j2.configurationFile="$ROOT/stack/kafka/log4j2.properties" \
       -Dkafka.log.file="$KAFKA_HOME/format.log" \
-      kafka.tools.StorageTool format -t "$cluster_id" -c "$props" --ignore-formatted "${SCRAM_ARGS[@]}" \
+      kafka.tools.StorageTool format --cluster-id="$cluster_id" -c "$props" --ignore-formatted "${SCRAM_ARGS[@]}" \
       >"$KAFKA_HOME/format.out" 2>&1 \
       || { cat "$KAFKA_HOME/format.out" >&2; die "Kafka storage format failed"; }
     scram_stamp_value >"$KAFKA_HOME/scram-users.sha256"
