@@ -52,6 +52,15 @@ class EpisodeContext:
     policy: EpisodePolicy = field(default_factory=EpisodePolicy)
     suppressions: SuppressionCache | None = None
 
+    def begin(self) -> None:
+        """Start the suppressions' first load in the background (before the first batch's poll)."""
+        if self.suppressions is not None:
+            self.suppressions.start()
+
+    def stop(self) -> None:
+        if self.suppressions is not None:
+            self.suppressions.stop()
+
     def start(self, tick: Callable[[], None] = lambda: None) -> None:
         """Start the suppressions' refresh; the first batch waits (ticking) for their first load, so a
         suppressed item does not alert right after a restart (at most FIRST_LOAD_WAIT_S)."""

@@ -33,7 +33,7 @@ from consumer.scoring.metrics import ConsumerMetrics
 from consumer.scoring.model_gate import ModelGate
 from consumer.scoring.model_watcher import ModelWatcher
 from consumer.scoring.poison import PoisonRecords
-from consumer.scoring.serving import ServedModel, decide
+from consumer.scoring.serving import ServedModel, before_poll, decide
 from consumer.scoring.state_flush import StateFlush
 from consumer.scoring.stats import RunStats
 
@@ -146,6 +146,7 @@ class ScoringService:
                 if model is None:
                     self.models.wait(self.poll_timeout_ms, self.max_poll_records)
                     continue
+                before_poll(model, self.state)
                 polled = self.source.poll(self.poll_timeout_ms, limit)
                 if polled and not self.membership.alive(time.monotonic()):
                     polled = {}  # fetched before this member was frozen and evicted: not its to score
@@ -343,3 +344,5 @@ class ScoringService:
             self.audit.close()
         if self.state is not None:
             self.state.store.close()
+            if self.state.episodes is not None:
+                self.state.episodes.stop()

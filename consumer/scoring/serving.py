@@ -20,9 +20,16 @@ from consumer.scoring.change_batch import ChangeContext, Committed, process_chan
 from consumer.scoring.state.changelog import lineage_record, reset_record
 from detection import ChangeDetector
 
-__all__ = ["ServedModel", "decide"]
+__all__ = ["ServedModel", "before_poll", "decide"]
 
 ServedModel = ScoringModel | ChangeDetector
+
+
+def before_poll(model: ServedModel, state: ChangeContext | None) -> None:
+    """A change detector's background loads start before its first poll, not inside its first batch
+    (the suppressions' first load is a Mongo connection and a query: ~70-300 ms)."""
+    if state is not None and state.episodes is not None and isinstance(model, ChangeDetector):
+        state.episodes.begin()
 
 
 def decide(

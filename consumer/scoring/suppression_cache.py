@@ -44,20 +44,25 @@ class SuppressionCache:
         """Start the refresh thread (it loads at once); False when it was running already."""
         if self._thread is not None:
             return False
-        self._thread = threading.Thread(target=self._run, name="stockwatch-suppressions", daemon=True)
+        stop = self._stop = threading.Event()  # the thread's own: a later start() must not revive it
+        self._thread = threading.Thread(
+            target=self._run, args=(stop,), name="stockwatch-suppressions", daemon=True
+        )
         self._thread.start()
         return True
 
     def stop(self) -> None:
+        """Stop refreshing (the last loaded set stays); start() starts again."""
         self._stop.set()
+        self._thread = None
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
             try:
                 self.refresh()
             finally:
                 self.attempted.set()
-            self._stop.wait(self.refresh_s)
+            stop.wait(self.refresh_s)
 
     def wait_first(self, timeout_s: float, tick: Callable[[], None] = lambda: None) -> bool:
         """Wait (ticking) until the first load was tried, at most ``timeout_s``; True when it was."""

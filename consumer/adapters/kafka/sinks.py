@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -86,7 +87,26 @@ class _FirstFailures:
         return out
 
 
+_TRACKED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()  # producer -> its topics
+
+
+def _track_topics(producer: Any, outputs: Sequence[OutputRecord]) -> None:
+    """Register every new output topic before the first send: kafka-python's send waits for one
+    unknown topic's metadata at a time, retry_backoff_ms apart (a batch's second new topic, e.g.
+    the state changelog, waited 100 ms); registered together, one metadata request has them all."""
+    known = _TRACKED.setdefault(producer, set())
+    new = {o.topic for o in outputs} - known
+    sender = getattr(producer, "_sender", None)  # no public way to ask for several topics at once
+    if not new or sender is None:
+        return
+    for topic in sorted(new):
+        with contextlib.suppress(ValueError, KafkaError):  # an invalid name fails its send, as before
+            sender.add_topic(topic)
+    known |= new
+
+
 def _send_all(producer: Any, outputs: Sequence[OutputRecord], watch: _FirstFailures) -> list[Any]:
+    _track_topics(producer, outputs)
     send, watched = producer.send, watch.watch
     futures = []
     for o in outputs:

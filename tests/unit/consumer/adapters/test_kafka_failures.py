@@ -62,3 +62,37 @@ def test_a_send_refused_after_an_earlier_refusal_still_names_the_refused_record(
     outputs = [OutputRecord("dlq", b"k", b"v", [("dlq.source.offset", b"1")]) for _ in range(3)]
     futures = _send_all(_RefusingProducer(), outputs, first)
     assert [(f.index, f.kind) for f in first.failures(futures)] == [(0, "too_large"), (1, "transient")]
+
+
+class _RecordingProducer:
+    """Records, in order, the topics registered with its sender and the sends."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self._sender = self
+
+    def add_topic(self, topic: str) -> None:
+        self.calls.append(f"add {topic}")
+
+    def send(self, topic: str, **_: object) -> Future:
+        self.calls.append(f"send {topic}")
+        return Future().success(None)
+
+
+def test_every_new_output_topic_is_registered_before_the_first_send() -> None:
+    # kafka-python waits for an unknown topic's metadata at its first send, one topic at a time,
+    # retry_backoff_ms apart: the batch's second new topic (the state changelog) waited 100 ms
+    producer = _RecordingProducer()
+    batch = [
+        OutputRecord("anomalies", b"k", b"v"),
+        OutputRecord("state", b"k", b"v"),
+        OutputRecord("anomalies", b"k", b"v"),
+    ]
+    _send_all(producer, batch, _FirstFailures())
+    assert producer.calls == ["add anomalies", "add state", "send anomalies", "send state", "send anomalies"]
+    producer.calls.clear()
+    _send_all(producer, [*batch, OutputRecord("dlq", b"k", b"v")], _FirstFailures())
+    assert producer.calls[0] == "add dlq"  # only the topic it has not seen
+    assert producer.calls.count("add dlq") == 1 and not any(
+        c in producer.calls for c in ("add anomalies", "add state")
+    )

@@ -14,11 +14,12 @@ from consumer.scoring.batch import BatchConfig, BatchResult
 from consumer.scoring.change_batch import ChangeContext, process_change_batch
 from consumer.scoring.episode_batch import EpisodeContext
 from consumer.scoring.episodes import EpisodePolicy
+from consumer.scoring.serving import before_poll
 from consumer.scoring.state.seeds import SnapshotSeeds
 from consumer.scoring.state.store import StateStore
 from consumer.scoring.suppression_cache import SuppressionCache
 from consumer.wire.suppressions import suppression_from_feedback
-from detection import ChangeDetector, parse_updates, train_detector
+from detection import ChangeDetector, parse_item, parse_updates, train_detector, train_model
 from tests.fakes import MemoryChangelog, Rec
 from tests.schemas import validate
 from tests.unit.consumer.scoring.state.stream import snapshot_docs
@@ -206,3 +207,26 @@ def test_the_first_batch_waits_for_the_first_load_of_the_suppressions_once() -> 
     failing = SuppressionCache(lambda: (_ for _ in ()).throw(ConnectionError("down")), refresh_s=60)
     assert failing.start() and failing.wait_first(10) and failing.stale and failing.active == 0
     failing.stop()
+
+
+def test_a_change_detector_starts_loading_the_suppressions_before_its_first_poll(
+    detector: ChangeDetector,
+) -> None:
+    # the first load (a Mongo connection and a query) ran inside the first batch, delaying it
+    loads: list[int] = []
+    seed_cache = SuppressionCache(lambda: loads.append(0) or [], refresh_s=60)
+    before_poll(
+        train_model([parse_item(d) for d in snapshot_docs()]),
+        context(MemoryChangelog(), EpisodeContext(EpisodePolicy(), seed_cache)),
+    )
+    assert not seed_cache.attempted.wait(0.2)  # a seed model has no episodes: nothing is read for it
+    cache = SuppressionCache(lambda: loads.append(1) or [], refresh_s=60)
+    ctx = context(MemoryChangelog(), EpisodeContext(EpisodePolicy(), cache))
+    before_poll(detector, ctx)
+    assert cache.attempted.wait(10) and loads == [1]  # before any batch
+    before_poll(detector, ctx)
+    assert not cache.start()  # still the one refresh thread
+    assert ctx.episodes is not None
+    ctx.episodes.stop()  # the service's shutdown
+    assert cache.start() and cache.wait_first(10)  # a service run again refreshes again
+    cache.stop()
