@@ -14,11 +14,14 @@ with buffers allocated once per batch (:func:`detection.compiled_forest._score_o
 # ruff: noqa: PLR0917, PLR0912, PLR0915, PLW3301  (numba kernels: positional scalars, one long loop, nested max)
 from __future__ import annotations
 
+from typing import Final
+
 import numpy as np
 from numba import njit
 
 from detection.compiled_forest import _score_one
 from detection.decide_helpers import calibrated_severity, rule_bits
+from detection.rules import RULE_VARIABLES
 
 # state columns (STATE_DTYPE order)
 S, MN, MX, P, REF, UD, UR, UL, UG, LT, GRP, NU, NF, FR = range(14)
@@ -29,7 +32,7 @@ PV = 15  # 1.0 when the baseline is provisional (bit 31 of n_updates in the reco
 JR = 16  # 1.0 when flag_run counts level jumps (bit 30 of n_updates in the record)
 RP = 17  # 1.0 when the item's last accepted full state repeated its state (bit 29 of n_updates)
 N_STATE = 18
-N_ENV = 16  # len(detection.rules.RULE_VARIABLES)
+N_ENV: Final = len(RULE_VARIABLES)  # the rule environment: one slot per variable
 
 
 @njit(cache=True, nogil=True)
