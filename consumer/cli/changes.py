@@ -18,7 +18,9 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
+from consumer.cli.failures import EXIT_USAGE, UserFacingError
 from consumer.cli.files import fail, open_in, open_out
+from consumer.cli.rejections import RejectedLines, no_valid_line
 
 if TYPE_CHECKING:
     from config import Settings
@@ -28,7 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "group_field_of",
-    "read_docs",
     "read_lines",
     "score_changes",
     "score_default",
@@ -56,28 +57,30 @@ def read_lines(source: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | str]]:
         yield lineno, raw if isinstance(raw, dict) else f"expected a JSON object, got {type(raw).__name__}"
 
 
-def read_docs(source: IO[bytes], counts: dict[str, int]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, JSON object) per non-blank line; a line that is not an object is reported."""
-    for lineno, doc in read_lines(source):
-        if isinstance(doc, str):
-            reject(source, lineno, doc, counts)
-            continue
-        yield lineno, doc
-
-
 def reject(source: IO[bytes], lineno: int, reason: str, counts: dict[str, int]) -> None:
     print(f"stockwatch: {getattr(source, 'name', '-')}: line {lineno}: rejected: {reason}", file=sys.stderr)
     counts["rejected"] += 1
 
 
 def snapshot_of(source: IO[bytes], counts: dict[str, int], group_field: str = "category") -> UpdateBatch:
-    """The valid lines of a snapshot file (one state per item) as an update batch."""
+    """The valid lines of a snapshot file (one state per item) as an update batch; the rejected ones
+    are reported in line order, the first few of them (:class:`RejectedLines`)."""
     from detection import parse_updates
 
-    lines = list(read_docs(source, counts))
+    lines: list[tuple[int, dict[str, Any]]] = []
+    rejected: list[tuple[int, str]] = []
+    for lineno, doc in read_lines(source):
+        if isinstance(doc, str):
+            rejected.append((lineno, doc))
+        else:
+            lines.append((lineno, doc))
     batch, rejects = parse_updates([doc for _, doc in lines], group_field=group_field)
-    for index, reason in rejects:
-        reject(source, lines[index][0], reason, counts)
+    rejected += [(lines[index][0], reason) for index, reason in rejects]
+    report = RejectedLines(getattr(source, "name", "-"))
+    for lineno, reason in sorted(rejected):
+        report.add(lineno, reason)
+    report.finish()
+    counts["rejected"] += report.count
     return batch
 
 
@@ -92,6 +95,9 @@ def state_from_baseline(
         return StateTable()
     counts = {"rejected": 0}
     snapshot = snapshot_of(source, counts, detector.metadata.group_field)
+    if not len(snapshot):  # scoring on as if no --baseline were given would hide the mistake
+        raise UserFacingError(no_valid_line("--baseline", getattr(source, "name", "-"), counts["rejected"]),
+                              EXIT_USAGE)  # fmt: skip
     snapshot, ahead = untime_future(snapshot, time.time() + future_skew_s)  # as consume's inventory seeds
     table = detector.baseline(snapshot)
     if counts["rejected"]:
@@ -225,6 +231,8 @@ def train_default(args: argparse.Namespace, settings: Settings) -> int:
         params = ForestParams(**{name: value for name, value in chosen.items() if value is not None})
         with open_in(str(args.items)) as source:
             snapshot = snapshot_of(source, counts, group)
+        if not len(snapshot):
+            raise ValueError(no_valid_line("--items", str(args.items), counts["rejected"]))
         started = time.perf_counter()
         rules = settings.models.rule_table()  # bound into the model: score and consume follow it
         model = train_detector(snapshot, params, alert_budget_per_1000=budget,

@@ -21,6 +21,7 @@ from consumer.cli.argtypes import int_or_float as _int_or_float
 from consumer.cli.config import no_rules_warning
 from consumer.cli.failures import EXIT_STATUS_HELP, UserFacingError, missing_model_dir
 from consumer.cli.files import fail, open_in, open_out, same_file_problem
+from consumer.cli.rejections import SHOWN_REJECTIONS, RejectedLines, no_valid_line
 
 if TYPE_CHECKING:  # detection's model code (sklearn, numba) loads only in the commands that score
     from config import Settings
@@ -172,7 +173,10 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     try:
         params = ForestParams(**{name: value for name, value in chosen.items() if value is not None})
         with _open_in(str(args.items)) as source:
-            items = [item for _, item, _ in _valid_lines(source, require_id=False, counts=counts)]
+            lines = _valid_lines(source, require_id=False, counts=counts, shown=SHOWN_REJECTIONS)
+            items = [item for _, item, _ in lines]
+        if not items:
+            raise TrainingError(no_valid_line("--items", str(args.items), counts["rejected"]))
         started = time.perf_counter()
         model = train_model(items, params, threshold=0.0 if args.threshold is None else args.threshold)
         seconds = time.perf_counter() - started
@@ -307,11 +311,13 @@ def _score_chunk(
 
 
 def _valid_lines(
-    source: IO[bytes], *, require_id: bool, counts: dict[str, int] | None = None
+    source: IO[bytes], *, require_id: bool, counts: dict[str, int] | None = None, shown: int | None = None
 ) -> Iterator[tuple[int, StockItem, dict[str, Any]]]:
-    """(line number, item, its JSON object) for each valid line; each invalid one is reported on stderr."""
+    """(line number, item, its JSON object) for each valid line; invalid ones are reported on stderr
+    (``shown``: only the first so many, then a count of the rest)."""
     from detection import ItemValidationError, parse_item
 
+    report = RejectedLines(getattr(source, "name", "-"), shown=shown)
     for lineno, line in enumerate(source, start=1):
         if not line.strip():
             continue
@@ -322,9 +328,9 @@ def _valid_lines(
             item = parse_item(raw, require_id=require_id)
         except (orjson.JSONDecodeError, ItemValidationError) as exc:
             reason = f"invalid JSON ({exc})" if isinstance(exc, orjson.JSONDecodeError) else exc.reason
-            name = getattr(source, "name", "-")
-            print(f"stockwatch: {name}: line {lineno}: rejected: {reason}", file=sys.stderr)
+            report.add(lineno, reason)
             if counts is not None:
                 counts["rejected"] += 1
             continue
         yield lineno, item, raw
+    report.finish()
