@@ -229,7 +229,7 @@ def train_default(args: argparse.Namespace, settings: Settings) -> int:
         check_budget(budget)
         group = group_field_of(args, settings)  # as the retrain worker's (settings peer_group_field)
         params = ForestParams(**{name: value for name, value in chosen.items() if value is not None})
-        with open_in(str(args.items)) as source:
+        with open_in(str(args.items), "--items") as source:
             snapshot = snapshot_of(source, counts, group)
         if not len(snapshot):
             raise ValueError(no_valid_line("--items", str(args.items), counts["rejected"]))
@@ -297,7 +297,7 @@ def score_default(
     hinted = False
     with contextlib.ExitStack() as stack:
         table = state_from_baseline(model, baseline, future_skew_s=future_skew_s)
-        sink = stack.enter_context(open_out(args.output))
+        sink = stack.enter_context(open_out(args.output, "--output"))
         for chunk in chunked(read_lines(source), args.chunk_size):
             score_changes(model, table, chunk, topic=topic, source=source, sink=sink, counts=counts,
                           context=context, alerts=alerts,

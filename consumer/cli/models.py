@@ -172,7 +172,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     counts = {"rejected": 0}
     try:
         params = ForestParams(**{name: value for name, value in chosen.items() if value is not None})
-        with _open_in(str(args.items)) as source:
+        with _open_in(str(args.items), "--items") as source:
             lines = _valid_lines(source, require_id=False, counts=counts, shown=SHOWN_REJECTIONS)
             items = [item for _, item, _ in lines]
         if not items:
@@ -234,11 +234,13 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     topic = STDIN_SOURCE if args.input == "-" else f"file:{args.input}"
     try:
         with contextlib.ExitStack() as stack:
-            source = stack.enter_context(_open_in(args.input))  # inputs first: a typo creates no output file
+            source = stack.enter_context(
+                _open_in(args.input, "--input")
+            )  # inputs first: a typo creates no output file
             changes = isinstance(model, ChangeDetector)
             baseline = None
             if changes and args.baseline is not None:
-                baseline = stack.enter_context(_open_in(str(args.baseline)))
+                baseline = stack.enter_context(_open_in(str(args.baseline), "--baseline"))
             alerts = open_alert_sink(args, settings, stack, changes=changes)
             if isinstance(model, ChangeDetector):
                 from consumer.cli.changes import score_default
@@ -256,7 +258,7 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 if args.baseline is not None:
                     logger.info("a seed model judges each state alone: --baseline is not used")
-                sink = stack.enter_context(_open_out(args.output))
+                sink = stack.enter_context(_open_out(args.output, "--output"))
                 for chunk in chunked(_valid_lines(source, require_id=True, counts=counts), args.chunk_size):
                     _score_chunk(model, chunk, topic, sink, context, alerts=alerts)
                     counts["scored"] += len(chunk)

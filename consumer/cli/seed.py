@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from consumer.cli.files import FileOptionError, open_file
 from consumer.cli.rejections import RejectedLines, no_valid_line
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def _read_items(path: Path) -> tuple[list[dict[str, Any]], int]:
 
     docs: list[dict[str, Any]] = []
     report = RejectedLines(str(path), prefix="stockwatch seed")
-    with path.open("rb") as source:
+    with open_file(path, "--items") as source:
         for lineno, line in enumerate(source, start=1):
             if not line.strip():
                 continue
@@ -74,8 +75,9 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
     """Upsert the file's valid items; print one JSON summary line."""
     try:
         docs, rejected = _read_items(args.items)
-    except OSError as exc:
-        print(f"stockwatch seed: cannot read {args.items}: {exc.strerror or exc}", file=sys.stderr)
+    except OSError as exc:  # past the open: a read error
+        problem = exc if isinstance(exc, FileOptionError) else f"--items: cannot read {args.items}: {exc}"
+        print(f"stockwatch seed: {problem}", file=sys.stderr)
         return EXIT_USAGE
     if not docs:
         print(f"stockwatch seed: {no_valid_line('--items', str(args.items), rejected)}", file=sys.stderr)

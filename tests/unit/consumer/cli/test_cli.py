@@ -343,7 +343,7 @@ def test_keygen_imports_no_heavy_library():
 def test_score_missing_input_file_is_a_usage_error(tmp_path, capsys, trained):
     model_dir, _ = trained
     code, out, err = run(capsys, "score", "--model-dir", str(model_dir), "--input", str(tmp_path / "nope"))
-    assert code == 2 and out == "" and "No such file" in err
+    assert code == 2 and out == "" and f"--input: no such file: {tmp_path / 'nope'}" in err
 
 
 def test_a_copied_version_is_refused_by_name_in_list_show_and_rollback(tmp_path, capsys, monkeypatch):

@@ -27,7 +27,7 @@ def unreachable_mongo(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_missing_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["seed", "--items", str(tmp_path / "nope.jsonl")]) == 2
     _, err = capsys.readouterr()
-    assert err.strip().count("\n") == 0 and "cannot read" in err and "nope.jsonl" in err
+    assert err.strip().count("\n") == 0 and f"--items: no such file: {tmp_path / 'nope.jsonl'}" in err
 
 
 def test_bad_lines_are_reported_and_a_file_without_items_refused(
