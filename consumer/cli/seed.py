@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from consumer.cli.failures import check_mongo_uri
 from consumer.cli.files import FileOptionError, open_file
 from consumer.cli.rejections import RejectedLines, no_valid_line
 
@@ -82,6 +83,7 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
     if not docs:
         print(f"stockwatch seed: {no_valid_line('--items', str(args.items), rejected)}", file=sys.stderr)
         return EXIT_USAGE
+    check_mongo_uri(settings)
     from consumer.adapters.mongo import MongoUnavailableError, upsert_items
     from consumer.chunks import chunked
 
