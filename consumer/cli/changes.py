@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import sys
 import time
 from collections.abc import Iterator
@@ -44,11 +45,21 @@ BASELINE_HINT = (
 )
 
 
-def read_lines(source: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(line number, JSON object) per non-blank line, or (line number, why the line is not one)."""
+def read_lines(
+    source: IO[bytes], digests: dict[int, str] | None = None
+) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line number, JSON object) per non-blank line, or (line number, why the line is not one);
+    ``digests``: filled with each such line's input_digest (its anomaly_id's ``content``)."""
+    from consumer.wire.events import input_digest
+
+    running = hashlib.sha256()
     for lineno, line in enumerate(source, start=1):
+        if digests is not None:
+            running.update(line)
         if not line.strip():
             continue
+        if digests is not None:
+            digests[lineno] = input_digest(running)
         try:
             raw = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
@@ -136,9 +147,11 @@ def score_changes(
     context: EventContext | None = None,
     alerts: AlertSink | None = None,
     future_skew_s: float = 3_600.0,
+    digests: dict[int, str] | None = None,
 ) -> None:
     """Decide one chunk of :func:`read_lines` in order, report its rejected lines in line order, write
-    its events (and alerts), then advance the item states."""
+    its events (and alerts), then advance the item states; ``digests``: read_lines' (the chunk's
+    lines are taken out of it)."""
     import numpy as np
 
     from consumer.scoring.future_time import split_future
@@ -146,6 +159,8 @@ def score_changes(
     from consumer.wire.events import UNVERSIONED, Coordinates, build_events
     from detection import CHANGE_FEATURE_NAMES, MissingFieldError, parse_updates
 
+    digests = {} if digests is None else digests
+    contents = {lineno: digests.pop(lineno, None) for lineno, _ in lines}  # memory: one chunk's
     chunk = [(lineno, doc) for lineno, doc in lines if not isinstance(doc, str)]
     if not chunk:  # nothing to decide: a chunk of lines that are not JSON objects
         for lineno, reason in lines:
@@ -187,7 +202,7 @@ def score_changes(
         return context.attributes(docs[i], used)
 
     now, links = datetime.now(UTC), context.links(version)
-    sources = [Coordinates(topic, 0, lineno) for lineno in linenos]
+    sources = [Coordinates(topic, 0, lineno, None, contents[lineno]) for lineno in linenos]
     events = list(build_events(
         decisions, rows, item_ids=batch.item_ids, event_ids=batch.event_ids, sources=sources, item=item,
         version=version, threshold=detector.threshold, now=now, feature_names=CHANGE_FEATURE_NAMES,
@@ -295,13 +310,14 @@ def score_default(
 
     source, baseline = inputs
     hinted = False
+    digests: dict[int, str] = {}  # read_lines' input_digest per line, taken out chunk by chunk
     with contextlib.ExitStack() as stack:
         table = state_from_baseline(model, baseline, future_skew_s=future_skew_s)
         sink = stack.enter_context(open_out(args.output, "--output"))
-        for chunk in chunked(read_lines(source), args.chunk_size):
+        for chunk in chunked(read_lines(source, digests), args.chunk_size):
             score_changes(model, table, chunk, topic=topic, source=source, sink=sink, counts=counts,
-                          context=context, alerts=alerts,
-                          future_skew_s=future_skew_s)  # fmt: skip
+                          context=context, alerts=alerts, future_skew_s=future_skew_s,
+                          digests=digests)  # fmt: skip
             if baseline is None and counts.get("unknown_items") and not hinted:
                 hinted = True
                 print(BASELINE_HINT, file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import logging
 import sys
 import time
@@ -174,7 +175,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         params = ForestParams(**{name: value for name, value in chosen.items() if value is not None})
         with _open_in(str(args.items), "--items") as source:
             lines = _valid_lines(source, require_id=False, counts=counts, shown=SHOWN_REJECTIONS)
-            items = [item for _, item, _ in lines]
+            items = [item for _, item, _, _ in lines]
         if not items:
             raise TrainingError(no_valid_line("--items", str(args.items), counts["rejected"]))
         started = time.perf_counter()
@@ -275,7 +276,7 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
 
 def _score_chunk(
     model: AnomalyModel,
-    chunk: list[tuple[int, StockItem, dict[str, Any]]],
+    chunk: list[tuple[int, StockItem, dict[str, Any], str]],
     topic: str,
     sink: IO[bytes],
     context: EventContext,
@@ -289,7 +290,7 @@ def _score_chunk(
     from consumer.wire.context import SEED_INPUT_KEYS
     from consumer.wire.events import UNVERSIONED, Coordinates, build_events
 
-    items = [item for _, item, _ in chunk]
+    items = [item for _, item, _, _ in chunk]
     version = model.version or UNVERSIONED
     decisions = model.decide(items)
     events = list(build_events(
@@ -297,7 +298,7 @@ def _score_chunk(
         np.arange(len(items)),
         item_ids=cast(list[str], [item.item_id for item in items]),  # require_id=True: never None
         event_ids=[item.event_id for item in items],
-        sources=[Coordinates(topic, 0, lineno) for lineno, _, _ in chunk],
+        sources=[Coordinates(topic, 0, lineno, None, content) for lineno, _, _, content in chunk],
         item=lambda i: items[i].model_dump(mode="json"),
         version=version,
         threshold=float(model.threshold),
@@ -314,13 +315,16 @@ def _score_chunk(
 
 def _valid_lines(
     source: IO[bytes], *, require_id: bool, counts: dict[str, int] | None = None, shown: int | None = None
-) -> Iterator[tuple[int, StockItem, dict[str, Any]]]:
-    """(line number, item, its JSON object) for each valid line; invalid ones are reported on stderr
-    (``shown``: only the first so many, then a count of the rest)."""
+) -> Iterator[tuple[int, StockItem, dict[str, Any], str]]:
+    """(line number, item, its JSON object, input_digest) for each valid line; invalid ones are
+    reported on stderr (``shown``: only the first so many, then a count of the rest)."""
+    from consumer.wire.events import input_digest
     from detection import ItemValidationError, parse_item
 
     report = RejectedLines(getattr(source, "name", "-"), shown=shown)
+    running = hashlib.sha256()
     for lineno, line in enumerate(source, start=1):
+        running.update(line)
         if not line.strip():
             continue
         try:
@@ -334,5 +338,5 @@ def _valid_lines(
             if counts is not None:
                 counts["rejected"] += 1
             continue
-        yield lineno, item, raw
+        yield lineno, item, raw, input_digest(running)
     report.finish()
