@@ -67,6 +67,32 @@ class SimConfig:
     error_mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_ERROR_MIX))
 
 
+# `--help` of each SimConfig field (error_mix has no flag: --more-errors extends it)
+FLAG_HELP: dict[str, str] = {
+    "seed": "random seed: the same seed and flags write the same files",
+    "n_items": "number of items (SKUs) simulated",
+    "n_categories": "number of categories; their price and stock scales spread over 5 decades",
+    "n_warehouses": "number of warehouses the items are spread over (warehouse_id)",
+    "days": "length of the simulated period in days",
+    "events_per_item_day": "mean sale reports per item and day (varies per item)",
+    "error_rate": "share of events that are reporting errors (labelled in labels.json)",
+    "full_rate": "share of events that carry the item's full state instead of only the changed fields",
+    "occurred_at_rate": "share of events that carry occurred_at",
+    "new_item_share": "share of items absent from items.jsonl, first seen on the event stream",
+    "restock_policy": "how stock is refilled at the min level: up_to_max, fixed_qty or mixed",
+    "promo_per_month": "promotions per item and month (10-40%% off for days, with a sales spike)",
+    "price_changes_per_month": "regular price changes per item and month",
+    "level_changes_per_month": "min/max level re-configurations per item and month",
+    "tiny_share": "share of items stocked in ones (max level 2-8, one unit per sale)",
+    "bulk_share": "share of bulk items: levels x20, sold by the case (6, 12 or 24 units)",
+    "season_ramp": "demand at the end of the period relative to its start (a trend; 1 = flat)",
+    "burst_rate": "chance that a sale starts a burst of 3-10 sales within minutes",
+    "return_rate": "chance that a sale is later returned (stock rises by its units)",
+    "no_category": "write documents without a category (no peer group to compare with)",
+    "more_errors": "add the error kinds of MORE_ERROR_MIX (x6 packs, transposed digits, ...)",
+}
+
+
 @dataclass
 class Item:
     """The true state of one item and its behaviour parameters."""
@@ -286,16 +312,24 @@ def write(out: Path, cfg: SimConfig) -> dict[str, int]:
     return write_sets(out, *simulate(cfg))
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """``--out`` and one flag per SimConfig field, each with its help and default."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--out", type=Path, required=True, help="directory to write items.jsonl, events.jsonl, labels.json"
+    )
     for f in fields(SimConfig):
         flag = f"--{f.name.replace('_', '-')}"
         if isinstance(f.default, bool):
-            parser.add_argument(flag, action="store_true")
+            parser.add_argument(flag, action="store_true", help=FLAG_HELP[f.name])
         elif f.name != "error_mix":
-            parser.add_argument(flag, type=type(f.default), default=f.default)
-    args = vars(parser.parse_args(argv))
+            text = f"{FLAG_HELP[f.name]} (default: {f.default})"
+            parser.add_argument(flag, type=type(f.default), default=f.default, help=text)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = vars(build_parser().parse_args(argv))
     out = args.pop("out")
     print(json.dumps(write(out, SimConfig(**args))))
 

@@ -65,8 +65,8 @@ def open_alert_sink(
                     "anomaly event per anomalous update, as consume publishes")  # fmt: skip
     suppressions: list[dict[str, Any]] = []
     if args.suppressions is not None:
-        with open_in(str(args.suppressions)) as source:
+        with open_in(str(args.suppressions), "--suppressions") as source:
             suppressions = read_suppressions(source)
     episodes = episode_context(mode, resolve_after=scoring.resolve_after,
                                renotify_after_s=scoring.renotify_after_s, suppressions=suppressions)  # fmt: skip
-    return AlertSink(stack.enter_context(open_out(args.alerts)), episodes if changes else None)
+    return AlertSink(stack.enter_context(open_out(args.alerts, "--alerts")), episodes if changes else None)

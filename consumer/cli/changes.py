@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import sys
 import time
 from collections.abc import Iterator
@@ -18,7 +19,9 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
+from consumer.cli.failures import EXIT_USAGE, UserFacingError
 from consumer.cli.files import fail, open_in, open_out
+from consumer.cli.rejections import RejectedLines, no_valid_line
 
 if TYPE_CHECKING:
     from config import Settings
@@ -28,7 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "group_field_of",
-    "read_docs",
     "read_lines",
     "score_changes",
     "score_default",
@@ -43,11 +45,21 @@ BASELINE_HINT = (
 )
 
 
-def read_lines(source: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(line number, JSON object) per non-blank line, or (line number, why the line is not one)."""
+def read_lines(
+    source: IO[bytes], digests: dict[int, str] | None = None
+) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line number, JSON object) per non-blank line, or (line number, why the line is not one);
+    ``digests``: filled with each such line's input_digest (its anomaly_id's ``content``)."""
+    from consumer.wire.events import input_digest
+
+    running = hashlib.sha256()
     for lineno, line in enumerate(source, start=1):
+        if digests is not None:
+            running.update(line)
         if not line.strip():
             continue
+        if digests is not None:
+            digests[lineno] = input_digest(running)
         try:
             raw = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
@@ -56,28 +68,30 @@ def read_lines(source: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | str]]:
         yield lineno, raw if isinstance(raw, dict) else f"expected a JSON object, got {type(raw).__name__}"
 
 
-def read_docs(source: IO[bytes], counts: dict[str, int]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, JSON object) per non-blank line; a line that is not an object is reported."""
-    for lineno, doc in read_lines(source):
-        if isinstance(doc, str):
-            reject(source, lineno, doc, counts)
-            continue
-        yield lineno, doc
-
-
 def reject(source: IO[bytes], lineno: int, reason: str, counts: dict[str, int]) -> None:
     print(f"stockwatch: {getattr(source, 'name', '-')}: line {lineno}: rejected: {reason}", file=sys.stderr)
     counts["rejected"] += 1
 
 
 def snapshot_of(source: IO[bytes], counts: dict[str, int], group_field: str = "category") -> UpdateBatch:
-    """The valid lines of a snapshot file (one state per item) as an update batch."""
+    """The valid lines of a snapshot file (one state per item) as an update batch; the rejected ones
+    are reported in line order, the first few of them (:class:`RejectedLines`)."""
     from detection import parse_updates
 
-    lines = list(read_docs(source, counts))
+    lines: list[tuple[int, dict[str, Any]]] = []
+    rejected: list[tuple[int, str]] = []
+    for lineno, doc in read_lines(source):
+        if isinstance(doc, str):
+            rejected.append((lineno, doc))
+        else:
+            lines.append((lineno, doc))
     batch, rejects = parse_updates([doc for _, doc in lines], group_field=group_field)
-    for index, reason in rejects:
-        reject(source, lines[index][0], reason, counts)
+    rejected += [(lines[index][0], reason) for index, reason in rejects]
+    report = RejectedLines(getattr(source, "name", "-"))
+    for lineno, reason in sorted(rejected):
+        report.add(lineno, reason)
+    report.finish()
+    counts["rejected"] += report.count
     return batch
 
 
@@ -92,6 +106,9 @@ def state_from_baseline(
         return StateTable()
     counts = {"rejected": 0}
     snapshot = snapshot_of(source, counts, detector.metadata.group_field)
+    if not len(snapshot):  # scoring on as if no --baseline were given would hide the mistake
+        raise UserFacingError(no_valid_line("--baseline", getattr(source, "name", "-"), counts["rejected"]),
+                              EXIT_USAGE)  # fmt: skip
     snapshot, ahead = untime_future(snapshot, time.time() + future_skew_s)  # as consume's inventory seeds
     table = detector.baseline(snapshot)
     if counts["rejected"]:
@@ -130,9 +147,11 @@ def score_changes(
     context: EventContext | None = None,
     alerts: AlertSink | None = None,
     future_skew_s: float = 3_600.0,
+    digests: dict[int, str] | None = None,
 ) -> None:
     """Decide one chunk of :func:`read_lines` in order, report its rejected lines in line order, write
-    its events (and alerts), then advance the item states."""
+    its events (and alerts), then advance the item states; ``digests``: read_lines' (the chunk's
+    lines are taken out of it)."""
     import numpy as np
 
     from consumer.scoring.future_time import split_future
@@ -140,6 +159,8 @@ def score_changes(
     from consumer.wire.events import UNVERSIONED, Coordinates, build_events
     from detection import CHANGE_FEATURE_NAMES, MissingFieldError, parse_updates
 
+    digests = {} if digests is None else digests
+    contents = {lineno: digests.pop(lineno, None) for lineno, _ in lines}  # memory: one chunk's
     chunk = [(lineno, doc) for lineno, doc in lines if not isinstance(doc, str)]
     if not chunk:  # nothing to decide: a chunk of lines that are not JSON objects
         for lineno, reason in lines:
@@ -181,7 +202,7 @@ def score_changes(
         return context.attributes(docs[i], used)
 
     now, links = datetime.now(UTC), context.links(version)
-    sources = [Coordinates(topic, 0, lineno) for lineno in linenos]
+    sources = [Coordinates(topic, 0, lineno, None, contents[lineno]) for lineno in linenos]
     events = list(build_events(
         decisions, rows, item_ids=batch.item_ids, event_ids=batch.event_ids, sources=sources, item=item,
         version=version, threshold=detector.threshold, now=now, feature_names=CHANGE_FEATURE_NAMES,
@@ -223,8 +244,10 @@ def train_default(args: argparse.Namespace, settings: Settings) -> int:
         check_budget(budget)
         group = group_field_of(args, settings)  # as the retrain worker's (settings peer_group_field)
         params = ForestParams(**{name: value for name, value in chosen.items() if value is not None})
-        with open_in(str(args.items)) as source:
+        with open_in(str(args.items), "--items") as source:
             snapshot = snapshot_of(source, counts, group)
+        if not len(snapshot):
+            raise ValueError(no_valid_line("--items", str(args.items), counts["rejected"]))
         started = time.perf_counter()
         rules = settings.models.rule_table()  # bound into the model: score and consume follow it
         model = train_detector(snapshot, params, alert_budget_per_1000=budget,
@@ -287,13 +310,14 @@ def score_default(
 
     source, baseline = inputs
     hinted = False
+    digests: dict[int, str] = {}  # read_lines' input_digest per line, taken out chunk by chunk
     with contextlib.ExitStack() as stack:
         table = state_from_baseline(model, baseline, future_skew_s=future_skew_s)
-        sink = stack.enter_context(open_out(args.output))
-        for chunk in chunked(read_lines(source), args.chunk_size):
+        sink = stack.enter_context(open_out(args.output, "--output"))
+        for chunk in chunked(read_lines(source, digests), args.chunk_size):
             score_changes(model, table, chunk, topic=topic, source=source, sink=sink, counts=counts,
-                          context=context, alerts=alerts,
-                          future_skew_s=future_skew_s)  # fmt: skip
+                          context=context, alerts=alerts, future_skew_s=future_skew_s,
+                          digests=digests)  # fmt: skip
             if baseline is None and counts.get("unknown_items") and not hinted:
                 hinted = True
                 print(BASELINE_HINT, file=sys.stderr)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from consumer.cli.argtypes import positive_int, seconds
 from consumer.cli.config import no_rules_warning
-from consumer.cli.failures import EXIT_STATUS_HELP, UserFacingError, missing_model_dir
+from consumer.cli.failures import EXIT_STATUS_HELP, UserFacingError, check_mongo_uri, missing_model_dir
 
 if TYPE_CHECKING:  # the service's modules (Kafka, numba) load only when `consume` runs
     from config import Settings
@@ -90,12 +90,7 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:  # an empty signing key
         raise UserFacingError(str(exc), status=2) from None
     if _uses_mongo(settings):  # a malformed URI is a setting to fix: refused here, never retried later
-        from consumer.adapters.mongo import MongoUriError, check_uri
-
-        try:
-            check_uri(settings.mongo.uri)
-        except MongoUriError as exc:  # its text never holds the URI (nor its password)
-            raise UserFacingError(f"STOCKWATCH_MONGO_URI is not a valid Mongo URI: {exc}") from None
+        check_mongo_uri(settings)
     # A short, quiet probe (bounded by --timeout too) before the heavy imports (numba, scikit-learn):
     # the clients below would retry a missing broker for half a minute, with an ERROR line each time.
     existing_topics(kafka, timeout_s=min(kafka.bootstrap_timeout_s, args.timeout or math.inf))

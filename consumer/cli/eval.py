@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from consumer.cli.config import no_rules_warning
-from consumer.cli.files import fail
+from consumer.cli.files import fail, open_file
 
 if TYPE_CHECKING:
     from config import Settings
@@ -81,9 +81,9 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
         if args.alert_budget_per_1000 is not None:
             check_budget(args.alert_budget_per_1000)
         group = group_field_of(args, settings)  # the field `train` would bind
-        items = _jsonl(args.items)
-        events = _jsonl(args.events)
-        labels = _labels(args.labels)
+        items = _jsonl(args.items, "--items")
+        events = _jsonl(args.events, "--events")
+        labels = _labels(args.labels, "--labels")
     except (OSError, ValueError) as exc:
         fail(f"eval: {exc}")
         return EXIT_USAGE
@@ -109,9 +109,9 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def _jsonl(path: Path) -> list[dict[str, Any]]:
+def _jsonl(path: Path, flag: str) -> list[dict[str, Any]]:
     out = []
-    with path.open("rb") as fh:
+    with open_file(path, flag) as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
@@ -125,8 +125,8 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _labels(path: Path) -> dict[str, str]:
-    with path.open("rb") as fh:
+def _labels(path: Path, flag: str) -> dict[str, str]:
+    with open_file(path, flag) as fh:
         data = fh.read(MAX_LABEL_BYTES + 1)
     if len(data) > MAX_LABEL_BYTES:
         raise ValueError(f"{path}: over {MAX_LABEL_BYTES} bytes")

@@ -20,6 +20,7 @@ __all__ = [
     "EXIT_STATUS_HELP",
     "EXIT_USAGE",
     "UserFacingError",
+    "check_mongo_uri",
     "explain",
     "kafka_unreachable",
     "missing_model_dir",
@@ -106,6 +107,19 @@ def mongo_message(settings: Settings, exc: BaseException) -> str:
     if password:
         reason = reason.replace(password, "**********")
     return f"Mongo at {mongo.safe_uri} (STOCKWATCH_MONGO_URI) is unavailable: {reason[:300]}"
+
+
+def check_mongo_uri(settings: Settings) -> None:
+    """UserFacingError (exit 2) at once when pymongo cannot parse ``STOCKWATCH_MONGO_URI``: a setting
+    to fix, not a server to wait for. The message shows the URI masked and pymongo's reason."""
+    from consumer.adapters.mongo import uri_problem  # pymongo: only for the commands that use Mongo
+
+    problem = uri_problem(settings.mongo.uri)  # its text never holds the password
+    if problem is not None:
+        raise UserFacingError(
+            f"STOCKWATCH_MONGO_URI ({settings.mongo.safe_uri}) is not a valid Mongo URI: {problem}",
+            EXIT_USAGE,
+        )
 
 
 def explain(exc: BaseException, settings: Settings | None) -> tuple[str, int] | None:

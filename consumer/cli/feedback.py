@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from consumer.wire.episode_events import EPISODE_ID_HEX_CHARS
 from consumer.wire.feedback import FeedbackError, FeedbackLabel, build_feedback, parse_duration
 
 if TYPE_CHECKING:
     from config import Settings
     from consumer.cli import Subparsers
 
-__all__ = ["cmd_feedback", "feedback_counts", "register"]
+__all__ = ["check_event_id", "cmd_feedback", "feedback_counts", "register"]
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,9 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
         "Exit status: 0 published, 1 broker unreachable, 2 usage.",
     )
     fb.add_argument(
-        "episode_id", metavar="EPISODE_ID", help="the event's episode_id (or anomaly_id with every-update)"
+        "episode_id",
+        metavar="EPISODE_ID",
+        help=f"the event's episode_id (or anomaly_id with every-update): {EPISODE_ID_HEX_CHARS} hex digits",
     )
     fb.add_argument("label", choices=[label.value for label in FeedbackLabel], help="what the analyst found")
     fb.add_argument("--note", default=None, help="free text kept with the label")
@@ -61,6 +64,7 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
 def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
     """Build, publish (acks=all) and print one feedback message."""
     try:
+        check_event_id(args.episode_id)
         message = build_feedback(
             args.episode_id,
             args.label,
@@ -94,6 +98,20 @@ def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
     if message.get("suppress_for_s"):
         _warn_if_suppression_is_moot(args, settings)
     return EXIT_OK
+
+
+def check_event_id(text: str) -> None:
+    """FeedbackError (one line) unless ``text`` has the form of the ids StockWatch's events carry."""
+    from consumer.wire.events import ANOMALY_ID_HEX_CHARS  # numpy and detection: only when needed
+
+    lengths = sorted({EPISODE_ID_HEX_CHARS, ANOMALY_ID_HEX_CHARS})  # both sha256 prefixes, lowercase hex
+    if len(text) not in lengths or text.strip("0123456789abcdef"):
+        shown = text if len(text) <= 40 else f"{text[:40]}..."
+        digits = " or ".join(map(str, lengths))
+        raise FeedbackError(
+            f"EPISODE_ID must be an event's episode_id or anomaly_id: {digits} lowercase hex digits "
+            f"(0-9a-f), got {shown!r}"
+        )
 
 
 def _warn_if_suppression_is_moot(args: argparse.Namespace, settings: Settings) -> None:

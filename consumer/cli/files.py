@@ -3,35 +3,57 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
-__all__ = ["fail", "open_in", "open_out", "same_file_problem"]
+__all__ = ["FileOptionError", "fail", "open_file", "open_in", "open_out", "same_file_problem"]
+
+# What a user is told when a file cannot be opened; any other error: its own text, lowercased
+_OPEN_PROBLEMS = {errno.ENOENT: "no such file", errno.EISDIR: "is a directory"}
+
+
+class FileOptionError(OSError):
+    """A file a flag names cannot be opened; the text is the whole one-line message:
+    ``--baseline: no such file: x`` (an OSError, so every command's file-error handling prints it)."""
 
 
 def fail(message: str) -> None:
     print(f"stockwatch {message}", file=sys.stderr)
 
 
+def open_file(name: str | Path, flag: str, mode: str = "rb") -> IO[bytes]:
+    """``open(name, mode)`` whose failure names ``flag`` and the path (:class:`FileOptionError`)."""
+    try:
+        return cast(IO[bytes], open(name, mode))  # the caller closes it
+    except OSError as exc:
+        what = _OPEN_PROBLEMS.get(exc.errno or 0) or (exc.strerror or type(exc).__name__).lower()
+        if exc.errno == errno.ENOENT and "w" in mode:
+            what = "no such directory to create it in"
+        raise FileOptionError(f"{flag}: {what}: {name}") from None
+
+
 @contextlib.contextmanager
-def open_in(name: str) -> Iterator[IO[bytes]]:
+def open_in(name: str, flag: str) -> Iterator[IO[bytes]]:
+    """The file ``flag`` names, for reading (``-``: stdin)."""
     if name == "-":
         yield sys.stdin.buffer
         return
-    with open(name, "rb") as fh:
+    with open_file(name, flag) as fh:
         yield fh
 
 
 @contextlib.contextmanager
-def open_out(name: str) -> Iterator[IO[bytes]]:
+def open_out(name: str, flag: str) -> Iterator[IO[bytes]]:
+    """The file ``flag`` names, truncated for writing (``-``: stdout)."""
     if name == "-":
         yield sys.stdout.buffer
         return
-    with open(name, "wb") as fh:
+    with open_file(name, flag, "wb") as fh:
         yield fh
 
 

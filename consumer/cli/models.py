@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import logging
 import sys
 import time
@@ -21,6 +22,7 @@ from consumer.cli.argtypes import int_or_float as _int_or_float
 from consumer.cli.config import no_rules_warning
 from consumer.cli.failures import EXIT_STATUS_HELP, UserFacingError, missing_model_dir
 from consumer.cli.files import fail, open_in, open_out, same_file_problem
+from consumer.cli.rejections import SHOWN_REJECTIONS, RejectedLines, no_valid_line
 
 if TYPE_CHECKING:  # detection's model code (sklearn, numba) loads only in the commands that score
     from config import Settings
@@ -171,8 +173,11 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     counts = {"rejected": 0}
     try:
         params = ForestParams(**{name: value for name, value in chosen.items() if value is not None})
-        with _open_in(str(args.items)) as source:
-            items = [item for _, item, _ in _valid_lines(source, require_id=False, counts=counts)]
+        with _open_in(str(args.items), "--items") as source:
+            lines = _valid_lines(source, require_id=False, counts=counts, shown=SHOWN_REJECTIONS)
+            items = [item for _, item, _, _ in lines]
+        if not items:
+            raise TrainingError(no_valid_line("--items", str(args.items), counts["rejected"]))
         started = time.perf_counter()
         model = train_model(items, params, threshold=0.0 if args.threshold is None else args.threshold)
         seconds = time.perf_counter() - started
@@ -230,11 +235,13 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     topic = STDIN_SOURCE if args.input == "-" else f"file:{args.input}"
     try:
         with contextlib.ExitStack() as stack:
-            source = stack.enter_context(_open_in(args.input))  # inputs first: a typo creates no output file
+            source = stack.enter_context(
+                _open_in(args.input, "--input")
+            )  # inputs first: a typo creates no output file
             changes = isinstance(model, ChangeDetector)
             baseline = None
             if changes and args.baseline is not None:
-                baseline = stack.enter_context(_open_in(str(args.baseline)))
+                baseline = stack.enter_context(_open_in(str(args.baseline), "--baseline"))
             alerts = open_alert_sink(args, settings, stack, changes=changes)
             if isinstance(model, ChangeDetector):
                 from consumer.cli.changes import score_default
@@ -252,7 +259,7 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 if args.baseline is not None:
                     logger.info("a seed model judges each state alone: --baseline is not used")
-                sink = stack.enter_context(_open_out(args.output))
+                sink = stack.enter_context(_open_out(args.output, "--output"))
                 for chunk in chunked(_valid_lines(source, require_id=True, counts=counts), args.chunk_size):
                     _score_chunk(model, chunk, topic, sink, context, alerts=alerts)
                     counts["scored"] += len(chunk)
@@ -269,7 +276,7 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
 
 def _score_chunk(
     model: AnomalyModel,
-    chunk: list[tuple[int, StockItem, dict[str, Any]]],
+    chunk: list[tuple[int, StockItem, dict[str, Any], str]],
     topic: str,
     sink: IO[bytes],
     context: EventContext,
@@ -283,7 +290,7 @@ def _score_chunk(
     from consumer.wire.context import SEED_INPUT_KEYS
     from consumer.wire.events import UNVERSIONED, Coordinates, build_events
 
-    items = [item for _, item, _ in chunk]
+    items = [item for _, item, _, _ in chunk]
     version = model.version or UNVERSIONED
     decisions = model.decide(items)
     events = list(build_events(
@@ -291,7 +298,7 @@ def _score_chunk(
         np.arange(len(items)),
         item_ids=cast(list[str], [item.item_id for item in items]),  # require_id=True: never None
         event_ids=[item.event_id for item in items],
-        sources=[Coordinates(topic, 0, lineno) for lineno, _, _ in chunk],
+        sources=[Coordinates(topic, 0, lineno, None, content) for lineno, _, _, content in chunk],
         item=lambda i: items[i].model_dump(mode="json"),
         version=version,
         threshold=float(model.threshold),
@@ -307,12 +314,17 @@ def _score_chunk(
 
 
 def _valid_lines(
-    source: IO[bytes], *, require_id: bool, counts: dict[str, int] | None = None
-) -> Iterator[tuple[int, StockItem, dict[str, Any]]]:
-    """(line number, item, its JSON object) for each valid line; each invalid one is reported on stderr."""
+    source: IO[bytes], *, require_id: bool, counts: dict[str, int] | None = None, shown: int | None = None
+) -> Iterator[tuple[int, StockItem, dict[str, Any], str]]:
+    """(line number, item, its JSON object, input_digest) for each valid line; invalid ones are
+    reported on stderr (``shown``: only the first so many, then a count of the rest)."""
+    from consumer.wire.events import input_digest
     from detection import ItemValidationError, parse_item
 
+    report = RejectedLines(getattr(source, "name", "-"), shown=shown)
+    running = hashlib.sha256()
     for lineno, line in enumerate(source, start=1):
+        running.update(line)
         if not line.strip():
             continue
         try:
@@ -322,9 +334,9 @@ def _valid_lines(
             item = parse_item(raw, require_id=require_id)
         except (orjson.JSONDecodeError, ItemValidationError) as exc:
             reason = f"invalid JSON ({exc})" if isinstance(exc, orjson.JSONDecodeError) else exc.reason
-            name = getattr(source, "name", "-")
-            print(f"stockwatch: {name}: line {lineno}: rejected: {reason}", file=sys.stderr)
+            report.add(lineno, reason)
             if counts is not None:
                 counts["rejected"] += 1
             continue
-        yield lineno, item, raw
+        yield lineno, item, raw, input_digest(running)
+    report.finish()

@@ -52,8 +52,9 @@ def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_USAGE
     try:
         webhook = Webhook(url, timeout_s=settings.notify.timeout_s)
-    except ValueError as exc:
-        print(f"stockwatch notify: {exc}", file=sys.stderr)
+    except ValueError as exc:  # the message describes the URL without quoting it (it may hold a token)
+        origin = "--webhook" if args.webhook else WEBHOOK_ENV
+        print(f"stockwatch notify: {origin}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     from consumer.adapters.kafka import GroupFeed
     from consumer.ports import KafkaUnavailableError

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from consumer.cli.failures import EXIT_STATUS_HELP, UserFacingError, missing_model_dir
+from consumer.cli.failures import EXIT_STATUS_HELP, UserFacingError, check_mongo_uri, missing_model_dir
 
 if TYPE_CHECKING:
     from config import Settings
@@ -61,6 +61,7 @@ def cmd_scan(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.stores import store_from_settings
     from consumer.wire.events import UNVERSIONED
 
+    check_mongo_uri(settings)  # before the model and Kafka: a setting to fix, at once
     problem = missing_model_dir(args.model_dir or settings.models.dir, args.model_dir)
     if problem is not None:
         raise problem

@@ -1,7 +1,8 @@
 """``stockwatch seed --items FILE``: load a JSON-lines items file into the Mongo inventory collection.
 
 Each valid line is written over the document with its ``item_id`` (running it twice changes
-nothing; other items stay); invalid lines are reported one per line on stderr and skipped. It is
+nothing; other items stay); invalid lines are reported on stderr (the first few, one per line, then a
+count of the rest) and skipped. It is
 what the compose file's one-shot ``seed`` service runs, so the retrain worker has items to train on.
 """
 
@@ -13,6 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from consumer.cli.failures import check_mongo_uri
+from consumer.cli.files import FileOptionError, open_file
+from consumer.cli.rejections import RejectedLines, no_valid_line
 
 if TYPE_CHECKING:
     from config import Settings
@@ -45,8 +50,8 @@ def _read_items(path: Path) -> tuple[list[dict[str, Any]], int]:
     from detection import ItemValidationError, parse_item
 
     docs: list[dict[str, Any]] = []
-    rejected = 0
-    with path.open("rb") as source:
+    report = RejectedLines(str(path), prefix="stockwatch seed")
+    with open_file(path, "--items") as source:
         for lineno, line in enumerate(source, start=1):
             if not line.strip():
                 continue
@@ -62,21 +67,23 @@ def _read_items(path: Path) -> tuple[list[dict[str, Any]], int]:
             else:
                 docs.append(raw)
                 continue
-            rejected += 1
-            print(f"stockwatch seed: {path}: line {lineno}: rejected: {reason}", file=sys.stderr)
-    return docs, rejected
+            report.add(lineno, reason)
+    report.finish()
+    return docs, report.count
 
 
 def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
     """Upsert the file's valid items; print one JSON summary line."""
     try:
         docs, rejected = _read_items(args.items)
-    except OSError as exc:
-        print(f"stockwatch seed: cannot read {args.items}: {exc.strerror or exc}", file=sys.stderr)
+    except OSError as exc:  # past the open: a read error
+        problem = exc if isinstance(exc, FileOptionError) else f"--items: cannot read {args.items}: {exc}"
+        print(f"stockwatch seed: {problem}", file=sys.stderr)
         return EXIT_USAGE
     if not docs:
-        print(f"stockwatch seed: {args.items} holds no valid item ({rejected} rejected)", file=sys.stderr)
+        print(f"stockwatch seed: {no_valid_line('--items', str(args.items), rejected)}", file=sys.stderr)
         return EXIT_USAGE
+    check_mongo_uri(settings)
     from consumer.adapters.mongo import MongoUnavailableError, upsert_items
     from consumer.chunks import chunked
 

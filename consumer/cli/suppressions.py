@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from consumer.cli.failures import check_mongo_uri
+
 if TYPE_CHECKING:
     from config import Settings
     from consumer.cli import Subparsers
@@ -38,6 +40,7 @@ def cmd_suppressions_list(args: argparse.Namespace, settings: Settings) -> int:
     from consumer.adapters.mongo import MongoUnavailableError, WorkerMongo
     from consumer.wire.suppressions import Suppression, active
 
+    check_mongo_uri(settings)
     db = WorkerMongo.from_settings(settings.mongo)
     try:
         docs = db.suppressions()

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from consumer.cli.argtypes import seconds
 from consumer.cli.config import no_rules_warning
-from consumer.cli.failures import EXIT_STATUS_HELP, UserFacingError
+from consumer.cli.failures import EXIT_STATUS_HELP, UserFacingError, check_mongo_uri
 
 if TYPE_CHECKING:
     from config import Settings
@@ -50,6 +50,7 @@ def cmd_retrain_worker(args: argparse.Namespace, settings: Settings) -> int:
         log.warning("no STOCKWATCH_CONTROL_KEY: every control command will be rejected")
     if settings.models.detector == "default" and (warning := no_rules_warning(settings)):
         log.warning(warning)
+    check_mongo_uri(settings)  # before Kafka's probe: a malformed URI is a setting to fix, at once
     from consumer.adapters.kafka import existing_topics
 
     # A short, quiet probe first, before the heavy imports (scikit-learn, seconds on a busy host):

@@ -6,7 +6,7 @@ Outcomes: 2xx ``delivered``; 408, 429, 5xx, timeouts and connection errors ``ret
 (redirects are not followed: a POST must not turn into a GET), 401, 403, 404, 405 and 410 — the
 endpoint is misconfigured, and dropping every alert until someone notices would lose them all; any
 other 4xx ``dead`` — the webhook will never take this payload. The URL may carry a token in its
-path or query: logs and errors only ever show :func:`mask_url`.
+path or query: logs only ever show :func:`mask_url`; a refused URL is described, never quoted.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-__all__ = ["Outcome", "PostResult", "Webhook", "mask_url", "payload", "slack_text"]
+__all__ = ["Outcome", "PostResult", "Webhook", "mask_url", "payload", "slack_text", "url_problem"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,25 @@ def mask_url(url: str) -> str:
         return "<unparseable URL>"
     rest = "/***" if (parts.path not in ("", "/") or parts.query or parts.fragment) else ""
     return f"{parts.scheme}://{host}{port}{rest}"
+
+
+def url_problem(url: str) -> str | None:
+    """What makes ``url`` unusable as a webhook, in words that never quote it (None: usable)."""
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "contains a space or a control character"
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # only a bracketed (IPv6) host that does not close
+        return "has a malformed [IPv6] host"
+    if parts.scheme.lower() not in ("http", "https") or not url.lower().startswith(f"{parts.scheme}://"):
+        return "is not an http:// or https:// URL"
+    if not parts.hostname:
+        return "has no host"
+    try:
+        parts.port  # noqa: B018 - parsed on access
+    except ValueError:
+        return "has a port that is not a number from 0 to 65535"
+    return None
 
 
 def slack_text(event: dict[str, Any]) -> str:
@@ -95,9 +114,9 @@ class Webhook:
     """POSTs JSON bodies to one URL (``timeout_s`` per request)."""
 
     def __init__(self, url: str, *, timeout_s: float = 10.0) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"the webhook must be an http(s) URL with a host, got {mask_url(url)}")
+        problem = url_problem(url)
+        if problem is not None:
+            raise ValueError(f"the webhook URL {problem} (expected like https://hooks.example.com/...)")
         self._url, self.safe_url, self.timeout_s = url, mask_url(url), timeout_s
         self._opener = urllib.request.build_opener(_NoRedirect)
 

@@ -8,8 +8,10 @@ per message, and the per-batch arrays are converted with one ``.tolist()`` each.
 ``anomaly_id`` is a pure function of where the input was read and the model version, so a
 redelivered input scored by the same model yields the same id (consumers deduplicate on it):
 
-* records with coordinates (Kafka, ``score``'s lines): :func:`anomaly_id` of topic, partition,
-  offset, model version;
+* Kafka records: :func:`anomaly_id` of topic, partition, offset, model version;
+* ``score``'s lines: the same, plus the line's ``content``: :func:`input_digest` of the input's bytes
+  up to and including the line, so two different inputs (two runs read from stdin) never share an
+  id while the same input always gets the same ones;
 * ``scan`` (rows of a Mongo collection, whose order shifts between scans): :func:`item_anomaly_id`
   of the source name ``mongo:<db>.<collection>``, the item id and the model version.
 """
@@ -56,6 +58,7 @@ __all__ = [
     "build_events",
     "detected_at",
     "dlq_headers",
+    "input_digest",
     "item_anomaly_id",
 ]
 
@@ -112,6 +115,7 @@ class Coordinates(NamedTuple):
     partition: int
     offset: int
     timestamp: int | None = None
+    content: str | None = None  # a file line's input_digest: part of its anomaly_id, not of `source`
 
 
 class IdBy(StrEnum):
@@ -121,10 +125,22 @@ class IdBy(StrEnum):
     ITEM = "item"  # source topic and item id: scan
 
 
-def anomaly_id(topic: str, partition: int, offset: int, model_version: str) -> str:
-    """Deterministic id of the decision on one input record by one model version (hex)."""
-    raw = f"{topic}\x1f{partition}\x1f{offset}\x1f{model_version}".encode()
+def anomaly_id(
+    topic: str, partition: int, offset: int, model_version: str, content: str | None = None
+) -> str:
+    """Deterministic id of the decision on one input record by one model version (hex).
+
+    ``content``: a ``score`` line's :func:`input_digest` (a fifth field: a Kafka record's offset
+    already names one record, a line number names one only within one input).
+    """
+    tail = "" if content is None else f"\x1f{content}"
+    raw = f"{topic}\x1f{partition}\x1f{offset}\x1f{model_version}{tail}".encode()
     return hashlib.sha256(raw).hexdigest()[:ANOMALY_ID_HEX_CHARS]
+
+
+def input_digest(running: Any) -> str:
+    """The hex digest of a running ``hashlib.sha256`` fed every byte of the input read so far."""
+    return str(running.copy().hexdigest()[:ANOMALY_ID_HEX_CHARS])
 
 
 def item_anomaly_id(source: str, item_id: str, model_version: str) -> str:
@@ -190,7 +206,7 @@ def build_events(
             "anomaly_id": (
                 item_anomaly_id(topic, item_id, version)
                 if by_item
-                else anomaly_id(topic, partition, offset, version)
+                else anomaly_id(topic, partition, offset, version, getattr(record, "content", None))
             ),
             "item_id": item_id,
             "event_id": event_ids[i],

@@ -133,8 +133,9 @@ class DecisionEvent(BaseModel):
     schema_version: Literal[1] = 1
     anomaly_id: str = Field(
         pattern=f"^[0-9a-f]{{{ANOMALY_ID_HEX_CHARS}}}$",
-        description="Hex prefix of sha256(topic, partition, offset, model_version); for `scan`, of "
-        "sha256(source topic, item_id, model_version). Same input + model => same id.",
+        description="Hex prefix of sha256(topic, partition, offset, model_version); for `score`, of "
+        "sha256(topic, partition, offset, model_version, digest of the input up to the line); for `scan`, "
+        "of sha256(source topic, item_id, model_version). Same input + model => same id.",
     )
     item_id: str
     event_id: str | None = Field(default=None, description="The input's `event_id`, when it had one.")

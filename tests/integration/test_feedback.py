@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -45,6 +46,11 @@ def feedback(capsys: Any, *args: str) -> dict[str, Any]:
     return validate("feedback-message", orjson.loads(capsys.readouterr().out))
 
 
+def event_id(*parts: str) -> str:
+    """An id of the form `feedback` accepts (32 lowercase hex digits), distinct per ``parts``."""
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
 def counter_samples(worker: Any) -> dict[tuple[str, str], float]:
     assert worker.feedback is not None
     return {
@@ -77,8 +83,8 @@ def test_labels_reach_the_registry_the_metric_models_show_and_suppressions(
         sent = feedback(capsys, confirmed_id, "confirmed", "--note", "shelf count confirmed")
         assert sent["who"].count("@") == 1 and sent["note"] == "shelf count confirmed"
         feedback(capsys, fp_id, "false_positive", "--suppress-for", "1h", "--reason", "stock")
-        feedback(capsys, "ep-manual", "false_positive", "--model-version", version, "--item", "sku-9")
-        feedback(capsys, "ep-orphan", "confirmed")  # no audit, no --model-version: counted as unknown
+        feedback(capsys, "a" * 32, "false_positive", "--model-version", version, "--item", "sku-9")
+        feedback(capsys, "b" * 32, "confirmed")  # no audit, no --model-version: counted as unknown
         registry = mongo_db["model_versions"]
         counts = wait_for(
             "the registry counts",
@@ -138,15 +144,16 @@ def test_labels_reach_the_registry_the_metric_models_show_and_suppressions(
 def test_feedback_usage_errors_are_one_line(settings_factory: Any, topic_factory: Any, capsys: Any) -> None:
     settings_factory(detector="seed", feedback_topic=topic_factory("feedback"))
     for args in (
-        ["ep", "confirmed", "--suppress-for", "1h"],
-        ["ep", "false_positive", "--suppress-for", "soon"],
+        ["e" * 32, "confirmed", "--suppress-for", "1h"],
+        ["e" * 32, "false_positive", "--suppress-for", "soon"],
+        ["ep-1", "confirmed"],  # not an id StockWatch makes
     ):
         capsys.readouterr()
         assert main(["feedback", *args]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("stockwatch feedback:") and "\n" not in err
     with pytest.raises(SystemExit):
-        main(["feedback", "ep", "maybe"])
+        main(["feedback", "e" * 32, "maybe"])
 
 
 def test_a_suppression_the_settings_make_moot_is_sent_with_a_warning(
@@ -174,9 +181,13 @@ def test_labels_steer_training_and_the_gate_reports_labelled_precision(
     mongo_db["anomalies"].insert_many([{"_id": f"a{i}", "item_id": item} for i, item in enumerate(flagged)])
     with running_worker(settings):
         for item in flagged[:2]:  # flagged, but analysts say normal: kept in training
-            feedback(capsys, f"fp-{item}", "false_positive", "--item", item, "--model-version", version)
+            feedback(
+                capsys, event_id("fp", item), "false_positive", "--item", item, "--model-version", version
+            )
         for d in docs[20:23]:  # not flagged, but confirmed anomalies: left out
-            feedback(capsys, f"c-{d['_id']}", "confirmed", "--item", d["_id"], "--model-version", version)
+            feedback(
+                capsys, event_id("c", d["_id"]), "confirmed", "--item", d["_id"], "--model-version", version
+            )
         wait_for("five stored labels", lambda: mongo_db["feedback"].count_documents({}) == 5)
     db = WorkerMongo(settings.mongo_uri, settings.mongo_db, timeout_ms=3000)
     try:

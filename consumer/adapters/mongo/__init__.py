@@ -7,7 +7,7 @@ a URI pymongo cannot parse as :class:`MongoUriError` (a setting to fix, never re
 
 from consumer.adapters.mongo.admin import drop_database, replace_collection, upsert_items
 from consumer.adapters.mongo.audit import AnomalyAudit, AuditFailedError
-from consumer.adapters.mongo.uri import check_uri
+from consumer.adapters.mongo.uri import check_uri, uri_problem
 from consumer.adapters.mongo.worker import WorkerMongo
 from consumer.ports import MongoUnavailableError, MongoUriError
 
@@ -21,4 +21,5 @@ __all__ = [
     "drop_database",
     "replace_collection",
     "upsert_items",
+    "uri_problem",
 ]

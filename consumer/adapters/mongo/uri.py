@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from typing import Any
 
@@ -11,6 +12,8 @@ from pymongo.errors import ConfigurationError
 from consumer.ports import MongoUriError
 
 __all__ = ["check_uri", "uri_problem"]
+
+_SHORT = 4  # a secret this long or longer is masked wherever it appears
 
 
 def uri_problem(uri: str) -> str | None:
@@ -40,8 +43,11 @@ def check_uri(uri: str) -> None:
 
 def _without_secrets(reason: str, uri: str) -> str:
     """``reason`` with every piece of the URI's user-info (``user:password@``) masked."""
-    userinfo = uri.partition("://")[2].rpartition("@")[0] if "@" in uri else ""
+    after_scheme = uri.partition("://")[2] or uri  # `mongodb//u:p@h` has no "://" but a password
+    userinfo = after_scheme.rpartition("@")[0] if "@" in uri else ""
     for secret in sorted({userinfo, *userinfo.split(":")[1:]}, key=len, reverse=True):
-        if secret:
+        if len(secret) >= _SHORT:
             reason = reason.replace(secret, "**********")
+        elif secret:  # a short one only where it stands alone: `b` must not mask the b of "begin"
+            reason = re.sub(rf"(?<![0-9A-Za-z]){re.escape(secret)}(?![0-9A-Za-z])", "**********", reason)
     return " ".join(reason.split())[:300]

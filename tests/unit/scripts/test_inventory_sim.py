@@ -39,3 +39,17 @@ def test_bulk_items_sell_by_the_case() -> None:
             if step > 0 and e["stock_quantity"] > 0:  # a whole sale (not one cut short at 0)
                 drops.append(step)
     assert drops and all(d % 6 == 0 for d in drops)
+
+
+def test_every_flag_says_what_it_does() -> None:
+    from dataclasses import fields
+
+    from scripts.inventory_sim import build_parser
+
+    actions = {a.dest: a for a in build_parser()._actions if a.dest != "help"}
+    assert set(actions) == {"out"} | {f.name for f in fields(SimConfig) if f.name != "error_mix"}
+    for dest, action in actions.items():
+        assert action.help and len(action.help) > 15, dest
+        if action.default not in (None, False):
+            assert f"(default: {action.default})" in action.help, dest
+    build_parser().format_help()  # every help text survives argparse's %-formatting

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -139,10 +140,12 @@ def test_score_flags_planted_anomalies_and_reports_bad_lines(tmp_path, capsys, t
     # One schema for every line: an anomaly event when anomalous, else a decision event.
     validate_all("score-line", decisions)
     topic = f"file:{updates}"
+    lines = updates.read_bytes().splitlines(keepends=True)
     for d, lineno in zip(decisions, VALID_LINES, strict=True):
         assert d["model_version"] == version and d["threshold"] == 0.0
         assert d["source"] == {"topic": topic, "partition": 0, "offset": lineno, "timestamp": None}
-        assert d["anomaly_id"] == anomaly_id(topic, 0, lineno, version)
+        content = hashlib.sha256(b"".join(lines[:lineno])).hexdigest()[:32]  # the input up to the line
+        assert d["anomaly_id"] == anomaly_id(topic, 0, lineno, version, content)
         assert len(d["features"]) == 7
         if d["is_anomaly"]:
             validate("anomaly-event", d)
@@ -343,7 +346,7 @@ def test_keygen_imports_no_heavy_library():
 def test_score_missing_input_file_is_a_usage_error(tmp_path, capsys, trained):
     model_dir, _ = trained
     code, out, err = run(capsys, "score", "--model-dir", str(model_dir), "--input", str(tmp_path / "nope"))
-    assert code == 2 and out == "" and "No such file" in err
+    assert code == 2 and out == "" and f"--input: no such file: {tmp_path / 'nope'}" in err
 
 
 def test_a_copied_version_is_refused_by_name_in_list_show_and_rollback(tmp_path, capsys, monkeypatch):

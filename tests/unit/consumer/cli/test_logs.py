@@ -117,8 +117,9 @@ def test_a_python_warning_is_a_json_line_without_source_or_password(json_logs):
     assert record["msg"] == "UserWarning: cannot reach mongodb://u:**********@db:27017/?x=1"
 
 
-def test_a_bad_mongo_uri_option_warns_in_json_on_stderr(tmp_path):
-    """pymongo warns about an unknown authMechanism: a JSON line, not its source path and line."""
+def test_a_bad_mongo_uri_option_is_refused_in_one_line_not_warned(tmp_path):
+    """pymongo would only warn about an unknown authMechanism (and ignore it): the command refuses
+    the setting in one line (exit 2), with no password and no source path of a warning."""
     (tmp_path / "empty.toml").touch()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKWATCH_")}
     env |= {
@@ -128,9 +129,7 @@ def test_a_bad_mongo_uri_option_warns_in_json_on_stderr(tmp_path):
     }
     done = subprocess.run([sys.executable, "-m", "consumer.cli", "suppressions", "list"], env=env,
                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
-    lines = done.stderr.splitlines()
     assert "s3cretpw" not in done.stderr and "site-packages" not in done.stderr
-    records = [json.loads(line) for line in lines if not line.startswith("stockwatch suppressions:")]
-    assert len(records) == len(lines) - 1  # every other line is JSON
-    warned = [r for r in records if r["logger"] == "py.warnings"]
-    assert len(warned) == 1 and "authmechanism" in warned[0]["msg"].lower()
+    [line] = done.stderr.splitlines()
+    assert done.returncode == 2 and line.startswith("stockwatch suppressions: STOCKWATCH_MONGO_URI (")
+    assert "is not a valid Mongo URI: authmechanism" in line

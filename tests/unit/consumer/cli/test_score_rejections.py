@@ -74,3 +74,42 @@ def test_no_hint_with_a_baseline_or_without_unknown_items(capsys, sim) -> None:
     items = (sim / "items.jsonl").read_bytes().splitlines()
     code, _, err = score(capsys, sim, [items[0], b"not json"])
     assert code == 1 and rejected_lines(err) == [2] and BASELINE_HINT not in err
+
+
+def wrong_file(tmp_path: Path) -> Path:
+    """A file of 30 lines, none an item state (e.g. the decisions of another run)."""
+    path = tmp_path / "wrong.jsonl"
+    path.write_bytes(
+        b"".join(b'["decision", %d]\n' % n for n in range(27))
+        + b'not json\n\n{"stock_quantity": "many"}\n[]\n'
+    )
+    return path
+
+
+def capped(err: str, path: Path) -> None:
+    """The first few rejections, one per line, then one line counting the rest."""
+    assert rejected_lines(err) == [1, 2, 3, 4, 5], err
+    assert f"{path}: 25 more rejected line(s) not shown (30 in all)" in err
+    assert "Traceback" not in err
+
+
+def test_a_baseline_without_one_valid_line_is_refused_in_a_few_lines(tmp_path, capsys, sim) -> None:
+    wrong, output = wrong_file(tmp_path), tmp_path / "out.jsonl"
+    events = (sim / "events.jsonl").read_bytes().splitlines()[:50]
+    code, _, err = score(capsys, sim, events, "--baseline", str(wrong), "--output", str(output))
+    assert code == 2 and BASELINE_HINT not in err, err
+    capped(err, wrong)
+    assert err.splitlines()[-1] == f"stockwatch score: --baseline {wrong} holds no valid item (30 rejected)"
+    assert not output.exists()  # refused before anything was scored
+
+
+@pytest.mark.parametrize("detector", ["default", "seed"])
+def test_train_items_without_one_valid_line_is_refused_as_score_baseline_is(
+    tmp_path, capsys, detector
+) -> None:
+    wrong = wrong_file(tmp_path)
+    argv = ["train", "--detector", detector, "--items", str(wrong), "--model-dir", str(tmp_path / "m")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    capped(err, wrong)
+    assert err.splitlines()[-1] == f"stockwatch train: --items {wrong} holds no valid item (30 rejected)"

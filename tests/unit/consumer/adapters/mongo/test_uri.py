@@ -46,3 +46,14 @@ def test_a_malformed_uri_is_refused_without_the_password(uri: str) -> None:
 def test_a_well_formed_uri_passes_without_any_lookup(uri: str) -> None:
     assert uri_problem(uri) is None
     check_uri(uri)
+
+
+def test_a_short_password_is_masked_where_it_stands_alone_not_inside_words() -> None:
+    assert uri_problem("http://stock:b@db/") == (
+        "Invalid URI scheme: URI must begin with 'mongodb://' or 'mongodb+srv://'"
+    )
+
+
+@pytest.mark.parametrize("uri", [f"mongodb//stock:{SECRET}@db:notaport", f"stock:{SECRET}@db:notaport"])
+def test_a_uri_without_its_scheme_separator_keeps_its_password_out(uri: str) -> None:
+    assert SECRET not in (uri_problem(uri) or "")
