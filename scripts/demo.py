@@ -156,7 +156,7 @@ def tell(plan: Plan, base: Settings, run: Run, services: Services) -> int:
     rng = np.random.default_rng(2026)
     db, work, topics = run.db, run.work, run.topics
     bootstrap = base.kafka  # the address, security settings and client properties
-    say(f"== StockWatch demo (run {run.id}): Kafka {base.kafka_bootstrap}, MongoDB {base.mongo_uri}")
+    say(f"== StockWatch demo (run {run.id}): Kafka {base.kafka_bootstrap}, MongoDB {base.mongo.safe_uri}")
     inventory = [normal_item(rng, f"sku-{i:05d}") for i in range(plan.inventory)]
     count = replace_collection(base.mongo_uri, db, base.mongo_collection, inventory)
     items = work / "items.jsonl"
