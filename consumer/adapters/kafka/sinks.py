@@ -96,12 +96,12 @@ def _track_topics(producer: Any, outputs: Sequence[OutputRecord]) -> None:
     the state changelog, waited 100 ms); registered together, one metadata request has them all."""
     known = _TRACKED.setdefault(producer, set())
     new = {o.topic for o in outputs} - known
-    sender = getattr(producer, "_sender", None)  # no public way to ask for several topics at once
-    if not new or sender is None:
+    add = getattr(getattr(producer, "_sender", None), "add_topic", None)  # no public way to ask for several
+    if not new or add is None:
         return
     for topic in sorted(new):
         with contextlib.suppress(ValueError, KafkaError):  # an invalid name fails its send, as before
-            sender.add_topic(topic)
+            add(topic)
     known |= new
 
 
