@@ -13,14 +13,14 @@ timing is context only (it has no hull penalty) and always comes after the other
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FAR", "MAX_REASONS", "change_reasons", "reasons_and_context"]
+__all__ = ["FAR", "MAX_REASONS", "change_reasons", "reasons_and_context", "reasons_of_row"]
 
 FAR: Final = {"stock_vs_max": math.log1p(1.5), "drop_vs_usual": math.log1p(6.0),
               "rise_vs_usual": math.log1p(2.5), "price_step": math.log(1.5),
@@ -51,8 +51,19 @@ def reasons_and_context(
 ) -> tuple[list[str], list[str]]:
     """Up to ``limit`` reasons that explain the change, largest first, and the context-only ones
     (the update gap). Only the reasons returned are worded."""
-    f = features.tolist()
-    s1, m1, hi1, p1 = new.tolist()
+    return reasons_of_row(features.tolist(), baseline, new.tolist(), peer_median, limit)
+
+
+def reasons_of_row(
+    f: Sequence[float],
+    baseline: Mapping[str, float] | np.void,
+    new: Sequence[float],
+    peer_median: float,
+    limit: int = MAX_REASONS,
+) -> tuple[list[str], list[str]]:
+    """:func:`reasons_and_context` of one row given as Python floats (``features`` and ``new``
+    converted once per batch by the caller)."""
+    s1, m1, hi1, p1 = new
     s0, p0, hi0, m0 = (float(baseline[k]) for k in ("stock", "price", "max", "min"))
     ranked: list[tuple[float, Callable[[], str]]] = []
     if f[0] >= FAR["stock_vs_max"]:

@@ -35,6 +35,7 @@ __all__ = [
     "episode_event",
     "record_stamps",
     "track_episodes",
+    "transition_fields",
 ]
 
 log = logging.getLogger(__name__)
@@ -160,11 +161,16 @@ def episode_alert(
 
 def episode_event(event: dict[str, Any], t: Transition, source: SourceLike) -> dict[str, Any]:
     """The published event of transition ``t``: the builder's event of its update plus the episode."""
+    return event | transition_fields(t, source, event["item_id"])
+
+
+def transition_fields(t: Transition, source: SourceLike, item_id: str) -> dict[str, Any]:
+    """What transition ``t`` of ``item_id``'s episode adds to the event of its update (``source``)."""
     resolved = t.kind is Kind.RESOLVED
     status = "open" if t.kind in (Kind.OPEN, Kind.RENOTIFIED) else str(t.kind)
-    fields = episode_fields(
+    return episode_fields(
         status=status,  # type: ignore[arg-type]  # one of the three by construction
-        episode=episode_id(source.topic, source.partition, t.opened_offset, event["item_id"]),
+        episode=episode_id(source.topic, source.partition, t.opened_offset, item_id),
         first_seen=t.first_seen,
         last_seen=t.last_seen,
         occurrences=t.occurrences,
@@ -172,4 +178,3 @@ def episode_event(event: dict[str, Any], t: Transition, source: SourceLike) -> d
         renotified=t.kind is Kind.RENOTIFIED,
         resolved_at=t.at if resolved else None,
     )
-    return event | fields
