@@ -1,11 +1,12 @@
 """The change path's hook for alert episodes: a batch's decisions -> episode transitions and events.
 
-:func:`track_episodes` runs :func:`consumer.scoring.episodes.advance` over the decided updates of a
-batch (rejected ones are no update of their item) with each item's episode as the state store
-holds it, and returns the transitions by row and every item's episode after the batch (the part of
-the item records the changelog carries). With ``alert_mode = "every-update"`` (no
-:class:`EpisodeContext`) the episodes pass through unchanged. :func:`episode_event` turns the
-event the builder made for a transition's update into the published one.
+:func:`track_episodes` runs :func:`consumer.scoring.episodes.advance` (compiled:
+``advance_compiled``) over the decided updates of a batch (rejected ones are no update of their
+item) with each item's episode as the state store holds it, and returns the transitions by row
+and every item's episode after the batch (the part of the item records the changelog carries).
+With ``alert_mode = "every-update"`` (no :class:`EpisodeContext`) the episodes pass through
+unchanged. :func:`episode_event` turns the event the builder made for a transition's update into
+the published one.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from consumer.scoring.episodes import EPISODE_DTYPE, EpisodePolicy, Kind, Transition, advance
+from consumer.scoring.episodes import EPISODE_DTYPE, EpisodePolicy, Kind, Transition, advance_compiled
 from consumer.scoring.suppression_cache import SuppressionCache
 from consumer.wire.episode_events import episode_fields, episode_id
 from consumer.wire.events import SourceLike
@@ -127,7 +128,7 @@ def track_episodes(
         reasons = [*decisions.reasons(i), *decisions.rules_fired(i)]
         return cache.matches(updates.item_ids[i], reasons, now) is not None
 
-    found = advance(
+    found = advance_compiled(
         episodes, item_of[rows], anomalous, levels.astype(np.int8), at, offsets, ctx.policy, suppressed
     )
     transitions = {int(rows[t.row]): t for t in found if t.kind is not Kind.SUPPRESSED}
