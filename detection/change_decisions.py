@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from detection.change_reasons import reasons_and_context
+from detection.change_reasons import reasons_of_row
 from detection.item_state import STATE_DTYPE
 from detection.rules import RuleSet
 from detection.severity import Level, level_of
 from detection.updates import MissingFieldError
 
-__all__ = ["ChangeDecisions", "Kind"]
+__all__ = ["ChangeDecisions", "Kind", "Words"]
 
 FloatArray = npt.NDArray[np.float64]
 _FIELDS: Final = tuple(STATE_DTYPE.names or ())
 _MAX_SHOWN: Final = 4  # reasons an event carries
 Kind = Literal["none", "model", "data_quality", "missing_field"]
+Words = tuple[Level, tuple[str, ...], Kind, tuple[str, ...]]  # level, reasons, kind, rules fired
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -86,19 +87,49 @@ class ChangeDecisions:
         alert on its own."""
         if not self.is_anomaly[i]:
             return ()
-        bits, mask = int(self.rule_bits[i]), self.rules.alert_mask
+        row = (self.features[i].tolist(), self.baseline[i].tolist(), self.new_values[i].tolist())
+        return self._reasons(int(self.rule_bits[i]), *row, float(self.peer_median[i]))
+
+    def words(self, rows: Sequence[int]) -> list[Words]:
+        """``(level, reasons, kind, rules_fired)`` of each of ``rows``: what :meth:`level`,
+        :meth:`reasons`, :meth:`kind` and :meth:`rules_fired` say, each array converted once."""
+        at = np.asarray(rows, np.intp).reshape(-1)
+        flags, bits = self.is_anomaly[at].tolist(), self.rule_bits[at].tolist()
+        severity, features = self.severity_score[at].tolist(), self.features[at].tolist()
+        baseline, new, peers = (
+            self.baseline[at].tolist(),
+            self.new_values[at].tolist(),
+            self.peer_median[at].tolist(),
+        )
+        mask, fired, rejected = self.rules.alert_mask, self.rules.fired, self.rejected
+        out: list[Words] = []
+        for j, i in enumerate(rows):
+            flag, b = flags[j], bits[j]
+            kind: Kind = (
+                "missing_field"
+                if i in rejected
+                else "data_quality"
+                if b & mask
+                else "model"
+                if flag
+                else "none"
+            )
+            said = self._reasons(b, features[j], baseline[j], new[j], peers[j]) if flag else ()
+            out.append((level_of(severity[j], flag), said, kind, fired(b)))
+        return out
+
+    def _reasons(
+        self, bits: int, features: list[float], baseline: list[float], new: list[float], peer: float
+    ) -> tuple[str, ...]:
+        mask = self.rules.alert_mask
         out = list(self.rules.describe(bits & mask))
         hints = list(self.rules.describe(bits & ~mask))
         room = _MAX_SHOWN - len(out) - len(hints)  # rules first: the history's reasons fill what is left
         explaining: list[str] = []
         context: list[str] = []
         if room > 0:
-            baseline = dict(
-                zip(_FIELDS, self.baseline[i].tolist(), strict=True)
-            )  # a record's fields, by name
-            explaining, context = reasons_and_context(
-                self.features[i], baseline, self.new_values[i], float(self.peer_median[i]), limit=room
-            )
+            by_name = dict(zip(_FIELDS, baseline, strict=True))  # a record's fields, by name
+            explaining, context = reasons_of_row(features, by_name, new, peer, limit=room)
         out += explaining or ([] if out or hints else ["unusual combination of changes for this item"])
         # a hint (it never alerts alone) after the history that explains the flag; the gap is context
         return tuple((out + hints + context)[:_MAX_SHOWN])

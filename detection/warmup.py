@@ -17,6 +17,7 @@ import numpy as np
 
 from detection.detector import ChangeDetector
 from detection.detector_training import train_detector
+from detection.episode_kernel import warm_up_episodes
 from detection.features import N_FEATURES
 from detection.item_state import StateTable
 from detection.items import StockItem
@@ -58,6 +59,7 @@ def warm_up(model: object) -> bool:
         )
         decisions, _ = model.decide_batch(StateTable(capacity=1), batch, lazy=True)
         decisions.complete(np.arange(len(batch)))  # the pending rows' scorer too
+        warm_up_episodes()  # the alert episodes' kernel (consume's alert_mode "episodes")
         return True
     if isinstance(model, AnomalyModel):
         model.score(np.zeros((1, N_FEATURES)))

@@ -32,12 +32,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 
 from consumer.ports import KafkaUnavailableError, OutputRecord, SourceRecord, TopicPart
 from consumer.scoring.batch import BatchConfig, BatchResult, dead_letters, decode_records
-from consumer.scoring.episode_batch import EpisodeContext, episode_alert, track_episodes
-from consumer.scoring.episodes import Transition
+from consumer.scoring.change_events import EventInputs, change_events
+from consumer.scoring.episode_batch import EpisodeContext, track_episodes
 from consumer.scoring.future_time import drop_future
 from consumer.scoring.state.batch_items import prior_states, staged_changes
 from consumer.scoring.state.record import episodes_of, join, states_of
@@ -46,10 +45,8 @@ from consumer.scoring.state.store import StagedChanges, StateStore
 from consumer.scoring.state.table import ABSENT
 from consumer.scoring.state.writes import truncate_cycles, write_partition
 from consumer.wire.context import change_input_keys
-from consumer.wire.events import UNVERSIONED, DlqReason, build_events
-from detection import ChangeDetector, UpdateBatch, parse_updates
-from detection.change_decisions import ChangeDecisions
-from detection.change_features import CHANGE_FEATURE_NAMES
+from consumer.wire.events import UNVERSIONED, DlqReason
+from detection import ChangeDetector, parse_updates
 
 __all__ = ["ChangeContext", "Committed", "process_change_batch", "split_replays"]
 
@@ -211,9 +208,10 @@ def process_change_batch(
         episodes = track_episodes(ctx.episodes, episodes_of(prior), updates, sources, decisions, now=now,
                                   items=(items.ids, items.u), offsets=input_offsets)  # fmt: skip
         suppressed = episodes.suppressed
-        inputs = _Inputs(objs, where, change_input_keys(detector.metadata.group_field))
-        _events(decisions, updates, sources, detector, version, config, now, outputs, anomalies, inputs,
-                episodes.transitions if ctx.episodes is not None else None)  # fmt: skip
+        inputs = EventInputs(objs, where, change_input_keys(detector.metadata.group_field))
+        change_events(decisions, updates, sources, threshold=detector.threshold, version=version, config=config,
+                      now=now, inputs=inputs, episodes=episodes.transitions if ctx.episodes is not None else None,
+                      outputs=outputs, anomalies=anomalies)  # fmt: skip
         staged = staged_changes(items, touched, input_offsets, partitions)
         for p, (ids, recs, offs) in staged.by_partition.items():  # each item's episode joins its record
             staged.by_partition[p] = (ids, join(recs, episodes.of(ids)), offs)
@@ -266,73 +264,3 @@ def split_replays(
         extra={"topic": r.topic, "partition": r.partition, "offset": r.offset},
     )
     return np.flatnonzero(~replay).tolist()
-
-
-@dataclass(frozen=True, slots=True)
-class _Inputs:
-    """The decoded input of each update (``objs[where[i]]``), read for anomaly events only."""
-
-    objs: Sequence[dict[str, Any]]
-    where: Sequence[int]
-    used: frozenset[str]  # the keys the detector reads: the rest are the item's attributes
-
-
-def _events(  # noqa: PLR0917 (one private call site)
-    decisions: ChangeDecisions,
-    updates: UpdateBatch,
-    sources: Sequence[SourceRecord],
-    detector: ChangeDetector,
-    version: str,
-    config: BatchConfig,
-    now: datetime,
-    outputs: list[OutputRecord],
-    anomalies: list[dict[str, Any]],
-    inputs: _Inputs,
-    episodes: dict[int, Transition] | None = None,  # alert_mode "episodes": what each row did
-) -> None:
-    scored = np.ones(len(updates), bool)
-    scored[list(decisions.rejected)] = False
-    wanted = scored if config.decisions_topic else decisions.is_anomaly & scored
-    if episodes is not None and not config.decisions_topic:
-        wanted = np.zeros(len(updates), bool)
-        wanted[list(episodes)] = True
-    rows = np.flatnonzero(wanted)
-    if not rows.size:
-        return
-    decisions.complete(rows)  # the scores of the normal rows that become events (resolutions)
-    new, context = decisions.new_values, config.context
-
-    def item(i: int) -> dict[str, Any]:
-        stock, low, high, price = new[i].tolist()
-        return {"item_id": updates.item_ids[i], "event_id": updates.event_ids[i], "stock_quantity": stock,
-                "min_stock_level": low, "max_stock_level": high, "price": price}  # fmt: skip
-
-    links = context.links(version)
-
-    def attributes(i: int) -> dict[str, Any]:
-        return context.attributes(inputs.objs[inputs.where[i]], inputs.used)
-
-    def in_context(i: int) -> dict[str, Any]:
-        return item(i) | attributes(i)
-
-    events = build_events(decisions, rows, item_ids=updates.item_ids, event_ids=updates.event_ids,
-                          sources=sources, item=item, version=version, threshold=detector.threshold, now=now,
-                          feature_names=CHANGE_FEATURE_NAMES, links=links, attributes=attributes)  # fmt: skip
-    dumps = orjson.dumps
-    for i, event, anomaly in events:
-        key = event["item_id"].encode()
-        if config.decisions_topic:
-            outputs.append(OutputRecord(config.decisions_topic, key, dumps(event)))
-        if episodes is not None:  # the builder added severity_score, kind and rules, as for `score`
-            t = episodes.get(i)
-            if t is None:
-                continue
-            episodic = episode_alert(event, anomaly, t, sources[i], item=partial(in_context, i), links=links)
-            if anomaly is not None:
-                anomalies.append(episodic)
-            headers = context.headers(sources[i].headers)
-            outputs.append(OutputRecord(config.anomaly_topic, key, dumps(episodic), headers))
-        elif anomaly is not None:
-            anomalies.append(anomaly)
-            headers = context.headers(sources[i].headers)
-            outputs.append(OutputRecord(config.anomaly_topic, key, dumps(anomaly), headers))

@@ -1,11 +1,12 @@
 """The change path's hook for alert episodes: a batch's decisions -> episode transitions and events.
 
-:func:`track_episodes` runs :func:`consumer.scoring.episodes.advance` over the decided updates of a
-batch (rejected ones are no update of their item) with each item's episode as the state store
-holds it, and returns the transitions by row and every item's episode after the batch (the part of
-the item records the changelog carries). With ``alert_mode = "every-update"`` (no
-:class:`EpisodeContext`) the episodes pass through unchanged. :func:`episode_event` turns the
-event the builder made for a transition's update into the published one.
+:func:`track_episodes` runs :func:`consumer.scoring.episodes.advance` (compiled:
+``advance_compiled``) over the decided updates of a batch (rejected ones are no update of their
+item) with each item's episode as the state store holds it, and returns the transitions by row
+and every item's episode after the batch (the part of the item records the changelog carries).
+With ``alert_mode = "every-update"`` (no :class:`EpisodeContext`) the episodes pass through
+unchanged. :func:`episode_event` turns the event the builder made for a transition's update into
+the published one.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from consumer.scoring.episodes import EPISODE_DTYPE, EpisodePolicy, Kind, Transition, advance
+from consumer.scoring.episodes import EPISODE_DTYPE, EpisodePolicy, Kind, Transition, advance_compiled
 from consumer.scoring.suppression_cache import SuppressionCache
 from consumer.wire.episode_events import episode_fields, episode_id
 from consumer.wire.events import SourceLike
@@ -35,6 +36,7 @@ __all__ = [
     "episode_event",
     "record_stamps",
     "track_episodes",
+    "transition_fields",
 ]
 
 log = logging.getLogger(__name__)
@@ -135,7 +137,7 @@ def track_episodes(
         reasons = [*decisions.reasons(i), *decisions.rules_fired(i)]
         return cache.matches(updates.item_ids[i], reasons, now) is not None
 
-    found = advance(
+    found = advance_compiled(
         episodes, item_of[rows], anomalous, levels.astype(np.int8), at, offsets, ctx.policy, suppressed
     )
     transitions = {int(rows[t.row]): t for t in found if t.kind is not Kind.SUPPRESSED}
@@ -169,11 +171,16 @@ def episode_alert(
 
 def episode_event(event: dict[str, Any], t: Transition, source: SourceLike) -> dict[str, Any]:
     """The published event of transition ``t``: the builder's event of its update plus the episode."""
+    return event | transition_fields(t, source, event["item_id"])
+
+
+def transition_fields(t: Transition, source: SourceLike, item_id: str) -> dict[str, Any]:
+    """What transition ``t`` of ``item_id``'s episode adds to the event of its update (``source``)."""
     resolved = t.kind is Kind.RESOLVED
     status = "open" if t.kind in (Kind.OPEN, Kind.RENOTIFIED) else str(t.kind)
-    fields = episode_fields(
+    return episode_fields(
         status=status,  # type: ignore[arg-type]  # one of the three by construction
-        episode=episode_id(source.topic, source.partition, t.opened_offset, event["item_id"]),
+        episode=episode_id(source.topic, source.partition, t.opened_offset, item_id),
         first_seen=t.first_seen,
         last_seen=t.last_seen,
         occurrences=t.occurrences,
@@ -181,4 +188,3 @@ def episode_event(event: dict[str, Any], t: Transition, source: SourceLike) -> d
         renotified=t.kind is Kind.RENOTIFIED,
         resolved_at=t.at if resolved else None,
     )
-    return event | fields

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from functools import partial
-from typing import Final
+from typing import Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +39,7 @@ __all__ = [
     "Status",
     "Transition",
     "advance",
+    "advance_compiled",
     "level_codes",
 ]
 
@@ -85,9 +86,9 @@ class EpisodePolicy:
     renotify_after_s: float = 0.0  # 0: never re-notify
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """One update's effect on its episode, with the episode as it stands after the update."""
+class Transition(NamedTuple):
+    """One update's effect on its episode, with the episode as it stands after the update (a tuple:
+    a batch makes ~100, and a frozen dataclass costs ~4x a tuple to build)."""
 
     row: int
     kind: Kind
@@ -156,6 +157,45 @@ def advance(  # noqa: PLR0917 (arrays of one batch, side by side)
             out.append(_transition(r, kind, ep, t))
     episodes[items] = np.array([eps[k].record() for k in items.tolist()], EPISODE_DTYPE)
     return out
+
+
+def advance_compiled(  # noqa: PLR0917 (advance's arguments)
+    episodes: npt.NDArray[np.void],
+    item_of: npt.NDArray[np.intp],
+    anomalous: npt.NDArray[np.bool_],
+    levels: npt.NDArray[np.int8],
+    at: npt.NDArray[np.float64],
+    offsets: npt.NDArray[np.int64],
+    policy: EpisodePolicy,
+    suppressed: Callable[[int], bool] = lambda _row: False,
+) -> list[Transition]:
+    """:func:`advance` as one compiled loop (:mod:`detection.episode_kernel`): the same transitions
+    and records, ~10x faster. ``suppressed`` must depend on the row alone: it is asked up front, for
+    every anomalous row."""
+    from detection.episode_kernel import KINDS, advance_rows
+
+    n = item_of.shape[0]
+    if not n:
+        return []
+    quiet = np.zeros(n, np.bool_)
+    for r in np.flatnonzero(anomalous).tolist():
+        quiet[r] = suppressed(r)
+    names = EPISODE_DTYPE.names or ()
+    cols = [np.ascontiguousarray(episodes[name]) for name in names]
+    rows = [np.ascontiguousarray(a, t) for a, t in ((item_of, np.intp), (anomalous, np.bool_), (levels, np.int8),
+                                                    (at, np.float64), (offsets, np.int64), (quiet, np.bool_))]  # fmt: skip
+    out = (np.empty((n, 2), np.int64), np.empty((n, 3), np.int64), np.empty((n, 3), np.float64))
+    kernel: Callable[..., int] = advance_rows  # numba's Dispatcher types no kernel's arguments
+    m = kernel(*cols, *rows, int(policy.resolve_after), float(policy.renotify_after_s), *out)
+    for name, col in zip(names, cols, strict=True):
+        episodes[name] = col
+    kinds = [Kind(k) for k in KINDS]
+    top = len(LEVEL_NAMES) - 1
+    cols_out = zip(out[0][:m].tolist(), out[1][:m].tolist(), out[2][:m].tolist(), strict=True)
+    return [
+        Transition(r, kinds[k], o, f, last, c, LEVEL_NAMES[min(v, top)], t)
+        for (r, k), (o, c, v), (f, last, t) in cols_out
+    ]
 
 
 _NONE: Final = int(Status.NONE)  # plain ints: the loop compares them once per update

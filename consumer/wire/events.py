@@ -3,7 +3,9 @@
 :func:`build_events` turns one vectorised ``decide`` result into plain dicts of the documented
 shape (:mod:`consumer.wire.schemas` holds the pydantic models and renders ``docs/schemas``). The
 consume hot path calls it for the flagged rows only and serialises with orjson: no pydantic object
-per message, and the per-batch arrays are converted with one ``.tolist()`` each.
+per message, and the per-batch arrays are converted with one ``.tolist()`` each. The ``default``
+detector's consume path builds the same events in one pass (:mod:`consumer.scoring.change_events`,
+tested byte for byte against this builder).
 
 ``anomaly_id`` is a pure function of where the input was read and the model version, so a
 redelivered input scored by the same model yields the same id (consumers deduplicate on it):

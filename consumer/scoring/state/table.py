@@ -110,8 +110,14 @@ class PartitionTable:
 
     def lookup(self, item_ids: Sequence[str]) -> RowArray:
         """Row of each id, -1 for an id the table does not hold."""
-        rows = self._find(*id_hashes(item_ids))
-        self._seen = dict(zip(item_ids, rows.tolist(), strict=True))
+        distinct = dict(zip(item_ids, repeat(None)))
+        if len(distinct) == len(item_ids):
+            rows = self._find(*id_hashes(item_ids))
+            self._seen = dict(zip(item_ids, rows.tolist(), strict=True))
+        else:  # a popular item updates several times a batch: each id is hashed and probed once
+            uniq = list(distinct)
+            self._seen = dict(zip(uniq, self._find(*id_hashes(uniq)).tolist(), strict=True))
+            rows = np.fromiter(map(self._seen.__getitem__, item_ids), np.intp, count=len(item_ids))
         held = rows >= 0
         held[held] = self._offsets[rows[held]] != ABSENT
         return np.where(held, rows, -1)
