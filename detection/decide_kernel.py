@@ -29,7 +29,7 @@ PV = 15  # 1.0 when the baseline is provisional (bit 31 of n_updates in the reco
 JR = 16  # 1.0 when flag_run counts level jumps (bit 30 of n_updates in the record)
 RP = 17  # 1.0 when the item's last accepted full state repeated its state (bit 29 of n_updates)
 N_STATE = 18
-N_ENV = 16  # len(detection.rules.RULE_VARIABLES)
+N_ENV = 17  # len(detection.rules.RULE_VARIABLES)
 
 
 @njit(cache=True, nogil=True)
@@ -171,6 +171,7 @@ def _env(env, m, b, t, kn, partial):  # type: ignore[no-untyped-def]  # noqa: AN
     env[13] = b[UR] if kn else np.nan
     env[14] = b[RP] if kn else np.nan
     env[15] = 0.0 if partial else 1.0
+    env[16] = b[FR] if kn else np.nan
 
 
 @njit(cache=True, nogil=True)
@@ -281,7 +282,9 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
             b[NU] + (2.0**31 if b[PV] else 0.0) + (2.0**30 if b[JR] else 0.0) + (2.0**29 if b[RP] else 0.0)
         )  # as in the record
         _advance(b, m, t, g, accepted, rebase, nxt)
-        if accepted and not partial:  # does this item's feed send full states that repeat its state?
+        # does this item's feed send full states that repeat its state? A full state after flagged
+        # updates brings the motion they hid: a correction, no evidence either way
+        if accepted and not partial and (env[9] == 1.0 or b[FR] == 0.0):
             nxt[RP] = env[9]
         carries = False  # the update brings a number the level jumps read (evidence for or against)
         for j in range(4):

@@ -108,7 +108,9 @@ def decide_batch_reference(  # noqa: PLR0915  (one pass in the kernel's order, k
         _mark_provisional(
             nxt, raw, set_=new_item & guard, kept=known & ok & ~fresh, flagged=guard, rebase=rebase
         )
-        _mark_repeated(nxt, full=accepted & complete, repeats=env["unchanged"] == 1.0)
+        _mark_repeated(
+            nxt, full=accepted & complete, repeats=env["unchanged"] == 1.0, after_flag=base["flag_run"] >= 1
+        )
         local[us[ok]] = nxt[ok]
         known_u[us[ok]], touched[us[ok]] = True, True
         scores[sel] = np.where(ok, s, np.nan)
@@ -183,10 +185,12 @@ def _mark_provisional(nxt: StateRows, raw: Merged, *, set_: np.ndarray, kept: np
     )
 
 
-def _mark_repeated(nxt: StateRows, *, full: np.ndarray, repeats: np.ndarray) -> None:
+def _mark_repeated(nxt: StateRows, *, full: np.ndarray, repeats: np.ndarray, after_flag: np.ndarray) -> None:
     """An accepted full state (all four numbers) sets :data:`REPEATED` when it repeats the item's
-    state (a feed re-sending full states) and clears it when it changes it (full change events)."""
+    state (a feed re-sending full states) and clears it when it changes it (full change events),
+    except right after flagged updates: it then brings the motion they hid (a correction)."""
     nu = nxt["n_updates"] & np.uint32(~REPEATED & 0xFFFFFFFF)
+    full = full & (repeats | ~after_flag)
     nxt["n_updates"] = np.where(full, np.where(repeats, nu | np.uint32(REPEATED), nu), nxt["n_updates"])
 
 
@@ -251,4 +255,4 @@ def _rule_env(
             "stock_change": m.stock - prev("stock"), "usual_drop": prev("usual_drop").astype(np.float64),
             "usual_rise": prev("usual_rise").astype(np.float64),
             "repeated": np.where(known, (base["n_updates"] & np.uint32(REPEATED)) != 0, np.nan),
-            "complete": complete.astype(np.float64)}  # fmt: skip
+            "complete": complete.astype(np.float64), "flag_run": prev("flag_run").astype(np.float64)}  # fmt: skip

@@ -18,6 +18,7 @@ A rule is a plain dict (so a TOML table can replace the defaults)::
     repeated     1 when the item's last accepted full state repeated its state (its feed re-sends
                  full states that confirm the deltas, so a repeat is routine), else 0
     complete     1 when the update as sent carries all four numbers (a full state), else 0
+    flag_run     the item's updates flagged in a row just before this one (0 after an accepted one)
 
 ``severity`` (0-100, default :data:`RULE_FLOOR`) is the least severity score of a row the rule
 fires on. From 50 up the rule *alerts*: the decision is an anomaly of kind ``data_quality``
@@ -108,9 +109,10 @@ DEFAULT_RULES: Final[tuple[dict[str, str | float], ...]] = (
     {"name": "unchanged_update", "kind": "data_quality", "when": "unchanged == 1 and repeated == 0",
      "severity": 30, "says": "the update changes nothing (a change event repeating the item's state)"},
     # A feed that re-sends this item's full state confirms its deltas with it: a full state that
-    # moves the stock contradicts them (an old state re-sent, when no occurred_at can tell).
+    # moves the stock contradicts them (an old state re-sent, when no occurred_at can tell). Not
+    # after a flagged update: that delta was not taken, so the next full state brings its motion.
     {"name": "full_state_moves_stock", "kind": "data_quality", "severity": 45,
-     "when": "complete == 1 and repeated == 1 and stock_change != 0",
+     "when": "complete == 1 and repeated == 1 and stock_change != 0 and flag_run == 0",
      "says": "a full state moving the stock, from a feed whose full states of this item repeat its deltas"},
     {"name": "rise_not_due", "kind": "data_quality",
      "when": "stock_change >= 0.5 * usual_rise and prev_stock > prev_min", "severity": 30,
@@ -122,7 +124,7 @@ DEFAULT_RULES: Final[tuple[dict[str, str | float], ...]] = (
 
 RULE_VARIABLES: Final = ("stock", "min", "max", "price", "prev_stock", "prev_min", "prev_max",
                          "prev_price", "age", "unchanged", "left_stock", "stock_change", "usual_drop",
-                         "usual_rise", "repeated", "complete")  # fmt: skip
+                         "usual_rise", "repeated", "complete", "flag_run")  # fmt: skip
 _MEMO: Final = 4096  # bitmasks remembered by fired/describe (a batch sees a handful)
 ALERT_FROM: Final = 50.0  # a rule with at least this severity alerts; below it is a hint
 _OPS: Final[dict[str, Callable[[Any, Any], Any]]] = {

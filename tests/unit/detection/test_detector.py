@@ -154,6 +154,28 @@ def test_repeats_are_hints_unless_the_items_full_states_repeat_it(
     assert after.rules_fired(0) == ()  # the last full state changed the item: full change events
 
 
+def test_a_full_state_after_a_flagged_delta_is_its_correction(
+    detector: ChangeDetector, docs: list[dict[str, Any]]
+) -> None:
+    """A flagged delta is not taken, so the feed's next full state brings the motion it hid: no
+    ``full_state_moves_stock`` hint there, and the item's full states still count as repeating."""
+    table = detector.baseline(parse_updates(docs)[0])
+    full = {
+        k: docs[5][k] for k in ("item_id", "stock_quantity", "min_stock_level", "max_stock_level", "price")
+    }
+    stock = full["stock_quantity"]
+    decide(detector, table, full)
+    decide(detector, table, full)  # a repeat: this item's full states repeat its deltas
+    wrong = decide(detector, table, {"item_id": "sku-5", "stock_quantity": (stock - 1) * 12})
+    assert wrong.is_anomaly[0]  # a sale reported in eaches where packs were meant: not taken
+    fixed = decide(detector, table, {**full, "stock_quantity": stock - 1})
+    assert fixed.rules_fired(0) == () and not fixed.is_anomaly[0]
+    again = decide(detector, table, {**full, "stock_quantity": stock - 1})
+    assert again.rules_fired(0) == ()  # still a feed of repeating full states: no unchanged_update
+    moved = decide(detector, table, {**full, "stock_quantity": stock - 2})
+    assert moved.rules_fired(0) == ("full_state_moves_stock",)
+
+
 def test_the_alert_rate_on_normal_motion_is_near_the_budget(detector: ChangeDetector) -> None:
     meta = detector.metadata
     assert meta.training_scores.anomaly_rate == pytest.approx(meta.alert_budget_per_1000 / 1000, abs=1e-3)

@@ -121,16 +121,18 @@ def test_rises_that_no_receipt_or_return_explains_are_hints() -> None:
 def test_a_full_state_moving_the_stock_is_a_hint_only_where_full_states_repeat_the_deltas() -> None:
     rules = RuleSet()
     e = env(
-        stock=[80, 80, 80, 82],
-        prev_stock=[82, 82, 82, 82],
-        stock_change=[-2, -2, -2, 0],
-        complete=[1, 1, 0, 1],
-        repeated=[1, 0, 1, 1],
+        stock=[80, 80, 80, 82, 80],
+        prev_stock=[82, 82, 82, 82, 82],
+        stock_change=[-2, -2, -2, 0, -2],
+        complete=[1, 1, 0, 1, 1],
+        repeated=[1, 0, 1, 1, 1],
+        flag_run=[0, 0, 0, 0, 1],
     )
-    fired = [rules.fired(int(b)) for b in rules.evaluate(e, 4)]
+    fired = [rules.fired(int(b)) for b in rules.evaluate(e, 5)]
     assert fired == [
         ("full_state_moves_stock",),  # a nightly-sync feed: its full states confirm the deltas
         (),  # a feed whose full states are its change events
         (),  # a delta (the stock alone) of the same item
         (),  # a full state repeating the stock
+        (),  # after a flagged delta (not taken): the full state brings the motion it hid
     ]
