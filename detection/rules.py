@@ -92,7 +92,9 @@ DEFAULT_RULES: Final[tuple[dict[str, str | float], ...]] = (
     # Hints (rank, do not alert): a return of exactly the units just sold, or two reporters a few
     # seconds apart, look the same as a duplicate without a time or a replay within five minutes.
     # Above the min level no restock is due, so a rise back to the previous level is not supply.
-    {"name": "reverted_stock", "kind": "data_quality", "when": "stock == left_stock and prev_stock > prev_min",
+    # Only a rise: a sale of the units a return or a receipt just brought is ordinary motion.
+    {"name": "reverted_stock", "kind": "data_quality",
+     "when": "stock == left_stock and prev_stock > prev_min and stock_change > 0",
      "severity": 45, "says": "the stock went back to its level before the last change, with no restock due"},
     {"name": "out_of_order", "kind": "data_quality", "when": "age > 0", "severity": 45,
      "says": "the update arrived out of order (older than the item's latest)"},

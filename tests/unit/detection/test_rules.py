@@ -59,18 +59,20 @@ def test_a_revert_alerts_when_older_and_only_hints_without_a_time() -> None:
     rules = RuleSet()
     # the item went 10 -> 7; a report brings back 10 stamped earlier, then one without a time
     e = env(
-        stock=[10, 10, 8],
-        prev_stock=[7, 7, 7],
-        prev_min=[2, 2, 2],
-        left_stock=[10, 10, 10],
-        age=[60, np.nan, np.nan],
+        stock=[10, 10, 8, 10],
+        prev_stock=[7, 7, 7, 11],
+        prev_min=[2, 2, 2, 2],
+        left_stock=[10, 10, 10, 10],
+        stock_change=[3, 3, 1, -1],
+        age=[60, np.nan, np.nan, np.nan],
     )
-    bits = rules.evaluate(e, 3)
+    bits = rules.evaluate(e, 4)
     assert rules.fired(int(bits[0])) == ("replayed_stock", "reverted_stock", "out_of_order")
     assert rules.fired(int(bits[1])) == ("reverted_stock",)
     assert bits[2] == 0
+    assert bits[3] == 0  # a sale of the unit a return just brought (10 -> 11 -> 10) is ordinary motion
     assert bits[0] & rules.alert_mask and not bits[1] & rules.alert_mask
-    assert rules.floor_of(bits).tolist() == [85.0, 45.0, 0.0]
+    assert rules.floor_of(bits).tolist() == [85.0, 45.0, 0.0, 0.0]
 
 
 def test_severity_sets_the_floor_and_whether_a_rule_alerts() -> None:
