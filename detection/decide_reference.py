@@ -24,6 +24,7 @@ from detection.change_features import (
 )
 from detection.detector import REBASELINE_RUN, StateChanges, _group_codes
 from detection.item_state import (
+    DOUBTED,
     JUMP_RUN,
     PROVISIONAL,
     REPEATED,
@@ -105,6 +106,11 @@ def decide_batch_reference(  # noqa: PLR0915  (one pass in the kernel's order, k
         accepted = ok & (~guard | new_item | fresh | rebase)
         nxt = _jump_run(self, advance(base, m, accepted, rebase & is_provisional(base)), base, raw, m,
                         run=run, jump=jump, flagged=guard, accepted=accepted, rebase=rebase)  # fmt: skip
+        _mark_doubted(
+            nxt,
+            changed=accepted & (m.stock != base["stock"]),
+            doubt=(b & np.uint32(self.rules.doubt_mask)) != 0,
+        )
         _mark_provisional(
             nxt, raw, set_=new_item & guard, kept=known & ok & ~fresh, flagged=guard, rebase=rebase
         )
@@ -137,6 +143,7 @@ def _roll_back(self: ChangeDetector, base: StateRows, m: Merged, x: np.ndarray, 
     alt = base.copy()
     alt["stock"] = np.where(cand, left, base["stock"])
     alt["left_stock"] = np.where(cand, np.nan, left)
+    alt["n_updates"] = np.where(cand, alt["n_updates"] & np.uint32(~DOUBTED & 0xFFFFFFFF), alt["n_updates"])
     nan = np.full(left.shape[0], np.nan)
     last = Merged(base["stock"], base["min"], base["max"], base["price"], nan, m.group)
     last_pen = self.hull.penalty(change_features(alt, last, median, spread))
@@ -144,7 +151,9 @@ def _roll_back(self: ChangeDetector, base: StateRows, m: Merged, x: np.ndarray, 
     # a rise past the max level, which orders fill up to: no receipt explains it
     odd_rise = (base["stock"] > left) & (base["stock"] > base["max"])
     # a second report in a row (or after such a rise) that does not return to exactly that stock
-    confirmed = ((base["flag_run"] >= 1) | odd_rise) & (m.stock != left)
+    # ... or one a strong hint came with (DOUBTED)
+    doubted = (base["n_updates"] & np.uint32(DOUBTED)) != 0
+    confirmed = ((base["flag_run"] >= 1) | odd_rise | doubted) & (m.stock != left)
     roll = cand & ((last_pen > 0.0) | confirmed) & (self.hull.penalty(x_alt) <= 0.0)
     if not roll.any():
         return base, x, s
@@ -171,6 +180,12 @@ def _fresh_start(self: ChangeDetector, base: StateRows, m: Merged, eligible: np.
     bits = self.rules.evaluate(_rule_env(init, m, np.zeros(prov.shape[0], bool), complete), prov.shape[0])
     fresh = prov & ~_beyond(self, self.score(x), x) & ((bits & np.uint32(self.rules.alert_mask)) == 0)
     return np.where(fresh, init, base), fresh
+
+
+def _mark_doubted(nxt: StateRows, *, changed: np.ndarray, doubt: np.ndarray) -> None:
+    """An accepted change of stock sets :data:`DOUBTED` when a strong hint came with it, else clears it."""
+    nu = nxt["n_updates"] & np.uint32(~DOUBTED & 0xFFFFFFFF)
+    nxt["n_updates"] = np.where(changed, np.where(doubt, nu | np.uint32(DOUBTED), nu), nxt["n_updates"])
 
 
 def _mark_provisional(nxt: StateRows, raw: Merged, *, set_: np.ndarray, kept: np.ndarray, flagged: np.ndarray,

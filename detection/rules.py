@@ -46,7 +46,7 @@ import numpy.typing as npt
 
 from detection.severity import RULE_FLOOR
 
-__all__ = ["ALERT_FROM", "DEFAULT_RULES", "RULE_VARIABLES", "RuleError", "RuleSet"]
+__all__ = ["ALERT_FROM", "DEFAULT_RULES", "DOUBT_FROM", "RULE_VARIABLES", "RuleError", "RuleSet"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -129,6 +129,9 @@ RULE_VARIABLES: Final = ("stock", "min", "max", "price", "prev_stock", "prev_min
                          "usual_rise", "repeated", "complete", "flag_run")  # fmt: skip
 _MEMO: Final = 4096  # bitmasks remembered by fired/describe (a batch sees a handful)
 ALERT_FROM: Final = 50.0  # a rule with at least this severity alerts; below it is a hint
+DOUBT_FROM: Final = (
+    45.0  # a hint this strong doubts the change it came with (rolled back on the next contradiction)
+)
 _OPS: Final[dict[str, Callable[[Any, Any], Any]]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
     "!=": lambda a, b: (a != b) & ~np.isnan(a) & ~np.isnan(b),
@@ -231,6 +234,12 @@ class RuleSet:
     def rebase_mask(self) -> int:
         """The bits of the alerting rules that are level jumps (``rebase``): a consistent run re-baselines."""
         return sum(1 << k for k, r in enumerate(self._rules) if r.rebase and r.severity >= ALERT_FROM)
+
+    @property
+    def doubt_mask(self) -> int:
+        """The bits of the strong hints (:data:`DOUBT_FROM` up to :data:`ALERT_FROM`): an accepted change
+        of stock that fired one is doubted, so the next report contradicting it rolls it back."""
+        return sum(1 << k for k, r in enumerate(self._rules) if DOUBT_FROM <= r.severity < ALERT_FROM)
 
     @property
     def rebase_fields(self) -> npt.NDArray[np.float64]:
