@@ -29,8 +29,10 @@ PV = 15  # 1.0 when the baseline is provisional (bit 31 of n_updates in the reco
 JR = 16  # 1.0 when flag_run counts level jumps (bit 30 of n_updates in the record)
 RP = 17  # 1.0 when the item's last accepted full state repeated its state (bit 29 of n_updates)
 DB = 18  # 1.0 when a strong hint came with the last accepted change of stock (bit 28 of n_updates)
-N_STATE = 19
-N_ENV = 17  # len(detection.rules.RULE_VARIABLES)
+LF = 19  # 1.0 when the last accepted update carried all four numbers (bit 27 of n_updates)
+N_STATE = 20
+N_FLAGS = 5  # the flag columns PV..LF, consecutive
+N_ENV = 18  # len(detection.rules.RULE_VARIABLES)
 
 
 @njit(cache=True, nogil=True)
@@ -132,11 +134,19 @@ def _load(local, k, b):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
     b[REF], b[UD], b[UR], b[UL], b[UG] = r.ref_price, r.usual_drop, r.usual_rise, r.usual_level, r.usual_gap
     b[LT], b[GRP], b[NU], b[NF], b[FR] = r.last_time, r.group, r.n_updates, r.n_flagged, r.flag_run
     b[LEFT] = r.left_stock
-    b[NU] = r.n_updates & np.uint32(0x0FFFFFFF)
-    b[PV] = 1.0 if r.n_updates >> np.uint32(31) else 0.0
-    b[JR] = 1.0 if (r.n_updates >> np.uint32(30)) & np.uint32(1) else 0.0
-    b[RP] = 1.0 if (r.n_updates >> np.uint32(29)) & np.uint32(1) else 0.0
-    b[DB] = 1.0 if (r.n_updates >> np.uint32(28)) & np.uint32(1) else 0.0
+    b[NU] = r.n_updates & np.uint32(0x07FFFFFF)
+    for j in range(N_FLAGS):  # PV, JR, RP, DB, LF: bits 31 down to 27
+        b[PV + j] = 1.0 if (r.n_updates >> np.uint32(31 - j)) & np.uint32(1) else 0.0
+
+
+@njit(cache=True, nogil=True)
+def _flags(b):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    """The flag bits of the record's ``n_updates`` (31 down to 27) from the row's flag columns."""
+    f = np.uint32(0)
+    for j in range(N_FLAGS):
+        if b[PV + j] != 0.0:
+            f |= np.uint32(1) << np.uint32(31 - j)
+    return f
 
 
 @njit(cache=True, nogil=True)
@@ -146,14 +156,7 @@ def _store(b, local, k):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
     r.stock, r.min, r.max, r.price = b[S], b[MN], b[MX], b[P]
     r.ref_price, r.usual_drop, r.usual_rise = np.float32(b[REF]), np.float32(b[UD]), np.float32(b[UR])
     r.usual_level, r.usual_gap, r.last_time = np.float32(b[UL]), np.float32(b[UG]), b[LT]
-    r.group, r.n_updates = (
-        np.uint32(b[GRP]),
-        np.uint32(b[NU])
-        | (np.uint32(1 << 31) if b[PV] else np.uint32(0))
-        | (np.uint32(1 << 30) if b[JR] else np.uint32(0))
-        | (np.uint32(1 << 29) if b[RP] else np.uint32(0))
-        | (np.uint32(1 << 28) if b[DB] else np.uint32(0)),
-    )
+    r.group, r.n_updates = np.uint32(b[GRP]), np.uint32(b[NU]) | _flags(b)
     r.n_flagged, r.flag_run = np.uint16(b[NF]), np.uint16(b[FR])
     r.left_stock = b[LEFT]
 
@@ -175,6 +178,7 @@ def _env(env, m, b, t, kn, partial):  # type: ignore[no-untyped-def]  # noqa: AN
     env[14] = b[RP] if kn else np.nan
     env[15] = 0.0 if partial else 1.0
     env[16] = b[FR] if kn else np.nan
+    env[17] = b[LF] if kn else np.nan
 
 
 @njit(cache=True, nogil=True)
@@ -281,14 +285,10 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
         rebase = guard and not first and run >= rebase_run - 1 and (jump or not alerting)
         accepted = (not guard) or first or rebase
         out_base[i, :] = b[:N_FIELDS]
-        out_base[i, NU] = (
-            b[NU]
-            + (2.0**31 if b[PV] else 0.0)
-            + (2.0**30 if b[JR] else 0.0)
-            + (2.0**29 if b[RP] else 0.0)
-            + (2.0**28 if b[DB] else 0.0)
-        )  # as in the record
+        out_base[i, NU] = b[NU] + float(_flags(b))  # as in the record
         _advance(b, m, t, g, accepted, rebase, nxt)
+        if accepted:
+            nxt[LF] = 0.0 if partial else 1.0
         if accepted and m[0] != b[S]:  # a new change of stock: doubted when a strong hint came with it
             nxt[DB] = 1.0 if (bits & doubt_mask) != 0 else 0.0
         # does this item's feed send full states that repeat its state? A full state after flagged

@@ -26,6 +26,7 @@ from detection.detector import REBASELINE_RUN, StateChanges, _group_codes
 from detection.item_state import (
     DOUBTED,
     JUMP_RUN,
+    LAST_FULL,
     PROVISIONAL,
     REPEATED,
     STATE_DTYPE,
@@ -110,6 +111,10 @@ def decide_batch_reference(  # noqa: PLR0915  (one pass in the kernel's order, k
             nxt,
             changed=accepted & (m.stock != base["stock"]),
             doubt=(b & np.uint32(self.rules.doubt_mask)) != 0,
+        )
+        nu = nxt["n_updates"] & np.uint32(~LAST_FULL & 0xFFFFFFFF)  # the fields a redelivery would carry
+        nxt["n_updates"] = np.where(
+            accepted, np.where(complete, nu | np.uint32(LAST_FULL), nu), nxt["n_updates"]
         )
         _mark_provisional(
             nxt, raw, set_=new_item & guard, kept=known & ok & ~fresh, flagged=guard, rebase=rebase
@@ -270,4 +275,5 @@ def _rule_env(
             "stock_change": m.stock - prev("stock"), "usual_drop": prev("usual_drop").astype(np.float64),
             "usual_rise": prev("usual_rise").astype(np.float64),
             "repeated": np.where(known, (base["n_updates"] & np.uint32(REPEATED)) != 0, np.nan),
-            "complete": complete.astype(np.float64), "flag_run": prev("flag_run").astype(np.float64)}  # fmt: skip
+            "complete": complete.astype(np.float64), "flag_run": prev("flag_run").astype(np.float64),
+            "last_complete": np.where(known, (base["n_updates"] & np.uint32(LAST_FULL)) != 0, np.nan)}  # fmt: skip

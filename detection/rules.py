@@ -19,6 +19,7 @@ A rule is a plain dict (so a TOML table can replace the defaults)::
                  full states that confirm the deltas, so a repeat is routine), else 0
     complete     1 when the update as sent carries all four numbers (a full state), else 0
     flag_run     the item's updates flagged in a row just before this one (0 after an accepted one)
+    last_complete  1 when the item's last accepted update carried all four numbers, else 0
 
 ``severity`` (0-100, default :data:`RULE_FLOOR`) is the least severity score of a row the rule
 fires on. From 50 up the rule *alerts*: the decision is an anomaly of kind ``data_quality``
@@ -108,7 +109,9 @@ DEFAULT_RULES: Final[tuple[dict[str, str | float], ...]] = (
     # (reordered at the min level: the (s, S) policy) and customer returns (about one sale):
     # Not where the item's full states repeat it: a feed re-sending full states (a nightly sync)
     # repeats routinely, and ranking every sync above real errors did harm.
-    {"name": "unchanged_update", "kind": "data_quality", "when": "unchanged == 1 and repeated == 0",
+    # A redelivery carries the fields of the message it repeats: a full state after a delta is a sync.
+    {"name": "unchanged_update", "kind": "data_quality",
+     "when": "unchanged == 1 and repeated == 0 and complete <= last_complete",
      "severity": 30, "says": "the update changes nothing (a change event repeating the item's state)"},
     # A feed that re-sends this item's full state confirms its deltas with it: a full state that
     # moves the stock contradicts them (an old state re-sent, when no occurred_at can tell). Not
@@ -126,7 +129,7 @@ DEFAULT_RULES: Final[tuple[dict[str, str | float], ...]] = (
 
 RULE_VARIABLES: Final = ("stock", "min", "max", "price", "prev_stock", "prev_min", "prev_max",
                          "prev_price", "age", "unchanged", "left_stock", "stock_change", "usual_drop",
-                         "usual_rise", "repeated", "complete", "flag_run")  # fmt: skip
+                         "usual_rise", "repeated", "complete", "flag_run", "last_complete")  # fmt: skip
 _MEMO: Final = 4096  # bitmasks remembered by fired/describe (a batch sees a handful)
 ALERT_FROM: Final = 50.0  # a rule with at least this severity alerts; below it is a hint
 DOUBT_FROM: Final = (

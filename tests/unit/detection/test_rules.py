@@ -96,17 +96,19 @@ def test_rises_that_no_receipt_or_return_explains_are_hints() -> None:
     rules = RuleSet()
     # usual decrease 1 unit, usual increase (a restock) 10 units
     e = env(
-        stock=[3, 11, 18, 5, 3, 6, 6],
-        prev_stock=[1, 1, 8, 1, 1, 6, 6],
-        prev_min=[1, 1, 2, 2, 2, 2, 2],
-        left_stock=[3, 3, 9, 2, 4, 7, 7],
-        stock_change=[2, 10, 10, 4, 2, 0, 0],
-        usual_drop=[1, 1, 1, 1, 1, 1, 1],
-        usual_rise=[10, 10, 10, 10, 10, 10, 10],
-        unchanged=[0, 0, 0, 0, 0, 1, 1],
-        repeated=[0, 0, 0, 0, 0, 0, 1],
+        stock=[3, 11, 18, 5, 3, 6, 6, 6, 6],
+        prev_stock=[1, 1, 8, 1, 1, 6, 6, 6, 6],
+        prev_min=[1, 1, 2, 2, 2, 2, 2, 2, 2],
+        left_stock=[3, 3, 9, 2, 4, 7, 7, 7, 7],
+        stock_change=[2, 10, 10, 4, 2, 0, 0, 0, 0],
+        usual_drop=[1, 1, 1, 1, 1, 1, 1, 1, 1],
+        usual_rise=[10, 10, 10, 10, 10, 10, 10, 10, 10],
+        unchanged=[0, 0, 0, 0, 0, 1, 1, 1, 1],
+        repeated=[0, 0, 0, 0, 0, 0, 1, 0, 0],
+        complete=[0, 0, 0, 0, 0, 0, 0, 1, 1],
+        last_complete=[0, 0, 0, 0, 0, 0, 0, 1, 0],
     )
-    bits = rules.evaluate(e, 7)
+    bits = rules.evaluate(e, 9)
     assert [rules.fired(int(b)) for b in bits] == [
         ("reverted_stock_small_rise",),  # back to the level before the last sale, far below a restock
         (),  # a restock of the usual size while one is due
@@ -115,9 +117,11 @@ def test_rises_that_no_receipt_or_return_explains_are_hints() -> None:
         (),  # a return of about one sale
         ("unchanged_update",),  # a change event that changes nothing
         (),  # the same from an item whose feed re-sends its state (a nightly full state)
+        ("unchanged_update",),  # a full state repeating a full state: a redelivery
+        (),  # a full state after a delta: more fields than any message it could repeat (a sync)
     ]
     assert not (bits & np.uint32(rules.alert_mask)).any()  # hints rank, they never alert alone
-    assert rules.floor_of(bits).tolist() == [45.0, 0.0, 30.0, 30.0, 0.0, 30.0, 0.0]
+    assert rules.floor_of(bits).tolist() == [45.0, 0.0, 30.0, 30.0, 0.0, 30.0, 0.0, 30.0, 0.0]
 
 
 def test_a_full_state_moving_the_stock_is_a_hint_only_where_full_states_repeat_the_deltas() -> None:
