@@ -29,7 +29,7 @@ __all__ = ["MAX_RULES", "RULE_VARIABLES", "RuleSpec", "check_rules"]
 MAX_RULES: Final = 32  # the detector's bitmask of fired rules is 32 bits
 RULE_VARIABLES: Final = ("stock", "min", "max", "price", "prev_stock", "prev_min", "prev_max",
                          "prev_price", "age", "unchanged", "left_stock", "stock_change", "usual_drop",
-                         "usual_rise", "repeated", "complete")  # fmt: skip
+                         "usual_rise", "repeated", "complete", "flag_run", "last_complete")  # fmt: skip
 _NUMBER: Final = r"[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?"
 _CLAUSE: Final = re.compile(r"^\s*(.+?)\s*(?:<=|>=|==|!=|<|>)\s*(.+?)\s*$")
 _TERM: Final = re.compile(rf"^(?:{_NUMBER}\s*\*\s*)?([a-z_]+)$|^{_NUMBER}$")

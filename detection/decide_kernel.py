@@ -31,7 +31,10 @@ LEFT = 14  # left_stock: the stock before the last accepted change of stock
 PV = 15  # 1.0 when the baseline is provisional (bit 31 of n_updates in the record)
 JR = 16  # 1.0 when flag_run counts level jumps (bit 30 of n_updates in the record)
 RP = 17  # 1.0 when the item's last accepted full state repeated its state (bit 29 of n_updates)
-N_STATE = 18
+DB = 18  # 1.0 when a strong hint came with the last accepted change of stock (bit 28 of n_updates)
+LF = 19  # 1.0 when the last accepted update carried all four numbers (bit 27 of n_updates)
+N_STATE = 20
+N_FLAGS = 5  # the flag columns PV..LF, consecutive
 N_ENV: Final = len(RULE_VARIABLES)  # the rule environment: one slot per variable
 
 
@@ -134,10 +137,19 @@ def _load(local, k, b):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
     b[REF], b[UD], b[UR], b[UL], b[UG] = r.ref_price, r.usual_drop, r.usual_rise, r.usual_level, r.usual_gap
     b[LT], b[GRP], b[NU], b[NF], b[FR] = r.last_time, r.group, r.n_updates, r.n_flagged, r.flag_run
     b[LEFT] = r.left_stock
-    b[NU] = r.n_updates & np.uint32(0x1FFFFFFF)
-    b[PV] = 1.0 if r.n_updates >> np.uint32(31) else 0.0
-    b[JR] = 1.0 if (r.n_updates >> np.uint32(30)) & np.uint32(1) else 0.0
-    b[RP] = 1.0 if (r.n_updates >> np.uint32(29)) & np.uint32(1) else 0.0
+    b[NU] = r.n_updates & np.uint32(0x07FFFFFF)
+    for j in range(N_FLAGS):  # PV, JR, RP, DB, LF: bits 31 down to 27
+        b[PV + j] = 1.0 if (r.n_updates >> np.uint32(31 - j)) & np.uint32(1) else 0.0
+
+
+@njit(cache=True, nogil=True)
+def _flags(b):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    """The flag bits of the record's ``n_updates`` (31 down to 27) from the row's flag columns."""
+    f = np.uint32(0)
+    for j in range(N_FLAGS):
+        if b[PV + j] != 0.0:
+            f |= np.uint32(1) << np.uint32(31 - j)
+    return f
 
 
 @njit(cache=True, nogil=True)
@@ -147,13 +159,7 @@ def _store(b, local, k):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
     r.stock, r.min, r.max, r.price = b[S], b[MN], b[MX], b[P]
     r.ref_price, r.usual_drop, r.usual_rise = np.float32(b[REF]), np.float32(b[UD]), np.float32(b[UR])
     r.usual_level, r.usual_gap, r.last_time = np.float32(b[UL]), np.float32(b[UG]), b[LT]
-    r.group, r.n_updates = (
-        np.uint32(b[GRP]),
-        np.uint32(b[NU])
-        | (np.uint32(1 << 31) if b[PV] else np.uint32(0))
-        | (np.uint32(1 << 30) if b[JR] else np.uint32(0))
-        | (np.uint32(1 << 29) if b[RP] else np.uint32(0)),
-    )
+    r.group, r.n_updates = np.uint32(b[GRP]), np.uint32(b[NU]) | _flags(b)
     r.n_flagged, r.flag_run = np.uint16(b[NF]), np.uint16(b[FR])
     r.left_stock = b[LEFT]
 
@@ -174,6 +180,8 @@ def _env(env, m, b, t, kn, partial):  # type: ignore[no-untyped-def]  # noqa: AN
     env[13] = b[UR] if kn else np.nan
     env[14] = b[RP] if kn else np.nan
     env[15] = 0.0 if partial else 1.0
+    env[16] = b[FR] if kn else np.nan
+    env[17] = b[LF] if kn else np.nan
 
 
 @njit(cache=True, nogil=True)
@@ -187,7 +195,7 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
     a row's cost) is left to :func:`score_pending`; its score and severity stay NaN (ok = 1)."""
     (codes, med_a, spr_a, mean, scl, lo, hi, width, weight, forest, offset, threshold,
      clauses, n_rules, floors, alert_mask, q, tail, slope, blog, rebase_run, inside, state_shift, jump_mask,
-     jump_fields) = model  # fmt: skip
+     jump_fields, doubt_mask) = model  # fmt: skip
     nf = mean.shape[0]
     m = np.empty(4)
     b = np.empty(N_STATE)
@@ -254,14 +262,14 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
         if beyond and not alerting and not first and not np.isnan(b[LEFT]) and b[LEFT] != b[S]:
             # A normal move from the stock before the last change, which was itself beyond normal
             # motion or is contradicted by the previous report too (flagged; a move on from that
-            # stock, not a return to it, which is how a replay looks): that change was the outlier
-            # (a missed error). Judge from before it.
+            # stock, not a return to it, which is how a replay looks) or came with a strong hint
+            # against it: that change was the outlier (a missed error). Judge from before it.
             alt[:] = b
-            alt[S], alt[LEFT] = b[LEFT], np.nan
+            alt[S], alt[LEFT], alt[DB] = b[LEFT], np.nan, 0.0
             _features(alt, b[:4], np.nan, med, spread, xa)  # the last change, from before it
             # a rise past the max level, which orders fill up to: no receipt explains it
             odd_rise = b[S] > b[LEFT] and b[S] > b[MX]
-            doubted = (b[FR] >= 1.0 or odd_rise) and m[0] != b[LEFT]
+            doubted = (b[FR] >= 1.0 or odd_rise or b[DB] != 0.0) and m[0] != b[LEFT]
             if doubted or _hull_penalty(xa, lo, hi, width, weight) > 0.0:
                 _features(alt, m, t, med, spread, xa)
                 s_alt, pen_alt = _judge(
@@ -280,11 +288,15 @@ def decide_rows(u, upd, grp, local, known, model, out_f, out_bits, out_x, out_ba
         rebase = guard and not first and run >= rebase_run - 1 and (jump or not alerting)
         accepted = (not guard) or first or rebase
         out_base[i, :] = b[:N_FIELDS]
-        out_base[i, NU] = (
-            b[NU] + (2.0**31 if b[PV] else 0.0) + (2.0**30 if b[JR] else 0.0) + (2.0**29 if b[RP] else 0.0)
-        )  # as in the record
+        out_base[i, NU] = b[NU] + float(_flags(b))  # as in the record
         _advance(b, m, t, g, accepted, rebase, nxt)
-        if accepted and not partial:  # does this item's feed send full states that repeat its state?
+        if accepted:
+            nxt[LF] = 0.0 if partial else 1.0
+        if accepted and m[0] != b[S]:  # a new change of stock: doubted when a strong hint came with it
+            nxt[DB] = 1.0 if (bits & doubt_mask) != 0 else 0.0
+        # does this item's feed send full states that repeat its state? A full state after flagged
+        # updates brings the motion they hid: a correction, no evidence either way
+        if accepted and not partial and (env[9] == 1.0 or b[FR] == 0.0):
             nxt[RP] = env[9]
         carries = False  # the update brings a number the level jumps read (evidence for or against)
         for j in range(4):

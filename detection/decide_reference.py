@@ -24,7 +24,9 @@ from detection.change_features import (
 )
 from detection.detector import REBASELINE_RUN, StateChanges, _group_codes
 from detection.item_state import (
+    DOUBTED,
     JUMP_RUN,
+    LAST_FULL,
     PROVISIONAL,
     REPEATED,
     STATE_DTYPE,
@@ -105,10 +107,21 @@ def decide_batch_reference(  # noqa: PLR0915  (one pass in the kernel's order, k
         accepted = ok & (~guard | new_item | fresh | rebase)
         nxt = _jump_run(self, advance(base, m, accepted, rebase & is_provisional(base)), base, raw, m,
                         run=run, jump=jump, flagged=guard, accepted=accepted, rebase=rebase)  # fmt: skip
+        _mark_doubted(
+            nxt,
+            changed=accepted & (m.stock != base["stock"]),
+            doubt=(b & np.uint32(self.rules.doubt_mask)) != 0,
+        )
+        nu = nxt["n_updates"] & np.uint32(~LAST_FULL & 0xFFFFFFFF)  # the fields a redelivery would carry
+        nxt["n_updates"] = np.where(
+            accepted, np.where(complete, nu | np.uint32(LAST_FULL), nu), nxt["n_updates"]
+        )
         _mark_provisional(
             nxt, raw, set_=new_item & guard, kept=known & ok & ~fresh, flagged=guard, rebase=rebase
         )
-        _mark_repeated(nxt, full=accepted & complete, repeats=env["unchanged"] == 1.0)
+        _mark_repeated(
+            nxt, full=accepted & complete, repeats=env["unchanged"] == 1.0, after_flag=base["flag_run"] >= 1
+        )
         local[us[ok]] = nxt[ok]
         known_u[us[ok]], touched[us[ok]] = True, True
         scores[sel] = np.where(ok, s, np.nan)
@@ -135,6 +148,7 @@ def _roll_back(self: ChangeDetector, base: StateRows, m: Merged, x: np.ndarray, 
     alt = base.copy()
     alt["stock"] = np.where(cand, left, base["stock"])
     alt["left_stock"] = np.where(cand, np.nan, left)
+    alt["n_updates"] = np.where(cand, alt["n_updates"] & np.uint32(~DOUBTED & 0xFFFFFFFF), alt["n_updates"])
     nan = np.full(left.shape[0], np.nan)
     last = Merged(base["stock"], base["min"], base["max"], base["price"], nan, m.group)
     last_pen = self.hull.penalty(change_features(alt, last, median, spread))
@@ -142,7 +156,9 @@ def _roll_back(self: ChangeDetector, base: StateRows, m: Merged, x: np.ndarray, 
     # a rise past the max level, which orders fill up to: no receipt explains it
     odd_rise = (base["stock"] > left) & (base["stock"] > base["max"])
     # a second report in a row (or after such a rise) that does not return to exactly that stock
-    confirmed = ((base["flag_run"] >= 1) | odd_rise) & (m.stock != left)
+    # ... or one a strong hint came with (DOUBTED)
+    doubted = (base["n_updates"] & np.uint32(DOUBTED)) != 0
+    confirmed = ((base["flag_run"] >= 1) | odd_rise | doubted) & (m.stock != left)
     roll = cand & ((last_pen > 0.0) | confirmed) & (self.hull.penalty(x_alt) <= 0.0)
     if not roll.any():
         return base, x, s
@@ -171,6 +187,12 @@ def _fresh_start(self: ChangeDetector, base: StateRows, m: Merged, eligible: np.
     return np.where(fresh, init, base), fresh
 
 
+def _mark_doubted(nxt: StateRows, *, changed: np.ndarray, doubt: np.ndarray) -> None:
+    """An accepted change of stock sets :data:`DOUBTED` when a strong hint came with it, else clears it."""
+    nu = nxt["n_updates"] & np.uint32(~DOUBTED & 0xFFFFFFFF)
+    nxt["n_updates"] = np.where(changed, np.where(doubt, nu | np.uint32(DOUBTED), nu), nxt["n_updates"])
+
+
 def _mark_provisional(nxt: StateRows, raw: Merged, *, set_: np.ndarray, kept: np.ndarray, flagged: np.ndarray,
                       rebase: np.ndarray) -> None:  # fmt: skip
     """A new item's flagged first state is provisional; a rebaseline or a complete unflagged state
@@ -183,10 +205,12 @@ def _mark_provisional(nxt: StateRows, raw: Merged, *, set_: np.ndarray, kept: np
     )
 
 
-def _mark_repeated(nxt: StateRows, *, full: np.ndarray, repeats: np.ndarray) -> None:
+def _mark_repeated(nxt: StateRows, *, full: np.ndarray, repeats: np.ndarray, after_flag: np.ndarray) -> None:
     """An accepted full state (all four numbers) sets :data:`REPEATED` when it repeats the item's
-    state (a feed re-sending full states) and clears it when it changes it (full change events)."""
+    state (a feed re-sending full states) and clears it when it changes it (full change events),
+    except right after flagged updates: it then brings the motion they hid (a correction)."""
     nu = nxt["n_updates"] & np.uint32(~REPEATED & 0xFFFFFFFF)
+    full = full & (repeats | ~after_flag)
     nxt["n_updates"] = np.where(full, np.where(repeats, nu | np.uint32(REPEATED), nu), nxt["n_updates"])
 
 
@@ -251,4 +275,5 @@ def _rule_env(
             "stock_change": m.stock - prev("stock"), "usual_drop": prev("usual_drop").astype(np.float64),
             "usual_rise": prev("usual_rise").astype(np.float64),
             "repeated": np.where(known, (base["n_updates"] & np.uint32(REPEATED)) != 0, np.nan),
-            "complete": complete.astype(np.float64)}  # fmt: skip
+            "complete": complete.astype(np.float64), "flag_run": prev("flag_run").astype(np.float64),
+            "last_complete": np.where(known, (base["n_updates"] & np.uint32(LAST_FULL)) != 0, np.nan)}  # fmt: skip

@@ -140,7 +140,8 @@ class ChangeDetector:
                         self._compiled._kernel_args, self._compiled.offset, self._threshold, rules,
                         len(self._rules.names), self._rules.floors, np.uint32(self._rules.alert_mask),
                         *self._severity.arrays(), float(REBASELINE_RUN), INSIDE_SHIFT, self.state_shift,
-                        np.uint32(self._rules.rebase_mask), self._rules.rebase_fields)  # fmt: skip
+                        np.uint32(self._rules.rebase_mask), self._rules.rebase_fields,
+                        np.uint32(self._rules.doubt_mask))  # fmt: skip
         # inside the hull a score is at least -offset - 1 + INSIDE_SHIFT (score_samples >= -1): when
         # that clears the threshold, a normal change there needs its forest walk only for an output
         bound = -self._compiled.offset - 1.0 + INSIDE_SHIFT - 1e-9

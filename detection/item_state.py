@@ -17,7 +17,10 @@ structured dtype, not Python objects. :data:`STATE_DTYPE` (packed, little-endian
                                     (rules with ``rebase``), kept by updates that carry none of their numbers;
                                     bit 29 (:data:`REPEATED`) set = the item's last accepted full state
                                     (all four numbers) repeated its state: its feed re-sends full states
-                                    (nightly syncs) that confirm its deltas
+                                    (nightly syncs) that confirm its deltas; bit 28 (:data:`DOUBTED`)
+                                    set = a strong hint came with the last accepted change of stock;
+                                    bit 27 (:data:`LAST_FULL`) set = the last accepted update carried
+                                    all four numbers
     n_flagged                   u2  flagged updates in total (saturates at 65,535)
     flag_run                    u2  consecutive flagged updates (reset by an accepted one)
     left_stock                  f8  the stock before the last accepted change of stock (NaN = none):
@@ -69,7 +72,14 @@ JUMP_RUN: Final = 1 << 30
 """Flag bit of ``n_updates``: the flag run is one of level jumps (records written before read 0)."""
 REPEATED: Final = 1 << 29
 """Flag bit of ``n_updates``: the last accepted full state repeated the item's state (records written before read 0)."""
-COUNT_MASK: Final = REPEATED - 1
+DOUBTED: Final = 1 << 28
+"""Flag bit of ``n_updates``: a hint of at least ``rules.DOUBT_FROM`` fired on the update that made the
+item's last accepted change of stock, so the next contradicting report rolls it back (records written
+before read 0)."""
+LAST_FULL: Final = 1 << 27
+"""Flag bit of ``n_updates``: the item's last accepted update carried all four numbers (a redelivery
+carries the fields of the message it repeats; records written before read 0)."""
+COUNT_MASK: Final = LAST_FULL - 1
 
 
 def is_provisional(rows: StateRows) -> npt.NDArray[np.bool_]:

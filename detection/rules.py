@@ -18,6 +18,8 @@ A rule is a plain dict (so a TOML table can replace the defaults)::
     repeated     1 when the item's last accepted full state repeated its state (its feed re-sends
                  full states that confirm the deltas, so a repeat is routine), else 0
     complete     1 when the update as sent carries all four numbers (a full state), else 0
+    flag_run     the item's updates flagged in a row just before this one (0 after an accepted one)
+    last_complete  1 when the item's last accepted update carried all four numbers, else 0
 
 ``severity`` (0-100, default :data:`RULE_FLOOR`) is the least severity score of a row the rule
 fires on. From 50 up the rule *alerts*: the decision is an anomaly of kind ``data_quality``
@@ -45,7 +47,7 @@ import numpy.typing as npt
 
 from detection.severity import RULE_FLOOR
 
-__all__ = ["ALERT_FROM", "DEFAULT_RULES", "RULE_VARIABLES", "RuleError", "RuleSet"]
+__all__ = ["ALERT_FROM", "DEFAULT_RULES", "DOUBT_FROM", "RULE_VARIABLES", "RuleError", "RuleSet"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -91,7 +93,9 @@ DEFAULT_RULES: Final[tuple[dict[str, str | float], ...]] = (
     # Hints (rank, do not alert): a return of exactly the units just sold, or two reporters a few
     # seconds apart, look the same as a duplicate without a time or a replay within five minutes.
     # Above the min level no restock is due, so a rise back to the previous level is not supply.
-    {"name": "reverted_stock", "kind": "data_quality", "when": "stock == left_stock and prev_stock > prev_min",
+    # Only a rise: a sale of the units a return or a receipt just brought is ordinary motion.
+    {"name": "reverted_stock", "kind": "data_quality",
+     "when": "stock == left_stock and prev_stock > prev_min and stock_change > 0",
      "severity": 45, "says": "the stock went back to its level before the last change, with no restock due"},
     {"name": "out_of_order", "kind": "data_quality", "when": "age > 0", "severity": 45,
      "says": "the update arrived out of order (older than the item's latest)"},
@@ -105,12 +109,15 @@ DEFAULT_RULES: Final[tuple[dict[str, str | float], ...]] = (
     # (reordered at the min level: the (s, S) policy) and customer returns (about one sale):
     # Not where the item's full states repeat it: a feed re-sending full states (a nightly sync)
     # repeats routinely, and ranking every sync above real errors did harm.
-    {"name": "unchanged_update", "kind": "data_quality", "when": "unchanged == 1 and repeated == 0",
+    # A redelivery carries the fields of the message it repeats: a full state after a delta is a sync.
+    {"name": "unchanged_update", "kind": "data_quality",
+     "when": "unchanged == 1 and repeated == 0 and complete <= last_complete",
      "severity": 30, "says": "the update changes nothing (a change event repeating the item's state)"},
     # A feed that re-sends this item's full state confirms its deltas with it: a full state that
-    # moves the stock contradicts them (an old state re-sent, when no occurred_at can tell).
+    # moves the stock contradicts them (an old state re-sent, when no occurred_at can tell). Not
+    # after a flagged update: that delta was not taken, so the next full state brings its motion.
     {"name": "full_state_moves_stock", "kind": "data_quality", "severity": 45,
-     "when": "complete == 1 and repeated == 1 and stock_change != 0",
+     "when": "complete == 1 and repeated == 1 and stock_change != 0 and flag_run == 0",
      "says": "a full state moving the stock, from a feed whose full states of this item repeat its deltas"},
     {"name": "rise_not_due", "kind": "data_quality",
      "when": "stock_change >= 0.5 * usual_rise and prev_stock > prev_min", "severity": 30,
@@ -122,9 +129,12 @@ DEFAULT_RULES: Final[tuple[dict[str, str | float], ...]] = (
 
 RULE_VARIABLES: Final = ("stock", "min", "max", "price", "prev_stock", "prev_min", "prev_max",
                          "prev_price", "age", "unchanged", "left_stock", "stock_change", "usual_drop",
-                         "usual_rise", "repeated", "complete")  # fmt: skip
+                         "usual_rise", "repeated", "complete", "flag_run", "last_complete")  # fmt: skip
 _MEMO: Final = 4096  # bitmasks remembered by fired/describe (a batch sees a handful)
 ALERT_FROM: Final = 50.0  # a rule with at least this severity alerts; below it is a hint
+DOUBT_FROM: Final = (
+    45.0  # a hint this strong doubts the change it came with (rolled back on the next contradiction)
+)
 _OPS: Final[dict[str, Callable[[Any, Any], Any]]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
     "!=": lambda a, b: (a != b) & ~np.isnan(a) & ~np.isnan(b),
@@ -227,6 +237,12 @@ class RuleSet:
     def rebase_mask(self) -> int:
         """The bits of the alerting rules that are level jumps (``rebase``): a consistent run re-baselines."""
         return sum(1 << k for k, r in enumerate(self._rules) if r.rebase and r.severity >= ALERT_FROM)
+
+    @property
+    def doubt_mask(self) -> int:
+        """The bits of the strong hints (:data:`DOUBT_FROM` up to :data:`ALERT_FROM`): an accepted change
+        of stock that fired one is doubted, so the next report contradicting it rolls it back."""
+        return sum(1 << k for k, r in enumerate(self._rules) if DOUBT_FROM <= r.severity < ALERT_FROM)
 
     @property
     def rebase_fields(self) -> npt.NDArray[np.float64]:

@@ -135,7 +135,9 @@ def test_repeats_are_hints_unless_the_items_full_states_repeat_it(
 ) -> None:
     """A feed re-sending an item's full state (a nightly sync) repeats it routinely: after a full
     state that repeated the item, a repeat ranks as an ordinary update and a full state that moves
-    the stock is the hint; a full state that changes the item (full change events) ends that."""
+    the stock is the hint; a full state that changes the item (full change events) ends that. A
+    redelivery carries the fields of the message it repeats, so a full state repeating the item
+    after a delta (or the snapshot) is no redelivery; one after a full state is."""
     table = detector.baseline(parse_updates(docs)[0])
     full = {
         k: docs[4][k] for k in ("item_id", "stock_quantity", "min_stock_level", "max_stock_level", "price")
@@ -145,13 +147,38 @@ def test_repeats_are_hints_unless_the_items_full_states_repeat_it(
     decide(detector, table, {"item_id": "sku-4", "stock_quantity": stock - 1})
     again = decide(detector, table, {**full, "stock_quantity": stock - 1},
                    {"item_id": "sku-6", "stock_quantity": docs[6]["stock_quantity"]})  # fmt: skip
-    assert first.rules_fired(0) == ("unchanged_update",)
-    assert again.rules_fired(0) == () and again.severity_score[0] < first.severity_score[0]
+    assert first.rules_fired(0) == ()  # a full state after the snapshot: a sync, not a redelivery
+    assert again.rules_fired(0) == ()
     assert again.rules_fired(1) == ("unchanged_update",)  # another item, a stock-only repeat
     moved = decide(detector, table, {**full, "stock_quantity": stock - 2})
     assert moved.rules_fired(0) == ("full_state_moves_stock",) and not moved.is_anomaly[0]
     after = decide(detector, table, {**full, "stock_quantity": stock - 3})
     assert after.rules_fired(0) == ()  # the last full state changed the item: full change events
+    resent = decide(detector, table, {**full, "stock_quantity": stock - 3})
+    assert resent.rules_fired(0) == ("unchanged_update",)  # that full change event delivered again
+    assert again.severity_score[0] < resent.severity_score[0]
+
+
+def test_a_full_state_after_a_flagged_delta_is_its_correction(
+    detector: ChangeDetector, docs: list[dict[str, Any]]
+) -> None:
+    """A flagged delta is not taken, so the feed's next full state brings the motion it hid: no
+    ``full_state_moves_stock`` hint there, and the item's full states still count as repeating."""
+    table = detector.baseline(parse_updates(docs)[0])
+    full = {
+        k: docs[5][k] for k in ("item_id", "stock_quantity", "min_stock_level", "max_stock_level", "price")
+    }
+    stock = full["stock_quantity"]
+    decide(detector, table, full)
+    decide(detector, table, full)  # a repeat: this item's full states repeat its deltas
+    wrong = decide(detector, table, {"item_id": "sku-5", "stock_quantity": (stock - 1) * 12})
+    assert wrong.is_anomaly[0]  # a sale reported in eaches where packs were meant: not taken
+    fixed = decide(detector, table, {**full, "stock_quantity": stock - 1})
+    assert fixed.rules_fired(0) == () and not fixed.is_anomaly[0]
+    again = decide(detector, table, {**full, "stock_quantity": stock - 1})
+    assert again.rules_fired(0) == ()  # still a feed of repeating full states: no unchanged_update
+    moved = decide(detector, table, {**full, "stock_quantity": stock - 2})
+    assert moved.rules_fired(0) == ("full_state_moves_stock",)
 
 
 def test_the_alert_rate_on_normal_motion_is_near_the_budget(detector: ChangeDetector) -> None:

@@ -145,3 +145,29 @@ def test_a_rise_past_the_max_level_is_rolled_back_on_the_first_report(detector: 
     assert not decisions.is_anomaly[0] and decisions.baseline[0, 0] == low
     np.testing.assert_allclose(decisions.scores, reference.scores, atol=1e-9)
     assert dict(changes.packed()) == dict(ref_changes.packed())
+
+
+def test_a_change_a_strong_hint_came_with_is_rolled_back_on_the_first_report(
+    detector: ChangeDetector,
+) -> None:
+    """On a feed whose full states repeat its deltas, a full state that moves the stock (an old state
+    re-sent without a time) is accepted with its hint; the first report that contradicts it and is
+    a normal move from the stock before it is judged from there (no second report needed)."""
+    table = detector.baseline(parse_updates(snapshot_docs(seed=4))[0])
+    twin = detector.baseline(parse_updates(snapshot_docs(seed=4))[0])
+    state = table.get("sku-0")
+    assert state is not None
+    low, high = state.min, state.max
+    for t in (table, twin):
+        t.put("sku-0", dataclasses.replace(state, stock=low))
+    full = {"item_id": "sku-0", "stock_quantity": low, "min_stock_level": state.min,
+            "max_stock_level": state.max, "price": state.price}  # fmt: skip
+    updates = batch(full, {**full, "stock_quantity": high}, {"item_id": "sku-0", "stock_quantity": low - 20})
+    decisions, changes = detector.decide_batch(table, updates)
+    reference, ref_changes = decide_batch_reference(detector, twin, updates)
+    assert decisions.rules_fired(0) == ()  # a repeat: this item's feed re-sends full states
+    assert decisions.rules_fired(1) == ("full_state_moves_stock",) and not decisions.is_anomaly[1]
+    assert not decisions.is_anomaly[2] and decisions.baseline[2, 0] == low  # judged from before the rise
+    assert reference.is_anomaly.tolist() == decisions.is_anomaly.tolist()
+    np.testing.assert_allclose(decisions.scores, reference.scores, atol=1e-9)
+    assert dict(changes.packed()) == dict(ref_changes.packed())

@@ -59,18 +59,20 @@ def test_a_revert_alerts_when_older_and_only_hints_without_a_time() -> None:
     rules = RuleSet()
     # the item went 10 -> 7; a report brings back 10 stamped earlier, then one without a time
     e = env(
-        stock=[10, 10, 8],
-        prev_stock=[7, 7, 7],
-        prev_min=[2, 2, 2],
-        left_stock=[10, 10, 10],
-        age=[60, np.nan, np.nan],
+        stock=[10, 10, 8, 10],
+        prev_stock=[7, 7, 7, 11],
+        prev_min=[2, 2, 2, 2],
+        left_stock=[10, 10, 10, 10],
+        stock_change=[3, 3, 1, -1],
+        age=[60, np.nan, np.nan, np.nan],
     )
-    bits = rules.evaluate(e, 3)
+    bits = rules.evaluate(e, 4)
     assert rules.fired(int(bits[0])) == ("replayed_stock", "reverted_stock", "out_of_order")
     assert rules.fired(int(bits[1])) == ("reverted_stock",)
     assert bits[2] == 0
+    assert bits[3] == 0  # a sale of the unit a return just brought (10 -> 11 -> 10) is ordinary motion
     assert bits[0] & rules.alert_mask and not bits[1] & rules.alert_mask
-    assert rules.floor_of(bits).tolist() == [85.0, 45.0, 0.0]
+    assert rules.floor_of(bits).tolist() == [85.0, 45.0, 0.0, 0.0]
 
 
 def test_severity_sets_the_floor_and_whether_a_rule_alerts() -> None:
@@ -94,17 +96,19 @@ def test_rises_that_no_receipt_or_return_explains_are_hints() -> None:
     rules = RuleSet()
     # usual decrease 1 unit, usual increase (a restock) 10 units
     e = env(
-        stock=[3, 11, 18, 5, 3, 6, 6],
-        prev_stock=[1, 1, 8, 1, 1, 6, 6],
-        prev_min=[1, 1, 2, 2, 2, 2, 2],
-        left_stock=[3, 3, 9, 2, 4, 7, 7],
-        stock_change=[2, 10, 10, 4, 2, 0, 0],
-        usual_drop=[1, 1, 1, 1, 1, 1, 1],
-        usual_rise=[10, 10, 10, 10, 10, 10, 10],
-        unchanged=[0, 0, 0, 0, 0, 1, 1],
-        repeated=[0, 0, 0, 0, 0, 0, 1],
+        stock=[3, 11, 18, 5, 3, 6, 6, 6, 6],
+        prev_stock=[1, 1, 8, 1, 1, 6, 6, 6, 6],
+        prev_min=[1, 1, 2, 2, 2, 2, 2, 2, 2],
+        left_stock=[3, 3, 9, 2, 4, 7, 7, 7, 7],
+        stock_change=[2, 10, 10, 4, 2, 0, 0, 0, 0],
+        usual_drop=[1, 1, 1, 1, 1, 1, 1, 1, 1],
+        usual_rise=[10, 10, 10, 10, 10, 10, 10, 10, 10],
+        unchanged=[0, 0, 0, 0, 0, 1, 1, 1, 1],
+        repeated=[0, 0, 0, 0, 0, 0, 1, 0, 0],
+        complete=[0, 0, 0, 0, 0, 0, 0, 1, 1],
+        last_complete=[0, 0, 0, 0, 0, 0, 0, 1, 0],
     )
-    bits = rules.evaluate(e, 7)
+    bits = rules.evaluate(e, 9)
     assert [rules.fired(int(b)) for b in bits] == [
         ("reverted_stock_small_rise",),  # back to the level before the last sale, far below a restock
         (),  # a restock of the usual size while one is due
@@ -113,24 +117,28 @@ def test_rises_that_no_receipt_or_return_explains_are_hints() -> None:
         (),  # a return of about one sale
         ("unchanged_update",),  # a change event that changes nothing
         (),  # the same from an item whose feed re-sends its state (a nightly full state)
+        ("unchanged_update",),  # a full state repeating a full state: a redelivery
+        (),  # a full state after a delta: more fields than any message it could repeat (a sync)
     ]
     assert not (bits & np.uint32(rules.alert_mask)).any()  # hints rank, they never alert alone
-    assert rules.floor_of(bits).tolist() == [45.0, 0.0, 30.0, 30.0, 0.0, 30.0, 0.0]
+    assert rules.floor_of(bits).tolist() == [45.0, 0.0, 30.0, 30.0, 0.0, 30.0, 0.0, 30.0, 0.0]
 
 
 def test_a_full_state_moving_the_stock_is_a_hint_only_where_full_states_repeat_the_deltas() -> None:
     rules = RuleSet()
     e = env(
-        stock=[80, 80, 80, 82],
-        prev_stock=[82, 82, 82, 82],
-        stock_change=[-2, -2, -2, 0],
-        complete=[1, 1, 0, 1],
-        repeated=[1, 0, 1, 1],
+        stock=[80, 80, 80, 82, 80],
+        prev_stock=[82, 82, 82, 82, 82],
+        stock_change=[-2, -2, -2, 0, -2],
+        complete=[1, 1, 0, 1, 1],
+        repeated=[1, 0, 1, 1, 1],
+        flag_run=[0, 0, 0, 0, 1],
     )
-    fired = [rules.fired(int(b)) for b in rules.evaluate(e, 4)]
+    fired = [rules.fired(int(b)) for b in rules.evaluate(e, 5)]
     assert fired == [
         ("full_state_moves_stock",),  # a nightly-sync feed: its full states confirm the deltas
         (),  # a feed whose full states are its change events
         (),  # a delta (the stock alone) of the same item
         (),  # a full state repeating the stock
+        (),  # after a flagged delta (not taken): the full state brings the motion it hid
     ]
