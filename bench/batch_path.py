@@ -65,13 +65,13 @@ class NoChangelog:
 
 def train_bench_detector() -> ChangeDetector:
     """The ``default`` detector trained on the bench items' first states (updates 0 .. 49,999)."""
-    snapshot = parse_updates([orjson.loads(v) for _, v in encoded_updates(0, ITEMS)])[0]
+    snapshot = parse_updates([orjson.loads(v) for _, v in encoded_updates(0, ITEMS, planted=False)])[0]
     return train_detector(snapshot)
 
 
 def warm_context(start: int = 0) -> ChangeContext:
     """A state store holding every bench item (its state after updates ``start`` .. ``start+49,999``)."""
-    snapshot = parse_updates([orjson.loads(v) for _, v in encoded_updates(start, ITEMS)])[0]
+    snapshot = parse_updates([orjson.loads(v) for _, v in encoded_updates(start, ITEMS, planted=False)])[0]
     base = baseline_table(snapshot)
     ids = list(base)
     store = StateStore(NoChangelog())

@@ -34,6 +34,7 @@ BOOTSTRAP = os.environ.get("STOCKWATCH_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 MONGO_URI = os.environ.get("STOCKWATCH_MONGO_URI", "mongodb://127.0.0.1:27017")
 ANOMALY_EVERY = 33  # one planted anomaly per 33 updates: 3.0 %
 ITEMS = 50_000  # the updates cycle through sku-0 .. sku-49999
+SALES_PER_UPDATE = 2.0  # units an item sells between two of its updates, on average
 
 
 @functools.cache
@@ -131,25 +132,28 @@ def item_levels(seed: int = 11) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return lo, lo + rng.integers(100, 300, ITEMS), np.round(rng.uniform(2.0, 60.0, ITEMS), 2)
 
 
-def encoded_updates(start: int, n: int, *, seed: int = 7, skew: float = 0.0) -> list[tuple[bytes, bytes]]:
+def encoded_updates(
+    start: int, n: int, *, seed: int = 7, skew: float = 0.0, planted: bool = True
+) -> list[tuple[bytes, bytes]]:
     """(key, value) pairs of updates ``start .. start+n-1`` (≈3 % planted anomalies), vectorised.
 
     Update ``i`` is a full state of item ``i % 50,000`` (``skew`` 0: every item in turn, so each
     update of a window of 50,000 is a distinct item), or with ``skew`` s > 0 of an item drawn with
     Zipf popularity (item k's share ∝ 1/(k+1)^s; s = 1: the top 20 % of items get 86 % of the
     updates, as sales concentrate on few SKUs): that item's levels and price (:func:`item_levels`)
-    and a stock drawn between them, so both detectors read the same updates as states (``seed``) or
-    as changes of an item (``default``).
+    and its stock (:func:`_stock`), so both detectors read the same updates as states (``seed``) or
+    as changes of an item (``default``). ``planted=False``: the same updates without the planted
+    anomalies (what the inventory holds of the items: their states before the stream).
     """
     rng = np.random.default_rng(seed + start)
     idx = np.arange(start, start + n)
     item = idx % ITEMS if skew <= 0 else _popular(rng, n, skew)
     levels_lo, levels_hi, prices = item_levels()
     lo, hi, price = levels_lo[item], levels_hi[item], prices[item]
-    stock = rng.integers(lo, hi)
-    planted = idx % ANOMALY_EVERY == ANOMALY_EVERY - 1
-    stock = np.where(planted, np.where(idx % 2 == 1, 50_000, -500), stock)
-    price = np.where(planted, np.round(price * 50, 2), price)
+    stock = _stock(item, idx, lo, hi, skew)
+    bad = (idx % ANOMALY_EVERY == ANOMALY_EVERY - 1) & planted
+    stock = np.where(bad, np.where(idx % 2 == 1, 50_000, -500), stock)
+    price = np.where(bad, np.round(price * 50, 2), price)
     out = []
     dumps = orjson.dumps
     for i, j, s, a, b, p in zip(
@@ -180,9 +184,26 @@ def bulk_producer(**extra: Any) -> Any:
     )
 
 
+def _shares(skew: float) -> np.ndarray:
+    """Each item's share of the updates (Zipf ``skew``; 0: all alike)."""
+    share: np.ndarray = 1.0 / np.arange(1, ITEMS + 1) ** skew
+    normed: np.ndarray = share / share.sum()
+    return normed
+
+
 def _popular(rng: np.random.Generator, n: int, skew: float) -> np.ndarray:
-    share = 1.0 / np.arange(1, ITEMS + 1) ** skew
-    return rng.choice(ITEMS, size=n, p=share / share.sum())
+    return rng.choice(ITEMS, size=n, p=_shares(skew))
+
+
+def _stock(item: np.ndarray, idx: np.ndarray, lo: np.ndarray, hi: np.ndarray, skew: float) -> np.ndarray:
+    """Each update's stock: the item sells SALES_PER_UPDATE units per update of it on average (its
+    share of the stream sets its pace) from a phase of its own, and is restocked to its max when it
+    would fall below its min: a sawtooth, as sales and restocks move real stock."""
+    span = hi - lo + 1
+    phase = np.random.default_rng(13).integers(0, 1 << 30, ITEMS)[item]
+    sold = np.floor(idx * (SALES_PER_UPDATE * _shares(skew)[item])).astype(np.int64)
+    stock: np.ndarray = hi - (phase + sold) % span
+    return stock
 
 
 def stream_shape(n: int, *, skew: float, chunk: int = 50_000, seed: int = 7) -> dict[str, float]:

@@ -35,6 +35,7 @@ from bench.common import (
 )
 from config.settings import Settings
 from consumer.scoring.state.changelog import DEFAULT_TEMPLATE, changelog_topic
+from consumer.scoring.state.store import Restore, StateStore
 from consumer.scoring.wiring import build_service, settle_heap
 from detection import AnomalyModel, ModelStore
 
@@ -159,9 +160,7 @@ def service_run(
         service = build_service(settings)  # its watcher serves either detector (load_any)
         if detector == "default":
             assert service.state is not None
-            service.state.store._tables[0] = warm_context().store.table(0)  # as a restore leaves it
-            if service.state.store.rolling is not None:  # and its first rewrite cycle, as assign() begins it
-                service.state.store.rolling.begin(0, 0)
+            warm = warm_at_assignment(service.state.store)
             if not cache:
                 service.state.store.cache = None
         settle_heap()  # as `stockwatch consume` does before its loop
@@ -188,6 +187,8 @@ def service_run(
         service.sink.commit = timed_commit  # type: ignore[method-assign]
         stats = service.run(max_events=n, timeout=timeout_s)
         seconds = stamps["last"] - stamps["first"]
+        if detector == "default" and warm != [0]:
+            raise RuntimeError(f"the warm state was installed {len(warm)} times, not once")
     return {
         "delivery": delivery,
         "detector": detector,
@@ -199,6 +200,29 @@ def service_run(
         "seconds": seconds,
         "events_per_s": stats.events_in / seconds,
     }
+
+
+def warm_at_assignment(store: StateStore) -> list[int]:
+    """The store holds every bench item once partition 0 is assigned, as after a restore.
+
+    The loop drops the tables of partitions not assigned (each tick, from before the first poll,
+    so a table put in beforehand is gone by the first batch) and restores each partition when it
+    is assigned: that restore (of the row's fresh, empty changelog) is followed here by installing
+    the warm table, so the rows measure the steady state, not a first fill of the table.
+    """
+    warm = warm_context().store.table(0)
+    restore = store.assign
+    installed: list[int] = []  # the partitions given the warm table (the caller checks it was)
+
+    def assign(partition: int, **kwargs: Any) -> Restore:
+        done = restore(partition, **kwargs)
+        if partition == 0:
+            store._tables[0] = warm
+            installed.append(partition)
+        return done
+
+    store.assign = assign  # type: ignore[method-assign]
+    return installed
 
 
 def naive_consumer(
