@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import chain
 from typing import Final
 
 import numpy as np
@@ -22,6 +23,7 @@ import numpy.typing as npt
 
 from consumer.ports import OutputRecord
 from consumer.scoring.state.changelog import changelog_records
+from consumer.scoring.state.record import byte_rows
 from consumer.scoring.state.store import StagedChanges
 
 __all__ = ["ChangelogCache", "Taken"]
@@ -86,13 +88,15 @@ class ChangelogCache:
 
 
 def _latest(chunks: list[Chunk]) -> Chunk:
-    """One chunk with each item's last change (in the order of their last changes)."""
+    """One chunk with each item's last change, where the item first came (one record per item:
+    the order among them does not matter to a restore)."""
     if len(chunks) == 1:
         return chunks[0]
-    ids = [i for c in chunks for i in c[0]]
+    ids = list(chain.from_iterable(c[0] for c in chunks))
     last = dict(zip(ids, range(len(ids)), strict=True))  # a later row of an id overwrites its slot
     rows = np.fromiter(last.values(), np.intp, count=len(last))
-    records = np.concatenate([c[1] for c in chunks])
+    raw = np.concatenate(
+        [byte_rows(c[1]) for c in chunks]
+    )  # as bytes: a structured concatenate is ~10x slower
     offsets = np.concatenate([c[2] for c in chunks])
-    raw = records.view(np.uint8).reshape(records.shape[0], records.dtype.itemsize)
-    return list(last), raw[rows].reshape(-1).view(records.dtype), offsets[rows]
+    return list(last), raw[rows].reshape(-1).view(chunks[0][1].dtype), offsets[rows]

@@ -34,6 +34,7 @@ import numpy.typing as npt
 import orjson
 
 from consumer.ports import OutputRecord
+from consumer.scoring.state.id_blob import IdBlob
 from consumer.scoring.state.packed import is_pack, pack_records, unpack
 from consumer.scoring.state.record import ITEM_DTYPE, as_items, join
 from consumer.scoring.state.validity import possible
@@ -127,7 +128,7 @@ def changelog_records(
     """Packed records (:mod:`.packed`) of the items' new records and the input offsets that produced them."""
     if not item_ids:
         return []
-    return pack_records(topic, partition, list(map(str.encode, item_ids)), changelog_values(records, offsets))
+    return pack_records(topic, partition, IdBlob.encode(item_ids), changelog_values(records, offsets))
 
 
 def item_records(

@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from consumer.ports import OutputRecord
+from consumer.scoring.state.id_blob import IdBlob
 
 __all__ = ["MAX_PACK_BYTES", "PACK_PREFIX", "is_pack", "pack", "pack_records", "unpack"]
 
@@ -43,29 +44,32 @@ def is_pack(key: bytes | None) -> bool:
     return key is not None and key.startswith(PACK_PREFIX)
 
 
-def pack(item_ids: Sequence[bytes], values: npt.NDArray[np.uint8]) -> bytes:
+def pack(item_ids: IdBlob | Sequence[bytes], values: npt.NDArray[np.uint8]) -> bytes:
     """One packed value of ``item_ids`` (UTF-8) and their CHANGELOG_VALUE rows (``values``: n x itemsize bytes)."""
-    lengths = np.fromiter(map(len, item_ids), np.uint32, count=len(item_ids))
-    blob = b"".join(item_ids)
-    header = _HEADER.pack(MAGIC, VERSION, KIND_ITEMS, 0, len(item_ids), len(blob))
-    return b"".join((header, np.ascontiguousarray(values).tobytes(), lengths.tobytes(), blob))
+    ids = item_ids if isinstance(item_ids, IdBlob) else IdBlob.of(item_ids)
+    header = _HEADER.pack(MAGIC, VERSION, KIND_ITEMS, 0, len(ids), ids.data.size)
+    lengths = ids.lengths.astype(np.uint32)
+    return b"".join((header, np.ascontiguousarray(values).tobytes(), lengths.tobytes(), ids.data.tobytes()))
 
 
 def pack_records(
-    topic: str, partition: int, ids: Sequence[bytes], values: npt.NDArray[np.uint8]
+    topic: str, partition: int, ids: IdBlob | Sequence[bytes], values: npt.NDArray[np.uint8]
 ) -> list[OutputRecord]:
     """``ids`` (UTF-8) with their value rows as packed records of at most ~MAX_PACK_BYTES each, in order."""
+    blob = ids if isinstance(ids, IdBlob) else IdBlob.of(ids)
     width = values.shape[1] if values.ndim == 2 else 0
-    n = len(ids)
-    sizes = np.fromiter(map(len, ids), np.int64, count=n) + (width + 4)
-    ends = np.cumsum(sizes)  # bytes up to and including each item
+    n = len(blob)
+    ends = np.cumsum(blob.lengths + (width + 4))  # bytes up to and including each item
+    id_ends = np.cumsum(blob.lengths)  # the same in the id buffer
     out: list[OutputRecord] = []
     start, used = 0, 0
     while start < n:
         stop = int(np.searchsorted(ends, used + MAX_PACK_BYTES - _HEADER.size, side="right"))
         stop = max(stop, start + 1)  # an item larger than a record still goes (ids are <= 256 chars)
+        first = int(id_ends[start - 1]) if start else 0
+        piece = IdBlob(blob.data[first : int(id_ends[stop - 1])], blob.lengths[start:stop])
         key = PACK_PREFIX + os.urandom(12).hex().encode()
-        out.append(OutputRecord(topic, key, pack(ids[start:stop], values[start:stop]), partition=partition))
+        out.append(OutputRecord(topic, key, pack(piece, values[start:stop]), partition=partition))
         used, start = int(ends[stop - 1]), stop
     return out
 

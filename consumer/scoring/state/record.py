@@ -17,7 +17,7 @@ import numpy.typing as npt
 from consumer.scoring.episodes import EPISODE_DTYPE
 from detection.item_state import STATE_DTYPE
 
-__all__ = ["ITEM_DTYPE", "as_items", "episodes_of", "join", "states_of"]
+__all__ = ["ITEM_DTYPE", "as_items", "byte_rows", "episodes_of", "join", "states_of"]
 
 Records = npt.NDArray[np.void]
 
@@ -25,28 +25,29 @@ ITEM_DTYPE: Final = np.dtype(STATE_DTYPE.descr + EPISODE_DTYPE.descr)
 _STATE: Final = STATE_DTYPE.itemsize
 
 
-def _bytes(records: Records) -> npt.NDArray[np.uint8]:
+def byte_rows(records: Records) -> npt.NDArray[np.uint8]:
+    """Records as rows of bytes (copying those is ~20x faster than a structured copy)."""
     records = np.ascontiguousarray(records)
     return records.view(np.uint8).reshape(records.shape[0], records.dtype.itemsize)
 
 
 def states_of(records: Records) -> Records:
     """The detector's records (a contiguous copy, STATE_DTYPE)."""
-    return np.ascontiguousarray(_bytes(records)[:, :_STATE]).view(STATE_DTYPE).reshape(-1)
+    return np.ascontiguousarray(byte_rows(records)[:, :_STATE]).view(STATE_DTYPE).reshape(-1)
 
 
 def episodes_of(records: Records) -> Records:
     """The episode records (a contiguous copy, EPISODE_DTYPE)."""
-    return np.ascontiguousarray(_bytes(records)[:, _STATE:]).view(EPISODE_DTYPE).reshape(-1)
+    return np.ascontiguousarray(byte_rows(records)[:, _STATE:]).view(EPISODE_DTYPE).reshape(-1)
 
 
 def join(states: Records, episodes: Records | None = None) -> Records:
     """Item records of the detector's records and their episodes (none open when ``episodes`` is None)."""
     out = np.zeros(states.shape[0], ITEM_DTYPE)
-    raw = _bytes(out)
-    raw[:, :_STATE] = _bytes(states)
+    raw = byte_rows(out)
+    raw[:, :_STATE] = byte_rows(states)
     if episodes is not None:
-        raw[:, _STATE:] = _bytes(episodes)
+        raw[:, _STATE:] = byte_rows(episodes)
     return out
 
 

@@ -25,6 +25,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from consumer.scoring.state.id_blob import IdBlob
 from consumer.scoring.state.record import ITEM_DTYPE, as_items
 
 __all__ = ["ABSENT", "PartitionTable", "id_hashes"]
@@ -39,10 +40,17 @@ Records = npt.NDArray[np.void]
 
 def id_hashes(item_ids: Sequence[str]) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
     """The two 64-bit hashes of each id (see the module docstring)."""
+    return first_hashes(item_ids), second_hashes(item_ids)
+
+
+def first_hashes(item_ids: Sequence[str]) -> npt.NDArray[np.uint64]:
+    """``hash(id)``: cached by each ``str``, so cheap for ids hashed before."""
+    return np.fromiter(map(hash, item_ids), dtype=np.int64, count=len(item_ids)).view(np.uint64)
+
+
+def second_hashes(item_ids: Sequence[str]) -> npt.NDArray[np.uint64]:
     n = len(item_ids)
-    h1 = np.fromiter(map(hash, item_ids), dtype=np.int64, count=n).view(np.uint64)
-    h2 = np.fromiter(map(hash, map("\x1f".__add__, item_ids)), dtype=np.int64, count=n).view(np.uint64)
-    return h1, h2
+    return np.fromiter(map(hash, map("\x1f".__add__, item_ids)), dtype=np.int64, count=n).view(np.uint64)
 
 
 class PartitionTable:
@@ -86,16 +94,41 @@ class PartitionTable:
         """Rows used (items and ABSENT rows): what a rolling rewrite covers."""
         return self._n
 
-    def row_ids(self, start: int, stop: int) -> tuple[list[bytes], IntArray]:
+    def row_ids(self, start: int, stop: int) -> tuple[IdBlob, IntArray]:
         """The ids (UTF-8) of rows ``start:stop`` that hold an item, and those rows."""
         if self._id_end is None:
             raise ValueError("this table keeps no ids")
-        rows = np.arange(start, stop, dtype=np.int64)
-        rows = rows[self._offsets[start:stop] != ABSENT]
-        ends = self._id_end[rows].astype(np.int64)
-        begins = np.where(rows > 0, self._id_end[np.maximum(rows - 1, 0)], 0).astype(np.int64)
-        blob = self._blob[: self._blob_n].tobytes()
-        return list(map(blob.__getitem__, map(slice, begins.tolist(), ends.tolist()))), rows
+        held = self._offsets[start:stop] != ABSENT
+        rows = np.flatnonzero(held).astype(np.int64) + start
+        ends = self._id_end[start:stop].astype(np.int64)
+        first = int(self._id_end[start - 1]) if start > 0 else 0
+        last = int(ends[-1]) if ends.size else first
+        ids = IdBlob(self._blob[first:last].copy(), np.diff(ends, prepend=first))
+        return (ids if held.all() else ids.compress(held)), rows
+
+    def rows_of(self, item_ids: Sequence[str], start: int, stop: int) -> RowArray:
+        """The row of each id among rows ``start:stop`` (ABSENT ones too), -1 for an id not there.
+
+        Unlike :meth:`lookup` it leaves the rows found for the next put alone, and hashes an id
+        twice only if its first hash is in the span (that one is cached by ``str``)."""
+        n = len(item_ids)
+        out = np.full(n, -1, np.intp)
+        span = self._h1[start:stop]
+        order = np.argsort(span, kind="stable")
+        ranked = span[order]
+        if not n or not ranked.size:
+            return out
+        if (ranked[1:] == ranked[:-1]).any():  # two ids of the span share a first hash: probe them all
+            rows = self._find(*id_hashes(item_ids))
+            return np.where((rows >= start) & (rows < stop), rows, -1)
+        h1 = first_hashes(item_ids)
+        at = np.minimum(np.searchsorted(ranked, h1), ranked.size - 1)
+        maybe = np.flatnonzero(ranked[at] == h1)
+        rows = order[at[maybe]] + start
+        h2 = second_hashes([item_ids[k] for k in maybe.tolist()])
+        ok = self._h2[rows] == h2
+        out[maybe[ok]] = rows[ok]
+        return out
 
     def compact(self) -> None:
         """Drop the spare capacity (after a bulk load that grew the table step by step)."""

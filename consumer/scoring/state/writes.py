@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import chain
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,82 +21,94 @@ import numpy.typing as npt
 
 from consumer.ports import OutputRecord
 from consumer.scoring.state.changelog import CHANGELOG_VALUE, changelog_values
+from consumer.scoring.state.id_blob import IdBlob
 from consumer.scoring.state.packed import pack_records
-from consumer.scoring.state.record import ITEM_DTYPE
+from consumer.scoring.state.record import ITEM_DTYPE, byte_rows
 from consumer.scoring.state.rolling import Slice
 from consumer.scoring.state.table import ABSENT, PartitionTable
 
 if TYPE_CHECKING:
     from consumer.scoring.state.store import StateStore
 
-__all__ = ["Pending", "partition_records", "slice_values", "truncate_cycles", "write_partition"]
+__all__ = [
+    "Pending",
+    "partition_records",
+    "pending_states",
+    "slice_values",
+    "truncate_cycles",
+    "write_partition",
+]
 
 log = logging.getLogger(__name__)
 
 Records = npt.NDArray[np.void]
-Pending = dict[bytes, tuple[bytes, int]]  # item id -> (its acknowledged record, input offset)
+Undo = dict[int, tuple[list[str], Records, npt.NDArray[np.int64]]]  # a batch's overwritten states
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Pending:
+    """Rows of a slice changed by batches in flight (ascending), with the CHANGELOG_VALUE of their
+    acknowledged states and those states' input offsets (ABSENT: inserted by such a batch)."""
+
+    rows: npt.NDArray[np.int64]
+    values: npt.NDArray[np.uint8]
+    offsets: npt.NDArray[np.int64]
 
 
 def partition_records(
     topic: str,
     partition: int,
     changes: tuple[Sequence[str], Records, npt.ArrayLike],
-    rewrite: tuple[list[bytes], npt.NDArray[np.uint8]] | None,
+    rewrite: tuple[IdBlob, npt.NDArray[np.uint8]] | None,
 ) -> list[OutputRecord]:
     """Packed records of a rewrite slice (ids, value rows) followed by ``changes`` (ids, records, offsets)."""
     ids, records, offsets = changes
-    id_bytes = list(map(str.encode, ids))
+    blob = IdBlob.encode(ids)
     values = changelog_values(records, offsets)
-    if rewrite is not None and rewrite[0]:
-        id_bytes = rewrite[0] + id_bytes
+    if rewrite is not None and len(rewrite[0]):
+        blob = rewrite[0] + blob
         values = np.concatenate([rewrite[1], values])
-    if not id_bytes:
+    if not len(blob):
         return []
-    return pack_records(topic, partition, id_bytes, values)
+    return pack_records(topic, partition, blob, values)
 
 
 def slice_values(
     table: PartitionTable, piece: Slice, pending: Pending | None
-) -> tuple[list[bytes], npt.NDArray[np.uint8]]:
+) -> tuple[IdBlob, npt.NDArray[np.uint8]]:
     """The ids and CHANGELOG_VALUE rows of ``piece`` (``pending``: acknowledged states of items
     changed by batches in flight, see the module docstring); sets ``piece.need``."""
     ids, rows = table.row_ids(piece.start, piece.stop)
     records, offsets = table.get(rows)
     values = changelog_values(records, offsets)
-    if pending:
-        hits = [k for k, i in enumerate(ids) if i in pending]
-        if hits:
-            keep = np.ones(len(ids), bool)
-            item = ITEM_DTYPE.itemsize
-            for k in hits:
-                record, offset = pending[ids[k]]
-                if offset == ABSENT:
-                    keep[k] = False  # new in a batch in flight: written with its change
-                else:
-                    values[k, :item] = np.frombuffer(record, np.uint8)
-                    values[k, item:] = np.frombuffer(np.int64(offset).astype("<i8").tobytes(), np.uint8)
-            ids = [i for i, k in zip(ids, keep.tolist(), strict=True) if k]
-            values = values[keep]
-    if ids:
+    if pending is not None and pending.rows.size and rows.size:
+        at = np.minimum(np.searchsorted(rows, pending.rows), rows.size - 1)
+        hit = rows[at] == pending.rows
+        values[at[hit]] = pending.values[hit]
+        gone = at[hit][pending.offsets[hit] == ABSENT]  # new in a batch in flight: written with its change
+        if gone.size:
+            keep = np.ones(rows.size, bool)
+            keep[gone] = False
+            ids, values = ids.compress(keep), values[keep]
+    if len(ids):
         written = values.view(CHANGELOG_VALUE).reshape(-1)["offset"]
         piece.need = max(piece.need, int(written.max()) + 1)
     return ids, values
 
 
-def pending_states(
-    undo: Sequence[dict[int, tuple[list[str], Records, npt.NDArray[np.int64]]]], partition: int
-) -> Pending:
-    """Each item changed by a batch in flight (``undo``: oldest first) with its state before the oldest."""
-    out: Pending = {}
-    for entry in undo:
-        got = entry.get(partition)
-        if got is None:
-            continue
-        ids, before, offsets = got
-        raw = np.ascontiguousarray(before).view(np.uint8).reshape(len(ids), -1)
-        for i, row, offset in zip(ids, raw, offsets.tolist(), strict=True):
-            out.setdefault(i.encode(), (row.tobytes(), offset))
-    return out
+def pending_states(table: PartitionTable, piece: Slice, undo: Sequence[Undo]) -> Pending | None:
+    """Each item of ``piece`` changed by a batch in flight (``undo``: oldest first) with its state
+    before the oldest (None: no batch in flight changed the partition)."""
+    got = [entry[piece.partition] for entry in undo if piece.partition in entry]
+    if not got:
+        return None
+    ids = list(chain.from_iterable(g[0] for g in got))
+    rows = table.rows_of(ids, piece.start, piece.stop)
+    found, first = np.unique(rows, return_index=True)  # the first occurrence: the oldest batch's
+    first = first[found >= 0]
+    records = np.concatenate([byte_rows(g[1]) for g in got])[first].reshape(-1).view(ITEM_DTYPE)
+    offsets = np.concatenate([g[2] for g in got])[first]
+    return Pending(found[found >= 0].astype(np.int64), changelog_values(records, offsets), offsets)
 
 
 def write_partition(
@@ -112,7 +126,7 @@ def write_partition(
         table = store.table(partition)
         piece = store.rolling.cut(partition, rows=table.rows, changed=len(changes[0]))
         if piece is not None:
-            pending = pending_states(store.in_flight(), partition) if acked_only else None
+            pending = pending_states(table, piece, store.in_flight()) if acked_only else None
             rewrite = slice_values(table, piece, pending)
     return partition_records(topic, partition, changes, rewrite), piece
 

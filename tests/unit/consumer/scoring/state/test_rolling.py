@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from consumer.scoring.state.changelog import decode
+from consumer.scoring.state.id_blob import IdBlob
 from consumer.scoring.state.packed import is_pack
 from consumer.scoring.state.record import ITEM_DTYPE
 from consumer.scoring.state.rolling import RollingRewrite
 from consumer.scoring.state.store import StagedChanges, StateStore
 from consumer.scoring.state.table import ABSENT, PartitionTable
-from consumer.scoring.state.writes import slice_values, truncate_cycles, write_partition
+from consumer.scoring.state.writes import pending_states, slice_values, truncate_cycles, write_partition
 from detection import ChangeDetector, parse_updates, train_detector
 from tests.fakes import FakeSource, MemoryChangelog
 from tests.unit.consumer.scoring.state.stream import snapshot_docs, stream
@@ -78,7 +79,8 @@ def test_a_slice_holds_acknowledged_states_at_least_once() -> None:
     rolling.begin(0, start=0)
     piece = rolling.cut(0, rows=table.rows, changed=1)
     assert piece is not None
-    pending = {b"b": (before[0][:1].tobytes(), int(before[1][0])), b"d": (b"", ABSENT)}
+    assert before[1].tolist() == [2, ABSENT]  # d: inserted by the batch in flight
+    pending = pending_states(table, piece, [{0: (["b", "d"], *before)}])
     ids, values = slice_values(table, piece, pending)
     got = decode([b"\x00stockwatch.pack.x"], [_pack(ids, values)], committed=100)
     assert got.item_ids == ["a", "b", "c"]  # d: new in the batch in flight, written with its change
@@ -88,7 +90,7 @@ def test_a_slice_holds_acknowledged_states_at_least_once() -> None:
     assert len(ids) == 4 and piece.need == 10
 
 
-def _pack(ids: list[bytes], values: np.ndarray) -> bytes:
+def _pack(ids: IdBlob, values: np.ndarray) -> bytes:
     from consumer.scoring.state.packed import pack
 
     return pack(ids, values)
@@ -184,7 +186,7 @@ def test_a_topic_that_refuses_delete_records_is_restored_but_no_longer_rewritten
     truncate_cycles(store)  # the cycle is durable: truncation requested (refused)
     truncate_cycles(store)  # the refusal taken: no more rewrite
     assert store.rolling is None and "refuses DeleteRecords" in caplog.text
-    assert sorted(final_state(changelog)[0].row_ids(0, 2)[0]) == [b"a", b"b"]
+    assert sorted(final_state(changelog)[0].row_ids(0, 2)[0].tolist()) == [b"a", b"b"]
 
 
 class FlakyChangelog(MemoryChangelog):
