@@ -143,8 +143,9 @@ def track_episodes(
         return cache.matches(updates.item_ids[i], reasons, now) is not None
 
     found = advance_compiled(
-        episodes, item_of[rows], anomalous, levels.astype(np.int8), at, offsets, ctx.policy, suppressed
-    )
+        episodes, item_of[rows], anomalous, levels.astype(np.int8), at, offsets, ctx.policy,
+        suppressed if cache is not None else None,
+    )  # fmt: skip
     batch_row = rows.tolist()
     transitions = {batch_row[t.row]: t for t in found if t.kind is not Kind.SUPPRESSED}
     n_suppressed = sum(t.kind is Kind.SUPPRESSED for t in found)
