@@ -102,10 +102,13 @@ def _numbers(values: list[Any]) -> tuple[FloatArray, BoolArray | None]:
         except OverflowError:  # an int beyond float range: row by row below
             pass
         else:
+            plain = np.abs(column) <= MAX_MAGNITUDE  # NaN compares False
+            if plain.all():  # the usual column: one check
+                return column, None
             nan = np.isnan(column)
-            out_of_range = ~nan & ~(np.abs(column) <= MAX_MAGNITUDE)
+            out_of_range = ~nan & ~plain
             if not nan.any():
-                return column, out_of_range if out_of_range.any() else None
+                return column, out_of_range
             explicit = nan & ~np.fromiter(map(is_, values, repeat(_ABSENT)), np.bool_, len(values))
             return column, out_of_range | explicit
     ok = [v is _ABSENT or (type(v) in _NUMBER_TYPES and -MAX_MAGNITUDE <= v <= MAX_MAGNITUDE) for v in values]

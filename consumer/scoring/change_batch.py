@@ -206,7 +206,8 @@ def process_change_batch(
         for i, exc in decisions.rejected.items():
             failures.append((where[i], 1, sources[i], DlqReason.MISSING_FIELD, str(exc)))
         episodes = track_episodes(ctx.episodes, episodes_of(prior), updates, sources, decisions, now=now,
-                                  items=(items.ids, items.u), offsets=input_offsets)  # fmt: skip
+                                  items=(items.ids, items.u), index=items.index,
+                                  offsets=input_offsets)  # fmt: skip
         suppressed = episodes.suppressed
         inputs = EventInputs(objs, where, change_input_keys(detector.metadata.group_field))
         change_events(decisions, updates, sources, threshold=detector.threshold, version=version, config=config,

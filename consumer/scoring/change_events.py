@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from consumer.ports import OutputRecord, SourceRecord
 from consumer.scoring.batch import BatchConfig
 from consumer.scoring.episode_batch import transition_fields
 from consumer.scoring.episodes import Transition
+from consumer.wire.episode_events import prime_event_times
 from consumer.wire.events import EVENT_SCHEMA_VERSION, anomaly_id, detected_at
 from detection import UpdateBatch
 from detection.change_decisions import ChangeDecisions
@@ -77,6 +79,8 @@ def change_events(
     calibrated = decisions.severity_score[rows].tolist()
     context, when, dumps = config.context, detected_at(now), orjson.dumps
     links = context.links(version)
+    if episodes:  # each event's first_seen, last_seen and resolved_at worded at once
+        prime_event_times(chain.from_iterable((t.first_seen, t.last_seen, t.at) for t in episodes.values()))
     item_ids, event_ids, names = updates.item_ids, updates.event_ids, CHANGE_FEATURE_NAMES
     for j, i in enumerate(at):
         record, item_id = sources[i], item_ids[i]

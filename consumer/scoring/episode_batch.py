@@ -45,6 +45,7 @@ Records = npt.NDArray[np.void]
 FIRST_LOAD_WAIT_S: Final = 15.0
 _TIMESTAMP: Final = attrgetter("timestamp")
 _LEVEL_CUTS: Final = np.array([65.0, 80.0, 95.0])  # detection.severity: low < 65 <= medium < 80 <= high < 95
+_STATUS: Final = {k: "open" if k in (Kind.OPEN, Kind.RENOTIFIED) else str(k) for k in Kind}  # event status
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,21 +98,25 @@ def track_episodes(
     items: tuple[list[str], npt.NDArray[np.intp]] | None = None,
     offsets: npt.NDArray[np.int64] | None = None,
     stamps: npt.NDArray[np.float64] | None = None,
+    index: dict[str, int] | None = None,
 ) -> EpisodeOutcome:
     """See the module docstring; ``prior`` is each row's item episode before the batch; ``items``:
     the batch's distinct item ids in first-occurrence order and each row's index in them, when
-    known (``BatchItems``); ``offsets`` and ``stamps``: each row's input offset and record
-    timestamp (ms, NaN for none), when known."""
+    known (``BatchItems``; ``index``: its id -> index map, when built); ``offsets`` and ``stamps``:
+    each row's input offset and record timestamp (ms, NaN for none), when known."""
     if items is None:
         uniq = list(dict.fromkeys(updates.item_ids))
         index = dict(zip(uniq, range(len(uniq)), strict=True))
         item_of = np.fromiter(map(index.__getitem__, updates.item_ids), np.intp, count=len(updates))
     else:
         uniq, item_of = items
-        index = dict(zip(uniq, range(len(uniq)), strict=True))
-    first = np.unique(item_of, return_index=True)[1]  # indices are 0..k-1 in first-occurrence order
-    raw = np.ascontiguousarray(prior).view(np.uint8).reshape(-1, EPISODE_DTYPE.itemsize)
-    episodes = np.ascontiguousarray(raw[first]).reshape(-1).view(EPISODE_DTYPE)
+        if index is None:
+            index = dict(zip(uniq, range(len(uniq)), strict=True))
+    # item indices are 0..k-1 in first-occurrence order: an item's first row is where the running
+    # maximum steps up (no sort, as np.unique's return_index would)
+    first = np.flatnonzero(np.diff(np.maximum.accumulate(item_of), prepend=-1))
+    whole = np.dtype((np.void, EPISODE_DTYPE.itemsize))  # rows as opaque bytes: a flat copy per row
+    episodes = np.ascontiguousarray(prior).view(whole)[first].view(EPISODE_DTYPE)
     if ctx is None or not len(updates):
         return EpisodeOutcome({}, index, episodes)
     rows = np.setdiff1d(np.arange(len(updates)), np.fromiter(decisions.rejected, np.intp), assume_unique=True)
@@ -138,9 +143,11 @@ def track_episodes(
         return cache.matches(updates.item_ids[i], reasons, now) is not None
 
     found = advance_compiled(
-        episodes, item_of[rows], anomalous, levels.astype(np.int8), at, offsets, ctx.policy, suppressed
-    )
-    transitions = {int(rows[t.row]): t for t in found if t.kind is not Kind.SUPPRESSED}
+        episodes, item_of[rows], anomalous, levels.astype(np.int8), at, offsets, ctx.policy,
+        suppressed if cache is not None else None,
+    )  # fmt: skip
+    batch_row = rows.tolist()
+    transitions = {batch_row[t.row]: t for t in found if t.kind is not Kind.SUPPRESSED}
     n_suppressed = sum(t.kind is Kind.SUPPRESSED for t in found)
     return EpisodeOutcome(transitions, index, episodes, n_suppressed)
 
@@ -176,15 +183,14 @@ def episode_event(event: dict[str, Any], t: Transition, source: SourceLike) -> d
 
 def transition_fields(t: Transition, source: SourceLike, item_id: str) -> dict[str, Any]:
     """What transition ``t`` of ``item_id``'s episode adds to the event of its update (``source``)."""
-    resolved = t.kind is Kind.RESOLVED
-    status = "open" if t.kind in (Kind.OPEN, Kind.RENOTIFIED) else str(t.kind)
+    kind = t.kind
     return episode_fields(
-        status=status,  # type: ignore[arg-type]  # one of the three by construction
+        status=_STATUS[kind],  # type: ignore[arg-type]  # one of the three by construction
         episode=episode_id(source.topic, source.partition, t.opened_offset, item_id),
         first_seen=t.first_seen,
         last_seen=t.last_seen,
         occurrences=t.occurrences,
         max_severity=t.max_level,
-        renotified=t.kind is Kind.RENOTIFIED,
-        resolved_at=t.at if resolved else None,
+        renotified=kind is Kind.RENOTIFIED,
+        resolved_at=t.at if kind is Kind.RESOLVED else None,
     )

@@ -167,19 +167,20 @@ def advance_compiled(  # noqa: PLR0917 (advance's arguments)
     at: npt.NDArray[np.float64],
     offsets: npt.NDArray[np.int64],
     policy: EpisodePolicy,
-    suppressed: Callable[[int], bool] = lambda _row: False,
+    suppressed: Callable[[int], bool] | None = None,
 ) -> list[Transition]:
     """:func:`advance` as one compiled loop (:mod:`detection.episode_kernel`): the same transitions
     and records, ~10x faster. ``suppressed`` must depend on the row alone: it is asked up front, for
-    every anomalous row."""
+    every anomalous row (None: no row is)."""
     from detection.episode_kernel import KINDS, advance_rows
 
     n = item_of.shape[0]
     if not n:
         return []
     quiet = np.zeros(n, np.bool_)
-    for r in np.flatnonzero(anomalous).tolist():
-        quiet[r] = suppressed(r)
+    if suppressed is not None:
+        for r in np.flatnonzero(anomalous).tolist():
+            quiet[r] = suppressed(r)
     names = EPISODE_DTYPE.names or ()
     cols = [np.ascontiguousarray(episodes[name]) for name in names]
     rows = [np.ascontiguousarray(a, t) for a, t in ((item_of, np.intp), (anomalous, np.bool_), (levels, np.int8),

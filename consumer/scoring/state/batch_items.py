@@ -29,6 +29,7 @@ class BatchItems:
     u: npt.NDArray[np.intp]  # per update: its item's index in ``ids``
     records: npt.NDArray[np.void]  # per item: its state (STATE_DTYPE), where ``known``
     known: npt.NDArray[np.bool_]
+    index: dict[str, int] | None = None  # item id -> its index in ``ids``, when it was built
 
 
 def prior_states(
@@ -42,6 +43,7 @@ def prior_states(
     n = len(ids)
     uniq = list(dict.fromkeys(ids))
     k = len(uniq)
+    index = None
     if k == n:
         u = np.arange(n, dtype=np.intp)
     else:
@@ -64,7 +66,7 @@ def prior_states(
         if found.any():
             words(records)[missing[found]] = words(seeded.gather(at[found]))
             have[missing[found]] = True
-    return BatchItems(uniq, u, records, have)
+    return BatchItems(uniq, u, records, have, index)
 
 
 def staged_changes(
