@@ -2,8 +2,9 @@
 
 A ``dict[str, int]`` index alone costs ~150 bytes per item in CPython (the key string, the int,
 the dict slot), so the index is an open-addressing hash table in numpy instead: each item id is
-identified by two independent 64-bit SipHash values (``hash(id)`` and ``hash("\\x1f" + id)``; 128
-bits, collision odds ~1e-26 for 1M ids), its row holds the 112-byte item record
+identified by two independent 64-bit hashes (``hash(id)``, SipHash, and FNV-1a of its UTF-8 bytes
+with a 64-bit finaliser, :func:`detection.probe_kernel.byte_hashes`; 128 bits, collision odds
+~1e-26 for 1M ids), its row holds the 112-byte item record
 (:data:`.record.ITEM_DTYPE`: the detector's history and the alert episode) and the input offset of the last update applied to it, and the
 slot array (int32, load <= 1/2) maps the first hash to the row. Python's string hash is salted
 per process, which is fine: the index never leaves the process (the changelog keys are the ids).
@@ -40,10 +41,16 @@ Records = npt.NDArray[np.void]
 
 def id_hashes(item_ids: Sequence[str]) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
     """The two 64-bit hashes of each id (see the module docstring)."""
+    from detection.probe_kernel import byte_hashes  # numba loads with the first table use, not at import
+
     n = len(item_ids)
     h1 = np.fromiter(map(hash, item_ids), dtype=np.int64, count=n).view(np.uint64)
-    h2 = np.fromiter(map(hash, map("\x1f".__add__, item_ids)), dtype=np.int64, count=n).view(np.uint64)
-    return h1, h2
+    lengths = np.fromiter(map(len, item_ids), dtype=np.int64, count=n)
+    blob = "".join(item_ids).encode("utf-8", "surrogatepass")
+    if len(blob) != lengths.sum():  # an id beyond ASCII: its UTF-8 is longer than its characters
+        encoded = [i.encode("utf-8", "surrogatepass") for i in item_ids]
+        blob, lengths = b"".join(encoded), np.fromiter(map(len, encoded), dtype=np.int64, count=n)
+    return h1, byte_hashes(np.frombuffer(blob, np.uint8), np.cumsum(lengths))
 
 
 def distinct(item_ids: Sequence[str]) -> tuple[list[str], RowArray]:

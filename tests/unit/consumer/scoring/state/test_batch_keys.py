@@ -14,7 +14,7 @@ from consumer.scoring.state.batch_items import prior_states, staged_changes
 from consumer.scoring.state.batch_keys import BatchKeys
 from consumer.scoring.state.record import states_of
 from consumer.scoring.state.store import StagedChanges, StateStore
-from consumer.scoring.state.table import ABSENT, PartitionTable, distinct
+from consumer.scoring.state.table import ABSENT, PartitionTable, distinct, id_hashes
 from detection.item_state import STATE_DTYPE
 from detection.probe_kernel import find_rows
 from tests.fakes import MemoryChangelog
@@ -66,6 +66,30 @@ def test_distinct_is_first_occurrence_order_and_each_ids_index(ids: list[str]) -
     assert u.dtype == np.intp and u.tolist() == [uniq.index(i) for i in ids]
     keys = BatchKeys.of(ids)
     assert keys.ids == uniq and keys.u.tolist() == u.tolist() and keys.rows is None
+
+
+def fnv_fmix(data: bytes) -> int:
+    """The second id hash, in plain Python: FNV-1a 64 of the bytes, then MurmurHash3's fmix64."""
+    m = 2**64 - 1
+    h = 0xCBF29CE484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001B3) & m
+    for mul in (0xFF51AFD7ED558CCD, 0xC4CEB93F53FE1C4F):
+        h = ((h ^ (h >> 33)) * mul) & m
+    return h ^ (h >> 33)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(IDS, st.text(max_size=5), st.just("\ud800x")), max_size=12))
+def test_an_ids_hashes_do_not_depend_on_the_other_ids_of_its_batch(ids: list[str]) -> None:
+    h1, h2 = id_hashes(ids)  # an id beyond ASCII (or a lone surrogate) takes the per-id encoding
+    assert h1.view(np.int64).tolist() == [hash(i) for i in ids]
+    assert h2.tolist() == [fnv_fmix(i.encode("utf-8", "surrogatepass")) for i in ids]
+    ascii_only = list(dict.fromkeys(i for i in ids if i.isascii()))
+    assert id_hashes(ascii_only)[1].tolist() == [fnv_fmix(i.encode()) for i in ascii_only]
+    table = PartitionTable(capacity=1)
+    table.put(ascii_only, one([1.0] * len(ascii_only)), [0] * len(ascii_only))  # hashed ASCII-only
+    assert table.find([*ascii_only, "\u20ac"]).tolist() == [*range(len(ascii_only)), -1]
 
 
 def one(stock: list[float]) -> np.ndarray:
