@@ -53,7 +53,10 @@ def prior_states(
         pick = np.full(k, -1, dtype=np.intp)
         np.maximum.at(pick, u[rows], rows)  # an item's last known update: the table it is read from
         have = pick >= 0
-        words(records)[have] = words(prior)[pick[have]]
+        if have.all():  # the usual on a warm table (take: ~5x a masked assignment)
+            words(records)[:] = np.take(words(prior), pick, axis=0)
+        else:
+            words(records)[have] = words(prior)[pick[have]]
     if seeds is not None and not have.all():
         missing = np.flatnonzero(~have)
         unknown = [uniq[j] for j in missing.tolist()]
@@ -79,8 +82,9 @@ def staged_changes(
     changed = np.flatnonzero(touched)
     at = last[changed]
     offsets = input_offsets[at]
-    records = words(items.records)[changed].reshape(-1).view(STATE_DTYPE)
-    ids = list(map(items.ids.__getitem__, changed.tolist()))
+    records = np.take(words(items.records), changed, axis=0).reshape(-1).view(STATE_DTYPE)
+    every = changed.size == len(items.ids)  # the usual: each update changes its item's history
+    ids = list(items.ids) if every else list(map(items.ids.__getitem__, changed.tolist()))
     out = StagedChanges()
     keys = items.keys
     hints, tables = (keys.rows[at], keys.tables) if keys is not None and keys.rows is not None else (None, {})

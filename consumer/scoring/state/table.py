@@ -297,8 +297,8 @@ def _bytes(rows: Records) -> npt.NDArray[np.uint8]:
 
 
 def _take(records: Records, rows: RowArray) -> Records:
-    """``records[rows]`` as a byte copy (a structured one is ~20x slower)."""
-    return _bytes(records)[rows].reshape(-1).view(records.dtype)
+    """``records[rows]`` as a byte copy (a structured one is ~20x slower, fancy indexing ~3x)."""
+    return np.take(_bytes(records), rows, axis=0).reshape(-1).view(records.dtype)
 
 
 def _slot_count(items: int) -> int:

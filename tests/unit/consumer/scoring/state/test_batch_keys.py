@@ -233,3 +233,54 @@ def test_rows_looked_up_in_a_table_since_replaced_are_not_used() -> None:
     table = store.table(0)
     assert table.find(["y", "z", "x"]).tolist() == [0, 1, -1]  # inserted afresh, not written at row 1
     assert table.gather(table.find(ids))[1].tolist() == [5, 6]
+
+
+def reference_items(ids, prior, known):
+    """prior_states (no seeds) as it was before BatchKeys: two dicts, a masked gather."""
+    uniq = list(dict.fromkeys(ids))
+    index = dict(zip(uniq, range(len(uniq)), strict=True))
+    u = np.array([index[i] for i in ids], np.intp)
+    records = np.zeros(len(uniq), STATE_DTYPE)
+    pick = np.full(len(uniq), -1, np.intp)
+    rows = np.flatnonzero(known)
+    np.maximum.at(pick, u[rows], rows)
+    have = pick >= 0
+    records[have] = prior[pick[have]]
+    return uniq, u, records, have
+
+
+def reference_staged(uniq, u, records, touched, input_offsets, partitions):
+    """staged_changes as it was: the last update's offset and partition per changed item."""
+    last = np.full(len(uniq), -1, np.intp)
+    np.maximum.at(last, u, np.arange(len(u)))
+    out: dict[int, tuple[list[str], bytes, list[int]]] = {}
+    for j in np.flatnonzero(touched).tolist():
+        ids, recs, offs = out.setdefault(partitions[last[j]], ([], b"", []))
+        out[partitions[last[j]]] = (
+            [*ids, uniq[j]],
+            recs + records[j : j + 1].tobytes(),
+            [*offs, int(input_offsets[last[j]])],
+        )
+    return out
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 2), IDS, st.booleans()), max_size=14),  # (partition, id, known)
+    st.lists(st.booleans(), min_size=1, max_size=10),
+    st.booleans(),
+)
+def test_prior_states_and_staged_changes_give_what_they_gave_before_batch_keys(rows, touched, keyed) -> None:
+    ids, parts = [i for _, i, _ in rows], [p for p, _, _ in rows]
+    known = np.array([k for _, _, k in rows], bool)
+    prior = np.zeros(len(ids), STATE_DTYPE)
+    prior["stock"] = np.arange(len(ids))  # each update's prior differs: which one is picked shows
+    keys = BatchKeys.of(ids) if keyed else None
+    items = prior_states(SimpleNamespace(item_ids=ids), prior, known, None, keys)
+    uniq, u, records, have = reference_items(ids, prior, known)
+    assert items.ids == uniq and items.u.tolist() == u.tolist()
+    assert items.known.tolist() == have.tolist() and items.records.tobytes() == records.tobytes()
+    changed = np.resize(np.asarray(touched), len(uniq))
+    offsets = np.arange(100, 100 + len(ids), dtype=np.int64)
+    staged = staged_changes(items, changed, offsets, parts)
+    assert _chunks(staged) == reference_staged(uniq, u, records, changed, offsets, parts)
