@@ -23,6 +23,7 @@ from detection.item_state import StateTable
 from detection.items import StockItem
 from detection.model import AnomalyModel, train_model
 from detection.params import ForestParams
+from detection.probe_kernel import warm_up_probe
 from detection.updates import UpdateBatch
 
 __all__ = ["kernel_cache_dir", "kernels_cached", "kernels_compiled", "scratch_models", "warm_up"]
@@ -60,6 +61,7 @@ def warm_up(model: object) -> bool:
         decisions, _ = model.decide_batch(StateTable(capacity=1), batch, lazy=True)
         decisions.complete(np.arange(len(batch)))  # the pending rows' scorer too
         warm_up_episodes()  # the alert episodes' kernel (consume's alert_mode "episodes")
+        warm_up_probe()  # the state tables' index probe (consumer.scoring.state.table)
         return True
     if isinstance(model, AnomalyModel):
         model.score(np.zeros((1, N_FEATURES)))

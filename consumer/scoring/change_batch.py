@@ -39,6 +39,7 @@ from consumer.scoring.change_events import EventInputs, change_events
 from consumer.scoring.episode_batch import EpisodeContext, track_episodes
 from consumer.scoring.future_time import drop_future
 from consumer.scoring.state.batch_items import prior_states, staged_changes
+from consumer.scoring.state.batch_keys import BatchKeys
 from consumer.scoring.state.record import episodes_of, join, states_of
 from consumer.scoring.state.seeds import Seeds
 from consumer.scoring.state.store import StagedChanges, StateStore
@@ -184,7 +185,8 @@ def process_change_batch(
     failures += ahead  # far-future occurred_at: a dead letter, never the item's clock (future_time.py)
     sources = list(candidates) if len(where) == len(candidates) else list(map(candidates.__getitem__, where))
     partitions = list(map(_PARTITION, sources))
-    prior, prior_offsets = ctx.store.prior(partitions, updates.item_ids)
+    keys: BatchKeys | None = BatchKeys.of(updates.item_ids)  # deduplicated and looked up once
+    prior, prior_offsets = ctx.store.prior(partitions, updates.item_ids, keys)
     input_offsets = np.fromiter(map(_OFFSET, sources), np.int64, count=len(sources))
     keep = split_replays(sources, prior_offsets, input_offsets)
     if keep is not None:
@@ -194,8 +196,9 @@ def process_change_batch(
             [partitions[i] for i in keep],
         )
         where = [where[i] for i in keep]
+        keys = None  # of the updates before: deduplicated again
         prior, prior_offsets, input_offsets = prior[keep], prior_offsets[keep], input_offsets[keep]
-    items = prior_states(updates, states_of(prior), prior_offsets != ABSENT, ctx.seeds)
+    items = prior_states(updates, states_of(prior), prior_offsets != ABSENT, ctx.seeds, keys)
     outputs: list[OutputRecord] = []
     reasons: Counter[str] = Counter()
     anomalies: list[dict[str, Any]] = []
@@ -206,8 +209,7 @@ def process_change_batch(
         for i, exc in decisions.rejected.items():
             failures.append((where[i], 1, sources[i], DlqReason.MISSING_FIELD, str(exc)))
         episodes = track_episodes(ctx.episodes, episodes_of(prior), updates, sources, decisions, now=now,
-                                  items=(items.ids, items.u), index=items.index,
-                                  offsets=input_offsets)  # fmt: skip
+                                  items=(items.ids, items.u), offsets=input_offsets)  # fmt: skip
         suppressed = episodes.suppressed
         inputs = EventInputs(objs, where, change_input_keys(detector.metadata.group_field))
         change_events(decisions, updates, sources, threshold=detector.threshold, version=version, config=config,

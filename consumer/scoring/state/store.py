@@ -31,10 +31,11 @@ from consumer.ports import StateChangelog
 from consumer.scoring.state.changelog import Lineage, decode
 from consumer.scoring.state.record import ITEM_DTYPE
 from consumer.scoring.state.rolling import RollingRewrite, Slice
-from consumer.scoring.state.table import ABSENT, PartitionTable
+from consumer.scoring.state.table import ABSENT, PartitionTable, distinct
 from consumer.scoring.state.truncation import Truncator
 
 if TYPE_CHECKING:
+    from consumer.scoring.state.batch_keys import BatchKeys
     from consumer.scoring.state.cache import ChangelogCache
 
 __all__ = ["Restore", "StagedChanges", "StateStore"]
@@ -51,6 +52,9 @@ class StagedChanges:
     by_partition: dict[int, tuple[list[str], Records, npt.NDArray[np.int64]]] = field(default_factory=dict)
     resets: set[int] = field(default_factory=set)  # partitions this batch starts afresh (marked first)
     slices: list[Slice] = field(default_factory=list)  # rewrite slices its changelog records carry
+    # per partition: the table its items were looked up in and their rows there (-1: none), so the
+    # put needs no second hash and probe (used only while that table is the partition's)
+    rows: dict[int, tuple[PartitionTable, npt.NDArray[np.intp]]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return sum(len(ids) for ids, _, _ in self.by_partition.values())
@@ -240,33 +244,36 @@ class StateStore:
     # ------------------------------------------------------------------ batches
 
     def prior(
-        self, partitions: Sequence[int], item_ids: Sequence[str]
+        self, partitions: Sequence[int], item_ids: Sequence[str], keys: BatchKeys | None = None
     ) -> tuple[Records, npt.NDArray[np.int64]]:
-        """The record and last applied input offset of each (partition, id); offset ABSENT = unknown."""
+        """The record and last applied input offset of each (partition, id); offset ABSENT = unknown.
+
+        ``keys`` (of ``item_ids``): its deduplication is reused, and each update's row is kept in it.
+        """
         n = len(item_ids)
         if n and partitions[0] == partitions[-1] and partitions.count(partitions[0]) == n:
-            return self._prior_one(partitions[0], item_ids)  # the usual batch: one partition
+            table = self._tables[partitions[0]]  # the usual batch: one partition
+            uniq, u = (keys.ids, keys.u) if keys is not None else distinct(item_ids)
+            found = table.find(uniq)[u]
+            if keys is not None:
+                keys.rows, keys.tables = found, {partitions[0]: table}
+            return table.gather(found)
         records = np.zeros(n, ITEM_DTYPE)
         offsets = np.full(n, ABSENT, np.int64)
+        rows = np.full(n, -1, np.intp)
+        tables = {}
         parts = np.asarray(partitions, dtype=np.int64)
         for p in np.unique(parts).tolist():
             at = np.flatnonzero(parts == p)
-            got, off = self._prior_one(p, [item_ids[i] for i in at.tolist()])
+            tables[p] = table = self._tables[p]
+            ids = [item_ids[i] for i in at.tolist()]
+            uniq, u = distinct(ids)
+            rows[at] = found = table.find(uniq)[u]
+            got, off = table.gather(found)
             _raw(records)[at] = _raw(got)
             offsets[at] = off
-        return records, offsets
-
-    def _prior_one(self, partition: int, item_ids: Sequence[str]) -> tuple[Records, npt.NDArray[np.int64]]:
-        table = self._tables[partition]
-        rows = table.lookup(item_ids)
-        held = rows >= 0
-        if held.all():
-            return table.get(rows)
-        records = np.zeros(len(item_ids), ITEM_DTYPE)
-        offsets = np.full(len(item_ids), ABSENT, np.int64)
-        got, off = table.get(rows[held])
-        _raw(records)[held] = _raw(got)
-        offsets[held] = off
+        if keys is not None:
+            keys.rows, keys.tables = rows, tables
         return records, offsets
 
     def apply(self, changes: StagedChanges) -> int:
@@ -274,8 +281,10 @@ class StateStore:
         self._token += 1
         undo = {}
         for p, (ids, records, offsets) in changes.by_partition.items():
-            if p in self._tables and ids:
-                undo[p] = (ids, *self._tables[p].put(ids, records, offsets))
+            if (table := self._tables.get(p)) is not None and ids:
+                seen, rows = changes.rows.get(p, (None, None))  # rows of a table: that one's only
+                hint = rows if seen is table and rows is not None and rows.size == len(ids) else None
+                undo[p] = (ids, *table.put(ids, records, offsets, rows=hint))
         self._undo.append((self._token, undo))
         if changes.slices:
             self._slices.append((self._token, changes.slices))

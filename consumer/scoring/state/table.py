@@ -2,14 +2,17 @@
 
 A ``dict[str, int]`` index alone costs ~150 bytes per item in CPython (the key string, the int,
 the dict slot), so the index is an open-addressing hash table in numpy instead: each item id is
-identified by two independent 64-bit SipHash values (``hash(id)`` and ``hash("\\x1f" + id)``; 128
-bits, collision odds ~1e-26 for 1M ids), its row holds the 112-byte item record
+identified by two independent 64-bit hashes (``hash(id)``, SipHash, and FNV-1a of its UTF-8 bytes
+with a 64-bit finaliser, :func:`detection.probe_kernel.byte_hashes`; 128 bits, collision odds
+~1e-26 for 1M ids), its row holds the 112-byte item record
 (:data:`.record.ITEM_DTYPE`: the detector's history and the alert episode) and the input offset of the last update applied to it, and the
 slot array (int32, load <= 1/2) maps the first hash to the row. Python's string hash is salted
 per process, which is fine: the index never leaves the process (the changelog keys are the ids).
 
 A row whose offset is :data:`ABSENT` holds no item (an insert that was rolled back); the slot
-stays, so the id finds the same row if it comes back.
+stays, so the id finds the same row if it comes back. A row never moves nor changes its id, so the
+rows a batch's lookup found (:meth:`PartitionTable.find`) serve its put too (``rows=``): each
+distinct id of a batch is hashed and probed once (the probe: :mod:`detection.probe_kernel`).
 
 An item table also keeps each row's id as UTF-8 bytes in one growing buffer (4 bytes of end
 offset per row plus the id): the changelog's rolling rewrite (:mod:`.rolling`) writes rows by
@@ -19,7 +22,6 @@ position, and needs their ids. The inventory seed's table keeps none (``keep_ids
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import repeat
 from typing import Final
 
 import numpy as np
@@ -28,7 +30,7 @@ import numpy.typing as npt
 from consumer.scoring.state.id_blob import IdBlob
 from consumer.scoring.state.record import ITEM_DTYPE, as_items
 
-__all__ = ["ABSENT", "PartitionTable", "id_hashes"]
+__all__ = ["ABSENT", "PartitionTable", "distinct", "id_hashes"]
 
 ABSENT: Final = -2  # offset of a row that holds no item
 UNKNOWN_OFFSET: Final = -1  # an item whose input offset is not known (restored without one)
@@ -49,8 +51,28 @@ def first_hashes(item_ids: Sequence[str]) -> npt.NDArray[np.uint64]:
 
 
 def second_hashes(item_ids: Sequence[str]) -> npt.NDArray[np.uint64]:
+    """FNV-1a over each id's UTF-8 (:func:`detection.probe_kernel.byte_hashes`), in one pass."""
+    from detection.probe_kernel import byte_hashes  # numba loads with the first table use, not at import
+
     n = len(item_ids)
-    return np.fromiter(map(hash, map("\x1f".__add__, item_ids)), dtype=np.int64, count=n).view(np.uint64)
+    lengths = np.fromiter(map(len, item_ids), dtype=np.int64, count=n)
+    blob = "".join(item_ids).encode("utf-8", "surrogatepass")
+    if len(blob) != lengths.sum():  # an id beyond ASCII: its UTF-8 is longer than its characters
+        encoded = [i.encode("utf-8", "surrogatepass") for i in item_ids]
+        blob, lengths = b"".join(encoded), np.fromiter(map(len, encoded), dtype=np.int64, count=n)
+    hashes: npt.NDArray[np.uint64] = byte_hashes(np.frombuffer(blob, np.uint8), np.cumsum(lengths))
+    return hashes
+
+
+def distinct(item_ids: Sequence[str]) -> tuple[list[str], RowArray]:
+    """The distinct ids (first-occurrence order) and, per id of ``item_ids``, its index among them."""
+    n = len(item_ids)
+    first: dict[str, int] = {}
+    at = np.fromiter(map(first.setdefault, item_ids, range(n)), np.intp, count=n)  # each id's first position
+    if len(first) == n:
+        return list(first), at
+    is_first = at == np.arange(n)
+    return list(first), (np.cumsum(is_first) - 1)[at]
 
 
 class PartitionTable:
@@ -60,7 +82,7 @@ class PartitionTable:
     the detector alone given to an item table are widened (no episode open).
     """
 
-    __slots__ = ("_blob", "_blob_n", "_h1", "_h2", "_id_end", "_n", "_offsets", "_records", "_seen", "_slots")
+    __slots__ = ("_blob", "_blob_n", "_h1", "_h2", "_id_end", "_n", "_offsets", "_records", "_slots")
 
     def __init__(
         self, capacity: int = 1024, *, dtype: np.dtype[np.void] = ITEM_DTYPE, keep_ids: bool = True
@@ -75,9 +97,6 @@ class PartitionTable:
         self._offsets: IntArray = np.full(capacity, ABSENT, np.int64)
         self._slots = np.full(_slot_count(capacity), _EMPTY, np.int32)
         self._n = 0  # rows used (including ABSENT ones)
-        # The rows the last lookup found, by id: a row never moves nor changes its id, so the put
-        # of the same batch's changes finds them here instead of hashing and probing again.
-        self._seen: dict[str, int] = {}
 
     def __len__(self) -> int:
         """Items held (rows that are not ABSENT)."""
@@ -143,30 +162,50 @@ class PartitionTable:
 
     def lookup(self, item_ids: Sequence[str]) -> RowArray:
         """Row of each id, -1 for an id the table does not hold."""
-        distinct = dict(zip(item_ids, repeat(None)))
-        if len(distinct) == len(item_ids):
-            rows = self._find(*id_hashes(item_ids))
-            self._seen = dict(zip(item_ids, rows.tolist(), strict=True))
-        else:  # a popular item updates several times a batch: each id is hashed and probed once
-            uniq = list(distinct)
-            self._seen = dict(zip(uniq, self._find(*id_hashes(uniq)).tolist(), strict=True))
-            rows = np.fromiter(map(self._seen.__getitem__, item_ids), np.intp, count=len(item_ids))
-        held = rows >= 0
-        held[held] = self._offsets[rows[held]] != ABSENT
-        return np.where(held, rows, -1)
+        uniq, u = distinct(item_ids)  # a popular item updates several times a batch: hashed once
+        return self.held(self.find(uniq))[u]
+
+    def find(self, item_ids: Sequence[str]) -> RowArray:
+        """Row of each id (ABSENT rows too: a rolled-back insert keeps its row), -1 for an id never put."""
+        return self._find(*id_hashes(item_ids))
+
+    def held(self, rows: RowArray) -> RowArray:
+        """``rows`` (of :meth:`find`) with -1 for those that hold no item (ABSENT)."""
+        return np.where((rows >= 0) & (self._offsets[rows] != ABSENT), rows, -1)  # rows[-1]: masked
 
     def get(self, rows: RowArray) -> tuple[Records, IntArray]:
         """Copies of the records and offsets of ``rows`` (valid rows only)."""
         return _take(self._records, rows), self._offsets[rows]
 
+    def gather(self, found: RowArray) -> tuple[Records, IntArray]:
+        """The records and offsets of rows of :meth:`find` (zeros and ABSENT where it found no item)."""
+        rows = self.held(found)
+        held = rows >= 0
+        if held.all():
+            return self.get(rows)
+        records = np.zeros(rows.size, self._records.dtype)
+        offsets = np.full(rows.size, ABSENT, np.int64)
+        _bytes(records)[held] = _bytes(self._records)[rows[held]]
+        offsets[held] = self._offsets[rows[held]]
+        return records, offsets
+
     def put(
-        self, item_ids: Sequence[str], records: Records, offsets: npt.ArrayLike
+        self,
+        item_ids: Sequence[str],
+        records: Records,
+        offsets: npt.ArrayLike,
+        *,
+        rows: RowArray | None = None,
     ) -> tuple[Records, IntArray]:
         """Write records and offsets of distinct ``item_ids``; returns what was there before
-        (offset ABSENT for an item that was not held): writing that back undoes the put."""
+        (offset ABSENT for an item that was not held): writing that back undoes the put.
+
+        ``rows``: what :meth:`find` gave for these ids on this table (-1 where it found none).
+        """
         records = self._typed(records)
-        rows = np.fromiter(map(self._seen.get, item_ids, repeat(-1)), np.intp, count=len(item_ids))
-        todo = np.flatnonzero(rows < 0)  # not seen by the last lookup, or not held then
+        n = len(item_ids)
+        rows = np.full(n, -1, np.intp) if rows is None else np.array(rows, dtype=np.intp, copy=True)
+        todo = np.flatnonzero(rows < 0)  # not found, or not looked up: hashed and probed here
         if todo.size:
             h1, h2 = id_hashes([item_ids[i] for i in todo.tolist()])
             found = self._find(h1, h2)
@@ -238,19 +277,9 @@ class PartitionTable:
     # ------------------------------------------------------------------ the hash index
 
     def _find(self, h1: npt.NDArray[np.uint64], h2: npt.NDArray[np.uint64]) -> RowArray:
-        slots, mask = self._slots, np.uint64(self._slots.size - 1)
-        out = np.full(h1.size, -1, np.intp)
-        pos = (h1 & mask).astype(np.intp)
-        todo = np.arange(h1.size)
-        while todo.size:
-            rows = slots[pos[todo]].astype(np.intp)
-            used = rows != _EMPTY
-            hit = used.copy()
-            hit[used] = (self._h1[rows[used]] == h1[todo[used]]) & (self._h2[rows[used]] == h2[todo[used]])
-            out[todo[hit]] = rows[hit]
-            todo = todo[used & ~hit]
-            pos[todo] = (pos[todo] + 1) & int(mask)
-        return out
+        from detection.probe_kernel import find_rows  # numba loads with the first probe, not at import
+
+        return find_rows(self._slots, self._h1, self._h2, h1, h2)
 
     def _insert(self, h1: npt.NDArray[np.uint64], h2: npt.NDArray[np.uint64]) -> RowArray:
         """Append rows for new (absent, distinct) hashes and index them; returns their rows."""
@@ -304,8 +333,8 @@ def _bytes(rows: Records) -> npt.NDArray[np.uint8]:
 
 
 def _take(records: Records, rows: RowArray) -> Records:
-    """``records[rows]`` as a byte copy (a structured one is ~20x slower)."""
-    return _bytes(records)[rows].reshape(-1).view(records.dtype)
+    """``records[rows]`` as a byte copy (a structured one is ~20x slower, fancy indexing ~3x)."""
+    return np.take(_bytes(records), rows, axis=0).reshape(-1).view(records.dtype)
 
 
 def _slot_count(items: int) -> int:
