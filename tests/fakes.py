@@ -230,3 +230,13 @@ class MemoryChangelog:
         return True
 
     def close(self) -> None: ...
+
+
+def foreground_store(changelog: Any) -> Any:
+    """A StateStore whose truncator runs on the caller's thread: two runs of the same stream cut
+    the same rewrite slices (a background thread makes when a cycle's start is read a race)."""
+    from consumer.scoring.state.store import StateStore
+
+    store = StateStore(changelog)
+    store.truncator.background = False
+    return store

@@ -19,12 +19,11 @@ from consumer.scoring.change_events import change_events
 from consumer.scoring.episode_batch import EpisodeContext, episode_alert
 from consumer.scoring.episodes import EpisodePolicy, Transition
 from consumer.scoring.state.seeds import SnapshotSeeds
-from consumer.scoring.state.store import StateStore
 from consumer.wire.context import EventContext, ModelLinks
 from consumer.wire.events import build_events
 from detection import ChangeDetector, parse_updates, train_detector
 from detection.change_features import CHANGE_FEATURE_NAMES
-from tests.fakes import MemoryChangelog, Rec
+from tests.fakes import MemoryChangelog, Rec, foreground_store
 from tests.unit.consumer.scoring.state.test_change_parity import message
 from tests.unit.detection.test_detector import snapshot_docs
 
@@ -127,7 +126,7 @@ def test_change_events_writes_what_the_plain_builder_writes(
     monkeypatch.setattr(change_batch, "change_events", spy)
     config = BatchConfig(anomaly_topic="anomalies", dlq_topic="dlq", decisions_topic=decisions_topic,
                          context=CONTEXT)  # fmt: skip
-    ctx = ChangeContext(StateStore(MemoryChangelog()), "g.in.state", SnapshotSeeds(DOCS), episodes)
+    ctx = ChangeContext(foreground_store(MemoryChangelog()), "g.in.state", SnapshotSeeds(DOCS), episodes)
     ctx.restore_for({("in", 0): 0, ("in", 1): 0})
     recs = records(seed)
     for a in range(0, len(recs), 200):  # episodes open in one batch and resolve in a later one

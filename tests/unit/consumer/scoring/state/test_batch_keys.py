@@ -17,7 +17,7 @@ from consumer.scoring.state.store import StagedChanges, StateStore
 from consumer.scoring.state.table import ABSENT, PartitionTable, distinct, id_hashes
 from detection.item_state import STATE_DTYPE
 from detection.probe_kernel import find_rows
-from tests.fakes import MemoryChangelog
+from tests.fakes import MemoryChangelog, foreground_store
 
 IDS = st.sampled_from(["a", "b", "c", "d", "é", "", "a\x1f", "\x1fa", "sku-1", "sku-10"])
 
@@ -183,7 +183,7 @@ def contents(store: StateStore, ids: list[str]):
     )
 )
 def test_the_store_with_batch_keys_matches_the_store_without(batches) -> None:
-    keyed, plain = StateStore(MemoryChangelog()), StateStore(MemoryChangelog())
+    keyed, plain = foreground_store(MemoryChangelog()), foreground_store(MemoryChangelog())
     for store in (keyed, plain):
         store.assign(0, resume_offset=0)
         store.assign(1, resume_offset=0)

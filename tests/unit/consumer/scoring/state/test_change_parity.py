@@ -20,7 +20,7 @@ from detection import ChangeDetector, StateTable, parse_updates, train_detector
 from detection.decide_reference import decide_batch_reference
 from detection.detector import baseline_table
 from detection.updates import parse_updates_by_row
-from tests.fakes import MemoryChangelog, Rec
+from tests.fakes import MemoryChangelog, Rec, foreground_store
 from tests.unit.detection.test_detector import snapshot_docs
 
 CONFIG = BatchConfig(anomaly_topic="anomalies", dlq_topic="dlq", decisions_topic="decisions")
@@ -70,7 +70,7 @@ def batch_records(seed: int, n: int = 300) -> list[Rec]:
 
 
 def store_with_held_items() -> StateStore:
-    store = StateStore(MemoryChangelog())
+    store = foreground_store(MemoryChangelog())
     table = baseline_table(parse_updates([d for d in DOCS if d["item_id"] in HELD])[0])
     for p in (0, 1):
         ids = [i for i in table if int(i.split("-")[1]) % 2 == p]

@@ -26,7 +26,6 @@ from consumer.scoring.change_batch import ChangeContext, process_change_batch
 from consumer.scoring.episode_batch import EpisodeContext
 from consumer.scoring.episodes import EpisodePolicy
 from consumer.scoring.state.seeds import SnapshotSeeds
-from consumer.scoring.state.store import StateStore
 from consumer.scoring.suppression_cache import SuppressionCache
 from consumer.wire.suppressions import suppression_from_feedback
 from detection import ChangeDetector, parse_updates, train_detector
@@ -34,7 +33,7 @@ from scripts.inventory_sim import SimConfig
 from scripts.inventory_sim import simulate as inventory
 from scripts.warehouse_ops import WarehouseConfig
 from scripts.warehouse_sim import simulate as warehouse
-from tests.fakes import MemoryChangelog, Rec
+from tests.fakes import MemoryChangelog, Rec, foreground_store
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)  # after every simulated occurred_at
 BATCH = 400
@@ -80,7 +79,7 @@ def suppressions(events: Docs, labels: dict[str, str]) -> SuppressionCache:
 def run(detector: ChangeDetector, snapshot: Docs, recs: list[Rec], episodes: EpisodeContext | None,
         config: BatchConfig) -> list[Any]:  # fmt: skip
     """Every output (pack keys normalised), counter and staged state of the stream, batch by batch."""
-    ctx = ChangeContext(StateStore(MemoryChangelog()), "g.in.state", SnapshotSeeds(snapshot), episodes)
+    ctx = ChangeContext(foreground_store(MemoryChangelog()), "g.in.state", SnapshotSeeds(snapshot), episodes)
     ctx.restore_for({("in", 0): 0, ("in", 1): 0})
     out: list[Any] = []
     for a in range(0, len(recs), BATCH):
