@@ -128,8 +128,7 @@ class PartitionTable:
     def rows_of(self, item_ids: Sequence[str], start: int, stop: int) -> RowArray:
         """The row of each id among rows ``start:stop`` (ABSENT ones too), -1 for an id not there.
 
-        Unlike :meth:`lookup` it leaves the rows found for the next put alone, and hashes an id
-        twice only if its first hash is in the span (that one is cached by ``str``)."""
+        It hashes an id twice only if its first hash is in the span (that one is cached by ``str``)."""
         n = len(item_ids)
         out = np.full(n, -1, np.intp)
         span = self._h1[start:stop]
