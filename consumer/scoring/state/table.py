@@ -170,6 +170,8 @@ class PartitionTable:
 
     def held(self, rows: RowArray) -> RowArray:
         """``rows`` (of :meth:`find`) with -1 for those that hold no item (ABSENT)."""
+        if not self._offsets.size:  # compacted empty (an inventory seed of nothing): no row to read
+            return np.full(rows.shape, -1, np.intp)
         return np.where((rows >= 0) & (self._offsets[rows] != ABSENT), rows, -1)  # rows[-1]: masked
 
     def get(self, rows: RowArray) -> tuple[Records, IntArray]:

@@ -122,3 +122,22 @@ def test_compact_drops_spare_capacity_and_keeps_every_item() -> None:
     assert (table.lookup(ids) >= 0).all() and len(table) == 5000
     table.put(["new"], records([2.0]), [1])  # still grows after a compaction
     assert table.get(table.lookup(["new"]))[0]["stock"].tolist() == [2.0]
+
+
+def test_an_empty_compacted_table_holds_no_id() -> None:
+    """An inventory seed of no documents is a table compacted to zero rows: lookups find nothing."""
+    table = PartitionTable(capacity=0)
+    table.load([], records([]), np.zeros(0))
+    table.compact()
+    assert table.lookup(["a", "b", "a"]).tolist() == [-1, -1, -1]
+    found, offsets = table.gather(table.find(["a"]))
+    assert offsets.tolist() == [ABSENT]
+    assert found["stock"].tolist() == [0.0]
+
+
+def test_an_empty_inventory_seeds_nothing_and_does_not_fail() -> None:
+    from consumer.scoring.state.seeds import SnapshotSeeds
+
+    seeds = SnapshotSeeds([])  # the inventory was empty (or unreadable) when the seed was loaded
+    assert len(seeds) == 0
+    assert seeds.seed(["sku-1", "sku-2", "sku-1"]).item_ids == []
