@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         "--only", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}"
     )
     parser.add_argument("--quick", action="store_true", help="small sizes for development (not the issue's)")
+    parser.add_argument(
+        "--traceback", action="store_true", help="print a failing benchmark's stack, not one line"
+    )
     args = parser.parse_args(argv)
     steps = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in steps if s not in RUNNERS]
@@ -96,8 +99,13 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         try:
             section = RUNNERS[step](args.quick, results)
-        except Exception:  # report and go on with the other benchmarks
-            traceback.print_exc()
+        except Exception as exc:  # report and go on with the other benchmarks
+            if args.traceback:
+                traceback.print_exc()
+            else:
+                print(
+                    f"bench: {step} failed: {type(exc).__name__}: {exc} (--traceback shows where)", flush=True
+                )
             failed.append(step)
             continue
         if section is not None:

@@ -57,6 +57,22 @@ def row(r: Result) -> list[str]:
             f"{r.seconds:.0f}", "PASS" if r.ok else "FAIL"]  # fmt: skip
 
 
+def run_scenario(name: str, scenario: Scenario, ctx: Ctx, *, show_stack: bool) -> list[Result]:
+    """One scenario's results, timed; one that cannot finish is a failed guarantee, not a crash of the suite."""
+    t0 = time.monotonic()
+    print(f"chaos: {name} ...", flush=True)
+    try:
+        got = scenario(ctx)
+    except Exception as exc:
+        if show_stack:
+            traceback.print_exc(file=sys.stderr)
+        got = [Result(name, "", ok=False, checks=[f"FAILED: {type(exc).__name__}: {exc}"])]
+    finally:
+        ctx.stop_all()
+    split_seconds(got, t0, time.monotonic())
+    return got
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer variants and repetitions (CI)")
@@ -67,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         "mongo-kill, poison, hostile, models, control",
     )
     parser.add_argument("--keep-stack", action="store_true", help="leave the suite's stack running")
+    parser.add_argument(
+        "--traceback",
+        action="store_true",
+        help="print a failing scenario's stack (its check says why in one line)",
+    )
     args = parser.parse_args(argv)
     env = os.environ
     stack = ChaosStack(
@@ -90,19 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     try:
         for name, scenario in chosen:
-            t0 = time.monotonic()
-            print(f"chaos: {name} ...", flush=True)
-            try:
-                got = scenario(ctx)
-            except (
-                Exception
-            ) as exc:  # a scenario that cannot finish is a failed guarantee, not a crash of the suite
-                traceback.print_exc(file=sys.stderr)
-                got = [Result(name, "", ok=False, checks=[f"FAILED: {type(exc).__name__}: {exc}"])]
-            finally:
-                ctx.stop_all()
-            split_seconds(got, t0, time.monotonic())
-            for r in got:
+            for r in run_scenario(name, scenario, ctx, show_stack=args.traceback):
                 results.append(r)
                 print(r.progress(), flush=True)
     finally:
