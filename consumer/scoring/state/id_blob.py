@@ -24,15 +24,15 @@ class IdBlob:
     lengths: npt.NDArray[np.int64]
 
     @classmethod
-    def encode(cls, item_ids: Sequence[str]) -> IdBlob:
-        """The UTF-8 of ``item_ids`` (as ``str.encode`` each, errors included)."""
+    def encode(cls, item_ids: Sequence[str], errors: str = "strict") -> IdBlob:
+        """The UTF-8 of ``item_ids`` (as ``str.encode(errors=errors)`` each, errors included)."""
         text = "".join(item_ids)
-        data = text.encode()
+        data = text.encode("utf-8", errors)
         n = len(item_ids)
         if len(data) == len(text):  # ASCII (the usual ids): one byte per character
             lengths = np.fromiter(map(len, item_ids), np.int64, count=n)
         else:
-            lengths = np.fromiter(map(len, map(str.encode, item_ids)), np.int64, count=n)
+            lengths = np.fromiter((len(i.encode("utf-8", errors)) for i in item_ids), np.int64, count=n)
         return cls(np.frombuffer(data, np.uint8), lengths)
 
     @classmethod

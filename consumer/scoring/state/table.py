@@ -54,13 +54,8 @@ def second_hashes(item_ids: Sequence[str]) -> npt.NDArray[np.uint64]:
     """FNV-1a over each id's UTF-8 (:func:`detection.probe_kernel.byte_hashes`), in one pass."""
     from detection.probe_kernel import byte_hashes  # numba loads with the first table use, not at import
 
-    n = len(item_ids)
-    lengths = np.fromiter(map(len, item_ids), dtype=np.int64, count=n)
-    blob = "".join(item_ids).encode("utf-8", "surrogatepass")
-    if len(blob) != lengths.sum():  # an id beyond ASCII: its UTF-8 is longer than its characters
-        encoded = [i.encode("utf-8", "surrogatepass") for i in item_ids]
-        blob, lengths = b"".join(encoded), np.fromiter(map(len, encoded), dtype=np.int64, count=n)
-    hashes: npt.NDArray[np.uint64] = byte_hashes(np.frombuffer(blob, np.uint8), np.cumsum(lengths))
+    ids = IdBlob.encode(item_ids, errors="surrogatepass")  # any str hashes (a lone surrogate too)
+    hashes: npt.NDArray[np.uint64] = byte_hashes(ids.data, np.cumsum(ids.lengths))
     return hashes
 
 
