@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from consumer.ports import StateChangelog
 from consumer.scoring.state.changelog import Lineage, decode
-from consumer.scoring.state.record import ITEM_DTYPE
+from consumer.scoring.state.record import ITEM_DTYPE, byte_rows
 from consumer.scoring.state.rolling import RollingRewrite, Slice
 from consumer.scoring.state.table import ABSENT, PartitionTable, distinct
 from consumer.scoring.state.truncation import Truncator
@@ -270,7 +270,7 @@ class StateStore:
             uniq, u = distinct(ids)
             rows[at] = found = table.find(uniq)[u]
             got, off = table.gather(found)
-            _raw(records)[at] = _raw(got)
+            byte_rows(records)[at] = byte_rows(got)
             offsets[at] = off
         if keys is not None:
             keys.rows, keys.tables = rows, tables
@@ -336,8 +336,3 @@ class StateStore:
     def close(self) -> None:
         self.truncator.close()
         self.changelog.close()
-
-
-def _raw(records: Records) -> npt.NDArray[np.uint8]:
-    """Records as rows of bytes (copying those is ~20x faster than a structured copy)."""
-    return records.view(np.uint8).reshape(records.shape[0], records.dtype.itemsize)
