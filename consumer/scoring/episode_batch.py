@@ -98,20 +98,18 @@ def track_episodes(
     items: tuple[list[str], npt.NDArray[np.intp]] | None = None,
     offsets: npt.NDArray[np.int64] | None = None,
     stamps: npt.NDArray[np.float64] | None = None,
-    index: dict[str, int] | None = None,
 ) -> EpisodeOutcome:
     """See the module docstring; ``prior`` is each row's item episode before the batch; ``items``:
     the batch's distinct item ids in first-occurrence order and each row's index in them, when
-    known (``BatchItems``; ``index``: its id -> index map, when built); ``offsets`` and ``stamps``:
-    each row's input offset and record timestamp (ms, NaN for none), when known."""
+    known (``BatchItems``); ``offsets`` and ``stamps``: each row's input offset and record
+    timestamp (ms, NaN for none), when known."""
     if items is None:
         uniq = list(dict.fromkeys(updates.item_ids))
         index = dict(zip(uniq, range(len(uniq)), strict=True))
         item_of = np.fromiter(map(index.__getitem__, updates.item_ids), np.intp, count=len(updates))
     else:
         uniq, item_of = items
-        if index is None:
-            index = dict(zip(uniq, range(len(uniq)), strict=True))
+        index = dict(zip(uniq, range(len(uniq)), strict=True))
     # item indices are 0..k-1 in first-occurrence order: an item's first row is where the running
     # maximum steps up (no sort, as np.unique's return_index would)
     first = np.flatnonzero(np.diff(np.maximum.accumulate(item_of), prepend=-1))

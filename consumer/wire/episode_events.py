@@ -40,9 +40,8 @@ def episode_id(topic: str, partition: int, opened_offset: int, item_id: str) -> 
     return hashlib.sha256(raw).hexdigest()[:EPISODE_ID_HEX_CHARS]
 
 
-_TIMES: dict[
-    float, str
-] = {}  # event_time's memo: an open event's first_seen is its last_seen; an episode repeats it
+# event_time's memo: an open event's first_seen is its last_seen; an episode's events repeat it
+_TIMES: dict[float, str] = {}
 _MEMO: Final = 4096
 _SAFE: Final = (-62135596800.0, 253402300798.0)  # year 1 .. a second before datetime's end: no range error
 
