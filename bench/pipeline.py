@@ -2,7 +2,8 @@
 (c) the service exactly-once and (d) a naive one-``predict``-per-message consumer.
 
 (b) and (c) are the real service in this process (``build_service`` + ``run(max_events=N)``), each
-with a fresh group and fresh output topics, timed from the first polled record to the last commit.
+with a fresh group and fresh output topics, timed from the second polled batch to the last commit: the
+first batch is not timed (it holds the partition's restore and the first loads), in every row alike.
 """
 
 from __future__ import annotations
@@ -164,13 +165,16 @@ def service_run(
             if not cache:
                 service.state.store.cache = None
         settle_heap()  # as `stockwatch consume` does before its loop
-        stamps = {"first": 0.0, "last": 0.0}
+        stamps = {"first": 0.0, "last": 0.0, "untimed": 0}
         poll, publish, commit = service.source.poll, service.sink.publish, service.sink.commit
 
         def timed_poll(timeout_ms: int, max_records: int) -> Any:
             out = poll(timeout_ms, max_records)
             if out and not stamps["first"]:
-                stamps["first"] = time.perf_counter()
+                if stamps["untimed"]:
+                    stamps["first"] = time.perf_counter()
+                else:  # the first batch: the partition's restore (a default row's) and the first loads
+                    stamps["untimed"] = sum(len(records) for records in out.values())
             return out
 
         def timed_publish(*args: Any, **kwargs: Any) -> Any:
@@ -198,7 +202,7 @@ def service_run(
         "batches": stats.batches,
         "stopped_by": stats.stopped_by,
         "seconds": seconds,
-        "events_per_s": stats.events_in / seconds,
+        "events_per_s": (stats.events_in - stamps["untimed"]) / seconds,
     }
 
 
