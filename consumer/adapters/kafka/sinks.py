@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kafka import KafkaProducer
@@ -30,6 +30,7 @@ from kafka.errors import (
 from kafka.future import Future
 
 from config.kafka import KafkaSettings
+from consumer.adapters.kafka.key_partitions import key_partitions
 from consumer.adapters.kafka.source import (
     DeliveryFailedError,
     KafkaSource,
@@ -107,12 +108,13 @@ def _track_topics(producer: Any, outputs: Sequence[OutputRecord]) -> None:
 
 def _send_all(producer: Any, outputs: Sequence[OutputRecord], watch: _FirstFailures) -> list[Any]:
     _track_topics(producer, outputs)
+    partitions = key_partitions(outputs, _known_partitions(producer))
     send, watched = producer.send, watch.watch
     futures = []
-    for o in outputs:
+    for o, partition in zip(outputs, partitions, strict=True):
         try:
             futures.append(
-                watched(send(o.topic, value=o.value, key=o.key, headers=o.headers, partition=o.partition))
+                watched(send(o.topic, value=o.value, key=o.key, headers=o.headers, partition=partition))
             )
         except MessageSizeTooLargeError as exc:  # over max_request_size: refused before sending
             futures.append(watched(Future().failure(exc)))
@@ -120,6 +122,12 @@ def _send_all(producer: Any, outputs: Sequence[OutputRecord], watch: _FirstFailu
             futures.append(watched(Future().failure(exc)))
             break
     return futures
+
+
+def _known_partitions(producer: Any) -> Callable[[str], set[int] | None]:
+    """The producer's cached partitions of a topic (None when not known yet): never waits."""
+    metadata = getattr(producer, "_metadata", None)  # no public accessor that does not block
+    return metadata.partitions_for_topic if metadata is not None else lambda _topic: None
 
 
 class PendingDelivery:

@@ -1,0 +1,72 @@
+"""A publish's keyed outputs get the partitions kafka-python's default partitioner would give them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from kafka.partitioner.default import DefaultPartitioner
+from kafka.partitioner.default import murmur2 as reference_murmur2
+
+from consumer.adapters.kafka.key_partitions import MIN_KEYS, key_partitions, murmur2
+from consumer.ports import OutputRecord
+
+
+@given(st.lists(st.binary(max_size=64), max_size=80))
+def test_murmur2_is_the_java_clients(keys: list[bytes]) -> None:
+    assert murmur2(keys).tolist() == [reference_murmur2(k) & 0xFFFFFFFF for k in keys]
+
+
+def test_murmur2_of_every_tail_length_and_non_ascii_keys() -> None:
+    keys = [b"", b"a", b"ab", b"abc", b"abcd", b"abcde", "sku-ü-42".encode(), bytes(range(256))]
+    assert murmur2(keys).tolist() == [reference_murmur2(k) & 0xFFFFFFFF for k in keys]
+
+
+class _Cluster:
+    """The metadata DefaultPartitioner reads, for topics with the given partitions."""
+
+    def __init__(self, partitions: dict[str, set[int]]) -> None:
+        self.partitions = partitions
+
+    def topics(self) -> set[str]:
+        return set(self.partitions)
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        return self.partitions.get(topic)
+
+    def available_partitions_for_topic(self, topic: str) -> set[int]:
+        return self.partitions.get(topic, set())
+
+
+def _default(cluster: _Cluster, o: OutputRecord) -> Any:
+    return DefaultPartitioner().partition(o.topic, o.key, o.key, o.value, o.value, cluster)
+
+
+def test_keyed_outputs_get_the_default_partitioners_partition() -> None:
+    cluster = _Cluster({"anomalies": {0, 1, 2, 3, 4, 5, 6}, "decisions": {3, 1, 2}})  # any order, any ids
+    outputs = [
+        OutputRecord("anomalies" if i % 3 else "decisions", f"sku-{i}".encode(), b"{}") for i in range(90)
+    ]
+    got = key_partitions(outputs, cluster.partitions_for_topic)
+    assert got == [_default(cluster, o) for o in outputs]
+    assert len(set(got)) > 3  # spread over the partitions, not one
+
+
+def test_own_partitions_missing_keys_and_unknown_topics_are_left_alone() -> None:
+    cluster = _Cluster({"anomalies": {0, 1}})
+    outputs = [OutputRecord("anomalies", f"sku-{i}".encode(), b"{}") for i in range(MIN_KEYS)]
+    outputs += [
+        OutputRecord("state", b"sku-1", b"packed", partition=5),  # the changelog names its partition
+        OutputRecord("anomalies", None, b"{}"),  # no key: the producer's sticky partitioner decides
+        OutputRecord("dlq", b"sku-2", b"{}"),  # metadata not known yet: the producer waits for it
+    ]
+    got = key_partitions(outputs, cluster.partitions_for_topic)
+    assert got[-3:] == [5, None, None]
+    assert got[:MIN_KEYS] == [_default(cluster, o) for o in outputs[:MIN_KEYS]]
+
+
+def test_a_few_keys_are_left_to_the_producer() -> None:
+    cluster = _Cluster({"anomalies": {0, 1}})
+    outputs = [OutputRecord("anomalies", f"sku-{i}".encode(), b"{}") for i in range(MIN_KEYS - 1)]
+    assert key_partitions(outputs, cluster.partitions_for_topic) == [None] * (MIN_KEYS - 1)
