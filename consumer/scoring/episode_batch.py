@@ -144,15 +144,15 @@ def track_episodes(
         episodes, item_of[rows], anomalous, levels.astype(np.int8), at, offsets, ctx.policy,
         suppressed if cache is not None else None,
     )  # fmt: skip
-    batch_row = rows.tolist()
-    transitions = {batch_row[t.row]: t for t in found if t.kind is not Kind.SUPPRESSED}
-    n_suppressed = sum(t.kind is Kind.SUPPRESSED for t in found)
+    batch_row = rows[[t.row for t in found]].tolist()  # the transitions' rows only (a batch has ~2,000)
+    transitions = {r: t for r, t in zip(batch_row, found, strict=True) if t.kind is not Kind.SUPPRESSED}
+    n_suppressed = len(found) - len(transitions)
     return EpisodeOutcome(transitions, index, episodes, n_suppressed)
 
 
 def record_stamps(sources: Sequence[SourceLike]) -> npt.NDArray[np.float64]:
     """Each record's timestamp in ms as float64 (NaN where it has none)."""
-    return np.array(list(map(_TIMESTAMP, sources)), dtype=np.float64).reshape(len(sources))
+    return np.fromiter(map(_TIMESTAMP, sources), np.float64, count=len(sources))  # None -> NaN, as np.array
 
 
 def episode_alert(
