@@ -77,11 +77,21 @@ class EpisodeContext:
 @dataclass(slots=True)
 class EpisodeOutcome:
     transitions: dict[int, Transition]  # by batch row
-    index: dict[str, int]  # item id -> row of ``episodes``
+    ids: list[str]  # the batch's distinct items: row k of ``episodes`` is ``ids[k]``'s
     episodes: Records  # each item's episode after the batch
     suppressed: int = 0  # episodes opened silently (a suppression matched)
+    _index: dict[str, int] | None = None
+
+    @property
+    def index(self) -> dict[str, int]:
+        """Item id -> row of ``episodes`` (built when first asked: the usual :meth:`of` needs none)."""
+        if self._index is None:
+            self._index = dict(zip(self.ids, range(len(self.ids)), strict=True))
+        return self._index
 
     def of(self, item_ids: Sequence[str]) -> Records:
+        if item_ids == self.ids:  # the usual: every item of a one-partition batch changed
+            return self.episodes.copy()
         rows = np.fromiter(map(self.index.__getitem__, item_ids), np.intp, count=len(item_ids))
         raw = self.episodes.view(np.uint8).reshape(-1, EPISODE_DTYPE.itemsize)
         return raw[rows].reshape(-1).view(EPISODE_DTYPE)  # a byte copy: ~20x a structured one
@@ -103,20 +113,20 @@ def track_episodes(
     the batch's distinct item ids in first-occurrence order and each row's index in them, when
     known (``BatchItems``); ``offsets`` and ``stamps``: each row's input offset and record
     timestamp (ms, NaN for none), when known."""
+    index: dict[str, int] | None = None  # else built on demand (EpisodeOutcome.index)
     if items is None:
         uniq = list(dict.fromkeys(updates.item_ids))
-        index = dict(zip(uniq, range(len(uniq)), strict=True))
-        item_of = np.fromiter(map(index.__getitem__, updates.item_ids), np.intp, count=len(updates))
+        index = lookup = dict(zip(uniq, range(len(uniq)), strict=True))
+        item_of = np.fromiter(map(lookup.__getitem__, updates.item_ids), np.intp, count=len(updates))
     else:
         uniq, item_of = items
-        index = dict(zip(uniq, range(len(uniq)), strict=True))
     # item indices are 0..k-1 in first-occurrence order: an item's first row is where the running
     # maximum steps up (no sort, as np.unique's return_index would)
     first = np.flatnonzero(np.diff(np.maximum.accumulate(item_of), prepend=-1))
     whole = np.dtype((np.void, EPISODE_DTYPE.itemsize))  # rows as opaque bytes: a flat copy per row
     episodes = np.ascontiguousarray(prior).view(whole)[first].view(EPISODE_DTYPE)
     if ctx is None or not len(updates):
-        return EpisodeOutcome({}, index, episodes)
+        return EpisodeOutcome({}, uniq, episodes, _index=index)
     rows = np.setdiff1d(np.arange(len(updates)), np.fromiter(decisions.rejected, np.intp), assume_unique=True)
     anomalous = decisions.is_anomaly[rows].astype(bool)
     levels = np.where(
@@ -144,15 +154,15 @@ def track_episodes(
         episodes, item_of[rows], anomalous, levels.astype(np.int8), at, offsets, ctx.policy,
         suppressed if cache is not None else None,
     )  # fmt: skip
-    batch_row = rows.tolist()
-    transitions = {batch_row[t.row]: t for t in found if t.kind is not Kind.SUPPRESSED}
-    n_suppressed = sum(t.kind is Kind.SUPPRESSED for t in found)
-    return EpisodeOutcome(transitions, index, episodes, n_suppressed)
+    batch_row = rows[[t.row for t in found]].tolist()  # the transitions' rows only (a batch has ~2,000)
+    transitions = {r: t for r, t in zip(batch_row, found, strict=True) if t.kind is not Kind.SUPPRESSED}
+    n_suppressed = len(found) - len(transitions)
+    return EpisodeOutcome(transitions, uniq, episodes, n_suppressed, index)
 
 
 def record_stamps(sources: Sequence[SourceLike]) -> npt.NDArray[np.float64]:
     """Each record's timestamp in ms as float64 (NaN where it has none)."""
-    return np.array(list(map(_TIMESTAMP, sources)), dtype=np.float64).reshape(len(sources))
+    return np.fromiter(map(_TIMESTAMP, sources), np.float64, count=len(sources))  # None -> NaN, as np.array
 
 
 def episode_alert(

@@ -71,6 +71,14 @@ def test_a_record_timestamp_no_datetime_holds_falls_back_to_now(detector: Change
     assert got[0]["first_seen"] == NOW.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def test_a_record_without_a_timestamp_falls_back_to_now(detector: ChangeDetector) -> None:
+    recs = [r._replace(timestamp=None) for r in updates(*STREAM)]
+    ctx = context(MemoryChangelog(), EpisodeContext(EpisodePolicy(resolve_after=3)))
+    got = events(decide(ctx, detector, recs).outputs)
+    assert [e["status"] for e in got] == ["open", "resolved"]
+    assert got[0]["first_seen"] == NOW.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def test_episode_events_carry_the_input_fields_and_trace_headers(detector: ChangeDetector) -> None:
     trace = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     recs = [
