@@ -53,7 +53,8 @@ class StagedChanges:
     resets: set[int] = field(default_factory=set)  # partitions this batch starts afresh (marked first)
     slices: list[Slice] = field(default_factory=list)  # rewrite slices its changelog records carry
     # per partition: the table its items were looked up in and their rows there (-1: none), so the
-    # put needs no second hash and probe (used only while that table is the partition's)
+    # put needs no second hash and probe (used only while that table is the partition's); once
+    # applied, the rows they were put in (the changelog cache deduplicates by them)
     rows: dict[int, tuple[PartitionTable, npt.NDArray[np.intp]]] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -284,7 +285,8 @@ class StateStore:
             if (table := self._tables.get(p)) is not None and ids:
                 seen, rows = changes.rows.get(p, (None, None))  # rows of a table: that one's only
                 hint = rows if seen is table and rows is not None and rows.size == len(ids) else None
-                undo[p] = (ids, *table.put(ids, records, offsets, rows=hint))
+                before, put = table.put_rows(ids, records, offsets, rows=hint)
+                undo[p], changes.rows[p] = (ids, *before), (table, put)
         self._undo.append((self._token, undo))
         if changes.slices:
             self._slices.append((self._token, changes.slices))

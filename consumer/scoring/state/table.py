@@ -198,6 +198,17 @@ class PartitionTable:
 
         ``rows``: what :meth:`find` gave for these ids on this table (-1 where it found none).
         """
+        return self.put_rows(item_ids, records, offsets, rows=rows)[0]
+
+    def put_rows(
+        self,
+        item_ids: Sequence[str],
+        records: Records,
+        offsets: npt.ArrayLike,
+        *,
+        rows: RowArray | None = None,
+    ) -> tuple[tuple[Records, IntArray], RowArray]:
+        """:meth:`put`, and the row of each id (the changelog cache deduplicates by row)."""
         records = self._typed(records)
         n = len(item_ids)
         rows = np.full(n, -1, np.intp) if rows is None else np.array(rows, dtype=np.intp, copy=True)
@@ -213,7 +224,7 @@ class PartitionTable:
         before = _take(self._records, rows), self._offsets[rows]
         byte_rows(self._records)[rows] = byte_rows(np.ascontiguousarray(records, dtype=self._records.dtype))
         self._offsets[rows] = offsets
-        return before
+        return before, rows
 
     def load(
         self,

@@ -193,12 +193,15 @@ def test_a_flush_writes_the_same_bytes_as_the_per_item_reference(
     assert piece.need == (max(written) + 1 if written else 0)
 
 
+@pytest.mark.parametrize("by_rows", [False, True])
 @pytest.mark.parametrize("seed", range(10))
-def test_the_changes_alone_are_the_same_bytes_as_the_reference(seed: int) -> None:
+def test_the_changes_alone_are_the_same_bytes_as_the_reference(seed: int, by_rows: bool) -> None:
     world = World(seed)
     cache = ChangelogCache(TOPIC)
+    rows = PartitionTable()  # the rows the batches were put in: the cache deduplicates by them
+    rows.put(world.universe, random_records(world.rng, len(world.universe)), np.zeros(len(world.universe)))
     for chunk in world.chunks:
-        cache.add(StagedChanges({P: chunk}))
+        cache.add(StagedChanges({P: chunk}, rows={P: (rows, rows.find(chunk[0]))} if by_rows else {}))
     ids, records, offsets = ref_latest(world.chunks)
     changes = [r + struct.pack("<q", o) for r, o in zip(records, offsets, strict=True)]
     assert [r.value for r in cache.take().records] == ref_packs([i.encode() for i in ids], changes)
