@@ -217,7 +217,7 @@ def _chunks(staged: StagedChanges):
 
 
 def _undo(undo):
-    return {p: (ids, r.tobytes(), o.tolist()) for p, (ids, r, o) in undo.items()}
+    return {p: (ids, r.tobytes(), o.tolist(), rows.tolist()) for p, (ids, r, o, rows) in undo.items()}
 
 
 def test_rows_looked_up_in_a_table_since_replaced_are_not_used() -> None:
