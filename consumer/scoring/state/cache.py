@@ -30,6 +30,7 @@ __all__ = ["ChangelogCache", "Taken"]
 
 Records = npt.NDArray[np.void]
 Chunk = tuple[list[str], Records, npt.NDArray[np.int64]]
+Rows = tuple[object, npt.NDArray[np.intp]] | None  # a chunk's items' table and rows there (None: unknown)
 MERGE_AFTER: Final = 32  # chunks of a partition before they are merged (commits refused for long)
 
 
@@ -50,18 +51,18 @@ class ChangelogCache:
 
     def __init__(self, topic: str) -> None:
         self.topic = topic
-        self._chunks: dict[int, list[Chunk]] = {}
+        self._chunks: dict[int, list[tuple[Chunk, Rows]]] = {}
 
     def __len__(self) -> int:
         """Changes held (an item changed by two batches counts twice until a flush)."""
-        return sum(len(ids) for chunks in self._chunks.values() for ids, _, _ in chunks)
+        return sum(len(chunk[0]) for chunks in self._chunks.values() for chunk, _ in chunks)
 
     def add(self, changes: StagedChanges) -> None:
         """A batch's changes, now acknowledged (its other outputs are durable)."""
         for p, chunk in changes.by_partition.items():
             if chunk[0]:
                 chunks = self._chunks.setdefault(p, [])
-                chunks.append(chunk)
+                chunks.append((chunk, changes.rows.get(p)))
                 if len(chunks) > MERGE_AFTER:
                     self._chunks[p] = [_latest(chunks)]
 
@@ -74,7 +75,7 @@ class ChangelogCache:
         """Every held change, each item once, as packed records per partition (``build``: how, else
         the changes alone); removed: :meth:`give_back` if not acknowledged."""
         changes = len(self)
-        taken = {p: _latest(chunks) for p, chunks in self._chunks.items() if chunks}
+        taken = {p: _latest(chunks)[0] for p, chunks in self._chunks.items() if chunks}
         self._chunks = {}
         records: list[OutputRecord] = []
         for p, chunk in sorted(taken.items()):
@@ -84,19 +85,53 @@ class ChangelogCache:
     def give_back(self, taken: Taken) -> None:
         """A flush not acknowledged: its changes go first again (changes added since are newer)."""
         for p, chunk in taken.chunks.items():
-            self._chunks.setdefault(p, []).insert(0, chunk)
+            self._chunks.setdefault(p, []).insert(0, (chunk, None))
 
 
-def _latest(chunks: list[Chunk]) -> Chunk:
+def _latest(held: list[tuple[Chunk, Rows]]) -> tuple[Chunk, Rows]:
     """One chunk with each item's last change, where the item first came (one record per item:
-    the order among them does not matter to a restore)."""
-    if len(chunks) == 1:
-        return chunks[0]
+    the order among them does not matter to a restore), and its rows when every chunk has some."""
+    if len(held) == 1:
+        return held[0]
+    chunks = [chunk for chunk, _ in held]
     ids = list(chain.from_iterable(c[0] for c in chunks))
-    last = dict(zip(ids, range(len(ids)), strict=True))  # a later row of an id overwrites its slot
-    rows = np.fromiter(last.values(), np.intp, count=len(last))
+    table, rows = _rows_of(held)
+    if rows is None:
+        last = dict(zip(ids, range(len(ids)), strict=True))  # a later row of an id overwrites its slot
+        pick = np.fromiter(last.values(), np.intp, count=len(last))
+        uniq = list(last)
+    else:  # the same by ints: ~4x faster than a dict of the id strings
+        pick = _last_of_rows(rows)
+        uniq = list(map(ids.__getitem__, pick.tolist()))
     raw = np.concatenate(
         [byte_rows(c[1]) for c in chunks]
     )  # as bytes: a structured concatenate is ~10x slower
     offsets = np.concatenate([c[2] for c in chunks])
-    return list(last), raw[rows].reshape(-1).view(chunks[0][1].dtype), offsets[rows]
+    merged = (uniq, raw[pick].reshape(-1).view(chunks[0][1].dtype), offsets[pick])
+    return merged, (None if rows is None else (table, np.concatenate(rows)[pick]))
+
+
+def _rows_of(held: list[tuple[Chunk, Rows]]) -> tuple[object, list[npt.NDArray[np.intp]] | None]:
+    """Each chunk's rows when all are rows of one table (there a row identifies an id), else None."""
+    got = [r for _, r in held if r is not None]
+    if len(got) < len(held) or any(t is not got[0][0] for t, _ in got):
+        return None, None
+    for (chunk, _), (_, rows) in zip(held, got, strict=True):
+        if rows.size != len(chunk[0]) or int(rows.min()) < 0:
+            return None, None  # a lookup's rows never put (its partition was revoked meanwhile)
+    return got[0][0], [rows for _, rows in got]
+
+
+def _last_of_rows(rows: list[npt.NDArray[np.intp]]) -> npt.NDArray[np.intp]:
+    """Per distinct row in first-occurrence order, the position (in the concatenation) of its last
+    occurrence: what ``_latest``'s dict does with ids (the rows of one chunk are distinct)."""
+    every = np.concatenate(rows)
+    starts = np.cumsum([0] + [r.size for r in rows]).tolist()
+    at = np.empty(int(every.max()) + 1, np.intp)  # by row: only the rows of ``every`` are read
+    for k in range(len(rows) - 1, -1, -1):  # newest first: each row ends at its first position
+        at[rows[k]] = np.arange(starts[k], starts[k + 1])
+    first = at[every] == np.arange(every.size)
+    for k in range(len(rows)):  # oldest first: each row ends at its last position
+        at[rows[k]] = np.arange(starts[k], starts[k + 1])
+    last: npt.NDArray[np.intp] = at[every[first]]
+    return last

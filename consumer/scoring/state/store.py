@@ -38,11 +38,13 @@ if TYPE_CHECKING:
     from consumer.scoring.state.batch_keys import BatchKeys
     from consumer.scoring.state.cache import ChangelogCache
 
-__all__ = ["Restore", "StagedChanges", "StateStore"]
+__all__ = ["Restore", "StagedChanges", "StateStore", "Undo"]
 
 log = logging.getLogger(__name__)
 
 Records = npt.NDArray[np.void]
+# per partition, what a batch overwrote (ids, records, offsets: ABSENT not held) and the rows it put
+Undo = dict[int, tuple[list[str], Records, npt.NDArray[np.int64], npt.NDArray[np.intp]]]
 
 
 @dataclass(slots=True)
@@ -53,7 +55,8 @@ class StagedChanges:
     resets: set[int] = field(default_factory=set)  # partitions this batch starts afresh (marked first)
     slices: list[Slice] = field(default_factory=list)  # rewrite slices its changelog records carry
     # per partition: the table its items were looked up in and their rows there (-1: none), so the
-    # put needs no second hash and probe (used only while that table is the partition's)
+    # put needs no second hash and probe (used only while that table is the partition's); once
+    # applied, the rows they were put in (the changelog cache deduplicates by them)
     rows: dict[int, tuple[PartitionTable, npt.NDArray[np.intp]]] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -79,7 +82,7 @@ class StateStore:
     def __init__(self, changelog: StateChangelog) -> None:
         self.changelog = changelog
         self._tables: dict[int, PartitionTable] = {}
-        self._undo: deque[tuple[int, dict[int, tuple[list[str], Records, npt.NDArray[np.int64]]]]] = deque()
+        self._undo: deque[tuple[int, Undo]] = deque()
         self._token = 0
         self.restores: deque[Restore] = deque(maxlen=64)  # the latest, for logs and tests
         self.on_change: Callable[[int, Restore | None], None] = lambda _owned, _restore: None  # metrics
@@ -279,12 +282,13 @@ class StateStore:
     def apply(self, changes: StagedChanges) -> int:
         """Apply a batch's changes (handed to the sink); returns its token for :meth:`settled`."""
         self._token += 1
-        undo = {}
+        undo: Undo = {}
         for p, (ids, records, offsets) in changes.by_partition.items():
             if (table := self._tables.get(p)) is not None and ids:
                 seen, rows = changes.rows.get(p, (None, None))  # rows of a table: that one's only
                 hint = rows if seen is table and rows is not None and rows.size == len(ids) else None
-                undo[p] = (ids, *table.put(ids, records, offsets, rows=hint))
+                before, put = table.put_rows(ids, records, offsets, rows=hint)
+                undo[p], changes.rows[p] = (ids, *before, put), (table, put)
         self._undo.append((self._token, undo))
         if changes.slices:
             self._slices.append((self._token, changes.slices))
@@ -306,9 +310,9 @@ class StateStore:
         undone = len(self._undo)
         while self._undo:
             _, undo = self._undo.pop()
-            for p, (ids, records, offsets) in undo.items():
-                if p in self._tables:
-                    self._tables[p].put(ids, records, offsets)
+            for p, (ids, records, offsets, rows) in undo.items():
+                if p in self._tables:  # the table the batch was put in (a revoke drops its undo)
+                    self._tables[p].put(ids, records, offsets, rows=rows)
         while self._slices:
             self.slices_failed(self._slices.pop()[1])
         if self.rolling is not None:  # and slices of batches that never reached apply()
@@ -321,7 +325,7 @@ class StateStore:
 
     # ------------------------------------------------------------------ the bounded log (rolling.py)
 
-    def in_flight(self) -> list[dict[int, tuple[list[str], Records, npt.NDArray[np.int64]]]]:
+    def in_flight(self) -> list[Undo]:
         """What each batch not acknowledged yet overwrote (oldest first): see :mod:`.writes`."""
         return [undo for _, undo in self._undo]
 

@@ -120,29 +120,6 @@ class PartitionTable:
         ids = IdBlob(self._blob[first:last].copy(), np.diff(ends, prepend=first))
         return (ids if held.all() else ids.compress(held)), rows
 
-    def rows_of(self, item_ids: Sequence[str], start: int, stop: int) -> RowArray:
-        """The row of each id among rows ``start:stop`` (ABSENT ones too), -1 for an id not there.
-
-        It hashes an id twice only if its first hash is in the span (that one is cached by ``str``)."""
-        n = len(item_ids)
-        out = np.full(n, -1, np.intp)
-        span = self._h1[start:stop]
-        order = np.argsort(span, kind="stable")
-        ranked = span[order]
-        if not n or not ranked.size:
-            return out
-        if (ranked[1:] == ranked[:-1]).any():  # two ids of the span share a first hash: probe them all
-            rows = self._find(*id_hashes(item_ids))
-            return np.where((rows >= start) & (rows < stop), rows, -1)
-        h1 = first_hashes(item_ids)
-        at = np.minimum(np.searchsorted(ranked, h1), ranked.size - 1)
-        maybe = np.flatnonzero(ranked[at] == h1)
-        rows = order[at[maybe]] + start
-        h2 = second_hashes([item_ids[k] for k in maybe.tolist()])
-        ok = self._h2[rows] == h2
-        out[maybe[ok]] = rows[ok]
-        return out
-
     def compact(self) -> None:
         """Drop the spare capacity (after a bulk load that grew the table step by step)."""
         if self._n < self._h1.size:
@@ -198,6 +175,17 @@ class PartitionTable:
 
         ``rows``: what :meth:`find` gave for these ids on this table (-1 where it found none).
         """
+        return self.put_rows(item_ids, records, offsets, rows=rows)[0]
+
+    def put_rows(
+        self,
+        item_ids: Sequence[str],
+        records: Records,
+        offsets: npt.ArrayLike,
+        *,
+        rows: RowArray | None = None,
+    ) -> tuple[tuple[Records, IntArray], RowArray]:
+        """:meth:`put`, and the row of each id (the changelog cache deduplicates by row)."""
         records = self._typed(records)
         n = len(item_ids)
         rows = np.full(n, -1, np.intp) if rows is None else np.array(rows, dtype=np.intp, copy=True)
@@ -213,7 +201,7 @@ class PartitionTable:
         before = _take(self._records, rows), self._offsets[rows]
         byte_rows(self._records)[rows] = byte_rows(np.ascontiguousarray(records, dtype=self._records.dtype))
         self._offsets[rows] = offsets
-        return before
+        return before, rows
 
     def load(
         self,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,7 +27,7 @@ from consumer.scoring.state.rolling import Slice
 from consumer.scoring.state.table import ABSENT, PartitionTable
 
 if TYPE_CHECKING:
-    from consumer.scoring.state.store import StateStore
+    from consumer.scoring.state.store import StateStore, Undo
 
 __all__ = [
     "Pending",
@@ -42,7 +41,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Records = npt.NDArray[np.void]
-Undo = dict[int, tuple[list[str], Records, npt.NDArray[np.int64]]]  # a batch's overwritten states
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -96,14 +94,14 @@ def slice_values(
     return ids, values
 
 
-def pending_states(table: PartitionTable, piece: Slice, undo: Sequence[Undo]) -> Pending | None:
+def pending_states(piece: Slice, undo: Sequence[Undo]) -> Pending | None:
     """Each item of ``piece`` changed by a batch in flight (``undo``: oldest first) with its state
     before the oldest (None: no batch in flight changed the partition)."""
     got = [entry[piece.partition] for entry in undo if piece.partition in entry]
     if not got:
         return None
-    ids = list(chain.from_iterable(g[0] for g in got))
-    rows = table.rows_of(ids, piece.start, piece.stop)
+    rows = np.concatenate([g[3] for g in got])  # where the batches put them: no id hashed again
+    rows = np.where((rows >= piece.start) & (rows < piece.stop), rows, -1)
     found, first = np.unique(rows, return_index=True)  # the first occurrence: the oldest batch's
     first = first[found >= 0]
     records = np.concatenate([byte_rows(g[1]) for g in got])[first].reshape(-1).view(ITEM_DTYPE)
@@ -126,7 +124,7 @@ def write_partition(
         table = store.table(partition)
         piece = store.rolling.cut(partition, rows=table.rows, changed=len(changes[0]))
         if piece is not None:
-            pending = pending_states(table, piece, store.in_flight()) if acked_only else None
+            pending = pending_states(piece, store.in_flight()) if acked_only else None
             rewrite = slice_values(table, piece, pending)
     return partition_records(topic, partition, changes, rewrite), piece
 

@@ -198,7 +198,11 @@ def test_the_store_with_batch_keys_matches_the_store_without(batches) -> None:
         assert a[2].ids == b[2].ids and a[2].u.tolist() == b[2].u.tolist()
         assert a[2].known.tolist() == b[2].known.tolist() and a[2].records.tobytes() == b[2].records.tobytes()
         assert _chunks(a[3]) == _chunks(b[3]) and set(a[3].rows) == set(a[3].by_partition)
-        assert not b[3].rows
+        assert all(t is keyed.table(p) for p, (t, _) in a[3].rows.items())  # once applied: the puts' rows
+        assert all(t is plain.table(p) for p, (t, _) in b[3].rows.items())
+        assert {p: r.tolist() for p, (_, r) in a[3].rows.items()} == {
+            p: r.tolist() for p, (_, r) in b[3].rows.items()
+        }
         assert [_undo(u) for u in keyed.in_flight()] == [_undo(u) for u in plain.in_flight()]
         if what == 1:
             assert keyed.rollback() == plain.rollback()
@@ -213,7 +217,7 @@ def _chunks(staged: StagedChanges):
 
 
 def _undo(undo):
-    return {p: (ids, r.tobytes(), o.tolist()) for p, (ids, r, o) in undo.items()}
+    return {p: (ids, r.tobytes(), o.tolist(), rows.tolist()) for p, (ids, r, o, rows) in undo.items()}
 
 
 def test_rows_looked_up_in_a_table_since_replaced_are_not_used() -> None:

@@ -1,12 +1,11 @@
-"""The at-least-once flush's vectorised parts (cache.py ``_latest``, writes.py, table.py ``row_ids``
-and ``rows_of``, packed.py) against a plain per-item reference on random inputs: the same items in
-the same order, byte for byte (only the random pack keys differ) — ids repeated across chunks,
-batches in flight (their acknowledged states and their inserts), ABSENT rows, non-ASCII ids,
-several records per partition, and first hashes that collide."""
+"""The at-least-once flush's vectorised parts (cache.py ``_latest``, writes.py, table.py ``row_ids``,
+packed.py) against a plain per-item reference on random inputs: the same items in the same order,
+byte for byte (only the random pack keys differ) — ids repeated across chunks, batches in flight
+(their acknowledged states and their inserts), ABSENT rows, non-ASCII ids, several records per
+partition."""
 
 from __future__ import annotations
 
-import re
 import struct
 from types import SimpleNamespace
 from typing import Any
@@ -15,7 +14,6 @@ import numpy as np
 import pytest
 
 import consumer.scoring.state.packed as packed
-import consumer.scoring.state.table as table_module
 from consumer.scoring.state.cache import ChangelogCache
 from consumer.scoring.state.record import ITEM_DTYPE
 from consumer.scoring.state.rolling import RollingRewrite
@@ -44,7 +42,7 @@ def ref_slice(
     pending: dict[str, tuple[bytes, int]] = {}
     for entry in undo or []:
         if P in entry:
-            ids, before, offsets = entry[P]
+            ids, before, offsets, _ = entry[P]  # the reference finds them by id, not row
             for i, record, offset in zip(ids, before, offsets.tolist(), strict=True):
                 pending.setdefault(i, (record.tobytes(), offset))
     records, offsets = table.get(np.arange(start, stop))
@@ -102,8 +100,9 @@ class World:
         self.undo: list[dict[int, Any]] = []
         for _ in range(int(rng.integers(0, 4))):  # batches in flight (one of another partition)
             ids = self.pick(int(rng.integers(1, 80)))
-            before = self.put(ids)
-            self.undo.append({P: (ids, *before)} if rng.random() < 0.85 else {P + 1: (ids, *before)})
+            before, rows = self.put(ids)
+            undo = (ids, *before, rows)
+            self.undo.append({P: undo} if rng.random() < 0.85 else {P + 1: undo})
         self.chunks: list[Chunk] = []
         for _ in range(int(rng.integers(1, 7))):
             ids = self.pick(int(rng.integers(1, 90)))
@@ -122,7 +121,7 @@ class World:
         self.ids_by_row += [i for i in ids if i not in known]  # a new id takes the next row
         offsets = np.full(len(ids), ABSENT) if absent else np.arange(self.offset, self.offset + len(ids))
         self.offset += len(ids)
-        return self.table.put(ids, random_records(self.rng, len(ids)), offsets)
+        return self.table.put_rows(ids, random_records(self.rng, len(ids)), offsets)
 
     def store(self, rolling: RollingRewrite) -> Any:
         return SimpleNamespace(
@@ -131,33 +130,10 @@ class World:
         )  # fmt: skip
 
 
-def twin_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """First hashes shared by twins ("SKU-41" has the one of "SKU-40"); the second ones differ."""
-    first = table_module.first_hashes
-    monkeypatch.setattr(table_module, "first_hashes", lambda ids: first([re.sub("1$", "0", i) for i in ids]))
-
-
-@pytest.fixture(params=["python hashes", "twin first hashes"])
-def hashes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    if request.param == "twin first hashes":  # rows_of: its probe-all path, and candidates to refuse
-        twin_hashes(monkeypatch)
-
-
-def test_rows_of_finds_ids_by_both_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    twin_hashes(monkeypatch)
-    table = PartitionTable()
-    table.put(
-        ["SKU-40", "SKU-7", "SKU-51", "SKU-50"], random_records(np.random.default_rng(0), 4), [1, 2, 3, 4]
-    )
-    assert table.rows_of(["SKU-41", "SKU-40", "SKU-7"], 0, 2).tolist() == [-1, 0, 1]  # a twin not held
-    assert table.rows_of(["SKU-51", "SKU-50", "SKU-40"], 0, 3).tolist() == [2, -1, 0]  # its twin elsewhere
-    assert table.rows_of(["SKU-51", "SKU-50", "SKU-7"], 2, 4).tolist() == [2, 3, -1]  # twins in the span
-
-
 @pytest.mark.parametrize("acked_only", [True, False])
 @pytest.mark.parametrize("seed", range(40))
 def test_a_flush_writes_the_same_bytes_as_the_per_item_reference(
-    seed: int, acked_only: bool, hashes: None, monkeypatch: pytest.MonkeyPatch
+    seed: int, acked_only: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(packed, "MAX_PACK_BYTES", [512 * 1024, 2048, 200][seed % 3])  # 200: one item a record
     world = World(seed)
@@ -193,12 +169,15 @@ def test_a_flush_writes_the_same_bytes_as_the_per_item_reference(
     assert piece.need == (max(written) + 1 if written else 0)
 
 
+@pytest.mark.parametrize("by_rows", [False, True])
 @pytest.mark.parametrize("seed", range(10))
-def test_the_changes_alone_are_the_same_bytes_as_the_reference(seed: int) -> None:
+def test_the_changes_alone_are_the_same_bytes_as_the_reference(seed: int, by_rows: bool) -> None:
     world = World(seed)
     cache = ChangelogCache(TOPIC)
+    rows = PartitionTable()  # the rows the batches were put in: the cache deduplicates by them
+    rows.put(world.universe, random_records(world.rng, len(world.universe)), np.zeros(len(world.universe)))
     for chunk in world.chunks:
-        cache.add(StagedChanges({P: chunk}))
+        cache.add(StagedChanges({P: chunk}, rows={P: (rows, rows.find(chunk[0]))} if by_rows else {}))
     ids, records, offsets = ref_latest(world.chunks)
     changes = [r + struct.pack("<q", o) for r, o in zip(records, offsets, strict=True)]
     assert [r.value for r in cache.take().records] == ref_packs([i.encode() for i in ids], changes)

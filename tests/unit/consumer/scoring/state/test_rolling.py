@@ -74,13 +74,13 @@ def records(stock: list[float]) -> np.ndarray:
 def test_a_slice_holds_acknowledged_states_at_least_once() -> None:
     table = PartitionTable()
     table.load(["a", "b", "c"], records([1.0, 2.0, 3.0]), [1, 2, 3])
-    before = table.put(["b", "d"], records([20.0, 40.0]), [8, 9])  # a batch in flight
+    before, rows = table.put_rows(["b", "d"], records([20.0, 40.0]), [8, 9])  # a batch in flight
     rolling = RollingRewrite()
     rolling.begin(0, start=0)
     piece = rolling.cut(0, rows=table.rows, changed=1)
     assert piece is not None
     assert before[1].tolist() == [2, ABSENT]  # d: inserted by the batch in flight
-    pending = pending_states(table, piece, [{0: (["b", "d"], *before)}])
+    pending = pending_states(piece, [{0: (["b", "d"], *before, rows)}])
     ids, values = slice_values(table, piece, pending)
     got = decode([b"\x00stockwatch.pack.x"], [_pack(ids, values)], committed=100)
     assert got.item_ids == ["a", "b", "c"]  # d: new in the batch in flight, written with its change
