@@ -34,7 +34,6 @@ _NUMBER_TYPES: Final = frozenset((int, float))
 _TIME_TYPES: Final = frozenset((int, float, type(None)))
 _TEXT_TYPES: Final = frozenset((str, type(None)))
 _DICT: Final = frozenset((dict,))
-_STR: Final = frozenset((str,))
 _get = dict.get
 
 FastColumns = tuple[list[Any], list[FloatArray], list[Any], list[Any], BoolArray]
@@ -86,19 +85,20 @@ def _plain_id(v: Any) -> bool:
 
 def _plain_ids(ids: list[Any]) -> bool:
     """``_plain_id`` of every id without a Python-level loop (``strip`` = the isspace rule)."""
-    return (
-        set(map(type, ids)) == _STR
-        and max(map(len, ids)) <= MAX_ID_LENGTH
-        and "" not in ids
-        and list(map(str.strip, ids)) == ids
-    )
+    try:  # strip returns an unpadded exact str as itself: one pass rejects non-str, subclasses, padding
+        if not all(map(is_, map(str.strip, ids), ids)):
+            return False
+    except TypeError:  # not a str
+        return False
+    lengths = set(map(len, ids))
+    return 0 not in lengths and max(lengths) <= MAX_ID_LENGTH
 
 
 def _numbers(values: list[Any]) -> tuple[FloatArray, BoolArray | None]:
     """The column (NaN = absent) and its rows that are not a plain finite number within the limit."""
     if set(map(type, values)) <= _NUMBER_TYPES:
         try:
-            column = np.array(values, dtype=np.float64)
+            column = np.fromiter(values, np.float64, len(values))
         except OverflowError:  # an int beyond float range: row by row below
             pass
         else:
