@@ -1,7 +1,7 @@
 """The batch fast path of :func:`detection.parse_updates`: columns pulled out of a list of dicts at once.
 
 Each field is taken from every object with one C-level ``map(dict.get, ...)`` and checked column
-by column (``set(map(type, ...))``, numpy for finiteness and magnitude), so a batch of plain
+by column (the set of its types, numpy for finiteness and magnitude), so a batch of plain
 updates costs no Python bytecode per message. Only the plain, unambiguous case is taken here —
 canonical keys, ``str`` ids without surrounding whitespace, ``int``/``float`` numbers, absent or
 numeric ``occurred_at`` — and every other row is marked for the per-row parser
@@ -43,7 +43,7 @@ def fast_columns(objs: Sequence[Any], group_field: str) -> FastColumns | None:
     """``(ids, [stock, min, max, price, occurred_at], groups, event_ids, bad)`` of a list of dicts,
     or None when it is not one. Rows with ``bad`` set hold placeholders: parse them one by one."""
     n = len(objs)
-    if not n or set(map(type, objs)) != _DICT:
+    if not n or _types(objs) != _DICT:
         return None
     whole: dict[str, list[Any]] = {}  # the fields every object has, each taken with one itemgetter map
     for key in dict.fromkeys(("item_id", *NUMBER_KEYS, "occurred_at", group_field, "event_id")):
@@ -79,6 +79,14 @@ def fast_columns(objs: Sequence[Any], group_field: str) -> FastColumns | None:
     return ids, numbers, groups, events, bad
 
 
+def _types(values: Sequence[Any]) -> set[type]:
+    """``set(map(type, values))``, cheaper for a column of one type (the usual one): no set to fill."""
+    types = list(map(type, values))
+    one = types[:1]
+    # list equality tries identity first and stops at the first other type
+    return set(one) if types == one * len(types) else set(types)
+
+
 def _plain_id(v: Any) -> bool:
     return type(v) is str and 0 < len(v) <= MAX_ID_LENGTH and not v[0].isspace() and not v[-1].isspace()
 
@@ -96,7 +104,7 @@ def _plain_ids(ids: list[Any]) -> bool:
 
 def _numbers(values: list[Any]) -> tuple[FloatArray, BoolArray | None]:
     """The column (NaN = absent) and its rows that are not a plain finite number within the limit."""
-    if set(map(type, values)) <= _NUMBER_TYPES:
+    if _types(values) <= _NUMBER_TYPES:
         try:
             column = np.fromiter(values, np.float64, len(values))
         except OverflowError:  # an int beyond float range: row by row below
@@ -118,7 +126,7 @@ def _numbers(values: list[Any]) -> tuple[FloatArray, BoolArray | None]:
 
 def _times(values: list[Any]) -> tuple[FloatArray, BoolArray | None]:
     """``occurred_at`` in epoch seconds: numbers and absent values here, ISO strings parsed per row."""
-    if set(map(type, values)) <= _TIME_TYPES:
+    if _types(values) <= _TIME_TYPES:
         try:
             column = np.array(values, dtype=np.float64)  # None -> NaN
         except OverflowError:
@@ -147,6 +155,6 @@ def _times(values: list[Any]) -> tuple[FloatArray, BoolArray | None]:
 
 def _text(values: list[Any]) -> list[Any]:
     """Values as text (None stays None), as the per-row parser's ``str(value)``."""
-    if set(map(type, values)) <= _TEXT_TYPES:
+    if _types(values) <= _TEXT_TYPES:
         return values
     return [None if v is None else str(v) for v in values]
