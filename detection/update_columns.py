@@ -31,6 +31,7 @@ NUMBER_KEYS: Final = ("stock_quantity", "min_stock_level", "max_stock_level", "p
 _ALIASES: Final = frozenset(("min_stock", "max_stock"))  # used only when the canonical key is absent
 _ABSENT: Final = float("nan")  # the default for an absent key: found again by identity
 _NUMBER_TYPES: Final = frozenset((int, float))
+_INT: Final = frozenset((int,))
 _TIME_TYPES: Final = frozenset((int, float, type(None)))
 _TEXT_TYPES: Final = frozenset((str, type(None)))
 _DICT: Final = frozenset((dict,))
@@ -104,10 +105,16 @@ def _plain_ids(ids: list[Any]) -> bool:
 
 def _numbers(values: list[Any]) -> tuple[FloatArray, BoolArray | None]:
     """The column (NaN = absent) and its rows that are not a plain finite number within the limit."""
-    if _types(values) <= _NUMBER_TYPES:
-        try:
-            column = np.fromiter(values, np.float64, len(values))
-        except OverflowError:  # an int beyond float range: row by row below
+    types = _types(values)
+    if types <= _NUMBER_TYPES:
+        n = len(values)
+        try:  # ints alone convert faster through int64, exactly where it matters (limit < 2**53)
+            column = (
+                np.fromiter(values, np.int64, n).astype(np.float64)
+                if types == _INT
+                else np.fromiter(values, np.float64, n)
+            )
+        except OverflowError:  # an int beyond int64 (ints alone) or float range: row by row below
             pass
         else:
             plain = np.abs(column) <= MAX_MAGNITUDE  # NaN compares False
@@ -117,7 +124,7 @@ def _numbers(values: list[Any]) -> tuple[FloatArray, BoolArray | None]:
             out_of_range = ~nan & ~plain
             if not nan.any():
                 return column, out_of_range
-            explicit = nan & ~np.fromiter(map(is_, values, repeat(_ABSENT)), np.bool_, len(values))
+            explicit = nan & ~np.fromiter(map(is_, values, repeat(_ABSENT)), np.bool_, n)
             return column, out_of_range | explicit
     ok = [v is _ABSENT or (type(v) in _NUMBER_TYPES and -MAX_MAGNITUDE <= v <= MAX_MAGNITUDE) for v in values]
     column = np.array([v if k else np.nan for v, k in zip(values, ok, strict=True)], dtype=np.float64)

@@ -124,6 +124,18 @@ def test_edge_cases_row_by_row() -> None:
     assert fast.groups[4] == "7" and fast.event_ids[4] == "12"
 
 
+def test_int_columns_at_the_limits() -> None:
+    """Columns of ints only (converted through int64 when they fit) at the magnitude and int64 limits."""
+    stock = [5, 10**12, -(10**12), 10**12 + 1, 2**63 - 1, -(2**63), 7]
+    wide = [*stock, 2**63, -(2**63) - 1, 10**400]
+    for column in (stock, wide):
+        batch = [{"item_id": f"s{i}", "stock_quantity": v, "price": 2} for i, v in enumerate(column)]
+        fast, rejects = parse_updates(batch)
+        assert_same((fast, rejects), parse_updates_by_row(batch))
+        assert fast.stock.tolist() == [5.0, 1e12, -1e12, 7.0]
+        assert [i for i, _ in rejects] == [3, 4, 5, *range(7, len(column))]
+
+
 class Text(str):
     """A str subclass: the row parser returns its value as an exact str."""
 
