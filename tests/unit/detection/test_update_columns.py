@@ -69,6 +69,8 @@ def assert_same(
     assert x.item_ids == y.item_ids
     assert x.groups == y.groups
     assert x.event_ids == y.event_ids
+    for got_text, want_text in ((x.item_ids, y.item_ids), (x.groups, y.groups), (x.event_ids, y.event_ids)):
+        assert list(map(type, got_text)) == list(map(type, want_text))  # exact str, never a subclass
     for name in ("stock", "min", "max", "price", "occurred_at"):
         got, want = getattr(x, name), getattr(y, name)
         assert got.dtype == want.dtype == np.float64
@@ -120,6 +122,32 @@ def test_edge_cases_row_by_row() -> None:
     assert [i for i, _ in rejects] == [1, 2, 3, 4, 5, 10, 11, 13, 15, 17, 18, 19, 20]
     assert math.isnan(fast.price[0]) and fast.stock[1] == 7.0 and fast.min[3] == 1.0
     assert fast.groups[4] == "7" and fast.event_ids[4] == "12"
+
+
+def test_int_columns_at_the_limits() -> None:
+    """Columns of ints only (converted through int64 when they fit) at the magnitude and int64 limits."""
+    stock = [5, 10**12, -(10**12), 10**12 + 1, 2**63 - 1, -(2**63), 7]
+    wide = [*stock, 2**63, -(2**63) - 1, 10**400]
+    for column in (stock, wide):
+        batch = [{"item_id": f"s{i}", "stock_quantity": v, "price": 2} for i, v in enumerate(column)]
+        fast, rejects = parse_updates(batch)
+        assert_same((fast, rejects), parse_updates_by_row(batch))
+        assert fast.stock.tolist() == [5.0, 1e12, -1e12, 7.0]
+        assert [i for i, _ in rejects] == [3, 4, 5, *range(7, len(column))]
+
+
+class Text(str):
+    """A str subclass: the row parser returns its value as an exact str."""
+
+
+def test_str_subclass_ids_are_parsed_row_by_row() -> None:
+    clean = [{"item_id": "a", "stock_quantity": 1}, {"item_id": Text("b"), "stock_quantity": 2}]
+    mixed = [*clean, {"item_id": Text(" c "), "event_id": Text("e"), "category": Text("g")}]
+    for batch, ids in ((clean, ["a", "b"]), (mixed, ["a", "b", "c"])):
+        fast, rejects = parse_updates(batch)
+        assert_same((fast, rejects), parse_updates_by_row(batch))
+        assert fast.item_ids == ids and not rejects
+        assert all(type(v) is str for v in (*fast.item_ids, *fast.event_ids[2:], *fast.groups[2:]))
 
 
 def test_decoded_json_and_non_list_inputs() -> None:
