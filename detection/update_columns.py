@@ -1,7 +1,8 @@
 """The batch fast path of :func:`detection.parse_updates`: columns pulled out of a list of dicts at once.
 
-Each field is taken from every object with one C-level ``map(dict.get, ...)`` and checked column
-by column (the set of its types, numpy for finiteness and magnitude), so a batch of plain
+Each field is taken from every object with one C-level ``map(itemgetter(key), ...)`` (``dict.get``
+where some object lacks it) and checked column by column (the set of its types, numpy for
+finiteness and magnitude), so a batch of plain
 updates costs no Python bytecode per message. Only the plain, unambiguous case is taken here —
 canonical keys, ``str`` ids without surrounding whitespace, ``int``/``float`` numbers, absent or
 numeric ``occurred_at`` — and every other row is marked for the per-row parser
