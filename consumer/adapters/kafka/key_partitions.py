@@ -19,6 +19,7 @@ from consumer.ports import OutputRecord
 __all__ = ["MIN_KEYS", "key_partitions", "murmur2"]
 
 MIN_KEYS: Final = 32  # fewer keyed outputs: the producer's own partitioner costs less than numpy's passes
+MAX_KEY_BYTES: Final = 128  # keys are padded to the longest: a dead letter's raw input key may be ~1 MB
 _SEED: Final = np.uint32(0x9747B28C)
 _M: Final = np.uint32(0x5BD1E995)
 
@@ -58,9 +59,13 @@ def key_partitions(
 ) -> list[int | None]:
     """Each output's partition: its own, else its key's under the default partitioner when
     ``partitions_of(topic)`` (the producer's metadata, never blocking) knows the topic, else None
-    (the producer decides, as for a record without a key)."""
+    (the producer decides: a record without a key, a key over MAX_KEY_BYTES, a topic not known)."""
     out: list[int | None] = [o.partition for o in outputs]
-    keyed = [i for i, o in enumerate(outputs) if o.partition is None and o.key is not None]
+    keyed = [
+        i
+        for i, o in enumerate(outputs)
+        if o.partition is None and o.key is not None and len(o.key) <= MAX_KEY_BYTES
+    ]
     if len(keyed) < MIN_KEYS:
         return out
     by_topic: dict[str, list[int]] = {}

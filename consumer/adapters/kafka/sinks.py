@@ -113,15 +113,24 @@ def _send_all(producer: Any, outputs: Sequence[OutputRecord], watch: _FirstFailu
     futures = []
     for o, partition in zip(outputs, partitions, strict=True):
         try:
-            futures.append(
-                watched(send(o.topic, value=o.value, key=o.key, headers=o.headers, partition=partition))
-            )
+            futures.append(watched(_send_one(send, o, partition)))
         except MessageSizeTooLargeError as exc:  # over max_request_size: refused before sending
             futures.append(watched(Future().failure(exc)))
         except KafkaError as exc:  # an earlier output was refused meanwhile: keep its future to name it
             futures.append(watched(Future().failure(exc)))
             break
     return futures
+
+
+def _send_one(send: Any, o: OutputRecord, partition: int | None) -> Any:
+    """``send`` with the partition computed for ``o``; refused (the topic's partitions changed
+    since), the producer partitions it as it would have."""
+    try:
+        return send(o.topic, value=o.value, key=o.key, headers=o.headers, partition=partition)
+    except ValueError:
+        if partition == o.partition:
+            raise
+        return send(o.topic, value=o.value, key=o.key, headers=o.headers, partition=o.partition)
 
 
 def _known_partitions(producer: Any) -> Callable[[str], set[int] | None]:

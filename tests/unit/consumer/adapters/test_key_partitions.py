@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from kafka.future import Future
 from kafka.partitioner.default import DefaultPartitioner
 from kafka.partitioner.default import murmur2 as reference_murmur2
 
-from consumer.adapters.kafka.key_partitions import MIN_KEYS, key_partitions, murmur2
+from consumer.adapters.kafka.key_partitions import MAX_KEY_BYTES, MIN_KEYS, key_partitions, murmur2
+from consumer.adapters.kafka.sinks import _send_one
 from consumer.ports import OutputRecord
 
 
@@ -70,3 +73,35 @@ def test_a_few_keys_are_left_to_the_producer() -> None:
     cluster = _Cluster({"anomalies": {0, 1}})
     outputs = [OutputRecord("anomalies", f"sku-{i}".encode(), b"{}") for i in range(MIN_KEYS - 1)]
     assert key_partitions(outputs, cluster.partitions_for_topic) == [None] * (MIN_KEYS - 1)
+
+
+def test_long_keys_are_left_to_the_producer() -> None:
+    # keys are padded to the longest: one ~1 MB dead-letter key must not cost n x 1 MB
+    cluster = _Cluster({"dlq": {0, 1, 2}})
+    outputs = [OutputRecord("dlq", f"sku-{i}".encode(), b"{}") for i in range(MIN_KEYS)]
+    outputs.append(OutputRecord("dlq", b"k" * (MAX_KEY_BYTES + 1), b"{}"))
+    got = key_partitions(outputs, cluster.partitions_for_topic)
+    assert got[-1] is None
+    assert got[:-1] == [_default(cluster, o) for o in outputs[:-1]]
+
+
+class _ShrunkProducer:
+    """A producer whose topic lost partitions after they were computed: it refuses them by number."""
+
+    def __init__(self) -> None:
+        self.sent: list[int | None] = []
+
+    def send(self, topic: str, *, partition: int | None = None, **_: object) -> Future:
+        if partition is not None and partition >= 2:
+            raise ValueError(f"Unrecognized partition {partition} for topic {topic}")
+        self.sent.append(partition)
+        return Future().success(None)
+
+
+def test_a_refused_computed_partition_falls_back_to_the_producers_partitioner() -> None:
+    producer = _ShrunkProducer()
+    outputs = [OutputRecord("anomalies", b"k", b"{}"), OutputRecord("anomalies", b"k", b"{}")]
+    futures = [_send_one(producer.send, o, p) for o, p in zip(outputs, [3, 1], strict=True)]
+    assert producer.sent == [None, 1] and all(f.succeeded() for f in futures)
+    with pytest.raises(ValueError, match="Unrecognized partition"):  # its own partition: not ours to change
+        _send_one(producer.send, OutputRecord("anomalies", b"k", b"{}", partition=5), 5)
