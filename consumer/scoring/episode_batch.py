@@ -157,7 +157,7 @@ def track_episodes(
     batch_row = rows[[t.row for t in found]].tolist()  # the transitions' rows only (a batch has ~2,000)
     transitions = {r: t for r, t in zip(batch_row, found, strict=True) if t.kind is not Kind.SUPPRESSED}
     n_suppressed = len(found) - len(transitions)
-    return EpisodeOutcome(transitions, uniq, episodes, n_suppressed, index)
+    return EpisodeOutcome(transitions, uniq, episodes, n_suppressed, _index=index)
 
 
 def record_stamps(sources: Sequence[SourceLike]) -> npt.NDArray[np.float64]:

@@ -25,12 +25,15 @@ from consumer.ports import OutputRecord
 from consumer.scoring.state.changelog import changelog_records
 from consumer.scoring.state.record import byte_rows
 from consumer.scoring.state.store import StagedChanges
+from consumer.scoring.state.table import PartitionTable
 
 __all__ = ["ChangelogCache", "Taken"]
 
 Records = npt.NDArray[np.void]
 Chunk = tuple[list[str], Records, npt.NDArray[np.int64]]
-Rows = tuple[object, npt.NDArray[np.intp]] | None  # a chunk's items' table and rows there (None: unknown)
+Rows = (
+    tuple[PartitionTable, npt.NDArray[np.intp]] | None
+)  # a chunk's items' table and rows there (None: unknown)
 MERGE_AFTER: Final = 32  # chunks of a partition before they are merged (commits refused for long)
 
 
@@ -95,30 +98,30 @@ def _latest(held: list[tuple[Chunk, Rows]]) -> tuple[Chunk, Rows]:
         return held[0]
     chunks = [chunk for chunk, _ in held]
     ids = list(chain.from_iterable(c[0] for c in chunks))
-    table, rows = _rows_of(held)
-    if rows is None:
+    same = _rows_of(held)
+    if same is None:
         last = dict(zip(ids, range(len(ids)), strict=True))  # a later row of an id overwrites its slot
         pick = np.fromiter(last.values(), np.intp, count=len(last))
         uniq = list(last)
     else:  # the same by ints: ~4x faster than a dict of the id strings
-        pick = _last_of_rows(rows)
+        pick = _last_of_rows(same[1])
         uniq = list(map(ids.__getitem__, pick.tolist()))
     raw = np.concatenate(
         [byte_rows(c[1]) for c in chunks]
     )  # as bytes: a structured concatenate is ~10x slower
     offsets = np.concatenate([c[2] for c in chunks])
     merged = (uniq, raw[pick].reshape(-1).view(chunks[0][1].dtype), offsets[pick])
-    return merged, (None if rows is None else (table, np.concatenate(rows)[pick]))
+    return merged, (None if same is None else (same[0], np.concatenate(same[1])[pick]))
 
 
-def _rows_of(held: list[tuple[Chunk, Rows]]) -> tuple[object, list[npt.NDArray[np.intp]] | None]:
+def _rows_of(held: list[tuple[Chunk, Rows]]) -> tuple[PartitionTable, list[npt.NDArray[np.intp]]] | None:
     """Each chunk's rows when all are rows of one table (there a row identifies an id), else None."""
     got = [r for _, r in held if r is not None]
     if len(got) < len(held) or any(t is not got[0][0] for t, _ in got):
-        return None, None
+        return None
     for (chunk, _), (_, rows) in zip(held, got, strict=True):
         if rows.size != len(chunk[0]) or int(rows.min()) < 0:
-            return None, None  # a lookup's rows never put (its partition was revoked meanwhile)
+            return None  # a lookup's rows never put (its partition was revoked meanwhile)
     return got[0][0], [rows for _, rows in got]
 
 
