@@ -184,11 +184,15 @@ class BackgroundSeeds:
         self._seeds: SnapshotSeeds | None = None
         self._error: BaseException | None = None
         self._group_field = "category"
+        self._later: list[Hashes] = []  # retired while (re)loading: dropped once loaded
 
     def prepare(self, group_field: str, tick: Callable[[], None]) -> None:
         if self._seeds is not None and group_field == self._group_field:
+            self._retire_later()
             return
         if self._thread is None or group_field != self._group_field:
+            if group_field != self._group_field:
+                self._later = []  # states of another grouping: their partitions start afresh
             self._group_field, self._seeds, self._error = group_field, None, None
             self._done.clear()
             self._thread = threading.Thread(target=self._load, name="stockwatch-seed", daemon=True)
@@ -198,10 +202,19 @@ class BackgroundSeeds:
         if self._error is not None:
             error, self._error, self._thread = self._error, None, None
             raise MongoUnavailableError(f"could not load the inventory seed: {error}") from error
+        self._retire_later()
 
     def retire(self, hashes: Hashes) -> None:
-        if self._seeds is not None:  # while (re)loading: kept (memory only, never a wrong seed)
+        if self._seeds is not None:
             self._seeds.retire(hashes)
+        else:  # (re)loading: dropped from the new load
+            self._later.append(hashes)
+
+    def _retire_later(self) -> None:
+        if self._later and self._seeds is not None:
+            later, self._later = self._later, []
+            for hashes in later:
+                self._seeds.retire(hashes)
 
     @property
     def retired(self) -> int:
@@ -210,6 +223,7 @@ class BackgroundSeeds:
 
     def invalidate(self) -> None:
         """Reload the inventory at the next :meth:`prepare` if rows were retired (dropped now)."""
+        self._later = []  # some of them may start from the seed again
         if self._seeds is not None and self._seeds.retired:
             log.info("reloading the inventory seed: %d retired items may start from it again",
                      self._seeds.retired)  # fmt: skip
