@@ -14,10 +14,8 @@ behind the committed offset) or under another group field, :meth:`assign` starts
 items start from the inventory seed) and the partition's next batch writes the fresh-start mark
 first (:meth:`take_resets`; again after a rewind of that batch), voiding every earlier record.
 
-The inventory seed retires an item once its state is durable (:meth:`durable`: a flush
-acknowledged, a transaction committed; and every item :meth:`assign` restores), and is told to
-seed again (``reseed``) before a partition whose items may start from it again decides: a fresh
-start, or a restore that left out states (uncommitted, damaged or unreadable records).
+The seed drops items whose state is durable (``retire``: :meth:`durable`, :meth:`assign`) and is
+reloaded (``reseed``) when a restore starts items from it again (:mod:`.seeds`).
 """
 
 from __future__ import annotations
@@ -308,8 +306,7 @@ class StateStore:
         return self._token
 
     def durable(self, item_ids: Sequence[str]) -> None:
-        """These items' states are durable in the changelog: the seed may drop them (never earlier:
-        a rollback reads their changes again, against the seed)."""
+        """These items' states are durable in the changelog (never earlier: a rollback meets the seed)."""
         if item_ids:
             self.retire(id_hashes(item_ids))
 
