@@ -93,6 +93,10 @@ class ChangeContext:
     episodes: EpisodeContext | None = None  # alert_mode "episodes"; None: "every-update"
     _warned: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if self.seeds is not None:  # the seed drops items once their state is durable (seeds.py)
+            self.store.retire, self.store.reseed = self.seeds.retire, self.seeds.invalidate
+
     def serving_seed(self, version: str | None) -> None:
         """A seed model serves: it has no per-item state, so no episodes (said once)."""
         if self.episodes is not None and not self._warned:
@@ -124,7 +128,10 @@ class ChangeContext:
             self.episodes.start(tick)
         if first and committed is not None:
             self.store.committed_offset = partial(_committed_one, next(iter(first))[0], committed)
+        owned = self.store.owned
         self.restore_for(first, tick, committed)
+        if self.seeds is not None and self.store.owned != owned:  # a restore may have invalidated it
+            self.seeds.prepare(detector.metadata.group_field, tick)
 
     def restore_for(
         self,
@@ -151,6 +158,9 @@ class ChangeContext:
             self.store.settled(result.state_token)
             if self.store.cache is not None and result.state is not None:
                 self.store.cache.add(result.state)
+            elif result.state is not None:  # exactly-once: its transaction committed the changelog records
+                for ids, _, _ in result.state.by_partition.values():
+                    self.store.durable(ids)
         if self.store.cache is None:  # exactly-once: a cycle's slices are committed with their batch
             truncate_cycles(self.store)
 

@@ -22,6 +22,7 @@ import numpy as np
 from consumer.ports import SourceRecord
 from consumer.scoring.batch import Failure
 from consumer.scoring.state.seeds import Seeds
+from consumer.scoring.state.table import Hashes
 from consumer.wire.dlq import DlqReason
 from detection import UpdateBatch
 
@@ -78,6 +79,12 @@ class FutureSafeSeeds:
 
     def prepare(self, group_field: str, tick: Callable[[], None]) -> None:
         self._seeds.prepare(group_field, tick)
+
+    def retire(self, hashes: Hashes) -> None:
+        self._seeds.retire(hashes)
+
+    def invalidate(self) -> None:
+        self._seeds.invalidate()
 
     def seed(self, item_ids: Sequence[str]) -> UpdateBatch:
         batch, n = untime_future(self._seeds.seed(item_ids), self._clock() + self._skew_s)

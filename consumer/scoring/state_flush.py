@@ -89,6 +89,9 @@ class StateFlush:
         if error is None:
             self.metrics.state_flushed.inc(taken.items)
             self.store.slices_acked(self._slices)
+            for p, (ids, _, _) in taken.chunks.items():  # of a table still owned: the seed drops them
+                if p in self.store.owned and self.store.table(p) is owned.get(p):
+                    self.store.durable(ids)
             return True
         self.store.slices_failed(self._slices)
         cache = self.store.cache

@@ -156,6 +156,7 @@ class Restored:
     # item states StockWatch never writes (NaN, out of range: :mod:`.validity`), None when there is
     # none; such a record ends its item's state (the item starts unknown), unless a later one follows
     void: npt.NDArray[np.bool_] | None = None
+    uncommitted: int = 0  # item states left out because their input is not committed: read again
 
     @property
     def dropped(self) -> int:
@@ -232,7 +233,7 @@ def decode(
     void = ~possible(states)
     return Restored(
         texts, states, offsets, read=n, ignored=ignored, lineage=lineage, refused=refused,
-        void=void if void.any() else None,
+        void=void if void.any() else None, uncommitted=int(mask.size) - int(np.count_nonzero(mask)),
     )  # fmt: skip
 
 

@@ -9,6 +9,14 @@ Two ways to reach it (``STATE_SEED``), chosen by measurement (docs/consume.md §
   would cost a full scan per batch; one scan at start costs it once.
 * :class:`LookupSeeds` (``lookup``): one ``$in`` query per batch for the batch's unknown ids, for
   a MongoDB whose ``_id``/``item_id`` index answers it.
+
+Retirement (issue 11: state + seed <= 200 bytes per item): an item's seed row is dead once its state
+is durable in the changelog (:meth:`Seeds.retire`, called by the state store: a flush acknowledged,
+a transaction committed, a partition restored), since from then on the item is found in the state
+table or restored from the changelog. :class:`BackgroundSeeds` drops those rows and repacks its
+table when half of it is dead; when items may start from the inventory again (a fresh start,
+changes read again: :meth:`Seeds.invalidate`) it reloads the inventory if it retired anything.
+Items of partitions this member never owns are never retired (the seed holds the whole inventory).
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from typing import Any, Final, Protocol
 import numpy as np
 
 from consumer.ports import InventoryLookup, MongoUnavailableError
-from consumer.scoring.state.table import PartitionTable
+from consumer.scoring.state.table import Hashes, PartitionTable
 from detection import UpdateBatch, parse_updates
 
 __all__ = ["SEED_DTYPE", "BackgroundSeeds", "LookupSeeds", "Seeds", "SnapshotSeeds"]
@@ -47,6 +55,11 @@ class Seeds(Protocol):
 
     def prepare(self, group_field: str, tick: Callable[[], None]) -> None: ...
     def seed(self, item_ids: Sequence[str]) -> UpdateBatch: ...
+    def retire(self, hashes: Hashes) -> None:
+        """These items' states are durable (by their :func:`.table.id_hashes`): never seeded again."""
+
+    def invalidate(self) -> None:
+        """Items may start from the inventory again: what was retired must be seeded again."""
 
 
 class LookupSeeds:
@@ -59,16 +72,31 @@ class LookupSeeds:
     def prepare(self, group_field: str, tick: Callable[[], None]) -> None:
         self._group_field = group_field
 
+    def retire(self, hashes: Hashes) -> None:
+        return None  # nothing kept: nothing to drop
+
+    def invalidate(self) -> None:
+        return None
+
     def seed(self, item_ids: Sequence[str]) -> UpdateBatch:
         docs = self._lookup.find_items(item_ids, fields=(self._group_field, "occurred_at"))
         return parse_updates(docs, group_field=self._group_field)[0]
 
 
 class SnapshotSeeds:
-    """The whole inventory, loaded once, in compact rows."""
+    """The whole inventory, loaded once, in compact rows.
 
-    def __init__(self, docs: Iterable[Mapping[str, Any]], *, group_field: str = "category") -> None:
+    ``retiring``: :meth:`retire` drops rows (else it does nothing: a snapshot alone cannot reload
+    what it dropped, :class:`BackgroundSeeds` can).
+    """
+
+    def __init__(
+        self, docs: Iterable[Mapping[str, Any]], *, group_field: str = "category", retiring: bool = False
+    ) -> None:
         started = time.perf_counter()
+        self._retiring = retiring
+        self.retired = 0  # rows dropped since the load
+        self._dead = 0  # dropped rows the table still has (until its next repack)
         self._groups: list[str | None] = [None]
         codes: dict[str | None, int] = {None: 0}
         self._table = PartitionTable(dtype=SEED_DTYPE, keep_ids=False)
@@ -91,6 +119,20 @@ class SnapshotSeeds:
 
     def prepare(self, group_field: str, tick: Callable[[], None]) -> None:
         return None
+
+    def retire(self, hashes: Hashes) -> None:
+        """Drop these items' rows; repack the table once half of its rows are dropped ones."""
+        if not self._retiring:
+            return
+        dropped = self._table.drop(*hashes)
+        self.retired += dropped
+        self._dead += dropped
+        if self._dead and 2 * self._dead >= self._table.rows:
+            self._table.repack()  # O(live rows), amortised: each repack at least halves the table
+            self._dead = 0
+
+    def invalidate(self) -> None:
+        return None  # reloading is :class:`BackgroundSeeds`'s
 
     @property
     def nbytes(self) -> int:
@@ -142,11 +184,15 @@ class BackgroundSeeds:
         self._seeds: SnapshotSeeds | None = None
         self._error: BaseException | None = None
         self._group_field = "category"
+        self._later: list[Hashes] = []  # retired while (re)loading: dropped once loaded
 
     def prepare(self, group_field: str, tick: Callable[[], None]) -> None:
         if self._seeds is not None and group_field == self._group_field:
+            self._retire_later()
             return
         if self._thread is None or group_field != self._group_field:
+            if group_field != self._group_field:
+                self._later = []  # states of another grouping: their partitions start afresh
             self._group_field, self._seeds, self._error = group_field, None, None
             self._done.clear()
             self._thread = threading.Thread(target=self._load, name="stockwatch-seed", daemon=True)
@@ -156,10 +202,38 @@ class BackgroundSeeds:
         if self._error is not None:
             error, self._error, self._thread = self._error, None, None
             raise MongoUnavailableError(f"could not load the inventory seed: {error}") from error
+        self._retire_later()
+
+    def retire(self, hashes: Hashes) -> None:
+        if self._seeds is not None:
+            self._seeds.retire(hashes)
+        else:  # (re)loading: dropped from the new load
+            self._later.append(hashes)
+
+    def _retire_later(self) -> None:
+        if self._later and self._seeds is not None:
+            later, self._later = self._later, []
+            for hashes in later:
+                self._seeds.retire(hashes)
+
+    @property
+    def retired(self) -> int:
+        """Items retired from the loaded inventory (0 while loading)."""
+        return self._seeds.retired if self._seeds is not None else 0
+
+    def invalidate(self) -> None:
+        """Reload the inventory at the next :meth:`prepare` if rows were retired (dropped now)."""
+        self._later = []  # some of them may start from the seed again
+        if self._seeds is not None and self._seeds.retired:
+            log.info("reloading the inventory seed: %d retired items may start from it again",
+                     self._seeds.retired)  # fmt: skip
+            self._seeds, self._thread = None, None
 
     def _load(self) -> None:
         try:
-            self._seeds = SnapshotSeeds(self._docs(self._group_field), group_field=self._group_field)
+            self._seeds = SnapshotSeeds(
+                self._docs(self._group_field), group_field=self._group_field, retiring=True
+            )
         except Exception as exc:  # handed to the loop, which retries with backoff
             self._error = exc
         finally:

@@ -13,6 +13,9 @@ the seed model decided some of its updates (:meth:`mark_stale`, or the changelog
 behind the committed offset) or under another group field, :meth:`assign` starts it afresh (its
 items start from the inventory seed) and the partition's next batch writes the fresh-start mark
 first (:meth:`take_resets`; again after a rewind of that batch), voiding every earlier record.
+
+The seed drops items whose state is durable (``retire``: :meth:`durable`, :meth:`assign`) and is
+reloaded (``reseed``) when a restore starts items from it again (:mod:`.seeds`).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from consumer.ports import StateChangelog
 from consumer.scoring.state.changelog import Lineage, decode
 from consumer.scoring.state.record import ITEM_DTYPE, byte_rows
 from consumer.scoring.state.rolling import RollingRewrite, Slice
-from consumer.scoring.state.table import ABSENT, PartitionTable, distinct
+from consumer.scoring.state.table import ABSENT, Hashes, PartitionTable, distinct, id_hashes
 from consumer.scoring.state.truncation import Truncator
 
 if TYPE_CHECKING:
@@ -96,6 +99,8 @@ class StateStore:
         self.committed_offset: Callable[[int], int | None] = lambda _p: None  # the group's, per partition
         self._slices: deque[tuple[int, list[Slice]]] = deque()  # (batch token, its slices) unacked
         self.after: dict[int, int] = {}  # per partition: the input offset decided up to (for lineage)
+        self.retire: Callable[[Hashes], None] = lambda _hashes: None  # the seed drops durable items
+        self.reseed: Callable[[], None] = lambda: None  # items may start from the seed again
 
     @property
     def owned(self) -> set[int]:
@@ -155,6 +160,10 @@ class StateStore:
             )
         self._tables[partition] = table
         self._stale.discard(partition)
+        if reset or restored.uncommitted or restored.void is not None or restored.refused:
+            self.reseed()  # items whose state is left out start from the seed: it may have retired them
+        if len(table):
+            self.retire(table.hashes())  # in the changelog below the committed offset: durable
         if self.rolling is not None:  # its first cycle starts at the end (read off the loop thread)
             self.truncator.request(partition, self.rolling.wait(partition), None)
         seconds = time.perf_counter() - started
@@ -295,6 +304,11 @@ class StateStore:
         if changes.resets:
             self._marked.append((self._token, set(changes.resets)))
         return self._token
+
+    def durable(self, item_ids: Sequence[str]) -> None:
+        """These items' states are durable in the changelog (never earlier: a rollback meets the seed)."""
+        if item_ids:
+            self.retire(id_hashes(item_ids))
 
     def settled(self, token: int) -> None:
         """The batch of ``token`` (and every earlier one) is acknowledged: no longer undoable."""

@@ -9,10 +9,11 @@ with a 64-bit finaliser, :func:`detection.probe_kernel.byte_hashes`; 128 bits, c
 slot array (int32, load <= 1/2) maps the first hash to the row. Python's string hash is salted
 per process, which is fine: the index never leaves the process (the changelog keys are the ids).
 
-A row whose offset is :data:`ABSENT` holds no item (an insert that was rolled back); the slot
-stays, so the id finds the same row if it comes back. A row never moves nor changes its id, so the
-rows a batch's lookup found (:meth:`PartitionTable.find`) serve its put too (``rows=``): each
-distinct id of a batch is hashed and probed once (the probe: :mod:`detection.probe_kernel`).
+A row whose offset is :data:`ABSENT` holds no item (an insert rolled back, a seed row retired:
+:meth:`PartitionTable.drop`); the slot stays, so the id finds the same row if it comes back. A
+row never moves nor changes its id (but :meth:`PartitionTable.repack`), so the rows a batch's
+lookup found (:meth:`PartitionTable.find`) serve its put too (``rows=``): each distinct id of a
+batch is hashed and probed once (the probe: :mod:`detection.probe_kernel`).
 
 An item table also keeps each row's id as UTF-8 bytes in one growing buffer (4 bytes of end
 offset per row plus the id): the changelog's rolling rewrite (:mod:`.rolling`) writes rows by
@@ -30,7 +31,7 @@ import numpy.typing as npt
 from consumer.scoring.state.id_blob import IdBlob
 from consumer.scoring.state.record import ITEM_DTYPE, as_items, byte_rows
 
-__all__ = ["ABSENT", "PartitionTable", "distinct", "id_hashes"]
+__all__ = ["ABSENT", "Hashes", "PartitionTable", "distinct", "id_hashes"]
 
 ABSENT: Final = -2  # offset of a row that holds no item
 UNKNOWN_OFFSET: Final = -1  # an item whose input offset is not known (restored without one)
@@ -38,9 +39,10 @@ _EMPTY: Final = -1
 IntArray = npt.NDArray[np.int64]
 RowArray = npt.NDArray[np.intp]
 Records = npt.NDArray[np.void]
+Hashes = tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]  # (first, second) hash of each id
 
 
-def id_hashes(item_ids: Sequence[str]) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+def id_hashes(item_ids: Sequence[str]) -> Hashes:
     """The two 64-bit hashes of each id (see the module docstring)."""
     return first_hashes(item_ids), second_hashes(item_ids)
 
@@ -130,6 +132,31 @@ class PartitionTable:
                 self._id_end, self._blob = self._id_end[:n].copy(), self._blob[: self._blob_n].copy()
             if self._slots.size > _slot_count(n):
                 self._reindex(_slot_count(n))
+
+    def hashes(self) -> Hashes:
+        """The two hashes of each row that holds an item (what :meth:`drop` takes)."""
+        held = self._offsets[: self._n] != ABSENT
+        return self._h1[: self._n][held], self._h2[: self._n][held]
+
+    def drop(self, h1: npt.NDArray[np.uint64], h2: npt.NDArray[np.uint64]) -> int:
+        """Mark the rows of these ids (by their :func:`id_hashes`) ABSENT; returns how many held one."""
+        if not h1.size or not self._n:
+            return 0
+        rows = self.held(self._find(h1, h2))
+        rows = np.unique(rows[rows >= 0])  # an id given twice counts once
+        self._offsets[rows] = ABSENT
+        return int(rows.size)
+
+    def repack(self) -> None:
+        """Keep only the rows that hold an item, without spare capacity, re-placed by their stored
+        hashes (no id needed: for a table that keeps none, like the inventory seed's)."""
+        if self._id_end is not None:
+            raise ValueError("repack() is for a table that keeps no ids")
+        live = np.flatnonzero(self._offsets[: self._n] != ABSENT)
+        self._h1, self._h2, self._offsets = self._h1[live], self._h2[live], self._offsets[live]
+        self._records = _take(self._records, live)
+        self._n = int(live.size)
+        self._reindex(_slot_count(self._n))
 
     def lookup(self, item_ids: Sequence[str]) -> RowArray:
         """Row of each id, -1 for an id the table does not hold."""

@@ -21,7 +21,7 @@ from consumer.scoring.state.cache import MERGE_AFTER, ChangelogCache
 from consumer.scoring.state.changelog import CHANGELOG_VALUE, decode
 from consumer.scoring.state.packed import is_pack, unpack
 from consumer.scoring.state.record import ITEM_DTYPE, states_of
-from consumer.scoring.state.seeds import SnapshotSeeds
+from consumer.scoring.state.seeds import BackgroundSeeds, SnapshotSeeds
 from consumer.scoring.state.store import StagedChanges, StateStore
 from consumer.scoring.state.table import PartitionTable
 from consumer.scoring.state_flush import StateFlush
@@ -101,7 +101,8 @@ def cached_service(source: FakeSource, sink: LoggingSink, detector: ChangeDetect
     watcher._model = detector  # type: ignore[assignment]
     store = StateStore(sink.changelog)
     store.cache = ChangelogCache(sink.changelog.topic)
-    ctx = ChangeContext(store, sink.changelog.topic, SnapshotSeeds(snapshot_docs()))
+    seeds = BackgroundSeeds(lambda _group: snapshot_docs())  # retiring each acknowledged flush's items
+    ctx = ChangeContext(store, sink.changelog.topic, seeds)
     return ScoringService(source=source, sink=sink, watcher=watcher, config=CONFIG,  # type: ignore[arg-type]
                           max_poll_records=40, retry_backoff_s=0.0, state=ctx)  # fmt: skip
 
@@ -189,6 +190,7 @@ def test_a_flush_not_acknowledged_commits_nothing_until_it_is(detector: ChangeDe
     flagged, missing, table = expected(detector, recs)
     assert decided([sink]) == (flagged, missing)
     assert_changelog_holds(sink.changelog, table)
+    assert loop.state.seeds.retired > 0  # type: ignore[union-attr]  # decided the same with retirement on
 
 
 def test_a_revocation_flushes_before_its_offsets_are_handed_back(detector: ChangeDetector) -> None:
@@ -242,6 +244,7 @@ def test_a_crash_after_flushes_whose_commits_were_lost_applies_nothing_twice(
     loop = cached_service(source, second, detector)
     loop.run(max_events=600 - sum(resume.values()), timeout=60)
     assert any(r.ignored for r in loop.state.store.restores)  # type: ignore[union-attr]
+    assert loop.state.seeds.retired >= sum(r.items for r in loop.state.store.restores)  # type: ignore[union-attr]
     flagged, missing, table = expected(detector, recs)
     assert decided([first, second]) == (flagged, missing)
     assert_changelog_holds(changelog, table)
@@ -286,6 +289,7 @@ def test_a_periodic_commit_does_not_wait_for_its_flush_and_commits_once_it_is_ac
     loop = cached_service(FakeSource(recs), sink, detector)
     flush = loop.commits.flush
     assert flush is not None
+    loop.state.seeds.prepare(detector.metadata.group_field, lambda: None)  # type: ignore[union-attr]
     loop.state.restore_for({("in", 0): 0})  # type: ignore[union-attr]
     first = process_change_batch(recs[("in", 0)][:40], detector, loop.state, CONFIG, now=datetime.now(UTC))  # type: ignore[arg-type]
     loop.state.published(first)  # type: ignore[union-attr]
