@@ -99,7 +99,7 @@ class StateStore:
         self.committed_offset: Callable[[int], int | None] = lambda _p: None  # the group's, per partition
         self._slices: deque[tuple[int, list[Slice]]] = deque()  # (batch token, its slices) unacked
         self.after: dict[int, int] = {}  # per partition: the input offset decided up to (for lineage)
-        self.retire: Callable[[Hashes], None] = lambda _hashes: None  # the seed drops durable items
+        self.retire: Callable[[Hashes], None] | None = None  # the seed drops durable items (if wired)
         self.reseed: Callable[[], None] = lambda: None  # items may start from the seed again
 
     @property
@@ -162,7 +162,7 @@ class StateStore:
         self._stale.discard(partition)
         if reset or restored.uncommitted or restored.void is not None or restored.refused:
             self.reseed()  # items whose state is left out start from the seed: it may have retired them
-        if len(table):
+        if len(table) and self.retire is not None:
             self.retire(table.hashes())  # in the changelog below the committed offset: durable
         if self.rolling is not None:  # its first cycle starts at the end (read off the loop thread)
             self.truncator.request(partition, self.rolling.wait(partition), None)
@@ -307,7 +307,7 @@ class StateStore:
 
     def durable(self, item_ids: Sequence[str]) -> None:
         """These items' states are durable in the changelog (never earlier: a rollback meets the seed)."""
-        if item_ids:
+        if item_ids and self.retire is not None:  # no seed to retire from: no hashing either
             self.retire(id_hashes(item_ids))
 
     def settled(self, token: int) -> None:
