@@ -75,6 +75,9 @@ def _doc_stream(n: int, chunk: int = 50_000) -> Iterator[dict[str, Any]]:
 def memory(n: int) -> dict[str, float]:
     ids = [f"SKU-{i:08d}" for i in range(n)]
     records = np.zeros(n, CHANGELOG_VALUE)
+    PartitionTable().put(
+        ids[:1], records["state"][:1], records["offset"][:1]
+    )  # numba's kernels load untraced
     gc.collect()
     tracemalloc.start()
     table = PartitionTable(capacity=n)
