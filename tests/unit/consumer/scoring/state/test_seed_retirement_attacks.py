@@ -1,0 +1,43 @@
+"""Seed retirement under adversarial sequences: an item whose seed row was retired must never be
+left out of a restored table without the seed being reloaded (else it meets "no seed row" where it
+would have met its inventory snapshot)."""
+
+from __future__ import annotations
+
+import pytest
+
+from consumer.scoring.change_batch import ChangeContext
+from consumer.scoring.state.changelog import Lineage, changelog_records, lineage_record, reset_record
+from consumer.scoring.state.seeds import BackgroundSeeds
+from consumer.scoring.state.store import StateStore
+from detection import ChangeDetector, parse_updates, train_detector
+from tests.fakes import MemoryChangelog
+from tests.unit.consumer.scoring.state.stream import snapshot_docs
+from tests.unit.consumer.scoring.state.test_seed_retirement import IDS, Loads, recs, seeded, snapshot_stock
+
+
+@pytest.fixture(scope="module")
+def detector() -> ChangeDetector:
+    return train_detector(parse_updates(snapshot_docs())[0])
+
+
+def test_a_fresh_start_another_member_marked_while_it_owned_the_partition_reloads_the_seed(
+    detector: ChangeDetector,
+) -> None:
+    changelog = MemoryChangelog()
+    topic = changelog.topic
+    changelog.append(changelog_records(topic, 0, IDS, recs(len(IDS)), [3] * len(IDS)))
+    changelog.append([lineage_record(topic, 0, Lineage("category", 4))])
+    loads = Loads()
+    seeds = BackgroundSeeds(loads)
+    ctx = ChangeContext(StateStore(changelog), topic, seeds)
+    ctx.prepare(detector, {("in", 0): 4}, lambda: None)
+    assert seeded(seeds, IDS) == {}  # every item restored: retired
+    ctx.store.revoke([0])  # a rebalance: another member owns partition 0 meanwhile
+    # it started the partition afresh (it served the seed model for a while) and decided two items
+    changelog.append([reset_record(topic, 0)])
+    changelog.append(changelog_records(topic, 0, IDS[:2], recs(2), [7, 7]))
+    changelog.append([lineage_record(topic, 0, Lineage("category", 8))])
+    ctx.prepare(detector, {("in", 0): 8}, lambda: None)  # back to this member
+    assert len(ctx.store.table(0)) == 2  # the others' states were voided by the mark
+    assert seeded(seeds, IDS[2:]) == snapshot_stock(IDS[2:])  # so they start from the inventory
