@@ -4,6 +4,9 @@ would have met its inventory snapshot)."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from consumer.scoring.change_batch import ChangeContext
@@ -41,3 +44,37 @@ def test_a_fresh_start_another_member_marked_while_it_owned_the_partition_reload
     ctx.prepare(detector, {("in", 0): 8}, lambda: None)  # back to this member
     assert len(ctx.store.table(0)) == 2  # the others' states were voided by the mark
     assert seeded(seeds, IDS[2:]) == snapshot_stock(IDS[2:])  # so they start from the inventory
+
+
+class TickError(Exception):
+    pass
+
+
+def test_a_load_of_the_previous_group_field_finishing_late_is_never_served() -> None:
+    """A wait interrupted (its tick raised) leaves its load running; a load for another group field
+    started meanwhile must be the one served, not the older one that finishes during its wait."""
+    release = threading.Event()
+
+    def docs(group: str) -> list[dict[str, object]]:
+        release.wait(10)  # the old load is still reading when the field changes
+        if group != "category":
+            time.sleep(0.5)  # the new one ends after it
+        if group == "category":
+            return snapshot_docs()
+        return [{**d, "shelf": f"shelf-{d['item_id']}"} for d in snapshot_docs()]  # the field read
+
+    seeds = BackgroundSeeds(docs)
+
+    def interrupt() -> None:
+        raise TickError
+
+    with pytest.raises(TickError):
+        seeds.prepare("category", interrupt)
+    started = time.monotonic()
+
+    def let_the_old_load_finish() -> None:
+        release.set()
+        assert time.monotonic() - started < 10
+
+    seeds.prepare("shelf", let_the_old_load_finish)
+    assert seeds.seed(["sku-0"]).groups == ["shelf-sku-0"]  # the new field's seed, not the old one
