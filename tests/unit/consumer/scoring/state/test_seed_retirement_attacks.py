@@ -104,3 +104,24 @@ def test_an_item_seen_on_a_second_partition_starts_there_from_its_snapshot() -> 
     # its next update arrives on partition 1, whose table never held it ("two histories")
     assert (ctx.store.table(1).lookup(IDS[:1]) == -1).all()
     assert seeded(seeds, IDS[:1]) == snapshot_stock(IDS[:1])
+
+
+def test_a_restart_restoring_a_partition_with_uncommitted_records_after_a_clean_one_loads_once_and_retires_both(
+    detector: ChangeDetector,
+) -> None:
+    """kill -9 then restart: partition 1's last flush was not committed. The seed reload that its
+    restore asks for must not undo partition 0's retirements (every item back in the seed, 239 B
+    per item until each is written again), nor read the whole inventory twice at start."""
+    odd = [f"sku-{i}" for i in range(1, 40, 2)]
+    changelog = MemoryChangelog()
+    topic = changelog.topic
+    changelog.append(changelog_records(topic, 0, IDS, recs(len(IDS)), [3] * len(IDS)))
+    changelog.append(changelog_records(topic, 1, odd, recs(len(odd)), [3] * 10 + [9] * 10))
+    loads = Loads()
+    seeds = BackgroundSeeds(loads)
+    ctx = ChangeContext(StateStore(changelog), topic, seeds)
+    ctx.prepare(detector, {("in", 0): 5, ("in", 1): 5}, lambda: None)
+    assert len(ctx.store.table(0)) == 20 and len(ctx.store.table(1)) == 10
+    assert seeded(seeds, odd[10:]) == snapshot_stock(odd[10:])  # left out: they start from the seed
+    assert seeded(seeds, IDS + odd[:10]) == {}  # every restored item retired
+    assert loads.count == 1
