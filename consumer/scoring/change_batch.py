@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -43,7 +44,7 @@ from consumer.scoring.state.batch_keys import BatchKeys
 from consumer.scoring.state.record import episodes_of, join, states_of
 from consumer.scoring.state.seeds import Seeds
 from consumer.scoring.state.store import StagedChanges, StateStore
-from consumer.scoring.state.table import ABSENT
+from consumer.scoring.state.table import ABSENT, Hashes
 from consumer.scoring.state.writes import truncate_cycles, write_partition
 from consumer.wire.context import change_input_keys
 from consumer.wire.events import UNVERSIONED, DlqReason
@@ -141,12 +142,13 @@ class ChangeContext:
     ) -> None:
         """Restore every partition about to be decided that the store does not own yet."""
         marks = _committed_of([tp for tp in first if tp[1] not in self.store.owned], committed)
-        for tp, offset in sorted(first.items()):
-            if tp[1] not in self.store.owned:
-                self.store.assign(tp[1], resume_offset=offset, tick=tick, committed=marks.get(tp))
-        for tp, offset in sorted(first.items()):  # one dropped by a tick meanwhile (a rebalance)
-            if tp[1] not in self.store.owned:
-                self.store.assign(tp[1], resume_offset=offset, committed=marks.get(tp))
+        with _reseed_first(self.store):
+            for tp, offset in sorted(first.items()):
+                if tp[1] not in self.store.owned:
+                    self.store.assign(tp[1], resume_offset=offset, tick=tick, committed=marks.get(tp))
+            for tp, offset in sorted(first.items()):  # one dropped by a tick meanwhile (a rebalance)
+                if tp[1] not in self.store.owned:
+                    self.store.assign(tp[1], resume_offset=offset, committed=marks.get(tp))
 
     def published(self, result: BatchResult) -> None:
         """The outputs are handed to the sink: the next batch must see this one's changes."""
@@ -173,6 +175,26 @@ class ChangeContext:
         """
         self.store.rollback()
         self.store.revoke({p for _, p in to_committed})
+
+
+@contextmanager
+def _reseed_first(store: StateStore) -> Iterator[None]:
+    """Restores within: the seed is reloaded (if one of them asks) before any restored item is retired,
+    so a reload never brings back the items of the partitions restored before it (nor, at a start
+    where nothing was retired yet, reads the whole inventory twice)."""
+    retire, reseed = store.retire, store.reseed
+    held: list[Hashes] = []
+    asked: list[bool] = []
+    store.retire, store.reseed = (held.append if retire is not None else None), partial(asked.append, True)
+    try:
+        yield
+    finally:
+        store.retire, store.reseed = retire, reseed
+        if asked:
+            reseed()
+        if retire is not None:
+            for hashes in held:
+                retire(hashes)
 
 
 def process_change_batch(

@@ -157,6 +157,9 @@ class Restored:
     # none; such a record ends its item's state (the item starts unknown), unless a later one follows
     void: npt.NDArray[np.bool_] | None = None
     uncommitted: int = 0  # item states left out because their input is not committed: read again
+    # records of item states before the last fresh-start mark (another member may have written it)
+    # or of another layout: their items start from the inventory seed
+    voided: int = 0
 
     @property
     def dropped(self) -> int:
@@ -180,20 +183,12 @@ def decode(
     """
     n = len(keys)
     size = CHANGELOG_VALUE.itemsize
-    lineage = None
     if None in keys or None in values:  # tombstones: the rare case, by record
         usable = [k for k, (key, v) in enumerate(zip(keys, values, strict=True)) if key and v]
         keys, values = [keys[k] for k in usable], [values[k] for k in usable]
     lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))  # type: ignore[arg-type]
     per_item = (lengths == size) | (lengths == LEGACY_VALUE.itemsize)
-    start, packs = 0, list[int]()
-    for k in np.flatnonzero(~per_item).tolist():  # lineage, reset and packed records: few
-        if keys[k] == LINEAGE_KEY:
-            lineage = Lineage.decode(values[k]) or lineage
-        elif keys[k] == RESET_KEY:
-            start, packs = k + 1, []  # everything before the last fresh start is void
-        elif is_pack(keys[k]):
-            packs.append(k)
+    lineage, start, packs, voided = _marks(keys, values, per_item)
     ids: list[bytes] = []
     rows: list[npt.NDArray[np.uint8]] = []
     refused, prev = 0, start
@@ -234,7 +229,27 @@ def decode(
     return Restored(
         texts, states, offsets, read=n, ignored=ignored, lineage=lineage, refused=refused,
         void=void if void.any() else None, uncommitted=int(mask.size) - int(np.count_nonzero(mask)),
+        voided=voided,
     )  # fmt: skip
+
+
+def _marks(
+    keys: Sequence[bytes | None], values: Sequence[bytes | None], per_item: npt.NDArray[np.bool_]
+) -> tuple[Lineage | None, int, list[int], int]:
+    """The last lineage, where the records after the last fresh-start mark start, the packed records
+    after it, and how many item-state records are void (before the mark, or of another layout)."""
+    lineage, start, packs, voided = None, 0, list[int](), 0
+    for k in np.flatnonzero(~per_item).tolist():  # lineage, reset and packed records: few
+        if keys[k] == LINEAGE_KEY:
+            lineage = Lineage.decode(values[k]) or lineage
+        elif keys[k] == RESET_KEY:
+            voided += len(packs) + int(np.count_nonzero(per_item[start:k]))  # void: before a fresh start
+            start, packs = k + 1, []  # everything before the last fresh start is void
+        elif is_pack(keys[k]):
+            packs.append(k)
+        else:
+            voided += 1  # a record of another layout: its item's state is not read
+    return lineage, start, packs, voided
 
 
 def _per_item(values: list[bytes]) -> npt.NDArray[np.uint8]:

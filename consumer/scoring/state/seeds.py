@@ -185,6 +185,7 @@ class BackgroundSeeds:
         self._error: BaseException | None = None
         self._group_field = "category"
         self._later: list[Hashes] = []  # retired while (re)loading: dropped once loaded
+        self._lock = threading.Lock()  # a load publishes only while it is the current one
 
     def prepare(self, group_field: str, tick: Callable[[], None]) -> None:
         if self._seeds is not None and group_field == self._group_field:
@@ -193,9 +194,12 @@ class BackgroundSeeds:
         if self._thread is None or group_field != self._group_field:
             if group_field != self._group_field:
                 self._later = []  # states of another grouping: their partitions start afresh
-            self._group_field, self._seeds, self._error = group_field, None, None
-            self._done.clear()
-            self._thread = threading.Thread(target=self._load, name="stockwatch-seed", daemon=True)
+            with self._lock:  # an older load still running (its wait interrupted) publishes nothing now
+                self._group_field, self._seeds, self._error = group_field, None, None
+                self._done.clear()
+                self._thread = threading.Thread(
+                    target=self._load, args=(group_field,), name="stockwatch-seed", daemon=True
+                )
             self._thread.start()
         while not self._done.wait(1.0):
             tick()
@@ -229,15 +233,17 @@ class BackgroundSeeds:
                      self._seeds.retired)  # fmt: skip
             self._seeds, self._thread = None, None
 
-    def _load(self) -> None:
+    def _load(self, group_field: str) -> None:
+        seeds, error = None, None
         try:
-            self._seeds = SnapshotSeeds(
-                self._docs(self._group_field), group_field=self._group_field, retiring=True
-            )
+            seeds = SnapshotSeeds(self._docs(group_field), group_field=group_field, retiring=True)
         except Exception as exc:  # handed to the loop, which retries with backoff
-            self._error = exc
+            error = exc
         finally:
-            self._done.set()
+            with self._lock:
+                if threading.current_thread() is self._thread:  # else superseded: another field's load
+                    self._seeds, self._error = seeds, error
+                    self._done.set()
 
     def seed(self, item_ids: Sequence[str]) -> UpdateBatch:
         if self._seeds is None:

@@ -160,7 +160,7 @@ class StateStore:
             )
         self._tables[partition] = table
         self._stale.discard(partition)
-        if reset or restored.uncommitted or restored.void is not None or restored.refused:
+        if reset or restored.uncommitted or restored.voided or restored.void is not None or restored.refused:
             self.reseed()  # items whose state is left out start from the seed: it may have retired them
         if len(table) and self.retire is not None:
             self.retire(table.hashes())  # in the changelog below the committed offset: durable
