@@ -93,6 +93,7 @@ class StateStore:
         self._resets: set[int] = set()  # partitions started afresh whose mark is not written yet
         self._marked: deque[tuple[int, set[int]]] = deque()  # (batch token, marks it carries) unacked
         self._stale: set[int] = set()  # partitions the seed model decided since their state was kept
+        self._restored: set[int] = set()  # partitions restored at least once by this process
         self.cache: ChangelogCache | None = None  # at-least-once: changelog records wait for the commit
         self.rolling: RollingRewrite | None = RollingRewrite()  # None: the topic refuses truncation
         self.truncator = Truncator(changelog)
@@ -160,7 +161,11 @@ class StateStore:
             )
         self._tables[partition] = table
         self._stale.discard(partition)
-        if reset or restored.uncommitted or restored.voided or restored.void is not None or restored.refused:
+        # a partition first seen with an empty changelog may be new (input partitions added): items
+        # whose state is durable on their old partition start there from the seed
+        new = not restored.read and partition not in self._restored
+        self._restored.add(partition)
+        if reset or new or restored.uncommitted or restored.voided or restored.void is not None or restored.refused:
             self.reseed()  # items whose state is left out start from the seed: it may have retired them
         if len(table) and self.retire is not None:
             self.retire(table.hashes())  # in the changelog below the committed offset: durable

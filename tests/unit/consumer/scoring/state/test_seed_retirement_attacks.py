@@ -90,9 +90,9 @@ def test_a_load_of_the_previous_group_field_finishing_late_is_never_served() -> 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="known hole: the seed is one table for every partition; an item whose state is durable on "
-    "one partition is retired for all, so its updates on another (an input not keyed by item id, or "
-    "more input partitions) start it as a new item, not from its snapshot",
+    reason="known limit: the seed is one table for every partition; an item whose state is durable on "
+    "one partition is retired for all, so its updates on another partition already held (an input not "
+    "keyed by item id) start it as a new item, not from its snapshot",
 )
 def test_an_item_seen_on_a_second_partition_starts_there_from_its_snapshot() -> None:
     sink = FakeSink()
@@ -125,3 +125,26 @@ def test_a_restart_restoring_a_partition_with_uncommitted_records_after_a_clean_
     assert seeded(seeds, odd[10:]) == snapshot_stock(odd[10:])  # left out: they start from the seed
     assert seeded(seeds, IDS + odd[:10]) == {}  # every restored item retired
     assert loads.count == 1
+
+
+def test_a_partition_added_to_the_input_reloads_the_seed_for_the_items_that_move_there(
+    detector: ChangeDetector,
+) -> None:
+    """More input partitions move keys: an item durable on partition 0 may next arrive on the new
+    partition 2, whose changelog is empty; it must start there from its snapshot, as without
+    retirement."""
+    changelog = MemoryChangelog()
+    topic = changelog.topic
+    changelog.append(changelog_records(topic, 0, IDS, recs(len(IDS)), [3] * len(IDS)))
+    changelog.append([lineage_record(topic, 0, Lineage("category", 4))])
+    loads = Loads()
+    seeds = BackgroundSeeds(loads)
+    ctx = ChangeContext(StateStore(changelog), topic, seeds)
+    ctx.prepare(detector, {("in", 0): 4}, lambda: None)
+    assert seeded(seeds, IDS) == {}  # every item restored: retired
+    ctx.prepare(detector, {("in", 0): 4, ("in", 2): 0}, lambda: None)  # partition 2 is new
+    assert seeded(seeds, IDS) == snapshot_stock(IDS)
+    ctx.store.revoke([2])
+    before = loads.count
+    ctx.prepare(detector, {("in", 0): 4, ("in", 2): 0}, lambda: None)  # seen before: no second reload
+    assert loads.count == before
