@@ -165,7 +165,8 @@ class StateStore:
         # whose state is durable on their old partition start there from the seed
         new = not restored.read and partition not in self._restored
         self._restored.add(partition)
-        if reset or new or restored.uncommitted or restored.voided or restored.void is not None or restored.refused:
+        left_out = restored.uncommitted or restored.voided or restored.void is not None or restored.refused
+        if reset or new or left_out:
             self.reseed()  # items whose state is left out start from the seed: it may have retired them
         if len(table) and self.retire is not None:
             self.retire(table.hashes())  # in the changelog below the committed offset: durable
