@@ -9,7 +9,7 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from detection.change_reasons import reasons_of_row
+from detection.change_reasons import reasons_of_row, reasons_of_rows
 from detection.item_state import STATE_DTYPE
 from detection.rules import RuleSet
 from detection.severity import Level, level_of
@@ -22,6 +22,7 @@ _FIELDS: Final = tuple(STATE_DTYPE.names or ())
 _MAX_SHOWN: Final = 4  # reasons an event carries
 Kind = Literal["none", "model", "data_quality", "missing_field"]
 Words = tuple[Level, tuple[str, ...], Kind, tuple[str, ...]]  # level, reasons, kind, rules fired
+_NOTHING: Final[tuple[list[str], list[str]]] = ([], [])
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -92,16 +93,24 @@ class ChangeDecisions:
 
     def words(self, rows: Sequence[int]) -> list[Words]:
         """``(level, reasons, kind, rules_fired)`` of each of ``rows``: what :meth:`level`,
-        :meth:`reasons`, :meth:`kind` and :meth:`rules_fired` say, each array converted once."""
+        :meth:`reasons`, :meth:`kind` and :meth:`rules_fired` say, each array converted once and the
+        reasons' numeric part (which concerns are far, their ranking) found for all rows at once."""
         at = np.asarray(rows, np.intp).reshape(-1)
         flags, bits = self.is_anomaly[at].tolist(), self.rule_bits[at].tolist()
-        severity, features = self.severity_score[at].tolist(), self.features[at].tolist()
-        baseline, new, peers = (
-            self.baseline[at].tolist(),
-            self.new_values[at].tolist(),
-            self.peer_median[at].tolist(),
+        severity = self.severity_score[at].tolist()
+        mask, fired, describe, rejected = (
+            self.rules.alert_mask,
+            self.rules.fired,
+            self.rules.describe,
+            self.rejected,
         )
-        mask, fired, rejected = self.rules.alert_mask, self.rules.fired, self.rejected
+        ruled = [
+            (describe(b & mask), describe(b & ~mask)) if flag else ((), ())
+            for flag, b in zip(flags, bits, strict=True)
+        ]
+        room = [_MAX_SHOWN - len(alerts) - len(hints) for alerts, hints in ruled]
+        asked = [j for j, flag in enumerate(flags) if flag and room[j] > 0]  # rows the history explains
+        found = dict(zip(asked, self._history_reasons(at[asked], [room[j] for j in asked]), strict=True))
         out: list[Words] = []
         for j, i in enumerate(rows):
             flag, b = flags[j], bits[j]
@@ -114,22 +123,38 @@ class ChangeDecisions:
                 if flag
                 else "none"
             )
-            said = self._reasons(b, features[j], baseline[j], new[j], peers[j]) if flag else ()
+            said = _compose(*ruled[j], *found.get(j, _NOTHING)) if flag else ()
             out.append((level_of(severity[j], flag), said, kind, fired(b)))
         return out
+
+    def _history_reasons(
+        self, at: npt.NDArray[np.intp], limits: list[int]
+    ) -> list[tuple[list[str], list[str]]]:
+        if not limits:
+            return []
+        return reasons_of_rows(
+            self.features[at], self.baseline[at], self.new_values[at], self.peer_median[at], limits
+        )
 
     def _reasons(
         self, bits: int, features: list[float], baseline: list[float], new: list[float], peer: float
     ) -> tuple[str, ...]:
         mask = self.rules.alert_mask
-        out = list(self.rules.describe(bits & mask))
-        hints = list(self.rules.describe(bits & ~mask))
-        room = _MAX_SHOWN - len(out) - len(hints)  # rules first: the history's reasons fill what is left
+        alerts, hints = self.rules.describe(bits & mask), self.rules.describe(bits & ~mask)
+        room = _MAX_SHOWN - len(alerts) - len(hints)  # rules first: the history's reasons fill what is left
         explaining: list[str] = []
         context: list[str] = []
         if room > 0:
             by_name = dict(zip(_FIELDS, baseline, strict=True))  # a record's fields, by name
             explaining, context = reasons_of_row(features, by_name, new, peer, limit=room)
-        out += explaining or ([] if out or hints else ["unusual combination of changes for this item"])
-        # a hint (it never alerts alone) after the history that explains the flag; the gap is context
-        return tuple((out + hints + context)[:_MAX_SHOWN])
+        return _compose(alerts, hints, explaining, context)
+
+
+def _compose(
+    alerts: tuple[str, ...], hints: tuple[str, ...], explaining: list[str], context: list[str]
+) -> tuple[str, ...]:
+    """The alerting rules, then the history's reasons (or a generic one when neither says
+    anything), then the hints (which never alert alone), then the context (the update gap)."""
+    out = list(alerts)
+    out += explaining or ([] if out or hints else ["unusual combination of changes for this item"])
+    return tuple((out + list(hints) + context)[:_MAX_SHOWN])

@@ -22,7 +22,7 @@ import orjson
 
 from consumer.ports import OutputRecord, SourceRecord
 from consumer.scoring.batch import BatchConfig
-from consumer.scoring.episode_batch import transition_fields
+from consumer.scoring.episode_batch import add_transition_fields
 from consumer.scoring.episodes import Transition
 from consumer.wire.episode_events import prime_event_times
 from consumer.wire.events import EVENT_SCHEMA_VERSION, anomaly_id, detected_at
@@ -121,7 +121,7 @@ def change_events(
         event["links"] = dict(links)
         t = episodes.get(i) if episodes is not None else None
         if t is not None:
-            event.update(transition_fields(t, record, item_id))
+            add_transition_fields(event, t, record, item_id)
         if flags[j]:
             anomalies.append(event)
         outputs.append(OutputRecord(config.anomaly_topic, key, dumps(event), context.headers(record.headers)))

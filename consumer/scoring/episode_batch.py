@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from consumer.scoring.episodes import EPISODE_DTYPE, EpisodePolicy, Kind, Transition, advance_compiled
 from consumer.scoring.suppression_cache import SuppressionCache
-from consumer.wire.episode_events import episode_fields, episode_id
+from consumer.wire.episode_events import add_episode_fields, episode_id
 from consumer.wire.events import SourceLike
 from detection import UpdateBatch
 from detection.change_decisions import ChangeDecisions
@@ -32,6 +32,7 @@ from detection.items import EARLIEST_TIME, LATEST_TIME
 __all__ = [
     "EpisodeContext",
     "EpisodeOutcome",
+    "add_transition_fields",
     "episode_alert",
     "episode_event",
     "record_stamps",
@@ -191,8 +192,16 @@ def episode_event(event: dict[str, Any], t: Transition, source: SourceLike) -> d
 
 def transition_fields(t: Transition, source: SourceLike, item_id: str) -> dict[str, Any]:
     """What transition ``t`` of ``item_id``'s episode adds to the event of its update (``source``)."""
+    fields: dict[str, Any] = {}
+    add_transition_fields(fields, t, source, item_id)
+    return fields
+
+
+def add_transition_fields(event: dict[str, Any], t: Transition, source: SourceLike, item_id: str) -> None:
+    """:func:`transition_fields` written into ``event`` (as ``event.update`` of them)."""
     kind = t.kind
-    return episode_fields(
+    add_episode_fields(
+        event,
         status=_STATUS[kind],  # type: ignore[arg-type]  # one of the three by construction
         episode=episode_id(source.topic, source.partition, t.opened_offset, item_id),
         first_seen=t.first_seen,

@@ -197,6 +197,8 @@ class EventContext:
 
     def attributes(self, obj: Mapping[str, Any], used: frozenset[str]) -> dict[str, Any]:
         """``item.attributes`` and ``item.attributes_truncated`` of the input object ``obj``."""
+        if used.issuperset(obj):  # the usual: nothing but what the detector reads (one C-level pass)
+            return {"attributes": {}, "attributes_truncated": False}
         if not self.max_fields:
             return {"attributes": {}, "attributes_truncated": any(k not in used for k in obj)}
         kept, cut = item_attributes(obj, used, max_fields=self.max_fields, max_bytes=self.max_bytes)

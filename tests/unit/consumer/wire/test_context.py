@@ -214,3 +214,25 @@ def test_the_report_linked_is_the_one_the_retrain_worker_writes() -> None:
 def test_a_report_template_must_name_the_version() -> None:
     with pytest.raises(ValueError, match="version"):
         Settings(report_url_template="https://reports.example/latest.png")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from([*sorted(SEED_INPUT_KEYS), "warehouse", "note", "occurred_at"]),
+        st.one_of(st.integers(-5, 5), st.text(max_size=8), st.none()),
+        max_size=8,
+    ),
+    st.sampled_from([0, 1, 32]),
+)
+def test_attributes_of_an_input_with_only_read_keys_are_those_of_the_general_path(
+    obj: dict[str, Any], max_fields: int
+) -> None:
+    """The shortcut for inputs holding only what the detector reads says what the bounds say."""
+    context = EventContext(max_fields=max_fields, max_bytes=64)
+    used = change_input_keys("")
+    if max_fields:
+        kept, cut = item_attributes(obj, used, max_fields=max_fields, max_bytes=64)
+    else:
+        kept, cut = {}, any(k not in used for k in obj)
+    assert context.attributes(obj, used) == {"attributes": kept, "attributes_truncated": cut}
