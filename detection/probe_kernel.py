@@ -6,7 +6,8 @@ Pure arithmetic on arrays, so it lives beside the decide kernel: the same warm-u
 Linear probing over int32 slots (-1 = empty), each key identified by two 64-bit hashes; a vectorised
 numpy probe needs ~10 array passes per round, this one touches each probed slot once. The second
 hash (FNV-1a over the id's UTF-8 bytes, then MurmurHash3's 64-bit finaliser) is computed for a
-batch's ids in one pass over their joined bytes: no string built per id.
+batch's ids in one pass over their joined bytes: no string built per id. A batch's ids are
+deduplicated by that hash, then their bytes (:func:`distinct_bytes`): no dict of its strings.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-__all__ = ["byte_hashes", "find_rows", "warm_up_probe"]
+__all__ = ["byte_hashes", "distinct_bytes", "find_rows", "warm_up_probe"]
 
 Hashes = npt.NDArray[np.uint64]
 
@@ -53,12 +54,67 @@ def _fnv_fmix(blob, ends, out):  # type: ignore[no-untyped-def]  # noqa: ANN001,
         start = ends[i]
 
 
+@njit(cache=True, nogil=True)
+def _same(blob, a, b, n):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    for j in range(n):  # noqa: SIM110 (numba compiles a plain loop, not all() of a generator)
+        if blob[a + j] != blob[b + j]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _distinct(blob, ends, hashes, slots, u, first):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202, PLR0917
+    mask = slots.size - 1
+    k = 0
+    start = 0
+    for i in range(ends.size):
+        end = ends[i]
+        h = hashes[i]
+        pos = np.intp(h & np.uint64(mask))
+        while True:
+            j = slots[pos]
+            if j < 0:  # a new id
+                slots[pos], first[k], u[i] = k, i, k
+                k += 1
+                break
+            f = first[j]
+            if hashes[f] == h:  # the same hash: the same id only if the same bytes
+                f_start = ends[f - 1] if f > 0 else 0
+                if ends[f] - f_start == end - start and _same(blob, f_start, start, end - start):
+                    u[i] = j
+                    break
+            pos = (pos + 1) & mask
+        start = end
+    return k
+
+
 def byte_hashes(blob: npt.NDArray[np.uint8], ends: npt.NDArray[np.int64]) -> Hashes:
     """A 64-bit hash of each byte string ``blob[ends[i-1]:ends[i]]`` (the first from 0)."""
     out = np.empty(ends.size, np.uint64)
     if ends.size:
         _fnv_fmix(blob, ends, out)
     return out
+
+
+def distinct_bytes(
+    blob: npt.NDArray[np.uint8], ends: npt.NDArray[np.int64], hashes: Hashes | None = None
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], Hashes]:
+    """The distinct byte strings of ``blob`` (as :func:`byte_hashes` splits it): per string, the
+    index of its first occurrence among the distinct ones (first-occurrence order), and per
+    distinct one, its first position and hash (``hashes``: each string's, else
+    :func:`byte_hashes`'s; equal hashes are told apart by the bytes).
+
+    The index is keyed by that unsalted hash, so crafted colliding ids cost more probes: at most
+    n²/2 for n strings, and a batch holds at most ``max_poll_records`` of them.
+    """
+    if hashes is None:
+        hashes = byte_hashes(blob, ends)
+    n = ends.size
+    u = np.empty(n, np.intp)
+    first = np.empty(n, np.intp)
+    slots = np.full(1 << max(4, (2 * n - 1).bit_length()), -1, np.intp)  # load <= 1/2
+    k = _distinct(blob, ends, hashes, slots, u, first) if n else 0
+    return u, first[:k], hashes[first[:k]]
 
 
 def find_rows(
@@ -77,5 +133,6 @@ def find_rows(
 def warm_up_probe() -> None:
     """Run the kernel once on a scratch index: compiled, or loaded from numba's cache."""
     byte_hashes(np.frombuffer(b"warm-up", np.uint8), np.array([4, 7], np.int64))
+    distinct_bytes(np.frombuffer(b"upup", np.uint8), np.array([2, 4], np.int64))
     one = np.ones(1, np.uint64)
     find_rows(np.array([0, -1], np.int32), one, one, np.array([1, 3], np.uint64), np.array([1, 1], np.uint64))

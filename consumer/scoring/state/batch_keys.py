@@ -4,6 +4,11 @@
 (``rows``); :func:`.batch_items.prior_states` reuses the deduplication and
 :func:`.batch_items.staged_changes` hands the changed items' rows to the put (a row never moves
 nor changes its id in its table, so they stay valid for that table object).
+
+:meth:`BatchKeys.of` deduplicates by the ids' second hash and bytes, compiled
+(:func:`detection.probe_kernel.distinct_bytes`), and only the distinct ids get the first hash
+(``hash``): no dict of the batch's ids, and the probe hashes nothing again (:func:`.table.distinct`
+stays the reference).
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from consumer.scoring.state.table import PartitionTable, distinct
+from consumer.scoring.state.id_blob import IdBlob
+from consumer.scoring.state.table import PartitionTable, first_hashes
 
 __all__ = ["BatchKeys"]
 
 RowArray = npt.NDArray[np.intp]
+Hashes = tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]
 
 
 @dataclass(slots=True, eq=False)
@@ -29,7 +36,15 @@ class BatchKeys:
     u: RowArray  # per update: its id's index in ``ids``
     rows: RowArray | None = None  # per update: PartitionTable.find's row (-1 none); set by prior()
     tables: dict[int, PartitionTable] = field(default_factory=dict)  # the tables ``rows`` are of
+    hashes: Hashes | None = None  # of ``ids``: table.id_hashes's (the probe needs no second pass)
 
     @classmethod
     def of(cls, item_ids: Sequence[str]) -> BatchKeys:
-        return cls(*distinct(item_ids))
+        from detection.probe_kernel import distinct_bytes  # numba loads with the first batch, not at import
+
+        blob = IdBlob.encode(item_ids, errors="surrogatepass")  # as table.second_hashes encodes
+        u, first, h2 = distinct_bytes(blob.data, np.cumsum(blob.lengths))
+        ids = (
+            list(item_ids) if first.size == len(item_ids) else list(map(item_ids.__getitem__, first.tolist()))
+        )
+        return cls(ids, u, hashes=(first_hashes(ids), h2))
