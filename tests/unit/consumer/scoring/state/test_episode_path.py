@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 
 from consumer.ports import OutputRecord
 from consumer.scoring.batch import BatchConfig, BatchResult
 from consumer.scoring.change_batch import ChangeContext, process_change_batch
-from consumer.scoring.episode_batch import EpisodeContext
+from consumer.scoring.episode_batch import EpisodeContext, record_stamps
 from consumer.scoring.episodes import EpisodePolicy
 from consumer.scoring.serving import before_poll
 from consumer.scoring.state.seeds import SnapshotSeeds
@@ -238,3 +240,20 @@ def test_a_change_detector_starts_loading_the_suppressions_before_its_first_poll
     ctx.episodes.stop()  # the service's shutdown
     assert cache.start() and cache.wait_first(10)  # a service run again refreshes again
     cache.stop()
+
+
+@pytest.mark.parametrize(
+    "stamps",
+    [
+        [1_764_590_400_123, 0, -1],
+        [1_764_590_400_123, None, 7],
+        [None],
+        [],
+        [2**53 + 1, 2**63 - 1],
+        [2**63, 5],
+    ],
+)
+def test_record_stamps_are_each_timestamp_as_a_float_and_nan_for_none(stamps: list[int | None]) -> None:
+    got = record_stamps([SimpleNamespace(timestamp=s) for s in stamps])  # type: ignore[misc]
+    expect = np.array([np.nan if s is None else float(s) for s in stamps], np.float64)
+    assert got.dtype == np.float64 and got.tobytes() == expect.tobytes()
