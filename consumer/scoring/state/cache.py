@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import chain
+from operator import itemgetter
 from typing import Final
 
 import numpy as np
@@ -105,13 +106,21 @@ def _latest(held: list[tuple[Chunk, Rows]]) -> tuple[Chunk, Rows]:
         uniq = list(last)
     else:  # the same by ints: ~4x faster than a dict of the id strings
         pick = _last_of_rows(same[1])
-        uniq = list(map(ids.__getitem__, pick.tolist()))
+        uniq = _items(ids, pick)
     raw = np.concatenate(
         [byte_rows(c[1]) for c in chunks]
     )  # as bytes: a structured concatenate is ~10x slower
     offsets = np.concatenate([c[2] for c in chunks])
-    merged = (uniq, raw[pick].reshape(-1).view(chunks[0][1].dtype), offsets[pick])
+    picked = np.take(raw, pick, axis=0)  # ~4x raw[pick] (fancy indexing of byte rows)
+    merged = (uniq, picked.reshape(-1).view(chunks[0][1].dtype), offsets[pick])
     return merged, (None if same is None else (same[0], np.concatenate(same[1])[pick]))
+
+
+def _items(ids: list[str], at: npt.NDArray[np.intp]) -> list[str]:
+    """``[ids[k] for k in at]``: one itemgetter call, ~1.7x ``map(ids.__getitem__, ...)``."""
+    if at.size < 2:  # itemgetter of one index gives the item, not a tuple
+        return [ids[k] for k in at.tolist()]
+    return list(itemgetter(*at.tolist())(ids))
 
 
 def _rows_of(held: list[tuple[Chunk, Rows]]) -> tuple[PartitionTable, list[npt.NDArray[np.intp]]] | None:
