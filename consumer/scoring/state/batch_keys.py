@@ -20,12 +20,11 @@ import numpy as np
 import numpy.typing as npt
 
 from consumer.scoring.state.id_blob import IdBlob
-from consumer.scoring.state.table import PartitionTable, first_hashes
+from consumer.scoring.state.table import Hashes, PartitionTable, first_hashes
 
 __all__ = ["BatchKeys"]
 
 RowArray = npt.NDArray[np.intp]
-Hashes = tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]
 
 
 @dataclass(slots=True, eq=False)

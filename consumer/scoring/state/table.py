@@ -163,11 +163,7 @@ class PartitionTable:
         uniq, u = distinct(item_ids)  # a popular item updates several times a batch: hashed once
         return self.held(self.find(uniq))[u]
 
-    def find(
-        self,
-        item_ids: Sequence[str],
-        hashes: tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]] | None = None,
-    ) -> RowArray:
+    def find(self, item_ids: Sequence[str], hashes: Hashes | None = None) -> RowArray:
         """Row of each id (ABSENT rows too: a rolled-back insert keeps its row), -1 for an id never put
         (``hashes``: :func:`id_hashes` of ``item_ids``, when known)."""
         return self._find(*(hashes if hashes is not None else id_hashes(item_ids)))
