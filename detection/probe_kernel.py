@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-__all__ = ["byte_hashes", "distinct_bytes", "find_rows", "warm_up_probe"]
+__all__ = ["byte_hashes", "distinct_bytes", "find_rows", "row_bytes", "warm_up_probe"]
 
 Hashes = npt.NDArray[np.uint64]
 
@@ -88,6 +88,22 @@ def _distinct(blob, ends, hashes, slots, u, first):  # type: ignore[no-untyped-d
     return k
 
 
+@njit(cache=True, nogil=True)
+def _row_bytes(ends, blob, rows):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    lengths = np.empty(rows.size, np.int64)
+    for i in range(rows.size):
+        r = rows[i]
+        lengths[i] = np.int64(ends[r]) - (np.int64(ends[r - 1]) if r > 0 else 0)
+    data = np.empty(lengths.sum(), np.uint8)
+    k = 0
+    for i in range(rows.size):
+        start = np.int64(ends[rows[i]]) - lengths[i]
+        for j in range(lengths[i]):
+            data[k + j] = blob[start + j]
+        k += lengths[i]
+    return data, lengths
+
+
 def byte_hashes(blob: npt.NDArray[np.uint8], ends: npt.NDArray[np.int64]) -> Hashes:
     """A 64-bit hash of each byte string ``blob[ends[i-1]:ends[i]]`` (the first from 0)."""
     out = np.empty(ends.size, np.uint64)
@@ -117,6 +133,17 @@ def distinct_bytes(
     return u, first[:k], hashes[first[:k]]
 
 
+def row_bytes(
+    ends: npt.NDArray[np.uint32], blob: npt.NDArray[np.uint8], rows: npt.NDArray[np.intp]
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    """The byte strings ``rows`` of ``blob`` (row ``r`` is ``blob[ends[r-1]:ends[r]]``, the first from
+    0) end to end, and their lengths."""
+    if not rows.size:
+        return np.zeros(0, np.uint8), np.zeros(0, np.int64)
+    data, lengths = _row_bytes(ends, blob, rows)
+    return data, lengths
+
+
 def find_rows(
     slots: npt.NDArray[np.int32], t1: Hashes, t2: Hashes, h1: Hashes, h2: Hashes
 ) -> npt.NDArray[np.intp]:
@@ -134,5 +161,6 @@ def warm_up_probe() -> None:
     """Run the kernel once on a scratch index: compiled, or loaded from numba's cache."""
     byte_hashes(np.frombuffer(b"warm-up", np.uint8), np.array([4, 7], np.int64))
     distinct_bytes(np.frombuffer(b"upup", np.uint8), np.array([2, 4], np.int64))
+    row_bytes(np.array([2, 4], np.uint32), np.frombuffer(b"upup", np.uint8), np.array([1, 0], np.intp))
     one = np.ones(1, np.uint64)
     find_rows(np.array([0, -1], np.int32), one, one, np.array([1, 3], np.uint64), np.array([1, 1], np.uint64))

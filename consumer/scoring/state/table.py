@@ -122,6 +122,14 @@ class PartitionTable:
         ids = IdBlob(self._blob[first:last].copy(), np.diff(ends, prepend=first))
         return (ids if held.all() else ids.compress(held)), rows
 
+    def ids_of(self, rows: RowArray) -> IdBlob | None:
+        """The ids (UTF-8) of ``rows`` (rows ids were put in), in their order; None: it keeps no ids."""
+        from detection.probe_kernel import row_bytes  # numba loads with the first table use, not at import
+
+        if self._id_end is None:
+            return None
+        return IdBlob(*row_bytes(self._id_end, self._blob, np.ascontiguousarray(rows, np.intp)))
+
     def compact(self) -> None:
         """Drop the spare capacity (after a bulk load that grew the table step by step)."""
         if self._n < self._h1.size:
