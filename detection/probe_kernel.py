@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-__all__ = ["byte_hashes", "distinct_bytes", "find_rows", "row_bytes", "warm_up_probe"]
+__all__ = ["byte_hashes", "distinct_bytes", "distinct_joined", "find_rows", "row_bytes", "warm_up_probe"]
 
 Hashes = npt.NDArray[np.uint64]
 
@@ -39,19 +39,45 @@ def _probe(slots, t1, t2, h1, h2, out):  # type: ignore[no-untyped-def]  # noqa:
 
 
 @njit(cache=True, nogil=True)
+def _fnv(blob, start, end):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    h = np.uint64(0xCBF29CE484222325)
+    for j in range(start, end):
+        h = (h ^ np.uint64(blob[j])) * np.uint64(0x100000001B3)
+    h ^= h >> np.uint64(33)  # fmix64: every input bit reaches every output bit
+    h *= np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(33)
+    h *= np.uint64(0xC4CEB93F53FE1C4F)
+    h ^= h >> np.uint64(33)
+    return h
+
+
+@njit(cache=True, nogil=True)
 def _fnv_fmix(blob, ends, out):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
     start = 0
     for i in range(ends.size):
-        h = np.uint64(0xCBF29CE484222325)
-        for j in range(start, ends[i]):
-            h = (h ^ np.uint64(blob[j])) * np.uint64(0x100000001B3)
-        h ^= h >> np.uint64(33)  # fmix64: every input bit reaches every output bit
-        h *= np.uint64(0xFF51AFD7ED558CCD)
-        h ^= h >> np.uint64(33)
-        h *= np.uint64(0xC4CEB93F53FE1C4F)
-        h ^= h >> np.uint64(33)
-        out[i] = h
+        out[i] = _fnv(blob, start, ends[i])
         start = ends[i]
+
+
+@njit(cache=True, nogil=True)
+def _split(blob, starts, ends):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    """Split ``blob`` at its zero bytes into ``starts.size`` pieces; False if it holds another count."""
+    start = 0
+    for i in range(starts.size):
+        end = start
+        while end < blob.size and blob[end] != 0:
+            end += 1
+        if end == blob.size and i < starts.size - 1:
+            return False
+        starts[i], ends[i] = start, end
+        start = end + 1
+    return start == blob.size + 1
+
+
+@njit(cache=True, nogil=True)
+def _piece_hashes(blob, starts, ends, out):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    for i in range(starts.size):
+        out[i] = _fnv(blob, starts[i], ends[i])
 
 
 @njit(cache=True, nogil=True)
@@ -63,12 +89,11 @@ def _same(blob, a, b, n):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN20
 
 
 @njit(cache=True, nogil=True)
-def _distinct(blob, ends, hashes, slots, u, first):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202, PLR0917
+def _distinct(blob, starts, ends, hashes, slots, u, first):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202, PLR0917
     mask = slots.size - 1
     k = 0
-    start = 0
     for i in range(ends.size):
-        end = ends[i]
+        start, end = starts[i], ends[i]
         h = hashes[i]
         pos = np.intp(h & np.uint64(mask))
         while True:
@@ -78,13 +103,14 @@ def _distinct(blob, ends, hashes, slots, u, first):  # type: ignore[no-untyped-d
                 k += 1
                 break
             f = first[j]
-            if hashes[f] == h:  # the same hash: the same id only if the same bytes
-                f_start = ends[f - 1] if f > 0 else 0
-                if ends[f] - f_start == end - start and _same(blob, f_start, start, end - start):
-                    u[i] = j
-                    break
+            if (
+                hashes[f] == h
+                and ends[f] - starts[f] == end - start
+                and _same(blob, starts[f], start, end - start)
+            ):
+                u[i] = j  # the same hash and the same bytes: the same id
+                break
             pos = (pos + 1) & mask
-        start = end
     return k
 
 
@@ -125,11 +151,33 @@ def distinct_bytes(
     """
     if hashes is None:
         hashes = byte_hashes(blob, ends)
+    starts = np.zeros(ends.size, np.int64)
+    starts[1:] = ends[:-1]
+    return _distinct_pieces(blob, starts, ends, hashes)
+
+
+def distinct_joined(
+    joined: npt.NDArray[np.uint8], n: int
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], Hashes] | None:
+    """:func:`distinct_bytes` of ``n`` strings joined by zero bytes (their lengths need no pass of
+    their own); None when ``joined`` splits into another count (a string holds a zero byte)."""
+    starts, ends = np.empty(n, np.int64), np.empty(n, np.int64)
+    if n and not _split(joined, starts, ends):
+        return None
+    hashes = np.empty(n, np.uint64)
+    if n:
+        _piece_hashes(joined, starts, ends, hashes)
+    return _distinct_pieces(joined, starts, ends, hashes)
+
+
+def _distinct_pieces(
+    blob: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64], hashes: Hashes
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], Hashes]:
     n = ends.size
     u = np.empty(n, np.intp)
     first = np.empty(n, np.intp)
     slots = np.full(1 << max(4, (2 * n - 1).bit_length()), -1, np.intp)  # load <= 1/2
-    k = _distinct(blob, ends, hashes, slots, u, first) if n else 0
+    k = _distinct(blob, starts, ends, hashes, slots, u, first) if n else 0
     return u, first[:k], hashes[first[:k]]
 
 
@@ -161,6 +209,7 @@ def warm_up_probe() -> None:
     """Run the kernel once on a scratch index: compiled, or loaded from numba's cache."""
     byte_hashes(np.frombuffer(b"warm-up", np.uint8), np.array([4, 7], np.int64))
     distinct_bytes(np.frombuffer(b"upup", np.uint8), np.array([2, 4], np.int64))
+    distinct_joined(np.frombuffer(b"up\0up", np.uint8), 2)
     row_bytes(np.array([2, 4], np.uint32), np.frombuffer(b"upup", np.uint8), np.array([1, 0], np.intp))
     one = np.ones(1, np.uint64)
     find_rows(np.array([0, -1], np.int32), one, one, np.array([1, 3], np.uint64), np.array([1, 1], np.uint64))

@@ -6,7 +6,8 @@
 nor changes its id in its table, so they stay valid for that table object).
 
 :meth:`BatchKeys.of` deduplicates by the ids' second hash and bytes, compiled
-(:func:`detection.probe_kernel.distinct_bytes`), and only the distinct ids get the first hash
+(:func:`detection.probe_kernel.distinct_joined`: the ids joined by NULs, so no pass per id for
+the lengths), and only the distinct ids get the first hash
 (``hash``): no dict of the batch's ids, and the probe hashes nothing again (:func:`.table.distinct`
 stays the reference).
 """
@@ -39,10 +40,14 @@ class BatchKeys:
 
     @classmethod
     def of(cls, item_ids: Sequence[str]) -> BatchKeys:
-        from detection.probe_kernel import distinct_bytes  # numba loads with the first batch, not at import
+        from detection.probe_kernel import distinct_bytes, distinct_joined  # numba loads with the first batch
 
-        blob = IdBlob.encode(item_ids, errors="surrogatepass")  # as table.second_hashes encodes
-        u, first, h2 = distinct_bytes(blob.data, np.cumsum(blob.lengths))
+        joined = "\0".join(item_ids).encode("utf-8", "surrogatepass")  # as table.second_hashes encodes
+        got = distinct_joined(np.frombuffer(joined, np.uint8), len(item_ids))
+        if got is None:  # an id holds a NUL: split by lengths instead
+            blob = IdBlob.encode(item_ids, errors="surrogatepass")
+            got = distinct_bytes(blob.data, np.cumsum(blob.lengths))
+        u, first, h2 = got
         ids = (
             list(item_ids) if first.size == len(item_ids) else list(map(item_ids.__getitem__, first.tolist()))
         )
