@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 import numpy as np
 import numpy.typing as npt
@@ -48,7 +49,10 @@ class BatchKeys:
             blob = IdBlob.encode(item_ids, errors="surrogatepass")
             got = distinct_bytes(blob.data, np.cumsum(blob.lengths))
         u, first, h2 = got
-        ids = (
-            list(item_ids) if first.size == len(item_ids) else list(map(item_ids.__getitem__, first.tolist()))
-        )
+        if first.size == len(item_ids):  # all distinct: in their order
+            ids = list(item_ids)
+        elif first.size < 2:  # itemgetter of one index gives no tuple
+            ids = [item_ids[k] for k in first.tolist()]
+        else:  # one itemgetter call: ~1.7x map(item_ids.__getitem__, ...)
+            ids = list(itemgetter(*first.tolist())(item_ids))
         return cls(ids, u, hashes=(first_hashes(ids), h2))
