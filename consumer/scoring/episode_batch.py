@@ -91,7 +91,7 @@ class EpisodeOutcome:
 
     def of(self, item_ids: Sequence[str]) -> Records:
         if item_ids == self.ids:  # the usual: every item of a one-partition batch changed
-            return self.episodes.copy()
+            return self.episodes.view(np.uint8).copy().view(EPISODE_DTYPE)  # ~8x a structured copy
         rows = np.fromiter(map(self.index.__getitem__, item_ids), np.intp, count=len(item_ids))
         raw = self.episodes.view(np.uint8).reshape(-1, EPISODE_DTYPE.itemsize)
         return raw[rows].reshape(-1).view(EPISODE_DTYPE)  # a byte copy: ~20x a structured one
