@@ -92,7 +92,7 @@ class EpisodeOutcome:
 
     def of(self, item_ids: Sequence[str]) -> Records:
         if item_ids == self.ids:  # the usual: every item of a one-partition batch changed
-            return self.episodes.copy()
+            return self.episodes.view(np.uint8).copy().view(EPISODE_DTYPE)  # ~8x a structured copy
         rows = np.fromiter(map(self.index.__getitem__, item_ids), np.intp, count=len(item_ids))
         raw = self.episodes.view(np.uint8).reshape(-1, EPISODE_DTYPE.itemsize)
         return raw[rows].reshape(-1).view(EPISODE_DTYPE)  # a byte copy: ~20x a structured one
@@ -128,20 +128,23 @@ def track_episodes(
     episodes = np.ascontiguousarray(prior).view(whole)[first].view(EPISODE_DTYPE)
     if ctx is None or not len(updates):
         return EpisodeOutcome({}, uniq, episodes, _index=index)
-    rows = np.setdiff1d(np.arange(len(updates)), np.fromiter(decisions.rejected, np.intp), assume_unique=True)
-    anomalous = decisions.is_anomaly[rows].astype(bool)
-    levels = np.where(
-        anomalous, np.searchsorted(_LEVEL_CUTS, decisions.severity_score[rows], side="right"), -1
-    )
+    rows = np.arange(len(updates))
+    every = not decisions.rejected  # the usual: every row decided, its columns used as they are
+    if not every:
+        rows = np.setdiff1d(rows, np.fromiter(decisions.rejected, np.intp), assume_unique=True)
+    anomalous = decisions.is_anomaly.astype(bool) if every else decisions.is_anomaly[rows].astype(bool)
+    severity = decisions.severity_score if every else decisions.severity_score[rows]
+    levels = np.where(anomalous, np.searchsorted(_LEVEL_CUTS, severity, side="right"), -1)
     if stamps is None:
         stamps = record_stamps(sources)
     stamps = stamps / 1000
     stamps[(stamps < EARLIEST_TIME) | (stamps > LATEST_TIME)] = np.nan  # a producer sets any timestamp
     at = np.where(np.isfinite(updates.occurred_at), updates.occurred_at, stamps)
-    at = np.where(np.isfinite(at), at, now.timestamp())[rows]
+    at = np.where(np.isfinite(at), at, now.timestamp())
     if offsets is None:
         offsets = np.fromiter((s.offset for s in sources), np.int64, count=len(sources))
-    offsets = offsets[rows]
+    if not every:
+        at, offsets = at[rows], offsets[rows]
     cache = ctx.suppressions
 
     def suppressed(j: int) -> bool:
@@ -152,10 +155,10 @@ def track_episodes(
         return cache.matches(updates.item_ids[i], reasons, now) is not None
 
     found = advance_compiled(
-        episodes, item_of[rows], anomalous, levels.astype(np.int8), at, offsets, ctx.policy,
+        episodes, item_of if every else item_of[rows], anomalous, levels.astype(np.int8), at, offsets, ctx.policy,
         suppressed if cache is not None else None,
     )  # fmt: skip
-    batch_row = rows[[t.row for t in found]].tolist()  # the transitions' rows only (a batch has ~2,000)
+    batch_row = [t.row for t in found] if every else rows[[t.row for t in found]].tolist()  # ~100 of ~2,000
     transitions = {r: t for r, t in zip(batch_row, found, strict=True) if t.kind is not Kind.SUPPRESSED}
     n_suppressed = len(found) - len(transitions)
     return EpisodeOutcome(transitions, uniq, episodes, n_suppressed, _index=index)
@@ -163,7 +166,10 @@ def track_episodes(
 
 def record_stamps(sources: Sequence[SourceLike]) -> npt.NDArray[np.float64]:
     """Each record's timestamp in ms as float64 (NaN where it has none)."""
-    return np.fromiter(map(_TIMESTAMP, sources), np.float64, count=len(sources))  # None -> NaN, as np.array
+    try:  # Kafka's are ints: read as int64 (~1.5x faster than into float64), exact below 2**53
+        return np.fromiter(map(_TIMESTAMP, sources), np.int64, count=len(sources)).astype(np.float64)
+    except (TypeError, OverflowError):  # a record without one (None) or beyond int64
+        return np.fromiter(map(_TIMESTAMP, sources), np.float64, count=len(sources))  # None -> NaN
 
 
 def episode_alert(

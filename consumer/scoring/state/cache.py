@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import chain
+from operator import itemgetter
 from typing import Final
 
 import numpy as np
@@ -23,6 +24,7 @@ import numpy.typing as npt
 
 from consumer.ports import OutputRecord
 from consumer.scoring.state.changelog import changelog_records
+from consumer.scoring.state.id_blob import EncodedIds
 from consumer.scoring.state.record import byte_rows
 from consumer.scoring.state.store import StagedChanges
 from consumer.scoring.state.table import PartitionTable
@@ -78,7 +80,7 @@ class ChangelogCache:
         """Every held change, each item once, as packed records per partition (``build``: how, else
         the changes alone); removed: :meth:`give_back` if not acknowledged."""
         changes = len(self)
-        taken = {p: _latest(chunks)[0] for p, chunks in self._chunks.items() if chunks}
+        taken = {p: _encoded(*_latest(chunks)) for p, chunks in self._chunks.items() if chunks}
         self._chunks = {}
         records: list[OutputRecord] = []
         for p, chunk in sorted(taken.items()):
@@ -105,13 +107,31 @@ def _latest(held: list[tuple[Chunk, Rows]]) -> tuple[Chunk, Rows]:
         uniq = list(last)
     else:  # the same by ints: ~4x faster than a dict of the id strings
         pick = _last_of_rows(same[1])
-        uniq = list(map(ids.__getitem__, pick.tolist()))
+        uniq = _items(ids, pick)
     raw = np.concatenate(
         [byte_rows(c[1]) for c in chunks]
     )  # as bytes: a structured concatenate is ~10x slower
     offsets = np.concatenate([c[2] for c in chunks])
-    merged = (uniq, raw[pick].reshape(-1).view(chunks[0][1].dtype), offsets[pick])
+    picked = np.take(raw, pick, axis=0)  # ~4x raw[pick] (fancy indexing of byte rows)
+    merged = (uniq, picked.reshape(-1).view(chunks[0][1].dtype), offsets[pick])
     return merged, (None if same is None else (same[0], np.concatenate(same[1])[pick]))
+
+
+def _encoded(chunk: Chunk, rows: Rows) -> Chunk:
+    """``chunk`` with its ids' UTF-8 from the table they were put in, when its rows are known
+    (a row never changes its id): the flush gathers bytes instead of encoding ~1 id per change."""
+    ids = chunk[0]
+    if rows is None or rows[1].size != len(ids) or not ids or int(rows[1].min()) < 0:
+        return chunk
+    blob = rows[0].ids_of(rows[1])
+    return chunk if blob is None else (EncodedIds(ids, blob), chunk[1], chunk[2])
+
+
+def _items(ids: list[str], at: npt.NDArray[np.intp]) -> list[str]:
+    """``[ids[k] for k in at]``: one itemgetter call, ~1.7x ``map(ids.__getitem__, ...)``."""
+    if at.size < 2:  # itemgetter of one index gives the item, not a tuple
+        return [ids[k] for k in at.tolist()]
+    return list(itemgetter(*at.tolist())(ids))
 
 
 def _rows_of(held: list[tuple[Chunk, Rows]]) -> tuple[PartitionTable, list[npt.NDArray[np.intp]]] | None:

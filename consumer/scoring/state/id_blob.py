@@ -7,13 +7,13 @@ one ``bytes`` object per id, split from one buffer and joined again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["IdBlob"]
+__all__ = ["EncodedIds", "IdBlob"]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -26,6 +26,8 @@ class IdBlob:
     @classmethod
     def encode(cls, item_ids: Sequence[str], errors: str = "strict") -> IdBlob:
         """The UTF-8 of ``item_ids`` (as ``str.encode(errors=errors)`` each, errors included)."""
+        if isinstance(item_ids, EncodedIds):  # encoded already (strict UTF-8: the same under any errors)
+            return item_ids.blob
         text = "".join(item_ids)
         data = text.encode("utf-8", errors)
         n = len(item_ids)
@@ -56,3 +58,14 @@ class IdBlob:
         ends = np.cumsum(self.lengths)
         raw = self.data.tobytes()
         return list(map(raw.__getitem__, map(slice, (ends - self.lengths).tolist(), ends.tolist())))
+
+
+class EncodedIds(list[str]):
+    """Ids with their UTF-8 (strict) at hand: :meth:`IdBlob.encode` gives it instead of encoding
+    them again (the changelog cache's merged ids, from their table; never changed once made)."""
+
+    __slots__ = ("blob",)
+
+    def __init__(self, ids: Iterable[str], blob: IdBlob) -> None:
+        super().__init__(ids)
+        self.blob = blob

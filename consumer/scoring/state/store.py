@@ -272,7 +272,7 @@ class StateStore:
         if n and partitions[0] == partitions[-1] and partitions.count(partitions[0]) == n:
             table = self._tables[partitions[0]]  # the usual batch: one partition
             uniq, u = (keys.ids, keys.u) if keys is not None else distinct(item_ids)
-            found = table.find(uniq)[u]
+            found = table.find(uniq, keys.hashes if keys is not None else None)[u]
             if keys is not None:
                 keys.rows, keys.tables = found, {partitions[0]: table}
             return table.gather(found)

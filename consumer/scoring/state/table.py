@@ -122,6 +122,14 @@ class PartitionTable:
         ids = IdBlob(self._blob[first:last].copy(), np.diff(ends, prepend=first))
         return (ids if held.all() else ids.compress(held)), rows
 
+    def ids_of(self, rows: RowArray) -> IdBlob | None:
+        """The ids (UTF-8) of ``rows`` (rows ids were put in), in their order; None: it keeps no ids."""
+        from detection.probe_kernel import row_bytes  # numba loads with the first table use, not at import
+
+        if self._id_end is None:
+            return None
+        return IdBlob(*row_bytes(self._id_end, self._blob, np.ascontiguousarray(rows, np.intp)))
+
     def compact(self) -> None:
         """Drop the spare capacity (after a bulk load that grew the table step by step)."""
         if self._n < self._h1.size:
@@ -163,9 +171,10 @@ class PartitionTable:
         uniq, u = distinct(item_ids)  # a popular item updates several times a batch: hashed once
         return self.held(self.find(uniq))[u]
 
-    def find(self, item_ids: Sequence[str]) -> RowArray:
-        """Row of each id (ABSENT rows too: a rolled-back insert keeps its row), -1 for an id never put."""
-        return self._find(*id_hashes(item_ids))
+    def find(self, item_ids: Sequence[str], hashes: Hashes | None = None) -> RowArray:
+        """Row of each id (ABSENT rows too: a rolled-back insert keeps its row), -1 for an id never put
+        (``hashes``: :func:`id_hashes` of ``item_ids``, when known)."""
+        return self._find(*(hashes if hashes is not None else id_hashes(item_ids)))
 
     def held(self, rows: RowArray) -> RowArray:
         """``rows`` (of :meth:`find`) with -1 for those that hold no item (ABSENT)."""

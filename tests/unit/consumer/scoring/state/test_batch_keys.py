@@ -12,11 +12,12 @@ from hypothesis import strategies as st
 
 from consumer.scoring.state.batch_items import prior_states, staged_changes
 from consumer.scoring.state.batch_keys import BatchKeys
+from consumer.scoring.state.id_blob import IdBlob
 from consumer.scoring.state.record import states_of
 from consumer.scoring.state.store import StagedChanges, StateStore
 from consumer.scoring.state.table import ABSENT, PartitionTable, distinct, id_hashes
 from detection.item_state import STATE_DTYPE
-from detection.probe_kernel import find_rows
+from detection.probe_kernel import distinct_bytes, find_rows
 from tests.fakes import MemoryChangelog, foreground_store
 
 IDS = st.sampled_from(["a", "b", "c", "d", "é", "", "a\x1f", "\x1fa", "sku-1", "sku-10"])
@@ -66,6 +67,36 @@ def test_distinct_is_first_occurrence_order_and_each_ids_index(ids: list[str]) -
     assert u.dtype == np.intp and u.tolist() == [uniq.index(i) for i in ids]
     keys = BatchKeys.of(ids)
     assert keys.ids == uniq and keys.u.tolist() == u.tolist() and keys.rows is None
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(IDS, st.text(max_size=4), st.just("\ud800x")), max_size=60), st.booleans())
+def test_batch_keys_deduplicate_and_hash_as_distinct_and_id_hashes(ids: list[str], nul: bool) -> None:
+    if nul:  # an id holding a NUL: the NUL-joined split does not apply (split by lengths instead)
+        ids = [*ids, "a\x00b", "a"]
+    keys = BatchKeys.of(ids)  # compiled: by the byte hash, then the bytes
+    uniq, u = distinct(ids)
+    assert keys.ids == uniq and keys.u.dtype == np.intp and keys.u.tolist() == u.tolist()
+    assert keys.hashes is not None
+    assert [h.tolist() for h in keys.hashes] == [h.tolist() for h in id_hashes(uniq)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(IDS, st.text(max_size=3)), max_size=40), st.integers(1, 3))
+def test_ids_whose_hashes_collide_are_told_apart_by_their_bytes(ids: list[str], spread: int) -> None:
+    blob = IdBlob.encode(ids, errors="surrogatepass")
+    codes = [sum(i.encode("utf-8", "surrogatepass")) % spread for i in ids]  # a hash of few values
+    forced = np.array(codes, np.uint64)  # equal for equal ids, and for many unequal ones
+    u, first, hashes = distinct_bytes(blob.data, np.cumsum(blob.lengths), forced)
+    uniq, expect = distinct(ids)
+    assert u.tolist() == expect.tolist() and [ids[f] for f in first.tolist()] == uniq
+    assert hashes.tolist() == forced[first].tolist()
+
+
+def test_an_empty_batch_has_no_keys() -> None:
+    keys = BatchKeys.of([])
+    assert keys.ids == [] and keys.u.size == 0 and keys.hashes is not None and keys.hashes[1].size == 0
+    assert PartitionTable().find(keys.ids, keys.hashes).size == 0
 
 
 def fnv_fmix(data: bytes) -> int:

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from config.settings import Settings
 from consumer.ports import OutputRecord
@@ -19,6 +21,7 @@ from consumer.scoring.loop import ScoringService
 from consumer.scoring.metrics import ConsumerMetrics
 from consumer.scoring.state.cache import MERGE_AFTER, ChangelogCache
 from consumer.scoring.state.changelog import CHANGELOG_VALUE, decode
+from consumer.scoring.state.id_blob import EncodedIds
 from consumer.scoring.state.packed import is_pack, unpack
 from consumer.scoring.state.record import ITEM_DTYPE, states_of
 from consumer.scoring.state.seeds import BackgroundSeeds, SnapshotSeeds
@@ -329,3 +332,34 @@ def test_a_failed_flush_gives_back_only_partitions_still_held_by_the_same_table(
     failing.released = True
     assert flush.done(block=False) is False
     assert set(logged(store.cache.take().records)) == {"i0"}
+
+
+IDS_NON_ASCII = st.sampled_from(["a", "b", "é", "€x", "", "sku-1", "sku-10", "\U0001f600", "z" * 40])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(IDS_NON_ASCII, max_size=6, unique=True), min_size=1, max_size=6), st.data())
+def test_a_flush_takes_the_ids_utf8_from_their_table_and_writes_what_encoding_them_wrote(
+    batches, data
+) -> None:
+    store = StateStore(MemoryChangelog())
+    store.assign(0, resume_offset=0)
+    with_rows, without = ChangelogCache(TOPIC), ChangelogCache(TOPIC)
+    for k, ids in enumerate(batches):
+        changes = staged(0, list(ids), [float(k)] * len(ids), list(range(10 * k, 10 * k + len(ids))))
+        store.apply(changes)  # the rows the items were put in join the changes
+        with_rows.add(changes)
+        without.add(StagedChanges(changes.by_partition))  # rows unknown: the ids are encoded
+    table = store.table(0)
+    rows = np.array(data.draw(st.lists(st.integers(0, max(table.rows - 1, 0)), max_size=12)), np.intp)
+    if table.rows:
+        got = table.ids_of(rows)
+        assert got is not None and got.tolist() == [
+            table.row_ids(r, r + 1)[0].tolist()[0] for r in rows.tolist()
+        ]
+    assert PartitionTable(keep_ids=False).ids_of(np.zeros(0, np.intp)) is None
+    a, b = with_rows.take(), without.take()
+    assert [r.value for r in a.records] == [r.value for r in b.records]  # the same ids, values, order
+    assert a.chunks[0][0] == b.chunks[0][0] if 0 in a.chunks else not b.chunks
+    if any(batches):
+        assert isinstance(a.chunks[0][0], EncodedIds) and not isinstance(b.chunks[0][0], EncodedIds)

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 
 from consumer.ports import OutputRecord
 from consumer.scoring.batch import BatchConfig, BatchResult
 from consumer.scoring.change_batch import ChangeContext, process_change_batch
-from consumer.scoring.episode_batch import EpisodeContext
-from consumer.scoring.episodes import EpisodePolicy
+from consumer.scoring.episode_batch import EpisodeContext, EpisodeOutcome, record_stamps
+from consumer.scoring.episodes import EPISODE_DTYPE, EpisodePolicy
 from consumer.scoring.serving import before_poll
 from consumer.scoring.state.seeds import SnapshotSeeds
 from consumer.scoring.state.store import StateStore
@@ -238,3 +240,31 @@ def test_a_change_detector_starts_loading_the_suppressions_before_its_first_poll
     ctx.episodes.stop()  # the service's shutdown
     assert cache.start() and cache.wait_first(10)  # a service run again refreshes again
     cache.stop()
+
+
+@pytest.mark.parametrize(
+    "stamps",
+    [
+        [1_764_590_400_123, 0, -1],
+        [1_764_590_400_123, None, 7],
+        [None],
+        [],
+        [2**53 + 1, 2**63 - 1],
+        [2**63, 5],
+    ],
+)
+def test_record_stamps_are_each_timestamp_as_a_float_and_nan_for_none(stamps: list[int | None]) -> None:
+    got = record_stamps([SimpleNamespace(timestamp=s) for s in stamps])  # type: ignore[misc]
+    expect = np.array([np.nan if s is None else float(s) for s in stamps], np.float64)
+    assert got.dtype == np.float64 and got.tobytes() == expect.tobytes()
+
+
+@pytest.mark.parametrize("asked", [["a", "b", "c"], ["c", "a"], []])
+def test_an_outcomes_episodes_of_items_are_a_copy_of_theirs(asked: list[str]) -> None:
+    episodes = np.zeros(3, EPISODE_DTYPE)
+    episodes["opened_offset"], episodes["occurrences"], episodes["status"] = [7, 8, 9], [1, 2, 3], [1, 0, 2]
+    outcome = EpisodeOutcome({}, ["a", "b", "c"], episodes)
+    got = outcome.of(asked)
+    assert got.dtype == EPISODE_DTYPE and got.tobytes() == episodes[["abc".index(i) for i in asked]].tobytes()
+    got["occurrences"] = 99  # the caller's own records
+    assert episodes["occurrences"].tolist() == [1, 2, 3]
