@@ -31,8 +31,11 @@ class SuppressionCache:
         *,
         refresh_s: float = 10.0,
         on_refresh: Callable[[int, bool], None] = lambda _active, _stale: None,
+        close: Callable[[], None] = lambda: None,
     ) -> None:
         self._load, self.refresh_s, self.on_refresh = load, refresh_s, on_refresh
+        self._close = close  # what load() opened (its Mongo client): closed once refreshing stops
+        self._lock = threading.Lock()
         self._by_item: dict[str, list[Suppression]] = {}
         self.stale = False
         self.loaded = threading.Event()  # set after the first successful load
@@ -42,14 +45,15 @@ class SuppressionCache:
 
     def start(self) -> bool:
         """Start the refresh thread (it loads at once); False when it was running already."""
-        if self._thread is not None:
-            return False
-        stop = self._stop = threading.Event()  # the thread's own: a later start() must not revive it
-        self._thread = threading.Thread(
-            target=self._run, args=(stop,), name="stockwatch-suppressions", daemon=True
-        )
-        self._thread.start()
-        return True
+        with self._lock:
+            if self._thread is not None:
+                return False
+            stop = self._stop = threading.Event()  # the thread's own: a later start() must not revive it
+            self._thread = threading.Thread(
+                target=self._run, args=(stop,), name="stockwatch-suppressions", daemon=True
+            )
+            self._thread.start()
+            return True
 
     def stop(self) -> None:
         """Stop refreshing (the last loaded set stays); start() starts again."""
@@ -63,6 +67,9 @@ class SuppressionCache:
             finally:
                 self.attempted.set()
             stop.wait(self.refresh_s)
+        with self._lock:
+            if self._stop is stop:  # not started again meanwhile: the next thread would use the client
+                self._close()
 
     def wait_first(self, timeout_s: float, tick: Callable[[], None] = lambda: None) -> bool:
         """Wait (ticking) until the first load was tried, at most ``timeout_s``; True when it was."""

@@ -153,8 +153,13 @@ def _episodes(settings: Settings, metrics: ConsumerMetrics | None) -> EpisodeCon
         docs: list[dict[str, Any]] = clients[0].suppressions()
         return docs
 
+    def close() -> None:  # its monitor threads would outlive the service
+        while clients:
+            clients.pop().close()
+
     cache = SuppressionCache(
         load,
+        close=close,
         refresh_s=scoring.suppressions_refresh_s,
         on_refresh=metrics.suppressions_loaded if metrics is not None else lambda _a, _s: None,
     )
