@@ -10,6 +10,7 @@ applied twice (or lost) shows in its counters.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -354,6 +355,39 @@ def test_both_changelog_readers_read_a_partition_whose_first_records_are_deleted
         assert time.monotonic() - started < 60  # not the reader's 300 s no-progress limit
     finally:
         reader.close()
+        producer.close()
+        admin.delete_topics([topic])
+        admin.close()
+
+
+def test_the_librdkafka_changelog_reader_leaves_no_threads_once_closed(
+    kafka_bootstrap: str, topic_factory: Callable[..., str], unique_name: Callable[[str], str]
+) -> None:
+    """A service builds one per run; its restore reader and its truncation's admin client each run
+    librdkafka threads, which outlived close() (a process building several services kept them all)."""
+    from config import Settings
+    from consumer.adapters.confluent.changelog import ConfluentChangelog
+    from consumer.adapters.kafka import ensure_changelog
+
+    settings = Settings(
+        kafka_bootstrap=kafka_bootstrap, input_topic=topic_factory("in"), group_id=unique_name("cl")
+    )
+    topic = unique_name("test-changelog")
+    ensure_changelog(settings.kafka, topic, input_topic=settings.input_topic)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        producer.send(topic, key=b"k", value=b"v", partition=0)
+        producer.flush()
+        before = len(os.listdir("/proc/self/task"))
+        reader = ConfluentChangelog(settings.kafka, topic)
+        assert reader.read(0) == ([b"k"], [b"v"])
+        assert reader.end_offset(0) == 1  # the admin client's threads start too
+        assert len(os.listdir("/proc/self/task")) > before
+        reader.close()  # the service's state store still holds its reader
+        gc.collect()
+        assert len(os.listdir("/proc/self/task")) <= before
+    finally:
         producer.close()
         admin.delete_topics([topic])
         admin.close()

@@ -128,6 +128,8 @@ class ConfluentChangelog:
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
+            self._client = None
+        self._admin = None  # no close() in confluent-kafka: its threads end when it is collected
 
 
 def _past_end(consumer: Consumer, topic: str, partition: int, end: int) -> bool:
