@@ -43,11 +43,12 @@ from consumer.adapters.kafka import KafkaChangelog, ensure_changelog
 from consumer.scoring.batch import BatchConfig
 from consumer.scoring.change_batch import ChangeContext, process_change_batch
 from consumer.scoring.state.changelog import CHANGELOG_VALUE
+from consumer.scoring.state.item_ids import id_hashes
 from consumer.scoring.state.packed import pack_records
 from consumer.scoring.state.record import ITEM_DTYPE
 from consumer.scoring.state.seeds import SnapshotSeeds
 from consumer.scoring.state.store import StateStore
-from consumer.scoring.state.table import PartitionTable, id_hashes
+from consumer.scoring.state.table import PartitionTable
 from detection import parse_updates, train_detector
 from detection.detector import baseline_table
 

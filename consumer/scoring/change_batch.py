@@ -41,10 +41,11 @@ from consumer.scoring.episode_batch import EpisodeContext, track_episodes
 from consumer.scoring.future_time import drop_future
 from consumer.scoring.state.batch_items import prior_states, staged_changes
 from consumer.scoring.state.batch_keys import BatchKeys
+from consumer.scoring.state.item_ids import Hashes
 from consumer.scoring.state.record import episodes_of, join, states_of
 from consumer.scoring.state.seeds import Seeds
 from consumer.scoring.state.store import StagedChanges, StateStore
-from consumer.scoring.state.table import ABSENT, Hashes
+from consumer.scoring.state.table import ABSENT
 from consumer.scoring.state.writes import truncate_cycles, write_partition
 from consumer.wire.context import change_input_keys
 from consumer.wire.events import UNVERSIONED, DlqReason

@@ -21,8 +21,8 @@ import numpy as np
 
 from consumer.ports import SourceRecord
 from consumer.scoring.batch import Failure
+from consumer.scoring.state.item_ids import Hashes
 from consumer.scoring.state.seeds import Seeds
-from consumer.scoring.state.table import Hashes
 from consumer.wire.dlq import DlqReason
 from detection import UpdateBatch
 

@@ -14,9 +14,9 @@ import numpy as np
 import numpy.typing as npt
 
 from consumer.scoring.state.batch_keys import BatchKeys
+from consumer.scoring.state.item_ids import distinct
 from consumer.scoring.state.seeds import Seeds
 from consumer.scoring.state.store import StagedChanges
-from consumer.scoring.state.table import distinct
 from detection import UpdateBatch
 from detection.detector import baseline_table
 from detection.item_state import STATE_DTYPE, words

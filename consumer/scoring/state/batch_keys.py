@@ -8,7 +8,7 @@ nor changes its id in its table, so they stay valid for that table object).
 :meth:`BatchKeys.of` deduplicates by the ids' second hash and bytes, compiled
 (:func:`detection.probe_kernel.distinct_joined`: the ids joined by NULs, so no pass per id for
 the lengths), and only the distinct ids get the first hash
-(``hash``): no dict of the batch's ids, and the probe hashes nothing again (:func:`.table.distinct`
+(``hash``): no dict of the batch's ids, and the probe hashes nothing again (:func:`.item_ids.distinct`
 stays the reference).
 """
 
@@ -22,7 +22,8 @@ import numpy as np
 import numpy.typing as npt
 
 from consumer.scoring.state.id_blob import IdBlob
-from consumer.scoring.state.table import Hashes, PartitionTable, first_hashes
+from consumer.scoring.state.item_ids import Hashes, first_hashes
+from consumer.scoring.state.table import PartitionTable
 
 __all__ = ["BatchKeys"]
 
@@ -37,13 +38,13 @@ class BatchKeys:
     u: RowArray  # per update: its id's index in ``ids``
     rows: RowArray | None = None  # per update: PartitionTable.find's row (-1 none); set by prior()
     tables: dict[int, PartitionTable] = field(default_factory=dict)  # the tables ``rows`` are of
-    hashes: Hashes | None = None  # of ``ids``: table.id_hashes's (the probe needs no second pass)
+    hashes: Hashes | None = None  # of ``ids``: item_ids.id_hashes's (the probe needs no second pass)
 
     @classmethod
     def of(cls, item_ids: Sequence[str]) -> BatchKeys:
         from detection.probe_kernel import distinct_bytes, distinct_joined  # numba loads with the first batch
 
-        joined = "\0".join(item_ids).encode("utf-8", "surrogatepass")  # as table.second_hashes encodes
+        joined = "\0".join(item_ids).encode("utf-8", "surrogatepass")  # as item_ids.second_hashes encodes
         got = distinct_joined(np.frombuffer(joined, np.uint8), len(item_ids))
         if got is None:  # an id holds a NUL: split by lengths instead
             blob = IdBlob.encode(item_ids, errors="surrogatepass")

@@ -30,7 +30,8 @@ from typing import Any, Final, Protocol
 import numpy as np
 
 from consumer.ports import InventoryLookup, MongoUnavailableError
-from consumer.scoring.state.table import Hashes, PartitionTable
+from consumer.scoring.state.item_ids import Hashes
+from consumer.scoring.state.table import PartitionTable
 from detection import UpdateBatch, parse_updates
 
 __all__ = ["SEED_DTYPE", "BackgroundSeeds", "LookupSeeds", "Seeds", "SnapshotSeeds"]
@@ -56,7 +57,7 @@ class Seeds(Protocol):
     def prepare(self, group_field: str, tick: Callable[[], None]) -> None: ...
     def seed(self, item_ids: Sequence[str]) -> UpdateBatch: ...
     def retire(self, hashes: Hashes) -> None:
-        """These items' states are durable (by their :func:`.table.id_hashes`): never seeded again."""
+        """These items' states are durable (by their :func:`.item_ids.id_hashes`): never seeded again."""
 
     def invalidate(self) -> None:
         """Items may start from the inventory again: what was retired must be seeded again."""

@@ -24,7 +24,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,9 +31,11 @@ import numpy.typing as npt
 
 from consumer.ports import StateChangelog
 from consumer.scoring.state.changelog import Lineage, decode
+from consumer.scoring.state.changes import Restore, StagedChanges, Undo
+from consumer.scoring.state.item_ids import Hashes, distinct, id_hashes
 from consumer.scoring.state.record import ITEM_DTYPE, byte_rows
 from consumer.scoring.state.rolling import RollingRewrite, Slice
-from consumer.scoring.state.table import ABSENT, Hashes, PartitionTable, distinct, id_hashes
+from consumer.scoring.state.table import ABSENT, PartitionTable
 from consumer.scoring.state.truncation import Truncator
 
 if TYPE_CHECKING:
@@ -46,37 +47,6 @@ __all__ = ["Restore", "StagedChanges", "StateStore", "Undo"]
 log = logging.getLogger(__name__)
 
 Records = npt.NDArray[np.void]
-# per partition, what a batch overwrote (ids, records, offsets: ABSENT not held) and the rows it put
-Undo = dict[int, tuple[list[str], Records, npt.NDArray[np.int64], npt.NDArray[np.intp]]]
-
-
-@dataclass(slots=True)
-class StagedChanges:
-    """A batch's new records per input partition: (item ids, records, input offsets)."""
-
-    by_partition: dict[int, tuple[list[str], Records, npt.NDArray[np.int64]]] = field(default_factory=dict)
-    resets: set[int] = field(default_factory=set)  # partitions this batch starts afresh (marked first)
-    slices: list[Slice] = field(default_factory=list)  # rewrite slices its changelog records carry
-    # per partition: the table its items were looked up in and their rows there (-1: none), so the
-    # put needs no second hash and probe (used only while that table is the partition's); once
-    # applied, the rows they were put in (the changelog cache deduplicates by them)
-    rows: dict[int, tuple[PartitionTable, npt.NDArray[np.intp]]] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return sum(len(ids) for ids, _, _ in self.by_partition.values())
-
-
-@dataclass(frozen=True, slots=True)
-class Restore:
-    """What restoring one partition did (for logs, metrics and the bench)."""
-
-    partition: int
-    items: int
-    read: int
-    ignored: int
-    seconds: float
-    reset: str = ""  # why the partition started afresh ("" = restored)
-    dropped: int = 0  # item states no StockWatch writes (NaN, out of range): their items start unknown
 
 
 class StateStore:

@@ -29,9 +29,10 @@ import numpy as np
 import numpy.typing as npt
 
 from consumer.scoring.state.id_blob import IdBlob
+from consumer.scoring.state.item_ids import Hashes, distinct, id_hashes
 from consumer.scoring.state.record import ITEM_DTYPE, as_items, byte_rows
 
-__all__ = ["ABSENT", "Hashes", "PartitionTable", "distinct", "id_hashes"]
+__all__ = ["ABSENT", "PartitionTable"]
 
 ABSENT: Final = -2  # offset of a row that holds no item
 UNKNOWN_OFFSET: Final = -1  # an item whose input offset is not known (restored without one)
@@ -39,37 +40,6 @@ _EMPTY: Final = -1
 IntArray = npt.NDArray[np.int64]
 RowArray = npt.NDArray[np.intp]
 Records = npt.NDArray[np.void]
-Hashes = tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]  # (first, second) hash of each id
-
-
-def id_hashes(item_ids: Sequence[str]) -> Hashes:
-    """The two 64-bit hashes of each id (see the module docstring)."""
-    return first_hashes(item_ids), second_hashes(item_ids)
-
-
-def first_hashes(item_ids: Sequence[str]) -> npt.NDArray[np.uint64]:
-    """``hash(id)``: cached by each ``str``, so cheap for ids hashed before."""
-    return np.fromiter(map(hash, item_ids), dtype=np.int64, count=len(item_ids)).view(np.uint64)
-
-
-def second_hashes(item_ids: Sequence[str]) -> npt.NDArray[np.uint64]:
-    """FNV-1a over each id's UTF-8 (:func:`detection.probe_kernel.byte_hashes`), in one pass."""
-    from detection.probe_kernel import byte_hashes  # numba loads with the first table use, not at import
-
-    ids = IdBlob.encode(item_ids, errors="surrogatepass")  # any str hashes (a lone surrogate too)
-    hashes: npt.NDArray[np.uint64] = byte_hashes(ids.data, np.cumsum(ids.lengths))
-    return hashes
-
-
-def distinct(item_ids: Sequence[str]) -> tuple[list[str], RowArray]:
-    """The distinct ids (first-occurrence order) and, per id of ``item_ids``, its index among them."""
-    n = len(item_ids)
-    first: dict[str, int] = {}
-    at = np.fromiter(map(first.setdefault, item_ids, range(n)), np.intp, count=n)  # each id's first position
-    if len(first) == n:
-        return list(first), at
-    is_first = at == np.arange(n)
-    return list(first), (np.cumsum(is_first) - 1)[at]
 
 
 class PartitionTable:

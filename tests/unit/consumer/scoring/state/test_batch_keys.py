@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from consumer.scoring.state.batch_items import prior_states, staged_changes
 from consumer.scoring.state.batch_keys import BatchKeys
 from consumer.scoring.state.id_blob import IdBlob
+from consumer.scoring.state.item_ids import distinct, id_hashes
 from consumer.scoring.state.record import states_of
 from consumer.scoring.state.store import StagedChanges, StateStore
-from consumer.scoring.state.table import ABSENT, PartitionTable, distinct, id_hashes
+from consumer.scoring.state.table import ABSENT, PartitionTable
 from detection.item_state import STATE_DTYPE
 from detection.probe_kernel import distinct_bytes, find_rows
 from tests.fakes import MemoryChangelog, foreground_store

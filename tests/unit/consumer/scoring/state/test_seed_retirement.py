@@ -13,9 +13,10 @@ from consumer.scoring.change_batch import ChangeContext
 from consumer.scoring.metrics import ConsumerMetrics
 from consumer.scoring.state.cache import ChangelogCache
 from consumer.scoring.state.changelog import changelog_records
+from consumer.scoring.state.item_ids import id_hashes
 from consumer.scoring.state.seeds import SEED_DTYPE, BackgroundSeeds, LookupSeeds, SnapshotSeeds
 from consumer.scoring.state.store import StagedChanges, StateStore
-from consumer.scoring.state.table import PartitionTable, id_hashes
+from consumer.scoring.state.table import PartitionTable
 from consumer.scoring.state_flush import StateFlush
 from detection import ChangeDetector, parse_updates, train_detector
 from detection.item_state import STATE_DTYPE
