@@ -4,7 +4,7 @@
 ``escalated`` one when its severity rises a level, the ``open`` event again with
 ``renotified: true`` after ``renotify_after_s``, and one ``resolved`` event when it ends (see
 :mod:`consumer.scoring.episodes`). Each is the event the builder makes for the update that caused
-it, plus :func:`episode_fields`. ``anomaly_id`` stays the id of that update's decision; the
+it, plus :func:`add_episode_fields`. ``anomaly_id`` stays the id of that update's decision; the
 ``episode_id`` is the same for every event of one episode.
 """
 
@@ -21,7 +21,6 @@ __all__ = [
     "EPISODE_ID_HEX_CHARS",
     "EpisodeStatus",
     "add_episode_fields",
-    "episode_fields",
     "episode_id",
     "event_time",
     "prime_event_times",
@@ -78,25 +77,6 @@ def prime_event_times(seconds: Iterable[float]) -> None:
     _TIMES.update(zip(new.tolist(), [f"{t}Z" for t in text], strict=True))
 
 
-def episode_fields(
-    *,
-    status: EpisodeStatus,
-    episode: str,
-    first_seen: float,
-    last_seen: float,
-    occurrences: int,
-    max_severity: str,
-    renotified: bool = False,
-    resolved_at: float | None = None,
-) -> dict[str, Any]:
-    """What an episode adds to the event of the update that opened, escalated or resolved it."""
-    fields: dict[str, Any] = {}
-    add_episode_fields(fields, status=status, episode=episode, first_seen=first_seen, last_seen=last_seen,
-                       occurrences=occurrences, max_severity=max_severity, renotified=renotified,
-                       resolved_at=resolved_at)  # fmt: skip
-    return fields
-
-
 def add_episode_fields(
     event: dict[str, Any],
     *,
@@ -109,8 +89,8 @@ def add_episode_fields(
     renotified: bool = False,
     resolved_at: float | None = None,
 ) -> None:
-    """:func:`episode_fields` written into ``event`` in the same order (as ``event.update`` of them):
-    the hot path's, no dict per event."""
+    """What an episode adds to the event of the update that opened, escalated or resolved it,
+    written into ``event`` (no dict per event)."""
     event["status"] = status
     event["episode_id"] = episode
     event["first_seen"] = event_time(first_seen)
