@@ -32,9 +32,10 @@ def detector() -> ChangeDetector:
     return train_detector(parse_updates(snapshot_docs())[0])
 
 
-def test_a_fresh_start_another_member_marked_while_it_owned_the_partition_reloads_the_seed(
+def restored_partition_0(
     detector: ChangeDetector,
-) -> None:
+) -> tuple[MemoryChangelog, Loads, BackgroundSeeds, ChangeContext]:
+    """Partition 0 restored with every item (committed below offset 4): all of them retired."""
     changelog = MemoryChangelog()
     topic = changelog.topic
     changelog.append(changelog_records(topic, 0, IDS, recs(len(IDS)), [3] * len(IDS)))
@@ -44,6 +45,14 @@ def test_a_fresh_start_another_member_marked_while_it_owned_the_partition_reload
     ctx = ChangeContext(StateStore(changelog), topic, seeds)
     ctx.prepare(detector, {("in", 0): 4}, lambda: None)
     assert seeded(seeds, IDS) == {}  # every item restored: retired
+    return changelog, loads, seeds, ctx
+
+
+def test_a_fresh_start_another_member_marked_while_it_owned_the_partition_reloads_the_seed(
+    detector: ChangeDetector,
+) -> None:
+    changelog, _, seeds, ctx = restored_partition_0(detector)
+    topic = changelog.topic
     ctx.store.revoke([0])  # a rebalance: another member owns partition 0 meanwhile
     # it started the partition afresh (it served the seed model for a while) and decided two items
     changelog.append([reset_record(topic, 0)])
@@ -133,15 +142,7 @@ def test_a_partition_added_to_the_input_reloads_the_seed_for_the_items_that_move
     """More input partitions move keys: an item durable on partition 0 may next arrive on the new
     partition 2, whose changelog is empty; it must start there from its snapshot, as without
     retirement."""
-    changelog = MemoryChangelog()
-    topic = changelog.topic
-    changelog.append(changelog_records(topic, 0, IDS, recs(len(IDS)), [3] * len(IDS)))
-    changelog.append([lineage_record(topic, 0, Lineage("category", 4))])
-    loads = Loads()
-    seeds = BackgroundSeeds(loads)
-    ctx = ChangeContext(StateStore(changelog), topic, seeds)
-    ctx.prepare(detector, {("in", 0): 4}, lambda: None)
-    assert seeded(seeds, IDS) == {}  # every item restored: retired
+    _, loads, seeds, ctx = restored_partition_0(detector)
     ctx.prepare(detector, {("in", 0): 4, ("in", 2): 0}, lambda: None)  # partition 2 is new
     assert seeded(seeds, IDS) == snapshot_stock(IDS)
     ctx.store.revoke([2])
