@@ -298,7 +298,8 @@ def _interleaved_runs(
     timeout_s: float,
     repeats: int,
 ) -> dict[str, dict[str, Any]]:
-    """Every row ``repeats`` times, round-robin (drift hits all rows alike); the best run of each.
+    """Every row ``repeats`` times, round-robin (drift hits all rows alike), each default row next
+    to its seed row, odd rounds in reverse order; the best run of each.
 
     One run of a row moved by up to 1.5x between runs on this shared 2-CPU machine (librdkafka's
     (a') most); the best of several is the least disturbed figure of each, for every row alike.
@@ -321,18 +322,21 @@ def _interleaved_runs(
             "a" + mark: (lambda _: bare_consumer(topic, n, timeout_s=timeout_s))
             if client == "kafka-python"
             else (lambda _: confluent_consumer(topic, n, timeout_s=timeout_s)),
+            # each default row runs next to the seed row it is compared with
             "b" + mark: row(client, delivery=ALO),
-            "c" + mark: row(client, delivery=EOS),
             "e" + mark: row(client, delivery=ALO, detector="default"),
-            "f" + mark: row(client, delivery=EOS, detector="default"),
             "e0" + mark: row(client, delivery=ALO, detector="default", cache=False, label="-nocache"),
+            "c" + mark: row(client, delivery=EOS),
+            "f" + mark: row(client, delivery=EOS, detector="default"),
             "bw" + mark: row(client, delivery=ALO, distinct=True),
             "ew" + mark: row(client, delivery=ALO, detector="default", distinct=True),
         }
     every: dict[str, list[dict[str, Any]]] = {name: [] for name in rows}
+    order = list(rows)
     for round_ in range(repeats):
-        for name, run_row in rows.items():
-            result = run_row(f"r{round_}")
+        # odd rounds run backwards: a pair's order, and drift within a round, favour neither row
+        for name in order if round_ % 2 == 0 else order[::-1]:
+            result = rows[name](f"r{round_}")
             assert result is not None
             every[name].append(result)
             print(f"  ({name}) round {round_ + 1}: {result['events_per_s']:,.0f}/s", flush=True)
@@ -398,7 +402,7 @@ def run(*, n: int = 500_000, naive_n: int = 10_000, timeout_s: float = 900.0, re
             for name, r in runs.items()
         )
         + ")",
-        "'vs seed' per round (the same round of both rows, minutes apart at most): "
+        "'vs seed' per round (the same round of both rows, run next to each other): "
         + "; ".join(
             f"{row}/{seed} "
             + " / ".join(
@@ -521,6 +525,6 @@ def _cpu_ratio(r: dict[str, Any], seed: dict[str, Any]) -> str:
 
 
 def _round_median(row: dict[str, Any], seed: dict[str, Any]) -> float:
-    """The median over rounds of row/seed in the same round (each pair minutes apart at most)."""
+    """The median over rounds of row/seed in the same round (run next to each other)."""
     pairs = zip(row["all_events_per_s"], seed["all_events_per_s"], strict=True)
     return float(statistics.median(x / y for x, y in pairs))
