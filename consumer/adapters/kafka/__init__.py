@@ -6,6 +6,8 @@
   commits a batch's offsets only after every output of that batch and of every earlier batch was
   acknowledged) and :class:`TransactionalSink` (outputs and consumed offsets in one transaction,
   ``send_offsets_to_transaction``);
+* :mod:`.fast_send` — the sinks' outputs appended straight to the producer's record accumulator
+  (``send``'s per-record checks skipped where they cannot fail), one I/O-thread wakeup per publish;
 * :mod:`.changelog` — :class:`KafkaChangelog`, the topic behind the per-item state (read, truncated)
   (created with the input's partition count, read back on assignment);
 * :mod:`.status` — :class:`StatusListener` (``model_published`` announcements) and topic creation;

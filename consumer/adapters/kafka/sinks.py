@@ -30,6 +30,7 @@ from kafka.errors import (
 from kafka.future import Future
 
 from config.kafka import KafkaSettings
+from consumer.adapters.kafka.fast_send import fast_enqueue
 from consumer.adapters.kafka.key_partitions import key_partitions
 from consumer.adapters.kafka.source import (
     DeliveryFailedError,
@@ -109,16 +110,24 @@ def _track_topics(producer: Any, outputs: Sequence[OutputRecord]) -> None:
 def _send_all(producer: Any, outputs: Sequence[OutputRecord], watch: _FirstFailures) -> list[Any]:
     _track_topics(producer, outputs)
     partitions = key_partitions(outputs, _known_partitions(producer))
+    fast = fast_enqueue(producer)
+    if fast is not None and not fast.begin():  # closed: send raises what it always did
+        fast = None
     send, watched = producer.send, watch.watch
     futures = []
-    for o, partition in zip(outputs, partitions, strict=True):
-        try:
-            futures.append(watched(_send_one(send, o, partition)))
-        except MessageSizeTooLargeError as exc:  # over max_request_size: refused before sending
-            futures.append(watched(Future().failure(exc)))
-        except KafkaError as exc:  # an earlier output was refused meanwhile: keep its future to name it
-            futures.append(watched(Future().failure(exc)))
-            break
+    try:
+        for o, partition in zip(outputs, partitions, strict=True):
+            try:
+                future = fast.enqueue(o, partition) if fast is not None else None
+                futures.append(watched(future if future is not None else _send_one(send, o, partition)))
+            except MessageSizeTooLargeError as exc:  # over max_request_size: refused before sending
+                futures.append(watched(Future().failure(exc)))
+            except KafkaError as exc:  # an earlier output was refused meanwhile: keep its future to name it
+                futures.append(watched(Future().failure(exc)))
+                break
+    finally:
+        if fast is not None:
+            fast.finish()  # one sender wakeup for the publish's new or full batches
     return futures
 
 
