@@ -4,7 +4,8 @@ The same events, field for field and byte for byte, as :func:`consumer.wire.even
 followed by :func:`consumer.scoring.episode_batch.episode_alert` (the plain path ``scan``, ``score``
 and ``score --alerts`` use); built here once per event row instead, because the change path makes
 about a hundred per poll batch: each array is converted to Python once for all rows, a row's
-words (level, reasons, kind, rules) are worded in one pass (:meth:`ChangeDecisions.words`), and an
+words (level, reasons, kind, rules) are worded in one pass (:meth:`ChangeDecisions.words`), the
+batch's anomaly and episode ids are hashed in one loop each (``anomaly_ids``, ``episode_ids``), and an
 event grows in place into its anomaly and episode event (no dict copies) after its decision event
 is serialised.
 """
