@@ -4,7 +4,8 @@ The same events, field for field and byte for byte, as :func:`consumer.wire.even
 followed by :func:`consumer.scoring.episode_batch.episode_alert` (the plain path ``scan``, ``score``
 and ``score --alerts`` use); built here once per event row instead, because the change path makes
 about a hundred per poll batch: each array is converted to Python once for all rows, a row's
-words (level, reasons, kind, rules) are worded in one pass (:meth:`ChangeDecisions.words`), and an
+words (level, reasons, kind, rules) are worded in one pass (:meth:`ChangeDecisions.words`), the
+batch's anomaly and episode ids are hashed in one loop each (``anomaly_ids``, ``episode_ids``), and an
 event grows in place into its anomaly and episode event (no dict copies) after its decision event
 is serialised.
 """
@@ -14,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -24,8 +24,8 @@ from consumer.ports import OutputRecord, SourceRecord
 from consumer.scoring.batch import BatchConfig
 from consumer.scoring.episode_batch import add_transition_fields
 from consumer.scoring.episodes import Transition
-from consumer.wire.episode_events import prime_event_times
-from consumer.wire.events import EVENT_SCHEMA_VERSION, anomaly_id, detected_at
+from consumer.wire.episode_events import episode_ids, prime_event_times
+from consumer.wire.events import EVENT_SCHEMA_VERSION, anomaly_ids, detected_at
 from detection import UpdateBatch
 from detection.change_decisions import ChangeDecisions
 from detection.change_features import CHANGE_FEATURE_NAMES
@@ -71,7 +71,8 @@ def change_events(
     decisions.complete(rows)  # the scores of the normal rows that become events (resolutions)
     at = rows.tolist()
     flags = decisions.is_anomaly[rows].tolist()
-    alert = flags if episodes is None else [i in episodes for i in at]  # rows with an anomaly-topic event
+    moved = [None] * len(at) if episodes is None else [episodes.get(i) for i in at]  # each row's transition
+    alert = flags if episodes is None else [t is not None for t in moved]  # rows with an anomaly-topic event
     picked = [j for j, a in enumerate(alert) if a]
     news = iter(decisions.new_values[rows[picked]].tolist())
     words = iter(decisions.words([at[j] for j in picked if flags[j]]))
@@ -79,15 +80,16 @@ def change_events(
     calibrated = decisions.severity_score[rows].tolist()
     context, when, dumps = config.context, detected_at(now), orjson.dumps
     links = context.links(version)
-    if episodes:  # each event's first_seen, last_seen and resolved_at worded at once
-        prime_event_times(chain.from_iterable((t.first_seen, t.last_seen, t.at) for t in episodes.values()))
+    records = [sources[i] for i in at]
+    ids = anomaly_ids(records, version)
     item_ids, event_ids, names = updates.item_ids, updates.event_ids, CHANGE_FEATURE_NAMES
+    opened = _episode_ids(moved, records, [item_ids[i] for i in at]) if episodes else {}
     for j, i in enumerate(at):
-        record, item_id = sources[i], item_ids[i]
+        record, item_id = records[j], item_ids[i]
         topic, partition, offset = record.topic, record.partition, record.offset
         event: dict[str, Any] = {
             "schema_version": EVENT_SCHEMA_VERSION,
-            "anomaly_id": anomaly_id(topic, partition, offset, version),
+            "anomaly_id": ids[j],
             "item_id": item_id,
             "event_id": event_ids[i],
             "is_anomaly": flags[j],
@@ -119,9 +121,20 @@ def change_events(
             event["severity"], event["reasons"] = level, list(reasons)
             event["kind"], event["rules"] = kind, list(rules)
         event["links"] = dict(links)
-        t = episodes.get(i) if episodes is not None else None
+        t = moved[j]
         if t is not None:
-            add_transition_fields(event, t, record, item_id)
+            add_transition_fields(event, t, opened[j])
         if flags[j]:
             anomalies.append(event)
         outputs.append(OutputRecord(config.anomaly_topic, key, dumps(event), context.headers(record.headers)))
+
+
+def _episode_ids(
+    moved: Sequence[Transition | None], records: Sequence[SourceRecord], item_ids: Sequence[str]
+) -> dict[int, str]:
+    """The episode id of each event row's transition, by row, all at once; the times their events
+    word (first_seen, last_seen, resolved_at) are worded at once too."""
+    ts = [(j, t) for j, t in enumerate(moved) if t is not None]
+    keys = [(records[j].topic, records[j].partition, t.opened_offset, item_ids[j]) for j, t in ts]
+    prime_event_times([x for _, t in ts for x in (t.first_seen, t.last_seen, t.at)])
+    return dict(zip([j for j, _ in ts], episode_ids(keys), strict=True))

@@ -199,17 +199,18 @@ def episode_event(event: dict[str, Any], t: Transition, source: SourceLike) -> d
 def transition_fields(t: Transition, source: SourceLike, item_id: str) -> dict[str, Any]:
     """What transition ``t`` of ``item_id``'s episode adds to the event of its update (``source``)."""
     fields: dict[str, Any] = {}
-    add_transition_fields(fields, t, source, item_id)
+    add_transition_fields(fields, t, episode_id(source.topic, source.partition, t.opened_offset, item_id))
     return fields
 
 
-def add_transition_fields(event: dict[str, Any], t: Transition, source: SourceLike, item_id: str) -> None:
-    """:func:`transition_fields` written into ``event`` (as ``event.update`` of them)."""
+def add_transition_fields(event: dict[str, Any], t: Transition, episode: str) -> None:
+    """:func:`transition_fields` written into ``event`` (as ``event.update`` of them); ``episode``: the
+    episode's id (:func:`episode_id`; the change path makes a batch's at once with ``episode_ids``)."""
     kind = t.kind
     add_episode_fields(
         event,
         status=_STATUS[kind],  # type: ignore[arg-type]  # one of the three by construction
-        episode=episode_id(source.topic, source.partition, t.opened_offset, item_id),
+        episode=episode,
         first_seen=t.first_seen,
         last_seen=t.last_seen,
         occurrences=t.occurrences,

@@ -22,6 +22,7 @@ __all__ = [
     "EpisodeStatus",
     "add_episode_fields",
     "episode_id",
+    "episode_ids",
     "event_time",
     "prime_event_times",
 ]
@@ -38,6 +39,13 @@ def episode_id(topic: str, partition: int, opened_offset: int, item_id: str) -> 
     """
     raw = f"episode\x1f{topic}\x1f{partition}\x1f{opened_offset}\x1f{item_id}".encode()
     return hashlib.sha256(raw).hexdigest()[:EPISODE_ID_HEX_CHARS]
+
+
+def episode_ids(opened: Iterable[tuple[str, int, int, str]]) -> list[str]:
+    """:func:`episode_id` of each ``(topic, partition, opened_offset, item_id)``: no call per id."""
+    sha = hashlib.sha256
+    return [sha(f"episode\x1f{topic}\x1f{p}\x1f{offset}\x1f{item}".encode()).hexdigest()[:EPISODE_ID_HEX_CHARS]
+            for topic, p, offset, item in opened]  # fmt: skip
 
 
 # event_time's memo: an open event's first_seen is its last_seen; an episode's events repeat it

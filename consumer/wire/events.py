@@ -21,7 +21,7 @@ redelivered input scored by the same model yields the same id (consumers dedupli
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final, NamedTuple, Protocol, TypeGuard, runtime_checkable
@@ -57,6 +57,7 @@ __all__ = [
     "IdBy",
     "SourceLike",
     "anomaly_id",
+    "anomaly_ids",
     "build_events",
     "detected_at",
     "dlq_headers",
@@ -138,6 +139,13 @@ def anomaly_id(
     tail = "" if content is None else f"\x1f{content}"
     raw = f"{topic}\x1f{partition}\x1f{offset}\x1f{model_version}{tail}".encode()
     return hashlib.sha256(raw).hexdigest()[:ANOMALY_ID_HEX_CHARS]
+
+
+def anomaly_ids(sources: Iterable[SourceLike], model_version: str) -> list[str]:
+    """:func:`anomaly_id` of each of ``sources`` (no ``content``): one comprehension, no call per id."""
+    sha, tail = hashlib.sha256, f"\x1f{model_version}"
+    return [sha(f"{s.topic}\x1f{s.partition}\x1f{s.offset}{tail}".encode()).hexdigest()[:ANOMALY_ID_HEX_CHARS]
+            for s in sources]  # fmt: skip
 
 
 def input_digest(running: Any) -> str:
