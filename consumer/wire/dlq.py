@@ -6,10 +6,10 @@ The contract (schema ``docs/schemas/dlq-headers.schema.json``, rendered from :cl
   it can be produced). A *reduced* dead letter (its full copy was refused by the broker, see
   ``consumer/scoring/poison.py``) keeps a bounded prefix and says what was cut in ``dlq.truncated``.
 * **headers**: StockWatch's own ``dlq.*`` headers come *first*, then the original headers in their
-  order. An original header whose name starts with ``dlq.`` (any case) is renamed
-  ``original.<name>``, so every ``dlq.*`` header of a dead letter was written by StockWatch and
-  occurs once: a producer cannot plant a ``dlq.reason`` that a reader (first or last occurrence)
-  would take for StockWatch's.
+  order (a null value made empty, so the record can be produced). An original header whose name
+  starts with ``dlq.`` (any case) is renamed ``original.<name>``, so every ``dlq.*`` header of a
+  dead letter was written by StockWatch and occurs once: a producer cannot plant a ``dlq.reason``
+  that a reader (first or last occurrence) would take for StockWatch's.
 """
 
 from __future__ import annotations
@@ -99,9 +99,13 @@ def is_own_header(name: str) -> bool:
     return name.startswith(DLQ_PREFIX)
 
 
-def original_headers(headers: Sequence[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
-    """The input record's headers as a dead letter carries them: ``dlq.*`` names become ``original.dlq.*``."""
-    return [(ORIGINAL_PREFIX + k if k[: len(DLQ_PREFIX)].lower() == DLQ_PREFIX else k, v) for k, v in headers]
+def original_headers(headers: Sequence[tuple[str, bytes | None]]) -> list[tuple[str, bytes]]:
+    """The input record's headers as a dead letter carries them: ``dlq.*`` names become ``original.dlq.*``;
+    a null value becomes empty (kafka-python's ``send`` refuses a null header value: TypeError)."""
+    return [
+        (ORIGINAL_PREFIX + k if k[: len(DLQ_PREFIX)].lower() == DLQ_PREFIX else k, b"" if v is None else v)
+        for k, v in headers
+    ]
 
 
 def dead_lettered_at(now: datetime | None = None) -> str:
@@ -120,7 +124,7 @@ def dlq_headers(
     service: str,
     group: str,
     at: str | None = None,
-    original: Sequence[tuple[str, bytes]] = (),
+    original: Sequence[tuple[str, bytes | None]] = (),
     first_offset: int | None = None,
 ) -> list[tuple[str, bytes]]:
     """Headers of a dead-letter record: StockWatch's ``dlq.*`` first, then the original ones (renamed)."""
