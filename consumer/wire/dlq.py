@@ -92,6 +92,9 @@ class DlqReason(StrEnum):
     # a compressed record batch that would inflate beyond max_decompressed_batch_bytes: skipped unread,
     # one dead letter (empty value) for the whole batch, dlq.source.first_offset..dlq.source.offset
     DECOMPRESSION_BOMB = "decompression_bomb"
+    # a record batch holding a record the client cannot parse (e.g. a header key that is not UTF-8):
+    # skipped unread like a bomb, one dead letter (empty value) for the whole batch
+    UNREADABLE_RECORD = "unreadable_record"
 
 
 def is_own_header(name: str) -> bool:
@@ -178,7 +181,7 @@ class DlqHeaders(BaseModel):
         default=None,
         alias="dlq.source.first_offset",
         pattern=_COUNT,
-        description="A record batch skipped unread (`decompression_bomb`) only: its first offset; "
+        description="A record batch skipped unread (`decompression_bomb`, `unreadable_record`) only: its first offset; "
         "`dlq.source.offset` is its last.",
     )
     source_timestamp: str = Field(

@@ -82,7 +82,14 @@ class ConfluentRecord:
 
     @property
     def headers(self) -> Sequence[tuple[str, bytes]] | None:
-        return cast("Sequence[tuple[str, bytes]] | None", self._message.headers())
+        try:
+            return cast("Sequence[tuple[str, bytes]] | None", self._message.headers())
+        except (SystemError, ValueError) as exc:  # a header key that is not UTF-8: the client cannot say
+            log.warning(
+                "%s[%d]@%d: its headers cannot be read (%r); handled as a record without headers",
+                self.topic, self.partition, self.offset, exc,
+            )  # fmt: skip
+            return None
 
 
 def _log_commit(error: Any, partitions: list[TopicPartition]) -> None:

@@ -28,6 +28,11 @@ from kafka.consumer.fetcher import Fetcher
 
 from consumer.adapters.kafka import poll_budget
 from consumer.adapters.kafka.poll_budget import PollBudgetSpentError
+from consumer.adapters.kafka.unread_batches import (
+    UnreadableRecordError,
+    UnreadBatchError,
+    install_record_guard,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +55,15 @@ _XERIAL_HEADER_BYTES = 16
 _limit = DEFAULT_MAX_DECOMPRESSED_BATCH_BYTES
 
 
-class DecompressionBombError(Exception):
-    """A compressed record batch would inflate beyond the cap; nothing of it was decoded.
+class DecompressionBombError(UnreadBatchError):
+    """A compressed record batch would inflate beyond the cap; nothing of it was decoded."""
 
-    ``topic``/``partition`` are set once the error passed the fetcher, ``first_offset``/``last_offset``
-    (the batch header's base offset and base + last offset delta) once it passed the batch.
-    """
+    reason = "decompression_bomb"
 
     def __init__(self, limit: int, codec: str) -> None:
         super().__init__(f"{codec} record batch inflates beyond {limit} bytes")
         self.limit = limit
         self.codec = codec
-        self.topic: str | None = None
-        self.partition: int | None = None
-        self.first_offset: int | None = None
-        self.last_offset: int | None = None
         self.compressed_bytes: int | None = None
 
     def describe(self) -> str:
@@ -157,7 +156,7 @@ def current_limit() -> int:
     return _limit
 
 
-def skip_past(consumer: Any, exc: DecompressionBombError) -> tuple[str, int, int, int]:
+def skip_past(consumer: Any, exc: UnreadBatchError) -> tuple[str, int, int, int]:
     """Move ``consumer`` (kafka-python) past the batch ``exc`` names and say so at ERROR.
 
     Returns ``(topic, partition, first_offset, last_offset)``. An error that lacks them did not
@@ -177,10 +176,11 @@ def skip_past(consumer: Any, exc: DecompressionBombError) -> tuple[str, int, int
 
 def poll_skipping(consumer: Any, timeout_ms: int) -> dict[Any, list[Any]]:
     """``consumer.poll`` for readers that keep no record of what they skip (status tails): a batch
-    over the cap is skipped (ERROR) and this poll returns nothing."""
+    over the cap, or holding a record that cannot be parsed, is skipped (ERROR) and this poll
+    returns nothing."""
     try:
         polled: dict[Any, list[Any]] = consumer.poll(timeout_ms=timeout_ms)
-    except DecompressionBombError as exc:
+    except UnreadBatchError as exc:
         skip_past(consumer, exc)
         return {}
     return polled
@@ -202,6 +202,7 @@ def install(limit: int | None = None) -> None:
     _v2.zstd_decode = _within_poll_budget(bounded_zstd_decode)
     _codec.lz4_decode = _within_poll_budget(bounded_lz4_decode)  # lz4_decode_old_kafka (magic 0)
     _wrap_batches()
+    install_record_guard()  # a record that cannot be parsed names its batch, to be skipped like a bomb
     _v2._stockwatch_bounded = True
 
 
@@ -254,8 +255,11 @@ def _wrap_batches() -> None:
         counted = self.record_iterator = records and poll_budget.counting(records)
         try:
             taken = take(self, n)
-        except DecompressionBombError as exc:
+        except UnreadBatchError as exc:  # a bomb, or a record that cannot be parsed
             exc.topic, exc.partition = self.topic_partition.topic, self.topic_partition.partition
+            if isinstance(exc, UnreadableRecordError) and exc.first_offset is not None:
+                # the records before the one that failed were handed out already: not skipped
+                exc.first_offset = max(exc.first_offset, min(self.next_fetch_offset, exc.last_offset or 0))
             raise
         except PollBudgetSpentError:  # nothing taken: stay where the poll found the partition
             self.drain()

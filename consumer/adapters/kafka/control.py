@@ -11,9 +11,10 @@ import orjson
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError
 
-from consumer.adapters.kafka.bounded_codecs import DecompressionBombError, poll_skipping, skip_past
+from consumer.adapters.kafka.bounded_codecs import poll_skipping, skip_past
 from consumer.adapters.kafka.connect import Broker, address, client_kwargs
 from consumer.adapters.kafka.topics import client_timeouts, ensure_topics, json_objects, quiet_kafka_logs
+from consumer.adapters.kafka.unread_batches import UnreadBatchError
 from consumer.ports import KafkaUnavailableError
 
 log = logging.getLogger(__name__)
@@ -125,12 +126,13 @@ class ControlSource:
     def poll(self, timeout_s: float) -> list[tuple[int, int, bytes | None]]:
         """``(partition, offset, value)`` of the records received within ``timeout_s``, in order.
 
-        A compressed batch over ``max_decompressed_batch_bytes`` is skipped (ERROR) and comes back
-        as one ``(partition, last offset, None)``: handled like a tombstone, its offset committed.
+        A compressed batch over ``max_decompressed_batch_bytes``, or one holding a record that cannot
+        be parsed, is skipped (ERROR) and comes back as one ``(partition, last offset, None)``:
+        handled like a tombstone, its offset committed.
         """
         try:
             polled = self._consumer.poll(timeout_ms=int(timeout_s * 1000))
-        except DecompressionBombError as exc:
+        except UnreadBatchError as exc:
             _, partition, _, last = skip_past(self._consumer, exc)
             return [(partition, last, None)]
         except KafkaError as exc:

@@ -22,7 +22,8 @@ from kafka.structs import MemberState, OffsetAndMetadata
 
 from config.kafka import KafkaSettings
 from config.kafka_security import KAFKA_PYTHON_NAMES
-from consumer.adapters.kafka.bounded_codecs import DecompressionBombError, install, skip_past
+from consumer.adapters.kafka.bounded_codecs import install, skip_past
+from consumer.adapters.kafka.unread_batches import UnreadBatchError
 from consumer.ports import (
     DeliveryError,
     FencedInstanceError,
@@ -188,16 +189,18 @@ class KafkaSource:
 
         FencedInstanceError when another instance took this one's ``group_instance_id``. A compressed
         batch over ``max_decompressed_batch_bytes`` comes back alone, as one :class:`UnreadBatch`
-        (dead-lettered as ``decompression_bomb``); the partition is already past it.
+        (dead-lettered as ``decompression_bomb``), and a batch holding a record that cannot be parsed
+        (``unreadable_record``, e.g. a header key that is not UTF-8) likewise; the partition is
+        already past it.
         """
         try:
             self._flush_async_commit()
             polled = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
         except FencedInstanceIdError as exc:
             raise FencedInstanceError(repr(exc)) from exc
-        except DecompressionBombError as exc:
+        except UnreadBatchError as exc:
             topic, partition, first, last = skip_past(self._consumer, exc)
-            unread = UnreadBatch(topic, partition, last, first, "decompression_bomb", exc.describe())
+            unread = UnreadBatch(topic, partition, last, first, exc.reason, exc.describe())
             return {(topic, partition): [unread]}
         self._finish_abandoned_rebalance()
         return {(tp.topic, tp.partition): recs for tp, recs in polled.items() if recs}
