@@ -33,6 +33,7 @@ __all__ = [
     "StateChangelog",
     "TopicPart",
     "UnreadBatch",
+    "start_offset",
 ]
 
 TopicPart = tuple[str, int]
@@ -85,6 +86,12 @@ class UnreadBatch:
     key: bytes | None = None
     value: bytes | None = None
     headers: Sequence[tuple[str, bytes]] | None = None
+
+
+def start_offset(record: Any) -> int:
+    """Where to seek to read ``record`` again: an unread batch from its first offset (read again from
+    its last, the source would name only that offset and skip the rest of the batch unrecorded)."""
+    return record.first_offset if isinstance(record, UnreadBatch) else int(record.offset)
 
 
 @dataclass(frozen=True, slots=True)

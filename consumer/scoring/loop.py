@@ -21,6 +21,7 @@ from consumer.ports import (
     Source,
     StaleMemberError,
     TopicPart,
+    start_offset,
 )
 from consumer.scoring.audit_guard import AuditGuard
 from consumer.scoring.batch import BatchConfig, BatchResult
@@ -195,7 +196,7 @@ class ScoringService:
     def _handle(self, polled: dict[TopicPart, list[Any]], model: ServedModel, stats: RunStats) -> None:
         started = time.perf_counter()
         records = [r for recs in polled.values() for r in recs]
-        first = {tp: recs[0].offset for tp, recs in polled.items()}
+        first = {tp: start_offset(recs[0]) for tp, recs in polled.items()}
         after = {tp: recs[-1].offset + 1 for tp, recs in polled.items()}
         try:
             result = self._decide(records, first, model, after)

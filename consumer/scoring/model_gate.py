@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from consumer.ports import Source
+from consumer.ports import Source, start_offset
 from consumer.scoring.batch import UNVERSIONED
 from consumer.scoring.health import HealthState
 from consumer.scoring.metrics import ConsumerMetrics
@@ -79,7 +79,7 @@ class ModelGate:
         self.source.pause_all()  # every iteration: partitions assigned by a rebalance too
         polled = self.source.poll(poll_timeout_ms, max_poll_records)
         if polled:
-            self.source.seek({tp: recs[0].offset for tp, recs in polled.items()})
+            self.source.seek({tp: start_offset(recs[0]) for tp, recs in polled.items()})
 
 
 def _created(model: ServedModel | None) -> float | None:

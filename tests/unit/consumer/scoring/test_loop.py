@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import orjson
 
+from consumer.ports import UnreadBatch
 from consumer.scoring.batch import BatchConfig
+from consumer.scoring.health import HealthState
 from consumer.scoring.loop import ScoringService
+from consumer.scoring.metrics import ConsumerMetrics
+from consumer.scoring.model_gate import ModelGate
 from tests.fakes import TP, FakeModel, FakeSink, FakeSource, FakeWatcher, Rec, item
 
 
@@ -61,3 +65,20 @@ def test_shutdown_commits_its_own_partitions_without_waiting_for_lost_ones() -> 
     stats = loop.run(max_events=10, timeout=10)
     assert stats.events_in == 10 and stats.stopped_by == "max_events"
     assert sink.commits[-1] == {TP: 30}  # only its own partition, at once (not after 15 s)
+
+
+def test_a_failed_delivery_of_an_unread_batch_rewinds_to_its_first_offset() -> None:
+    # rewound to its last offset, the batch is read again from there and its dead letter would name
+    # only that offset: the records before it in the batch would be skipped without a trace
+    unread = UnreadBatch(TP[0], TP[1], 4, 1, "unreadable_record", "in[0] at offsets 1..4: skipped unread")
+    source, sink = FakeSource({TP: [unread]}), FakeSink(fail_at=0)
+    stats = service(source, sink).run(max_events=1, timeout=3)
+    assert stats.delivery_failures == 1
+    assert source.seeks[0] == {TP: 1}
+
+
+def test_waiting_for_a_model_rewinds_an_unread_batch_to_its_first_offset() -> None:
+    unread = UnreadBatch(TP[0], TP[1], 4, 1, "unreadable_record", "in[0] at offsets 1..4: skipped unread")
+    source = FakeSource({TP: [unread]})
+    ModelGate(FakeWatcher(), source, ConsumerMetrics(), HealthState()).wait(100, 10)  # type: ignore[arg-type]
+    assert source.seeks == [{TP: 1}]
