@@ -9,6 +9,7 @@ in both delivery modes; the retrain worker's control source skips it like a tomb
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,8 @@ import pytest
 from kafka import KafkaProducer
 
 from consumer.adapters.kafka import ControlSource
+from consumer.adapters.kafka.source import KafkaSource
+from consumer.ports import UnreadBatch
 from consumer.scoring.wiring import build_service
 from tests.integration.test_consume import Running, committed, publish_model, read_topic, updates, wait_for
 from tests.integration.test_poison import make_settings, produce_to
@@ -179,3 +182,50 @@ def test_with_librdkafka_a_header_key_not_utf8_is_read_as_no_headers_and_the_rec
     assert headers["dlq.reason"] == b"invalid_json" and headers["dlq.source.offset"] == b"1"
     assert dlq[0].value == b"{not json"  # the value is kept whole
     assert not any(name.startswith("original.") or name == "trace" for name in headers)
+
+
+def test_a_pause_between_the_error_and_the_next_poll_does_not_make_poll_spin(
+    kafka_bootstrap: str,
+    topic_factory: Callable[..., str],
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    """The service pauses every partition while it waits for its first model: an unreadable batch
+    met in the poll that also returned another partition's records was dropped with the pause, and
+    after the resume every poll spun for ever on the batch's dead iterator."""
+    settings = make_settings(
+        kafka_bootstrap, topic_factory, unique_name, tmp_path, kafka_client="kafka-python"
+    )
+    topic = settings.input_topic
+    produce_to(kafka_bootstrap, topic, 0, [b"{}"] * 5)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=200)
+    producer.send(topic, value=b"{}", partition=1, headers=[(NotUtf8("h"), b"1")])
+    producer.send(topic, value=b"{}", partition=1)
+    producer.flush()
+    producer.close()
+    source = KafkaSource(settings.kafka)
+    try:
+        source.subscribe()
+        deadline = time.monotonic() + 30
+        while not (first := source.poll(500, 500)) and time.monotonic() < deadline:
+            pass
+        assert first  # partition 0's records, or partition 1's unread batch
+        source.pause_all()
+        for _ in range(3):
+            source.poll(200, 500)
+        source.resume_all()
+        unread: list[UnreadBatch] = [r for recs in first.values() for r in recs if isinstance(r, UnreadBatch)]
+
+        def read_on() -> None:
+            for _ in range(6):
+                unread.extend(
+                    r for recs in source.poll(300, 500).values() for r in recs if isinstance(r, UnreadBatch)
+                )
+
+        reader = threading.Thread(target=read_on, daemon=True)
+        reader.start()
+        reader.join(30)
+        assert not reader.is_alive(), "poll spins"
+        assert [(u.partition, u.first_offset, u.offset) for u in unread] == [(1, 0, 1)]
+    finally:
+        source.close()

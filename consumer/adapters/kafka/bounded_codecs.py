@@ -260,6 +260,7 @@ def _wrap_batches() -> None:
             if isinstance(exc, UnreadableRecordError) and exc.first_offset is not None:
                 # the records before the one that failed were handed out already: not skipped
                 exc.first_offset = max(exc.first_offset, min(self.next_fetch_offset, exc.last_offset or 0))
+            self.drain()  # its iterator is dead: kept (the error dropped by a pause), poll would spin on it
             raise
         except PollBudgetSpentError:  # nothing taken: stay where the poll found the partition
             self.drain()

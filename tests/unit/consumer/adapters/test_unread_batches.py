@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from kafka import TopicPartition
+from kafka.consumer.fetcher import Fetcher
 from kafka.errors import CorruptRecordError
+from kafka.record import MemoryRecords
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
-from consumer.adapters.kafka.bounded_codecs import DecompressionBombError
+from consumer.adapters.kafka.bounded_codecs import DecompressionBombError, install
 from consumer.adapters.kafka.unread_batches import (
     UnreadableRecordError,
     UnreadBatchError,
@@ -56,3 +59,14 @@ def test_a_readable_batch_is_read_whole() -> None:
 def test_a_bomb_is_an_unread_batch_with_its_own_reason() -> None:
     assert issubclass(DecompressionBombError, UnreadBatchError)
     assert DecompressionBombError(10, "gzip").reason == "decompression_bomb"
+
+
+def test_a_partition_whose_batch_cannot_be_parsed_is_drained() -> None:
+    # kept undrained, its dead iterator yields nothing forever: a fetcher that got it back after a
+    # pause (the error dropped meanwhile) spun in poll, taking nothing and never fetching again
+    install()
+    data = batch_bytes(0, [[(NotUtf8("trace"), b"1")], []])
+    part = Fetcher.PartitionRecords(0, TopicPartition("in", 0), MemoryRecords(data))
+    with pytest.raises(UnreadableRecordError):
+        part.take(10)
+    assert not part
