@@ -6,6 +6,9 @@ UTF-8, a truncated field) and keeps its position before it: every later poll mee
 so one such record stopped `stockwatch consume` (and, restarted, stopped it again). Wrapped here,
 that error names its batch (:class:`UnreadableRecordError`, still a ``CorruptRecordError`` for
 readers that catch those), so a reader seeks past the batch and leaves a record of it, as for a bomb.
+A batch whose CRC does not match its bytes (damaged on a broker's disk: a producer's is checked on
+the way in) is the same case: kafka-python raises a bare ``CorruptRecordError`` there, before the
+batch is parsed, and would meet it again at every poll.
 """
 
 from __future__ import annotations
@@ -55,11 +58,19 @@ class UnreadableRecordError(UnreadBatchError, CorruptRecordError):  # type: igno
         return f"{self.where()} holds a record that cannot be parsed ({self.args[0]}): skipped unread"
 
 
+def _named(batch: Any, message: str) -> UnreadableRecordError:
+    error = UnreadableRecordError(message)
+    error.first_offset, error.last_offset = batch.base_offset, batch.last_offset
+    return error
+
+
 def install_record_guard() -> None:
-    """Make kafka-python's v2 batches name themselves in a parse error. Idempotent, process-wide."""
+    """Make kafka-python's v2 batches name themselves in a parse error, and raise it for a CRC that
+    does not match (``validate_crc`` never returns False then). Idempotent, process-wide."""
     if getattr(_v2, "_stockwatch_record_guard", False):
         return
     parse = _v2.DefaultRecordBatch.__next__
+    validate_crc = _v2.DefaultRecordBatch.validate_crc
 
     @functools.wraps(parse)
     def parse_guarded(self: Any) -> Any:
@@ -68,9 +79,14 @@ def install_record_guard() -> None:
         except UnreadBatchError:
             raise
         except CorruptRecordError as exc:  # kafka-python's own, incl. a header key that is not UTF-8
-            error = UnreadableRecordError(str(exc))
-            error.first_offset, error.last_offset = self.base_offset, self.last_offset
-            raise error from exc
+            raise _named(self, str(exc)) from exc
+
+    @functools.wraps(validate_crc)
+    def crc_guarded(self: Any) -> bool:
+        if validate_crc(self):
+            return True
+        raise _named(self, f"its CRC-32C {self.crc:#010x} does not match its bytes")
 
     _v2.DefaultRecordBatch.__next__ = parse_guarded
+    _v2.DefaultRecordBatch.validate_crc = crc_guarded
     _v2._stockwatch_record_guard = True

@@ -70,3 +70,26 @@ def test_a_partition_whose_batch_cannot_be_parsed_is_drained() -> None:
     with pytest.raises(UnreadableRecordError):
         part.take(10)
     assert not part
+
+
+def test_a_batch_whose_crc_does_not_match_is_skipped_like_one_that_cannot_be_parsed() -> None:
+    # damaged on the broker's disk: kafka-python raised a bare CorruptRecordError before parsing
+    # the batch (no offsets to skip past), and met it again at every poll
+    install()
+    data = bytearray(batch_bytes(20, [[], [], []]))
+    data[-3] ^= 0x55  # a byte of the last record's value: covered by the batch CRC
+    part = Fetcher.PartitionRecords(0, TopicPartition("in", 0), MemoryRecords(bytes(data)), check_crcs=True)
+    with pytest.raises(UnreadableRecordError) as caught:
+        part.take(10)
+    assert (caught.value.first_offset, caught.value.last_offset) == (20, 22)
+    assert caught.value.topic == "in" and caught.value.partition == 0
+    assert "CRC" in caught.value.describe() and "20..22" in caught.value.describe()
+    assert not part
+
+
+def test_an_intact_batch_passes_its_crc_check() -> None:
+    install()
+    part = Fetcher.PartitionRecords(
+        0, TopicPartition("in", 0), MemoryRecords(batch_bytes(3, [[], []])), check_crcs=True
+    )
+    assert [r.offset for r in part.take(10)] == [3, 4]
