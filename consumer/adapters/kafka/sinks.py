@@ -26,6 +26,7 @@ from kafka.errors import (
     KafkaError,
     MessageSizeTooLargeError,
     RecordListTooLargeError,
+    UnknownTopicOrPartitionError,
 )
 from kafka.future import Future
 
@@ -114,12 +115,15 @@ def _send_all(producer: Any, outputs: Sequence[OutputRecord], watch: _FirstFailu
     if fast is not None and not fast.begin():  # closed: send raises what it always did
         fast = None
     send, watched = producer.send, watch.watch
+    known, refresh = _known_partitions(producer), _metadata_refresh(producer)
     futures = []
     try:
         for o, partition in zip(outputs, partitions, strict=True):
             try:
                 future = fast.enqueue(o, partition) if fast is not None else None
-                futures.append(watched(future if future is not None else _send_one(send, o, partition)))
+                futures.append(
+                    watched(future if future is not None else _send_one(send, o, partition, known, refresh))
+                )
             except MessageSizeTooLargeError as exc:  # over max_request_size: refused before sending
                 futures.append(watched(Future().failure(exc)))
             except KafkaError as exc:  # an earlier output was refused meanwhile: keep its future to name it
@@ -131,15 +135,36 @@ def _send_all(producer: Any, outputs: Sequence[OutputRecord], watch: _FirstFailu
     return futures
 
 
-def _send_one(send: Any, o: OutputRecord, partition: int | None) -> Any:
+def _send_one(
+    send: Any,
+    o: OutputRecord,
+    partition: int | None,
+    known: Callable[[str], set[int] | None],
+    refresh: Callable[[], None],
+) -> Any:
     """``send`` with the partition computed for ``o``; refused (the topic's partitions changed
-    since), the producer partitions it as it would have."""
+    since), the producer partitions it as it would have. A partition ``o`` names itself that the
+    producer's metadata lacks (partitions added since its last refresh: kafka-python raises
+    ValueError where the Java producer waits for metadata) fails as retriable after asking for a
+    refresh: the loop retries the batch instead of stopping."""
     try:
         return send(o.topic, value=o.value, key=o.key, headers=o.headers, partition=partition)
     except ValueError:
-        if partition == o.partition:
+        if partition != o.partition:
+            return _send_one(send, o, o.partition, known, refresh)
+        partitions = known(o.topic)
+        if o.partition is None or o.partition < 0 or (partitions is not None and o.partition in partitions):
             raise
-        return send(o.topic, value=o.value, key=o.key, headers=o.headers, partition=o.partition)
+        refresh()
+        raise UnknownTopicOrPartitionError(
+            f"partition {o.partition} of {o.topic} is not in the producer's metadata yet"
+        ) from None
+
+
+def _metadata_refresh(producer: Any) -> Callable[[], None]:
+    """Ask the producer's I/O thread for fresh metadata (it sends the request on its next pass)."""
+    request = getattr(getattr(producer, "_metadata", None), "request_update", None)
+    return request if callable(request) else lambda: None
 
 
 def _known_partitions(producer: Any) -> Callable[[str], set[int] | None]:

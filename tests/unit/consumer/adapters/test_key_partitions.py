@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from kafka.errors import UnknownTopicOrPartitionError
 from kafka.future import Future
 from kafka.partitioner.default import DefaultPartitioner
 from kafka.partitioner.default import murmur2 as reference_murmur2
@@ -98,10 +99,37 @@ class _ShrunkProducer:
         return Future().success(None)
 
 
+def _no_refresh() -> None:
+    raise AssertionError("no metadata refresh expected")
+
+
 def test_a_refused_computed_partition_falls_back_to_the_producers_partitioner() -> None:
     producer = _ShrunkProducer()
     outputs = [OutputRecord("anomalies", b"k", b"{}"), OutputRecord("anomalies", b"k", b"{}")]
-    futures = [_send_one(producer.send, o, p) for o, p in zip(outputs, [3, 1], strict=True)]
+    known = {"anomalies": {0, 1}}.get
+    futures = [
+        _send_one(producer.send, o, p, known, _no_refresh) for o, p in zip(outputs, [3, 1], strict=True)
+    ]
     assert producer.sent == [None, 1] and all(f.succeeded() for f in futures)
-    with pytest.raises(ValueError, match="Unrecognized partition"):  # its own partition: not ours to change
-        _send_one(producer.send, OutputRecord("anomalies", b"k", b"{}", partition=5), 5)
+
+
+def test_an_outputs_own_partition_missing_from_the_metadata_is_retriable_after_a_refresh() -> None:
+    # e.g. the state changelog's partition of an input partition added since the last refresh:
+    # kafka-python's ValueError stopped the service; the batch is retried instead
+    producer, refreshed = _ShrunkProducer(), []
+    record = OutputRecord("anomalies.state", b"k", b"{}", partition=5)
+    with pytest.raises(UnknownTopicOrPartitionError, match=r"partition 5 of anomalies\.state") as caught:
+        _send_one(producer.send, record, 5, {"anomalies.state": {0, 1}}.get, lambda: refreshed.append(1))
+    assert caught.value.retriable and refreshed == [1] and producer.sent == []
+
+
+def test_another_refusal_of_an_outputs_own_partition_is_raised_as_is() -> None:
+    producer = _ShrunkProducer()  # refuses 5 although the metadata (below) has it: not a stale view
+    with pytest.raises(ValueError, match="Unrecognized partition"):
+        _send_one(
+            producer.send,
+            OutputRecord("anomalies", b"k", b"{}", partition=5),
+            5,
+            {"anomalies": {5}}.get,
+            _no_refresh,
+        )
