@@ -29,11 +29,12 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from config.settings import Settings
 from consumer.cli import main as cli_main
-from consumer.scoring.loop import RunStats, ScoringService
+from consumer.scoring.loop import ScoringService
 from consumer.scoring.wiring import build_service
 from consumer.wire.control import sign_message
 from consumer.wire.events import anomaly_id
 from detection import ModelStore, parse_item, train_model
+from tests.integration.running import Running
 from tests.schemas import dlq_headers, validate, validate_all
 
 pytestmark = pytest.mark.integration
@@ -209,32 +210,6 @@ def settings_from(env: dict[str, str], **overrides: Any) -> Settings:
     values: dict[str, Any] = {k.removeprefix("STOCKWATCH_").lower(): v for k, v in env.items()}
     values.update(overrides)
     return Settings(**values)
-
-
-class Running:
-    """A service running in a thread (the API route)."""
-
-    def __init__(self, service: ScoringService, **bounds: Any) -> None:
-        self.service = service
-        self.stats: RunStats | None = None
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, kwargs=bounds, daemon=True)
-        self.thread.start()
-
-    def _run(self, **bounds: Any) -> None:
-        try:
-            self.stats = self.service.run(**bounds)
-        except BaseException as exc:
-            self.error = exc
-
-    def stop(self, timeout: float = 20.0) -> RunStats:
-        self.service.request_stop()
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "service did not stop"
-        if self.error is not None:
-            raise self.error
-        assert self.stats is not None
-        return self.stats
 
 
 @pytest.fixture

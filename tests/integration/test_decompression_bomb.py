@@ -11,17 +11,19 @@ same way and hands on the record after it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from config.settings import Settings
 from consumer.adapters.kafka import ControlSource
 from consumer.scoring.wiring import build_service
-from tests.integration.test_consume import Running, committed, publish_model, read_topic, updates, wait_for
-from tests.integration.test_poison import make_settings, produce_to
+from tests.integration.running import Running
+from tests.integration.test_consume import committed, publish_model, read_topic, updates, wait_for
+from tests.integration.test_poison import produce_to
 from tests.schemas import dlq_headers, validate
 
 pytestmark = pytest.mark.integration
@@ -35,32 +37,15 @@ def bomb_value() -> bytes:
     return b'{"item_id": "SKU-BOMB", "note": "' + b"A" * BOMB_BYTES + b'"}'
 
 
-@pytest.fixture
-def started() -> Iterator[list[Running]]:
-    running: list[Running] = []
-    yield running
-    for r in running:
-        if r.thread.is_alive():
-            r.stop()
-
-
 @pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
 def test_a_gzip_bomb_is_dead_lettered_unread_and_everything_else_is_scored(
     delivery: str,
-    kafka_bootstrap: str,
-    topic_factory: Callable[..., str],
-    unique_name: Callable[[str], str],
-    tmp_path: Path,
     started: list[Running],
+    service_settings: Callable[..., Settings],
 ) -> None:
-    settings = make_settings(
-        kafka_bootstrap,
-        topic_factory,
-        unique_name,
-        tmp_path,
+    settings = service_settings(
         kafka_client="kafka-python",
         delivery=delivery,
-        transactional_id=unique_name("tx"),
         max_decompressed_batch_bytes=CAP,
     )
     publish_model(Path(settings.model_dir))
@@ -114,11 +99,9 @@ def test_the_control_source_skips_a_bomb_and_hands_on_the_next_command(
     kafka_bootstrap: str,
     topic_factory: Callable[..., str],
     unique_name: Callable[[str], str],
-    tmp_path: Path,
+    service_settings: Callable[..., Settings],
 ) -> None:
-    settings = make_settings(
-        kafka_bootstrap, topic_factory, unique_name, tmp_path, max_decompressed_batch_bytes=CAP
-    )
+    settings = service_settings(max_decompressed_batch_bytes=CAP)
     control = topic_factory("control")
     produce_to(
         kafka_bootstrap, control, 0, [bomb_value()], compression_type="gzip", max_request_size=2 * BOMB_BYTES
@@ -136,18 +119,13 @@ def test_the_control_source_skips_a_bomb_and_hands_on_the_next_command(
 
 
 def test_one_poll_inflates_at_most_the_cap_and_every_batch_is_read_by_a_later_poll(
-    kafka_bootstrap: str,
-    topic_factory: Callable[..., str],
-    unique_name: Callable[[str], str],
-    tmp_path: Path,
     started: list[Running],
     monkeypatch: pytest.MonkeyPatch,
+    service_settings: Callable[..., Settings],
 ) -> None:
     """gzip batches of one value of ~0.6 of the cap each: a poll holds one of them (two would pass the
     cap), the rest is fetched again by later polls; each is dead-lettered as oversize, nothing lost."""
-    settings = make_settings(
-        kafka_bootstrap, topic_factory, unique_name, tmp_path, max_decompressed_batch_bytes=CAP
-    )
+    settings = service_settings(max_decompressed_batch_bytes=CAP)
     publish_model(Path(settings.model_dir))
     bootstrap, topic, group = settings.kafka_bootstrap, settings.input_topic, settings.group_id
     big = [b'{"item_id": "SKU-BIG-%d", "note": "%s"}' % (i, b"B" * (CAP * 6 // 10)) for i in range(6)]

@@ -10,7 +10,7 @@ unreachable, the outputs still go out and offsets advance.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,8 @@ from kafka import KafkaProducer
 from config.settings import Settings
 from consumer.scoring.poison import DLQ_HEADER_ORIGINAL_SIZE, DLQ_HEADER_TRUNCATED, REDUCED_VALUE_BYTES
 from consumer.scoring.wiring import build_service
+from tests.integration.running import Running
 from tests.integration.test_consume import (
-    Running,
     committed,
     free_port,
     publish_model,
@@ -35,43 +35,6 @@ pytestmark = pytest.mark.integration
 
 POISON_BYTES = 5 * 1024 * 1024
 BEFORE, AFTER, OTHER = 15, 15, 20  # records before / after the poison in partition 0, in partition 1
-
-
-@pytest.fixture
-def started() -> Iterator[list[Running]]:
-    running: list[Running] = []
-    yield running
-    for r in running:
-        if r.thread.is_alive():
-            r.stop()
-
-
-def make_settings(
-    kafka_bootstrap: str,
-    topic_factory: Callable[..., str],
-    unique_name: Callable[[str], str],
-    tmp_path: Path,
-    **overrides: Any,
-) -> Settings:
-    values: dict[str, Any] = {
-        "kafka_bootstrap": kafka_bootstrap,
-        "input_topic": topic_factory("in", partitions=2),
-        "anomaly_topic": topic_factory("anomalies"),
-        "dlq_topic": topic_factory("dlq"),
-        "status_topic": topic_factory("status"),
-        "decisions_topic": topic_factory("decisions"),
-        "group_id": unique_name("group"),
-        "model_dir": str(tmp_path / "models"),
-        "http_port": 0,
-        "poll_timeout_ms": 100,
-        "model_poll_interval_s": 0.3,
-        "session_timeout_ms": 10000,
-        "create_missing_topics": False,
-        "max_poll_records": 10,
-        "delivery_retry_backoff_s": 0.2,
-    }
-    values.update(overrides)
-    return Settings(**values)
 
 
 def produce_to(bootstrap: str, topic: str, partition: int, values: list[bytes], **config: Any) -> None:
@@ -167,20 +130,12 @@ def check_poison_resolved(settings: Settings, running: Running) -> None:
 def test_a_dead_letter_too_large_for_the_broker_does_not_stall_the_consumer(
     client: str,
     delivery: str,
-    kafka_bootstrap: str,
-    topic_factory: Callable[..., str],
-    unique_name: Callable[[str], str],
-    tmp_path: Path,
     started: list[Running],
+    service_settings: Callable[..., Settings],
 ) -> None:
-    settings = make_settings(
-        kafka_bootstrap,
-        topic_factory,
-        unique_name,
-        tmp_path,
+    settings = service_settings(
         kafka_client=client,
         delivery=delivery,
-        transactional_id=unique_name("tx"),
     )
     publish_model(Path(settings.model_dir))
     feed(settings)
@@ -190,17 +145,10 @@ def test_a_dead_letter_too_large_for_the_broker_does_not_stall_the_consumer(
 
 
 def test_audit_with_mongo_unreachable_does_not_hold_the_outputs_back(
-    kafka_bootstrap: str,
-    topic_factory: Callable[..., str],
-    unique_name: Callable[[str], str],
-    tmp_path: Path,
     started: list[Running],
+    service_settings: Callable[..., Settings],
 ) -> None:
-    settings = make_settings(
-        kafka_bootstrap,
-        topic_factory,
-        unique_name,
-        tmp_path,
+    settings = service_settings(
         audit_anomalies=True,
         mongo_uri=f"mongodb://127.0.0.1:{free_port()}/?serverSelectionTimeoutMS=300&connectTimeoutMS=300",
         max_poll_records=50,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,14 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
+from config.settings import Settings
 from consumer.adapters.kafka import ControlSource
 from consumer.adapters.kafka.source import KafkaSource
 from consumer.ports import UnreadBatch
 from consumer.scoring.wiring import build_service
-from tests.integration.test_consume import Running, committed, publish_model, read_topic, updates, wait_for
-from tests.integration.test_poison import make_settings, produce_to
+from tests.integration.running import Running
+from tests.integration.test_consume import committed, publish_model, read_topic, updates, wait_for
+from tests.integration.test_poison import produce_to
 from tests.schemas import dlq_headers, validate
 
 pytestmark = pytest.mark.integration
@@ -51,32 +53,15 @@ def produce_batch(bootstrap: str, topic: str, records: list[tuple[bytes, list[An
         producer.close()
 
 
-@pytest.fixture
-def started() -> Iterator[list[Running]]:
-    running: list[Running] = []
-    yield running
-    for r in running:
-        if r.thread.is_alive():
-            r.stop()
-
-
 @pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
 def test_a_record_with_a_header_key_not_utf8_is_dead_lettered_and_everything_else_is_scored(
     delivery: str,
-    kafka_bootstrap: str,
-    topic_factory: Callable[..., str],
-    unique_name: Callable[[str], str],
-    tmp_path: Path,
     started: list[Running],
+    service_settings: Callable[..., Settings],
 ) -> None:
-    settings = make_settings(
-        kafka_bootstrap,
-        topic_factory,
-        unique_name,
-        tmp_path,
+    settings = service_settings(
         kafka_client="kafka-python",
         delivery=delivery,
-        transactional_id=unique_name("tx"),
     )
     publish_model(Path(settings.model_dir))
     bootstrap, topic, group = settings.kafka_bootstrap, settings.input_topic, settings.group_id
@@ -130,9 +115,9 @@ def test_the_control_source_skips_an_unreadable_record_and_hands_on_the_next_com
     kafka_bootstrap: str,
     topic_factory: Callable[..., str],
     unique_name: Callable[[str], str],
-    tmp_path: Path,
+    service_settings: Callable[..., Settings],
 ) -> None:
-    settings = make_settings(kafka_bootstrap, topic_factory, unique_name, tmp_path)
+    settings = service_settings()
     control = topic_factory("control")
     produce_batch(kafka_bootstrap, control, [(b'{"command": "status"}', [(NotUtf8("x"), b"v")])])
     produce_to(kafka_bootstrap, control, 0, [b'{"command": "status"}'])
@@ -149,16 +134,12 @@ def test_the_control_source_skips_an_unreadable_record_and_hands_on_the_next_com
 
 def test_a_pause_between_the_error_and_the_next_poll_does_not_make_poll_spin(
     kafka_bootstrap: str,
-    topic_factory: Callable[..., str],
-    unique_name: Callable[[str], str],
-    tmp_path: Path,
+    service_settings: Callable[..., Settings],
 ) -> None:
     """The service pauses every partition while it waits for its first model: an unreadable batch
     met in the poll that also returned another partition's records was dropped with the pause, and
     after the resume every poll spun for ever on the batch's dead iterator."""
-    settings = make_settings(
-        kafka_bootstrap, topic_factory, unique_name, tmp_path, kafka_client="kafka-python"
-    )
+    settings = service_settings(kafka_client="kafka-python")
     topic = settings.input_topic
     produce_to(kafka_bootstrap, topic, 0, [b"{}"] * 5)
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=200)
