@@ -4,8 +4,8 @@ A header key that is not UTF-8 makes kafka-python's fetcher raise ``CorruptRecor
 its position before the record: every later poll met it again, so `stockwatch consume` stopped,
 and stopped again when restarted. It must dead-letter the rest of that record batch as
 ``unreadable_record`` (one record naming the offsets), score everything else and commit past it,
-in both delivery modes; the retrain worker's control source skips it like a tombstone. (librdkafka
-reads such a record but cannot give its headers: tests/unit/consumer/adapters/test_confluent_headers.py.)
+in both delivery modes; the retrain worker's control source skips it like a tombstone. librdkafka
+reads such a record but its binding cannot give the headers: it is handled without them.
 """
 
 from __future__ import annotations
@@ -130,6 +130,39 @@ def test_the_control_source_skips_an_unreadable_record_and_hands_on_the_next_com
         assert got == [(0, 0, None), (0, 1, b'{"command": "status"}')]  # the bad one: a tombstone
     finally:
         source.close()
+
+
+def test_with_librdkafka_a_header_key_not_utf8_is_read_as_no_headers_and_the_record_is_handled(
+    started: list[Running],
+    service_settings: Callable[..., Settings],
+) -> None:
+    """librdkafka reads the record but its binding cannot give the headers: an invalid value with
+    such a header is dead-lettered (without them) and the service goes on."""
+    settings = service_settings(kafka_client="confluent-kafka")
+    publish_model(Path(settings.model_dir))
+    bootstrap, topic, group = settings.kafka_bootstrap, settings.input_topic, settings.group_id
+    dump = [orjson.dumps(o) for o in updates(4)]
+    produce_batch(
+        bootstrap, topic, [(dump[0], []), (b"{not json", [(NotUtf8("trace"), b"1")]), (dump[1], [])]
+    )
+    produce_to(bootstrap, topic, 0, dump[2:])
+
+    running = Running(build_service(settings), timeout=150)
+    started.append(running)
+    wait_for(
+        "partition 0 committed past every record",
+        lambda: committed(bootstrap, group, topic, 0) == 5,
+        timeout=90,
+        every=0.5,
+        state=lambda: committed(bootstrap, group, topic, 0),
+    )
+    assert running.thread.is_alive()
+    running.stop()
+    dlq = read_topic(bootstrap, settings.dlq_topic, expect=1)
+    headers = dict(dlq[0].headers)
+    assert headers["dlq.reason"] == b"invalid_json" and headers["dlq.source.offset"] == b"1"
+    assert dlq[0].value == b"{not json"  # the value is kept whole
+    assert not any(name.startswith("original.") or name == "trace" for name in headers)
 
 
 def test_a_pause_between_the_error_and_the_next_poll_does_not_make_poll_spin(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
@@ -50,6 +51,14 @@ def _pairs(tps: list[TopicPartition]) -> list[tuple[str, int]]:
     return sorted((tp.topic, tp.partition) for tp in tps)
 
 
+# confluent-kafka 2.x's Message.headers() returns a list holding a NULL item, with the decode error
+# left set, for a header key that is not UTF-8, and returns that list again without the error on
+# every later call. A direct call, once the interpreter has specialised it, does not check for the
+# error (it surfaced later as a SystemError elsewhere and stopped the loop); methodcaller's C call
+# always does, so the error is raised here, where it is caught, and the list is never read again.
+_READ_HEADERS = operator.methodcaller("headers")
+
+
 class ConfluentRecord:
     """A consumed message with the attributes of :class:`consumer.scoring.batch.SourceRecord`.
 
@@ -57,7 +66,8 @@ class ConfluentRecord:
     when asked for (anomalies and dead letters).
     """
 
-    __slots__ = ("_message", "offset", "partition", "value")
+    __slots__ = ("_headers", "_message", "offset", "partition", "value")
+    _headers: Sequence[tuple[str, bytes]] | None  # set by the first read of ``headers``
 
     def __init__(self, message: Message) -> None:
         self._message = message
@@ -82,14 +92,21 @@ class ConfluentRecord:
 
     @property
     def headers(self) -> Sequence[tuple[str, bytes]] | None:
+        """The record's headers, read once: None when librdkafka's binding cannot decode them."""
         try:
-            return cast("Sequence[tuple[str, bytes]] | None", self._message.headers())
+            return self._headers
+        except AttributeError:  # not read yet
+            pass
+        try:
+            headers = cast("Sequence[tuple[str, bytes]] | None", _READ_HEADERS(self._message))
         except (SystemError, ValueError) as exc:  # a header key that is not UTF-8: the client cannot say
             log.warning(
                 "%s[%d]@%d: its headers cannot be read (%r); handled as a record without headers",
                 self.topic, self.partition, self.offset, exc,
             )  # fmt: skip
-            return None
+            headers = None
+        self._headers = headers
+        return headers
 
 
 def _log_commit(error: Any, partitions: list[TopicPartition]) -> None:
