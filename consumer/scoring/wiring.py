@@ -190,19 +190,19 @@ def _changelog(kafka: KafkaSettings, topic: str) -> StateChangelog:
             raise
         return KafkaChangelog(kafka, topic)
 
-    def ensure() -> None:
-        ensure_changelog(kafka, topic, input_topic=kafka.topics.input)
+    return ConfluentChangelog(
+        kafka, topic, ensure=_covering(lambda: ensure_changelog(kafka, topic, input_topic=kafka.topics.input))
+    )
 
-    return ConfluentChangelog(kafka, topic, ensure=_once(ensure))
 
+def _covering(ensure: Callable[[], int]) -> Callable[[int], None]:
+    """``ensure`` (which returns the changelog's partition count) at the first call and again for
+    a partition beyond that count: input partitions added while the service runs."""
+    known = [0]
 
-def _once(action: Callable[[], None]) -> Callable[[], None]:
-    done: list[bool] = []
-
-    def run() -> None:
-        if not done:
-            action()
-            done.append(True)
+    def run(partition: int) -> None:
+        if partition >= known[0]:
+            known[0] = ensure()
 
     return run
 

@@ -360,6 +360,49 @@ def test_both_changelog_readers_read_a_partition_whose_first_records_are_deleted
         admin.close()
 
 
+@pytest.mark.parametrize("client", ["kafka-python", "confluent-kafka"])
+def test_partitions_added_to_the_input_while_running_get_changelog_partitions(
+    client: str, kafka_bootstrap: str, topic_factory: Callable[..., str], unique_name: Callable[[str], str]
+) -> None:
+    """`kafka-topics --alter --partitions` on the input of a running service (attack review: the
+    restore of a new partition failed with an unknown changelog partition at every retry, stalling
+    every partition for ever; a restart refused to start until the changelog was deleted)."""
+    from kafka.admin import NewPartitions
+
+    from config import Settings
+    from consumer.adapters.kafka import KafkaChangelog
+    from consumer.ports import KafkaUnavailableError
+    from consumer.scoring.wiring import _changelog
+
+    settings = Settings(
+        kafka_bootstrap=kafka_bootstrap, input_topic=topic_factory("in"), group_id=unique_name("cl")
+    )
+    topic = unique_name("test-changelog")
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    reader = (
+        KafkaChangelog(settings.kafka, topic)
+        if client == "kafka-python"
+        else _changelog(settings.kafka, topic)
+    )
+    try:
+        assert reader.read(0) == ([], [])  # creates the changelog with the input's one partition
+        admin.create_partitions({settings.input_topic: NewPartitions(3)})
+        deadline = time.monotonic() + 30
+        while True:  # as the loop does: a new partition's leader may not be known at once
+            try:
+                assert reader.read(2) == ([], [])
+                break
+            except KafkaUnavailableError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
+        assert len(admin.describe_topics([topic])[0]["partitions"]) == 3
+    finally:
+        reader.close()
+        admin.delete_topics([topic])
+        admin.close()
+
+
 def test_the_librdkafka_changelog_reader_leaves_no_threads_once_closed(
     kafka_bootstrap: str, topic_factory: Callable[..., str], unique_name: Callable[[str], str]
 ) -> None:

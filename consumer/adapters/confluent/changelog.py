@@ -26,7 +26,7 @@ class ConfluentChangelog:
     """Reads one changelog partition from its beginning to its end offset at the time of the call."""
 
     def __init__(
-        self, kafka: KafkaSettings, topic: str, *, ensure: Callable[[], None] = lambda: None
+        self, kafka: KafkaSettings, topic: str, *, ensure: Callable[[int], None] = lambda partition: None
     ) -> None:
         self.topic = topic
         self._ensure = ensure
@@ -52,14 +52,12 @@ class ConfluentChangelog:
     ) -> tuple[list[bytes | None], list[bytes | None]]:
         """Keys and values of the partition, in order, up to the end offset seen at the start
         (``tick`` is called between fetches: the loop's liveness during a long restore)."""
-        self._ensure()
-        if self._client is None:
-            self._client = self._connect()
-        consumer = self._client
+        self._ensure(partition)
+        low, end = self._watermarks(partition)
+        consumer = self._consumer
         keys: list[bytes | None] = []
         values: list[bytes | None] = []
         try:
-            low, end = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=10.0)
             if low >= end:  # empty, or every record deleted (truncation, a retention): nothing to read
                 return keys, values
             consumer.assign(
@@ -88,6 +86,29 @@ class ConfluentChangelog:
         finally:
             consumer.unassign()
         return keys, values
+
+    @property
+    def _consumer(self) -> Consumer:
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
+
+    def _watermarks(self, partition: int) -> tuple[int, int]:
+        """The partition's first and end offsets; a partition unknown to the client's metadata
+        (added since it connected) is asked again by a new client: librdkafka kept the stale
+        metadata for minutes, stalling the service."""
+        tp = TopicPartition(self.topic, partition)
+        for retry in (True, False):
+            try:
+                low, end = self._consumer.get_watermark_offsets(tp, timeout=10.0)
+                return int(low), int(end)
+            except KafkaException as exc:
+                if not (retry and exc.args and exc.args[0].code() == KafkaError._UNKNOWN_PARTITION):
+                    raise KafkaUnavailableError(f"could not read {self.topic}[{partition}]: {exc}") from exc
+                client, self._client = self._client, None
+                if client is not None:
+                    client.close()
+        raise AssertionError("unreachable")
 
     def _admin_client(self) -> AdminClient:
         if self._admin is None:

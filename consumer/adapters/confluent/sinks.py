@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 _TXN_TIMEOUT_S = 20.0  # one transactional call (commit, abort, send offsets) waits at most this long
 _STOP_TIMEOUT_S = 3.0  # the same once the service is stopping (SIGTERM is honoured in bounded time)
 _QUEUE_FULL_WAIT_S = 0.05
+_METADATA_TIMEOUT_S = 5.0
 # CONCURRENT_TRANSACTIONS (previous markers still being written) is retried after retry.backoff.ms: keep it short.
 _TXN_RETRY_BACKOFF_MS = 10
 _TOO_LARGE = frozenset((KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE))
@@ -109,6 +110,7 @@ class ConfluentDelivery:
 
 def _produce_all(producer: Producer, outputs: Sequence[OutputRecord], report: Report) -> None:
     produce = producer.produce
+    refreshed: set[str] = set()
     for i, o in enumerate(outputs):
         headers: Any = o.headers or None
         where: dict[str, Any] = {} if o.partition is None else {"partition": o.partition}
@@ -120,7 +122,18 @@ def _produce_all(producer: Producer, outputs: Sequence[OutputRecord], report: Re
                 producer.poll(_QUEUE_FULL_WAIT_S)
             except KafkaException as exc:
                 error = exc.args[0] if exc.args else None
-                if not isinstance(error, KafkaError) or error.code() not in _TOO_LARGE:
+                code = error.code() if isinstance(error, KafkaError) else None
+                if (
+                    code == KafkaError._UNKNOWN_PARTITION
+                    and o.partition is not None
+                    and o.topic not in refreshed
+                ):
+                    # partitions added since the last metadata refresh (5 min): librdkafka refuses at
+                    # once rather than wait, so the batch failed until then; ask for them, try again
+                    refreshed.add(o.topic)
+                    producer.list_topics(o.topic, timeout=_METADATA_TIMEOUT_S)
+                    continue
+                if code not in _TOO_LARGE:
                     raise
                 report(i, error, None)  # over message.max.bytes: refused before sending
                 break

@@ -17,8 +17,8 @@ from operator import attrgetter
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.admin import ConfigResource, ConfigResourceType, NewTopic, OffsetSpec
-from kafka.errors import KafkaError, PolicyViolationError, TopicAlreadyExistsError
+from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic, OffsetSpec
+from kafka.errors import InvalidPartitionsError, KafkaError, PolicyViolationError, TopicAlreadyExistsError
 
 from config.kafka import KafkaSettings
 from consumer.adapters.kafka.connect import Broker, client_kwargs
@@ -42,8 +42,9 @@ _KEY, _VALUE = (
 def ensure_changelog(broker: Broker, topic: str, *, input_topic: str) -> int:
     """Create the changelog (compact,delete) with the input's partition count if absent; returns that count.
 
-    An existing changelog with fewer partitions than the input cannot hold every partition's
-    state: that stops the service with a message for the operator (``SystemExit``, no traceback).
+    An existing changelog with fewer partitions than the input (partitions added to the input,
+    even while the service runs) gets the missing ones: empty, so the new input partitions' items
+    start from the inventory seed. Stopping instead stalled every partition of a running service.
     """
     try:
         return _ensure(broker, topic, input_topic)
@@ -62,11 +63,7 @@ def _ensure(broker: Broker, topic: str, input_topic: str) -> int:
         if topic in meta:
             have = len(meta[topic]["partitions"])
             if have < want:
-                raise SystemExit(
-                    f"state changelog {topic} has {have} partitions, the input {input_topic} has {want}: "
-                    "delete the changelog (the state is rebuilt from the inventory) or set "
-                    "STOCKWATCH_STATE_CHANGELOG_TOPIC to another name"
-                )
+                _add_partitions(admin, topic, have, want, input_topic)
             _allow_truncation(admin, topic)
             return want
         try:
@@ -80,6 +77,18 @@ def _ensure(broker: Broker, topic: str, input_topic: str) -> int:
         return want
     finally:
         admin.close()
+
+
+def _add_partitions(admin: KafkaAdminClient, topic: str, have: int, want: int, input_topic: str) -> None:
+    try:
+        admin.create_partitions({topic: NewPartitions(want)}, timeout_ms=30_000)
+    except InvalidPartitionsError:
+        return  # another instance was quicker
+    log.warning(
+        "state changelog %s had %d partitions, the input %s has %d: added the missing ones "
+        "(items of the new input partitions start from the inventory seed)",
+        topic, have, input_topic, want,
+    )  # fmt: skip
 
 
 def _allow_truncation(admin: KafkaAdminClient, topic: str) -> None:
@@ -106,7 +115,7 @@ class KafkaChangelog:
     def __init__(self, kafka: KafkaSettings, topic: str) -> None:
         self.topic = topic
         self._kafka = kafka
-        self._ensured = False
+        self._partitions = 0  # the changelog's partitions the last ensure saw (0: not yet)
         self._client: KafkaConsumer | None = None  # created at the first restore
         self._admin: KafkaAdminClient | None = None  # created at the first truncation
 
@@ -127,23 +136,25 @@ class KafkaChangelog:
             fetch_max_bytes=_RESTORE_FETCH_BYTES,
         )
 
-    def ensure(self) -> None:
-        """Create the topic if absent (once per process)."""
-        if not self._ensured:
+    def ensure(self, partition: int = 0) -> None:
+        """Create the topic if absent, or add partitions up to ``partition`` (input partitions
+        added while running); once per process otherwise."""
+        if partition >= self._partitions:
             try:
-                ensure_changelog(self._kafka, self.topic, input_topic=self._kafka.topics.input)
+                self._partitions = ensure_changelog(
+                    self._kafka, self.topic, input_topic=self._kafka.topics.input
+                )
             except KafkaError as exc:
                 raise KafkaUnavailableError(
                     f"could not create the state changelog {self.topic}: {exc!r}"
                 ) from exc
-            self._ensured = True
 
     def read(
         self, partition: int, *, tick: Callable[[], None] = lambda: None
     ) -> tuple[list[bytes | None], list[bytes | None]]:
         """Keys and values of the partition, in order, up to the end offset seen at the start
         (``tick`` is called between fetches: the loop's liveness during a long restore)."""
-        self.ensure()
+        self.ensure(partition)
         tp = TopicPartition(self.topic, partition)
         keys: list[bytes | None] = []
         values: list[bytes | None] = []
