@@ -152,3 +152,10 @@ def test_an_invalid_property_value_does_not_echo_it(monkeypatch: pytest.MonkeyPa
     lines = problems(monkeypatch, STOCKWATCH_KAFKA_CLIENT_PROPERTIES='{"ssl.key.password": ["s3cr3t"]}')
     assert lines and all(line.startswith("STOCKWATCH_KAFKA_CLIENT_PROPERTIES") for line in lines)
     assert not [line for line in lines if "s3cr3t" in line]
+
+
+def test_client_properties_that_are_not_json_are_one_line_without_the_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lines = problems(monkeypatch, STOCKWATCH_KAFKA_CLIENT_PROPERTIES="ssl.key.password=s3cr3t")
+    assert lines == ["STOCKWATCH_KAFKA_CLIENT_PROPERTIES: is not valid JSON"]
