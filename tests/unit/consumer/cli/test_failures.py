@@ -131,6 +131,16 @@ def test_known_user_causable_exceptions_become_one_line(tmp_path, capsys, monkey
     assert line.startswith("stockwatch models list: ") and needle in line
 
 
+def test_ctrl_c_is_one_line_and_exit_130_not_a_traceback(tmp_path, capsys, monkeypatch):
+    def handler(args: argparse.Namespace, settings: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(versions, "cmd_models_list", handler)
+    code, _, err = run(capsys, "models", "list", "--model-dir", str(tmp_path))
+    assert code == 130
+    assert one_line(err) == "stockwatch models list: interrupted"
+
+
 def test_a_bug_still_shows_its_traceback(tmp_path, monkeypatch):
     def handler(args: argparse.Namespace, settings: object) -> int:
         raise KeyError("a genuine bug")
