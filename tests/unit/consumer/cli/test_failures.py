@@ -236,6 +236,41 @@ def test_numbers_no_command_can_use_are_usage_errors(capsys, argv):
     assert exited.value.code == 2
 
 
+@pytest.mark.parametrize("detector", ["seed", "default"])
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--n-estimators", "0"], "--n-estimators"),
+        (["--random-state", "-1"], "--random-state"),
+        (["--max-samples", "1.5"], "--max-samples"),
+        (["--max-samples", str(2**70)], "--max-samples"),  # published, then a traceback writing the summary
+    ],
+)
+def test_a_forest_flag_out_of_range_is_one_line_naming_it(tmp_path, capsys, detector, flags, named):
+    items = write_items(tmp_path / "items.jsonl")
+    argv = [
+        "train",
+        "--detector",
+        detector,
+        "--items",
+        str(items),
+        "--model-dir",
+        str(tmp_path / "m"),
+        *flags,
+    ]
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert one_line(err).startswith(f"stockwatch train: {named}: ") and "pydantic" not in err
+    assert not (tmp_path / "m").exists()  # refused before anything is published
+
+
+@pytest.mark.parametrize("size", ["0", "-1", str(2**64)])
+def test_a_chunk_size_no_reader_can_use_is_a_usage_error(size):
+    with pytest.raises(SystemExit) as exited:
+        main(["score", "--chunk-size", size])
+    assert exited.value.code == 2
+
+
 # ---------------------------------------------------------------------------- SASL
 
 
