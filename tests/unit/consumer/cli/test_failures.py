@@ -163,6 +163,27 @@ def test_mongo_failures_never_show_the_password(tmp_path, capsys, monkeypatch):
     assert "hunter2" not in err + out and "stock:**********@127.0.0.1:1" in one_line(err)
 
 
+def test_suppressions_list_on_a_failing_mongo_is_one_line_without_the_password(capsys, monkeypatch):
+    from consumer.adapters.mongo import WorkerMongo
+
+    uri = "mongodb://stock:hunter2-secret@127.0.0.1:1/warehouse"
+    monkeypatch.setenv("STOCKWATCH_MONGO_URI", uri)
+
+    class Refusing:
+        def suppressions(self) -> list[dict[str, object]]:  # FerretDB's refusal spans two lines
+            raise MongoUnavailableError("Unsupported authentication mechanism.\nSee https://docs for more")
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(WorkerMongo, "from_settings", staticmethod(lambda mongo: Refusing()))
+    code, out, err = run(capsys, "suppressions", "list")
+    assert code == 1
+    line = one_line(err)
+    assert line.startswith("stockwatch suppressions: Mongo at ") and "STOCKWATCH_MONGO_URI" in line
+    assert "hunter2" not in err + out
+
+
 # ---------------------------------------------------------------------------- a consistent CLI
 
 
