@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import io
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -182,6 +185,22 @@ def test_suppressions_list_on_a_failing_mongo_is_one_line_without_the_password(c
     line = one_line(err)
     assert line.startswith("stockwatch suppressions: Mongo at ") and "STOCKWATCH_MONGO_URI" in line
     assert "hunter2" not in err + out
+
+
+class _FullDisk(io.StringIO):
+    def write(self, text: str) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("argv", [["config"], ["config", "--json"], ["models", "list"]])
+def test_a_stdout_on_a_full_disk_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch, argv):
+    monkeypatch.setenv("STOCKWATCH_MODEL_DIR", str(tmp_path))
+    monkeypatch.setattr(sys, "stdout", _FullDisk())
+    assert main(argv) == 1
+    assert (
+        one_line(capsys.readouterr().err)
+        == f"stockwatch {' '.join(argv[:2]) if argv[0] == 'models' else argv[0]}: No space left on device"
+    )
 
 
 # ---------------------------------------------------------------------------- a consistent CLI
