@@ -2,16 +2,45 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from pydantic_core import PydanticCustomError
 
-__all__ = ["client_limits", "conflict", "distinct_topics", "lease_limits", "topic_template"]
+__all__ = [
+    "TOPIC_FIELDS",
+    "client_limits",
+    "conflict",
+    "distinct_topics",
+    "lease_limits",
+    "topic_name",
+    "topic_template",
+]
+
+TOPIC_FIELDS = (
+    "input_topic",
+    "anomaly_topic",
+    "dlq_topic",
+    "decisions_topic",
+    "control_topic",
+    "status_topic",
+    "feedback_topic",
+)
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")  # what the broker and both clients accept
 
 
 def conflict(message: str, *fields: str) -> PydanticCustomError:
     """A cross-field error; ``fields`` lets the loader say where each involved value came from."""
     return PydanticCustomError("settings_conflict", message, {"fields": " ".join(fields)})
+
+
+def topic_name(value: str | None, *, may_be_empty: bool = False) -> str | None:
+    """``value`` if Kafka accepts it as a topic name (the clients would raise only when first used)."""
+    if value is None or (may_be_empty and value == ""):
+        return value
+    if not _TOPIC_NAME.fullmatch(value) or value in (".", ".."):
+        raise ValueError("must be a Kafka topic name: 1 to 249 ASCII letters, digits, '.', '_' or '-'")
+    return value
 
 
 def topic_template(value: str) -> str:

@@ -33,7 +33,9 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 PropertyValue = str | int | float | bool
 
 PROPERTY_NAME = re.compile(r"^[a-z][a-z0-9]*(\.[a-z0-9]+)*$")  # e.g. compression.type
-SECRET_PROPERTY = re.compile(r"password|secret|jaas|token|credential", re.IGNORECASE)
+SECRET_PROPERTY = re.compile(
+    r"password|secret|jaas|token|credential|oauthbearer\.config|(^|[._])key([._]|$)", re.IGNORECASE
+)  # a private key (ssl.key.pem) is a secret too; masking a key file's path costs nothing
 
 # librdkafka's names that kafka-python spells otherwise (the rest: dots become underscores).
 KAFKA_PYTHON_NAMES = {

@@ -9,10 +9,12 @@ and never show a secret. :func:`effective_settings` is what `stockwatch config` 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from pydantic import SecretStr, ValidationError
+from pydantic_settings import SettingsError as UndecodableValue
 
 from config.errors import SettingsError
 from config.groups import SECRET_MASK, mask_uri
@@ -28,6 +30,8 @@ from config.sources import (
 )
 
 __all__ = ["EffectiveSetting", "effective_settings", "load_settings", "shown_value"]
+
+_UNDECODABLE_FIELD = re.compile(r'field "(?P<field>\w+)"')
 
 
 class EffectiveSetting(NamedTuple):
@@ -59,6 +63,10 @@ def load_settings() -> Settings:
         settings = Settings()
     except ValidationError as exc:
         problems += validation_problems(exc, Origins(environ, path, table))
+    except UndecodableValue as exc:  # a JSON setting in the environment that is not JSON at all
+        found = _UNDECODABLE_FIELD.search(str(exc))
+        where = Origins(environ, path, table).written_as(found["field"]) if found else "a setting"
+        problems.append(f"{where}: is not valid JSON")  # the value is never shown: it may hold a secret
     finally:
         names_reported.reset(token)
     if problems:

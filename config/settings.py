@@ -294,6 +294,11 @@ class Settings(BaseSettings, ContextFields):
     def _long_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         return check_key(str(info.field_name), value)
 
+    @field_validator(*checks.TOPIC_FIELDS)
+    @classmethod
+    def _topic_name(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return checks.topic_name(value, may_be_empty=info.field_name == "decisions_topic")  # "": unset
+
     @field_validator("state_changelog_topic")
     @classmethod
     def _topic_template(cls, value: str) -> str:

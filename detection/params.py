@@ -22,6 +22,9 @@ class TrainingError(ValueError):
     """No model could be trained (too few usable items, unusable parameters, ...)."""
 
 
+_INT64_MAX = 2**63 - 1  # beyond it the summary and metadata cannot be written as JSON (orjson)
+
+
 class ForestParams(BaseModel):
     """Parameters of the ``IsolationForest`` (see scikit-learn's documentation of each)."""
 
@@ -35,7 +38,9 @@ class ForestParams(BaseModel):
     n_estimators: Annotated[StrictInt, Field(ge=1, le=10_000)] = 100
     """Number of isolation trees."""
     max_samples: (
-        Literal["auto"] | Annotated[StrictInt, Field(ge=2)] | Annotated[StrictFloat, Field(gt=0.0, le=1.0)]
+        Literal["auto"]
+        | Annotated[StrictInt, Field(ge=2, le=_INT64_MAX)]
+        | Annotated[StrictFloat, Field(gt=0.0, le=1.0)]
     ) = "auto"
     """Samples drawn per tree: ``"auto"`` = min(256, n), an int count, or a float fraction of n."""
 

@@ -33,7 +33,7 @@ from consumer.cli import (
     versions,
     worker,
 )
-from consumer.cli.failures import EXIT_STATUS_HELP, explain
+from consumer.cli.failures import EXIT_FAILED, EXIT_STATUS_HELP, explain
 from consumer.cli.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ COMMAND_GROUPS: list[Callable[[Subparsers, argparse.ArgumentParser], None]] = [
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 EXIT_USAGE = 2
 EXIT_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a killed pipeline stage
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 
 
 def _version() -> str:
@@ -112,18 +113,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args, settings)
+    except KeyboardInterrupt:  # Ctrl-C: the user stopped it, not a bug; the services handle SIGINT themselves
+        print(f"stockwatch {_command_name(args)}: interrupted", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # `stockwatch score ... | head`: the reader left, not an error of ours
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_PIPE
     except Exception as exc:  # last resort: what a user can cause is one line; a bug keeps its traceback
         known = explain(exc, settings)
+        if known is None and isinstance(exc, OSError):  # a full disk, an I/O error: not a bug of ours
+            known = f"{exc.strerror or exc}{_where(exc)}", EXIT_FAILED
         if known is None:
             raise
         message, status = known
         one_line = " ".join(message.split())  # a client's multi-line message stays one line
         print(f"stockwatch {_command_name(args)}: {one_line}", file=sys.stderr, flush=True)
         return status
+
+
+def _where(exc: OSError) -> str:
+    """`` (FILE)``, or `` writing stdout`` when stdout is what failed (then it is dropped: its
+    pending output would fail again, with a traceback, when the interpreter exits)."""
+    if exc.filename:
+        return f" ({exc.filename})"
+    try:
+        sys.stdout.flush()
+    except OSError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return " writing stdout"
+    return ""
 
 
 def _command_name(args: argparse.Namespace) -> str:

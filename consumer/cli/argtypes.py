@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from typing import Any
 
 __all__ = ["auto_or", "finite_float", "int_or_float", "positive_int", "seconds"]
@@ -21,13 +22,15 @@ def seconds(text: str) -> float:
 
 
 def positive_int(text: str) -> int:
-    """A whole number above zero."""
+    """A whole number above zero, at most ``sys.maxsize`` (what a count or a slice can take)."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
+    if value > sys.maxsize:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at most {sys.maxsize}")
     return value
 
 

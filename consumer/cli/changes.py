@@ -220,8 +220,9 @@ def score_changes(
 
 def train_default(args: argparse.Namespace, settings: Settings) -> int:
     """``train --detector default``: the change detector from a snapshot file; same summary line."""
+    from consumer.cli.forest_flags import forest_params
     from consumer.cli.models import EXIT_OK, EXIT_USAGE, open_store
-    from detection import DEFAULT_RULES, ForestParams, TrainingError, train_detector
+    from detection import DEFAULT_RULES, TrainingError, train_detector
     from detection.params import shown_params
 
     chosen = {
@@ -243,7 +244,7 @@ def train_default(args: argparse.Namespace, settings: Settings) -> int:
                 )
         check_budget(budget)
         group = group_field_of(args, settings)  # as the retrain worker's (settings peer_group_field)
-        params = ForestParams(**{name: value for name, value in chosen.items() if value is not None})
+        params = forest_params(chosen)
         with open_in(str(args.items), "--items") as source:
             snapshot = snapshot_of(source, counts, group)
         if not len(snapshot):

@@ -84,9 +84,9 @@ def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
     kafka = settings.kafka
     try:
         ensure_worker_topics(
-            kafka.bootstrap, [kafka.topics.feedback], replication_factor=kafka.topics.replication_factor
+            kafka, [kafka.topics.feedback], replication_factor=kafka.topics.replication_factor
         )
-        publisher = JsonPublisher(kafka.bootstrap, client_id="stockwatch-feedback")
+        publisher = JsonPublisher(kafka, client_id="stockwatch-feedback")  # with its security settings
         try:
             publisher.publish(kafka.topics.feedback, [message], key_field="episode_id")
         finally:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -31,7 +33,11 @@ class _PrintKey(argparse.Action):
         values: str | Sequence[Any] | None,
         option_string: str | None = None,
     ) -> NoReturn:
-        print(new_key(), flush=True)
+        try:
+            print(new_key(), flush=True)
+        except OSError as exc:  # stdout on a full disk: one line, and nothing left to flush at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            parser.exit(1, f"stockwatch keygen: {exc.strerror or exc} writing stdout\n")
         parser.exit(0)
 
 

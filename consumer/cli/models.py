@@ -17,7 +17,7 @@ import orjson
 
 from consumer.cli.alert_options import add_alert_options, alert_flags_problem, open_alert_sink
 from consumer.cli.argtypes import auto_or as _auto_or
-from consumer.cli.argtypes import finite_float
+from consumer.cli.argtypes import finite_float, positive_int
 from consumer.cli.argtypes import int_or_float as _int_or_float
 from consumer.cli.config import no_rules_warning
 from consumer.cli.failures import EXIT_STATUS_HELP, UserFacingError, missing_model_dir
@@ -110,7 +110,7 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
         help="default detector: JSON lines snapshot seeding the item states (what Mongo holds)",
     )
     add_alert_options(score)
-    score.add_argument("--chunk-size", type=int, default=CHUNK_LINES, help=argparse.SUPPRESS)
+    score.add_argument("--chunk-size", type=positive_int, default=CHUNK_LINES, help=argparse.SUPPRESS)
     score.set_defaults(handler=cmd_score)
 
 
@@ -148,7 +148,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     import numpy as np
     from pydantic import ValidationError
 
-    from detection import ForestParams, TrainingError, train_model
+    from consumer.cli.forest_flags import forest_params
+    from detection import TrainingError, train_model
 
     detector = args.detector or settings.models.detector
     if detector == "default":
@@ -172,7 +173,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     }
     counts = {"rejected": 0}
     try:
-        params = ForestParams(**{name: value for name, value in chosen.items() if value is not None})
+        params = forest_params(chosen)
         with _open_in(str(args.items), "--items") as source:
             lines = _valid_lines(source, require_id=False, counts=counts, shown=SHOWN_REJECTIONS)
             items = [item for _, item, _, _ in lines]

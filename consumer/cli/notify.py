@@ -62,7 +62,7 @@ def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
     kafka = settings.kafka
     try:
         feed = GroupFeed(
-            kafka.bootstrap,
+            kafka,  # its address, security and client properties
             kafka.topics.anomalies,
             group_id=settings.notify.group_id,
             client_id="stockwatch-notify",

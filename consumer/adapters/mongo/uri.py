@@ -23,12 +23,14 @@ def uri_problem(uri: str) -> str | None:
     operation, so only the text is judged here; an unreachable server is found later and retried.
     An option pymongo would ignore with a UserWarning (a bad value, an unknown name) is refused too:
     ignored, it changes how the service connects (e.g. which auth mechanism) without a word.
+    A TLS file option (``tlsCAFile``, ``tlsCertificateKeyFile``) naming a missing, unreadable or
+    malformed file raises an OSError (``ssl.SSLError`` included) while the client is built.
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", UserWarning)
             client: MongoClient[dict[str, Any]] = MongoClient(uri, connect=False)
-    except (ConfigurationError, ValueError, TypeError, UserWarning) as exc:
+    except (ConfigurationError, ValueError, TypeError, UserWarning, OSError) as exc:
         return _without_secrets(str(exc), uri)
     client.close()
     return None

@@ -152,3 +152,26 @@ def test_an_invalid_property_value_does_not_echo_it(monkeypatch: pytest.MonkeyPa
     lines = problems(monkeypatch, STOCKWATCH_KAFKA_CLIENT_PROPERTIES='{"ssl.key.password": ["s3cr3t"]}')
     assert lines and all(line.startswith("STOCKWATCH_KAFKA_CLIENT_PROPERTIES") for line in lines)
     assert not [line for line in lines if "s3cr3t" in line]
+
+
+def test_client_properties_that_are_not_json_are_one_line_without_the_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lines = problems(monkeypatch, STOCKWATCH_KAFKA_CLIENT_PROPERTIES="ssl.key.password=s3cr3t")
+    assert lines == ["STOCKWATCH_KAFKA_CLIENT_PROPERTIES: is not valid JSON"]
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["ssl.key.pem", "sasl.oauthbearer.config", "ssl.keystore.password", "sasl.oauthbearer.client.secret"],
+)
+def test_stockwatch_config_masks_a_private_key_and_oauth_config(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], key: str
+) -> None:
+    monkeypatch.setenv(
+        "STOCKWATCH_KAFKA_CLIENT_PROPERTIES", json.dumps({key: "-----BEGIN PRIVATE KEY-----s3cr3t"})
+    )
+    for args in (["config"], ["config", "--json"]):
+        assert main(args) == 0
+        out, err = capsys.readouterr()
+        assert "s3cr3t" not in out + err and f"{key}=**********" in out

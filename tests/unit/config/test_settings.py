@@ -180,3 +180,15 @@ def test_the_state_changelog_template_names_only_known_fields() -> None:
             Settings(state_changelog_topic=bad)
     with pytest.raises(ValidationError, match="state_seed"):
         Settings(state_seed="always")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "field", ["input_topic", "anomaly_topic", "dlq_topic", "decisions_topic", "feedback_topic"]
+)
+@pytest.mark.parametrize("bad", ["bad topic!", "", "..", "t" * 250, "é"])
+def test_a_topic_kafka_would_refuse_is_refused_at_start_up(field: str, bad: str) -> None:
+    if field == "decisions_topic" and bad == "":
+        assert Settings(decisions_topic="").decisions_topic == ""  # "" leaves the decisions topic off
+        return
+    with pytest.raises(ValidationError, match=field):
+        Settings(**{field: bad})

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import io
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -131,6 +134,16 @@ def test_known_user_causable_exceptions_become_one_line(tmp_path, capsys, monkey
     assert line.startswith("stockwatch models list: ") and needle in line
 
 
+def test_ctrl_c_is_one_line_and_exit_130_not_a_traceback(tmp_path, capsys, monkeypatch):
+    def handler(args: argparse.Namespace, settings: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(versions, "cmd_models_list", handler)
+    code, _, err = run(capsys, "models", "list", "--model-dir", str(tmp_path))
+    assert code == 130
+    assert one_line(err) == "stockwatch models list: interrupted"
+
+
 def test_a_bug_still_shows_its_traceback(tmp_path, monkeypatch):
     def handler(args: argparse.Namespace, settings: object) -> int:
         raise KeyError("a genuine bug")
@@ -151,6 +164,43 @@ def test_mongo_failures_never_show_the_password(tmp_path, capsys, monkeypatch):
     code, out, err = run(capsys, "models", "list", "--model-dir", str(tmp_path))
     assert code == 1
     assert "hunter2" not in err + out and "stock:**********@127.0.0.1:1" in one_line(err)
+
+
+def test_suppressions_list_on_a_failing_mongo_is_one_line_without_the_password(capsys, monkeypatch):
+    from consumer.adapters.mongo import WorkerMongo
+
+    uri = "mongodb://stock:hunter2-secret@127.0.0.1:1/warehouse"
+    monkeypatch.setenv("STOCKWATCH_MONGO_URI", uri)
+
+    class Refusing:
+        def suppressions(self) -> list[dict[str, object]]:  # FerretDB's refusal spans two lines
+            raise MongoUnavailableError("Unsupported authentication mechanism.\nSee https://docs for more")
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(WorkerMongo, "from_settings", staticmethod(lambda mongo: Refusing()))
+    code, out, err = run(capsys, "suppressions", "list")
+    assert code == 1
+    line = one_line(err)
+    assert line.startswith("stockwatch suppressions: Mongo at ") and "STOCKWATCH_MONGO_URI" in line
+    assert "hunter2" not in err + out
+
+
+class _FullDisk(io.StringIO):
+    def write(self, text: str) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("argv", [["config"], ["config", "--json"], ["models", "list"]])
+def test_a_stdout_on_a_full_disk_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch, argv):
+    monkeypatch.setenv("STOCKWATCH_MODEL_DIR", str(tmp_path))
+    monkeypatch.setattr(sys, "stdout", _FullDisk())
+    assert main(argv) == 1
+    assert (
+        one_line(capsys.readouterr().err)
+        == f"stockwatch {' '.join(argv[:2]) if argv[0] == 'models' else argv[0]}: No space left on device"
+    )
 
 
 # ---------------------------------------------------------------------------- a consistent CLI
@@ -223,6 +273,41 @@ def test_log_level_setting_applies_and_the_flag_wins(tmp_path, capsys, monkeypat
 def test_numbers_no_command_can_use_are_usage_errors(capsys, argv):
     with pytest.raises(SystemExit) as exited:
         main(argv)
+    assert exited.value.code == 2
+
+
+@pytest.mark.parametrize("detector", ["seed", "default"])
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--n-estimators", "0"], "--n-estimators"),
+        (["--random-state", "-1"], "--random-state"),
+        (["--max-samples", "1.5"], "--max-samples"),
+        (["--max-samples", str(2**70)], "--max-samples"),  # published, then a traceback writing the summary
+    ],
+)
+def test_a_forest_flag_out_of_range_is_one_line_naming_it(tmp_path, capsys, detector, flags, named):
+    items = write_items(tmp_path / "items.jsonl")
+    argv = [
+        "train",
+        "--detector",
+        detector,
+        "--items",
+        str(items),
+        "--model-dir",
+        str(tmp_path / "m"),
+        *flags,
+    ]
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert one_line(err).startswith(f"stockwatch train: {named}: ") and "pydantic" not in err
+    assert not (tmp_path / "m").exists()  # refused before anything is published
+
+
+@pytest.mark.parametrize("size", ["0", "-1", str(2**64)])
+def test_a_chunk_size_no_reader_can_use_is_a_usage_error(size):
+    with pytest.raises(SystemExit) as exited:
+        main(["score", "--chunk-size", size])
     assert exited.value.code == 2
 
 

@@ -3,6 +3,8 @@ looked up (an unreachable server is an outage, found and retried later)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from consumer.adapters.mongo import MongoUriError, check_uri
@@ -57,3 +59,20 @@ def test_a_short_password_is_masked_where_it_stands_alone_not_inside_words() -> 
 @pytest.mark.parametrize("uri", [f"mongodb//stock:{SECRET}@db:notaport", f"stock:{SECRET}@db:notaport"])
 def test_a_uri_without_its_scheme_separator_keeps_its_password_out(uri: str) -> None:
     assert SECRET not in (uri_problem(uri) or "")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        "tlsCAFile={tmp}/no-such-ca.pem",  # FileNotFoundError from pymongo's readability check
+        "tlsCAFile={tmp}",  # IsADirectoryError
+        "tlsCAFile={tmp}/garbage.pem",  # ssl.SSLError: no certificate in it
+        "tlsCertificateKeyFile={tmp}/no-such-key.pem&tlsCertificateKeyFilePassword=" + SECRET,
+    ],
+)
+def test_a_tls_file_option_that_cannot_be_loaded_is_a_problem_not_a_crash(
+    options: str, tmp_path: Path
+) -> None:
+    (tmp_path / "garbage.pem").write_text("not a certificate\n")
+    problem = uri_problem(f"mongodb://stock:{SECRET}@db/?tls=true&" + options.format(tmp=tmp_path))
+    assert problem and SECRET not in problem and "\n" not in problem

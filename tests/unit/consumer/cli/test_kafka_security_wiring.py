@@ -1,0 +1,57 @@
+"""`stockwatch feedback` and `notify` connect with the Kafka security settings, not the bare address."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+import consumer.adapters.kafka as kafka_adapters
+from config import KafkaSettings
+from consumer.cli import main
+from consumer.ports import KafkaUnavailableError
+
+PASSWORD = "sasl-pass-word-1234"
+
+
+@pytest.fixture(autouse=True)
+def _sasl_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    for name in list(os.environ):
+        if name.startswith("STOCKWATCH_"):
+            monkeypatch.delenv(name)
+    (tmp_path / "empty.toml").touch()
+    monkeypatch.setenv("STOCKWATCH_CONFIG", str(tmp_path / "empty.toml"))
+    monkeypatch.setenv("STOCKWATCH_KAFKA_BOOTSTRAP", "127.0.0.1:1")
+    monkeypatch.setenv("STOCKWATCH_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("STOCKWATCH_KAFKA_SASL_MECHANISM", "PLAIN")
+    monkeypatch.setenv("STOCKWATCH_KAFKA_SASL_USERNAME", "svc")
+    monkeypatch.setenv("STOCKWATCH_KAFKA_SASL_PASSWORD", PASSWORD)
+
+
+def _recording(brokers: list[Any]) -> Any:
+    def connect(broker: Any, *args: Any, **kwargs: Any) -> Any:
+        brokers.append(broker)
+        raise KafkaUnavailableError("stopped here by the test")
+
+    return connect
+
+
+def _sasl(broker: Any) -> bool:
+    return isinstance(broker, KafkaSettings) and broker.security.protocol == "SASL_PLAINTEXT"
+
+
+def test_feedback_connects_with_the_security_settings(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    brokers: list[Any] = []
+    monkeypatch.setattr(kafka_adapters, "ensure_worker_topics", _recording(brokers))
+    assert main(["feedback", "a" * 32, "confirmed"]) == 1
+    assert brokers and all(_sasl(b) for b in brokers)
+    assert PASSWORD not in capsys.readouterr().err
+
+
+def test_notify_connects_with_the_security_settings(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    brokers: list[Any] = []
+    monkeypatch.setattr(kafka_adapters, "GroupFeed", _recording(brokers))
+    assert main(["notify", "--webhook", "http://127.0.0.1:1/hook"]) == 1
+    assert brokers and all(_sasl(b) for b in brokers)
+    assert PASSWORD not in capsys.readouterr().err
