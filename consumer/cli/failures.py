@@ -8,6 +8,7 @@ port, the model directory); 2 usage: a bad flag, setting or input, or a model th
 from __future__ import annotations
 
 import sys
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -138,4 +139,44 @@ def explain(exc: BaseException, settings: Settings | None) -> tuple[str, int] | 
         return (mongo_message(settings, exc) if settings else str(exc)), EXIT_FAILED
     if isinstance(exc, ModelNotFoundError | ModelVerificationError):
         return str(exc), EXIT_USAGE
-    return None
+    refused = client_config_refusal(exc)
+    return None if refused is None else (_without_secrets(refused, settings), EXIT_USAGE)
+
+
+def client_config_refusal(exc: BaseException) -> str | None:
+    """The message of a Kafka client that refused a value of its configuration when it was built:
+    kafka-python raises ValueError, TypeError or an assertion inside its constructor, librdkafka an
+    _INVALID_ARG KafkaException naming the property (StockWatch's own values are valid, so it is a
+    value of STOCKWATCH_KAFKA_CLIENT_PROPERTIES)."""
+    kafka = sys.modules.get("kafka")  # loaded by whatever built the client; never imported here
+    root = Path(kafka.__file__).parent if kafka is not None and kafka.__file__ else None
+    frames = traceback.extract_tb(exc.__traceback__)
+    in_constructor = root is not None and any(
+        f.name == "__init__" and Path(f.filename).is_relative_to(root) for f in frames
+    )
+    librdkafka = type(exc).__name__ == "KafkaException" and "configuration property" in str(exc)
+    kafka_python = isinstance(exc, ValueError | TypeError | AssertionError) or type(exc).__name__ == (
+        "KafkaConfigurationError"
+    )
+    if not (librdkafka or (kafka_python and in_constructor)):
+        return None
+    return (
+        f"a Kafka client refused its configuration ({exc}): check the values of "
+        "STOCKWATCH_KAFKA_CLIENT_PROPERTIES"
+    )
+
+
+def _without_secrets(message: str, settings: Settings | None) -> str:
+    """``message`` with the SASL password and the values of password-like client properties masked."""
+    if settings is None:
+        return message
+    from config.groups import SECRET_MASK
+    from config.kafka_security import SECRET_PROPERTY
+
+    security = settings.kafka.security
+    secrets = [str(v) for k, v in security.client_properties.items() if SECRET_PROPERTY.search(k)]
+    if security.sasl_password is not None:
+        secrets.append(security.sasl_password.get_secret_value())
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        message = message.replace(secret, SECRET_MASK)
+    return message
