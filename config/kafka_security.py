@@ -32,7 +32,7 @@ SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 PropertyValue = str | int | float | bool
 
-PROPERTY_NAME = re.compile(r"^[a-z][a-z0-9]*(\.[a-z0-9]+)*$")  # e.g. compression.type
+PROPERTY_NAME = re.compile(r"^[a-z][a-z0-9]*(\.[a-z0-9]+)*\Z")  # e.g. compression.type (\Z: no final newline)
 SECRET_PROPERTY = re.compile(
     r"password|secret|jaas|token|credential|oauthbearer\.config|(^|[._])key([._]|$)", re.IGNORECASE
 )  # a private key (ssl.key.pem) is a secret too; masking a key file's path costs nothing

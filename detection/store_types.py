@@ -16,7 +16,7 @@ __all__ = [
     "check_version_id",
 ]
 
-VERSION_RE: Final = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
+VERSION_RE: Final = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}\Z")  # \Z: `$` also matches before a final newline
 """A version id: the UTC publish time and 8 random hex digits."""
 VERSION_EXAMPLE: Final = "20261125T180102Z-1a2b3c4d"
 

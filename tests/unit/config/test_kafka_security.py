@@ -117,7 +117,7 @@ def test_client_properties_may_not_override_what_stockwatch_sets(
     assert f"kafka_client_properties: {key} is set by StockWatch itself" in line
 
 
-@pytest.mark.parametrize("key", ["Compression.Type", "compression_type", "a..b", "{x}"])
+@pytest.mark.parametrize("key", ["Compression.Type", "compression_type", "a..b", "{x}", "compression.type\n"])
 def test_client_property_names_are_checked(monkeypatch: pytest.MonkeyPatch, key: str) -> None:
     (line,) = problems(monkeypatch, STOCKWATCH_KAFKA_CLIENT_PROPERTIES=json.dumps({key: 1}))
     assert "is not a client property name" in line

@@ -343,6 +343,8 @@ def test_rollback(tmp_path, model_a, model_b, items):
         store.rollback("20200101T000000Z-deadbeef")
     with pytest.raises(ModelNotFoundError, match="not a version id"):
         store.rollback("../../etc")
+    with pytest.raises(ModelNotFoundError, match="not a version id"):  # `$` alone let a newline through
+        store.rollback(f"{first}\n")
     assert store.current_version() == second
 
 
