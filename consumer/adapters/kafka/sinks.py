@@ -15,24 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from kafka import KafkaProducer
-from kafka.errors import (
-    CorruptRecordError,
-    InvalidRecordError,
-    KafkaError,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-    UnknownTopicOrPartitionError,
-)
-from kafka.future import Future
+from kafka.errors import KafkaError
 
 from config.kafka import KafkaSettings
-from consumer.adapters.kafka.fast_send import fast_enqueue
-from consumer.adapters.kafka.key_partitions import key_partitions
+from consumer.adapters.kafka.send_outputs import FirstFailures, send_all
 from consumer.adapters.kafka.source import (
     DeliveryFailedError,
     KafkaSource,
@@ -42,7 +32,7 @@ from consumer.adapters.kafka.source import (
     membership_error,
 )
 from consumer.adapters.kafka.transactions import Deadlines, TransactionStuckError
-from consumer.ports import Delivered, Offsets, OutputFailure, OutputRecord
+from consumer.ports import Delivered, Offsets, OutputRecord
 
 log = logging.getLogger(__name__)
 
@@ -50,127 +40,6 @@ log = logging.getLogger(__name__)
 # the 100 ms default stalls every few batches, so it is short (figures in bench/hotswap.py output).
 _TXN_RETRY_BACKOFF_MS = 2
 _DISCARD_JOIN_S = 2.0  # a force-closed I/O thread fails what it held and ends
-_MAX_FAILURES_KEPT = 4096  # exception objects remembered to tell a refused record from collateral failures
-
-
-class _FirstFailures:
-    """Which record failed first with each exception object.
-
-    kafka-python's idempotent producer takes a refused record as fatal and then fails every
-    record in flight with the same exception object; the record refused is the first one failed
-    with it (the others are collateral: reported as transient).
-    """
-
-    def __init__(self) -> None:
-        self._first: dict[int, Any] = {}  # id(exception) -> the future failed first with it
-
-    def watch(self, future: Any) -> Any:
-        future.add_errback(self._failed, future)
-        return future
-
-    def _failed(self, future: Any, exc: BaseException) -> None:  # runs in the producer's I/O thread
-        if len(self._first) >= _MAX_FAILURES_KEPT:  # a long outage: forget the oldest half
-            for key in list(self._first)[: _MAX_FAILURES_KEPT // 2]:
-                self._first.pop(key, None)
-        self._first.setdefault(id(exc), future)
-
-    def failures(self, futures: Sequence[Any]) -> list[OutputFailure]:
-        """The outputs whose send failed, and whether the record itself was refused."""
-        out = []
-        for i, f in enumerate(futures):
-            if not (f.is_done and f.exception is not None):
-                continue
-            exc, kind = f.exception, "transient"
-            if self._first.get(id(exc)) is f:
-                if isinstance(exc, MessageSizeTooLargeError | RecordListTooLargeError):
-                    kind = "too_large"
-                elif isinstance(exc, InvalidRecordError | CorruptRecordError):
-                    kind = "invalid"
-            out.append(OutputFailure(i, kind, repr(exc)))
-        return out
-
-
-_TRACKED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()  # producer -> its topics
-
-
-def _track_topics(producer: Any, outputs: Sequence[OutputRecord]) -> None:
-    """Register every new output topic before the first send: kafka-python's send waits for one
-    unknown topic's metadata at a time, retry_backoff_ms apart (a batch's second new topic, e.g.
-    the state changelog, waited 100 ms); registered together, one metadata request has them all."""
-    known = _TRACKED.setdefault(producer, set())
-    new = {o.topic for o in outputs} - known
-    add = getattr(getattr(producer, "_sender", None), "add_topic", None)  # no public way to ask for several
-    if not new or add is None:
-        return
-    for topic in sorted(new):
-        with contextlib.suppress(ValueError, KafkaError):  # an invalid name fails its send, as before
-            add(topic)
-    known |= new
-
-
-def _send_all(producer: Any, outputs: Sequence[OutputRecord], watch: _FirstFailures) -> list[Any]:
-    _track_topics(producer, outputs)
-    partitions = key_partitions(outputs, _known_partitions(producer))
-    fast = fast_enqueue(producer)
-    if fast is not None and not fast.begin():  # closed: send raises what it always did
-        fast = None
-    send, watched = producer.send, watch.watch
-    known, refresh = _known_partitions(producer), _metadata_refresh(producer)
-    futures = []
-    try:
-        for o, partition in zip(outputs, partitions, strict=True):
-            try:
-                future = fast.enqueue(o, partition) if fast is not None else None
-                futures.append(
-                    watched(future if future is not None else _send_one(send, o, partition, known, refresh))
-                )
-            except MessageSizeTooLargeError as exc:  # over max_request_size: refused before sending
-                futures.append(watched(Future().failure(exc)))
-            except KafkaError as exc:  # an earlier output was refused meanwhile: keep its future to name it
-                futures.append(watched(Future().failure(exc)))
-                break
-    finally:
-        if fast is not None:
-            fast.finish()  # one sender wakeup for the publish's new or full batches
-    return futures
-
-
-def _send_one(
-    send: Any,
-    o: OutputRecord,
-    partition: int | None,
-    known: Callable[[str], set[int] | None],
-    refresh: Callable[[], None],
-) -> Any:
-    """``send`` with the partition computed for ``o``; refused (the topic's partitions changed
-    since), the producer partitions it as it would have. A partition ``o`` names itself that the
-    producer's metadata lacks (partitions added since its last refresh: kafka-python raises
-    ValueError where the Java producer waits for metadata) fails as retriable after asking for a
-    refresh: the loop retries the batch instead of stopping."""
-    try:
-        return send(o.topic, value=o.value, key=o.key, headers=o.headers, partition=partition)
-    except ValueError:
-        if partition != o.partition:
-            return _send_one(send, o, o.partition, known, refresh)
-        partitions = known(o.topic)
-        if o.partition is None or o.partition < 0 or (partitions is not None and o.partition in partitions):
-            raise
-        refresh()
-        raise UnknownTopicOrPartitionError(
-            f"partition {o.partition} of {o.topic} is not in the producer's metadata yet"
-        ) from None
-
-
-def _metadata_refresh(producer: Any) -> Callable[[], None]:
-    """Ask the producer's I/O thread for fresh metadata (it sends the request on its next pass)."""
-    request = getattr(getattr(producer, "_metadata", None), "request_update", None)
-    return request if callable(request) else lambda: None
-
-
-def _known_partitions(producer: Any) -> Callable[[str], set[int] | None]:
-    """The producer's cached partitions of a topic (None when not known yet): never waits."""
-    metadata = getattr(producer, "_metadata", None)  # no public accessor that does not block
-    return metadata.partitions_for_topic if metadata is not None else lambda _topic: None
 
 
 class PendingDelivery:
@@ -178,7 +47,7 @@ class PendingDelivery:
 
     __slots__ = ("_first", "_futures")
 
-    def __init__(self, futures: list[Any], first: _FirstFailures) -> None:
+    def __init__(self, futures: list[Any], first: FirstFailures) -> None:
         self._futures = futures
         self._first = first
 
@@ -214,7 +83,7 @@ class AtLeastOnceSink:
             kafka.producer_config(client_id="stockwatch-consume"), KafkaProducer
         )
         self._producer = KafkaProducer(**self._config)
-        self._first = _FirstFailures()
+        self._first = FirstFailures()
 
     def publish(
         self, outputs: Sequence[OutputRecord], offsets: Offsets, source: KafkaSource
@@ -229,9 +98,9 @@ class AtLeastOnceSink:
             log.warning("the producer hit a fatal error (%r); replacing it", manager.last_error)
             self._producer.close(timeout=0)  # every record it held has failed already
             self._producer = KafkaProducer(**self._config)
-            self._first = _FirstFailures()
+            self._first = FirstFailures()
         try:
-            return PendingDelivery(_send_all(self._producer, outputs, self._first), self._first)
+            return PendingDelivery(send_all(self._producer, outputs, self._first), self._first)
         except KafkaError as exc:
             raise DeliveryFailedError(repr(exc)) from exc
 
@@ -271,7 +140,7 @@ class TransactionalSink:
         )
         self.transactional_id: str = self._config["transactional_id"]
         self._producer: Any = self._new_producer()
-        self._first = _FirstFailures()
+        self._first = FirstFailures()
 
     def _new_producer(self) -> Any:
         bound_ms = int(self._deadlines.call_timeout_s * 1000)  # init_transactions and send's metadata wait
@@ -302,7 +171,7 @@ class TransactionalSink:
         futures: list[Any] = []
         try:
             producer.begin_transaction()
-            futures = _send_all(producer, outputs, self._first)
+            futures = send_all(producer, outputs, self._first)
             refused = next((f.exception for f in futures if f.failed()), None)
             if refused is not None:  # refused before sending: the transaction must not commit without it
                 raise refused

@@ -10,12 +10,12 @@ from __future__ import annotations
 from kafka.errors import KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
 from kafka.future import Future
 
-from consumer.adapters.kafka.sinks import _FirstFailures, _send_all
+from consumer.adapters.kafka.send_outputs import FirstFailures, send_all
 from consumer.ports import OutputRecord
 
 
 def test_only_the_first_record_failed_with_a_shared_exception_is_refused() -> None:
-    first = _FirstFailures()
+    first = FirstFailures()
     a = [first.watch(Future()) for _ in range(3)]  # one delivery
     b = [first.watch(Future()) for _ in range(2)]  # a later one, in flight at the same time
     fatal = MessageSizeTooLargeError(None)
@@ -28,7 +28,7 @@ def test_only_the_first_record_failed_with_a_shared_exception_is_refused() -> No
 
 
 def test_separate_refusals_and_transient_errors() -> None:
-    first = _FirstFailures()
+    first = FirstFailures()
     futures = [first.watch(Future()) for _ in range(3)]
     futures[0].failure(MessageSizeTooLargeError(None))
     futures[1].failure(MessageSizeTooLargeError(None))  # its own refusal (e.g. over max_request_size)
@@ -58,9 +58,9 @@ class _RefusingProducer:
 
 def test_a_send_refused_after_an_earlier_refusal_still_names_the_refused_record() -> None:
     # two gzip poisons in one transaction stalled exactly-once for ever: the raise lost the futures
-    first = _FirstFailures()
+    first = FirstFailures()
     outputs = [OutputRecord("dlq", b"k", b"v", [("dlq.source.offset", b"1")]) for _ in range(3)]
-    futures = _send_all(_RefusingProducer(), outputs, first)
+    futures = send_all(_RefusingProducer(), outputs, first)
     assert [(f.index, f.kind) for f in first.failures(futures)] == [(0, "too_large"), (1, "transient")]
 
 
@@ -88,10 +88,10 @@ def test_every_new_output_topic_is_registered_before_the_first_send() -> None:
         OutputRecord("state", b"k", b"v"),
         OutputRecord("anomalies", b"k", b"v"),
     ]
-    _send_all(producer, batch, _FirstFailures())
+    send_all(producer, batch, FirstFailures())
     assert producer.calls == ["add anomalies", "add state", "send anomalies", "send state", "send anomalies"]
     producer.calls.clear()
-    _send_all(producer, [*batch, OutputRecord("dlq", b"k", b"v")], _FirstFailures())
+    send_all(producer, [*batch, OutputRecord("dlq", b"k", b"v")], FirstFailures())
     assert producer.calls[0] == "add dlq"  # only the topic it has not seen
     assert producer.calls.count("add dlq") == 1 and not any(
         c in producer.calls for c in ("add anomalies", "add state")

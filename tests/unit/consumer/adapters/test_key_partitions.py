@@ -13,7 +13,7 @@ from kafka.partitioner.default import DefaultPartitioner
 from kafka.partitioner.default import murmur2 as reference_murmur2
 
 from consumer.adapters.kafka.key_partitions import MAX_KEY_BYTES, MIN_KEYS, key_partitions, murmur2
-from consumer.adapters.kafka.sinks import _send_one
+from consumer.adapters.kafka.send_outputs import send_one
 from consumer.ports import OutputRecord
 
 
@@ -108,7 +108,7 @@ def test_a_refused_computed_partition_falls_back_to_the_producers_partitioner() 
     outputs = [OutputRecord("anomalies", b"k", b"{}"), OutputRecord("anomalies", b"k", b"{}")]
     known = {"anomalies": {0, 1}}.get
     futures = [
-        _send_one(producer.send, o, p, known, _no_refresh) for o, p in zip(outputs, [3, 1], strict=True)
+        send_one(producer.send, o, p, known, _no_refresh) for o, p in zip(outputs, [3, 1], strict=True)
     ]
     assert producer.sent == [None, 1] and all(f.succeeded() for f in futures)
 
@@ -119,14 +119,14 @@ def test_an_outputs_own_partition_missing_from_the_metadata_is_retriable_after_a
     producer, refreshed = _ShrunkProducer(), []
     record = OutputRecord("anomalies.state", b"k", b"{}", partition=5)
     with pytest.raises(UnknownTopicOrPartitionError, match=r"partition 5 of anomalies\.state") as caught:
-        _send_one(producer.send, record, 5, {"anomalies.state": {0, 1}}.get, lambda: refreshed.append(1))
+        send_one(producer.send, record, 5, {"anomalies.state": {0, 1}}.get, lambda: refreshed.append(1))
     assert caught.value.retriable and refreshed == [1] and producer.sent == []
 
 
 def test_another_refusal_of_an_outputs_own_partition_is_raised_as_is() -> None:
     producer = _ShrunkProducer()  # refuses 5 although the metadata (below) has it: not a stale view
     with pytest.raises(ValueError, match="Unrecognized partition"):
-        _send_one(
+        send_one(
             producer.send,
             OutputRecord("anomalies", b"k", b"{}", partition=5),
             5,
