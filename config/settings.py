@@ -305,20 +305,13 @@ class Settings(BaseSettings, ContextFields):
         return checks.topic_template(value)
 
     @model_validator(mode="after")
-    def _client_limits(self) -> Settings:
+    def _consistent(self) -> Settings:
+        """Rules across fields, first failure reported: timing limits, Kafka security, distinct topics."""
         checks.client_limits(self.kafka_client, self.max_poll_interval_ms, self.session_timeout_ms)
         checks.lease_limits(self.lease_ttl_s, self.worker_mongo_timeout_s)
-        return self
-
-    @model_validator(mode="after")
-    def _kafka_security(self) -> Settings:
         security = KafkaSecurity.model_validate(dict(self))
         for message, fields in security_problems(security, RESERVED_PROPERTIES):
             raise checks.conflict(message, *fields)  # the first; once fixed, the next is reported
-        return self
-
-    @model_validator(mode="after")
-    def _distinct_topics(self) -> Settings:
         outputs = {"anomaly_topic": self.anomaly_topic, "dlq_topic": self.dlq_topic}
         outputs |= {"status_topic": self.status_topic, "feedback_topic": self.feedback_topic}
         if self.decisions_topic:
