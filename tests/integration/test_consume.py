@@ -142,6 +142,14 @@ def committed(bootstrap: str, group: str, topic: str, partition: int = 0) -> int
         consumer.close()
 
 
+def decided(bootstrap: str, topic: str, *, expect: int, committed_only: bool = False) -> set[tuple[int, int]]:
+    """The (partition, offset) of every input the decisions topic holds a decision for."""
+    records = read_topic(bootstrap, topic, expect=expect, committed_only=committed_only)
+    return {
+        (d["source"]["partition"], d["source"]["offset"]) for d in (orjson.loads(r.value) for r in records)
+    }
+
+
 def wait_for(
     what: str,
     check: Callable[[], bool],

@@ -22,7 +22,7 @@ from config.settings import Settings
 from consumer.adapters.kafka import ControlSource
 from consumer.scoring.wiring import build_service
 from tests.integration.running import Running
-from tests.integration.test_consume import committed, publish_model, read_topic, updates, wait_for
+from tests.integration.test_consume import committed, decided, publish_model, read_topic, updates, wait_for
 from tests.integration.test_poison import produce_to
 from tests.schemas import dlq_headers, validate
 
@@ -83,13 +83,8 @@ def test_a_gzip_bomb_is_dead_lettered_unread_and_everything_else_is_scored(
     registry = running.service.metrics.registry
     assert registry.get_sample_value("stockwatch_dlq_total", {"reason": "decompression_bomb"}) == 1
 
-    decisions = [
-        orjson.loads(r.value)
-        for r in read_topic(
-            bootstrap, settings.decisions_topic or "", expect=BEFORE + AFTER + OTHER, committed_only=eos
-        )
-    ]
-    scored = {(d["source"]["partition"], d["source"]["offset"]) for d in decisions}
+    expect = BEFORE + AFTER + OTHER
+    scored = decided(bootstrap, settings.decisions_topic or "", expect=expect, committed_only=eos)
     want = {(0, o) for o in range(BEFORE)} | {(0, o) for o in range(BEFORE + 1, BEFORE + 1 + AFTER)}
     assert scored == want | {(1, o) for o in range(OTHER)}
     assert stats.parked == 0

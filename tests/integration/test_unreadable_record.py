@@ -26,7 +26,7 @@ from consumer.adapters.kafka.source import KafkaSource
 from consumer.ports import UnreadBatch
 from consumer.scoring.wiring import build_service
 from tests.integration.running import Running
-from tests.integration.test_consume import committed, publish_model, read_topic, updates, wait_for
+from tests.integration.test_consume import committed, decided, publish_model, read_topic, updates, wait_for
 from tests.integration.test_poison import produce_to
 from tests.schemas import dlq_headers, validate
 
@@ -99,13 +99,8 @@ def test_a_record_with_a_header_key_not_utf8_is_dead_lettered_and_everything_els
     registry = running.service.metrics.registry
     assert registry.get_sample_value("stockwatch_dlq_total", {"reason": "unreadable_record"}) == 1
 
-    decisions = read_topic(
-        bootstrap, settings.decisions_topic or "", expect=BEFORE + 1 + AFTER + OTHER, committed_only=eos
-    )
-    scored = {
-        (d["source"]["partition"], d["source"]["offset"])
-        for d in map(orjson.loads, (r.value for r in decisions))
-    }
+    expect = BEFORE + 1 + AFTER + OTHER
+    scored = decided(bootstrap, settings.decisions_topic or "", expect=expect, committed_only=eos)
     want = {(0, o) for o in range(BEFORE + 1)} | {(0, o) for o in range(BEFORE + 3, BEFORE + 3 + AFTER)}
     assert scored == want | {(1, o) for o in range(OTHER)}
     assert stats.parked == 0
