@@ -6,7 +6,7 @@
   published while updates stream; duplicated decisions stay within what a rebalance may redeliver
   (the in-flight batches of the members) and the group commits everything. Repeated;
 * two exactly-once instances on one host with the default transactional id (defect 9): both make
-  progress, 0 lost, 0 duplicated.
+  progress (the stream runs on until both have committed), 0 lost, 0 duplicated.
 """
 
 from __future__ import annotations
@@ -136,12 +136,19 @@ def two_exactly_once(ctx: Ctx) -> Result:
         b_settings = base | {"http_port": free_port()}
         procs = [ctx.spawn(["consume"], base, "eos-a"), ctx.spawn(["consume"], b_settings, "eos-b")]
         ports = (base["http_port"], b_settings["http_port"])
+        settled = wait_until(
+            lambda: all((metric(p, "stockwatch_assigned_partitions") or 0) >= 1 for p in ports), 60
+        )
+        res.check(settled, "both members were assigned partitions before the stream")
         began = time.monotonic()
-        producer = PacedProducer(ctx.bootstrap, topics["input"], RATE, total).begin()
+        # Streams on past ``total`` until both have committed: a member that a late rebalance
+        # leaves idle through a short stream would otherwise never get the chance to commit.
+        producer = PacedProducer(ctx.bootstrap, topics["input"], RATE, 10 * total).begin()
         both = wait_until(lambda: all((metric(p, "stockwatch_commits_total") or 0) > 0 for p in ports), 60)
         res.recovery_s = time.monotonic() - began if both else None
         res.check(both, "both instances committed transactions (recovery s: stream start to that)")
-        producer.finish()
+        wait_until(lambda: producer.sent >= total, 60)
+        producer.stop()
         drained = wait_until(lambda: all_committed(ctx.bootstrap, group, topics["input"]), 60 if both else 15)
         res.check(drained, "every offset committed")
         failures = [int(metric(p, "stockwatch_delivery_failures_total") or 0) for p in ports]
