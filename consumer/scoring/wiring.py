@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import SecretStr
@@ -181,7 +181,7 @@ def _inventory(mongo: MongoSettings, batch_size: int, group: str) -> Iterator[di
 def _changelog(kafka: KafkaSettings, topic: str) -> StateChangelog:
     """The librdkafka reader when confluent-kafka is installed (a restore decodes every record:
     3.7x faster in C, bench/state.py), else kafka-python's."""
-    from consumer.adapters.kafka import KafkaChangelog, ensure_changelog
+    from consumer.adapters.kafka import ChangelogPartitions, KafkaChangelog
 
     try:
         from consumer.adapters.confluent.changelog import ConfluentChangelog
@@ -190,21 +190,7 @@ def _changelog(kafka: KafkaSettings, topic: str) -> StateChangelog:
             raise
         return KafkaChangelog(kafka, topic)
 
-    return ConfluentChangelog(
-        kafka, topic, ensure=_covering(lambda: ensure_changelog(kafka, topic, input_topic=kafka.topics.input))
-    )
-
-
-def _covering(ensure: Callable[[], int]) -> Callable[[int], None]:
-    """``ensure`` (which returns the changelog's partition count) at the first call and again for
-    a partition beyond that count: input partitions added while the service runs."""
-    known = [0]
-
-    def run(partition: int) -> None:
-        if partition >= known[0]:
-            known[0] = ensure()
-
-    return run
+    return ConfluentChangelog(kafka, topic, ensure=ChangelogPartitions(kafka, topic))
 
 
 def _transport(kafka: KafkaSettings) -> tuple[Source, Sink]:

@@ -20,7 +20,7 @@
 
 from __future__ import annotations
 
-from consumer.adapters.kafka.changelog import KafkaChangelog, ensure_changelog
+from consumer.adapters.kafka.changelog import ChangelogPartitions, KafkaChangelog, ensure_changelog
 from consumer.adapters.kafka.control import (
     ControlSource,
     GroupFeed,
@@ -35,6 +35,7 @@ from consumer.adapters.kafka.topics import StatusListener, ensure_topics, existi
 
 __all__ = [
     "AtLeastOnceSink",
+    "ChangelogPartitions",
     "ControlSource",
     "DeliveryFailedError",
     "GroupFeed",

@@ -24,7 +24,7 @@ from config.kafka import KafkaSettings
 from consumer.adapters.kafka.connect import Broker, client_kwargs
 from consumer.ports import KafkaUnavailableError
 
-__all__ = ["KafkaChangelog", "ensure_changelog"]
+__all__ = ["ChangelogPartitions", "KafkaChangelog", "ensure_changelog"]
 
 log = logging.getLogger(__name__)
 
@@ -109,13 +109,35 @@ def _allow_truncation(admin: KafkaAdminClient, topic: str) -> None:
         log.warning("could not allow DeleteRecords on %s (%r)", topic, exc)
 
 
+class ChangelogPartitions:
+    """Makes sure the changelog covers a partition before it is read: creates the topic at the
+    first call and adds partitions when asked for one beyond the count it last saw (input
+    partitions added while the service runs); a no-op otherwise. Serves both transports' readers."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
+        self.topic = topic
+        self._kafka = kafka
+        self._partitions = 0  # the changelog's partitions the last ensure saw (0: not yet)
+
+    def __call__(self, partition: int = 0) -> None:
+        if partition >= self._partitions:
+            try:
+                self._partitions = ensure_changelog(
+                    self._kafka, self.topic, input_topic=self._kafka.topics.input
+                )
+            except KafkaError as exc:
+                raise KafkaUnavailableError(
+                    f"could not create the state changelog {self.topic}: {exc!r}"
+                ) from exc
+
+
 class KafkaChangelog:
     """Reads one changelog partition from its beginning to its end at the time of the call."""
 
     def __init__(self, kafka: KafkaSettings, topic: str) -> None:
         self.topic = topic
         self._kafka = kafka
-        self._partitions = 0  # the changelog's partitions the last ensure saw (0: not yet)
+        self.ensure = ChangelogPartitions(kafka, topic)
         self._client: KafkaConsumer | None = None  # created at the first restore
         self._admin: KafkaAdminClient | None = None  # created at the first truncation
 
@@ -135,19 +157,6 @@ class KafkaChangelog:
             max_partition_fetch_bytes=_RESTORE_FETCH_BYTES,
             fetch_max_bytes=_RESTORE_FETCH_BYTES,
         )
-
-    def ensure(self, partition: int = 0) -> None:
-        """Create the topic if absent, or add partitions up to ``partition`` (input partitions
-        added while running); once per process otherwise."""
-        if partition >= self._partitions:
-            try:
-                self._partitions = ensure_changelog(
-                    self._kafka, self.topic, input_topic=self._kafka.topics.input
-                )
-            except KafkaError as exc:
-                raise KafkaUnavailableError(
-                    f"could not create the state changelog {self.topic}: {exc!r}"
-                ) from exc
 
     def read(
         self, partition: int, *, tick: Callable[[], None] = lambda: None
