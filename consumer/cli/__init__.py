@@ -12,7 +12,6 @@ ends as one line and an exit status (:mod:`consumer.cli.failures`); a bug keeps 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -33,7 +32,8 @@ from consumer.cli import (
     versions,
     worker,
 )
-from consumer.cli.failures import EXIT_FAILED, EXIT_STATUS_HELP, explain
+from consumer.cli.failures import EXIT_FAILED, EXIT_PIPE, EXIT_STATUS_HELP, explain
+from consumer.cli.files import drop_stdout
 from consumer.cli.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -63,7 +63,6 @@ COMMAND_GROUPS: list[Callable[[Subparsers, argparse.ArgumentParser], None]] = [
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 EXIT_USAGE = 2
-EXIT_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a killed pipeline stage
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 
 
@@ -117,8 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stockwatch {_command_name(args)}: interrupted", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `stockwatch score ... | head`: the reader left, not an error of ours
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        drop_stdout()
         return EXIT_PIPE
     except Exception as exc:  # last resort: what a user can cause is one line; a bug keeps its traceback
         known = explain(exc, settings)
@@ -133,14 +131,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _where(exc: OSError) -> str:
-    """`` (FILE)``, or `` writing stdout`` when stdout is what failed (then it is dropped: its
-    pending output would fail again, with a traceback, when the interpreter exits)."""
+    """`` (FILE)``, or `` writing stdout`` when stdout is what failed (then it is dropped)."""
     if exc.filename:
         return f" ({exc.filename})"
     try:
         sys.stdout.flush()
     except OSError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        drop_stdout()
         return " writing stdout"
     return ""
 

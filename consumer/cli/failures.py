@@ -30,6 +30,7 @@ __all__ = [
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a killed pipeline stage
 EXIT_STATUS_HELP = (
     "Exit status: 0 success; 1 Kafka, Mongo, the HTTP port or the model directory is unavailable "
     "or missing; 2 usage (a bad flag, setting or input, or a refused model)."

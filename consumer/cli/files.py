@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, cast
 
-__all__ = ["FileOptionError", "fail", "open_file", "open_in", "open_out", "same_file_problem"]
+__all__ = ["FileOptionError", "drop_stdout", "fail", "open_file", "open_in", "open_out", "same_file_problem"]
 
 # What a user is told when a file cannot be opened; any other error: its own text, lowercased
 _OPEN_PROBLEMS = {errno.ENOENT: "no such file", errno.EISDIR: "is a directory"}
@@ -20,6 +20,12 @@ _OPEN_PROBLEMS = {errno.ENOENT: "no such file", errno.EISDIR: "is a directory"}
 class FileOptionError(OSError):
     """A file a flag names cannot be opened; the text is the whole one-line message:
     ``--baseline: no such file: x`` (an OSError, so every command's file-error handling prints it)."""
+
+
+def drop_stdout() -> None:
+    """Point stdout at /dev/null: its pending output would fail again, with a traceback, when the
+    interpreter flushes it at exit (a full disk, a reader that left)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def fail(message: str) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
-import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
+
+from consumer.cli.failures import EXIT_PIPE
+from consumer.cli.files import drop_stdout
 
 if TYPE_CHECKING:
     from consumer.cli import Subparsers
@@ -35,8 +36,11 @@ class _PrintKey(argparse.Action):
     ) -> NoReturn:
         try:
             print(new_key(), flush=True)
+        except BrokenPipeError:  # `stockwatch keygen | head -c0`: the reader left, as main() treats it
+            drop_stdout()
+            parser.exit(EXIT_PIPE)
         except OSError as exc:  # stdout on a full disk: one line, and nothing left to flush at exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            drop_stdout()
             parser.exit(1, f"stockwatch keygen: {exc.strerror or exc} writing stdout\n")
         parser.exit(0)
 

@@ -343,6 +343,30 @@ def test_keygen_imports_no_heavy_library():
     assert len(done.stdout.strip()) >= 32
 
 
+def _keygen_into(stdout: int) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(detection.__file__).parents[1])}
+    return subprocess.run([sys.executable, "-m", "consumer.cli", "keygen"], stdout=stdout,
+                          stderr=subprocess.PIPE, text=True, env=env, check=False)  # fmt: skip
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_keygen_on_a_full_disk_is_one_line_and_exit_1():
+    with open("/dev/full", "w") as full:
+        done = _keygen_into(full.fileno())
+    assert done.returncode == 1
+    assert done.stderr == "stockwatch keygen: No space left on device writing stdout\n"
+
+
+def test_keygen_into_a_pipe_nobody_reads_exits_141_quietly():
+    read, write = os.pipe()
+    os.close(read)  # the reader left before the key was written
+    try:
+        done = _keygen_into(write)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (141, "")
+
+
 def test_score_missing_input_file_is_a_usage_error(tmp_path, capsys, trained):
     model_dir, _ = trained
     code, out, err = run(capsys, "score", "--model-dir", str(model_dir), "--input", str(tmp_path / "nope"))
