@@ -226,3 +226,13 @@ def test_no_setting_takes_an_infinite_or_nan_number(monkeypatch: pytest.MonkeyPa
     """inf would switch a bound off (future_skew_s: the far-future guard), and nan compares False."""
     (found,) = problems(monkeypatch, STOCKWATCH_FUTURE_SKEW_S=value)
     assert found.startswith("STOCKWATCH_FUTURE_SKEW_S: Input should be a finite number")
+
+
+def test_a_changelog_template_reaching_into_a_field_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (found,) = problems(monkeypatch, STOCKWATCH_STATE_CHANGELOG_TOPIC="{group_id.__class__}.st")
+    assert found == (
+        "STOCKWATCH_STATE_CHANGELOG_TOPIC: {group_id.__class__} is not allowed: only bare {group_id} "
+        "and {input_topic} are replaced (got '{group_id.__class__}.st')"
+    )
