@@ -14,6 +14,7 @@ __all__ = [
     "conflict",
     "distinct_topics",
     "lease_limits",
+    "mongo_db_name",
     "topic_name",
     "topic_template",
 ]
@@ -29,6 +30,10 @@ TOPIC_FIELDS = (
 )
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")  # what the broker and both clients accept
 _TEMPLATE_FIELDS = frozenset({"group_id", "input_topic"})
+_NOT_IN_DB_NAME = (
+    '/\\. "$*<>:|?\x00'  # MongoDB's list (Windows' is the longer one); FerretDB refuses them too
+)
+_DB_NAME_BYTES = 63  # MongoDB: "fewer than 64"
 
 
 def conflict(message: str, *fields: str) -> PydanticCustomError:
@@ -69,6 +74,19 @@ def topic_template(value: str) -> str:
 def _field_text(field: str, conversion: str | None, spec: str | None) -> str:
     """The replacement field as written (``{group_id!r}``), for the message."""
     return "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+
+
+def mongo_db_name(value: str) -> str:
+    """``value`` if MongoDB accepts it as a database name: pymongo checks only some characters and
+    the server refuses the rest at the first operation, which then looked like an unavailable Mongo."""
+    if not value:
+        raise ValueError("must name a database")
+    bad = "".join(sorted({c for c in value if c in _NOT_IN_DB_NAME}))
+    if bad:
+        raise ValueError(f"a MongoDB database name cannot contain any of {bad!r}")
+    if len(value.encode()) > _DB_NAME_BYTES:
+        raise ValueError(f"a MongoDB database name is at most {_DB_NAME_BYTES} bytes long")
+    return value
 
 
 def client_limits(kafka_client: str, max_poll_interval_ms: int, session_timeout_ms: int) -> None:
