@@ -29,7 +29,7 @@ __all__ = ["check_event_id", "cmd_feedback", "feedback_counts", "register"]
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_USAGE = 0, 2  # 1 (Kafka unavailable) comes from main, as for every command
 
 
 def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
@@ -78,22 +78,20 @@ def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
     except FeedbackError as exc:
         print(f"stockwatch feedback: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from consumer.adapters.kafka import JsonPublisher, ensure_worker_topics
-    from consumer.ports import KafkaUnavailableError
+    from consumer.adapters.kafka import JsonPublisher, ensure_worker_topics, existing_topics
 
     kafka = settings.kafka
-    try:
+    # A quiet probe bounded by kafka_bootstrap_timeout_s, as `consume` does: the clients below would
+    # retry a refused login for 30 s. KafkaUnavailableError reaches main: one line naming the SASL settings.
+    if kafka.topics.feedback not in existing_topics(kafka, timeout_s=kafka.bootstrap_timeout_s):
         ensure_worker_topics(
             kafka, [kafka.topics.feedback], replication_factor=kafka.topics.replication_factor
         )
-        publisher = JsonPublisher(kafka, client_id="stockwatch-feedback")  # with its security settings
-        try:
-            publisher.publish(kafka.topics.feedback, [message], key_field="episode_id")
-        finally:
-            publisher.close()
-    except KafkaUnavailableError as exc:
-        print(f"stockwatch feedback: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    publisher = JsonPublisher(kafka, client_id="stockwatch-feedback")  # with its security settings
+    try:
+        publisher.publish(kafka.topics.feedback, [message], key_field="episode_id")
+    finally:
+        publisher.close()
     print(orjson.dumps(message).decode(), flush=True)
     if message.get("suppress_for_s"):
         _warn_if_suppression_is_moot(args, settings)
