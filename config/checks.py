@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Mapping
 
 from pydantic_core import PydanticCustomError
@@ -13,6 +14,7 @@ __all__ = [
     "conflict",
     "distinct_topics",
     "lease_limits",
+    "mongo_db_name",
     "topic_name",
     "topic_template",
 ]
@@ -27,6 +29,11 @@ TOPIC_FIELDS = (
     "feedback_topic",
 )
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")  # what the broker and both clients accept
+_TEMPLATE_FIELDS = frozenset({"group_id", "input_topic"})
+_NOT_IN_DB_NAME = (
+    '/\\. "$*<>:|?\x00'  # MongoDB's list (Windows' is the longer one); FerretDB refuses them too
+)
+_DB_NAME_BYTES = 63  # MongoDB: "fewer than 64"
 
 
 def conflict(message: str, *fields: str) -> PydanticCustomError:
@@ -44,13 +51,41 @@ def topic_name(value: str | None, *, may_be_empty: bool = False) -> str | None:
 
 
 def topic_template(value: str) -> str:
-    """``value`` if it formats with ``group_id`` and ``input_topic`` only, into a non-empty name."""
+    """``value`` if its only fields are bare ``{group_id}`` and ``{input_topic}`` (no attribute,
+    index, conversion or format spec: ``{group_id.__class__}`` would reach into the object) and it
+    names a topic once they are replaced."""
     try:
-        name = value.format(group_id="g", input_topic="t")
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ValueError(f"only {{group_id}} and {{input_topic}} may be replaced ({exc!r})") from None
-    if not name.strip():
+        parts = list(string.Formatter().parse(value))
+    except ValueError as exc:  # an unmatched brace
+        raise ValueError(f"is not a valid template ({exc})") from None
+    for _literal, field, spec, conversion in parts:
+        if field is None:
+            continue  # literal text only (or an escaped brace)
+        if field not in _TEMPLATE_FIELDS or spec or conversion is not None:
+            shown = _field_text(field, conversion, spec)
+            raise ValueError(
+                f"{shown} is not allowed: only bare {{group_id}} and {{input_topic}} are replaced"
+            )
+    if not value.format(group_id="g", input_topic="t").strip():
         raise ValueError("must name a topic")
+    return value
+
+
+def _field_text(field: str, conversion: str | None, spec: str | None) -> str:
+    """The replacement field as written (``{group_id!r}``), for the message."""
+    return "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+
+
+def mongo_db_name(value: str) -> str:
+    """``value`` if MongoDB accepts it as a database name: pymongo checks only some characters and
+    the server refuses the rest at the first operation, which then looked like an unavailable Mongo."""
+    if not value:
+        raise ValueError("must name a database")
+    bad = "".join(sorted({c for c in value if c in _NOT_IN_DB_NAME}))
+    if bad:
+        raise ValueError(f"a MongoDB database name cannot contain any of {bad!r}")
+    if len(value.encode()) > _DB_NAME_BYTES:
+        raise ValueError(f"a MongoDB database name is at most {_DB_NAME_BYTES} bytes long")
     return value
 
 

@@ -299,6 +299,11 @@ class Settings(BaseSettings, ContextFields):
     def _topic_name(cls, value: str | None, info: ValidationInfo) -> str | None:
         return checks.topic_name(value, may_be_empty=info.field_name == "decisions_topic")  # "": unset
 
+    @field_validator("mongo_db")
+    @classmethod
+    def _mongo_db(cls, value: str) -> str:
+        return checks.mongo_db_name(value)
+
     @field_validator("state_changelog_topic")
     @classmethod
     def _topic_template(cls, value: str) -> str:

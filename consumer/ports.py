@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 __all__ = [
     "Audit",
+    "ClientPropertyError",
     "Delivered",
     "Delivery",
     "DeliveryError",
@@ -125,6 +126,10 @@ class FencedInstanceError(DeliveryError):
 
 class KafkaUnavailableError(RuntimeError):
     """The broker could not be reached or did not acknowledge (retriable: try again later)."""
+
+
+class ClientPropertyError(ValueError):
+    """A value of ``kafka_client_properties`` a Kafka client cannot use (a setting to fix, never retried)."""
 
 
 class MongoUnavailableError(RuntimeError):

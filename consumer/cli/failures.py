@@ -148,7 +148,10 @@ def client_config_refusal(exc: BaseException) -> str | None:
     """The message of a Kafka client that refused a value of its configuration when it was built:
     kafka-python raises ValueError, TypeError or an assertion inside its constructor, librdkafka an
     _INVALID_ARG KafkaException naming the property (StockWatch's own values are valid, so it is a
-    value of STOCKWATCH_KAFKA_CLIENT_PROPERTIES)."""
+    value of STOCKWATCH_KAFKA_CLIENT_PROPERTIES); or the adapter's ClientPropertyError, raised
+    for a value kafka-python would take and only fail on later (text for a number)."""
+    from consumer.ports import ClientPropertyError
+
     kafka = sys.modules.get("kafka")  # loaded by whatever built the client; never imported here
     root = Path(kafka.__file__).parent if kafka is not None and kafka.__file__ else None
     frames = traceback.extract_tb(exc.__traceback__)
@@ -159,7 +162,8 @@ def client_config_refusal(exc: BaseException) -> str | None:
     kafka_python = isinstance(exc, ValueError | TypeError | AssertionError) or type(exc).__name__ == (
         "KafkaConfigurationError"
     )
-    if not (librdkafka or (kafka_python and in_constructor)):
+    adapter = isinstance(exc, ClientPropertyError)  # found before the client was built
+    if not (adapter or librdkafka or (kafka_python and in_constructor)):
         return None
     return (
         f"a Kafka client refused its configuration ({exc}): check the values of "

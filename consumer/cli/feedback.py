@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import re
 import socket
 import sys
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from consumer.wire.episode_events import EPISODE_ID_HEX_CHARS
-from consumer.wire.feedback import FeedbackError, FeedbackLabel, build_feedback, parse_duration
+from consumer.wire.feedback import (
+    MAX_SUPPRESS_S,
+    FeedbackError,
+    FeedbackLabel,
+    build_feedback,
+    parse_duration,
+)
 
 if TYPE_CHECKING:
     from config import Settings
@@ -29,7 +36,7 @@ __all__ = ["check_event_id", "cmd_feedback", "feedback_counts", "register"]
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_USAGE = 0, 2  # 1 (Kafka unavailable) comes from main, as for every command
 
 
 def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
@@ -49,6 +56,8 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     )
     fb.add_argument("label", choices=[label.value for label in FeedbackLabel], help="what the analyst found")
     fb.add_argument("--note", default=None, help="free text kept with the label")
+    # `--suppress-for -5d` must reach the duration check, not stop at argparse's "expected one argument"
+    fb._negative_number_matcher = re.compile(r"^-\d+(\.\d+)?[smhdw]?$|^-\d*\.\d+$")
     fb.add_argument(
         "--suppress-for",
         default=None,
@@ -70,7 +79,7 @@ def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
             args.label,
             who=f"{getpass.getuser()}@{socket.gethostname()}",
             note=args.note,
-            suppress_for_s=parse_duration(args.suppress_for) if args.suppress_for else 0,
+            suppress_for_s=_suppress_for(args.suppress_for),
             model_version=args.model_version,
             item_id=args.item_id,
             reason=args.reason,
@@ -78,26 +87,37 @@ def cmd_feedback(args: argparse.Namespace, settings: Settings) -> int:
     except FeedbackError as exc:
         print(f"stockwatch feedback: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from consumer.adapters.kafka import JsonPublisher, ensure_worker_topics
-    from consumer.ports import KafkaUnavailableError
+    from consumer.adapters.kafka import JsonPublisher, ensure_worker_topics, existing_topics
 
     kafka = settings.kafka
-    try:
+    # A quiet probe bounded by kafka_bootstrap_timeout_s, as `consume` does: the clients below would
+    # retry a refused login for 30 s. KafkaUnavailableError reaches main: one line naming the SASL settings.
+    if kafka.topics.feedback not in existing_topics(kafka, timeout_s=kafka.bootstrap_timeout_s):
         ensure_worker_topics(
             kafka, [kafka.topics.feedback], replication_factor=kafka.topics.replication_factor
         )
-        publisher = JsonPublisher(kafka, client_id="stockwatch-feedback")  # with its security settings
-        try:
-            publisher.publish(kafka.topics.feedback, [message], key_field="episode_id")
-        finally:
-            publisher.close()
-    except KafkaUnavailableError as exc:
-        print(f"stockwatch feedback: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    publisher = JsonPublisher(kafka, client_id="stockwatch-feedback")  # with its security settings
+    try:
+        publisher.publish(kafka.topics.feedback, [message], key_field="episode_id")
+    finally:
+        publisher.close()
     print(orjson.dumps(message).decode(), flush=True)
     if message.get("suppress_for_s"):
         _warn_if_suppression_is_moot(args, settings)
     return EXIT_OK
+
+
+def _suppress_for(text: str | None) -> float:
+    """``--suppress-for`` in seconds (0 is a value: it lifts a suppression); FeedbackError names the flag."""
+    if text is None:
+        return 0
+    try:
+        seconds = parse_duration(text)
+    except FeedbackError as exc:
+        raise FeedbackError(f"--suppress-for: {exc}") from None
+    if seconds > MAX_SUPPRESS_S:
+        raise FeedbackError(f"--suppress-for: the duration {text!r} must be at most 366d")
+    return seconds
 
 
 def check_event_id(text: str) -> None:

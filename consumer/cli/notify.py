@@ -22,7 +22,7 @@ __all__ = ["cmd_notify", "register"]
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_USAGE = 0, 2  # 1 (Kafka unavailable) comes from main, as for every command
 WEBHOOK_ENV = "STOCKWATCH_NOTIFY_WEBHOOK"  # the notify_webhook setting: keeps a token out of `ps`
 
 
@@ -56,20 +56,18 @@ def cmd_notify(args: argparse.Namespace, settings: Settings) -> int:
         origin = "--webhook" if args.webhook else WEBHOOK_ENV
         print(f"stockwatch notify: {origin}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from consumer.adapters.kafka import GroupFeed
-    from consumer.ports import KafkaUnavailableError
+    from consumer.adapters.kafka import GroupFeed, existing_topics
 
     kafka = settings.kafka
-    try:
-        feed = GroupFeed(
-            kafka,  # its address, security and client properties
-            kafka.topics.anomalies,
-            group_id=settings.notify.group_id,
-            client_id="stockwatch-notify",
-        )
-    except KafkaUnavailableError as exc:
-        print(f"stockwatch notify: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    # A quiet probe bounded by kafka_bootstrap_timeout_s, as `consume` does: the group consumer would
+    # retry a refused login for 30 s. KafkaUnavailableError reaches main: one line naming the SASL settings.
+    existing_topics(kafka, timeout_s=kafka.bootstrap_timeout_s)
+    feed = GroupFeed(
+        kafka,  # its address, security and client properties
+        kafka.topics.anomalies,
+        group_id=settings.notify.group_id,
+        client_id="stockwatch-notify",
+    )
     bridge = NotifyBridge(feed=feed, webhook=webhook, max_backoff_s=settings.notify.max_backoff_s)
     stop = lambda *_: bridge.stop_event.set()  # noqa: E731
     signal.signal(signal.SIGTERM, stop)

@@ -86,6 +86,8 @@ class FeedbackMessage(BaseModel):
 def parse_duration(text: str) -> float:
     """``90``, ``90s``, ``15m``, ``1h``, ``7d``, ``2w`` -> seconds (FeedbackError otherwise)."""
     match = _DURATION.match(text)
+    if match is None and _DURATION.match(text.strip().removeprefix("-")):
+        raise FeedbackError(f"the duration {text!r} must not be negative (like 90s, 15m, 1h, 7d, 2w)")
     if match is None:
         raise FeedbackError(f"cannot read the duration {text!r} (like 90s, 15m, 1h, 7d, 2w)")
     return float(match.group(1)) * _UNIT_S[match.group(2)]

@@ -153,7 +153,15 @@ def test_a_wrong_password_is_refused(listener: dict[str, str], transport: str) -
         producer.list_topics(timeout=5)
 
 
-@pytest.mark.parametrize("argv", [["ctl", "status", "--timeout", "10"], ["consume", "--timeout", "10"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ctl", "status", "--timeout", "10"],
+        ["consume", "--timeout", "10"],
+        ["feedback", "0123456789abcdef0123456789abcdef", "confirmed"],
+        ["notify", "--webhook", "http://127.0.0.1:9/hook"],
+    ],
+)
 def test_a_wrong_password_says_authentication_may_have_failed(
     listener: dict[str, str], tmp_path: Path, argv: list[str]
 ) -> None:
@@ -163,9 +171,12 @@ def test_a_wrong_password_says_authentication_may_have_failed(
     env |= {"STOCKWATCH_CONFIG": str(tmp_path / "empty.toml"), "STOCKWATCH_KAFKA_BOOTSTRAP_TIMEOUT_S": "5",
             "STOCKWATCH_CONTROL_KEY": "sasl-wrong-password-control-key-0123456789",
             "STOCKWATCH_MODEL_DIR": str(tmp_path), "STOCKWATCH_HTTP_PORT": "0"}  # fmt: skip
+    started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "consumer.cli", *argv], env=env, cwd=REPO, capture_output=True,
                           text=True, timeout=60, check=False)  # fmt: skip
     assert proc.returncode == 1, proc.stderr
+    assert time.monotonic() - started < 25  # within the 5 s bootstrap timeout, not the clients' 30 s
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
     assert "Traceback" not in proc.stderr and "not-the-password-4711" not in proc.stdout + proc.stderr
     user = f"STOCKWATCH_KAFKA_SASL_USERNAME ({listener['STOCKWATCH_KAFKA_SASL_USERNAME']}, "
     assert "authentication may have failed" in proc.stderr and user in proc.stderr

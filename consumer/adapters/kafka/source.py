@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -25,6 +26,7 @@ from config.kafka_security import KAFKA_PYTHON_NAMES
 from consumer.adapters.kafka.bounded_codecs import install, skip_past
 from consumer.adapters.kafka.unread_batches import UnreadBatchError
 from consumer.ports import (
+    ClientPropertyError,
     DeliveryError,
     FencedInstanceError,
     Offsets,
@@ -58,16 +60,37 @@ def kafka_python_config(config: Mapping[str, Any], client: type = KafkaConsumer)
     that this kind of client lacks is left out, and said once at WARNING.
     """
     out = {}
+    defaults: Mapping[str, Any] = getattr(client, "DEFAULT_CONFIG", {})
     for name, value in config.items():
         keyword = KAFKA_PYTHON_NAMES.get(name, name.replace(".", "_"))
         if name == "ssl.endpoint.identification.algorithm":
             out["ssl_check_hostname"] = value == "https"
-        elif keyword in getattr(client, "DEFAULT_CONFIG", ()):
-            out[keyword] = value
+        elif keyword in defaults:
+            out[keyword] = _typed(name, value, defaults[keyword])
         elif (client.__name__, name) not in _DROPPED:
             _DROPPED.add((client.__name__, name))
             log.warning("kafka-python's %s has no property %s: not applied to it", client.__name__, name)
     return out
+
+
+def _typed(name: str, value: Any, default: Any) -> Any:
+    """``value`` of property ``name`` as a number where kafka-python's default is one: text such as
+    "5000" (librdkafka takes it) becomes 5000, and text that is no number is refused now; as given,
+    kafka-python would only fail later, with its bootstrap timing out."""
+    numeric = (
+        isinstance(default, int | float) and not isinstance(default, bool) and name != "acks"
+    )  # or "all"
+    if not numeric or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, str):
+        for number in (int, float):
+            try:
+                parsed = number(value)
+            except ValueError:
+                continue
+            if math.isfinite(parsed):
+                return parsed
+    raise ClientPropertyError(f"{name}={value!r} must be a number")
 
 
 # A commit refused with one of these: the group went on without this member (see StaleMemberError).

@@ -226,3 +226,43 @@ def test_no_setting_takes_an_infinite_or_nan_number(monkeypatch: pytest.MonkeyPa
     """inf would switch a bound off (future_skew_s: the far-future guard), and nan compares False."""
     (found,) = problems(monkeypatch, STOCKWATCH_FUTURE_SKEW_S=value)
     assert found.startswith("STOCKWATCH_FUTURE_SKEW_S: Input should be a finite number")
+
+
+def test_a_changelog_template_reaching_into_a_field_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (found,) = problems(monkeypatch, STOCKWATCH_STATE_CHANGELOG_TOPIC="{group_id.__class__}.st")
+    assert found == (
+        "STOCKWATCH_STATE_CHANGELOG_TOPIC: {group_id.__class__} is not allowed: only bare {group_id} "
+        "and {input_topic} are replaced (got '{group_id.__class__}.st')"
+    )
+
+
+@pytest.mark.parametrize(
+    ("db", "says"),
+    [
+        ("bad db", "cannot contain any of ' '"),
+        ("shop.eu", "cannot contain any of '.'"),
+        ("a$b:c", "cannot contain any of '$:'"),
+        ("", "must name a database"),
+        ("d" * 64, "is at most 63 bytes"),
+    ],
+)
+def test_a_database_name_mongo_would_refuse_is_refused_when_settings_are_read(
+    monkeypatch: pytest.MonkeyPatch, db: str, says: str
+) -> None:
+    (found,) = problems(monkeypatch, STOCKWATCH_MONGO_DB=db)
+    assert found.startswith(f"STOCKWATCH_MONGO_DB: {'a MongoDB database name ' if db else ''}{says}")
+
+
+def test_a_bad_database_name_exits_2_in_one_line_without_the_uri_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"item_id": "a"}\n')
+    monkeypatch.setenv("STOCKWATCH_MONGO_URI", "mongodb://app:mongo-pass-word@127.0.0.1:9")
+    monkeypatch.setenv("STOCKWATCH_MONGO_DB", "shop.eu")
+    assert main(["seed", "--items", str(items)]) == 2  # refused before any connection (port 9)
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("stockwatch: STOCKWATCH_MONGO_DB: ") and "mongo-pass-word" not in line
+    assert Settings(mongo_db="shop_eu-2").mongo.db == "shop_eu-2"

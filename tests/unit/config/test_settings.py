@@ -183,6 +183,20 @@ def test_the_state_changelog_template_names_only_known_fields() -> None:
 
 
 @pytest.mark.parametrize(
+    "bad", ["{group_id.__class__}", "{input_topic[0]}.st", "{group_id!r}", "{group_id:>9}", "{}"]
+)
+def test_the_changelog_template_refuses_attribute_index_conversion_and_spec(bad: str) -> None:
+    with pytest.raises(ValidationError, match="state_changelog_topic") as caught:
+        Settings(state_changelog_topic=bad)
+    assert "group_id" in str(caught.value)  # the message says what is allowed
+
+
+def test_the_changelog_template_keeps_literal_text_and_escaped_braces() -> None:
+    template = "{{x}}.{group_id}.{input_topic}-st"
+    assert Settings(state_changelog_topic=template).scoring.state_changelog_topic == template
+
+
+@pytest.mark.parametrize(
     "field", ["input_topic", "anomaly_topic", "dlq_topic", "decisions_topic", "feedback_topic"]
 )
 @pytest.mark.parametrize("bad", ["bad topic!", "", "..", "t" * 250, "é"])

@@ -12,6 +12,7 @@ from config import Settings
 from consumer.adapters.confluent.source import consumer_config, librdkafka_config
 from consumer.adapters.kafka.connect import client_kwargs
 from consumer.adapters.kafka.source import kafka_python_config
+from consumer.ports import ClientPropertyError
 
 
 def secured(tmp_path: Path, **more: object) -> Settings:
@@ -92,3 +93,19 @@ def test_any_ctl_timeout_gives_a_producer_config_kafka_python_accepts(timeout_s:
     with pytest.raises(KafkaTimeoutError):  # the config passed its checks; only the broker is missing
         KafkaProducer(bootstrap_servers="127.0.0.1:1", **config)
     assert not issubclass(KafkaTimeoutError, KafkaConfigurationError)
+
+
+@pytest.mark.parametrize("value", ["abc", "12x", "", "nan", True])
+def test_kafka_python_refuses_a_number_property_given_as_anything_else(tmp_path: Path, value: object) -> None:
+    """As given, kafka-python took 'abc' and only failed later, its bootstrap timing out."""
+    kafka = secured(tmp_path, kafka_client_properties={"request.timeout.ms": value}).kafka
+    for client in (KafkaConsumer, KafkaProducer, KafkaAdminClient):
+        with pytest.raises(ClientPropertyError, match=r"^request\.timeout\.ms=.* must be a number$"):
+            client_kwargs(kafka, client, client_id="c")
+
+
+def test_kafka_python_takes_a_number_property_given_as_text_as_the_number(tmp_path: Path) -> None:
+    properties = {"request.timeout.ms": "45000", "retry.backoff.ms": 250, "compression.type": "gzip"}
+    kafka = secured(tmp_path, kafka_client_properties=properties).kafka
+    kw = kafka_python_config(kafka.producer_config(client_id="p"), KafkaProducer)
+    assert (kw["request_timeout_ms"], kw["retry_backoff_ms"], kw["compression_type"]) == (45000, 250, "gzip")

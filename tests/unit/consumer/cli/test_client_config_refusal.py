@@ -4,6 +4,7 @@ line (exit 2) with secrets masked; the same error type raised outside a client i
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import types
 from pathlib import Path
@@ -70,3 +71,30 @@ def test_a_librdkafka_refusal_names_the_property_with_secret_values_masked() -> 
     message, status = got
     assert status == EXIT_USAGE and SECRET not in message and "**********" in message
     assert "ssl.key.password" in message
+
+
+@pytest.mark.parametrize("transport", ["kafka-python", "confluent-kafka"])
+def test_a_number_property_given_as_text_is_refused_in_one_line_before_any_broker_is_asked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, transport: str
+) -> None:
+    """Both transports: `consume` probes with kafka-python first, which refuses it (was: a bootstrap timeout)."""
+    from consumer.cli import main
+
+    for name in [n for n in os.environ if n.startswith("STOCKWATCH_")]:
+        monkeypatch.delenv(name)
+    (tmp_path / "empty.toml").touch()
+    monkeypatch.setenv("STOCKWATCH_CONFIG", str(tmp_path / "empty.toml"))
+    monkeypatch.setenv("STOCKWATCH_KAFKA_BOOTSTRAP", "127.0.0.1:1")
+    monkeypatch.setenv("STOCKWATCH_KAFKA_CLIENT", transport)
+    monkeypatch.setenv("STOCKWATCH_MODEL_DIR", str(tmp_path))
+    monkeypatch.setenv("STOCKWATCH_HTTP_PORT", "0")
+    monkeypatch.setenv(
+        "STOCKWATCH_KAFKA_CLIENT_PROPERTIES",
+        f'{{"request.timeout.ms": "abc", "ssl.key.password": "{SECRET}"}}',
+    )
+    for argv in (["consume", "--timeout", "5"], ["feedback", "a" * 32, "confirmed"]):
+        assert main(argv) == EXIT_USAGE
+        assert capsys.readouterr().err == (
+            f"stockwatch {argv[0]}: a Kafka client refused its configuration (request.timeout.ms='abc' must be "
+            "a number): check the values of STOCKWATCH_KAFKA_CLIENT_PROPERTIES\n"
+        )

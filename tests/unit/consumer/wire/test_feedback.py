@@ -81,6 +81,11 @@ def test_bad_durations_are_refused(text: str) -> None:
         parse_duration(text)
 
 
+def test_a_negative_duration_says_so() -> None:
+    with pytest.raises(FeedbackError, match=r"^the duration '-5d' must not be negative"):
+        parse_duration("-5d")
+
+
 @given(st.binary(max_size=300))
 def test_parse_never_raises_anything_but_feedback_error(raw: bytes) -> None:
     try:
