@@ -24,7 +24,7 @@ from config.groups import (
     mask_uri,
 )
 from config.kafka import KafkaSettings, TopicSettings
-from config.load import EffectiveSetting, effective_settings, load_settings
+from config.load import EffectiveSetting, effective_settings, load_settings, secret_values
 from config.settings import SECRET_FIELDS, Settings
 from config.sources import DEFAULT_CONFIG_FILE, config_file
 
@@ -49,4 +49,5 @@ __all__ = [
     "effective_settings",
     "load_settings",
     "mask_uri",
+    "secret_values",
 ]

@@ -12,13 +12,14 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
+from urllib.parse import unquote
 
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import SettingsError as UndecodableValue
 
 from config.errors import SettingsError
 from config.groups import SECRET_MASK, mask_uri
-from config.kafka_security import shown_properties
+from config.kafka_security import SECRET_PROPERTY, shown_properties
 from config.settings import SECRET_FIELDS, Settings
 from config.sources import (
     Origins,
@@ -29,7 +30,7 @@ from config.sources import (
     unknown_key_problems,
 )
 
-__all__ = ["EffectiveSetting", "effective_settings", "load_settings", "shown_value"]
+__all__ = ["EffectiveSetting", "effective_settings", "load_settings", "secret_values", "shown_value"]
 
 _UNDECODABLE_FIELD = re.compile(r'field "(?P<field>\w+)"')
 
@@ -110,6 +111,28 @@ def _rule_problem(loc: tuple[int | str, ...], msg: str, origins: Origins) -> str
     if msg == "Input should be a valid tuple":
         msg = "must be a list of rules ([[rules]] tables in TOML, a JSON list in the environment)"
     return f"{where}: {msg.removeprefix('Value error, ')}"
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret the settings hold, as written (longest first), for masking where a library may
+    print one (its debug log, an error text): keys, passwords, the webhook URL, password-like
+    client properties, the Mongo URI's password (also percent-decoded)."""
+    found = [
+        secret.get_secret_value()
+        for secret in (
+            settings.control_key,
+            settings.model_signing_key,
+            settings.notify_webhook,
+            settings.kafka_sasl_password,
+        )
+        if secret is not None
+    ]
+    found += [str(v) for k, v in settings.kafka_client_properties.items() if SECRET_PROPERTY.search(k)]
+    head, at, _ = settings.mongo_uri.partition("?")[0].rpartition("@")
+    _, colon, password = head.partition("://")[2].partition(":") if at else ("", "", "")
+    if colon and password:
+        found += [password, unquote(password)]
+    return sorted({s for s in found if s}, key=len, reverse=True)
 
 
 def shown_value(field: str, value: Any) -> Any:

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from config import Settings, SettingsError, load_settings
+from config import Settings, SettingsError, load_settings, secret_values
 from consumer.cli import (
     config,
     consume,
@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"stockwatch: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    configure_logging(args.log_level or settings.logs.level)  # the flag wins over the setting
+    configure_logging(args.log_level or settings.logs.level, secret_values(settings))  # the flag wins
     handler: Handler = args.handler
     try:
         return handler(args, settings)

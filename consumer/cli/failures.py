@@ -172,16 +172,12 @@ def client_config_refusal(exc: BaseException) -> str | None:
 
 
 def _without_secrets(message: str, settings: Settings | None) -> str:
-    """``message`` with the SASL password and the values of password-like client properties masked."""
+    """``message`` with every secret of the settings masked (:func:`config.secret_values`)."""
     if settings is None:
         return message
+    from config import secret_values
     from config.groups import SECRET_MASK
-    from config.kafka_security import SECRET_PROPERTY
 
-    security = settings.kafka.security
-    secrets = [str(v) for k, v in security.client_properties.items() if SECRET_PROPERTY.search(k)]
-    if security.sasl_password is not None:
-        secrets.append(security.sasl_password.get_secret_value())
-    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+    for secret in secret_values(settings):
         message = message.replace(secret, SECRET_MASK)
     return message

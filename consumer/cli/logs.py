@@ -2,9 +2,11 @@
 
 Each line has ``ts``, ``level``, ``logger``, ``msg`` (``exc`` with a traceback) and every field a
 call passes in ``extra=`` — ``log.warning("dead letter", extra={"topic": t, "offset": o})`` gives
-``{..., "msg": "dead letter", "topic": t, "offset": o}``. Nothing is redacted here: secrets are
-never handed to a logger in the first place. Python warnings (a library's) become ``py.warnings``
-lines: category and text, no source path; a URI password in the text is masked.
+``{..., "msg": "dead letter", "topic": t, "offset": o}``. Our own code never hands a secret to a
+logger; a client library may (kafka-python logs its whole configuration, SASL password included,
+at DEBUG), so every line is written with the configured secrets masked. Python warnings (a
+library's) become ``py.warnings`` lines: category and text, no source path; a URI password in the
+text is masked.
 """
 
 from __future__ import annotations
@@ -13,10 +15,14 @@ import logging
 import re
 import sys
 import warnings
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+import orjson
 from pythonjsonlogger.orjson import OrjsonFormatter
+
+from config.groups import SECRET_MASK
 
 __all__ = ["BENIGN_LIBRARY_MESSAGES", "THIRD_PARTY_LOGGERS", "JsonLogFormatter", "configure_logging"]
 
@@ -64,23 +70,33 @@ class DemoteBenignLibraryMessages(logging.Filter):
 
 
 class _StderrHandler(logging.Handler):
-    """Writes to whatever ``sys.stderr`` is at emit time (so in-process callers can capture it)."""
+    """Writes to whatever ``sys.stderr`` is at emit time (so in-process callers can capture it),
+    with each of ``secrets`` masked, as written and as JSON escapes it."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        shown = {form for s in secrets if s for form in (s, orjson.dumps(s).decode()[1:-1])}
+        self._secrets = sorted(shown, key=len, reverse=True)  # a secret inside a longer one: the longer first
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            sys.stderr.write(self.format(record) + "\n")
+            line = self.format(record)
+            for secret in self._secrets:
+                line = line.replace(secret, SECRET_MASK)
+            sys.stderr.write(line + "\n")
             sys.stderr.flush()
         except Exception:
             self.handleError(record)
 
 
-def configure_logging(level: str) -> None:
-    """Install the JSON stderr handler on the root logger (replacing one a previous call installed)."""
+def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
+    """Install the JSON stderr handler on the root logger (replacing one a previous call installed);
+    ``secrets`` (:func:`config.secret_values`) never reach a line."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if isinstance(handler, _StderrHandler):
             root.removeHandler(handler)
-    handler = _StderrHandler()
+    handler = _StderrHandler(secrets)
     handler.addFilter(DemoteBenignLibraryMessages())
     handler.setFormatter(JsonLogFormatter())
     root.addHandler(handler)

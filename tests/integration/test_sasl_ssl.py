@@ -182,6 +182,25 @@ def test_a_wrong_password_says_authentication_may_have_failed(
     assert "authentication may have failed" in proc.stderr and user in proc.stderr
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_debug_logs_of_a_working_login_never_show_the_password(
+    listener: dict[str, str], tmp_path: Path, unique_name: Callable[[str], str], transport: str
+) -> None:
+    """kafka-python logs its whole configuration at DEBUG, SASL password included."""
+    (tmp_path / "empty.toml").touch()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STOCKWATCH_")}
+    env |= listener | {"PYTHONPATH": str(REPO), "STOCKWATCH_CONFIG": str(tmp_path / "empty.toml"),
+                       "STOCKWATCH_KAFKA_CLIENT": transport, "STOCKWATCH_MODEL_DIR": str(tmp_path),
+                       "STOCKWATCH_HTTP_PORT": "0", "STOCKWATCH_INPUT_TOPIC": unique_name("debug-in"),
+                       "STOCKWATCH_GROUP_ID": unique_name("debug-group")}  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "consumer.cli", "consume", "--timeout", "8", "--log-level",
+                           "DEBUG"], env=env, cwd=REPO, capture_output=True, text=True, timeout=90, check=False)  # fmt: skip
+    password = listener["STOCKWATCH_KAFKA_SASL_PASSWORD"]
+    assert "sasl_plain_password" in proc.stderr or transport != "kafka-python", "the library's config line"
+    assert password not in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 @pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_consume_publishes_anomalies_through_sasl_ssl(

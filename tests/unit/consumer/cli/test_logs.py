@@ -133,3 +133,35 @@ def test_a_bad_mongo_uri_option_is_refused_in_one_line_not_warned(tmp_path):
     [line] = done.stderr.splitlines()
     assert done.returncode == 2 and line.startswith("stockwatch suppressions: STOCKWATCH_MONGO_URI (")
     assert "is not a valid Mongo URI: authmechanism" in line
+
+
+def test_a_configured_secret_a_library_logs_is_masked_as_written_and_as_json_escapes_it(json_logs):
+    secrets = ['pa"ss-word-1', "hunter2-secret"]
+    configure_logging("DEBUG", secrets)
+    config = {"sasl_plain_password": secrets[0], "ssl_password": secrets[1], "client_id": "x"}
+    logging.getLogger("kafka.admin.client").debug("Starting KafkaAdminClient with configuration: %s", config)
+    logging.getLogger("kafka.admin.client").debug("quoted %r", secrets[0])
+    lines = json_logs()
+    assert len(lines) == 2
+    text = json.dumps(lines)
+    assert "ss-word-1" not in text and "hunter2" not in text
+    assert lines[0]["msg"].count("**********") == 2 and "'client_id': 'x'" in lines[0]["msg"]
+
+
+def test_secret_values_lists_every_secret_of_the_settings(monkeypatch):
+    from config import Settings, secret_values
+
+    settings = Settings(
+        mongo_uri="mongodb://stock:p%40ss-mongo@127.0.0.1:27017/?tls=false",
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_sasl_mechanism="PLAIN",
+        kafka_sasl_username="stock",
+        kafka_sasl_password="sasl-secret-1",
+        kafka_client_properties={"ssl.key.password": "key-secret-2", "socket.timeout.ms": 5},
+        control_key="c" * 40,
+        notify_webhook="https://hooks.example/T0/secret-token",
+    )
+    found = secret_values(settings)
+    assert {"p%40ss-mongo", "p@ss-mongo", "sasl-secret-1", "key-secret-2", "c" * 40} <= set(found)
+    assert "https://hooks.example/T0/secret-token" in found and "5" not in found
+    assert found == sorted(found, key=len, reverse=True)
