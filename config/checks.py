@@ -10,6 +10,8 @@ from pydantic_core import PydanticCustomError
 
 __all__ = [
     "TOPIC_FIELDS",
+    "changelog_apart",
+    "changelog_topic",
     "client_limits",
     "conflict",
     "distinct_topics",
@@ -29,10 +31,9 @@ TOPIC_FIELDS = (
     "feedback_topic",
 )
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")  # what the broker and both clients accept
+_NOT_TOPIC_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 _TEMPLATE_FIELDS = frozenset({"group_id", "input_topic"})
-_NOT_IN_DB_NAME = (
-    '/\\. "$*<>:|?\x00'  # MongoDB's list (Windows' is the longer one); FerretDB refuses them too
-)
+_DB_NAME = re.compile(r"[A-Za-z0-9_-]+")  # what both MongoDB and FerretDB accept (FerretDB: only these)
 _DB_NAME_BYTES = 63  # MongoDB: "fewer than 64"
 
 
@@ -71,6 +72,30 @@ def topic_template(value: str) -> str:
     return value
 
 
+def changelog_topic(template: str, *, group_id: str, input_topic: str) -> str:
+    """The changelog topic of a group reading ``input_topic`` (characters Kafka refuses become ``_``)."""
+    name = template.format(group_id=group_id, input_topic=input_topic)
+    return _NOT_TOPIC_CHARS.sub("_", name)[:249]
+
+
+def changelog_apart(changelog: str, others: Mapping[str, str]) -> None:
+    """The state changelog must be a topic of its own: one shared with the input fed the service
+    its own state records as updates, without end (or, with an output, mixed them into it)."""
+    if changelog in (".", ".."):
+        raise conflict(
+            f"state_changelog_topic names {changelog!r}, which Kafka refuses as a topic name",
+            "state_changelog_topic",
+        )
+    clash = [name for name, topic in others.items() if topic == changelog]
+    if clash:
+        raise conflict(
+            f"state_changelog_topic names {changelog!r}, which is also {clash[0]}: the state needs a "
+            "topic of its own",
+            "state_changelog_topic",
+            *clash,
+        )
+
+
 def _field_text(field: str, conversion: str | None, spec: str | None) -> str:
     """The replacement field as written (``{group_id!r}``), for the message."""
     return "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
@@ -81,9 +106,9 @@ def mongo_db_name(value: str) -> str:
     the server refuses the rest at the first operation, which then looked like an unavailable Mongo."""
     if not value:
         raise ValueError("must name a database")
-    bad = "".join(sorted({c for c in value if c in _NOT_IN_DB_NAME}))
-    if bad:
-        raise ValueError(f"a MongoDB database name cannot contain any of {bad!r}")
+    if not _DB_NAME.fullmatch(value):
+        bad = "".join(sorted({c for c in value if not _DB_NAME.fullmatch(c)}))
+        raise ValueError(f"a MongoDB database name is ASCII letters, digits, '_' and '-' only (not {bad!a})")
     if len(value.encode()) > _DB_NAME_BYTES:
         raise ValueError(f"a MongoDB database name is at most {_DB_NAME_BYTES} bytes long")
     return value

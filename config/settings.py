@@ -322,6 +322,11 @@ class Settings(BaseSettings, ContextFields):
         if self.decisions_topic:
             outputs["decisions_topic"] = self.decisions_topic
         checks.distinct_topics(self.input_topic, outputs)
+        changelog = checks.changelog_topic(
+            self.state_changelog_topic, group_id=self.group_id, input_topic=self.input_topic
+        )
+        others = {"input_topic": self.input_topic, **outputs, "control_topic": self.control_topic}
+        checks.changelog_apart(changelog, others)
         return self
 
     @classmethod

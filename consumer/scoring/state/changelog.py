@@ -23,7 +23,6 @@ restores none of the state written since). Two more kinds of record, never 88 or
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
@@ -33,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from config.checks import changelog_topic
 from consumer.ports import OutputRecord
 from consumer.scoring.state.id_blob import IdBlob
 from consumer.scoring.state.packed import is_pack, pack_records, unpack
@@ -60,7 +60,6 @@ __all__ = [
 CHANGELOG_VALUE: Final = np.dtype([("state", ITEM_DTYPE), ("offset", "<i8")])
 LEGACY_VALUE: Final = np.dtype([("state", STATE_DTYPE), ("offset", "<i8")])  # before episodes
 DEFAULT_TEMPLATE: Final = "{group_id}.{input_topic}.state"
-_NOT_TOPIC_CHARS: Final = re.compile(r"[^a-zA-Z0-9._-]")
 # Items with these ids (NUL first) would only lose their own history.
 LINEAGE_KEY: Final = b"\x00stockwatch.lineage"
 RESET_KEY: Final = b"\x00stockwatch.reset"
@@ -105,12 +104,6 @@ def lineage_record(topic: str, partition: int, lineage: Lineage) -> OutputRecord
 def reset_record(topic: str, partition: int) -> OutputRecord:
     """The fresh-start mark: it must precede the batch's records of ``partition``."""
     return OutputRecord(topic, RESET_KEY, _RESET_VALUE, partition=partition)
-
-
-def changelog_topic(template: str, *, group_id: str, input_topic: str) -> str:
-    """The changelog topic of a group reading ``input_topic`` (characters Kafka refuses become ``_``)."""
-    name = template.format(group_id=group_id, input_topic=input_topic)
-    return _NOT_TOPIC_CHARS.sub("_", name)[:249]
 
 
 def changelog_values(records: npt.NDArray[np.void], offsets: npt.ArrayLike) -> npt.NDArray[np.uint8]:

@@ -239,11 +239,35 @@ def test_a_changelog_template_reaching_into_a_field_is_one_line_naming_the_varia
 
 
 @pytest.mark.parametrize(
+    ("template", "clash"),
+    [
+        ("{input_topic}", "input_topic"),
+        ("{input_topic}.dlq", "dlq_topic"),
+        ("stockwatch.control", "control_topic"),
+        (".", None),
+        ("..", None),
+    ],
+)
+def test_a_changelog_template_naming_another_topic_or_no_topic_is_refused(
+    monkeypatch: pytest.MonkeyPatch, template: str, clash: str | None
+) -> None:
+    """'{input_topic}' made consume read its own state records as updates, without end."""
+    (found,) = problems(monkeypatch, STOCKWATCH_STATE_CHANGELOG_TOPIC=template)
+    assert (
+        found.startswith("state_changelog_topic names ") and "env STOCKWATCH_STATE_CHANGELOG_TOPIC" in found
+    )
+    assert (f"which is also {clash}" if clash else "which Kafka refuses as a topic name") in found
+    assert "\n" not in found
+
+
+@pytest.mark.parametrize(
     ("db", "says"),
     [
-        ("bad db", "cannot contain any of ' '"),
-        ("shop.eu", "cannot contain any of '.'"),
-        ("a$b:c", "cannot contain any of '$:'"),
+        ("bad db", "is ASCII letters, digits, '_' and '-' only (not ' ')"),
+        ("shop.eu", "is ASCII letters, digits, '_' and '-' only (not '.')"),
+        ("a$b:c", "is ASCII letters, digits, '_' and '-' only (not '$:')"),
+        ("caf\u00e9", "is ASCII letters, digits, '_' and '-' only (not '\\xe9')"),
+        ("a\nb", "is ASCII letters, digits, '_' and '-' only (not '\\n')"),
         ("", "must name a database"),
         ("d" * 64, "is at most 63 bytes"),
     ],
