@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-d
 
 from config.kafka import KafkaSettings
 from consumer.adapters.confluent.source import librdkafka_config
-from consumer.ports import KafkaUnavailableError
+from consumer.ports import ClientPropertyError, KafkaUnavailableError
 
 __all__ = ["ConfluentChangelog"]
 
@@ -35,8 +35,16 @@ class ConfluentChangelog:
         self._admin: AdminClient | None = None  # created at the first truncation
 
     def _connect(self) -> Consumer:
+        try:
+            return Consumer(self._config())
+        except (
+            KafkaException
+        ) as exc:  # a property value librdkafka refuses: a setting to fix, never an outage
+            raise ClientPropertyError(str(exc.args[0] if exc.args else exc)) from exc
+
+    def _config(self) -> dict[str, object]:
         kafka = self._kafka
-        return Consumer({
+        return {
             **librdkafka_config(kafka.client_config(client_id="stockwatch-consume-restore")),
             "group.id": f"{kafka.group_id}.restore",  # required by librdkafka; never joins nor commits
             "enable.auto.commit": False,
@@ -45,7 +53,7 @@ class ConfluentChangelog:
             "auto.offset.reset": "earliest",  # records deleted mid-read: go on from the new start, never the end  # the end is known even when only markers follow the last record
             "fetch.max.bytes": 64 * 1024 * 1024,
             "max.partition.fetch.bytes": 32 * 1024 * 1024,
-        })  # fmt: skip
+        }  # fmt: skip
 
     def read(
         self, partition: int, *, tick: Callable[[], None] = lambda: None

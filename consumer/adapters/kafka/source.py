@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
+import re
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -73,24 +73,26 @@ def kafka_python_config(config: Mapping[str, Any], client: type = KafkaConsumer)
     return out
 
 
+_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+_MIN_INT, _MAX_INT = -1, 2**31 - 1  # librdkafka's properties are 32-bit; -1 is "off" for the few that have it
+
+
 def _typed(name: str, value: Any, default: Any) -> Any:
-    """``value`` of property ``name`` as a number where kafka-python's default is one: text such as
-    "5000" (librdkafka takes it) becomes 5000, and text that is no number is refused now; as given,
-    kafka-python would only fail later, with its bootstrap timing out."""
+    """``value`` of property ``name`` as a number where kafka-python's default is one: decimal text
+    such as "5000" (librdkafka takes it) becomes 5000; anything else, or a number outside
+    librdkafka's 32-bit range, is refused now: as given, a client would only fail later (a
+    bootstrap timing out, the state's restore reader retried without end)."""
     numeric = (
         isinstance(default, int | float) and not isinstance(default, bool) and name != "acks"
     )  # or "all"
-    if not numeric or (isinstance(value, int | float) and not isinstance(value, bool)):
+    if not numeric:
         return value
-    if isinstance(value, str):
-        for number in (int, float):
-            try:
-                parsed = number(value)
-            except ValueError:
-                continue
-            if math.isfinite(parsed):
-                return parsed
-    raise ClientPropertyError(f"{name}={value!r} must be a number")
+    number: Any = value
+    if isinstance(value, str) and _DECIMAL.fullmatch(value):  # librdkafka reads "1e9" as 1: no exponents
+        number = float(value) if "." in value else int(value)
+    if isinstance(number, int | float) and not isinstance(number, bool) and _MIN_INT <= number <= _MAX_INT:
+        return number
+    raise ClientPropertyError(f"{name}={value!r} must be a number from {_MIN_INT} to {_MAX_INT}")
 
 
 # A commit refused with one of these: the group went on without this member (see StaleMemberError).

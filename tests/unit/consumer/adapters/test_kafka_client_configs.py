@@ -95,17 +95,33 @@ def test_any_ctl_timeout_gives_a_producer_config_kafka_python_accepts(timeout_s:
     assert not issubclass(KafkaTimeoutError, KafkaConfigurationError)
 
 
-@pytest.mark.parametrize("value", ["abc", "12x", "", "nan", True])
+@pytest.mark.parametrize(
+    "value",
+    ["abc", "12x", "", "nan", True, "1e9", "5_000", "\u0665\u0660\u0660\u0660", -2, 10**30, 1e308, "-5"],
+)
 def test_kafka_python_refuses_a_number_property_given_as_anything_else(tmp_path: Path, value: object) -> None:
     """As given, kafka-python took 'abc' and only failed later, its bootstrap timing out."""
     kafka = secured(tmp_path, kafka_client_properties={"request.timeout.ms": value}).kafka
     for client in (KafkaConsumer, KafkaProducer, KafkaAdminClient):
-        with pytest.raises(ClientPropertyError, match=r"^request\.timeout\.ms=.* must be a number$"):
+        with pytest.raises(
+            ClientPropertyError, match=r"^request\.timeout\.ms=.* must be a number from -1 to 2147483647$"
+        ):
             client_kwargs(kafka, client, client_id="c")
 
 
 def test_kafka_python_takes_a_number_property_given_as_text_as_the_number(tmp_path: Path) -> None:
-    properties = {"request.timeout.ms": "45000", "retry.backoff.ms": 250, "compression.type": "gzip"}
+    properties = {"request.timeout.ms": "45000", "retry.backoff.ms": 250, "compression.type": "gzip",
+                  "metadata.max.age.ms": "-1"}  # fmt: skip
     kafka = secured(tmp_path, kafka_client_properties=properties).kafka
     kw = kafka_python_config(kafka.producer_config(client_id="p"), KafkaProducer)
     assert (kw["request_timeout_ms"], kw["retry_backoff_ms"], kw["compression_type"]) == (45000, 250, "gzip")
+    assert kw["metadata_max_age_ms"] == -1
+
+
+def test_the_state_restore_reader_refuses_a_property_librdkafka_refuses_as_a_setting(tmp_path: Path) -> None:
+    """Retried as an outage, consume logged 'could not read ...state' without end."""
+    from consumer.adapters.confluent.changelog import ConfluentChangelog
+
+    kafka = secured(tmp_path, kafka_client_properties={"topic.metadata.refresh.interval.ms": -5}).kafka
+    with pytest.raises(ClientPropertyError, match=r"topic\.metadata\.refresh\.interval\.ms"):
+        ConfluentChangelog(kafka, "in.state").read(0)

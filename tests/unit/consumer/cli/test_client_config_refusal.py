@@ -96,5 +96,5 @@ def test_a_number_property_given_as_text_is_refused_in_one_line_before_any_broke
         assert main(argv) == EXIT_USAGE
         assert capsys.readouterr().err == (
             f"stockwatch {argv[0]}: a Kafka client refused its configuration (request.timeout.ms='abc' must be "
-            "a number): check the values of STOCKWATCH_KAFKA_CLIENT_PROPERTIES\n"
+            "a number from -1 to 2147483647): check the values of STOCKWATCH_KAFKA_CLIENT_PROPERTIES\n"
         )
