@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Mapping
+from typing import Any
 
 from pydantic_core import PydanticCustomError
 
@@ -17,6 +18,7 @@ __all__ = [
     "distinct_topics",
     "lease_limits",
     "mongo_db_name",
+    "property_values",
     "topic_name",
     "topic_template",
 ]
@@ -111,6 +113,18 @@ def mongo_db_name(value: str) -> str:
         raise ValueError(f"a MongoDB database name is ASCII letters, digits, '_' and '-' only (not {bad!a})")
     if len(value.encode()) > _DB_NAME_BYTES:
         raise ValueError(f"a MongoDB database name is at most {_DB_NAME_BYTES} bytes long")
+    return value
+
+
+def property_values(value: Any) -> Any:
+    """One line for a client property whose value is no text, number or boolean (null, a list, an
+    object): the union type alone said it four times, once per type it is not."""
+    if isinstance(value, Mapping):
+        for name, v in value.items():
+            if not isinstance(v, str | int | float | bool):
+                raise ValueError(
+                    f"the value of {name!r} must be text, a number or true/false (got {type(v).__name__})"
+                )
     return value
 
 

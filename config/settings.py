@@ -304,6 +304,11 @@ class Settings(BaseSettings, ContextFields):
     def _mongo_db(cls, value: str) -> str:
         return checks.mongo_db_name(value)
 
+    @field_validator("kafka_client_properties", mode="before")
+    @classmethod
+    def _property_values(cls, value: Any) -> Any:
+        return checks.property_values(value)
+
     @field_validator("state_changelog_topic")
     @classmethod
     def _topic_template(cls, value: str) -> str:

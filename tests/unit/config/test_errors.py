@@ -290,3 +290,14 @@ def test_a_bad_database_name_exits_2_in_one_line_without_the_uri_password(
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("stockwatch: STOCKWATCH_MONGO_DB: ") and "mongo-pass-word" not in line
     assert Settings(mongo_db="shop_eu-2").mongo.db == "shop_eu-2"
+
+
+@pytest.mark.parametrize(("value", "kind"), [("null", "NoneType"), ("[1]", "list"), ('{"a": 1}', "dict")])
+def test_a_client_property_that_is_no_text_number_or_boolean_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, value: str, kind: str
+) -> None:
+    (found,) = problems(monkeypatch, STOCKWATCH_KAFKA_CLIENT_PROPERTIES=f'{{"request.timeout.ms": {value}}}')
+    assert found.startswith(
+        "STOCKWATCH_KAFKA_CLIENT_PROPERTIES: the value of 'request.timeout.ms' must be text, a number or "
+        f"true/false (got {kind})"
+    )
