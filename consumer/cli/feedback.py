@@ -57,7 +57,7 @@ def register(subparsers: Subparsers, common: argparse.ArgumentParser) -> None:
     fb.add_argument("label", choices=[label.value for label in FeedbackLabel], help="what the analyst found")
     fb.add_argument("--note", default=None, help="free text kept with the label")
     # `--suppress-for -5d` must reach the duration check, not stop at argparse's "expected one argument"
-    fb._negative_number_matcher = re.compile(r"^-\d+(\.\d+)?[smhdw]?$|^-\d*\.\d+$")
+    fb._negative_number_matcher = re.compile(r"^-([0-9.]|inf|nan)", re.IGNORECASE)
     fb.add_argument(
         "--suppress-for",
         default=None,

@@ -35,6 +35,8 @@ def _hermetic_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
         (["--suppress-for", "-90"], f"the duration '-90' must not be negative{LIKE}"),
         (["--suppress-for", "400d"], "the duration '400d' must be at most 366d"),  # not "suppress_for_s: ..."
         (["--suppress-for", "5x"], f"cannot read the duration '5x'{LIKE}"),
+        (["--suppress-for", "-1e9"], f"cannot read the duration '-1e9'{LIKE}"),  # argparse's usage before
+        (["--suppress-for", "-inf"], f"cannot read the duration '-inf'{LIKE}"),
     ],
 )
 def test_a_negative_or_too_long_duration_is_one_line_naming_the_flag(
