@@ -304,6 +304,11 @@ class Settings(BaseSettings, ContextFields):
     def _mongo_db(cls, value: str) -> str:
         return checks.mongo_db_name(value)
 
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: Any) -> Any:
+        return None if value == "" else value  # `VAR=` in an env file means unset, not the directory "."
+
     @field_validator("kafka_client_properties", mode="before")
     @classmethod
     def _property_values(cls, value: Any) -> Any:

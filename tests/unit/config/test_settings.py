@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from config import DEFAULT_CONFIG_FILE, Settings, SettingsError, TopicSettings
+from config import DEFAULT_CONFIG_FILE, Settings, SettingsError, TopicSettings, load_settings
 from config.groups import Slice
 from config.kafka_security import KafkaSecurity
 
@@ -206,3 +206,15 @@ def test_a_topic_kafka_would_refuse_is_refused_at_start_up(field: str, bad: str)
         return
     with pytest.raises(ValidationError, match=field):
         Settings(**{field: bad})
+
+
+def test_an_empty_tls_file_variable_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It was the directory ".", so PLAINTEXT was refused as 'TLS files are given'."""
+    for name in ("CAFILE", "CERTFILE", "KEYFILE"):
+        monkeypatch.setenv(f"STOCKWATCH_KAFKA_SSL_{name}", "")
+    settings = load_settings()
+    assert (settings.kafka_ssl_cafile, settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile) == (
+        None,
+        None,
+        None,
+    )
