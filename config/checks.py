@@ -17,6 +17,7 @@ __all__ = [
     "conflict",
     "distinct_topics",
     "lease_limits",
+    "mongo_collection_name",
     "mongo_db_name",
     "property_values",
     "topic_name",
@@ -37,6 +38,7 @@ _NOT_TOPIC_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 _TEMPLATE_FIELDS = frozenset({"group_id", "input_topic"})
 _DB_NAME = re.compile(r"[A-Za-z0-9_-]+")  # what both MongoDB and FerretDB accept (FerretDB: only these)
 _DB_NAME_BYTES = 63  # MongoDB: "fewer than 64"
+_COLLECTION_BYTES = 190  # with the longest database name, within MongoDB's 255-byte namespace
 
 
 def conflict(message: str, *fields: str) -> PydanticCustomError:
@@ -113,6 +115,20 @@ def mongo_db_name(value: str) -> str:
         raise ValueError(f"a MongoDB database name is ASCII letters, digits, '_' and '-' only (not {bad!a})")
     if len(value.encode()) > _DB_NAME_BYTES:
         raise ValueError(f"a MongoDB database name is at most {_DB_NAME_BYTES} bytes long")
+    return value
+
+
+def mongo_collection_name(value: str) -> str:
+    """``value`` if MongoDB accepts it as a collection name (refused only at the first operation,
+    which then looked like an unavailable Mongo)."""
+    if not value:
+        raise ValueError("must name a collection")
+    if "$" in value or "\x00" in value:
+        raise ValueError("a MongoDB collection name cannot contain '$' or NUL")
+    if value.startswith("system."):
+        raise ValueError("names starting with 'system.' are MongoDB's own collections")
+    if len(value.encode()) > _COLLECTION_BYTES:
+        raise ValueError(f"a MongoDB collection name is at most {_COLLECTION_BYTES} bytes long")
     return value
 
 

@@ -304,6 +304,11 @@ class Settings(BaseSettings, ContextFields):
     def _mongo_db(cls, value: str) -> str:
         return checks.mongo_db_name(value)
 
+    @field_validator("mongo_collection", "retrain_flagged_collection")
+    @classmethod
+    def _mongo_collection(cls, value: str) -> str:
+        return checks.mongo_collection_name(value)
+
     @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", mode="before")
     @classmethod
     def _unset_when_empty(cls, value: Any) -> Any:

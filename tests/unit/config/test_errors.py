@@ -301,3 +301,19 @@ def test_a_client_property_that_is_no_text_number_or_boolean_is_one_line(
         "STOCKWATCH_KAFKA_CLIENT_PROPERTIES: the value of 'request.timeout.ms' must be text, a number or "
         f"true/false (got {kind})"
     )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("STOCKWATCH_MONGO_COLLECTION", "", "must name a collection"),
+        ("STOCKWATCH_MONGO_COLLECTION", "inv$entory", "a MongoDB collection name cannot contain '$' or NUL"),
+        ("STOCKWATCH_RETRAIN_FLAGGED_COLLECTION", "system.users", "names starting with 'system.' are"),
+        ("STOCKWATCH_MONGO_COLLECTION", "c" * 191, "a MongoDB collection name is at most 190 bytes"),
+    ],
+)
+def test_a_collection_name_mongo_would_refuse_is_refused_when_settings_are_read(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, says: str
+) -> None:
+    (found,) = problems(monkeypatch, **{variable: value})
+    assert found.startswith(f"{variable}: {says}")
