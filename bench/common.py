@@ -49,7 +49,7 @@ def security_config() -> dict[str, Any]:
 
 def kafka_kwargs(client: type, **explicit: Any) -> dict[str, Any]:
     """kafka-python keywords of ``client``: :func:`security_config` under its names, then ``explicit``."""
-    from consumer.adapters.kafka.source import kafka_python_config
+    from consumer.adapters.kafka.client_config import kafka_python_config
 
     return {**kafka_python_config(security_config(), client), **explicit}
 

@@ -15,8 +15,8 @@ from kafka import KafkaProducer
 
 from config.settings import Settings
 from consumer.adapters.kafka import AtLeastOnceSink, DeliveryFailedError, TransactionalSink
+from consumer.adapters.kafka.client_config import kafka_python_config
 from consumer.adapters.kafka.fast_send import fast_enqueue
-from consumer.adapters.kafka.source import kafka_python_config
 from consumer.ports import OutputRecord
 from tests.integration.test_consume import committed, read_topic
 from tests.integration.test_eos_refused import Member

@@ -10,7 +10,7 @@ from typing import Any
 
 from config.kafka import KafkaSettings
 from consumer.adapters.kafka import bounded_codecs
-from consumer.adapters.kafka.source import kafka_python_config
+from consumer.adapters.kafka.client_config import kafka_python_config
 
 __all__ = ["Broker", "address", "client_kwargs"]
 

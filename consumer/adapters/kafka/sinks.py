@@ -22,13 +22,13 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from config.kafka import KafkaSettings
+from consumer.adapters.kafka.client_config import kafka_python_config
 from consumer.adapters.kafka.send_outputs import FirstFailures, send_all
 from consumer.adapters.kafka.source import (
     DeliveryFailedError,
     KafkaSource,
     OffsetCommitError,
     _tp_offsets,
-    kafka_python_config,
     membership_error,
 )
 from consumer.adapters.kafka.transactions import Deadlines, TransactionStuckError

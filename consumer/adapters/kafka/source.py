@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
@@ -22,11 +21,10 @@ from kafka.errors import (
 from kafka.structs import MemberState, OffsetAndMetadata
 
 from config.kafka import KafkaSettings
-from config.kafka_security import KAFKA_PYTHON_NAMES
 from consumer.adapters.kafka.bounded_codecs import install, skip_past
+from consumer.adapters.kafka.client_config import kafka_python_config
 from consumer.adapters.kafka.unread_batches import UnreadBatchError
 from consumer.ports import (
-    ClientPropertyError,
     DeliveryError,
     FencedInstanceError,
     Offsets,
@@ -42,7 +40,6 @@ _SYNC_COMMIT_TIMEOUT_MS = 10_000  # a synchronous commit never blocks the loop l
 # member's session expires) waited for it, up to the request timeout: a --timeout overrun of ~30 s.
 _CLOSE_TIMEOUT_MS = 3_000
 _ASYNC_COMMIT_STALE_S = 10.0  # an async commit without a callback this long is not waited for
-_DROPPED: set[tuple[str, str]] = set()  # (client class, property) already warned about
 
 
 class OffsetCommitError(DeliveryError):
@@ -51,48 +48,6 @@ class OffsetCommitError(DeliveryError):
 
 class DeliveryFailedError(DeliveryError):
     """A batch's outputs or commit did not go through; nothing of it counts as consumed."""
-
-
-def kafka_python_config(config: Mapping[str, Any], client: type = KafkaConsumer) -> dict[str, Any]:
-    """The property names of :class:`config.KafkaSettings`' configs as ``client``'s keywords.
-
-    kafka-python refuses keywords it does not know: a property (from kafka_client_properties)
-    that this kind of client lacks is left out, and said once at WARNING.
-    """
-    out = {}
-    defaults: Mapping[str, Any] = getattr(client, "DEFAULT_CONFIG", {})
-    for name, value in config.items():
-        keyword = KAFKA_PYTHON_NAMES.get(name, name.replace(".", "_"))
-        if name == "ssl.endpoint.identification.algorithm":
-            out["ssl_check_hostname"] = value == "https"
-        elif keyword in defaults:
-            out[keyword] = _typed(name, value, defaults[keyword])
-        elif (client.__name__, name) not in _DROPPED:
-            _DROPPED.add((client.__name__, name))
-            log.warning("kafka-python's %s has no property %s: not applied to it", client.__name__, name)
-    return out
-
-
-_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
-_MIN_INT, _MAX_INT = -1, 2**31 - 1  # librdkafka's properties are 32-bit; -1 is "off" for the few that have it
-
-
-def _typed(name: str, value: Any, default: Any) -> Any:
-    """``value`` of property ``name`` as a number where kafka-python's default is one: decimal text
-    such as "5000" (librdkafka takes it) becomes 5000; anything else, or a number outside
-    librdkafka's 32-bit range, is refused now: as given, a client would only fail later (a
-    bootstrap timing out, the state's restore reader retried without end)."""
-    numeric = (
-        isinstance(default, int | float) and not isinstance(default, bool) and name != "acks"
-    )  # or "all"
-    if not numeric:
-        return value
-    number: Any = value
-    if isinstance(value, str) and _DECIMAL.fullmatch(value):  # librdkafka reads "1e9" as 1: no exponents
-        number = float(value) if "." in value else int(value)
-    if isinstance(number, int | float) and not isinstance(number, bool) and _MIN_INT <= number <= _MAX_INT:
-        return number
-    raise ClientPropertyError(f"{name}={value!r} must be a number from {_MIN_INT} to {_MAX_INT}")
 
 
 # A commit refused with one of these: the group went on without this member (see StaleMemberError).

@@ -19,8 +19,8 @@ from kafka.errors import (
 
 from config.kafka import KafkaSettings
 from consumer.adapters.kafka.bounded_codecs import install, poll_skipping
+from consumer.adapters.kafka.client_config import kafka_python_config
 from consumer.adapters.kafka.connect import Broker, address, client_kwargs
-from consumer.adapters.kafka.source import kafka_python_config
 from consumer.ports import KafkaUnavailableError
 from consumer.wire.control import message_is_signed
 

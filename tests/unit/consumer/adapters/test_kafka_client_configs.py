@@ -10,8 +10,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from config import Settings
 from consumer.adapters.confluent.source import consumer_config, librdkafka_config
+from consumer.adapters.kafka.client_config import kafka_python_config
 from consumer.adapters.kafka.connect import client_kwargs
-from consumer.adapters.kafka.source import kafka_python_config
 from consumer.ports import ClientPropertyError
 
 
