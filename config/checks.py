@@ -1,16 +1,24 @@
-"""The cross-field rules of the settings; a conflict names every field involved (for the loader's message)."""
+"""The rules of the settings: checks of single fields (and their annotated types, at the end) and the
+cross-field rules; a conflict names every field involved (for the loader's message)."""
 
 from __future__ import annotations
 
 import re
 import string
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
+from pydantic import AfterValidator, BeforeValidator
 from pydantic_core import PydanticCustomError
 
 __all__ = [
     "TOPIC_FIELDS",
+    "ClientProperties",
+    "MongoCollectionName",
+    "MongoDbName",
+    "OptionalFile",
+    "TopicTemplate",
     "changelog_apart",
     "changelog_topic",
     "client_limits",
@@ -174,3 +182,14 @@ def distinct_topics(input_topic: str, outputs: Mapping[str, str]) -> None:
         raise conflict(
             f"input_topic {input_topic!r} must differ from every output topic", "input_topic", *clash
         )
+
+
+def _unset_when_empty(value: Any) -> Any:
+    return None if value == "" else value  # `VAR=` in an env file means unset, not the directory "."
+
+
+MongoDbName = Annotated[str, AfterValidator(mongo_db_name)]
+MongoCollectionName = Annotated[str, AfterValidator(mongo_collection_name)]
+TopicTemplate = Annotated[str, AfterValidator(topic_template)]
+OptionalFile = Annotated[Path | None, BeforeValidator(_unset_when_empty)]
+ClientProperties = Annotated[dict[str, str | int | float | bool], BeforeValidator(property_values)]

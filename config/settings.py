@@ -53,8 +53,8 @@ class Settings(BaseSettings, ContextFields):
         description="How long a command waits to reach Kafka at start-up before it gives up.",
     )
     mongo_uri: str = "mongodb://127.0.0.1:27017"
-    mongo_db: str = "warehouse"
-    mongo_collection: str = "inventory"
+    mongo_db: checks.MongoDbName = "warehouse"
+    mongo_collection: checks.MongoCollectionName = "inventory"
 
     # --- topics ---
     input_topic: str = "inventory.stock-updates"
@@ -181,7 +181,7 @@ class Settings(BaseSettings, ContextFields):
         description="/readyz fails (stockwatch_partition_stalled = 1) when a partition with work pending "
         "has not committed for this long.",
     )
-    state_changelog_topic: str = Field(
+    state_changelog_topic: checks.TopicTemplate = Field(
         default="{group_id}.{input_topic}.state",
         description=groups.HELP["state_changelog_topic"],
     )
@@ -215,15 +215,17 @@ class Settings(BaseSettings, ContextFields):
     )
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_cafile: Path | None = Field(
+    kafka_ssl_cafile: checks.OptionalFile = Field(
         default=None, description="PEM CA bundle the broker's certificate is checked against (SSL, SASL_SSL)."
     )
-    kafka_ssl_certfile: Path | None = Field(default=None, description="PEM client certificate (mutual TLS).")
-    kafka_ssl_keyfile: Path | None = Field(default=None, description="PEM key of kafka_ssl_certfile.")
+    kafka_ssl_certfile: checks.OptionalFile = Field(
+        default=None, description="PEM client certificate (mutual TLS)."
+    )
+    kafka_ssl_keyfile: checks.OptionalFile = Field(default=None, description="PEM key of kafka_ssl_certfile.")
     kafka_ssl_check_hostname: bool = Field(
         default=True, description="Check that the broker's certificate names the host connected to."
     )
-    kafka_client_properties: dict[str, str | int | float | bool] = Field(
+    kafka_client_properties: checks.ClientProperties = Field(
         default_factory=dict,
         description="Further client properties (librdkafka's names; a JSON object in the environment, a "
         "TOML table in the file) for every client of both transports (README 'Kafka security').",
@@ -248,7 +250,7 @@ class Settings(BaseSettings, ContextFields):
         default=0.1, gt=0, le=0.5, description=groups.HELP["retrain_contamination"]
     )
     retrain_exclude_flagged: bool = Field(default=True, description=groups.HELP["retrain_exclude_flagged"])
-    retrain_flagged_collection: str = Field(
+    retrain_flagged_collection: checks.MongoCollectionName = Field(
         default="anomalies", description=groups.HELP["retrain_flagged_collection"]
     )
     retrain_exclude_filter: str | None = Field(
@@ -298,31 +300,6 @@ class Settings(BaseSettings, ContextFields):
     @classmethod
     def _topic_name(cls, value: str | None, info: ValidationInfo) -> str | None:
         return checks.topic_name(value, may_be_empty=info.field_name == "decisions_topic")  # "": unset
-
-    @field_validator("mongo_db")
-    @classmethod
-    def _mongo_db(cls, value: str) -> str:
-        return checks.mongo_db_name(value)
-
-    @field_validator("mongo_collection", "retrain_flagged_collection")
-    @classmethod
-    def _mongo_collection(cls, value: str) -> str:
-        return checks.mongo_collection_name(value)
-
-    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", mode="before")
-    @classmethod
-    def _unset_when_empty(cls, value: Any) -> Any:
-        return None if value == "" else value  # `VAR=` in an env file means unset, not the directory "."
-
-    @field_validator("kafka_client_properties", mode="before")
-    @classmethod
-    def _property_values(cls, value: Any) -> Any:
-        return checks.property_values(value)
-
-    @field_validator("state_changelog_topic")
-    @classmethod
-    def _topic_template(cls, value: str) -> str:
-        return checks.topic_template(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
