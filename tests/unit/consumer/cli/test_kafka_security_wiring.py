@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -17,13 +16,7 @@ PASSWORD = "sasl-pass-word-1234"
 
 
 @pytest.fixture(autouse=True)
-def _sasl_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    for name in list(os.environ):
-        if name.startswith("STOCKWATCH_"):
-            monkeypatch.delenv(name)
-    (tmp_path / "empty.toml").touch()
-    monkeypatch.setenv("STOCKWATCH_CONFIG", str(tmp_path / "empty.toml"))
-    monkeypatch.setenv("STOCKWATCH_KAFKA_BOOTSTRAP", "127.0.0.1:1")
+def _sasl_settings(no_broker: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STOCKWATCH_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
     monkeypatch.setenv("STOCKWATCH_KAFKA_SASL_MECHANISM", "PLAIN")
     monkeypatch.setenv("STOCKWATCH_KAFKA_SASL_USERNAME", "svc")

@@ -3,9 +3,6 @@ flag, before any broker is asked (the bootstrap is a closed port: exit 1 without
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
 import pytest
 
 from consumer.cli import main
@@ -16,13 +13,7 @@ LIKE = " (like 90s, 15m, 1h, 7d, 2w)"
 
 
 @pytest.fixture(autouse=True)
-def _hermetic_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    for name in list(os.environ):
-        if name.startswith("STOCKWATCH_"):
-            monkeypatch.delenv(name)
-    (tmp_path / "empty.toml").touch()
-    monkeypatch.setenv("STOCKWATCH_CONFIG", str(tmp_path / "empty.toml"))
-    monkeypatch.setenv("STOCKWATCH_KAFKA_BOOTSTRAP", "127.0.0.1:1")
+def _hermetic_settings(no_broker: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STOCKWATCH_KAFKA_BOOTSTRAP_TIMEOUT_S", "1")
 
 
