@@ -138,6 +138,9 @@ class FakeSink:
 
     def interrupt(self) -> None: ...
 
+    def discard(self) -> bool:
+        return False
+
     def commit(self, offsets: Mapping[tuple[str, int], int], source: Any, *, sync: bool) -> None:
         # the rule: a commit never passes an offset whose batch was not acknowledged (yet)
         covered = 0

@@ -154,7 +154,8 @@ class ScoringService:
                 if polled:
                     self._handle(polled, model, stats)
                 with self.membership.waiting():  # for acknowledgements, commits: no freeze
-                    self._settle(stats, block=False)
+                    # exactly-once and no input: the open transaction commits now, not at the next batch
+                    self._settle(stats, block=self.exactly_once and not polled)
                     if not polled and not self.ledger.pending and self.ledger.needs_sync():
                         self.commits.idle()
         except FencedInstanceError as exc:
@@ -264,12 +265,19 @@ class ScoringService:
             return
         if settled.acked:
             self.commits.commit(self.ledger.committable(), sync=True)
+        if isinstance(
+            settled.error, StaleMemberError | FencedInstanceError
+        ):  # a transaction's offsets refused
+            if self.state is not None:
+                self.state.rewound(to_committed=settled.rewind)  # its state changes never happened
+            self.membership.check(settled.error)
+            return
         refused = False
         for batch in settled.failed:  # remember every refused output, not only the first batch's
             error = batch.delivery.error() if batch.delivery.done() else None
             if isinstance(error, DeliveryError):
                 refused = self.poison.note(batch.item.outputs, error.failures) or refused
-        self._rewind(settled.rewind, settled.error, stats, from_committed=False, at_once=refused)
+        self._rewind(settled.rewind, settled.error, stats, from_committed=self.exactly_once, at_once=refused)
 
     def _settle_for_revocation(self) -> bool:
         """Partitions are being revoked (inside a poll): settle and count the batches in flight, and
@@ -285,10 +293,15 @@ class ScoringService:
             self.metrics.count_batch(result, decisions=bool(self.config.decisions_topic))
             self._stats.add(result)
         if settled.error is not None:
-            self._rewind(settled.rewind, settled.error, self._stats, from_committed=False, at_once=True)
+            self._rewind(
+                settled.rewind, settled.error, self._stats, from_committed=self.exactly_once, at_once=True
+            )
         return self.commits.flush_now()
 
     def _forget(self, partitions: Sequence[TopicPart]) -> None:
+        # a revocation settled (so committed) its batches first; lost partitions or a re-join abort them
+        if self.sink.discard() and self.state is not None:
+            self.state.rewound(to_committed=partitions)  # their state changes never happened
         self.ledger.forget(partitions)
         self.poison.forget(list(partitions))
 

@@ -66,7 +66,7 @@ def build_service(
         from consumer.adapters.mongo import AnomalyAudit
 
         audit = AnomalyAudit.from_settings(settings.mongo)
-    source, sink = _transport(kafka)
+    source, sink = _transport(kafka, scoring.commit_interval_ms / 1000)
     return ScoringService(
         source=source,
         sink=sink,
@@ -193,8 +193,8 @@ def _changelog(kafka: KafkaSettings, topic: str) -> StateChangelog:
     return ConfluentChangelog(kafka, topic, ensure=ChangelogPartitions(kafka, topic))
 
 
-def _transport(kafka: KafkaSettings) -> tuple[Source, Sink]:
-    """The input and output adapters of ``kafka.client``."""
+def _transport(kafka: KafkaSettings, interval_s: float) -> tuple[Source, Sink]:
+    """The input and output adapters of ``kafka.client`` (``interval_s``: the commit interval)."""
     if kafka.client == "confluent-kafka":
         try:
             from consumer.adapters.confluent import ConfluentSource, make_confluent_sink
@@ -205,10 +205,10 @@ def _transport(kafka: KafkaSettings) -> tuple[Source, Sink]:
                 "STOCKWATCH_KAFKA_CLIENT=confluent-kafka needs confluent-kafka: "
                 "pip install 'stockwatch[confluent]'"
             ) from exc
-        return ConfluentSource(kafka), make_confluent_sink(kafka)
+        return ConfluentSource(kafka), make_confluent_sink(kafka, interval_s=interval_s)
     from consumer.adapters.kafka import KafkaSource, make_sink
 
-    return KafkaSource(kafka), make_sink(kafka)
+    return KafkaSource(kafka), make_sink(kafka, interval_s=interval_s)
 
 
 GC_THRESHOLDS: Final = (20_000, 20, 10)  # young collection every 20k allocations (CPython's: 700, 10, 10)

@@ -62,7 +62,7 @@ def outputs(topics: dict[str, str], offset: int, dead_letter_bytes: int) -> list
 def publish(
     sink: TransactionalSink, batch: list[OutputRecord], offsets: dict[Any, int], member: Member
 ) -> Any:
-    """``sink.publish`` in a thread: the error it raised (None), or a failure when it hangs."""
+    """``sink.publish`` in a thread: the error its delivery reports (None), or a failure when it hangs."""
     got: list[Any] = []
     thread = threading.Thread(target=lambda: got.append(_call(sink, batch, offsets, member)), daemon=True)
     thread.start()
@@ -72,11 +72,9 @@ def publish(
 
 
 def _call(sink: TransactionalSink, batch: list[OutputRecord], offsets: dict[Any, int], member: Member) -> Any:
-    try:
-        sink.publish(batch, offsets, member)  # type: ignore[arg-type]
-    except DeliveryFailedError as exc:
-        return exc
-    return None
+    delivery = sink.publish(batch, offsets, member)  # type: ignore[arg-type]
+    delivery.wait()
+    return delivery.error()
 
 
 def test_a_refused_dead_letter_aborts_and_the_reduced_retry_commits(

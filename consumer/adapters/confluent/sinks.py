@@ -28,7 +28,8 @@ from consumer.adapters.confluent.source import (
     librdkafka_config,
     membership_error,
 )
-from consumer.ports import Delivered, DeliveryError, Offsets, OutputFailure, OutputRecord
+from consumer.adapters.spans import Span, SpanDelivery
+from consumer.ports import DeliveryError, Offsets, OutputFailure, OutputRecord
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,10 @@ class ConfluentAtLeastOnceSink:
     def interrupt(self) -> None:
         """Nothing to cut short: publish only enqueues."""
 
+    def discard(self) -> bool:
+        """No transaction: every batch published is sent (a dropped one's offsets are never committed)."""
+        return False
+
     def flush(self, timeout_s: float | None = None) -> None:
         """Send everything buffered and wait for the acknowledgements."""
         self._producer.flush(-1 if timeout_s is None else timeout_s)
@@ -186,15 +191,18 @@ class ConfluentAtLeastOnceSink:
 
 
 class ConfluentTransactionalSink:
-    """One Kafka transaction per batch: outputs + consumed offsets, all or nothing."""
+    """Exactly-once: the outputs and consumed offsets of the batches of one transaction, all or
+    nothing; a transaction spans the batches of ``interval_s`` (:mod:`consumer.adapters.spans`)."""
 
-    def __init__(self, kafka: KafkaSettings) -> None:
+    def __init__(self, kafka: KafkaSettings, *, interval_s: float = 0.0) -> None:
         self._config = {
             "retry.backoff.ms": _TXN_RETRY_BACKOFF_MS,
             **producer_config(kafka.transactional_producer_config(client_id="stockwatch-consume-tx"), kafka),
         }
         self.transactional_id: str = self._config["transactional.id"]
+        self.interval_s = interval_s
         self._stopping = False
+        self._span: Span | None = None  # the open transaction
         self._producer: Producer | None = self._new_producer()
 
     def _timeout(self) -> float:
@@ -212,56 +220,95 @@ class ConfluentTransactionalSink:
 
     def publish(
         self, outputs: Sequence[OutputRecord], offsets: Offsets, source: ConfluentSource
-    ) -> Delivered:
-        """Commit outputs and offsets in one transaction; on any error abort and raise."""
-        if self._producer is None:  # a replacement failed (broker down): try again now
-            try:
-                self._producer = self._new_producer()
-            except KafkaException as exc:
-                raise ConfluentDeliveryError(f"no transactional producer: {exc!r}") from exc
-        producer = self._producer
+    ) -> SpanDelivery:
+        """Add outputs and offsets to the open transaction (begun here if none is); it commits when
+        due or waited for. A failure aborts it: every batch of it fails (see the handle)."""
         failed: list[tuple[int, KafkaError]] = []
 
         def on_delivery(index: int, err: KafkaError | None, _message: Message | None) -> None:
             if err is not None:
                 failed.append((index, err))
 
+        span = self._span
+        opening = span is None
+        if span is None:
+            span = self._span = Span(partial(self._end, source))
+        delivery = SpanDelivery(span, partial(_failures, failed))
         try:
-            producer.begin_transaction()
-            _produce_all(producer, outputs, on_delivery)
+            if opening:
+                self._ready().begin_transaction()
+            _produce_all(self._ready(), outputs, on_delivery)
             if failed:  # refused before sending: the transaction must not commit without it
                 raise KafkaException(failed[0][1])
+        except KafkaException as exc:
+            self._span = None
+            span.fail(self._aborted(exc))
+            return delivery
+        except ConfluentDeliveryError as exc:  # no producer
+            self._span = None
+            span.fail(exc)
+            return delivery
+        span.add(offsets)
+        if span.due(self.interval_s):
+            span.end()
+        return delivery
+
+    def _ready(self) -> Producer:
+        if self._producer is None:  # a replacement failed (broker down): try again now
+            try:
+                self._producer = self._new_producer()
+            except KafkaException as exc:
+                raise ConfluentDeliveryError(f"no transactional producer: {exc!r}") from exc
+        return self._producer
+
+    def _end(self, source: ConfluentSource, offsets: dict[tuple[str, int], int]) -> None:
+        """Send the offsets into the open transaction and commit it; on any error abort and raise."""
+        self._span = None
+        try:
+            producer = self._ready()
             positions = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
             producer.send_offsets_to_transaction(positions, source.group_metadata(), self._timeout())
-            self._commit_transaction()
+            self._commit_transaction(producer)
         except KafkaException as exc:
-            self._recover(exc)
-            refused = membership_error(exc.args[0] if exc.args else None)  # stale offsets: re-join
-            if refused is not None:
-                raise refused from exc
-            raise ConfluentDeliveryError(repr(exc), failures=_failures(failed)) from exc
-        if failed:  # cannot happen after a successful commit; kept as a guard
-            raise ConfluentDeliveryError(f"{len(failed)} outputs failed inside a committed transaction")
-        return Delivered()
+            raise self._aborted(exc) from exc
 
-    def _commit_transaction(self) -> None:
+    def _aborted(self, exc: KafkaException) -> DeliveryError:
+        """Abort (or replace the producer); the error the transaction's batches fail with."""
+        self._recover(exc)
+        refused = membership_error(exc.args[0] if exc.args else None)  # stale offsets: re-join
+        return refused if refused is not None else ConfluentDeliveryError(repr(exc))
+
+    def _commit_transaction(self, producer: Producer) -> None:
         """Commit; a retriable error (e.g. a coordinator moving) is retried until the deadline."""
         deadline = time.monotonic() + self._timeout()
-        assert self._producer is not None
         while True:
             try:  # every attempt within the one deadline: the whole commit is bounded
-                self._producer.commit_transaction(max(0.1, deadline - time.monotonic()))
+                producer.commit_transaction(max(0.1, deadline - time.monotonic()))
                 return
             except KafkaException as exc:
                 error = exc.args[0]
                 if not error.retriable() or time.monotonic() >= deadline:
                     raise
 
+    def discard(self) -> bool:
+        """The loop dropped the open transaction's batches (lost partitions, a re-join): abort it
+        (True: one was open)."""
+        span, self._span = self._span, None
+        if span is None or span.ended:
+            return False
+        span.fail(ConfluentDeliveryError("transaction aborted: its batches were dropped"))
+        if self._producer is not None:
+            try:
+                self._producer.abort_transaction(self._timeout())
+            except KafkaException as exc:
+                self._recover(exc)
+        return True
+
     def commit(self, offsets: Offsets, source: ConfluentSource, *, sync: bool) -> None:
-        """Nothing to do: the offsets were committed inside the transaction."""
+        """Nothing to do: the offsets are committed inside the transaction."""
 
     def flush(self, timeout_s: float | None = None) -> None:
-        """Nothing buffered between transactions."""
+        """Nothing buffered outside the transaction."""
 
     def _recover(self, exc: KafkaException) -> None:
         error = exc.args[0] if exc.args else None
@@ -283,12 +330,18 @@ class ConfluentTransactionalSink:
             log.warning("no transactional producer for now (%r); retried with the next batch", init_exc)
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """No transaction is open between batches: nothing to send (librdkafka frees the producer
-        with the object)."""
+        """Abort a transaction left open (the loop settles, so commits, what it keeps); librdkafka
+        frees the producer with the object."""
+        self._stopping = True  # never a new producer now: it would fence an instance taking over
+        self.discard()
         if self._producer is not None:
             self._producer.flush(timeout_s)
 
 
-def make_confluent_sink(kafka: KafkaSettings) -> ConfluentAtLeastOnceSink | ConfluentTransactionalSink:
-    """The sink for ``kafka.delivery``."""
-    return ConfluentTransactionalSink(kafka) if kafka.exactly_once else ConfluentAtLeastOnceSink(kafka)
+def make_confluent_sink(
+    kafka: KafkaSettings, *, interval_s: float = 0.0
+) -> ConfluentAtLeastOnceSink | ConfluentTransactionalSink:
+    """The sink for ``kafka.delivery`` (``interval_s``: how long a transaction spans batches)."""
+    if kafka.exactly_once:
+        return ConfluentTransactionalSink(kafka, interval_s=interval_s)
+    return ConfluentAtLeastOnceSink(kafka)

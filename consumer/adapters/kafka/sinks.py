@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from kafka import KafkaProducer
@@ -32,7 +33,8 @@ from consumer.adapters.kafka.source import (
     membership_error,
 )
 from consumer.adapters.kafka.transactions import Deadlines, TransactionStuckError
-from consumer.ports import Delivered, Offsets, OutputRecord
+from consumer.adapters.spans import Span, SpanDelivery
+from consumer.ports import DeliveryError, Offsets, OutputRecord
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,10 @@ class AtLeastOnceSink:
     def interrupt(self) -> None:
         """Nothing to cut short: publish only enqueues."""
 
+    def discard(self) -> bool:
+        """No transaction: every batch published is sent (a dropped one's offsets are never committed)."""
+        return False
+
     def flush(self, timeout_s: float | None = None) -> None:
         """Send everything buffered and wait for the acknowledgements."""
         self._producer.flush(timeout=timeout_s)
@@ -124,21 +130,26 @@ class AtLeastOnceSink:
 
 
 class TransactionalSink:
-    """One Kafka transaction per batch: outputs + consumed offsets, all or nothing.
+    """Exactly-once: the outputs and consumed offsets of the batches of one transaction, all or
+    nothing; a transaction spans the batches of ``interval_s`` (:mod:`consumer.adapters.spans`).
 
     Every transactional call is bounded (:mod:`.transactions`). After any failure the producer is
     replaced, not reused: kafka-python keeps a refused record's sequence number, so the next
     transaction to that partition would fail out of sequence and wedge the commit. The new
     producer's ``init_transactions`` (same transactional id) fences the old one and aborts its
-    transaction; the loop retries the batch from the committed offsets.
+    transaction; the loop retries the batches from the committed offsets.
     """
 
-    def __init__(self, kafka: KafkaSettings, deadlines: Deadlines | None = None) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, deadlines: Deadlines | None = None, *, interval_s: float = 0.0
+    ) -> None:
         self._deadlines = deadlines or Deadlines()
         self._config = kafka_python_config(
             kafka.transactional_producer_config(client_id="stockwatch-consume-tx"), KafkaProducer
         )
         self.transactional_id: str = self._config["transactional_id"]
+        self.interval_s = interval_s
+        self._span: Span | None = None  # the open transaction
         self._producer: Any = self._new_producer()
         self._first = FirstFailures()
 
@@ -159,44 +170,84 @@ class TransactionalSink:
         """The service is stopping: a wedged call gives up within a few seconds (signal-safe)."""
         self._deadlines.interrupt()
 
-    def publish(self, outputs: Sequence[OutputRecord], offsets: Offsets, source: KafkaSource) -> Delivered:
-        """Commit outputs and offsets in one transaction; on any error replace the producer and raise
-        DeliveryFailedError (or the membership error that refused the offsets)."""
+    def publish(self, outputs: Sequence[OutputRecord], offsets: Offsets, source: KafkaSource) -> SpanDelivery:
+        """Add outputs and offsets to the open transaction (begun here if none is); it commits when
+        due or waited for. A failure replaces the producer: every batch of it fails (see the handle)."""
+        span = self._span
+        opening = span is None
+        if span is None:
+            span = self._span = Span(partial(self._end, source))
+        futures: list[Any] = []
+        delivery = SpanDelivery(span, partial(self._first.failures, futures))
+        try:
+            producer = self._ready()
+            if opening:
+                producer.begin_transaction()
+            futures += send_all(producer, outputs, self._first)
+            refused = next((f.exception for f in futures if f.failed()), None)
+            if refused is not None:  # refused before sending: the transaction must not commit without it
+                raise refused
+        except (KafkaError, TransactionStuckError) as exc:
+            self._span = None
+            span.fail(self._aborted(exc))
+            return delivery
+        except DeliveryFailedError as exc:  # no producer
+            self._span = None
+            span.fail(exc)
+            return delivery
+        span.add(offsets)
+        if span.due(self.interval_s):
+            span.end()
+        return delivery
+
+    def _ready(self) -> Any:
         if self._producer is None:  # the last replacement failed (broker away): try again now
             try:
                 self._producer = self._new_producer()
             except (KafkaError, TransactionStuckError) as exc:
                 raise DeliveryFailedError(f"no transactional producer: {exc!r}") from exc
-        producer, deadlines = self._producer, self._deadlines
-        futures: list[Any] = []
+        return self._producer
+
+    def _end(self, source: KafkaSource, offsets: dict[tuple[str, int], int]) -> None:
+        """Send the offsets into the open transaction and commit it; on any error replace the
+        producer and raise DeliveryFailedError (or the membership error that refused the offsets)."""
+        self._span = None
         try:
-            producer.begin_transaction()
-            futures = send_all(producer, outputs, self._first)
-            refused = next((f.exception for f in futures if f.failed()), None)
-            if refused is not None:  # refused before sending: the transaction must not commit without it
-                raise refused
+            producer, deadlines = self._ready(), self._deadlines
             deadlines.send_offsets(producer, _tp_offsets(offsets), source.group_metadata())
             deadlines.commit(producer)  # flushes; fails if any send failed
-            failed = [f.exception for f in futures if f.failed()]
-            if failed:  # cannot happen after a successful commit; kept as a guard
-                raise DeliveryFailedError(f"{len(failed)} outputs failed inside a committed transaction")
         except (KafkaError, TransactionStuckError) as exc:
-            self._replace(exc)
-            refused = membership_error(exc)  # the offsets' generation is stale: the member must re-join
-            if refused is not None:
-                raise refused from exc
-            raise DeliveryFailedError(repr(exc), failures=self._first.failures(futures)) from exc
-        return Delivered()
+            raise self._aborted(exc) from exc
+
+    def _aborted(self, exc: BaseException) -> DeliveryError:
+        self._replace(exc)
+        refused = membership_error(exc)  # the offsets' generation is stale: the member must re-join
+        return refused if refused is not None else DeliveryFailedError(repr(exc))
+
+    def discard(self) -> bool:
+        """The loop dropped the open transaction's batches (lost partitions, a re-join): abort it
+        (True: one was open)."""
+        span, self._span = self._span, None
+        if span is None or span.ended:
+            return False
+        span.fail(DeliveryFailedError("transaction aborted: its batches were dropped"))
+        if self._producer is not None:
+            try:
+                self._deadlines.abort(self._producer)
+            except (KafkaError, TransactionStuckError) as exc:
+                self._replace(exc)
+        return True
 
     def commit(self, offsets: Offsets, source: KafkaSource, *, sync: bool) -> None:
-        """Nothing to do: the offsets were committed inside the transaction."""
+        """Nothing to do: the offsets are committed inside the transaction."""
 
     def flush(self, timeout_s: float | None = None) -> None:
-        """Nothing buffered between transactions."""
+        """Nothing buffered outside the transaction."""
 
     def _replace(self, exc: BaseException) -> None:
         old, self._producer = self._producer, None
-        _discard(old)
+        if old is not None:
+            _discard(old)
         if self._deadlines.interrupted:  # stopping: the next instance fences it and aborts the transaction
             log.warning("transaction failed (%r) while stopping; its producer is closed", exc)
             return
@@ -207,7 +258,9 @@ class TransactionalSink:
             log.warning("no transactional producer for now (%r); retried with the next batch", init_exc)
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Close the producer (no transaction is open between batches)."""
+        """Abort a transaction left open (the loop settles, so commits, what it keeps), then close."""
+        self._deadlines.interrupt()  # never a new producer now: it would fence an instance taking over
+        self.discard()
         if self._producer is not None:
             self._producer.close(timeout=timeout_s)
 
@@ -224,6 +277,6 @@ def _discard(producer: Any) -> None:
         log.warning("closing the failed producer: %r", exc)
 
 
-def make_sink(kafka: KafkaSettings) -> AtLeastOnceSink | TransactionalSink:
-    """The sink for ``kafka.delivery``."""
-    return TransactionalSink(kafka) if kafka.exactly_once else AtLeastOnceSink(kafka)
+def make_sink(kafka: KafkaSettings, *, interval_s: float = 0.0) -> AtLeastOnceSink | TransactionalSink:
+    """The sink for ``kafka.delivery`` (``interval_s``: how long a transaction spans batches)."""
+    return TransactionalSink(kafka, interval_s=interval_s) if kafka.exactly_once else AtLeastOnceSink(kafka)

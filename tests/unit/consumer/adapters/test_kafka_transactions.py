@@ -23,6 +23,14 @@ from consumer.adapters.kafka.transactions import Deadlines, TransactionStuckErro
 from consumer.ports import OutputRecord
 
 
+def failure(delivery: Any) -> DeliveryFailedError:
+    """The error a publish's handle reports (the transaction ended inside publish)."""
+    assert delivery.done()
+    error = delivery.error()
+    assert isinstance(error, DeliveryFailedError), error
+    return error
+
+
 class Result:
     """kafka-python's TransactionalRequestResult: a latch and an error."""
 
@@ -59,14 +67,19 @@ class Sender:
 class Manager:
     def __init__(self, commit: Result) -> None:
         self.commit = commit
+        self.sent: list[Any] = []  # the offsets of each send_offsets_to_transaction
+        self.commits = self.aborts = 0
 
     def send_offsets_to_transaction(self, offsets: Any, group_metadata: Any) -> Result:
+        self.sent.append(offsets)
         return Result()
 
     def begin_commit(self) -> Result:
+        self.commits += 1
         return self.commit
 
     def begin_abort(self) -> Result:
+        self.aborts += 1
         return Result()
 
 
@@ -91,7 +104,8 @@ class FakeProducer:
         if self.init_error is not None:
             raise self.init_error
 
-    def begin_transaction(self) -> None: ...
+    def begin_transaction(self) -> None:
+        self.begun = getattr(self, "begun", 0) + 1
 
     def send(self, topic: str, **kw: Any) -> Future:
         future = Future()
@@ -113,9 +127,9 @@ def producers(monkeypatch: pytest.MonkeyPatch) -> type[FakeProducer]:
     return FakeProducer
 
 
-def sink(deadlines: Deadlines | None = None) -> TransactionalSink:
+def sink(deadlines: Deadlines | None = None, interval_s: float = 0.0) -> TransactionalSink:
     settings = Settings(kafka_bootstrap="127.0.0.1:1", delivery="exactly-once", transactional_id="tx-test")
-    return TransactionalSink(settings.kafka, deadlines)
+    return TransactionalSink(settings.kafka, deadlines, interval_s=interval_s)
 
 
 OUT = [OutputRecord("out", b"k", b"v", [])]
@@ -172,31 +186,29 @@ def test_init_is_bounded_by_the_call_timeout(producers: type[FakeProducer]) -> N
 def test_a_wedged_commit_replaces_the_producer(producers: type[FakeProducer]) -> None:
     producers.plan = [{"commit": Result(done=False)}, {}]
     s = sink(Deadlines(call_timeout_s=0.2))
-    with pytest.raises(DeliveryFailedError, match="TransactionStuckError"):
-        s.publish(OUT, OFFSETS, Member())  # type: ignore[arg-type]
+    error = failure(s.publish(OUT, OFFSETS, Member()))  # type: ignore[arg-type]
+    assert "TransactionStuckError" in str(error)
     first, second = producers.made
     assert first._sender.forced and first.closed  # its I/O thread is stopped, not left spinning
     assert s._producer is second
-    s.publish(OUT, OFFSETS, Member())  # type: ignore[arg-type]  # the retry goes through the new one
+    assert s.publish(OUT, OFFSETS, Member()).error() is None  # type: ignore[arg-type]  # the retry goes through the new one
 
 
 def test_a_refused_record_replaces_the_producer_and_is_reported(producers: type[FakeProducer]) -> None:
     refusal = MessageSizeTooLargeError(None)
     producers.plan = [{"commit": Result(refusal), "send_error": refusal}, {}]
     s = sink()
-    with pytest.raises(DeliveryFailedError) as caught:
-        s.publish(OUT, OFFSETS, Member())  # type: ignore[arg-type]
-    assert [f.kind for f in caught.value.failures] == ["too_large"]
+    error = failure(s.publish(OUT, OFFSETS, Member()))  # type: ignore[arg-type]
+    assert [f.kind for f in error.failures] == ["too_large"]
     assert len(producers.made) == 2 and producers.made[0].closed  # sequence numbers start afresh
 
 
 def test_a_failed_replacement_is_retried_with_the_next_batch(producers: type[FakeProducer]) -> None:
     producers.plan = [{"commit": Result(KafkaTimeoutError())}, {"init_error": KafkaTimeoutError()}, {}]
     s = sink()
-    with pytest.raises(DeliveryFailedError):
-        s.publish(OUT, OFFSETS, Member())  # type: ignore[arg-type]
+    failure(s.publish(OUT, OFFSETS, Member()))  # type: ignore[arg-type]
     assert s._producer is None and producers.made[1]._sender.forced  # the half-made one is stopped too
-    s.publish(OUT, OFFSETS, Member())  # type: ignore[arg-type]
+    assert s.publish(OUT, OFFSETS, Member()).error() is None  # type: ignore[arg-type]
     assert s._producer is producers.made[2]
 
 
@@ -204,7 +216,51 @@ def test_after_a_stop_request_a_failure_makes_no_new_producer(producers: type[Fa
     producers.plan = [{"commit": Result(done=False)}]
     s = sink(Deadlines(call_timeout_s=600, stop_grace_s=0.1))
     s.interrupt()
-    with pytest.raises(DeliveryFailedError, match="stopping"):
-        s.publish(OUT, OFFSETS, Member())  # type: ignore[arg-type]
+    error = failure(s.publish(OUT, OFFSETS, Member()))  # type: ignore[arg-type]
+    assert "stopping" in str(error)
     assert len(producers.made) == 1 and s._producer is None
     s.close()  # nothing left to close
+
+
+def test_a_transaction_spans_the_batches_of_its_interval_and_commits_when_one_is_waited_for(
+    producers: type[FakeProducer],
+) -> None:
+    s = sink(interval_s=600)
+    first = s.publish(OUT, {("in", 0): 5}, Member())  # type: ignore[arg-type]
+    second = s.publish(OUT, {("in", 0): 9, ("in", 1): 3}, Member())  # type: ignore[arg-type]
+    producer = producers.made[0]
+    manager = producer._transaction_manager
+    assert not first.done() and not second.done() and manager.commits == 0
+    first.wait()
+    assert first.done() and second.done() and first.error() is None and second.error() is None
+    assert manager.commits == 1 and len(manager.sent) == 1
+    assert {(tp.topic, tp.partition): m.offset for tp, m in manager.sent[0].items()} == {
+        ("in", 0): 9,
+        ("in", 1): 3,
+    }
+    third = s.publish(OUT, {("in", 0): 12}, Member())  # type: ignore[arg-type]
+    assert not third.done() and producer.begun == 2  # a new transaction
+
+
+def test_a_refused_record_fails_every_batch_of_its_transaction_each_naming_its_own_outputs(
+    producers: type[FakeProducer],
+) -> None:
+    producers.plan = [{}, {}]
+    s = sink(interval_s=600)
+    first = s.publish(OUT, {("in", 0): 5}, Member())  # type: ignore[arg-type]
+    producers.made[0].send_error = MessageSizeTooLargeError(None)
+    second = s.publish(OUT * 2, {("in", 0): 9}, Member())  # type: ignore[arg-type]
+    assert first.done() and second.done()
+    assert [f.kind for f in failure(second).failures] == ["too_large", "transient"]  # one refusal
+    assert failure(first).failures == ()  # its outputs were not refused: it fails with its transaction
+    assert producers.made[0].closed and producers.made[0]._transaction_manager.commits == 0
+
+
+def test_discard_aborts_the_open_transaction_and_fails_its_batches(producers: type[FakeProducer]) -> None:
+    s = sink(interval_s=600)
+    delivery = s.publish(OUT, OFFSETS, Member())  # type: ignore[arg-type]
+    assert s.discard() is True
+    assert "dropped" in str(failure(delivery))
+    assert producers.made[0]._transaction_manager.aborts == 1
+    assert s.discard() is False  # nothing open any more
+    assert not s.publish(OUT, OFFSETS, Member()).done()  # type: ignore[arg-type]  # a new one opens

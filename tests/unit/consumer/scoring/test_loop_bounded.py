@@ -74,6 +74,9 @@ class LimitedSink:
 
     def interrupt(self) -> None: ...
 
+    def discard(self) -> bool:
+        return False
+
     def close(self, timeout_s: float = 10.0) -> None: ...
 
     def final(self, tp: tuple[str, int]) -> int:
