@@ -12,7 +12,7 @@ import numpy.typing as npt
 from detection.change_reasons import reasons_of_row, reasons_of_rows
 from detection.item_state import STATE_DTYPE
 from detection.rules import RuleSet
-from detection.severity import Level, level_of
+from detection.severity import Level, level_of, levels_of
 from detection.updates import MissingFieldError
 
 __all__ = ["ChangeDecisions", "Kind", "Words"]
@@ -97,23 +97,22 @@ class ChangeDecisions:
         reasons' numeric part (which concerns are far, their ranking) found for all rows at once."""
         at = np.asarray(rows, np.intp).reshape(-1)
         flags, bits = self.is_anomaly[at].tolist(), self.rule_bits[at].tolist()
-        severity = self.severity_score[at].tolist()
-        mask, fired, describe, rejected = (
-            self.rules.alert_mask,
-            self.rules.fired,
-            self.rules.describe,
-            self.rejected,
-        )
-        ruled = [
-            (describe(b & mask), describe(b & ~mask)) if flag else ((), ())
-            for flag, b in zip(flags, bits, strict=True)
-        ]
-        room = [_MAX_SHOWN - len(alerts) - len(hints) for alerts, hints in ruled]
-        asked = [j for j, flag in enumerate(flags) if flag and room[j] > 0]  # rows the history explains
-        found = dict(zip(asked, self._history_reasons(at[asked], [room[j] for j in asked]), strict=True))
+        levels = levels_of(self.severity_score[at], self.is_anomaly[at])
+        rules, rejected = self.rules, self.rejected
+        mask = rules.alert_mask
+        # few distinct bitmasks a batch: each worded once
+        ruled = {b: (rules.describe(b & mask), rules.describe(b & ~mask), rules.fired(b)) for b in set(bits)}
+        room = {b: _MAX_SHOWN - len(alerts) - len(hints) for b, (alerts, hints, _) in ruled.items()}
+        asked = [j for j, flag in enumerate(flags) if flag and room[bits[j]] > 0]  # rows the history explains
+        found: list[tuple[list[str], list[str]]] = [_NOTHING] * len(flags)
+        for j, said in zip(
+            asked, self._history_reasons(at[asked], [room[bits[j]] for j in asked]), strict=True
+        ):
+            found[j] = said
         out: list[Words] = []
         for j, i in enumerate(rows):
             flag, b = flags[j], bits[j]
+            alerts, hints, fired = ruled[b]
             kind: Kind = (
                 "missing_field"
                 if i in rejected
@@ -123,8 +122,7 @@ class ChangeDecisions:
                 if flag
                 else "none"
             )
-            said = _compose(*ruled[j], *found.get(j, _NOTHING)) if flag else ()
-            out.append((level_of(severity[j], flag), said, kind, fired(b)))
+            out.append((levels[j], _compose(alerts, hints, *found[j]) if flag else (), kind, fired))
         return out
 
     def _history_reasons(

@@ -20,7 +20,7 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["LEVELS", "RULE_FLOOR", "SeverityScale", "calibrate", "level_of"]
+__all__ = ["LEVELS", "RULE_FLOOR", "SeverityScale", "calibrate", "level_of", "levels_of"]
 
 FloatArray = npt.NDArray[np.float64]
 Level = Literal["none", "low", "medium", "high", "critical"]
@@ -35,6 +35,8 @@ LEVELS: Final[tuple[tuple[float, Level], ...]] = (
     (0.0, "low"),
 )
 _MIN_LOG10: Final = -12.0
+_CUTS: Final = np.array([cut for cut, _ in reversed(LEVELS)])  # ascending, for searchsorted
+_BY_CUT: Final[tuple[Level, ...]] = tuple(level for _, level in reversed(LEVELS))
 
 
 def calibrate(scores: FloatArray) -> list[float]:
@@ -46,6 +48,17 @@ def level_of(severity: float, is_anomaly: bool) -> Level:
     if not is_anomaly:
         return "none"
     return next(level for cut, level in LEVELS if severity >= cut)
+
+
+def levels_of(severity: FloatArray, is_anomaly: npt.NDArray[np.bool_]) -> list[Level]:
+    """:func:`level_of` of each row, the cuts looked up for all rows at once."""
+    code = np.searchsorted(_CUTS, severity, side="right") - 1  # the last cut at or below
+    code[~is_anomaly] = -2
+    odd = (code == -1) | (np.isnan(severity) & is_anomaly)  # below every cut or NaN: level_of says why
+    names: list[Level] = [_BY_CUT[c] if c >= 0 else "none" for c in code.tolist()]
+    for j in np.flatnonzero(odd).tolist():
+        names[j] = level_of(float(severity[j]), True)
+    return names
 
 
 class SeverityScale:

@@ -5,9 +5,9 @@ followed by :func:`consumer.scoring.episode_batch.episode_alert` (the plain path
 and ``score --alerts`` use); built here once per event row instead, because the change path makes
 about a hundred per poll batch: each array is converted to Python once for all rows, a row's
 words (level, reasons, kind, rules) are worded in one pass (:meth:`ChangeDecisions.words`), the
-batch's anomaly and episode ids are hashed in one loop each (``anomaly_ids``, ``episode_ids``), and an
-event grows in place into its anomaly and episode event (no dict copies) after its decision event
-is serialised.
+batch's anomaly and episode ids are hashed in one loop each (``anomaly_ids``, ``episode_ids``), its
+episode fields built in one pass (``batch_transition_fields``), and an event grows in place into its
+anomaly and episode event (no dict copies) after its decision event is serialised.
 """
 
 from __future__ import annotations
@@ -22,15 +22,14 @@ import orjson
 
 from consumer.ports import OutputRecord, SourceRecord
 from consumer.scoring.batch import BatchConfig
-from consumer.scoring.episode_batch import add_transition_fields
+from consumer.scoring.episode_batch import batch_transition_fields
 from consumer.scoring.episodes import Transition
-from consumer.wire.episode_events import episode_ids, prime_event_times
+from consumer.wire.episode_events import episode_ids
 from consumer.wire.events import EVENT_SCHEMA_VERSION, anomaly_ids, detected_at
 from detection import UpdateBatch
 from detection.change_decisions import ChangeDecisions
-from detection.change_features import CHANGE_FEATURE_NAMES
 
-__all__ = ["EventInputs", "change_events"]
+__all__ = ["EventInputs", "change_events", "feature_dicts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,31 +75,32 @@ def change_events(
     picked = [j for j, a in enumerate(alert) if a]
     news = iter(decisions.new_values[rows[picked]].tolist())
     words = iter(decisions.words([at[j] for j in picked if flags[j]]))
-    scores, features = decisions.scores[rows].tolist(), decisions.features[rows].tolist()
+    scores, features = decisions.scores[rows].tolist(), feature_dicts(decisions.features[rows].tolist())
     calibrated = decisions.severity_score[rows].tolist()
     context, when, dumps = config.context, detected_at(now), orjson.dumps
     links = context.links(version)
     records = [sources[i] for i in at]
     ids = anomaly_ids(records, version)
-    item_ids, event_ids, names = updates.item_ids, updates.event_ids, CHANGE_FEATURE_NAMES
-    opened = _episode_ids(moved, records, [item_ids[i] for i in at]) if episodes else {}
+    item_ids, event_ids = updates.item_ids, updates.event_ids
+    keyed = [item_ids[i] for i in at]
+    grown = _episode_fields(moved, records, keyed) if episodes else {}
+    used, objs, where, anomaly_topic = inputs.used, inputs.objs, inputs.where, config.anomaly_topic
     for j, i in enumerate(at):
-        record, item_id = records[j], item_ids[i]
-        topic, partition, offset = record.topic, record.partition, record.offset
+        record, item_id, event_id = records[j], keyed[j], event_ids[i]
         event: dict[str, Any] = {
             "schema_version": EVENT_SCHEMA_VERSION,
             "anomaly_id": ids[j],
             "item_id": item_id,
-            "event_id": event_ids[i],
+            "event_id": event_id,
             "is_anomaly": flags[j],
             "score": scores[j],
             "threshold": threshold,
             "model_version": version,
-            "features": dict(zip(names, features[j], strict=True)),
+            "features": features[j],
             "source": {
-                "topic": topic,
-                "partition": partition,
-                "offset": offset,
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
                 "timestamp": record.timestamp,
             },
             "detected_at": when,
@@ -112,29 +112,43 @@ def change_events(
         if not alert[j]:
             continue
         stock, low, high, price = next(news)
-        state = {"item_id": item_id, "event_id": event_ids[i], "stock_quantity": stock,
-                 "min_stock_level": low, "max_stock_level": high, "price": price}  # fmt: skip
-        state.update(context.attributes(inputs.objs[inputs.where[i]], inputs.used))
-        event["item"] = state
+        obj = objs[where[i]]
+        event["item"] = (
+            {"item_id": item_id, "event_id": event_id, "stock_quantity": stock, "min_stock_level": low,
+             "max_stock_level": high, "price": price, "attributes": {}, "attributes_truncated": False}
+            if used.issuperset(obj)  # the usual: nothing but what the detector reads
+            else {"item_id": item_id, "event_id": event_id, "stock_quantity": stock, "min_stock_level": low,
+                  "max_stock_level": high, "price": price} | context.attributes(obj, used)
+        )  # fmt: skip
         if flags[j]:
             level, reasons, kind, rules = next(words)
             event["severity"], event["reasons"] = level, list(reasons)
             event["kind"], event["rules"] = kind, list(rules)
-        event["links"] = dict(links)
-        t = moved[j]
-        if t is not None:
-            add_transition_fields(event, t, opened[j])
+        event["links"] = links.copy()
+        if j in grown:
+            event.update(grown[j])
         if flags[j]:
             anomalies.append(event)
-        outputs.append(OutputRecord(config.anomaly_topic, key, dumps(event), context.headers(record.headers)))
+        headers = record.headers
+        outputs.append(
+            OutputRecord(anomaly_topic, key, dumps(event), context.headers(headers) if headers else [])
+        )
 
 
-def _episode_ids(
+def feature_dicts(rows: list[list[float]]) -> list[dict[str, float]]:
+    """Each row's features by name (:data:`CHANGE_FEATURE_NAMES`, in order): a dict literal builds in
+    half the time of ``dict(zip(...))``."""
+    return [{"stock_vs_max": a, "stock_step": b, "drop_vs_usual": c, "rise_vs_usual": d, "price_step": e,
+             "price_vs_ref": f, "price_vs_peers": g, "min_step": h, "max_step": i, "min_vs_max": j,
+             "gap_vs_usual": k} for a, b, c, d, e, f, g, h, i, j, k in rows]  # fmt: skip
+
+
+def _episode_fields(
     moved: Sequence[Transition | None], records: Sequence[SourceRecord], item_ids: Sequence[str]
-) -> dict[int, str]:
-    """The episode id of each event row's transition, by row, all at once; the times their events
-    word (first_seen, last_seen, resolved_at) are worded at once too."""
+) -> dict[int, dict[str, Any]]:
+    """The episode fields of each event row's transition, by row, all at once (ids hashed in one
+    loop, times worded in one pass)."""
     ts = [(j, t) for j, t in enumerate(moved) if t is not None]
     keys = [(records[j].topic, records[j].partition, t.opened_offset, item_ids[j]) for j, t in ts]
-    prime_event_times([x for _, t in ts for x in (t.first_seen, t.last_seen, t.at)])
-    return dict(zip([j for j, _ in ts], episode_ids(keys), strict=True))
+    fields = batch_transition_fields([t for _, t in ts], episode_ids(keys))
+    return dict(zip([j for j, _ in ts], fields, strict=True))

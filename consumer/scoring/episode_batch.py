@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from consumer.scoring.episodes import EPISODE_DTYPE, EpisodePolicy, Kind, Transition, advance_compiled
 from consumer.scoring.suppression_cache import SuppressionCache
-from consumer.wire.episode_events import add_episode_fields, episode_id
+from consumer.wire.episode_events import add_episode_fields, episode_id, event_times
 from consumer.wire.events import SourceLike
 from detection import UpdateBatch
 from detection.change_decisions import ChangeDecisions
@@ -33,6 +33,7 @@ __all__ = [
     "EpisodeContext",
     "EpisodeOutcome",
     "add_transition_fields",
+    "batch_transition_fields",
     "episode_alert",
     "episode_event",
     "record_stamps",
@@ -218,3 +219,24 @@ def add_transition_fields(event: dict[str, Any], t: Transition, episode: str) ->
         renotified=kind is Kind.RENOTIFIED,
         resolved_at=t.at if kind is Kind.RESOLVED else None,
     )
+
+
+def batch_transition_fields(
+    transitions: Sequence[Transition], episodes: Sequence[str]
+) -> list[dict[str, Any]]:
+    """:func:`transition_fields` of each of a batch's ``transitions`` (``episodes``: their ids), built
+    in one pass with every time worded at once: no calls per event."""
+    ends = [t.at for t in transitions if t.kind is Kind.RESOLVED]  # only a resolution words its time
+    said = event_times([x for t in transitions for x in (t.first_seen, t.last_seen)] + ends)
+    seen, ended = iter(said), iter(said[2 * len(transitions) :])
+    out: list[dict[str, Any]] = []
+    for t, episode in zip(transitions, episodes, strict=True):
+        kind = t.kind
+        fields = {"status": _STATUS[kind], "episode_id": episode, "first_seen": next(seen),
+                  "last_seen": next(seen), "occurrences": t.occurrences, "max_severity": t.max_level}  # fmt: skip
+        if kind is Kind.RENOTIFIED:
+            fields["renotified"] = True
+        elif kind is Kind.RESOLVED:
+            fields["resolved_at"], fields["duration_s"] = next(ended), round(max(0.0, t.at - t.first_seen), 3)
+        out.append(fields)
+    return out

@@ -11,7 +11,7 @@ it, plus :func:`add_episode_fields`. ``anomaly_id`` stays the id of that update'
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -24,6 +24,7 @@ __all__ = [
     "episode_id",
     "episode_ids",
     "event_time",
+    "event_times",
     "prime_event_times",
 ]
 
@@ -83,6 +84,13 @@ def prime_event_times(seconds: Iterable[float]) -> None:
     if len(_TIMES) + len(text) > _MEMO:
         _TIMES.clear()
     _TIMES.update(zip(new.tolist(), [f"{t}Z" for t in text], strict=True))
+
+
+def event_times(seconds: Sequence[float]) -> list[str]:
+    """:func:`event_time` of each of ``seconds``, worded in one pass (:func:`prime_event_times`)."""
+    prime_event_times(seconds)
+    said = _TIMES.get
+    return [said(s) or event_time(s) for s in seconds]  # not primed: out of range, event_time says why
 
 
 def add_episode_fields(

@@ -15,7 +15,7 @@ import consumer.scoring.change_batch as change_batch
 from consumer.ports import OutputRecord
 from consumer.scoring.batch import BatchConfig
 from consumer.scoring.change_batch import ChangeContext, process_change_batch
-from consumer.scoring.change_events import change_events
+from consumer.scoring.change_events import change_events, feature_dicts
 from consumer.scoring.episode_batch import EpisodeContext, episode_alert
 from consumer.scoring.episodes import EpisodePolicy, Transition
 from consumer.scoring.state.seeds import SnapshotSeeds
@@ -142,3 +142,9 @@ def test_change_events_writes_what_the_plain_builder_writes(
         kinds |= {e.get("status", "every-update") for e in alerts} | {e.get("severity", "") for e in alerts}
     assert kinds >= ({"open", "escalated", "resolved"} if episodes else {"every-update"})
     assert len(kinds & {"low", "medium", "high", "critical"}) >= 2
+
+
+def test_feature_dicts_name_each_value_in_feature_order() -> None:
+    rows = np.random.default_rng(3).normal(size=(5, len(CHANGE_FEATURE_NAMES))).tolist()
+    found = feature_dicts(rows)
+    assert [list(d.items()) for d in found] == [list(zip(CHANGE_FEATURE_NAMES, r, strict=True)) for r in rows]

@@ -42,3 +42,17 @@ def test_times_outside_a_datetime_are_left_to_event_time() -> None:
     assert not episode_events._TIMES
     with pytest.raises(ValueError):
         event_time(float("nan"))
+
+
+def test_event_times_word_each_time_as_event_time_does() -> None:
+    values = _edges()[::7]
+    episode_events._TIMES.clear()
+    assert episode_events.event_times([*values, values[0]]) == [
+        *map(_reference, values),
+        _reference(values[0]),
+    ]
+
+
+def test_event_times_of_a_time_outside_a_datetime_fail_as_event_time_does() -> None:
+    with pytest.raises(ValueError):
+        episode_events.event_times([1.5e9, float("nan")])
