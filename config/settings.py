@@ -204,8 +204,9 @@ class Settings(BaseSettings, ContextFields):
     commit_interval_ms: int = Field(
         default=200,
         ge=0,
-        description="At-least-once: commit acknowledged offsets at most this often (idle, shutdown "
-        "and max-events always commit at once).",
+        description="At-least-once: commit acknowledged offsets at most this often; exactly-once: one "
+        "transaction spans the batches of this long, at most 3 (idle, shutdown and max-events always "
+        "commit at once).",
     )
 
     # --- Kafka security: every client of both transports (consumer, producers, admin, control, ctl) ---
