@@ -145,6 +145,8 @@ class ScoringService:
                 self._tick()
                 model = self.models.current(stats.model_versions)
                 if model is None:
+                    with self.membership.waiting():  # exactly-once: no transaction left open meanwhile
+                        self._settle(stats, block=self.exactly_once)
                     self.models.wait(self.poll_timeout_ms, self.max_poll_records)
                     continue
                 before_poll(model, self.state)
