@@ -12,7 +12,7 @@ the published one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import attrgetter
@@ -166,11 +166,17 @@ def track_episodes(
 
 
 def record_stamps(sources: Sequence[SourceLike]) -> npt.NDArray[np.float64]:
-    """Each record's timestamp in ms as float64 (NaN where it has none)."""
+    """Each record's timestamp in ms as float64 (NaN where it has none); a record type with a
+    ``timestamps_of(records)`` (librdkafka's) reads them all at once."""
+    batch = getattr(type(sources[0]), "timestamps_of", None) if len(sources) else None
+
+    def read() -> Iterable[int | None]:
+        return batch(sources) if batch is not None else map(_TIMESTAMP, sources)
+
     try:  # Kafka's are ints: read as int64 (~1.5x faster than into float64), exact below 2**53
-        return np.fromiter(map(_TIMESTAMP, sources), np.int64, count=len(sources)).astype(np.float64)
+        return np.fromiter(read(), np.int64, count=len(sources)).astype(np.float64)
     except (TypeError, OverflowError):  # a record without one (None) or beyond int64
-        return np.fromiter(map(_TIMESTAMP, sources), np.float64, count=len(sources))  # None -> NaN
+        return np.fromiter(read(), np.float64, count=len(sources))  # None -> NaN
 
 
 def episode_alert(

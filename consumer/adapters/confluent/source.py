@@ -57,6 +57,7 @@ def _pairs(tps: list[TopicPartition]) -> list[tuple[str, int]]:
 # error (it surfaced later as a SystemError elsewhere and stopped the loop); methodcaller's C call
 # always does, so the error is raised here, where it is caught, and the list is never read again.
 _READ_HEADERS = operator.methodcaller("headers")
+_MESSAGE = operator.attrgetter("_message")
 
 
 class ConfluentRecord:
@@ -84,6 +85,12 @@ class ConfluentRecord:
     def timestamp(self) -> int | None:
         kind, ts = self._message.timestamp()
         return None if kind == 0 else ts  # 0 = TIMESTAMP_NOT_AVAILABLE
+
+    @staticmethod
+    def timestamps_of(records: Sequence[ConfluentRecord]) -> list[int | None]:
+        """Every record's ``timestamp``, in one pass of C calls (the change path reads them all:
+        the property per record cost ~0.3 µs of the loop's ~10 per update)."""
+        return [None if kind == 0 else ts for kind, ts in map(Message.timestamp, map(_MESSAGE, records))]
 
     @property
     def key(self) -> bytes | None:

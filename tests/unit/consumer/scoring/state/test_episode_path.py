@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+from confluent_kafka import Message
 
+from consumer.adapters.confluent.source import ConfluentRecord
 from consumer.ports import OutputRecord
 from consumer.scoring.batch import BatchConfig, BatchResult
 from consumer.scoring.change_batch import ChangeContext, process_change_batch
@@ -257,6 +259,19 @@ def test_record_stamps_are_each_timestamp_as_a_float_and_nan_for_none(stamps: li
     got = record_stamps([SimpleNamespace(timestamp=s) for s in stamps])  # type: ignore[misc]
     expect = np.array([np.nan if s is None else float(s) for s in stamps], np.float64)
     assert got.dtype == np.float64 and got.tobytes() == expect.tobytes()
+
+
+@pytest.mark.parametrize("stamps", [[1_764_590_400_123, None, 7], [None], [2**53 + 1, 2**63 - 1], [1, 2, 3]])
+def test_librdkafka_records_give_the_same_stamps_read_at_once(stamps: list[int | None]) -> None:
+    messages = [
+        Message(topic="in", partition=0, offset=i, value=b"{}", timestamp=(0, 0) if s is None else (1, s))
+        for i, s in enumerate(stamps)
+    ]
+    records = [ConfluentRecord(m) for m in messages]
+    assert ConfluentRecord.timestamps_of(records) == [r.timestamp for r in records] == stamps
+    got = record_stamps(records)
+    expect = np.array([np.nan if s is None else float(s) for s in stamps], np.float64)
+    assert got.tobytes() == expect.tobytes()
 
 
 @pytest.mark.parametrize("asked", [["a", "b", "c"], ["c", "a"], []])
