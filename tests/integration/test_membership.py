@@ -227,6 +227,36 @@ def test_scale_up_reprocesses_nothing_beyond_the_work_in_flight(
     assert duplicates <= MAX_POLL * PARTITIONS, f"{duplicates} duplicate decisions after a scale-up"
 
 
+@pytest.mark.parametrize("client", ["kafka-python", "confluent-kafka"])
+def test_an_exactly_once_scale_up_mid_transaction_decides_every_update_once(
+    env: Callable[..., dict[str, str]],
+    run_service: Callable[..., Running],
+    admin: KafkaAdminClient,
+    client: str,
+) -> None:
+    """A transaction spans batches (commit_interval_ms): the revocation commits the open one, so
+    the partitions move with their outputs and offsets committed together, none of them twice."""
+    e = env(delivery="exactly-once", commit_interval_ms="60000", kafka_client=client)
+    publish_model(Path(e["STOCKWATCH_MODEL_DIR"]))
+    n = 6000
+    bootstrap, topic = e["STOCKWATCH_KAFKA_BOOTSTRAP"], e["STOCKWATCH_INPUT_TOPIC"]
+    settings = settings_of(e)
+    first = run_service(settings, timeout=120)
+    wait_for("the first member assigned", lambda: first.service.health.assigned == PARTITIONS, timeout=60)
+    feeder = threading.Thread(target=_feed, args=(bootstrap, topic, updates(n), 1000.0))
+    feeder.start()
+    wait_for("the stream under way", lambda: events_in(first.service) >= 1000, every=0.02)
+    second = run_service(settings, timeout=120)  # the rebalance comes mid-stream, mid-transaction
+    feeder.join(60)
+    wait_for("every offset committed", lambda: committed_total(admin, e) == n, timeout=90, every=0.3)
+    assert second.service.health.assigned > 0
+    a, b = first.stop(), second.stop()
+    assert a.final_commit and b.final_commit
+    decided = decisions(e, expect=n, committed_only=True)
+    assert set(decided) == input_offsets(end_offsets(e))
+    assert max(decided.values()) == 1, "exactly once: no decision twice"
+
+
 def _feed(bootstrap: str, topic: str, objs: list[dict[str, Any]], per_s: float) -> None:
     """A steady stream (one producer): the consumer is never idle, so never commits for being idle."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
