@@ -204,7 +204,17 @@ class ScoringService:
         try:
             result = self._decide(records, first, model, after)
         except (KafkaUnavailableError, MongoUnavailableError) as exc:  # the state's restore or seed lookup
-            self._rewind(self.ledger.rewind_targets(first), exc, stats, from_committed=self.exactly_once)
+            targets = self.ledger.rewind_targets(first)
+            if self.exactly_once and self.ledger.pending:
+                # the open transaction's batches commit first: the rewind to the group's committed
+                # offsets would read them again, and publish them a second time into it (if it fails,
+                # its own rewind reads them again, and so does this one: nothing committed is skipped)
+                failures = stats.delivery_failures
+                with self.membership.waiting():
+                    self._settle(stats, block=True)
+                if stats.delivery_failures == failures:
+                    targets = dict(first)
+            self._rewind(targets, exc, stats, from_committed=self.exactly_once)
             return
         scored_at = time.perf_counter()
         result.outputs, parked = self.poison.apply(result.outputs)

@@ -8,9 +8,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
+import pytest
 
 from consumer.adapters.spans import Span, SpanDelivery
-from consumer.ports import DeliveryError, OutputRecord, StaleMemberError
+from consumer.ports import DeliveryError, MongoUnavailableError, OutputRecord, StaleMemberError
 from consumer.scoring.batch import BatchConfig
 from consumer.scoring.loop import ScoringService
 from tests.fakes import TP, FakeSource, FakeWatcher, Rec, item
@@ -115,3 +116,25 @@ def test_offsets_refused_at_a_deferred_commit_make_the_member_rejoin_without_a_r
     assert getattr(source, "rejoined", 0) == 1 and source.seeks == []
     assert sink.visible == []  # the refused transaction's outputs never show
     assert stats.delivery_failures == 0
+
+
+@pytest.mark.parametrize("failing", [0, 1], ids=["commits", "commit-fails-too"])
+def test_a_batch_that_cannot_be_decided_does_not_read_the_open_transactions_batches_again(
+    monkeypatch: Any, failing: int
+) -> None:
+    # the seed lookup (MongoUnavailableError) or a restore (KafkaUnavailableError) fails for the
+    # third batch while the first two wait in the open transaction: the rewind to the committed
+    # offsets must not publish them a second time into it
+    real, calls = ScoringService._decide, []
+
+    def flaky(self: ScoringService, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 3:
+            raise MongoUnavailableError("could not load the inventory seed: server selection timeout")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ScoringService, "_decide", flaky)
+    sink, source, stats = run(40, {"failing": failing})
+    assert offsets_of(sink) == list(range(40))  # was 0..19 twice: both batches in one transaction twice
+    # committed: only the undecided batch is read again; else from the aborted transaction's start
+    assert source.seeks == ([{TP: 20}] if not failing else [{TP: 0}, {TP: 0}]) and stats.events_in == 40
