@@ -322,16 +322,23 @@ class ScoringService:
         if stats.stopped_by == "fenced":
             stats.final_commit = False
             return
-        if self.exactly_once and self._failures_in_row:  # the last transaction failed: its records are open
-            stats.final_commit, stats.final_error = False, "the last transaction did not commit"
-            log.error("stopping after a failed transaction: its records are redelivered after a restart")
+        if self._last_transaction_failed(stats):
             return
         try:
-            self._settle(stats, block=True, sync=True)
+            self._settle(stats, block=True, sync=True)  # exactly-once: commits the open transaction
+            if self._last_transaction_failed(stats):
+                return
             stats.final_commit = self.commits.final()
         except Exception as exc:  # uncommitted batches are redelivered after a restart
             stats.final_commit = False
             log.error("final flush/commit failed (%r); the last batches will be redelivered", exc)
+
+    def _last_transaction_failed(self, stats: RunStats) -> bool:
+        if self.exactly_once and self._failures_in_row:  # the last transaction failed: its records are open
+            stats.final_commit, stats.final_error = False, "the last transaction did not commit"
+            log.error("stopping after a failed transaction: its records are redelivered after a restart")
+            return True
+        return False
 
     def _rewind(self, first: dict[TopicPart, int], exc: BaseException, stats: RunStats, *,
                 from_committed: bool, at_once: bool = False) -> None:  # fmt: skip

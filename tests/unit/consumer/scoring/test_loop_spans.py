@@ -138,3 +138,29 @@ def test_a_batch_that_cannot_be_decided_does_not_read_the_open_transactions_batc
     assert offsets_of(sink) == list(range(40))  # was 0..19 twice: both batches in one transaction twice
     # committed: only the undecided batch is read again; else from the aborted transaction's start
     assert source.seeks == ([{TP: 20}] if not failing else [{TP: 0}, {TP: 0}]) and stats.events_in == 40
+
+
+def test_a_transaction_that_fails_at_the_stop_makes_the_last_commit_fail() -> None:
+    # SIGTERM while a transaction spans two batches: the drain commits it; refused (a broker away),
+    # the run must say so (`stockwatch consume` exits 3), not report a final commit
+    class StoppedAtSecondPoll(CountingSource):
+        def poll(self, timeout_ms: int, max_records: int) -> dict[tuple[str, int], list[Rec]]:
+            out = super().poll(timeout_ms, max_records)
+            if self.polls == 2:
+                loop.request_stop()
+            return out
+
+    source = StoppedAtSecondPoll({TP: records(25)})
+    sink = SpanningSink(source, failing=1)
+    loop = ScoringService(
+        source=source,
+        sink=sink,
+        watcher=FakeWatcher(),  # type: ignore[arg-type]
+        config=BatchConfig(anomaly_topic="anomalies", dlq_topic="dlq"),
+        max_poll_records=10,
+        exactly_once=True,
+        retry_backoff_s=0.0,
+    )
+    stats = loop.run(timeout=10)
+    assert stats.stopped_by == "signal" and sink.visible == [] and stats.events_in == 0
+    assert not stats.final_commit and stats.final_error == "the last transaction did not commit"
