@@ -282,6 +282,7 @@ class ScoringService:
         ):  # a transaction's offsets refused
             if self.state is not None:
                 self.state.rewound(to_committed=settled.rewind)  # its state changes never happened
+            self._failures_in_row += 1  # the transaction did not commit (a stop now exits 3)
             self.membership.check(settled.error)
             return
         refused = False

@@ -140,9 +140,12 @@ def test_a_batch_that_cannot_be_decided_does_not_read_the_open_transactions_batc
     assert source.seeks == ([{TP: 20}] if not failing else [{TP: 0}, {TP: 0}]) and stats.events_in == 40
 
 
-def test_a_transaction_that_fails_at_the_stop_makes_the_last_commit_fail() -> None:
-    # SIGTERM while a transaction spans two batches: the drain commits it; refused (a broker away),
-    # the run must say so (`stockwatch consume` exits 3), not report a final commit
+@pytest.mark.parametrize(
+    "error", [DeliveryError("broker away"), StaleMemberError("generation 3 is gone")], ids=["failed", "stale"]
+)
+def test_a_transaction_that_fails_at_the_stop_makes_the_last_commit_fail(error: DeliveryError) -> None:
+    # SIGTERM while a transaction spans two batches: the drain commits it; refused (a broker away, or
+    # the group went on without this member), the run must say so (`stockwatch consume` exits 3)
     class StoppedAtSecondPoll(CountingSource):
         def poll(self, timeout_ms: int, max_records: int) -> dict[tuple[str, int], list[Rec]]:
             out = super().poll(timeout_ms, max_records)
@@ -151,7 +154,7 @@ def test_a_transaction_that_fails_at_the_stop_makes_the_last_commit_fail() -> No
             return out
 
     source = StoppedAtSecondPoll({TP: records(25)})
-    sink = SpanningSink(source, failing=1)
+    sink = SpanningSink(source, failing=1, error=error)
     loop = ScoringService(
         source=source,
         sink=sink,
