@@ -154,6 +154,7 @@ class ConfluentSource:
         self._state = "joining"
         self._refused: DeliveryError | None = None  # an async commit refused for membership reasons
         self._rejoining = False  # from rejoin() to the next assignment
+        self._let_go: set[tuple[str, int]] = set()  # partitions revoked or lost inside the current poll
 
     def _committed(self, error: Any, partitions: list[TopicPartition]) -> None:
         """librdkafka's answer to a commit. Between a re-join and the next assignment, a refusal is
@@ -193,6 +194,7 @@ class ConfluentSource:
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Before letting go: commit what the loop settled of them (a scale-up re-processes nothing)."""
         self._state = "joining"
+        self._let_go.update(_pairs(partitions))
         offsets = self._listener.on_revoked(_pairs(partitions)) if self._listener is not None else {}
         if not offsets:
             return
@@ -209,6 +211,7 @@ class ConfluentSource:
 
     def _lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._state = "joining"
+        self._let_go.update(_pairs(partitions))
         if self._listener is not None:
             self._listener.on_lost(_pairs(partitions))
 
@@ -220,6 +223,7 @@ class ConfluentSource:
         every batch of a stream slower than ``max_records`` per ``timeout_ms`` for the full timeout.
         """
         consume = self._consumer.consume
+        self._let_go.clear()
         messages = consume(num_messages=max_records, timeout=0)
         if not messages:
             first = self._consumer.poll(timeout_ms / 1000)
@@ -243,7 +247,24 @@ class ConfluentSource:
             if records is None:
                 records = out[tp] = []
             records.append(ConfluentRecord(message))
+        if self._let_go:
+            self._drop_let_go(out)
         return out
+
+    def _drop_let_go(self, out: dict[Any, list[Any]]) -> None:
+        """librdkafka returns from one ``consume`` the records it fetched before a revocation it ran
+        the callback of: their new owner reads them from the committed offset (decided here too,
+        they were published twice). A partition assigned back within the same call may have
+        records of both fetches: it is sought back to the first one dropped (the committed offset:
+        everything before it was decided and committed at the revocation)."""
+        dropped = {tp: out.pop(tp) for tp in self._let_go if tp in out}
+        if not dropped:
+            return
+        log.info(
+            "dropped the records of partitions revoked during the poll: %s",
+            ", ".join(f"{t}[{p}] ({len(r)})" for (t, p), r in sorted(dropped.items())),
+        )
+        self.seek({tp: min(r.offset for r in records) for tp, records in dropped.items()})
 
     def assignment(self) -> set[tuple[str, int]]:
         """The partitions assigned to this member right now."""
