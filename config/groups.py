@@ -48,6 +48,9 @@ HELP: dict[
     "suppressions_refresh_s": "How often `stockwatch consume` reloads the suppressions from Mongo.",
     "future_skew_s": "`default` detector: an update whose occurred_at lies more than this ahead of now "
     "(the wall clock) is a dead letter `future_time` (`score`: a rejected line), never the item's clock.",
+    "commit_interval_ms": "At-least-once: commit acknowledged offsets at most this often; exactly-once: one "
+    "transaction spans the batches of this long, at most 3 (idle, shutdown and max-events always commit "
+    "at once).",
     "peer_group_field": "`default` detector: the input field whose value groups an item with its peers "
     "(price_vs_peers), bound into the model by `train` and the retrain worker (score and consume follow "
     'the model); "" or none = no peer grouping. Items lacking the field have no peers.',

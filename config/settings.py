@@ -201,13 +201,7 @@ class Settings(BaseSettings, ContextFields):
         default=10.0, gt=0, description=groups.HELP["suppressions_refresh_s"]
     )
     future_skew_s: float = Field(default=3_600.0, gt=0, description=groups.HELP["future_skew_s"])
-    commit_interval_ms: int = Field(
-        default=200,
-        ge=0,
-        description="At-least-once: commit acknowledged offsets at most this often; exactly-once: one "
-        "transaction spans the batches of this long, at most 3 (idle, shutdown and max-events always "
-        "commit at once).",
-    )
+    commit_interval_ms: int = Field(default=200, ge=0, description=groups.HELP["commit_interval_ms"])
 
     # --- Kafka security: every client of both transports (consumer, producers, admin, control, ctl) ---
     kafka_security_protocol: SecurityProtocol = "PLAINTEXT"

@@ -16,12 +16,13 @@ is most of the cost of reading a topic (see README § Benchmarks); librdkafka do
 
 from __future__ import annotations
 
+from consumer.adapters.confluent.records import ConfluentRecord
 from consumer.adapters.confluent.sinks import (
     ConfluentAtLeastOnceSink,
     ConfluentTransactionalSink,
     make_confluent_sink,
 )
-from consumer.adapters.confluent.source import ConfluentRecord, ConfluentSource
+from consumer.adapters.confluent.source import ConfluentSource
 
 __all__ = [
     "ConfluentAtLeastOnceSink",

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from consumer.adapters.confluent.source import ConfluentRecord
+from consumer.adapters.confluent.records import ConfluentRecord
 
 
 class Message:

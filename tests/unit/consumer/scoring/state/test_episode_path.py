@@ -12,7 +12,7 @@ import orjson
 import pytest
 from confluent_kafka import Message
 
-from consumer.adapters.confluent.source import ConfluentRecord
+from consumer.adapters.confluent.records import ConfluentRecord
 from consumer.ports import OutputRecord
 from consumer.scoring.batch import BatchConfig, BatchResult
 from consumer.scoring.change_batch import ChangeContext, process_change_batch
