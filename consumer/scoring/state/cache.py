@@ -107,6 +107,9 @@ def _latest(held: list[tuple[Chunk, Rows]]) -> tuple[Chunk, Rows]:
         uniq = list(last)
     else:  # the same by ints: ~4x faster than a dict of the id strings
         pick = _last_of_rows(same[1])
+        if pick.size == len(ids):  # no item changed twice (pick is 0..n-1): the chunks as they are
+            records = np.concatenate([byte_rows(c[1]) for c in chunks]).reshape(-1).view(chunks[0][1].dtype)
+            return (ids, records, np.concatenate([c[2] for c in chunks])), (same[0], np.concatenate(same[1]))
         uniq = _items(ids, pick)
     raw = np.concatenate(
         [byte_rows(c[1]) for c in chunks]

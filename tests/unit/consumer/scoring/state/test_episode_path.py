@@ -16,7 +16,7 @@ from consumer.adapters.confluent.records import ConfluentRecord
 from consumer.ports import OutputRecord
 from consumer.scoring.batch import BatchConfig, BatchResult
 from consumer.scoring.change_batch import ChangeContext, process_change_batch
-from consumer.scoring.episode_batch import EpisodeContext, EpisodeOutcome, record_stamps
+from consumer.scoring.episode_batch import EpisodeContext, EpisodeOutcome, event_times_of, record_stamps
 from consumer.scoring.episodes import EPISODE_DTYPE, EpisodePolicy
 from consumer.scoring.serving import before_poll
 from consumer.scoring.state.seeds import SnapshotSeeds
@@ -272,6 +272,30 @@ def test_librdkafka_records_give_the_same_stamps_read_at_once(stamps: list[int |
     got = record_stamps(records)
     expect = np.array([np.nan if s is None else float(s) for s in stamps], np.float64)
     assert got.tobytes() == expect.tobytes()
+
+
+class _Unread:
+    """A record whose timestamp must not be read (a row the episodes do not need)."""
+
+    topic, partition, offset = "in", 0, 0
+
+    @property
+    def timestamp(self) -> int:
+        raise AssertionError("read the timestamp of a row the episodes do not need")
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_event_times_read_only_the_rows_asked_for(given: bool) -> None:
+    now = NOW.timestamp()
+    occurred = np.array([np.nan, 1_700_000_000.5, np.nan, np.nan, np.nan, np.nan])
+    stamps = [1_764_590_400_123, 5, None, 2**62, 1_764_590_401_000, 9]
+    need = np.array([0, 1, 2, 3, 4], np.intp)  # row 5 is not asked for
+    sources: list[Any] = [SimpleNamespace(timestamp=s) for s in stamps[:5]] + [_Unread()]
+    given_stamps = np.array([np.nan if s is None else float(s) for s in stamps]) if given else None
+    got = event_times_of(occurred, sources, need, given_stamps, NOW)
+    # its occurred_at, else its record's timestamp in range, else now
+    assert got.tolist() == [1_764_590_400.123, 1_700_000_000.5, now, now, 1_764_590_401.0, now]
+    assert event_times_of(occurred, [_Unread()] * 6, np.array([], np.intp), None, NOW).tolist() == [now] * 6
 
 
 @pytest.mark.parametrize("asked", [["a", "b", "c"], ["c", "a"], []])

@@ -181,3 +181,24 @@ def test_the_changes_alone_are_the_same_bytes_as_the_reference(seed: int, by_row
     ids, records, offsets = ref_latest(world.chunks)
     changes = [r + struct.pack("<q", o) for r, o in zip(records, offsets, strict=True)]
     assert [r.value for r in cache.take().records] == ref_packs([i.encode() for i in ids], changes)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_changes_of_distinct_items_by_rows_are_the_same_bytes_as_the_reference(seed: int) -> None:
+    world = World(seed)  # every item changed once between two commits (no row repeats)
+    rows = PartitionTable()
+    rows.put(world.universe, random_records(world.rng, len(world.universe)), np.zeros(len(world.universe)))
+    order = world.rng.permutation(len(world.universe)).tolist()
+    cuts = sorted(world.rng.choice(np.arange(1, len(order)), size=3, replace=False).tolist())
+    chunks = []
+    for a, b in zip([0, *cuts], [*cuts, len(order)], strict=True):
+        ids = [world.universe[k] for k in order[a:b]]
+        chunks.append((ids, random_records(world.rng, len(ids)), np.arange(a, b, dtype=np.int64)))
+    cache = ChangelogCache(TOPIC)
+    for chunk in chunks:
+        cache.add(StagedChanges({P: chunk}, rows={P: (rows, rows.find(chunk[0]))}))
+    ids, records, offsets = ref_latest(chunks)
+    taken = cache.take()
+    assert list(taken.chunks[P][0]) == ids and taken.items == len(order)
+    changes = [r + struct.pack("<q", o) for r, o in zip(records, offsets, strict=True)]
+    assert [r.value for r in taken.records] == ref_packs([i.encode() for i in ids], changes)
