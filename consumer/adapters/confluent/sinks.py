@@ -28,7 +28,7 @@ from consumer.adapters.confluent.source import (
     librdkafka_config,
     membership_error,
 )
-from consumer.adapters.spans import Span, SpanDelivery
+from consumer.adapters.spans import SpanDelivery, TransactionSpans
 from consumer.ports import DeliveryError, Offsets, OutputFailure, OutputRecord
 
 log = logging.getLogger(__name__)
@@ -200,9 +200,16 @@ class ConfluentTransactionalSink:
             **producer_config(kafka.transactional_producer_config(client_id="stockwatch-consume-tx"), kafka),
         }
         self.transactional_id: str = self._config["transactional.id"]
-        self.interval_s = interval_s
         self._stopping = False
-        self._span: Span | None = None  # the open transaction
+        self._spans = TransactionSpans(
+            interval_s,
+            error=ConfluentDeliveryError,
+            errors=(KafkaException,),
+            begin=lambda: self._ready().begin_transaction(),
+            abort=self._abort,
+            recover=self._recover,
+            membership=lambda exc: membership_error(exc.args[0] if exc.args else None),
+        )
         self._producer: Producer | None = self._new_producer()
 
     def _timeout(self) -> float:
@@ -229,29 +236,12 @@ class ConfluentTransactionalSink:
             if err is not None:
                 failed.append((index, err))
 
-        span = self._span
-        opening = span is None
-        if span is None:
-            span = self._span = Span(partial(self._end, source))
-        delivery = SpanDelivery(span, partial(_failures, failed))
-        try:
-            if opening:
-                self._ready().begin_transaction()
+        def send() -> None:
             _produce_all(self._ready(), outputs, on_delivery)
             if failed:  # refused before sending: the transaction must not commit without it
                 raise KafkaException(failed[0][1])
-        except KafkaException as exc:
-            self._span = None
-            span.fail(self._aborted(exc))
-            return delivery
-        except ConfluentDeliveryError as exc:  # no producer
-            self._span = None
-            span.fail(exc)
-            return delivery
-        span.add(offsets)
-        if span.due(self.interval_s):
-            span.end()
-        return delivery
+
+        return self._spans.join(offsets, send, partial(_failures, failed), partial(self._commit, source))
 
     def _ready(self) -> Producer:
         if self._producer is None:  # a replacement failed (broker down): try again now
@@ -261,22 +251,12 @@ class ConfluentTransactionalSink:
                 raise ConfluentDeliveryError(f"no transactional producer: {exc!r}") from exc
         return self._producer
 
-    def _end(self, source: ConfluentSource, offsets: dict[tuple[str, int], int]) -> None:
-        """Send the offsets into the open transaction and commit it; on any error abort and raise."""
-        self._span = None
-        try:
-            producer = self._ready()
-            positions = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
-            producer.send_offsets_to_transaction(positions, source.group_metadata(), self._timeout())
-            self._commit_transaction(producer)
-        except KafkaException as exc:
-            raise self._aborted(exc) from exc
-
-    def _aborted(self, exc: KafkaException) -> DeliveryError:
-        """Abort (or replace the producer); the error the transaction's batches fail with."""
-        self._recover(exc)
-        refused = membership_error(exc.args[0] if exc.args else None)  # stale offsets: re-join
-        return refused if refused is not None else ConfluentDeliveryError(repr(exc))
+    def _commit(self, source: ConfluentSource, offsets: dict[tuple[str, int], int]) -> None:
+        """Send the offsets into the open transaction and commit it (a failure raises KafkaException)."""
+        producer = self._ready()
+        positions = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        producer.send_offsets_to_transaction(positions, source.group_metadata(), self._timeout())
+        self._commit_transaction(producer)
 
     def _commit_transaction(self, producer: Producer) -> None:
         """Commit; a retriable error (e.g. a coordinator moving) is retried until the deadline."""
@@ -290,19 +270,14 @@ class ConfluentTransactionalSink:
                 if not error.retriable() or time.monotonic() >= deadline:
                     raise
 
+    def _abort(self) -> None:
+        if self._producer is not None:
+            self._producer.abort_transaction(self._timeout())
+
     def discard(self) -> bool:
         """The loop dropped the open transaction's batches (lost partitions, a re-join): abort it
         (True: one was open)."""
-        span, self._span = self._span, None
-        if span is None or span.ended:
-            return False
-        span.fail(ConfluentDeliveryError("transaction aborted: its batches were dropped"))
-        if self._producer is not None:
-            try:
-                self._producer.abort_transaction(self._timeout())
-            except KafkaException as exc:
-                self._recover(exc)
-        return True
+        return self._spans.discard()
 
     def commit(self, offsets: Offsets, source: ConfluentSource, *, sync: bool) -> None:
         """Nothing to do: the offsets are committed inside the transaction."""

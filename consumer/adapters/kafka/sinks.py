@@ -33,8 +33,8 @@ from consumer.adapters.kafka.source import (
     membership_error,
 )
 from consumer.adapters.kafka.transactions import Deadlines, TransactionStuckError
-from consumer.adapters.spans import Span, SpanDelivery
-from consumer.ports import DeliveryError, Offsets, OutputRecord
+from consumer.adapters.spans import SpanDelivery, TransactionSpans
+from consumer.ports import Offsets, OutputRecord
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +148,15 @@ class TransactionalSink:
             kafka.transactional_producer_config(client_id="stockwatch-consume-tx"), KafkaProducer
         )
         self.transactional_id: str = self._config["transactional_id"]
-        self.interval_s = interval_s
-        self._span: Span | None = None  # the open transaction
+        self._spans = TransactionSpans(
+            interval_s,
+            error=DeliveryFailedError,
+            errors=(KafkaError, TransactionStuckError),
+            begin=lambda: self._ready().begin_transaction(),
+            abort=self._abort,
+            recover=self._replace,
+            membership=membership_error,
+        )
         self._producer: Any = self._new_producer()
         self._first = FirstFailures()
 
@@ -173,32 +180,17 @@ class TransactionalSink:
     def publish(self, outputs: Sequence[OutputRecord], offsets: Offsets, source: KafkaSource) -> SpanDelivery:
         """Add outputs and offsets to the open transaction (begun here if none is); it commits when
         due or waited for. A failure replaces the producer: every batch of it fails (see the handle)."""
-        span = self._span
-        opening = span is None
-        if span is None:
-            span = self._span = Span(partial(self._end, source))
         futures: list[Any] = []
-        delivery = SpanDelivery(span, partial(self._first.failures, futures))
-        try:
-            producer = self._ready()
-            if opening:
-                producer.begin_transaction()
-            futures += send_all(producer, outputs, self._first)
+
+        def send() -> None:
+            futures.extend(send_all(self._ready(), outputs, self._first))
             refused = next((f.exception for f in futures if f.failed()), None)
             if refused is not None:  # refused before sending: the transaction must not commit without it
                 raise refused
-        except (KafkaError, TransactionStuckError) as exc:
-            self._span = None
-            span.fail(self._aborted(exc))
-            return delivery
-        except DeliveryFailedError as exc:  # no producer
-            self._span = None
-            span.fail(exc)
-            return delivery
-        span.add(offsets)
-        if span.due(self.interval_s):
-            span.end()
-        return delivery
+
+        return self._spans.join(
+            offsets, send, partial(self._first.failures, futures), partial(self._commit, source)
+        )
 
     def _ready(self) -> Any:
         if self._producer is None:  # the last replacement failed (broker away): try again now
@@ -208,35 +200,20 @@ class TransactionalSink:
                 raise DeliveryFailedError(f"no transactional producer: {exc!r}") from exc
         return self._producer
 
-    def _end(self, source: KafkaSource, offsets: dict[tuple[str, int], int]) -> None:
-        """Send the offsets into the open transaction and commit it; on any error replace the
-        producer and raise DeliveryFailedError (or the membership error that refused the offsets)."""
-        self._span = None
-        try:
-            producer, deadlines = self._ready(), self._deadlines
-            deadlines.send_offsets(producer, _tp_offsets(offsets), source.group_metadata())
-            deadlines.commit(producer)  # flushes; fails if any send failed
-        except (KafkaError, TransactionStuckError) as exc:
-            raise self._aborted(exc) from exc
+    def _commit(self, source: KafkaSource, offsets: dict[tuple[str, int], int]) -> None:
+        """Send the offsets into the open transaction and commit it (a failure raises the client's error)."""
+        producer, deadlines = self._ready(), self._deadlines
+        deadlines.send_offsets(producer, _tp_offsets(offsets), source.group_metadata())
+        deadlines.commit(producer)  # flushes; fails if any send failed
 
-    def _aborted(self, exc: BaseException) -> DeliveryError:
-        self._replace(exc)
-        refused = membership_error(exc)  # the offsets' generation is stale: the member must re-join
-        return refused if refused is not None else DeliveryFailedError(repr(exc))
+    def _abort(self) -> None:
+        if self._producer is not None:
+            self._deadlines.abort(self._producer)
 
     def discard(self) -> bool:
         """The loop dropped the open transaction's batches (lost partitions, a re-join): abort it
         (True: one was open)."""
-        span, self._span = self._span, None
-        if span is None or span.ended:
-            return False
-        span.fail(DeliveryFailedError("transaction aborted: its batches were dropped"))
-        if self._producer is not None:
-            try:
-                self._deadlines.abort(self._producer)
-            except (KafkaError, TransactionStuckError) as exc:
-                self._replace(exc)
-        return True
+        return self._spans.discard()
 
     def commit(self, offsets: Offsets, source: KafkaSource, *, sync: bool) -> None:
         """Nothing to do: the offsets are committed inside the transaction."""
