@@ -3,9 +3,11 @@
 * :class:`ConfluentAtLeastOnceSink` — idempotent producer (acks=all); ``publish`` only enqueues
   and returns a :class:`ConfluentDelivery`, and the loop commits a batch's offsets once every
   output of it and of every earlier batch was acknowledged.
-* :class:`ConfluentTransactionalSink` — one transaction per batch with the outputs and the
-  consumed offsets (``send_offsets_to_transaction``); on failure the transaction is aborted (a
-  fatal error replaces the producer) and :class:`ConfluentDeliveryError` makes the loop seek back.
+* :class:`ConfluentTransactionalSink` — one transaction for the batches decided within
+  ``commit_interval_ms`` (:mod:`consumer.adapters.spans`), with their outputs and consumed offsets
+  (``send_offsets_to_transaction``); on failure the transaction is aborted (a fatal error replaces
+  the producer) and each of its batches fails with :class:`ConfluentDeliveryError`: the loop
+  seeks back.
 
 librdkafka reports acknowledgements through callbacks that run inside ``poll``/``flush``; the
 delivery handle polls the producer when asked whether it is done.

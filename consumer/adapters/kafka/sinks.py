@@ -4,10 +4,11 @@
   (explicit offsets, auto-commit off) only after every output of that batch and of every earlier
   batch was acknowledged by the broker. A crash between publish and commit redelivers the batch:
   duplicates are possible (same ``anomaly_id``), losses are not.
-* :class:`TransactionalSink` — transactional producer; a batch's outputs and its consumed
-  offsets (``send_offsets_to_transaction`` with the consumer's group metadata, KIP-447) commit
-  in one transaction, every call bounded in time. On failure the producer is replaced (which
-  aborts the transaction) and :class:`DeliveryFailedError` tells the loop to seek back to the
+* :class:`TransactionalSink` — transactional producer; the outputs and consumed offsets
+  (``send_offsets_to_transaction`` with the consumer's group metadata, KIP-447) of the batches
+  decided within ``commit_interval_ms`` commit in one transaction (:mod:`consumer.adapters.spans`),
+  every call bounded in time. On failure the producer is replaced (which aborts the transaction)
+  and every batch of it fails with :class:`DeliveryFailedError`: the loop seeks back to the
   committed offsets.
 """
 
