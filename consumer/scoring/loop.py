@@ -1,6 +1,6 @@
 """The scoring loop of `stockwatch consume`: poll, decide (:mod:`.batch` seed, :mod:`.change_batch` default
 with per-item state), publish, commit once acknowledged (:mod:`.ledger`), retry within bounds
-(:mod:`.poison`), keep membership honest (:mod:`.membership`). See docs/consume.md.
+(:mod:`.poison`, :mod:`.recovery`), keep membership honest (:mod:`.membership`). See docs/consume.md.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from consumer.ports import (
 from consumer.scoring.audit_guard import AuditGuard
 from consumer.scoring.batch import BatchConfig, BatchResult
 from consumer.scoring.change_batch import ChangeContext
-from consumer.scoring.commits import Committer, committed_or
+from consumer.scoring.commits import Committer
 from consumer.scoring.health import HealthState, StallWatch
 from consumer.scoring.ledger import OffsetLedger
 from consumer.scoring.membership import Membership
@@ -34,6 +34,7 @@ from consumer.scoring.metrics import ConsumerMetrics
 from consumer.scoring.model_gate import ModelGate
 from consumer.scoring.model_watcher import ModelWatcher
 from consumer.scoring.poison import PoisonRecords
+from consumer.scoring.recovery import Recovery
 from consumer.scoring.serving import ServedModel, before_poll, decide
 from consumer.scoring.state_flush import StateFlush
 from consumer.scoring.stats import RunStats
@@ -44,7 +45,6 @@ log = logging.getLogger(__name__)
 
 LAG_REFRESH_S = 1.0
 MAX_IN_FLIGHT = 2  # batches whose outputs may still await acknowledgement while the next is scored
-MAX_RETRY_BACKOFF_S = 30.0  # the pause before a retry doubles per failure in a row, up to this
 
 
 class ScoringService:
@@ -83,7 +83,7 @@ class ScoringService:
         self.exactly_once = exactly_once
         self.state = state  # the per-item state of the `default` detector
         if state is not None:
-            state.store.on_change = self._state_changed
+            state.store.on_change = self.metrics.state_changed
         self.models = ModelGate(watcher, source, self.metrics, self.health)
         self.ledger: OffsetLedger[BatchResult] = OffsetLedger()
         self.poison = PoisonRecords()
@@ -105,9 +105,17 @@ class ScoringService:
         )
         self._stats = RunStats()
         self._stop = threading.Event()
+        self.recovery = Recovery(
+            source,
+            self.ledger,
+            self.poison,
+            self.membership,
+            self.metrics,
+            loop=self,
+            stop=self._stop,
+            tick=lambda: self._tick(),  # noqa: PLW0108 (late-bound: tests and benchmarks replace _tick)
+        )
         self._next_lag = 0.0
-        self._failures_in_row = 0
-        self._waited_failures = 0  # of those, the ones retried after a pause: they alone grow it
 
     def request_stop(self) -> None:
         """Finish the current batch, then flush, commit and leave the group (signal-safe)."""
@@ -204,17 +212,7 @@ class ScoringService:
         try:
             result = self._decide(records, first, model, after)
         except (KafkaUnavailableError, MongoUnavailableError) as exc:  # the state's restore or seed lookup
-            targets = self.ledger.rewind_targets(first)
-            if self.exactly_once and self.ledger.pending:
-                # the open transaction's batches commit first: the rewind to the group's committed
-                # offsets would read them again, and publish them a second time into it (if it fails,
-                # its own rewind reads them again, and so does this one: nothing committed is skipped)
-                failures = stats.delivery_failures
-                with self.membership.waiting():
-                    self._settle(stats, block=True)
-                if stats.delivery_failures == failures:
-                    targets = dict(first)
-            self._rewind(targets, exc, stats, from_committed=self.exactly_once)
+            self.recovery.undecided(first, exc, stats, settle=lambda: self._settle(stats, block=True))
             return
         scored_at = time.perf_counter()
         result.outputs, parked = self.poison.apply(result.outputs)
@@ -231,9 +229,7 @@ class ScoringService:
         except DeliveryError as exc:
             if isinstance(exc, FencedInstanceError):
                 raise
-            refused = self.poison.note(result.outputs, exc.failures)
-            targets = self.ledger.rewind_targets(first)
-            self._rewind(targets, exc, stats, from_committed=self.exactly_once, at_once=refused)
+            self.recovery.publish_failed(result, first, exc, stats)
             return
         if self.state is not None:
             self.state.published(result)
@@ -241,15 +237,6 @@ class ScoringService:
         self.metrics.batch_size.observe(len(records))
         self.metrics.score_seconds.observe(scored_at - started)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
-
-    def _state_changed(self, owned: int, restore: Any) -> None:
-        self.metrics.state_partitions.set(owned)
-        if restore is not None:
-            self.metrics.state_restore_seconds.observe(restore.seconds)
-            if restore.reset:
-                self.metrics.state_fresh_starts.inc()
-            if restore.dropped:
-                self.metrics.state_dropped.inc(restore.dropped)
 
     def _decide(
         self, records: list[Any], first: dict[TopicPart, int], model: ServedModel, after: dict[TopicPart, int]
@@ -264,33 +251,16 @@ class ScoringService:
         A failed delivery rewinds to the oldest unsettled offset of every partition.
         """
         settled = self.ledger.settle(block=block, max_pending=MAX_IN_FLIGHT)
-        for result in settled.acked:
-            if self.state is not None:
-                self.state.acknowledged(result)
-            self.metrics.count_batch(result, decisions=bool(self.config.decisions_topic))
-            stats.add(result)
+        self._count(settled.acked, stats)
         if settled.acked:
-            self._failures_in_row = self._waited_failures = 0
+            self.recovery.acknowledged()
             self.poison.settled(self.ledger.committable())
         if settled.error is None:
             self.commits.after_settle(bool(settled.acked), sync=sync)
             return
         if settled.acked:
             self.commits.commit(self.ledger.committable(), sync=True)
-        if isinstance(
-            settled.error, StaleMemberError | FencedInstanceError
-        ):  # a transaction's offsets refused
-            if self.state is not None:
-                self.state.rewound(to_committed=settled.rewind)  # its state changes never happened
-            self._failures_in_row += 1  # the transaction did not commit (a stop now exits 3)
-            self.membership.check(settled.error)
-            return
-        refused = False
-        for batch in settled.failed:  # remember every refused output, not only the first batch's
-            error = batch.delivery.error() if batch.delivery.done() else None
-            if isinstance(error, DeliveryError):
-                refused = self.poison.note(batch.item.outputs, error.failures) or refused
-        self._rewind(settled.rewind, settled.error, stats, from_committed=self.exactly_once, at_once=refused)
+        self.recovery.settle_failed(settled, settled.error, stats)
 
     def _settle_for_revocation(self) -> bool:
         """Partitions are being revoked (inside a poll): settle and count the batches in flight, and
@@ -300,15 +270,9 @@ class ScoringService:
         delivery rewinds the partitions that stay, at once.
         """
         settled = self.ledger.settle(block=True, max_pending=0)
-        for result in settled.acked:
-            if self.state is not None:
-                self.state.acknowledged(result)
-            self.metrics.count_batch(result, decisions=bool(self.config.decisions_topic))
-            self._stats.add(result)
+        self._count(settled.acked, self._stats)
         if settled.error is not None:
-            self._rewind(
-                settled.rewind, settled.error, self._stats, from_committed=self.exactly_once, at_once=True
-            )
+            self.recovery.rewind(settled.rewind, settled.error, self._stats, at_once=True)
         return self.commits.flush_now()
 
     def _forget(self, partitions: Sequence[TopicPart]) -> None:
@@ -318,53 +282,29 @@ class ScoringService:
         self.ledger.forget(partitions)
         self.poison.forget(list(partitions))
 
+    def _count(self, acked: list[BatchResult], stats: RunStats) -> None:
+        """Acknowledged batches count: in the state, the metrics and the run's stats."""
+        for result in acked:
+            if self.state is not None:
+                self.state.acknowledged(result)
+            self.metrics.count_batch(result, decisions=bool(self.config.decisions_topic))
+            stats.add(result)
+
     def _drain(self, stats: RunStats) -> None:
         """At shutdown: wait for every acknowledgement and commit synchronously."""
         if stats.stopped_by == "fenced":
             stats.final_commit = False
             return
-        if self._last_transaction_failed(stats):
+        if self.recovery.last_transaction_failed(stats):
             return
         try:
             self._settle(stats, block=True, sync=True)  # exactly-once: commits the open transaction
-            if self._last_transaction_failed(stats):
+            if self.recovery.last_transaction_failed(stats):
                 return
             stats.final_commit = self.commits.final()
         except Exception as exc:  # uncommitted batches are redelivered after a restart
             stats.final_commit = False
             log.error("final flush/commit failed (%r); the last batches will be redelivered", exc)
-
-    def _last_transaction_failed(self, stats: RunStats) -> bool:
-        if self.exactly_once and self._failures_in_row:  # the last transaction failed: its records are open
-            stats.final_commit, stats.final_error = False, "the last transaction did not commit"
-            log.error("stopping after a failed transaction: its records are redelivered after a restart")
-            return True
-        return False
-
-    def _rewind(self, first: dict[TopicPart, int], exc: BaseException, stats: RunStats, *,
-                from_committed: bool, at_once: bool = False) -> None:  # fmt: skip
-        """Delivery failed: nothing of the batch counts; seek back and retry.
-
-        At once when an output was refused as such (the next attempt reduces or parks it), else
-        after ``retry_backoff_s``, doubled per failure in a row up to MAX_RETRY_BACKOFF_S.
-        """
-        stats.delivery_failures += 1
-        self.metrics.count_delivery_failure(exc)
-        if self.state is not None:
-            self.state.rewound(to_committed=first if from_committed else ())
-        # the transaction was aborted: go back to what the group committed
-        target = committed_or(self.source, first) if from_committed else dict(first)
-        self._failures_in_row += 1
-        self._waited_failures += not at_once  # a burst of refused outputs must not slow the next retry
-        pause = 0.0 if at_once else self.retry_backoff_s * 2 ** min(self._waited_failures - 1, 16)
-        pause = min(pause, MAX_RETRY_BACKOFF_S)
-        where = ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(target.items()))
-        log.warning("batch not delivered (%r); rewinding %s and retrying in %.1fs", exc, where, pause)
-        self.source.seek(target)
-        resume = time.monotonic() + pause
-        while not self._stop.is_set() and (left := resume - time.monotonic()) > 0:
-            self._stop.wait(min(left, 1.0))
-            self._tick()  # /healthz stays alive, /readyz reports partitions stalled meanwhile
 
     def _shutdown(self) -> None:
         self.health.stopping = True

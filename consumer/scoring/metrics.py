@@ -21,6 +21,7 @@ from consumer.wire.dlq import DlqReason
 
 if TYPE_CHECKING:
     from consumer.scoring.batch import BatchResult
+    from consumer.scoring.state.changes import Restore
 
 __all__ = ["ConsumerMetrics"]
 
@@ -183,6 +184,16 @@ class ConsumerMetrics:
     def suppressions_loaded(self, active: int, stale: bool) -> None:
         self.suppressions_active.set(active)
         self.suppressions_stale.set(int(stale))
+
+    def state_changed(self, owned: int, restore: Restore | None) -> None:
+        """The per-item state holds ``owned`` partitions now; ``restore``: one was just restored."""
+        self.state_partitions.set(owned)
+        if restore is not None:
+            self.state_restore_seconds.observe(restore.seconds)
+            if restore.reset:
+                self.state_fresh_starts.inc()
+            if restore.dropped:
+                self.state_dropped.inc(restore.dropped)
 
     def set_model_created(self, created_at: float | None) -> None:
         """The serving model's training time (epoch seconds); None when unknown."""
