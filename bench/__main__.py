@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import Section, machine_info, render, write_json
+from bench.common import OUT_DIR, Section, machine_info, render, write_json
 
 STEPS = ("kernel", "pipeline", "latency", "hotswap", "retrain", "state")
 
@@ -76,9 +76,6 @@ def main(argv: list[str] | None = None) -> int:
         "--only", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}"
     )
     parser.add_argument("--quick", action="store_true", help="small sizes for development (not the issue's)")
-    parser.add_argument(
-        "--traceback", action="store_true", help="print a failing benchmark's stack, not one line"
-    )
     args = parser.parse_args(argv)
     steps = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in steps if s not in RUNNERS]
@@ -99,13 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         try:
             section = RUNNERS[step](args.quick, results)
-        except Exception as exc:  # report and go on with the other benchmarks
-            if args.traceback:
-                traceback.print_exc()
-            else:
-                print(
-                    f"bench: {step} failed: {type(exc).__name__}: {exc} (--traceback shows where)", flush=True
-                )
+        except Exception as exc:  # one line, the stack in a file, and go on with the other benchmarks
+            where = OUT_DIR / f"{step}.traceback.txt"
+            OUT_DIR.mkdir(parents=True, exist_ok=True)
+            where.write_text(traceback.format_exc())
+            print(f"bench: {step} failed: {type(exc).__name__}: {exc} (stack in {where})", flush=True)
             failed.append(step)
             continue
         if section is not None:

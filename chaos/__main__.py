@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -57,16 +58,20 @@ def row(r: Result) -> list[str]:
             f"{r.seconds:.0f}", "PASS" if r.ok else "FAIL"]  # fmt: skip
 
 
-def run_scenario(name: str, scenario: Scenario, ctx: Ctx, *, show_stack: bool) -> list[Result]:
-    """One scenario's results, timed; one that cannot finish is a failed guarantee, not a crash of the suite."""
+def run_scenario(name: str, scenario: Scenario, ctx: Ctx) -> list[Result]:
+    """One scenario's results, timed; one that cannot finish is a failed guarantee, not a crash of the
+    suite (its check says why in one line, its stack goes to a file under the logs)."""
     t0 = time.monotonic()
     print(f"chaos: {name} ...", flush=True)
     try:
         got = scenario(ctx)
     except Exception as exc:
-        if show_stack:
-            traceback.print_exc(file=sys.stderr)
-        got = [Result(name, "", ok=False, checks=[f"FAILED: {type(exc).__name__}: {exc}"])]
+        slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:80]
+        where = LOG_DIR / f"{ctx.prefix}-{slug}.traceback.txt"
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        where.write_text(traceback.format_exc())
+        check = f"FAILED: {type(exc).__name__}: {exc} (stack in {where.relative_to(REPO)})"
+        got = [Result(name, "", ok=False, checks=[check])]
     finally:
         ctx.stop_all()
     split_seconds(got, t0, time.monotonic())
@@ -83,11 +88,6 @@ def main(argv: list[str] | None = None) -> int:
         "mongo-kill, poison, hostile, models, control",
     )
     parser.add_argument("--keep-stack", action="store_true", help="leave the suite's stack running")
-    parser.add_argument(
-        "--traceback",
-        action="store_true",
-        help="print a failing scenario's stack (its check says why in one line)",
-    )
     args = parser.parse_args(argv)
     env = os.environ
     stack = ChaosStack(
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     try:
         for name, scenario in chosen:
-            for r in run_scenario(name, scenario, ctx, show_stack=args.traceback):
+            for r in run_scenario(name, scenario, ctx):
                 results.append(r)
                 print(r.progress(), flush=True)
     finally:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
 from chaos.common import Result, split_seconds
 
 
@@ -26,3 +31,21 @@ def test_a_row_the_scenario_timed_itself_keeps_its_seconds() -> None:
     split_seconds(rows, 0.0, 9.0)
     assert [r.seconds for r in rows] == [3.0, 4.0]
     assert rows[1].progress() == "chaos: b: PASS (4 s)"
+
+
+def test_a_scenario_that_raises_is_one_failed_line_and_its_stack_goes_to_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import chaos.__main__ as chaos_main
+
+    monkeypatch.setattr(chaos_main, "LOG_DIR", tmp_path / "logs")
+    monkeypatch.setattr(chaos_main, "REPO", tmp_path)
+    ctx = SimpleNamespace(prefix="chaos-1", stop_all=lambda: None)
+
+    def broken(_ctx: object) -> list[Result]:
+        raise RuntimeError("broker gone")
+
+    [got] = chaos_main.run_scenario("broker kill -9 [x]", broken, ctx)  # type: ignore[arg-type]
+    assert not got.ok and got.checks[0].startswith("FAILED: RuntimeError: broker gone (stack in logs/")
+    [stack] = (tmp_path / "logs").glob("chaos-1-broker-kill-9-x.traceback.txt")
+    assert "Traceback" in stack.read_text() and "Traceback" not in capsys.readouterr().err
