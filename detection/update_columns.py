@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from detection.items import EARLIEST_TIME, LATEST_TIME, MAX_ID_LENGTH, MAX_MAGNITUDE
 
-__all__ = ["FastColumns", "fast_columns"]
+__all__ = ["FastColumns", "fast_columns", "plain_ids"]
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -60,7 +60,7 @@ def fast_columns(objs: Sequence[Any], group_field: str) -> FastColumns | None:
 
     bad = np.zeros(n, np.bool_)
     ids = _column("item_id", None)
-    if not _plain_ids(ids):
+    if not plain_ids(ids):
         bad |= [not _plain_id(v) for v in ids]
     numbers = []
     for key in NUMBER_KEYS:
@@ -93,7 +93,7 @@ def _plain_id(v: Any) -> bool:
     return type(v) is str and 0 < len(v) <= MAX_ID_LENGTH and not v[0].isspace() and not v[-1].isspace()
 
 
-def _plain_ids(ids: list[Any]) -> bool:
+def plain_ids(ids: list[Any]) -> bool:
     """``_plain_id`` of every id without a Python-level loop (``strip`` = the isspace rule)."""
     try:  # strip returns an unpadded exact str as itself: one pass rejects non-str, subclasses, padding
         if not all(map(is_, map(str.strip, ids), ids)):

@@ -24,6 +24,7 @@ from detection.items import StockItem
 from detection.model import AnomalyModel, train_model
 from detection.params import ForestParams
 from detection.probe_kernel import warm_up_probe
+from detection.scan_kernel import warm_up_scan
 from detection.updates import UpdateBatch
 
 __all__ = ["kernel_cache_dir", "kernels_cached", "kernels_compiled", "scratch_models", "warm_up"]
@@ -62,6 +63,7 @@ def warm_up(model: object) -> bool:
         decisions.complete(np.arange(len(batch)))  # the pending rows' scorer too
         warm_up_episodes()  # the alert episodes' kernel (consume's alert_mode "episodes")
         warm_up_probe()  # the state tables' index probe (consumer.scoring.state.table)
+        warm_up_scan()  # the update records' scanner (consumer.scoring.update_decode)
         return True
     if isinstance(model, AnomalyModel):
         model.score(np.zeros((1, N_FEATURES)))

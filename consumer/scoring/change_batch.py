@@ -3,8 +3,9 @@
 Pure apart from the two collaborators it is handed (the :class:`StateStore` of the owned
 partitions, and optionally the inventory lookup that seeds unknown items):
 
-1. decode the records (the seed path's decoder) and parse them as partial updates
-   (:func:`detection.parse_updates`); an update that fails validation is a dead letter
+1. scan the records into columns when every one is a plain update, else decode them (the seed
+   path's decoder) and parse them as partial updates (:func:`detection.parse_updates`): the same
+   updates either way (:mod:`.update_decode`); an update that fails validation is a dead letter
    (``invalid_item``);
 2. gather each update's prior state from its partition's table; an update whose input offset is
    not after the offset its item's state was last changed by is a *replay* of an update already
@@ -35,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from consumer.ports import KafkaUnavailableError, OutputRecord, SourceRecord, TopicPart
-from consumer.scoring.batch import BatchConfig, BatchResult, dead_letters, decode_records
+from consumer.scoring.batch import BatchConfig, BatchResult, dead_letters
 from consumer.scoring.change_events import EventInputs, change_events
 from consumer.scoring.episode_batch import EpisodeContext, track_episodes
 from consumer.scoring.future_time import drop_future
@@ -47,9 +48,10 @@ from consumer.scoring.state.seeds import Seeds
 from consumer.scoring.state.store import StagedChanges, StateStore
 from consumer.scoring.state.table import ABSENT
 from consumer.scoring.state.writes import truncate_cycles, write_partition
+from consumer.scoring.update_decode import decode_updates
 from consumer.wire.context import change_input_keys
 from consumer.wire.events import UNVERSIONED, DlqReason
-from detection import ChangeDetector, parse_updates
+from detection import ChangeDetector
 
 __all__ = ["ChangeContext", "Committed", "process_change_batch", "split_replays"]
 
@@ -207,8 +209,9 @@ def process_change_batch(
     now: datetime,
 ) -> BatchResult:
     """Decide one poll batch with the change detector (see the module docstring)."""
-    objs, candidates, failures = decode_records(records, config)
-    updates, rejects = parse_updates(objs, group_field=detector.metadata.group_field)
+    objs, candidates, failures, updates, rejects = decode_updates(
+        records, config, detector.metadata.group_field
+    )
     failures += [(i, 1, candidates[i], DlqReason.INVALID_ITEM, reason) for i, reason in rejects]
     where = list(range(len(candidates)))  # candidate index of each update
     if rejects:
