@@ -19,9 +19,10 @@ from consumer.scoring.batch import BatchConfig, Failure, decode_records
 from detection import UpdateBatch, parse_updates
 from detection.update_scan import scan_updates
 
-__all__ = ["LazyObjects", "decode_updates"]
+__all__ = ["MAX_SCAN_BYTES", "LazyObjects", "decode_updates"]
 
 _VALUE: Final = attrgetter("value")
+MAX_SCAN_BYTES: Final = 1 << 23  # a batch's values are joined for the scan: beyond this, decoded one by one
 
 
 class LazyObjects(Sequence[dict[str, Any]]):
@@ -60,12 +61,8 @@ def decode_updates(
     """``(objects, candidates, failures, updates, rejects)`` as ``decode_records`` then
     ``parse_updates`` give them."""
     values: list[Any] = list(map(_VALUE, records))
-    if (
-        values
-        and None not in values
-        and min(map(len, values)) > 0
-        and max(map(len, values)) <= config.max_message_bytes
-    ):
+    sizes = list(map(len, values)) if values and None not in values else [0]
+    if min(sizes) > 0 and max(sizes) <= config.max_message_bytes and sum(sizes) <= MAX_SCAN_BYTES:
         updates = scan_updates(values, group_field)
         if updates is not None:
             return LazyObjects(records), records, [], updates, []

@@ -71,3 +71,15 @@ def test_a_batch_with_one_odd_record_takes_the_dict_path() -> None:
     objs, _, _, updates, _ = decode_updates(_records(values), CONFIG, GROUP)
     assert not isinstance(objs, LazyObjects)
     assert updates.item_ids == ["a", "b"]
+
+
+def test_a_batch_beyond_the_scan_bytes_is_decoded_one_by_one(monkeypatch: Any) -> None:
+    import consumer.scoring.update_decode as module
+
+    values = [b'{"item_id": "a", "price": 2.5}', b'{"item_id": "b"}']
+    monkeypatch.setattr(module, "MAX_SCAN_BYTES", len(values[0]) + len(values[1]) - 1)
+    objs, _, _, updates, _ = decode_updates(_records(values), CONFIG, GROUP)
+    assert not isinstance(objs, LazyObjects)
+    assert updates.item_ids == ["a", "b"]
+    monkeypatch.setattr(module, "MAX_SCAN_BYTES", len(values[0]) + len(values[1]))
+    assert isinstance(decode_updates(_records(values), CONFIG, GROUP)[0], LazyObjects)
