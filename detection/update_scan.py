@@ -27,11 +27,11 @@ def scan_updates(values: Sequence[bytes], group_field: str) -> UpdateBatch | Non
     """The updates of JSON record ``values`` (see the module docstring), or None."""
     from detection.scan_kernel import FIELD_KEYS, joined_spans, scan_records  # numba loads on first use
 
-    if not values or group_field in FIELD_KEYS or not _plain_key(group_field):
+    plain = values and group_field not in FIELD_KEYS and _plain_key(group_field)
+    joined = _joined(values) if plain else None
+    if joined is None:
         return None
-    buf = np.frombuffer(b"".join(values), np.uint8)
-    starts = np.zeros(len(values) + 1, np.int64)
-    np.cumsum(np.fromiter(map(len, values), np.int64, count=len(values)), out=starts[1:])
+    buf, starts = joined
     found = scan_records(buf, starts, group_field.encode())
     if found is None:
         return None
@@ -48,6 +48,19 @@ def scan_updates(values: Sequence[bytes], group_field: str) -> UpdateBatch | Non
     stock, min_, max_, price = (np.ascontiguousarray(numbers[:, k]) for k in range(4))
     return UpdateBatch(ids, stock, min_, max_, price, np.ascontiguousarray(times),
                        _texts(buf, spans[:, 2]), _texts(buf, spans[:, 1]))  # fmt: skip
+
+
+def _joined(values: Sequence[bytes]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]] | None:
+    """The values in one buffer and where each starts (and the last ends); None when a value is not
+    bytes-like (a ``str``: orjson reads it) or its ``len`` is not its size in bytes (a memoryview of
+    wider items: the records' bounds would not be the values')."""
+    try:
+        buf = np.frombuffer(b"".join(values), np.uint8)
+    except TypeError:
+        return None
+    starts = np.zeros(len(values) + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, values), np.int64, count=len(values)), out=starts[1:])
+    return (buf, starts) if starts[-1] == buf.size else None
 
 
 def _texts(buf: npt.NDArray[np.uint8], spans: npt.NDArray[np.int64]) -> list[str | None]:
