@@ -44,6 +44,8 @@ class LazyObjects(Sequence[dict[str, Any]]):
     def __getitem__(self, i: int | slice) -> dict[str, Any] | Sequence[dict[str, Any]]:
         if isinstance(i, slice):
             return [self[k] for k in range(len(self))[i]]
+        if i < 0:
+            i += len(self._records)  # one cache key per record
         obj = self._done.get(i)
         if obj is None:
             obj = self._done[i] = orjson.loads(self._records[i].value)  # type: ignore[arg-type]

@@ -62,6 +62,7 @@ def test_a_plain_batch_is_scanned_and_its_objects_decoded_when_asked() -> None:
     assert objs[1] == {"item_id": "i1", "price": 2.5, "colour": "red"}
     assert objs[1] is objs[1]  # decoded once
     assert objs[-1]["item_id"] == "i2"
+    assert objs[-1] is objs[2]
     assert [o["item_id"] for o in objs[:2]] == ["i0", "i1"]
     assert len(objs) == 3
 
