@@ -53,6 +53,7 @@ rules-check:
 	cd deploy/prometheus && $$promtool test rules alerts_test.yml
 
 demo: stack-up
+	$(VENV)/bin/python -m detection.warmup  # compile numba's kernels once: a cold consumer would miss step 4's watch
 	$(VENV)/bin/python -m scripts.demo
 
 bench: venv
