@@ -13,6 +13,7 @@ division is the correctly rounded value of the decimal, as orjson's parser gives
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +25,7 @@ __all__ = ["FIELD_KEYS", "N_NUMBERS", "joined_spans", "scan_records", "warm_up_s
 FIELD_KEYS = ("stock_quantity", "min_stock_level", "max_stock_level", "price", "occurred_at",
               "item_id", "event_id", "<group>", "min_stock", "max_stock")  # fmt: skip
 N_NUMBERS = 5
-_ITEM, _EVENT, _GROUP, _REFUSED = 5, 6, 7, 8
+_ITEM, _GROUP, _REFUSED = 5, 7, 8  # the texts: item id, event id, group
 _MAX_DIGITS = 15
 _POW10 = np.array([10.0**k for k in range(_MAX_DIGITS + 1)])  # exact doubles
 
@@ -92,7 +93,7 @@ def _number(buf, i, e, pow10):  # type: ignore[no-untyped-def]  # noqa: ANN001, 
             digits += 1
             k += 1
             i += 1
-    if digits > 15 or (i < e and (buf[i] == 101 or buf[i] == 69)):  # long or with exponent: orjson's
+    if digits > _MAX_DIGITS or (i < e and (buf[i] == 101 or buf[i] == 69)):  # long or with exponent: orjson's
         return i, 0.0, False
     if not fraction:
         return i, float(-m if neg else m), True  # an int: -0 is 0
@@ -200,22 +201,28 @@ def _join(buf, spans):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
     return out
 
 
+_WORDS = tuple(np.frombuffer(w, np.uint8) for w in (b"null", b"true", b"false"))
+
+
+@lru_cache(maxsize=8)  # one group field per detector: built once, not per batch
+def _key_table(group_key: bytes) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64]]:
+    """The field keys' bytes end to end and where each starts (the group's at ``_GROUP``)."""
+    keys = [k.encode() for k in FIELD_KEYS]
+    keys[_GROUP] = group_key or b"\xff"  # no group field: a key no plain record holds
+    return np.frombuffer(b"".join(keys), np.uint8), np.cumsum([0, *map(len, keys)]).astype(np.int64)
+
+
 def scan_records(
     buf: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], group_key: bytes
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]] | None:
     """``(numbers, texts)`` of the records ``buf[starts[r]:starts[r+1]]``, or None when one is not a
     plain update: ``numbers[r]`` = stock, min, max, price, occurred_at (NaN: absent or null);
     ``texts[r]`` = (start, end) of the item id, event id and group in ``buf`` (-1: absent or null)."""
-    keys = [k.encode() for k in FIELD_KEYS]
-    keys[_GROUP] = group_key or b"\xff"  # no group field: a key no plain record holds
     n = starts.size - 1
     numbers = np.full((n, N_NUMBERS), np.nan)
     texts = np.full((n, 3, 2), -1, np.int64)
-    key_starts = np.cumsum([0, *map(len, keys)]).astype(np.int64)
-    table = np.frombuffer(b"".join(keys), np.uint8)
-    words = (np.frombuffer(w, np.uint8) for w in (b"null", b"true", b"false"))
     kernel: Callable[..., int] = _scan  # numba's Dispatcher types no kernel's arguments
-    if kernel(buf, starts, table, key_starts, _POW10, *words, numbers, texts) >= 0:
+    if kernel(buf, starts, *_key_table(group_key), _POW10, *_WORDS, numbers, texts) >= 0:
         return None
     return numbers, texts
 

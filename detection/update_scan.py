@@ -25,7 +25,7 @@ __all__ = ["scan_updates"]
 
 def scan_updates(values: Sequence[bytes], group_field: str) -> UpdateBatch | None:
     """The updates of JSON record ``values`` (see the module docstring), or None."""
-    from detection.scan_kernel import FIELD_KEYS, joined_spans, scan_records  # numba loads on first use
+    from detection.scan_kernel import FIELD_KEYS, scan_records  # numba loads on first use
 
     plain = values and group_field not in FIELD_KEYS and _plain_key(group_field)
     joined = _joined(values) if plain else None
@@ -36,7 +36,7 @@ def scan_updates(values: Sequence[bytes], group_field: str) -> UpdateBatch | Non
     if found is None:
         return None
     numbers, spans = found
-    ids = joined_spans(buf, spans[:, 0]).decode("ascii").split("\x00")  # the scan found every record's
+    ids = _split(buf, spans[:, 0])  # the scan found every record's
     if not plain_ids(ids):
         return None
     levels = numbers[:, :4]
@@ -65,16 +65,21 @@ def _joined(values: Sequence[bytes]) -> tuple[npt.NDArray[np.uint8], npt.NDArray
 
 def _texts(buf: npt.NDArray[np.uint8], spans: npt.NDArray[np.int64]) -> list[str | None]:
     """The text of each span (start, end) of ``buf``; None where absent or null (start -1)."""
-    from detection.scan_kernel import joined_spans
-
     absent = spans[:, 0] < 0
     if absent.all():  # a field the batch does not carry (often the group)
         return [None] * len(spans)
-    said: list[str | None] = list(joined_spans(buf, spans).decode("ascii").split("\x00"))
+    said: list[str | None] = list(_split(buf, spans))
     if absent.any():
         for r in np.flatnonzero(absent).tolist():
             said[r] = None
     return said
+
+
+def _split(buf: npt.NDArray[np.uint8], spans: npt.NDArray[np.int64]) -> list[str]:
+    """The text of each span (start, end) of ``buf`` ("" where absent): ASCII, as the scan vouched."""
+    from detection.scan_kernel import joined_spans
+
+    return joined_spans(buf, spans).decode("ascii").split("\x00")
 
 
 def _plain_key(key: str) -> bool:

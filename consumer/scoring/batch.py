@@ -175,10 +175,19 @@ _VALUE: Final = attrgetter("value")
 Failure = tuple[int, int, SourceRecord, DlqReason, str]  # (candidates before it, 0|1, record, reason, error)
 
 
-def _decode_plain(records: Sequence[SourceRecord], max_bytes: int) -> list[dict[str, Any]] | None:
-    """The decoded objects when every value is non-empty, within ``max_bytes`` and a JSON object."""
+def plain_values(records: Sequence[SourceRecord], max_bytes: int) -> list[Any] | None:
+    """The records' values when every one is non-empty and within ``max_bytes`` (the batch fast paths'
+    precondition: no record of it is a dead letter for its size or emptiness)."""
     values: list[Any] = list(map(_VALUE, records))
     if not values or None in values or not min(map(len, values)) > 0 or max(map(len, values)) > max_bytes:
+        return None
+    return values
+
+
+def _decode_plain(records: Sequence[SourceRecord], max_bytes: int) -> list[dict[str, Any]] | None:
+    """The decoded objects when every value is non-empty, within ``max_bytes`` and a JSON object."""
+    values = plain_values(records, max_bytes)
+    if values is None:
         return None
     try:
         objs: list[Any] = list(map(orjson.loads, values))

@@ -8,20 +8,18 @@ Any other batch is decoded record by record and parsed as before; both give the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from operator import attrgetter
+from collections.abc import Sequence
 from typing import Any, Final, overload
 
 import orjson
 
 from consumer.ports import SourceRecord
-from consumer.scoring.batch import BatchConfig, Failure, decode_records
+from consumer.scoring.batch import BatchConfig, Failure, decode_records, plain_values
 from detection import UpdateBatch, parse_updates
 from detection.update_scan import scan_updates
 
 __all__ = ["MAX_SCAN_BYTES", "LazyObjects", "decode_updates"]
 
-_VALUE: Final = attrgetter("value")
 MAX_SCAN_BYTES: Final = 1 << 23  # a batch's values are joined for the scan: beyond this, decoded one by one
 
 
@@ -51,9 +49,6 @@ class LazyObjects(Sequence[dict[str, Any]]):
             obj = self._done[i] = orjson.loads(self._records[i].value)  # type: ignore[arg-type]
         return obj
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        return (self[k] for k in range(len(self)))
-
 
 def decode_updates(
     records: Sequence[SourceRecord], config: BatchConfig, group_field: str
@@ -62,9 +57,8 @@ def decode_updates(
 ]:
     """``(objects, candidates, failures, updates, rejects)`` as ``decode_records`` then
     ``parse_updates`` give them."""
-    values: list[Any] = list(map(_VALUE, records))
-    sizes = list(map(len, values)) if values and None not in values else [0]
-    if min(sizes) > 0 and max(sizes) <= config.max_message_bytes and sum(sizes) <= MAX_SCAN_BYTES:
+    values = plain_values(records, config.max_message_bytes)
+    if values is not None and sum(map(len, values)) <= MAX_SCAN_BYTES:
         updates = scan_updates(values, group_field)
         if updates is not None:
             return LazyObjects(records), records, [], updates, []
