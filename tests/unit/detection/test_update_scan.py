@@ -100,7 +100,7 @@ def _assert_equal(got: UpdateBatch, want: UpdateBatch) -> None:
         assert _same(getattr(got, name), getattr(want, name)), name
 
 
-def _reference(values: list[bytes]) -> UpdateBatch | None:
+def reference(values: list[bytes], group: str = GROUP) -> UpdateBatch | None:
     """What the dict path gives, or None when it decodes or parses any value differently."""
     try:
         objs = [orjson.loads(v) for v in values]
@@ -108,7 +108,7 @@ def _reference(values: list[bytes]) -> UpdateBatch | None:
         return None
     if not all(type(o) is dict for o in objs):
         return None
-    updates, rejects = parse_updates(objs, group_field=GROUP)
+    updates, rejects = parse_updates(objs, group_field=group)
     return None if rejects else updates
 
 
@@ -118,7 +118,7 @@ def test_an_answer_is_the_dict_paths_answer(values: list[bytes]) -> None:
     got = scan_updates(values, GROUP)
     if got is None:
         return
-    want = _reference(values)
+    want = reference(values)
     assert want is not None, values
     _assert_equal(got, want)
 
@@ -127,7 +127,7 @@ def test_an_answer_is_the_dict_paths_answer(values: list[bytes]) -> None:
 @given(st.lists(plain_record(), min_size=1, max_size=8))
 def test_plain_records_are_scanned(values: list[bytes]) -> None:
     got = scan_updates(values, GROUP)
-    want = _reference(values)
+    want = reference(values)
     if want is None:  # a level beyond the magnitude limit, say: the row parser's case
         return
     assert got is not None, values

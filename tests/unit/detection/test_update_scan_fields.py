@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import json
 
-import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detection.scan_kernel import FIELD_KEYS
 from detection.update_scan import scan_updates
-from detection.updates import UpdateBatch, parse_updates
-from tests.unit.detection.test_update_scan import _assert_equal, decimal, plain_id, plain_text
+from tests.unit.detection.test_update_scan import _assert_equal, decimal, plain_id, plain_text, reference
 
 PLAIN_GROUPS = ["", "category", "sku", "_id", "Category", "cat egory", "a:b", "{", "x\x7f", "g"]
 ODD_GROUPS = ["\u00e9tag\u00e8re", 'q"t', "b\\s", "\t", "price", "min_stock", "item_id", "event_id",
@@ -29,18 +27,6 @@ ODD_GROUPS = ["\u00e9tag\u00e8re", 'q"t', "b\\s", "\t", "price", "min_stock", "i
 KEYS = ["item_id", "sku", "_id", "event_id", "occurred_at", "price", "", *PLAIN_GROUPS[1:], *ODD_GROUPS[:4]]
 text_value = st.one_of(plain_text.map(json.dumps), st.just("null"))
 any_value = st.one_of(text_value, decimal, st.sampled_from(["true", "false", "7", "-0", "1e2", "{}"]))
-
-
-def _reference(values: list[bytes], group: str) -> UpdateBatch | None:
-    """What the dict path gives, or None when it decodes or parses any value differently."""
-    try:
-        objs = [orjson.loads(v) for v in values]
-    except orjson.JSONDecodeError:
-        return None
-    if not all(type(o) is dict for o in objs):
-        return None
-    updates, rejects = parse_updates(objs, group_field=group)
-    return None if rejects else updates
 
 
 @st.composite
@@ -80,7 +66,7 @@ def test_an_answer_is_the_dict_paths_answer_whatever_the_group_field(data: st.Da
     got = scan_updates(values, group)
     if got is None:
         return
-    want = _reference(values, group)
+    want = reference(values, group)
     assert want is not None, (values, group)
     _assert_equal(got, want)
 
@@ -89,7 +75,7 @@ def test_an_answer_is_the_dict_paths_answer_whatever_the_group_field(data: st.Da
 @given(st.data(), st.sampled_from(PLAIN_GROUPS))
 def test_plain_records_are_scanned_whatever_plain_group_field(data: st.DataObject, group: str) -> None:
     values = data.draw(st.lists(record(group, plain=True), min_size=1, max_size=5))
-    want = _reference(values, group)
+    want = reference(values, group)
     assert want is not None, values
     got = scan_updates(values, group)
     assert got is not None, (values, group)
